@@ -1,0 +1,88 @@
+/** `duaf eval`: full-ranking metrics of a trained run, with an optional CI expectation check. */
+import { CheckFailed, DataError, UsageError } from "../../core/errors.ts";
+import { activateBackend, evaluateRun, openRun } from "../../core/train/run.ts";
+import type { Command } from "../command.ts";
+import { choiceFlag, emitJson, listFlag, numberFlag, parseFlags } from "../flags.ts";
+import { StderrProgress } from "../progress.ts";
+
+const usage = `usage: duaf eval RUN [options]
+
+Ranks every item for each user's held-out item (leave-one-out) and reports NDCG, MRR, HR and
+Recall at each K.
+
+options:
+  --split valid|test   which held-out item (default test)
+  --k 5,10,20          cut-offs (default 5,10,20)
+  --mask-seen          exclude items the user already interacted with from the ranking
+  --dataset DIR        dataset location if it moved (must be the same artifact)
+  --expect FILE        JSON of expected metrics; exit 1 if any differs by more than --tol
+  --tol X              absolute tolerance for --expect (default 1e-6)
+  --backend NAME       auto | cuda | native | wasm | js
+  --runtime engine|ort run the engine (default) or the exported ONNX graph
+  --json               (default) one JSON object on stdout
+  --quiet              no progress output`;
+
+export const evalCommand: Command = {
+  name: "eval",
+  summary: "full-ranking NDCG/MRR/HR/Recall of a trained run",
+  usage,
+  async run(args) {
+    const { values, positionals } = parseFlags("eval", args, {
+      split: { type: "string" },
+      k: { type: "string" },
+      "mask-seen": { type: "boolean" },
+      dataset: { type: "string" },
+      expect: { type: "string" },
+      tol: { type: "string" },
+      backend: { type: "string" },
+      runtime: { type: "string" },
+      json: { type: "boolean" },
+      quiet: { type: "boolean" },
+    }, true);
+    const dir = positionals[0];
+    if (!dir) throw new UsageError("RUN is required (see duaf help eval)");
+    const split = choiceFlag("split", values.split, ["valid", "test"] as const) ?? "test";
+    const ks = (listFlag(values.k) ?? ["5", "10", "20"]).map((k) => {
+      const n = Number(k);
+      if (!Number.isInteger(n) || n <= 0) {
+        throw new UsageError(`--k: '${k}' is not a positive integer`);
+      }
+      return n;
+    });
+    const tol = numberFlag("tol", values.tol) ?? 1e-6;
+    const runtime = choiceFlag("runtime", values.runtime, ["engine", "ort"] as const) ?? "engine";
+    if (runtime === "ort") {
+      throw new UsageError("--runtime ort: export the run first with duaf export");
+    }
+    const progress = new StderrProgress({ quiet: values.quiet });
+    const { backend } = await activateBackend(values.backend);
+    progress.log(`backend: ${backend.name}`);
+    const run = await openRun(dir, progress, values.dataset);
+    const result = evaluateRun(run, {
+      split,
+      ks,
+      maskSeen: Boolean(values["mask-seen"]),
+      progress,
+    });
+    const report = { run: dir, model: run.manifest.config.model, ...result };
+    emitJson(report);
+    if (values.expect) {
+      let expected: Record<string, number>;
+      try {
+        const raw = JSON.parse(await Deno.readTextFile(values.expect));
+        expected = raw.metrics ?? raw;
+      } catch {
+        throw new DataError(values.expect, null, null, "expected a JSON object of metrics");
+      }
+      const bad: string[] = [];
+      for (const [name, want] of Object.entries(expected)) {
+        const got = result.metrics[name];
+        if (got === undefined) bad.push(`${name} not computed`);
+        else if (Math.abs(got - want) > tol) bad.push(`${name} ${got} vs expected ${want}`);
+      }
+      if (bad.length) throw new CheckFailed(`metrics differ beyond ${tol}: ${bad.join("; ")}`);
+      progress.log(`expectations met (${Object.keys(expected).length} metrics within ${tol})`);
+    }
+    return 0;
+  },
+};

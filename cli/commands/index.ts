@@ -1,0 +1,15 @@
+/** The subcommand table. Each command lives in its own module under cli/commands/. */
+import type { Command } from "../command.ts";
+import { inspectCommand } from "./inspect.ts";
+import { preprocessCommand } from "./preprocess.ts";
+import { trainCommand } from "./train.ts";
+import { evalCommand } from "./eval.ts";
+import { recommendCommand } from "./recommend.ts";
+
+export const commands: Command[] = [
+  preprocessCommand,
+  inspectCommand,
+  trainCommand,
+  evalCommand,
+  recommendCommand,
+];

@@ -1,0 +1,117 @@
+/** `duaf train`: train a model on a dataset artifact into a run directory. */
+import { resolveConfig } from "../../core/config.ts";
+import { DataError, UsageError } from "../../core/errors.ts";
+import { activateBackend, runTraining } from "../../core/train/run.ts";
+import type { Command } from "../command.ts";
+import { emitJson, parseFlags } from "../flags.ts";
+import { StderrProgress } from "../progress.ts";
+
+const usage = `usage: duaf train DATASET --out RUN [options]
+       duaf train --resume RUN [options]
+
+Trains a sequential recommender on a dataset made by 'duaf preprocess'. Validation (full ranking,
+leave-one-out) runs after each epoch; the best model by --metric is kept (early stopping).
+
+options:
+  --model NAME         duafmat | sasrec | gru4rec | fdsa | pop        (default sasrec)
+  --config FILE        JSON object of config keys (see docs/config.md)
+  --set KEY=VALUE      override one config key, repeatable (e.g. --set lr=0.003 --set duafmat.experts=6)
+  --out RUN            run directory to create
+  --resume RUN         continue an interrupted run
+  --backend NAME       auto | cuda | native | wasm | js   (or DUAF_BACKEND)
+  --quiet              no progress output
+
+stdout: one JSON object with the run's outcome, best epoch and test metrics.
+SIGINT (Ctrl-C) saves a resumable checkpoint and exits 130.`;
+
+async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    throw new UsageError(`--config ${path}: cannot read file`);
+  }
+  try {
+    const v = JSON.parse(text);
+    if (!v || typeof v !== "object" || Array.isArray(v)) throw new Error();
+    return v;
+  } catch {
+    throw new DataError(path, null, null, "expected a JSON object");
+  }
+}
+
+export const trainCommand: Command = {
+  name: "train",
+  summary: "train DuAF-MAT or a baseline; writes a run directory",
+  usage,
+  async run(args) {
+    const { values, positionals } = parseFlags("train", args, {
+      model: { type: "string" },
+      config: { type: "string" },
+      set: { type: "string", multiple: true },
+      out: { type: "string" },
+      resume: { type: "string" },
+      backend: { type: "string" },
+      quiet: { type: "boolean" },
+    }, true);
+    const progress = new StderrProgress({ quiet: values.quiet });
+    const resume = values.resume;
+    const out = resume ?? values.out;
+    let dataset = positionals[0];
+    if (!out) throw new UsageError("--out RUN is required (see duaf help train)");
+    if (!resume && !dataset) throw new UsageError("DATASET is required (see duaf help train)");
+    const overrides = [...(values.set ?? [])];
+    if (values.model) overrides.unshift(`model=${values.model}`);
+    const fileCfg = values.config ? await readConfigFile(values.config) : null;
+    const config = resolveConfig(fileCfg, overrides, values.config ?? "config");
+    if (resume) {
+      const { readRunManifest } = await import("../../core/train/run_dir.ts");
+      dataset ??= (await readRunManifest(resume)).dataset.dir;
+    }
+    const { backend, skipped } = await activateBackend(values.backend);
+    progress.log(
+      `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
+    );
+    let stopRequested = false;
+    const onSigint = () => {
+      if (stopRequested) Deno.exit(130);
+      stopRequested = true;
+      progress.log(
+        "interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)",
+      );
+    };
+    Deno.addSignalListener("SIGINT", onSigint);
+    try {
+      const { manifest, outcome } = await runTraining({
+        dataset: dataset!,
+        out,
+        config,
+        resume: Boolean(resume),
+        progress,
+        backendName: backend.name,
+        shouldStop: () => stopRequested,
+        onEpoch: (r) => {
+          const loss = Object.entries(r.loss).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(", ");
+          const valid = Object.entries(r.valid).filter(([k]) => k.endsWith("@10"))
+            .map(([k, v]) => `${k} ${v.toFixed(4)}`).join(", ");
+          progress.log(`epoch ${r.epoch}: ${r.seconds.toFixed(1)} s, ${loss}; valid ${valid}`);
+        },
+      });
+      emitJson({
+        run: out,
+        status: manifest.status,
+        stopped: outcome.stopped,
+        model: manifest.config.model,
+        backend: manifest.backend,
+        epochs: manifest.history.length,
+        bestEpoch: manifest.bestEpoch,
+        bestValid: manifest.bestMetric,
+        test: manifest.test,
+        seconds: Number(manifest.seconds.toFixed(2)),
+      });
+      return outcome.stopped === "interrupted" ? 130 : 0;
+    } finally {
+      Deno.removeSignalListener("SIGINT", onSigint);
+    }
+  },
+};

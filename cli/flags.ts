@@ -1,0 +1,62 @@
+/** Flag parsing for the data commands: node:util parseArgs with one-line UsageErrors. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "../core/errors.ts";
+
+export type Flags = NonNullable<ParseArgsConfig["options"]>;
+
+export function parseFlags<T extends Flags>(
+  command: string,
+  args: string[],
+  options: T,
+  positionals = false,
+) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: positionals });
+  } catch (e) {
+    const msg = (e as Error).message.split("\n")[0].replace(/\. To specify a positional.*$/, "");
+    throw new UsageError(`${msg} (see duaf ${command} --help)`);
+  }
+}
+
+/** A non-negative integer flag value, or undefined when the flag was not given. */
+export function intFlag(name: string, v: string | undefined, min = 0): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v.trim()) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
+    throw new UsageError(`--${name}: expected an integer >= ${min}, got '${v}'`);
+  }
+  return Number(v);
+}
+
+/** One of the allowed words, or undefined when the flag was not given. */
+export function choiceFlag<T extends string>(
+  name: string,
+  v: string | undefined,
+  allowed: readonly T[],
+): T | undefined {
+  if (v === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new UsageError(`--${name}: expected one of ${allowed.join(", ")}, got '${v}'`);
+  }
+  return v as T;
+}
+
+/** Comma-separated list, empty entries dropped. */
+export function listFlag(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  return v.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+/** A finite number flag value, or undefined when the flag was not given. */
+export function numberFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) {
+    throw new UsageError(`--${name}: expected a number, got '${v}'`);
+  }
+  return n;
+}
+
+/** Writes one JSON value as a line on stdout (the pipeline-facing output). */
+export function emitJson(value: unknown): void {
+  console.log(JSON.stringify(value));
+}

@@ -1,0 +1,233 @@
+/**
+ * The one fixed op interface every compute backend implements (js, wasm, native, cuda).
+ *
+ * Backends know nothing about shapes beyond what a kernel call states, nothing about autograd and
+ * nothing about models: the tape in core/autograd.ts composes these kernels into forward and
+ * backward passes. All float tensors are float32 at the interface (a backend may compute in
+ * float64, as the js reference does for gradient checks); index tensors are int32.
+ *
+ * Every size and offset below is in ELEMENTS, not bytes. Storage is opaque: only the backend that
+ * allocated it may read it. Kernels write their whole output unless documented as accumulating.
+ */
+
+export type DType = "f32" | "i32";
+
+/** Opaque handle to backend memory. */
+export interface Storage {
+  readonly size: number;
+  readonly dtype: DType;
+}
+
+export type UnaryOp =
+  | "neg"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "tanh"
+  | "sigmoid"
+  | "gelu" // exact erf form, as torch.nn.functional.gelu and RecBole use
+  | "relu"
+  | "leaky_relu" // alpha = negative slope
+  | "softplus"
+  | "sin"
+  | "cos"
+  | "abs"
+  | "square"
+  | "scale" // y = alpha * x
+  | "add_scalar" // y = x + alpha
+  | "pow_scalar"; // y = x ** alpha (x > 0 or integer alpha)
+
+export type BinaryOp = "add" | "sub" | "mul" | "div";
+
+/**
+ * Batched strided GEMM, row-major:
+ *   C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b]   for b in [0, batch)
+ * op(A) is M x K; A[b] starts at aOffset + b * strideA and is stored M x K (lda = K) when
+ * transA is false, K x M (lda = M) when true. Likewise B is K x N (ldb = N) or N x K (ldb = K).
+ * C[b] starts at cOffset + b * strideC, stored M x N (ldc = N). strideA or strideB may be 0 to
+ * reuse one matrix across the batch. beta is 0 (overwrite) or 1 (accumulate).
+ */
+export interface GemmArgs {
+  a: Storage;
+  b: Storage;
+  c: Storage;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  batch: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+  aOffset: number;
+  bOffset: number;
+  cOffset: number;
+  alpha: number;
+  beta: 0 | 1;
+}
+
+/** Adam / AdamW update of one parameter, in place on p, m, v. */
+export interface AdamArgs {
+  p: Storage;
+  g: Storage;
+  m: Storage;
+  v: Storage;
+  n: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** true: AdamW (decoupled decay p -= lr*wd*p); false: L2 added to the gradient (torch Adam). */
+  decoupled: boolean;
+  /** 1 - beta1^t and 1 - beta2^t, computed by the optimizer. */
+  biasCorrection1: number;
+  biasCorrection2: number;
+}
+
+export interface Backend {
+  readonly name: string;
+
+  // ---- memory -------------------------------------------------------------------------------
+  alloc(size: number, dtype: DType): Storage;
+  /** Copies host data into new storage. */
+  upload(data: Float32Array | Int32Array, dtype: DType): Storage;
+  /** Copies storage [offset, offset+size) to the host (float32 for f32, int32 for i32). */
+  download(s: Storage, offset?: number, size?: number): Float32Array | Int32Array;
+  free(s: Storage): void;
+  fill(s: Storage, value: number, offset?: number, size?: number): void;
+  /**
+   * 2-D strided copy: for r in [0,rows): dst[dstOffset + r*dstStride + c] = src[srcOffset +
+   * r*srcStride + c] for c in [0,cols). With accumulate, += instead of =. Serves slice, concat and
+   * their gradients.
+   */
+  copy2d(
+    src: Storage,
+    srcOffset: number,
+    srcStride: number,
+    dst: Storage,
+    dstOffset: number,
+    dstStride: number,
+    rows: number,
+    cols: number,
+    accumulate: boolean,
+  ): void;
+
+  // ---- dense math ---------------------------------------------------------------------------
+  gemm(args: GemmArgs): void;
+
+  // ---- elementwise --------------------------------------------------------------------------
+  /** out[i] = f(x[i]) for i < n. */
+  unary(op: UnaryOp, x: Storage, out: Storage, n: number, alpha: number): void;
+  /** out[i] = g[i] * f'(x[i]) (y = f(x) is given too, for ops whose derivative is cheaper in y). */
+  unaryGrad(
+    op: UnaryOp,
+    x: Storage,
+    y: Storage,
+    g: Storage,
+    out: Storage,
+    n: number,
+    alpha: number,
+  ): void;
+  /**
+   * Broadcasting binary op over an output of `shape` (rank <= 6). aStrides/bStrides are element
+   * strides of the inputs laid over the output shape (0 on broadcast dims). out is contiguous.
+   */
+  binary(
+    op: BinaryOp,
+    a: Storage,
+    aStrides: readonly number[],
+    b: Storage,
+    bStrides: readonly number[],
+    out: Storage,
+    shape: readonly number[],
+  ): void;
+  /**
+   * Sum reduction: x is contiguous with `shape` (rank <= 6); out[Σ idx_d * outStrides[d]] +=
+   * x[idx]. outStrides is 0 on reduced dims. out is zeroed by the kernel first unless accumulate.
+   */
+  reduceSum(
+    x: Storage,
+    shape: readonly number[],
+    out: Storage,
+    outStrides: readonly number[],
+    outSize: number,
+    accumulate: boolean,
+  ): void;
+  /** out[i] += alpha * x[i] for i < n (gradient accumulation, SGD-like updates). */
+  axpy(x: Storage, out: Storage, n: number, alpha: number): void;
+  /** Σ x[i]^2 over i < n, returned to the host (gradient-norm clipping). */
+  sumSquares(x: Storage, n: number): number;
+  /** out[i] = x[i] * perm[...] : general transpose of a contiguous tensor (rank <= 6). */
+  permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): void;
+
+  // ---- row-wise (last axis) -----------------------------------------------------------------
+  /** Softmax (or log-softmax) over each row of cols elements. */
+  softmax(x: Storage, out: Storage, rows: number, cols: number, log: boolean): void;
+  /** Gradient of softmax / log-softmax given the forward output y and upstream g. */
+  softmaxGrad(
+    y: Storage,
+    g: Storage,
+    out: Storage,
+    rows: number,
+    cols: number,
+    log: boolean,
+  ): void;
+  /** LayerNorm over rows; writes out, and mean/rstd (rows each) for the backward pass. */
+  layerNorm(
+    x: Storage,
+    gamma: Storage,
+    beta: Storage,
+    out: Storage,
+    mean: Storage,
+    rstd: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  /** dx (overwritten); dgamma, dbeta accumulated (+=). */
+  layerNormGrad(
+    x: Storage,
+    gamma: Storage,
+    mean: Storage,
+    rstd: Storage,
+    g: Storage,
+    dx: Storage,
+    dgamma: Storage,
+    dbeta: Storage,
+    rows: number,
+    cols: number,
+  ): void;
+
+  // ---- indexing -----------------------------------------------------------------------------
+  /** out[i, :] = table[idx[i], :] for i < n, rows of dim elements. */
+  gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void;
+  /** out[idx[i], :] += g[i, :] (out is not zeroed). */
+  scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void;
+  /** out[r] = x[r, idx[r]] for r < rows (x is rows x cols). */
+  pick(x: Storage, idx: Storage, out: Storage, rows: number, cols: number): void;
+  /** out[r, idx[r]] += g[r] (out is not zeroed). */
+  pickGrad(g: Storage, idx: Storage, out: Storage, rows: number, cols: number): void;
+
+  // ---- randomness ---------------------------------------------------------------------------
+  /**
+   * Dropout mask: out[i] = (u(seed, i) >= p) ? 1/(1-p) : 0 where u is the counter-based uniform
+   * of core/random.ts (hashUniform), so every backend draws the same mask for the same seed.
+   */
+  dropoutMask(out: Storage, n: number, p: number, seed: number): void;
+
+  // ---- optimizer ----------------------------------------------------------------------------
+  adam(args: AdamArgs): void;
+
+  /** Wait until queued work is done (no-op for synchronous backends). */
+  sync(): void;
+}
+
+/** Registry entry: higher priority wins when no backend is named. */
+export interface BackendFactory {
+  name: string;
+  priority: number;
+  /** Returns a ready backend, or a reason it cannot run on this machine. */
+  create(): Promise<Backend | { unavailable: string }>;
+}

@@ -1,0 +1,623 @@
+/**
+ * The `cuda` backend: every Backend op runs on the GPU through libduaf_cuda.so (ffi/cuda/shim.cu),
+ * a small C shim over cuBLAS and hand-written kernels. Tensors stay in device memory for the whole
+ * training step; upload and download are the only host copies.
+ *
+ * Storage handles hold a device pointer from the shim's caching pool. Element offsets are turned
+ * into byte-advanced pointers here, and every call is bounds-checked here first, because a kernel
+ * writing past a block corrupts device memory silently.
+ */
+import { fileURLToPath } from "node:url";
+import type {
+  AdamArgs,
+  Backend,
+  BackendFactory,
+  BinaryOp,
+  DType,
+  GemmArgs,
+  Storage,
+  UnaryOp,
+} from "../backend.ts";
+
+/** Priority in the registry: above native (30), wasm (20) and js (0). */
+export const CUDA_PRIORITY = 40;
+
+/** UnaryOp codes; the order matches the DUAF_NEG... enum in ffi/cuda/duaf_cuda.h. */
+export const UNARY_CODES: Readonly<Record<UnaryOp, number>> = {
+  neg: 0,
+  exp: 1,
+  log: 2,
+  sqrt: 3,
+  tanh: 4,
+  sigmoid: 5,
+  gelu: 6,
+  relu: 7,
+  leaky_relu: 8,
+  softplus: 9,
+  sin: 10,
+  cos: 11,
+  abs: 12,
+  square: 13,
+  scale: 14,
+  add_scalar: 15,
+  pow_scalar: 16,
+};
+export const BINARY_CODES: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
+const MAX_RANK = 6;
+const MAX_ELEMENTS = 0x7fffffff;
+
+const P = "pointer" as const;
+const I = "i32" as const;
+const F = "f32" as const;
+const D = "f64" as const;
+const B = "buffer" as const;
+const fn = <const T extends readonly Deno.NativeType[]>(parameters: T) => ({
+  parameters,
+  result: I,
+});
+
+const SYMBOLS = {
+  duaf_init: fn([]),
+  duaf_last_error: { parameters: [], result: P },
+  duaf_info: { parameters: [], result: P },
+  duaf_set_cublas: fn([I]),
+  duaf_using_cublas: fn([]),
+  duaf_sync: fn([]),
+  duaf_alloc: { parameters: [I], result: P },
+  duaf_free: fn([P]),
+  duaf_empty_cache: fn([]),
+  duaf_pool_stats: { parameters: [B], result: "void" },
+  duaf_upload: fn([P, B, I]),
+  duaf_download: fn([B, P, I]),
+  duaf_fill_f32: fn([P, I, F]),
+  duaf_fill_i32: fn([P, I, I]),
+  duaf_copy2d: fn([P, I, P, I, I, I, I]),
+  duaf_gemm: fn([I, I, I, I, I, F, P, I, P, I, F, P, I, I]),
+  duaf_unary: fn([I, P, P, I, F]),
+  duaf_unary_grad: fn([I, P, P, P, P, I, F]),
+  duaf_binary: fn([I, P, B, P, B, P, B, I]),
+  duaf_reduce_sum: fn([P, B, I, P, B, I, I]),
+  duaf_axpy: fn([P, P, I, F]),
+  duaf_sum_squares: fn([P, I, B]),
+  duaf_permute: fn([P, B, B, I, P]),
+  duaf_softmax: fn([P, P, I, I, I]),
+  duaf_softmax_grad: fn([P, P, P, I, I, I]),
+  duaf_layer_norm: fn([P, P, P, P, P, P, I, I, F]),
+  duaf_layer_norm_grad: fn([P, P, P, P, P, P, P, P, I, I]),
+  duaf_gather: fn([P, I, P, P, I, I]),
+  duaf_scatter_add: fn([P, P, P, I, I, I]),
+  duaf_pick: fn([P, P, P, I, I]),
+  duaf_pick_grad: fn([P, P, P, I, I]),
+  duaf_dropout_mask: fn([P, I, D, "u32"]),
+  duaf_adam: fn([P, P, P, P, I, D, D, D, D, D, I, D, D]),
+} as const;
+
+type Shim = Deno.DynamicLibrary<typeof SYMBOLS>;
+/** The shim's functions, as Deno.dlopen types them (tests substitute a recording fake). */
+export type CudaShimSymbols = Shim["symbols"];
+
+class CudaStorage implements Storage {
+  constructor(
+    readonly size: number,
+    readonly dtype: DType,
+    public ptr: Deno.PointerObject | null,
+  ) {}
+}
+
+/** Default location of the shim built by `deno task build:cuda`. */
+export function defaultShimPath(): string | null {
+  const url = new URL("../../ffi/cuda/build/libduaf_cuda.so", import.meta.url);
+  return url.protocol === "file:" ? fileURLToPath(url) : null;
+}
+
+let loaded: Promise<Shim | { unavailable: string }> | null = null;
+
+/**
+ * Opens and initializes the shim once per process ($DUAF_CUDA_LIB overrides the path). Never
+ * throws: every failure becomes a one-line reason.
+ */
+export function loadCudaShim(): Promise<Shim | { unavailable: string }> {
+  loaded ??= Promise.resolve().then(() => {
+    let path: string | null;
+    try {
+      path = Deno.env.get("DUAF_CUDA_LIB") || defaultShimPath();
+    } catch {
+      path = defaultShimPath(); // no --allow-env
+    }
+    return openCudaShim(path);
+  });
+  return loaded;
+}
+
+/** Opens the shim at `path` and initializes CUDA; a reason instead of an exception on failure. */
+export function openCudaShim(path: string | null): Shim | { unavailable: string } {
+  if (Deno.build.os !== "linux") {
+    return { unavailable: `no CUDA device: the CUDA shim is built for Linux only` };
+  }
+  if (!path) return { unavailable: "no CUDA device: shim path unknown (set DUAF_CUDA_LIB)" };
+  try {
+    Deno.statSync(path);
+  } catch {
+    return {
+      unavailable: `no CUDA device: shim not built (${path} missing; run deno task build:cuda)`,
+    };
+  }
+  let lib: Shim;
+  try {
+    lib = Deno.dlopen(path, SYMBOLS);
+  } catch (e) {
+    const msg = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+    return { unavailable: `no CUDA device: cannot load ${path}: ${msg}` };
+  }
+  if (lib.symbols.duaf_init() !== 0) {
+    const reason = cString(lib.symbols.duaf_last_error());
+    lib.close();
+    return { unavailable: `no CUDA device: ${reason}` };
+  }
+  return lib;
+}
+
+function cString(p: Deno.PointerValue): string {
+  return p ? Deno.UnsafePointerView.getCString(p) : "";
+}
+
+export class CudaBackend implements Backend {
+  readonly name = "cuda";
+  readonly #s: CudaShimSymbols;
+  // Reused host arrays for shapes and strides: no allocation per kernel call.
+  readonly #shape = new Int32Array(MAX_RANK);
+  readonly #s0 = new Int32Array(MAX_RANK);
+  readonly #s1 = new Int32Array(MAX_RANK);
+  readonly #f64 = new Float64Array(4);
+
+  constructor(shim: { symbols: CudaShimSymbols }) {
+    this.#s = shim.symbols;
+  }
+
+  /** Device, driver, runtime and GEMM engine, in one line. */
+  get description(): string {
+    return cString(this.#s.duaf_info());
+  }
+
+  /** Whether GEMM runs on cuBLAS (true) or the shim's own tiled kernel. */
+  get usingCublas(): boolean {
+    return this.#s.duaf_using_cublas() === 1;
+  }
+
+  /** Switches GEMM between cuBLAS and the built-in kernel (tests compare the two). */
+  setCublas(on: boolean): void {
+    this.#check(this.#s.duaf_set_cublas(on ? 1 : 0), "setCublas");
+  }
+
+  /** Pool accounting: bytes handed out, bytes cached for reuse, cudaMalloc calls, live blocks. */
+  poolStats(): { inUse: number; cached: number; mallocs: number; live: number } {
+    this.#s.duaf_pool_stats(this.#f64);
+    const [inUse, cached, mallocs, live] = this.#f64;
+    return { inUse, cached, mallocs, live };
+  }
+
+  /** Returns cached device blocks to the driver. */
+  emptyCache(): void {
+    this.#check(this.#s.duaf_empty_cache(), "emptyCache");
+  }
+
+  #check(status: number, op: string): void {
+    if (status !== 0) throw new Error(`cuda ${op}: ${cString(this.#s.duaf_last_error())}`);
+  }
+
+  // ---- memory -------------------------------------------------------------------------------
+
+  alloc(size: number, dtype: DType): Storage {
+    if (!Number.isInteger(size) || size < 0 || size > MAX_ELEMENTS) {
+      throw new RangeError(`cuda alloc: bad size ${size}`);
+    }
+    const ptr = this.#s.duaf_alloc(size);
+    if (ptr === null) throw new Error(`cuda alloc: ${cString(this.#s.duaf_last_error())}`);
+    return new CudaStorage(size, dtype, ptr);
+  }
+
+  upload(data: Float32Array | Int32Array, dtype: DType): Storage {
+    const s = this.alloc(data.length, dtype);
+    this.#check(this.#s.duaf_upload(ptr(s), data, data.length), "upload");
+    return s;
+  }
+
+  download(s: Storage, offset = 0, size = s.size - offset): Float32Array | Int32Array {
+    need(s, offset, size, "download");
+    const out = s.dtype === "i32" ? new Int32Array(size) : new Float32Array(size);
+    this.#check(this.#s.duaf_download(out, at(s, offset), size), "download");
+    return out;
+  }
+
+  free(s: Storage): void {
+    const c = s as CudaStorage;
+    if (c.ptr === null) return;
+    this.#check(this.#s.duaf_free(c.ptr), "free");
+    c.ptr = null;
+  }
+
+  fill(s: Storage, value: number, offset = 0, size = s.size - offset): void {
+    need(s, offset, size, "fill");
+    const status = s.dtype === "i32"
+      ? this.#s.duaf_fill_i32(at(s, offset), size, value | 0)
+      : this.#s.duaf_fill_f32(at(s, offset), size, value);
+    this.#check(status, "fill");
+  }
+
+  copy2d(
+    src: Storage,
+    srcOffset: number,
+    srcStride: number,
+    dst: Storage,
+    dstOffset: number,
+    dstStride: number,
+    rows: number,
+    cols: number,
+    accumulate: boolean,
+  ): void {
+    if (rows <= 0 || cols <= 0) return;
+    need(src, srcOffset, (rows - 1) * srcStride + cols, "copy2d src");
+    need(dst, dstOffset, (rows - 1) * dstStride + cols, "copy2d dst");
+    const mode = !accumulate ? 0 : dst.dtype === "i32" ? 2 : 1;
+    this.#check(
+      this.#s.duaf_copy2d(
+        at(src, srcOffset),
+        srcStride,
+        at(dst, dstOffset),
+        dstStride,
+        rows,
+        cols,
+        mode,
+      ),
+      "copy2d",
+    );
+  }
+
+  // ---- dense math ---------------------------------------------------------------------------
+
+  gemm(g: GemmArgs): void {
+    const { m, n, k, batch } = g;
+    if (m <= 0 || n <= 0 || batch <= 0) return;
+    need(g.a, g.aOffset, (batch - 1) * g.strideA + m * k, "gemm A");
+    need(g.b, g.bOffset, (batch - 1) * g.strideB + k * n, "gemm B");
+    need(g.c, g.cOffset, (batch - 1) * g.strideC + m * n, "gemm C");
+    this.#check(
+      this.#s.duaf_gemm(
+        g.transA ? 1 : 0,
+        g.transB ? 1 : 0,
+        m,
+        n,
+        k,
+        g.alpha,
+        at(g.a, g.aOffset),
+        g.strideA,
+        at(g.b, g.bOffset),
+        g.strideB,
+        g.beta,
+        at(g.c, g.cOffset),
+        g.strideC,
+        batch,
+      ),
+      "gemm",
+    );
+  }
+
+  // ---- elementwise --------------------------------------------------------------------------
+
+  unary(op: UnaryOp, x: Storage, out: Storage, n: number, alpha: number): void {
+    need(x, 0, n, "unary x");
+    need(out, 0, n, "unary out");
+    this.#check(this.#s.duaf_unary(UNARY_CODES[op], ptr(x), ptr(out), n, alpha), `unary ${op}`);
+  }
+
+  unaryGrad(
+    op: UnaryOp,
+    x: Storage,
+    y: Storage,
+    g: Storage,
+    out: Storage,
+    n: number,
+    alpha: number,
+  ): void {
+    for (const s of [x, y, g, out]) need(s, 0, n, "unaryGrad");
+    this.#check(
+      this.#s.duaf_unary_grad(UNARY_CODES[op], ptr(x), ptr(y), ptr(g), ptr(out), n, alpha),
+      `unaryGrad ${op}`,
+    );
+  }
+
+  binary(
+    op: BinaryOp,
+    a: Storage,
+    aStrides: readonly number[],
+    b: Storage,
+    bStrides: readonly number[],
+    out: Storage,
+    shape: readonly number[],
+  ): void {
+    const n = this.#setShape(shape, "binary");
+    if (n === 0) return;
+    need(a, 0, span(shape, aStrides), "binary a");
+    need(b, 0, span(shape, bStrides), "binary b");
+    need(out, 0, n, "binary out");
+    this.#s0.set(aStrides);
+    this.#s1.set(bStrides);
+    this.#check(
+      this.#s.duaf_binary(
+        BINARY_CODES[op],
+        ptr(a),
+        this.#s0,
+        ptr(b),
+        this.#s1,
+        ptr(out),
+        this.#shape,
+        shape.length,
+      ),
+      `binary ${op}`,
+    );
+  }
+
+  reduceSum(
+    x: Storage,
+    shape: readonly number[],
+    out: Storage,
+    outStrides: readonly number[],
+    outSize: number,
+    accumulate: boolean,
+  ): void {
+    const n = this.#setShape(shape, "reduceSum");
+    need(x, 0, n, "reduceSum x");
+    need(out, 0, outSize, "reduceSum out");
+    if (n > 0 && span(shape, outStrides) > outSize) {
+      throw new RangeError("cuda reduceSum: outStrides reach past outSize");
+    }
+    this.#s1.set(outStrides);
+    this.#check(
+      this.#s.duaf_reduce_sum(
+        ptr(x),
+        this.#shape,
+        shape.length,
+        ptr(out),
+        this.#s1,
+        outSize,
+        accumulate ? 1 : 0,
+      ),
+      "reduceSum",
+    );
+  }
+
+  axpy(x: Storage, out: Storage, n: number, alpha: number): void {
+    need(x, 0, n, "axpy x");
+    need(out, 0, n, "axpy out");
+    this.#check(this.#s.duaf_axpy(ptr(x), ptr(out), n, alpha), "axpy");
+  }
+
+  sumSquares(x: Storage, n: number): number {
+    need(x, 0, n, "sumSquares");
+    this.#check(this.#s.duaf_sum_squares(ptr(x), n, this.#f64), "sumSquares");
+    return this.#f64[0];
+  }
+
+  permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): void {
+    const n = this.#setShape(shape, "permute");
+    if (perm.length !== shape.length || new Set(perm).size !== perm.length) {
+      throw new RangeError(`cuda permute: perm ${perm} does not match rank ${shape.length}`);
+    }
+    need(x, 0, n, "permute x");
+    need(out, 0, n, "permute out");
+    this.#s0.set(perm);
+    this.#check(
+      this.#s.duaf_permute(ptr(x), this.#shape, this.#s0, shape.length, ptr(out)),
+      "permute",
+    );
+  }
+
+  // ---- row-wise -----------------------------------------------------------------------------
+
+  softmax(x: Storage, out: Storage, rows: number, cols: number, log: boolean): void {
+    need(x, 0, rows * cols, "softmax x");
+    need(out, 0, rows * cols, "softmax out");
+    this.#check(this.#s.duaf_softmax(ptr(x), ptr(out), rows, cols, log ? 1 : 0), "softmax");
+  }
+
+  softmaxGrad(
+    y: Storage,
+    g: Storage,
+    out: Storage,
+    rows: number,
+    cols: number,
+    log: boolean,
+  ): void {
+    for (const s of [y, g, out]) need(s, 0, rows * cols, "softmaxGrad");
+    this.#check(
+      this.#s.duaf_softmax_grad(ptr(y), ptr(g), ptr(out), rows, cols, log ? 1 : 0),
+      "softmaxGrad",
+    );
+  }
+
+  layerNorm(
+    x: Storage,
+    gamma: Storage,
+    beta: Storage,
+    out: Storage,
+    mean: Storage,
+    rstd: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void {
+    need(x, 0, rows * cols, "layerNorm x");
+    need(out, 0, rows * cols, "layerNorm out");
+    need(gamma, 0, cols, "layerNorm gamma");
+    need(beta, 0, cols, "layerNorm beta");
+    need(mean, 0, rows, "layerNorm mean");
+    need(rstd, 0, rows, "layerNorm rstd");
+    this.#check(
+      this.#s.duaf_layer_norm(
+        ptr(x),
+        ptr(gamma),
+        ptr(beta),
+        ptr(out),
+        ptr(mean),
+        ptr(rstd),
+        rows,
+        cols,
+        eps,
+      ),
+      "layerNorm",
+    );
+  }
+
+  layerNormGrad(
+    x: Storage,
+    gamma: Storage,
+    mean: Storage,
+    rstd: Storage,
+    g: Storage,
+    dx: Storage,
+    dgamma: Storage,
+    dbeta: Storage,
+    rows: number,
+    cols: number,
+  ): void {
+    for (const s of [x, g, dx]) need(s, 0, rows * cols, "layerNormGrad");
+    for (const s of [gamma, dgamma, dbeta]) need(s, 0, cols, "layerNormGrad");
+    for (const s of [mean, rstd]) need(s, 0, rows, "layerNormGrad");
+    this.#check(
+      this.#s.duaf_layer_norm_grad(
+        ptr(x),
+        ptr(gamma),
+        ptr(mean),
+        ptr(rstd),
+        ptr(g),
+        ptr(dx),
+        ptr(dgamma),
+        ptr(dbeta),
+        rows,
+        cols,
+      ),
+      "layerNormGrad",
+    );
+  }
+
+  // ---- indexing -----------------------------------------------------------------------------
+
+  gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
+    if (n <= 0 || dim <= 0) return;
+    need(idx, 0, n, "gather idx");
+    need(out, 0, n * dim, "gather out");
+    const rows = Math.floor(table.size / dim);
+    this.#check(
+      this.#s.duaf_gather(ptr(table), rows, ptr(idx), ptr(out), n, dim),
+      "gather",
+    );
+  }
+
+  scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
+    if (n <= 0 || dim <= 0) return;
+    need(g, 0, n * dim, "scatterAdd g");
+    need(idx, 0, n, "scatterAdd idx");
+    const rows = Math.floor(out.size / dim);
+    this.#check(
+      this.#s.duaf_scatter_add(ptr(g), ptr(idx), ptr(out), rows, n, dim),
+      "scatterAdd",
+    );
+  }
+
+  pick(x: Storage, idx: Storage, out: Storage, rows: number, cols: number): void {
+    need(x, 0, rows * cols, "pick x");
+    need(idx, 0, rows, "pick idx");
+    need(out, 0, rows, "pick out");
+    this.#check(this.#s.duaf_pick(ptr(x), ptr(idx), ptr(out), rows, cols), "pick");
+  }
+
+  pickGrad(g: Storage, idx: Storage, out: Storage, rows: number, cols: number): void {
+    need(g, 0, rows, "pickGrad g");
+    need(idx, 0, rows, "pickGrad idx");
+    need(out, 0, rows * cols, "pickGrad out");
+    this.#check(this.#s.duaf_pick_grad(ptr(g), ptr(idx), ptr(out), rows, cols), "pickGrad");
+  }
+
+  // ---- randomness, optimizer ----------------------------------------------------------------
+
+  dropoutMask(out: Storage, n: number, p: number, seed: number): void {
+    need(out, 0, n, "dropoutMask");
+    this.#check(this.#s.duaf_dropout_mask(ptr(out), n, p, seed >>> 0), "dropoutMask");
+  }
+
+  adam(a: AdamArgs): void {
+    for (const s of [a.p, a.g, a.m, a.v]) need(s, 0, a.n, "adam");
+    this.#check(
+      this.#s.duaf_adam(
+        ptr(a.p),
+        ptr(a.g),
+        ptr(a.m),
+        ptr(a.v),
+        a.n,
+        a.lr,
+        a.beta1,
+        a.beta2,
+        a.eps,
+        a.weightDecay,
+        a.decoupled ? 1 : 0,
+        a.biasCorrection1,
+        a.biasCorrection2,
+      ),
+      "adam",
+    );
+  }
+
+  sync(): void {
+    this.#check(this.#s.duaf_sync(), "sync");
+  }
+
+  /** Copies shape into the reused host array; returns its element count. */
+  #setShape(shape: readonly number[], op: string): number {
+    if (shape.length > MAX_RANK) throw new RangeError(`cuda ${op}: rank ${shape.length} > 6`);
+    this.#shape.set(shape);
+    return shape.reduce((p, d) => p * d, 1);
+  }
+}
+
+function ptr(s: Storage): Deno.PointerObject {
+  if (!(s instanceof CudaStorage)) throw new TypeError("cuda: storage from another backend");
+  const p = s.ptr;
+  if (p === null) throw new Error("cuda: use of freed storage");
+  return p;
+}
+
+/** Device pointer to element `offset` (all dtypes are 4 bytes). */
+function at(s: Storage, offset: number): Deno.PointerObject {
+  const p = ptr(s);
+  return offset === 0 ? p : Deno.UnsafePointer.offset(p, offset * 4) as Deno.PointerObject;
+}
+
+/** Throws unless [offset, offset + count) lies inside s. */
+function need(s: Storage, offset: number, count: number, what: string): void {
+  if (count <= 0) return;
+  if (!(offset >= 0) || offset + count > s.size) {
+    throw new RangeError(
+      `cuda ${what}: elements [${offset}, ${offset + count}) outside storage of ${s.size}`,
+    );
+  }
+}
+
+/** 1 + the largest offset a strided view of `shape` reaches (0 for an empty shape). */
+function span(shape: readonly number[], strides: readonly number[]): number {
+  let last = 0;
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 0) return 0;
+    last += (shape[d] - 1) * strides[d];
+  }
+  return last + 1;
+}
+
+export const cudaBackendFactory: BackendFactory = {
+  name: "cuda",
+  priority: CUDA_PRIORITY,
+  async create() {
+    const shim = await loadCudaShim();
+    if ("unavailable" in shim) return shim;
+    return new CudaBackend(shim);
+  },
+};

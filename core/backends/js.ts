@@ -1,0 +1,396 @@
+/**
+ * The reference backend: plain TypeScript loops, written to be obviously right rather than fast.
+ * With `float64: true` it stores and computes in float64, which the gradient checks use as their
+ * exact-enough ground truth. Other backends are tested for parity against this one.
+ */
+import type { AdamArgs, Backend, BinaryOp, DType, GemmArgs, Storage, UnaryOp } from "../backend.ts";
+import { hashUniform } from "../random.ts";
+import { unaryDerivative, unaryForward } from "./scalar_math.ts";
+
+type FloatArray = Float32Array | Float64Array;
+
+class JsStorage implements Storage {
+  constructor(
+    readonly size: number,
+    readonly dtype: DType,
+    readonly data: FloatArray | Int32Array,
+  ) {}
+}
+
+function f(s: Storage): FloatArray {
+  return (s as JsStorage).data as FloatArray;
+}
+function ix(s: Storage): Int32Array {
+  return (s as JsStorage).data as Int32Array;
+}
+
+/** Visits every multi-index of `shape` in row-major order, yielding the two strided offsets. */
+function forEachStrided(
+  shape: readonly number[],
+  sa: readonly number[],
+  sb: readonly number[],
+  visit: (flat: number, offA: number, offB: number) => void,
+): void {
+  const rank = shape.length;
+  const total = shape.reduce((p, d) => p * d, 1);
+  const idx = new Array<number>(rank).fill(0);
+  let offA = 0;
+  let offB = 0;
+  for (let flat = 0; flat < total; flat++) {
+    visit(flat, offA, offB);
+    for (let d = rank - 1; d >= 0; d--) {
+      idx[d]++;
+      offA += sa[d];
+      offB += sb[d];
+      if (idx[d] < shape[d]) break;
+      offA -= sa[d] * shape[d];
+      offB -= sb[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+export class JsBackend implements Backend {
+  readonly name: string;
+  readonly #Float: typeof Float32Array | typeof Float64Array;
+
+  constructor(opts: { float64?: boolean } = {}) {
+    this.#Float = opts.float64 ? Float64Array : Float32Array;
+    this.name = opts.float64 ? "js64" : "js";
+  }
+
+  alloc(size: number, dtype: DType): Storage {
+    const data = dtype === "i32" ? new Int32Array(size) : new this.#Float(size);
+    return new JsStorage(size, dtype, data);
+  }
+
+  upload(data: Float32Array | Int32Array, dtype: DType): Storage {
+    const s = this.alloc(data.length, dtype) as JsStorage;
+    s.data.set(data);
+    return s;
+  }
+
+  download(s: Storage, offset = 0, size = s.size - offset): Float32Array | Int32Array {
+    const data = (s as JsStorage).data;
+    if (s.dtype === "i32") return (data as Int32Array).slice(offset, offset + size);
+    return Float32Array.from(data.subarray(offset, offset + size));
+  }
+
+  /** float64 contents, for gradient checks on the float64 backend. */
+  downloadF64(s: Storage): Float64Array {
+    return Float64Array.from((s as JsStorage).data);
+  }
+
+  free(_s: Storage): void {}
+
+  fill(s: Storage, value: number, offset = 0, size = s.size - offset): void {
+    (s as JsStorage).data.fill(value, offset, offset + size);
+  }
+
+  copy2d(
+    src: Storage,
+    srcOffset: number,
+    srcStride: number,
+    dst: Storage,
+    dstOffset: number,
+    dstStride: number,
+    rows: number,
+    cols: number,
+    accumulate: boolean,
+  ): void {
+    const s = (src as JsStorage).data;
+    const d = (dst as JsStorage).data;
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const v = s[srcOffset + r * srcStride + c];
+        const o = dstOffset + r * dstStride + c;
+        d[o] = accumulate ? d[o] + v : v;
+      }
+    }
+  }
+
+  gemm(g: GemmArgs): void {
+    const A = f(g.a);
+    const B = f(g.b);
+    const C = f(g.c);
+    const { m, n, k } = g;
+    const acc = new Float64Array(n);
+    for (let bi = 0; bi < g.batch; bi++) {
+      const a0 = g.aOffset + bi * g.strideA;
+      const b0 = g.bOffset + bi * g.strideB;
+      const c0 = g.cOffset + bi * g.strideC;
+      for (let i = 0; i < m; i++) {
+        acc.fill(0);
+        for (let p = 0; p < k; p++) {
+          const av = g.transA ? A[a0 + p * m + i] : A[a0 + i * k + p];
+          if (g.transB) { for (let j = 0; j < n; j++) acc[j] += av * B[b0 + j * k + p]; }
+          else for (let j = 0; j < n; j++) acc[j] += av * B[b0 + p * n + j];
+        }
+        const row = c0 + i * n;
+        for (let j = 0; j < n; j++) {
+          C[row + j] = g.alpha * acc[j] + (g.beta === 1 ? C[row + j] : 0);
+        }
+      }
+    }
+  }
+
+  unary(op: UnaryOp, x: Storage, out: Storage, n: number, alpha: number): void {
+    const X = f(x);
+    const O = f(out);
+    for (let i = 0; i < n; i++) O[i] = unaryForward(op, X[i], alpha);
+  }
+
+  unaryGrad(
+    op: UnaryOp,
+    x: Storage,
+    y: Storage,
+    g: Storage,
+    out: Storage,
+    n: number,
+    alpha: number,
+  ): void {
+    const X = f(x);
+    const Y = f(y);
+    const G = f(g);
+    const O = f(out);
+    for (let i = 0; i < n; i++) O[i] = G[i] * unaryDerivative(op, X[i], Y[i], alpha);
+  }
+
+  binary(
+    op: BinaryOp,
+    a: Storage,
+    aStrides: readonly number[],
+    b: Storage,
+    bStrides: readonly number[],
+    out: Storage,
+    shape: readonly number[],
+  ): void {
+    const A = f(a);
+    const B = f(b);
+    const O = f(out);
+    forEachStrided(shape, aStrides, bStrides, (i, oa, ob) => {
+      const x = A[oa];
+      const y = B[ob];
+      O[i] = op === "add" ? x + y : op === "sub" ? x - y : op === "mul" ? x * y : x / y;
+    });
+  }
+
+  reduceSum(
+    x: Storage,
+    shape: readonly number[],
+    out: Storage,
+    outStrides: readonly number[],
+    outSize: number,
+    accumulate: boolean,
+  ): void {
+    const X = f(x);
+    const O = f(out);
+    // Accumulate in float64 so the reference does not depend on summation order.
+    const acc = new Float64Array(outSize);
+    const zero = shape.map(() => 0);
+    forEachStrided(shape, outStrides, zero, (i, oo) => {
+      acc[oo] += X[i];
+    });
+    for (let i = 0; i < outSize; i++) O[i] = accumulate ? O[i] + acc[i] : acc[i];
+  }
+
+  axpy(x: Storage, out: Storage, n: number, alpha: number): void {
+    const X = f(x);
+    const O = f(out);
+    for (let i = 0; i < n; i++) O[i] += alpha * X[i];
+  }
+
+  sumSquares(x: Storage, n: number): number {
+    const X = f(x);
+    let s = 0;
+    for (let i = 0; i < n; i++) s += X[i] * X[i];
+    return s;
+  }
+
+  permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): void {
+    const X = (x as JsStorage).data;
+    const O = (out as JsStorage).data;
+    const rank = shape.length;
+    const inStrides = new Array<number>(rank);
+    let s = 1;
+    for (let d = rank - 1; d >= 0; d--) {
+      inStrides[d] = s;
+      s *= shape[d];
+    }
+    const outShape = perm.map((p) => shape[p]);
+    const srcStrides = perm.map((p) => inStrides[p]);
+    forEachStrided(outShape, srcStrides, outShape.map(() => 0), (i, src) => {
+      O[i] = X[src];
+    });
+  }
+
+  softmax(x: Storage, out: Storage, rows: number, cols: number, log: boolean): void {
+    const X = f(x);
+    const O = f(out);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let max = -Infinity;
+      for (let c = 0; c < cols; c++) max = Math.max(max, X[o + c]);
+      let sum = 0;
+      for (let c = 0; c < cols; c++) sum += Math.exp(X[o + c] - max);
+      const lse = max + Math.log(sum);
+      for (let c = 0; c < cols; c++) {
+        O[o + c] = log ? X[o + c] - lse : Math.exp(X[o + c] - lse);
+      }
+    }
+  }
+
+  softmaxGrad(
+    y: Storage,
+    g: Storage,
+    out: Storage,
+    rows: number,
+    cols: number,
+    log: boolean,
+  ): void {
+    const Y = f(y);
+    const G = f(g);
+    const O = f(out);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let dot = 0;
+      // softmax: dx = y * (g - Σ g*y); log-softmax: dx = g - exp(y) * Σ g.
+      for (let c = 0; c < cols; c++) dot += log ? G[o + c] : G[o + c] * Y[o + c];
+      for (let c = 0; c < cols; c++) {
+        O[o + c] = log ? G[o + c] - Math.exp(Y[o + c]) * dot : Y[o + c] * (G[o + c] - dot);
+      }
+    }
+  }
+
+  layerNorm(
+    x: Storage,
+    gamma: Storage,
+    beta: Storage,
+    out: Storage,
+    mean: Storage,
+    rstd: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void {
+    const X = f(x);
+    const Gm = f(gamma);
+    const Bt = f(beta);
+    const O = f(out);
+    const M = f(mean);
+    const R = f(rstd);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let mu = 0;
+      for (let c = 0; c < cols; c++) mu += X[o + c];
+      mu /= cols;
+      let v = 0;
+      for (let c = 0; c < cols; c++) v += (X[o + c] - mu) ** 2;
+      v /= cols;
+      const rs = 1 / Math.sqrt(v + eps);
+      M[r] = mu;
+      R[r] = rs;
+      for (let c = 0; c < cols; c++) O[o + c] = (X[o + c] - mu) * rs * Gm[c] + Bt[c];
+    }
+  }
+
+  layerNormGrad(
+    x: Storage,
+    gamma: Storage,
+    mean: Storage,
+    rstd: Storage,
+    g: Storage,
+    dx: Storage,
+    dgamma: Storage,
+    dbeta: Storage,
+    rows: number,
+    cols: number,
+  ): void {
+    const X = f(x);
+    const Gm = f(gamma);
+    const M = f(mean);
+    const R = f(rstd);
+    const G = f(g);
+    const DX = f(dx);
+    const DG = f(dgamma);
+    const DB = f(dbeta);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      const mu = M[r];
+      const rs = R[r];
+      // With xhat = (x-mu)*rs and gh = g*gamma: dx = rs * (gh - mean(gh) - xhat * mean(gh*xhat)).
+      let sumG = 0;
+      let sumGX = 0;
+      for (let c = 0; c < cols; c++) {
+        const xh = (X[o + c] - mu) * rs;
+        const gh = G[o + c] * Gm[c];
+        sumG += gh;
+        sumGX += gh * xh;
+        DG[c] += G[o + c] * xh;
+        DB[c] += G[o + c];
+      }
+      for (let c = 0; c < cols; c++) {
+        const xh = (X[o + c] - mu) * rs;
+        const gh = G[o + c] * Gm[c];
+        DX[o + c] = rs * (gh - sumG / cols - xh * sumGX / cols);
+      }
+    }
+  }
+
+  gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
+    const T = f(table);
+    const I = ix(idx);
+    const O = f(out);
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < dim; c++) O[i * dim + c] = T[I[i] * dim + c];
+    }
+  }
+
+  scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
+    const G = f(g);
+    const I = ix(idx);
+    const O = f(out);
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < dim; c++) O[I[i] * dim + c] += G[i * dim + c];
+    }
+  }
+
+  pick(x: Storage, idx: Storage, out: Storage, rows: number, cols: number): void {
+    const X = f(x);
+    const I = ix(idx);
+    const O = f(out);
+    for (let r = 0; r < rows; r++) O[r] = X[r * cols + I[r]];
+  }
+
+  pickGrad(g: Storage, idx: Storage, out: Storage, rows: number, cols: number): void {
+    const G = f(g);
+    const I = ix(idx);
+    const O = f(out);
+    for (let r = 0; r < rows; r++) O[r * cols + I[r]] += G[r];
+  }
+
+  dropoutMask(out: Storage, n: number, p: number, seed: number): void {
+    const O = f(out);
+    const keep = 1 / (1 - p);
+    for (let i = 0; i < n; i++) O[i] = hashUniform(seed, i) >= p ? keep : 0;
+  }
+
+  adam(a: AdamArgs): void {
+    const P = f(a.p);
+    const G = f(a.g);
+    const M = f(a.m);
+    const V = f(a.v);
+    for (let i = 0; i < a.n; i++) {
+      let g = G[i];
+      if (!a.decoupled && a.weightDecay !== 0) g += a.weightDecay * P[i];
+      M[i] = a.beta1 * M[i] + (1 - a.beta1) * g;
+      V[i] = a.beta2 * V[i] + (1 - a.beta2) * g * g;
+      const mhat = M[i] / a.biasCorrection1;
+      const vhat = V[i] / a.biasCorrection2;
+      if (a.decoupled && a.weightDecay !== 0) P[i] -= a.lr * a.weightDecay * P[i];
+      P[i] -= a.lr * mhat / (Math.sqrt(vhat) + a.eps);
+    }
+  }
+
+  sync(): void {}
+}

@@ -1,0 +1,167 @@
+/**
+ * Loading the prebuilt kernel module (wasm/build/kernels-*.wasm, built by wasm/build.ts from
+ * wasm/assembly/). The relaxed-SIMD build (fused multiply-add) is used when the runtime accepts
+ * relaxed SIMD, the plain SIMD128 build otherwise.
+ */
+
+export type KernelVariant = "relaxed" | "simd";
+
+/** The module's exports. Pointers are byte addresses; counts and strides are elements. */
+export interface KernelExports {
+  gemm(
+    a: number,
+    b: number,
+    c: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: number,
+    transB: number,
+    batch: number,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+    alpha: number,
+    beta: number,
+    rowBegin: number,
+    rowEnd: number,
+    colBegin: number,
+    colEnd: number,
+    scratch: number,
+  ): void;
+  GEMM_SCRATCH_BYTES: WebAssembly.Global;
+  HEAP_BASE: WebAssembly.Global;
+  unary(op: number, x: number, out: number, n: number, alpha: number): void;
+  unaryGrad(
+    op: number,
+    x: number,
+    y: number,
+    g: number,
+    out: number,
+    n: number,
+    alpha: number,
+  ): void;
+  binary(op: number, a: number, b: number, out: number, rank: number, params: number): void;
+  reduceSum(
+    x: number,
+    out: number,
+    outSize: number,
+    accumulate: number,
+    rank: number,
+    params: number,
+  ): void;
+  axpy(x: number, out: number, n: number, alpha: number): void;
+  copy2d(
+    src: number,
+    srcStride: number,
+    dst: number,
+    dstStride: number,
+    rows: number,
+    cols: number,
+    accumulate: number,
+  ): void;
+  fill32(p: number, bits: number, n: number): void;
+  permute(x: number, out: number, rank: number, params: number): void;
+  sumSquares(x: number, n: number): number;
+  softmax(x: number, out: number, rows: number, cols: number, log: number): void;
+  softmaxGrad(y: number, g: number, out: number, rows: number, cols: number, log: number): void;
+  layerNorm(
+    x: number,
+    gamma: number,
+    beta: number,
+    out: number,
+    mean: number,
+    rstd: number,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  layerNormGrad(
+    x: number,
+    gamma: number,
+    mean: number,
+    rstd: number,
+    g: number,
+    dx: number,
+    dgamma: number,
+    dbeta: number,
+    rows: number,
+    cols: number,
+  ): void;
+  gather(
+    table: number,
+    tableRows: number,
+    idx: number,
+    out: number,
+    n: number,
+    dim: number,
+  ): number;
+  scatterAdd(g: number, idx: number, out: number, outRows: number, n: number, dim: number): number;
+  pick(x: number, idx: number, out: number, rows: number, cols: number): number;
+  pickGrad(g: number, idx: number, out: number, rows: number, cols: number): number;
+  dropoutMask(out: number, n: number, threshold: number, scale: number, seed: number): void;
+  adam(
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    decoupled: number,
+    biasCorrection1: number,
+    biasCorrection2: number,
+  ): void;
+}
+
+/**
+ * A module whose one function returns f32x4.relaxed_madd of three zero vectors (final opcode
+ * 0xfd 0x105): it validates exactly when the runtime implements standard relaxed SIMD.
+ */
+const RELAXED_PROBE = new Uint8Array([
+  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // magic, version
+  ...[0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b], // type section: () -> v128
+  ...[0x03, 0x02, 0x01, 0x00], // function section: function 0 has type 0
+  ...[0x0a, 0x3d, 0x01, 0x3b, 0x00], // code section: one 59-byte body, no locals
+  ...[0, 1, 2].flatMap(() => [0xfd, 0x0c, ...new Array<number>(16).fill(0)]), // 3x v128.const 0
+  ...[0xfd, 0x85, 0x02, 0x0b], // f32x4.relaxed_madd, end
+]);
+
+export function runtimeHasRelaxedSimd(): boolean {
+  return WebAssembly.validate(RELAXED_PROBE);
+}
+
+const compiled = new Map<KernelVariant, Promise<WebAssembly.Module>>();
+
+/** URL of a built kernel module, relative to this file. */
+export function kernelUrl(variant: KernelVariant): URL {
+  return new URL(`../../../wasm/build/kernels-${variant}.wasm`, import.meta.url);
+}
+
+async function readBytes(url: URL): Promise<Uint8Array<ArrayBuffer>> {
+  if (url.protocol === "file:") return await Deno.readFile(url);
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`cannot fetch ${url.href}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** The compiled module for a variant (compiled once per process). */
+export function compileKernels(variant: KernelVariant): Promise<WebAssembly.Module> {
+  let p = compiled.get(variant);
+  if (!p) {
+    p = readBytes(kernelUrl(variant)).then((bytes) => WebAssembly.compile(bytes));
+    compiled.set(variant, p);
+  }
+  return p;
+}
+
+export async function instantiateKernels(
+  module: WebAssembly.Module,
+  memory: WebAssembly.Memory,
+): Promise<KernelExports> {
+  const instance = await WebAssembly.instantiate(module, { env: { memory } });
+  return instance.exports as unknown as KernelExports;
+}

@@ -1,0 +1,94 @@
+/**
+ * The second kernel thread: a worker running the same kernel module on the same shared memory,
+ * driven through a control block in that memory with Atomics.wait/notify (no message passing
+ * per call). The main thread publishes a call, computes its own share, then waits for the
+ * worker's share; each call names a kernel export and up to MAX_ARGS numeric arguments.
+ */
+import { Worker } from "node:worker_threads";
+
+// Control block layout (Int32 slots, then Float64 arguments from byte 64).
+export const CTRL_BYTES = 64 + 8 * 24;
+export const SEQ = 0; // bumped by the main thread to publish a call
+export const DONE = 1; // set by the worker to the SEQ value it finished
+export const OP = 2; // index into THREAD_OPS, or STOP
+export const NARGS = 3;
+export const FAILED = 4; // non-zero when the worker's share threw
+export const ARGS_BYTE = 64;
+export const MAX_ARGS = 24;
+export const STOP = -1;
+
+/** Kernel exports the worker can run. */
+export const THREAD_OPS = ["gemm", "unary", "unaryGrad", "softmax", "softmaxGrad"] as const;
+export type ThreadOp = typeof THREAD_OPS[number];
+
+/** Polls before sleeping: calls often come in bursts, and a futex wake costs ~10 us. */
+export const SPIN_POLLS = 2000;
+
+export class KernelThread {
+  readonly #worker: Worker;
+  readonly #i32: Int32Array;
+  readonly #f64: Float64Array;
+  #seq = 0;
+  #stopped = false;
+
+  private constructor(worker: Worker, memory: WebAssembly.Memory, ctrl: number) {
+    this.#worker = worker;
+    this.#i32 = new Int32Array(memory.buffer, ctrl, ARGS_BYTE / 4);
+    this.#f64 = new Float64Array(memory.buffer, ctrl + ARGS_BYTE, MAX_ARGS);
+  }
+
+  /** Starts the worker and waits until it has instantiated the module on `memory`. */
+  static async start(
+    module: WebAssembly.Module,
+    memory: WebAssembly.Memory,
+    ctrl: number,
+  ): Promise<KernelThread> {
+    new Int32Array(memory.buffer, ctrl, ARGS_BYTE / 4).fill(0);
+    const worker = new Worker(new URL("./worker.ts", import.meta.url));
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.once("message", (m: unknown) => {
+        if (m === "ready") resolve();
+        else reject(new Error(`wasm kernel worker: ${String(m)}`));
+      });
+      worker.once("error", reject);
+    });
+    worker.postMessage({ module, memory, ctrl });
+    await ready;
+    // A worker blocked in Atomics.wait must not keep the process alive.
+    worker.unref();
+    return new KernelThread(worker, memory, ctrl);
+  }
+
+  /** Runs `op(...args)` on the worker while `own` runs here; returns when both are done. */
+  run(op: ThreadOp, args: readonly number[], own: () => void): void {
+    if (this.#stopped) throw new Error("wasm kernel thread was stopped");
+    const i32 = this.#i32;
+    for (let i = 0; i < args.length; i++) this.#f64[i] = args[i];
+    i32[OP] = THREAD_OPS.indexOf(op);
+    i32[NARGS] = args.length;
+    i32[FAILED] = 0;
+    const seq = ++this.#seq;
+    Atomics.store(i32, SEQ, seq);
+    Atomics.notify(i32, SEQ, 1);
+    try {
+      own();
+    } finally {
+      let done = Atomics.load(i32, DONE);
+      for (let i = 0; i < SPIN_POLLS && done !== seq; i++) done = Atomics.load(i32, DONE);
+      while (done !== seq) {
+        Atomics.wait(i32, DONE, done);
+        done = Atomics.load(i32, DONE);
+      }
+    }
+    if (i32[FAILED] !== 0) throw new Error(`wasm kernel worker failed in ${op}`);
+  }
+
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#i32[OP] = STOP;
+    Atomics.store(this.#i32, SEQ, ++this.#seq);
+    Atomics.notify(this.#i32, SEQ, 1);
+    this.#worker.terminate();
+  }
+}

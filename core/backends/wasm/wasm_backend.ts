@@ -1,0 +1,691 @@
+/**
+ * The wasm backend: every Backend kernel runs as AssemblyScript SIMD128 code (wasm/assembly/)
+ * over one shared WebAssembly.Memory that holds all tensors (the arena). GEMM and the heavier
+ * elementwise and row kernels split across a second thread above a work threshold; the split
+ * never changes how an output element is computed, so results are bit-identical for 1 or 2
+ * threads.
+ *
+ * Subclasses (the native BLAS backend) reuse the arena and override single kernels: `memory` and
+ * `pointer(storage)` give the byte address of a tensor for a foreign call on the same memory.
+ */
+import type {
+  AdamArgs,
+  Backend,
+  BackendFactory,
+  BinaryOp,
+  DType,
+  GemmArgs,
+  Storage,
+  UnaryOp,
+} from "../../backend.ts";
+import { Arena, MAX_PAGES, PAGE_BYTES } from "./arena.ts";
+import {
+  compileKernels,
+  instantiateKernels,
+  type KernelExports,
+  type KernelVariant,
+  runtimeHasRelaxedSimd,
+} from "./kernels.ts";
+import { CTRL_BYTES, KernelThread, type ThreadOp } from "./thread.ts";
+
+export interface WasmBackendOptions {
+  /** Kernel threads (default 2 when the machine has at least two cores). */
+  threads?: 1 | 2;
+  /** Force a kernel build; default: relaxed when the runtime supports it. */
+  variant?: KernelVariant;
+}
+
+/** Everything a WasmBackend (or a subclass) is built on. */
+export interface WasmRuntime {
+  memory: WebAssembly.Memory;
+  module: WebAssembly.Module;
+  kernels: KernelExports;
+  variant: KernelVariant;
+  arena: Arena;
+  thread: KernelThread | null;
+}
+
+class WasmStorage implements Storage {
+  constructor(
+    /** Byte address in the arena; -1 once freed. */
+    public ptr: number,
+    readonly size: number,
+    readonly dtype: DType,
+    readonly owner: Arena,
+  ) {}
+}
+
+const UNARY_CODES: Record<UnaryOp, number> = {
+  neg: 0,
+  exp: 1,
+  log: 2,
+  sqrt: 3,
+  tanh: 4,
+  sigmoid: 5,
+  gelu: 6,
+  relu: 7,
+  leaky_relu: 8,
+  softplus: 9,
+  sin: 10,
+  cos: 11,
+  abs: 12,
+  square: 13,
+  scale: 14,
+  add_scalar: 15,
+  pow_scalar: 16,
+};
+const BINARY_CODES: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3 };
+
+/** Below these amounts of work the second thread costs more (a wake-up is ~10 us) than it saves. */
+const GEMM_THREAD_FLOPS = 1 << 21;
+const ELEMENTWISE_THREAD_ELEMENTS = 1 << 16;
+const ROWS_THREAD_ELEMENTS = 1 << 16;
+const MR = 6; // gemm register tile height: row splits fall on tile boundaries
+const NR = 8;
+
+const MAX_RANK = 6;
+const PARAM_BYTES = 4 * 4 * MAX_RANK;
+
+function defaultThreads(): 1 | 2 {
+  return (navigator.hardwareConcurrency ?? 1) >= 2 ? 2 : 1;
+}
+
+/** Removes size-1 dims and merges dims that are contiguous for every stride list. */
+function collapseDims(
+  shape: readonly number[],
+  strides: readonly (readonly number[])[],
+): { shape: number[]; strides: number[][] } {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const last = outShape.length - 1;
+    if (
+      last >= 0 &&
+      strides.every((s, i) => outStrides[i][last] === s[d] * shape[d])
+    ) {
+      outShape[last] *= shape[d];
+      strides.forEach((s, i) => (outStrides[i][last] = s[d]));
+      continue;
+    }
+    outShape.push(shape[d]);
+    strides.forEach((s, i) => outStrides[i].push(s[d]));
+  }
+  if (outShape.length === 0) {
+    outShape.push(1);
+    outStrides.forEach((s) => s.push(0));
+  }
+  return { shape: outShape, strides: outStrides };
+}
+
+export class WasmBackend implements Backend {
+  readonly name: string = "wasm";
+  readonly memory: WebAssembly.Memory;
+  readonly variant: KernelVariant;
+  /** Kernel threads in use: 2 until dispose(), when the worker is started. */
+  threads: 1 | 2;
+  protected readonly kernels: KernelExports;
+  protected readonly arena: Arena;
+  #thread: KernelThread | null;
+  #threadedCalls = 0;
+  readonly #scratch: number;
+  readonly #workerScratch: number;
+  readonly #params: number;
+  readonly #bits = new Int32Array(1);
+  readonly #bitsF32 = new Float32Array(this.#bits.buffer);
+
+  protected constructor(rt: WasmRuntime) {
+    this.memory = rt.memory;
+    this.variant = rt.variant;
+    this.kernels = rt.kernels;
+    this.arena = rt.arena;
+    this.#thread = rt.thread;
+    this.threads = rt.thread ? 2 : 1;
+    const scratchBytes = rt.kernels.GEMM_SCRATCH_BYTES.value as number;
+    this.#scratch = this.arena.alloc(scratchBytes);
+    this.#workerScratch = rt.thread ? this.arena.alloc(scratchBytes) : 0;
+    this.#params = this.arena.alloc(PARAM_BYTES);
+  }
+
+  /** Loads the kernels, creates the arena and (for 2 threads) starts the worker. */
+  static async loadRuntime(opts: WasmBackendOptions = {}): Promise<WasmRuntime> {
+    const variant = opts.variant ?? (runtimeHasRelaxedSimd() ? "relaxed" : "simd");
+    const module = await compileKernels(variant);
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
+    const kernels = await instantiateKernels(module, memory);
+    const heapBase = kernels.HEAP_BASE.value as number;
+    // The module's static data lives below the first page boundary above it; the control
+    // block for the worker sits at the start of the arena.
+    const base = Math.ceil((heapBase + 1) / PAGE_BYTES) * PAGE_BYTES;
+    const arena = new Arena(memory, base);
+    const threads = opts.threads ?? defaultThreads();
+    let thread: KernelThread | null = null;
+    if (threads === 2) thread = await KernelThread.start(module, memory, arena.alloc(CTRL_BYTES));
+    return { memory, module, kernels, variant, arena, thread };
+  }
+
+  static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+    return new WasmBackend(await WasmBackend.loadRuntime(opts));
+  }
+
+  /** Stops the worker thread; the backend stays usable on one thread. */
+  dispose(): void {
+    this.#thread?.stop();
+    this.#thread = null;
+    this.threads = 1;
+  }
+
+  /** Kernel calls split across both threads so far (diagnostics and tests). */
+  get threadedCalls(): number {
+    return this.#threadedCalls;
+  }
+
+  #onBoth(op: ThreadOp, theirs: number[], mine: () => void): void {
+    this.#threadedCalls++;
+    this.#thread!.run(op, theirs, mine);
+  }
+
+  /** Byte address of a storage's first element in `memory`. */
+  pointer(s: Storage): number {
+    const w = s as WasmStorage;
+    if (!(w instanceof WasmStorage) || w.owner !== this.arena) {
+      throw new TypeError("storage does not belong to this wasm backend");
+    }
+    if (w.ptr < 0) throw new Error("use of freed wasm storage");
+    return w.ptr;
+  }
+
+  /** Byte address of element `offset` of s, checking that [offset, offset+count) is inside it. */
+  protected at(s: Storage, offset: number, count: number): number {
+    const p = this.pointer(s);
+    if (offset < 0 || count < 0 || offset + count > s.size) {
+      throw new RangeError(
+        `wasm: access [${offset}, ${offset + count}) outside storage of ${s.size} elements`,
+      );
+    }
+    return p + offset * 4;
+  }
+
+  // ---- memory -------------------------------------------------------------------------------
+
+  alloc(size: number, dtype: DType): Storage {
+    if (!Number.isInteger(size) || size < 0) throw new RangeError(`wasm: bad alloc size ${size}`);
+    return new WasmStorage(this.arena.alloc(size * 4), size, dtype, this.arena);
+  }
+
+  upload(data: Float32Array | Int32Array, dtype: DType): Storage {
+    const s = this.alloc(data.length, dtype);
+    const p = this.pointer(s) >> 2;
+    if (dtype === "i32") {
+      this.arena.i32.set(data instanceof Int32Array ? data : Int32Array.from(data), p);
+    } else {
+      this.arena.f32.set(data, p);
+    }
+    return s;
+  }
+
+  download(s: Storage, offset = 0, size = s.size - offset): Float32Array | Int32Array {
+    const p = this.at(s, offset, size) >> 2;
+    return s.dtype === "i32"
+      ? this.arena.i32.slice(p, p + size)
+      : this.arena.f32.slice(p, p + size);
+  }
+
+  free(s: Storage): void {
+    const w = s as WasmStorage;
+    this.pointer(s);
+    this.arena.free(w.ptr, w.size * 4);
+    w.ptr = -1;
+  }
+
+  fill(s: Storage, value: number, offset = 0, size = s.size - offset): void {
+    const p = this.at(s, offset, size);
+    let bits: number;
+    if (s.dtype === "i32") bits = value | 0;
+    else {
+      this.#bitsF32[0] = value;
+      bits = this.#bits[0];
+    }
+    this.kernels.fill32(p, bits, size);
+  }
+
+  copy2d(
+    src: Storage,
+    srcOffset: number,
+    srcStride: number,
+    dst: Storage,
+    dstOffset: number,
+    dstStride: number,
+    rows: number,
+    cols: number,
+    accumulate: boolean,
+  ): void {
+    if (rows === 0 || cols === 0) return;
+    const s = this.at(src, srcOffset, (rows - 1) * srcStride + cols);
+    const d = this.at(dst, dstOffset, (rows - 1) * dstStride + cols);
+    this.kernels.copy2d(s, srcStride, d, dstStride, rows, cols, accumulate ? 1 : 0);
+  }
+
+  // ---- dense math ---------------------------------------------------------------------------
+
+  gemm(g: GemmArgs): void {
+    const { m, n, k, batch } = g;
+    if (m === 0 || n === 0 || batch === 0) return;
+    const span = (stride: number, size: number) => (batch - 1) * stride + size;
+    const a = this.at(g.a, g.aOffset, span(g.strideA, m * k));
+    const b = this.at(g.b, g.bOffset, span(g.strideB, k * n));
+    const c = this.at(g.c, g.cOffset, span(g.strideC, m * n));
+    const tA = g.transA ? 1 : 0;
+    const tB = g.transB ? 1 : 0;
+    const run = (
+      aPtr: number,
+      bPtr: number,
+      cPtr: number,
+      nb: number,
+      r0: number,
+      r1: number,
+      c0: number,
+      c1: number,
+      scratch: number,
+    ): number[] => [
+      aPtr,
+      bPtr,
+      cPtr,
+      m,
+      n,
+      k,
+      tA,
+      tB,
+      nb,
+      g.strideA,
+      g.strideB,
+      g.strideC,
+      g.alpha,
+      g.beta,
+      r0,
+      r1,
+      c0,
+      c1,
+      scratch,
+    ];
+    const thread = this.#thread;
+    if (!thread || 2 * m * n * k * batch < GEMM_THREAD_FLOPS) {
+      this.#gemmCall(run(a, b, c, batch, 0, m, 0, n, this.#scratch));
+      return;
+    }
+    let mine: number[];
+    let theirs: number[];
+    if (batch >= 4 || (batch >= 2 && m < 8 * MR)) {
+      const half = batch >> 1;
+      mine = run(a, b, c, half, 0, m, 0, n, this.#scratch);
+      theirs = run(
+        a + half * g.strideA * 4,
+        b + half * g.strideB * 4,
+        c + half * g.strideC * 4,
+        batch - half,
+        0,
+        m,
+        0,
+        n,
+        this.#workerScratch,
+      );
+    } else if (m >= 2 * MR) {
+      const split = Math.round(m / 2 / MR) * MR;
+      mine = run(a, b, c, batch, 0, split, 0, n, this.#scratch);
+      theirs = run(a, b, c, batch, split, m, 0, n, this.#workerScratch);
+    } else {
+      const split = Math.max(NR, Math.round(n / 2 / NR) * NR);
+      mine = run(a, b, c, batch, 0, m, 0, split, this.#scratch);
+      theirs = run(a, b, c, batch, 0, m, split, n, this.#workerScratch);
+    }
+    this.#onBoth("gemm", theirs, () => this.#gemmCall(mine));
+  }
+
+  #gemmCall(args: number[]): void {
+    (this.kernels.gemm as (...a: number[]) => void)(...args);
+  }
+
+  // ---- elementwise --------------------------------------------------------------------------
+
+  unary(op: UnaryOp, x: Storage, out: Storage, n: number, alpha: number): void {
+    const code = UNARY_CODES[op];
+    if (code === undefined) throw new TypeError(`wasm: unknown unary op ${op}`);
+    const xp = this.at(x, 0, n);
+    const op_ = this.at(out, 0, n);
+    const k = this.kernels;
+    const half = this.#elementSplit(n);
+    if (half === 0) return k.unary(code, xp, op_, n, alpha);
+    this.#onBoth(
+      "unary",
+      [code, xp + half * 4, op_ + half * 4, n - half, alpha],
+      () => k.unary(code, xp, op_, half, alpha),
+    );
+  }
+
+  unaryGrad(
+    op: UnaryOp,
+    x: Storage,
+    y: Storage,
+    g: Storage,
+    out: Storage,
+    n: number,
+    alpha: number,
+  ): void {
+    const code = UNARY_CODES[op];
+    if (code === undefined) throw new TypeError(`wasm: unknown unary op ${op}`);
+    const xp = this.at(x, 0, n);
+    const yp = this.at(y, 0, n);
+    const gp = this.at(g, 0, n);
+    const outp = this.at(out, 0, n);
+    const k = this.kernels;
+    const half = this.#elementSplit(n);
+    if (half === 0) return k.unaryGrad(code, xp, yp, gp, outp, n, alpha);
+    const o = half * 4;
+    this.#onBoth(
+      "unaryGrad",
+      [code, xp + o, yp + o, gp + o, outp + o, n - half, alpha],
+      () => k.unaryGrad(code, xp, yp, gp, outp, half, alpha),
+    );
+  }
+
+  /** Elements for the main thread when n is worth splitting (a multiple of 4), else 0. */
+  #elementSplit(n: number): number {
+    if (!this.#thread || n < ELEMENTWISE_THREAD_ELEMENTS) return 0;
+    return (n >> 3) << 2;
+  }
+
+  binary(
+    op: BinaryOp,
+    a: Storage,
+    aStrides: readonly number[],
+    b: Storage,
+    bStrides: readonly number[],
+    out: Storage,
+    shape: readonly number[],
+  ): void {
+    const code = BINARY_CODES[op];
+    if (code === undefined) throw new TypeError(`wasm: unknown binary op ${op}`);
+    if (shape.length > MAX_RANK) throw new RangeError(`wasm: binary rank ${shape.length} > 6`);
+    const total = shape.reduce((p, d) => p * d, 1);
+    if (total === 0) return;
+    const reach = (st: readonly number[]) => shape.reduce((s, d, i) => s + (d - 1) * st[i], 0) + 1;
+    const ap = this.at(a, 0, reach(aStrides));
+    const bp = this.at(b, 0, reach(bStrides));
+    const op_ = this.at(out, 0, total);
+    const c = collapseDims(shape, [aStrides, bStrides]);
+    const rank = c.shape.length;
+    this.#writeParams([c.shape, c.strides[0], c.strides[1]]);
+    this.kernels.binary(code, ap, bp, op_, rank, this.#params);
+  }
+
+  reduceSum(
+    x: Storage,
+    shape: readonly number[],
+    out: Storage,
+    outStrides: readonly number[],
+    outSize: number,
+    accumulate: boolean,
+  ): void {
+    if (shape.length > MAX_RANK) throw new RangeError(`wasm: reduceSum rank ${shape.length} > 6`);
+    const total = shape.reduce((p, d) => p * d, 1);
+    const op = this.at(out, 0, outSize);
+    if (total === 0) {
+      if (!accumulate) this.kernels.fill32(op, 0, outSize);
+      return;
+    }
+    const reach = shape.reduce((s, d, i) => s + (d - 1) * outStrides[i], 0) + 1;
+    if (reach > outSize) throw new RangeError(`wasm: reduceSum writes past outSize ${outSize}`);
+    const xp = this.at(x, 0, total);
+    // x is contiguous, so only the out strides decide which dims merge.
+    const xStrides: number[] = [];
+    let s = 1;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      xStrides[d] = s;
+      s *= shape[d];
+    }
+    const c = collapseDims(shape, [xStrides, outStrides]);
+    this.#writeParams([c.shape, c.strides[1]]);
+    this.kernels.reduceSum(xp, op, outSize, accumulate ? 1 : 0, c.shape.length, this.#params);
+  }
+
+  axpy(x: Storage, out: Storage, n: number, alpha: number): void {
+    this.kernels.axpy(this.at(x, 0, n), this.at(out, 0, n), n, alpha);
+  }
+
+  sumSquares(x: Storage, n: number): number {
+    return this.kernels.sumSquares(this.at(x, 0, n), n);
+  }
+
+  permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): void {
+    const rank = shape.length;
+    if (rank > MAX_RANK) throw new RangeError(`wasm: permute rank ${rank} > 6`);
+    if (perm.length !== rank || [...perm].sort().some((p, i) => p !== i)) {
+      throw new RangeError(`wasm: bad permutation [${perm}] for rank ${rank}`);
+    }
+    const total = shape.reduce((p, d) => p * d, 1);
+    const xp = this.at(x, 0, total);
+    const op = this.at(out, 0, total);
+    if (total === 0) return;
+    const inStrides: number[] = [];
+    let s = 1;
+    for (let d = rank - 1; d >= 0; d--) {
+      inStrides[d] = s;
+      s *= shape[d];
+    }
+    const outShape = perm.map((p) => shape[p]);
+    const src = perm.map((p) => inStrides[p]);
+    const c = collapseDims(outShape, [src]);
+    while (c.shape.length < 2) {
+      c.shape.unshift(1);
+      c.strides[0].unshift(0);
+    }
+    this.#writeParams([c.shape, c.strides[0]]);
+    this.kernels.permute(xp, op, c.shape.length, this.#params);
+  }
+
+  /** Writes i32 lists back to back into the parameter block. */
+  #writeParams(lists: readonly (readonly number[])[]): void {
+    const i32 = this.arena.i32;
+    let p = this.#params >> 2;
+    for (const l of lists) for (const v of l) i32[p++] = v;
+  }
+
+  // ---- row-wise -----------------------------------------------------------------------------
+
+  softmax(x: Storage, out: Storage, rows: number, cols: number, log: boolean): void {
+    const xp = this.at(x, 0, rows * cols);
+    const op = this.at(out, 0, rows * cols);
+    const lg = log ? 1 : 0;
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, cols);
+    if (half === 0) return k.softmax(xp, op, rows, cols, lg);
+    const o = half * cols * 4;
+    this.#onBoth(
+      "softmax",
+      [xp + o, op + o, rows - half, cols, lg],
+      () => k.softmax(xp, op, half, cols, lg),
+    );
+  }
+
+  softmaxGrad(
+    y: Storage,
+    g: Storage,
+    out: Storage,
+    rows: number,
+    cols: number,
+    log: boolean,
+  ): void {
+    const yp = this.at(y, 0, rows * cols);
+    const gp = this.at(g, 0, rows * cols);
+    const op = this.at(out, 0, rows * cols);
+    const lg = log ? 1 : 0;
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, cols);
+    if (half === 0) return k.softmaxGrad(yp, gp, op, rows, cols, lg);
+    const o = half * cols * 4;
+    this.#onBoth(
+      "softmaxGrad",
+      [yp + o, gp + o, op + o, rows - half, cols, lg],
+      () => k.softmaxGrad(yp, gp, op, half, cols, lg),
+    );
+  }
+
+  /** Rows for the main thread when a row kernel is worth splitting, else 0. */
+  #rowSplit(rows: number, cols: number): number {
+    if (!this.#thread || rows < 2 || rows * cols < ROWS_THREAD_ELEMENTS) return 0;
+    return rows >> 1;
+  }
+
+  layerNorm(
+    x: Storage,
+    gamma: Storage,
+    beta: Storage,
+    out: Storage,
+    mean: Storage,
+    rstd: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void {
+    this.kernels.layerNorm(
+      this.at(x, 0, rows * cols),
+      this.at(gamma, 0, cols),
+      this.at(beta, 0, cols),
+      this.at(out, 0, rows * cols),
+      this.at(mean, 0, rows),
+      this.at(rstd, 0, rows),
+      rows,
+      cols,
+      eps,
+    );
+  }
+
+  layerNormGrad(
+    x: Storage,
+    gamma: Storage,
+    mean: Storage,
+    rstd: Storage,
+    g: Storage,
+    dx: Storage,
+    dgamma: Storage,
+    dbeta: Storage,
+    rows: number,
+    cols: number,
+  ): void {
+    this.kernels.layerNormGrad(
+      this.at(x, 0, rows * cols),
+      this.at(gamma, 0, cols),
+      this.at(mean, 0, rows),
+      this.at(rstd, 0, rows),
+      this.at(g, 0, rows * cols),
+      this.at(dx, 0, rows * cols),
+      this.at(dgamma, 0, cols),
+      this.at(dbeta, 0, cols),
+      rows,
+      cols,
+    );
+  }
+
+  // ---- indexing -----------------------------------------------------------------------------
+
+  gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
+    const rowsT = dim > 0 ? Math.floor(table.size / dim) : 0;
+    const bad = this.kernels.gather(
+      this.at(table, 0, rowsT * dim),
+      rowsT,
+      this.at(idx, 0, n),
+      this.at(out, 0, n * dim),
+      n,
+      dim,
+    );
+    this.#checkIndex(bad, idx, rowsT, "gather");
+  }
+
+  scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
+    const rowsO = dim > 0 ? Math.floor(out.size / dim) : 0;
+    const bad = this.kernels.scatterAdd(
+      this.at(g, 0, n * dim),
+      this.at(idx, 0, n),
+      this.at(out, 0, rowsO * dim),
+      rowsO,
+      n,
+      dim,
+    );
+    this.#checkIndex(bad, idx, rowsO, "scatterAdd");
+  }
+
+  pick(x: Storage, idx: Storage, out: Storage, rows: number, cols: number): void {
+    const bad = this.kernels.pick(
+      this.at(x, 0, rows * cols),
+      this.at(idx, 0, rows),
+      this.at(out, 0, rows),
+      rows,
+      cols,
+    );
+    this.#checkIndex(bad, idx, cols, "pick");
+  }
+
+  pickGrad(g: Storage, idx: Storage, out: Storage, rows: number, cols: number): void {
+    const bad = this.kernels.pickGrad(
+      this.at(g, 0, rows),
+      this.at(idx, 0, rows),
+      this.at(out, 0, rows * cols),
+      rows,
+      cols,
+    );
+    this.#checkIndex(bad, idx, cols, "pickGrad");
+  }
+
+  #checkIndex(bad: number, idx: Storage, bound: number, what: string): void {
+    if (bad < 0) return;
+    const v = this.arena.i32[(this.pointer(idx) >> 2) + bad];
+    throw new RangeError(`wasm ${what}: index ${v} at position ${bad} outside [0, ${bound})`);
+  }
+
+  // ---- randomness ---------------------------------------------------------------------------
+
+  dropoutMask(out: Storage, n: number, p: number, seed: number): void {
+    // u >= p  <=>  u * 2^24 >= ceil(p * 2^24), since u * 2^24 is an integer (exact in float64).
+    const threshold = Math.min(16777216, Math.max(0, Math.ceil(p * 16777216)));
+    const scale = Math.fround(1 / (1 - p));
+    this.kernels.dropoutMask(this.at(out, 0, n), n, threshold, scale, seed >>> 0);
+  }
+
+  // ---- optimizer ----------------------------------------------------------------------------
+
+  adam(a: AdamArgs): void {
+    this.kernels.adam(
+      this.at(a.p, 0, a.n),
+      this.at(a.g, 0, a.n),
+      this.at(a.m, 0, a.n),
+      this.at(a.v, 0, a.n),
+      a.n,
+      a.lr,
+      a.beta1,
+      a.beta2,
+      a.eps,
+      a.weightDecay,
+      a.decoupled ? 1 : 0,
+      a.biasCorrection1,
+      a.biasCorrection2,
+    );
+  }
+
+  sync(): void {}
+}
+
+/** Registry entry: below native BLAS and cuda, above the js reference. */
+export const wasmBackendFactory: BackendFactory = {
+  name: "wasm",
+  priority: 20,
+  async create() {
+    if (typeof WebAssembly?.validate !== "function") {
+      return { unavailable: "WebAssembly is not available" };
+    }
+    try {
+      return await WasmBackend.create();
+    } catch (e) {
+      return { unavailable: e instanceof Error ? e.message : String(e) };
+    }
+  },
+};

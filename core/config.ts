@@ -1,0 +1,176 @@
+/**
+ * Typed training configuration (zod), with RecBole's SASRec defaults and the DuAF-MAT paper's
+ * defaults. Unknown keys are errors with a did-you-mean suggestion; `--set a.b=value` overrides
+ * are parsed against the schema so numbers, booleans and enums are checked.
+ */
+import { z } from "zod";
+import { UsageError } from "./errors.ts";
+
+export const MODEL_KINDS = ["sasrec", "gru4rec", "fdsa", "duafmat", "pop"] as const;
+export type ModelKind = typeof MODEL_KINDS[number];
+
+const DuafSchema = z.object({
+  /** Modalities used besides the ID ("text", "image"); absent ones are skipped with a notice. */
+  modalities: z.array(z.enum(["text", "image"])).default(["text", "image"]),
+  /** false = the -DuAF ablation: average fusion instead of user- and time-aware weights. */
+  fusion: z.boolean().default(true),
+  /** false = the -MAT_MoE ablation: missing visual features are filled by `missingFill`. */
+  matMoe: z.boolean().default(true),
+  /** How missing modality features are filled when MAT-MoE is off (or for text). */
+  missingFill: z.enum(["mat", "zero", "random", "mean"]).default("mat"),
+  /** Time-embedding width d_t (even). */
+  timeDim: z.number().int().positive().multipleOf(2).default(16),
+  /** Where s_u in the fusion weights comes from (see core/models/duaf/fusion.ts). */
+  queryFrom: z.enum(["previous", "idpass"]).default("previous"),
+  experts: z.number().int().positive().default(4),
+  noiseDim: z.number().int().positive().default(32),
+  expertHidden: z.number().int().positive().default(128),
+  categoryDim: z.number().int().positive().default(16),
+  criticHidden: z.number().int().positive().default(64),
+  criticSteps: z.number().int().positive().default(1),
+  /** Gradient-penalty weight λ_gp (Eq. 16) and the generator's adversarial weight. */
+  lambdaGp: z.number().nonnegative().default(1e-3),
+  lambdaAdv: z.number().nonnegative().default(0.1),
+  /** Samples drawn per missing item at inference; the mean of those D accepts is used. */
+  inferenceSamples: z.number().int().positive().default(8),
+  /** Train-time modality dropout rate (the paper's best: 0.6). */
+  modalityDropout: z.number().min(0).max(1).default(0.6),
+  cscl: z.boolean().default(true),
+  vscl: z.boolean().default(true),
+  lambda1: z.number().nonnegative().default(0.2),
+  lambda2: z.number().nonnegative().default(0.2),
+  tau: z.number().positive().default(0.5),
+  /** VSCL insertion sampling: γ mixes similarity to the left/right item; λ is its temperature. */
+  gamma: z.number().min(0).max(1).default(0.5),
+  lambdaTemp: z.number().positive().default(0.1),
+  /** Expected insertions per sequence = poissonRate × length. */
+  poissonRate: z.number().nonnegative().default(0.1),
+  /** Candidate pool size for VSCL insertions (top similar items per item). */
+  vsclCandidates: z.number().int().positive().default(20),
+}).strict();
+
+export const TrainConfigSchema = z.object({
+  model: z.enum(MODEL_KINDS).default("sasrec"),
+  seed: z.number().int().nonnegative().default(2020),
+  epochs: z.number().int().positive().default(300),
+  batchSize: z.number().int().positive().default(2048),
+  evalBatchSize: z.number().int().positive().default(512),
+  lr: z.number().positive().default(1e-3),
+  weightDecay: z.number().nonnegative().default(0),
+  clipNorm: z.number().nonnegative().default(0),
+  maxLen: z.number().int().positive().default(50),
+  loss: z.enum(["ce", "bce"]).default("ce"),
+  patience: z.number().int().positive().default(10),
+  metric: z.string().regex(/^(ndcg|mrr|hit|recall)@\d+$/).default("ndcg@10"),
+  validKs: z.array(z.number().int().positive()).default([5, 10, 20]),
+  /** Stop each epoch after this many steps (0 = full epoch); for quick runs and benchmarks. */
+  maxSteps: z.number().int().nonnegative().default(0),
+  hidden: z.number().int().positive().default(64),
+  layers: z.number().int().positive().default(2),
+  heads: z.number().int().positive().default(2),
+  inner: z.number().int().positive().default(256),
+  hiddenDropout: z.number().min(0).max(1).default(0.5),
+  attnDropout: z.number().min(0).max(1).default(0.5),
+  layerNormEps: z.number().positive().default(1e-12),
+  initStd: z.number().positive().default(0.02),
+  /** GRU4Rec (RecBole's GRU4Rec.yaml: hidden_size 128, num_layers 1, dropout_prob 0.3). */
+  gruHidden: z.number().int().positive().default(128),
+  gruLayers: z.number().int().positive().default(1),
+  gruDropout: z.number().min(0).max(1).default(0.3),
+  duafmat: DuafSchema.default(DuafSchema.parse({})),
+}).strict();
+
+export type TrainConfig = z.infer<typeof TrainConfigSchema>;
+export type DuafConfig = z.infer<typeof DuafSchema>;
+
+function levenshtein(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(
+        d[i - 1][j] + 1,
+        d[i][j - 1] + 1,
+        d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** All dotted keys the schema accepts, e.g. "lr", "duafmat.experts". */
+export function configKeys(): string[] {
+  const top = Object.keys(TrainConfigSchema.shape);
+  return [
+    ...top.filter((k) => k !== "duafmat"),
+    ...Object.keys(DuafSchema.shape).map((k) => `duafmat.${k}`),
+  ];
+}
+
+function suggest(key: string): string {
+  let best = "";
+  let bestD = Infinity;
+  for (const k of configKeys()) {
+    const dist = levenshtein(key.toLowerCase(), k.toLowerCase());
+    if (dist < bestD) [best, bestD] = [k, dist];
+  }
+  return bestD <= Math.max(2, key.length / 3) ? ` (did you mean '${best}'?)` : "";
+}
+
+function checkKeys(obj: Record<string, unknown>, prefix: string, source: string): void {
+  const valid = new Set(configKeys());
+  for (const [k, v] of Object.entries(obj)) {
+    const full = prefix + k;
+    if (k === "duafmat" && !prefix && v && typeof v === "object") {
+      checkKeys(v as Record<string, unknown>, "duafmat.", source);
+      continue;
+    }
+    if (!valid.has(full)) {
+      throw new UsageError(`${source}: unknown config key '${full}'${suggest(full)}`);
+    }
+  }
+}
+
+/** Parses one `--set key=value` value: JSON when it parses (numbers, booleans, arrays), else a string. */
+function parseValue(raw: string): unknown {
+  if (raw.includes(",") && !raw.startsWith("[")) return raw.split(",").map(parseValue);
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * Builds a validated config from (in increasing precedence) defaults, a JSON file's object and
+ * `key=value` overrides. Any problem is a UsageError naming the source and key.
+ */
+export function resolveConfig(
+  fileObject: Record<string, unknown> | null,
+  overrides: string[],
+  fileName = "config",
+): TrainConfig {
+  const merged: Record<string, unknown> = structuredClone(fileObject ?? {});
+  if (fileObject) checkKeys(fileObject, "", fileName);
+  for (const o of overrides) {
+    const eq = o.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--set ${o}: expected key=value`);
+    const key = o.slice(0, eq);
+    checkKeys(
+      key.startsWith("duafmat.") ? { duafmat: { [key.slice(8)]: 0 } } : { [key]: 0 },
+      "",
+      "--set",
+    );
+    const value = parseValue(o.slice(eq + 1));
+    if (key.startsWith("duafmat.")) {
+      const sub = (merged.duafmat ??= {}) as Record<string, unknown>;
+      sub[key.slice(8)] = value;
+    } else merged[key] = value;
+  }
+  const parsed = TrainConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UsageError(`${fileName}: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,60 @@
+/** Full-ranking evaluation of a sequential model over one leave-one-out split. */
+import type { SequentialModel } from "../models/model.ts";
+import type { Progress } from "../progress.ts";
+import { silentProgress } from "../progress.ts";
+import { Rng } from "../random.ts";
+import { noGrad, tidy } from "../tensor.ts";
+import { makeBatch, type SequenceSource, splitExamples } from "../train/examples.ts";
+import { addRank, finalize, newAccumulator, rankOf } from "./metrics.ts";
+
+export interface EvalOptions {
+  split: "valid" | "test";
+  ks: number[];
+  /** Exclude items the user interacted with before the target from the ranking. */
+  maskSeen: boolean;
+  batchSize: number;
+  maxLen: number;
+  /** Timestamp origin in seconds (the trainer's). */
+  origin: number;
+  progress?: Progress;
+}
+
+export interface EvalResult {
+  split: string;
+  users: number;
+  metrics: Record<string, number>;
+}
+
+export function evaluate(
+  model: SequentialModel,
+  src: SequenceSource,
+  opts: EvalOptions,
+): EvalResult {
+  const ex = splitExamples(src, opts.split);
+  const acc = newAccumulator(opts.ks);
+  const n = ex.users.length;
+  const cols = src.numItems + 1;
+  const task = (opts.progress ?? silentProgress).start(`eval ${opts.split}`, n, "users");
+  const ctx = { training: false, rng: new Rng(0) };
+  model.eval();
+  for (let start = 0; start < n; start += opts.batchSize) {
+    const end = Math.min(n, start + opts.batchSize);
+    const batch = makeBatch(src, ex, null, start, end, opts.maxLen, opts.origin, null);
+    const scores = noGrad(() => tidy(() => model.scoreAll(batch, ctx).toFloat32()));
+    for (let r = 0; r < batch.size; r++) {
+      const seen = new Set<number>();
+      if (opts.maskSeen) {
+        const u = batch.users[r];
+        const off = src.seqOffsets[u];
+        const p = ex.positions[start + r];
+        for (let j = 0; j < p; j++) seen.add(src.seqItems[off + j]);
+        seen.delete(batch.targets[r]);
+      }
+      const rank = rankOf(scores, r * cols, cols, batch.targets[r], (c) => c === 0 || seen.has(c));
+      addRank(acc, rank);
+    }
+    task.tick(batch.size);
+  }
+  task.done();
+  return { split: opts.split, users: n, metrics: finalize(acc) };
+}

@@ -1,0 +1,61 @@
+/**
+ * Full-ranking metrics with one held-out target per user (leave-one-out): the target's rank
+ * among ALL items (no sampled negatives). Ties count against the target (pessimistic), so a
+ * model that scores everything equally gets no credit.
+ */
+
+export interface MetricAccumulator {
+  ks: number[];
+  count: number;
+  sums: Record<string, number>;
+}
+
+export function newAccumulator(ks: number[]): MetricAccumulator {
+  const sums: Record<string, number> = {};
+  for (const k of ks) for (const m of ["ndcg", "mrr", "hit", "recall"]) sums[`${m}@${k}`] = 0;
+  return { ks, count: 0, sums };
+}
+
+/**
+ * Rank (0 = best) of column `target` in a row of scores. `exclude` columns (padding, and seen
+ * items with --mask-seen) are skipped.
+ */
+export function rankOf(
+  scores: Float32Array,
+  rowOffset: number,
+  cols: number,
+  target: number,
+  exclude: (col: number) => boolean,
+): number {
+  const s = scores[rowOffset + target];
+  let rank = 0;
+  for (let c = 0; c < cols; c++) {
+    if (c === target) continue;
+    const v = scores[rowOffset + c];
+    if (v >= s && !exclude(c)) rank++;
+  }
+  return rank;
+}
+
+export function addRank(acc: MetricAccumulator, rank: number): void {
+  acc.count++;
+  for (const k of acc.ks) {
+    if (rank < k) {
+      acc.sums[`ndcg@${k}`] += 1 / Math.log2(rank + 2);
+      acc.sums[`mrr@${k}`] += 1 / (rank + 1);
+      acc.sums[`hit@${k}`] += 1;
+      acc.sums[`recall@${k}`] += 1;
+    }
+  }
+}
+
+export function finalize(acc: MetricAccumulator): Record<string, number> {
+  const out: Record<string, number> = {};
+  const names = Object.keys(acc.sums).sort((a, b) => {
+    const [ma, ka] = a.split("@");
+    const [mb, kb] = b.split("@");
+    return ma === mb ? Number(ka) - Number(kb) : ma.localeCompare(mb);
+  });
+  for (const n of names) out[n] = acc.count ? acc.sums[n] / acc.count : 0;
+  return out;
+}

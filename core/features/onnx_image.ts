@@ -1,0 +1,255 @@
+/**
+ * Image features from a user-supplied ONNX image encoder (ViT, CLIP vision tower, ...) over
+ * local JPEG/PNG files.
+ *
+ * The model's first input takes pixel_values float32 [batch, 3, size, size]. Output used: the
+ * one named in the options, else "image_embeds" or "pooler_output" when present, else the first
+ * output. [batch, dim] is taken as is, [batch, tokens, dim] gives the first ([CLS]) token,
+ * [batch, C, h, w] is averaged over h and w. Preprocessing: core/features/image_preprocess.ts
+ * (ViT defaults: bilinear, no crop, mean = std = 0.5).
+ */
+import { basename, extname, join } from "node:path";
+import { DataError, UsageError } from "../errors.ts";
+import type { Progress } from "../progress.ts";
+import { decodeImage, ImageDecodeError, type RgbImage } from "./image_decode.ts";
+import {
+  IMAGE_PRESETS,
+  preprocessImage,
+  type PreprocessOptions,
+  type Resample,
+} from "./image_preprocess.ts";
+import {
+  createSession,
+  inputDims,
+  type OrtSession,
+  ortTensor,
+  pickOutput,
+  runFloat,
+} from "./ort.ts";
+
+export interface ImageEncodeOptions {
+  /** Model input side; default: the model's declared input size, else 224. */
+  size?: number;
+  /** Per-channel normalization; default mean = std = 0.5 (ViT). */
+  mean?: number[];
+  std?: number[];
+  /** Default "bilinear" (ViT); CLIP uses "bicubic". */
+  resample?: Resample;
+  /** Shorter side + center crop (CLIP) instead of a straight resize (ViT); default false. */
+  crop?: boolean;
+  /** Model output to read; default "image_embeds" or "pooler_output" if present, else the first. */
+  output?: string;
+  batchSize: number;
+  /** Missing or undecodable images: DataError when true, else mask 0 and a counted skip. */
+  strict: boolean;
+  progress?: Progress;
+}
+
+export interface EncodedImages {
+  dim: number;
+  data: Float32Array;
+  mask: Uint8Array;
+  /** Image paths that could not be read or decoded (lenient mode). */
+  skipped: number;
+}
+
+const PREFERRED_OUTPUTS = ["image_embeds", "pooler_output"];
+const MAX_NOTES = 5;
+
+/** Reduces one batch output to [batch, dim]: as is, first token, or spatial mean. */
+export function imageRows(out: { data: Float32Array; dims: number[] }): {
+  dim: number;
+  rows: (b: number) => Float32Array;
+} {
+  const d = out.dims;
+  if (d.length === 2) {
+    return { dim: d[1], rows: (b) => out.data.subarray(b * d[1], (b + 1) * d[1]) };
+  }
+  if (d.length === 3) {
+    const [, tokens, dim] = d;
+    return { dim, rows: (b) => out.data.subarray(b * tokens * dim, b * tokens * dim + dim) };
+  }
+  if (d.length === 4) {
+    const [, c, h, w] = d;
+    const plane = h * w;
+    return {
+      dim: c,
+      rows: (b) => {
+        const r = new Float32Array(c);
+        for (let k = 0; k < c; k++) {
+          let s = 0;
+          const base = (b * c + k) * plane;
+          for (let p = 0; p < plane; p++) s += out.data[base + p];
+          r[k] = s / plane;
+        }
+        return r;
+      },
+    };
+  }
+  throw new RangeError(`unsupported image encoder output shape [${d}]`);
+}
+
+function resolvePreprocess(session: OrtSession, modelPath: string, opts: ImageEncodeOptions) {
+  const inputName = session.inputNames[0];
+  const dims = inputDims(session, inputName);
+  if (dims && dims.length !== 4) {
+    throw new DataError(modelPath, null, inputName, `input has rank ${dims.length}, expected 4`);
+  }
+  if (dims && dims[1] !== null && dims[1] !== 3) {
+    throw new DataError(modelPath, null, inputName, `input has ${dims[1]} channels, expected 3`);
+  }
+  const [h, w] = dims ? [dims[2], dims[3]] : [null, null];
+  if (h !== null && w !== null && h !== w) {
+    throw new DataError(modelPath, null, inputName, `input is ${h}x${w}; only square inputs`);
+  }
+  const size = opts.size ?? h ?? 224;
+  if (h !== null && size !== h) {
+    throw new UsageError(`image size ${size} does not match the model's ${h}x${h} input`);
+  }
+  const vit = IMAGE_PRESETS.vit;
+  const pre: PreprocessOptions = {
+    size,
+    mean: opts.mean ?? vit.mean,
+    std: opts.std ?? vit.std,
+    resample: opts.resample ?? vit.resample,
+    crop: opts.crop ?? vit.crop,
+  };
+  if (pre.mean.length !== 3 || pre.std.length !== 3 || pre.std.some((s) => !(s > 0))) {
+    throw new UsageError("image mean and std need 3 values each, std positive");
+  }
+  return { inputName, pre };
+}
+
+/** Reads and decodes one image, or says why it cannot. */
+async function loadImage(
+  path: string,
+): Promise<{ ok: true; image: RgbImage } | { ok: false; error: string }> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    return { ok: false, error: `cannot read image: ${(e as Error).message}` };
+  }
+  try {
+    return { ok: true, image: decodeImage(bytes) };
+  } catch (e) {
+    if (e instanceof ImageDecodeError) return { ok: false, error: e.message };
+    throw e;
+  }
+}
+
+/** Encodes images (null = no image) into one vector each; rows align with `imagePaths`. */
+export async function encodeImages(
+  modelPath: string,
+  imagePaths: (string | null)[],
+  opts: ImageEncodeOptions,
+): Promise<EncodedImages> {
+  if (!(opts.batchSize >= 1)) {
+    throw new UsageError(`batch size must be >= 1, got ${opts.batchSize}`);
+  }
+  const session = await createSession(modelPath);
+  try {
+    return await encodeWithSession(session, modelPath, imagePaths, opts);
+  } finally {
+    await session.release();
+  }
+}
+
+async function encodeWithSession(
+  session: OrtSession,
+  modelPath: string,
+  imagePaths: (string | null)[],
+  opts: ImageEncodeOptions,
+): Promise<EncodedImages> {
+  const { inputName, pre } = resolvePreprocess(session, modelPath, opts);
+  const outName = pickOutput(session, modelPath, opts.output, PREFERRED_OUTPUTS);
+  const present = imagePaths.flatMap((p, i) => (p !== null ? [i] : []));
+  const mask = new Uint8Array(imagePaths.length);
+  const task = opts.progress?.start("encode images", present.length, "images");
+  const perImage = 3 * pre.size * pre.size;
+  let skipped = 0;
+  let dim = 0;
+  let data = new Float32Array(0);
+
+  const runBatch = async (idx: number[], pixels: Float32Array) => {
+    const input = ortTensor("float32", pixels.subarray(0, idx.length * perImage), [
+      idx.length,
+      3,
+      pre.size,
+      pre.size,
+    ]);
+    const out = (await runFloat(session, { [inputName]: input })).get(outName)!;
+    if (out.dims.length < 2 || out.dims.length > 4 || out.dims[0] !== idx.length) {
+      throw new DataError(modelPath, null, outName, `output shape [${out.dims}] is not per image`);
+    }
+    const { dim: d, rows } = imageRows(out);
+    if (dim === 0) {
+      dim = d;
+      data = new Float32Array(imagePaths.length * dim);
+    }
+    idx.forEach((i, b) => {
+      data.set(rows(b), i * dim);
+      mask[i] = 1;
+    });
+  };
+
+  const pixels = new Float32Array(opts.batchSize * perImage);
+  let batch: number[] = [];
+  for (const i of present) {
+    const path = imagePaths[i]!;
+    const loaded = await loadImage(path);
+    if (!loaded.ok) {
+      if (opts.strict) throw new DataError(path, null, null, loaded.error);
+      skipped++;
+      if (skipped <= MAX_NOTES) opts.progress?.log(`skipped image ${path}: ${loaded.error}`);
+    } else {
+      preprocessImage(loaded.image, pre, pixels, batch.length * perImage);
+      batch.push(i);
+      if (batch.length === opts.batchSize) {
+        await runBatch(batch, pixels);
+        batch = [];
+      }
+    }
+    task?.tick(1);
+  }
+  if (batch.length > 0) await runBatch(batch, pixels);
+  if (skipped > MAX_NOTES) opts.progress?.log(`skipped ${skipped} unreadable images in all`);
+  task?.done(`${present.length - skipped} images, dim ${dim}`);
+  if (dim === 0) {
+    // Nothing decoded: one blank image tells the output width.
+    const blank = ortTensor("float32", new Float32Array(perImage), [1, 3, pre.size, pre.size]);
+    dim = imageRows((await runFloat(session, { [inputName]: blank })).get(outName)!).dim;
+    data = new Float32Array(imagePaths.length * dim);
+  }
+  return { dim, data, mask, skipped };
+}
+
+const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png"]);
+
+/**
+ * Finds each item's image in a folder by file name: `<item id>.jpg`, `.jpeg` or `.png` (any
+ * letter case). Items without one get null (no image: mask 0, not an error).
+ */
+export async function itemImagePaths(
+  dir: string,
+  itemIds: readonly string[],
+): Promise<(string | null)[]> {
+  const byStem = new Map<string, string>();
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile && !entry.isSymlink) continue;
+      const ext = extname(entry.name).toLowerCase();
+      if (!IMAGE_EXTENSIONS.has(ext)) continue;
+      const stem = basename(entry.name, extname(entry.name));
+      // Deterministic choice when an id has several files: the smallest name.
+      const prev = byStem.get(stem);
+      if (prev === undefined || entry.name < prev) byStem.set(stem, entry.name);
+    }
+  } catch (e) {
+    throw new DataError(dir, null, null, `cannot read image folder: ${(e as Error).message}`);
+  }
+  return itemIds.map((id) => {
+    const name = byStem.get(id);
+    return name === undefined ? null : join(dir, name);
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * Atomic output: everything duaf writes goes to a temporary sibling first and is renamed into
+ * place, so an interrupted or failed run never leaves a half-written file or directory.
+ */
+import { basename, dirname, join } from "node:path";
+
+function tempSibling(path: string): string {
+  const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
+  return join(dirname(path), `.duaf-tmp-${basename(path)}-${Deno.pid}-${rand}`);
+}
+
+/** Writes bytes or text to `path` through a temporary file and a rename. */
+export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const tmp = tempSibling(path);
+  try {
+    if (typeof data === "string") await Deno.writeTextFile(tmp, data);
+    else await Deno.writeFile(tmp, data);
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Builds a directory through `fill(tmpDir)` and renames it to `path`. An existing `path` is
+ * replaced only after the new one is complete.
+ */
+export async function writeDirAtomic(
+  path: string,
+  fill: (tmpDir: string) => Promise<void>,
+): Promise<void> {
+  const tmp = tempSibling(path);
+  await Deno.mkdir(tmp, { recursive: true });
+  try {
+    await fill(tmp);
+    let old: string | null = null;
+    try {
+      await Deno.stat(path);
+      old = tempSibling(path);
+      await Deno.rename(path, old);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    await Deno.rename(tmp, path);
+    if (old) await Deno.remove(old, { recursive: true });
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}

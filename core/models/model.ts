@@ -1,0 +1,56 @@
+/** The contract between sequential models and the shared trainer/evaluator. */
+import type { Module } from "../nn/module.ts";
+import type { ForwardContext } from "../nn/context.ts";
+import type { Tensor } from "../tensor.ts";
+import type { SequenceBatch } from "./batch.ts";
+
+export interface LossOutput {
+  /** The scalar that is differentiated. */
+  total: Tensor;
+  /** Named scalar parts for logging (main, cscl, vscl, adv, ...). */
+  parts: Record<string, Tensor>;
+}
+
+/** Frozen per-item content features: (numItems + 1) * dim values, row 0 = padding. */
+export interface ContentFeatures {
+  dim: number;
+  data: Float32Array;
+}
+
+/** The slice of a dataset that statistics-only models count from (SequenceSource has it). */
+export interface InteractionSequences {
+  numUsers: number;
+  numItems: number;
+  /** numUsers + 1 offsets into seqItems. */
+  seqOffsets: Int32Array;
+  /** Every user's items in chronological order. */
+  seqItems: Int32Array;
+}
+
+export interface SequentialModel extends Module {
+  readonly kind: string;
+  /**
+   * false for statistics-only models (MostPopular): they have no gradient to follow, so the
+   * trainer calls `fit` once on the training data instead of running optimizer steps.
+   * Absent means true.
+   */
+  readonly trainable?: boolean;
+  /** Statistics-only models: computes their state from the training split of `src`. */
+  fit?(src: InteractionSequences): void;
+  /** Whether the trainer must sample one negative per example (BCE loss). */
+  readonly needsNegatives: boolean;
+  loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput;
+  /** Scores of every item (column 0 is padding) for each batch row: [size, numItems + 1]. */
+  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor;
+  /** Per-step modality fusion weights, for explanations (DuAF-MAT). */
+  explain?(batch: SequenceBatch, ctx: ForwardContext): ModalityWeights;
+  /** Optional extra update after the main optimizer step (adversarial critic steps). */
+  afterStep?(batch: SequenceBatch, ctx: ForwardContext): Record<string, number>;
+}
+
+/** Fusion weights of each modality at each history step. */
+export interface ModalityWeights {
+  modalities: string[];
+  /** The weights of row r's first `length` steps, one record per step. */
+  perRow(row: number, length: number): Record<string, number>[];
+}

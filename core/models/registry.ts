@@ -1,0 +1,40 @@
+/** Builds the model a config names, from the dataset's item side. */
+import type { TrainConfig } from "../config.ts";
+import { UsageError } from "../errors.ts";
+import type { Rng } from "../random.ts";
+import { Fdsa } from "./fdsa.ts";
+import { Gru4rec } from "./gru4rec.ts";
+import type { ItemSide } from "./item_side.ts";
+import type { SequentialModel } from "./model.ts";
+import { MostPopular } from "./pop.ts";
+import { Sasrec } from "./sasrec.ts";
+
+export function createModel(
+  cfg: TrainConfig,
+  items: ItemSide,
+  rng: Rng,
+  notice: (message: string) => void,
+): SequentialModel {
+  const numItems = items.numItems;
+  switch (cfg.model) {
+    case "sasrec":
+      return new Sasrec({ ...cfg, numItems, maxLen: cfg.maxLen, loss: cfg.loss }, rng);
+    case "gru4rec":
+      return new Gru4rec({
+        numItems,
+        embeddingSize: cfg.hidden,
+        hiddenSize: cfg.gruHidden,
+        numLayers: cfg.gruLayers,
+        dropout: cfg.gruDropout,
+        loss: cfg.loss,
+      }, rng);
+    case "fdsa":
+      if (!items.text) throw new UsageError("fdsa needs a text modality (the dataset has none)");
+      return new Fdsa({ ...cfg, numItems, maxLen: cfg.maxLen, loss: cfg.loss }, rng, items.text);
+    case "pop":
+      return new MostPopular({ numItems });
+    case "duafmat":
+      notice("duafmat: not available in this build");
+      throw new UsageError("model duafmat is not available yet");
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * SASRec (Kang & McAuley 2018) as RecBole 1.2.1 implements it: item + learned position
+ * embeddings, LayerNorm, dropout, a post-LN transformer encoder, the output at the last valid
+ * position, and dot-product scores against the item embedding table. Loss: CE over all items
+ * (RecBole's default) or BCE with one sampled negative (paper Eq. 18).
+ */
+import { Embedding, LayerNorm } from "../nn/layers.ts";
+import { Module } from "../nn/module.ts";
+import type { ForwardContext } from "../nn/context.ts";
+import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import * as op from "../ops/mod.ts";
+import type { Rng } from "../random.ts";
+import { type Tensor, tensor } from "../tensor.ts";
+import type { SequenceBatch } from "./batch.ts";
+import type { LossOutput, SequentialModel } from "./model.ts";
+
+export interface SasrecConfig extends EncoderConfig {
+  numItems: number;
+  maxLen: number;
+  loss: "ce" | "bce";
+}
+
+/** Flat indices of each row's last valid position in a [B, L] layout. */
+export function lastPositions(batch: SequenceBatch): Tensor {
+  const idx = new Int32Array(batch.size);
+  for (let b = 0; b < batch.size; b++) idx[b] = b * batch.len + batch.lengths[b] - 1;
+  return tensor(idx, [batch.size], "i32");
+}
+
+/** Gathers rows of h [B, L, d] at each sequence's last valid position: [B, d]. */
+export function gatherLast(h: Tensor, batch: SequenceBatch): Tensor {
+  const d = h.shape[2];
+  return op.embedding(op.reshape(h, [batch.size * batch.len, d]), lastPositions(batch));
+}
+
+export function positionIds(batch: SequenceBatch): Tensor {
+  const pos = new Int32Array(batch.size * batch.len);
+  for (let i = 0; i < pos.length; i++) pos[i] = i % batch.len;
+  return tensor(pos, [batch.size, batch.len], "i32");
+}
+
+/** CE over all items or BCE against one sampled negative, from sequence outputs [B, d]. */
+export function nextItemLoss(
+  seqOut: Tensor,
+  itemTable: Tensor,
+  batch: SequenceBatch,
+  kind: "ce" | "bce",
+): Tensor {
+  const targets = tensor(batch.targets, [batch.size], "i32");
+  if (kind === "ce") return op.crossEntropy(op.matmul(seqOut, itemTable, false, true), targets);
+  if (!batch.negatives) throw new Error("BCE loss needs sampled negatives");
+  const negatives = tensor(batch.negatives, [batch.size], "i32");
+  const pos = op.sum(op.mul(seqOut, op.embedding(itemTable, targets)), -1);
+  const neg = op.sum(op.mul(seqOut, op.embedding(itemTable, negatives)), -1);
+  return op.bceWithLogits(pos, neg);
+}
+
+export class Sasrec extends Module implements SequentialModel {
+  readonly kind = "sasrec";
+  readonly itemEmbedding: Embedding;
+  readonly positionEmbedding: Embedding;
+  readonly encoder: TransformerEncoder;
+  readonly norm: LayerNorm;
+
+  constructor(readonly cfg: SasrecConfig, rng: Rng) {
+    super();
+    const std = cfg.initStd;
+    this.itemEmbedding = this.child(
+      "item_embedding",
+      new Embedding(cfg.numItems + 1, cfg.hidden, rng, std),
+    );
+    this.positionEmbedding = this.child(
+      "position_embedding",
+      new Embedding(cfg.maxLen, cfg.hidden, rng, std),
+    );
+    this.encoder = this.child("trm_encoder", new TransformerEncoder(cfg, rng));
+    this.norm = this.child("LayerNorm", new LayerNorm(cfg.hidden, cfg.layerNormEps));
+  }
+
+  get needsNegatives(): boolean {
+    return this.cfg.loss === "bce";
+  }
+
+  /** Hidden states of every position [B, L, d]. */
+  encode(batch: SequenceBatch, ctx: ForwardContext): Tensor {
+    const items = tensor(batch.items, [batch.size, batch.len], "i32");
+    const x = op.add(
+      this.itemEmbedding.forward(items),
+      this.positionEmbedding.forward(positionIds(batch)),
+    );
+    const h0 = op.dropout(
+      this.norm.forward(x),
+      this.cfg.hiddenDropout,
+      ctx.rng.nextU32(),
+      ctx.training,
+    );
+    return this.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+  }
+
+  /** Sequence representation [B, d]: the output at the last valid position. */
+  forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
+    return gatherLast(this.encode(batch, ctx), batch);
+  }
+
+  loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
+    const main = nextItemLoss(
+      this.forward(batch, ctx),
+      this.itemEmbedding.weight,
+      batch,
+      this.cfg.loss,
+    );
+    return { total: main, parts: { main } };
+  }
+
+  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
+    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The SASRec transformer encoder, with RecBole's structure and parameter names
+ * (recbole/model/layers.py: TransformerEncoder > TransformerLayer > MultiHeadAttention,
+ * FeedForward): post-LayerNorm residual blocks, additive attention mask, GELU feed-forward.
+ * Shared by SASRec, FDSA and DuAF-MAT.
+ */
+import * as op from "../ops/mod.ts";
+import type { Rng } from "../random.ts";
+import { type Tensor, tensor } from "../tensor.ts";
+import type { ForwardContext } from "./context.ts";
+import { LayerNorm, Linear } from "./layers.ts";
+import { Module, ModuleList } from "./module.ts";
+
+export interface EncoderConfig {
+  layers: number;
+  heads: number;
+  hidden: number;
+  inner: number;
+  hiddenDropout: number;
+  attnDropout: number;
+  layerNormEps: number;
+  initStd: number;
+}
+
+function drop(x: Tensor, p: number, ctx: ForwardContext): Tensor {
+  return op.dropout(x, p, ctx.rng.nextU32(), ctx.training);
+}
+
+export class MultiHeadAttention extends Module {
+  readonly query: Linear;
+  readonly key: Linear;
+  readonly value: Linear;
+  readonly dense: Linear;
+  readonly norm: LayerNorm;
+  constructor(readonly cfg: EncoderConfig, rng: Rng) {
+    super();
+    const d = cfg.hidden;
+    const std = cfg.initStd;
+    this.query = this.child("query", new Linear(d, d, rng, { std }));
+    this.key = this.child("key", new Linear(d, d, rng, { std }));
+    this.value = this.child("value", new Linear(d, d, rng, { std }));
+    this.dense = this.child("dense", new Linear(d, d, rng, { std }));
+    this.norm = this.child("LayerNorm", new LayerNorm(d, cfg.layerNormEps));
+  }
+
+  /** x [B, L, d], mask additive [B, 1, L, L]. */
+  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+    const [b, l, d] = x.shape;
+    const h = this.cfg.heads;
+    const split = (t: Tensor) => op.transpose(op.reshape(t, [b, l, h, d / h]), [0, 2, 1, 3]);
+    const q = split(this.query.forward(x));
+    const k = split(this.key.forward(x));
+    const v = split(this.value.forward(x));
+    let scores = op.scale(op.matmul(q, k, false, true), 1 / Math.sqrt(d / h));
+    scores = op.add(scores, mask);
+    const probs = drop(op.softmax(scores), this.cfg.attnDropout, ctx);
+    const context = op.reshape(op.transpose(op.matmul(probs, v), [0, 2, 1, 3]), [b, l, d]);
+    const out = drop(this.dense.forward(context), this.cfg.hiddenDropout, ctx);
+    return this.norm.forward(op.add(out, x));
+  }
+}
+
+export class FeedForward extends Module {
+  readonly dense1: Linear;
+  readonly dense2: Linear;
+  readonly norm: LayerNorm;
+  constructor(readonly cfg: EncoderConfig, rng: Rng) {
+    super();
+    const std = cfg.initStd;
+    this.dense1 = this.child("dense_1", new Linear(cfg.hidden, cfg.inner, rng, { std }));
+    this.dense2 = this.child("dense_2", new Linear(cfg.inner, cfg.hidden, rng, { std }));
+    this.norm = this.child("LayerNorm", new LayerNorm(cfg.hidden, cfg.layerNormEps));
+  }
+  forward(x: Tensor, ctx: ForwardContext): Tensor {
+    const y = drop(
+      this.dense2.forward(op.gelu(this.dense1.forward(x))),
+      this.cfg.hiddenDropout,
+      ctx,
+    );
+    return this.norm.forward(op.add(y, x));
+  }
+}
+
+export class TransformerLayer extends Module {
+  readonly attention: MultiHeadAttention;
+  readonly ffn: FeedForward;
+  constructor(cfg: EncoderConfig, rng: Rng) {
+    super();
+    this.attention = this.child("multi_head_attention", new MultiHeadAttention(cfg, rng));
+    this.ffn = this.child("feed_forward", new FeedForward(cfg, rng));
+  }
+  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+    return this.ffn.forward(this.attention.forward(x, mask, ctx), ctx);
+  }
+}
+
+export class TransformerEncoder extends Module {
+  readonly layer: ModuleList<TransformerLayer>;
+  constructor(cfg: EncoderConfig, rng: Rng) {
+    super();
+    const layers = Array.from({ length: cfg.layers }, () => new TransformerLayer(cfg, rng));
+    this.layer = this.child("layer", new ModuleList(layers));
+  }
+  /** Returns the last layer's output [B, L, d]. */
+  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+    let h = x;
+    for (const l of this.layer.items) h = l.forward(h, mask, ctx);
+    return h;
+  }
+}
+
+/** RecBole's additive mask for right-padded sequences: causal AND key != padding; 0 or -10000. */
+export function causalPaddingMask(seq: Int32Array, batch: number, len: number): Tensor {
+  const m = new Float32Array(batch * len * len);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < len; i++) {
+      for (let j = 0; j < len; j++) {
+        const ok = j <= i && seq[b * len + j] !== 0;
+        m[(b * len + i) * len + j] = ok ? 0 : -10000;
+      }
+    }
+  }
+  return tensor(m, [batch, 1, len, len]);
+}

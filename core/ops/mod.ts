@@ -1,0 +1,7 @@
+/** All differentiable ops. Models import from here, never from a backend. */
+export * from "./elementwise.ts";
+export * from "./matmul.ts";
+export * from "./reduce.ts";
+export * from "./shape.ts";
+export * from "./nn.ts";
+export { broadcastShapes, sumToShape } from "./broadcast.ts";

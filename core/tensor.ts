@@ -1,0 +1,316 @@
+/**
+ * Tensor, the engine state (active backend, memory scopes, grad mode) and the autograd tape.
+ *
+ * The tape lives here, above the backends: every differentiable op records a node holding its
+ * inputs and a closure that maps the output gradient to input gradients using backend kernels.
+ * Memory is managed with scopes (tfjs `tidy` style): tensors created inside `tidy` are freed
+ * when it returns, except the returned ones and those passed to `keep` (parameters, optimizer
+ * state). A training step is one scope, so a backend's arena is reused step after step.
+ */
+import type { Backend, DType, Storage } from "./backend.ts";
+import { JsBackend } from "./backends/js.ts";
+
+/** Reference-counted storage, so reshape views can share memory with their base. */
+class Buffer {
+  refs = 1;
+  constructor(readonly backend: Backend, readonly storage: Storage) {}
+  release(): void {
+    if (--this.refs === 0) this.backend.free(this.storage);
+  }
+}
+
+export interface TapeNode {
+  readonly op: string;
+  readonly inputs: readonly Tensor[];
+  /** Gradients for each input (null where an input needs none), from the output gradient. */
+  readonly backward: (g: Tensor) => (Tensor | null)[];
+}
+
+let currentBackend: Backend = new JsBackend();
+const scopes: Set<Tensor>[] = [];
+let gradEnabled = true;
+let liveTensors = 0;
+
+export function setBackend(b: Backend): void {
+  currentBackend = b;
+}
+export function getBackend(): Backend {
+  return currentBackend;
+}
+/** Runs fn with `b` as the active backend, restoring the previous one after. */
+export function withBackend<T>(b: Backend, fn: () => T): T {
+  const prev = currentBackend;
+  currentBackend = b;
+  try {
+    return fn();
+  } finally {
+    currentBackend = prev;
+  }
+}
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+/** Runs fn without recording the tape (inference, optimizer updates, backward closures). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** Number of tensors not yet disposed (for leak tests). */
+export function liveTensorCount(): number {
+  return liveTensors;
+}
+
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly size: number;
+  readonly dtype: DType;
+  #buf: Buffer | null;
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  node: TapeNode | null = null;
+
+  constructor(shape: readonly number[], dtype: DType, buf: Buffer) {
+    this.shape = shape;
+    this.size = shape.reduce((p, d) => p * d, 1);
+    this.dtype = dtype;
+    this.#buf = buf;
+    liveTensors++;
+    if (scopes.length) scopes[scopes.length - 1].add(this);
+  }
+
+  get backend(): Backend {
+    return this.#alive().backend;
+  }
+  get storage(): Storage {
+    return this.#alive().storage;
+  }
+  get disposed(): boolean {
+    return this.#buf === null;
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  #alive(): Buffer {
+    if (!this.#buf) throw new Error("tensor used after dispose");
+    return this.#buf;
+  }
+
+  /** A tensor of another shape over the same memory (sizes must match). No tape node. */
+  view(shape: readonly number[]): Tensor {
+    const buf = this.#alive();
+    buf.refs++;
+    const t = new Tensor(shape, this.dtype, buf);
+    if (t.size !== this.size) {
+      t.dispose();
+      throw new Error(`view: cannot view [${this.shape}] as [${shape}]`);
+    }
+    return t;
+  }
+
+  dispose(): void {
+    if (!this.#buf) return;
+    this.#buf.release();
+    this.#buf = null;
+    liveTensors--;
+    for (const s of scopes) s.delete(this);
+  }
+
+  /** Host copy of the contents. */
+  toArray(): Float32Array | Int32Array {
+    return this.backend.download(this.storage, 0, this.size);
+  }
+  toFloat32(): Float32Array {
+    if (this.dtype !== "f32") throw new Error("toFloat32 on an int32 tensor");
+    return this.toArray() as Float32Array;
+  }
+  /** The single value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new Error(`item() on a tensor of shape [${this.shape}]`);
+    return this.toArray()[0];
+  }
+}
+
+/** Allocates an uninitialised tensor on the active backend. */
+export function empty(shape: readonly number[], dtype: DType = "f32"): Tensor {
+  const size = shape.reduce((p, d) => p * d, 1);
+  const b = currentBackend;
+  return new Tensor([...shape], dtype, new Buffer(b, b.alloc(size, dtype)));
+}
+
+export function zeros(shape: readonly number[], dtype: DType = "f32"): Tensor {
+  const t = empty(shape, dtype);
+  t.backend.fill(t.storage, 0);
+  return t;
+}
+
+export function full(shape: readonly number[], value: number): Tensor {
+  const t = empty(shape);
+  t.backend.fill(t.storage, value);
+  return t;
+}
+
+/** Uploads host data as a tensor of `shape` on the active backend. */
+export function tensor(
+  data: ArrayLike<number>,
+  shape: readonly number[],
+  dtype: DType = "f32",
+): Tensor {
+  const size = shape.reduce((p, d) => p * d, 1);
+  if (data.length !== size) {
+    throw new Error(`tensor: ${data.length} values for shape [${shape}]`);
+  }
+  const host = dtype === "i32" ? Int32Array.from(data) : Float32Array.from(data);
+  const b = currentBackend;
+  return new Tensor([...shape], dtype, new Buffer(b, b.upload(host, dtype)));
+}
+
+/** Removes t from every scope so it outlives them (parameters, optimizer state, caches). */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) s.delete(t);
+  return t;
+}
+
+function collect(value: unknown, into: Set<Tensor>): void {
+  if (value instanceof Tensor) into.add(value);
+  else if (ArrayBuffer.isView(value)) return;
+  else if (Array.isArray(value)) { for (const v of value) collect(v, into); }
+  else if (value && typeof value === "object") {
+    for (const v of Object.values(value)) collect(v, into);
+  }
+}
+
+/**
+ * Runs fn in a memory scope: tensors created inside are disposed when it returns, except those
+ * reachable from its result (which move to the enclosing scope) and those passed to `keep`.
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  const survivors = new Set<Tensor>();
+  collect(result, survivors);
+  for (const t of scope) {
+    if (!survivors.has(t)) t.dispose();
+  }
+  const parent = scopes[scopes.length - 1];
+  if (parent) { for (const t of survivors) if (!t.disposed) parent.add(t); }
+  // Tape nodes of survivors would pin disposed inputs: a scope's result is a value, not a graph.
+  for (const t of survivors) if (t.node && t.node.inputs.some((i) => i.disposed)) t.node = null;
+  return result;
+}
+
+/** Records an op on the tape when grad mode is on and an input requires a gradient. */
+export function record(
+  out: Tensor,
+  op: string,
+  inputs: readonly Tensor[],
+  backward: (g: Tensor) => (Tensor | null)[],
+): Tensor {
+  if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.node = { op, inputs, backward };
+  }
+  return out;
+}
+
+/**
+ * Reverse-mode pass from a scalar (or from `seed` as the output gradient). Leaf tensors that
+ * require a gradient accumulate into `.grad`, which is kept across scopes; intermediate
+ * gradients live in the current scope.
+ */
+export function backward(root: Tensor, seed?: Tensor): void {
+  if (!root.requiresGrad) throw new Error("backward: the output does not require a gradient");
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  // Iterative DFS post-order: sequence models produce deep graphs.
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const child = inputs[i];
+      if (child.requiresGrad && !seen.has(child)) {
+        seen.add(child);
+        stack.push([child, 0]);
+      }
+    } else {
+      order.push(t);
+      stack.pop();
+    }
+  }
+  noGrad(() => {
+    const grads = new Map<Tensor, Tensor>();
+    const owned = new Set<Tensor>();
+    grads.set(root, seed ?? full(root.shape, 1));
+    for (let k = order.length - 1; k >= 0; k--) {
+      const t = order[k];
+      const g = grads.get(t);
+      if (!g) continue;
+      if (!t.node) {
+        accumulateLeaf(t, g);
+        continue;
+      }
+      const inGrads = t.node.backward(g);
+      t.node.inputs.forEach((inp, j) => {
+        const gi = inGrads[j];
+        if (!gi || !inp.requiresGrad) return;
+        if (gi.size !== inp.size) {
+          throw new Error(
+            `backward of ${t.node!.op}: gradient [${gi.shape}] for input [${inp.shape}]`,
+          );
+        }
+        const prev = grads.get(inp);
+        if (!prev) {
+          grads.set(inp, sameShape(gi.shape, inp.shape) ? gi : gi.view(inp.shape));
+          return;
+        }
+        // A gradient may be shared (add's backward hands g to both inputs): copy before the
+        // first in-place accumulation.
+        let acc = prev;
+        if (!owned.has(prev)) {
+          acc = empty(inp.shape);
+          inp.backend.copy2d(prev.storage, 0, 0, acc.storage, 0, 0, 1, prev.size, false);
+          owned.add(acc);
+          grads.set(inp, acc);
+        }
+        inp.backend.axpy(gi.storage, acc.storage, gi.size, 1);
+      });
+    }
+  });
+}
+
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  if (!leaf.grad) {
+    leaf.grad = keep(zeros(leaf.shape));
+  }
+  leaf.backend.axpy(g.storage, leaf.grad.storage, g.size, 1);
+}
+
+/** Overwrites t's contents with host data (same size), e.g. when loading a checkpoint. */
+export function assign(t: Tensor, data: Float32Array | Int32Array): void {
+  if (data.length !== t.size) throw new Error(`assign: ${data.length} values into [${t.shape}]`);
+  const b = t.backend;
+  const tmp = b.upload(data, t.dtype);
+  b.copy2d(tmp, 0, 0, t.storage, 0, 0, 1, t.size, false);
+  b.free(tmp);
+}

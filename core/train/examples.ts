@@ -1,0 +1,152 @@
+/**
+ * Leave-one-out examples and padded batches. For a user with n interactions the last is the
+ * test target, the second-last the valid target, and every earlier position p >= 1 is a
+ * training example whose history is the (at most maxLen) items before it (RecBole's prefix
+ * augmentation for sequential models).
+ */
+import type { Rng } from "../random.ts";
+import type { SequenceBatch } from "../models/batch.ts";
+
+/** The slice of the dataset the example builders need (core/data/dataset.ts provides it). */
+export interface SequenceSource {
+  numUsers: number;
+  numItems: number;
+  seqOffsets: Int32Array;
+  seqItems: Int32Array;
+  seqTimes: Float64Array;
+}
+
+export type SplitName = "train" | "valid" | "test";
+
+/** Examples as (user, target position within the user's sequence). */
+export interface Examples {
+  users: Int32Array;
+  positions: Int32Array;
+}
+
+const SECONDS_PER_DAY = 86400;
+
+export function splitExamples(src: SequenceSource, split: SplitName): Examples {
+  const users: number[] = [];
+  const positions: number[] = [];
+  for (let u = 0; u < src.numUsers; u++) {
+    const n = src.seqOffsets[u + 1] - src.seqOffsets[u];
+    if (split === "test" && n >= 2) {
+      users.push(u);
+      positions.push(n - 1);
+    } else if (split === "valid" && n >= 3) {
+      users.push(u);
+      positions.push(n - 2);
+    } else if (split === "train") {
+      for (let p = 1; p <= n - 3; p++) {
+        users.push(u);
+        positions.push(p);
+      }
+    }
+  }
+  return { users: Int32Array.from(users), positions: Int32Array.from(positions) };
+}
+
+/** Seconds → days since `origin`; the time embeddings work in days so float32 keeps precision. */
+export function firstTimestamp(src: SequenceSource): number {
+  let min = Infinity;
+  for (let i = 0; i < src.seqTimes.length; i++) min = Math.min(min, src.seqTimes[i]);
+  return Number.isFinite(min) ? min : 0;
+}
+
+/**
+ * Builds a right-padded batch from examples[start, end). With `rng`, draws one negative per
+ * example uniformly from items the user never interacted with.
+ */
+export function makeBatch(
+  src: SequenceSource,
+  ex: Examples,
+  order: Int32Array | null,
+  start: number,
+  end: number,
+  maxLen: number,
+  origin: number,
+  negRng: Rng | null,
+): SequenceBatch {
+  const size = end - start;
+  // Pad only to the longest history in the batch: attention and recurrence are causal and the
+  // padding sits on the right, so the outputs at each row's last position are unchanged.
+  let len = 1;
+  for (let i = start; i < end; i++) {
+    const e = order ? order[i] : i;
+    len = Math.max(len, Math.min(maxLen, ex.positions[e]));
+  }
+  const items = new Int32Array(size * len);
+  const times = new Float32Array(size * len);
+  const lengths = new Int32Array(size);
+  const users = new Int32Array(size);
+  const targets = new Int32Array(size);
+  const negatives = negRng ? new Int32Array(size) : undefined;
+  for (let r = 0; r < size; r++) {
+    const e = order ? order[start + r] : start + r;
+    const u = ex.users[e];
+    const off = src.seqOffsets[u];
+    const p = ex.positions[e];
+    const from = Math.max(0, p - maxLen);
+    const l = p - from;
+    for (let j = 0; j < l; j++) {
+      items[r * len + j] = src.seqItems[off + from + j];
+      times[r * len + j] = (src.seqTimes[off + from + j] - origin) / SECONDS_PER_DAY;
+    }
+    lengths[r] = l;
+    users[r] = u;
+    targets[r] = src.seqItems[off + p];
+    if (negatives && negRng) {
+      const n = src.seqOffsets[u + 1] - off;
+      for (;;) {
+        const cand = 1 + negRng.int(src.numItems);
+        let seen = false;
+        for (let j = 0; j < n && !seen; j++) seen = src.seqItems[off + j] === cand;
+        if (!seen) {
+          negatives[r] = cand;
+          break;
+        }
+      }
+    }
+  }
+  return { size, len, items, lengths, times, users, targets, negatives };
+}
+
+/** A seeded permutation of [0, n). */
+export function shuffledOrder(n: number, rng: Rng): Int32Array {
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  return rng.shuffle(order);
+}
+
+/** One user's history for serving: item indices (1..I) and unix-second timestamps. */
+export interface History {
+  items: number[];
+  times: number[];
+  user?: number;
+}
+
+/** A right-padded batch from arbitrary histories (serving); targets are unused (0). */
+export function batchFromHistories(
+  histories: History[],
+  maxLen: number,
+  origin: number,
+): SequenceBatch {
+  const size = histories.length;
+  const len = Math.max(1, ...histories.map((h) => Math.min(maxLen, h.items.length)));
+  const items = new Int32Array(size * len);
+  const times = new Float32Array(size * len);
+  const lengths = new Int32Array(size);
+  const users = new Int32Array(size);
+  histories.forEach((h, r) => {
+    const from = Math.max(0, h.items.length - maxLen);
+    const l = h.items.length - from;
+    for (let j = 0; j < l; j++) {
+      items[r * len + j] = h.items[from + j];
+      times[r * len + j] = (h.times[from + j] - origin) / SECONDS_PER_DAY;
+    }
+    lengths[r] = l;
+    users[r] = h.user ?? 0;
+  });
+  return { size, len, items, lengths, times, users, targets: new Int32Array(size) };
+}

@@ -1,0 +1,174 @@
+/**
+ * The run directory written by `duaf train` and read by eval, recommend, report and export:
+ *   manifest.json      config, dataset identity, backend, seed, status, metric history
+ *   model.safetensors  best parameters (torch names; loadable with safetensors in PyTorch)
+ *   state.safetensors  last parameters + Adam moments + trainer state, for --resume
+ * Every file is written atomically.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { TrainConfigSchema } from "../config.ts";
+import { DataError, UsageError } from "../errors.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { readSafetensors, type SafeTensor, writeSafetensors } from "../io/safetensors.ts";
+import type { Module } from "../nn/module.ts";
+import type { Adam } from "../optim/adam.ts";
+import { assign, type Tensor } from "../tensor.ts";
+import { VERSION } from "../version.ts";
+import type { TrainerState } from "./trainer.ts";
+
+export const RUN_FORMAT = "duaf-run";
+export const RUN_VERSION = 1;
+
+export const RunManifestSchema = z.object({
+  format: z.literal(RUN_FORMAT),
+  version: z.literal(RUN_VERSION),
+  duaf: z.string(),
+  config: TrainConfigSchema,
+  dataset: z.object({ dir: z.string(), manifestSha256: z.string() }),
+  backend: z.string(),
+  status: z.enum(["running", "interrupted", "finished"]),
+  stopped: z.string().nullable(),
+  bestEpoch: z.number(),
+  bestMetric: z.number().nullable(),
+  history: z.array(z.any()),
+  test: z.record(z.string(), z.number()).nullable(),
+  seconds: z.number(),
+});
+export type RunManifest = z.infer<typeof RunManifestSchema>;
+
+export async function writeRunManifest(dir: string, m: RunManifest): Promise<void> {
+  await writeFileAtomic(join(dir, "manifest.json"), JSON.stringify(m, null, 2) + "\n");
+}
+
+export async function readRunManifest(dir: string): Promise<RunManifest> {
+  const path = join(dir, "manifest.json");
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new UsageError(`${dir}: not a duaf run (no manifest.json)`);
+    }
+    throw e;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new DataError(path, null, null, "not valid JSON");
+  }
+  const obj = raw as Record<string, unknown>;
+  if (obj?.format !== RUN_FORMAT) {
+    throw new DataError(path, null, "format", `expected "${RUN_FORMAT}"`);
+  }
+  if (obj.version !== RUN_VERSION) {
+    throw new DataError(
+      path,
+      null,
+      "version",
+      `run format ${obj.version} is not supported by duaf ${VERSION} (expects ${RUN_VERSION})`,
+    );
+  }
+  const parsed = RunManifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new DataError(path, null, issue.path.join("."), issue.message);
+  }
+  return parsed.data;
+}
+
+function paramTensors(model: Module): Record<string, SafeTensor> {
+  const out: Record<string, SafeTensor> = {};
+  for (const [name, t] of model.namedParameters()) {
+    out[name] = { dtype: "F32", shape: [...t.shape], data: t.toFloat32() };
+  }
+  return out;
+}
+
+/** Best-model checkpoint: parameters only, with identifying metadata. Byte-deterministic. */
+export async function saveModel(
+  dir: string,
+  model: Module,
+  meta: Record<string, string>,
+): Promise<void> {
+  await writeSafetensors(join(dir, "model.safetensors"), paramTensors(model), {
+    format: RUN_FORMAT,
+    duaf: VERSION,
+    ...meta,
+  });
+}
+
+async function readChecked(path: string) {
+  try {
+    return await readSafetensors(path);
+  } catch (e) {
+    if (e instanceof DataError && e.problem === "no such file") {
+      throw new UsageError(
+        `${path}: checkpoint missing (was the run trained to the end of an epoch?)`,
+      );
+    }
+    throw e;
+  }
+}
+
+function loadInto(path: string, named: [string, Tensor][], tensors: Map<string, SafeTensor>): void {
+  for (const [name, t] of named) {
+    const s = tensors.get(name);
+    if (!s) throw new DataError(path, null, name, "tensor missing from checkpoint");
+    if (s.dtype !== "F32" || s.data.length !== t.size) {
+      throw new DataError(
+        path,
+        null,
+        name,
+        `expected F32 [${t.shape}], found ${s.dtype} [${s.shape}]`,
+      );
+    }
+    assign(t, s.data as Float32Array);
+  }
+}
+
+export async function loadModel(dir: string, model: Module): Promise<Record<string, string>> {
+  const path = join(dir, "model.safetensors");
+  const file = await readChecked(path);
+  if (file.metadata.duaf !== VERSION) {
+    throw new UsageError(
+      `${path}: written by duaf ${file.metadata.duaf ?? "?"}, this is duaf ${VERSION}`,
+    );
+  }
+  loadInto(path, model.namedParameters(), file.tensors);
+  return file.metadata;
+}
+
+/** Resumable state: parameters, optimizer moments and the trainer's state as JSON metadata. */
+export async function saveState(
+  dir: string,
+  model: Module,
+  optimizer: Adam,
+  state: TrainerState,
+): Promise<void> {
+  const tensors = paramTensors(model);
+  for (const [name, t] of optimizer.state()) {
+    tensors[`optimizer.${name}`] = { dtype: "F32", shape: [...t.shape], data: t.toFloat32() };
+  }
+  await writeSafetensors(join(dir, "state.safetensors"), tensors, {
+    format: RUN_FORMAT,
+    duaf: VERSION,
+    trainer: JSON.stringify(state),
+  });
+}
+
+export async function loadState(
+  dir: string,
+  model: Module,
+  optimizer: Adam,
+): Promise<TrainerState> {
+  const path = join(dir, "state.safetensors");
+  const file = await readChecked(path);
+  loadInto(path, model.namedParameters(), file.tensors);
+  loadInto(path, optimizer.state().map(([n, t]) => [`optimizer.${n}`, t]), file.tensors);
+  const state = JSON.parse(file.metadata.trainer) as TrainerState;
+  // JSON has no -Infinity: a run that never validated stores null.
+  state.bestMetric ??= -Infinity;
+  return state;
+}

@@ -1,0 +1,217 @@
+/**
+ * The shared trainer: seeded shuffles, one tape per step inside a memory scope, per-epoch
+ * full-ranking validation, early stopping on a chosen metric, and checkpoints that let an
+ * interrupted run resume to exactly the same result.
+ *
+ * Two generators make resumption exact: `orderRng` draws each epoch's shuffle (its state is saved
+ * at the epoch start, so a resumed epoch regenerates the same order), and `stepRng` draws
+ * everything inside a step (dropout seeds, negatives, noise; its state is saved after each step).
+ */
+import type { TrainConfig } from "../config.ts";
+import { evaluate } from "../eval/evaluate.ts";
+import type { SequentialModel } from "../models/model.ts";
+import { type Adam, clipGradNorm } from "../optim/adam.ts";
+import { type Progress, silentProgress } from "../progress.ts";
+import { Rng } from "../random.ts";
+import { backward, tidy } from "../tensor.ts";
+import { makeBatch, type SequenceSource, shuffledOrder, splitExamples } from "./examples.ts";
+
+export interface EpochRecord {
+  epoch: number;
+  steps: number;
+  seconds: number;
+  examplesPerSecond: number;
+  loss: Record<string, number>;
+  valid: Record<string, number>;
+}
+
+/** Everything needed to continue a run where it stopped. */
+export interface TrainerState {
+  epoch: number;
+  /** Steps already done in `epoch` (0 at an epoch boundary). */
+  step: number;
+  orderRngAtEpochStart: number[];
+  stepRng: number[];
+  adamStep: number;
+  bestMetric: number;
+  bestEpoch: number;
+  badEpochs: number;
+  history: EpochRecord[];
+  /** Running sums of the loss parts in the current, unfinished epoch. */
+  partialLoss: Record<string, number>;
+  partialSeconds: number;
+}
+
+export interface TrainHooks {
+  progress?: Progress;
+  /** Polled between steps; true stops the run after saving state (SIGINT). */
+  shouldStop?: () => boolean;
+  /** Persists the resumable state (called at every epoch end and on stop). */
+  saveState?: (state: TrainerState, optimizer: Adam) => Promise<void>;
+  /** Persists the best model so far (called when validation improves). */
+  saveBest?: (state: TrainerState) => Promise<void>;
+  /** Called after each epoch's validation. */
+  onEpoch?: (record: EpochRecord) => void;
+}
+
+export interface TrainOutcome {
+  state: TrainerState;
+  stopped: "converged" | "max-epochs" | "interrupted";
+}
+
+export function initialState(seed: number): TrainerState {
+  return {
+    epoch: 0,
+    step: 0,
+    orderRngAtEpochStart: new Rng(seed).getState(),
+    stepRng: new Rng(seed ^ 0x5bd1e995).getState(),
+    adamStep: 0,
+    bestMetric: -Infinity,
+    bestEpoch: -1,
+    badEpochs: 0,
+    history: [],
+    partialLoss: {},
+    partialSeconds: 0,
+  };
+}
+
+export function timestampOrigin(src: SequenceSource): number {
+  let min = Infinity;
+  for (let i = 0; i < src.seqTimes.length; i++) if (src.seqTimes[i] < min) min = src.seqTimes[i];
+  return Number.isFinite(min) ? min : 0;
+}
+
+export async function train(
+  model: SequentialModel,
+  src: SequenceSource,
+  cfg: TrainConfig,
+  optimizer: Adam,
+  state: TrainerState,
+  hooks: TrainHooks = {},
+): Promise<TrainOutcome> {
+  const progress = hooks.progress ?? silentProgress;
+  const examples = splitExamples(src, "train");
+  const n = examples.users.length;
+  const origin = timestampOrigin(src);
+  const stepsPerEpoch = Math.ceil(n / cfg.batchSize);
+  const steps = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, stepsPerEpoch) : stepsPerEpoch;
+  const orderRng = new Rng(0);
+  const stepRng = new Rng(0);
+  stepRng.setState(state.stepRng);
+  optimizer.step_ = state.adamStep;
+  const params = model.parameters();
+  const validate = () =>
+    evaluate(model, src, {
+      split: "valid",
+      ks: cfg.validKs,
+      maskSeen: false,
+      batchSize: cfg.evalBatchSize,
+      maxLen: cfg.maxLen,
+      origin,
+      progress,
+    }).metrics;
+
+  if (model.trainable === false) {
+    // Statistics-only models (most-popular) are fitted once; one "epoch" records their validation.
+    const t0 = performance.now();
+    model.fit?.(src);
+    const valid = validate();
+    state.epoch = 1;
+    state.bestEpoch = 1;
+    state.bestMetric = valid[cfg.metric] ?? 0;
+    state.history.push({
+      epoch: 1,
+      steps: 0,
+      seconds: (performance.now() - t0) / 1000,
+      examplesPerSecond: 0,
+      loss: {},
+      valid,
+    });
+    await hooks.saveBest?.(state);
+    await hooks.saveState?.(state, optimizer);
+    return { state, stopped: "converged" };
+  }
+
+  while (state.epoch < cfg.epochs) {
+    orderRng.setState(state.orderRngAtEpochStart);
+    const order = shuffledOrder(n, orderRng);
+    const task = progress.start(`epoch ${state.epoch + 1}`, steps, "steps");
+    if (state.step > 0) task.tick(state.step);
+    model.train();
+    const t0 = performance.now();
+    for (; state.step < steps; state.step++) {
+      if (hooks.shouldStop?.()) {
+        state.partialSeconds += (performance.now() - t0) / 1000;
+        state.stepRng = stepRng.getState();
+        state.adamStep = optimizer.step_;
+        task.done("interrupted");
+        await hooks.saveState?.(state, optimizer);
+        return { state, stopped: "interrupted" };
+      }
+      const start = state.step * cfg.batchSize;
+      const end = Math.min(n, start + cfg.batchSize);
+      const batch = makeBatch(
+        src,
+        examples,
+        order,
+        start,
+        end,
+        cfg.maxLen,
+        origin,
+        model.needsNegatives ? stepRng : null,
+      );
+      const ctx = { training: true, rng: stepRng };
+      const parts = tidy(() => {
+        const out = model.loss(batch, ctx);
+        backward(out.total);
+        if (cfg.clipNorm > 0) clipGradNorm(params, cfg.clipNorm);
+        optimizer.step();
+        optimizer.zeroGrad();
+        const values: Record<string, number> = {};
+        for (const [k, v] of Object.entries(out.parts)) values[k] = v.item();
+        return values;
+      });
+      const extra = model.afterStep?.(batch, ctx) ?? {};
+      for (const [k, v] of Object.entries({ ...parts, ...extra })) {
+        state.partialLoss[k] = (state.partialLoss[k] ?? 0) + v;
+      }
+      const elapsed = state.partialSeconds + (performance.now() - t0) / 1000;
+      task.tick(1, `loss ${parts.main?.toFixed(4) ?? ""} ${(end / elapsed).toFixed(0)} ex/s`);
+    }
+    const seconds = state.partialSeconds + (performance.now() - t0) / 1000;
+    task.done();
+    const valid = validate();
+    const loss: Record<string, number> = {};
+    for (const [k, v] of Object.entries(state.partialLoss)) loss[k] = v / steps;
+    const record: EpochRecord = {
+      epoch: state.epoch + 1,
+      steps,
+      seconds,
+      examplesPerSecond: Math.min(n, steps * cfg.batchSize) / seconds,
+      loss,
+      valid,
+    };
+    state.history.push(record);
+    hooks.onEpoch?.(record);
+    const score = valid[cfg.metric];
+    if (score === undefined) throw new Error(`metric ${cfg.metric} not computed`);
+    // Advance to the next epoch before saving, so a saved state always points at unfinished work.
+    state.epoch++;
+    state.orderRngAtEpochStart = orderRng.getState();
+    state.step = 0;
+    state.partialLoss = {};
+    state.partialSeconds = 0;
+    state.stepRng = stepRng.getState();
+    state.adamStep = optimizer.step_;
+    const improved = score > state.bestMetric;
+    if (improved) {
+      state.bestMetric = score;
+      state.bestEpoch = state.epoch;
+      state.badEpochs = 0;
+    } else state.badEpochs++;
+    if (improved) await hooks.saveBest?.(state);
+    await hooks.saveState?.(state, optimizer);
+    if (state.badEpochs >= cfg.patience) return { state, stopped: "converged" };
+  }
+  return { state, stopped: "max-epochs" };
+}

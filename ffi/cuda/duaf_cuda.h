@@ -1,0 +1,127 @@
+/*
+ * C ABI of libduaf_cuda.so, the CUDA side of duaf's `cuda` backend (core/backends/cuda.ts).
+ *
+ * Conventions, chosen so the Deno FFI calls stay on V8's fast path:
+ *  - every count is an int32 element count (storages are limited to 2^31-1 elements);
+ *  - pointers are device addresses already advanced to the caller's element offset;
+ *  - shape/stride arrays are small host int32 arrays (rank <= DUAF_MAX_RANK), copied into kernel
+ *    parameters, so no metadata lives on the device;
+ *  - every function returns 0 on success or a nonzero code, with duaf_last_error() saying why.
+ * All work is queued on the legacy default stream, so kernels, cuBLAS calls and the memory pool's
+ * reuse of freed blocks are ordered without explicit synchronization.
+ */
+#ifndef DUAF_CUDA_H
+#define DUAF_CUDA_H
+
+#include <stdint.h>
+
+#define DUAF_MAX_RANK 6
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Unary op codes: the order of UnaryOp in core/backend.ts. */
+enum {
+  DUAF_NEG = 0,
+  DUAF_EXP,
+  DUAF_LOG,
+  DUAF_SQRT,
+  DUAF_TANH,
+  DUAF_SIGMOID,
+  DUAF_GELU,
+  DUAF_RELU,
+  DUAF_LEAKY_RELU,
+  DUAF_SOFTPLUS,
+  DUAF_SIN,
+  DUAF_COS,
+  DUAF_ABS,
+  DUAF_SQUARE,
+  DUAF_SCALE,
+  DUAF_ADD_SCALAR,
+  DUAF_POW_SCALAR,
+  DUAF_UNARY_COUNT
+};
+
+/* Binary op codes: the order of BinaryOp in core/backend.ts. */
+enum { DUAF_ADD = 0, DUAF_SUB, DUAF_MUL, DUAF_DIV };
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+/* Selects the device (DUAF_CUDA_DEVICE, default 0), creates the context and loads cuBLAS. */
+int duaf_init(void);
+const char *duaf_last_error(void);
+/* One line: device, compute capability, memory, GEMM engine. Valid after duaf_init. */
+const char *duaf_info(void);
+/* 1: GEMM runs on cuBLAS, 0: on the built-in kernel. Asking for cuBLAS fails if none loaded. */
+int duaf_set_cublas(int on);
+int duaf_using_cublas(void);
+/* Waits for queued work; reports asynchronous kernel faults and out-of-range indices. */
+int duaf_sync(void);
+
+/* ---- memory ------------------------------------------------------------------------------- */
+/* n elements of 4 bytes from the pool; NULL on failure (see duaf_last_error). */
+void *duaf_alloc(int32_t n);
+int duaf_free(void *p);
+/* Returns cached blocks to the driver. */
+int duaf_empty_cache(void);
+/* out[0] bytes in use, out[1] bytes cached, out[2] cudaMalloc calls, out[3] live blocks. */
+void duaf_pool_stats(double *out);
+int duaf_upload(void *dst, const void *src, int32_t n);
+int duaf_download(void *dst, const void *src, int32_t n);
+int duaf_fill_f32(float *p, int32_t n, float v);
+int duaf_fill_i32(int32_t *p, int32_t n, int32_t v);
+/* accumulate: 0 copy (bitwise, any 4-byte dtype), 1 float +=, 2 int32 +=. */
+int duaf_copy2d(const void *src, int32_t src_stride, void *dst, int32_t dst_stride, int32_t rows,
+                int32_t cols, int32_t accumulate);
+
+/* ---- dense -------------------------------------------------------------------------------- */
+/* Row-major batched strided GEMM with the semantics of GemmArgs (core/backend.ts). */
+int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha,
+              const float *a, int32_t stride_a, const float *b, int32_t stride_b, float beta,
+              float *c, int32_t stride_c, int32_t batch);
+
+/* ---- elementwise -------------------------------------------------------------------------- */
+int duaf_unary(int32_t op, const float *x, float *out, int32_t n, float alpha);
+int duaf_unary_grad(int32_t op, const float *x, const float *y, const float *g, float *out,
+                    int32_t n, float alpha);
+int duaf_binary(int32_t op, const float *a, const int32_t *a_strides, const float *b,
+                const int32_t *b_strides, float *out, const int32_t *shape, int32_t rank);
+int duaf_reduce_sum(const float *x, const int32_t *shape, int32_t rank, float *out,
+                    const int32_t *out_strides, int32_t out_size, int32_t accumulate);
+int duaf_axpy(const float *x, float *out, int32_t n, float alpha);
+/* Writes the sum of squares (accumulated in double, fixed order) to *result on the host. */
+int duaf_sum_squares(const float *x, int32_t n, double *result);
+int duaf_permute(const void *x, const int32_t *shape, const int32_t *perm, int32_t rank,
+                 void *out);
+
+/* ---- row-wise ------------------------------------------------------------------------------ */
+int duaf_softmax(const float *x, float *out, int32_t rows, int32_t cols, int32_t log);
+int duaf_softmax_grad(const float *y, const float *g, float *out, int32_t rows, int32_t cols,
+                      int32_t log);
+int duaf_layer_norm(const float *x, const float *gamma, const float *beta, float *out, float *mean,
+                    float *rstd, int32_t rows, int32_t cols, float eps);
+int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, const float *rstd,
+                         const float *g, float *dx, float *dgamma, float *dbeta, int32_t rows,
+                         int32_t cols);
+
+/* ---- indexing ------------------------------------------------------------------------------ */
+/* Out-of-range indices write nothing and make the next duaf_sync/duaf_download fail. */
+int duaf_gather(const void *table, int32_t table_rows, const int32_t *idx, void *out, int32_t n,
+                int32_t dim);
+/* Deterministic: rows are summed in index order (stable sort), no float atomics. */
+int duaf_scatter_add(const float *g, const int32_t *idx, float *out, int32_t out_rows, int32_t n,
+                     int32_t dim);
+int duaf_pick(const float *x, const int32_t *idx, float *out, int32_t rows, int32_t cols);
+int duaf_pick_grad(const float *g, const int32_t *idx, float *out, int32_t rows, int32_t cols);
+
+/* ---- randomness, optimizer ---------------------------------------------------------------- */
+int duaf_dropout_mask(float *out, int32_t n, double p, uint32_t seed);
+int duaf_adam(float *p, const float *g, float *m, float *v, int32_t n, double lr, double beta1,
+              double beta2, double eps, double weight_decay, int32_t decoupled, double bc1,
+              double bc2);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,1232 @@
+// libduaf_cuda.so: the CUDA side of duaf's `cuda` backend. See duaf_cuda.h for the ABI.
+//
+// cuBLAS is loaded at run time with dlopen so this file builds with nothing but nvcc and cudart
+// (no cuBLAS headers or import library): the few entry points used are declared below with their
+// documented C prototypes. Without cuBLAS the GEMM falls back to a tiled kernel in this file.
+//
+// Determinism: no float atomics anywhere. Reductions use a fixed decomposition (fixed grid,
+// fixed tree, double accumulators for long sums) and scatterAdd sorts indices stably and sums
+// each destination row in index order, so two runs give identical bits.
+
+#include "duaf_cuda.h"
+
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cub/device/device_radix_sort.cuh>
+#include <unordered_map>
+#include <vector>
+
+// ---------------------------------------------------------------------------------------------
+// errors
+
+static char g_err[1024] = "";
+static char g_info[1024] = "";
+
+static int fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_err, sizeof g_err, fmt, ap);
+  va_end(ap);
+  return 1;
+}
+
+#define CK(call)                                                                                   \
+  do {                                                                                             \
+    cudaError_t e_ = (call);                                                                       \
+    if (e_ != cudaSuccess) return fail("%s: %s", #call, cudaGetErrorString(e_));                   \
+  } while (0)
+
+// Launch-time errors (bad configuration) surface here; faults inside kernels surface at the
+// next synchronizing call (duaf_sync, duaf_download, duaf_sum_squares).
+#define LAUNCHED(name)                                                                             \
+  do {                                                                                             \
+    cudaError_t e_ = cudaGetLastError();                                                           \
+    if (e_ != cudaSuccess) return fail("%s launch: %s", name, cudaGetErrorString(e_));             \
+  } while (0)
+
+extern "C" const char *duaf_last_error(void) { return g_err; }
+extern "C" const char *duaf_info(void) { return g_info; }
+
+// Set by indexing kernels when an index is out of range; bit per kernel (see flag_names).
+__device__ int d_bad_index = 0;
+enum { BAD_GATHER = 1, BAD_SCATTER = 2, BAD_PICK = 4, BAD_PICK_GRAD = 8 };
+
+static int check_index_flag(void) {
+  int h = 0;
+  CK(cudaMemcpyFromSymbol(&h, d_bad_index, sizeof h));
+  if (h == 0) return 0;
+  const int zero = 0;
+  CK(cudaMemcpyToSymbol(d_bad_index, &zero, sizeof zero));
+  return fail("index out of range in%s%s%s%s", (h & BAD_GATHER) ? " gather" : "",
+              (h & BAD_SCATTER) ? " scatterAdd" : "", (h & BAD_PICK) ? " pick" : "",
+              (h & BAD_PICK_GRAD) ? " pickGrad" : "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// cuBLAS, resolved by dlsym
+
+typedef struct cublasContext *cublasHandle_t;
+enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 };
+enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TF32_TENSOR_OP_MATH = 3 };
+typedef int (*cublasCreate_fn)(cublasHandle_t *);
+typedef int (*cublasGetVersion_fn)(cublasHandle_t, int *);
+typedef int (*cublasSetMathMode_fn)(cublasHandle_t, int);
+typedef int (*cublasSgemm_fn)(cublasHandle_t, int, int, int, int, int, const float *,
+                              const float *, int, const float *, int, const float *, float *, int);
+typedef int (*cublasSgemmStridedBatched_fn)(cublasHandle_t, int, int, int, int, int, const float *,
+                                            const float *, int, long long, const float *, int,
+                                            long long, const float *, float *, int, long long,
+                                            int);
+
+static struct {
+  void *lib;
+  cublasHandle_t handle;
+  cublasSgemm_fn sgemm;
+  cublasSgemmStridedBatched_fn sgemm_strided_batched;
+  char name[256];
+  int version;
+} g_cublas;
+static int g_use_cublas = 0;
+static int g_initialized = 0;
+
+static const char *cublas_status_name(int s) {
+  switch (s) {
+  case 1: return "CUBLAS_STATUS_NOT_INITIALIZED";
+  case 3: return "CUBLAS_STATUS_ALLOC_FAILED";
+  case 7: return "CUBLAS_STATUS_INVALID_VALUE";
+  case 8: return "CUBLAS_STATUS_ARCH_MISMATCH";
+  case 11: return "CUBLAS_STATUS_MAPPING_ERROR";
+  case 13: return "CUBLAS_STATUS_EXECUTION_FAILED";
+  case 14: return "CUBLAS_STATUS_INTERNAL_ERROR";
+  case 15: return "CUBLAS_STATUS_NOT_SUPPORTED";
+  default: return "cuBLAS error";
+  }
+}
+
+// Loads cuBLAS from $DUAF_CUBLAS (a path, or "none" to force the built-in GEMM) or the usual
+// sonames, newest first. Failure is not an error: the built-in GEMM takes over.
+static void load_cublas(char *note, size_t note_len) {
+  const char *env = getenv("DUAF_CUBLAS");
+  if (env && strcmp(env, "none") == 0) {
+    snprintf(note, note_len, "built-in GEMM (DUAF_CUBLAS=none)");
+    return;
+  }
+  const char *names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"};
+  const char *tried = NULL;
+  if (env && *env) {
+    g_cublas.lib = dlopen(env, RTLD_NOW | RTLD_LOCAL);
+    tried = env;
+  } else {
+    for (size_t i = 0; i < sizeof names / sizeof *names && !g_cublas.lib; i++) {
+      g_cublas.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+      tried = names[i];
+    }
+  }
+  if (!g_cublas.lib) {
+    snprintf(note, note_len, "built-in GEMM (no cuBLAS: %s)", env ? dlerror() : "libcublas.so.*");
+    return;
+  }
+  cublasCreate_fn create = (cublasCreate_fn)dlsym(g_cublas.lib, "cublasCreate_v2");
+  g_cublas.sgemm = (cublasSgemm_fn)dlsym(g_cublas.lib, "cublasSgemm_v2");
+  g_cublas.sgemm_strided_batched =
+      (cublasSgemmStridedBatched_fn)dlsym(g_cublas.lib, "cublasSgemmStridedBatched");
+  if (!create || !g_cublas.sgemm || !g_cublas.sgemm_strided_batched) {
+    snprintf(note, note_len, "built-in GEMM (%s lacks cublasSgemmStridedBatched)", tried);
+    dlclose(g_cublas.lib);
+    g_cublas.lib = NULL;
+    return;
+  }
+  int st = create(&g_cublas.handle);
+  if (st != 0) {
+    snprintf(note, note_len, "built-in GEMM (cublasCreate: %s)", cublas_status_name(st));
+    dlclose(g_cublas.lib);
+    g_cublas.lib = NULL;
+    return;
+  }
+  cublasGetVersion_fn ver = (cublasGetVersion_fn)dlsym(g_cublas.lib, "cublasGetVersion_v2");
+  if (ver) ver(g_cublas.handle, &g_cublas.version);
+  // FP32 by default, as PyTorch since 1.12; TF32 tensor cores only when asked for.
+  const char *tf32 = getenv("DUAF_CUDA_TF32");
+  cublasSetMathMode_fn mode = (cublasSetMathMode_fn)dlsym(g_cublas.lib, "cublasSetMathMode");
+  int use_tf32 = tf32 && strcmp(tf32, "1") == 0 && mode;
+  if (use_tf32) mode(g_cublas.handle, CUBLAS_TF32_TENSOR_OP_MATH);
+  snprintf(g_cublas.name, sizeof g_cublas.name, "%s", tried);
+  snprintf(note, note_len, "cuBLAS %d (%s%s)", g_cublas.version, tried, use_tf32 ? ", TF32" : "");
+  g_use_cublas = 1;
+}
+
+extern "C" int duaf_init(void) {
+  if (g_initialized) return 0;
+  // cudart's own message for a missing driver is "insufficient driver version"; say it plainly.
+  void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
+  if (!driver) return fail("CUDA driver library libcuda.so.1 not found");
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return fail("cudaGetDeviceCount: %s", cudaGetErrorString(e));
+  if (count == 0) return fail("cudaGetDeviceCount: 0 devices");
+  const char *dev_env = getenv("DUAF_CUDA_DEVICE");
+  int dev = dev_env ? atoi(dev_env) : 0;
+  if (dev < 0 || dev >= count) return fail("DUAF_CUDA_DEVICE=%d but %d device(s)", dev, count);
+  CK(cudaSetDevice(dev));
+  CK(cudaFree(0)); // creates the context now, so its cost is not charged to the first kernel
+  int major = 0, minor = 0;
+  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  CK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, dev));
+  int drv = 0, rt = 0;
+  cudaDriverGetVersion(&drv);
+  cudaRuntimeGetVersion(&rt);
+  char note[320];
+  load_cublas(note, sizeof note);
+  snprintf(g_info, sizeof g_info, "%s (sm_%d%d, %.0f GiB, driver %d, runtime %d), %s", prop.name, major,
+           minor, prop.totalGlobalMem / 1073741824.0, drv, rt, note);
+  g_initialized = 1;
+  return 0;
+}
+
+extern "C" int duaf_set_cublas(int on) {
+  if (on && !g_cublas.lib) return fail("cuBLAS is not loaded");
+  g_use_cublas = on ? 1 : 0;
+  return 0;
+}
+
+extern "C" int duaf_using_cublas(void) { return g_use_cublas; }
+
+extern "C" int duaf_sync(void) {
+  CK(cudaDeviceSynchronize());
+  return check_index_flag();
+}
+
+// ---------------------------------------------------------------------------------------------
+// memory pool: cudaMalloc'd blocks cached by size class. Every kernel runs on the one default
+// stream, so a block freed here may be handed out again at once: later work is queued after
+// every earlier use of it.
+
+static struct {
+  std::unordered_map<size_t, std::vector<void *>> free_blocks;
+  std::unordered_map<void *, size_t> live;
+  size_t bytes_in_use, bytes_cached, mallocs;
+} g_pool;
+
+// Four classes per power of two above 512 bytes: at most 25% waste, few distinct classes.
+static size_t size_class(size_t bytes) {
+  if (bytes <= 512) return 512;
+  size_t p = 512;
+  while (p * 2 <= bytes) p *= 2;
+  size_t step = p / 4;
+  return (bytes + step - 1) / step * step;
+}
+
+extern "C" int duaf_empty_cache(void) {
+  for (auto &kv : g_pool.free_blocks) {
+    for (void *p : kv.second) cudaFree(p);
+    g_pool.bytes_cached -= kv.first * kv.second.size();
+  }
+  g_pool.free_blocks.clear();
+  return 0;
+}
+
+static void *pool_alloc(size_t bytes) {
+  size_t sz = size_class(bytes);
+  auto it = g_pool.free_blocks.find(sz);
+  void *p = NULL;
+  if (it != g_pool.free_blocks.end() && !it->second.empty()) {
+    p = it->second.back();
+    it->second.pop_back();
+    g_pool.bytes_cached -= sz;
+  } else {
+    cudaError_t e = cudaMalloc(&p, sz);
+    if (e != cudaSuccess) {
+      cudaGetLastError(); // clear the non-sticky OOM so later calls do not report it
+      cudaDeviceSynchronize();
+      duaf_empty_cache();
+      e = cudaMalloc(&p, sz);
+    }
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail("cudaMalloc %.1f MiB failed: %s (%.1f MiB in use)", sz / 1048576.0,
+           cudaGetErrorString(e), g_pool.bytes_in_use / 1048576.0);
+      return NULL;
+    }
+    g_pool.mallocs++;
+  }
+  g_pool.live[p] = sz;
+  g_pool.bytes_in_use += sz;
+  return p;
+}
+
+static int pool_free(void *p) {
+  auto it = g_pool.live.find(p);
+  if (it == g_pool.live.end()) return fail("free of a pointer the pool did not allocate");
+  size_t sz = it->second;
+  g_pool.live.erase(it);
+  g_pool.bytes_in_use -= sz;
+  g_pool.bytes_cached += sz;
+  g_pool.free_blocks[sz].push_back(p);
+  return 0;
+}
+
+extern "C" void *duaf_alloc(int32_t n) {
+  if (n < 0) {
+    fail("duaf_alloc: negative size %d", n);
+    return NULL;
+  }
+  return pool_alloc((size_t)n * 4);
+}
+
+extern "C" int duaf_free(void *p) { return pool_free(p); }
+
+extern "C" void duaf_pool_stats(double *out) {
+  out[0] = (double)g_pool.bytes_in_use;
+  out[1] = (double)g_pool.bytes_cached;
+  out[2] = (double)g_pool.mallocs;
+  out[3] = (double)g_pool.live.size();
+}
+
+// A pool block released when it goes out of scope (scratch space inside one call).
+struct Scratch {
+  void *p = NULL;
+  explicit Scratch(size_t bytes) { p = pool_alloc(bytes); }
+  ~Scratch() {
+    if (p) pool_free(p);
+  }
+  template <typename T> T *as() const { return (T *)p; }
+};
+
+extern "C" int duaf_upload(void *dst, const void *src, int32_t n) {
+  if (n <= 0) return 0;
+  CK(cudaMemcpy(dst, src, (size_t)n * 4, cudaMemcpyHostToDevice));
+  return 0;
+}
+
+extern "C" int duaf_download(void *dst, const void *src, int32_t n) {
+  if (n > 0) CK(cudaMemcpy(dst, src, (size_t)n * 4, cudaMemcpyDeviceToHost));
+  return check_index_flag();
+}
+
+// ---------------------------------------------------------------------------------------------
+// launch helpers
+
+static const int kThreads = 256;
+static inline unsigned blocks_for(long long n, int per_block = kThreads) {
+  return (unsigned)((n + per_block - 1) / per_block);
+}
+
+__device__ __forceinline__ unsigned global_id() { return blockIdx.x * blockDim.x + threadIdx.x; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ double warp_sum_d(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over a 256-thread block in a fixed order; the result is valid in every thread.
+__device__ double block_sum_d(double v) {
+  __shared__ double part[kThreads / 32];
+  v = warp_sum_d(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads(); // part[] may still be read from a previous call
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  double t = 0;
+#pragma unroll
+  for (int w = 0; w < kThreads / 32; w++) t += part[w];
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// fill, copy2d
+
+__global__ void k_fill_u32(unsigned *p, unsigned n, unsigned v) {
+  unsigned i = global_id();
+  if (i < n) p[i] = v;
+}
+
+extern "C" int duaf_fill_f32(float *p, int32_t n, float v) {
+  if (n <= 0) return 0;
+  unsigned bits;
+  memcpy(&bits, &v, 4);
+  k_fill_u32<<<blocks_for(n), kThreads>>>((unsigned *)p, n, bits);
+  LAUNCHED("fill");
+  return 0;
+}
+
+extern "C" int duaf_fill_i32(int32_t *p, int32_t n, int32_t v) {
+  if (n <= 0) return 0;
+  k_fill_u32<<<blocks_for(n), kThreads>>>((unsigned *)p, n, (unsigned)v);
+  LAUNCHED("fill");
+  return 0;
+}
+
+__global__ void k_copy2d(const void *src, int ss, void *dst, int ds, int rows, int cols, int mode) {
+  unsigned t = global_id();
+  if (t >= (unsigned)rows * (unsigned)cols) return;
+  unsigned r = t / cols, c = t - r * cols;
+  size_t si = (size_t)r * ss + c, di = (size_t)r * ds + c;
+  if (mode == 0) ((unsigned *)dst)[di] = ((const unsigned *)src)[si];
+  else if (mode == 1) ((float *)dst)[di] += ((const float *)src)[si];
+  else ((int *)dst)[di] += ((const int *)src)[si];
+}
+
+extern "C" int duaf_copy2d(const void *src, int32_t src_stride, void *dst, int32_t dst_stride,
+                           int32_t rows, int32_t cols, int32_t accumulate) {
+  if (rows <= 0 || cols <= 0) return 0;
+  if (accumulate == 0 && src_stride == cols && dst_stride == cols) {
+    CK(cudaMemcpyAsync(dst, src, (size_t)rows * cols * 4, cudaMemcpyDeviceToDevice, 0));
+    return 0;
+  }
+  k_copy2d<<<blocks_for((long long)rows * cols), kThreads>>>(src, src_stride, dst, dst_stride, rows,
+                                                             cols, accumulate);
+  LAUNCHED("copy2d");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM
+
+// Built-in tiled GEMM for machines without cuBLAS: 64x64 tile per 256-thread block, 4x4 outputs
+// per thread. Row-major operands; TA/TB select how A and B are stored.
+template <bool TA, bool TB>
+__global__ void k_gemm(int M, int N, int K, float alpha, const float *A, long long sA,
+                       const float *B, long long sB, float beta, float *C, long long sC) {
+  const int BM = 64, BN = 64, BK = 16;
+  __shared__ float As[BK][BM + 4];
+  __shared__ float Bs[BK][BN + 4];
+  A += blockIdx.z * sA;
+  B += blockIdx.z * sB;
+  C += blockIdx.z * sC;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int row0 = blockIdx.y * BM, col0 = blockIdx.x * BN;
+  float acc[4][4] = {};
+  for (int k0 = 0; k0 < K; k0 += BK) {
+    for (int t = threadIdx.x; t < BM * BK; t += kThreads) {
+      // Consecutive threads read consecutive addresses in either storage order.
+      int i = TA ? t % BM : t / BK, kk = TA ? t / BM : t % BK;
+      int gi = row0 + i, gk = k0 + kk;
+      float v = 0.f;
+      if (gi < M && gk < K) v = TA ? A[(long long)gk * M + gi] : A[(long long)gi * K + gk];
+      As[kk][i] = v;
+    }
+    for (int t = threadIdx.x; t < BK * BN; t += kThreads) {
+      int j = TB ? t / BK : t % BN, kk = TB ? t % BK : t / BN;
+      int gj = col0 + j, gk = k0 + kk;
+      float v = 0.f;
+      if (gj < N && gk < K) v = TB ? B[(long long)gj * K + gk] : B[(long long)gk * N + gj];
+      Bs[kk][j] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < BK; kk++) {
+      float a[4], b[4];
+#pragma unroll
+      for (int r = 0; r < 4; r++) a[r] = As[kk][ty + 16 * r];
+#pragma unroll
+      for (int c = 0; c < 4; c++) b[c] = Bs[kk][tx + 16 * c];
+#pragma unroll
+      for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[r][c] = fmaf(a[r], b[c], acc[r][c]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    int gi = row0 + ty + 16 * r;
+    if (gi >= M) continue;
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+      int gj = col0 + tx + 16 * c;
+      if (gj >= N) continue;
+      float *o = C + (long long)gi * N + gj;
+      // beta == 0 must not read C (it may hold NaN), as BLAS specifies.
+      *o = beta == 0.f ? alpha * acc[r][c] : alpha * acc[r][c] + beta * *o;
+    }
+  }
+}
+
+__global__ void k_zero_batched(float *c, unsigned mn, long long stride, unsigned batch) {
+  unsigned t = global_id();
+  if (t >= mn * batch) return;
+  unsigned b = t / mn;
+  c[b * stride + (t - b * mn)] = 0.f;
+}
+
+extern "C" int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
+                         float alpha, const float *a, int32_t stride_a, const float *b,
+                         int32_t stride_b, float beta, float *c, int32_t stride_c, int32_t batch) {
+  if (m <= 0 || n <= 0 || batch <= 0) return 0;
+  if (k <= 0) { // C = beta * C, with beta 0 or 1
+    if (beta != 0.f) return 0;
+    k_zero_batched<<<blocks_for((long long)m * n * batch), kThreads>>>(c, m * n, stride_c, batch);
+    LAUNCHED("gemm(k=0)");
+    return 0;
+  }
+  const int lda = trans_a ? m : k, ldb = trans_b ? k : n;
+  if (g_use_cublas) {
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+    const int opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int st = batch == 1
+                 ? g_cublas.sgemm(g_cublas.handle, opb, opa, n, m, k, &alpha, b, ldb, a, lda, &beta,
+                                  c, n)
+                 : g_cublas.sgemm_strided_batched(g_cublas.handle, opb, opa, n, m, k, &alpha, b,
+                                                  ldb, stride_b, a, lda, stride_a, &beta, c, n,
+                                                  stride_c, batch);
+    if (st != 0) return fail("cublasSgemm: %s", cublas_status_name(st));
+    return 0;
+  }
+  for (int b0 = 0; b0 < batch; b0 += 65535) { // grid.z is limited to 65535
+    const int nb = batch - b0 < 65535 ? batch - b0 : 65535;
+    dim3 grid((n + 63) / 64, (m + 63) / 64, nb);
+    const float *ab = a + (long long)b0 * stride_a, *bb = b + (long long)b0 * stride_b;
+    float *cb = c + (long long)b0 * stride_c;
+    if (!trans_a && !trans_b)
+      k_gemm<false, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta,
+                                               cb, stride_c);
+    else if (!trans_a && trans_b)
+      k_gemm<false, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta, cb,
+                                              stride_c);
+    else if (trans_a && !trans_b)
+      k_gemm<true, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta, cb,
+                                              stride_c);
+    else
+      k_gemm<true, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta, cb,
+                                             stride_c);
+    LAUNCHED("gemm");
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// unary
+
+#define INV_SQRT_2PI_F 0.3989422804014327f
+#define SQRT1_2_F 0.7071067811865476f
+
+__device__ __forceinline__ float sigmoid_f(float x) {
+  if (x >= 0.f) return 1.f / (1.f + expf(-x));
+  float e = expf(x);
+  return e / (1.f + e);
+}
+
+__device__ float unary_forward(int op, float x, float a) {
+  switch (op) {
+  case DUAF_NEG: return -x;
+  case DUAF_EXP: return expf(x);
+  case DUAF_LOG: return logf(x);
+  case DUAF_SQRT: return sqrtf(x);
+  case DUAF_TANH: return tanhf(x);
+  case DUAF_SIGMOID: return sigmoid_f(x);
+  case DUAF_GELU: return 0.5f * x * (1.f + erff(x * SQRT1_2_F));
+  case DUAF_RELU: return x > 0.f ? x : 0.f;
+  case DUAF_LEAKY_RELU: return x > 0.f ? x : a * x;
+  case DUAF_SOFTPLUS: return fmaxf(x, 0.f) + log1pf(expf(-fabsf(x)));
+  case DUAF_SIN: return sinf(x);
+  case DUAF_COS: return cosf(x);
+  case DUAF_ABS: return fabsf(x);
+  case DUAF_SQUARE: return x * x;
+  case DUAF_SCALE: return a * x;
+  case DUAF_ADD_SCALAR: return x + a;
+  case DUAF_POW_SCALAR: return powf(x, a);
+  }
+  return __int_as_float(0x7fc00000);
+}
+
+__device__ float unary_derivative(int op, float x, float y, float a) {
+  switch (op) {
+  case DUAF_NEG: return -1.f;
+  case DUAF_EXP: return y;
+  case DUAF_LOG: return 1.f / x;
+  case DUAF_SQRT: return 0.5f / y;
+  case DUAF_TANH: return 1.f - y * y;
+  case DUAF_SIGMOID: return y * (1.f - y);
+  case DUAF_GELU:
+    return 0.5f * (1.f + erff(x * SQRT1_2_F)) + x * INV_SQRT_2PI_F * expf(-0.5f * x * x);
+  case DUAF_RELU: return x > 0.f ? 1.f : 0.f;
+  case DUAF_LEAKY_RELU: return x > 0.f ? 1.f : a;
+  case DUAF_SOFTPLUS: return sigmoid_f(x);
+  case DUAF_SIN: return cosf(x);
+  case DUAF_COS: return -sinf(x);
+  case DUAF_ABS: return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f);
+  case DUAF_SQUARE: return 2.f * x;
+  case DUAF_SCALE: return a;
+  case DUAF_ADD_SCALAR: return 1.f;
+  case DUAF_POW_SCALAR: return a * powf(x, a - 1.f);
+  }
+  return __int_as_float(0x7fc00000);
+}
+
+__global__ void k_unary(int op, const float *x, float *out, unsigned n, float a) {
+  unsigned i = global_id();
+  if (i < n) out[i] = unary_forward(op, x[i], a);
+}
+
+__global__ void k_unary_grad(int op, const float *x, const float *y, const float *g, float *out,
+                             unsigned n, float a) {
+  unsigned i = global_id();
+  if (i < n) out[i] = g[i] * unary_derivative(op, x[i], y[i], a);
+}
+
+extern "C" int duaf_unary(int32_t op, const float *x, float *out, int32_t n, float alpha) {
+  if (op < 0 || op >= DUAF_UNARY_COUNT) return fail("unary: bad op %d", op);
+  if (n <= 0) return 0;
+  k_unary<<<blocks_for(n), kThreads>>>(op, x, out, n, alpha);
+  LAUNCHED("unary");
+  return 0;
+}
+
+extern "C" int duaf_unary_grad(int32_t op, const float *x, const float *y, const float *g,
+                               float *out, int32_t n, float alpha) {
+  if (op < 0 || op >= DUAF_UNARY_COUNT) return fail("unaryGrad: bad op %d", op);
+  if (n <= 0) return 0;
+  k_unary_grad<<<blocks_for(n), kThreads>>>(op, x, y, g, out, n, alpha);
+  LAUNCHED("unaryGrad");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// strided index spaces (binary, reduceSum, permute)
+
+// Up to two stride sets laid over one shape; passed to kernels by value.
+struct Layout {
+  int rank;
+  int shape[DUAF_MAX_RANK];
+  int s0[DUAF_MAX_RANK];
+  int s1[DUAF_MAX_RANK];
+};
+
+// Drops size-1 dims and merges neighbours that are contiguous in both stride sets, so the common
+// cases (same-shape operands, a broadcast row vector) run with rank 1 or 2.
+static void collapse(Layout &L) {
+  Layout o{};
+  for (int d = 0; d < L.rank; d++) {
+    if (L.shape[d] == 1) continue;
+    if (o.rank > 0) {
+      int p = o.rank - 1;
+      if (o.s0[p] == L.s0[d] * L.shape[d] && o.s1[p] == L.s1[d] * L.shape[d]) {
+        o.shape[p] *= L.shape[d];
+        o.s0[p] = L.s0[d];
+        o.s1[p] = L.s1[d];
+        continue;
+      }
+    }
+    o.shape[o.rank] = L.shape[d];
+    o.s0[o.rank] = L.s0[d];
+    o.s1[o.rank] = L.s1[d];
+    o.rank++;
+  }
+  L = o;
+}
+
+__device__ __forceinline__ void offsets(const Layout &L, unsigned i, int &o0, int &o1) {
+  o0 = 0;
+  o1 = 0;
+  for (int d = L.rank - 1; d >= 0; d--) {
+    unsigned q = i / (unsigned)L.shape[d];
+    int c = (int)(i - q * (unsigned)L.shape[d]);
+    o0 += c * L.s0[d];
+    o1 += c * L.s1[d];
+    i = q;
+  }
+}
+
+__global__ void k_binary(int op, const float *a, const float *b, float *out, Layout L,
+                         unsigned n) {
+  unsigned i = global_id();
+  if (i >= n) return;
+  int oa, ob;
+  offsets(L, i, oa, ob);
+  float x = a[oa], y = b[ob];
+  out[i] = op == DUAF_ADD ? x + y : op == DUAF_SUB ? x - y : op == DUAF_MUL ? x * y : x / y;
+}
+
+extern "C" int duaf_binary(int32_t op, const float *a, const int32_t *a_strides, const float *b,
+                           const int32_t *b_strides, float *out, const int32_t *shape,
+                           int32_t rank) {
+  if (rank < 0 || rank > DUAF_MAX_RANK) return fail("binary: rank %d > %d", rank, DUAF_MAX_RANK);
+  if (op < 0 || op > DUAF_DIV) return fail("binary: bad op %d", op);
+  Layout L{};
+  L.rank = rank;
+  long long n = 1;
+  for (int d = 0; d < rank; d++) {
+    L.shape[d] = shape[d];
+    L.s0[d] = a_strides[d];
+    L.s1[d] = b_strides[d];
+    n *= shape[d];
+  }
+  if (n <= 0) return 0;
+  collapse(L);
+  k_binary<<<blocks_for(n), kThreads>>>(op, a, b, out, L, (unsigned)n);
+  LAUNCHED("binary");
+  return 0;
+}
+
+// reduceSum splits the collapsed dims into kept (out stride != 0) and reduced ones.
+struct ReduceLayout {
+  Layout kept; // s0: x stride, s1: out stride
+  Layout red;  // s0: x stride
+  unsigned keptCount, redCount;
+};
+
+// One group of G threads per kept element, summing the reduced space lane-strided; used when the
+// innermost x dim is reduced, so the lanes read consecutive addresses.
+template <int G>
+__global__ void k_reduce_rows(const float *x, float *out, ReduceLayout R, int accumulate) {
+  const unsigned item = blockIdx.x * (kThreads / G) + threadIdx.x / G;
+  const int lane = threadIdx.x % G;
+  int xo = 0, oo = 0;
+  if (item < R.keptCount) offsets(R.kept, item, xo, oo);
+  double acc = 0;
+  if (item < R.keptCount) {
+    for (unsigned r = lane; r < R.redCount; r += G) {
+      int ro, unused;
+      offsets(R.red, r, ro, unused);
+      acc += x[xo + ro];
+    }
+  }
+  if (G == 32) acc = warp_sum_d(acc);
+  else acc = block_sum_d(acc);
+  if (item < R.keptCount && lane == 0) out[oo] = (float)((accumulate ? out[oo] : 0.f) + acc);
+}
+
+// One thread per (kept element, chunk of the reduced space); chunks > 1 write double partials
+// that k_reduce_finish adds in chunk order. Used when the innermost x dim is kept, so neighbouring
+// threads read neighbouring addresses.
+__global__ void k_reduce_cols(const float *x, float *out, double *partial, ReduceLayout R,
+                              unsigned chunk, int accumulate) {
+  const unsigned k = blockIdx.x * blockDim.x + threadIdx.x;
+  if (k >= R.keptCount) return;
+  int xo, oo;
+  offsets(R.kept, k, xo, oo);
+  const unsigned r0 = blockIdx.y * chunk;
+  const unsigned r1 = r0 + chunk < R.redCount ? r0 + chunk : R.redCount;
+  double acc = 0;
+  for (unsigned r = r0; r < r1; r++) {
+    int ro, unused;
+    offsets(R.red, r, ro, unused);
+    acc += x[xo + ro];
+  }
+  if (partial) partial[(size_t)blockIdx.y * R.keptCount + k] = acc;
+  else out[oo] = (float)((accumulate ? out[oo] : 0.f) + acc);
+}
+
+__global__ void k_reduce_finish(const double *partial, float *out, ReduceLayout R,
+                                unsigned chunks, int accumulate) {
+  const unsigned k = global_id();
+  if (k >= R.keptCount) return;
+  int xo, oo;
+  offsets(R.kept, k, xo, oo);
+  double acc = 0;
+  for (unsigned c = 0; c < chunks; c++) acc += partial[(size_t)c * R.keptCount + k];
+  out[oo] = (float)((accumulate ? out[oo] : 0.f) + acc);
+}
+
+extern "C" int duaf_reduce_sum(const float *x, const int32_t *shape, int32_t rank, float *out,
+                               const int32_t *out_strides, int32_t out_size, int32_t accumulate) {
+  if (rank < 0 || rank > DUAF_MAX_RANK) return fail("reduceSum: rank %d > %d", rank,
+                                                     DUAF_MAX_RANK);
+  Layout L{};
+  L.rank = rank;
+  long long n = 1;
+  for (int d = rank - 1; d >= 0; d--) {
+    L.shape[d] = shape[d];
+    L.s0[d] = (int)n;
+    L.s1[d] = out_strides[d];
+    n *= shape[d];
+  }
+  if (!accumulate && out_size > 0) CK(cudaMemsetAsync(out, 0, (size_t)out_size * 4, 0));
+  if (n <= 0) return 0;
+  collapse(L);
+  ReduceLayout R{};
+  for (int d = 0; d < L.rank; d++) {
+    Layout &T = L.s1[d] != 0 ? R.kept : R.red;
+    T.shape[T.rank] = L.shape[d];
+    T.s0[T.rank] = L.s0[d];
+    T.s1[T.rank] = L.s1[d];
+    T.rank++;
+  }
+  R.keptCount = 1;
+  R.redCount = 1;
+  for (int d = 0; d < R.kept.rank; d++) R.keptCount *= R.kept.shape[d];
+  for (int d = 0; d < R.red.rank; d++) R.redCount *= R.red.shape[d];
+  // out was zeroed above, so every path below accumulates.
+  const bool innerReduced = L.rank > 0 && L.s1[L.rank - 1] == 0;
+  if (innerReduced && R.redCount > 1) {
+    if (R.redCount <= 1024) {
+      k_reduce_rows<32><<<blocks_for(R.keptCount, kThreads / 32), kThreads>>>(x, out, R, 1);
+    } else {
+      k_reduce_rows<kThreads><<<R.keptCount, kThreads>>>(x, out, R, 1);
+    }
+    LAUNCHED("reduceSum");
+    return 0;
+  }
+  // Enough chunks for ~64k threads, each summing at least 64 values.
+  unsigned chunks = 1;
+  if (R.keptCount < 65536 && R.redCount > 64) {
+    unsigned want = (65536 + R.keptCount - 1) / R.keptCount;
+    unsigned most = (R.redCount + 63) / 64;
+    chunks = want < most ? want : most;
+    if (chunks > 65535) chunks = 65535;
+  }
+  const unsigned chunk = (R.redCount + chunks - 1) / chunks;
+  chunks = (R.redCount + chunk - 1) / chunk;
+  dim3 grid(blocks_for(R.keptCount), chunks);
+  if (chunks == 1) {
+    k_reduce_cols<<<grid, kThreads>>>(x, out, NULL, R, chunk, 1);
+    LAUNCHED("reduceSum");
+    return 0;
+  }
+  Scratch partial((size_t)chunks * R.keptCount * sizeof(double));
+  if (!partial.p) return 1;
+  k_reduce_cols<<<grid, kThreads>>>(x, out, partial.as<double>(), R, chunk, 1);
+  LAUNCHED("reduceSum");
+  k_reduce_finish<<<blocks_for(R.keptCount), kThreads>>>(partial.as<double>(), out, R, chunks, 1);
+  LAUNCHED("reduceSum");
+  return 0;
+}
+
+__global__ void k_permute(const unsigned *x, unsigned *out, Layout L, unsigned n) {
+  unsigned i = global_id();
+  if (i >= n) return;
+  int src, dst;
+  offsets(L, i, src, dst);
+  out[dst] = x[src];
+}
+
+extern "C" int duaf_permute(const void *x, const int32_t *shape, const int32_t *perm,
+                            int32_t rank, void *out) {
+  if (rank < 0 || rank > DUAF_MAX_RANK) return fail("permute: rank %d > %d", rank, DUAF_MAX_RANK);
+  int in_strides[DUAF_MAX_RANK];
+  long long n = 1;
+  for (int d = rank - 1; d >= 0; d--) {
+    in_strides[d] = (int)n;
+    n *= shape[d];
+  }
+  if (n <= 0) return 0;
+  // Walk the output in order: dim d of the output is dim perm[d] of the input.
+  Layout L{};
+  L.rank = rank;
+  long long s = 1;
+  for (int d = rank - 1; d >= 0; d--) {
+    if (perm[d] < 0 || perm[d] >= rank) return fail("permute: bad perm");
+    L.shape[d] = shape[perm[d]];
+    L.s0[d] = in_strides[perm[d]];
+    L.s1[d] = (int)s;
+    s *= L.shape[d];
+  }
+  collapse(L);
+  if (L.rank <= 1) {
+    CK(cudaMemcpyAsync(out, x, (size_t)n * 4, cudaMemcpyDeviceToDevice, 0));
+    return 0;
+  }
+  k_permute<<<blocks_for(n), kThreads>>>((const unsigned *)x, (unsigned *)out, L, (unsigned)n);
+  LAUNCHED("permute");
+  return 0;
+}
+
+__global__ void k_axpy(const float *x, float *out, unsigned n, float alpha) {
+  unsigned i = global_id();
+  if (i < n) out[i] += alpha * x[i];
+}
+
+extern "C" int duaf_axpy(const float *x, float *out, int32_t n, float alpha) {
+  if (n <= 0) return 0;
+  k_axpy<<<blocks_for(n), kThreads>>>(x, out, n, alpha);
+  LAUNCHED("axpy");
+  return 0;
+}
+
+// Fixed grid so the summation order depends only on n.
+static const int kSumBlocks = 512;
+
+__global__ void k_sum_squares(const float *x, unsigned n, double *partial) {
+  double acc = 0;
+  for (unsigned i = blockIdx.x * kThreads + threadIdx.x; i < n; i += gridDim.x * kThreads) {
+    double v = x[i];
+    acc += v * v;
+  }
+  acc = block_sum_d(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+__global__ void k_sum_partials(const double *partial, int count, double *result) {
+  double acc = 0;
+  for (int i = threadIdx.x; i < count; i += kThreads) acc += partial[i];
+  acc = block_sum_d(acc);
+  if (threadIdx.x == 0) *result = acc;
+}
+
+extern "C" int duaf_sum_squares(const float *x, int32_t n, double *result) {
+  *result = 0;
+  if (n <= 0) return 0;
+  Scratch partial((kSumBlocks + 1) * sizeof(double));
+  if (!partial.p) return 1;
+  unsigned blocks = blocks_for(n);
+  if (blocks > (unsigned)kSumBlocks) blocks = kSumBlocks;
+  double *p = partial.as<double>();
+  k_sum_squares<<<blocks, kThreads>>>(x, n, p);
+  LAUNCHED("sumSquares");
+  k_sum_partials<<<1, kThreads>>>(p, blocks, p + kSumBlocks);
+  LAUNCHED("sumSquares");
+  CK(cudaMemcpy(result, p + kSumBlocks, sizeof(double), cudaMemcpyDeviceToHost));
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// row-wise: one warp per row, eight rows per block
+
+static const int kRowsPerBlock = kThreads / 32;
+
+__global__ void k_softmax(const float *x, float *out, int rows, int cols, int log_) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *xr = x + (size_t)row * cols;
+  float *o = out + (size_t)row * cols;
+  float mx = -INFINITY;
+  for (int c = lane; c < cols; c += 32) mx = fmaxf(mx, xr[c]);
+  mx = warp_max(mx);
+  float s = 0.f;
+  for (int c = lane; c < cols; c += 32) s += expf(xr[c] - mx);
+  const float lse = mx + logf(warp_sum(s));
+  for (int c = lane; c < cols; c += 32) o[c] = log_ ? xr[c] - lse : expf(xr[c] - lse);
+}
+
+__global__ void k_softmax_grad(const float *y, const float *g, float *out, int rows, int cols,
+                               int log_) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const size_t o = (size_t)row * cols;
+  // softmax: dx = y * (g - sum(g*y)); log-softmax: dx = g - exp(y) * sum(g).
+  float dot = 0.f;
+  for (int c = lane; c < cols; c += 32) dot += log_ ? g[o + c] : g[o + c] * y[o + c];
+  dot = warp_sum(dot);
+  for (int c = lane; c < cols; c += 32)
+    out[o + c] = log_ ? g[o + c] - expf(y[o + c]) * dot : y[o + c] * (g[o + c] - dot);
+}
+
+extern "C" int duaf_softmax(const float *x, float *out, int32_t rows, int32_t cols, int32_t log) {
+  if (rows <= 0 || cols <= 0) return 0;
+  k_softmax<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(x, out, rows, cols, log);
+  LAUNCHED("softmax");
+  return 0;
+}
+
+extern "C" int duaf_softmax_grad(const float *y, const float *g, float *out, int32_t rows,
+                                 int32_t cols, int32_t log) {
+  if (rows <= 0 || cols <= 0) return 0;
+  k_softmax_grad<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(y, g, out, rows, cols, log);
+  LAUNCHED("softmaxGrad");
+  return 0;
+}
+
+__global__ void k_layer_norm(const float *x, const float *gamma, const float *beta, float *out,
+                             float *mean, float *rstd, int rows, int cols, float eps) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *xr = x + (size_t)row * cols;
+  float *o = out + (size_t)row * cols;
+  float s = 0.f;
+  for (int c = lane; c < cols; c += 32) s += xr[c];
+  const float mu = warp_sum(s) / cols;
+  float v = 0.f;
+  for (int c = lane; c < cols; c += 32) {
+    float d = xr[c] - mu;
+    v += d * d;
+  }
+  const float rs = 1.f / sqrtf(warp_sum(v) / cols + eps);
+  if (lane == 0) {
+    mean[row] = mu;
+    rstd[row] = rs;
+  }
+  for (int c = lane; c < cols; c += 32) o[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
+}
+
+__global__ void k_layer_norm_dx(const float *x, const float *gamma, const float *mean,
+                                const float *rstd, const float *g, float *dx, int rows, int cols) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const size_t o = (size_t)row * cols;
+  const float mu = mean[row], rs = rstd[row];
+  // With xhat = (x-mu)*rs and gh = g*gamma: dx = rs * (gh - mean(gh) - xhat * mean(gh*xhat)).
+  float sg = 0.f, sgx = 0.f;
+  for (int c = lane; c < cols; c += 32) {
+    float gh = g[o + c] * gamma[c];
+    sg += gh;
+    sgx += gh * (x[o + c] - mu) * rs;
+  }
+  sg = warp_sum(sg) / cols;
+  sgx = warp_sum(sgx) / cols;
+  for (int c = lane; c < cols; c += 32) {
+    float xh = (x[o + c] - mu) * rs;
+    dx[o + c] = rs * (g[o + c] * gamma[c] - sg - xh * sgx);
+  }
+}
+
+// dgamma/dbeta: one thread per (column, chunk of rows); partials summed in chunk order.
+__global__ void k_layer_norm_cols(const float *x, const float *mean, const float *rstd,
+                                  const float *g, double *partial, float *dgamma, float *dbeta,
+                                  int rows, int cols, int chunk) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  const int r0 = blockIdx.y * chunk, r1 = min(rows, r0 + chunk);
+  double sg = 0, sb = 0;
+  for (int r = r0; r < r1; r++) {
+    const size_t o = (size_t)r * cols + c;
+    const float gv = g[o];
+    sg += gv * ((x[o] - mean[r]) * rstd[r]);
+    sb += gv;
+  }
+  if (partial) {
+    partial[(size_t)blockIdx.y * cols + c] = sg;
+    partial[(size_t)(gridDim.y + blockIdx.y) * cols + c] = sb;
+  } else {
+    dgamma[c] += (float)sg;
+    dbeta[c] += (float)sb;
+  }
+}
+
+__global__ void k_layer_norm_finish(const double *partial, float *dgamma, float *dbeta, int cols,
+                                    int chunks) {
+  const int c = global_id();
+  if (c >= cols) return;
+  double sg = 0, sb = 0;
+  for (int k = 0; k < chunks; k++) {
+    sg += partial[(size_t)k * cols + c];
+    sb += partial[(size_t)(chunks + k) * cols + c];
+  }
+  dgamma[c] += (float)sg;
+  dbeta[c] += (float)sb;
+}
+
+extern "C" int duaf_layer_norm(const float *x, const float *gamma, const float *beta, float *out,
+                               float *mean, float *rstd, int32_t rows, int32_t cols, float eps) {
+  if (rows <= 0 || cols <= 0) return 0;
+  k_layer_norm<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(x, gamma, beta, out, mean, rstd,
+                                                              rows, cols, eps);
+  LAUNCHED("layerNorm");
+  return 0;
+}
+
+extern "C" int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean,
+                                    const float *rstd, const float *g, float *dx, float *dgamma,
+                                    float *dbeta, int32_t rows, int32_t cols) {
+  if (rows <= 0 || cols <= 0) return 0;
+  k_layer_norm_dx<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(x, gamma, mean, rstd, g, dx, rows,
+                                                                 cols);
+  LAUNCHED("layerNormGrad");
+  // ~32k threads in all, each summing at least 32 rows.
+  int chunks = 32768 / cols;
+  if (chunks < 1) chunks = 1;
+  if (chunks > (rows + 31) / 32) chunks = (rows + 31) / 32;
+  if (chunks > 65535) chunks = 65535;
+  const int chunk = (rows + chunks - 1) / chunks;
+  chunks = (rows + chunk - 1) / chunk;
+  const int bx = cols < 128 ? 64 : 128;
+  dim3 grid((cols + bx - 1) / bx, chunks);
+  if (chunks == 1) {
+    k_layer_norm_cols<<<grid, bx>>>(x, mean, rstd, g, NULL, dgamma, dbeta, rows, cols, chunk);
+    LAUNCHED("layerNormGrad");
+    return 0;
+  }
+  Scratch partial((size_t)2 * chunks * cols * sizeof(double));
+  if (!partial.p) return 1;
+  k_layer_norm_cols<<<grid, bx>>>(x, mean, rstd, g, partial.as<double>(), dgamma, dbeta, rows, cols,
+                                  chunk);
+  LAUNCHED("layerNormGrad");
+  k_layer_norm_finish<<<blocks_for(cols), kThreads>>>(partial.as<double>(), dgamma, dbeta, cols,
+                                                      chunks);
+  LAUNCHED("layerNormGrad");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// indexing
+
+__global__ void k_gather(const unsigned *table, unsigned rows, const int *idx, unsigned *out,
+                         unsigned n, unsigned dim) {
+  unsigned t = global_id();
+  if (t >= n * dim) return;
+  unsigned i = t / dim, c = t - i * dim;
+  unsigned r = (unsigned)idx[i];
+  if (r >= rows) {
+    atomicOr(&d_bad_index, BAD_GATHER);
+    return;
+  }
+  out[t] = table[(size_t)r * dim + c];
+}
+
+extern "C" int duaf_gather(const void *table, int32_t table_rows, const int32_t *idx, void *out,
+                           int32_t n, int32_t dim) {
+  if (n <= 0 || dim <= 0) return 0;
+  k_gather<<<blocks_for((long long)n * dim), kThreads>>>((const unsigned *)table, table_rows, idx,
+                                                         (unsigned *)out, n, dim);
+  LAUNCHED("gather");
+  return 0;
+}
+
+// Out-of-range indices get the key `rows`, which sorts last and is skipped.
+__global__ void k_scatter_keys(const int *idx, unsigned n, unsigned rows, unsigned *keys,
+                               unsigned *vals) {
+  unsigned i = global_id();
+  if (i >= n) return;
+  unsigned r = (unsigned)idx[i];
+  if (r >= rows) {
+    atomicOr(&d_bad_index, BAD_SCATTER);
+    r = rows;
+  }
+  keys[i] = r;
+  vals[i] = i;
+}
+
+// After a stable sort by destination row, the first position of each run of equal keys sums the
+// run's source rows in their original order.
+__global__ void k_scatter_runs(const float *g, const unsigned *keys, const unsigned *vals,
+                               float *out, unsigned n, unsigned rows, unsigned dim) {
+  unsigned t = global_id();
+  if (t >= n * dim) return;
+  unsigned p = t / dim, c = t - p * dim;
+  unsigned key = keys[p];
+  if (key >= rows || (p > 0 && keys[p - 1] == key)) return;
+  float acc = 0.f;
+  for (unsigned q = p; q < n && keys[q] == key; q++) acc += g[(size_t)vals[q] * dim + c];
+  out[(size_t)key * dim + c] += acc;
+}
+
+extern "C" int duaf_scatter_add(const float *g, const int32_t *idx, float *out, int32_t out_rows,
+                                int32_t n, int32_t dim) {
+  if (n <= 0 || dim <= 0) return 0;
+  Scratch buf((size_t)4 * n * sizeof(unsigned));
+  if (!buf.p) return 1;
+  unsigned *keys_in = buf.as<unsigned>(), *keys_out = keys_in + n;
+  unsigned *vals_in = keys_out + n, *vals_out = vals_in + n;
+  k_scatter_keys<<<blocks_for(n), kThreads>>>(idx, n, out_rows, keys_in, vals_in);
+  LAUNCHED("scatterAdd");
+  // Sorting only the bits that can be set keeps the radix sort to a pass or two.
+  int end_bit = 1;
+  while (end_bit < 32 && ((unsigned)out_rows >> end_bit) != 0) end_bit++;
+  size_t temp_bytes = 0;
+  CK(cub::DeviceRadixSort::SortPairs(NULL, temp_bytes, keys_in, keys_out, vals_in, vals_out, n, 0,
+                                     end_bit, 0));
+  Scratch temp(temp_bytes > 0 ? temp_bytes : 1);
+  if (!temp.p) return 1;
+  CK(cub::DeviceRadixSort::SortPairs(temp.p, temp_bytes, keys_in, keys_out, vals_in, vals_out, n,
+                                     0, end_bit, 0));
+  k_scatter_runs<<<blocks_for((long long)n * dim), kThreads>>>(g, keys_out, vals_out, out, n,
+                                                               out_rows, dim);
+  LAUNCHED("scatterAdd");
+  return 0;
+}
+
+__global__ void k_pick(const float *x, const int *idx, float *out, unsigned rows, unsigned cols) {
+  unsigned r = global_id();
+  if (r >= rows) return;
+  unsigned c = (unsigned)idx[r];
+  if (c >= cols) {
+    atomicOr(&d_bad_index, BAD_PICK);
+    return;
+  }
+  out[r] = x[(size_t)r * cols + c];
+}
+
+__global__ void k_pick_grad(const float *g, const int *idx, float *out, unsigned rows,
+                            unsigned cols) {
+  unsigned r = global_id();
+  if (r >= rows) return;
+  unsigned c = (unsigned)idx[r];
+  if (c >= cols) {
+    atomicOr(&d_bad_index, BAD_PICK_GRAD);
+    return;
+  }
+  out[(size_t)r * cols + c] += g[r]; // one element per row: no two threads share a target
+}
+
+extern "C" int duaf_pick(const float *x, const int32_t *idx, float *out, int32_t rows,
+                         int32_t cols) {
+  if (rows <= 0) return 0;
+  k_pick<<<blocks_for(rows), kThreads>>>(x, idx, out, rows, cols);
+  LAUNCHED("pick");
+  return 0;
+}
+
+extern "C" int duaf_pick_grad(const float *g, const int32_t *idx, float *out, int32_t rows,
+                              int32_t cols) {
+  if (rows <= 0) return 0;
+  k_pick_grad<<<blocks_for(rows), kThreads>>>(g, idx, out, rows, cols);
+  LAUNCHED("pickGrad");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// randomness: the hashUniform of core/random.ts, bit for bit
+
+__host__ __device__ __forceinline__ unsigned hash32(unsigned x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
+__global__ void k_dropout_mask(float *out, unsigned n, double p, unsigned hseed, float keep) {
+  unsigned i = global_id();
+  if (i >= n) return;
+  // u = (hash32(i ^ hash32(seed)) >>> 8) / 2^24 is exact in double, so the comparison with p is
+  // the same one JavaScript makes.
+  double u = (double)(hash32(i ^ hseed) >> 8) * (1.0 / 16777216.0);
+  out[i] = u >= p ? keep : 0.f;
+}
+
+extern "C" int duaf_dropout_mask(float *out, int32_t n, double p, uint32_t seed) {
+  if (n <= 0) return 0;
+  const float keep = (float)(1.0 / (1.0 - p));
+  k_dropout_mask<<<blocks_for(n), kThreads>>>(out, n, p, hash32(seed), keep);
+  LAUNCHED("dropoutMask");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adam / AdamW, in double with float32 stores at the same points as the reference backend
+
+__global__ void k_adam(float *P, const float *G, float *M, float *V, unsigned n, double lr,
+                       double b1, double b2, double eps, double wd, int decoupled, double bc1,
+                       double bc2) {
+  unsigned i = global_id();
+  if (i >= n) return;
+  double g = G[i];
+  float p = P[i];
+  if (!decoupled && wd != 0) g += wd * p;
+  const float m = (float)(b1 * M[i] + (1 - b1) * g);
+  const float v = (float)(b2 * V[i] + (1 - b2) * g * g);
+  M[i] = m;
+  V[i] = v;
+  const double mhat = m / bc1, vhat = v / bc2;
+  if (decoupled && wd != 0) p = (float)(p - lr * wd * p);
+  P[i] = (float)(p - lr * mhat / (sqrt(vhat) + eps));
+}
+
+extern "C" int duaf_adam(float *p, const float *g, float *m, float *v, int32_t n, double lr,
+                         double beta1, double beta2, double eps, double weight_decay,
+                         int32_t decoupled, double bc1, double bc2) {
+  if (n <= 0) return 0;
+  k_adam<<<blocks_for(n), kThreads>>>(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay,
+                                      decoupled, bc1, bc2);
+  LAUNCHED("adam");
+  return 0;
+}

@@ -1,0 +1,36 @@
+/**
+ * duaf as a library: the tensor engine, models, data artifacts, training and evaluation.
+ * The CLI (cli/main.ts) is a thin layer over these exports.
+ */
+export { VERSION } from "./core/version.ts";
+export type { Backend, BackendFactory, DType, Storage } from "./core/backend.ts";
+export { registerBackend, registeredBackends, selectBackend } from "./core/backends/registry.ts";
+export { JsBackend } from "./core/backends/js.ts";
+export {
+  backward,
+  empty,
+  getBackend,
+  keep,
+  noGrad,
+  setBackend,
+  Tensor,
+  tensor,
+  tidy,
+  withBackend,
+  zeros,
+} from "./core/tensor.ts";
+export * as ops from "./core/ops/mod.ts";
+export { Rng } from "./core/random.ts";
+export { Module } from "./core/nn/module.ts";
+export { Embedding, LayerNorm, Linear } from "./core/nn/layers.ts";
+export { Adam, clipGradNorm } from "./core/optim/adam.ts";
+export { configKeys, resolveConfig, type TrainConfig, TrainConfigSchema } from "./core/config.ts";
+export { type Dataset, loadDataset } from "./core/data/dataset.ts";
+export { preprocess } from "./core/data/preprocess.ts";
+export { evaluate } from "./core/eval/evaluate.ts";
+export { createModel } from "./core/models/registry.ts";
+export type { SequentialModel } from "./core/models/model.ts";
+export type { SequenceBatch } from "./core/models/batch.ts";
+export { evaluateRun, openRun, runTraining } from "./core/train/run.ts";
+export { CheckFailed, DataError, UsageError } from "./core/errors.ts";
+export type { Progress } from "./core/progress.ts";

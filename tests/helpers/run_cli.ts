@@ -1,0 +1,31 @@
+/**
+ * Runs the CLI entry point in-process and captures what it prints through console.log /
+ * console.error (progress bars are turned off with --quiet by the callers).
+ */
+import { main } from "../../cli/main.ts";
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function runCli(args: string[]): Promise<CliResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const { log, error } = console;
+  console.log = (...a: unknown[]) => out.push(a.map(String).join(" "));
+  console.error = (...a: unknown[]) => err.push(a.map(String).join(" "));
+  try {
+    const code = await main(args);
+    return { code, stdout: out.join("\n"), stderr: err.join("\n") };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+/** Names in `dir` (to check that nothing, not even a temporary directory, was left behind). */
+export function listDir(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}

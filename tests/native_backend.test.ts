@@ -1,0 +1,157 @@
+/**
+ * The native backend (CBLAS sgemm on the wasm arena): GEMM parity with the wasm backend and the
+ * reference JsBackend, pointers that stay valid across memory growth, bounds checks before any
+ * native call, and the factory's clean fallback when no CBLAS loads.
+ *
+ * Needs a CBLAS (CI installs Debian's libopenblas0, .ci/install-deps.sh); without one the tests
+ * that need it are ignored and the reason is printed.
+ */
+import assert from "node:assert/strict";
+import { openBlas, pointerOf } from "../ffi/blas.ts";
+import { JsBackend } from "../core/backends/js.ts";
+import { NativeBackend, nativeBackendFactory } from "../core/backends/native.ts";
+import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
+import { allParityCases, assertParity, gemmCases } from "./helpers/backend_parity.ts";
+
+const probe = openBlas();
+const ignore = "unavailable" in probe;
+if ("unavailable" in probe) console.log(`native backend tests ignored: ${probe.unavailable}`);
+else probe.close();
+
+const opened = ignore ? null : await NativeBackend.open({ threads: 1 });
+const native = opened && !("unavailable" in opened) ? opened : null;
+const wasm = ignore ? null : await WasmBackend.create({ threads: 1 });
+const ref = new JsBackend();
+
+for (const c of gemmCases()) {
+  Deno.test({
+    name: `native parity: ${c.name}`,
+    ignore,
+    fn() {
+      assertParity(c, native!, ref);
+      assertParity(c, native!, wasm!);
+    },
+  });
+}
+
+// Every other op is the wasm kernel; one pass over the small cases shows the subclass wiring.
+Deno.test({
+  name: "native parity: non-GEMM ops run the wasm kernels",
+  ignore,
+  fn() {
+    const small = allParityCases().filter((c) =>
+      !c.name.startsWith("gemm") && /unary (exp|gelu)|softmax 37|layerNorm 300|dropout|adam|copy2d/
+        .test(c.name)
+    );
+    assert.ok(small.length >= 6);
+    for (const c of small) assertParity(c, native!, wasm!);
+  },
+});
+
+Deno.test({
+  name: "native: GEMM stays correct after the wasm memory grows",
+  ignore,
+  fn() {
+    const be = native!;
+    const a = be.upload(Float32Array.from([1, 2, 3, 4]), "f32");
+    const b = be.upload(Float32Array.from([5, 6, 7, 8]), "f32");
+    const c = be.alloc(4, "f32");
+    const args = {
+      a,
+      b,
+      c,
+      m: 2,
+      n: 2,
+      k: 2,
+      transA: false,
+      transB: false,
+      batch: 1,
+      strideA: 0,
+      strideB: 0,
+      strideC: 0,
+      aOffset: 0,
+      bOffset: 0,
+      cOffset: 0,
+      alpha: 1,
+      beta: 0 as const,
+    };
+    be.gemm(args);
+    assert.deepEqual([...be.download(c)], [19, 22, 43, 50]);
+    const before = be.memory.buffer.byteLength;
+    const big = be.alloc(64 * 1024 * 1024 / 4, "f32"); // forces at least 64 MiB of growth
+    assert.ok(be.memory.buffer.byteLength > before);
+    const c2 = be.alloc(4, "f32");
+    be.gemm({ ...args, c: c2, alpha: 2 });
+    assert.deepEqual([...be.download(c2)], [38, 44, 86, 100]);
+    for (const s of [a, b, c, c2, big]) be.free(s);
+  },
+});
+
+Deno.test({
+  name: "native: a GEMM reaching past a storage is refused before the native call",
+  ignore,
+  fn() {
+    const be = native!;
+    const a = be.alloc(6, "f32");
+    const c = be.alloc(4, "f32");
+    const guard = be.upload(new Float32Array(16).fill(7), "f32");
+    assert.throws(
+      () =>
+        be.gemm({
+          a,
+          b: a,
+          c,
+          m: 2,
+          n: 3,
+          k: 3,
+          transA: false,
+          transB: false,
+          batch: 1,
+          strideA: 0,
+          strideB: 0,
+          strideC: 0,
+          aOffset: 0,
+          bOffset: 0,
+          cOffset: 0,
+          alpha: 1,
+          beta: 0,
+        }),
+      RangeError,
+    );
+    assert.deepEqual([...be.download(guard)], new Array(16).fill(7));
+  },
+});
+
+Deno.test({
+  name: "blas: sgemm reads and writes a view over a SharedArrayBuffer in place",
+  ignore,
+  fn() {
+    const blas = openBlas();
+    assert.ok(!("unavailable" in blas));
+    const mem = new WebAssembly.Memory({ initial: 1, maximum: 4, shared: true });
+    const f = new Float32Array(mem.buffer);
+    f.set([1, 2, 3, 4, 5, 6], 10); // A 2x3 at element 10
+    f.set([1, 0, 0, 1, 1, 1], 20); // B 3x2 at element 20
+    const base = pointerOf(f);
+    const at = (e: number) => Deno.UnsafePointer.offset(base, e * 4);
+    blas.sgemm(false, false, 2, 2, 3, 1, at(10), 3, at(20), 2, 0, at(30), 2);
+    assert.deepEqual([...f.subarray(30, 34)], [4, 5, 10, 11]);
+    // op(A) = A^T with A stored 3x2: the same product through the transpose path.
+    f.set([1, 4, 2, 5, 3, 6], 40);
+    blas.sgemm(true, false, 2, 2, 3, 1, at(40), 2, at(20), 2, 0, at(50), 2);
+    assert.deepEqual([...f.subarray(50, 54)], [4, 5, 10, 11]);
+    blas.close();
+  },
+});
+
+Deno.test("native: the factory falls back cleanly when no CBLAS loads", async () => {
+  const r = await NativeBackend.open({ blasPath: "/nonexistent/libopenblas.so.0" });
+  assert.ok("unavailable" in r);
+  assert.match(r.unavailable, /did not load/);
+  assert.ok(!r.unavailable.includes("\n"));
+  const none = openBlas({ candidates: ["libduaf-no-such-blas.so"] });
+  assert.ok("unavailable" in none);
+  assert.match(none.unavailable, /^no CBLAS found .*DUAF_BLAS/);
+  const made = await nativeBackendFactory.create();
+  if (!("unavailable" in made)) assert.equal(made.name, "native");
+});

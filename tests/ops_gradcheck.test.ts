@@ -1,0 +1,141 @@
+/** Finite-difference gradient checks of every differentiable op (float64 reference backend). */
+import * as op from "../core/ops/mod.ts";
+import { tensor } from "../core/tensor.ts";
+import { gradCheck } from "./helpers/gradcheck.ts";
+
+const positive = (r: { uniform(): number }) => 0.5 + 2 * r.uniform();
+const awayFromZero = (r: { uniform(): number }) =>
+  (r.uniform() < 0.5 ? -1 : 1) * (0.2 + r.uniform());
+
+Deno.test("gradcheck: broadcasting add/sub/mul/div", () => {
+  const shapes: [number[], number[]][] = [[[3, 4], [3, 4]], [[2, 3, 4], [4]], [[2, 1, 4], [3, 1]], [
+    [5],
+    [1],
+  ]];
+  for (const [sa, sb] of shapes) {
+    gradCheck(`add ${sa}+${sb}`, [{ shape: sa }, { shape: sb }], ([a, b]) => op.add(a, b));
+    gradCheck(`sub ${sa}-${sb}`, [{ shape: sa }, { shape: sb }], ([a, b]) => op.sub(a, b));
+    gradCheck(`mul ${sa}*${sb}`, [{ shape: sa }, { shape: sb }], ([a, b]) => op.mul(a, b));
+    gradCheck(
+      `div ${sa}/${sb}`,
+      [{ shape: sa }, { shape: sb, init: awayFromZero }],
+      ([a, b]) => op.div(a, b),
+    );
+  }
+  gradCheck("same tensor twice", [{ shape: [3, 2] }], ([a]) => op.mul(op.add(a, a), a));
+});
+
+Deno.test("gradcheck: unary ops", () => {
+  const s = [{ shape: [2, 7] }];
+  gradCheck("neg", s, ([x]) => op.neg(x));
+  gradCheck("exp", s, ([x]) => op.exp(x));
+  gradCheck("log", [{ shape: [2, 7], init: positive }], ([x]) => op.log(x));
+  gradCheck("sqrt", [{ shape: [2, 7], init: positive }], ([x]) => op.sqrt(x));
+  gradCheck("tanh", s, ([x]) => op.tanh(x));
+  gradCheck("sigmoid", s, ([x]) => op.sigmoid(x));
+  gradCheck("gelu", s, ([x]) => op.gelu(x));
+  gradCheck("relu", [{ shape: [2, 7], init: awayFromZero }], ([x]) => op.relu(x));
+  gradCheck("leaky_relu", [{ shape: [2, 7], init: awayFromZero }], ([x]) => op.leakyRelu(x, 0.2));
+  gradCheck("softplus", s, ([x]) => op.softplus(x));
+  gradCheck("sin", s, ([x]) => op.sin(x));
+  gradCheck("cos", s, ([x]) => op.cos(x));
+  gradCheck("abs", [{ shape: [2, 7], init: awayFromZero }], ([x]) => op.abs(x));
+  gradCheck("square", s, ([x]) => op.square(x));
+  gradCheck("scale", s, ([x]) => op.scale(x, -2.5));
+  gradCheck("add_scalar", s, ([x]) => op.addScalar(x, 3));
+  gradCheck("pow", [{ shape: [2, 7], init: positive }], ([x]) => op.pow(x, 1.7));
+});
+
+Deno.test("gradcheck: matmul in every transpose, batched and with a shared weight", () => {
+  for (const ta of [false, true]) {
+    for (const tb of [false, true]) {
+      const a = ta ? [4, 3] : [3, 4];
+      const b = tb ? [5, 4] : [4, 5];
+      gradCheck(
+        `matmul ${ta}${tb}`,
+        [{ shape: a }, { shape: b }],
+        ([x, y]) => op.matmul(x, y, ta, tb),
+      );
+      gradCheck(
+        `batched ${ta}${tb}`,
+        [{ shape: [2, ...a] }, { shape: [2, ...b] }],
+        ([x, y]) => op.matmul(x, y, ta, tb),
+      );
+    }
+  }
+  gradCheck(
+    "shared weight",
+    [{ shape: [2, 3, 4] }, { shape: [4, 5] }],
+    ([x, w]) => op.matmul(x, w),
+  );
+  gradCheck(
+    "shared weight^T",
+    [{ shape: [2, 3, 4] }, { shape: [5, 4] }],
+    ([x, w]) => op.matmul(x, w, false, true),
+  );
+});
+
+Deno.test("gradcheck: reductions and shape ops", () => {
+  const s = [{ shape: [2, 3, 4] }];
+  gradCheck("sum all", s, ([x]) => op.sum(x));
+  gradCheck("sum axis 1", s, ([x]) => op.sum(x, 1));
+  gradCheck("sum axes 0,2 keep", s, ([x]) => op.sum(x, [0, 2], true));
+  gradCheck("mean -1", s, ([x]) => op.mean(x, -1));
+  gradCheck("reshape", s, ([x]) => op.mul(op.reshape(x, [6, 4]), op.reshape(x, [6, -1])));
+  gradCheck("transpose", s, ([x]) => op.transpose(x, [2, 0, 1]));
+  gradCheck("transpose 4d", [{ shape: [2, 3, 2, 2] }], ([x]) => op.transpose(x, [0, 2, 1, 3]));
+  gradCheck("slice", s, ([x]) => op.slice(x, 1, 1, 2));
+  gradCheck("slice last", s, ([x]) => op.slice(x, -1, 3, 1));
+  gradCheck(
+    "concat",
+    [{ shape: [2, 3] }, { shape: [2, 1] }, { shape: [2, 2] }],
+    ([a, b, c]) => op.concat([a, b, c], 1),
+  );
+  gradCheck(
+    "concat axis 0",
+    [{ shape: [1, 3] }, { shape: [2, 3] }],
+    ([a, b]) => op.concat([a, b], 0),
+  );
+  gradCheck("broadcastTo", [{ shape: [3, 1] }], ([x]) => op.broadcastTo(x, [2, 3, 4]));
+});
+
+Deno.test("gradcheck: softmax, layer norm, embedding, pick, losses, normalisation", () => {
+  gradCheck("softmax", [{ shape: [3, 5] }], ([x]) => op.softmax(x));
+  gradCheck("log_softmax", [{ shape: [3, 5] }], ([x]) => op.logSoftmax(x));
+  gradCheck(
+    "layer_norm",
+    [{ shape: [4, 6] }, { shape: [6] }, { shape: [6] }],
+    ([x, g, b]) => op.layerNorm(x, g, b, 1e-5),
+  );
+  gradCheck(
+    "embedding (repeated rows)",
+    [{ shape: [5, 3] }],
+    ([t]) => op.embedding(t, tensor([1, 4, 1, 0, 2, 1], [2, 3], "i32")),
+  );
+  gradCheck("pick", [{ shape: [3, 4] }], ([x]) => op.pick(x, tensor([3, 0, 3], [3], "i32")));
+  gradCheck(
+    "cross_entropy",
+    [{ shape: [3, 6] }],
+    ([x]) => op.crossEntropy(x, tensor([5, 0, 2], [3], "i32")),
+  );
+  gradCheck(
+    "bce_with_logits",
+    [{ shape: [4] }, { shape: [4, 2] }],
+    ([p, n]) => op.bceWithLogits(p, n),
+  );
+  gradCheck("l2_normalize", [{ shape: [3, 4] }], ([x]) => op.l2Normalize(x));
+  gradCheck(
+    "cosine_similarity",
+    [{ shape: [3, 4] }, { shape: [2, 4] }],
+    ([a, b]) => op.cosineSimilarity(a, b),
+  );
+  gradCheck(
+    "attention with mask",
+    [{ shape: [2, 2, 3, 4] }, { shape: [2, 2, 3, 4] }, { shape: [2, 2, 3, 4] }],
+    ([q, k, v]) => {
+      const mask = tensor([0, -1e4, -1e4, 0, 0, -1e4, 0, 0, 0], [1, 1, 3, 3]);
+      return op.attention(q, k, v, mask);
+    },
+  );
+  gradCheck("dropout (fixed mask)", [{ shape: [4, 5] }], ([x]) => op.dropout(x, 0.3, 11, true));
+});

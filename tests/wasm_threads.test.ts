@@ -1,0 +1,118 @@
+/**
+ * Two kernel threads must give the same bits as one: every split (batch, rows, columns,
+ * elements, softmax rows) leaves each output element to exactly one thread, computed in the
+ * same order as the single-threaded kernel would.
+ */
+import assert from "node:assert/strict";
+import type { Backend } from "../core/backend.ts";
+import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
+import { Rng } from "../core/random.ts";
+
+function randn(seed: number, n: number): Float32Array {
+  const r = new Rng(seed);
+  return Float32Array.from({ length: n }, () => r.normal());
+}
+
+interface Shape {
+  label: string;
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  beta: 0 | 1;
+}
+
+// Each is above the two-thread threshold and exercises one way of splitting the work.
+const SHAPES: Shape[] = [
+  { label: "batch split", batch: 8, m: 50, n: 50, k: 64, transA: false, transB: true, beta: 0 },
+  {
+    label: "two-item batch split",
+    batch: 2,
+    m: 40,
+    n: 301,
+    k: 100,
+    transA: true,
+    transB: false,
+    beta: 1,
+  },
+  { label: "row split", batch: 1, m: 301, n: 70, k: 64, transA: false, transB: false, beta: 0 },
+  { label: "row split, A^T", batch: 1, m: 299, n: 33, k: 130, transA: true, transB: true, beta: 1 },
+  { label: "column split", batch: 1, m: 5, n: 1100, k: 200, transA: false, transB: false, beta: 0 },
+];
+
+function gemmOnce(be: Backend, s: Shape): Float32Array {
+  const a = be.upload(randn(1, s.batch * s.m * s.k), "f32");
+  const b = be.upload(randn(2, s.batch * s.k * s.n), "f32");
+  const c = be.upload(randn(3, s.batch * s.m * s.n), "f32");
+  be.gemm({
+    a,
+    b,
+    c,
+    m: s.m,
+    n: s.n,
+    k: s.k,
+    transA: s.transA,
+    transB: s.transB,
+    batch: s.batch,
+    strideA: s.m * s.k,
+    strideB: s.k * s.n,
+    strideC: s.m * s.n,
+    aOffset: 0,
+    bOffset: 0,
+    cOffset: 0,
+    alpha: 0.75,
+    beta: s.beta,
+  });
+  return be.download(c) as Float32Array;
+}
+
+function rowKernels(be: Backend): Float32Array[] {
+  const n = 300 * 257;
+  const x = be.upload(randn(4, n), "f32");
+  const g = be.upload(randn(5, n), "f32");
+  const y = be.alloc(n, "f32");
+  const d = be.alloc(n, "f32");
+  const out: Float32Array[] = [];
+  be.unary("gelu", x, y, n, 0);
+  out.push(be.download(y) as Float32Array);
+  be.unaryGrad("gelu", x, y, g, d, n, 0);
+  out.push(be.download(d) as Float32Array);
+  be.softmax(x, y, 300, 257, false);
+  out.push(be.download(y) as Float32Array);
+  be.softmaxGrad(y, g, d, 300, 257, false);
+  out.push(be.download(d) as Float32Array);
+  be.softmax(x, y, 300, 257, true);
+  be.softmaxGrad(y, g, d, 300, 257, true);
+  out.push(be.download(d) as Float32Array);
+  return out;
+}
+
+Deno.test("wasm threads: 2 threads give bit-identical results to 1", async () => {
+  const one = await WasmBackend.create({ threads: 1 });
+  const two = await WasmBackend.create({ threads: 2 });
+  try {
+    assert.equal(two.threads, 2);
+    for (const s of SHAPES) {
+      const before = two.threadedCalls;
+      const got = gemmOnce(two, s);
+      assert.equal(two.threadedCalls, before + 1, `${s.label}: the worker took no share`);
+      assert.deepEqual(got, gemmOnce(one, s), `gemm ${s.label}`);
+    }
+    const before = two.threadedCalls;
+    const got = rowKernels(two);
+    assert.equal(two.threadedCalls, before + 6, "row kernels were not split");
+    const want = rowKernels(one);
+    got.forEach((g, i) => assert.deepEqual(g, want[i], `row kernel #${i}`));
+    // Small work stays on the calling thread.
+    const small = two.threadedCalls;
+    gemmOnce(two, { ...SHAPES[0], batch: 1, m: 8, n: 8, k: 8 });
+    assert.equal(two.threadedCalls, small);
+  } finally {
+    two.dispose();
+  }
+  // After dispose the backend keeps working on one thread.
+  assert.equal(two.threads, 1);
+  assert.deepEqual(gemmOnce(two, SHAPES[2]), gemmOnce(one, SHAPES[2]));
+});

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# One-command GPU check for the cuda backend, for a machine with an NVIDIA GPU, its driver and
+# nvcc, that can reach nothing outside itself. Fetches nothing. Target: under 8 minutes on one
+# H100/H200.
+#
+#   1. builds ffi/cuda/build/libduaf_cuda.so (nvcc),
+#   2. runs the GPU parity tests (tests/cuda_backend.test.ts, tests/cuda_parity.test.ts),
+#   3. benchmarks GEMM (cuBLAS and built-in) and per-call cost (tools/bench_cuda.ts),
+#   4. times one training epoch of SASRec and DuAF-MAT on Amazon Beauty with --backend cuda,
+#      beside PyTorch's SASRec on the same GPU (tools/torch/sasrec_train.py --device cuda),
+#   5. prints a short table. Logs go to $OUT (the device tool's output folder) or tmp/device-out.
+#
+# Deno: $DENO, else `deno` on PATH, else tmp/device/deno.xz (made by tools/device_pack.sh, which
+# also bundles the CLI and copies the data; carry tmp/device along with the repo). Without Deno
+# only the shim build and the PyTorch timing run.
+#
+# Step 4 drives the CLI (`duaf preprocess`, `duaf train --backend cuda`): it needs the trainer
+# and models wired to the backend registry; until then those rows read "failed" and the log in
+# $OUT says why. Steps 1-3 depend on nothing but this backend.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+PACK=${DUAF_DEVICE_PACK:-$ROOT/tmp/device}
+OUT=${OUT:-$ROOT/tmp/device-out}
+mkdir -p "$OUT"
+T0=$(date +%s)
+declare -A ROW
+
+log() { echo "device_check: $*" >&2; }
+elapsed() { echo $(($(date +%s) - T0)); }
+
+# ---- environment --------------------------------------------------------------------------
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$OUT/gpu.txt" 2>&1 ||
+  log "nvidia-smi failed"
+log "gpu: $(head -1 "$OUT/gpu.txt")"
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+"$NVCC" --version | tail -2 >&2 || log "no nvcc at $NVCC"
+
+if [ -z "${DENO:-}" ]; then
+  if command -v deno >/dev/null; then
+    DENO=$(command -v deno)
+  elif [ -f "$PACK/deno.xz" ]; then
+    xz -dc "$PACK/deno.xz" >/tmp/duaf-deno && chmod +x /tmp/duaf-deno && DENO=/tmp/duaf-deno
+  fi
+fi
+if [ -n "${DENO:-}" ] && "$DENO" --version >/dev/null 2>&1; then
+  log "$("$DENO" --version | head -1) at $DENO"
+else
+  log "no Deno (set DENO or run tools/device_pack.sh and carry tmp/device): Deno steps skipped"
+  DENO=""
+fi
+# --no-config: these entry points need no npm packages, so nothing is resolved or fetched.
+DENO_FLAGS=(-A --no-config --no-lock)
+
+# cuBLAS: PyTorch's wheels ship it; the shim also tries the system sonames itself.
+if [ -z "${DUAF_CUBLAS:-}" ]; then
+  for dir in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null) \
+    /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
+    lib=$(find "$dir" -name 'libcublas.so.1[123]*' 2>/dev/null | sort -r | head -1)
+    if [ -n "$lib" ]; then
+      export DUAF_CUBLAS=$lib
+      break
+    fi
+  done
+fi
+log "cuBLAS: ${DUAF_CUBLAS:-(system search)}"
+
+# ---- 1. build -----------------------------------------------------------------------------
+SHIM=$ROOT/ffi/cuda/build/libduaf_cuda.so
+t=$(date +%s)
+if [ -n "$DENO" ]; then
+  "$DENO" run "${DENO_FLAGS[@]}" ffi/cuda/build.ts --force >"$OUT/build.txt" 2>&1
+else
+  # Same flags as ffi/cuda/build.ts.
+  mkdir -p ffi/cuda/build &&
+    "$NVCC" -O3 -std=c++17 -shared -Xcompiler -fPIC,-Wall --cudart=static \
+      -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80 \
+      -o "$SHIM" ffi/cuda/shim.cu >"$OUT/build.txt" 2>&1
+fi
+if [ $? -eq 0 ] && [ -f "$SHIM" ]; then ROW[build]="ok ($(($(date +%s) - t)) s)"; else ROW[build]="FAILED"; fi
+log "build: ${ROW[build]}"
+export DUAF_CUDA_LIB=$SHIM
+
+# ---- 2. parity tests ----------------------------------------------------------------------
+if [ -n "$DENO" ] && [ "${ROW[build]}" != "FAILED" ]; then
+  timeout 240 "$DENO" test "${DENO_FLAGS[@]}" tests/cuda_backend.test.ts tests/cuda_parity.test.ts \
+    >"$OUT/parity.txt" 2>&1
+  rc=$?
+  ROW[parity]="$(grep -E '(ok|FAILED) \|' "$OUT/parity.txt" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')"
+  [ $rc -eq 0 ] || ROW[parity]="FAILED (rc $rc): ${ROW[parity]}"
+  grep -E 'FAILED|error:' "$OUT/parity.txt" | sed 's/\x1b\[[0-9;]*m//g' | head -20 >&2
+else
+  ROW[parity]="skipped"
+fi
+log "parity: ${ROW[parity]}"
+
+# ---- 3. micro-benchmarks ------------------------------------------------------------------
+if [ -n "$DENO" ] && [ "${ROW[build]}" != "FAILED" ]; then
+  timeout 120 "$DENO" run "${DENO_FLAGS[@]}" tools/bench_cuda.ts >"$OUT/bench_cuda.txt" 2>&1 ||
+    log "bench_cuda failed (see $OUT/bench_cuda.txt)"
+  cat "$OUT/bench_cuda.txt" >&2
+fi
+
+# ---- 4. one training epoch ----------------------------------------------------------------
+REVIEWS=$PACK/reviews_Beauty_5.json.gz
+[ -f "$REVIEWS" ] || REVIEWS=$ROOT/../shared/data/amazon-beauty-2014/reviews_Beauty_5.json.gz
+META=$(dirname "$REVIEWS")/meta_Beauty.json.gz
+CLI=$PACK/duaf.js
+[ -f "$CLI" ] || CLI=$ROOT/cli/main.ts # works where node_modules is present
+epoch_of() { # seconds of epoch 1 from the CLI's stderr log ("epoch 1: 12.3 s, ...")
+  sed -n 's/.*epoch 1: \([0-9.]*\) s.*/\1/p' "$1" | head -1
+}
+if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
+  DATASET=/tmp/duaf-beauty
+  meta_args=()
+  [ -f "$META" ] && meta_args=(--meta "$META")
+  # [depends on the CLI wiring] preprocess + train
+  timeout 180 "$DENO" run "${DENO_FLAGS[@]}" "$CLI" preprocess --format amazon2014 \
+    --reviews "$REVIEWS" "${meta_args[@]}" --out "$DATASET" >"$OUT/preprocess.txt" 2>&1 ||
+    log "preprocess failed (see $OUT/preprocess.txt)"
+  for model in sasrec duafmat; do
+    rm -rf "/tmp/duaf-run-$model"
+    t=$(date +%s)
+    if timeout 240 "$DENO" run "${DENO_FLAGS[@]}" "$CLI" train "$DATASET" --out "/tmp/duaf-run-$model" \
+      --model "$model" --set epochs=1 --backend cuda >"$OUT/train_$model.json" 2>"$OUT/train_$model.log"; then
+      ROW[$model]="$(epoch_of "$OUT/train_$model.log") s/epoch ($(($(date +%s) - t)) s with setup + eval)"
+    else
+      ROW[$model]="failed (see train_$model.log)"
+    fi
+    log "duaf $model: ${ROW[$model]}"
+  done
+else
+  ROW[sasrec]="skipped"
+  ROW[duafmat]="skipped"
+fi
+
+if [ -f "$REVIEWS" ]; then
+  t=$(date +%s)
+  if timeout 240 python3 tools/torch/sasrec_train.py --reviews "$REVIEWS" --device cuda --epochs 1 \
+    >"$OUT/torch_sasrec.json" 2>"$OUT/torch_sasrec.log"; then
+    secs=$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r.get("event") in ("epoch", "partial"): print(r.get("epoch_seconds_extrapolated", r["seconds"])); break' \
+      "$OUT/torch_sasrec.json")
+    ROW[torch]="$secs s/epoch ($(($(date +%s) - t)) s with data loading)"
+  else
+    ROW[torch]="failed (see torch_sasrec.log)"
+  fi
+else
+  ROW[torch]="skipped (no reviews file)"
+fi
+log "torch sasrec: ${ROW[torch]}"
+
+# ---- 5. summary ---------------------------------------------------------------------------
+{
+  echo
+  echo "GPU: $(head -1 "$OUT/gpu.txt")"
+  echo "| check | result |"
+  echo "|---|---|"
+  echo "| shim build | ${ROW[build]} |"
+  echo "| GPU parity tests | ${ROW[parity]} |"
+  echo "| duaf SASRec, 1 epoch Beauty, cuda | ${ROW[sasrec]} |"
+  echo "| duaf DuAF-MAT, 1 epoch Beauty, cuda | ${ROW[duafmat]} |"
+  echo "| PyTorch SASRec, 1 epoch Beauty, cuda | ${ROW[torch]} |"
+  echo "total $(elapsed) s"
+} | tee "$OUT/summary.md"

@@ -1,0 +1,601 @@
+#!/usr/bin/python3
+"""Write the golden-parity fixtures in fixtures/golden/ from PyTorch.
+
+    /usr/bin/python3 tools/torch/make_golden.py            # write all cases
+    /usr/bin/python3 tools/torch/make_golden.py sasrec ops  # write some cases
+    /usr/bin/python3 tools/torch/make_golden.py --check    # re-read and validate the files
+
+Every case is computed twice from the same seeded float32 inputs: once in float32 (the stored
+values) and once in float64. meta.f64_max_abs_diff[name] is max |f32 - f64| over each float tensor,
+a measured floor for the tolerance a float32 implementation can be held to.
+
+Formulas, layouts and names are documented in docs/golden.md. Needs torch (Debian python3-torch);
+use /usr/bin/python3, not a pyenv python that lacks it.
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import OrderedDict
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    print("make_golden.py needs PyTorch: apt-get install -y python3-torch, then run it with "
+          "/usr/bin/python3", file=sys.stderr)
+    sys.exit(2)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sasrec_ref import SASRec, gelu  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT_DIR = os.path.join(ROOT, "fixtures", "golden")
+MAX_BYTES = 300 * 1024
+TORCH_PACKAGE = None
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def gen(seed):
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def randn(g, *shape, std=1.0, mean=0.0):
+    return torch.randn(*shape, generator=g, dtype=torch.float32) * std + mean
+
+
+def leaf(x, dtype):
+    return x.detach().to(dtype).clone().requires_grad_(True)
+
+
+def grads(loss, named, retain=False):
+    """d loss / d each tensor in `named` (OrderedDict name -> tensor); zeros where unused."""
+    names = list(named.keys())
+    gs = torch.autograd.grad(loss, [named[n] for n in names], retain_graph=retain,
+                             allow_unused=True)
+    out = OrderedDict()
+    for n, g_ in zip(names, gs):
+        out[n] = torch.zeros_like(named[n]) if g_ is None else g_
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# a) SASRec (RecBole 1.2.1)
+
+SAS_CFG = OrderedDict(
+    n_layers=2, n_heads=2, hidden_size=16, inner_size=32, max_seq_length=6, n_items=20,
+    batch=3, hidden_act="gelu", layer_norm_eps=1e-12, hidden_dropout_prob=0.0,
+    attn_dropout_prob=0.0,
+)
+SAS_ITEM_SEQ = [[3, 7, 12, 7, 19, 1], [5, 11, 2, 16, 0, 0], [9, 0, 0, 0, 0, 0]]
+SAS_ITEM_SEQ_LEN = [6, 4, 1]
+SAS_POS_ITEMS = [4, 11, 19]
+SAS_NEG_ITEMS = [8, 13, 5]
+
+
+def build_sasrec(dtype):
+    torch.manual_seed(0)  # module construction draws from the global generator; fixed anyway
+    c = SAS_CFG
+    model = SASRec(
+        n_items=c["n_items"], max_seq_length=c["max_seq_length"], n_layers=c["n_layers"],
+        n_heads=c["n_heads"], hidden_size=c["hidden_size"], inner_size=c["inner_size"],
+        hidden_dropout_prob=0.0, attn_dropout_prob=0.0, hidden_act="gelu",
+        layer_norm_eps=c["layer_norm_eps"],
+    )
+    # Golden init (not RecBole's): every path carries signal.
+    g = gen(1234)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("LayerNorm.weight"):
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+    model = model.to(dtype)
+    model.eval()  # dropout probabilities are 0 anyway
+    return model
+
+
+def attach_attention_trace(model, trace):
+    """Record per-layer attention probabilities and attention-block outputs."""
+    handles = []
+    for i, layer in enumerate(model.trm_encoder.layer):
+        mha = layer.multi_head_attention
+
+        def hook_softmax(_m, _inp, out, i=i):
+            trace[f"layer{i}.attn_probs"] = out
+
+        def hook_mha(_m, _inp, out, i=i):
+            trace[f"layer{i}.attn_output"] = out
+
+        handles.append(mha.softmax.register_forward_hook(hook_softmax))
+        handles.append(mha.register_forward_hook(hook_mha))
+    return handles
+
+
+def case_sasrec(dtype, loss_kind):
+    model = build_sasrec(dtype)
+    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
+    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
+    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
+    neg_items = torch.tensor(SAS_NEG_ITEMS, dtype=torch.long)
+
+    trace = OrderedDict()
+    handles = attach_attention_trace(model, trace)
+    inner = OrderedDict()
+    seq_output = model.forward(item_seq, item_seq_len, trace=inner)
+    for h in handles:
+        h.remove()
+
+    t = OrderedDict()
+    t["item_seq"] = item_seq
+    t["item_seq_len"] = item_seq_len
+    t["pos_items"] = pos_items
+    if loss_kind == "bce":
+        t["neg_items"] = neg_items
+    for name, p in model.named_parameters():
+        t[name] = p.detach()
+    t["attention_mask"] = inner["attention_mask"]
+    t["input_emb"] = inner["input_emb"]
+    for i in range(SAS_CFG["n_layers"]):
+        t[f"layer{i}.attn_probs"] = trace[f"layer{i}.attn_probs"]
+        t[f"layer{i}.attn_output"] = trace[f"layer{i}.attn_output"]
+        t[f"layer{i}.output"] = inner[f"layer{i}_output"]
+    t["seq_output"] = seq_output
+
+    if loss_kind == "ce":
+        loss, logits = model.ce_loss(seq_output, pos_items)
+        t["logits"] = logits
+    else:
+        w = model.item_embedding.weight
+        s_pos = (seq_output * w[pos_items]).sum(-1)
+        s_neg = (seq_output * w[neg_items]).sum(-1)
+        loss = (F.softplus(-s_pos) + F.softplus(s_neg)).mean()
+        t["s_pos"] = s_pos
+        t["s_neg"] = s_neg
+    t["loss"] = loss
+
+    params = OrderedDict(model.named_parameters())
+    for name, g_ in grads(loss, params).items():
+        t["grad." + name] = g_
+
+    meta = OrderedDict(SAS_CFG)
+    meta.update(
+        loss_type="CE" if loss_kind == "ce" else "BCE (paper Eq. 18)",
+        padding_item=0,
+        embedding_rows_include_padding=True,
+        attention_mask="torch.where(tril(causal) & (item_seq != 0)[key], 0.0, -10000.0)",
+        recbole_version="1.2.1",
+        init="embeddings/linear weights N(0, 0.5^2); LayerNorm weights 1 + 0.1 N(0,1); "
+             "all biases 0.1 N(0,1); item_embedding row 0 is random too (RecBole init also "
+             "overwrites it)",
+        layout="Linear weights [out, in] (y = x W^T + b); activations row-major [B, L, d]; "
+               "attn_probs [B, n_heads, L_query, L_key]",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
+# b) DuAF fusion (paper Eq. 3-8)
+
+DUAF_T = [[0.0, 0.5, 0.5, 3.25, 7.0], [2.0, 2.0, 2.0, 9.5, 30.0]]
+
+
+def duaf_forward(p):
+    t = p["t"]
+    B, L = t.shape
+    dt = torch.cat([torch.zeros(B, 1, dtype=t.dtype), t[:, 1:] - t[:, :-1]], dim=1)  # [B,L]
+    e_inter = torch.log(dt + 1.0).unsqueeze(-1) @ p["W1"].t() + p["b1"]  # [B,L,d_t]
+    arg = t.unsqueeze(-1) * p["alpha"] + p["beta"]  # [B,L,d_t/2]
+    e_ts = torch.stack([torch.sin(arg), torch.cos(arg)], dim=-1).reshape(B, L, -1)
+    e_time = torch.cat([e_inter, e_ts], dim=-1) @ p["W2"].t() + p["b2"]  # [B,L,d]
+    E = torch.stack([p["e_id"], p["e_text"], p["e_image"]], dim=2)  # [B,L,3,d]
+    scores = (p["s_u"][:, None, None, :] * torch.tanh(E + e_time.unsqueeze(2))).sum(-1)
+    omega = torch.softmax(scores, dim=-1)  # [B,L,3]
+    h = (omega.unsqueeze(-1) * E).sum(dim=2)  # [B,L,d]
+    return OrderedDict(dt=dt, e_inter=e_inter, e_ts=e_ts, e_time=e_time, scores=scores,
+                       omega=omega, h=h)
+
+
+def case_duaf(dtype):
+    B, L, d, d_t = 2, 5, 8, 8
+    g = gen(2024)
+    raw = OrderedDict()
+    raw["e_id"] = randn(g, B, L, d)
+    raw["e_text"] = randn(g, B, L, d)
+    raw["e_image"] = randn(g, B, L, d)
+    raw["t"] = torch.tensor(DUAF_T, dtype=torch.float32)
+    raw["s_u"] = randn(g, B, d)
+    raw["W1"] = randn(g, d_t, 1, std=0.5)
+    raw["b1"] = randn(g, d_t, std=0.1)
+    raw["alpha"] = randn(g, d_t // 2, std=0.5)
+    raw["beta"] = randn(g, d_t // 2)
+    raw["W2"] = randn(g, d, 2 * d_t, std=0.5)
+    raw["b2"] = randn(g, d, std=0.1)
+    R = randn(g, B, L, d)
+    Q = randn(g, B, L, 3)
+
+    p = OrderedDict((k, leaf(v, dtype)) for k, v in raw.items())
+    out = duaf_forward(p)
+    loss = (out["h"] * R.to(dtype)).sum() + (out["omega"] * Q.to(dtype)).sum()
+
+    t = OrderedDict()
+    for k, v in p.items():
+        t[k] = v.detach()
+    t["R"] = R
+    t["Q"] = Q
+    for k, v in out.items():
+        t[k] = v
+    t["loss"] = loss
+    for k, g_ in grads(loss, p).items():
+        t["grad." + k] = g_
+    meta = OrderedDict(
+        B=B, L=L, d=d, d_t=d_t, modality_order=["id", "text", "image"],
+        time_unit="days", e_ts_layout="interleaved: e_ts[2k]=sin(alpha_k t+beta_k), "
+        "e_ts[2k+1]=cos(alpha_k t+beta_k)",
+        linear_convention="y = x W^T + b (W [out, in])",
+        loss="sum(h * R) + sum(omega * Q)",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
+# c) MAT-MoE generator + critic (paper Eq. 9-16)
+
+
+def lrelu(x):
+    return F.leaky_relu(x, 0.2)
+
+
+def moe_generator(p, n_experts):
+    e_t, z = p["e_t"], p["z"]
+    gate = torch.softmax(p["e_c"] @ p["Wg"].t() + p["bg"], dim=-1)  # [B,N]
+    x = torch.cat([e_t, z], dim=-1)  # [B, d+dz]
+    outs = []
+    for i in range(n_experts):
+        hdn = lrelu(x @ p[f"G.{i}.W1"].t() + p[f"G.{i}.b1"])
+        outs.append(hdn @ p[f"G.{i}.W2"].t() + p[f"G.{i}.b2"])
+    experts = torch.stack(outs, dim=1)  # [B,N,d]
+    e_syn = (gate.unsqueeze(-1) * experts).sum(dim=1)
+    return gate, experts, e_syn
+
+
+def critic(p, e_t, e_v):
+    hdn = lrelu(e_t @ p["D.W3"].t() + p["D.b3"])
+    return (torch.cat([hdn, e_v], dim=-1) @ p["D.W4"].t() + p["D.b4"]).squeeze(-1)  # [B]
+
+
+def case_mat_moe(dtype):
+    B, d, dz, dc, N, H, Hd = 4, 8, 8, 4, 3, 16, 16
+    g = gen(777)
+    raw = OrderedDict()
+    raw["e_t"] = randn(g, B, d)
+    raw["e_v"] = randn(g, B, d)
+    raw["e_c"] = randn(g, B, dc)
+    raw["z"] = randn(g, B, dz)
+    raw["eps"] = torch.rand(B, 1, generator=g, dtype=torch.float32)
+    for i in range(N):
+        raw[f"G.{i}.W1"] = randn(g, H, d + dz, std=0.5)
+        raw[f"G.{i}.b1"] = randn(g, H, std=0.1)
+        raw[f"G.{i}.W2"] = randn(g, d, H, std=0.5)
+        raw[f"G.{i}.b2"] = randn(g, d, std=0.1)
+    raw["Wg"] = randn(g, N, dc, std=0.5)
+    raw["bg"] = randn(g, N, std=0.1)
+    raw["D.W3"] = randn(g, Hd, d, std=0.5)
+    raw["D.b3"] = randn(g, Hd, std=0.1)
+    raw["D.W4"] = randn(g, 1, Hd + d, std=0.5)
+    raw["D.b4"] = randn(g, 1, std=0.1)
+
+    p = OrderedDict((k, leaf(v, dtype)) for k, v in raw.items())
+    p["eps"].requires_grad_(False)
+    gen_names = [k for k in p if k.startswith("G.")] + ["Wg", "bg"]
+    critic_names = ["D.W3", "D.b3", "D.W4", "D.b4"]
+
+    gate, experts, e_syn = moe_generator(p, N)
+    d_real = critic(p, p["e_t"], p["e_v"])
+    d_fake = critic(p, p["e_t"], e_syn)
+    d_fake_det = critic(p, p["e_t"], e_syn.detach())
+
+    loss_critic = -(F.logsigmoid(d_real) + F.logsigmoid(-d_fake_det)).mean()
+    loss_gen = -F.logsigmoid(d_fake).mean()
+
+    eps = p["eps"]
+    x_hat = eps * p["e_v"] + (1.0 - eps) * e_syn  # depends on the generator
+    d_hat = critic(p, p["e_t"], x_hat)
+    (gx_logit,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+    gp_logit = ((gx_logit.norm(2, dim=1) - 1.0) ** 2).mean()
+    (gx_sig,) = torch.autograd.grad(torch.sigmoid(d_hat).sum(), x_hat, create_graph=True)
+    gp_sigmoid = ((gx_sig.norm(2, dim=1) - 1.0) ** 2).mean()
+
+    t = OrderedDict()
+    for k, v in p.items():
+        t[k] = v.detach()
+    t["gate"] = gate
+    t["experts"] = experts
+    t["e_syn"] = e_syn
+    t["D_real"] = d_real
+    t["D_fake"] = d_fake
+    t["x_hat"] = x_hat
+    t["D_hat"] = d_hat
+    t["dD_dxhat"] = gx_logit
+    t["dsigD_dxhat"] = gx_sig
+    t["gp_logit"] = gp_logit
+    t["gp_sigmoid"] = gp_sigmoid
+    t["loss_critic"] = loss_critic
+    t["loss_gen"] = loss_gen
+
+    sel = lambda names: OrderedDict((n, p[n]) for n in names)  # noqa: E731
+    for k, v in grads(loss_critic, sel(critic_names + ["e_t", "e_v"]), retain=True).items():
+        t["grad_critic." + k] = v
+    for k, v in grads(loss_gen, sel(gen_names + ["e_c", "e_t", "z"]), retain=True).items():
+        t["grad_gen." + k] = v
+    for k, v in grads(gp_logit, sel(critic_names), retain=True).items():
+        t["grad_gp_logit." + k] = v
+    gp_sig_names = critic_names + gen_names + ["e_c", "e_t", "e_v", "z"]
+    for k, v in grads(gp_sigmoid, sel(gp_sig_names)).items():
+        t["grad_gp_sigmoid." + k] = v
+
+    meta = OrderedDict(
+        B=B, d=d, z_dim=dz, category_dim=dc, n_experts=N, expert_hidden=H, critic_hidden=Hd,
+        leaky_relu_slope=0.2, z_shared_by_experts=True,
+        linear_convention="y = x W^T + b (W [out, in])",
+        critic_input_order="[LeakyReLU(W3 e_t + b3); e_v] (hidden first, then the visual vector)",
+        generator_input_order="[e_t; z]",
+        x_hat="eps * e_v + (1 - eps) * e_syn (e_syn not detached)",
+        gp_logit="mean_b (||dD/dx_hat_b||_2 - 1)^2",
+        gp_sigmoid="mean_b (||sigmoid'(D_b) dD/dx_hat_b||_2 - 1)^2",
+        loss_critic="-mean(log sigmoid(D_real) + log(1 - sigmoid(D_fake))), e_syn detached",
+        loss_gen="-mean(log sigmoid(D_fake))",
+        gp_logit_generator_grads="identically zero (dD/dx_hat = W4[:, Hd:] does not depend on "
+                                 "x_hat), so not stored",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
+# d) InfoNCE
+
+
+def case_infonce(dtype):
+    B, d, tau = 4, 8, 0.5
+    g = gen(99)
+    raw = OrderedDict(a=randn(g, B, d), b=randn(g, B, d))
+    labels = torch.arange(B)
+
+    def forward(p):
+        an = F.normalize(p["a"], dim=-1, eps=1e-12)
+        bn = F.normalize(p["b"], dim=-1, eps=1e-12)
+        logits = an @ bn.t() / tau
+        loss_ab = F.cross_entropy(logits, labels)
+        loss_sym = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+        return logits, loss_ab, loss_sym
+
+    p = OrderedDict((k, leaf(v, dtype)) for k, v in raw.items())
+    logits, loss_ab, loss_sym = forward(p)
+    t = OrderedDict()
+    t["a"] = p["a"].detach()
+    t["b"] = p["b"].detach()
+    t["logits"] = logits
+    t["loss_ab"] = loss_ab
+    t["loss_sym"] = loss_sym
+    for k, v in grads(loss_ab, p, retain=True).items():
+        t["grad_ab." + k] = v
+    for k, v in grads(loss_sym, p).items():
+        t["grad_sym." + k] = v
+    meta = OrderedDict(
+        B=B, d=d, tau=tau, positives="diagonal (labels = arange(B))",
+        logits="logits[i, j] = cos(a_i, b_j) / tau, cos via F.normalize(eps=1e-12)",
+        loss_ab="cross_entropy(logits, arange(B)), mean over rows",
+        loss_sym="0.5 * (CE(logits, arange) + CE(logits^T, arange))",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
+# e) ops
+
+
+def case_ops(dtype):
+    g = gen(4242)
+    t = OrderedDict()
+
+    def vjp(name, fn, xs, extra=None):
+        """Store inputs, y = fn(*xs), an upstream gradient gy, and grads of sum(y * gy)."""
+        leaves = OrderedDict((k, leaf(v, dtype)) for k, v in xs.items())
+        y = fn(*leaves.values())
+        gy = randn(g, *y.shape)
+        for k, v in leaves.items():
+            t[f"{name}.{k}"] = v.detach()
+        t[f"{name}.y"] = y
+        t[f"{name}.gy"] = gy
+        loss = (y * gy.to(dtype)).sum()
+        for k, v in grads(loss, leaves).items():
+            t[f"{name}.g{k}"] = v
+
+    vjp("gelu", gelu, OrderedDict(x=randn(g, 3, 7, std=2.0)))
+
+    ln_x = torch.cat([randn(g, 3, 6, std=2.0, mean=0.5), 1e-3 * randn(g, 1, 6)], dim=0)
+    ln_w = 1.0 + 0.1 * randn(g, 6)
+    ln_b = 0.1 * randn(g, 6)
+    for tag, eps in (("layer_norm_eps1e-12", 1e-12), ("layer_norm_eps1e-5", 1e-5)):
+        vjp(tag, lambda x, w, b, eps=eps: F.layer_norm(x, (6,), w, b, eps),
+            OrderedDict(x=ln_x, weight=ln_w, bias=ln_b))
+
+    vjp("log_softmax", lambda x: F.log_softmax(x, dim=-1), OrderedDict(x=randn(g, 3, 7, std=3.0)))
+
+    sp_x = torch.tensor([-30.0, -20.5, -5.0, -1.0, -1e-3, 0.0, 0.7, 3.0, 19.5, 20.5, 30.0])
+    vjp("softplus", F.softplus, OrderedDict(x=sp_x))
+
+    lr_x = randn(g, 3, 7, std=2.0)
+    lr_x[1, 3] = 0.0
+    vjp("leaky_relu", lambda x: F.leaky_relu(x, 0.2), OrderedDict(x=lr_x))
+
+    ce_logits = leaf(randn(g, 3, 7, std=2.0), dtype)
+    ce_target = torch.tensor([2, 0, 6], dtype=torch.long)
+    ce_loss = F.cross_entropy(ce_logits, ce_target)
+    t["cross_entropy.logits"] = ce_logits.detach()
+    t["cross_entropy.target"] = ce_target
+    t["cross_entropy.loss"] = ce_loss
+    t["cross_entropy.glogits"] = grads(ce_loss, OrderedDict(l=ce_logits))["l"]
+
+    for tag, bias in (("gru", True), ("gru_nobias", False)):
+        torch.manual_seed(5)
+        gru = torch.nn.GRU(input_size=5, hidden_size=6, num_layers=1, bias=bias, batch_first=True)
+        with torch.no_grad():
+            for name, prm in gru.named_parameters():
+                prm.copy_((0.1 if name.startswith("bias") else 0.5) * randn(g, *prm.shape))
+        gru = gru.to(dtype)
+        x = leaf(randn(g, 2, 4, 5), dtype)
+        out, h_n = gru(x)
+        R = randn(g, 2, 4, 6)
+        loss = (out * R.to(dtype)).sum()
+        t[f"{tag}.x"] = x.detach()
+        for name, prm in gru.named_parameters():
+            t[f"{tag}.{name}"] = prm.detach()
+        t[f"{tag}.output"] = out
+        t[f"{tag}.h_n"] = h_n
+        t[f"{tag}.R"] = R
+        named = OrderedDict([("x", x)] + list(gru.named_parameters()))
+        for k, v in grads(loss, named).items():
+            t[f"{tag}.grad.{k}"] = v
+
+    meta = OrderedDict(
+        convention="for op NAME: NAME.<input>, NAME.y = op(inputs), NAME.gy (upstream gradient), "
+                   "NAME.g<input> = d sum(y * gy) / d input",
+        gelu="x * 0.5 * (1 + erf(x / sqrt(2)))",
+        layer_norm="over the last dim (6), biased variance; row 3 is 1e-3 N(0,1) (variance ~1e-6), "
+                   "so eps 1e-12 and 1e-5 give visibly different results",
+        softplus="torch default beta=1, threshold=20 (returns x where x > 20)",
+        leaky_relu="slope 0.2; x[1,3] is exactly 0 and torch's gradient there is 0.2",
+        cross_entropy="mean over the 3 rows; glogits = d loss / d logits",
+        gru="torch.nn.GRU(5, 6, num_layers=1, batch_first=True), h0 = 0; gate order in "
+            "weight_ih_l0/weight_hh_l0 rows: r, z, n; loss = sum(output * R)",
+        gru_nobias="same with bias=False (RecBole GRU4Rec's setting)",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+CASES = OrderedDict(
+    sasrec=lambda dt: case_sasrec(dt, "ce"),
+    sasrec_bce=lambda dt: case_sasrec(dt, "bce"),
+    duaf_weights=case_duaf,
+    mat_moe=case_mat_moe,
+    infonce=case_infonce,
+    ops=case_ops,
+)
+
+
+def torch_package_version():
+    """Debian package version of python3-torch when installed from apt (best effort)."""
+    try:
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3-torch"],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def fmt_f32(v):
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError("non-finite value in a golden tensor")
+    s = "%.9g" % v
+    return s
+
+
+def encode(t):
+    t = t.detach()
+    if t.dtype in (torch.int64, torch.int32, torch.bool):
+        flat = t.to(torch.int64).reshape(-1).tolist()
+        return "i32", [int(x) for x in flat]
+    flat = t.to(torch.float32).reshape(-1).tolist()
+    return "f32", flat
+
+
+def write_case(name):
+    meta32, t32 = CASES[name](torch.float32)
+    _, t64 = CASES[name](torch.float64)
+    assert list(t32.keys()) == list(t64.keys())
+    diffs = OrderedDict()
+    for k in t32:
+        a, b = t32[k].detach(), t64[k].detach()
+        if a.is_floating_point():
+            diffs[k] = float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+    meta = OrderedDict(case=name)
+    meta.update(meta32)
+    meta["torch_version"] = torch.__version__
+    meta["torch_package"] = TORCH_PACKAGE
+    meta["generator"] = "tools/torch/make_golden.py"
+    meta["dtype_note"] = "computed in float32; values written with 9 significant digits"
+    meta["f64_max_abs_diff"] = OrderedDict((k, float("%.3g" % v)) for k, v in diffs.items())
+
+    lines = ['{"meta": ' + json.dumps(meta) + ',', ' "tensors": {']
+    items = list(t32.items())
+    for i, (k, v) in enumerate(items):
+        dtype, flat = encode(v)
+        data = ",".join(fmt_f32(x) for x in flat) if dtype == "f32" else ",".join(map(str, flat))
+        sep = "," if i + 1 < len(items) else ""
+        lines.append('  %s: {"shape": %s, "dtype": "%s", "data": [%s]}%s' % (
+            json.dumps(k), json.dumps(list(v.shape)), dtype, data, sep))
+    lines.append("}}")
+    text = "\n".join(lines) + "\n"
+    os.makedirs(OUT_DIR, exist_ok=True)
+    path = os.path.join(OUT_DIR, name + ".json")
+    with open(path, "w") as f:
+        f.write(text)
+    size = len(text.encode())
+    if size > MAX_BYTES:
+        raise SystemExit(f"{path}: {size} bytes exceeds {MAX_BYTES}")
+    worst = max(diffs.values()) if diffs else 0.0
+    print(f"{name}: {len(items)} tensors, {size} bytes, max |f32-f64| {worst:.3g}", file=sys.stderr)
+
+
+def check_case(name):
+    path = os.path.join(OUT_DIR, name + ".json")
+    with open(path) as f:
+        doc = json.load(f)
+    for k, v in doc["tensors"].items():
+        n = 1
+        for s in v["shape"]:
+            n *= s
+        if len(v["data"]) != n:
+            raise SystemExit(f"{path}: tensor {k}: {len(v['data'])} values for shape {v['shape']}")
+        if v["dtype"] not in ("f32", "i32"):
+            raise SystemExit(f"{path}: tensor {k}: bad dtype {v['dtype']}")
+    print(f"{name}: ok ({len(doc['tensors'])} tensors)", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("cases", nargs="*", help="subset of: " + ", ".join(CASES))
+    ap.add_argument("--check", action="store_true", help="validate existing files only")
+    args = ap.parse_args()
+    names = args.cases or list(CASES)
+    for n in names:
+        if n not in CASES:
+            raise SystemExit(f"unknown case {n!r}; known: {', '.join(CASES)}")
+    global TORCH_PACKAGE
+    TORCH_PACKAGE = torch_package_version()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    for n in names:
+        if args.check:
+            check_case(n)
+        else:
+            write_case(n)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+// Row-wise kernels over the last axis: softmax / log-softmax and LayerNorm, with gradients.
+
+import { expV, logV } from "./math";
+import { hmax, hsum, loadTail, storeTail } from "./simd";
+
+/** Softmax (or log-softmax) of each row of cols floats. */
+export function softmax(x: usize, out: usize, rows: i32, cols: i32, log: bool): void {
+  const rowBytes = <usize>cols << 2;
+  const nv = cols & ~3;
+  const tail = cols - nv;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes;
+    const or = out + <usize>r * rowBytes;
+    let vm = f32x4.splat(-Infinity);
+    for (let i = 0; i < nv; i += 4) vm = f32x4.max(vm, v128.load(xr + (<usize>i << 2)));
+    let m = hmax(vm);
+    for (let i = nv; i < cols; i++) m = max(m, load<f32>(xr + (<usize>i << 2)));
+    const sm = f32x4.splat(m);
+    let vs = f32x4.splat(0);
+    // e^(x - max): stored as the softmax numerator, or only summed for log-softmax
+    for (let i = 0; i < nv; i += 4) {
+      const o = <usize>i << 2;
+      const e = expV(f32x4.sub(v128.load(xr + o), sm));
+      if (!log) v128.store(or + o, e);
+      vs = f32x4.add(vs, e);
+    }
+    let s = hsum(vs);
+    if (tail) {
+      const o = <usize>nv << 2;
+      const e = expV(f32x4.sub(loadTail(xr + o, tail), sm));
+      if (!log) storeTail(or + o, e, tail);
+      // lanes beyond the tail hold e^(0 - m), so add only the valid ones
+      s += f32x4.extract_lane(e, 0);
+      if (tail > 1) s += f32x4.extract_lane(e, 1);
+      if (tail > 2) s += f32x4.extract_lane(e, 2);
+    }
+    if (log) {
+      const shift = f32x4.splat(m + f32x4.extract_lane(logV(f32x4.splat(s)), 0));
+      for (let i = 0; i < nv; i += 4) {
+        const o = <usize>i << 2;
+        v128.store(or + o, f32x4.sub(v128.load(xr + o), shift));
+      }
+      if (tail) {
+        const o = <usize>nv << 2;
+        storeTail(or + o, f32x4.sub(loadTail(xr + o, tail), shift), tail);
+      }
+    } else {
+      const inv = f32x4.splat(1 / s);
+      for (let i = 0; i < nv; i += 4) {
+        const o = <usize>i << 2;
+        v128.store(or + o, f32x4.mul(v128.load(or + o), inv));
+      }
+      for (let i = nv; i < cols; i++) {
+        const o = <usize>i << 2;
+        store<f32>(or + o, load<f32>(or + o) * f32x4.extract_lane(inv, 0));
+      }
+    }
+  }
+}
+
+/**
+ * Softmax: dx = y * (g - sum(g * y)); log-softmax: dx = g - e^y * sum(g).
+ */
+export function softmaxGrad(
+  y: usize,
+  g: usize,
+  out: usize,
+  rows: i32,
+  cols: i32,
+  log: bool,
+): void {
+  const rowBytes = <usize>cols << 2;
+  const nv = cols & ~3;
+  const tail = cols - nv;
+  for (let r = 0; r < rows; r++) {
+    const yr = y + <usize>r * rowBytes;
+    const gr = g + <usize>r * rowBytes;
+    const or = out + <usize>r * rowBytes;
+    let vs = f32x4.splat(0);
+    for (let i = 0; i < nv; i += 4) {
+      const o = <usize>i << 2;
+      const gv = v128.load(gr + o);
+      vs = f32x4.add(vs, log ? gv : f32x4.mul(gv, v128.load(yr + o)));
+    }
+    let s = hsum(vs);
+    for (let i = nv; i < cols; i++) {
+      const o = <usize>i << 2;
+      s += log ? load<f32>(gr + o) : load<f32>(gr + o) * load<f32>(yr + o);
+    }
+    const ss = f32x4.splat(s);
+    for (let i = 0; i < nv; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(or + o, gradV(v128.load(yr + o), v128.load(gr + o), ss, log));
+    }
+    if (tail) {
+      const o = <usize>nv << 2;
+      storeTail(or + o, gradV(loadTail(yr + o, tail), loadTail(gr + o, tail), ss, log), tail);
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function gradV(y: v128, g: v128, s: v128, log: bool): v128 {
+  if (log) return f32x4.sub(g, f32x4.mul(expV(y), s));
+  return f32x4.mul(y, f32x4.sub(g, s));
+}
+
+/** Mean and biased variance per row (two passes), then (x - mean) * rstd * gamma + beta. */
+export function layerNorm(
+  x: usize,
+  gamma: usize,
+  beta: usize,
+  out: usize,
+  mean: usize,
+  rstd: usize,
+  rows: i32,
+  cols: i32,
+  eps: f32,
+): void {
+  const rowBytes = <usize>cols << 2;
+  const nv = cols & ~3;
+  const tail = cols - nv;
+  const invN: f32 = 1 / <f32>cols;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes;
+    const or = out + <usize>r * rowBytes;
+    let vs = f32x4.splat(0);
+    for (let i = 0; i < nv; i += 4) vs = f32x4.add(vs, v128.load(xr + (<usize>i << 2)));
+    let s = hsum(vs);
+    for (let i = nv; i < cols; i++) s += load<f32>(xr + (<usize>i << 2));
+    const mu = s * invN;
+    const vmu = f32x4.splat(mu);
+    let vq = f32x4.splat(0);
+    for (let i = 0; i < nv; i += 4) {
+      const d = f32x4.sub(v128.load(xr + (<usize>i << 2)), vmu);
+      vq = f32x4.add(vq, f32x4.mul(d, d));
+    }
+    let q = hsum(vq);
+    for (let i = nv; i < cols; i++) {
+      const d = load<f32>(xr + (<usize>i << 2)) - mu;
+      q += d * d;
+    }
+    const rs: f32 = 1 / Mathf.sqrt(q * invN + eps);
+    store<f32>(mean + (<usize>r << 2), mu);
+    store<f32>(rstd + (<usize>r << 2), rs);
+    const vrs = f32x4.splat(rs);
+    for (let i = 0; i < nv; i += 4) {
+      const o = <usize>i << 2;
+      const xh = f32x4.mul(f32x4.sub(v128.load(xr + o), vmu), vrs);
+      v128.store(or + o, f32x4.add(f32x4.mul(xh, v128.load(gamma + o)), v128.load(beta + o)));
+    }
+    if (tail) {
+      const o = <usize>nv << 2;
+      const xh = f32x4.mul(f32x4.sub(loadTail(xr + o, tail), vmu), vrs);
+      const y = f32x4.add(f32x4.mul(xh, loadTail(gamma + o, tail)), loadTail(beta + o, tail));
+      storeTail(or + o, y, tail);
+    }
+  }
+}
+
+/**
+ * dx = rstd * (dxh - mean(dxh) - xh * mean(dxh * xh)) with xh = (x - mean) * rstd and
+ * dxh = g * gamma; dgamma += sum over rows of g * xh, dbeta += sum of g.
+ */
+export function layerNormGrad(
+  x: usize,
+  gamma: usize,
+  mean: usize,
+  rstd: usize,
+  g: usize,
+  dx: usize,
+  dgamma: usize,
+  dbeta: usize,
+  rows: i32,
+  cols: i32,
+): void {
+  const rowBytes = <usize>cols << 2;
+  const nv = cols & ~3;
+  const tail = cols - nv;
+  const invN: f32 = 1 / <f32>cols;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes;
+    const gr = g + <usize>r * rowBytes;
+    const dr = dx + <usize>r * rowBytes;
+    const vmu = v128.load32_splat(mean + (<usize>r << 2));
+    const vrs = v128.load32_splat(rstd + (<usize>r << 2));
+    let v1 = f32x4.splat(0);
+    let v2 = f32x4.splat(0);
+    for (let i = 0; i < nv; i += 4) {
+      const o = <usize>i << 2;
+      const xh = f32x4.mul(f32x4.sub(v128.load(xr + o), vmu), vrs);
+      const gv = v128.load(gr + o);
+      const dxh = f32x4.mul(gv, v128.load(gamma + o));
+      v1 = f32x4.add(v1, dxh);
+      v2 = f32x4.add(v2, f32x4.mul(dxh, xh));
+      v128.store(dgamma + o, f32x4.add(v128.load(dgamma + o), f32x4.mul(gv, xh)));
+      v128.store(dbeta + o, f32x4.add(v128.load(dbeta + o), gv));
+    }
+    let s1 = hsum(v1);
+    let s2 = hsum(v2);
+    const mu = f32x4.extract_lane(vmu, 0);
+    const rs = f32x4.extract_lane(vrs, 0);
+    for (let i = nv; i < cols; i++) {
+      const o = <usize>i << 2;
+      const xh = (load<f32>(xr + o) - mu) * rs;
+      const gv = load<f32>(gr + o);
+      const dxh = gv * load<f32>(gamma + o);
+      s1 += dxh;
+      s2 += dxh * xh;
+      store<f32>(dgamma + o, load<f32>(dgamma + o) + gv * xh);
+      store<f32>(dbeta + o, load<f32>(dbeta + o) + gv);
+    }
+    const m1 = f32x4.splat(s1 * invN);
+    const m2 = f32x4.splat(s2 * invN);
+    for (let i = 0; i < nv; i += 4) {
+      const o = <usize>i << 2;
+      const xh = f32x4.mul(f32x4.sub(v128.load(xr + o), vmu), vrs);
+      const dxh = f32x4.mul(v128.load(gr + o), v128.load(gamma + o));
+      const v = f32x4.mul(vrs, f32x4.sub(f32x4.sub(dxh, m1), f32x4.mul(xh, m2)));
+      v128.store(dr + o, v);
+    }
+    if (tail) {
+      const o = <usize>nv << 2;
+      const xh = f32x4.mul(f32x4.sub(loadTail(xr + o, tail), vmu), vrs);
+      const dxh = f32x4.mul(loadTail(gr + o, tail), loadTail(gamma + o, tail));
+      const v = f32x4.mul(vrs, f32x4.sub(f32x4.sub(dxh, m1), f32x4.mul(xh, m2)));
+      storeTail(dr + o, v, tail);
+    }
+  }
+}
