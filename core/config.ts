@@ -20,8 +20,16 @@ const DuafSchema = z.object({
   missingFill: z.enum(["mat", "zero", "random", "mean"]).default("mat"),
   /** Time-embedding width d_t (even). */
   timeDim: z.number().int().positive().multipleOf(2).default(16),
-  /** Where s_u in the fusion weights comes from (see core/models/duaf/fusion.ts). */
-  queryFrom: z.enum(["previous", "idpass"]).default("previous"),
+  /**
+   * The user representation s_u in the fusion weights (the paper leaves its source open):
+   * "prefix" = causal running mean of the average-fused embeddings up to each step;
+   * "id" = the same over ID embeddings only. See core/models/duaf/fusion.ts.
+   */
+  query: z.enum(["prefix", "id"]).default("prefix"),
+  /** Item vectors that sequence representations are scored against. */
+  scoreWith: z.enum(["fused", "id"]).default("fused"),
+  /** Gradient penalty on the critic's logit (WGAN-GP style) or on its sigmoid output. */
+  gpOn: z.enum(["logit", "sigmoid"]).default("logit"),
   experts: z.number().int().positive().default(4),
   noiseDim: z.number().int().positive().default(32),
   expertHidden: z.number().int().positive().default(128),
@@ -47,6 +55,8 @@ const DuafSchema = z.object({
   poissonRate: z.number().nonnegative().default(0.1),
   /** Candidate pool size for VSCL insertions (top similar items per item). */
   vsclCandidates: z.number().int().positive().default(20),
+  /** Batch rows that also get a virtual sequence (in-batch negatives for VSCL). */
+  vsclRows: z.number().int().positive().default(512),
 }).strict();
 
 export const TrainConfigSchema = z.object({

@@ -7,23 +7,7 @@ import { Rng } from "../core/random.ts";
 import { backward, tidy, withBackend } from "../core/tensor.ts";
 import { JsBackend } from "../core/backends/js.ts";
 import { loadGolden } from "./golden.ts";
-
-export function assertClose(
-  name: string,
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  rtol = 1e-4,
-  atol = 1e-5,
-): void {
-  assert.equal(got.length, want.length, `${name}: length`);
-  for (let i = 0; i < got.length; i++) {
-    const tol = atol + rtol * Math.abs(want[i]);
-    assert.ok(
-      Math.abs(got[i] - want[i]) <= tol,
-      `${name}[${i}]: got ${got[i]}, want ${want[i]}`,
-    );
-  }
-}
+import { assertClose } from "./helpers/assert_close.ts";
 
 for (const variant of ["sasrec", "sasrec_bce"] as const) {
   Deno.test(`golden: ${variant} forward, loss and every parameter gradient match PyTorch`, () => {

@@ -2,6 +2,7 @@
 import type { Module } from "../nn/module.ts";
 import type { ForwardContext } from "../nn/context.ts";
 import type { Tensor } from "../tensor.ts";
+import type { Adam } from "../optim/adam.ts";
 import type { SequenceBatch } from "./batch.ts";
 
 export interface LossOutput {
@@ -44,6 +45,10 @@ export interface SequentialModel extends Module {
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor;
   /** Per-step modality fusion weights, for explanations (DuAF-MAT). */
   explain?(batch: SequenceBatch, ctx: ForwardContext): ModalityWeights;
+  /** Parameters for the main optimizer when some are updated separately (the critic). */
+  trainableParameters?(): Tensor[];
+  /** Extra optimizers a model steps itself (saved in checkpoints for exact resumption). */
+  auxOptimizers?(): Record<string, Adam>;
   /** Optional extra update after the main optimizer step (adversarial critic steps). */
   afterStep?(batch: SequenceBatch, ctx: ForwardContext): Record<string, number>;
 }

@@ -2,6 +2,7 @@
 import type { TrainConfig } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import type { Rng } from "../random.ts";
+import { DuafMat } from "./duaf/duafmat.ts";
 import { Fdsa } from "./fdsa.ts";
 import { Gru4rec } from "./gru4rec.ts";
 import type { ItemSide } from "./item_side.ts";
@@ -33,8 +34,14 @@ export function createModel(
       return new Fdsa({ ...cfg, numItems, maxLen: cfg.maxLen, loss: cfg.loss }, rng, items.text);
     case "pop":
       return new MostPopular({ numItems });
-    case "duafmat":
-      notice("duafmat: not available in this build");
-      throw new UsageError("model duafmat is not available yet");
+    case "duafmat": {
+      const model = new DuafMat(
+        { ...cfg, numItems, maxLen: cfg.maxLen, loss: cfg.loss, duaf: cfg.duafmat },
+        items,
+        rng,
+      );
+      for (const n of model.notices) notice(n);
+      return model;
+    }
   }
 }

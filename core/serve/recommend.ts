@@ -5,8 +5,11 @@
 import { z } from "zod";
 import { noGrad, tidy } from "../tensor.ts";
 import { Rng } from "../random.ts";
+import type { SequenceBatch } from "../models/batch.ts";
+import type { ModalityWeights } from "../models/model.ts";
 import { batchFromHistories, type History } from "../train/examples.ts";
 import type { OpenRun } from "../train/run.ts";
+import type { BatchScorer } from "./scorer.ts";
 import { topK } from "./topk.ts";
 
 export interface RecommendRequest {
@@ -113,16 +116,21 @@ function resolve(
   return { history: { items, times }, warnings };
 }
 
+export interface RecommendOptions {
+  k: number;
+  includeSeen: boolean;
+  explain: boolean;
+}
+
+/** Scores with the engine model of the run (synchronous; what `duaf recommend` runs by default). */
 export function recommendBatch(
   run: OpenRun,
   requests: RecommendRequest[],
-  opts: { k: number; includeSeen: boolean; explain: boolean },
+  opts: RecommendOptions,
 ): RecommendOutcome[] {
-  const resolved = requests.map((r) => resolve(run, r));
-  const ok = resolved.filter((r): r is Exclude<typeof r, { error: string }> => !("error" in r));
-  if (!ok.length) return resolved as RecommendOutcome[];
-  const cfg = run.manifest.config;
-  const batch = batchFromHistories(ok.map((r) => r.history), cfg.maxLen, run.origin);
+  const plan = planBatch(run, requests);
+  if (!plan.batch) return plan.resolved as RecommendOutcome[];
+  const batch = plan.batch;
   const ctx = { training: false, rng: new Rng(0) };
   const { scores, weights } = noGrad(() =>
     tidy(() => ({
@@ -130,10 +138,60 @@ export function recommendBatch(
       weights: opts.explain && run.model.explain ? run.model.explain(batch, ctx) : null,
     }))
   );
+  const missing = `--explain: model ${run.manifest.config.model} has no modality weights`;
+  return finishBatch(run, plan, scores, weights, opts, missing);
+}
+
+/** The same through any scorer (an exported graph on onnxruntime with `--runtime ort`). */
+export async function recommendWith(
+  run: OpenRun,
+  scorer: BatchScorer,
+  requests: RecommendRequest[],
+  opts: RecommendOptions,
+): Promise<RecommendOutcome[]> {
+  const plan = planBatch(run, requests);
+  if (!plan.batch) return plan.resolved as RecommendOutcome[];
+  const scores = await scorer.scoreAll(plan.batch);
+  const weights = opts.explain && scorer.explain ? scorer.explain(plan.batch) : null;
+  const missing = scorer.explain
+    ? `--explain: model ${run.manifest.config.model} has no modality weights`
+    : `--explain: the ${scorer.runtime} runtime gives no modality weights`;
+  return finishBatch(run, plan, scores, weights, opts, missing);
+}
+
+type Resolved = ReturnType<typeof resolve>;
+
+interface Plan {
+  resolved: Resolved[];
+  /** The padded batch of the requests that resolved (null when none did). */
+  batch: SequenceBatch | null;
+}
+
+function planBatch(run: OpenRun, requests: RecommendRequest[]): Plan {
+  const resolved = requests.map((r) => resolve(run, r));
+  const ok = resolved.filter((r): r is Exclude<typeof r, { error: string }> => !("error" in r));
+  if (!ok.length) return { resolved, batch: null };
+  const batch = batchFromHistories(
+    ok.map((r) => r.history),
+    run.manifest.config.maxLen,
+    run.origin,
+  );
+  return { resolved, batch };
+}
+
+function finishBatch(
+  run: OpenRun,
+  plan: Plan,
+  scores: Float32Array,
+  weights: ModalityWeights | null,
+  opts: RecommendOptions,
+  missingWeights: string,
+): RecommendOutcome[] {
+  const batch = plan.batch!;
   const cols = run.dataset.numItems + 1;
   const l = lookup(run);
   let row = 0;
-  return resolved.map((r) => {
+  return plan.resolved.map((r) => {
     if ("error" in r) return r;
     const seen = new Set(opts.includeSeen ? [] : r.history.items);
     const top = topK(scores, row, cols, opts.k, (c) => c === 0 || seen.has(c));
@@ -143,7 +201,7 @@ export function recommendBatch(
       scores: [...top.scores].map((s) => Number(s.toFixed(6))),
     };
     if (opts.explain) {
-      if (!weights) r.warnings.push(`--explain: model ${cfg.model} has no modality weights`);
+      if (!weights) r.warnings.push(missingWeights);
       else result.weights = weights.perRow(row, batch.lengths[row]);
     }
     row++;

@@ -93,7 +93,10 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     await Deno.mkdir(opts.out, { recursive: true });
   }
   const model = createModel(cfg, itemSide(ds), new Rng(cfg.seed), (m) => progress.log(m));
-  const optimizer = new Adam(model.parameters(), { lr: cfg.lr, weightDecay: cfg.weightDecay });
+  const optimizer = new Adam(model.trainableParameters?.() ?? model.parameters(), {
+    lr: cfg.lr,
+    weightDecay: cfg.weightDecay,
+  });
   const state = opts.resume ? await loadState(opts.out, model, optimizer) : initialState(cfg.seed);
   const started = performance.now();
   const baseSeconds = previous?.seconds ?? 0;
@@ -115,6 +118,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     history: state.history,
     test,
     seconds: baseSeconds + (performance.now() - started) / 1000,
+    partialSeconds: state.partialSeconds,
   });
   const outcome = await train(model, ds, cfg, optimizer, state, {
     progress,

@@ -34,6 +34,8 @@ export const RunManifestSchema = z.object({
   history: z.array(z.any()),
   test: z.record(z.string(), z.number()).nullable(),
   seconds: z.number(),
+  /** Training seconds already spent in the unfinished epoch (restored on --resume). */
+  partialSeconds: z.number().optional(),
 });
 export type RunManifest = z.infer<typeof RunManifestSchema>;
 
@@ -140,7 +142,47 @@ export async function loadModel(dir: string, model: Module): Promise<Record<stri
   return file.metadata;
 }
 
+/**
+ * The trainer state without its wall-clock fields. Timings differ between otherwise identical
+ * runs, so they live in manifest.json (history seconds, partialSeconds) and state.safetensors
+ * stays byte-identical for the same seed, data, config and backend.
+ */
+function withoutTimings(state: TrainerState): TrainerState {
+  return {
+    ...state,
+    partialSeconds: 0,
+    history: state.history.map((r) => ({ ...r, seconds: 0, examplesPerSecond: 0 })),
+  };
+}
+
+/** Puts back the timings kept in the manifest (absent or stale ones stay 0). */
+async function restoreTimings(dir: string, state: TrainerState): Promise<void> {
+  let m: RunManifest;
+  try {
+    m = await readRunManifest(dir);
+  } catch {
+    return;
+  }
+  state.history.forEach((r, i) => {
+    const saved = m.history[i] as { epoch?: number; seconds?: number; examplesPerSecond?: number };
+    if (saved?.epoch !== r.epoch) return;
+    r.seconds = saved.seconds ?? 0;
+    r.examplesPerSecond = saved.examplesPerSecond ?? 0;
+  });
+  // The manifest is written right after the state; an older one belongs to another epoch.
+  if (m.history.length === state.history.length) state.partialSeconds = m.partialSeconds ?? 0;
+}
+
 /** Resumable state: parameters, optimizer moments and the trainer's state as JSON metadata. */
+/** The main optimizer and any a model steps itself, by checkpoint prefix. */
+function optimizers(model: Module, main: Adam): [string, Adam][] {
+  const aux = (model as { auxOptimizers?(): Record<string, Adam> }).auxOptimizers?.() ?? {};
+  return [
+    ["optimizer", main],
+    ...Object.entries(aux).map(([k, o]): [string, Adam] => [`optimizer_${k}`, o]),
+  ];
+}
+
 export async function saveState(
   dir: string,
   model: Module,
@@ -148,13 +190,17 @@ export async function saveState(
   state: TrainerState,
 ): Promise<void> {
   const tensors = paramTensors(model);
-  for (const [name, t] of optimizer.state()) {
-    tensors[`optimizer.${name}`] = { dtype: "F32", shape: [...t.shape], data: t.toFloat32() };
+  const steps: Record<string, number> = {};
+  for (const [prefix, opt] of optimizers(model, optimizer)) {
+    steps[prefix] = opt.step_;
+    for (const [name, t] of opt.state()) {
+      tensors[`${prefix}.${name}`] = { dtype: "F32", shape: [...t.shape], data: t.toFloat32() };
+    }
   }
   await writeSafetensors(join(dir, "state.safetensors"), tensors, {
     format: RUN_FORMAT,
     duaf: VERSION,
-    trainer: JSON.stringify(state),
+    trainer: JSON.stringify(withoutTimings(state)),
   });
 }
 
@@ -166,9 +212,14 @@ export async function loadState(
   const path = join(dir, "state.safetensors");
   const file = await readChecked(path);
   loadInto(path, model.namedParameters(), file.tensors);
-  loadInto(path, optimizer.state().map(([n, t]) => [`optimizer.${n}`, t]), file.tensors);
+  const steps = JSON.parse(file.metadata.optimizerSteps ?? "{}") as Record<string, number>;
+  for (const [prefix, opt] of optimizers(model, optimizer)) {
+    loadInto(path, opt.state().map(([n, t]) => [`${prefix}.${n}`, t]), file.tensors);
+    opt.step_ = steps[prefix] ?? opt.step_;
+  }
   const state = JSON.parse(file.metadata.trainer) as TrainerState;
   // JSON has no -Infinity: a run that never validated stores null.
   state.bestMetric ??= -Infinity;
+  await restoreTimings(dir, state);
   return state;
 }

@@ -1,0 +1,50 @@
+/**
+ * DuAF fusion (paper Eq. 7-8): ω_i^m = softmax_m <s_u, tanh(e_i^m + e_time_i)>, h_i = Σ_m ω_i^m e_i^m.
+ *
+ * Where s_u comes from. The paper defines s_u as the user's sequence representation (Eq. 17),
+ * which is the encoder's output on the fused sequence — the very thing being computed. We break
+ * the cycle with a causal, per-step user representation: q_i = the mean of the average-fused
+ * embeddings of steps 1..i ("prefix"), or of the ID embeddings only ("id"). It is the user's
+ * interest so far (user-aware), differs per step (so weights can drift over a sequence), never
+ * sees the future, and costs one [L, L] matmul instead of a second encoder pass.
+ */
+import * as op from "../../ops/mod.ts";
+import { type Tensor, tensor } from "../../tensor.ts";
+
+/** Stacks M modality tensors [B, L, d] into [B, L, M, d]. */
+export function stackModalities(mods: readonly Tensor[]): Tensor {
+  const [b, l, d] = mods[0].shape;
+  return op.concat(mods.map((m) => op.reshape(m, [b, l, 1, d])), 2);
+}
+
+/** Paper Eq. 7-8 with a query [B, L, d] or [B, d]. Returns h [B, L, d] and ω [B, L, M]. */
+export function fuseModalities(
+  mods: readonly Tensor[],
+  eTime: Tensor,
+  query: Tensor,
+): { h: Tensor; omega: Tensor } {
+  const [b, l, d] = mods[0].shape;
+  const stacked = stackModalities(mods);
+  const q = query.rank === 2 ? op.reshape(query, [b, 1, 1, d]) : op.reshape(query, [b, l, 1, d]);
+  const keys = op.tanh(op.add(stacked, op.reshape(eTime, [b, l, 1, d])));
+  const omega = op.softmax(op.sum(op.mul(keys, q), -1));
+  const h = op.sum(op.mul(stacked, op.reshape(omega, [b, l, mods.length, 1])), 2);
+  return { h, omega };
+}
+
+/** The -DuAF ablation: equal weights. */
+export function averageFusion(mods: readonly Tensor[]): Tensor {
+  let sum = mods[0];
+  for (let i = 1; i < mods.length; i++) sum = op.add(sum, mods[i]);
+  return mods.length === 1 ? sum : op.scale(sum, 1 / mods.length);
+}
+
+/** q_i = mean_{j <= i} x_j over a [B, L, d] sequence (causal running mean). */
+export function prefixMean(x: Tensor): Tensor {
+  const [, l] = x.shape;
+  const a = new Float32Array(l * l);
+  for (let i = 0; i < l; i++) for (let j = 0; j <= i; j++) a[i * l + j] = 1 / (i + 1);
+  // q[b] = A x[b]; with A shared, compute (x^T A^T)^T so A is the shared right operand.
+  const xt = op.transpose(x, [0, 2, 1]);
+  return op.transpose(op.matmul(xt, tensor(a, [l, l]), false, true), [0, 2, 1]);
+}
