@@ -1,4 +1,4 @@
-/** Flag parsing for the data commands: node:util parseArgs with one-line UsageErrors. */
+/** Flag parsing shared by the commands: node:util parseArgs with one-line UsageErrors. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../core/errors.ts";
 

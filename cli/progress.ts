@@ -26,6 +26,7 @@ export class StderrProgress implements Progress {
   readonly #quiet: boolean;
   readonly #bars: boolean;
   readonly #encoder = new TextEncoder();
+  readonly #active = new Set<cliProgress.SingleBar>();
 
   constructor(opts: StderrProgressOptions = {}) {
     this.#quiet = opts.quiet ?? false;
@@ -51,6 +52,7 @@ export class StderrProgress implements Progress {
         barsize: 30,
       }, cliProgress.Presets.shades_classic);
       bar.start(total, 0);
+      this.#active.add(bar);
     }
     return {
       tick: (n = 1) => {
@@ -58,12 +60,21 @@ export class StderrProgress implements Progress {
         bar?.update(value);
       },
       done: (summary?: string) => {
-        bar?.stop();
-        bar = null;
+        if (bar) {
+          bar.stop();
+          this.#active.delete(bar);
+          bar = null;
+        }
         const secs = ((performance.now() - started) / 1000).toFixed(1);
         const amount = unit === "B" || unit === "rows" ? ` ${formatAmount(value, unit)}` : "";
         this.log(`${label}:${amount} ${secs}s${summary ? ` (${summary})` : ""}`);
       },
     };
+  }
+
+  /** Clears bars of steps that never finished (a failed run), printing nothing for them. */
+  close(): void {
+    for (const bar of this.#active) bar.stop();
+    this.#active.clear();
   }
 }

@@ -163,12 +163,14 @@ export interface OpenBlasOptions {
 export function openBlas(opts: OpenBlasOptions = {}): Blas | { unavailable: string } {
   const explicit = opts.path ?? envVar("DUAF_BLAS");
   const names = explicit ? [explicit] : opts.candidates ?? BLAS_CANDIDATES[Deno.build.os] ?? [];
+  quietThreads();
   const failures: string[] = [];
   for (const name of names) {
     try {
       return new Blas(Deno.dlopen(name, SYMBOLS), name);
     } catch (e) {
-      failures.push(`${name}: ${firstLine(e)}`);
+      const why = firstLine(e);
+      failures.push(why.startsWith(name) ? why : `${name}: ${why}`);
     }
   }
   if (names.length === 0) return { unavailable: `no CBLAS candidates for ${Deno.build.os}` };
@@ -182,6 +184,23 @@ export function pointerOf(view: ArrayBufferView): Deno.PointerObject {
   const p = Deno.UnsafePointer.of(view as Uint8Array<ArrayBuffer>);
   if (p === null) throw new Error("pointerOf: view has no backing store");
   return p;
+}
+
+/**
+ * OpenBLAS's worker threads busy-wait for ~2^28 cycles (~0.1 s) after every call before they
+ * sleep. Between two GEMMs the wasm kernel thread needs that core: with the default, the
+ * elementwise ops after a 2-thread sgemm ran 2x slower on a 2-core machine. 2^4 cycles makes the
+ * workers sleep at once; waking them costs microseconds against milliseconds of GEMM. Read by
+ * OpenBLAS when it loads, so it is set before dlopen, and only when the user has not set it.
+ */
+function quietThreads(): void {
+  try {
+    if (Deno.env.get("OPENBLAS_THREAD_TIMEOUT") === undefined) {
+      Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
+    }
+  } catch {
+    // no --allow-env: OpenBLAS keeps its default
+  }
 }
 
 function envVar(name: string): string | undefined {

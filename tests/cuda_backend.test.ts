@@ -15,6 +15,7 @@ import {
   UNARY_CODES,
 } from "../core/backends/cuda.ts";
 import { JsBackend } from "../core/backends/js.ts";
+import { gencodeFlags } from "../ffi/cuda/build.ts";
 
 Deno.test("cuda: the factory reports a missing GPU as one clean line", async () => {
   const made = await cudaBackendFactory.create();
@@ -163,4 +164,16 @@ Deno.test("cuda: foreign and freed storage are refused; shim errors become excep
   backend.free(x); // double free is a no-op, not a second release
   assert.equal(calls.filter((c) => c.fn === "duaf_free").length, 1);
   assert.throws(() => backend.unary("exp", x, x, 4, 0), /freed storage/);
+});
+
+Deno.test("cuda: the build targets sm_90 machine code plus portable PTX", () => {
+  assert.deepEqual(gencodeFlags(["sm_90"]), [
+    "-gencode",
+    "arch=compute_90,code=sm_90",
+    "-gencode",
+    "arch=compute_80,code=compute_80",
+  ]);
+  // PTX follows the lowest target, so older GPUs named explicitly still get a JIT fallback.
+  assert.deepEqual(gencodeFlags(["sm_90", "75"]).slice(-1), ["arch=compute_75,code=compute_75"]);
+  assert.throws(() => gencodeFlags(["hopper"]), /bad CUDA arch/);
 });

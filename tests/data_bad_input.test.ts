@@ -303,3 +303,51 @@ Deno.test("bad usage: flags are checked before any reading", async () => {
     assert.equal(r.stderr.split("\n").length, 1);
   }
 });
+
+Deno.test("bad input: the real CLI process prints one line on stderr and exits 2", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(join(dir, "r.json"), '{"reviewerID": "U", "asin": "A"}\n');
+    const main = join(import.meta.dirname!, "../cli/main.ts");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        main,
+        "preprocess",
+        "--format=amazon2014",
+        `--reviews=${join(dir, "r.json")}`,
+        `--out=${join(dir, "o")}`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 2);
+    assert.equal(out.stdout.length, 0);
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n");
+    assert.deepEqual(err.slice(-1), [
+      `duaf preprocess: ${join(dir, "r.json")}:1: unixReviewTime: missing`,
+    ]);
+    assert.ok(!err.some((l) => /^\s+at /.test(l)), "no stack trace");
+    assert.deepEqual(listDir(dir), ["r.json"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("meta rows of items outside the data are not parsed (streams large dumps)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const c: Case = {
+      name: "",
+      meta: [...GOOD_META, "{'asin': 'NOT-REVIEWED', 'title': broken"],
+      error: /./,
+      lenientSkips: null,
+    };
+    const r = await runCli(await setup(dir, c));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).skipped, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,5 +1,6 @@
 // End to end on the real-data fixtures: `duaf preprocess` -> artifact -> loadDataset / inspect.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { tableFromIPC } from "apache-arrow";
@@ -78,7 +79,12 @@ Deno.test("preprocess: beauty-mini (2014 Python-dict meta) end to end", async ()
     assert.ok(ManifestSchema.safeParse(ds.manifest).success);
     assert.equal(ds.numUsers, ref.users);
     assert.equal(ds.manifest.sources.length, 2);
-    assert.equal(ds.manifest.sources[0].bytes, (await Deno.stat(BEAUTY_REVIEWS)).size);
+    const raw = await Deno.readFile(BEAUTY_REVIEWS);
+    assert.deepEqual(ds.manifest.sources[0], {
+      path: BEAUTY_REVIEWS,
+      sha256: createHash("sha256").update(raw).digest("hex"),
+      bytes: raw.length,
+    });
     // Every user's sequence is chronological and has >= 5 items; items are 1..I.
     for (let u = 0; u < ds.numUsers; u++) {
       const { items, times } = userSequence(ds, u);

@@ -137,5 +137,20 @@ Deno.test("gradcheck: softmax, layer norm, embedding, pick, losses, normalisatio
       return op.attention(q, k, v, mask);
     },
   );
+  gradCheck(
+    "linear (fused bias)",
+    [{ shape: [2, 3, 4] }, { shape: [5, 4] }, { shape: [5] }],
+    ([x, w, b]) => op.linear(x, w, b),
+  );
+  gradCheck(
+    "masked_softmax",
+    [{ shape: [2, 2, 3, 3] }],
+    ([s]) => op.maskedSoftmax(s, tensor([0, -1e4, -1e4, 0, 0, -1e4, 0, 0, 0], [1, 1, 3, 3]), 0.7),
+  );
+  gradCheck(
+    "masked_softmax without mask",
+    [{ shape: [3, 4] }],
+    ([s]) => op.maskedSoftmax(s, null, 2),
+  );
   gradCheck("dropout (fixed mask)", [{ shape: [4, 5] }], ([x]) => op.dropout(x, 0.3, 11, true));
 });

@@ -86,6 +86,12 @@ function rowKernels(be: Backend): Float32Array[] {
   be.softmax(x, y, 300, 257, true);
   be.softmaxGrad(y, g, d, 300, 257, true);
   out.push(be.download(d) as Float32Array);
+  const gamma = be.upload(randn(6, 257), "f32");
+  const beta = be.upload(randn(7, 257), "f32");
+  const mean = be.alloc(300, "f32");
+  const rstd = be.alloc(300, "f32");
+  be.layerNorm(x, gamma, beta, y, mean, rstd, 300, 257, 1e-5);
+  for (const s of [y, mean, rstd]) out.push(be.download(s) as Float32Array);
   return out;
 }
 
@@ -102,7 +108,7 @@ Deno.test("wasm threads: 2 threads give bit-identical results to 1", async () =>
     }
     const before = two.threadedCalls;
     const got = rowKernels(two);
-    assert.equal(two.threadedCalls, before + 6, "row kernels were not split");
+    assert.equal(two.threadedCalls, before + 7, "row kernels were not split");
     const want = rowKernels(one);
     got.forEach((g, i) => assert.deepEqual(g, want[i], `row kernel #${i}`));
     // Small work stays on the calling thread.

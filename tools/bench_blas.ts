@@ -1,20 +1,25 @@
 /**
  * Native CBLAS sgemm through Deno FFI: per-call overhead and GFLOP/s on the shapes of
  * docs/backends.md, with operands inside a shared WebAssembly.Memory as the native backend uses
- * them. Best of `--rounds` rounds, each at least ~0.2 s of work.
+ * them. Best of `--rounds` rounds, each at least ~0.2 s of work. With --backends, the same shapes
+ * through Backend.gemm of the wasm and native backends (same thread count for both).
  *
- *   deno run -A tools/bench_blas.ts [--threads 1] [--rounds 5]
+ *   deno run -A --v8-flags=--no-liftoff tools/bench_blas.ts [--threads 1] [--rounds 5] [--backends]
  */
 import { parseArgs } from "node:util";
 import { openBlas, pointerOf } from "../ffi/blas.ts";
-import { SHAPES } from "./bench_shapes.ts";
+import type { Backend } from "../core/backend.ts";
+import { NativeBackend } from "../core/backends/native.ts";
+import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
+import { type GemmShape, SHAPES } from "./bench_shapes.ts";
 
-function main(): void {
+async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
       threads: { type: "string", default: "1" },
       rounds: { type: "string", default: "5" },
+      backends: { type: "boolean", default: false },
     },
   });
   const blas = openBlas();
@@ -83,6 +88,61 @@ function main(): void {
     console.log(`| ${s.name} | ${(flop / best / 1e6).toFixed(1)} | ${best.toFixed(3)} |`);
   }
   blas.close();
+  if (values.backends) await compareBackends(threads === 2 ? 2 : 1, rounds);
 }
 
-if (import.meta.main) main();
+/** GFLOP/s of Backend.gemm for one shape: best of `rounds`, each ~0.2 GFLOP of work. */
+function gemmRate(be: Backend, s: GemmShape, rounds: number): number {
+  const a = be.upload(new Float32Array(s.batch * s.m * s.k).fill(0.5), "f32");
+  const b = be.upload(new Float32Array(s.batch * s.k * s.n).fill(0.25), "f32");
+  const c = be.alloc(s.batch * s.m * s.n, "f32");
+  const call = () =>
+    be.gemm({
+      a,
+      b,
+      c,
+      m: s.m,
+      n: s.n,
+      k: s.k,
+      transA: false,
+      transB: false,
+      batch: s.batch,
+      strideA: s.m * s.k,
+      strideB: s.k * s.n,
+      strideC: s.m * s.n,
+      aOffset: 0,
+      bOffset: 0,
+      cOffset: 0,
+      alpha: 1,
+      beta: 0,
+    });
+  const flop = 2 * s.batch * s.m * s.n * s.k;
+  call();
+  const reps = Math.max(1, Math.round(2e8 / flop));
+  let best = Infinity;
+  for (let r = 0; r < rounds; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) call();
+    best = Math.min(best, (performance.now() - t0) / reps);
+  }
+  for (const st of [a, b, c]) be.free(st);
+  return flop / best / 1e6;
+}
+
+async function compareBackends(threads: 1 | 2, rounds: number): Promise<void> {
+  const wasm = await WasmBackend.create({ threads });
+  const native = await NativeBackend.open({ threads, blasThreads: threads });
+  if ("unavailable" in native) throw new Error(native.unavailable);
+  console.log(`\nBackend.gemm, ${threads} thread(s): wasm ${wasm.variant} SIMD vs native`);
+  console.log("| shape | wasm GFLOP/s | native GFLOP/s | native/wasm |");
+  console.log("|---|---|---|---|");
+  for (const s of SHAPES) {
+    const w = gemmRate(wasm, s, rounds);
+    const n = gemmRate(native, s, rounds);
+    console.log(`| ${s.name} | ${w.toFixed(1)} | ${n.toFixed(1)} | ${(n / w).toFixed(2)} |`);
+  }
+  wasm.dispose();
+  native.dispose();
+}
+
+if (import.meta.main) await main();

@@ -24,14 +24,19 @@ PACK=${DUAF_DEVICE_PACK:-$ROOT/tmp/device}
 OUT=${OUT:-$ROOT/tmp/device-out}
 mkdir -p "$OUT"
 T0=$(date +%s)
+export NO_COLOR=1 # plain test summaries to grep
+PYTHON=${PYTHON:-python3}
 declare -A ROW
 
 log() { echo "device_check: $*" >&2; }
 elapsed() { echo $(($(date +%s) - T0)); }
 
 # ---- environment --------------------------------------------------------------------------
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$OUT/gpu.txt" 2>&1 ||
-  log "nvidia-smi failed"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$OUT/gpu.txt" 2>&1
+else
+  echo "no nvidia-smi" >"$OUT/gpu.txt"
+fi
 log "gpu: $(head -1 "$OUT/gpu.txt")"
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 "$NVCC" --version | tail -2 >&2 || log "no nvcc at $NVCC"
@@ -54,11 +59,13 @@ DENO_FLAGS=(-A --no-config --no-lock)
 
 # cuBLAS: PyTorch's wheels ship it; the shim also tries the system sonames itself.
 if [ -z "${DUAF_CUBLAS:-}" ]; then
-  for dir in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null) \
+  for dir in $("$PYTHON" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null) \
     /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
     lib=$(find "$dir" -name 'libcublas.so.1[123]*' 2>/dev/null | sort -r | head -1)
     if [ -n "$lib" ]; then
       export DUAF_CUBLAS=$lib
+      # its libcublasLt sits beside it
+      export LD_LIBRARY_PATH=$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
       break
     fi
   done
@@ -69,7 +76,7 @@ log "cuBLAS: ${DUAF_CUBLAS:-(system search)}"
 SHIM=$ROOT/ffi/cuda/build/libduaf_cuda.so
 t=$(date +%s)
 if [ -n "$DENO" ]; then
-  "$DENO" run "${DENO_FLAGS[@]}" ffi/cuda/build.ts --force >"$OUT/build.txt" 2>&1
+  "$DENO" run "${DENO_FLAGS[@]}" ffi/cuda/build.ts >"$OUT/build.txt" 2>&1
 else
   # Same flags as ffi/cuda/build.ts.
   mkdir -p ffi/cuda/build &&
@@ -86,9 +93,9 @@ if [ -n "$DENO" ] && [ "${ROW[build]}" != "FAILED" ]; then
   timeout 240 "$DENO" test "${DENO_FLAGS[@]}" tests/cuda_backend.test.ts tests/cuda_parity.test.ts \
     >"$OUT/parity.txt" 2>&1
   rc=$?
-  ROW[parity]="$(grep -E '(ok|FAILED) \|' "$OUT/parity.txt" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')"
+  ROW[parity]="$(grep -E '^(ok|FAILED) \|' "$OUT/parity.txt" | tail -1 | tr '|' ',')"
   [ $rc -eq 0 ] || ROW[parity]="FAILED (rc $rc): ${ROW[parity]}"
-  grep -E 'FAILED|error:' "$OUT/parity.txt" | sed 's/\x1b\[[0-9;]*m//g' | head -20 >&2
+  grep -E 'FAILED|error:' "$OUT/parity.txt" | head -20 >&2
 else
   ROW[parity]="skipped"
 fi
@@ -105,8 +112,13 @@ fi
 REVIEWS=$PACK/reviews_Beauty_5.json.gz
 [ -f "$REVIEWS" ] || REVIEWS=$ROOT/../shared/data/amazon-beauty-2014/reviews_Beauty_5.json.gz
 META=$(dirname "$REVIEWS")/meta_Beauty.json.gz
+# The bundle carries its npm dependencies (run with --no-config); cli/main.ts needs node_modules.
 CLI=$PACK/duaf.js
-[ -f "$CLI" ] || CLI=$ROOT/cli/main.ts # works where node_modules is present
+CLI_FLAGS=("${DENO_FLAGS[@]}")
+if [ ! -f "$CLI" ]; then
+  CLI=$ROOT/cli/main.ts
+  CLI_FLAGS=(-A)
+fi
 epoch_of() { # seconds of epoch 1 from the CLI's stderr log ("epoch 1: 12.3 s, ...")
   sed -n 's/.*epoch 1: \([0-9.]*\) s.*/\1/p' "$1" | head -1
 }
@@ -115,13 +127,13 @@ if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
   meta_args=()
   [ -f "$META" ] && meta_args=(--meta "$META")
   # [depends on the CLI wiring] preprocess + train
-  timeout 180 "$DENO" run "${DENO_FLAGS[@]}" "$CLI" preprocess --format amazon2014 \
+  timeout 180 "$DENO" run "${CLI_FLAGS[@]}" "$CLI" preprocess --format amazon2014 \
     --reviews "$REVIEWS" "${meta_args[@]}" --out "$DATASET" >"$OUT/preprocess.txt" 2>&1 ||
     log "preprocess failed (see $OUT/preprocess.txt)"
   for model in sasrec duafmat; do
     rm -rf "/tmp/duaf-run-$model"
     t=$(date +%s)
-    if timeout 240 "$DENO" run "${DENO_FLAGS[@]}" "$CLI" train "$DATASET" --out "/tmp/duaf-run-$model" \
+    if timeout 240 "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out "/tmp/duaf-run-$model" \
       --model "$model" --set epochs=1 --backend cuda >"$OUT/train_$model.json" 2>"$OUT/train_$model.log"; then
       ROW[$model]="$(epoch_of "$OUT/train_$model.log") s/epoch ($(($(date +%s) - t)) s with setup + eval)"
     else
@@ -136,14 +148,16 @@ fi
 
 if [ -f "$REVIEWS" ]; then
   t=$(date +%s)
-  if timeout 240 python3 tools/torch/sasrec_train.py --reviews "$REVIEWS" --device cuda --epochs 1 \
+  if timeout 240 "$PYTHON" tools/torch/sasrec_train.py --reviews "$REVIEWS" --device cuda --epochs 1 \
     >"$OUT/torch_sasrec.json" 2>"$OUT/torch_sasrec.log"; then
-    secs=$(python3 -c 'import json,sys
+    ROW[torch]=$("$PYTHON" -c 'import json,sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
-    if r.get("event") in ("epoch", "partial"): print(r.get("epoch_seconds_extrapolated", r["seconds"])); break' \
+    if r.get("event") == "skipped": print("skipped: " + r.get("reason", "")); break
+    if r.get("event") in ("epoch", "partial"):
+        print("%s s/epoch" % r.get("epoch_seconds_extrapolated", r["seconds"])); break' \
       "$OUT/torch_sasrec.json")
-    ROW[torch]="$secs s/epoch ($(($(date +%s) - t)) s with data loading)"
+    ROW[torch]="${ROW[torch]} ($(($(date +%s) - t)) s in all)"
   else
     ROW[torch]="failed (see torch_sasrec.log)"
   fi

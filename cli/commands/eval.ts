@@ -1,6 +1,7 @@
 /** `duaf eval`: full-ranking metrics of a trained run, with an optional CI expectation check. */
 import { CheckFailed, DataError, UsageError } from "../../core/errors.ts";
-import { activateBackend, evaluateRun, openRun } from "../../core/train/run.ts";
+import { OrtScorer } from "../../core/serve/ort_scorer.ts";
+import { activateBackend, evaluateRun, evaluateRunWith, openRun } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
 import { choiceFlag, emitJson, listFlag, numberFlag, parseFlags } from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
@@ -18,7 +19,8 @@ options:
   --expect FILE        JSON of expected metrics; exit 1 if any differs by more than --tol
   --tol X              absolute tolerance for --expect (default 1e-6)
   --backend NAME       auto | cuda | native | wasm | js
-  --runtime engine|ort run the engine (default) or the exported ONNX graph
+  --runtime engine|ort run the engine (default) or the exported ONNX graph on onnxruntime-web
+  --onnx FILE          the graph for --runtime ort (default RUN/model.onnx; see duaf export)
   --json               (default) one JSON object on stdout
   --quiet              no progress output`;
 
@@ -36,6 +38,7 @@ export const evalCommand: Command = {
       tol: { type: "string" },
       backend: { type: "string" },
       runtime: { type: "string" },
+      onnx: { type: "string" },
       json: { type: "boolean" },
       quiet: { type: "boolean" },
     }, true);
@@ -51,20 +54,29 @@ export const evalCommand: Command = {
     });
     const tol = numberFlag("tol", values.tol) ?? 1e-6;
     const runtime = choiceFlag("runtime", values.runtime, ["engine", "ort"] as const) ?? "engine";
-    if (runtime === "ort") {
-      throw new UsageError("--runtime ort: export the run first with duaf export");
+    if (values.onnx !== undefined && runtime !== "ort") {
+      throw new UsageError("--onnx needs --runtime ort");
     }
     const progress = new StderrProgress({ quiet: values.quiet });
     const { backend } = await activateBackend(values.backend);
     progress.log(`backend: ${backend.name}`);
     const run = await openRun(dir, progress, values.dataset);
-    const result = evaluateRun(run, {
-      split,
-      ks,
-      maskSeen: Boolean(values["mask-seen"]),
-      progress,
-    });
-    const report = { run: dir, model: run.manifest.config.model, ...result };
+    const evalOpts = { split, ks, maskSeen: Boolean(values["mask-seen"]), progress };
+    let result;
+    if (runtime === "ort") {
+      const scorer = await OrtScorer.open(run, dir, values.onnx);
+      try {
+        result = await evaluateRunWith(run, scorer, evalOpts);
+      } finally {
+        await scorer.close();
+      }
+    } else result = evaluateRun(run, evalOpts);
+    const report = {
+      run: dir,
+      model: run.manifest.config.model,
+      ...(runtime === "ort" ? { runtime } : {}),
+      ...result,
+    };
     emitJson(report);
     if (values.expect) {
       let expected: Record<string, number>;

@@ -5,6 +5,9 @@ import { preprocessCommand } from "./preprocess.ts";
 import { trainCommand } from "./train.ts";
 import { evalCommand } from "./eval.ts";
 import { recommendCommand } from "./recommend.ts";
+import { exportCommand } from "./export.ts";
+import { reportCommand } from "./report.ts";
+import { demoCommand } from "./demo.ts";
 
 export const commands: Command[] = [
   preprocessCommand,
@@ -12,4 +15,7 @@ export const commands: Command[] = [
   trainCommand,
   evalCommand,
   recommendCommand,
+  exportCommand,
+  reportCommand,
+  demoCommand,
 ];

@@ -161,8 +161,13 @@ export const preprocessCommand: Command = {
   usage,
   async run(args) {
     const { quiet, ...options } = preprocessOptionsFromArgs(args);
-    const summary = await preprocess(options, new StderrProgress({ quiet }));
-    console.log(JSON.stringify(summary));
-    return 0;
+    const progress = new StderrProgress({ quiet });
+    try {
+      const summary = await preprocess(options, progress);
+      console.log(JSON.stringify(summary));
+      return 0;
+    } finally {
+      progress.close();
+    }
   },
 };

@@ -2,10 +2,16 @@
 import { createInterface } from "node:readline";
 import process from "node:process";
 import { UsageError } from "../../core/errors.ts";
-import { recommendBatch, type RecommendRequest } from "../../core/serve/recommend.ts";
+import {
+  recommendBatch,
+  type RecommendOutcome,
+  type RecommendRequest,
+  recommendWith,
+} from "../../core/serve/recommend.ts";
+import { OrtScorer } from "../../core/serve/ort_scorer.ts";
 import { activateBackend, openRun } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
-import { intFlag, parseFlags } from "../flags.ts";
+import { choiceFlag, intFlag, parseFlags } from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
 
 const usage = `usage: duaf recommend RUN [--user ID ...] [--stdin] [options]
@@ -27,6 +33,8 @@ options:
   --batch N            requests scored together (default 256)
   --dataset DIR        dataset location if it moved
   --backend NAME       auto | cuda | native | wasm | js
+  --runtime engine|ort score with the engine (default) or the exported ONNX graph
+  --onnx FILE          the graph for --runtime ort (default RUN/model.onnx; see duaf export)
   --quiet              no log output`;
 
 export const recommendCommand: Command = {
@@ -43,6 +51,8 @@ export const recommendCommand: Command = {
       batch: { type: "string" },
       dataset: { type: "string" },
       backend: { type: "string" },
+      runtime: { type: "string" },
+      onnx: { type: "string" },
       quiet: { type: "boolean" },
     }, true);
     const dir = positionals[0];
@@ -52,9 +62,14 @@ export const recommendCommand: Command = {
     }
     const k = intFlag("k", values.k, 1) ?? 10;
     const batchSize = intFlag("batch", values.batch, 1) ?? 256;
+    const runtime = choiceFlag("runtime", values.runtime, ["engine", "ort"] as const) ?? "engine";
+    if (values.onnx !== undefined && runtime !== "ort") {
+      throw new UsageError("--onnx needs --runtime ort");
+    }
     const progress = new StderrProgress({ quiet: values.quiet, bars: false });
     await activateBackend(values.backend);
     const run = await openRun(dir, progress, values.dataset);
+    const scorer = runtime === "ort" ? await OrtScorer.open(run, dir, values.onnx) : null;
     const opts = {
       k,
       includeSeen: Boolean(values["include-seen"]),
@@ -63,8 +78,12 @@ export const recommendCommand: Command = {
     const encoder = new TextEncoder();
     let failed = 0;
     const pending: RecommendRequest[] = [];
-    const flush = () => {
-      for (const out of recommendBatch(run, pending.splice(0), opts)) {
+    const flush = async () => {
+      const requests = pending.splice(0);
+      const outs: RecommendOutcome[] = scorer
+        ? await recommendWith(run, scorer, requests, opts)
+        : recommendBatch(run, requests, opts);
+      for (const out of outs) {
         if ("error" in out) {
           failed++;
           progress.log(out.error);
@@ -91,10 +110,11 @@ export const recommendCommand: Command = {
           continue;
         }
         pending.push({ source: `stdin:${lineNo}`, value });
-        if (pending.length >= batchSize) flush();
+        if (pending.length >= batchSize) await flush();
       }
     }
-    flush();
+    await flush();
+    await scorer?.close();
     return failed ? 2 : 0;
   },
 };

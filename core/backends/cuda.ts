@@ -150,9 +150,9 @@ export function openCudaShim(path: string | null): Shim | { unavailable: string 
     return { unavailable: `no CUDA device: cannot load ${path}: ${msg}` };
   }
   if (lib.symbols.duaf_init() !== 0) {
-    const reason = cString(lib.symbols.duaf_last_error());
-    lib.close();
-    return { unavailable: `no CUDA device: ${reason}` };
+    // The library stays loaded: once cudart has started it may have registered exit handlers
+    // in its code, and unloading it would leave them dangling.
+    return { unavailable: `no CUDA device: ${cString(lib.symbols.duaf_last_error())}` };
   }
   return lib;
 }

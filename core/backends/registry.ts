@@ -7,6 +7,8 @@ import type { Backend, BackendFactory } from "../backend.ts";
 import { UsageError } from "../errors.ts";
 import { JsBackend } from "./js.ts";
 import { wasmBackendFactory } from "./wasm/wasm_backend.ts";
+import { nativeBackendFactory } from "./native.ts";
+import { cudaBackendFactory } from "./cuda.ts";
 
 const factories = new Map<string, BackendFactory>();
 
@@ -24,6 +26,8 @@ registerBackend({
   create: () => Promise.resolve(new JsBackend()),
 });
 registerBackend(wasmBackendFactory);
+registerBackend(nativeBackendFactory);
+registerBackend(cudaBackendFactory);
 
 export interface Selection {
   backend: Backend;

@@ -104,9 +104,9 @@ export class TextSource {
       }
       throw e;
     } finally {
-      task?.done();
       await reader.cancel().catch(() => {}); // closes the file, also when the caller stops early
     }
+    task?.done();
     this.#info = { path: this.path, sha256: hash.digest("hex"), bytes: raw };
   }
 

@@ -1,4 +1,5 @@
 /** Full-ranking evaluation of a sequential model over one leave-one-out split. */
+import type { SequenceBatch } from "../models/batch.ts";
 import type { SequentialModel } from "../models/model.ts";
 import type { Progress } from "../progress.ts";
 import { silentProgress } from "../progress.ts";
@@ -30,31 +31,69 @@ export function evaluate(
   src: SequenceSource,
   opts: EvalOptions,
 ): EvalResult {
+  const ctx = { training: false, rng: new Rng(0) };
+  model.eval();
+  const run = startEval(src, opts);
+  for (const batch of run.batches()) {
+    run.rank(batch, noGrad(() => tidy(() => model.scoreAll(batch, ctx).toFloat32())));
+  }
+  return run.finish();
+}
+
+/**
+ * The same evaluation through any scorer (an exported graph on onnxruntime, `--runtime ort`):
+ * identical batches, ranking and metrics, only the scores come from elsewhere.
+ */
+export async function evaluateWith(
+  scorer: { scoreAll(batch: SequenceBatch): Promise<Float32Array> },
+  src: SequenceSource,
+  opts: EvalOptions,
+): Promise<EvalResult> {
+  const run = startEval(src, opts);
+  for (const batch of run.batches()) run.rank(batch, await scorer.scoreAll(batch));
+  return run.finish();
+}
+
+/** Batches of one split, and the ranking of each batch's scores into the metrics. */
+function startEval(src: SequenceSource, opts: EvalOptions) {
   const ex = splitExamples(src, opts.split);
   const acc = newAccumulator(opts.ks);
   const n = ex.users.length;
   const cols = src.numItems + 1;
   const task = (opts.progress ?? silentProgress).start(`eval ${opts.split}`, n, "users");
-  const ctx = { training: false, rng: new Rng(0) };
-  model.eval();
-  for (let start = 0; start < n; start += opts.batchSize) {
-    const end = Math.min(n, start + opts.batchSize);
-    const batch = makeBatch(src, ex, null, start, end, opts.maxLen, opts.origin, null);
-    const scores = noGrad(() => tidy(() => model.scoreAll(batch, ctx).toFloat32()));
-    for (let r = 0; r < batch.size; r++) {
-      const seen = new Set<number>();
-      if (opts.maskSeen) {
-        const u = batch.users[r];
-        const off = src.seqOffsets[u];
-        const p = ex.positions[start + r];
-        for (let j = 0; j < p; j++) seen.add(src.seqItems[off + j]);
-        seen.delete(batch.targets[r]);
+  // The current batch's first example: batches() is paused at its yield while rank() runs.
+  let start = 0;
+  return {
+    *batches(): Generator<SequenceBatch> {
+      for (start = 0; start < n; start += opts.batchSize) {
+        const end = Math.min(n, start + opts.batchSize);
+        yield makeBatch(src, ex, null, start, end, opts.maxLen, opts.origin, null);
       }
-      const rank = rankOf(scores, r * cols, cols, batch.targets[r], (c) => c === 0 || seen.has(c));
-      addRank(acc, rank);
-    }
-    task.tick(batch.size);
-  }
-  task.done();
-  return { split: opts.split, users: n, metrics: finalize(acc) };
+    },
+    rank(batch: SequenceBatch, scores: Float32Array): void {
+      for (let r = 0; r < batch.size; r++) {
+        const seen = new Set<number>();
+        if (opts.maskSeen) {
+          const u = batch.users[r];
+          const off = src.seqOffsets[u];
+          const p = ex.positions[start + r];
+          for (let j = 0; j < p; j++) seen.add(src.seqItems[off + j]);
+          seen.delete(batch.targets[r]);
+        }
+        const rank = rankOf(
+          scores,
+          r * cols,
+          cols,
+          batch.targets[r],
+          (c) => c === 0 || seen.has(c),
+        );
+        addRank(acc, rank);
+      }
+      task.tick(batch.size);
+    },
+    finish(): EvalResult {
+      task.done();
+      return { split: opts.split, users: n, metrics: finalize(acc) };
+    },
+  };
 }

@@ -89,6 +89,8 @@ class FeatureSink {
       this.problem(new DataError(at.file, at.line, at.field, `${what}${at.suffix ?? ""}`));
       return null;
     };
+    // Index 0 marks items the input had but k-core filtering removed: known, silently unused.
+    if (idx === 0) return null;
     if (idx === undefined || idx < 1 || idx > this.numItems) return fail(`unknown item "${id}"`);
     if (this.mask[idx]) return fail(`item "${id}" has a second vector`);
     return idx;

@@ -20,8 +20,7 @@ export class Linear extends Module {
     this.bias = opts.bias === false ? null : this.param("bias", constant([outFeatures], 0));
   }
   forward(x: Tensor): Tensor {
-    const y = op.matmul(x, this.weight, false, true);
-    return this.bias ? op.add(y, this.bias) : y;
+    return op.linear(x, this.weight, this.bias);
   }
 }
 

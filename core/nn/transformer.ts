@@ -51,9 +51,12 @@ export class MultiHeadAttention extends Module {
     const q = split(this.query.forward(x));
     const k = split(this.key.forward(x));
     const v = split(this.value.forward(x));
-    let scores = op.scale(op.matmul(q, k, false, true), 1 / Math.sqrt(d / h));
-    scores = op.add(scores, mask);
-    const probs = drop(op.softmax(scores), this.cfg.attnDropout, ctx);
+    const scores = op.matmul(q, k, false, true);
+    const probs = drop(
+      op.maskedSoftmax(scores, mask, 1 / Math.sqrt(d / h)),
+      this.cfg.attnDropout,
+      ctx,
+    );
     const context = op.reshape(op.transpose(op.matmul(probs, v), [0, 2, 1, 3]), [b, l, d]);
     const out = drop(this.dense.forward(context), this.cfg.hiddenDropout, ctx);
     return this.norm.forward(op.add(out, x));

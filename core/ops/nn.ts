@@ -3,7 +3,8 @@
  * losses, normalisation and attention.
  */
 import { empty, record, type Tensor, zeros } from "../tensor.ts";
-import { add, addScalar, div, mul, neg, scale, softplus, sqrt } from "./elementwise.ts";
+import { broadcastStrides, contiguousStrides } from "./broadcast.ts";
+import { add, addScalar, div, mul, neg, softplus, sqrt } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
 import { mean, sum } from "./reduce.ts";
 
@@ -69,13 +70,139 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): 
 
 /**
  * Inverted dropout with a counter-based mask: the same seed gives the same mask on every
- * backend. The caller derives a fresh seed per call from its Rng.
+ * backend. The mask is not kept for the backward pass but drawn again from the seed, which
+ * saves one activation-sized buffer per dropout. The caller derives a fresh seed per call.
  */
 export function dropout(x: Tensor, p: number, seed: number, training: boolean): Tensor {
   if (!training || p === 0) return x;
-  const mask = empty(x.shape);
-  x.backend.dropoutMask(mask.storage, x.size, p, seed);
-  return mul(x, mask);
+  const b = x.backend;
+  const contiguous = contiguousStrides(x.shape);
+  const maskTimes = (src: Tensor): Tensor => {
+    const mask = empty(x.shape);
+    b.dropoutMask(mask.storage, x.size, p, seed);
+    const out = empty(x.shape);
+    b.binary("mul", src.storage, contiguous, mask.storage, contiguous, out.storage, x.shape);
+    mask.dispose();
+    return out;
+  };
+  const out = maskTimes(x);
+  return record(out, "dropout", [x], (g) => [maskTimes(g)]);
+}
+
+/**
+ * y = x W^T + b with the bias written into the output before an accumulating GEMM, so a Linear
+ * keeps one activation instead of two. x: [..., in], w: [out, in], b: [out].
+ */
+export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
+  if (!bias) return matmul(x, w, false, true);
+  const [outF, inF] = w.shape;
+  const rows = x.size / inF;
+  const out = empty([...x.shape.slice(0, -1), outF]);
+  const b = x.backend;
+  b.copy2d(bias.storage, 0, 0, out.storage, 0, outF, rows, outF, false);
+  b.gemm({
+    a: x.storage,
+    b: w.storage,
+    c: out.storage,
+    m: rows,
+    n: outF,
+    k: inF,
+    transA: false,
+    transB: true,
+    batch: 1,
+    strideA: 0,
+    strideB: 0,
+    strideC: 0,
+    aOffset: 0,
+    bOffset: 0,
+    cOffset: 0,
+    alpha: 1,
+    beta: 1,
+  });
+  return record(out, "linear", [x, w, bias], (g) => {
+    const gemm = (
+      a: Tensor,
+      bb: Tensor,
+      m: number,
+      n: number,
+      k: number,
+      tA: boolean,
+      tB: boolean,
+      shape: readonly number[],
+    ) => {
+      const c = empty(shape);
+      b.gemm({
+        a: a.storage,
+        b: bb.storage,
+        c: c.storage,
+        m,
+        n,
+        k,
+        transA: tA,
+        transB: tB,
+        batch: 1,
+        strideA: 0,
+        strideB: 0,
+        strideC: 0,
+        aOffset: 0,
+        bOffset: 0,
+        cOffset: 0,
+        alpha: 1,
+        beta: 0,
+      });
+      return c;
+    };
+    const dx = x.requiresGrad ? gemm(g, w, rows, inF, outF, false, false, x.shape) : null;
+    const dw = w.requiresGrad ? gemm(g, x, outF, inF, rows, true, false, w.shape) : null;
+    let db: Tensor | null = null;
+    if (bias.requiresGrad) {
+      db = empty([outF]);
+      b.reduceSum(g.storage, [rows, outF], db.storage, [0, 1], outF, false);
+    }
+    return [dx, dw, db];
+  });
+}
+
+/**
+ * softmax(scores * scale + mask) over the last axis as one op: the scaled and masked scores are a
+ * temporary, not an activation. mask is additive and broadcastable to scores (e.g. [B, 1, L, L]).
+ */
+export function maskedSoftmax(scores: Tensor, mask: Tensor | null, scale: number): Tensor {
+  const [rows, cols] = rowsCols(scores);
+  const b = scores.backend;
+  const z = empty(scores.shape);
+  b.unary("scale", scores.storage, z.storage, z.size, scale);
+  let logits = z;
+  if (mask) {
+    logits = empty(scores.shape);
+    const strides = contiguousStrides(scores.shape);
+    const maskStrides = broadcastStrides(mask.shape, scores.shape);
+    b.binary("add", z.storage, strides, mask.storage, maskStrides, logits.storage, scores.shape);
+    z.dispose();
+  }
+  const out = empty(scores.shape);
+  b.softmax(logits.storage, out.storage, rows, cols, false);
+  logits.dispose();
+  return maskedSoftmaxRecord(out, scores, scale, rows, cols);
+}
+
+function maskedSoftmaxRecord(
+  out: Tensor,
+  scores: Tensor,
+  scale: number,
+  rows: number,
+  cols: number,
+): Tensor {
+  const b = scores.backend;
+  return record(out, "masked_softmax", [scores], (g) => {
+    const dz = empty(scores.shape);
+    b.softmaxGrad(out.storage, g.storage, dz.storage, rows, cols, false);
+    if (scale === 1) return [dz];
+    const ds = empty(scores.shape);
+    b.unary("scale", dz.storage, ds.storage, dz.size, scale);
+    dz.dispose();
+    return [ds];
+  });
 }
 
 /** Rows of `table` ([n, dim]) at int32 `idx` (any shape); output idx.shape + [dim]. */
@@ -135,7 +262,5 @@ export function cosineSimilarity(a: Tensor, b: Tensor): Tensor {
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): Tensor {
   const headDim = q.shape[q.rank - 1];
-  let scores = scale(matmul(q, k, false, true), 1 / Math.sqrt(headDim));
-  if (mask) scores = add(scores, mask);
-  return matmul(softmax(scores), v);
+  return matmul(maskedSoftmax(matmul(q, k, false, true), mask, 1 / Math.sqrt(headDim)), v);
 }

@@ -150,3 +150,72 @@ export function batchFromHistories(
   });
   return { size, len, items, lengths, times, users, targets: new Int32Array(size) };
 }
+
+/**
+ * A seeded order that batches examples of similar history length together: shuffle, sort each
+ * window of `window` batches by length (stable, so ties keep the shuffled order), cut into
+ * batches, shuffle the batches.
+ */
+export function bucketedOrder(
+  ex: Examples,
+  maxLen: number,
+  batchSize: number,
+  rng: Rng,
+  window = 32,
+): Int32Array {
+  const n = ex.users.length;
+  const order = shuffledOrder(n, rng);
+  const span = batchSize * window;
+  const len = (e: number) => Math.min(maxLen, ex.positions[e]);
+  for (let start = 0; start < n; start += span) {
+    const part = Array.from(order.subarray(start, Math.min(n, start + span)));
+    part.sort((a, b) => len(a) - len(b));
+    order.set(part, start);
+  }
+  const batches: Int32Array[] = [];
+  for (let start = 0; start < n; start += batchSize) {
+    batches.push(order.slice(start, start + batchSize));
+  }
+  rng.shuffle(batches);
+  const out = new Int32Array(n);
+  let at = 0;
+  for (const b of batches) {
+    out.set(b, at);
+    at += b.length;
+  }
+  return out;
+}
+
+/** Rows [from, to) of a batch, trimmed to their own longest history. */
+export function sliceBatch(b: SequenceBatch, from: number, to: number): SequenceBatch {
+  const size = to - from;
+  let len = 1;
+  for (let r = from; r < to; r++) len = Math.max(len, b.lengths[r]);
+  const items = new Int32Array(size * len);
+  const times = new Float32Array(size * len);
+  for (let r = 0; r < size; r++) {
+    items.set(b.items.subarray((from + r) * b.len, (from + r) * b.len + len), r * len);
+    times.set(b.times.subarray((from + r) * b.len, (from + r) * b.len + len), r * len);
+  }
+  return {
+    size,
+    len,
+    items,
+    times,
+    lengths: b.lengths.slice(from, to),
+    users: b.users.slice(from, to),
+    targets: b.targets.slice(from, to),
+    negatives: b.negatives?.slice(from, to),
+  };
+}
+
+/** Splits a batch into micro-batches of at most `budget` padded tokens (0 = no split). */
+export function microBatches(b: SequenceBatch, budget: number): SequenceBatch[] {
+  if (budget <= 0 || b.size * b.len <= budget) return [b];
+  const rows = Math.max(1, Math.floor(budget / b.len));
+  const out: SequenceBatch[] = [];
+  for (let from = 0; from < b.size; from += rows) {
+    out.push(sliceBatch(b, from, Math.min(b.size, from + rows)));
+  }
+  return out;
+}

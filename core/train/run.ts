@@ -5,11 +5,13 @@
 import { createHash } from "node:crypto";
 import { join, resolve } from "node:path";
 import type { Backend } from "../backend.ts";
+import "../backends/builtin.ts";
 import { selectBackend } from "../backends/registry.ts";
 import type { TrainConfig } from "../config.ts";
 import { type Dataset, loadDataset } from "../data/dataset.ts";
 import { UsageError } from "../errors.ts";
-import { type EvalResult, evaluate } from "../eval/evaluate.ts";
+import { type EvalResult, evaluate, evaluateWith } from "../eval/evaluate.ts";
+import type { SequenceBatch } from "../models/batch.ts";
 import type { ItemSide } from "../models/item_side.ts";
 import type { SequentialModel } from "../models/model.ts";
 import { createModel } from "../models/registry.ts";
@@ -187,6 +189,20 @@ export function evaluateRun(
   opts: { split: "valid" | "test"; ks: number[]; maskSeen: boolean; progress?: Progress },
 ): EvalResult {
   return evaluate(run.model, run.dataset, {
+    ...opts,
+    batchSize: run.manifest.config.evalBatchSize,
+    maxLen: run.manifest.config.maxLen,
+    origin: run.origin,
+  });
+}
+
+/** evaluateRun with scores from another runtime (an exported graph on onnxruntime). */
+export function evaluateRunWith(
+  run: OpenRun,
+  scorer: { scoreAll(batch: SequenceBatch): Promise<Float32Array> },
+  opts: { split: "valid" | "test"; ks: number[]; maskSeen: boolean; progress?: Progress },
+): Promise<EvalResult> {
+  return evaluateWith(scorer, run.dataset, {
     ...opts,
     batchSize: run.manifest.config.evalBatchSize,
     maxLen: run.manifest.config.maxLen,

@@ -13,8 +13,15 @@ import type { SequentialModel } from "../models/model.ts";
 import { type Adam, clipGradNorm } from "../optim/adam.ts";
 import { type Progress, silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
-import { backward, tidy } from "../tensor.ts";
-import { makeBatch, type SequenceSource, shuffledOrder, splitExamples } from "./examples.ts";
+import { backward, full, tidy } from "../tensor.ts";
+import {
+  bucketedOrder,
+  makeBatch,
+  microBatches,
+  type SequenceSource,
+  shuffledOrder,
+  splitExamples,
+} from "./examples.ts";
 
 export interface EpochRecord {
   epoch: number;
@@ -81,6 +88,17 @@ export function timestampOrigin(src: SequenceSource): number {
   return Number.isFinite(min) ? min : 0;
 }
 
+/** Longest run of synchronous steps between turns of the event loop. */
+const YIELD_EVERY_MS = 20;
+
+/**
+ * Steps are synchronous, so without a turn of the event loop a SIGINT listener (which sets the
+ * flag that shouldStop reads) could not run before the epoch ends.
+ */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 export async function train(
   model: SequentialModel,
   src: SequenceSource,
@@ -99,7 +117,7 @@ export async function train(
   const stepRng = new Rng(0);
   stepRng.setState(state.stepRng);
   optimizer.step_ = state.adamStep;
-  const params = model.parameters();
+  const params = model.trainableParameters?.() ?? model.parameters();
   const validate = () =>
     evaluate(model, src, {
       split: "valid",
@@ -134,12 +152,19 @@ export async function train(
 
   while (state.epoch < cfg.epochs) {
     orderRng.setState(state.orderRngAtEpochStart);
-    const order = shuffledOrder(n, orderRng);
+    const order = cfg.bucket
+      ? bucketedOrder(examples, cfg.maxLen, cfg.batchSize, orderRng)
+      : shuffledOrder(n, orderRng);
     const task = progress.start(`epoch ${state.epoch + 1}`, steps, "steps");
     if (state.step > 0) task.tick(state.step);
     model.train();
     const t0 = performance.now();
+    let lastYield = t0;
     for (; state.step < steps; state.step++) {
+      if (hooks.shouldStop && performance.now() - lastYield >= YIELD_EVERY_MS) {
+        await yieldToEventLoop();
+        lastYield = performance.now();
+      }
       if (hooks.shouldStop?.()) {
         state.partialSeconds += (performance.now() - t0) / 1000;
         state.stepRng = stepRng.getState();
@@ -161,15 +186,24 @@ export async function train(
         model.needsNegatives ? stepRng : null,
       );
       const ctx = { training: true, rng: stepRng };
-      const parts = tidy(() => {
-        const out = model.loss(batch, ctx);
-        backward(out.total);
+      const parts: Record<string, number> = {};
+      for (const micro of microBatches(batch, cfg.tokenBudget)) {
+        // Each micro-batch's mean loss is weighted by its share of the batch, so accumulated
+        // gradients equal the whole batch's.
+        const weight = micro.size / batch.size;
+        tidy(() => {
+          const out = model.loss(micro, ctx);
+          // Read the loss parts first: backward releases the graph as it goes.
+          for (const [k, v] of Object.entries(out.parts)) {
+            parts[k] = (parts[k] ?? 0) + weight * v.item();
+          }
+          backward(out.total, full(out.total.shape, weight), { release: true });
+        });
+      }
+      tidy(() => {
         if (cfg.clipNorm > 0) clipGradNorm(params, cfg.clipNorm);
         optimizer.step();
         optimizer.zeroGrad();
-        const values: Record<string, number> = {};
-        for (const [k, v] of Object.entries(out.parts)) values[k] = v.item();
-        return values;
       });
       const extra = model.afterStep?.(batch, ctx) ?? {};
       for (const [k, v] of Object.entries({ ...parts, ...extra })) {

@@ -519,13 +519,13 @@ extern "C" int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n,
 #define INV_SQRT_2PI_F 0.3989422804014327f
 #define SQRT1_2_F 0.7071067811865476f
 
-__device__ __forceinline__ float sigmoid_f(float x) {
+__host__ __device__ __forceinline__ float sigmoid_f(float x) {
   if (x >= 0.f) return 1.f / (1.f + expf(-x));
   float e = expf(x);
   return e / (1.f + e);
 }
 
-__device__ float unary_forward(int op, float x, float a) {
+__host__ __device__ float unary_forward(int op, float x, float a) {
   switch (op) {
   case DUAF_NEG: return -x;
   case DUAF_EXP: return expf(x);
@@ -545,10 +545,10 @@ __device__ float unary_forward(int op, float x, float a) {
   case DUAF_ADD_SCALAR: return x + a;
   case DUAF_POW_SCALAR: return powf(x, a);
   }
-  return __int_as_float(0x7fc00000);
+  return NAN; // unreachable: op codes are checked before launch
 }
 
-__device__ float unary_derivative(int op, float x, float y, float a) {
+__host__ __device__ float unary_derivative(int op, float x, float y, float a) {
   switch (op) {
   case DUAF_NEG: return -1.f;
   case DUAF_EXP: return y;
@@ -569,7 +569,7 @@ __device__ float unary_derivative(int op, float x, float y, float a) {
   case DUAF_ADD_SCALAR: return 1.f;
   case DUAF_POW_SCALAR: return a * powf(x, a - 1.f);
   }
-  return __int_as_float(0x7fc00000);
+  return NAN; // unreachable: op codes are checked before launch
 }
 
 __global__ void k_unary(int op, const float *x, float *out, unsigned n, float a) {
@@ -634,7 +634,7 @@ static void collapse(Layout &L) {
   L = o;
 }
 
-__device__ __forceinline__ void offsets(const Layout &L, unsigned i, int &o0, int &o1) {
+__host__ __device__ __forceinline__ void offsets(const Layout &L, unsigned i, int &o0, int &o1) {
   o0 = 0;
   o1 = 0;
   for (int d = L.rank - 1; d >= 0; d--) {
@@ -737,23 +737,22 @@ __global__ void k_reduce_finish(const double *partial, float *out, ReduceLayout 
   out[oo] = (float)((accumulate ? out[oo] : 0.f) + acc);
 }
 
-extern "C" int duaf_reduce_sum(const float *x, const int32_t *shape, int32_t rank, float *out,
-                               const int32_t *out_strides, int32_t out_size, int32_t accumulate) {
-  if (rank < 0 || rank > DUAF_MAX_RANK) return fail("reduceSum: rank %d > %d", rank,
-                                                     DUAF_MAX_RANK);
+// Splits x's collapsed dims into kept and reduced; returns false for a bad rank. `inner_reduced`:
+// the innermost (stride-1) dim of x is summed over.
+static bool reduce_layout(const int32_t *shape, int rank, const int32_t *out_strides,
+                          ReduceLayout &R, bool &inner_reduced, long long &n) {
+  if (rank < 0 || rank > DUAF_MAX_RANK) return false;
   Layout L{};
   L.rank = rank;
-  long long n = 1;
+  n = 1;
   for (int d = rank - 1; d >= 0; d--) {
     L.shape[d] = shape[d];
     L.s0[d] = (int)n;
     L.s1[d] = out_strides[d];
     n *= shape[d];
   }
-  if (!accumulate && out_size > 0) CK(cudaMemsetAsync(out, 0, (size_t)out_size * 4, 0));
-  if (n <= 0) return 0;
   collapse(L);
-  ReduceLayout R{};
+  R = ReduceLayout{};
   for (int d = 0; d < L.rank; d++) {
     Layout &T = L.s1[d] != 0 ? R.kept : R.red;
     T.shape[T.rank] = L.shape[d];
@@ -765,8 +764,21 @@ extern "C" int duaf_reduce_sum(const float *x, const int32_t *shape, int32_t ran
   R.redCount = 1;
   for (int d = 0; d < R.kept.rank; d++) R.keptCount *= R.kept.shape[d];
   for (int d = 0; d < R.red.rank; d++) R.redCount *= R.red.shape[d];
+  inner_reduced = L.rank > 0 && L.s1[L.rank - 1] == 0;
+  return true;
+}
+
+extern "C" int duaf_reduce_sum(const float *x, const int32_t *shape, int32_t rank, float *out,
+                               const int32_t *out_strides, int32_t out_size, int32_t accumulate) {
+  ReduceLayout R;
+  bool innerReduced;
+  long long n;
+  if (!reduce_layout(shape, rank, out_strides, R, innerReduced, n)) {
+    return fail("reduceSum: rank %d > %d", rank, DUAF_MAX_RANK);
+  }
+  if (!accumulate && out_size > 0) CK(cudaMemsetAsync(out, 0, (size_t)out_size * 4, 0));
+  if (n <= 0) return 0;
   // out was zeroed above, so every path below accumulates.
-  const bool innerReduced = L.rank > 0 && L.s1[L.rank - 1] == 0;
   if (innerReduced && R.redCount > 1) {
     if (R.redCount <= 1024) {
       k_reduce_rows<32><<<blocks_for(R.keptCount, kThreads / 32), kThreads>>>(x, out, R, 1);
@@ -809,28 +821,37 @@ __global__ void k_permute(const unsigned *x, unsigned *out, Layout L, unsigned n
   out[dst] = x[src];
 }
 
-extern "C" int duaf_permute(const void *x, const int32_t *shape, const int32_t *perm,
-                            int32_t rank, void *out) {
-  if (rank < 0 || rank > DUAF_MAX_RANK) return fail("permute: rank %d > %d", rank, DUAF_MAX_RANK);
+// Walks the output in order: dim d of the output is dim perm[d] of the input. s0: input stride,
+// s1: output stride. Returns false for a bad rank or permutation.
+static bool permute_layout(const int32_t *shape, const int32_t *perm, int rank, Layout &L,
+                           long long &n) {
+  if (rank < 0 || rank > DUAF_MAX_RANK) return false;
   int in_strides[DUAF_MAX_RANK];
-  long long n = 1;
+  n = 1;
   for (int d = rank - 1; d >= 0; d--) {
     in_strides[d] = (int)n;
     n *= shape[d];
   }
-  if (n <= 0) return 0;
-  // Walk the output in order: dim d of the output is dim perm[d] of the input.
-  Layout L{};
+  L = Layout{};
   L.rank = rank;
   long long s = 1;
   for (int d = rank - 1; d >= 0; d--) {
-    if (perm[d] < 0 || perm[d] >= rank) return fail("permute: bad perm");
+    if (perm[d] < 0 || perm[d] >= rank) return false;
     L.shape[d] = shape[perm[d]];
     L.s0[d] = in_strides[perm[d]];
     L.s1[d] = (int)s;
     s *= L.shape[d];
   }
   collapse(L);
+  return true;
+}
+
+extern "C" int duaf_permute(const void *x, const int32_t *shape, const int32_t *perm,
+                            int32_t rank, void *out) {
+  Layout L;
+  long long n;
+  if (!permute_layout(shape, perm, rank, L, n)) return fail("permute: bad rank or perm");
+  if (n <= 0) return 0;
   if (L.rank <= 1) {
     CK(cudaMemcpyAsync(out, x, (size_t)n * 4, cudaMemcpyDeviceToDevice, 0));
     return 0;
@@ -1184,13 +1205,17 @@ __host__ __device__ __forceinline__ unsigned hash32(unsigned x) {
   return x;
 }
 
+// u = (hash32(i ^ hash32(seed)) >>> 8) / 2^24 is exact in double, so the comparison with p is
+// the same one JavaScript makes.
+__host__ __device__ __forceinline__ float dropout_value(unsigned i, unsigned hseed, double p,
+                                                        float keep) {
+  double u = (double)(hash32(i ^ hseed) >> 8) * (1.0 / 16777216.0);
+  return u >= p ? keep : 0.f;
+}
+
 __global__ void k_dropout_mask(float *out, unsigned n, double p, unsigned hseed, float keep) {
   unsigned i = global_id();
-  if (i >= n) return;
-  // u = (hash32(i ^ hash32(seed)) >>> 8) / 2^24 is exact in double, so the comparison with p is
-  // the same one JavaScript makes.
-  double u = (double)(hash32(i ^ hseed) >> 8) * (1.0 / 16777216.0);
-  out[i] = u >= p ? keep : 0.f;
+  if (i < n) out[i] = dropout_value(i, hseed, p, keep);
 }
 
 extern "C" int duaf_dropout_mask(float *out, int32_t n, double p, uint32_t seed) {

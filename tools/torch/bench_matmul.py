@@ -1,29 +1,47 @@
 #!/usr/bin/python3
-"""torch.matmul GFLOP/s on the sgemm shapes of docs/DESIGN (the CPU peer for tools/bench.ts).
+"""torch.matmul GFLOP/s on the sgemm shapes duaf benchmarks (the PyTorch CPU peer).
 
     /usr/bin/python3 tools/torch/bench_matmul.py --threads 1
     /usr/bin/python3 tools/torch/bench_matmul.py --threads 2
 
 Shapes: a=[12800x64]@[64x64], b=[12800x64]@[64x256], c=256x[50x64]@[64x50] (batched),
-d=[2048x64]@[64x12000], e=[1024x1024]@[1024x1024]. float32, inputs N(0,1), output allocated by
-each call (plain torch.matmul). Each round runs enough calls for about --round-seconds; the
-result is the best of --rounds rounds. FLOPs = 2*M*N*K (times the batch for c).
+d=[2048x64]@[64x12000], e=[1024x1024]@[1024x1024]; float32, inputs N(0,1); FLOPs = 2*M*N*K
+(times the batch for c). Two figures per shape: "gflops" = plain torch.matmul (output allocated
+by every call, as model code does) and "gflops_out" = torch.matmul(..., out=preallocated). Each
+round runs enough calls for about --round-seconds; the result is the best of --rounds rounds
+(the median is reported too).
+
+--threads also sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before torch loads: Debian's torch
+calls the system OpenBLAS (pthreads build), whose pool ignores torch.set_num_threads.
 One JSON line per shape on stdout; without torch, one {"event": "skipped"} line and exit 0.
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 
-try:
-    import torch
-except ImportError:
-    print("bench_matmul.py: PyTorch not available (apt-get install -y python3-torch, run with "
-          "/usr/bin/python3); skipping", file=sys.stderr)
-    print(json.dumps({"event": "skipped", "tool": "bench_matmul.py",
-                      "reason": "torch not installed"}))
-    sys.exit(0)
+torch = None  # imported in main(), after the BLAS thread count is fixed
+
+
+def import_torch(threads):
+    """Debian's torch calls the system OpenBLAS (pthreads build), whose thread pool ignores
+    torch.set_num_threads: pin it through the environment before the library loads."""
+    global torch
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    try:
+        import torch as _torch
+    except ImportError:
+        print("bench_matmul.py: PyTorch not available (apt-get install -y python3-torch, run "
+              "with /usr/bin/python3); skipping", file=sys.stderr)
+        print(json.dumps({"event": "skipped", "tool": "bench_matmul.py",
+                          "reason": "torch not installed"}))
+        sys.exit(0)
+    torch = _torch
+    torch.set_num_threads(threads)
+
 
 SHAPES = {
     "a": (1, 12800, 64, 64),
@@ -34,40 +52,45 @@ SHAPES = {
 }
 
 
-def bench(batch, m, k, n, rounds, round_seconds):
+def bench(batch, m, k, n, rounds, round_seconds, preallocated):
     g = torch.Generator()
     g.manual_seed(0)
     if batch == 1:
         a = torch.randn(m, k, generator=g)
         b = torch.randn(k, n, generator=g)
+        out = torch.empty(m, n)
     else:
         a = torch.randn(batch, m, k, generator=g)
         b = torch.randn(batch, k, n, generator=g)
+        out = torch.empty(batch, m, n)
+    if preallocated:
+        def call():
+            torch.matmul(a, b, out=out)
+    else:
+        def call():
+            torch.matmul(a, b)
     flop = 2.0 * batch * m * n * k
     for _ in range(3):  # warm-up
-        torch.matmul(a, b)
+        call()
     # calibrate: calls per round for ~round_seconds
     iters = 1
     while True:
         t0 = time.perf_counter()
         for _ in range(iters):
-            torch.matmul(a, b)
+            call()
         dt = time.perf_counter() - t0
         if dt >= round_seconds / 4 or iters >= 1 << 20:
             break
         iters *= 2
     iters = max(1, int(iters * round_seconds / max(dt, 1e-9)))
-    best = float("inf")
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
         for _ in range(iters):
-            torch.matmul(a, b)
-        dt = (time.perf_counter() - t0) / iters
-        times.append(dt)
-        best = min(best, dt)
+            call()
+        times.append((time.perf_counter() - t0) / iters)
     times.sort()
-    return flop / best / 1e9, flop / times[len(times) // 2] / 1e9, iters, best
+    return flop / times[0] / 1e9, flop / times[len(times) // 2] / 1e9, iters, times[0]
 
 
 def main():
@@ -77,17 +100,22 @@ def main():
     ap.add_argument("--round-seconds", type=float, default=0.2)
     ap.add_argument("--shapes", default="abcde", help="subset of the shape letters")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    import_torch(args.threads)
     for name in args.shapes:
         batch, m, k, n = SHAPES[name]
-        gflops, median, iters, best = bench(batch, m, k, n, args.rounds, args.round_seconds)
-        print(json.dumps({
-            "tool": "bench_matmul.py", "shape": name, "batch": batch, "m": m, "k": k, "n": n,
-            "threads": torch.get_num_threads(), "gflops": round(gflops, 2),
-            "gflops_median": round(median, 2), "best_seconds": best, "iters_per_round": iters,
-            "rounds": args.rounds, "torch": torch.__version__,
-        }), flush=True)
-
+        rec = {"tool": "bench_matmul.py", "shape": name, "batch": batch, "m": m, "k": k, "n": n,
+               "threads": torch.get_num_threads(),
+               "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+        # "gflops": torch.matmul(a, b) allocating its output each call (what model code does);
+        # "gflops_out": torch.matmul(a, b, out=preallocated) (the kernel without allocation).
+        for key, pre in (("gflops", False), ("gflops_out", True)):
+            best, median, iters, best_s = bench(batch, m, k, n, args.rounds, args.round_seconds,
+                                                pre)
+            rec[key] = round(best, 2)
+            rec[key + "_median"] = round(median, 2)
+            rec[key + "_iters_per_round"] = iters
+        rec.update(rounds=args.rounds, torch=torch.__version__)
+        print(json.dumps(rec), flush=True)
 
 if __name__ == "__main__":
     main()

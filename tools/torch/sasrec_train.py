@@ -34,6 +34,23 @@ import resource
 import sys
 import time
 
+
+def _pin_blas_threads(argv):
+    """Debian's torch calls the system OpenBLAS (pthreads build), whose thread pool ignores
+    torch.set_num_threads: pin it from --threads before torch loads."""
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            v = argv[i + 1]
+        elif a.startswith("--threads="):
+            v = a.split("=", 1)[1]
+        else:
+            continue
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, v)
+
+
+_pin_blas_threads(sys.argv[1:])
+
 try:
     import torch
     import torch.nn.functional as F

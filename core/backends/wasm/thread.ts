@@ -18,7 +18,14 @@ export const MAX_ARGS = 24;
 export const STOP = -1;
 
 /** Kernel exports the worker can run. */
-export const THREAD_OPS = ["gemm", "unary", "unaryGrad", "softmax", "softmaxGrad"] as const;
+export const THREAD_OPS = [
+  "gemm",
+  "unary",
+  "unaryGrad",
+  "softmax",
+  "softmaxGrad",
+  "layerNorm",
+] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 
 /** Polls before sleeping: calls often come in bursts, and a futex wake costs ~10 us. */

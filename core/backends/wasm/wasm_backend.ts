@@ -215,7 +215,7 @@ export class WasmBackend implements Backend {
 
   upload(data: Float32Array | Int32Array, dtype: DType): Storage {
     const s = this.alloc(data.length, dtype);
-    const p = this.pointer(s) >> 2;
+    const p = this.pointer(s) >>> 2;
     if (dtype === "i32") {
       this.arena.i32.set(data instanceof Int32Array ? data : Int32Array.from(data), p);
     } else {
@@ -225,7 +225,7 @@ export class WasmBackend implements Backend {
   }
 
   download(s: Storage, offset = 0, size = s.size - offset): Float32Array | Int32Array {
-    const p = this.at(s, offset, size) >> 2;
+    const p = this.at(s, offset, size) >>> 2;
     return s.dtype === "i32"
       ? this.arena.i32.slice(p, p + size)
       : this.arena.f32.slice(p, p + size);
@@ -486,7 +486,7 @@ export class WasmBackend implements Backend {
   /** Writes i32 lists back to back into the parameter block. */
   #writeParams(lists: readonly (readonly number[])[]): void {
     const i32 = this.arena.i32;
-    let p = this.#params >> 2;
+    let p = this.#params >>> 2;
     for (const l of lists) for (const v of l) i32[p++] = v;
   }
 
@@ -547,16 +547,20 @@ export class WasmBackend implements Backend {
     cols: number,
     eps: number,
   ): void {
-    this.kernels.layerNorm(
-      this.at(x, 0, rows * cols),
-      this.at(gamma, 0, cols),
-      this.at(beta, 0, cols),
-      this.at(out, 0, rows * cols),
-      this.at(mean, 0, rows),
-      this.at(rstd, 0, rows),
-      rows,
-      cols,
-      eps,
+    const xp = this.at(x, 0, rows * cols);
+    const gp = this.at(gamma, 0, cols);
+    const bp = this.at(beta, 0, cols);
+    const op = this.at(out, 0, rows * cols);
+    const mp = this.at(mean, 0, rows);
+    const rp = this.at(rstd, 0, rows);
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, cols);
+    if (half === 0) return k.layerNorm(xp, gp, bp, op, mp, rp, rows, cols, eps);
+    const o = half * cols * 4;
+    this.#onBoth(
+      "layerNorm",
+      [xp + o, gp, bp, op + o, mp + half * 4, rp + half * 4, rows - half, cols, eps],
+      () => k.layerNorm(xp, gp, bp, op, mp, rp, half, cols, eps),
     );
   }
 
@@ -638,7 +642,7 @@ export class WasmBackend implements Backend {
 
   #checkIndex(bad: number, idx: Storage, bound: number, what: string): void {
     if (bad < 0) return;
-    const v = this.arena.i32[(this.pointer(idx) >> 2) + bad];
+    const v = this.arena.i32[(this.pointer(idx) >>> 2) + bad];
     throw new RangeError(`wasm ${what}: index ${v} at position ${bad} outside [0, ${bound})`);
   }
 

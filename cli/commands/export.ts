@@ -1,0 +1,78 @@
+/** `duaf export`: a trained run's inference graph as an ONNX file. */
+import { resolve } from "node:path";
+import { UsageError } from "../../core/errors.ts";
+import { checkData, exportRun } from "../../core/export/export_run.ts";
+import { ONNX_OPSET } from "../../core/export/onnx_export.ts";
+import { writeFileAtomic } from "../../core/io/atomic.ts";
+import { defaultOnnxPath } from "../../core/serve/ort_scorer.ts";
+import { activateBackend, openRun } from "../../core/train/run.ts";
+import type { Command } from "../command.ts";
+import { emitJson, intFlag, parseFlags } from "../flags.ts";
+import { StderrProgress } from "../progress.ts";
+
+const usage = `usage: duaf export RUN [--onnx FILE] [--topk K] [--check-data FILE] [options]
+
+Writes the run's inference graph (opset ${ONNX_OPSET}) with its weights and item-side tables
+baked in, for onnxruntime and other ONNX runtimes. Batch and sequence length are dynamic.
+
+inputs (only those the model reads; all right-padded like the engine's batches):
+  item_seq      int64 [batch, seq]   item indices, 0 = padding (seq <= the run's maxLen)
+  item_seq_len  int64 [batch]        valid steps per row
+  timestamps    float [batch, seq]   days since the dataset's first interaction (duafmat)
+outputs:
+  scores        float [batch, items+1]  column 0 is padding
+  topk_scores   float [batch, K]        with --topk: best items, padding excluded
+  topk_items    int64 [batch, K]        item indices (1..items; see the dataset's item ids)
+
+options:
+  --onnx FILE          output file (default RUN/model.onnx, where --runtime ort looks)
+  --topk K             add a TopK head with K items
+  --check-data FILE    also write engine scores of 16 test users as JSON, for
+                       tools/check_onnx.mjs
+  --dataset DIR        dataset location if it moved
+  --backend NAME       auto | cuda | native | wasm | js (computes the check data)
+  --quiet              no log output
+
+stdout: one JSON object naming the file, its inputs and outputs. See docs/export.md.`;
+
+export const exportCommand: Command = {
+  name: "export",
+  summary: "export a trained run as an ONNX inference graph",
+  usage,
+  async run(args) {
+    const { values, positionals } = parseFlags("export", args, {
+      onnx: { type: "string" },
+      topk: { type: "string" },
+      "check-data": { type: "string" },
+      dataset: { type: "string" },
+      backend: { type: "string" },
+      quiet: { type: "boolean" },
+    }, true);
+    const dir = positionals[0];
+    if (!dir) throw new UsageError("RUN is required (see duaf help export)");
+    if (positionals.length > 1) {
+      throw new UsageError(`unexpected argument '${positionals[1]}' (see duaf help export)`);
+    }
+    const topk = intFlag("topk", values.topk, 1);
+    const out = values.onnx ?? defaultOnnxPath(dir);
+    const progress = new StderrProgress({ quiet: values.quiet, bars: false });
+    await activateBackend(values.backend);
+    const run = await openRun(dir, progress, values.dataset);
+    // Everything is built in memory first: a failure leaves no file behind.
+    const graph = await exportRun(run, dir, { topk });
+    const check = values["check-data"] ? checkData(run, graph.inputs) : null;
+    await writeFileAtomic(out, graph.bytes);
+    if (check) await writeFileAtomic(values["check-data"]!, JSON.stringify(check) + "\n");
+    progress.log(`wrote ${out} (${(graph.bytes.length / 1048576).toFixed(1)} MiB)`);
+    emitJson({
+      onnx: resolve(out),
+      model: run.manifest.config.model,
+      opset: ONNX_OPSET,
+      inputs: graph.inputs,
+      outputs: graph.outputs,
+      bytes: graph.bytes.length,
+      ...(check ? { checkData: resolve(values["check-data"]!) } : {}),
+    });
+    return 0;
+  },
+};

@@ -1,0 +1,60 @@
+/** `duaf report`: a self-contained HTML report of a training run. */
+import { UsageError } from "../../core/errors.ts";
+import { writeRunReport } from "../../core/report/run_report.ts";
+import { activateBackend } from "../../core/train/run.ts";
+import type { Command } from "../command.ts";
+import { emitJson, intFlag, parseFlags } from "../flags.ts";
+import { StderrProgress } from "../progress.ts";
+
+const usage = `usage: duaf report RUN --out FILE.html [options]
+
+Writes one HTML file (inline SVG charts; no scripts, nothing fetched from the network) with the
+run's training curves (each loss part and each valid metric per epoch), its config and test
+metrics, and, for models with modality fusion weights (duafmat), how those weights spread over
+sequence positions and time gaps on the valid split.
+
+options:
+  --out FILE           the HTML file to write (required)
+  --max-users N        explain at most N users of the valid split (default all)
+  --dataset DIR        dataset location if it moved (must be the same artifact)
+  --backend NAME       auto | cuda | native | wasm | js
+  --quiet              no progress output
+
+stdout: one JSON object naming the report and what it holds.`;
+
+export const reportCommand: Command = {
+  name: "report",
+  summary: "HTML report of a run: curves, config, metrics, modality weights",
+  usage,
+  async run(args) {
+    const { values, positionals } = parseFlags("report", args, {
+      out: { type: "string" },
+      "max-users": { type: "string" },
+      dataset: { type: "string" },
+      backend: { type: "string" },
+      quiet: { type: "boolean" },
+    }, true);
+    const dir = positionals[0];
+    if (!dir) throw new UsageError("RUN is required (see duaf help report)");
+    if (positionals.length > 1) {
+      throw new UsageError(`unexpected argument '${positionals[1]}' (see duaf help report)`);
+    }
+    if (!values.out) throw new UsageError("--out FILE is required (see duaf help report)");
+    const maxUsers = intFlag("max-users", values["max-users"], 1);
+    const progress = new StderrProgress({ quiet: values.quiet });
+    await activateBackend(values.backend);
+    const input = await writeRunReport(dir, values.out, {
+      datasetDir: values.dataset,
+      maxUsers,
+      progress,
+    });
+    emitJson({
+      report: values.out,
+      run: dir,
+      model: input.manifest.config.model,
+      epochs: input.manifest.history.length,
+      modalityWeights: input.modality !== null,
+    });
+    return 0;
+  },
+};

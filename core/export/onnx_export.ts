@@ -1,0 +1,141 @@
+/**
+ * The inference graph of a trained model as ONNX bytes: the model's own graph (from
+ * core/export/models/), the `scores` output [batch, numItems + 1] and, on request, a TopK head.
+ * Everything item-side (embeddings, frozen features, counts) is baked in as initializers, so the
+ * file alone serves recommendations. Dropout is off (inference), exactly as `scoreAll` in eval mode.
+ *
+ * Metadata (ModelProto.metadata_props) ties the file to the run it came from; `duaf eval/recommend
+ * --runtime ort` refuse a file whose checkpoint or dataset differ.
+ */
+import { Fdsa } from "../models/fdsa.ts";
+import { Gru4rec } from "../models/gru4rec.ts";
+import type { SequentialModel } from "../models/model.ts";
+import { MostPopular } from "../models/pop.ts";
+import { Sasrec } from "../models/sasrec.ts";
+import { GraphWriter } from "./graph_writer.ts";
+import { fdsaGraph } from "./models/fdsa.ts";
+import { gru4recGraph } from "./models/gru4rec.ts";
+import { popGraph } from "./models/pop.ts";
+import { sasrecGraph } from "./models/sasrec.ts";
+import { attr } from "./onnx_graph.ts";
+import { declareInputs, type InputName, type SequenceInputs } from "./sequence_graph.ts";
+
+/** Opset 17: LayerNormalization is a standard op from 17 on; every maintained runtime has it. */
+export const ONNX_OPSET = 17;
+
+/** Metadata keys written into every exported file. */
+export const META = {
+  version: "duaf_version",
+  model: "model_kind",
+  dataset: "dataset_sha256",
+  checkpoint: "checkpoint_sha256",
+  origin: "time_origin_unix_s",
+  maxLen: "max_seq_len",
+  numItems: "num_items",
+  inputs: "inputs",
+  topk: "topk",
+} as const;
+
+export interface ExportInfo {
+  version: string;
+  modelKind: string;
+  datasetSha256: string;
+  checkpointSha256: string;
+  /** Timestamp origin in unix seconds: `timestamps` are (t - origin) / 86400. */
+  origin: number;
+  maxLen: number;
+  numItems: number;
+}
+
+export interface ExportOptions {
+  /** Adds topk_scores / topk_items over items 1..numItems (padding is never returned). */
+  topk?: number;
+}
+
+export interface ExportedGraph {
+  bytes: Uint8Array;
+  inputs: InputName[];
+  outputs: string[];
+}
+
+interface ModelExporter {
+  inputs: readonly InputName[];
+  build(w: GraphWriter, io: SequenceInputs, info: ExportInfo): string;
+}
+
+/** The graph writer for a model, or null when its kind has none. */
+function exporterFor(model: SequentialModel): ModelExporter | null {
+  if (model instanceof Sasrec) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => sasrecGraph(w, io, model) };
+  }
+  if (model instanceof Gru4rec) {
+    return {
+      inputs: ["item_seq", "item_seq_len"],
+      build: (w, io, info) => gru4recGraph(w, io, model, info.maxLen),
+    };
+  }
+  if (model instanceof Fdsa) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => fdsaGraph(w, io, model) };
+  }
+  if (model instanceof MostPopular) {
+    return { inputs: ["item_seq_len"], build: (w, io) => popGraph(w, io, model) };
+  }
+  return null;
+}
+
+export function canExport(model: SequentialModel): boolean {
+  return exporterFor(model) !== null;
+}
+
+export function exportOnnx(
+  model: SequentialModel,
+  info: ExportInfo,
+  opts: ExportOptions = {},
+): ExportedGraph {
+  const exporter = exporterFor(model);
+  if (!exporter) throw new Error(`export: no ONNX graph for model kind ${model.kind}`);
+  const w = new GraphWriter(`duaf_${info.modelKind}`);
+  const io = declareInputs(w, exporter.inputs);
+  const raw = exporter.build(w, io, info);
+  const cols = info.numItems + 1;
+  w.g.node("Identity", [raw], ["scores"]);
+  w.g.output("scores", "float32", ["batch", cols]);
+  const outputs = ["scores"];
+  let k = 0;
+  if (opts.topk !== undefined) {
+    // Top k over items 1..numItems: the padding column is cut off and indices shifted back.
+    k = Math.min(opts.topk, info.numItems);
+    const items = w.op("Slice", ["scores", w.i64([1]), w.i64([cols]), w.i64([1])]);
+    const [vals, idx] = w.opN("TopK", [items, w.i64([k])], 2, {
+      axis: attr.int(-1),
+      largest: attr.int(1),
+      sorted: attr.int(1),
+    });
+    w.g.node("Identity", [vals], ["topk_scores"]);
+    w.g.node("Add", [idx, w.i64([1], [])], ["topk_items"]);
+    w.g.output("topk_scores", "float32", ["batch", k]);
+    w.g.output("topk_items", "int64", ["batch", k]);
+    outputs.push("topk_scores", "topk_items");
+  }
+  const metadata: Record<string, string> = {
+    [META.version]: info.version,
+    [META.model]: info.modelKind,
+    [META.dataset]: info.datasetSha256,
+    [META.checkpoint]: info.checkpointSha256,
+    [META.origin]: String(info.origin),
+    [META.maxLen]: String(info.maxLen),
+    [META.numItems]: String(info.numItems),
+    [META.inputs]: exporter.inputs.join(","),
+    ...(k ? { [META.topk]: String(k) } : {}),
+  };
+  const bytes = w.g.toBytes({
+    opset: ONNX_OPSET,
+    producerName: "duaf",
+    producerVersion: info.version,
+    docString: `duaf ${info.modelKind} inference graph; inputs ${
+      exporter.inputs.join(", ")
+    } (right-padded, seq <= ${info.maxLen}); see docs/export.md`,
+    metadata,
+  });
+  return { bytes, inputs: [...exporter.inputs], outputs };
+}

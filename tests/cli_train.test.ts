@@ -1,0 +1,146 @@
+// `duaf train` end to end: the same seed, data, config and backend give byte-identical
+// checkpoints, and a run interrupted mid-epoch (through the library's shouldStop hook, or a real
+// SIGINT to the CLI process) then resumed with `train --resume` ends exactly where an
+// uninterrupted run does.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { resolveConfig } from "../core/config.ts";
+import { activateBackend, runTraining } from "../core/train/run.ts";
+import { readRunManifest } from "../core/train/run_dir.ts";
+import type { EpochRecord } from "../core/train/trainer.ts";
+import { listDir, runCli } from "./helpers/run_cli.ts";
+import { MAIN_TS, TINY_SETS, tinyDataset, tinyTrain, tinyTrainArgs } from "./helpers/tiny_run.ts";
+
+/** What must not differ between two runs: everything but wall-clock timings. */
+async function outcome(dir: string) {
+  const m = await readRunManifest(dir);
+  return {
+    status: m.status,
+    stopped: m.stopped,
+    bestEpoch: m.bestEpoch,
+    bestMetric: m.bestMetric,
+    test: m.test,
+    history: (m.history as EpochRecord[]).map((r) => ({
+      epoch: r.epoch,
+      steps: r.steps,
+      loss: r.loss,
+      valid: r.valid,
+    })),
+  };
+}
+
+async function assertSameRun(expected: string, actual: string): Promise<void> {
+  for (const f of ["model.safetensors", "state.safetensors"]) {
+    const a = await Deno.readFile(join(expected, f));
+    const b = await Deno.readFile(join(actual, f));
+    assert.ok(a.length === b.length && a.every((v, i) => v === b[i]), `${f} bytes differ`);
+  }
+  assert.deepEqual(await outcome(actual), await outcome(expected));
+}
+
+Deno.test("train: reproducible bytes, and --resume after an interruption matches", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "duaf-cli-train-" });
+  try {
+    const ds = await tinyDataset(root);
+    const reference = join(root, "reference");
+    const first = await tinyTrain(ds, reference);
+    assert.equal(first.status, "finished");
+    assert.deepEqual(listDir(reference), [
+      "manifest.json",
+      "model.safetensors",
+      "state.safetensors",
+    ]);
+
+    await t.step("a second run with the same seed is byte-identical", async () => {
+      const again = join(root, "again");
+      const second = await tinyTrain(ds, again);
+      await assertSameRun(reference, again);
+      assert.deepEqual(second.test, first.test);
+    });
+
+    await t.step("another seed gives other parameters", async () => {
+      const other = join(root, "other-seed");
+      await tinyTrain(ds, other, [...TINY_SETS, "seed=7"]);
+      const a = await Deno.readFile(join(reference, "model.safetensors"));
+      const b = await Deno.readFile(join(other, "model.safetensors"));
+      assert.ok(a.some((v, i) => v !== b[i]), "a different seed should change the model");
+    });
+
+    // shouldStop is polled before every step: with 3 steps per epoch, poll 2 is epoch 1's second
+    // step and poll 5 is epoch 2's second step.
+    for (const [stopAt, epoch, step] of [[2, 0, 1], [5, 1, 1]]) {
+      await t.step(`stopped at epoch ${epoch + 1} step ${step + 1}, then --resume`, async () => {
+        const dir = join(root, `stopped-${stopAt}`);
+        await activateBackend("wasm");
+        let polls = 0;
+        const r = await runTraining({
+          dataset: ds,
+          out: dir,
+          config: resolveConfig(null, TINY_SETS),
+          backendName: "wasm",
+          shouldStop: () => ++polls >= stopAt,
+        });
+        assert.equal(r.outcome.stopped, "interrupted");
+        assert.equal(r.manifest.status, "interrupted");
+        assert.equal(r.outcome.state.epoch, epoch);
+        assert.equal(r.outcome.state.step, step);
+        const resumed = await runCli(["train", "--resume", dir, "--backend", "wasm", "--quiet"]);
+        assert.equal(resumed.code, 0, resumed.stderr);
+        assert.equal(JSON.parse(resumed.stdout).status, "finished");
+        await assertSameRun(reference, dir);
+      });
+    }
+
+    await t.step("SIGINT to a running `duaf train`, then --resume", async () => {
+      // Longer epochs than the tiny config, so the signal lands while epoch 2 trains.
+      const sets = [...TINY_SETS.filter((s) => !s.startsWith("maxSteps")), "maxSteps=20"];
+      const expected = join(root, "sigint-reference");
+      await tinyTrain(ds, expected, sets);
+      const dir = join(root, "sigint");
+      const args = tinyTrainArgs(ds, dir, sets).filter((a) => a !== "--quiet");
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", MAIN_TS, ...args],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stdout = new Response(child.stdout).text();
+      let log = "";
+      let signalled: Promise<void> | null = null;
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        log += chunk;
+        // The per-epoch summary line: epoch 2 starts right after it (and its checkpoint writes).
+        // Landing on the epoch boundary instead of mid-epoch must resume just as exactly.
+        if (!signalled && /^epoch 1: .*valid/m.test(log)) {
+          signalled = new Promise((done) =>
+            setTimeout(() => {
+              try {
+                child.kill("SIGINT");
+              } catch { /* already exited: the exit code check below reports it */ }
+              done();
+            }, 200)
+          );
+        }
+      }
+      const status = await child.status;
+      assert.ok(signalled, `no epoch line seen:\n${log}`);
+      await signalled;
+      assert.equal(status.code, 130, log);
+      assert.equal(JSON.parse(await stdout).status, "interrupted");
+      const m = await readRunManifest(dir);
+      assert.equal(m.status, "interrupted");
+      assert.equal(m.history.length, 1);
+      const resumed = await runCli(["train", "--resume", dir, "--backend", "wasm", "--quiet"]);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      await assertSameRun(expected, dir);
+    });
+
+    await t.step("--resume of a finished run is refused with one line", async () => {
+      const r = await runCli(["train", "--resume", reference, "--quiet"]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /^duaf train: .*run already finished$/);
+      assert.equal(r.stdout, "");
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -1,0 +1,74 @@
+/** The tape and memory scopes: released backward equals the plain one and frees the graph. */
+import assert from "node:assert/strict";
+import { JsBackend } from "../core/backends/js.ts";
+import { Sasrec } from "../core/models/sasrec.ts";
+import type { SequenceBatch } from "../core/models/batch.ts";
+import { Rng } from "../core/random.ts";
+import { backward, liveTensorCount, tidy, withBackend } from "../core/tensor.ts";
+
+function batch(): SequenceBatch {
+  return {
+    size: 3,
+    len: 4,
+    items: Int32Array.from([1, 2, 3, 4, 5, 6, 0, 0, 7, 0, 0, 0]),
+    lengths: Int32Array.from([4, 2, 1]),
+    times: new Float32Array(12),
+    users: Int32Array.from([0, 1, 2]),
+    targets: Int32Array.from([5, 7, 1]),
+  };
+}
+
+function grads(release: boolean): { grads: Float32Array[]; extraLive: number; params: number } {
+  return withBackend(new JsBackend(), () => {
+    const m = new Sasrec({
+      numItems: 8,
+      maxLen: 4,
+      layers: 2,
+      heads: 2,
+      hidden: 8,
+      inner: 16,
+      hiddenDropout: 0.2,
+      attnDropout: 0.2,
+      layerNormEps: 1e-12,
+      initStd: 0.1,
+      loss: "ce",
+    }, new Rng(1));
+    let live = 0;
+    tidy(() => {
+      const loss = m.loss(batch(), { training: true, rng: new Rng(2) }).total;
+      backward(loss, undefined, { release });
+      live = liveTensorCount();
+    });
+    // Beyond the parameters and their gradients, what the step still holds at the end.
+    const params = m.parameters().length;
+    return {
+      grads: m.parameters().map((p) => p.grad!.toFloat32()),
+      extraLive: live - 2 * params,
+      params,
+    };
+  });
+}
+
+Deno.test("tape: backward with release gives identical gradients and frees the graph", () => {
+  const plain = grads(false);
+  const released = grads(true);
+  assert.deepEqual(released.grads, plain.grads);
+  assert.ok(
+    released.extraLive < plain.extraLive / 2,
+    `intermediates alive after backward: ${released.extraLive} released vs ${plain.extraLive}`,
+  );
+});
+
+Deno.test("tape: tidy frees everything but its result", () => {
+  withBackend(new JsBackend(), () => {
+    const before = liveTensorCount();
+    let params = 0;
+    const kept = tidy(() => {
+      params = grads(false).params;
+      return 1;
+    });
+    assert.equal(kept, 1);
+    // Only the model's kept parameters and their gradients survive the scope.
+    assert.equal(liveTensorCount() - before, 2 * params);
+  });
+});

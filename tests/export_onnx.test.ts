@@ -1,0 +1,276 @@
+// `duaf export` end to end on the beauty-mini fixture: for every model kind, a tiny model trained
+// for a couple of steps is exported, and onnxruntime-web's scores on every test user match the
+// engine's (1e-4 relative to the row's largest score) with identical top-10 lists (ties aside);
+// `eval`/`recommend --runtime ort` agree with the engine; bad inputs fail with one line, exit 2,
+// and leave no file behind.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { readOnnxModel } from "../core/export/onnx_graph.ts";
+import { META } from "../core/export/onnx_export.ts";
+import { createSession, ortTensor } from "../core/features/ort.ts";
+import { readSafetensors, writeSafetensors } from "../core/io/safetensors.ts";
+import type { SequenceBatch } from "../core/models/batch.ts";
+import { OrtScorer } from "../core/serve/ort_scorer.ts";
+import {
+  recommendBatch,
+  type RecommendOutcome,
+  type RecommendRequest,
+  recommendWith,
+} from "../core/serve/recommend.ts";
+import { engineScorer } from "../core/serve/scorer.ts";
+import { topK } from "../core/serve/topk.ts";
+import { batchFromHistories, makeBatch, splitExamples } from "../core/train/examples.ts";
+import { datasetHash, openRun } from "../core/train/run.ts";
+import { VERSION } from "../core/version.ts";
+import { listDir, runCli } from "./helpers/run_cli.ts";
+import { TINY_SETS, tinyDataset, tinyTrain } from "./helpers/tiny_run.ts";
+
+const TOL = 1e-4;
+const CHECK_SCRIPT = new URL("../tools/check_onnx.mjs", import.meta.url).pathname;
+
+/** Per kind, the overrides on top of the tiny config (a couple of steps, small widths). */
+const KINDS: Record<string, string[]> = {
+  sasrec: ["layers=2"],
+  gru4rec: ["gruHidden=16", "gruLayers=2"],
+  fdsa: [],
+  pop: [],
+};
+
+/** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */
+function assertRowsMatch(
+  what: string,
+  ort: Float32Array,
+  engine: Float32Array,
+  rows: number,
+  cols: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    let scale = 1e-12;
+    for (let c = 0; c < cols; c++) scale = Math.max(scale, Math.abs(engine[r * cols + c]));
+    for (let c = 0; c < cols; c++) {
+      const diff = Math.abs(ort[r * cols + c] - engine[r * cols + c]);
+      assert.ok(
+        diff <= TOL * scale,
+        `${what}: row ${r} item ${c}: ort ${ort[r * cols + c]} vs engine ${engine[r * cols + c]}`,
+      );
+    }
+    const pad = (c: number) => c === 0;
+    const te = topK(engine, r, cols, 10, pad);
+    const to = topK(ort, r, cols, 10, pad);
+    for (let i = 0; i < te.items.length; i++) {
+      // The same item, or one the engine scores equally (a tie within the tolerance).
+      const same = to.items[i] === te.items[i] ||
+        Math.abs(engine[r * cols + to.items[i]] - te.scores[i]) <= TOL * scale;
+      assert.ok(
+        same,
+        `${what}: row ${r} rank ${i}: ort item ${to.items[i]}, engine ${te.items[i]}`,
+      );
+    }
+  }
+}
+
+function int64(a: Int32Array): BigInt64Array {
+  return BigInt64Array.from(a, (v) => BigInt(v));
+}
+
+Deno.test("export: ONNX graphs of every model kind match the engine", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "duaf-export-" });
+  try {
+    const ds = await tinyDataset(root);
+    const runs: Record<string, string> = {};
+    for (const [kind, sets] of Object.entries(KINDS)) {
+      await t.step(kind, async () => {
+        const run = join(root, kind);
+        await tinyTrain(ds, run, [
+          ...TINY_SETS,
+          `model=${kind}`,
+          "epochs=1",
+          "maxSteps=2",
+          "maxLen=20",
+          ...sets,
+        ]);
+        runs[kind] = run;
+        const check = join(root, `${kind}.check.json`);
+        const r = await runCli(["export", run, "--topk", "10", "--check-data", check, "--quiet"]);
+        assert.equal(r.code, 0, r.stderr);
+        const report = JSON.parse(r.stdout);
+        const onnxPath = join(run, "model.onnx");
+        assert.equal(report.onnx, onnxPath);
+        assert.deepEqual(report.outputs, ["scores", "topk_scores", "topk_items"]);
+
+        // The file: documented inputs with dynamic dims, and the metadata that ties it to the run.
+        const bytes = await Deno.readFile(onnxPath);
+        const m = readOnnxModel(bytes);
+        const opened = await openRun(run);
+        const cols = opened.dataset.numItems + 1;
+        const expectInputs = kind === "pop" ? ["item_seq_len"] : ["item_seq", "item_seq_len"];
+        assert.deepEqual(m.inputs.map((i) => i.name), expectInputs);
+        for (const i of m.inputs) {
+          assert.equal(i.dtype, "int64");
+          assert.deepEqual(i.shape, i.name === "item_seq" ? ["batch", "seq"] : ["batch"]);
+        }
+        assert.deepEqual(m.outputs.map((o) => [o.name, o.shape]), [
+          ["scores", ["batch", cols]],
+          ["topk_scores", ["batch", 10]],
+          ["topk_items", ["batch", 10]],
+        ]);
+        assert.equal(m.metadata[META.version], VERSION);
+        assert.equal(m.metadata[META.model], kind);
+        assert.equal(m.metadata[META.dataset], await datasetHash(ds));
+        assert.equal(Number(m.metadata[META.origin]), opened.origin);
+
+        // Every test user, in batches of 256 (each padded to its own longest history).
+        const scorer = await OrtScorer.open(opened, run);
+        const engine = engineScorer(opened.model);
+        const ex = splitExamples(opened.dataset, "test");
+        const maxLen = opened.manifest.config.maxLen;
+        const batches: SequenceBatch[] = [];
+        for (let s = 0; s < ex.users.length; s += 256) {
+          const end = Math.min(ex.users.length, s + 256);
+          batches.push(makeBatch(opened.dataset, ex, null, s, end, maxLen, opened.origin, null));
+        }
+        // Dynamic shapes at the edges: a single one-item history, and a batch of full length.
+        batches.push(batchFromHistories([{ items: [5], times: [opened.origin] }], maxLen, 0));
+        const long = Array.from({ length: maxLen + 3 }, (_, i) => 1 + (i * 7) % (cols - 1));
+        batches.push(batchFromHistories(
+          [
+            { items: long, times: long.map(() => opened.origin) },
+            { items: [3, 1], times: [opened.origin, opened.origin] },
+          ],
+          maxLen,
+          opened.origin,
+        ));
+        for (const [i, b] of batches.entries()) {
+          assertRowsMatch(
+            `${kind} batch ${i}`,
+            await scorer.scoreAll(b),
+            await engine.scoreAll(b),
+            b.size,
+            cols,
+          );
+        }
+        await scorer.close();
+
+        // The TopK head equals top-k of the scores with the padding column excluded.
+        const session = await createSession(bytes);
+        const b = batches[0];
+        const feeds: Record<string, ReturnType<typeof ortTensor>> = {
+          item_seq_len: ortTensor("int64", int64(b.lengths), [b.size]),
+        };
+        if (kind !== "pop") feeds.item_seq = ortTensor("int64", int64(b.items), [b.size, b.len]);
+        const out = await session.run(feeds);
+        const scores = out.scores.data as Float32Array;
+        const items = out.topk_items.data as BigInt64Array;
+        const vals = out.topk_scores.data as Float32Array;
+        for (let r = 0; r < b.size; r++) {
+          const want = topK(scores, r, cols, 10, (c) => c === 0);
+          assert.deepEqual([...vals.subarray(r * 10, r * 10 + 10)], [...want.scores]);
+          for (let i = 0; i < 10; i++) {
+            const got = Number(items[r * 10 + i]);
+            assert.ok(
+              got >= 1 && scores[r * cols + got] === want.scores[i],
+              `${kind} topk row ${r}`,
+            );
+          }
+        }
+        await session.release();
+
+        // The committed check script: a real comparison where onnxruntime-node is installed.
+        const node = await new Deno.Command("node", { args: [CHECK_SCRIPT, onnxPath, check] })
+          .output().catch(() => null);
+        if (node) {
+          const text = new TextDecoder().decode(node.stdout);
+          assert.equal(node.code, 0, text + new TextDecoder().decode(node.stderr));
+          assert.match(text, /^(ok: \d+ rows|skipped)/);
+        }
+      });
+    }
+
+    await t.step("export is byte-deterministic; --onnx chooses the file", async () => {
+      const other = join(root, "again.onnx");
+      const r = await runCli(["export", runs.sasrec, "--onnx", other, "--topk", "10", "--quiet"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(
+        await Deno.readFile(other),
+        await Deno.readFile(join(runs.sasrec, "model.onnx")),
+      );
+    });
+
+    await t.step("eval and recommend --runtime ort agree with the engine", async () => {
+      for (const kind of ["sasrec", "gru4rec"]) {
+        const args = ["eval", runs[kind], "--split", "valid", "--mask-seen", "--quiet"];
+        const e = await runCli(args);
+        const o = await runCli([...args, "--runtime", "ort"]);
+        assert.equal(o.code, 0, o.stderr);
+        const em = JSON.parse(e.stdout);
+        const om = JSON.parse(o.stdout);
+        assert.equal(om.runtime, "ort");
+        for (const [name, v] of Object.entries(em.metrics as Record<string, number>)) {
+          assert.ok(Math.abs(om.metrics[name] - v) < 1e-9, `${kind} ${name}`);
+        }
+      }
+      // recommend's serving path (core/serve, shared by the CLI), engine vs exported graph.
+      const opened = await openRun(runs.sasrec);
+      const requests: RecommendRequest[] = opened.dataset.userIds().slice(0, 40).map((user, i) => ({
+        source: `user ${i}`,
+        value: { user },
+      }));
+      requests.push({
+        source: "history",
+        value: { history: opened.dataset.itemIds().slice(1, 4) },
+      });
+      const opts = { k: 10, includeSeen: false, explain: false };
+      const engine = recommendBatch(opened, requests, opts);
+      const scorer = await OrtScorer.open(opened, runs.sasrec);
+      const ort = await recommendWith(opened, scorer, requests, opts);
+      await scorer.close();
+      const items = (outs: RecommendOutcome[]) =>
+        outs.map((o) => "result" in o ? o.result.items : o);
+      assert.deepEqual(items(ort), items(engine));
+    });
+
+    await t.step("bad input: one line, exit 2, nothing written", async () => {
+      const fail = async (args: string[], pattern: RegExp) => {
+        const r = await runCli([...args, "--quiet"]);
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.stderr.split("\n").length, 1, r.stderr);
+        assert.match(r.stderr, pattern);
+      };
+      const out = join(root, "bad");
+      await Deno.mkdir(out);
+      // A run whose checkpoint is missing.
+      const broken = join(root, "broken");
+      await Deno.mkdir(broken);
+      await Deno.copyFile(join(runs.sasrec, "manifest.json"), join(broken, "manifest.json"));
+      await fail(["export", broken, "--onnx", join(out, "a.onnx")], /checkpoint missing/);
+      // A checkpoint written by another duaf version.
+      const file = await readSafetensors(join(runs.sasrec, "model.safetensors"));
+      await writeSafetensors(join(broken, "model.safetensors"), Object.fromEntries(file.tensors), {
+        ...file.metadata,
+        duaf: "0.0.1",
+      });
+      await fail(
+        ["export", broken, "--onnx", join(out, "a.onnx"), "--check-data", join(out, "c.json")],
+        /written by duaf 0\.0\.1/,
+      );
+      await fail(["export", join(root, "nowhere")], /not a duaf run/);
+      await fail(["export", runs.sasrec, "--topk", "0", "--onnx", join(out, "a.onnx")], /--topk/);
+      assert.deepEqual(listDir(out), []);
+      assert.deepEqual(listDir(broken), ["manifest.json", "model.safetensors"]);
+
+      // --runtime ort without an export, with another run's export, with --onnx alone.
+      await Deno.remove(join(runs.pop, "model.onnx"));
+      await fail(["eval", runs.pop, "--runtime", "ort"], /model\.onnx not found: run 'duaf export/);
+      await fail(
+        ["eval", runs.gru4rec, "--runtime", "ort", "--onnx", join(runs.sasrec, "model.onnx")],
+        /exported from another (model|checkpoint)/,
+      );
+      await fail(
+        ["recommend", runs.sasrec, "--user", "x", "--onnx", "m.onnx"],
+        /needs --runtime ort/,
+      );
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

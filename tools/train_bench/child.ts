@@ -1,0 +1,162 @@
+/**
+ * One system of `deno task bench train`, in its own process: trains one epoch of a duaf model
+ * through the library's runTraining (the same path as `duaf train`), timing every step and the
+ * full-ranking evaluations through the Progress seam, and prints one JSON line with the timings,
+ * the analytic FLOPs of a step and its own peak RSS (VmHWM).
+ *
+ *   deno run -A --v8-flags=--no-liftoff tools/train_bench/child.ts --dataset DIR --model sasrec
+ *     [--steps N] [--backend NAME] [--hidden 64] [--max-len 50] [--batch 2048]
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { resolveConfig } from "../../core/config.ts";
+import { loadDataset } from "../../core/data/dataset.ts";
+import { isUserError } from "../../core/errors.ts";
+import type { Progress, ProgressTask } from "../../core/progress.ts";
+import { activateBackend, runTraining } from "../../core/train/run.ts";
+import { splitExamples } from "../../core/train/examples.ts";
+import { duafStepFlops, sasrecStepFlops } from "./flops.ts";
+
+export interface ChildResult {
+  model: string;
+  /** Set instead of the timings when the model cannot be built (e.g. not in this build). */
+  unavailable?: string;
+  backend: string;
+  backendDescription: string;
+  stepsPerEpoch: number;
+  /** Steps timed (stepsPerEpoch for a full epoch). */
+  steps: number;
+  /** Wall seconds of each step, in order. */
+  stepSeconds: number[];
+  /** The trainer's epoch time over `steps` steps. */
+  epochSeconds: number;
+  evalValidSeconds: number;
+  evalTestSeconds: number;
+  evalUsers: number;
+  flopsPerStep: number;
+  loss: Record<string, number>;
+  peakRssMb: number;
+}
+
+/** Peak resident set of this process (VmHWM), in MB. */
+export function peakRssMb(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Records when each task started, ticked and finished. */
+class TimingProgress implements Progress {
+  readonly ticks = new Map<string, number[]>();
+  readonly durations = new Map<string, number>();
+  log(message: string): void {
+    console.error(message);
+  }
+  start(label: string): ProgressTask {
+    const t0 = performance.now();
+    const ticks = [t0];
+    this.ticks.set(label, ticks);
+    return {
+      tick: () => {
+        ticks.push(performance.now());
+      },
+      done: () => {
+        const s = (performance.now() - t0) / 1000;
+        this.durations.set(label, s);
+        console.error(`${label}: ${s.toFixed(1)} s`);
+      },
+    };
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      dataset: { type: "string" },
+      model: { type: "string", default: "sasrec" },
+      steps: { type: "string", default: "0" },
+      backend: { type: "string" },
+      hidden: { type: "string", default: "64" },
+      "max-len": { type: "string", default: "50" },
+      batch: { type: "string", default: "2048" },
+    },
+  });
+  if (!values.dataset) throw new Error("--dataset DIR is required");
+  const { backend } = await activateBackend(values.backend);
+  const description = (backend as { description?: string }).description ?? backend.name;
+  const hidden = Number(values.hidden);
+  const config = resolveConfig(null, [
+    `model=${values.model}`,
+    `hidden=${hidden}`,
+    `inner=${4 * hidden}`,
+    `maxLen=${values["max-len"]}`,
+    `batchSize=${values.batch}`,
+    "epochs=1",
+    `maxSteps=${values.steps}`,
+  ]);
+  const ds = await loadDataset(values.dataset);
+  const nTrain = splitExamples(ds, "train").users.length;
+  const stepsPerEpoch = Math.ceil(nTrain / config.batchSize);
+  const steps = config.maxSteps > 0 ? Math.min(config.maxSteps, stepsPerEpoch) : stepsPerEpoch;
+  const base = { model: config.model, backend: backend.name, backendDescription: description };
+  const out = await Deno.makeTempDir({ prefix: "duaf-bench-run-" });
+  const progress = new TimingProgress();
+  try {
+    const { manifest } = await runTraining({
+      dataset: values.dataset,
+      out: join(out, "run"),
+      config,
+      progress,
+      backendName: backend.name,
+    });
+    const epochTicks = progress.ticks.get("epoch 1") ?? [];
+    const stepSeconds = epochTicks.slice(1).map((t, i) => (t - epochTicks[i]) / 1000);
+    const shape = {
+      batch: config.batchSize,
+      len: config.maxLen,
+      hidden: config.hidden,
+      inner: config.inner,
+      layers: config.layers,
+      items: ds.numItems + 1,
+    };
+    const dc = config.duafmat;
+    const text = dc.modalities.includes("text") && ds.text ? ds.text.dim : 0;
+    const image = dc.modalities.includes("image") && ds.image ? ds.image.dim : 0;
+    const flopsPerStep = config.model === "duafmat"
+      ? duafStepFlops({
+        ...shape,
+        textDim: text,
+        imageDim: image,
+        timeDim: dc.timeDim,
+        modalities: 1 + (text ? 1 : 0) + (image ? 1 : 0),
+        vsclPasses: dc.vscl ? (text ? 1 : 0) + (image ? 1 : 0) : 0,
+        vsclRows: dc.vsclRows,
+        experts: image && dc.matMoe ? dc.experts : 0,
+        noiseDim: dc.noiseDim,
+        expertHidden: dc.expertHidden,
+      })
+      : sasrecStepFlops(shape);
+    const record = manifest.history[0] as { seconds: number; loss: Record<string, number> };
+    const result: ChildResult = {
+      ...base,
+      stepsPerEpoch,
+      steps,
+      stepSeconds,
+      epochSeconds: record.seconds,
+      evalValidSeconds: progress.durations.get("eval valid") ?? NaN,
+      evalTestSeconds: progress.durations.get("eval test") ?? NaN,
+      evalUsers: splitExamples(ds, "test").users.length,
+      flopsPerStep,
+      loss: record.loss,
+      peakRssMb: peakRssMb(),
+    };
+    console.log(JSON.stringify(result));
+  } catch (e) {
+    if (!isUserError(e)) throw e;
+    console.log(JSON.stringify({ ...base, unavailable: e.message }));
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+}
+
+if (import.meta.main) await main();
