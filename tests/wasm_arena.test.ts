@@ -1,6 +1,6 @@
-/** The wasm tensor arena (size classes, deterministic reuse, growth) and kernel loading. */
+/** The wasm tensor arena (best fit, coalescing, deterministic reuse, growth) and kernel loading. */
 import assert from "node:assert/strict";
-import { Arena, classBytes, PAGE_BYTES } from "../core/backends/wasm/arena.ts";
+import { Arena, blockBytes, PAGE_BYTES } from "../core/backends/wasm/arena.ts";
 import { kernelUrl, runtimeHasRelaxedSimd } from "../core/backends/wasm/kernels.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 
@@ -8,46 +8,53 @@ function memory(pages = 1): WebAssembly.Memory {
   return new WebAssembly.Memory({ initial: pages, maximum: 65536, shared: true });
 }
 
-Deno.test("arena size classes: 64-byte multiples, at most 25% (+64 B) over the request", () => {
-  let prev = 0;
-  for (let bytes = 1; bytes < 1 << 22; bytes = Math.ceil(bytes * 1.37) + 1) {
-    const c = classBytes(bytes);
-    assert.equal(c % 64, 0, `class of ${bytes}`);
-    assert.ok(c >= bytes && c <= bytes * 1.25 + 64, `class of ${bytes} is ${c}`);
-    assert.ok(c >= prev, "classes grow with the request");
-    prev = c;
-  }
-  assert.equal(classBytes(0), 64);
-  assert.equal(classBytes(4096), 4096);
-  assert.equal(classBytes(4097), 5120);
-});
-
-Deno.test("arena: aligned blocks, LIFO reuse per class, same sequence gives same addresses", () => {
+Deno.test("arena: 64-byte blocks, best-fit reuse with splitting, same calls give same addresses", () => {
+  assert.equal(blockBytes(0), 64);
+  assert.equal(blockBytes(64), 64);
+  assert.equal(blockBytes(65), 128);
   const trace = () => {
     const arena = new Arena(memory(), PAGE_BYTES);
-    const ptrs: number[] = [];
-    const a = arena.alloc(100);
-    const b = arena.alloc(5000);
-    const c = arena.alloc(100);
-    ptrs.push(a, b, c);
-    arena.free(a, 100);
-    arena.free(c, 90); // same class as 100
-    ptrs.push(arena.alloc(70)); // takes c back (last freed)
-    ptrs.push(arena.alloc(128)); // then a
-    ptrs.push(arena.alloc(100)); // fresh block
+    const a = arena.alloc(100); // 128
+    const b = arena.alloc(5000); // 5056
+    const c = arena.alloc(100); // 128
+    const guard = arena.alloc(64); // keeps c off the top
     arena.free(b, 5000);
-    ptrs.push(arena.alloc(4500)); // b's class (5120) again
-    return { ptrs, inUse: arena.bytesInUse };
+    const small = arena.alloc(1000); // best fit: b's hole, split
+    const rest = arena.alloc(4000); // the rest of b's hole
+    arena.free(a, 100);
+    const again = arena.alloc(128); // exact fit: a's block
+    return { ptrs: [a, b, c, guard, small, rest, again], inUse: arena.bytesInUse };
   };
   const t1 = trace();
   assert.deepEqual(t1, trace());
-  const [a, b, c, c2, a2, d, b2] = t1.ptrs;
+  const [a, b, c, , small, rest, again] = t1.ptrs;
   for (const p of t1.ptrs) assert.equal(p % 64, 0);
-  assert.equal(c2, c);
-  assert.equal(a2, a);
-  assert.ok(d > c && d !== a);
-  assert.equal(b2, b);
-  assert.equal(t1.inUse, 128 * 3 + 5120);
+  assert.equal(small, b);
+  assert.equal(rest, b + 1024);
+  assert.ok(rest + 4032 <= c);
+  assert.equal(again, a);
+});
+
+Deno.test("arena: freed neighbours coalesce, and a free run at the top returns to the bump region", () => {
+  const arena = new Arena(memory(), PAGE_BYTES);
+  const keep = arena.alloc(64);
+  const start = arena.top;
+  const blocks = [100, 3000, 64, 70000, 640].map((n) => [arena.alloc(n), n]);
+  // Free in a scrambled order: the holes must merge into one and the top come back down.
+  for (const i of [1, 3, 0, 4, 2]) arena.free(blocks[i][0], blocks[i][1]);
+  assert.equal(arena.top, start);
+  assert.equal(arena.freeBlocks, 0);
+  // Varying shapes step after step do not grow the arena (the failure mode of size classes).
+  for (let step = 0; step < 50; step++) {
+    const live = Array.from({ length: 20 }, (_, i) => {
+      const n = 1000 + ((step * 7919 + i * 104729) % 200000);
+      return [arena.alloc(n), n];
+    });
+    for (const [p, n] of live.reverse()) arena.free(p, n);
+  }
+  assert.equal(arena.top, start);
+  assert.equal(arena.bytesInUse, 64);
+  arena.free(keep, 64);
 });
 
 Deno.test("arena: grows the memory on demand and refreshes its views", () => {

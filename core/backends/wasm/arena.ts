@@ -1,33 +1,30 @@
 /**
  * The tensor arena: one shared WebAssembly.Memory carved into 64-byte-aligned blocks.
  *
- * Blocks come in size classes (multiples of 64 bytes up to 4 KiB, then four classes per power of
- * two); a freed block goes on its class's LIFO free list and the next allocation of that class
- * takes it back, so the same sequence of alloc/free calls always yields the same addresses.
- * Blocks are never split or merged: training repeats the same shapes every step, so free lists
- * reach a steady state after the first one. New blocks come from a bump pointer, growing the
- * memory when needed; typed-array views are re-created after every grow.
+ * A best-fit allocator with splitting and coalescing: free blocks are kept sorted by address,
+ * an allocation takes the smallest free block that fits (lowest address on ties) and splits off
+ * the rest, and a freed block merges with free neighbours — or with the bump region when it
+ * ends at the top. Training frees every per-step tensor at the end of the step, so the free
+ * space coalesces back into one region each step even when shapes change from batch to batch
+ * (length-bucketed batches do). Decisions depend only on the sequence of calls, so the same
+ * calls always yield the same addresses. Views are re-created after every grow.
  */
 
 export const PAGE_BYTES = 65536;
 export const MAX_PAGES = 65536;
 const ALIGN = 64;
-const SMALL_LIMIT = 4096;
 
-/** Bytes actually reserved for a request of `bytes` (its size class). */
-export function classBytes(bytes: number): number {
-  const b = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
-  if (b <= SMALL_LIMIT) return b;
-  // four classes per power of two: 2^e * {1, 1.25, 1.5, 1.75}
-  const e = Math.floor(Math.log2(b));
-  const quarter = 2 ** (e - 2);
-  return Math.ceil(b / quarter) * quarter;
+/** Bytes actually reserved for a request of `bytes`. */
+export function blockBytes(bytes: number): number {
+  return Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
 }
 
 export class Arena {
   readonly memory: WebAssembly.Memory;
   #top: number;
-  #free = new Map<number, number[]>();
+  /** Free blocks as parallel arrays sorted by address. */
+  #freeAddr: number[] = [];
+  #freeSize: number[] = [];
   #f32!: Float32Array;
   #i32!: Int32Array;
   #u8!: Uint8Array;
@@ -51,17 +48,45 @@ export class Arena {
     return this.#u8;
   }
 
-  /** Bytes currently handed out (by class size). */
+  /** Bytes currently handed out. */
   get bytesInUse(): number {
     return this.#inUse;
   }
 
+  /** End of the highest block ever handed out that is still below the bump pointer. */
+  get top(): number {
+    return this.#top;
+  }
+
+  /** Number of free blocks below the top (fragmentation indicator). */
+  get freeBlocks(): number {
+    return this.#freeAddr.length;
+  }
+
   /** Byte address of a new block of at least `bytes` bytes (contents unspecified). */
   alloc(bytes: number): number {
-    const size = classBytes(bytes);
-    const list = this.#free.get(size);
+    const size = blockBytes(bytes);
+    let best = -1;
+    for (let i = 0; i < this.#freeSize.length; i++) {
+      const f = this.#freeSize[i];
+      if (f >= size && (best < 0 || f < this.#freeSize[best])) {
+        best = i;
+        if (f === size) break;
+      }
+    }
     this.#inUse += size;
-    if (list && list.length > 0) return list.pop()!;
+    if (best >= 0) {
+      const ptr = this.#freeAddr[best];
+      const rest = this.#freeSize[best] - size;
+      if (rest > 0) {
+        this.#freeAddr[best] = ptr + size;
+        this.#freeSize[best] = rest;
+      } else {
+        this.#freeAddr.splice(best, 1);
+        this.#freeSize.splice(best, 1);
+      }
+      return ptr;
+    }
     const ptr = this.#top;
     const end = ptr + size;
     const have = this.memory.buffer.byteLength;
@@ -82,14 +107,37 @@ export class Arena {
 
   /** Returns a block obtained from alloc(bytes) with the same `bytes`. */
   free(ptr: number, bytes: number): void {
-    const size = classBytes(bytes);
-    let list = this.#free.get(size);
-    if (!list) {
-      list = [];
-      this.#free.set(size, list);
-    }
-    list.push(ptr);
+    let size = blockBytes(bytes);
     this.#inUse -= size;
+    let addr = ptr;
+    // Position of the first free block above ptr (binary search).
+    let lo = 0;
+    let hi = this.#freeAddr.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.#freeAddr[mid] < ptr) lo = mid + 1;
+      else hi = mid;
+    }
+    // Merge with the free block just below.
+    if (lo > 0 && this.#freeAddr[lo - 1] + this.#freeSize[lo - 1] === addr) {
+      lo--;
+      addr = this.#freeAddr[lo];
+      size += this.#freeSize[lo];
+      this.#freeAddr.splice(lo, 1);
+      this.#freeSize.splice(lo, 1);
+    }
+    // Merge with the free block just above.
+    if (lo < this.#freeAddr.length && addr + size === this.#freeAddr[lo]) {
+      size += this.#freeSize[lo];
+      this.#freeAddr.splice(lo, 1);
+      this.#freeSize.splice(lo, 1);
+    }
+    if (addr + size === this.#top) {
+      this.#top = addr; // back into the bump region
+      return;
+    }
+    this.#freeAddr.splice(lo, 0, addr);
+    this.#freeSize.splice(lo, 0, size);
   }
 
   #refreshViews(): void {
