@@ -153,6 +153,15 @@ function checkKeys(obj: Record<string, unknown>, prefix: string, source: string)
   }
 }
 
+let defaults: TrainConfig | null = null;
+
+function defaultAt(key: string): unknown {
+  defaults ??= TrainConfigSchema.parse({});
+  const [head, tail] = key.split(".", 2);
+  const top = (defaults as Record<string, unknown>)[head];
+  return tail === undefined ? top : (top as Record<string, unknown>)?.[tail];
+}
+
 /** Parses one `--set key=value` value: JSON when it parses (numbers, booleans, arrays), else a string. */
 function parseValue(raw: string): unknown {
   if (raw.includes(",") && !raw.startsWith("[")) return raw.split(",").map(parseValue);
@@ -183,7 +192,9 @@ export function resolveConfig(
       "",
       "--set",
     );
-    const value = parseValue(o.slice(eq + 1));
+    let value = parseValue(o.slice(eq + 1));
+    // A single value for a list key is a one-element list (--set validKs=10).
+    if (Array.isArray(defaultAt(key)) && !Array.isArray(value)) value = [value];
     if (key.startsWith("duafmat.")) {
       const sub = (merged.duafmat ??= {}) as Record<string, unknown>;
       sub[key.slice(8)] = value;

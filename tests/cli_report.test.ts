@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { resolveConfig } from "../core/config.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
 import { formatNumber } from "../core/report/html.ts";
+import { niceTicks } from "../core/report/svg.ts";
 import {
   accumulateWeights,
   finishWeights,
@@ -134,6 +135,13 @@ Deno.test("report: sasrec and duafmat runs, and a run with no finished epoch", a
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("report: axis ticks are round numbers that include exact ends", () => {
+  assert.deepEqual(niceTicks(3.5, 3.65), [3.5, 3.55, 3.6, 3.65]);
+  assert.deepEqual(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+  assert.deepEqual(niceTicks(0.0021, 0.0079), [0.004, 0.006]);
+  assert.deepEqual(niceTicks(2, 2), [2]);
 });
 
 Deno.test("report: time-gap buckets are half a decade wide in days", () => {

@@ -1,15 +1,19 @@
-// `duaf export` end to end on the beauty-mini fixture: for every model kind, a tiny model trained
-// for a couple of steps is exported, and onnxruntime-web's scores on every test user match the
+// `duaf export` end to end on the beauty-mini fixture: for every model kind (and DuAF-MAT's
+// graph variants), a tiny model trained for a couple of steps is exported, and onnxruntime-web's scores on every test user match the
 // engine's (1e-4 relative to the row's largest score) with identical top-10 lists (ties aside);
 // `eval`/`recommend --runtime ort` agree with the engine; bad inputs fail with one line, exit 2,
 // and leave no file behind.
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { loadDataset } from "../core/data/dataset.ts";
+import { batchInputs } from "../core/export/export_run.ts";
 import { readOnnxModel } from "../core/export/onnx_graph.ts";
 import { META } from "../core/export/onnx_export.ts";
 import { createSession, ortTensor } from "../core/features/ort.ts";
 import { readSafetensors, writeSafetensors } from "../core/io/safetensors.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
+import { DuafMat } from "../core/models/duaf/duafmat.ts";
+import { Rng } from "../core/random.ts";
 import { OrtScorer } from "../core/serve/ort_scorer.ts";
 import {
   recommendBatch,
@@ -25,16 +29,49 @@ import { VERSION } from "../core/version.ts";
 import { listDir, runCli } from "./helpers/run_cli.ts";
 import { TINY_SETS, tinyDataset, tinyTrain } from "./helpers/tiny_run.ts";
 
+const FIXTURE = new URL("../fixtures/beauty-mini/", import.meta.url).pathname;
+
 const TOL = 1e-4;
 const CHECK_SCRIPT = new URL("../tools/check_onnx.mjs", import.meta.url).pathname;
 
-/** Per kind, the overrides on top of the tiny config (a couple of steps, small widths). */
-const KINDS: Record<string, string[]> = {
-  sasrec: ["layers=2"],
-  gru4rec: ["gruHidden=16", "gruLayers=2"],
-  fdsa: [],
-  pop: [],
+interface Case {
+  model: string;
+  /** Overrides on top of the tiny config (a couple of steps, small widths). */
+  sets: string[];
+  /** Train on the dataset with (partly missing) image features. */
+  images?: boolean;
+}
+
+const CASES: Record<string, Case> = {
+  sasrec: { model: "sasrec", sets: ["layers=2"] },
+  gru4rec: { model: "gru4rec", sets: ["gruHidden=16", "gruLayers=2"] },
+  fdsa: { model: "fdsa", sets: [] },
+  pop: { model: "pop", sets: [] },
+  // Time-aware fusion of ID, text and images; MAT-MoE fills the 30 % of items without images.
+  duafmat: { model: "duafmat", sets: ["layers=2"], images: true },
+  // Ablations with other graphs: ID-only fusion query and mean-filled images; average fusion
+  // (no timestamps input) scored against the ID table.
+  "duafmat-query-id": {
+    model: "duafmat",
+    sets: ["duafmat.query=id", "duafmat.matMoe=false", "duafmat.missingFill=mean"],
+    images: true,
+  },
+  "duafmat-no-fusion": {
+    model: "duafmat",
+    sets: ["duafmat.fusion=false", "duafmat.scoreWith=id"],
+  },
 };
+
+/** Image features for about 70 % of the dataset's items (seeded), as precomputed JSONL. */
+async function imageFeatures(ds: string, path: string): Promise<void> {
+  const rng = new Rng(7);
+  const lines: string[] = [];
+  for (const id of (await loadDataset(ds)).itemIds().slice(1)) {
+    if (rng.uniform() < 0.3) continue;
+    lines.push(JSON.stringify({ id, vector: Array.from({ length: 8 }, () => rng.normal()) }));
+  }
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+}
 
 /** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */
 function assertRowsMatch(
@@ -69,25 +106,41 @@ function assertRowsMatch(
   }
 }
 
-function int64(a: Int32Array): BigInt64Array {
-  return BigInt64Array.from(a, (v) => BigInt(v));
-}
-
 Deno.test("export: ONNX graphs of every model kind match the engine", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "duaf-export-" });
   try {
     const ds = await tinyDataset(root);
+    await imageFeatures(ds, join(root, "images.jsonl"));
+    const withImages = join(root, "ds-images");
+    const p = await runCli([
+      "preprocess",
+      "--format",
+      "amazon2014",
+      "--reviews",
+      join(FIXTURE, "reviews_Beauty_5.json.gz"),
+      "--meta",
+      join(FIXTURE, "meta_Beauty.json.gz"),
+      "--image-features",
+      join(root, "images.jsonl"),
+      "--text-dim",
+      "16",
+      "--out",
+      withImages,
+      "--quiet",
+    ]);
+    assert.equal(p.code, 0, p.stderr);
     const runs: Record<string, string> = {};
-    for (const [kind, sets] of Object.entries(KINDS)) {
+    for (const [kind, c] of Object.entries(CASES)) {
       await t.step(kind, async () => {
         const run = join(root, kind);
-        await tinyTrain(ds, run, [
+        const data = c.images ? withImages : ds;
+        await tinyTrain(data, run, [
           ...TINY_SETS,
-          `model=${kind}`,
+          `model=${c.model}`,
           "epochs=1",
           "maxSteps=2",
           "maxLen=20",
-          ...sets,
+          ...c.sets,
         ]);
         runs[kind] = run;
         const check = join(root, `${kind}.check.json`);
@@ -96,27 +149,35 @@ Deno.test("export: ONNX graphs of every model kind match the engine", async (t) 
         const report = JSON.parse(r.stdout);
         const onnxPath = join(run, "model.onnx");
         assert.equal(report.onnx, onnxPath);
-        assert.deepEqual(report.outputs, ["scores", "topk_scores", "topk_items"]);
 
         // The file: documented inputs with dynamic dims, and the metadata that ties it to the run.
         const bytes = await Deno.readFile(onnxPath);
         const m = readOnnxModel(bytes);
         const opened = await openRun(run);
         const cols = opened.dataset.numItems + 1;
-        const expectInputs = kind === "pop" ? ["item_seq_len"] : ["item_seq", "item_seq_len"];
+        const fused = opened.model instanceof DuafMat && opened.model.time !== null;
+        const expectInputs = c.model === "pop"
+          ? ["item_seq_len"]
+          : ["item_seq", "item_seq_len", ...(fused ? ["timestamps"] : [])];
+        assert.deepEqual(report.inputs, expectInputs);
         assert.deepEqual(m.inputs.map((i) => i.name), expectInputs);
         for (const i of m.inputs) {
-          assert.equal(i.dtype, "int64");
-          assert.deepEqual(i.shape, i.name === "item_seq" ? ["batch", "seq"] : ["batch"]);
+          assert.equal(i.dtype, i.name === "timestamps" ? "float32" : "int64");
+          assert.deepEqual(i.shape, i.name === "item_seq_len" ? ["batch"] : ["batch", "seq"]);
         }
+        const weightsOut = fused
+          ? [["modality_weights", ["batch", "seq", (opened.model as DuafMat).modalities.length]]]
+          : [];
         assert.deepEqual(m.outputs.map((o) => [o.name, o.shape]), [
           ["scores", ["batch", cols]],
+          ...weightsOut,
           ["topk_scores", ["batch", 10]],
           ["topk_items", ["batch", 10]],
         ]);
+        assert.deepEqual(report.outputs, m.outputs.map((o) => o.name));
         assert.equal(m.metadata[META.version], VERSION);
-        assert.equal(m.metadata[META.model], kind);
-        assert.equal(m.metadata[META.dataset], await datasetHash(ds));
+        assert.equal(m.metadata[META.model], c.model);
+        assert.equal(m.metadata[META.dataset], await datasetHash(data));
         assert.equal(Number(m.metadata[META.origin]), opened.origin);
 
         // Every test user, in batches of 256 (each padded to its own longest history).
@@ -132,10 +193,11 @@ Deno.test("export: ONNX graphs of every model kind match the engine", async (t) 
         // Dynamic shapes at the edges: a single one-item history, and a batch of full length.
         batches.push(batchFromHistories([{ items: [5], times: [opened.origin] }], maxLen, 0));
         const long = Array.from({ length: maxLen + 3 }, (_, i) => 1 + (i * 7) % (cols - 1));
+        const day = 86400;
         batches.push(batchFromHistories(
           [
-            { items: long, times: long.map(() => opened.origin) },
-            { items: [3, 1], times: [opened.origin, opened.origin] },
+            { items: long, times: long.map((_, i) => opened.origin + day * (i * i + 0.5)) },
+            { items: [3, 1], times: [opened.origin + 9 * day, opened.origin + 4000 * day] },
           ],
           maxLen,
           opened.origin,
@@ -154,10 +216,12 @@ Deno.test("export: ONNX graphs of every model kind match the engine", async (t) 
         // The TopK head equals top-k of the scores with the padding column excluded.
         const session = await createSession(bytes);
         const b = batches[0];
-        const feeds: Record<string, ReturnType<typeof ortTensor>> = {
-          item_seq_len: ortTensor("int64", int64(b.lengths), [b.size]),
-        };
-        if (kind !== "pop") feeds.item_seq = ortTensor("int64", int64(b.items), [b.size, b.len]);
+        const feeds: Record<string, ReturnType<typeof ortTensor>> = {};
+        for (const [name, v] of Object.entries(batchInputs(b, report.inputs))) {
+          feeds[name] = name === "timestamps"
+            ? ortTensor("float32", Float32Array.from(v.data), v.dims)
+            : ortTensor("int64", BigInt64Array.from(v.data, BigInt), v.dims);
+        }
         const out = await session.run(feeds);
         const scores = out.scores.data as Float32Array;
         const items = out.topk_items.data as BigInt64Array;
@@ -171,6 +235,21 @@ Deno.test("export: ONNX graphs of every model kind match the engine", async (t) 
               got >= 1 && scores[r * cols + got] === want.scores[i],
               `${kind} topk row ${r}`,
             );
+          }
+        }
+        // DuAF's per-step modality weights equal the engine's explanation.
+        if (fused) {
+          const ctx = { training: false, rng: new Rng(0) };
+          const explained = opened.model.explain!(b, ctx);
+          const omega = out.modality_weights.data as Float32Array;
+          const names = explained.modalities;
+          for (let r = 0; r < b.size; r++) {
+            explained.perRow(r, b.lengths[r]).forEach((step, i) => {
+              names.forEach((n, k) => {
+                const got = omega[(r * b.len + i) * names.length + k];
+                assert.ok(Math.abs(got - step[n]) < 1e-5, `${kind} weight ${r}/${i}/${n}`);
+              });
+            });
           }
         }
         await session.release();

@@ -154,8 +154,12 @@ async function bench(): Promise<void> {
       `\nSASRec d=${cfg.hidden} layers=${cfg.layers} L=${cfg.maxLen} on ${note}: ` +
         `${users.length} users, ${opened.dataset.numItems} items; top-10 over all items`,
     );
+    // Other processes share the cores on a busy machine: the load average says how much.
+    const load = (await Deno.readTextFile("/proc/loadavg").catch(() => "?")).split(" ")[0];
     console.log(
-      `machine: ${cpus()[0]?.model ?? "?"} x${cpus().length}, ${new Date().toISOString()}`,
+      `machine: ${cpus()[0]?.model ?? "?"} x${cpus().length}, load average ${load}, ${
+        new Date().toISOString()
+      }`,
     );
     console.log(
       `throughput over ${Math.min(n, users.length)} users in batches of ${BATCH}; ` +

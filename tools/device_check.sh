@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One-command GPU check for the cuda backend, for a machine with an NVIDIA GPU, its driver and
-# nvcc, that can reach nothing outside itself. Fetches nothing. Target: under 8 minutes on one
-# H100/H200.
+# nvcc, that can reach nothing outside itself. Fetches nothing. Under 8 minutes on one H100/H200:
+# each step has a time cap, and all of them share a 450 s budget (DUAF_CHECK_BUDGET).
 #
 #   1. builds ffi/cuda/build/libduaf_cuda.so (nvcc),
 #   2. runs the GPU parity tests (tests/cuda_backend.test.ts, tests/cuda_parity.test.ts),
 #   3. benchmarks GEMM (cuBLAS and built-in) and per-call cost (tools/bench_cuda.ts),
 #   4. times one training epoch of SASRec and DuAF-MAT on Amazon Beauty with --backend cuda,
 #      beside PyTorch's SASRec on the same GPU (tools/torch/sasrec_train.py --device cuda),
-#   5. prints a short table. Logs go to $OUT (the device tool's output folder) or tmp/device-out.
+#   5. prints a short table. $OUT (the device tool's output folder, else tmp/device-out) gets
+#      two files: summary.md and logs.tar.gz (every step's log).
 #
 # Deno: $DENO, else `deno` on PATH, else tmp/device/deno.xz (made by tools/device_pack.sh, which
 # also bundles the CLI and copies the data; carry tmp/device along with the repo). Without Deno
@@ -16,12 +17,13 @@
 #
 # Step 4 drives the CLI (`duaf preprocess`, `duaf train --backend cuda`): it needs the trainer
 # and models wired to the backend registry; until then those rows read "failed" and the log in
-# $OUT says why. Steps 1-3 depend on nothing but this backend.
+# logs.tar.gz says why. Steps 1-3 depend on nothing but this backend.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PACK=${DUAF_DEVICE_PACK:-$ROOT/tmp/device}
 OUT=${OUT:-$ROOT/tmp/device-out}
+LOGS=$(mktemp -d /tmp/duaf-check.XXXXXX) # packed into $OUT/logs.tar.gz at the end
 mkdir -p "$OUT"
 T0=$(date +%s)
 export NO_COLOR=1 # plain test summaries to grep
@@ -30,14 +32,21 @@ declare -A ROW
 
 log() { echo "device_check: $*" >&2; }
 elapsed() { echo $(($(date +%s) - T0)); }
+# Seconds a step may take: its own cap, cut to what is left of DUAF_CHECK_BUDGET (default 450 s,
+# so the whole script stays under 8 minutes even when every step hangs).
+BUDGET=${DUAF_CHECK_BUDGET:-450}
+cap() {
+  local left=$((BUDGET - $(elapsed)))
+  if [ "$left" -lt "$1" ]; then echo $((left > 5 ? left : 5)); else echo "$1"; fi
+}
 
 # ---- environment --------------------------------------------------------------------------
 if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$OUT/gpu.txt" 2>&1
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$LOGS/gpu.txt" 2>&1
 else
-  echo "no nvidia-smi" >"$OUT/gpu.txt"
+  echo "no nvidia-smi" >"$LOGS/gpu.txt"
 fi
-log "gpu: $(head -1 "$OUT/gpu.txt")"
+log "gpu: $(head -1 "$LOGS/gpu.txt")"
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 "$NVCC" --version | tail -2 >&2 || log "no nvcc at $NVCC"
 
@@ -76,13 +85,13 @@ log "cuBLAS: ${DUAF_CUBLAS:-(system search)}"
 SHIM=$ROOT/ffi/cuda/build/libduaf_cuda.so
 t=$(date +%s)
 if [ -n "$DENO" ]; then
-  "$DENO" run "${DENO_FLAGS[@]}" ffi/cuda/build.ts >"$OUT/build.txt" 2>&1
+  "$DENO" run "${DENO_FLAGS[@]}" ffi/cuda/build.ts >"$LOGS/build.txt" 2>&1
 else
   # Same flags as ffi/cuda/build.ts.
   mkdir -p ffi/cuda/build &&
     "$NVCC" -O3 -std=c++17 -shared -Xcompiler -fPIC,-Wall --cudart=static \
       -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80 \
-      -o "$SHIM" ffi/cuda/shim.cu >"$OUT/build.txt" 2>&1
+      -o "$SHIM" ffi/cuda/shim.cu >"$LOGS/build.txt" 2>&1
 fi
 if [ $? -eq 0 ] && [ -f "$SHIM" ]; then ROW[build]="ok ($(($(date +%s) - t)) s)"; else ROW[build]="FAILED"; fi
 log "build: ${ROW[build]}"
@@ -90,12 +99,12 @@ export DUAF_CUDA_LIB=$SHIM
 
 # ---- 2. parity tests ----------------------------------------------------------------------
 if [ -n "$DENO" ] && [ "${ROW[build]}" != "FAILED" ]; then
-  timeout 240 "$DENO" test "${DENO_FLAGS[@]}" tests/cuda_backend.test.ts tests/cuda_parity.test.ts \
-    >"$OUT/parity.txt" 2>&1
+  timeout "$(cap 180)" "$DENO" test "${DENO_FLAGS[@]}" tests/cuda_backend.test.ts tests/cuda_parity.test.ts \
+    >"$LOGS/parity.txt" 2>&1
   rc=$?
-  ROW[parity]="$(grep -E '^(ok|FAILED) \|' "$OUT/parity.txt" | tail -1 | tr '|' ',')"
+  ROW[parity]="$(grep -E '^(ok|FAILED) \|' "$LOGS/parity.txt" | tail -1 | tr '|' ',')"
   [ $rc -eq 0 ] || ROW[parity]="FAILED (rc $rc): ${ROW[parity]}"
-  grep -E 'FAILED|error:' "$OUT/parity.txt" | head -20 >&2
+  grep -E 'FAILED|error:' "$LOGS/parity.txt" | head -20 >&2
 else
   ROW[parity]="skipped"
 fi
@@ -103,9 +112,9 @@ log "parity: ${ROW[parity]}"
 
 # ---- 3. micro-benchmarks ------------------------------------------------------------------
 if [ -n "$DENO" ] && [ "${ROW[build]}" != "FAILED" ]; then
-  timeout 120 "$DENO" run "${DENO_FLAGS[@]}" tools/bench_cuda.ts >"$OUT/bench_cuda.txt" 2>&1 ||
-    log "bench_cuda failed (see $OUT/bench_cuda.txt)"
-  cat "$OUT/bench_cuda.txt" >&2
+  timeout "$(cap 60)" "$DENO" run "${DENO_FLAGS[@]}" tools/bench_cuda.ts >"$LOGS/bench_cuda.txt" 2>&1 ||
+    log "bench_cuda failed (see bench_cuda.txt)"
+  cat "$LOGS/bench_cuda.txt" >&2
 fi
 
 # ---- 4. one training epoch ----------------------------------------------------------------
@@ -127,15 +136,15 @@ if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
   meta_args=()
   [ -f "$META" ] && meta_args=(--meta "$META")
   # [depends on the CLI wiring] preprocess + train
-  timeout 180 "$DENO" run "${CLI_FLAGS[@]}" "$CLI" preprocess --format amazon2014 \
-    --reviews "$REVIEWS" "${meta_args[@]}" --out "$DATASET" >"$OUT/preprocess.txt" 2>&1 ||
-    log "preprocess failed (see $OUT/preprocess.txt)"
+  timeout "$(cap 90)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" preprocess --format amazon2014 \
+    --reviews "$REVIEWS" "${meta_args[@]}" --out "$DATASET" >"$LOGS/preprocess.txt" 2>&1 ||
+    log "preprocess failed (see preprocess.txt)"
   for model in sasrec duafmat; do
     rm -rf "/tmp/duaf-run-$model"
     t=$(date +%s)
-    if timeout 240 "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out "/tmp/duaf-run-$model" \
-      --model "$model" --set epochs=1 --backend cuda >"$OUT/train_$model.json" 2>"$OUT/train_$model.log"; then
-      ROW[$model]="$(epoch_of "$OUT/train_$model.log") s/epoch ($(($(date +%s) - t)) s with setup + eval)"
+    if timeout "$(cap 120)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out "/tmp/duaf-run-$model" \
+      --model "$model" --set epochs=1 --backend cuda >"$LOGS/train_$model.json" 2>"$LOGS/train_$model.log"; then
+      ROW[$model]="$(epoch_of "$LOGS/train_$model.log") s/epoch ($(($(date +%s) - t)) s with setup + eval)"
     else
       ROW[$model]="failed (see train_$model.log)"
     fi
@@ -148,15 +157,15 @@ fi
 
 if [ -f "$REVIEWS" ]; then
   t=$(date +%s)
-  if timeout 240 "$PYTHON" tools/torch/sasrec_train.py --reviews "$REVIEWS" --device cuda --epochs 1 \
-    >"$OUT/torch_sasrec.json" 2>"$OUT/torch_sasrec.log"; then
+  if timeout "$(cap 120)" "$PYTHON" tools/torch/sasrec_train.py --reviews "$REVIEWS" --device cuda --epochs 1 \
+    >"$LOGS/torch_sasrec.json" 2>"$LOGS/torch_sasrec.log"; then
     ROW[torch]=$("$PYTHON" -c 'import json,sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
     if r.get("event") == "skipped": print("skipped: " + r.get("reason", "")); break
     if r.get("event") in ("epoch", "partial"):
         print("%s s/epoch" % r.get("epoch_seconds_extrapolated", r["seconds"])); break' \
-      "$OUT/torch_sasrec.json")
+      "$LOGS/torch_sasrec.json")
     ROW[torch]="${ROW[torch]} ($(($(date +%s) - t)) s in all)"
   else
     ROW[torch]="failed (see torch_sasrec.log)"
@@ -169,7 +178,7 @@ log "torch sasrec: ${ROW[torch]}"
 # ---- 5. summary ---------------------------------------------------------------------------
 {
   echo
-  echo "GPU: $(head -1 "$OUT/gpu.txt")"
+  echo "GPU: $(head -1 "$LOGS/gpu.txt")"
   echo "| check | result |"
   echo "|---|---|"
   echo "| shim build | ${ROW[build]} |"
@@ -179,3 +188,4 @@ log "torch sasrec: ${ROW[torch]}"
   echo "| PyTorch SASRec, 1 epoch Beauty, cuda | ${ROW[torch]} |"
   echo "total $(elapsed) s"
 } | tee "$OUT/summary.md"
+tar -czf "$OUT/logs.tar.gz" -C "$LOGS" .

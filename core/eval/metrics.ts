@@ -17,23 +17,23 @@ export function newAccumulator(ks: number[]): MetricAccumulator {
 }
 
 /**
- * Rank (0 = best) of column `target` in a row of scores. `exclude` columns (padding, and seen
- * items with --mask-seen) are skipped.
+ * Rank (0 = best) of column `target` in a row of scores: the number of other columns scoring at
+ * least as high, not counting `excluded` columns (padding, and seen items with --mask-seen).
+ * The scan is a tight count; exclusions are subtracted afterwards since they are few.
  */
 export function rankOf(
   scores: Float32Array,
   rowOffset: number,
   cols: number,
   target: number,
-  exclude: (col: number) => boolean,
+  excluded: Iterable<number>,
 ): number {
   const s = scores[rowOffset + target];
+  const end = rowOffset + cols;
   let rank = 0;
-  for (let c = 0; c < cols; c++) {
-    if (c === target) continue;
-    const v = scores[rowOffset + c];
-    if (v >= s && !exclude(c)) rank++;
-  }
+  for (let i = rowOffset; i < end; i++) if (scores[i] >= s) rank++;
+  rank--; // the target itself
+  for (const c of excluded) if (c !== target && scores[rowOffset + c] >= s) rank--;
   return rank;
 }
 

@@ -3,20 +3,23 @@
  * constants, weights taken from engine tensors (each stored once, however often it is read), and
  * the few composite ops every exported model needs (Linear, LayerNorm, exact GELU).
  *
- * Weights keep their torch parameter names so an exported file can be read next to the
- * checkpoint. Linear weights are stored transposed ([in, out], suffix ".T") so one MatMul serves
- * inputs of any rank; runtimes then fuse MatMul + Add themselves.
+ * Weights keep their torch parameter names and layouts, so an exported file reads next to the
+ * checkpoint. Linear layers are Gemm on 2-D inputs (transB, bias included): sequence models keep
+ * their hidden states as [batch * seq, d] so onnxruntime's fusions (bias + residual + LayerNorm,
+ * bias + GELU) apply; a rank-3 MatMul followed by Add gets neither.
  */
 import type { LayerNorm, Linear } from "../nn/layers.ts";
 import type { Tensor } from "../tensor.ts";
-import { attr, type AttrValue, OnnxGraphBuilder, tensor } from "./onnx_graph.ts";
+import { attr, type AttrValue, type Dim, OnnxGraphBuilder, tensor } from "./onnx_graph.ts";
 
 export class GraphWriter {
   readonly g: OnnxGraphBuilder;
   #counter = 0;
   readonly #consts = new Map<string, string>();
-  readonly #weights = new Map<Tensor, Map<boolean, string>>();
-  readonly #weightNames = new Set<string>();
+  readonly #weights = new Map<Tensor, string>();
+
+  /** Outputs a model adds besides its scores, declared after them (see onnx_export.ts). */
+  readonly extraOutputs: { name: string; value: string; shape: Dim[] }[] = [];
 
   constructor(name: string) {
     this.g = new OnnxGraphBuilder(name);
@@ -59,40 +62,24 @@ export class GraphWriter {
     return name;
   }
 
-  /** An engine tensor as a float32 initializer named `name` (transposed 2-D when asked). */
-  weight(name: string, t: Tensor, transpose = false): string {
-    const seen = this.#weights.get(t)?.get(transpose);
+  /** An engine tensor as a float32 initializer named `name` (stored once however often read). */
+  weight(name: string, t: Tensor): string {
+    const seen = this.#weights.get(t);
     if (seen) return seen;
-    const full = transpose ? `${name}.T` : name;
-    if (this.#weightNames.has(full)) throw new Error(`export: weight name ${full} is used twice`);
-    let data = t.toFloat32();
-    let dims = [...t.shape];
-    if (transpose) {
-      if (dims.length !== 2) throw new Error(`export: cannot transpose ${name} [${dims}]`);
-      const [r, c] = dims;
-      const out = new Float32Array(r * c);
-      for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = data[i * c + j];
-      data = out;
-      dims = [c, r];
-    }
-    this.g.initializer(full, tensor("float32", dims, data));
-    this.#weightNames.add(full);
-    if (!this.#weights.has(t)) this.#weights.set(t, new Map());
-    this.#weights.get(t)!.set(transpose, full);
-    return full;
+    this.#weights.set(t, this.table(name, [...t.shape], t.toFloat32()));
+    return name;
   }
 
   /** Raw float32 data as an initializer (item-side tables computed at export time). */
   table(name: string, dims: number[], data: Float32Array): string {
-    if (this.#weightNames.has(name)) throw new Error(`export: table name ${name} is used twice`);
-    this.#weightNames.add(name);
     return this.g.initializer(name, tensor("float32", dims, data));
   }
 
-  /** y = x W^T + b for x of any rank [..., in]; `name` is the module's parameter prefix. */
+  /** y = x W^T + b for x [rows, in]; `name` is the module's parameter prefix. */
   linear(x: string, lin: Linear, name: string): string {
-    const y = this.op("MatMul", [x, this.weight(`${name}.weight`, lin.weight, true)]);
-    return lin.bias ? this.op("Add", [y, this.weight(`${name}.bias`, lin.bias)]) : y;
+    const inputs = [x, this.weight(`${name}.weight`, lin.weight)];
+    if (lin.bias) inputs.push(this.weight(`${name}.bias`, lin.bias));
+    return this.op("Gemm", inputs, { transB: attr.int(1) });
   }
 
   /** LayerNorm over the last axis (opset 17 LayerNormalization). */
@@ -104,10 +91,13 @@ export class GraphWriter {
     ], { axis: attr.int(-1), epsilon: attr.float(ln.eps) });
   }
 
-  /** The exact (erf) GELU the engine uses: 0.5 x (1 + erf(x / √2)). */
+  /**
+   * The exact (erf) GELU the engine uses, x (1 + erf(x / √2)) 0.5, written in the node order
+   * onnxruntime's GeluFusion recognises (Div, Erf, Add, Mul, Mul) so it runs as one kernel.
+   */
   gelu(x: string): string {
-    const e = this.op("Erf", [this.op("Mul", [x, this.f32([Math.SQRT1_2], [])])]);
-    const half = this.op("Mul", [x, this.f32([0.5], [])]);
-    return this.op("Mul", [half, this.op("Add", [e, this.f32([1], [])])]);
+    const e = this.op("Erf", [this.op("Div", [x, this.f32([Math.SQRT2], [])])]);
+    const y = this.op("Mul", [x, this.op("Add", [e, this.f32([1], [])])]);
+    return this.op("Mul", [y, this.f32([0.5], [])]);
   }
 }

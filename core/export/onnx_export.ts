@@ -7,17 +7,20 @@
  * Metadata (ModelProto.metadata_props) ties the file to the run it came from; `duaf eval/recommend
  * --runtime ort` refuse a file whose checkpoint or dataset differ.
  */
+import { DuafMat } from "../models/duaf/duafmat.ts";
 import { Fdsa } from "../models/fdsa.ts";
 import { Gru4rec } from "../models/gru4rec.ts";
 import type { SequentialModel } from "../models/model.ts";
 import { MostPopular } from "../models/pop.ts";
 import { Sasrec } from "../models/sasrec.ts";
 import { GraphWriter } from "./graph_writer.ts";
+import { duafmatGraph, duafUsesTime } from "./models/duafmat.ts";
 import { fdsaGraph } from "./models/fdsa.ts";
 import { gru4recGraph } from "./models/gru4rec.ts";
 import { popGraph } from "./models/pop.ts";
 import { sasrecGraph } from "./models/sasrec.ts";
 import { attr } from "./onnx_graph.ts";
+import { noGrad, tidy } from "../tensor.ts";
 import { declareInputs, type InputName, type SequenceInputs } from "./sequence_graph.ts";
 
 /** Opset 17: LayerNormalization is a standard op from 17 on; every maintained runtime has it. */
@@ -77,6 +80,14 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
   if (model instanceof Fdsa) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => fdsaGraph(w, io, model) };
   }
+  if (model instanceof DuafMat) {
+    return {
+      inputs: duafUsesTime(model)
+        ? ["item_seq", "item_seq_len", "timestamps"]
+        : ["item_seq", "item_seq_len"],
+      build: (w, io) => duafmatGraph(w, io, model),
+    };
+  }
   if (model instanceof MostPopular) {
     return { inputs: ["item_seq_len"], build: (w, io) => popGraph(w, io, model) };
   }
@@ -96,11 +107,17 @@ export function exportOnnx(
   if (!exporter) throw new Error(`export: no ONNX graph for model kind ${model.kind}`);
   const w = new GraphWriter(`duaf_${info.modelKind}`);
   const io = declareInputs(w, exporter.inputs);
-  const raw = exporter.build(w, io, info);
+  // Item tables computed for the export (DuAF-MAT's) are freed once their values are copied.
+  const raw = noGrad(() => tidy(() => exporter.build(w, io, info)));
   const cols = info.numItems + 1;
   w.g.node("Identity", [raw], ["scores"]);
   w.g.output("scores", "float32", ["batch", cols]);
   const outputs = ["scores"];
+  for (const extra of w.extraOutputs) {
+    w.g.node("Identity", [extra.value], [extra.name]);
+    w.g.output(extra.name, "float32", extra.shape);
+    outputs.push(extra.name);
+  }
   let k = 0;
   if (opts.topk !== undefined) {
     // Top k over items 1..numItems: the padding column is cut off and indices shifted back.

@@ -8,6 +8,9 @@
  *   item_seq_len  int64 [batch]       valid steps per row (1 .. seq)
  *   timestamps    float [batch, seq]  days since the dataset's first interaction
  * A model declares only the inputs it reads.
+ *
+ * Hidden states are kept flat, [batch * seq, d], between the embedding sum and the scores: every
+ * Linear is then one Gemm with its bias, and only attention reshapes to [B, heads, L, dh].
  */
 import type { Embedding } from "../nn/layers.ts";
 import type { TransformerEncoder } from "../nn/transformer.ts";
@@ -32,6 +35,8 @@ export interface SequenceInputs {
   /** int64 scalars B and L (L only with item_seq). */
   batch: string;
   seq: string | null;
+  /** int64 [1]: L (only with item_seq). */
+  seqVec: string | null;
 }
 
 export function declareInputs(w: GraphWriter, uses: readonly InputName[]): SequenceInputs {
@@ -43,20 +48,38 @@ export function declareInputs(w: GraphWriter, uses: readonly InputName[]): Seque
     : null;
   let batchVec: string;
   let seq: string | null = null;
+  let seqVec: string | null = null;
   if (itemSeq) {
     const shape = w.op("Shape", [itemSeq]);
     batchVec = w.op("Slice", [shape, w.i64([0]), w.i64([1])]);
-    seq = w.op("Gather", [shape, w.i64([1], [])], { axis: attr.int(0) });
+    seqVec = w.op("Slice", [shape, w.i64([1]), w.i64([2])]);
+    seq = w.op("Squeeze", [seqVec, w.i64([0])]);
   } else {
     batchVec = w.op("Shape", [seqLen]);
   }
   const batch = w.op("Squeeze", [batchVec, w.i64([0])]);
-  return { w, itemSeq, seqLen, timestamps, batchVec, batch, seq };
+  return { w, itemSeq, seqLen, timestamps, batchVec, batch, seq, seqVec };
 }
 
-function needSeq(io: SequenceInputs): { itemSeq: string; seq: string } {
-  if (!io.itemSeq || !io.seq) throw new Error("export: this block needs the item_seq input");
-  return { itemSeq: io.itemSeq, seq: io.seq };
+function needSeq(io: SequenceInputs): { itemSeq: string; seq: string; seqVec: string } {
+  if (!io.itemSeq || !io.seq || !io.seqVec) {
+    throw new Error("export: this block needs the item_seq input");
+  }
+  return { itemSeq: io.itemSeq, seq: io.seq, seqVec: io.seqVec };
+}
+
+/** [B, L, d] -> [B * L, d]. */
+export function flatten(io: SequenceInputs, x: string, d: number): string {
+  return io.w.op("Reshape", [x, io.w.i64([-1, d])]);
+}
+
+/** [B * L, ...tail] -> [B, L, ...tail]. */
+export function unflatten(io: SequenceInputs, x: string, tail: number[]): string {
+  const w = io.w;
+  const shape = w.op("Concat", [io.batchVec, needSeq(io).seqVec, w.i64(tail)], {
+    axis: attr.int(0),
+  });
+  return w.op("Reshape", [x, shape]);
 }
 
 /** int64 [L]: 0 .. L-1. */
@@ -93,7 +116,10 @@ export function causalPaddingMask(io: SequenceInputs): string {
   return w.op("Where", [allowed, w.f32([0], []), w.f32([-10000], [])], {}, "attention_mask");
 }
 
-/** The encoder of core/nn/transformer.ts (post-LN blocks, exact GELU), dropout off. */
+/**
+ * The encoder of core/nn/transformer.ts (post-LN blocks, exact GELU), dropout off.
+ * x and the result are flat [B * L, d].
+ */
 export function transformerEncoder(
   io: SequenceInputs,
   enc: TransformerEncoder,
@@ -110,26 +136,22 @@ export function transformerEncoder(
     const d = att.cfg.hidden;
     const dh = d / heads;
     const a = `${p}.multi_head_attention`;
-    // [B, L, d] -> [B, heads, L, dh]; Reshape's 0 copies the batch and seq dims.
-    const split = (t: string) =>
-      w.op("Transpose", [w.op("Reshape", [t, w.i64([0, 0, heads, dh])])], {
-        perm: attr.ints([0, 2, 1, 3]),
-      });
-    const q = split(w.linear(h, att.query, `${a}.query`));
-    const kT = w.op("Transpose", [w.op("Reshape", [
-      w.linear(h, att.key, `${a}.key`),
-      w.i64([0, 0, heads, dh]),
-    ])], { perm: attr.ints([0, 2, 3, 1]) });
-    const v = split(w.linear(h, att.value, `${a}.value`));
+    // [B * L, d] -> [B, heads, L, dh] (keys: [B, heads, dh, L]).
+    const split = (t: string, perm: number[]) =>
+      w.op("Transpose", [unflatten(io, t, [heads, dh])], { perm: attr.ints(perm) });
+    const q = split(w.linear(h, att.query, `${a}.query`), [0, 2, 1, 3]);
+    const kT = split(w.linear(h, att.key, `${a}.key`), [0, 2, 3, 1]);
+    const v = split(w.linear(h, att.value, `${a}.value`), [0, 2, 1, 3]);
     const scores = w.op("Add", [
       w.op("Mul", [w.op("MatMul", [q, kT]), w.f32([1 / Math.sqrt(dh)], [])]),
       mask,
     ]);
     const probs = w.op("Softmax", [scores], { axis: attr.int(-1) });
-    const context = w.op("Reshape", [
+    const context = flatten(
+      io,
       w.op("Transpose", [w.op("MatMul", [probs, v])], { perm: attr.ints([0, 2, 1, 3]) }),
-      w.i64([0, 0, d]),
-    ]);
+      d,
+    );
     const attended = w.layerNorm(
       w.op("Add", [w.linear(context, att.dense, `${a}.dense`), h]),
       att.norm,
@@ -146,14 +168,13 @@ export function transformerEncoder(
   return h;
 }
 
-/** Rows of h [B, L, d] at each sequence's last valid step: [B, d]. */
-export function gatherLast(io: SequenceInputs, h: string, d: number): string {
+/** Rows of flat states h [B * L, d] at each sequence's last valid step: [B, d]. */
+export function gatherLast(io: SequenceInputs, h: string): string {
   const w = io.w;
   const { seq } = needSeq(io);
   const rows = w.op("Range", [w.i64([0], []), io.batch, w.i64([1], [])]);
   const flatIdx = w.op("Add", [w.op("Mul", [rows, seq]), w.op("Sub", [io.seqLen, w.i64([1], [])])]);
-  const flat = w.op("Reshape", [h, w.i64([-1, d])]);
-  return w.op("Gather", [flat, flatIdx], { axis: attr.int(0) }, "last_state");
+  return w.op("Gather", [h, flatIdx], { axis: attr.int(0) }, "last_state");
 }
 
 /** Dot products of sequence representations [B, d] with every item row: [B, numItems + 1]. */

@@ -31,8 +31,9 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   const pow = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((f) => f * pow).find((s) => s >= raw) ?? 10 * pow;
   const ticks: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
-    ticks.push(Number(v.toPrecision(12)));
+  // Tolerances: lo / step is often a whole number plus rounding noise (3.5 / 0.05 = 70.000...1).
+  for (let i = Math.ceil(lo / step - 1e-9); i * step <= hi + step * 1e-9; i++) {
+    ticks.push(Number((i * step).toPrecision(12)));
   }
   return ticks;
 }
@@ -50,7 +51,7 @@ function yDomain(values: number[]): [number, number] {
   hi += pad;
   const ticks = niceTicks(lo, hi);
   const step = ticks.length > 1 ? ticks[1] - ticks[0] : hi - lo;
-  return [Math.floor(lo / step) * step, Math.ceil(hi / step) * step];
+  return [Math.floor(lo / step + 1e-9) * step, Math.ceil(hi / step - 1e-9) * step];
 }
 
 function frame(w: number, title: string, body: string[], xLabel: string, yLabel: string): string {
@@ -124,8 +125,10 @@ export function lineChart(o: LineChartOptions): string {
   const xs = series.flatMap((s) => s.points.map(([x]) => x));
   const ys = series.flatMap((s) => s.points.map(([, y]) => y));
   if (!xs.length) return frame(w, o.title, [noData(plotW)], o.xLabel, o.yLabel);
-  const x0 = Math.min(...xs) - (xs.length === 1 ? 0.5 : 0);
-  const x1 = Math.max(...xs) + (x0 === Math.max(...xs) ? 0.5 : 0);
+  // A single epoch gets half an epoch of room on either side instead of an empty range.
+  const single = Math.min(...xs) === Math.max(...xs);
+  const x0 = Math.min(...xs) - (single ? 0.5 : 0);
+  const x1 = Math.max(...xs) + (single ? 0.5 : 0);
   const [y0, y1] = yDomain(ys);
   const x = (v: number) => round(M.left + ((v - x0) / (x1 - x0 || 1)) * plotW);
   const y = (v: number) => round(M.top + PLOT_H - ((v - y0) / (y1 - y0)) * PLOT_H);
@@ -151,13 +154,15 @@ export function lineChart(o: LineChartOptions): string {
         `${escapeHtml(o.mark.label)}</text>`,
     );
   }
+  // Long runs get smaller dots so the line stays readable; every point keeps its hover title.
+  const radius = Math.max(...series.map((s) => s.points.length)) > 60 ? 1.5 : 3;
   series.forEach((s, i) => {
     const color = PALETTE[i % PALETTE.length];
     const pts = s.points.map(([px, py]) => `${x(px)},${y(py)}`).join(" ");
     body.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts}"/>`);
     for (const [px, py] of s.points) {
       body.push(
-        `<circle cx="${x(px)}" cy="${y(py)}" r="3" fill="${color}">` +
+        `<circle cx="${x(px)}" cy="${y(py)}" r="${radius}" fill="${color}">` +
           `<title>${escapeHtml(s.name)}, epoch ${px}: ${formatNumber(py)}</title></circle>`,
       );
     }

@@ -5,7 +5,6 @@
 import { createHash } from "node:crypto";
 import { join, resolve } from "node:path";
 import type { Backend } from "../backend.ts";
-import "../backends/builtin.ts";
 import { selectBackend } from "../backends/registry.ts";
 import type { TrainConfig } from "../config.ts";
 import { type Dataset, loadDataset } from "../data/dataset.ts";

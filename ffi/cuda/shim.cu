@@ -185,8 +185,8 @@ extern "C" int duaf_init(void) {
   cudaRuntimeGetVersion(&rt);
   char note[320];
   load_cublas(note, sizeof note);
-  snprintf(g_info, sizeof g_info, "%s (sm_%d%d, %.0f GiB, driver %d, runtime %d), %s", prop.name, major,
-           minor, prop.totalGlobalMem / 1073741824.0, drv, rt, note);
+  snprintf(g_info, sizeof g_info, "%s (sm_%d%d, %.0f GiB, driver %d, runtime %d), %s", prop.name,
+           major, minor, prop.totalGlobalMem / 1073741824.0, drv, rt, note);
   g_initialized = 1;
   return 0;
 }

@@ -29,6 +29,7 @@ except ImportError:
           "/usr/bin/python3", file=sys.stderr)
     sys.exit(2)
 
+sys.dont_write_bytecode = True  # keep tools/torch/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sasrec_ref import SASRec, gelu  # noqa: E402
 

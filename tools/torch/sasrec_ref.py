@@ -30,7 +30,8 @@ def gelu(x):
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, n_heads, hidden_size, hidden_dropout_prob, attn_dropout_prob, layer_norm_eps):
+    def __init__(self, n_heads, hidden_size, hidden_dropout_prob, attn_dropout_prob,
+                 layer_norm_eps):
         super().__init__()
         if hidden_size % n_heads != 0:
             raise ValueError("hidden_size must be a multiple of n_heads")

@@ -61,6 +61,7 @@ except ImportError:
                       "reason": "torch not installed"}))
     sys.exit(0)
 
+sys.dont_write_bytecode = True  # keep tools/torch/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sasrec_ref import SASRec  # noqa: E402
 

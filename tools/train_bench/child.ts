@@ -1,8 +1,8 @@
 /**
  * One system of `deno task bench train`, in its own process: trains one epoch of a duaf model
  * through the library's runTraining (the same path as `duaf train`), timing every step and the
- * full-ranking evaluations through the Progress seam, and prints one JSON line with the timings,
- * the analytic FLOPs of a step and its own peak RSS (VmHWM).
+ * full-ranking evaluations through the Progress seam, and prints one JSON line with the timings
+ * and its own peak RSS (VmHWM).
  *
  *   deno run -A --v8-flags=--no-liftoff tools/train_bench/child.ts --dataset DIR --model sasrec
  *     [--steps N] [--backend NAME] [--hidden 64] [--max-len 50] [--batch 2048]
@@ -15,7 +15,6 @@ import { isUserError } from "../../core/errors.ts";
 import type { Progress, ProgressTask } from "../../core/progress.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
 import { splitExamples } from "../../core/train/examples.ts";
-import { duafStepFlops, sasrecStepFlops } from "./flops.ts";
 
 export interface ChildResult {
   model: string;
@@ -33,7 +32,6 @@ export interface ChildResult {
   evalValidSeconds: number;
   evalTestSeconds: number;
   evalUsers: number;
-  flopsPerStep: number;
   loss: Record<string, number>;
   peakRssMb: number;
 }
@@ -111,31 +109,6 @@ async function main(): Promise<void> {
     });
     const epochTicks = progress.ticks.get("epoch 1") ?? [];
     const stepSeconds = epochTicks.slice(1).map((t, i) => (t - epochTicks[i]) / 1000);
-    const shape = {
-      batch: config.batchSize,
-      len: config.maxLen,
-      hidden: config.hidden,
-      inner: config.inner,
-      layers: config.layers,
-      items: ds.numItems + 1,
-    };
-    const dc = config.duafmat;
-    const text = dc.modalities.includes("text") && ds.text ? ds.text.dim : 0;
-    const image = dc.modalities.includes("image") && ds.image ? ds.image.dim : 0;
-    const flopsPerStep = config.model === "duafmat"
-      ? duafStepFlops({
-        ...shape,
-        textDim: text,
-        imageDim: image,
-        timeDim: dc.timeDim,
-        modalities: 1 + (text ? 1 : 0) + (image ? 1 : 0),
-        vsclPasses: dc.vscl ? (text ? 1 : 0) + (image ? 1 : 0) : 0,
-        vsclRows: dc.vsclRows,
-        experts: image && dc.matMoe ? dc.experts : 0,
-        noiseDim: dc.noiseDim,
-        expertHidden: dc.expertHidden,
-      })
-      : sasrecStepFlops(shape);
     const record = manifest.history[0] as { seconds: number; loss: Record<string, number> };
     const result: ChildResult = {
       ...base,
@@ -146,7 +119,6 @@ async function main(): Promise<void> {
       evalValidSeconds: progress.durations.get("eval valid") ?? NaN,
       evalTestSeconds: progress.durations.get("eval test") ?? NaN,
       evalUsers: splitExamples(ds, "test").users.length,
-      flopsPerStep,
       loss: record.loss,
       peakRssMb: peakRssMb(),
     };

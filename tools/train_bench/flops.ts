@@ -1,76 +1,101 @@
 /**
- * Analytic FLOPs of one training step, for the "FLOP floor" of tools/bench_train.ts: the GEMM work
+ * Analytic FLOPs of a training epoch, for the "FLOP floor" of tools/bench_train.ts: the GEMM work
  * of the forward pass (2 FLOPs per multiply-add) times 3 for forward + backward (each GEMM's
  * backward is two GEMMs of the same size). Elementwise ops, softmax, LayerNorm and the optimizer
- * are left out: they are memory-bound and small next to the products. Sequences count at their
- * padded length, which is what the kernels compute (a 2048-row batch almost always holds a
- * history of the full max length).
+ * are left out: they are memory-bound and small next to the products.
+ *
+ * Work is counted per training example at its real history length (at most the max length):
+ * that is the useful work, the floor no implementation can go under. Padding every example to
+ * the max length, as RecBole does, is `paddedLengths`.
  */
 
+/** History lengths of an epoch's examples: count, sum and sum of squares. */
+export interface Lengths {
+  count: number;
+  sum: number;
+  sumSq: number;
+}
+
+export function lengthStats(lengths: Iterable<number>): Lengths {
+  const s = { count: 0, sum: 0, sumSq: 0 };
+  for (const l of lengths) {
+    s.count++;
+    s.sum += l;
+    s.sumSq += l * l;
+  }
+  return s;
+}
+
+/** The same examples, each padded to `len`. */
+export function paddedLengths(l: Lengths, len: number): Lengths {
+  return { count: l.count, sum: l.count * len, sumSq: l.count * len * len };
+}
+
+/** Scales every example's work by `f` (a share of the rows). */
+function share(l: Lengths, f: number): Lengths {
+  return { count: l.count * f, sum: l.sum * f, sumSq: l.sumSq * f };
+}
+
 export interface EncoderShape {
-  /** Rows (sequences) and padded length. */
-  batch: number;
-  len: number;
   hidden: number;
   inner: number;
   layers: number;
 }
 
-/** Forward GEMM FLOPs of the transformer encoder (RecBole SASRec layout). */
-export function encoderForwardFlops(s: EncoderShape): number {
-  const rows = s.batch * s.len;
-  const projections = 4 * 2 * rows * s.hidden * s.hidden; // Q, K, V and the output dense
-  const attention = 2 * 2 * s.batch * s.len * s.len * s.hidden; // QK^T and AV over all heads
-  const ffn = 2 * 2 * rows * s.hidden * s.inner;
+/** Forward GEMM FLOPs of the transformer encoder (RecBole SASRec layout) over all examples. */
+export function encoderForwardFlops(l: Lengths, s: EncoderShape): number {
+  const d = s.hidden;
+  const projections = 4 * 2 * l.sum * d * d; // Q, K, V and the output dense
+  const attention = 2 * 2 * l.sumSq * d; // QK^T and AV, all heads together
+  const ffn = 2 * 2 * l.sum * d * s.inner;
   return s.layers * (projections + attention + ffn);
 }
 
-/** Forward FLOPs of the CE logits over all items (padding row included): [B, d] @ [d, N]. */
-export function logitsForwardFlops(batch: number, hidden: number, items: number): number {
-  return 2 * batch * hidden * items;
-}
-
 export interface SasrecShape extends EncoderShape {
-  /** Item rows scored by the CE loss (numItems + 1). */
+  /** Item rows scored by the CE loss (numItems + 1: RecBole keeps the padding row). */
   items: number;
 }
 
-/** One SASRec CE training step. */
-export function sasrecStepFlops(s: SasrecShape): number {
-  return 3 * (encoderForwardFlops(s) + logitsForwardFlops(s.batch, s.hidden, s.items));
+/** One SASRec epoch with CE over all items (the logits of each example's last position). */
+export function sasrecEpochFlops(l: Lengths, s: SasrecShape): number {
+  return 3 * (encoderForwardFlops(l, s) + 2 * l.count * s.hidden * s.items);
 }
 
 export interface DuafShape extends SasrecShape {
+  /** Optimizer steps in the epoch and rows per step. */
+  steps: number;
+  batch: number;
   /** Frozen feature widths of the modalities in use (0 = absent). */
   textDim: number;
   imageDim: number;
   timeDim: number;
   /** Modalities fused (ID included). */
   modalities: number;
-  /** Extra encoder passes over virtual sequences (one per VSCL modality) and their rows. */
+  /** Extra encoder passes over virtual sequences (one per VSCL modality) and their rows a step. */
   vsclPasses: number;
   vsclRows: number;
-  /** MAT-MoE generator over every item (0 when off): experts, noise and hidden widths. */
+  /** MAT-MoE generator over every item (experts 0 when off). */
   experts: number;
   noiseDim: number;
   expertHidden: number;
 }
 
 /**
- * One DuAF-MAT step: the SASRec work, plus the projections of every item's frozen features, the
- * time embedding, the fusion query (a causal prefix mean, one [L, L] product), the VSCL encoder
- * passes and, with images, the MAT-MoE generators over every item.
+ * One DuAF-MAT epoch: the SASRec work, the VSCL encoder passes (their first `vsclRows` rows of each
+ * batch; inserted items not counted), and per step the projections of every item's frozen
+ * features, the time embedding, the fusion query (a causal prefix mean, one [L, L] product per
+ * sequence) and, with images, the MAT-MoE generators over every item.
  */
-export function duafStepFlops(s: DuafShape): number {
-  const rows = s.batch * s.len;
-  const vsclEncoder = s.vsclPasses *
-    encoderForwardFlops({ ...s, batch: Math.min(s.vsclRows, s.batch) });
-  const passRows = rows + s.vsclPasses * Math.min(s.vsclRows, s.batch) * s.len;
-  const tables = 2 * s.items * (s.textDim + s.imageDim) * s.hidden;
-  const time = s.modalities > 1 ? 2 * passRows * 2 * s.timeDim * s.hidden : 0;
-  const query = s.modalities > 1 ? 2 * s.batch * s.hidden * s.len * s.len : 0;
+export function duafEpochFlops(l: Lengths, s: DuafShape): number {
+  const d = s.hidden;
+  const virtual = share(l, s.vsclPasses * Math.min(1, s.vsclRows / s.batch));
+  const encoder = encoderForwardFlops(l, s) + encoderForwardFlops(virtual, s);
+  const fused = s.modalities > 1;
+  const time = fused ? 2 * (l.sum + virtual.sum) * 2 * s.timeDim * d : 0;
+  const query = fused ? 2 * l.sumSq * d : 0;
+  const tables = 2 * s.items * (s.textDim + s.imageDim) * d;
   const generator = s.experts * 2 * s.items *
-    ((s.hidden + s.noiseDim) * s.expertHidden + s.expertHidden * s.hidden);
-  return 3 * (encoderForwardFlops(s) + vsclEncoder + logitsForwardFlops(s.batch, s.hidden, s.items) +
-    tables + time + query + generator);
+    ((d + s.noiseDim) * s.expertHidden + s.expertHidden * d);
+  const logits = 2 * l.count * d * s.items;
+  return 3 * (encoder + time + query + logits + s.steps * (tables + generator));
 }

@@ -122,8 +122,6 @@ export class WasmBackend implements Backend {
   readonly name: string = "wasm";
   readonly memory: WebAssembly.Memory;
   readonly variant: KernelVariant;
-  /** Kernel threads in use: 2 until dispose(), when the worker is started. */
-  threads: 1 | 2;
   protected readonly kernels: KernelExports;
   protected readonly arena: Arena;
   #thread: KernelThread | null;
@@ -140,7 +138,6 @@ export class WasmBackend implements Backend {
     this.kernels = rt.kernels;
     this.arena = rt.arena;
     this.#thread = rt.thread;
-    this.threads = rt.thread ? 2 : 1;
     const scratchBytes = rt.kernels.GEMM_SCRATCH_BYTES.value as number;
     this.#scratch = this.arena.alloc(scratchBytes);
     this.#workerScratch = rt.thread ? this.arena.alloc(scratchBytes) : 0;
@@ -172,7 +169,11 @@ export class WasmBackend implements Backend {
   dispose(): void {
     this.#thread?.stop();
     this.#thread = null;
-    this.threads = 1;
+  }
+
+  /** Kernel threads in use: 2 while the worker runs, 1 without it or after dispose(). */
+  get threads(): 1 | 2 {
+    return this.#thread ? 2 : 1;
   }
 
   /** Kernel calls split across both threads so far (diagnostics and tests). */

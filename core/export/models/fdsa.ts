@@ -7,12 +7,14 @@ import type { GraphWriter } from "../graph_writer.ts";
 import { attr } from "../onnx_graph.ts";
 import {
   causalPaddingMask,
+  flatten,
   gatherLast,
   lookupItems,
   positionEmbeddings,
   scoreItems,
   type SequenceInputs,
   transformerEncoder,
+  unflatten,
 } from "../sequence_graph.ts";
 
 export function fdsaGraph(w: GraphWriter, io: SequenceInputs, m: Fdsa): string {
@@ -21,21 +23,21 @@ export function fdsaGraph(w: GraphWriter, io: SequenceInputs, m: Fdsa): string {
   const mask = causalPaddingMask(io);
   const items = w.weight("item_embedding.weight", m.itemEmbedding.weight);
 
-  const itemIn = w.layerNorm(w.op("Add", [lookupItems(io, items), pos]), m.norm, "LayerNorm");
+  const itemSum = flatten(io, w.op("Add", [lookupItems(io, items), pos]), d);
+  const itemIn = w.layerNorm(itemSum, m.norm, "LayerNorm");
   const itemOut = gatherLast(
     io,
     transformerEncoder(io, m.itemEncoder, itemIn, mask, "item_trm_encoder"),
-    d,
   );
 
   // As in the engine: gather the sequence's feature rows, then project them.
   const text = w.weight("item_text_features", m.textTable);
-  const feat = w.linear(lookupItems(io, text), m.featureProjection, "feature_projection");
-  const featIn = w.layerNorm(w.op("Add", [feat, pos]), m.norm, "LayerNorm");
+  const rows = flatten(io, lookupItems(io, text), m.featureProjection.inFeatures);
+  const feat = unflatten(io, w.linear(rows, m.featureProjection, "feature_projection"), [d]);
+  const featIn = w.layerNorm(flatten(io, w.op("Add", [feat, pos]), d), m.norm, "LayerNorm");
   const featOut = gatherLast(
     io,
     transformerEncoder(io, m.featureEncoder, featIn, mask, "feature_trm_encoder"),
-    d,
   );
 
   const fused = w.linear(

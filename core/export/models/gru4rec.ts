@@ -31,20 +31,23 @@ export function gru4recGraph(
   });
   const padded = w.op("Pad", [io.itemSeq, pads, w.i64([0], [])], { mode: attr.string("constant") });
   const table = w.weight("item_embedding.weight", m.itemEmbedding.weight);
+  const e = m.cfg.embeddingSize;
   const x = w.op("Gather", [table, padded], { axis: attr.int(0) }); // [B, T, e]
 
-  const layers = m.gru.layers.map((l, k) => {
-    const name = `gru_layers`;
-    return {
-      wIh: w.weight(`${name}.weight_ih_l${k}`, l.wIh, true),
-      wHh: w.weight(`${name}.weight_hh_l${k}`, l.wHh, true),
-      bIh: l.bIh ? w.weight(`${name}.bias_ih_l${k}`, l.bIh) : null,
-      bHh: l.bHh ? w.weight(`${name}.bias_hh_l${k}`, l.bHh) : null,
-    };
-  });
-  const withBias = (y: string, b: string | null) => b ? w.op("Add", [y, b]) : y;
+  const layers = m.gru.layers.map((l, k) => ({
+    wIh: w.weight(`gru_layers.weight_ih_l${k}`, l.wIh),
+    wHh: w.weight(`gru_layers.weight_hh_l${k}`, l.wHh),
+    bIh: l.bIh ? w.weight(`gru_layers.bias_ih_l${k}`, l.bIh) : null,
+    bHh: l.bHh ? w.weight(`gru_layers.bias_hh_l${k}`, l.bHh) : null,
+  }));
+  // y = x W^T (+ b) on [rows, in]: one Gemm.
+  const project = (y: string, wt: string, b: string | null) =>
+    w.op("Gemm", b ? [y, wt, b] : [y, wt], { transB: attr.int(1) });
   // Layer 0's input projection for every step at once, as the engine does: [B, T, 3H].
-  const gi0 = withBias(w.op("MatMul", [x, layers[0].wIh]), layers[0].bIh);
+  const gi0 = w.op("Reshape", [
+    project(w.op("Reshape", [x, w.i64([-1, e])]), layers[0].wIh, layers[0].bIh),
+    w.i64([-1, maxLen, 3 * h]),
+  ]);
   const zeroState = w.op("ConstantOfShape", [
     w.op("Concat", [io.batchVec, w.i64([h])], { axis: attr.int(0) }),
   ], { value: attr.tensor({ dtype: "float32", dims: [1], data: new Float32Array([0]) }) });
@@ -59,8 +62,8 @@ export function gru4recGraph(
     layers.forEach((l, k) => {
       const gi = k === 0
         ? w.op("Gather", [gi0, w.i64([t], [])], { axis: attr.int(1) })
-        : withBias(w.op("MatMul", [input, l.wIh]), l.bIh);
-      const gh = withBias(w.op("MatMul", [state[k], l.wHh]), l.bHh);
+        : project(input, l.wIh, l.bIh);
+      const gh = project(state[k], l.wHh, l.bHh);
       const sizes = w.i64([2 * h, h]);
       const [giRz, giN] = w.opN("Split", [gi, sizes], 2, { axis: attr.int(1) });
       const [ghRz, ghN] = w.opN("Split", [gh, sizes], 2, { axis: attr.int(1) });

@@ -3,6 +3,7 @@ import type { Sasrec } from "../../models/sasrec.ts";
 import type { GraphWriter } from "../graph_writer.ts";
 import {
   causalPaddingMask,
+  flatten,
   gatherLast,
   lookupItems,
   positionEmbeddings,
@@ -17,8 +18,8 @@ export function sasrecGraph(w: GraphWriter, io: SequenceInputs, m: Sasrec): stri
     lookupItems(io, items),
     positionEmbeddings(io, m.positionEmbedding, "position_embedding.weight"),
   ]);
-  const h0 = w.layerNorm(x, m.norm, "LayerNorm");
+  const h0 = w.layerNorm(flatten(io, x, m.cfg.hidden), m.norm, "LayerNorm");
   const h = transformerEncoder(io, m.encoder, h0, causalPaddingMask(io), "trm_encoder");
-  const seqOut = gatherLast(io, h, m.cfg.hidden);
+  const seqOut = gatherLast(io, h);
   return scoreItems(io, seqOut, m.itemEmbedding.weight, "item_embedding.weight");
 }

@@ -431,6 +431,19 @@ export class DuafMat extends Module implements SequentialModel {
     return { critic: last };
   }
 
+  /**
+   * The item-side tables inference uses, for `duaf export` to bake into the graph: one
+   * [numItems + 1, d] table per entry of `modalities` (missing visual rows already filled by
+   * MAT-MoE's accepted mean) and the scoring table. Eval mode; the caller owns the scope.
+   */
+  inferenceTables(): { modalities: Tensor[]; score: Tensor } {
+    const tables = this.#tables({ training: false, rng: new Rng(0) });
+    const modalities = [tables.id, tables.text, tables.image].filter((t): t is Tensor =>
+      t !== null
+    );
+    return { modalities, score: this.#scoreTable(tables) };
+  }
+
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
     const tables = this.#tables(ctx);
     return op.matmul(this.#encode(batch, ctx, tables).su, this.#scoreTable(tables), false, true);
