@@ -28,9 +28,9 @@ export const demoCommand: Command = {
       epochs: { type: "string" },
       backend: { type: "string" },
     });
-    const { main } = await import("../main.ts");
+    const { main } = await import("../app.ts");
     const out = values.out ?? await Deno.makeTempDir({ prefix: "duaf-demo-" });
-    const epochs = intFlag("epochs", values.epochs, 1) ?? 12;
+    const epochs = intFlag("epochs", values.epochs, 1) ?? 4;
     const backend = values.backend ? ["--backend", values.backend] : [];
     const data = join(out, "beauty-mini");
     const runs = { sasrec: join(out, "run-sasrec"), duafmat: join(out, "run-duafmat") };

@@ -38,6 +38,11 @@ export interface SequentialModel extends Module {
   readonly trainable?: boolean;
   /** Statistics-only models: computes their state from the training split of `src`. */
   fit?(src: InteractionSequences): void;
+  /**
+   * Activation memory per padded token relative to SASRec; the trainer divides its token budget
+   * by it so every model's micro-batches peak at about the same memory. Absent means 1.
+   */
+  readonly memoryFactor?: number;
   /** Whether the trainer must sample one negative per example (BCE loss). */
   readonly needsNegatives: boolean;
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput;

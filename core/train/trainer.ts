@@ -187,7 +187,9 @@ export async function train(
       );
       const ctx = { training: true, rng: stepRng };
       const parts: Record<string, number> = {};
-      for (const micro of microBatches(batch, cfg.tokenBudget)) {
+      for (
+        const micro of microBatches(batch, Math.floor(cfg.tokenBudget / (model.memoryFactor ?? 1)))
+      ) {
         // Each micro-batch's mean loss is weighted by its share of the batch, so accumulated
         // gradients equal the whole batch's.
         const weight = micro.size / batch.size;
