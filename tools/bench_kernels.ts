@@ -1,8 +1,9 @@
 /**
  * GFLOP/s of the wasm backend's sgemm on the d=64 training shapes (tools/bench_shapes.ts), with
  * one and two kernel threads, beside PyTorch's torch.matmul on the same shapes in the same run
- * (tools/torch/bench_matmul.py, when /usr/bin/python3 has torch). Best of --rounds rounds, each
- * about --round-seconds of repeated calls.
+ * (tools/torch/bench_matmul.py, when /usr/bin/python3 has torch). Rounds of about
+ * --round-seconds of repeated calls alternate between wasm and torch, so both see the same
+ * background load; each number is the best of --rounds rounds.
  *
  *   deno task bench kernels [--rounds 5] [--round-seconds 0.2] [--threads 1,2] [--no-torch]
  *                           [--variant relaxed|simd] [--shapes abcde]
@@ -54,8 +55,14 @@ function options(): Options {
   };
 }
 
-/** Best GFLOP/s of the wasm gemm on one shape. */
-function benchWasm(be: WasmBackend, s: GemmShape, o: Options): number {
+/** One shape's operands on one backend, and the calls per round (about --round-seconds). */
+interface Prepared {
+  run: () => void;
+  flop: number;
+  reps: number;
+}
+
+function prepare(be: WasmBackend, s: GemmShape, o: Options): Prepared {
   const rng = new Rng(1);
   const fill = (n: number): Storage =>
     be.upload(Float32Array.from({ length: n }, () => rng.normal()), "f32");
@@ -82,20 +89,22 @@ function benchWasm(be: WasmBackend, s: GemmShape, o: Options): number {
       alpha: 1,
       beta: 0,
     });
-  const flop = 2 * s.batch * s.m * s.n * s.k;
   run(); // warm-up: page faults, optimizing compile
   const t0 = performance.now();
   run();
   const once = Math.max(performance.now() - t0, 1e-3);
-  const reps = Math.max(1, Math.round((o.roundSeconds * 1000) / once));
-  let best = Infinity;
-  for (let r = 0; r < o.rounds; r++) {
-    const t = performance.now();
-    for (let i = 0; i < reps; i++) run();
-    best = Math.min(best, (performance.now() - t) / reps);
-  }
-  for (const st of [a, b, c]) be.free(st);
-  return flop / best / 1e6;
+  return {
+    run,
+    flop: 2 * s.batch * s.m * s.n * s.k,
+    reps: Math.max(1, Math.round((o.roundSeconds * 1000) / once)),
+  };
+}
+
+/** GFLOP/s of one round. */
+function round(p: Prepared): number {
+  const t = performance.now();
+  for (let i = 0; i < p.reps; i++) p.run();
+  return p.flop / ((performance.now() - t) / p.reps) / 1e6;
 }
 
 /** torch.matmul GFLOP/s per shape letter, or the reason there are none. */
@@ -111,7 +120,7 @@ async function benchTorch(
         "--threads",
         String(threads),
         "--rounds",
-        String(o.rounds),
+        "1",
         "--round-seconds",
         String(o.roundSeconds),
         "--shapes",
@@ -162,28 +171,36 @@ async function main(): Promise<void> {
     `machine: ${lscpuModel()}, ${navigator.hardwareConcurrency} cores; load ${load}; ` +
       `deno ${Deno.version.deno}; ${new Date().toISOString().slice(0, 10)}`,
   );
-  const wasm = new Map<number, Map<string, number>>();
-  let variant = "";
+  // Rounds alternate between wasm and torch, so both see the same background load; each
+  // number is the best round.
+  const backends = new Map<number, WasmBackend>();
+  const prepared = new Map<number, Prepared[]>();
   for (const t of o.threads) {
     const be = await WasmBackend.create({ threads: t, variant: o.variant });
-    variant = be.variant;
-    const res = new Map<string, number>();
-    for (const s of o.shapes) res.set(s.name[0], benchWasm(be, s, o));
-    be.dispose();
-    wasm.set(t, res);
+    backends.set(t, be);
+    prepared.set(t, o.shapes.map((s) => prepare(be, s, o)));
   }
+  const variant = backends.get(o.threads[0])!.variant;
+  const wasm = new Map<number, Map<string, number>>();
   const torch = new Map<number, Map<string, number>>();
   let skipped = o.torch ? "" : "skipped: --no-torch";
-  if (o.torch) {
+  const keep = (into: Map<number, Map<string, number>>, t: number, key: string, v: number) => {
+    const m = into.get(t) ?? new Map<string, number>();
+    m.set(key, Math.max(m.get(key) ?? 0, v));
+    into.set(t, m);
+  };
+  for (let r = 0; r < o.rounds; r++) {
     for (const t of o.threads) {
-      const r = await benchTorch(t, o);
-      if ("skipped" in r) {
-        skipped = `skipped: ${r.skipped}`;
-        break;
-      }
-      torch.set(t, r);
+      prepared.get(t)!.forEach((p, i) => keep(wasm, t, o.shapes[i].name[0], round(p)));
+      if (skipped) continue;
+      const res = await benchTorch(t, o);
+      if ("skipped" in res) skipped = `skipped: ${res.skipped}`;
+      else for (const [key, v] of res) keep(torch, t, key, v);
     }
   }
+  for (const be of backends.values()) be.dispose();
+  const endLoad = os.loadavg().map((l) => l.toFixed(2)).join(" ");
+  console.log(`load at the end: ${endLoad}`);
   console.log(`wasm kernels: ${variant} SIMD; best of ${o.rounds} rounds; GFLOP/s`);
   if (skipped) console.log(`torch: ${skipped}`);
   console.log("");

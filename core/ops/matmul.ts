@@ -103,3 +103,40 @@ function matmulBatched(a: Tensor, b: Tensor, transA: boolean, transB: boolean): 
     return [da, db];
   });
 }
+
+/**
+ * One plain 2-D GEMM into `out` (row-major, no batch, no offsets): c = op(a) op(b) (+ c when
+ * accumulate). The shared helper for ops that call the kernel directly.
+ */
+export function gemmInto(
+  a: Tensor,
+  b: Tensor,
+  out: Tensor,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  accumulate = false,
+): Tensor {
+  a.backend.gemm({
+    a: a.storage,
+    b: b.storage,
+    c: out.storage,
+    m,
+    n,
+    k,
+    transA,
+    transB,
+    batch: 1,
+    strideA: 0,
+    strideB: 0,
+    strideC: 0,
+    aOffset: 0,
+    bOffset: 0,
+    cOffset: 0,
+    alpha: 1,
+    beta: accumulate ? 1 : 0,
+  });
+  return out;
+}

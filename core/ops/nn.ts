@@ -5,7 +5,7 @@
 import { empty, record, type Tensor, zeros } from "../tensor.ts";
 import { broadcastStrides, contiguousStrides } from "./broadcast.ts";
 import { add, addScalar, div, mul, neg, softplus, sqrt } from "./elementwise.ts";
-import { matmul } from "./matmul.ts";
+import { gemmInto, matmul } from "./matmul.ts";
 import { mean, sum } from "./reduce.ts";
 
 function rowsCols(x: Tensor): [number, number] {
@@ -100,60 +100,12 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
   const out = empty([...x.shape.slice(0, -1), outF]);
   const b = x.backend;
   b.copy2d(bias.storage, 0, 0, out.storage, 0, outF, rows, outF, false);
-  b.gemm({
-    a: x.storage,
-    b: w.storage,
-    c: out.storage,
-    m: rows,
-    n: outF,
-    k: inF,
-    transA: false,
-    transB: true,
-    batch: 1,
-    strideA: 0,
-    strideB: 0,
-    strideC: 0,
-    aOffset: 0,
-    bOffset: 0,
-    cOffset: 0,
-    alpha: 1,
-    beta: 1,
-  });
+  gemmInto(x, w, out, rows, outF, inF, false, true, true);
   return record(out, "linear", [x, w, bias], (g) => {
-    const gemm = (
-      a: Tensor,
-      bb: Tensor,
-      m: number,
-      n: number,
-      k: number,
-      tA: boolean,
-      tB: boolean,
-      shape: readonly number[],
-    ) => {
-      const c = empty(shape);
-      b.gemm({
-        a: a.storage,
-        b: bb.storage,
-        c: c.storage,
-        m,
-        n,
-        k,
-        transA: tA,
-        transB: tB,
-        batch: 1,
-        strideA: 0,
-        strideB: 0,
-        strideC: 0,
-        aOffset: 0,
-        bOffset: 0,
-        cOffset: 0,
-        alpha: 1,
-        beta: 0,
-      });
-      return c;
-    };
-    const dx = x.requiresGrad ? gemm(g, w, rows, inF, outF, false, false, x.shape) : null;
-    const dw = w.requiresGrad ? gemm(g, x, outF, inF, rows, true, false, w.shape) : null;
+    const dx = x.requiresGrad
+      ? gemmInto(g, w, empty(x.shape), rows, inF, outF, false, false)
+      : null;
+    const dw = w.requiresGrad ? gemmInto(g, x, empty(w.shape), outF, inF, rows, true, false) : null;
     let db: Tensor | null = null;
     if (bias.requiresGrad) {
       db = empty([outF]);

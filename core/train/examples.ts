@@ -47,10 +47,13 @@ export function splitExamples(src: SequenceSource, split: SplitName): Examples {
   return { users: Int32Array.from(users), positions: Int32Array.from(positions) };
 }
 
-/** Seconds → days since `origin`; the time embeddings work in days so float32 keeps precision. */
-export function firstTimestamp(src: SequenceSource): number {
+/**
+ * The timestamp origin (seconds): the dataset's first interaction. Time embeddings work in days
+ * since it, so float32 keeps sub-hour precision.
+ */
+export function timestampOrigin(src: SequenceSource): number {
   let min = Infinity;
-  for (let i = 0; i < src.seqTimes.length; i++) min = Math.min(min, src.seqTimes[i]);
+  for (let i = 0; i < src.seqTimes.length; i++) if (src.seqTimes[i] < min) min = src.seqTimes[i];
   return Number.isFinite(min) ? min : 0;
 }
 
@@ -132,23 +135,36 @@ export function batchFromHistories(
   maxLen: number,
   origin: number,
 ): SequenceBatch {
-  const size = histories.length;
-  const len = Math.max(1, ...histories.map((h) => Math.min(maxLen, h.items.length)));
-  const items = new Int32Array(size * len);
-  const times = new Float32Array(size * len);
-  const lengths = new Int32Array(size);
-  const users = new Int32Array(size);
-  histories.forEach((h, r) => {
+  const padded = padSequences(histories.map((h) => {
     const from = Math.max(0, h.items.length - maxLen);
-    const l = h.items.length - from;
-    for (let j = 0; j < l; j++) {
-      items[r * len + j] = h.items[from + j];
-      times[r * len + j] = (h.times[from + j] - origin) / SECONDS_PER_DAY;
-    }
-    lengths[r] = l;
-    users[r] = h.user ?? 0;
+    return {
+      items: h.items.slice(from),
+      times: h.times.slice(from).map((t) => (t - origin) / SECONDS_PER_DAY),
+    };
+  }));
+  const size = histories.length;
+  return {
+    ...padded,
+    size,
+    users: Int32Array.from(histories, (h) => h.user ?? 0),
+    targets: new Int32Array(size),
+  };
+}
+
+/** Right-pads sequences (times already in days) into [size, len] arrays, len = the longest. */
+export function padSequences(
+  seqs: readonly { items: readonly number[]; times: readonly number[] }[],
+): { len: number; items: Int32Array; times: Float32Array; lengths: Int32Array } {
+  const len = Math.max(1, ...seqs.map((s) => s.items.length));
+  const items = new Int32Array(seqs.length * len);
+  const times = new Float32Array(seqs.length * len);
+  const lengths = new Int32Array(seqs.length);
+  seqs.forEach((s, r) => {
+    items.set(s.items, r * len);
+    times.set(s.times, r * len);
+    lengths[r] = s.items.length;
   });
-  return { size, len, items, lengths, times, users, targets: new Int32Array(size) };
+  return { len, items, times, lengths };
 }
 
 /**

@@ -28,13 +28,8 @@ import {
   saveState,
   writeRunManifest,
 } from "./run_dir.ts";
-import {
-  type EpochRecord,
-  initialState,
-  timestampOrigin,
-  train,
-  type TrainOutcome,
-} from "./trainer.ts";
+import { timestampOrigin } from "./examples.ts";
+import { type EpochRecord, initialState, train, type TrainOutcome } from "./trainer.ts";
 
 export function itemSide(ds: Dataset): ItemSide {
   return {

@@ -21,6 +21,7 @@ import {
   type SequenceSource,
   shuffledOrder,
   splitExamples,
+  timestampOrigin,
 } from "./examples.ts";
 
 export interface EpochRecord {
@@ -80,12 +81,6 @@ export function initialState(seed: number): TrainerState {
     partialLoss: {},
     partialSeconds: 0,
   };
-}
-
-export function timestampOrigin(src: SequenceSource): number {
-  let min = Infinity;
-  for (let i = 0; i < src.seqTimes.length; i++) if (src.seqTimes[i] < min) min = src.seqTimes[i];
-  return Number.isFinite(min) ? min : 0;
 }
 
 /** Longest run of synchronous steps between turns of the event loop. */

@@ -10,6 +10,7 @@ import type { Rng } from "../../random.ts";
 import { noGrad, tensor, tidy } from "../../tensor.ts";
 import type { SequenceBatch } from "../batch.ts";
 import type { ItemFeatures } from "../item_side.ts";
+import { padSequences } from "../../train/examples.ts";
 
 /** L2-normalised feature rows (absent items all-zero) and each item's nearest neighbours. */
 export interface SimilarityIndex {
@@ -131,21 +132,10 @@ export function virtualSequences(
     const from = Math.max(0, outItems.length - opts.maxLen);
     seqs.push({ items: outItems.slice(from), times: outTimes.slice(from) });
   }
-  const len = Math.max(1, ...seqs.map((s) => s.items.length));
-  const items = new Int32Array(rows * len);
-  const times = new Float32Array(rows * len);
-  const lengths = new Int32Array(rows);
-  seqs.forEach((s, r) => {
-    items.set(s.items, r * len);
-    times.set(s.times, r * len);
-    lengths[r] = s.items.length;
-  });
+  const padded = padSequences(seqs);
   return {
+    ...padded,
     size: rows,
-    len,
-    items,
-    times,
-    lengths,
     users: batch.users.slice(0, rows),
     targets: batch.targets.slice(0, rows),
   };
