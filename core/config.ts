@@ -26,6 +26,11 @@ const DuafSchema = z.object({
    * "id" = the same over ID embeddings only. See core/models/duaf/fusion.ts.
    */
   query: z.enum(["prefix", "id"]).default("prefix"),
+  /**
+   * Multiplier of the fusion logits <s_u, tanh(e + e_time)> before the softmax (1 = the paper).
+   * With N(0, 0.02) embeddings the logits start near 0, so the weights start uniform.
+   */
+  weightScale: z.number().positive().default(1),
   /** Item vectors that sequence representations are scored against. */
   scoreWith: z.enum(["fused", "id"]).default("fused"),
   /** Gradient penalty on the critic's logit (WGAN-GP style) or on its sigmoid output. */

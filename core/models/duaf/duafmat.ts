@@ -322,7 +322,7 @@ export class DuafMat extends Module implements SequentialModel {
       ]);
       const eTime = this.time.forward(t, gaps).time;
       const query = prefixMean(this.cfg.duaf.query === "id" ? seqs[0] : averageFusion(seqs));
-      ({ h, omega } = fuseModalities(seqs, eTime, query));
+      ({ h, omega } = fuseModalities(seqs, eTime, query, this.cfg.duaf.weightScale));
     } else h = averageFusion(seqs);
     const x = op.dropout(
       this.norm.forward(h),

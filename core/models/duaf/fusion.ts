@@ -17,17 +17,22 @@ export function stackModalities(mods: readonly Tensor[]): Tensor {
   return op.concat(mods.map((m) => op.reshape(m, [b, l, 1, d])), 2);
 }
 
-/** Paper Eq. 7-8 with a query [B, L, d] or [B, d]. Returns h [B, L, d] and ω [B, L, M]. */
+/**
+ * Paper Eq. 7-8 with a query [B, L, d] or [B, d]. Returns h [B, L, d] and ω [B, L, M].
+ * `scoreScale` multiplies the logits before the softmax (1 = the paper's formula).
+ */
 export function fuseModalities(
   mods: readonly Tensor[],
   eTime: Tensor,
   query: Tensor,
+  scoreScale = 1,
 ): { h: Tensor; omega: Tensor } {
   const [b, l, d] = mods[0].shape;
   const stacked = stackModalities(mods);
   const q = query.rank === 2 ? op.reshape(query, [b, 1, 1, d]) : op.reshape(query, [b, l, 1, d]);
   const keys = op.tanh(op.add(stacked, op.reshape(eTime, [b, l, 1, d])));
-  const omega = op.softmax(op.sum(op.mul(keys, q), -1));
+  const scores = op.sum(op.mul(keys, q), -1);
+  const omega = op.softmax(scoreScale === 1 ? scores : op.scale(scores, scoreScale));
   const h = op.sum(op.mul(stacked, op.reshape(omega, [b, l, mods.length, 1])), 2);
   return { h, omega };
 }
