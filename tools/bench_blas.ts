@@ -11,7 +11,7 @@ import { openBlas, pointerOf } from "../ffi/blas.ts";
 import type { Backend } from "../core/backend.ts";
 import { NativeBackend } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
-import { type GemmShape, SHAPES } from "./bench_shapes.ts";
+import { type GemmShape, shapeGemm, SHAPES } from "./bench_shapes.ts";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -96,26 +96,7 @@ function gemmRate(be: Backend, s: GemmShape, rounds: number): number {
   const a = be.upload(new Float32Array(s.batch * s.m * s.k).fill(0.5), "f32");
   const b = be.upload(new Float32Array(s.batch * s.k * s.n).fill(0.25), "f32");
   const c = be.alloc(s.batch * s.m * s.n, "f32");
-  const call = () =>
-    be.gemm({
-      a,
-      b,
-      c,
-      m: s.m,
-      n: s.n,
-      k: s.k,
-      transA: false,
-      transB: false,
-      batch: s.batch,
-      strideA: s.m * s.k,
-      strideB: s.k * s.n,
-      strideC: s.m * s.n,
-      aOffset: 0,
-      bOffset: 0,
-      cOffset: 0,
-      alpha: 1,
-      beta: 0,
-    });
+  const call = () => be.gemm(shapeGemm(s, a, b, c));
   const flop = 2 * s.batch * s.m * s.n * s.k;
   call();
   const reps = Math.max(1, Math.round(2e8 / flop));

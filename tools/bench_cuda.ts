@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { CudaBackend, loadCudaShim } from "../core/backends/cuda.ts";
-import { SHAPES } from "./bench_shapes.ts";
+import { shapeGemm, SHAPES } from "./bench_shapes.ts";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -48,26 +48,7 @@ async function main(): Promise<void> {
     const flop = 2 * s.batch * s.m * s.n * s.k;
     for (const cublas of engines) {
       be.setCublas(cublas);
-      const call = () =>
-        be.gemm({
-          a,
-          b,
-          c,
-          m: s.m,
-          n: s.n,
-          k: s.k,
-          transA: false,
-          transB: false,
-          batch: s.batch,
-          strideA: s.m * s.k,
-          strideB: s.k * s.n,
-          strideC: s.m * s.n,
-          aOffset: 0,
-          bOffset: 0,
-          cOffset: 0,
-          alpha: 1,
-          beta: 0,
-        });
+      const call = () => be.gemm(shapeGemm(s, a, b, c));
       call();
       be.sync();
       const reps = Math.max(10, Math.round(2e11 / flop));

@@ -13,7 +13,7 @@ import os from "node:os";
 import type { Storage } from "../core/backend.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { Rng } from "../core/random.ts";
-import { type GemmShape, SHAPES } from "./bench_shapes.ts";
+import { type GemmShape, shapeGemm, SHAPES } from "./bench_shapes.ts";
 
 const TORCH_SCRIPT = new URL("./torch/bench_matmul.py", import.meta.url).pathname;
 const PYTHON = "/usr/bin/python3";
@@ -69,26 +69,7 @@ function prepare(be: WasmBackend, s: GemmShape, o: Options): Prepared {
   const a = fill(s.batch * s.m * s.k);
   const b = fill(s.batch * s.k * s.n);
   const c = be.alloc(s.batch * s.m * s.n, "f32");
-  const run = () =>
-    be.gemm({
-      a,
-      b,
-      c,
-      m: s.m,
-      n: s.n,
-      k: s.k,
-      transA: false,
-      transB: false,
-      batch: s.batch,
-      strideA: s.m * s.k,
-      strideB: s.k * s.n,
-      strideC: s.m * s.n,
-      aOffset: 0,
-      bOffset: 0,
-      cOffset: 0,
-      alpha: 1,
-      beta: 0,
-    });
+  const run = () => be.gemm(shapeGemm(s, a, b, c));
   run(); // warm-up: page faults, optimizing compile
   const t0 = performance.now();
   run();

@@ -1,4 +1,5 @@
 /** The sgemm shapes of docs/backends.md, taken from one SASRec/DuAF-MAT training step (d=64). */
+import type { GemmArgs, Storage } from "../core/backend.ts";
 export interface GemmShape {
   name: string;
   batch: number;
@@ -19,3 +20,26 @@ export const SHAPES: readonly GemmShape[] = [
   // A square reference point.
   { name: "e 1024^3", batch: 1, m: 1024, k: 1024, n: 1024 },
 ];
+
+/** The contiguous, untransposed batched GEMM of `s` on a, b, c: c = a @ b per batch element. */
+export function shapeGemm(s: GemmShape, a: Storage, b: Storage, c: Storage): GemmArgs {
+  return {
+    a,
+    b,
+    c,
+    m: s.m,
+    n: s.n,
+    k: s.k,
+    transA: false,
+    transB: false,
+    batch: s.batch,
+    strideA: s.m * s.k,
+    strideB: s.k * s.n,
+    strideC: s.m * s.n,
+    aOffset: 0,
+    bOffset: 0,
+    cOffset: 0,
+    alpha: 1,
+    beta: 0,
+  };
+}
