@@ -15,6 +15,8 @@ function formatAmount(v: number, unit: string | undefined): string {
   return `${v} B`;
 }
 
+const PLAIN_EVERY_MS = 10_000;
+
 export interface StderrProgressOptions {
   /** Print nothing at all (--quiet). */
   quiet?: boolean;
@@ -39,25 +41,41 @@ export class StderrProgress implements Progress {
 
   start(label: string, total: number | null, unit?: string): ProgressTask {
     const started = performance.now();
+    let lastLine = started;
     let value = 0;
     let bar: cliProgress.SingleBar | null = null;
     if (this.#bars && total !== null && total > 0) {
       bar = new cliProgress.SingleBar({
         stream: process.stderr,
-        format: `${label} [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted}`,
+        format: `${label} [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted} {status}`,
         formatValue: (v: number, _o: unknown, type: string) =>
           type === "value" || type === "total" ? formatAmount(v, unit) : String(v),
         hideCursor: false,
         clearOnComplete: true,
         barsize: 30,
       }, cliProgress.Presets.shades_classic);
-      bar.start(total, 0);
+      bar.start(total, 0, { status: "" });
       this.#active.add(bar);
     }
     return {
-      tick: (n = 1) => {
+      tick: (n = 1, status?: string) => {
         value += n;
-        bar?.update(value);
+        if (bar) {
+          bar.update(value, { status: status ?? "" });
+          return;
+        }
+        // Without bars (stderr is not a terminal), a plain line at most every PLAIN_EVERY_MS
+        // keeps long steps visible in logs without flooding them.
+        const now = performance.now();
+        if (!this.#quiet && total !== null && now - lastLine >= PLAIN_EVERY_MS) {
+          lastLine = now;
+          const eta = value > 0 ? ((now - started) / value) * (total - value) / 1000 : 0;
+          this.log(
+            `${label}: ${formatAmount(value, unit)}/${formatAmount(total, unit)}, ETA ${
+              eta.toFixed(0)
+            }s${status ? `, ${status}` : ""}`,
+          );
+        }
       },
       done: (summary?: string) => {
         if (bar) {

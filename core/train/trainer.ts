@@ -207,7 +207,8 @@ export async function train(
         state.partialLoss[k] = (state.partialLoss[k] ?? 0) + v;
       }
       const elapsed = state.partialSeconds + (performance.now() - t0) / 1000;
-      task.tick(1, `loss ${parts.main?.toFixed(4) ?? ""} ${(end / elapsed).toFixed(0)} ex/s`);
+      const lossText = Object.entries(parts).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" ");
+      task.tick(1, `${lossText} ${(end / elapsed).toFixed(0)} ex/s`);
     }
     const seconds = state.partialSeconds + (performance.now() - t0) / 1000;
     task.done();
