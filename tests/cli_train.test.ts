@@ -92,8 +92,9 @@ Deno.test("train: reproducible bytes, and --resume after an interruption matches
     }
 
     await t.step("SIGINT to a running `duaf train`, then --resume", async () => {
-      // Longer epochs than the tiny config, so the signal lands while epoch 2 trains.
-      const sets = [...TINY_SETS.filter((s) => !s.startsWith("maxSteps")), "maxSteps=20"];
+      // Full epochs of the fixture (about 200 steps of 64), far longer than the tiny config's,
+      // so the signal lands while epoch 2 trains even on a fast, idle machine.
+      const sets = [...TINY_SETS.filter((s) => !s.startsWith("maxSteps")), "maxSteps=200"];
       const expected = join(root, "sigint-reference");
       await tinyTrain(ds, expected, sets);
       const dir = join(root, "sigint");
@@ -117,7 +118,7 @@ Deno.test("train: reproducible bytes, and --resume after an interruption matches
                 child.kill("SIGINT");
               } catch { /* already exited: the exit code check below reports it */ }
               done();
-            }, 200)
+            }, 20)
           );
         }
       }
