@@ -4,6 +4,7 @@
  */
 import type { Backend } from "../../core/backend.ts";
 import { Rng } from "../../core/random.ts";
+import { shapeGemm } from "../bench_shapes.ts";
 
 export interface GemmRate {
   shape: string;
@@ -24,26 +25,7 @@ export function measureGemm(
   const a = fill(m * k);
   const b = fill(k * n);
   const c = be.alloc(m * n, "f32");
-  const run = () =>
-    be.gemm({
-      a,
-      b,
-      c,
-      m,
-      n,
-      k,
-      transA: false,
-      transB: false,
-      batch: 1,
-      strideA: 0,
-      strideB: 0,
-      strideC: 0,
-      aOffset: 0,
-      bOffset: 0,
-      cOffset: 0,
-      alpha: 1,
-      beta: 0,
-    });
+  const run = () => be.gemm(shapeGemm({ name: "", batch: 1, m, k, n }, a, b, c));
   run();
   const t0 = performance.now();
   run();
