@@ -30,9 +30,16 @@ export function tinyTrainArgs(dataset: string, out: string, sets = TINY_SETS): s
   return ["train", dataset, "--out", out, ...setFlags(sets), "--backend", "wasm", "--quiet"];
 }
 
-/** Preprocesses the beauty-mini fixture into `root`/ds and returns that path. */
-export async function tinyDataset(root: string): Promise<string> {
-  const out = join(root, "ds");
+/**
+ * Preprocesses the beauty-mini fixture into `root`/`name` (extra preprocess flags appended) and
+ * returns that path.
+ */
+export async function tinyDataset(
+  root: string,
+  extra: string[] = [],
+  name = "ds",
+): Promise<string> {
+  const out = join(root, name);
   const r = await runCli([
     "preprocess",
     "--format",
@@ -43,6 +50,7 @@ export async function tinyDataset(root: string): Promise<string> {
     join(FIXTURE, "meta_Beauty.json.gz"),
     "--out",
     out,
+    ...extra,
     "--quiet",
   ]);
   assert.equal(r.code, 0, r.stderr);
