@@ -88,6 +88,11 @@ export interface AdamArgs {
 
 export interface Backend {
   readonly name: string;
+  /**
+   * Releases what the backend holds beside tensor memory (kernel threads). Tensors it made stay
+   * usable; the backend may run slower afterwards.
+   */
+  dispose?(): void;
 
   // ---- memory -------------------------------------------------------------------------------
   alloc(size: number, dtype: DType): Storage;

@@ -1,89 +1,11 @@
 /** DuAF-MAT: loss parts per switch, gradients of the whole loss, critic updates, explanations. */
 import assert from "node:assert/strict";
-import { TrainConfigSchema } from "../core/config.ts";
-import { DuafMat } from "../core/models/duaf/duafmat.ts";
-import type { SequenceBatch } from "../core/models/batch.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tidy, withBackend } from "../core/tensor.ts";
 import { JsBackend } from "../core/backends/js.ts";
 import { f64 } from "./helpers/gradcheck.ts";
-
-const ITEMS = 30;
-
-/** Generated content features: text for every item, images for ~60% of them. */
-function itemSide(rng: Rng, withImage: boolean): ItemSide {
-  const feat = (dim: number, present: (i: number) => boolean) => {
-    const data = new Float32Array((ITEMS + 1) * dim);
-    const mask = new Uint8Array(ITEMS + 1);
-    for (let i = 1; i <= ITEMS; i++) {
-      if (!present(i)) continue;
-      mask[i] = 1;
-      for (let c = 0; c < dim; c++) data[i * dim + c] = rng.normal();
-    }
-    return { dim, data, mask };
-  };
-  return {
-    numItems: ITEMS,
-    text: feat(6, () => true),
-    image: withImage ? feat(5, () => rng.uniform() < 0.6) : null,
-    itemCategory: Int32Array.from({ length: ITEMS + 1 }, (_, i) => (i === 0 ? 0 : 1 + (i % 3))),
-    numCategories: 4,
-  };
-}
-
-function batch(rng: Rng, size = 6, len = 5): SequenceBatch {
-  const items = new Int32Array(size * len);
-  const times = new Float32Array(size * len);
-  const lengths = new Int32Array(size);
-  for (let r = 0; r < size; r++) {
-    lengths[r] = 2 + (r % (len - 1));
-    let t = 10 * rng.uniform();
-    for (let i = 0; i < lengths[r]; i++) {
-      items[r * len + i] = 1 + rng.int(ITEMS);
-      t += rng.uniform() < 0.3 ? 0 : 5 * rng.uniform();
-      times[r * len + i] = t;
-    }
-  }
-  return {
-    size,
-    len,
-    items,
-    times,
-    lengths,
-    users: Int32Array.from({ length: size }, (_, i) => i),
-    targets: Int32Array.from({ length: size }, () => 1 + rng.int(ITEMS)),
-    negatives: Int32Array.from({ length: size }, () => 1 + rng.int(ITEMS)),
-  };
-}
-
-function model(overrides: Record<string, unknown>, items: ItemSide, loss: "ce" | "bce" = "ce") {
-  const cfg = TrainConfigSchema.parse({
-    model: "duafmat",
-    hidden: 8,
-    inner: 16,
-    layers: 1,
-    heads: 2,
-    hiddenDropout: 0,
-    attnDropout: 0,
-    loss,
-    duafmat: {
-      timeDim: 4,
-      noiseDim: 3,
-      experts: 2,
-      expertHidden: 8,
-      categoryDim: 3,
-      criticHidden: 6,
-      vsclCandidates: 4,
-      ...overrides,
-    },
-  });
-  return new DuafMat(
-    { ...cfg, numItems: ITEMS, maxLen: 8, loss, duaf: cfg.duafmat },
-    items,
-    new Rng(3),
-  );
-}
+import { batch, ITEMS, itemSide, model } from "./helpers/tiny_duaf.ts";
 
 Deno.test("duafmat: every switch yields its loss parts; no image turns MAT-MoE and CSCL off with a notice", () => {
   withBackend(new JsBackend(), () => {

@@ -27,6 +27,8 @@ fi
 # cuda backend at the shim with DUAF_CUDA_LIB.
 echo "device_pack: bundling cli/main.ts" >&2
 "$DENO" bundle --platform deno -o "$PACK/duaf.js" cli/main.ts >&2
+# The whole-model parity test imports npm packages (zod): bundled, it runs with --no-config.
+"$DENO" bundle --platform deno -o "$PACK/backend_models.test.js" tests/backend_models.test.ts >&2
 
 for f in reviews_Beauty_5.json.gz meta_Beauty.json.gz; do
   if [ -f "$DATA/$f" ]; then cp "$DATA/$f" "$PACK/$f"; else echo "device_pack: no $DATA/$f" >&2; fi

@@ -47,11 +47,18 @@ export async function datasetHash(dir: string): Promise<string> {
 }
 
 /** Picks and activates a backend; returns it with notes on skipped ones. */
+/** The backend the last activateBackend call made current. */
+let activated: Backend | null = null;
+
 export async function activateBackend(
   requested?: string,
 ): Promise<{ backend: Backend; skipped: string[] }> {
   const sel = await selectBackend(requested);
   setBackend(sel.backend);
+  // Every command activates a fresh backend. Stop the threads of the one it replaces, so a
+  // process that runs many commands (a library user, the test suite) does not pile up workers.
+  if (activated !== null && activated !== sel.backend) activated.dispose?.();
+  activated = sel.backend;
   return sel;
 }
 

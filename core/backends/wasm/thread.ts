@@ -31,6 +31,14 @@ export type ThreadOp = typeof THREAD_OPS[number];
 /** Polls before sleeping: calls often come in bursts, and a futex wake costs ~10 us. */
 export const SPIN_POLLS = 2000;
 
+/** A worker that has not started by then never will (a thread could not be created). */
+const START_TIMEOUT_MS = 30_000;
+/**
+ * No share of one kernel call takes this long (the largest GEMM of a training step takes well
+ * under a second); a worker this late has died, and waiting on would hang the process.
+ */
+const CALL_TIMEOUT_MS = 120_000;
+
 export class KernelThread {
   readonly #worker: Worker;
   readonly #i32: Int32Array;
@@ -52,15 +60,27 @@ export class KernelThread {
   ): Promise<KernelThread> {
     new Int32Array(memory.buffer, ctrl, ARGS_BYTE / 4).fill(0);
     const worker = new Worker(new URL("./worker.ts", import.meta.url));
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const ready = new Promise<void>((resolve, reject) => {
       worker.once("message", (m: unknown) => {
         if (m === "ready") resolve();
         else reject(new Error(`wasm kernel worker: ${String(m)}`));
       });
       worker.once("error", reject);
+      timer = setTimeout(
+        () => reject(new Error(`wasm kernel worker did not start within ${START_TIMEOUT_MS} ms`)),
+        START_TIMEOUT_MS,
+      );
     });
     worker.postMessage({ module, memory, ctrl });
-    await ready;
+    try {
+      await ready;
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
     // A worker blocked in Atomics.wait must not keep the process alive.
     worker.unref();
     return new KernelThread(worker, memory, ctrl);
@@ -77,17 +97,35 @@ export class KernelThread {
     const seq = ++this.#seq;
     Atomics.store(i32, SEQ, seq);
     Atomics.notify(i32, SEQ, 1);
+    // The worker's share must be waited for even when ours throws: it writes the same memory.
+    let ownError: unknown = null;
     try {
       own();
-    } finally {
-      let done = Atomics.load(i32, DONE);
-      for (let i = 0; i < SPIN_POLLS && done !== seq; i++) done = Atomics.load(i32, DONE);
-      while (done !== seq) {
-        Atomics.wait(i32, DONE, done);
-        done = Atomics.load(i32, DONE);
-      }
+    } catch (e) {
+      ownError = e;
     }
+    this.#awaitDone(seq, op);
+    if (ownError !== null) throw ownError;
     if (i32[FAILED] !== 0) throw new Error(`wasm kernel worker failed in ${op}`);
+  }
+
+  /** Waits for the worker to finish call `seq`: spins a little, then sleeps on DONE. */
+  #awaitDone(seq: number, op: ThreadOp): void {
+    const i32 = this.#i32;
+    let done = Atomics.load(i32, DONE);
+    for (let i = 0; i < SPIN_POLLS && done !== seq; i++) done = Atomics.load(i32, DONE);
+    if (done === seq) return;
+    const deadline = performance.now() + CALL_TIMEOUT_MS;
+    while (done !== seq) {
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        this.#stopped = true;
+        this.#worker.terminate();
+        throw new Error(`wasm kernel worker did not finish ${op} within ${CALL_TIMEOUT_MS} ms`);
+      }
+      Atomics.wait(i32, DONE, done, left);
+      done = Atomics.load(i32, DONE);
+    }
   }
 
   stop(): void {
