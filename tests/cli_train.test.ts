@@ -66,6 +66,19 @@ Deno.test("train: reproducible bytes, and --resume after an interruption matches
       assert.ok(a.some((v, i) => v !== b[i]), "a different seed should change the model");
     });
 
+    await t.step("--profile reports phases on stderr and changes no byte of the run", async () => {
+      const dir = join(root, "profiled");
+      const r = await runCli([...tinyTrainArgs(ds, dir), "--profile"]);
+      assert.equal(r.code, 0, r.stderr);
+      await assertSameRun(reference, dir);
+      for (const phase of ["setup", "train", "eval"]) {
+        assert.match(r.stderr, new RegExp(`^${phase} +calls +ms +share$`, "m"));
+      }
+      assert.match(r.stderr, /^ {2}gemm +\d+ +[\d.]+ +[\d.]+%$/m);
+      assert.match(r.stderr, /^ {2}host \(outside backend calls\) +[\d.]+ +[\d.]+%$/m);
+      assert.equal(JSON.parse(r.stdout).status, "finished");
+    });
+
     // shouldStop is polled before every step: with 3 steps per epoch, poll 2 is epoch 1's second
     // step and poll 5 is epoch 2's second step.
     for (const [stopAt, epoch, step] of [[2, 0, 1], [5, 1, 1]]) {

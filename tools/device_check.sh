@@ -9,6 +9,7 @@
 #   3. benchmarks GEMM (cuBLAS and built-in) and per-call cost (tools/bench_cuda.ts),
 #   4. times one training epoch of SASRec and DuAF-MAT on Amazon Beauty with --backend cuda,
 #      beside PyTorch's SASRec on the same GPU (tools/torch/sasrec_train.py --device cuda),
+#      then DuAF-MAT with one micro-batch per step, and `train --profile` of 20 steps of each,
 #   5. prints a short table. $OUT (the device tool's output folder, else tmp/device-out) gets
 #      two files: summary.md and logs.tar.gz (every step's log).
 #
@@ -154,9 +155,27 @@ if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
     fi
     log "duaf $model: ${ROW[$model]}"
   done
+  # One micro-batch per step (no token budget): fewer, larger kernels.
+  t=$(date +%s)
+  if timeout "$(cap 90)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out /tmp/duaf-run-duafmat-tb0 \
+    --model duafmat --set epochs=1 --set tokenBudget=0 --backend cuda \
+    >"$LOGS/train_duafmat_tb0.json" 2>"$LOGS/train_duafmat_tb0.log"; then
+    ROW[duafmat_tb0]="$(epoch_of "$LOGS/train_duafmat_tb0.log") s/epoch ($(($(date +%s) - t)) s with setup + eval)"
+  else
+    ROW[duafmat_tb0]="failed (see train_duafmat_tb0.log)"
+  fi
+  log "duaf duafmat tokenBudget=0: ${ROW[duafmat_tb0]}"
+  # Where a step's time goes: every backend call synced and timed (train --profile), 20 steps.
+  for model in sasrec duafmat; do
+    rm -rf "/tmp/duaf-prof-$model"
+    timeout "$(cap 90)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out "/tmp/duaf-prof-$model" \
+      --model "$model" --set epochs=1 --set maxSteps=20 --backend cuda --profile --quiet \
+      >/dev/null 2>"$LOGS/profile_$model.txt" || log "profile $model failed (see profile_$model.txt)"
+  done
 else
   ROW[sasrec]="skipped"
   ROW[duafmat]="skipped"
+  ROW[duafmat_tb0]="skipped"
 fi
 
 if [ -f "$REVIEWS" ]; then
@@ -189,7 +208,12 @@ log "torch sasrec: ${ROW[torch]}"
   echo "| GPU parity tests | ${ROW[parity]} |"
   echo "| duaf SASRec, 1 epoch Beauty, cuda | ${ROW[sasrec]} |"
   echo "| duaf DuAF-MAT, 1 epoch Beauty, cuda | ${ROW[duafmat]} |"
+  echo "| duaf DuAF-MAT, 1 epoch, tokenBudget=0 | ${ROW[duafmat_tb0]:-skipped} |"
   echo "| PyTorch SASRec, 1 epoch Beauty, cuda | ${ROW[torch]} |"
+  for model in sasrec duafmat; do
+    # The training phase of each profile (20 steps, every call synced).
+    [ -f "$LOGS/profile_$model.txt" ] && { echo; echo "profile, $model:"; sed -n '/^train /,/^  wall/p' "$LOGS/profile_$model.txt"; }
+  done
   echo "total $(elapsed) s"
 } | tee "$OUT/summary.md"
 tar -czf "$OUT/logs.tar.gz" -C "$LOGS" .

@@ -1,10 +1,13 @@
 /** `duaf train`: train a model on a dataset artifact into a run directory. */
 import { resolveConfig } from "../../core/config.ts";
 import { DataError, UsageError } from "../../core/errors.ts";
+import { formatPhase, profiled } from "../../core/backends/profiling.ts";
+import { setBackend } from "../../core/tensor.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
 import { emitJson, parseFlags } from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
+import type { Progress } from "../../core/progress.ts";
 
 const usage = `usage: duaf train DATASET --out RUN [options]
        duaf train --resume RUN [options]
@@ -19,6 +22,8 @@ options:
   --out RUN            run directory to create
   --resume RUN         continue an interrupted run
   --backend NAME       auto | cuda | native | wasm | js   (or DUAF_BACKEND)
+  --profile            time every backend call by kind (each one synced) and print a table of
+                       where the run's time went, host work included, on stderr at the end
   --quiet              no progress output
 
 stdout: one JSON object with the run's outcome, best epoch and test metrics.
@@ -52,6 +57,7 @@ export const trainCommand: Command = {
       out: { type: "string" },
       resume: { type: "string" },
       backend: { type: "string" },
+      profile: { type: "boolean" },
       quiet: { type: "boolean" },
     }, true);
     const progress = new StderrProgress({ quiet: values.quiet });
@@ -72,6 +78,25 @@ export const trainCommand: Command = {
     progress.log(
       `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
     );
+    const profiler = values.profile ? profiled(backend, { sync: true }) : null;
+    if (profiler) setBackend(profiler.backend);
+    // Progress tasks mark the phases: "epoch N" trains, "eval ..." evaluates.
+    const tracked: Progress = !profiler ? progress : {
+      log: (m) => progress.log(m),
+      start(label, total, unit) {
+        profiler.phase(
+          label.startsWith("epoch") ? "train" : label.startsWith("eval") ? "eval" : "setup",
+        );
+        const task = progress.start(label, total, unit);
+        return {
+          tick: (n, status) => task.tick(n, status),
+          done(summary) {
+            task.done(summary);
+            profiler.phase("setup");
+          },
+        };
+      },
+    };
     let stopRequested = false;
     const onSigint = () => {
       if (stopRequested) Deno.exit(130);
@@ -87,7 +112,7 @@ export const trainCommand: Command = {
         out,
         config,
         resume: Boolean(resume),
-        progress,
+        progress: tracked,
         backendName: backend.name,
         shouldStop: () => stopRequested,
         onEpoch: (r) => {
@@ -97,6 +122,10 @@ export const trainCommand: Command = {
           progress.log(`epoch ${r.epoch}: ${r.seconds.toFixed(1)} s, ${loss}; valid ${valid}`);
         },
       });
+      if (profiler) {
+        console.error(`profile (${backend.name}, every backend call synced):`);
+        for (const p of profiler.report()) console.error(formatPhase(p));
+      }
       emitJson({
         run: out,
         status: manifest.status,

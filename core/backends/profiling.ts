@@ -1,0 +1,117 @@
+/**
+ * A Backend wrapper that times every call by kind (`unary:exp`, `gemm`, `scatterAdd`, ...), for
+ * `duaf train --profile`. With `sync`, each call waits for the device before its clock stops, so
+ * an asynchronous backend's (cuda) time lands on the kernel that spent it rather than on the next
+ * download; the run is slower, but the shares are right. Time outside backend calls is the host's
+ * own work (JavaScript: batching, sampling, autograd bookkeeping), reported as its own line.
+ * Calls are grouped by phase (training steps, evaluation, setup), switched by the caller.
+ */
+import type { Backend } from "../backend.ts";
+
+export interface ProfileEntry {
+  kind: string;
+  calls: number;
+  ms: number;
+}
+
+export interface PhaseProfile {
+  phase: string;
+  /** Wall time spent in this phase. */
+  wallMs: number;
+  /** Kinds by total time, largest first. */
+  entries: ProfileEntry[];
+}
+
+export interface Profiler {
+  /** Forwards to the wrapped backend, timing each call. */
+  readonly backend: Backend;
+  /** Calls from now on count towards `phase`. */
+  phase(name: string): void;
+  /** Every phase seen, in first-seen order (the current one's wall time up to now). */
+  report(): PhaseProfile[];
+}
+
+/** Methods whose first argument names the operation: split by it. */
+const BY_OP = new Set(["unary", "unaryGrad", "binary"]);
+/** Bookkeeping with no device work worth a sync. */
+const UNTIMED = new Set(["sync", "dispose"]);
+
+export function profiled(inner: Backend, opts: { sync: boolean }): Profiler {
+  const phases = new Map<string, { wallMs: number; table: Map<string, ProfileEntry> }>();
+  let current = "setup";
+  let since = performance.now();
+  const phaseOf = (name: string) => {
+    let p = phases.get(name);
+    if (!p) phases.set(name, p = { wallMs: 0, table: new Map() });
+    return p;
+  };
+  phaseOf(current);
+  const record = (kind: string, ms: number) => {
+    const table = phaseOf(current).table;
+    const e = table.get(kind);
+    if (e) {
+      e.calls++;
+      e.ms += ms;
+    } else table.set(kind, { kind, calls: 1, ms });
+  };
+  const backend = new Proxy(inner, {
+    get(target, prop) {
+      // Getters run on the target itself: they may read its private fields.
+      const value = Reflect.get(target, prop);
+      if (typeof value !== "function") return value;
+      if (typeof prop !== "string" || UNTIMED.has(prop)) return value.bind(target);
+      return (...args: unknown[]) => {
+        const t0 = performance.now();
+        const out = value.apply(target, args);
+        if (opts.sync) target.sync();
+        record(BY_OP.has(prop) ? `${prop}:${String(args[0])}` : prop, performance.now() - t0);
+        return out;
+      };
+    },
+  });
+  const closeCurrent = () => {
+    const now = performance.now();
+    phaseOf(current).wallMs += now - since;
+    since = now;
+  };
+  return {
+    backend,
+    phase(name) {
+      if (name === current) return;
+      closeCurrent();
+      current = name;
+      phaseOf(name);
+    },
+    report() {
+      closeCurrent();
+      return [...phases].map(([phase, p]) => ({
+        phase,
+        wallMs: p.wallMs,
+        entries: [...p.table.values()].sort((a, b) => b.ms - a.ms),
+      }));
+    },
+  };
+}
+
+/** A plain-text table of one phase's top kinds and the host's share of its wall time. */
+export function formatPhase(p: PhaseProfile, top = 15): string {
+  const inBackend = p.entries.reduce((s, e) => s + e.ms, 0);
+  const rows: string[][] = [[p.phase, "calls", "ms", "share"]];
+  const pct = (ms: number) => `${(100 * ms / Math.max(p.wallMs, 1e-9)).toFixed(1)}%`;
+  for (const e of p.entries.slice(0, top)) {
+    rows.push([`  ${e.kind}`, String(e.calls), e.ms.toFixed(1), pct(e.ms)]);
+  }
+  const rest = p.entries.slice(top);
+  if (rest.length) {
+    const ms = rest.reduce((s, e) => s + e.ms, 0);
+    const calls = rest.reduce((s, e) => s + e.calls, 0);
+    rows.push([`  (${rest.length} other kinds)`, String(calls), ms.toFixed(1), pct(ms)]);
+  }
+  const host = Math.max(0, p.wallMs - inBackend);
+  rows.push(["  host (outside backend calls)", "", host.toFixed(1), pct(host)]);
+  rows.push(["  wall", "", p.wallMs.toFixed(1), "100.0%"]);
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) =>
+    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  ")
+  ).join("\n");
+}
