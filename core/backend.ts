@@ -86,6 +86,9 @@ export interface AdamArgs {
   biasCorrection2: number;
 }
 
+/** Micro-batch size (padded tokens) that keeps a CPU training step within about 1.5 GB. */
+export const CPU_TOKEN_BUDGET = 32768;
+
 export interface Backend {
   readonly name: string;
   /**
@@ -93,6 +96,8 @@ export interface Backend {
    * usable; the backend may run slower afterwards.
    */
   dispose?(): void;
+  /** Micro-batch size in padded tokens for tokenBudget "auto" (absent: CPU_TOKEN_BUDGET). */
+  readonly microBatchTokens?: number;
 
   // ---- memory -------------------------------------------------------------------------------
   alloc(size: number, dtype: DType): Storage;

@@ -87,9 +87,13 @@ export const TrainConfigSchema = z.object({
   /**
    * Largest micro-batch in padded tokens (rows × length); bigger batches are split and their
    * gradients accumulated before one optimizer step (exact for CE/BCE; in-batch contrastive
-   * negatives then come from the micro-batch). 0 = never split.
+   * negatives then come from the micro-batch). 0 = never split. "auto" = the backend's own: 32768
+   * on the CPU backends, where it bounds peak memory, and 262144 on cuda, where a Beauty batch
+   * (2048 x 50) then runs whole and fewer, larger kernels pay off.
    */
-  tokenBudget: z.number().int().nonnegative().default(32768),
+  tokenBudget: z.union([z.literal("auto"), z.number().int().nonnegative()], {
+    error: `expected "auto" or a whole number >= 0`,
+  }).default("auto"),
   /** Stop each epoch after this many steps (0 = full epoch); for quick runs and benchmarks. */
   maxSteps: z.number().int().nonnegative().default(0),
   hidden: z.number().int().positive().default(64),

@@ -163,6 +163,8 @@ function cString(p: Deno.PointerValue): string {
 
 export class CudaBackend implements Backend {
   readonly name = "cuda";
+  /** Device memory is plentiful and each kernel call costs ~4 us of host time: batches run whole. */
+  readonly microBatchTokens = 262144;
   readonly #s: CudaShimSymbols;
   // Reused host arrays for shapes and strides: no allocation per kernel call.
   readonly #shape = new Int32Array(MAX_RANK);

@@ -13,7 +13,8 @@ import type { SequentialModel } from "../models/model.ts";
 import { type Adam, clipGradNorm } from "../optim/adam.ts";
 import { type Progress, silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
-import { backward, full, tidy } from "../tensor.ts";
+import { backward, full, getBackend, tidy } from "../tensor.ts";
+import { CPU_TOKEN_BUDGET } from "../backend.ts";
 import {
   bucketedOrder,
   makeBatch,
@@ -113,6 +114,9 @@ export async function train(
   stepRng.setState(state.stepRng);
   optimizer.step_ = state.adamStep;
   const params = model.trainableParameters?.() ?? model.parameters();
+  const tokenBudget = cfg.tokenBudget === "auto"
+    ? getBackend().microBatchTokens ?? CPU_TOKEN_BUDGET
+    : cfg.tokenBudget;
   const validate = () =>
     evaluate(model, src, {
       split: "valid",
@@ -183,7 +187,7 @@ export async function train(
       const ctx = { training: true, rng: stepRng };
       const parts: Record<string, number> = {};
       for (
-        const micro of microBatches(batch, Math.floor(cfg.tokenBudget / (model.memoryFactor ?? 1)))
+        const micro of microBatches(batch, Math.floor(tokenBudget / (model.memoryFactor ?? 1)))
       ) {
         // Each micro-batch's mean loss is weighted by its share of the batch, so accumulated
         // gradients equal the whole batch's.
