@@ -72,13 +72,6 @@ export function buildSimilarityIndex(f: ItemFeatures, k: number, chunk = 1024): 
   return { dim: f.dim, unit, k, neighbours };
 }
 
-function cosine(idx: SimilarityIndex, a: number, b: number): number {
-  let s = 0;
-  const d = idx.dim;
-  for (let c = 0; c < d; c++) s += idx.unit[a * d + c] * idx.unit[b * d + c];
-  return s;
-}
-
 export interface VirtualSequenceOptions {
   rate: number;
   gamma: number;
@@ -86,7 +79,13 @@ export interface VirtualSequenceOptions {
   maxLen: number;
 }
 
-/** Virtual versions of the first `rows` sequences of a batch. */
+/**
+ * Virtual versions of the first `rows` sequences of a batch. This runs on the host once per
+ * training step, for up to `vsclRows` histories of up to 50 items, so it avoids per-insertion
+ * allocations: generation stamps over item ids stand in for sets, and since the feature rows are
+ * unit vectors, gamma*cos(a, j) + (1-gamma)*cos(b, j) is one dot product of u_j with the mixed
+ * query gamma*u_a + (1-gamma)*u_b.
+ */
 export function virtualSequences(
   batch: SequenceBatch,
   rows: number,
@@ -94,43 +93,62 @@ export function virtualSequences(
   opts: VirtualSequenceOptions,
   rng: Rng,
 ): SequenceBatch {
+  const { dim, k, unit, neighbours } = idx;
+  const numIds = neighbours.length / k;
+  // inHistory[id] === r + 1: id is in row r's history; listed[id] === n: candidate of insertion n.
+  const inHistory = new Int32Array(numIds);
+  const listed = new Int32Array(numIds);
+  let insertion = 0;
+  const query = new Float64Array(dim);
+  const cands = new Int32Array(2 * k);
+  const weights = new Float64Array(2 * k);
+  const outItems = new Int32Array(2 * batch.len);
+  const outTimes = new Float64Array(2 * batch.len);
   const seqs: { items: number[]; times: number[] }[] = [];
   for (let r = 0; r < rows; r++) {
     const len = batch.lengths[r];
-    const items = Array.from(batch.items.subarray(r * batch.len, r * batch.len + len));
-    const times = Array.from(batch.times.subarray(r * batch.len, r * batch.len + len));
-    const seen = new Set(items);
+    const base = r * batch.len;
+    for (let i = 0; i < len; i++) inHistory[batch.items[base + i]] = r + 1;
     const count = Math.min(len - 1, rng.poisson(opts.rate * len));
     const points = Array.from({ length: len - 1 }, (_, i) => i);
     rng.shuffle(points);
-    const chosen = new Set(points.slice(0, count));
-    const outItems: number[] = [];
-    const outTimes: number[] = [];
-    for (let k = 0; k < len; k++) {
-      outItems.push(items[k]);
-      outTimes.push(times[k]);
-      if (!chosen.has(k)) continue;
-      const a = items[k];
-      const b = items[k + 1];
-      const cands = new Set<number>();
+    const chosen = new Uint8Array(len);
+    for (let i = 0; i < count; i++) chosen[points[i]] = 1;
+    let n = 0;
+    for (let p = 0; p < len; p++) {
+      outItems[n] = batch.items[base + p];
+      outTimes[n++] = batch.times[base + p];
+      if (!chosen[p]) continue;
+      const a = batch.items[base + p];
+      const b = batch.items[base + p + 1];
+      for (let c = 0; c < dim; c++) {
+        query[c] = opts.gamma * unit[a * dim + c] + (1 - opts.gamma) * unit[b * dim + c];
+      }
+      insertion++;
+      let m = 0;
       for (const src of [a, b]) {
-        for (let j = 0; j < idx.k; j++) {
-          const c = idx.neighbours[src * idx.k + j];
-          if (c > 0 && !seen.has(c)) cands.add(c);
+        for (let j = 0; j < k; j++) {
+          const cand = neighbours[src * k + j];
+          if (cand <= 0 || inHistory[cand] === r + 1 || listed[cand] === insertion) continue;
+          listed[cand] = insertion;
+          let dot = 0;
+          for (let c = 0; c < dim; c++) dot += query[c] * unit[cand * dim + c];
+          cands[m] = cand;
+          weights[m++] = dot / opts.temperature;
         }
       }
-      if (!cands.size) continue;
-      const list = [...cands];
-      const scores = list.map((j) =>
-        (opts.gamma * cosine(idx, a, j) + (1 - opts.gamma) * cosine(idx, b, j)) / opts.temperature
-      );
-      const max = Math.max(...scores);
-      const pick = list[rng.categorical(scores.map((s) => Math.exp(s - max)))];
-      outItems.push(pick);
-      outTimes.push((times[k] + times[k + 1]) / 2);
+      if (m === 0) continue;
+      let max = -Infinity;
+      for (let i = 0; i < m; i++) max = Math.max(max, weights[i]);
+      for (let i = 0; i < m; i++) weights[i] = Math.exp(weights[i] - max);
+      outItems[n] = cands[rng.categorical(weights.subarray(0, m))];
+      outTimes[n++] = (batch.times[base + p] + batch.times[base + p + 1]) / 2;
     }
-    const from = Math.max(0, outItems.length - opts.maxLen);
-    seqs.push({ items: outItems.slice(from), times: outTimes.slice(from) });
+    const from = Math.max(0, n - opts.maxLen);
+    seqs.push({
+      items: Array.from(outItems.subarray(from, n)),
+      times: Array.from(outTimes.subarray(from, n)),
+    });
   }
   const padded = padSequences(seqs);
   return {
