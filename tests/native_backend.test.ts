@@ -153,5 +153,8 @@ Deno.test("native: the factory falls back cleanly when no CBLAS loads", async ()
   assert.ok("unavailable" in none);
   assert.match(none.unavailable, /^no CBLAS found .*DUAF_BLAS/);
   const made = await nativeBackendFactory.create();
-  if (!("unavailable" in made)) assert.equal(made.name, "native");
+  if (!("unavailable" in made)) {
+    assert.equal(made.name, "native");
+    made.dispose?.();
+  }
 });
