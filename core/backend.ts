@@ -67,6 +67,41 @@ export interface GemmArgs {
   beta: 0 | 1;
 }
 
+/**
+ * The arguments of one plain product c = a @ b (m x k times k x n, no transposes, one batch item,
+ * no offsets, alpha 1, beta 0), with any of them overridden.
+ */
+export function gemmArgs(
+  a: Storage,
+  b: Storage,
+  c: Storage,
+  m: number,
+  n: number,
+  k: number,
+  over: Partial<GemmArgs> = {},
+): GemmArgs {
+  return {
+    a,
+    b,
+    c,
+    m,
+    n,
+    k,
+    transA: false,
+    transB: false,
+    batch: 1,
+    strideA: 0,
+    strideB: 0,
+    strideC: 0,
+    aOffset: 0,
+    bOffset: 0,
+    cOffset: 0,
+    alpha: 1,
+    beta: 0,
+    ...over,
+  };
+}
+
 /** Adam / AdamW update of one parameter, in place on p, m, v. */
 export interface AdamArgs {
   p: Storage;

@@ -14,6 +14,7 @@ import {
   openCudaShim,
   UNARY_CODES,
 } from "../core/backends/cuda.ts";
+import { gemmArgs } from "../core/backend.ts";
 import { JsBackend } from "../core/backends/js.ts";
 import { gencodeFlags } from "../ffi/cuda/build.ts";
 
@@ -123,26 +124,7 @@ Deno.test("cuda: out-of-range calls are refused before reaching the device", () 
   const { calls, backend } = fakeShim();
   const a = backend.alloc(8, "f32");
   const c = backend.alloc(5, "f32");
-  const gemm = () =>
-    backend.gemm({
-      a,
-      b: a,
-      c,
-      m: 2,
-      n: 3,
-      k: 4,
-      transA: false,
-      transB: false,
-      batch: 1,
-      strideA: 0,
-      strideB: 0,
-      strideC: 0,
-      aOffset: 0,
-      bOffset: 0,
-      cOffset: 0,
-      alpha: 1,
-      beta: 0,
-    });
+  const gemm = () => backend.gemm(gemmArgs(a, a, c, 2, 3, 4));
   assert.throws(gemm, RangeError); // B needs 12 elements, C needs 6
   assert.throws(() => backend.unary("exp", a, c, 6, 0), RangeError);
   assert.throws(() => backend.download(a, 4, 5), RangeError);

@@ -16,6 +16,7 @@ import { padSequences } from "../core/train/examples.ts";
 import { Rng } from "../core/random.ts";
 import { withBackend } from "../core/tensor.ts";
 import { JsBackend } from "../core/backends/js.ts";
+import { batch } from "./helpers/tiny_duaf.ts";
 
 const ITEMS = 200;
 
@@ -82,29 +83,7 @@ function fixture(seed: number) {
     for (let c = 0; c < dim; c++) data[i * dim + c] = rng.normal();
   }
   const idx = withBackend(new JsBackend(), () => buildSimilarityIndex({ dim, data, mask }, 6, 64));
-  const size = 40, len = 50;
-  const items = new Int32Array(size * len);
-  const times = new Float32Array(size * len);
-  const lengths = new Int32Array(size);
-  for (let r = 0; r < size; r++) {
-    lengths[r] = 1 + rng.int(len);
-    let t = 1000 * rng.uniform();
-    for (let i = 0; i < lengths[r]; i++) {
-      items[r * len + i] = 1 + rng.int(ITEMS);
-      t += 10 * rng.uniform();
-      times[r * len + i] = t;
-    }
-  }
-  const batch: SequenceBatch = {
-    size,
-    len,
-    items,
-    times,
-    lengths,
-    users: Int32Array.from({ length: size }, (_, i) => i),
-    targets: new Int32Array(size).fill(1),
-  };
-  return { idx, batch };
+  return { idx, batch: batch(rng, 40, 50, ITEMS) };
 }
 
 Deno.test("vscl: virtual sequences match the reference definition draw for draw", () => {

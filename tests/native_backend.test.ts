@@ -6,6 +6,7 @@
  * Needs a CBLAS (CI installs Debian's libopenblas0, .ci/install-deps.sh); without one the tests
  * that need it are ignored and the reason is printed.
  */
+import { gemmArgs } from "../core/backend.ts";
 import assert from "node:assert/strict";
 import { openBlas, pointerOf } from "../ffi/blas.ts";
 import { JsBackend } from "../core/backends/js.ts";
@@ -56,25 +57,7 @@ Deno.test({
     const a = be.upload(Float32Array.from([1, 2, 3, 4]), "f32");
     const b = be.upload(Float32Array.from([5, 6, 7, 8]), "f32");
     const c = be.alloc(4, "f32");
-    const args = {
-      a,
-      b,
-      c,
-      m: 2,
-      n: 2,
-      k: 2,
-      transA: false,
-      transB: false,
-      batch: 1,
-      strideA: 0,
-      strideB: 0,
-      strideC: 0,
-      aOffset: 0,
-      bOffset: 0,
-      cOffset: 0,
-      alpha: 1,
-      beta: 0 as const,
-    };
+    const args = gemmArgs(a, b, c, 2, 2, 2);
     be.gemm(args);
     assert.deepEqual([...be.download(c)], [19, 22, 43, 50]);
     const before = be.memory.buffer.byteLength;
@@ -96,26 +79,7 @@ Deno.test({
     const c = be.alloc(4, "f32");
     const guard = be.upload(new Float32Array(16).fill(7), "f32");
     assert.throws(
-      () =>
-        be.gemm({
-          a,
-          b: a,
-          c,
-          m: 2,
-          n: 3,
-          k: 3,
-          transA: false,
-          transB: false,
-          batch: 1,
-          strideA: 0,
-          strideB: 0,
-          strideC: 0,
-          aOffset: 0,
-          bOffset: 0,
-          cOffset: 0,
-          alpha: 1,
-          beta: 0,
-        }),
+      () => be.gemm(gemmArgs(a, a, c, 2, 3, 3)),
       RangeError,
     );
     assert.deepEqual([...be.download(guard)], new Array(16).fill(7));

@@ -1,4 +1,5 @@
 /** The wasm tensor arena (best fit, coalescing, deterministic reuse, growth) and kernel loading. */
+import { gemmArgs } from "../core/backend.ts";
 import assert from "node:assert/strict";
 import { Arena, blockBytes, PAGE_BYTES } from "../core/backends/wasm/arena.ts";
 import { kernelUrl, runtimeHasRelaxedSimd } from "../core/backends/wasm/kernels.ts";
@@ -95,25 +96,7 @@ Deno.test("relaxed SIMD: the probe agrees with the committed relaxed build; both
     assert.equal(be.variant, variant);
     const a = be.upload(Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)), "f32");
     const c = be.alloc(64, "f32");
-    be.gemm({
-      a,
-      b: a,
-      c,
-      m: 8,
-      n: 8,
-      k: 8,
-      transA: false,
-      transB: true,
-      batch: 1,
-      strideA: 0,
-      strideB: 0,
-      strideC: 0,
-      aOffset: 0,
-      bOffset: 0,
-      cOffset: 0,
-      alpha: 1,
-      beta: 0,
-    });
+    be.gemm(gemmArgs(a, a, c, 8, 8, 8, { transB: true }));
     results.push(be.download(c) as Float32Array);
   }
   for (let i = 0; i < 64; i++) assert.ok(Math.abs(results[0][i] - results[1][i]) < 1e-5);

@@ -3,6 +3,7 @@
  * elements, softmax rows) leaves each output element to exactly one thread, computed in the
  * same order as the single-threaded kernel would.
  */
+import { gemmArgs } from "../core/backend.ts";
 import assert from "node:assert/strict";
 import type { Backend } from "../core/backend.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
@@ -46,25 +47,18 @@ function gemmOnce(be: Backend, s: Shape): Float32Array {
   const a = be.upload(randn(1, s.batch * s.m * s.k), "f32");
   const b = be.upload(randn(2, s.batch * s.k * s.n), "f32");
   const c = be.upload(randn(3, s.batch * s.m * s.n), "f32");
-  be.gemm({
-    a,
-    b,
-    c,
-    m: s.m,
-    n: s.n,
-    k: s.k,
-    transA: s.transA,
-    transB: s.transB,
-    batch: s.batch,
-    strideA: s.m * s.k,
-    strideB: s.k * s.n,
-    strideC: s.m * s.n,
-    aOffset: 0,
-    bOffset: 0,
-    cOffset: 0,
-    alpha: 0.75,
-    beta: s.beta,
-  });
+  be.gemm(
+    gemmArgs(a, b, c, s.m, s.n, s.k, {
+      transA: s.transA,
+      transB: s.transB,
+      batch: s.batch,
+      strideA: s.m * s.k,
+      strideB: s.k * s.n,
+      strideC: s.m * s.n,
+      alpha: 0.75,
+      beta: s.beta,
+    }),
+  );
   return be.download(c) as Float32Array;
 }
 

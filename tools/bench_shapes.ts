@@ -1,5 +1,5 @@
 /** The sgemm shapes of docs/backends.md, taken from one SASRec/DuAF-MAT training step (d=64). */
-import type { GemmArgs, Storage } from "../core/backend.ts";
+import { type GemmArgs, gemmArgs, type Storage } from "../core/backend.ts";
 export interface GemmShape {
   name: string;
   batch: number;
@@ -23,23 +23,10 @@ export const SHAPES: readonly GemmShape[] = [
 
 /** The contiguous, untransposed batched GEMM of `s` on a, b, c: c = a @ b per batch element. */
 export function shapeGemm(s: GemmShape, a: Storage, b: Storage, c: Storage): GemmArgs {
-  return {
-    a,
-    b,
-    c,
-    m: s.m,
-    n: s.n,
-    k: s.k,
-    transA: false,
-    transB: false,
+  return gemmArgs(a, b, c, s.m, s.n, s.k, {
     batch: s.batch,
     strideA: s.m * s.k,
     strideB: s.k * s.n,
     strideC: s.m * s.n,
-    aOffset: 0,
-    bOffset: 0,
-    cOffset: 0,
-    alpha: 1,
-    beta: 0,
-  };
+  });
 }

@@ -1,4 +1,5 @@
 /** Differentiable (batched) matrix multiplication with either operand transposed. */
+import { gemmArgs } from "../backend.ts";
 import { empty, record, type Tensor } from "../tensor.ts";
 import { reshape } from "./shape.ts";
 
@@ -45,25 +46,17 @@ function gemm(
   beta: 0 | 1 = 0,
 ): Tensor {
   const bShared = b.rank === 2 && p.batch > 1;
-  a.backend.gemm({
-    a: a.storage,
-    b: b.storage,
-    c: out.storage,
-    m: p.m,
-    n: p.n,
-    k: p.k,
-    transA,
-    transB,
-    batch: p.batch,
-    strideA: p.m * p.k,
-    strideB: bShared ? 0 : p.k * p.n,
-    strideC: p.m * p.n,
-    aOffset: 0,
-    bOffset: 0,
-    cOffset: 0,
-    alpha: 1,
-    beta,
-  });
+  a.backend.gemm(
+    gemmArgs(a.storage, b.storage, out.storage, p.m, p.n, p.k, {
+      transA,
+      transB,
+      batch: p.batch,
+      strideA: p.m * p.k,
+      strideB: bShared ? 0 : p.k * p.n,
+      strideC: p.m * p.n,
+      beta,
+    }),
+  );
   return out;
 }
 
@@ -119,24 +112,12 @@ export function gemmInto(
   transB: boolean,
   accumulate = false,
 ): Tensor {
-  a.backend.gemm({
-    a: a.storage,
-    b: b.storage,
-    c: out.storage,
-    m,
-    n,
-    k,
-    transA,
-    transB,
-    batch: 1,
-    strideA: 0,
-    strideB: 0,
-    strideC: 0,
-    aOffset: 0,
-    bOffset: 0,
-    cOffset: 0,
-    alpha: 1,
-    beta: accumulate ? 1 : 0,
-  });
+  a.backend.gemm(
+    gemmArgs(a.storage, b.storage, out.storage, m, n, k, {
+      transA,
+      transB,
+      beta: accumulate ? 1 : 0,
+    }),
+  );
   return out;
 }

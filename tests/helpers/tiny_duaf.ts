@@ -31,7 +31,8 @@ export function itemSide(rng: Rng, withImage: boolean): ItemSide {
   };
 }
 
-export function batch(rng: Rng, size = 6, len = 5): SequenceBatch {
+/** Ragged histories of lengths 2..len (cycling by row) over items 1..numItems, with timestamps. */
+export function batch(rng: Rng, size = 6, len = 5, numItems = ITEMS): SequenceBatch {
   const items = new Int32Array(size * len);
   const times = new Float32Array(size * len);
   const lengths = new Int32Array(size);
@@ -39,7 +40,7 @@ export function batch(rng: Rng, size = 6, len = 5): SequenceBatch {
     lengths[r] = 2 + (r % (len - 1));
     let t = 10 * rng.uniform();
     for (let i = 0; i < lengths[r]; i++) {
-      items[r * len + i] = 1 + rng.int(ITEMS);
+      items[r * len + i] = 1 + rng.int(numItems);
       t += rng.uniform() < 0.3 ? 0 : 5 * rng.uniform();
       times[r * len + i] = t;
     }
@@ -51,8 +52,8 @@ export function batch(rng: Rng, size = 6, len = 5): SequenceBatch {
     times,
     lengths,
     users: Int32Array.from({ length: size }, (_, i) => i),
-    targets: Int32Array.from({ length: size }, () => 1 + rng.int(ITEMS)),
-    negatives: Int32Array.from({ length: size }, () => 1 + rng.int(ITEMS)),
+    targets: Int32Array.from({ length: size }, () => 1 + rng.int(numItems)),
+    negatives: Int32Array.from({ length: size }, () => 1 + rng.int(numItems)),
   };
 }
 
