@@ -104,15 +104,18 @@ export function virtualSequences(
   const weights = new Float64Array(2 * k);
   const outItems = new Int32Array(2 * batch.len);
   const outTimes = new Float64Array(2 * batch.len);
+  const allPoints = new Int32Array(batch.len);
+  const chosen = new Uint8Array(batch.len);
   const seqs: { items: number[]; times: number[] }[] = [];
   for (let r = 0; r < rows; r++) {
     const len = batch.lengths[r];
     const base = r * batch.len;
     for (let i = 0; i < len; i++) inHistory[batch.items[base + i]] = r + 1;
     const count = Math.min(len - 1, rng.poisson(opts.rate * len));
-    const points = Array.from({ length: len - 1 }, (_, i) => i);
+    const points = allPoints.subarray(0, len - 1);
+    for (let i = 0; i < len - 1; i++) points[i] = i;
     rng.shuffle(points);
-    const chosen = new Uint8Array(len);
+    chosen.fill(0, 0, len);
     for (let i = 0; i < count; i++) chosen[points[i]] = 1;
     let n = 0;
     for (let p = 0; p < len; p++) {
@@ -126,7 +129,8 @@ export function virtualSequences(
       }
       insertion++;
       let m = 0;
-      for (const src of [a, b]) {
+      for (let side = 0; side < 2; side++) {
+        const src = side === 0 ? a : b;
         for (let j = 0; j < k; j++) {
           const cand = neighbours[src * k + j];
           if (cand <= 0 || inHistory[cand] === r + 1 || listed[cand] === insertion) continue;
