@@ -157,14 +157,14 @@ if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
   done
   # The CPU backends' micro-batch size, against cuda's default (whole batches).
   t=$(date +%s)
-  if timeout "$(cap 90)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out /tmp/duaf-run-duafmat-tb0 \
+  if timeout "$(cap 90)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out /tmp/duaf-run-duafmat-cpu-micro \
     --model duafmat --set epochs=1 --set tokenBudget=32768 --backend cuda \
-    >"$LOGS/train_duafmat_tb0.json" 2>"$LOGS/train_duafmat_tb0.log"; then
-    ROW[duafmat_tb0]="$(epoch_of "$LOGS/train_duafmat_tb0.log") s/epoch ($(($(date +%s) - t)) s with setup + eval)"
+    >"$LOGS/train_duafmat_cpu_micro.json" 2>"$LOGS/train_duafmat_cpu_micro.log"; then
+    ROW[duafmat_cpu_micro]="$(epoch_of "$LOGS/train_duafmat_cpu_micro.log") s/epoch ($(($(date +%s) - t)) s with setup + eval)"
   else
-    ROW[duafmat_tb0]="failed (see train_duafmat_tb0.log)"
+    ROW[duafmat_cpu_micro]="failed (see train_duafmat_cpu_micro.log)"
   fi
-  log "duaf duafmat tokenBudget=32768: ${ROW[duafmat_tb0]}"
+  log "duaf duafmat tokenBudget=32768: ${ROW[duafmat_cpu_micro]}"
   # Where a step's time goes: every backend call synced and timed (train --profile), 20 steps.
   for model in sasrec duafmat; do
     rm -rf "/tmp/duaf-prof-$model"
@@ -175,7 +175,7 @@ if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
 else
   ROW[sasrec]="skipped"
   ROW[duafmat]="skipped"
-  ROW[duafmat_tb0]="skipped"
+  ROW[duafmat_cpu_micro]="skipped"
 fi
 
 if [ -f "$REVIEWS" ]; then
@@ -208,7 +208,7 @@ log "torch sasrec: ${ROW[torch]}"
   echo "| GPU parity tests | ${ROW[parity]} |"
   echo "| duaf SASRec, 1 epoch Beauty, cuda | ${ROW[sasrec]} |"
   echo "| duaf DuAF-MAT, 1 epoch Beauty, cuda | ${ROW[duafmat]} |"
-  echo "| duaf DuAF-MAT, 1 epoch, tokenBudget=32768 (CPU default) | ${ROW[duafmat_tb0]:-skipped} |"
+  echo "| duaf DuAF-MAT, 1 epoch, tokenBudget=32768 (CPU default) | ${ROW[duafmat_cpu_micro]:-skipped} |"
   echo "| PyTorch SASRec, 1 epoch Beauty, cuda | ${ROW[torch]} |"
   for model in sasrec duafmat; do
     # The training phase of each profile (20 steps, every call synced).
