@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import type { Backend } from "../core/backend.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { Rng } from "../core/random.ts";
+import { tensor } from "../core/tensor.ts";
+import { activateBackend } from "../core/train/run.ts";
 
 function randn(seed: number, n: number): Float32Array {
   const r = new Rng(seed);
@@ -115,4 +117,21 @@ Deno.test("wasm threads: 2 threads give bit-identical results to 1", async () =>
   // After dispose the backend keeps working on one thread.
   assert.equal(two.threads, 1);
   assert.deepEqual(gemmOnce(two, SHAPES[2]), gemmOnce(one, SHAPES[2]));
+});
+
+Deno.test("each command's backend stops the kernel thread of the one it replaces", async () => {
+  // A process running many commands (the test suite runs the CLI in-process) must not pile up
+  // kernel workers: dozens of them once hung a run.
+  const first = (await activateBackend("wasm")).backend as WasmBackend;
+  const x = tensor([1, 2, 3], [3]);
+  const second = (await activateBackend("wasm")).backend as WasmBackend;
+  try {
+    assert.notEqual(second, first);
+    assert.equal(first.threads, 1);
+    assert.equal(second.threads, (navigator.hardwareConcurrency ?? 1) >= 2 ? 2 : 1);
+    // What the first backend made stays readable.
+    assert.deepEqual([...x.toFloat32()], [1, 2, 3]);
+  } finally {
+    second.dispose();
+  }
 });
