@@ -52,35 +52,15 @@ log "gpu: $(head -1 "$LOGS/gpu.txt")"
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 "$NVCC" --version | tail -2 >&2 || log "no nvcc at $NVCC"
 
-if [ -z "${DENO:-}" ]; then
-  if command -v deno >/dev/null; then
-    DENO=$(command -v deno)
-  elif [ -f "$PACK/deno.xz" ]; then
-    xz -dc "$PACK/deno.xz" >/tmp/duaf-deno && chmod +x /tmp/duaf-deno && DENO=/tmp/duaf-deno
-  fi
-fi
-if [ -n "${DENO:-}" ] && "$DENO" --version >/dev/null 2>&1; then
+# Deno and cuBLAS: PyTorch's wheels ship cuBLAS; the shim also tries the system sonames itself.
+source "$ROOT/tools/device_env.sh"
+if [ -n "$DENO" ]; then
   log "$("$DENO" --version | head -1) at $DENO"
 else
   log "no Deno (set DENO or run tools/device_pack.sh and carry tmp/device): Deno steps skipped"
-  DENO=""
 fi
 # --no-config: these entry points need no npm packages, so nothing is resolved or fetched.
 DENO_FLAGS=(-A --no-config --no-lock)
-
-# cuBLAS: PyTorch's wheels ship it; the shim also tries the system sonames itself.
-if [ -z "${DUAF_CUBLAS:-}" ]; then
-  for dir in $("$PYTHON" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null) \
-    /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
-    lib=$(find "$dir" -name 'libcublas.so.1[123]*' 2>/dev/null | sort -r | head -1)
-    if [ -n "$lib" ]; then
-      export DUAF_CUBLAS=$lib
-      # its libcublasLt sits beside it
-      export LD_LIBRARY_PATH=$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-      break
-    fi
-  done
-fi
 log "cuBLAS: ${DUAF_CUBLAS:-(system search)}"
 
 # ---- 1. build -----------------------------------------------------------------------------

@@ -12,13 +12,11 @@ PACK=${DUAF_DEVICE_PACK:-$ROOT/tmp/device}
 OUT=${OUT:-$ROOT/tmp/device-out}
 CAP=${DUAF_TRAIN_CAP:-400}
 mkdir -p "$OUT"
-if [ -z "${DENO:-}" ]; then
-  xz -dc "$PACK/deno.xz" >/tmp/duaf-deno && chmod +x /tmp/duaf-deno && DENO=/tmp/duaf-deno
-fi
+PYTHON=${PYTHON:-python3}
+source "$ROOT/tools/device_env.sh"
+[ -n "$DENO" ] || { echo "device_train: no Deno (run tools/device_pack.sh, carry tmp/device)" >&2; exit 2; }
 export DUAF_CUDA_LIB=$ROOT/ffi/cuda/build/libduaf_cuda.so NO_COLOR=1
 [ -f "$DUAF_CUDA_LIB" ] || "$DENO" run -A --no-config --no-lock ffi/cuda/build.ts >&2
-lib=$(find /opt /usr/local/cuda/lib64 -name 'libcublas.so.1[123]*' 2>/dev/null | sort -r | head -1)
-[ -n "$lib" ] && export DUAF_CUBLAS=$lib LD_LIBRARY_PATH=$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 duaf() { "$DENO" run -A --no-config --no-lock "$PACK/duaf.js" "$@"; }
 
 DATASET=/tmp/duaf-beauty
