@@ -4,6 +4,7 @@ import { DataError, UsageError } from "../../core/errors.ts";
 import { formatPhase, profiled } from "../../core/backends/profiling.ts";
 import { setBackend } from "../../core/tensor.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
+import { formatNamed } from "../../core/train/trainer.ts";
 import type { Command } from "../command.ts";
 import { emitJson, parseFlags } from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
@@ -116,10 +117,14 @@ export const trainCommand: Command = {
         backendName: backend.name,
         shouldStop: () => stopRequested,
         onEpoch: (r) => {
-          const loss = Object.entries(r.loss).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(", ");
-          const valid = Object.entries(r.valid).filter(([k]) => k.endsWith("@10"))
-            .map(([k, v]) => `${k} ${v.toFixed(4)}`).join(", ");
-          progress.log(`epoch ${r.epoch}: ${r.seconds.toFixed(1)} s, ${loss}; valid ${valid}`);
+          const at10 = Object.fromEntries(
+            Object.entries(r.valid).filter(([k]) => k.endsWith("@10")),
+          );
+          progress.log(
+            `epoch ${r.epoch}: ${r.seconds.toFixed(1)} s, ${formatNamed(r.loss)}; valid ${
+              formatNamed(at10)
+            }`,
+          );
         },
       });
       if (profiler) {

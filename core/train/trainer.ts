@@ -84,6 +84,11 @@ export function initialState(seed: number): TrainerState {
   };
 }
 
+/** "name value" pairs with four decimals (loss parts, metrics), for progress and log lines. */
+export function formatNamed(values: Record<string, number>, sep = ", "): string {
+  return Object.entries(values).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(sep);
+}
+
 /** Longest run of synchronous steps between turns of the event loop. */
 const YIELD_EVERY_MS = 20;
 
@@ -211,8 +216,7 @@ export async function train(
         state.partialLoss[k] = (state.partialLoss[k] ?? 0) + v;
       }
       const elapsed = state.partialSeconds + (performance.now() - t0) / 1000;
-      const lossText = Object.entries(parts).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" ");
-      task.tick(1, `${lossText} ${(end / elapsed).toFixed(0)} ex/s`);
+      task.tick(1, `${formatNamed(parts, " ")} ${(end / elapsed).toFixed(0)} ex/s`);
     }
     const seconds = state.partialSeconds + (performance.now() - t0) / 1000;
     task.done();
