@@ -18,6 +18,7 @@ import { JsBackend } from "../core/backends/js.ts";
 import { nativeBackendFactory } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import type { SequentialModel } from "../core/models/model.ts";
+import type { Module } from "../core/nn/module.ts";
 import { Sasrec } from "../core/models/sasrec.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tidy, withBackend } from "../core/tensor.ts";
@@ -31,12 +32,7 @@ interface StepResult {
   extra: Record<string, number>;
 }
 
-type Build = () => SequentialModel & {
-  namedParameters(): [
-    string,
-    { grad: { toFloat32(): Float32Array } | null; toFloat32(): Float32Array },
-  ][];
-};
+type Build = () => SequentialModel & Module;
 
 const KINDS: Record<string, Build> = {
   sasrec: () =>
@@ -53,8 +49,7 @@ const KINDS: Record<string, Build> = {
       initStd: 0.02,
       loss: "ce",
     }, new Rng(4)),
-  duafmat: () =>
-    duafModel({ criticSteps: 1, modalityDropout: 0.3 }, itemSide(new Rng(11), true)) as never,
+  duafmat: () => duafModel({ criticSteps: 1, modalityDropout: 0.3 }, itemSide(new Rng(11), true)),
 };
 
 /** One forward/backward (and the critic update) on `be`, everything read back to the host. */
