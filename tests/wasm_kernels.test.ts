@@ -147,6 +147,67 @@ Deno.test("wasm gemm: batched strides, shared operands, alpha, accumulate", () =
   checkGemm({ m: 6, n: 8, k: 0, transA: false, transB: false, batch: 2, beta: 1 });
 });
 
+/** op(A) @ op(B) on the wasm backend, A and B given untransposed (m x k, k x n) and laid out
+ * as the transposes ask. */
+function product(
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  tA: boolean,
+  tB: boolean,
+) {
+  const t = (x: Float32Array, rows: number, cols: number) =>
+    Float32Array.from(
+      { length: rows * cols },
+      (_, i) => x[(i % rows) * cols + Math.floor(i / rows)],
+    );
+  const as = wasm.upload(tA ? t(a, m, k) : a, "f32");
+  const bs = wasm.upload(tB ? t(b, k, n) : b, "f32");
+  const cs = wasm.upload(new Float32Array(m * n).fill(NaN), "f32");
+  wasm.gemm({
+    a: as,
+    b: bs,
+    c: cs,
+    m,
+    n,
+    k,
+    transA: tA,
+    transB: tB,
+    batch: 1,
+    strideA: 0,
+    strideB: 0,
+    strideC: 0,
+    aOffset: 0,
+    bOffset: 0,
+    cOffset: 0,
+    alpha: 1,
+    beta: 0,
+  });
+  const out = wasm.download(cs) as Float32Array;
+  for (const st of [as, bs, cs]) wasm.free(st);
+  return out;
+}
+
+Deno.test("wasm gemm: an element's bits do not depend on packing, tile or edge path", () => {
+  // 250 rows pack B; the 59-row prefix reads B in place and ends in a 5-row edge tile; the
+  // transposed layouts go through the packing copies. Every path must sum the same products
+  // in the same order with the same multiply-add.
+  const m = 250, n = 70, k = 300;
+  const a = randn(11, m * k), b = randn(12, k * n);
+  const full = product(a, b, m, n, k, false, false);
+  for (const [tA, tB] of [[true, false], [false, true], [true, true]]) {
+    assert.deepEqual(product(a, b, m, n, k, tA, tB), full, `transA=${tA} transB=${tB}`);
+  }
+  const rows = 59;
+  const prefix = full.subarray(0, rows * n);
+  for (const [tA, tB] of [[false, false], [true, false], [false, true]]) {
+    const got = product(a.subarray(0, rows * k), b, rows, n, k, tA, tB);
+    assert.deepEqual(got, prefix, `first ${rows} rows, transA=${tA} transB=${tB}`);
+  }
+});
+
 const UNARY: [UnaryOp, number, number, number][] = [
   // op, alpha, input range lo, hi
   ["neg", 0, -3, 3],

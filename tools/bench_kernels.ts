@@ -1,11 +1,13 @@
 /**
  * GFLOP/s of the wasm backend's sgemm on the d=64 training shapes (tools/bench_shapes.ts), with
- * one and two kernel threads, beside PyTorch's torch.matmul on the same shapes in the same run
- * (tools/torch/bench_matmul.py, when /usr/bin/python3 has torch). Rounds of about
- * --round-seconds of repeated calls alternate between wasm and torch, so both see the same
- * background load; each number is the best of --rounds rounds.
+ * one and two kernel threads, beside PyTorch's torch.matmul(a, b, out=c) on the same shapes in the
+ * same run (tools/torch/bench_matmul.py --serve, when /usr/bin/python3 has torch). Each round
+ * times, per shape and thread count, about --round-seconds of wasm calls and then the same of
+ * torch calls, back to back, so both peers see the same background load on a shared machine.
+ * The table gives each peer's best round; the paired column is the median over rounds of
+ * wasm/torch within a round, a check that the best rounds were not luck.
  *
- *   deno task bench kernels [--rounds 5] [--round-seconds 0.2] [--threads 1,2] [--no-torch]
+ *   deno task bench kernels [--rounds 10] [--round-seconds 0.15] [--threads 1,2] [--no-torch]
  *                           [--variant relaxed|simd] [--shapes abcde]
  */
 import { parseArgs } from "node:util";
@@ -31,8 +33,8 @@ function options(): Options {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
-      rounds: { type: "string", default: "5" },
-      "round-seconds": { type: "string", default: "0.2" },
+      rounds: { type: "string", default: "10" },
+      "round-seconds": { type: "string", default: "0.15" },
       threads: { type: "string", default: "1,2" },
       "no-torch": { type: "boolean", default: false },
       variant: { type: "string" },
@@ -88,46 +90,77 @@ function round(p: Prepared): number {
   return p.flop / ((performance.now() - t) / p.reps) / 1e6;
 }
 
-/** torch.matmul GFLOP/s per shape letter, or the reason there are none. */
-async function benchTorch(
-  threads: number,
-  o: Options,
-): Promise<Map<string, number> | { skipped: string }> {
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command(PYTHON, {
-      args: [
-        TORCH_SCRIPT,
-        "--threads",
-        String(threads),
-        "--rounds",
-        "1",
-        "--round-seconds",
-        String(o.roundSeconds),
-        "--shapes",
-        o.shapes.map((s) => s.name[0]).join(""),
-      ],
-      // Debian's torch calls the system BLAS, which sizes its own thread pool: pin it too.
-      env: {
-        OMP_NUM_THREADS: String(threads),
-        OPENBLAS_NUM_THREADS: String(threads),
-        MKL_NUM_THREADS: String(threads),
-      },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  } catch (e) {
-    return { skipped: `cannot run ${PYTHON}: ${e instanceof Error ? e.message : e}` };
+/**
+ * A PyTorch process (bench_matmul.py --serve) with its BLAS pinned to `threads`, answering one
+ * timed round per request.
+ */
+class TorchPeer {
+  #child: Deno.ChildProcess;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #reader: ReadableStreamDefaultReader<string>;
+  #buffered = "";
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
+    this.#reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   }
-  const results = new Map<string, number>();
-  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
-    if (!line.trim()) continue;
-    const rec = JSON.parse(line);
-    if (rec.event === "skipped") return { skipped: "python3-torch not installed" };
-    results.set(rec.shape, rec.gflops);
+
+  /** The peer, or why there is none (no python3, no torch). */
+  static async start(threads: number): Promise<TorchPeer | { skipped: string }> {
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(PYTHON, {
+        args: [TORCH_SCRIPT, "--threads", String(threads), "--serve"],
+        // Debian's torch calls the system BLAS, which sizes its own thread pool: pin it too.
+        env: {
+          OMP_NUM_THREADS: String(threads),
+          OPENBLAS_NUM_THREADS: String(threads),
+          MKL_NUM_THREADS: String(threads),
+        },
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+    } catch (e) {
+      return { skipped: `cannot run ${PYTHON}: ${e instanceof Error ? e.message : e}` };
+    }
+    const peer = new TorchPeer(child);
+    const hello = await peer.#line();
+    if (hello === undefined) return { skipped: "bench_matmul.py exited before it was ready" };
+    const rec = JSON.parse(hello);
+    if (rec.event === "skipped") {
+      await peer.close();
+      return { skipped: "python3-torch not installed" };
+    }
+    return peer;
   }
-  if (!out.success) return { skipped: `bench_matmul.py failed (exit ${out.code})` };
-  return results;
+
+  async #line(): Promise<string | undefined> {
+    while (!this.#buffered.includes("\n")) {
+      const { value, done } = await this.#reader.read();
+      if (done) return undefined;
+      this.#buffered += value;
+    }
+    const at = this.#buffered.indexOf("\n");
+    const line = this.#buffered.slice(0, at);
+    this.#buffered = this.#buffered.slice(at + 1);
+    return line;
+  }
+
+  /** GFLOP/s of one round of about `seconds` on the shape with this letter. */
+  async round(shape: string, seconds: number): Promise<number> {
+    await this.#writer.write(new TextEncoder().encode(`${shape} ${seconds}\n`));
+    const line = await this.#line();
+    if (line === undefined) throw new Error("bench_matmul.py --serve exited mid-run");
+    return JSON.parse(line).gflops;
+  }
+
+  async close(): Promise<void> {
+    await this.#writer.close().catch(() => {});
+    await this.#reader.cancel().catch(() => {});
+    await this.#child.status;
+  }
 }
 
 function lscpuModel(): string {
@@ -145,6 +178,11 @@ const fmt = (x: number | undefined, digits = 1) => (x === undefined ? "-" : x.to
 const ratio = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined ? "-" : `${(a / b).toFixed(2)}x`;
 
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length === 0 ? undefined : s[(s.length - 1) >> 1];
+};
+
 async function main(): Promise<void> {
   const o = options();
   const load = os.loadavg().map((l) => l.toFixed(2)).join(" ");
@@ -152,8 +190,6 @@ async function main(): Promise<void> {
     `machine: ${lscpuModel()}, ${navigator.hardwareConcurrency} cores; load ${load}; ` +
       `deno ${Deno.version.deno}; ${new Date().toISOString().slice(0, 10)}`,
   );
-  // Rounds alternate between wasm and torch, so both see the same background load; each
-  // number is the best round.
   const backends = new Map<number, WasmBackend>();
   const prepared = new Map<number, Prepared[]>();
   for (const t of o.threads) {
@@ -162,23 +198,35 @@ async function main(): Promise<void> {
     prepared.set(t, o.shapes.map((s) => prepare(be, s, o)));
   }
   const variant = backends.get(o.threads[0])!.variant;
-  const wasm = new Map<number, Map<string, number>>();
-  const torch = new Map<number, Map<string, number>>();
+  const peers = new Map<number, TorchPeer>();
   let skipped = o.torch ? "" : "skipped: --no-torch";
-  const keep = (into: Map<number, Map<string, number>>, t: number, key: string, v: number) => {
-    const m = into.get(t) ?? new Map<string, number>();
-    m.set(key, Math.max(m.get(key) ?? 0, v));
-    into.set(t, m);
-  };
+  for (const t of o.torch ? o.threads : []) {
+    const peer = await TorchPeer.start(t);
+    if ("skipped" in peer) {
+      skipped = `skipped: ${peer.skipped}`;
+      break;
+    }
+    peers.set(t, peer);
+  }
+  // Per "threads shape": every round's GFLOP/s of each peer, in round order.
+  const wasm = new Map<string, number[]>();
+  const torch = new Map<string, number[]>();
+  const push = (into: Map<string, number[]>, key: string, v: number) =>
+    into.set(key, [...(into.get(key) ?? []), v]);
   for (let r = 0; r < o.rounds; r++) {
-    for (const t of o.threads) {
-      prepared.get(t)!.forEach((p, i) => keep(wasm, t, o.shapes[i].name[0], round(p)));
-      if (skipped) continue;
-      const res = await benchTorch(t, o);
-      if ("skipped" in res) skipped = `skipped: ${res.skipped}`;
-      else for (const [key, v] of res) keep(torch, t, key, v);
+    for (const [i, s] of o.shapes.entries()) {
+      for (const t of o.threads) {
+        const key = `${t} ${s.name[0]}`;
+        push(wasm, key, round(prepared.get(t)![i]));
+        const peer = peers.get(t);
+        if (!peer) continue;
+        push(torch, key, await peer.round(s.name[0], o.roundSeconds));
+        // OpenBLAS's idle threads spin for a moment after a call: let them park first.
+        await new Promise((done) => setTimeout(done, 30));
+      }
     }
   }
+  for (const peer of peers.values()) await peer.close();
   for (const be of backends.values()) be.dispose();
   const endLoad = os.loadavg().map((l) => l.toFixed(2)).join(" ");
   console.log(`load at the end: ${endLoad}`);
@@ -186,18 +234,26 @@ async function main(): Promise<void> {
   if (skipped) console.log(`torch: ${skipped}`);
   console.log("");
   console.log(
-    "| shape | wasm 1T | wasm 2T | 2T/1T | torch 1T | torch 2T | wasm/torch 1T | wasm/torch 2T |",
+    "| shape | wasm 1T | wasm 2T | 2T/1T | torch 1T | torch 2T | wasm/torch 1T | wasm/torch 2T " +
+      "| paired 1T | paired 2T |",
   );
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  const best = (m: Map<string, number[]>, t: number, key: string) => {
+    const xs = m.get(`${t} ${key}`);
+    return xs ? Math.max(...xs) : undefined;
+  };
+  const paired = (t: number, key: string) => {
+    const w = wasm.get(`${t} ${key}`), p = torch.get(`${t} ${key}`);
+    const m = w && p ? median(w.map((x, i) => x / p[i])) : undefined;
+    return m === undefined ? "-" : `${m.toFixed(2)}x`;
+  };
   for (const s of o.shapes) {
     const key = s.name[0];
-    const w1 = wasm.get(1)?.get(key);
-    const w2 = wasm.get(2)?.get(key);
-    const t1 = torch.get(1)?.get(key);
-    const t2 = torch.get(2)?.get(key);
+    const w1 = best(wasm, 1, key), w2 = best(wasm, 2, key);
+    const t1 = best(torch, 1, key), t2 = best(torch, 2, key);
     console.log(
       `| ${s.name} | ${fmt(w1)} | ${fmt(w2)} | ${ratio(w2, w1)} | ${fmt(t1)} | ${fmt(t2)} | ` +
-        `${ratio(w1, t1)} | ${ratio(w2, t2)} |`,
+        `${ratio(w1, t1)} | ${ratio(w2, t2)} | ${paired(1, key)} | ${paired(2, key)} |`,
     );
   }
 }

@@ -3,6 +3,7 @@
 
     /usr/bin/python3 tools/torch/bench_matmul.py --threads 1
     /usr/bin/python3 tools/torch/bench_matmul.py --threads 2
+    /usr/bin/python3 tools/torch/bench_matmul.py --threads 1 --serve   (one round per request)
 
 Shapes: a=[12800x64]@[64x64], b=[12800x64]@[64x256], c=256x[50x64]@[64x50] (batched),
 d=[2048x64]@[64x12000], e=[1024x1024]@[1024x1024]; float32, inputs N(0,1); FLOPs = 2*M*N*K
@@ -14,6 +15,12 @@ round runs enough calls for about --round-seconds; the result is the best of --r
 --threads also sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before torch loads: Debian's torch
 calls the system OpenBLAS (pthreads build), whose pool ignores torch.set_num_threads.
 One JSON line per shape on stdout; without torch, one {"event": "skipped"} line and exit 0.
+
+--serve keeps torch loaded and answers requests on stdin, one per line: "<shape> <seconds>" runs
+one round of torch.matmul(a, b, out=c) on that shape for about that long and answers
+{"shape", "gflops"}; the first request for a shape calibrates it. It first prints
+{"event": "ready"}. tools/bench_kernels.ts drives it so that a torch round and a wasm round of the
+same shape run back to back and see the same load on a shared machine.
 """
 
 import argparse
@@ -93,14 +100,59 @@ def bench(batch, m, k, n, rounds, round_seconds, preallocated):
     return flop / times[0] / 1e9, flop / times[len(times) // 2] / 1e9, iters, times[0]
 
 
+class Served:
+    """One shape's operands and calibrated call count, for --serve."""
+
+    def __init__(self, batch, m, k, n, round_seconds):
+        g = torch.Generator()
+        g.manual_seed(0)
+        dims = (m, k) if batch == 1 else (batch, m, k)
+        self.a = torch.randn(*dims, generator=g)
+        self.b = torch.randn(*((k, n) if batch == 1 else (batch, k, n)), generator=g)
+        self.out = torch.empty(*((m, n) if batch == 1 else (batch, m, n)))
+        self.flop = 2.0 * batch * m * n * k
+        for _ in range(3):  # warm-up
+            self.call()
+        t0 = time.perf_counter()
+        self.call()
+        self.iters = max(1, int(round_seconds / max(time.perf_counter() - t0, 1e-9)))
+
+    def call(self):
+        torch.matmul(self.a, self.b, out=self.out)
+
+    def round(self):
+        t0 = time.perf_counter()
+        for _ in range(self.iters):
+            self.call()
+        return self.flop * self.iters / (time.perf_counter() - t0) / 1e9
+
+
+def serve():
+    """Answers "<shape> <seconds>" lines with one round's GFLOP/s (see the module docstring)."""
+    served = {}
+    print(json.dumps({"event": "ready", "threads": torch.get_num_threads(),
+                      "torch": torch.__version__}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        name, seconds = line.split()
+        if name not in served:
+            served[name] = Served(*SHAPES[name], float(seconds))
+        print(json.dumps({"shape": name, "gflops": round(served[name].round(), 2)}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description="torch.matmul GFLOP/s on duaf's benchmark shapes")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--round-seconds", type=float, default=0.2)
     ap.add_argument("--shapes", default="abcde", help="subset of the shape letters")
+    ap.add_argument("--serve", action="store_true", help="answer round requests on stdin")
     args = ap.parse_args()
     import_torch(args.threads)
+    if args.serve:
+        serve()
+        return
     for name in args.shapes:
         batch, m, k, n = SHAPES[name]
         rec = {"tool": "bench_matmul.py", "shape": name, "batch": batch, "m": m, "k": k, "n": n,

@@ -1,12 +1,18 @@
 // Single-precision GEMM: C = alpha * op(A) @ op(B) + beta * C, row-major, batched with strides.
 //
 // Blocking follows the BLIS loop order: columns in NC-wide blocks, K in KC-deep slices, the
-// B slice packed into 8-column panels, rows in MC-row blocks whose A slice is packed into
-// 6-row panels (k-major: the 6 values of one k are adjacent), then a 6x8 register tile that
-// streams one A panel and one B panel. Edge panels are zero-padded and edge tiles go through a
+// B slice in 8-column panels, rows in MC-row blocks, then a 6x8 register tile that streams six
+// rows of A (k contiguous in each) and one B panel (8 floats per k). B panels are packed
+// (k-major, zero-padded at the edge) unless B is untransposed, the panel is full and the rows
+// are too few to repay the copy: then the tile reads B's rows in place. A is read in place when
+// untransposed; transposed A is first copied into row-major panels. Edge tiles go through a
 // scratch tile, so every element C[i][j] is one accumulator lane summing a[i][k] * b[k][j] over
 // k in increasing order with the same multiply-add, whatever tile, thread or edge path computes
-// it: that is what makes results independent of how the work is split.
+// it: that is what makes results independent of how the work is split, and of packing.
+//
+// The A rows are addressed as p, p + rs, p + 2rs, ... with the row stride a runtime value:
+// without a trap handler (Deno) V8 bounds-checks every access, and a load at a computed address
+// checks more cheaply than one with a constant memarg offset (about 10% on the whole tile).
 
 import { madd } from "./simd";
 
@@ -16,9 +22,13 @@ const KC = 256;
 const MC = 96;
 /** Floats in one thread's packed-B buffer (KC * NC, 256 KiB: half the L2 cache). */
 const PACK_B_FLOATS = 65536;
+/** Floats of the transposed-A block (MC rows of KC) and of one zero-padded edge A panel. */
 const PACK_A_FLOATS = MC * KC;
-/** Bytes of per-thread scratch gemm needs: packed B, packed A, one C tile. */
-export const GEMM_SCRATCH_BYTES: i32 = (PACK_B_FLOATS + PACK_A_FLOATS + MR * NR) * 4;
+const EDGE_A_FLOATS = MR * KC;
+/** Bytes of per-thread scratch gemm needs: packed B, packed A, an edge A panel, one C tile. */
+export const GEMM_SCRATCH_BYTES: i32 = (PACK_B_FLOATS + PACK_A_FLOATS + EDGE_A_FLOATS + MR * NR) * 4;
+/** Row blocks up to this many rows read untransposed B in place instead of packing it. */
+const DIRECT_B_MAX_ROWS = 2 * MC;
 
 // Store modes of a finished tile.
 const STORE = 0; // C = acc
@@ -42,14 +52,16 @@ const ADD_SCALED = 3; // C = C + alpha * acc
 }
 
 /**
- * rows x cols tile (rows 2, 4 or 6; cols 4 or 8) of C (+)= packed A panel (kc x 6) @ packed B
- * panel (kc x 8). Inlined with constant rows/cols, the unused accumulators and loads vanish;
- * the narrower tiles serve edges, so less of the zero padding is multiplied.
+ * rows x cols tile (rows 2, 4 or 6; cols 4 or 8) of C (+)= A rows (row r of the tile at
+ * a + r * rs, kc floats) @ B panel (kc steps of bs bytes, 8 floats each). Inlined with constant
+ * rows/cols, the unused accumulators and loads vanish; the narrower tiles serve edges.
  */
 // @ts-ignore: decorator
 @inline function tile(
-  ap: usize,
-  bp: usize,
+  a: usize,
+  rs: usize,
+  b: usize,
+  bs: usize,
   kc: i32,
   c: usize,
   ldc: usize,
@@ -72,33 +84,39 @@ const ADD_SCALED = 3; // C = C + alpha * acc
   let c51 = c00;
   let b1 = c00;
   let x: v128;
-  for (let k = 0; k < kc; k++) {
-    const b0 = v128.load(bp);
-    if (cols > 4) b1 = v128.load(bp, 16);
-    x = v128.load32_splat(ap);
+  // Rows 0-2 from p, rows 3-5 from q = p + 3 rs: fewer live addresses than six row pointers.
+  const rs2 = rs + rs;
+  const end = a + (<usize>kc << 2);
+  let p = a;
+  let q = a + rs2 + rs;
+  while (p < end) {
+    const b0 = v128.load(b);
+    if (cols > 4) b1 = v128.load(b, 16);
+    x = v128.load32_splat(p);
     c00 = madd(x, b0, c00);
     if (cols > 4) c01 = madd(x, b1, c01);
-    x = v128.load32_splat(ap, 4);
+    x = v128.load32_splat(p + rs);
     c10 = madd(x, b0, c10);
     if (cols > 4) c11 = madd(x, b1, c11);
     if (rows > 2) {
-      x = v128.load32_splat(ap, 8);
+      x = v128.load32_splat(p + rs2);
       c20 = madd(x, b0, c20);
       if (cols > 4) c21 = madd(x, b1, c21);
-      x = v128.load32_splat(ap, 12);
+      x = v128.load32_splat(q);
       c30 = madd(x, b0, c30);
       if (cols > 4) c31 = madd(x, b1, c31);
     }
     if (rows > 4) {
-      x = v128.load32_splat(ap, 16);
+      x = v128.load32_splat(q + rs);
       c40 = madd(x, b0, c40);
       if (cols > 4) c41 = madd(x, b1, c41);
-      x = v128.load32_splat(ap, 20);
+      x = v128.load32_splat(q + rs2);
       c50 = madd(x, b0, c50);
       if (cols > 4) c51 = madd(x, b1, c51);
     }
-    ap += 24;
-    bp += 32;
+    p += 4;
+    q += 4;
+    b += bs;
   }
   storeRow(c, mode, alpha, c00, c01, cols);
   storeRow(c + ldc, mode, alpha, c10, c11, cols);
@@ -112,36 +130,36 @@ const ADD_SCALED = 3; // C = C + alpha * acc
   }
 }
 
-function kernel6x8(ap: usize, bp: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(ap, bp, kc, c, ldc, mode, alpha, 6, 8);
+function kernel6x8(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 6, 8);
 }
-function kernel6x4(ap: usize, bp: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(ap, bp, kc, c, ldc, mode, alpha, 6, 4);
+function kernel6x4(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 6, 4);
 }
-function kernel4x8(ap: usize, bp: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(ap, bp, kc, c, ldc, mode, alpha, 4, 8);
+function kernel4x8(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 4, 8);
 }
-function kernel4x4(ap: usize, bp: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(ap, bp, kc, c, ldc, mode, alpha, 4, 4);
+function kernel4x4(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 4, 4);
 }
-function kernel2x8(ap: usize, bp: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(ap, bp, kc, c, ldc, mode, alpha, 2, 8);
+function kernel2x8(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 2, 8);
 }
-function kernel2x4(ap: usize, bp: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(ap, bp, kc, c, ldc, mode, alpha, 2, 4);
+function kernel2x4(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 2, 4);
 }
 
 /** Edge tile: the smallest kernel covering mr x nr, written raw into the 6x8 scratch tile. */
-function edgeTile(ap: usize, bp: usize, kc: i32, t: usize, mr: i32, nr: i32): void {
+function edgeTile(a: usize, rs: usize, b: usize, bs: usize, kc: i32, t: usize, mr: i32, nr: i32): void {
   const ld: usize = NR << 2;
   if (nr > 4) {
-    if (mr > 4) kernel6x8(ap, bp, kc, t, ld, STORE, 1);
-    else if (mr > 2) kernel4x8(ap, bp, kc, t, ld, STORE, 1);
-    else kernel2x8(ap, bp, kc, t, ld, STORE, 1);
+    if (mr > 4) kernel6x8(a, rs, b, bs, kc, t, ld, STORE, 1);
+    else if (mr > 2) kernel4x8(a, rs, b, bs, kc, t, ld, STORE, 1);
+    else kernel2x8(a, rs, b, bs, kc, t, ld, STORE, 1);
   } else {
-    if (mr > 4) kernel6x4(ap, bp, kc, t, ld, STORE, 1);
-    else if (mr > 2) kernel4x4(ap, bp, kc, t, ld, STORE, 1);
-    else kernel2x4(ap, bp, kc, t, ld, STORE, 1);
+    if (mr > 4) kernel6x4(a, rs, b, bs, kc, t, ld, STORE, 1);
+    else if (mr > 2) kernel4x4(a, rs, b, bs, kc, t, ld, STORE, 1);
+    else kernel2x4(a, rs, b, bs, kc, t, ld, STORE, 1);
   }
 }
 
@@ -173,10 +191,10 @@ function packB(
           bp += 32;
         }
       } else {
+        // The edge panel: zero it, then copy the nr real columns of each k.
+        memory.fill(bp, 0, <usize>kc << 5);
         for (let kk = 0; kk < kc; kk++) {
-          for (let jj = 0; jj < NR; jj++) {
-            store<f32>(bp + (jj << 2), jj < nr ? load<f32>(src + (jj << 2)) : 0);
-          }
+          for (let jj = 0; jj < nr; jj++) store<f32>(bp + (jj << 2), load<f32>(src + (jj << 2)));
           src += step;
           bp += 32;
         }
@@ -198,13 +216,14 @@ function packB(
         bp += 32;
       }
     } else {
-      for (let kk = 0; kk < kc; kk++) {
-        for (let jj = 0; jj < NR; jj++) {
-          const v: f32 = jj < nr ? load<f32>(b + ((<usize>(j + jj) * ldb + k0 + kk) << 2)) : 0;
-          store<f32>(bp + (jj << 2), v);
-        }
-        bp += 32;
+      // The edge panel: zero it, then copy each of the nr B rows (one per column) along k.
+      memory.fill(bp, 0, <usize>kc << 5);
+      for (let jj = 0; jj < nr; jj++) {
+        const src = b + ((<usize>(j + jj) * ldb + k0) << 2);
+        const dst = bp + (<usize>jj << 2);
+        for (let kk = 0; kk < kc; kk++) store<f32>(dst + (<usize>kk << 5), load<f32>(src + (<usize>kk << 2)));
       }
+      bp += <usize>kc << 5;
     }
   }
 }
@@ -230,74 +249,38 @@ function packB(
 }
 
 /**
- * Packs rows [i0, i0+mc) x k in [k0, k0+kc) of op(A) into 6-row panels, each kc x 6 floats
- * (k-major), the last one zero-padded. A is M x K (lda = K) or, transposed, K x M (lda = M).
+ * Copies rows [i0, i0+mc) x k in [k0, k0+kc) of op(A) = A^T (A is K x M, lda = M) into dst,
+ * row-major with kc floats per row, then zero rows up to the next multiple of 6, so the last
+ * tile reads zeros past the end.
  */
-function packA(
-  a: usize,
-  lda: i32,
-  transA: bool,
-  k0: i32,
-  kc: i32,
-  i0: i32,
-  mc: i32,
-  ap: usize,
-): void {
+function packAT(a: usize, lda: i32, k0: i32, kc: i32, i0: i32, mc: i32, dst: usize): void {
   const ldaB = <usize>lda << 2;
-  for (let ir = 0; ir < mc; ir += MR) {
-    const mr = min(MR, mc - ir);
-    const i = i0 + ir;
-    if (transA) {
-      // the 6 values of one k are adjacent in memory
-      let src = a + ((<usize>k0 * lda + i) << 2);
-      if (mr == MR) {
-        for (let kk = 0; kk < kc; kk++) {
-          v128.store(ap, v128.load(src));
-          store<i64>(ap, load<i64>(src, 16), 16);
-          src += ldaB;
-          ap += MR << 2;
-        }
-      } else {
-        for (let kk = 0; kk < kc; kk++) {
-          for (let r = 0; r < MR; r++) store<f32>(ap + (r << 2), r < mr ? load<f32>(src + (r << 2)) : 0);
-          src += ldaB;
-          ap += MR << 2;
-        }
-      }
-    } else if (mr == MR) {
-      // six rows, four k at a time: rows 0-3 by a 4x4 transpose, rows 4-5 by pairing lanes
-      const r0 = a + ((<usize>i * lda + k0) << 2);
-      const r4 = r0 + 4 * ldaB;
-      let kk = 0;
-      for (; kk + 4 <= kc; kk += 4) {
-        const o = <usize>kk << 2;
-        transpose4(r0 + o, ldaB, ap, MR << 2);
-        const v4 = v128.load(r4 + o);
-        const v5 = v128.load(r4 + ldaB + o);
-        const lo = v128.shuffle<f32>(v4, v5, 0, 4, 1, 5);
-        const hi = v128.shuffle<f32>(v4, v5, 2, 6, 3, 7);
-        v128.store_lane<i64>(ap, lo, 0, 16);
-        v128.store_lane<i64>(ap, lo, 1, 40);
-        v128.store_lane<i64>(ap, hi, 0, 64);
-        v128.store_lane<i64>(ap, hi, 1, 88);
-        ap += 4 * MR << 2;
-      }
-      for (; kk < kc; kk++) {
-        const o = <usize>kk << 2;
-        for (let r = 0; r < MR; r++) store<f32>(ap + (r << 2), load<f32>(r0 + <usize>r * ldaB + o));
-        ap += MR << 2;
-      }
-    } else {
-      const r0 = a + ((<usize>i * lda + k0) << 2);
-      for (let kk = 0; kk < kc; kk++) {
-        const o = <usize>kk << 2;
-        for (let r = 0; r < MR; r++) {
-          store<f32>(ap + (r << 2), r < mr ? load<f32>(r0 + <usize>r * ldaB + o) : 0);
-        }
-        ap += MR << 2;
-      }
+  const kcB = <usize>kc << 2;
+  let i = 0;
+  for (; i + 4 <= mc; i += 4) {
+    // four columns of A, four k at a time, transposed 4x4 into four rows of the panel
+    const src = a + ((<usize>k0 * lda + i0 + i) << 2);
+    const d = dst + <usize>i * kcB;
+    let kk = 0;
+    for (; kk + 4 <= kc; kk += 4) transpose4(src + <usize>kk * ldaB, ldaB, d + (<usize>kk << 2), kcB);
+    for (; kk < kc; kk++) {
+      for (let r = 0; r < 4; r++) store<f32>(d + <usize>r * kcB + (<usize>kk << 2), load<f32>(src + <usize>kk * ldaB + (r << 2)));
     }
   }
+  for (; i < mc; i++) {
+    const src = a + ((<usize>k0 * lda + i0 + i) << 2);
+    const d = dst + <usize>i * kcB;
+    for (let kk = 0; kk < kc; kk++) store<f32>(d + (<usize>kk << 2), load<f32>(src + <usize>kk * ldaB));
+  }
+  const padded = (mc + MR - 1) / MR * MR;
+  if (padded > mc) memory.fill(dst + <usize>mc * kcB, 0, <usize>(padded - mc) * kcB);
+}
+
+/** Copies mr (< 6) rows of A, kc floats each, lda apart, into a 6-row panel, zero-padded. */
+function copyEdgeRows(src: usize, ldaB: usize, mr: i32, kc: i32, dst: usize): void {
+  const kcB = <usize>kc << 2;
+  for (let r = 0; r < mr; r++) memory.copy(dst + <usize>r * kcB, src + <usize>r * ldaB, kcB);
+  memory.fill(dst + <usize>mr * kcB, 0, <usize>(MR - mr) * kcB);
 }
 
 /**
@@ -374,38 +357,81 @@ function gemmOne(
   }
   const bp = scratch;
   const apBase = bp + (PACK_B_FLOATS << 2);
-  const scratchTile = apBase + (PACK_A_FLOATS << 2);
+  const edgeA = apBase + (PACK_A_FLOATS << 2);
+  const scratchTile = edgeA + (EDGE_A_FLOATS << 2);
   const scaled = alpha != 1;
   const lda = transA ? m : k;
   const ldb = transB ? k : n;
+  const ldbB = <usize>ldb << 2;
+  const panelStride: usize = NR << 2;
   const kcMax = min(KC, k);
   const nc = max(NR, (PACK_B_FLOATS / kcMax) & ~(NR - 1));
+  const directB = !transB && r1 - r0 <= DIRECT_B_MAX_ROWS;
+  const ldc6 = ldc * MR;
   for (let jc = c0; jc < c1; jc += nc) {
     const ncur = min(nc, c1 - jc);
+    const nFull = ncur & ~(NR - 1);
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
-      packB(b, ldb, transB, pc, kc, jc, ncur, bp);
+      const kcB = <usize>kc << 2;
+      if (!directB) packB(b, ldb, transB, pc, kc, jc, ncur, bp);
+      else if (nFull < ncur) packB(b, ldb, false, pc, kc, jc + nFull, ncur - nFull, bp);
       const accumulate = pc > 0 || beta != 0;
       const mode = (accumulate ? ADD : STORE) + (scaled ? 1 : 0);
-      const panelBytes = <usize>kc * MR << 2;
       for (let ic = r0; ic < r1; ic += MC) {
         const mcur = min(MC, r1 - ic);
-        packA(a, lda, transA, pc, kc, ic, mcur, apBase);
+        const mFull = mcur - mcur % MR;
+        // The block's A rows: in place (row stride lda) or, for transposed A, packed (stride kc).
+        let aBlock: usize;
+        let rs: usize;
+        if (transA) {
+          packAT(a, lda, pc, kc, ic, mcur, apBase);
+          aBlock = apBase;
+          rs = kcB;
+        } else {
+          aBlock = a + ((<usize>ic * lda + pc) << 2);
+          rs = <usize>lda << 2;
+        }
+        // The last, partial row panel reads a zero-padded 6-row copy (stride kc).
+        let aEdge = aBlock + <usize>mFull * rs;
+        if (mFull < mcur && !transA) {
+          copyEdgeRows(aEdge, rs, mcur - mFull, kc, edgeA);
+          aEdge = edgeA;
+        }
+        const rsEdge = transA || mFull < mcur ? kcB : rs;
+        const rs6 = rs * MR;
         for (let jr = 0; jr < ncur; jr += NR) {
           const nr = min(NR, ncur - jr);
-          const bPanel = bp + (<usize>jr * kc << 2);
           const col = jc + jr;
-          let aPanel = apBase;
-          for (let ir = 0; ir < mcur; ir += MR) {
-            const mr = min(MR, mcur - ir);
-            const dst = c + <usize>(ic + ir) * ldc + (<usize>col << 2);
-            if (mr == MR && nr == NR) {
-              kernel6x8(aPanel, bPanel, kc, dst, ldc, mode, alpha);
+          let bPanel = bp + (<usize>jr * kc << 2);
+          let bs = panelStride;
+          if (directB) {
+            if (nr == NR) {
+              bPanel = b + ((<usize>pc * ldb + col) << 2);
+              bs = ldbB;
             } else {
-              edgeTile(aPanel, bPanel, kc, scratchTile, mr, nr);
-              mergeTile(scratchTile, dst, ldc, mr, nr, mode, alpha);
+              bPanel = bp;
             }
-            aPanel += panelBytes;
+          }
+          let dst = c + <usize>ic * ldc + (<usize>col << 2);
+          let ap = aBlock;
+          if (nr == NR) {
+            for (let ir = 0; ir < mFull; ir += MR) {
+              kernel6x8(ap, rs, bPanel, bs, kc, dst, ldc, mode, alpha);
+              ap += rs6;
+              dst += ldc6;
+            }
+          } else {
+            for (let ir = 0; ir < mFull; ir += MR) {
+              edgeTile(ap, rs, bPanel, bs, kc, scratchTile, MR, nr);
+              mergeTile(scratchTile, dst, ldc, MR, nr, mode, alpha);
+              ap += rs6;
+              dst += ldc6;
+            }
+          }
+          if (mFull < mcur) {
+            edgeTile(aEdge, rsEdge, bPanel, bs, kc, scratchTile, mcur - mFull, nr);
+            mergeTile(scratchTile, dst, ldc, mcur - mFull, nr, mode, alpha);
           }
         }
       }
