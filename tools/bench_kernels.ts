@@ -7,7 +7,7 @@
  * The table gives each peer's best round; the paired column is the median over rounds of
  * wasm/torch within a round, a check that the best rounds were not luck.
  *
- *   deno task bench kernels [--rounds 10] [--round-seconds 0.15] [--threads 1,2] [--no-torch]
+ *   deno task bench kernels [--rounds 20] [--round-seconds 0.1] [--threads 1,2] [--no-torch]
  *                           [--variant relaxed|simd] [--shapes abcde]
  */
 import { parseArgs } from "node:util";
@@ -33,8 +33,8 @@ function options(): Options {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
-      rounds: { type: "string", default: "10" },
-      "round-seconds": { type: "string", default: "0.15" },
+      rounds: { type: "string", default: "20" },
+      "round-seconds": { type: "string", default: "0.1" },
       threads: { type: "string", default: "1,2" },
       "no-torch": { type: "boolean", default: false },
       variant: { type: "string" },
