@@ -2,15 +2,17 @@
 //
 // Blocking follows the BLIS loop order: columns in NC-wide blocks, K in KC-deep slices, the
 // B slice in 8-column panels, rows in MC-row blocks, then a 6x8 register tile that streams six
-// rows of A (k contiguous in each) and one B panel (8 floats per k). B panels are packed
-// (k-major, zero-padded at the edge) unless B is untransposed, the panel is full and the rows
-// are too few to repay the copy: then the tile reads B's rows in place. A is read in place when
-// untransposed; transposed A is first copied into row-major panels. Edge tiles go through a
+// rows of op(A) and one B panel (8 floats per k). A is never packed: the tile reads element
+// (r, k) at a + r * rs + k * ks, so untransposed A (ks = 4, rs = row) and transposed A (rs = 4,
+// ks = row) are both read in place; only a partial last row panel is copied, zero-padded. B
+// panels are packed (k-major, zero-padded at the edge) unless B is untransposed, the panel is
+// full and the rows are too few to repay the copy: then the tile reads B's rows in place. Edge
+// tiles go through a
 // scratch tile, so every element C[i][j] is one accumulator lane summing a[i][k] * b[k][j] over
 // k in increasing order with the same multiply-add, whatever tile, thread or edge path computes
 // it: that is what makes results independent of how the work is split, and of packing.
 //
-// The A rows are addressed as p, p + rs, p + 2rs, ... with the row stride a runtime value:
+// The A rows are addressed as p, p + rs, p + 2rs, ... with both strides runtime values:
 // without a trap handler (Deno) V8 bounds-checks every access, and a load at a computed address
 // checks more cheaply than one with a constant memarg offset (about 10% on the whole tile).
 
@@ -22,11 +24,10 @@ const KC = 256;
 const MC = 96;
 /** Floats in one thread's packed-B buffer (KC * NC, 256 KiB: half the L2 cache). */
 const PACK_B_FLOATS = 65536;
-/** Floats of the transposed-A block (MC rows of KC) and of one zero-padded edge A panel. */
-const PACK_A_FLOATS = MC * KC;
+/** Floats of one zero-padded copy of a partial A row panel. */
 const EDGE_A_FLOATS = MR * KC;
-/** Bytes of per-thread scratch gemm needs: packed B, packed A, an edge A panel, one C tile. */
-export const GEMM_SCRATCH_BYTES: i32 = (PACK_B_FLOATS + PACK_A_FLOATS + EDGE_A_FLOATS + MR * NR) * 4;
+/** Bytes of per-thread scratch gemm needs: packed B, an edge A panel, one C tile. */
+export const GEMM_SCRATCH_BYTES: i32 = (PACK_B_FLOATS + EDGE_A_FLOATS + MR * NR) * 4;
 /** Row blocks up to this many rows read untransposed B in place instead of packing it. */
 const DIRECT_B_MAX_ROWS = 2 * MC;
 
@@ -52,14 +53,15 @@ const ADD_SCALED = 3; // C = C + alpha * acc
 }
 
 /**
- * rows x cols tile (rows 2, 4 or 6; cols 4 or 8) of C (+)= A rows (row r of the tile at
- * a + r * rs, kc floats) @ B panel (kc steps of bs bytes, 8 floats each). Inlined with constant
+ * rows x cols tile (rows 2, 4 or 6; cols 4 or 8) of C (+)= A (element (r, k) of the tile at
+ * a + r * rs + k * ks) @ B panel (kc steps of bs bytes, 8 floats each). Inlined with constant
  * rows/cols, the unused accumulators and loads vanish; the narrower tiles serve edges.
  */
 // @ts-ignore: decorator
 @inline function tile(
   a: usize,
   rs: usize,
+  ks: usize,
   b: usize,
   bs: usize,
   kc: i32,
@@ -86,7 +88,7 @@ const ADD_SCALED = 3; // C = C + alpha * acc
   let x: v128;
   // Rows 0-2 from p, rows 3-5 from q = p + 3 rs: fewer live addresses than six row pointers.
   const rs2 = rs + rs;
-  const end = a + (<usize>kc << 2);
+  const end = a + <usize>kc * ks;
   let p = a;
   let q = a + rs2 + rs;
   while (p < end) {
@@ -114,8 +116,8 @@ const ADD_SCALED = 3; // C = C + alpha * acc
       c50 = madd(x, b0, c50);
       if (cols > 4) c51 = madd(x, b1, c51);
     }
-    p += 4;
-    q += 4;
+    p += ks;
+    q += ks;
     b += bs;
   }
   storeRow(c, mode, alpha, c00, c01, cols);
@@ -130,36 +132,36 @@ const ADD_SCALED = 3; // C = C + alpha * acc
   }
 }
 
-function kernel6x8(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 6, 8);
+function kernel6x8(a: usize, rs: usize, ks: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, ks, b, bs, kc, c, ldc, mode, alpha, 6, 8);
 }
-function kernel6x4(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 6, 4);
+function kernel6x4(a: usize, rs: usize, ks: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, ks, b, bs, kc, c, ldc, mode, alpha, 6, 4);
 }
-function kernel4x8(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 4, 8);
+function kernel4x8(a: usize, rs: usize, ks: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, ks, b, bs, kc, c, ldc, mode, alpha, 4, 8);
 }
-function kernel4x4(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 4, 4);
+function kernel4x4(a: usize, rs: usize, ks: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, ks, b, bs, kc, c, ldc, mode, alpha, 4, 4);
 }
-function kernel2x8(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 2, 8);
+function kernel2x8(a: usize, rs: usize, ks: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, ks, b, bs, kc, c, ldc, mode, alpha, 2, 8);
 }
-function kernel2x4(a: usize, rs: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
-  tile(a, rs, b, bs, kc, c, ldc, mode, alpha, 2, 4);
+function kernel2x4(a: usize, rs: usize, ks: usize, b: usize, bs: usize, kc: i32, c: usize, ldc: usize, mode: i32, alpha: f32): void {
+  tile(a, rs, ks, b, bs, kc, c, ldc, mode, alpha, 2, 4);
 }
 
 /** Edge tile: the smallest kernel covering mr x nr, written raw into the 6x8 scratch tile. */
-function edgeTile(a: usize, rs: usize, b: usize, bs: usize, kc: i32, t: usize, mr: i32, nr: i32): void {
+function edgeTile(a: usize, rs: usize, ks: usize, b: usize, bs: usize, kc: i32, t: usize, mr: i32, nr: i32): void {
   const ld: usize = NR << 2;
   if (nr > 4) {
-    if (mr > 4) kernel6x8(a, rs, b, bs, kc, t, ld, STORE, 1);
-    else if (mr > 2) kernel4x8(a, rs, b, bs, kc, t, ld, STORE, 1);
-    else kernel2x8(a, rs, b, bs, kc, t, ld, STORE, 1);
+    if (mr > 4) kernel6x8(a, rs, ks, b, bs, kc, t, ld, STORE, 1);
+    else if (mr > 2) kernel4x8(a, rs, ks, b, bs, kc, t, ld, STORE, 1);
+    else kernel2x8(a, rs, ks, b, bs, kc, t, ld, STORE, 1);
   } else {
-    if (mr > 4) kernel6x4(a, rs, b, bs, kc, t, ld, STORE, 1);
-    else if (mr > 2) kernel4x4(a, rs, b, bs, kc, t, ld, STORE, 1);
-    else kernel2x4(a, rs, b, bs, kc, t, ld, STORE, 1);
+    if (mr > 4) kernel6x4(a, rs, ks, b, bs, kc, t, ld, STORE, 1);
+    else if (mr > 2) kernel4x4(a, rs, ks, b, bs, kc, t, ld, STORE, 1);
+    else kernel2x4(a, rs, ks, b, bs, kc, t, ld, STORE, 1);
   }
 }
 
@@ -249,37 +251,17 @@ function packB(
 }
 
 /**
- * Copies rows [i0, i0+mc) x k in [k0, k0+kc) of op(A) = A^T (A is K x M, lda = M) into dst,
- * row-major with kc floats per row, then zero rows up to the next multiple of 6, so the last
- * tile reads zeros past the end.
+ * Copies the mr (< 6) rows of a partial A row panel (element (r, k) at src + r * rs + k * ks)
+ * into a row-major 6-row panel of kc floats per row, the missing rows zero.
  */
-function packAT(a: usize, lda: i32, k0: i32, kc: i32, i0: i32, mc: i32, dst: usize): void {
-  const ldaB = <usize>lda << 2;
+function copyEdgeRows(src: usize, rs: usize, ks: usize, mr: i32, kc: i32, dst: usize): void {
   const kcB = <usize>kc << 2;
-  let i = 0;
-  for (; i + 4 <= mc; i += 4) {
-    // four columns of A, four k at a time, transposed 4x4 into four rows of the panel
-    const src = a + ((<usize>k0 * lda + i0 + i) << 2);
-    const d = dst + <usize>i * kcB;
-    let kk = 0;
-    for (; kk + 4 <= kc; kk += 4) transpose4(src + <usize>kk * ldaB, ldaB, d + (<usize>kk << 2), kcB);
-    for (; kk < kc; kk++) {
-      for (let r = 0; r < 4; r++) store<f32>(d + <usize>r * kcB + (<usize>kk << 2), load<f32>(src + <usize>kk * ldaB + (r << 2)));
-    }
+  for (let r = 0; r < mr; r++) {
+    const from = src + <usize>r * rs;
+    const to = dst + <usize>r * kcB;
+    if (ks == 4) memory.copy(to, from, kcB);
+    else for (let kk = 0; kk < kc; kk++) store<f32>(to + (<usize>kk << 2), load<f32>(from + <usize>kk * ks));
   }
-  for (; i < mc; i++) {
-    const src = a + ((<usize>k0 * lda + i0 + i) << 2);
-    const d = dst + <usize>i * kcB;
-    for (let kk = 0; kk < kc; kk++) store<f32>(d + (<usize>kk << 2), load<f32>(src + <usize>kk * ldaB));
-  }
-  const padded = (mc + MR - 1) / MR * MR;
-  if (padded > mc) memory.fill(dst + <usize>mc * kcB, 0, <usize>(padded - mc) * kcB);
-}
-
-/** Copies mr (< 6) rows of A, kc floats each, lda apart, into a 6-row panel, zero-padded. */
-function copyEdgeRows(src: usize, ldaB: usize, mr: i32, kc: i32, dst: usize): void {
-  const kcB = <usize>kc << 2;
-  for (let r = 0; r < mr; r++) memory.copy(dst + <usize>r * kcB, src + <usize>r * ldaB, kcB);
   memory.fill(dst + <usize>mr * kcB, 0, <usize>(MR - mr) * kcB);
 }
 
@@ -356,24 +338,26 @@ function gemmOne(
     return;
   }
   const bp = scratch;
-  const apBase = bp + (PACK_B_FLOATS << 2);
-  const edgeA = apBase + (PACK_A_FLOATS << 2);
+  const edgeA = bp + (PACK_B_FLOATS << 2);
   const scratchTile = edgeA + (EDGE_A_FLOATS << 2);
   const scaled = alpha != 1;
-  const lda = transA ? m : k;
+  const ldaB = <usize>(transA ? m : k) << 2;
+  // op(A)[i][k] at a + i * rs + k * ks
+  const rs: usize = transA ? 4 : ldaB;
+  const ks: usize = transA ? ldaB : 4;
   const ldb = transB ? k : n;
   const ldbB = <usize>ldb << 2;
   const panelStride: usize = NR << 2;
   const kcMax = min(KC, k);
   const nc = max(NR, (PACK_B_FLOATS / kcMax) & ~(NR - 1));
   const directB = !transB && r1 - r0 <= DIRECT_B_MAX_ROWS;
+  const rs6 = rs * MR;
   const ldc6 = ldc * MR;
   for (let jc = c0; jc < c1; jc += nc) {
     const ncur = min(nc, c1 - jc);
     const nFull = ncur & ~(NR - 1);
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
-      const kcB = <usize>kc << 2;
       if (!directB) packB(b, ldb, transB, pc, kc, jc, ncur, bp);
       else if (nFull < ncur) packB(b, ldb, false, pc, kc, jc + nFull, ncur - nFull, bp);
       const accumulate = pc > 0 || beta != 0;
@@ -381,25 +365,10 @@ function gemmOne(
       for (let ic = r0; ic < r1; ic += MC) {
         const mcur = min(MC, r1 - ic);
         const mFull = mcur - mcur % MR;
-        // The block's A rows: in place (row stride lda) or, for transposed A, packed (stride kc).
-        let aBlock: usize;
-        let rs: usize;
-        if (transA) {
-          packAT(a, lda, pc, kc, ic, mcur, apBase);
-          aBlock = apBase;
-          rs = kcB;
-        } else {
-          aBlock = a + ((<usize>ic * lda + pc) << 2);
-          rs = <usize>lda << 2;
-        }
-        // The last, partial row panel reads a zero-padded 6-row copy (stride kc).
-        let aEdge = aBlock + <usize>mFull * rs;
-        if (mFull < mcur && !transA) {
-          copyEdgeRows(aEdge, rs, mcur - mFull, kc, edgeA);
-          aEdge = edgeA;
-        }
-        const rsEdge = transA || mFull < mcur ? kcB : rs;
-        const rs6 = rs * MR;
+        const aBlock = a + <usize>ic * rs + <usize>pc * ks;
+        // The last, partial row panel reads a zero-padded row-major copy.
+        if (mFull < mcur) copyEdgeRows(aBlock + <usize>mFull * rs, rs, ks, mcur - mFull, kc, edgeA);
+        const kcB = <usize>kc << 2;
         for (let jr = 0; jr < ncur; jr += NR) {
           const nr = min(NR, ncur - jr);
           const col = jc + jr;
@@ -417,20 +386,20 @@ function gemmOne(
           let ap = aBlock;
           if (nr == NR) {
             for (let ir = 0; ir < mFull; ir += MR) {
-              kernel6x8(ap, rs, bPanel, bs, kc, dst, ldc, mode, alpha);
+              kernel6x8(ap, rs, ks, bPanel, bs, kc, dst, ldc, mode, alpha);
               ap += rs6;
               dst += ldc6;
             }
           } else {
             for (let ir = 0; ir < mFull; ir += MR) {
-              edgeTile(ap, rs, bPanel, bs, kc, scratchTile, MR, nr);
+              edgeTile(ap, rs, ks, bPanel, bs, kc, scratchTile, MR, nr);
               mergeTile(scratchTile, dst, ldc, MR, nr, mode, alpha);
               ap += rs6;
               dst += ldc6;
             }
           }
           if (mFull < mcur) {
-            edgeTile(aEdge, rsEdge, bPanel, bs, kc, scratchTile, mcur - mFull, nr);
+            edgeTile(edgeA, kcB, 4, bPanel, bs, kc, scratchTile, mcur - mFull, nr);
             mergeTile(scratchTile, dst, ldc, mcur - mFull, nr, mode, alpha);
           }
         }
