@@ -27,29 +27,32 @@ export function hashUniform(seed: number, i: number): number {
  * PractRand, and needs only 32-bit integer arithmetic, so it is fast and exact in JavaScript.
  */
 export class Rng {
-  #a: number;
-  #b: number;
-  #c: number;
-  #d: number;
+  /**
+   * State words a, b, c, d. A typed array rather than four fields: words above 2^30 are not
+   * small integers to V8, and a field holding one is re-boxed on every write (a draw cost
+   * ~60 ns that way, a few ns this way).
+   */
+  readonly #s = new Uint32Array(4);
   #spareNormal: number | null = null;
 
   constructor(seed: number) {
     // Seed expansion through hash32 so nearby seeds give unrelated streams.
-    this.#a = hash32(seed >>> 0);
-    this.#b = hash32((seed ^ 0x9e3779b9) >>> 0);
-    this.#c = hash32((seed + 0x6a09e667) >>> 0);
-    this.#d = 1;
+    this.#s[0] = hash32(seed >>> 0);
+    this.#s[1] = hash32((seed ^ 0x9e3779b9) >>> 0);
+    this.#s[2] = hash32((seed + 0x6a09e667) >>> 0);
+    this.#s[3] = 1;
     for (let i = 0; i < 15; i++) this.nextU32();
   }
 
   /** Uniform 32-bit unsigned integer. */
   nextU32(): number {
-    const t = (((this.#a + this.#b) >>> 0) + this.#d) >>> 0;
-    this.#d = (this.#d + 1) >>> 0;
-    this.#a = (this.#b ^ (this.#b >>> 9)) >>> 0;
-    this.#b = (this.#c + (this.#c << 3)) >>> 0;
-    this.#c = ((this.#c << 21) | (this.#c >>> 11)) >>> 0;
-    this.#c = (this.#c + t) >>> 0;
+    const s = this.#s;
+    const a = s[0], b = s[1], c = s[2], d = s[3];
+    const t = (((a + b) >>> 0) + d) >>> 0;
+    s[3] = d + 1; // the array stores modulo 2^32
+    s[0] = b ^ (b >>> 9);
+    s[1] = c + (c << 3);
+    s[2] = (((c << 21) | (c >>> 11)) >>> 0) + t;
     return t;
   }
 
@@ -100,17 +103,20 @@ export class Rng {
     return k - 1;
   }
 
-  /** Index drawn with probability proportional to weights (non-negative, not all zero). */
-  categorical(weights: ArrayLike<number>): number {
+  /**
+   * Index drawn with probability proportional to the first `count` weights (non-negative, not
+   * all zero; all of them by default).
+   */
+  categorical(weights: ArrayLike<number>, count = weights.length): number {
     let total = 0;
-    for (let i = 0; i < weights.length; i++) total += weights[i];
+    for (let i = 0; i < count; i++) total += weights[i];
     if (!(total > 0)) throw new RangeError("Rng.categorical: weights sum to zero");
     let r = this.uniform() * total;
-    for (let i = 0; i < weights.length; i++) {
+    for (let i = 0; i < count; i++) {
       r -= weights[i];
       if (r < 0) return i;
     }
-    return weights.length - 1;
+    return count - 1;
   }
 
   /** In-place Fisher-Yates shuffle. */
@@ -126,13 +132,13 @@ export class Rng {
 
   /** The full generator state (for checkpoints that resume mid-run). */
   getState(): number[] {
-    return [this.#a, this.#b, this.#c, this.#d, this.#spareNormal ?? NaN];
+    return [...this.#s, this.#spareNormal ?? NaN];
   }
 
   /** Restores a state captured by getState. */
   setState(state: readonly number[]): void {
     if (state.length !== 5) throw new Error("Rng.setState: expected 5 numbers");
-    [this.#a, this.#b, this.#c, this.#d] = state.map((x) => x >>> 0);
+    for (let i = 0; i < 4; i++) this.#s[i] = state[i] >>> 0;
     this.#spareNormal = Number.isNaN(state[4]) ? null : state[4];
   }
 

@@ -84,7 +84,9 @@ export interface VirtualSequenceOptions {
  * training step, for up to `vsclRows` histories of up to 50 items, so it avoids per-insertion
  * allocations: generation stamps over item ids stand in for sets, and since the feature rows are
  * unit vectors, gamma*cos(a, j) + (1-gamma)*cos(b, j) is one dot product of u_j with the mixed
- * query gamma*u_a + (1-gamma)*u_b.
+ * query gamma*u_a + (1-gamma)*u_b. The work of one row is its own function: called hundreds of
+ * times per step it is optimized with stable type feedback, where one long loop would be
+ * optimized on the stack and thrown away again at every call.
  */
 export function virtualSequences(
   batch: SequenceBatch,
@@ -93,65 +95,14 @@ export function virtualSequences(
   opts: VirtualSequenceOptions,
   rng: Rng,
 ): SequenceBatch {
-  const { dim, k, unit, neighbours } = idx;
-  const numIds = neighbours.length / k;
-  // inHistory[id] === r + 1: id is in row r's history; listed[id] === n: candidate of insertion n.
-  const inHistory = new Int32Array(numIds);
-  const listed = new Int32Array(numIds);
-  let insertion = 0;
-  const query = new Float64Array(dim);
-  const cands = new Int32Array(2 * k);
-  const weights = new Float64Array(2 * k);
-  const outItems = new Int32Array(2 * batch.len);
-  const outTimes = new Float64Array(2 * batch.len);
-  const allPoints = new Int32Array(batch.len);
-  const chosen = new Uint8Array(batch.len);
+  const ws = new RowWorkspace(idx, batch.len);
   const seqs: { items: number[]; times: number[] }[] = [];
   for (let r = 0; r < rows; r++) {
-    const len = batch.lengths[r];
-    const base = r * batch.len;
-    for (let i = 0; i < len; i++) inHistory[batch.items[base + i]] = r + 1;
-    const count = Math.min(len - 1, rng.poisson(opts.rate * len));
-    const points = allPoints.subarray(0, len - 1);
-    for (let i = 0; i < len - 1; i++) points[i] = i;
-    rng.shuffle(points);
-    chosen.fill(0, 0, len);
-    for (let i = 0; i < count; i++) chosen[points[i]] = 1;
-    let n = 0;
-    for (let p = 0; p < len; p++) {
-      outItems[n] = batch.items[base + p];
-      outTimes[n++] = batch.times[base + p];
-      if (!chosen[p]) continue;
-      const a = batch.items[base + p];
-      const b = batch.items[base + p + 1];
-      for (let c = 0; c < dim; c++) {
-        query[c] = opts.gamma * unit[a * dim + c] + (1 - opts.gamma) * unit[b * dim + c];
-      }
-      insertion++;
-      let m = 0;
-      for (let side = 0; side < 2; side++) {
-        const src = side === 0 ? a : b;
-        for (let j = 0; j < k; j++) {
-          const cand = neighbours[src * k + j];
-          if (cand <= 0 || inHistory[cand] === r + 1 || listed[cand] === insertion) continue;
-          listed[cand] = insertion;
-          let dot = 0;
-          for (let c = 0; c < dim; c++) dot += query[c] * unit[cand * dim + c];
-          cands[m] = cand;
-          weights[m++] = dot / opts.temperature;
-        }
-      }
-      if (m === 0) continue;
-      let max = -Infinity;
-      for (let i = 0; i < m; i++) max = Math.max(max, weights[i]);
-      for (let i = 0; i < m; i++) weights[i] = Math.exp(weights[i] - max);
-      outItems[n] = cands[rng.categorical(weights.subarray(0, m))];
-      outTimes[n++] = (batch.times[base + p] + batch.times[base + p + 1]) / 2;
-    }
+    const n = virtualRow(batch, r, idx, opts, rng, ws);
     const from = Math.max(0, n - opts.maxLen);
     seqs.push({
-      items: Array.from(outItems.subarray(from, n)),
-      times: Array.from(outTimes.subarray(from, n)),
+      items: Array.from(ws.outItems.subarray(from, n)),
+      times: Array.from(ws.outTimes.subarray(from, n)),
     });
   }
   const padded = padSequences(seqs);
@@ -161,4 +112,87 @@ export function virtualSequences(
     users: batch.users.slice(0, rows),
     targets: batch.targets.slice(0, rows),
   };
+}
+
+/** Buffers shared by the rows of one virtualSequences call. */
+class RowWorkspace {
+  /** inHistory[id] === r + 1: id is in row r's history. */
+  readonly inHistory: Int32Array;
+  /** listed[id] === n: id is already a candidate of insertion n. */
+  readonly listed: Int32Array;
+  insertion = 0;
+  readonly query: Float64Array;
+  readonly cands: Int32Array;
+  readonly weights: Float64Array;
+  readonly outItems: Int32Array;
+  readonly outTimes: Float64Array;
+  readonly points: Int32Array;
+  readonly chosen: Uint8Array;
+
+  constructor(idx: SimilarityIndex, len: number) {
+    const numIds = idx.neighbours.length / idx.k;
+    this.inHistory = new Int32Array(numIds);
+    this.listed = new Int32Array(numIds);
+    this.query = new Float64Array(idx.dim);
+    this.cands = new Int32Array(2 * idx.k);
+    this.weights = new Float64Array(2 * idx.k);
+    this.outItems = new Int32Array(2 * len);
+    this.outTimes = new Float64Array(2 * len);
+    this.points = new Int32Array(len);
+    this.chosen = new Uint8Array(len);
+  }
+}
+
+/** Row r's virtual sequence, written to ws.outItems / ws.outTimes; returns its length. */
+function virtualRow(
+  batch: SequenceBatch,
+  r: number,
+  idx: SimilarityIndex,
+  opts: VirtualSequenceOptions,
+  rng: Rng,
+  ws: RowWorkspace,
+): number {
+  const { dim, k, unit, neighbours } = idx;
+  const { inHistory, listed, query, cands, weights, outItems, outTimes, chosen } = ws;
+  const len = batch.lengths[r];
+  const base = r * batch.len;
+  for (let i = 0; i < len; i++) inHistory[batch.items[base + i]] = r + 1;
+  const count = Math.min(len - 1, rng.poisson(opts.rate * len));
+  const points = ws.points.subarray(0, len - 1);
+  for (let i = 0; i < len - 1; i++) points[i] = i;
+  rng.shuffle(points);
+  chosen.fill(0, 0, len);
+  for (let i = 0; i < count; i++) chosen[points[i]] = 1;
+  let n = 0;
+  for (let p = 0; p < len; p++) {
+    outItems[n] = batch.items[base + p];
+    outTimes[n++] = batch.times[base + p];
+    if (!chosen[p]) continue;
+    const a = batch.items[base + p];
+    const b = batch.items[base + p + 1];
+    for (let c = 0; c < dim; c++) {
+      query[c] = opts.gamma * unit[a * dim + c] + (1 - opts.gamma) * unit[b * dim + c];
+    }
+    const insertion = ++ws.insertion;
+    let m = 0;
+    for (let side = 0; side < 2; side++) {
+      const src = side === 0 ? a : b;
+      for (let j = 0; j < k; j++) {
+        const cand = neighbours[src * k + j];
+        if (cand <= 0 || inHistory[cand] === r + 1 || listed[cand] === insertion) continue;
+        listed[cand] = insertion;
+        let dot = 0;
+        for (let c = 0; c < dim; c++) dot += query[c] * unit[cand * dim + c];
+        cands[m] = cand;
+        weights[m++] = dot / opts.temperature;
+      }
+    }
+    if (m === 0) continue;
+    let max = -Infinity;
+    for (let i = 0; i < m; i++) max = Math.max(max, weights[i]);
+    for (let i = 0; i < m; i++) weights[i] = Math.exp(weights[i] - max);
+    outItems[n] = cands[rng.categorical(weights, m)];
+    outTimes[n++] = (batch.times[base + p] + batch.times[base + p + 1]) / 2;
+  }
+  return n;
 }
