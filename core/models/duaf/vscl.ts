@@ -10,7 +10,6 @@ import type { Rng } from "../../random.ts";
 import { noGrad, tensor, tidy } from "../../tensor.ts";
 import type { SequenceBatch } from "../batch.ts";
 import type { ItemFeatures } from "../item_side.ts";
-import { padSequences } from "../../train/examples.ts";
 
 /** L2-normalised feature rows (absent items all-zero) and each item's nearest neighbours. */
 export interface SimilarityIndex {
@@ -96,19 +95,32 @@ export function virtualSequences(
   rng: Rng,
 ): SequenceBatch {
   const ws = new RowWorkspace(idx, batch.len);
-  const seqs: { items: number[]; times: number[] }[] = [];
+  // Each row's last maxLen items, staged at a fixed stride, then right-padded to the longest.
+  const stride = Math.min(opts.maxLen, 2 * batch.len);
+  const stagedItems = new Int32Array(rows * stride);
+  const stagedTimes = new Float64Array(rows * stride);
+  const lengths = new Int32Array(rows);
+  let len = 1;
   for (let r = 0; r < rows; r++) {
     const n = virtualRow(batch, r, idx, opts, rng, ws);
     const from = Math.max(0, n - opts.maxLen);
-    seqs.push({
-      items: Array.from(ws.outItems.subarray(from, n)),
-      times: Array.from(ws.outTimes.subarray(from, n)),
-    });
+    stagedItems.set(ws.outItems.subarray(from, n), r * stride);
+    stagedTimes.set(ws.outTimes.subarray(from, n), r * stride);
+    lengths[r] = n - from;
+    len = Math.max(len, n - from);
   }
-  const padded = padSequences(seqs);
+  const items = new Int32Array(rows * len);
+  const times = new Float32Array(rows * len);
+  for (let r = 0; r < rows; r++) {
+    items.set(stagedItems.subarray(r * stride, r * stride + lengths[r]), r * len);
+    times.set(stagedTimes.subarray(r * stride, r * stride + lengths[r]), r * len);
+  }
   return {
-    ...padded,
     size: rows,
+    len,
+    items,
+    times,
+    lengths,
     users: batch.users.slice(0, rows),
     targets: batch.targets.slice(0, rows),
   };
