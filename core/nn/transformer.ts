@@ -112,16 +112,16 @@ export class TransformerEncoder extends Module {
   }
 }
 
-/** RecBole's additive mask for right-padded sequences: causal AND key != padding; 0 or -10000. */
+/**
+ * RecBole's additive mask for right-padded sequences: causal AND key != padding. Built on the
+ * backend from a [B, 1, 1, L] padding row and one [L, L] causal square, so the host makes
+ * B + L rows rather than B x L x L values. Allowed scores get 0, masked ones -10000, or -20000
+ * where both rules mask them: either way the score underflows to exactly 0 in the softmax.
+ */
 export function causalPaddingMask(seq: Int32Array, batch: number, len: number): Tensor {
-  const m = new Float32Array(batch * len * len);
-  for (let b = 0; b < batch; b++) {
-    for (let i = 0; i < len; i++) {
-      for (let j = 0; j < len; j++) {
-        const ok = j <= i && seq[b * len + j] !== 0;
-        m[(b * len + i) * len + j] = ok ? 0 : -10000;
-      }
-    }
-  }
-  return tensor(m, [batch, 1, len, len]);
+  const padding = new Float32Array(batch * len);
+  for (let i = 0; i < padding.length; i++) padding[i] = seq[i] === 0 ? -10000 : 0;
+  const causal = new Float32Array(len * len);
+  for (let i = 0; i < len; i++) causal.fill(-10000, i * len + i + 1, (i + 1) * len);
+  return op.add(tensor(padding, [batch, 1, 1, len]), tensor(causal, [1, 1, len, len]));
 }
