@@ -256,6 +256,23 @@ async function main(): Promise<void> {
         `${ratio(w1, t1)} | ${ratio(w2, t2)} | ${paired(1, key)} | ${paired(2, key)} |`,
     );
   }
+  // The targets of the kernel benchmark, on the best rounds: a shape not run is not judged.
+  const targets: [string, number | undefined, number][] = [];
+  for (const key of "abcd") {
+    const w1 = best(wasm, 1, key), t1 = best(torch, 1, key);
+    if (w1 !== undefined && t1 !== undefined) {
+      targets.push([`wasm 1T >= 0.6x torch 1T on ${key}`, w1 / t1, 0.6]);
+    }
+  }
+  const d1 = best(wasm, 1, "d"), d2 = best(wasm, 2, "d");
+  if (d1 !== undefined && d2 !== undefined) targets.push(["wasm 2T >= 1.6x 1T on d", d2 / d1, 1.6]);
+  if (targets.length === 0) return;
+  console.log("");
+  console.log("| target | measured | result |");
+  console.log("|---|---|---|");
+  for (const [name, v, goal] of targets) {
+    console.log(`| ${name} | ${ratio(v, 1)} | ${v !== undefined && v >= goal ? "pass" : "fail"} |`);
+  }
 }
 
 if (import.meta.main) await main();
