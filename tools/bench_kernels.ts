@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import os from "node:os";
 import type { Storage } from "../core/backend.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
+import { streamLines } from "../core/features/lines.ts";
 import { Rng } from "../core/random.ts";
 import { type GemmShape, shapeGemm, SHAPES } from "./bench_shapes.ts";
 
@@ -97,13 +98,12 @@ function round(p: Prepared): number {
 class TorchPeer {
   #child: Deno.ChildProcess;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #reader: ReadableStreamDefaultReader<string>;
-  #buffered = "";
+  #lines: AsyncGenerator<[string, number]>;
 
   private constructor(child: Deno.ChildProcess) {
     this.#child = child;
     this.#writer = child.stdin.getWriter();
-    this.#reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    this.#lines = streamLines(child.stdout);
   }
 
   /** The peer, or why there is none (no python3, no torch). */
@@ -137,15 +137,8 @@ class TorchPeer {
   }
 
   async #line(): Promise<string | undefined> {
-    while (!this.#buffered.includes("\n")) {
-      const { value, done } = await this.#reader.read();
-      if (done) return undefined;
-      this.#buffered += value;
-    }
-    const at = this.#buffered.indexOf("\n");
-    const line = this.#buffered.slice(0, at);
-    this.#buffered = this.#buffered.slice(at + 1);
-    return line;
+    const next = await this.#lines.next();
+    return next.done ? undefined : next.value[0];
   }
 
   /** GFLOP/s of one round of about `seconds` on the shape with this letter. */
@@ -158,7 +151,7 @@ class TorchPeer {
 
   async close(): Promise<void> {
     await this.#writer.close().catch(() => {});
-    await this.#reader.cancel().catch(() => {});
+    await this.#lines.return(undefined);
     await this.#child.status;
   }
 }

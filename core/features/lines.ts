@@ -1,6 +1,6 @@
 /**
- * Streams the lines of a text file (gzip-compressed when the name ends in .gz) with their
- * 1-based numbers, so large JSONL feature files never sit in memory as one string.
+ * Line readers with 1-based line numbers: of a text file (gzip-compressed when the name ends in
+ * .gz), so large JSONL feature files never sit in memory as one string, and of any byte stream.
  */
 import { DataError } from "../errors.ts";
 
@@ -17,18 +17,28 @@ export async function* readLines(path: string): AsyncGenerator<[line: string, li
       new DecompressionStream("gzip") as TransformStream<Uint8Array, Uint8Array>,
     );
   }
-  const text = stream.pipeThrough(new TextDecoderStream());
-  let rest = "";
   let lineNo = 0;
   try {
-    for await (const chunk of text) {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop()!;
-      for (const line of parts) yield [line.endsWith("\r") ? line.slice(0, -1) : line, ++lineNo];
+    for await (const numbered of streamLines(stream)) {
+      lineNo = numbered[1];
+      yield numbered;
     }
   } catch (e) {
     if (e instanceof DataError) throw e;
     throw new DataError(path, lineNo + 1, null, `cannot read: ${(e as Error).message}`);
+  }
+}
+
+/** The lines of a UTF-8 byte stream ("\n" or "\r\n" ended) with their 1-based numbers. */
+export async function* streamLines(
+  stream: ReadableStream<Uint8Array>,
+): AsyncGenerator<[line: string, lineNo: number]> {
+  let rest = "";
+  let lineNo = 0;
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    const parts = (rest + chunk).split("\n");
+    rest = parts.pop()!;
+    for (const line of parts) yield [line.endsWith("\r") ? line.slice(0, -1) : line, ++lineNo];
   }
   if (rest !== "") yield [rest.endsWith("\r") ? rest.slice(0, -1) : rest, ++lineNo];
 }
