@@ -59,57 +59,18 @@ SHAPES = {
 }
 
 
-def bench(batch, m, k, n, rounds, round_seconds, preallocated):
-    g = torch.Generator()
-    g.manual_seed(0)
-    if batch == 1:
-        a = torch.randn(m, k, generator=g)
-        b = torch.randn(k, n, generator=g)
-        out = torch.empty(m, n)
-    else:
-        a = torch.randn(batch, m, k, generator=g)
-        b = torch.randn(batch, k, n, generator=g)
-        out = torch.empty(batch, m, n)
-    if preallocated:
-        def call():
-            torch.matmul(a, b, out=out)
-    else:
-        def call():
-            torch.matmul(a, b)
-    flop = 2.0 * batch * m * n * k
-    for _ in range(3):  # warm-up
-        call()
-    # calibrate: calls per round for ~round_seconds
-    iters = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            call()
-        dt = time.perf_counter() - t0
-        if dt >= round_seconds / 4 or iters >= 1 << 20:
-            break
-        iters *= 2
-    iters = max(1, int(iters * round_seconds / max(dt, 1e-9)))
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            call()
-        times.append((time.perf_counter() - t0) / iters)
-    times.sort()
-    return flop / times[0] / 1e9, flop / times[len(times) // 2] / 1e9, iters, times[0]
+class Matmul:
+    """One shape's operands, warmed up, with the calls per round calibrated to round_seconds.
+    preallocated: torch.matmul(a, b, out=c); otherwise torch.matmul(a, b), allocating."""
 
-
-class Served:
-    """One shape's operands and calibrated call count, for --serve."""
-
-    def __init__(self, batch, m, k, n, round_seconds):
+    def __init__(self, batch, m, k, n, round_seconds, preallocated=True):
         g = torch.Generator()
         g.manual_seed(0)
-        dims = (m, k) if batch == 1 else (batch, m, k)
-        self.a = torch.randn(*dims, generator=g)
-        self.b = torch.randn(*((k, n) if batch == 1 else (batch, k, n)), generator=g)
-        self.out = torch.empty(*((m, n) if batch == 1 else (batch, m, n)))
+        lead = () if batch == 1 else (batch,)
+        self.a = torch.randn(*lead, m, k, generator=g)
+        self.b = torch.randn(*lead, k, n, generator=g)
+        self.out = torch.empty(*lead, m, n)
+        self.preallocated = preallocated
         self.flop = 2.0 * batch * m * n * k
         for _ in range(3):  # warm-up
             self.call()
@@ -118,13 +79,24 @@ class Served:
         self.iters = max(1, int(round_seconds / max(time.perf_counter() - t0, 1e-9)))
 
     def call(self):
-        torch.matmul(self.a, self.b, out=self.out)
+        if self.preallocated:
+            torch.matmul(self.a, self.b, out=self.out)
+        else:
+            torch.matmul(self.a, self.b)
 
     def round(self):
+        """GFLOP/s of one round."""
         t0 = time.perf_counter()
         for _ in range(self.iters):
             self.call()
         return self.flop * self.iters / (time.perf_counter() - t0) / 1e9
+
+
+def bench(batch, m, k, n, rounds, round_seconds, preallocated):
+    """Best and median GFLOP/s over `rounds` rounds, and the calls per round."""
+    mm = Matmul(batch, m, k, n, round_seconds, preallocated)
+    rates = sorted(mm.round() for _ in range(rounds))
+    return rates[-1], rates[(len(rates) - 1) // 2], mm.iters
 
 
 def serve():
@@ -137,7 +109,7 @@ def serve():
             continue
         name, seconds = line.split()
         if name not in served:
-            served[name] = Served(*SHAPES[name], float(seconds))
+            served[name] = Matmul(*SHAPES[name], float(seconds))
         print(json.dumps({"shape": name, "gflops": round(served[name].round(), 2)}), flush=True)
 
 
@@ -161,8 +133,7 @@ def main():
         # "gflops": torch.matmul(a, b) allocating its output each call (what model code does);
         # "gflops_out": torch.matmul(a, b, out=preallocated) (the kernel without allocation).
         for key, pre in (("gflops", False), ("gflops_out", True)):
-            best, median, iters, best_s = bench(batch, m, k, n, args.rounds, args.round_seconds,
-                                                pre)
+            best, median, iters = bench(batch, m, k, n, args.rounds, args.round_seconds, pre)
             rec[key] = round(best, 2)
             rec[key + "_median"] = round(median, 2)
             rec[key + "_iters_per_round"] = iters
