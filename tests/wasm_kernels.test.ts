@@ -4,7 +4,13 @@
  * accuracy of the vector math on wide ranges, bit-exact dropout, and error handling.
  */
 import assert from "node:assert/strict";
-import type { Backend, GemmArgs, Storage, UnaryOp } from "../core/backend.ts";
+import {
+  type Backend,
+  type GemmArgs,
+  gemmArgs,
+  type Storage,
+  type UnaryOp,
+} from "../core/backend.ts";
 import { JsBackend } from "../core/backends/js.ts";
 import { unaryForward } from "../core/backends/scalar_math.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
@@ -166,25 +172,7 @@ function product(
   const as = wasm.upload(tA ? t(a, m, k) : a, "f32");
   const bs = wasm.upload(tB ? t(b, k, n) : b, "f32");
   const cs = wasm.upload(new Float32Array(m * n).fill(NaN), "f32");
-  wasm.gemm({
-    a: as,
-    b: bs,
-    c: cs,
-    m,
-    n,
-    k,
-    transA: tA,
-    transB: tB,
-    batch: 1,
-    strideA: 0,
-    strideB: 0,
-    strideC: 0,
-    aOffset: 0,
-    bOffset: 0,
-    cOffset: 0,
-    alpha: 1,
-    beta: 0,
-  });
+  wasm.gemm(gemmArgs(as, bs, cs, m, n, k, { transA: tA, transB: tB }));
   const out = wasm.download(cs) as Float32Array;
   for (const st of [as, bs, cs]) wasm.free(st);
   return out;
