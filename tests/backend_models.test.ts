@@ -65,7 +65,12 @@ function trainingStep(be: Backend, build: Build): StepResult {
     });
     const grads = new Map<string, Float32Array>();
     for (const [name, p] of m.namedParameters()) if (p.grad) grads.set(name, p.grad.toFloat32());
-    const extra = m.afterStep?.(b, { training: true, rng: new Rng(6) }) ?? {};
+    const extra: Record<string, number> = {};
+    const logged = m.afterStep?.(b, { training: true, rng: new Rng(6) }) ?? {};
+    for (const [k, t] of Object.entries(logged)) {
+      extra[k] = t.item();
+      t.dispose();
+    }
     const after = new Map<string, Float32Array>();
     if (Object.keys(extra).length) {
       for (const [name, p] of m.namedParameters()) after.set(name, p.toFloat32());

@@ -54,8 +54,12 @@ export interface SequentialModel extends Module {
   trainableParameters?(): Tensor[];
   /** Extra optimizers a model steps itself (saved in checkpoints for exact resumption). */
   auxOptimizers?(): Record<string, Adam>;
-  /** Optional extra update after the main optimizer step (adversarial critic steps). */
-  afterStep?(batch: SequenceBatch, ctx: ForwardContext): Record<string, number>;
+  /**
+   * Optional extra update after the main optimizer step (adversarial critic steps). Returns
+   * scalar losses to log, outside any scope: the caller disposes them. They stay on the backend,
+   * so the update does not wait for the device.
+   */
+  afterStep?(batch: SequenceBatch, ctx: ForwardContext): Record<string, Tensor>;
 }
 
 /** Fusion weights of each modality at each history step. */

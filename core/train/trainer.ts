@@ -15,6 +15,7 @@ import { type Progress, silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
 import { backward, full, getBackend, tidy } from "../tensor.ts";
 import { CPU_TOKEN_BUDGET } from "../backend.ts";
+import { LossLog } from "./loss_log.ts";
 import {
   bucketedOrder,
   makeBatch,
@@ -91,6 +92,8 @@ export function formatNamed(values: Record<string, number>, sep = ", "): string 
 
 /** Longest run of synchronous steps between turns of the event loop. */
 const YIELD_EVERY_MS = 20;
+/** How often the loss parts are read back for the progress line (each read waits for the GPU). */
+const READ_LOSS_EVERY_MS = 500;
 
 /**
  * Steps are synchronous, so without a turn of the event loop a SIGINT listener (which sets the
@@ -154,104 +157,114 @@ export async function train(
     return { state, stopped: "converged" };
   }
 
-  while (state.epoch < cfg.epochs) {
-    orderRng.setState(state.orderRngAtEpochStart);
-    const order = cfg.bucket
-      ? bucketedOrder(examples, cfg.maxLen, cfg.batchSize, orderRng)
-      : shuffledOrder(n, orderRng);
-    const task = progress.start(`epoch ${state.epoch + 1}`, steps, "steps");
-    if (state.step > 0) task.tick(state.step);
-    model.train();
-    const t0 = performance.now();
-    let lastYield = t0;
-    for (; state.step < steps; state.step++) {
-      if (hooks.shouldStop && performance.now() - lastYield >= YIELD_EVERY_MS) {
-        await yieldToEventLoop();
-        lastYield = performance.now();
-      }
-      if (hooks.shouldStop?.()) {
-        state.partialSeconds += (performance.now() - t0) / 1000;
-        state.stepRng = stepRng.getState();
-        state.adamStep = optimizer.step_;
-        task.done("interrupted");
-        await hooks.saveState?.(state, optimizer);
-        return { state, stopped: "interrupted" };
-      }
-      const start = state.step * cfg.batchSize;
-      const end = Math.min(n, start + cfg.batchSize);
-      const batch = makeBatch(
-        src,
-        examples,
-        order,
-        start,
-        end,
-        cfg.maxLen,
-        origin,
-        model.needsNegatives ? stepRng : null,
-      );
-      const ctx = { training: true, rng: stepRng };
-      const parts: Record<string, number> = {};
-      for (
-        const micro of microBatches(batch, Math.floor(tokenBudget / (model.memoryFactor ?? 1)))
-      ) {
-        // Each micro-batch's mean loss is weighted by its share of the batch, so accumulated
-        // gradients equal the whole batch's.
-        const weight = micro.size / batch.size;
+  const log = new LossLog();
+  try {
+    while (state.epoch < cfg.epochs) {
+      orderRng.setState(state.orderRngAtEpochStart);
+      const order = cfg.bucket
+        ? bucketedOrder(examples, cfg.maxLen, cfg.batchSize, orderRng)
+        : shuffledOrder(n, orderRng);
+      const task = progress.start(`epoch ${state.epoch + 1}`, steps, "steps");
+      if (state.step > 0) task.tick(state.step);
+      model.train();
+      const t0 = performance.now();
+      let lastYield = t0;
+      let lastRead = t0;
+      for (; state.step < steps; state.step++) {
+        if (hooks.shouldStop && performance.now() - lastYield >= YIELD_EVERY_MS) {
+          await yieldToEventLoop();
+          lastYield = performance.now();
+        }
+        if (hooks.shouldStop?.()) {
+          log.drainInto(state.partialLoss);
+          state.partialSeconds += (performance.now() - t0) / 1000;
+          state.stepRng = stepRng.getState();
+          state.adamStep = optimizer.step_;
+          task.done("interrupted");
+          await hooks.saveState?.(state, optimizer);
+          return { state, stopped: "interrupted" };
+        }
+        const start = state.step * cfg.batchSize;
+        const end = Math.min(n, start + cfg.batchSize);
+        const batch = makeBatch(
+          src,
+          examples,
+          order,
+          start,
+          end,
+          cfg.maxLen,
+          origin,
+          model.needsNegatives ? stepRng : null,
+        );
+        const ctx = { training: true, rng: stepRng };
+        log.beginStep();
+        for (
+          const micro of microBatches(batch, Math.floor(tokenBudget / (model.memoryFactor ?? 1)))
+        ) {
+          // Each micro-batch's mean loss is weighted by its share of the batch, so accumulated
+          // gradients equal the whole batch's.
+          const weight = micro.size / batch.size;
+          tidy(() => {
+            const out = model.loss(micro, ctx);
+            // Log the loss parts first: backward releases the graph as it goes.
+            log.addWeighted(out.parts, weight);
+            backward(out.total, full(out.total.shape, weight), { release: true });
+          });
+        }
         tidy(() => {
-          const out = model.loss(micro, ctx);
-          // Read the loss parts first: backward releases the graph as it goes.
-          for (const [k, v] of Object.entries(out.parts)) {
-            parts[k] = (parts[k] ?? 0) + weight * v.item();
-          }
-          backward(out.total, full(out.total.shape, weight), { release: true });
+          if (cfg.clipNorm > 0) clipGradNorm(params, cfg.clipNorm);
+          optimizer.step();
+          optimizer.zeroGrad();
         });
+        const extra = model.afterStep?.(batch, ctx) ?? {};
+        log.addStep(extra);
+        for (const t of Object.values(extra)) t.dispose();
+        const now = performance.now();
+        if (now - lastRead >= READ_LOSS_EVERY_MS) {
+          log.drainInto(state.partialLoss);
+          lastRead = now;
+        }
+        const elapsed = state.partialSeconds + (now - t0) / 1000;
+        task.tick(1, `${formatNamed(log.last, " ")} ${(end / elapsed).toFixed(0)} ex/s`);
       }
-      tidy(() => {
-        if (cfg.clipNorm > 0) clipGradNorm(params, cfg.clipNorm);
-        optimizer.step();
-        optimizer.zeroGrad();
-      });
-      const extra = model.afterStep?.(batch, ctx) ?? {};
-      for (const [k, v] of Object.entries({ ...parts, ...extra })) {
-        state.partialLoss[k] = (state.partialLoss[k] ?? 0) + v;
-      }
-      const elapsed = state.partialSeconds + (performance.now() - t0) / 1000;
-      task.tick(1, `${formatNamed(parts, " ")} ${(end / elapsed).toFixed(0)} ex/s`);
+      log.drainInto(state.partialLoss);
+      const seconds = state.partialSeconds + (performance.now() - t0) / 1000;
+      task.done();
+      const valid = validate();
+      const loss: Record<string, number> = {};
+      for (const [k, v] of Object.entries(state.partialLoss)) loss[k] = v / steps;
+      const record: EpochRecord = {
+        epoch: state.epoch + 1,
+        steps,
+        seconds,
+        examplesPerSecond: Math.min(n, steps * cfg.batchSize) / seconds,
+        loss,
+        valid,
+      };
+      state.history.push(record);
+      hooks.onEpoch?.(record);
+      const score = valid[cfg.metric];
+      if (score === undefined) throw new Error(`metric ${cfg.metric} not computed`);
+      // Advance to the next epoch before saving, so a saved state always points at unfinished work.
+      state.epoch++;
+      state.orderRngAtEpochStart = orderRng.getState();
+      state.step = 0;
+      state.partialLoss = {};
+      state.partialSeconds = 0;
+      state.stepRng = stepRng.getState();
+      state.adamStep = optimizer.step_;
+      const improved = score > state.bestMetric;
+      if (improved) {
+        state.bestMetric = score;
+        state.bestEpoch = state.epoch;
+        state.badEpochs = 0;
+      } else state.badEpochs++;
+      if (improved) await hooks.saveBest?.(state);
+      await hooks.saveState?.(state, optimizer);
+      if (state.badEpochs >= cfg.patience) return { state, stopped: "converged" };
     }
-    const seconds = state.partialSeconds + (performance.now() - t0) / 1000;
-    task.done();
-    const valid = validate();
-    const loss: Record<string, number> = {};
-    for (const [k, v] of Object.entries(state.partialLoss)) loss[k] = v / steps;
-    const record: EpochRecord = {
-      epoch: state.epoch + 1,
-      steps,
-      seconds,
-      examplesPerSecond: Math.min(n, steps * cfg.batchSize) / seconds,
-      loss,
-      valid,
-    };
-    state.history.push(record);
-    hooks.onEpoch?.(record);
-    const score = valid[cfg.metric];
-    if (score === undefined) throw new Error(`metric ${cfg.metric} not computed`);
-    // Advance to the next epoch before saving, so a saved state always points at unfinished work.
-    state.epoch++;
-    state.orderRngAtEpochStart = orderRng.getState();
-    state.step = 0;
-    state.partialLoss = {};
-    state.partialSeconds = 0;
-    state.stepRng = stepRng.getState();
-    state.adamStep = optimizer.step_;
-    const improved = score > state.bestMetric;
-    if (improved) {
-      state.bestMetric = score;
-      state.bestEpoch = state.epoch;
-      state.badEpochs = 0;
-    } else state.badEpochs++;
-    if (improved) await hooks.saveBest?.(state);
-    await hooks.saveState?.(state, optimizer);
-    if (state.badEpochs >= cfg.patience) return { state, stopped: "converged" };
+    return { state, stopped: "max-epochs" };
+  } finally {
+    log.dispose();
   }
-  return { state, stopped: "max-epochs" };
 }

@@ -396,14 +396,15 @@ export class DuafMat extends Module implements SequentialModel {
   }
 
   /** Critic updates on real vs generated pairs of the batch's items with images. */
-  afterStep(batch: SequenceBatch, ctx: ForwardContext): Record<string, number> {
+  afterStep(batch: SequenceBatch, ctx: ForwardContext): Record<string, Tensor> {
     if (!this.generator || !this.critic || !this.criticOptimizer) return {};
     const dc = this.cfg.duaf;
     const ids = imageItemsSample(this.#image!.mask, batch.items, 1024, ctx.rng);
     if (!ids.length) return {};
-    let last = 0;
+    let last: Tensor | null = null;
     for (let s = 0; s < dc.criticSteps; s++) {
       this.criticOptimizer.zeroGrad();
+      last?.dispose();
       last = tidy(() => {
         const idT = tensor(ids, [ids.length], "i32");
         const { cond, real, fake } = noGrad(() => {
@@ -429,11 +430,11 @@ export class DuafMat extends Module implements SequentialModel {
         );
         backward(loss);
         this.criticOptimizer!.step();
-        return loss.item();
+        return loss;
       });
     }
     this.criticOptimizer.zeroGrad();
-    return { critic: last };
+    return last ? { critic: last } : {};
   }
 
   /**
