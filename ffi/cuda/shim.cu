@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <cub/device/device_radix_sort.cuh>
+#include <deque>
 #include <unordered_map>
 #include <vector>
 
@@ -300,9 +301,79 @@ struct Scratch {
   template <typename T> T *as() const { return (T *)p; }
 };
 
+// Uploads go through a pinned staging ring so they queue on the stream like kernels do:
+// cudaMemcpy from pageable memory first waits for all queued work, which drained the GPU at
+// every batch, sample and index upload of a training step. A region of the ring is rewritten
+// only after the copies that last used it have completed (one event per copy, waited in order).
+// Uploads larger than a quarter of the ring (parameter and feature tables at setup) stay
+// synchronous.
+static const size_t kStageBytes = 32u << 20;
+static const size_t kMaxPending = 4096;
+
+struct StagedCopy {
+  unsigned long long start; // linear position in the ring's byte stream
+  cudaEvent_t done;
+};
+
+static struct {
+  char *buf = NULL;
+  bool unavailable = false; // cudaHostAlloc failed once: every upload is synchronous
+  unsigned long long pos = 0;
+  std::deque<StagedCopy> pending;
+  std::vector<cudaEvent_t> spare;
+} g_stage;
+
+// Waits for every staged copy that started before `limit` (and so for all earlier ones: one
+// stream runs them in order) and recycles their events.
+static int stage_wait_before(unsigned long long limit) {
+  cudaEvent_t last = NULL;
+  while (!g_stage.pending.empty() && g_stage.pending.front().start < limit) {
+    if (last) g_stage.spare.push_back(last);
+    last = g_stage.pending.front().done;
+    g_stage.pending.pop_front();
+  }
+  if (!last) return 0;
+  cudaError_t e = cudaEventSynchronize(last);
+  g_stage.spare.push_back(last);
+  if (e != cudaSuccess) return fail("upload staging: %s", cudaGetErrorString(e));
+  return 0;
+}
+
 extern "C" int duaf_upload(void *dst, const void *src, int32_t n) {
   if (n <= 0) return 0;
-  CK(cudaMemcpy(dst, src, (size_t)n * 4, cudaMemcpyHostToDevice));
+  const size_t bytes = (size_t)n * 4;
+  if (!g_stage.buf && !g_stage.unavailable) {
+    if (cudaHostAlloc((void **)&g_stage.buf, kStageBytes, cudaHostAllocDefault) != cudaSuccess) {
+      cudaGetLastError();
+      g_stage.buf = NULL;
+      g_stage.unavailable = true;
+    }
+  }
+  if (!g_stage.buf || bytes > kStageBytes / 4) {
+    CK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    return 0;
+  }
+  // Place the copy in the ring, starting a new lap where it would not fit before the end.
+  unsigned long long p = g_stage.pos;
+  const size_t off = (size_t)(p % kStageBytes);
+  if (off + bytes > kStageBytes) p += kStageBytes - off;
+  // The bytes [p, p + bytes) were last written one lap earlier, by copies starting before
+  // p + bytes - kStageBytes; those must have finished reading them.
+  if (p + bytes > kStageBytes && stage_wait_before(p + bytes - kStageBytes) != 0) return 1;
+  if (g_stage.pending.size() >= kMaxPending && stage_wait_before(p) != 0) return 1;
+  char *slot = g_stage.buf + (p % kStageBytes);
+  memcpy(slot, src, bytes);
+  CK(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, 0));
+  cudaEvent_t done;
+  if (!g_stage.spare.empty()) {
+    done = g_stage.spare.back();
+    g_stage.spare.pop_back();
+  } else {
+    CK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  }
+  CK(cudaEventRecord(done, 0));
+  g_stage.pending.push_back({p, done});
+  g_stage.pos = p + bytes;
   return 0;
 }
 
