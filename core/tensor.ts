@@ -167,7 +167,12 @@ export function tensor(
   if (data.length !== size) {
     throw new Error(`tensor: ${data.length} values for shape [${shape}]`);
   }
-  const host = dtype === "i32" ? Int32Array.from(data) : Float32Array.from(data);
+  // Backends copy on upload, so a typed array of the right kind goes as it is.
+  const host = dtype === "i32"
+    ? data instanceof Int32Array ? data : Int32Array.from(data)
+    : data instanceof Float32Array
+    ? data
+    : Float32Array.from(data);
   const b = currentBackend;
   return new Tensor([...shape], dtype, new Buffer(b, b.upload(host, dtype)));
 }

@@ -102,3 +102,33 @@ Deno.test({
     for (const s of [table, idx, out]) be.free(s);
   },
 });
+
+Deno.test({
+  name: "cuda: queued uploads arrive intact across laps of the staging ring",
+  ignore,
+  fn() {
+    const be = cuda!;
+    // 48 uploads of 1 MiB (the ring holds 32 MiB), each summed by a kernel queued right after it
+    // while the host array is overwritten at once: a slot reused before its copy ran, or a copy
+    // reading the caller's array late, shows up as a wrong sum. Sums stay below 2^24: exact.
+    const n = 256 * 1024;
+    const host = new Float32Array(n);
+    const total = be.alloc(1, "f32");
+    const sums = be.alloc(48, "f32");
+    for (let k = 0; k < 48; k++) {
+      host.fill(k + 1);
+      const s = be.upload(host, "f32");
+      be.reduceSum(s, [n], total, [0], 1, false);
+      be.copy2d(total, 0, 1, sums, k, 1, 1, 1, false);
+      be.free(s);
+      host.fill(-7);
+    }
+    const got = be.download(sums);
+    for (let k = 0; k < 48; k++) assert.equal(got[k], (k + 1) * n, `upload ${k}`);
+    // One large upload (over a quarter of the ring) takes the synchronous path.
+    const big = Float32Array.from({ length: 3_000_000 }, (_, i) => i % 1000);
+    const s = be.upload(big, "f32");
+    assert.deepEqual(be.download(s), big);
+    for (const t of [s, total, sums]) be.free(t);
+  },
+});
