@@ -10,6 +10,7 @@
  * unless --force.
  *
  *   deno task build:cuda [--force] [--arch sm_90,sm_80] [--nvcc /path/to/nvcc]
+ *   deno task build:cuda --null     # the no-op stand-in for host-side timing (cc, no CUDA)
  */
 import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
@@ -110,6 +111,50 @@ export async function buildCuda(
   return OUTPUT;
 }
 
+export const NULL_SOURCES = [join(HERE, "null_shim.c"), join(HERE, "duaf_cuda.h")];
+export const NULL_OUTPUT = join(HERE, "build", "libduaf_null.so");
+
+/**
+ * Builds the no-op stand-in (null_shim.c) with the host C compiler ($CC, else cc): the cuda
+ * backend's host side runs on it without a GPU, for timing and for tests of the FFI binding.
+ * Warnings are errors, so a header change the stand-in does not follow fails here.
+ */
+export async function buildNullShim(
+  opts: { force?: boolean; out?: string; quiet?: boolean } = {},
+): Promise<string> {
+  const out = opts.out ?? NULL_OUTPUT;
+  const newest = Math.max(...NULL_SOURCES.map(mtime));
+  if (!opts.force && mtime(out) > newest) return out;
+  await Deno.mkdir(dirname(out), { recursive: true });
+  const cc = Deno.env.get("CC") || "cc";
+  const tmp = `${out}.tmp`;
+  const args = [
+    "-O2",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-shared",
+    "-fPIC",
+    "-o",
+    tmp,
+    NULL_SOURCES[0],
+  ];
+  let code: number;
+  try {
+    ({ code } = await new Deno.Command(cc, { args, stdout: "inherit", stderr: "inherit" })
+      .output());
+  } catch (e) {
+    throw new Error(`${cc} not runnable: ${e instanceof Error ? e.message : e}`);
+  }
+  if (code !== 0) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new Error(`${cc} failed with exit code ${code}`);
+  }
+  await Deno.rename(tmp, out);
+  if (!opts.quiet) console.error(`build:cuda: wrote ${out}`);
+  return out;
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -117,14 +162,18 @@ if (import.meta.main) {
       force: { type: "boolean", default: false },
       arch: { type: "string" },
       nvcc: { type: "string" },
+      null: { type: "boolean", default: false },
     },
   });
   try {
-    await buildCuda({
-      force: values.force,
-      archs: values.arch?.split(",").filter((s) => s),
-      nvcc: values.nvcc,
-    });
+    if (values.null) await buildNullShim({ force: values.force });
+    else {
+      await buildCuda({
+        force: values.force,
+        archs: values.arch?.split(",").filter((s) => s),
+        nvcc: values.nvcc,
+      });
+    }
   } catch (e) {
     console.error(`build:cuda: ${e instanceof Error ? e.message : e}`);
     Deno.exit(1);

@@ -1,0 +1,184 @@
+/*
+ * A stand-in for libduaf_cuda.so with the same symbols (duaf_cuda.h) that does no device work:
+ * memory is host memory (so upload and download move real bytes) and every kernel
+ * returns at once. It measures the cuda backend's host side -- autograd, batching, sampling, FFI
+ * transitions, bounds checks -- on a machine without a GPU, which is what bounds a training step
+ * on the GPU when kernels are small. Results of a run on it are meaningless; its time is not.
+ *
+ *   cc -O2 -shared -fPIC -o ffi/cuda/build/libduaf_null.so ffi/cuda/null_shim.c
+ *   DUAF_CUDA_LIB=ffi/cuda/build/libduaf_null.so duaf train ... --backend cuda --profile
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duaf_cuda.h"
+
+static double in_use = 0, live = 0, mallocs = 0;
+
+int duaf_init(void) { return 0; }
+const char *duaf_last_error(void) { return "null shim: out of host memory"; }
+const char *duaf_info(void) { return "null shim (no device work; host-side timing only)"; }
+int duaf_set_cublas(int on) { return on ? -1 : 0; }
+int duaf_using_cublas(void) { return 0; }
+int duaf_sync(void) { return 0; }
+
+/* Freed blocks are kept for reuse by exact size, as the real pool keeps them by size class, so
+ * allocation costs what a pool lookup costs and not a fresh mapping of zeroed pages. A 16-byte
+ * header holds the size and the free-list link. */
+#define CLASSES 32
+static int64_t *cached[CLASSES];
+
+static int class_of(int32_t n) { return n <= 1 ? 0 : 32 - __builtin_clz((uint32_t)n - 1); }
+
+void *duaf_alloc(int32_t n) {
+  if (n < 1) n = 1;
+  int64_t **link = &cached[class_of(n)];
+  for (int64_t *h = *link; h; link = (int64_t **)&h[1], h = *link) {
+    if (h[0] == n) {
+      *link = (int64_t *)h[1];
+      in_use += (double)n * 4;
+      live += 1;
+      return h + 2;
+    }
+  }
+  int64_t *h = calloc(1, 16 + (size_t)n * 4);
+  if (!h) return NULL;
+  h[0] = n;
+  in_use += (double)n * 4;
+  live += 1;
+  mallocs += 1;
+  return h + 2;
+}
+int duaf_free(void *p) {
+  int64_t *h = (int64_t *)p - 2;
+  in_use -= (double)h[0] * 4;
+  live -= 1;
+  int64_t **head = &cached[class_of((int32_t)h[0])];
+  h[1] = (int64_t)*head;
+  *head = h;
+  return 0;
+}
+int duaf_empty_cache(void) { return 0; }
+void duaf_pool_stats(double *out) {
+  out[0] = in_use;
+  out[1] = 0;
+  out[2] = mallocs;
+  out[3] = live;
+}
+int duaf_upload(void *dst, const void *src, int32_t n) {
+  memcpy(dst, src, (size_t)n * 4);
+  return 0;
+}
+int duaf_download(void *dst, const void *src, int32_t n) {
+  memcpy(dst, src, (size_t)n * 4);
+  return 0;
+}
+/* Fills are kernels on the device, so they cost the host nothing here either. */
+int duaf_fill_f32(float *p, int32_t n, float v) {
+  (void)p, (void)n, (void)v;
+  return 0;
+}
+int duaf_fill_i32(int32_t *p, int32_t n, int32_t v) {
+  (void)p, (void)n, (void)v;
+  return 0;
+}
+int duaf_copy2d(const void *src, int32_t src_stride, void *dst, int32_t dst_stride, int32_t rows,
+                int32_t cols, int32_t accumulate) {
+  (void)src, (void)src_stride, (void)dst, (void)dst_stride, (void)rows, (void)cols,
+      (void)accumulate;
+  return 0;
+}
+int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha,
+              const float *a, int32_t stride_a, const float *b, int32_t stride_b, float beta,
+              float *c, int32_t stride_c, int32_t batch) {
+  (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)stride_a,
+      (void)b, (void)stride_b, (void)beta, (void)c, (void)stride_c, (void)batch;
+  return 0;
+}
+int duaf_unary(int32_t op, const float *x, float *out, int32_t n, float alpha) {
+  (void)op, (void)x, (void)out, (void)n, (void)alpha;
+  return 0;
+}
+int duaf_unary_grad(int32_t op, const float *x, const float *y, const float *g, float *out,
+                    int32_t n, float alpha) {
+  (void)op, (void)x, (void)y, (void)g, (void)out, (void)n, (void)alpha;
+  return 0;
+}
+int duaf_binary(int32_t op, const float *a, const int32_t *a_strides, const float *b,
+                const int32_t *b_strides, float *out, const int32_t *shape, int32_t rank) {
+  (void)op, (void)a, (void)a_strides, (void)b, (void)b_strides, (void)out, (void)shape,
+      (void)rank;
+  return 0;
+}
+int duaf_reduce_sum(const float *x, const int32_t *shape, int32_t rank, float *out,
+                    const int32_t *out_strides, int32_t out_size, int32_t accumulate) {
+  (void)x, (void)shape, (void)rank, (void)out, (void)out_strides, (void)out_size,
+      (void)accumulate;
+  return 0;
+}
+int duaf_axpy(const float *x, float *out, int32_t n, float alpha) {
+  (void)x, (void)out, (void)n, (void)alpha;
+  return 0;
+}
+int duaf_sum_squares(const float *x, int32_t n, double *result) {
+  (void)x, (void)n;
+  *result = 0;
+  return 0;
+}
+int duaf_permute(const void *x, const int32_t *shape, const int32_t *perm, int32_t rank,
+                 void *out) {
+  (void)x, (void)shape, (void)perm, (void)rank, (void)out;
+  return 0;
+}
+int duaf_softmax(const float *x, float *out, int32_t rows, int32_t cols, int32_t log) {
+  (void)x, (void)out, (void)rows, (void)cols, (void)log;
+  return 0;
+}
+int duaf_softmax_grad(const float *y, const float *g, float *out, int32_t rows, int32_t cols,
+                      int32_t log) {
+  (void)y, (void)g, (void)out, (void)rows, (void)cols, (void)log;
+  return 0;
+}
+int duaf_layer_norm(const float *x, const float *gamma, const float *beta, float *out, float *mean,
+                    float *rstd, int32_t rows, int32_t cols, float eps) {
+  (void)x, (void)gamma, (void)beta, (void)out, (void)mean, (void)rstd, (void)rows, (void)cols,
+      (void)eps;
+  return 0;
+}
+int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, const float *rstd,
+                         const float *g, float *dx, float *dgamma, float *dbeta, int32_t rows,
+                         int32_t cols) {
+  (void)x, (void)gamma, (void)mean, (void)rstd, (void)g, (void)dx, (void)dgamma, (void)dbeta,
+      (void)rows, (void)cols;
+  return 0;
+}
+int duaf_gather(const void *table, int32_t table_rows, const int32_t *idx, void *out, int32_t n,
+                int32_t dim) {
+  (void)table, (void)table_rows, (void)idx, (void)out, (void)n, (void)dim;
+  return 0;
+}
+int duaf_scatter_add(const float *g, const int32_t *idx, float *out, int32_t out_rows, int32_t n,
+                     int32_t dim) {
+  (void)g, (void)idx, (void)out, (void)out_rows, (void)n, (void)dim;
+  return 0;
+}
+int duaf_pick(const float *x, const int32_t *idx, float *out, int32_t rows, int32_t cols) {
+  (void)x, (void)idx, (void)out, (void)rows, (void)cols;
+  return 0;
+}
+int duaf_pick_grad(const float *g, const int32_t *idx, float *out, int32_t rows, int32_t cols) {
+  (void)g, (void)idx, (void)out, (void)rows, (void)cols;
+  return 0;
+}
+int duaf_dropout_mask(float *out, int32_t n, double p, uint32_t seed) {
+  (void)out, (void)n, (void)p, (void)seed;
+  return 0;
+}
+int duaf_adam(float *p, const float *g, float *m, float *v, int32_t n, double lr, double beta1,
+              double beta2, double eps, double weight_decay, int32_t decoupled, double bc1,
+              double bc2) {
+  (void)p, (void)g, (void)m, (void)v, (void)n, (void)lr, (void)beta1, (void)beta2, (void)eps,
+      (void)weight_decay, (void)decoupled, (void)bc1, (void)bc2;
+  return 0;
+}
