@@ -9,7 +9,8 @@
 #   3. benchmarks GEMM (cuBLAS and built-in) and per-call cost (tools/bench_cuda.ts),
 #   4. times one training epoch of SASRec and DuAF-MAT on Amazon Beauty with --backend cuda,
 #      beside PyTorch's SASRec on the same GPU (tools/torch/sasrec_train.py --device cuda),
-#      then DuAF-MAT with the CPU backends' micro-batches, and `train --profile` of 20 steps of each,
+#      then DuAF-MAT with the CPU backends' micro-batches, the same epochs on the no-op shim
+#      (ffi/cuda/null_shim.c: the host's share), and `train --profile` of 20 steps of each,
 #   5. prints a short table. $OUT (the device tool's output folder, else tmp/device-out) gets
 #      two files: summary.md and logs.tar.gz (every step's log).
 #
@@ -145,6 +146,25 @@ if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
     ROW[duafmat_cpu_micro]="failed (see train_duafmat_cpu_micro.log)"
   fi
   log "duaf duafmat tokenBudget=32768: ${ROW[duafmat_cpu_micro]}"
+  # The host's share: the same epochs on the no-op stand-in shim (host memory, no kernels), so
+  # epoch time minus this is what the host waited for the GPU.
+  NULL_SHIM=/tmp/duaf-null/libduaf_null.so
+  mkdir -p /tmp/duaf-null
+  if ${CC:-cc} -O2 -shared -fPIC -o "$NULL_SHIM" ffi/cuda/null_shim.c >"$LOGS/null_build.txt" 2>&1; then
+    for model in sasrec duafmat; do
+      rm -rf "/tmp/duaf-null-$model"
+      if DUAF_CUDA_LIB=$NULL_SHIM timeout "$(cap 60)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" \
+        --out "/tmp/duaf-null-$model" --model "$model" --set epochs=1 --backend cuda \
+        >"$LOGS/host_only_$model.json" 2>"$LOGS/host_only_$model.log"; then
+        ROW[host_$model]="$(epoch_of "$LOGS/host_only_$model.log") s/epoch"
+      else
+        ROW[host_$model]="failed (see host_only_$model.log)"
+      fi
+      log "duaf $model, host side only: ${ROW[host_$model]}"
+    done
+  else
+    log "null shim build failed (see null_build.txt)"
+  fi
   # Where a step's time goes: every backend call synced and timed (train --profile), 20 steps.
   for model in sasrec duafmat; do
     rm -rf "/tmp/duaf-prof-$model"
@@ -190,6 +210,8 @@ log "torch sasrec: ${ROW[torch]}"
   echo "| duaf DuAF-MAT, 1 epoch Beauty, cuda | ${ROW[duafmat]} |"
   echo "| duaf DuAF-MAT, 1 epoch, tokenBudget=32768 (CPU default) | ${ROW[duafmat_cpu_micro]:-skipped} |"
   echo "| PyTorch SASRec, 1 epoch Beauty, cuda | ${ROW[torch]} |"
+  echo "| duaf SASRec, same epoch, host side only (no-op shim) | ${ROW[host_sasrec]:-skipped} |"
+  echo "| duaf DuAF-MAT, same epoch, host side only (no-op shim) | ${ROW[host_duafmat]:-skipped} |"
   for model in sasrec duafmat; do
     # The training phase of each profile (20 steps, every call synced).
     [ -f "$LOGS/profile_$model.txt" ] && { echo; echo "profile, $model:"; sed -n '/^train /,/^  wall/p' "$LOGS/profile_$model.txt"; }
