@@ -33,10 +33,23 @@ export function gatherLast(h: Tensor, batch: SequenceBatch): Tensor {
   return op.embedding(op.reshape(h, [batch.size * batch.len, d]), lastPositions(batch));
 }
 
+/** The last shapes' position ids: a training step asks for the same few shapes every time. */
+const positionCache: { size: number; len: number; ids: Int32Array }[] = [];
+const POSITION_CACHE_SIZE = 4;
+
+/** Position index of every slot of a [B, L] batch: 0..L-1 on each row. */
 export function positionIds(batch: SequenceBatch): Tensor {
-  const pos = new Int32Array(batch.size * batch.len);
-  for (let i = 0; i < pos.length; i++) pos[i] = i % batch.len;
-  return tensor(pos, [batch.size, batch.len], "i32");
+  const { size, len } = batch;
+  let hit = positionCache.find((c) => c.size === size && c.len === len);
+  if (!hit) {
+    const ids = new Int32Array(size * len);
+    for (let i = 0; i < ids.length; i++) ids[i] = i % len;
+    hit = { size, len, ids };
+    positionCache.unshift(hit);
+    positionCache.length = Math.min(positionCache.length, POSITION_CACHE_SIZE);
+  }
+  // tensor() hands the array to the backend, which copies it: the cached array stays unchanged.
+  return tensor(hit.ids, [size, len], "i32");
 }
 
 /** CE over all items or BCE against one sampled negative, from sequence outputs [B, d]. */
