@@ -95,20 +95,37 @@ export async function buildCuda(
   ];
   if (!opts.quiet) console.error(`build:cuda: ${nvcc} ${args.join(" ")}`);
   const t0 = performance.now();
-  const { code } = await new Deno.Command(nvcc, { args, stdout: "inherit", stderr: "inherit" })
-    .output();
-  if (code !== 0) {
-    await Deno.remove(tmp).catch(() => {});
-    throw new Error(`nvcc failed with exit code ${code}`);
-  }
-  // Rename into place so a concurrent loader never sees a half-written library.
-  await Deno.rename(tmp, OUTPUT);
+  await compileInto(nvcc, args, tmp, OUTPUT);
   if (!opts.quiet) {
     console.error(
       `build:cuda: wrote ${OUTPUT} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
   }
   return OUTPUT;
+}
+
+/**
+ * Runs a compiler that writes `tmp`, then renames it to `out`, so a concurrent loader never sees
+ * a half-written library; a failure removes `tmp` and throws.
+ */
+async function compileInto(
+  compiler: string,
+  args: string[],
+  tmp: string,
+  out: string,
+): Promise<void> {
+  let code: number;
+  try {
+    ({ code } = await new Deno.Command(compiler, { args, stdout: "inherit", stderr: "inherit" })
+      .output());
+  } catch (e) {
+    throw new Error(`${compiler} not runnable: ${e instanceof Error ? e.message : e}`);
+  }
+  if (code !== 0) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new Error(`${compiler} failed with exit code ${code}`);
+  }
+  await Deno.rename(tmp, out);
 }
 
 export const NULL_SOURCES = [join(HERE, "null_shim.c"), join(HERE, "duaf_cuda.h")];
@@ -139,18 +156,7 @@ export async function buildNullShim(
     tmp,
     NULL_SOURCES[0],
   ];
-  let code: number;
-  try {
-    ({ code } = await new Deno.Command(cc, { args, stdout: "inherit", stderr: "inherit" })
-      .output());
-  } catch (e) {
-    throw new Error(`${cc} not runnable: ${e instanceof Error ? e.message : e}`);
-  }
-  if (code !== 0) {
-    await Deno.remove(tmp).catch(() => {});
-    throw new Error(`${cc} failed with exit code ${code}`);
-  }
-  await Deno.rename(tmp, out);
+  await compileInto(cc, args, tmp, out);
   if (!opts.quiet) console.error(`build:cuda: wrote ${out}`);
   return out;
 }
