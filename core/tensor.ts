@@ -217,6 +217,9 @@ export function tidy<T>(fn: () => T): T {
   return result;
 }
 
+/** Strides of a flat, contiguous operand. */
+const UNIT_STRIDE: readonly number[] = [1];
+
 /** Records an op on the tape when grad mode is on and an input requires a gradient. */
 export function record(
   out: Tensor,
@@ -308,18 +311,27 @@ export function backward(root: Tensor, seed?: Tensor, opts: { release?: boolean 
           hold(inp, sameShape(gi.shape, inp.shape) ? gi : gi.view(inp.shape));
           return;
         }
-        // A gradient may be shared (add's backward hands g to both inputs): copy before the
-        // first in-place accumulation.
-        let acc = prev;
-        if (!owned.has(prev)) {
-          acc = empty(inp.shape);
-          inp.backend.copy2d(prev.storage, 0, 0, acc.storage, 0, 0, 1, prev.size, false);
-          owned.add(acc);
-          drop(inp);
-          hold(inp, acc);
-          freeIfUnheld(prev);
+        if (owned.has(prev)) {
+          inp.backend.axpy(gi.storage, prev.storage, gi.size, 1);
+          return;
         }
-        inp.backend.axpy(gi.storage, acc.storage, gi.size, 1);
+        // A gradient may be shared (add's backward hands g to both inputs), so the first
+        // accumulation writes the sum to a buffer of its own; later ones add in place.
+        const acc = empty(inp.shape);
+        const flat = [gi.size];
+        inp.backend.binary(
+          "add",
+          prev.storage,
+          UNIT_STRIDE,
+          gi.storage,
+          UNIT_STRIDE,
+          acc.storage,
+          flat,
+        );
+        owned.add(acc);
+        drop(inp);
+        hold(inp, acc);
+        freeIfUnheld(prev);
       });
       for (const gi of inGrads) if (gi && gi !== g) freeIfUnheld(gi);
       freeIfUnheld(g);
