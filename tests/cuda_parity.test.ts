@@ -8,6 +8,7 @@
  * ignored and the reason is printed once.
  */
 import assert from "node:assert/strict";
+import type { Backend } from "../core/backend.ts";
 import { CudaBackend, loadCudaShim } from "../core/backends/cuda.ts";
 import { JsBackend } from "../core/backends/js.ts";
 import { allParityCases, assertParity, gemmCases } from "./helpers/backend_parity.ts";
@@ -130,5 +131,39 @@ Deno.test({
     const s = be.upload(big, "f32");
     assert.deepEqual(be.download(s), big);
     for (const t of [s, total, sums]) be.free(t);
+  },
+});
+
+Deno.test({
+  name:
+    "cuda: scatterAdd sums long runs split across chunks (padding, positions) like the reference",
+  ignore,
+  fn() {
+    const be = cuda!;
+    // Half the indices hit row 0 (a run of ~50k, like padding), the rest cycle over 50 rows
+    // (like position ids) or hit random rows; dims 64 and 3 (columns not a multiple of a warp).
+    for (const dim of [64, 3]) {
+      const n = 102_400, rows = 12_101;
+      const idx = Int32Array.from(
+        { length: n },
+        (_, i) => i % 2 === 0 ? 0 : i % 3 === 0 ? i % 50 : (i * 7919) % rows,
+      );
+      const g = Float32Array.from({ length: n * dim }, (_, i) => Math.sin(i * 0.013));
+      const scatter = (b: Backend) => {
+        const gs = b.upload(g, "f32"), is = b.upload(idx, "i32"), out = b.alloc(rows * dim, "f32");
+        b.fill(out, 0.5);
+        b.scatterAdd(gs, is, out, n, dim);
+        const r = b.download(out);
+        for (const s of [gs, is, out]) b.free(s);
+        return r;
+      };
+      const got = scatter(be), want = scatter(ref);
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) {
+        worst = Math.max(worst, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
+      }
+      assert.ok(worst < 1e-4, `dim ${dim}: worst relative difference ${worst}`);
+      assert.deepEqual(scatter(be), got, "repeatable bit for bit");
+    }
   },
 });

@@ -797,14 +797,19 @@ __global__ void k_reduce_cols(const float *x, float *out, double *partial, Reduc
   else out[oo] = (float)((accumulate ? out[oo] : 0.f) + acc);
 }
 
+// One block per kept element: its threads add the chunk partials lane-strided and a fixed tree
+// adds the lanes, so the order is fixed and no single thread walks a long list of partials.
 __global__ void k_reduce_finish(const double *partial, float *out, ReduceLayout R,
                                 unsigned chunks, int accumulate) {
-  const unsigned k = global_id();
-  if (k >= R.keptCount) return;
+  const unsigned k = blockIdx.x;
+  double acc = 0;
+  for (unsigned c = threadIdx.x; c < chunks; c += blockDim.x) {
+    acc += partial[(size_t)c * R.keptCount + k];
+  }
+  acc = block_sum_d(acc);
+  if (threadIdx.x != 0) return;
   int xo, oo;
   offsets(R.kept, k, xo, oo);
-  double acc = 0;
-  for (unsigned c = 0; c < chunks; c++) acc += partial[(size_t)c * R.keptCount + k];
   out[oo] = (float)((accumulate ? out[oo] : 0.f) + acc);
 }
 
@@ -879,7 +884,7 @@ extern "C" int duaf_reduce_sum(const float *x, const int32_t *shape, int32_t ran
   if (!partial.p) return 1;
   k_reduce_cols<<<grid, kThreads>>>(x, out, partial.as<double>(), R, chunk, 1);
   LAUNCHED("reduceSum");
-  k_reduce_finish<<<blocks_for(R.keptCount), kThreads>>>(partial.as<double>(), out, R, chunks, 1);
+  k_reduce_finish<<<R.keptCount, kThreads>>>(partial.as<double>(), out, R, chunks, 1);
   LAUNCHED("reduceSum");
   return 0;
 }
@@ -1186,17 +1191,57 @@ __global__ void k_scatter_keys(const int *idx, unsigned n, unsigned rows, unsign
   vals[i] = i;
 }
 
-// After a stable sort by destination row, the first position of each run of equal keys sums the
-// run's source rows in their original order.
-__global__ void k_scatter_runs(const float *g, const unsigned *keys, const unsigned *vals,
-                               float *out, unsigned n, unsigned rows, unsigned dim) {
-  unsigned t = global_id();
-  if (t >= n * dim) return;
-  unsigned p = t / dim, c = t - p * dim;
-  unsigned key = keys[p];
-  if (key >= rows || (p > 0 && keys[p - 1] == key)) return;
-  float acc = 0.f;
-  for (unsigned q = p; q < n && keys[q] == key; q++) acc += g[(size_t)vals[q] * dim + c];
+// After a stable sort by destination row, each row's contributions form one run of equal keys.
+// Runs are summed over fixed chunks of the sorted order: one block per chunk, threads over the
+// columns, each summing its chunk in order. A run inside one chunk is added to `out` here. A run
+// that crosses chunk boundaries leaves partial sums instead: `tail` for its part in the chunk
+// where it starts, `head` for its part at the start of each later chunk; k_scatter_chain adds
+// those in chunk order. The decomposition depends only on n, so results repeat bit for bit, and
+// a long run (padding, positions) is summed by many blocks instead of one thread.
+static const unsigned kScatterChunk = 256;
+
+__global__ void k_scatter_chunks(const float *g, const unsigned *keys, const unsigned *vals,
+                                 float *out, float *head, float *tail, unsigned n, unsigned rows,
+                                 unsigned dim) {
+  const unsigned chunk = blockIdx.x;
+  const unsigned start = chunk * kScatterChunk;
+  const unsigned end = min(start + kScatterChunk, n);
+  const bool continuing = start > 0 && keys[start - 1] == keys[start];
+  for (unsigned c = threadIdx.x; c < dim; c += blockDim.x) {
+    for (unsigned p = start; p < end;) {
+      const unsigned key = keys[p];
+      float acc = 0.f;
+      unsigned q = p;
+      for (; q < end && keys[q] == key; q++) acc += g[(size_t)vals[q] * dim + c];
+      if (key < rows) {
+        if (p == start && continuing) head[(size_t)chunk * dim + c] = acc;
+        else if (q == end && end < n && keys[end] == key) tail[(size_t)chunk * dim + c] = acc;
+        else out[(size_t)key * dim + c] += acc;
+      }
+      p = q;
+    }
+  }
+}
+
+// One thread per (chunk, column) whose last run starts in that chunk and crosses its end: adds
+// the run's partial sums of the following chunks, in order, and writes the row.
+__global__ void k_scatter_chain(const unsigned *keys, const float *head, const float *tail,
+                                float *out, unsigned n, unsigned rows, unsigned dim,
+                                unsigned chunks) {
+  const unsigned t = global_id();
+  if (t >= chunks * dim) return;
+  const unsigned chunk = t / dim, c = t - chunk * dim;
+  const unsigned start = chunk * kScatterChunk;
+  const unsigned end = min(start + kScatterChunk, n);
+  const unsigned key = keys[end - 1];
+  if (key >= rows || end >= n || keys[end] != key) return; // the last run ends in this chunk
+  if (start > 0 && keys[start] == key && keys[start - 1] == key) return; // started earlier
+  float acc = tail[(size_t)chunk * dim + c];
+  for (unsigned j = chunk + 1; j < chunks; j++) {
+    acc += head[(size_t)j * dim + c];
+    const unsigned je = min((j + 1) * kScatterChunk, n);
+    if (je >= n || keys[je] != key) break; // the run ends inside chunk j or at its end
+  }
   out[(size_t)key * dim + c] += acc;
 }
 
@@ -1219,8 +1264,15 @@ extern "C" int duaf_scatter_add(const float *g, const int32_t *idx, float *out, 
   if (!temp.p) return 1;
   CK(cub::DeviceRadixSort::SortPairs(temp.p, temp_bytes, keys_in, keys_out, vals_in, vals_out, n,
                                      0, end_bit, 0));
-  k_scatter_runs<<<blocks_for((long long)n * dim), kThreads>>>(g, keys_out, vals_out, out, n,
-                                                               out_rows, dim);
+  const unsigned chunks = (unsigned)((n + kScatterChunk - 1) / kScatterChunk);
+  Scratch partial((size_t)2 * chunks * dim * sizeof(float));
+  if (!partial.p) return 1;
+  float *head = partial.as<float>(), *tail = head + (size_t)chunks * dim;
+  const unsigned threads = dim < kThreads ? (unsigned)dim : kThreads;
+  k_scatter_chunks<<<chunks, threads>>>(g, keys_out, vals_out, out, head, tail, n, out_rows, dim);
+  LAUNCHED("scatterAdd");
+  k_scatter_chain<<<blocks_for((long long)chunks * dim), kThreads>>>(keys_out, head, tail, out, n,
+                                                                     out_rows, dim, chunks);
   LAUNCHED("scatterAdd");
   return 0;
 }
