@@ -108,7 +108,8 @@ int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, 
 /* Out-of-range indices write nothing and make the next duaf_sync/duaf_download fail. */
 int duaf_gather(const void *table, int32_t table_rows, const int32_t *idx, void *out, int32_t n,
                 int32_t dim);
-/* Deterministic: rows are summed in index order (stable sort), no float atomics. */
+/* Deterministic: rows are summed in index order (stable sort) over fixed chunks, no float
+ * atomics. */
 int duaf_scatter_add(const float *g, const int32_t *idx, float *out, int32_t out_rows, int32_t n,
                      int32_t dim);
 int duaf_pick(const float *x, const int32_t *idx, float *out, int32_t rows, int32_t cols);

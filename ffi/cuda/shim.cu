@@ -6,7 +6,7 @@
 //
 // Determinism: no float atomics anywhere. Reductions use a fixed decomposition (fixed grid,
 // fixed tree, double accumulators for long sums) and scatterAdd sorts indices stably and sums
-// each destination row in index order, so two runs give identical bits.
+// each destination row in index order over fixed chunks, so two runs give identical bits.
 
 #include "duaf_cuda.h"
 
