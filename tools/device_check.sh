@@ -116,8 +116,27 @@ if [ ! -f "$CLI" ]; then
   CLI=$ROOT/cli/main.ts
   CLI_FLAGS=(-A)
 fi
-epoch_of() { # seconds of epoch 1 from the CLI's stderr log ("epoch 1: 12.3 s, ...")
-  sed -n 's/.*epoch 1: \([0-9.]*\) s.*/\1/p' "$1" | head -1
+# One cuda training epoch of the CLI into /tmp/duaf-run-$1 (logs train_$1.json and .log), capped
+# at $2 seconds, for model $3 with any further flags; prints the epoch's seconds (run manifest).
+duaf_epoch() {
+  local name=$1 limit=$2 model=$3
+  shift 3
+  rm -rf "/tmp/duaf-run-$name"
+  timeout "$(cap "$limit")" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" \
+    --out "/tmp/duaf-run-$name" --model "$model" --set epochs=1 --backend cuda "$@" \
+    >"$LOGS/train_$name.json" 2>"$LOGS/train_$name.log" &&
+    "$PYTHON" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["history"][0]["seconds"], 3))' \
+      "/tmp/duaf-run-$name/manifest.json"
+}
+# duaf_epoch as a table cell: "X s/epoch (Y s with setup + eval)", or where its log is.
+epoch_cell() {
+  local t s
+  t=$(date +%s)
+  if s=$(duaf_epoch "$@"); then
+    echo "$s s/epoch ($(($(date +%s) - t)) s with setup + eval)"
+  else
+    echo "failed (see train_$1.log)"
+  fi
 }
 if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
   DATASET=/tmp/duaf-beauty
@@ -128,25 +147,11 @@ if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
     --reviews "$REVIEWS" "${meta_args[@]}" --out "$DATASET" >"$LOGS/preprocess.txt" 2>&1 ||
     log "preprocess failed (see preprocess.txt)"
   for model in sasrec duafmat; do
-    rm -rf "/tmp/duaf-run-$model"
-    t=$(date +%s)
-    if timeout "$(cap 120)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out "/tmp/duaf-run-$model" \
-      --model "$model" --set epochs=1 --backend cuda >"$LOGS/train_$model.json" 2>"$LOGS/train_$model.log"; then
-      ROW[$model]="$(epoch_of "$LOGS/train_$model.log") s/epoch ($(($(date +%s) - t)) s with setup + eval)"
-    else
-      ROW[$model]="failed (see train_$model.log)"
-    fi
+    ROW[$model]=$(epoch_cell "$model" 120 "$model")
     log "duaf $model: ${ROW[$model]}"
   done
   # The CPU backends' micro-batch size, against cuda's default (whole batches).
-  t=$(date +%s)
-  if timeout "$(cap 90)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out /tmp/duaf-run-duafmat-cpu-micro \
-    --model duafmat --set epochs=1 --set tokenBudget=32768 --backend cuda \
-    >"$LOGS/train_duafmat_cpu_micro.json" 2>"$LOGS/train_duafmat_cpu_micro.log"; then
-    ROW[duafmat_cpu_micro]="$(epoch_of "$LOGS/train_duafmat_cpu_micro.log") s/epoch ($(($(date +%s) - t)) s with setup + eval)"
-  else
-    ROW[duafmat_cpu_micro]="failed (see train_duafmat_cpu_micro.log)"
-  fi
+  ROW[duafmat_cpu_micro]=$(epoch_cell duafmat_cpu_micro 90 duafmat --set tokenBudget=32768)
   log "duaf duafmat tokenBudget=32768: ${ROW[duafmat_cpu_micro]}"
   # The host's share: the same epochs on the no-op stand-in shim (host memory, no kernels), so
   # epoch time minus this is what the host waited for the GPU.
@@ -154,14 +159,7 @@ if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
   mkdir -p /tmp/duaf-null
   if ${CC:-cc} -O2 -shared -fPIC -o "$NULL_SHIM" ffi/cuda/null_shim.c >"$LOGS/null_build.txt" 2>&1; then
     for model in sasrec duafmat; do
-      rm -rf "/tmp/duaf-null-$model"
-      if DUAF_CUDA_LIB=$NULL_SHIM timeout "$(cap 60)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" \
-        --out "/tmp/duaf-null-$model" --model "$model" --set epochs=1 --backend cuda \
-        >"$LOGS/host_only_$model.json" 2>"$LOGS/host_only_$model.log"; then
-        ROW[host_$model]="$(epoch_of "$LOGS/host_only_$model.log") s/epoch"
-      else
-        ROW[host_$model]="failed (see host_only_$model.log)"
-      fi
+      ROW[host_$model]=$(DUAF_CUDA_LIB=$NULL_SHIM epoch_cell "host_only_$model" 60 "$model")
       log "duaf $model, host side only: ${ROW[host_$model]}"
     done
   else
@@ -180,17 +178,22 @@ else
   ROW[duafmat_cpu_micro]="skipped"
 fi
 
-if [ -f "$REVIEWS" ]; then
-  t=$(date +%s)
-  if timeout "$(cap 120)" "$PYTHON" tools/torch/sasrec_train.py --reviews "$REVIEWS" --device cuda --epochs 1 \
-    >"$LOGS/torch_sasrec.json" 2>"$LOGS/torch_sasrec.log"; then
-    ROW[torch]=$("$PYTHON" -c 'import json,sys
+# PyTorch's epoch seconds from its script's JSON lines (extrapolated from a partial epoch where
+# it stopped early), or "skipped: <reason>" when it did not run.
+torch_epoch() {
+  "$PYTHON" -c 'import json,sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
     if r.get("event") == "skipped": print("skipped: " + r.get("reason", "")); break
     if r.get("event") in ("epoch", "partial"):
-        print("%s s/epoch" % r.get("epoch_seconds_extrapolated", r["seconds"])); break' \
-      "$LOGS/torch_sasrec.json")
+        print(r.get("epoch_seconds_extrapolated", r["seconds"])); break' "$1"
+}
+if [ -f "$REVIEWS" ]; then
+  t=$(date +%s)
+  if timeout "$(cap 120)" "$PYTHON" tools/torch/sasrec_train.py --reviews "$REVIEWS" --device cuda --epochs 1 \
+    >"$LOGS/torch_sasrec.json" 2>"$LOGS/torch_sasrec.log"; then
+    ROW[torch]=$(torch_epoch "$LOGS/torch_sasrec.json")
+    case "${ROW[torch]}" in skipped*) ;; *) ROW[torch]="${ROW[torch]} s/epoch" ;; esac
     ROW[torch]="${ROW[torch]} ($(($(date +%s) - t)) s in all)"
   else
     ROW[torch]="failed (see torch_sasrec.log)"
@@ -203,26 +206,16 @@ log "torch sasrec: ${ROW[torch]}"
 # ---- 4b. back-to-back pairs ---------------------------------------------------------------
 # A single epoch moves by +-20% from run to run on a shared machine, so the target is judged on
 # the median ratio of DUAF_CHECK_PAIRS pairs: a DuAF-MAT epoch, then PyTorch SASRec's, back to
-# back. Our seconds come from the run manifest, PyTorch's from its script's JSON line.
-torch_seconds() {
-  "$PYTHON" -c 'import json,sys
-for l in open(sys.argv[1]):
-    r = json.loads(l)
-    if r.get("event") == "epoch": print(r["seconds"]); break' "$1"
-}
+# back.
 PAIR_ROWS=""
 ratios=()
 if [ -n "$DENO" ] && [ -f "$REVIEWS" ] && [ -n "${DATASET:-}" ]; then
   for i in $(seq 1 "${DUAF_CHECK_PAIRS:-3}"); do
-    rm -rf /tmp/duaf-pair
-    timeout "$(cap 60)" "$DENO" run "${CLI_FLAGS[@]}" "$CLI" train "$DATASET" --out /tmp/duaf-pair \
-      --model duafmat --set epochs=1 --backend cuda --quiet >/dev/null 2>>"$LOGS/pairs.log" || break
-    ours=$("$PYTHON" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["history"][0]["seconds"], 3))' \
-      /tmp/duaf-pair/manifest.json) || break
+    ours=$(duaf_epoch "pair_$i" 60 duafmat --quiet) || break
     timeout "$(cap 90)" "$PYTHON" tools/torch/sasrec_train.py --reviews "$REVIEWS" --device cuda --epochs 1 \
       >"$LOGS/pair_torch_$i.json" 2>>"$LOGS/pairs.log" || break
-    theirs=$(torch_seconds "$LOGS/pair_torch_$i.json")
-    [ -n "$theirs" ] || break
+    theirs=$(torch_epoch "$LOGS/pair_torch_$i.json")
+    [[ "$theirs" =~ ^[0-9.]+$ ]] || break
     ratio=$("$PYTHON" -c "print('%.2f' % ($ours / $theirs))")
     ratios+=("$ratio")
     PAIR_ROWS+="| $i | $ours | $theirs | $ratio |"$'\n'
