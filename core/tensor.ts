@@ -318,16 +318,8 @@ export function backward(root: Tensor, seed?: Tensor, opts: { release?: boolean 
         // A gradient may be shared (add's backward hands g to both inputs), so the first
         // accumulation writes the sum to a buffer of its own; later ones add in place.
         const acc = empty(inp.shape);
-        const flat = [gi.size];
-        inp.backend.binary(
-          "add",
-          prev.storage,
-          UNIT_STRIDE,
-          gi.storage,
-          UNIT_STRIDE,
-          acc.storage,
-          flat,
-        );
+        const b = inp.backend;
+        b.binary("add", prev.storage, UNIT_STRIDE, gi.storage, UNIT_STRIDE, acc.storage, [gi.size]);
         owned.add(acc);
         drop(inp);
         hold(inp, acc);
