@@ -257,10 +257,12 @@ export interface Backend {
 
   // ---- randomness ---------------------------------------------------------------------------
   /**
-   * Dropout mask: out[i] = (u(seed, i) >= p) ? 1/(1-p) : 0 where u is the counter-based uniform
-   * of core/random.ts (hashUniform), so every backend draws the same mask for the same seed.
+   * Dropout: out[i] = x[i] * m[i], m[i] = (u(seed, i) >= p) ? f32(1/(1-p)) : 0, where u is the
+   * counter-based uniform of core/random.ts (hashUniform): every backend draws the same mask for
+   * the same seed, and the mask is drawn again from the seed instead of being stored (backward
+   * applies the same call to the gradient). x and out may be the same buffer.
    */
-  dropoutMask(out: Storage, n: number, p: number, seed: number): void;
+  dropout(x: Storage, out: Storage, n: number, p: number, seed: number): void;
 
   // ---- optimizer ----------------------------------------------------------------------------
   adam(args: AdamArgs): void;

@@ -14,7 +14,7 @@ import {
 import { JsBackend } from "../core/backends/js.ts";
 import { unaryForward } from "../core/backends/scalar_math.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
-import { Rng } from "../core/random.ts";
+import { hashUniform, Rng } from "../core/random.ts";
 
 const js = new JsBackend();
 const wasm = await WasmBackend.create({ threads: 1 });
@@ -301,18 +301,40 @@ Deno.test("wasm vector math: special values", () => {
   assert.deepEqual([sg[0], sg[2], sg[3], sg[7], sg[8]], [0.5, 1, 0, 1, 0]);
 });
 
-Deno.test("wasm dropoutMask equals the js backend bit for bit", () => {
+Deno.test("wasm dropout equals the js backend bit for bit", () => {
   for (const n of [1, 3, 4, 5, 17, 4099]) {
+    const x = randn(n, n);
     for (const p of [0, 0.1, 1 / 3, 0.5, 0.999, 1]) {
       for (const seed of [0, 7, -1, 0x80000001, 2 ** 32 + 5]) {
         const outs = [wasm, js].map((be) => {
-          const s = be.upload(new Float32Array(n).fill(NaN), "f32");
-          be.dropoutMask(s, n, p, seed);
-          return be.download(s);
+          const s = be.upload(x, "f32");
+          const o = be.upload(new Float32Array(n).fill(NaN), "f32");
+          be.dropout(s, o, n, p, seed);
+          return be.download(o);
         });
         assert.deepEqual(outs[0], outs[1], `n=${n} p=${p} seed=${seed}`);
       }
     }
+  }
+});
+
+Deno.test("wasm dropout is x times a mask of 0 and f32(1/(1-p)) drawn by hashUniform", () => {
+  const n = 4099;
+  const x = randn(3, n);
+  for (const [p, seed] of [[0.1, 11], [0.5, 0xfffffffe], [1 / 3, 2]]) {
+    const keep = Math.fround(1 / (1 - p));
+    const s = wasm.upload(x, "f32");
+    const o = wasm.alloc(n, "f32");
+    wasm.dropout(s, o, n, p, seed);
+    const got = wasm.download(o);
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      const m = hashUniform(seed, i) >= p ? keep : 0;
+      if (m) kept++;
+      assert.equal(got[i], Math.fround(x[i] * m), `p=${p} i=${i}`);
+    }
+    // The mask is a draw, not all-kept or all-dropped.
+    assert.ok(Math.abs(kept / n - (1 - p)) < 0.03, `p=${p}: kept ${kept} of ${n}`);
   }
 });
 

@@ -88,7 +88,7 @@ const SYMBOLS = {
   duaf_scatter_add: fn([P, P, P, I, I, I]),
   duaf_pick: fn([P, P, P, I, I]),
   duaf_pick_grad: fn([P, P, P, I, I]),
-  duaf_dropout_mask: fn([P, I, D, "u32"]),
+  duaf_dropout: fn([P, P, I, D, "u32"]),
   duaf_adam: fn([P, P, P, P, I, D, D, D, D, D, I, D, D]),
 } as const;
 
@@ -542,9 +542,10 @@ export class CudaBackend implements Backend {
 
   // ---- randomness, optimizer ----------------------------------------------------------------
 
-  dropoutMask(out: Storage, n: number, p: number, seed: number): void {
-    need(out, 0, n, "dropoutMask");
-    this.#check(this.#s.duaf_dropout_mask(ptr(out), n, p, seed >>> 0), "dropoutMask");
+  dropout(x: Storage, out: Storage, n: number, p: number, seed: number): void {
+    need(x, 0, n, "dropout");
+    need(out, 0, n, "dropout");
+    this.#check(this.#s.duaf_dropout(ptr(x), ptr(out), n, p, seed >>> 0), "dropout");
   }
 
   adam(a: AdamArgs): void {

@@ -369,10 +369,11 @@ export class JsBackend implements Backend {
     for (let r = 0; r < rows; r++) O[r * cols + I[r]] += G[r];
   }
 
-  dropoutMask(out: Storage, n: number, p: number, seed: number): void {
+  dropout(x: Storage, out: Storage, n: number, p: number, seed: number): void {
+    const X = f(x);
     const O = f(out);
-    const keep = 1 / (1 - p);
-    for (let i = 0; i < n; i++) O[i] = hashUniform(seed, i) >= p ? keep : 0;
+    const keep = Math.fround(1 / (1 - p));
+    for (let i = 0; i < n; i++) O[i] = X[i] * (hashUniform(seed, i) >= p ? keep : 0);
   }
 
   adam(a: AdamArgs): void {

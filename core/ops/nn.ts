@@ -70,23 +70,20 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): 
 
 /**
  * Inverted dropout with a counter-based mask: the same seed gives the same mask on every
- * backend. The mask is not kept for the backward pass but drawn again from the seed, which
- * saves one activation-sized buffer per dropout. The caller derives a fresh seed per call.
+ * backend. The mask is never stored: the backend draws it inside the one kernel that applies it,
+ * forward to x and backward to the gradient, which saves a mask buffer, its writes and reads, and
+ * a launch each way. The caller derives a fresh seed per call.
  */
 export function dropout(x: Tensor, p: number, seed: number, training: boolean): Tensor {
   if (!training || p === 0) return x;
   const b = x.backend;
-  const contiguous = contiguousStrides(x.shape);
-  const maskTimes = (src: Tensor): Tensor => {
-    const mask = empty(x.shape);
-    b.dropoutMask(mask.storage, x.size, p, seed);
+  const applyMask = (src: Tensor): Tensor => {
     const out = empty(x.shape);
-    b.binary("mul", src.storage, contiguous, mask.storage, contiguous, out.storage, x.shape);
-    mask.dispose();
+    b.dropout(src.storage, out.storage, x.size, p, seed);
     return out;
   };
-  const out = maskTimes(x);
-  return record(out, "dropout", [x], (g) => [maskTimes(g)]);
+  const out = applyMask(x);
+  return record(out, "dropout", [x], (g) => [applyMask(g)]);
 }
 
 /**

@@ -116,7 +116,7 @@ int duaf_pick(const float *x, const int32_t *idx, float *out, int32_t rows, int3
 int duaf_pick_grad(const float *g, const int32_t *idx, float *out, int32_t rows, int32_t cols);
 
 /* ---- randomness, optimizer ---------------------------------------------------------------- */
-int duaf_dropout_mask(float *out, int32_t n, double p, uint32_t seed);
+int duaf_dropout(const float *x, float *out, int32_t n, double p, uint32_t seed);
 int duaf_adam(float *p, const float *g, float *m, float *v, int32_t n, double lr, double beta1,
               double beta2, double eps, double weight_decay, int32_t decoupled, double bc1,
               double bc2);

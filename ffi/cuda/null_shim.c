@@ -171,8 +171,8 @@ int duaf_pick_grad(const float *g, const int32_t *idx, float *out, int32_t rows,
   (void)g, (void)idx, (void)out, (void)rows, (void)cols;
   return 0;
 }
-int duaf_dropout_mask(float *out, int32_t n, double p, uint32_t seed) {
-  (void)out, (void)n, (void)p, (void)seed;
+int duaf_dropout(const float *x, float *out, int32_t n, double p, uint32_t seed) {
+  (void)x, (void)out, (void)n, (void)p, (void)seed;
   return 0;
 }
 int duaf_adam(float *p, const float *g, float *m, float *v, int32_t n, double lr, double beta1,

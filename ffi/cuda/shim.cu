@@ -1336,16 +1336,18 @@ __host__ __device__ __forceinline__ float dropout_value(unsigned i, unsigned hse
   return u >= p ? keep : 0.f;
 }
 
-__global__ void k_dropout_mask(float *out, unsigned n, double p, unsigned hseed, float keep) {
+// The mask is drawn from (seed, i) in the kernel and never stored; x and out may alias.
+__global__ void k_dropout(const float *x, float *out, unsigned n, double p, unsigned hseed,
+                          float keep) {
   unsigned i = global_id();
-  if (i < n) out[i] = dropout_value(i, hseed, p, keep);
+  if (i < n) out[i] = x[i] * dropout_value(i, hseed, p, keep);
 }
 
-extern "C" int duaf_dropout_mask(float *out, int32_t n, double p, uint32_t seed) {
+extern "C" int duaf_dropout(const float *x, float *out, int32_t n, double p, uint32_t seed) {
   if (n <= 0) return 0;
   const float keep = (float)(1.0 / (1.0 - p));
-  k_dropout_mask<<<blocks_for(n), kThreads>>>(out, n, p, hash32(seed), keep);
-  LAUNCHED("dropoutMask");
+  k_dropout<<<blocks_for(n), kThreads>>>(x, out, n, p, hash32(seed), keep);
+  LAUNCHED("dropout");
   return 0;
 }
 

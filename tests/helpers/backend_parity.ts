@@ -513,13 +513,15 @@ export function randomAndOptimizerCases(): ParityCase[] {
   const cases: ParityCase[] = [];
   for (const [p, seed] of [[0.1, 1], [0.5, 0xffffffff], [0, 42], [0.6, 123456789]]) {
     cases.push({
-      name: `dropoutMask p=${p} seed=${seed} (bit-exact)`,
+      name: `dropout p=${p} seed=${seed} (bit-exact, out of place and in place)`,
       rtol: 0,
       atol: 0,
       run(be) {
+        const x = up(be, randn(seed % 1000, 10007));
         const out = be.alloc(10007, "f32");
-        be.dropoutMask(out, 10007, p, seed);
-        return [be.download(out)];
+        be.dropout(x, out, 10007, p, seed);
+        be.dropout(x, x, 10007, p, seed);
+        return [be.download(out), be.download(x)];
       },
     });
   }

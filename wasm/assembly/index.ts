@@ -6,7 +6,7 @@ export { binary, reduceSum } from "./binary";
 export { axpy, copy2d, fill32, permute, sumSquares } from "./memory_ops";
 export { layerNorm, layerNormGrad, softmax, softmaxGrad } from "./rows";
 export { gather, pick, pickGrad, scatterAdd } from "./indexing";
-export { dropoutMask } from "./random";
+export { dropout } from "./random";
 export { adam } from "./adam";
 
 /** End of the module's static data: the arena must start above it. */

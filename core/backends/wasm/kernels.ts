@@ -99,7 +99,14 @@ export interface KernelExports {
   scatterAdd(g: number, idx: number, out: number, outRows: number, n: number, dim: number): number;
   pick(x: number, idx: number, out: number, rows: number, cols: number): number;
   pickGrad(g: number, idx: number, out: number, rows: number, cols: number): number;
-  dropoutMask(out: number, n: number, threshold: number, scale: number, seed: number): void;
+  dropout(
+    x: number,
+    out: number,
+    n: number,
+    threshold: number,
+    scale: number,
+    seed: number,
+  ): void;
   adam(
     p: number,
     g: number,

@@ -649,11 +649,11 @@ export class WasmBackend implements Backend {
 
   // ---- randomness ---------------------------------------------------------------------------
 
-  dropoutMask(out: Storage, n: number, p: number, seed: number): void {
+  dropout(x: Storage, out: Storage, n: number, p: number, seed: number): void {
     // u >= p  <=>  u * 2^24 >= ceil(p * 2^24), since u * 2^24 is an integer (exact in float64).
     const threshold = Math.min(16777216, Math.max(0, Math.ceil(p * 16777216)));
     const scale = Math.fround(1 / (1 - p));
-    this.kernels.dropoutMask(this.at(out, 0, n), n, threshold, scale, seed >>> 0);
+    this.kernels.dropout(this.at(x, 0, n), this.at(out, 0, n), n, threshold, scale, seed >>> 0);
   }
 
   // ---- optimizer ----------------------------------------------------------------------------
