@@ -311,12 +311,13 @@ export function backward(root: Tensor, seed?: Tensor, opts: { release?: boolean 
           hold(inp, sameShape(gi.shape, inp.shape) ? gi : gi.view(inp.shape));
           return;
         }
-        if (owned.has(prev)) {
+        // A gradient may be shared (add's backward hands g to both inputs, an accumulated buffer
+        // included), so a sum is added in place only into a buffer this input alone holds;
+        // otherwise it goes to a new buffer, which later contributions then add into.
+        if (owned.has(prev) && holders.get(prev) === 1) {
           inp.backend.axpy(gi.storage, prev.storage, gi.size, 1);
           return;
         }
-        // A gradient may be shared (add's backward hands g to both inputs), so the first
-        // accumulation writes the sum to a buffer of its own; later ones add in place.
         const acc = empty(inp.shape);
         const b = inp.backend;
         b.binary("add", prev.storage, UNIT_STRIDE, gi.storage, UNIT_STRIDE, acc.storage, [gi.size]);

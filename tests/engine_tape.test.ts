@@ -4,7 +4,8 @@ import { JsBackend } from "../core/backends/js.ts";
 import { Sasrec } from "../core/models/sasrec.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
 import { Rng } from "../core/random.ts";
-import { backward, liveTensorCount, tidy, withBackend } from "../core/tensor.ts";
+import * as op from "../core/ops/mod.ts";
+import { backward, liveTensorCount, tensor, tidy, withBackend } from "../core/tensor.ts";
 
 function batch(): SequenceBatch {
   return {
@@ -70,5 +71,38 @@ Deno.test("tape: tidy frees everything but its result", () => {
     assert.equal(kept, 1);
     // Only the model's kept parameters and their gradients survive the scope.
     assert.equal(liveTensorCount() - before, 2 * params);
+  });
+});
+
+Deno.test("tape: a shared, accumulated gradient is not added into in place", () => {
+  // u = x + p is used twice, so its gradient is an accumulated buffer, which add's backward then
+  // hands to both x and p. p and x each receive more (from v = p + z and from x * 1000); neither
+  // addition may land in the buffer the other still holds, whatever order the terms come in.
+  withBackend(new JsBackend(), () => {
+    const leaf = (v: number) => {
+      const t = tensor(Float32Array.from([v, v + 1]), [2]);
+      t.requiresGrad = true;
+      return t;
+    };
+    const c = (v: number) => tensor(Float32Array.from([v, v]), [2]);
+    const orders = [[0, 1, 2, 3], [2, 3, 0, 1], [3, 2, 1, 0], [1, 3, 2, 0], [3, 0, 2, 1]];
+    for (const order of orders) {
+      for (const release of [false, true]) {
+        const [xl, p, z] = [leaf(1), leaf(3), leaf(5)];
+        const x = op.scale(xl, 1);
+        const u = op.add(x, p);
+        const v = op.add(p, z);
+        const terms = [
+          op.sum(op.mul(u, c(1))),
+          op.sum(op.mul(u, c(10))),
+          op.sum(op.mul(v, c(100))),
+          op.sum(op.mul(x, c(1000))),
+        ];
+        const loss = order.slice(1).reduce((acc, i) => op.add(acc, terms[i]), terms[order[0]]);
+        backward(loss, undefined, { release });
+        const got = [xl, p, z].map((t) => [...t.grad!.toFloat32()]);
+        assert.deepEqual(got, [[1011, 1011], [111, 111], [100, 100]], `order ${order} ${release}`);
+      }
+    }
   });
 });
