@@ -94,6 +94,10 @@ export class Tensor {
   get disposed(): boolean {
     return this.#buf === null;
   }
+  /** Whether another tensor (a view) shares this one's memory. */
+  get sharesStorage(): boolean {
+    return this.#alive().refs > 1;
+  }
   get rank(): number {
     return this.shape.length;
   }
@@ -292,8 +296,13 @@ export function backward(root: Tensor, seed?: Tensor, opts: { release?: boolean 
       if (!g) continue;
       drop(t);
       if (!t.node) {
-        accumulateLeaf(t, g);
-        freeIfUnheld(g);
+        // A leaf without a gradient takes a buffer nothing else uses as its own, saving the
+        // fill and the add (the optimizer's zeroGrad leaves no gradient, as torch's does).
+        if (!t.grad && g !== seed && !holders.get(g) && !g.sharesStorage) t.grad = keep(g);
+        else {
+          accumulateLeaf(t, g);
+          freeIfUnheld(g);
+        }
         continue;
       }
       const node = t.node;

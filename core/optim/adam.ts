@@ -63,8 +63,16 @@ export class Adam {
     });
   }
 
+  /**
+   * Drops the gradients (torch's `zero_grad(set_to_none=True)`): the next backward hands each
+   * parameter its gradient buffer instead of adding into a zeroed one, and a parameter that gets
+   * no gradient is skipped by `step`.
+   */
   zeroGrad(): void {
-    for (const p of this.params) if (p.grad) p.backend.fill(p.grad.storage, 0);
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
   }
 
   /** Optimizer state tensors by name, for checkpoints (`m.<i>`, `v.<i>`). */
