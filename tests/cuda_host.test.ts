@@ -1,11 +1,12 @@
 /**
  * The cuda backend's host side on a machine without a GPU: the binding opens the no-op stand-in
- * built from the same header (ffi/cuda/null_shim.c, host memory, kernels that do nothing), moves
+ * built from the same header (ffi/cuda/null_shim.cc, host memory, kernels that do nothing), moves
  * bytes through real pointers and offsets, and a DuAF-MAT training step queues its whole work
  * without reading anything back. A read is a wait for the device: on the GPU it leaves the card
- * idle while the host prepares the rest of the step.
+ * idle while the host prepares the rest of the step. The stand-in carves its memory with the
+ * shim's own pool (block_pool.h), so the pool's behaviour is tested here too.
  *
- * Needs a C compiler (cc or $CC); without one the tests are ignored and the reason is printed.
+ * Needs a C++ compiler (c++ or $CXX); without one the tests are ignored and the reason is printed.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -18,12 +19,29 @@ import { backward, tidy, withBackend } from "../core/tensor.ts";
 import { batch, itemSide, model } from "./helpers/tiny_duaf.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "duaf-null-shim-" });
-let backend: CudaBackend | null = null;
 let why = "";
+let built = "";
 try {
-  const lib = openCudaShim(await buildNullShim({ out: join(dir, "libduaf_null.so"), quiet: true }));
-  if ("unavailable" in lib) why = lib.unavailable;
-  else backend = new CudaBackend(lib);
+  built = await buildNullShim({ out: join(dir, "libduaf_null.so"), quiet: true });
+} catch (e) {
+  why = e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * A backend over a copy of the stand-in of its own: a library opened from another path has its
+ * own globals, so its pool starts empty.
+ */
+function freshBackend(name: string): CudaBackend {
+  const copy = join(dir, `${name}.so`);
+  Deno.copyFileSync(built, copy);
+  const lib = openCudaShim(copy);
+  if ("unavailable" in lib) throw new Error(lib.unavailable);
+  return new CudaBackend(lib);
+}
+
+let backend: CudaBackend | null = null;
+try {
+  if (built) backend = freshBackend("shared");
 } catch (e) {
   why = e instanceof Error ? e.message : String(e);
 }
@@ -95,6 +113,85 @@ Deno.test({
       assert.equal(reads(), 1, "the log reads once");
       assert.ok("main" in sums && "critic" in sums, `logged parts: ${Object.keys(sums)}`);
       log.dispose();
+    });
+  },
+});
+
+const MiB = 1 << 20;
+
+Deno.test({
+  name: "cuda host: the pool carves segments, merges freed neighbours, and keeps what it reserved",
+  ignore,
+  fn() {
+    const be = freshBackend("pool");
+    const floats = (bytes: number) => bytes / 4;
+    // Small requests round up to 512 bytes and share one 2 MiB segment.
+    const small = Array.from({ length: 100 }, () => be.alloc(1000, "f32"));
+    assert.deepEqual(be.poolStats(), {
+      inUse: 100 * 4096,
+      cached: 2 * MiB - 100 * 4096,
+      mallocs: 1,
+      live: 100,
+      peak: 100 * 4096,
+    });
+    for (const s of small) be.free(s);
+    assert.equal(be.poolStats().live, 0);
+    // Two 8 MiB blocks from one 20 MiB segment; freed, they merge with the rest, so 18 MiB fits.
+    const a = be.alloc(floats(8 * MiB), "f32");
+    const b = be.alloc(floats(8 * MiB), "f32");
+    assert.equal(be.poolStats().mallocs, 2);
+    be.free(a);
+    be.free(b);
+    const c = be.alloc(floats(18 * MiB), "f32");
+    assert.equal(be.poolStats().mallocs, 2, "18 MiB from the merged segment");
+    // Any free block big enough serves a smaller request: no new segment per size.
+    be.free(c);
+    for (const mib of [3, 5, 7, 11, 13, 17]) be.free(be.alloc(floats(mib * MiB), "f32"));
+    assert.equal(be.poolStats().mallocs, 2);
+    // Entirely free segments go back on request; a request over 10 MiB then gets its own,
+    // rounded to 2 MiB, and a rest under 1 MiB stays with the block instead of splitting off.
+    be.emptyCache();
+    assert.equal(be.poolStats().cached, 0);
+    const d = be.alloc(floats(29 * MiB) + 5, "f32");
+    assert.deepEqual(be.poolStats(), {
+      inUse: 30 * MiB,
+      cached: 0,
+      mallocs: 3,
+      live: 1,
+      peak: 30 * MiB,
+    });
+    be.free(d);
+  },
+});
+
+Deno.test({
+  name: "cuda host: training steps of changing shapes stop growing the pool",
+  ignore,
+  fn() {
+    const be = freshBackend("steps");
+    withBackend(be, () => {
+      const rng = new Rng(9);
+      const m = model({ criticSteps: 1 }, itemSide(rng, true));
+      const opt = new Adam(m.trainableParameters(), { lr: 1e-3, weightDecay: 0 });
+      const step = (size: number, len: number) => {
+        const b = batch(rng, size, len);
+        const ctx = { training: true, rng };
+        tidy(() => backward(m.loss(b, ctx).total, undefined, { release: true }));
+        tidy(() => {
+          opt.step();
+          opt.zeroGrad();
+        });
+        for (const t of Object.values(m.afterStep(b, ctx))) t.dispose();
+      };
+      // The largest shape first, then a walk through smaller ones, as bucketed batches come.
+      step(256, 40);
+      const after = be.poolStats();
+      for (const [size, len] of [[256, 7], [200, 23], [256, 31], [131, 40], [256, 12], [64, 3]]) {
+        step(size, len);
+      }
+      const end = be.poolStats();
+      assert.equal(end.mallocs, after.mallocs, "segments allocated after the largest step");
+      assert.ok(end.inUse + end.cached <= 2 * end.peak, `reserved ${end.inUse + end.cached} B`);
     });
   },
 });

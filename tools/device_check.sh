@@ -10,7 +10,7 @@
 #   4. times one training epoch of SASRec and DuAF-MAT on Amazon Beauty with --backend cuda,
 #      beside PyTorch's SASRec on the same GPU (tools/torch/sasrec_train.py --device cuda),
 #      then DuAF-MAT with the CPU backends' micro-batches, the same epochs on the no-op shim
-#      (ffi/cuda/null_shim.c: the host's share), and `train --profile` of 20 steps of each,
+#      (ffi/cuda/null_shim.cc: the host's share), and `train --profile` of 20 steps of each,
 #      and DUAF_CHECK_PAIRS (default 3) back-to-back pairs of a DuAF-MAT epoch and PyTorch's
 #      SASRec epoch, whose median ratio is the one to judge the target by,
 #   5. prints a short table. $OUT (the device tool's output folder, else tmp/device-out) gets
@@ -157,7 +157,7 @@ if [ -n "$DENO" ] && [ -f "$REVIEWS" ]; then
   # epoch time minus this is what the host waited for the GPU.
   NULL_SHIM=/tmp/duaf-null/libduaf_null.so
   mkdir -p /tmp/duaf-null
-  if ${CC:-cc} -O2 -shared -fPIC -o "$NULL_SHIM" ffi/cuda/null_shim.c >"$LOGS/null_build.txt" 2>&1; then
+  if ${CXX:-c++} -std=c++17 -O2 -shared -fPIC -o "$NULL_SHIM" ffi/cuda/null_shim.cc >"$LOGS/null_build.txt" 2>&1; then
     for model in sasrec duafmat; do
       ROW[host_$model]=$(DUAF_CUDA_LIB=$NULL_SHIM epoch_cell "host_only_$model" 60 "$model")
       log "duaf $model, host side only: ${ROW[host_$model]}"

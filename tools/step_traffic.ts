@@ -1,15 +1,19 @@
 /**
- * What one training step asks of the device, counted without a GPU: kernel launches by kind,
+ * What a training epoch asks of the device, counted without a GPU: kernel launches by kind,
  * bytes the memory-bound kernels move (each operand read or written once) and GEMM FLOPs. Every
- * backend call of a few whole-batch steps goes through a counting proxy; the counts are a
- * property of the op sequence, not of the machine, so they compare two versions of the code.
+ * backend call of the epoch's whole-batch steps (the trainer's order: length-bucketed batches
+ * padded to their own longest history, unless `bucket` is off) goes through a counting proxy; the
+ * counts are a property of the op sequence, not of the machine, so they compare two versions of
+ * the code. On the cuda backend it also prints what the memory pool reserved.
  * With the no-op shim (`deno task build:cuda --null`, then DUAF_CUDA_LIB=ffi/cuda/build/
  * libduaf_null.so) the cuda backend's exact sequence runs on a CPU machine in seconds.
  *
- *   deno run -A tools/step_traffic.ts DATASET [--model duafmat] [--backend cuda] [--steps 5]
+ *   deno run -A tools/step_traffic.ts DATASET [--model duafmat] [--backend cuda] [--steps N]
+ *     [--set KEY=VALUE ...]     (--steps: the epoch's first N steps; default all)
  */
 import { parseArgs } from "node:util";
 import type { Backend } from "../core/backend.ts";
+import { CudaBackend } from "../core/backends/cuda.ts";
 import { resolveConfig } from "../core/config.ts";
 import { loadDataset } from "../core/data/dataset.ts";
 import { createModel } from "../core/models/registry.ts";
@@ -17,6 +21,7 @@ import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
 import { backward, full, getBackend, setBackend, tidy } from "../core/tensor.ts";
 import {
+  bucketedOrder,
   makeBatch,
   shuffledOrder,
   splitExamples,
@@ -57,7 +62,8 @@ async function main(): Promise<void> {
     options: {
       model: { type: "string", default: "duafmat" },
       backend: { type: "string", default: "cuda" },
-      steps: { type: "string", default: "5" },
+      steps: { type: "string", default: "0" },
+      set: { type: "string", multiple: true, default: [] },
     },
   });
   if (positionals.length !== 1) throw new Error("usage: step_traffic.ts DATASET [options]");
@@ -89,18 +95,24 @@ async function main(): Promise<void> {
   setBackend(proxy);
 
   const ds = await loadDataset(positionals[0]);
-  const cfg = resolveConfig(null, [`model=${values.model}`]);
+  const cfg = resolveConfig(null, [`model=${values.model}`, ...values.set]);
   const model = createModel(cfg, itemSide(ds), new Rng(cfg.seed), () => {});
   const opt = new Adam(model.trainableParameters?.() ?? model.parameters(), {
     lr: cfg.lr,
     weightDecay: cfg.weightDecay,
   });
   const ex = splitExamples(ds, "train");
-  const order = shuffledOrder(ex.users.length, new Rng(1));
+  const n = ex.users.length;
+  const order = cfg.bucket
+    ? bucketedOrder(ex, cfg.maxLen, cfg.batchSize, new Rng(cfg.seed))
+    : shuffledOrder(n, new Rng(cfg.seed));
   const origin = timestampOrigin(ds);
-  const rng = new Rng(2);
-  const steps = Number(values.steps);
+  const rng = new Rng(cfg.seed ^ 1);
   const bs = cfg.batchSize;
+  const stepsPerEpoch = Math.ceil(n / bs);
+  const steps = Number(values.steps) > 0
+    ? Math.min(Number(values.steps), stepsPerEpoch)
+    : stepsPerEpoch;
   model.train();
   const step = (s: number) => {
     const batch = makeBatch(
@@ -108,12 +120,13 @@ async function main(): Promise<void> {
       ex,
       order,
       s * bs,
-      s * bs + bs,
+      Math.min(n, s * bs + bs),
       cfg.maxLen,
       origin,
       model.needsNegatives ? rng : null,
     );
     const ctx = { training: true, rng };
+    const padded = batch.size * batch.len;
     tidy(() => {
       const out = model.loss(batch, ctx);
       backward(out.total, full(out.total.shape, 1), { release: true });
@@ -123,18 +136,21 @@ async function main(): Promise<void> {
       opt.zeroGrad();
     });
     for (const t of Object.values(model.afterStep?.(batch, ctx) ?? {})) t.dispose();
+    return padded;
   };
-  step(0); // the first step also builds caches (position ids, masks): not counted
-  launches.clear();
-  bytes.clear();
-  flops = 0;
-  for (let s = 1; s <= steps; s++) step(s);
+  let tokens = 0;
+  for (let s = 0; s < steps; s++) {
+    tokens += step(s);
+  }
 
   const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
   const rows = [...launches.keys()].sort((a, b) =>
     a === "gemm" ? -1 : b === "gemm" ? 1 : bytes.get(b)! - bytes.get(a)!
   );
-  console.log(`${values.model}, ${values.backend}, batch ${bs}, mean of ${steps} steps:`);
+  console.log(
+    `${values.model}, ${values.backend}, ${steps} steps of ${bs} (of ${stepsPerEpoch}), ` +
+      `${(tokens / steps).toFixed(0)} padded tokens per step; per step:`,
+  );
   console.log(`| kind | launches | GB moved (GEMM: work) |\n|---|---|---|`);
   for (const k of rows) {
     const gb = k === "gemm"
@@ -147,6 +163,14 @@ async function main(): Promise<void> {
       (total(bytes) / steps / 1e9).toFixed(2)
     } |`,
   );
+  if (inner instanceof CudaBackend) {
+    const p = inner.poolStats();
+    const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+    console.log(
+      `pool after setup and these steps: ${p.mallocs} segments allocated, ` +
+        `${gib(p.inUse + p.cached)} GiB reserved, peak ${gib(p.peak)} GiB in use`,
+    );
+  }
 }
 
 if (import.meta.main) await main();

@@ -170,7 +170,7 @@ export class CudaBackend implements Backend {
   readonly #shape = new Int32Array(MAX_RANK);
   readonly #s0 = new Int32Array(MAX_RANK);
   readonly #s1 = new Int32Array(MAX_RANK);
-  readonly #f64 = new Float64Array(4);
+  readonly #f64 = new Float64Array(5);
 
   constructor(shim: { symbols: CudaShimSymbols }) {
     this.#s = shim.symbols;
@@ -192,10 +192,14 @@ export class CudaBackend implements Backend {
   }
 
   /** Pool accounting: bytes handed out, bytes cached for reuse, cudaMalloc calls, live blocks. */
-  poolStats(): { inUse: number; cached: number; mallocs: number; live: number } {
+  /**
+   * The memory pool: bytes in live blocks and cached beside them, segments allocated from the
+   * driver so far, live blocks, and the peak of bytes in use.
+   */
+  poolStats(): { inUse: number; cached: number; mallocs: number; live: number; peak: number } {
     this.#s.duaf_pool_stats(this.#f64);
-    const [inUse, cached, mallocs, live] = this.#f64;
-    return { inUse, cached, mallocs, live };
+    const [inUse, cached, mallocs, live, peak] = this.#f64;
+    return { inUse, cached, mallocs, live, peak };
   }
 
   /** Returns cached device blocks to the driver. */

@@ -10,14 +10,14 @@
  * unless --force.
  *
  *   deno task build:cuda [--force] [--arch sm_90,sm_80] [--nvcc /path/to/nvcc]
- *   deno task build:cuda --null     # the no-op stand-in for host-side timing (cc, no CUDA)
+ *   deno task build:cuda --null     # the no-op stand-in for host-side timing (c++, no CUDA)
  */
 import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-export const SOURCES = [join(HERE, "shim.cu"), join(HERE, "duaf_cuda.h")];
+export const SOURCES = ["shim.cu", "duaf_cuda.h", "block_pool.h"].map((f) => join(HERE, f));
 export const OUTPUT = join(HERE, "build", "libduaf_cuda.so");
 const DEFAULT_ARCHS = ["sm_90"];
 const PTX_ARCH = "80";
@@ -128,11 +128,13 @@ async function compileInto(
   await Deno.rename(tmp, out);
 }
 
-export const NULL_SOURCES = [join(HERE, "null_shim.c"), join(HERE, "duaf_cuda.h")];
+export const NULL_SOURCES = ["null_shim.cc", "duaf_cuda.h", "block_pool.h"].map((f) =>
+  join(HERE, f)
+);
 export const NULL_OUTPUT = join(HERE, "build", "libduaf_null.so");
 
 /**
- * Builds the no-op stand-in (null_shim.c) with the host C compiler ($CC, else cc): the cuda
+ * Builds the no-op stand-in (null_shim.cc) with the host C++ compiler ($CXX, else c++): the cuda
  * backend's host side runs on it without a GPU, for timing and for tests of the FFI binding.
  * Warnings are errors, so a header change the stand-in does not follow fails here.
  */
@@ -143,9 +145,10 @@ export async function buildNullShim(
   const newest = Math.max(...NULL_SOURCES.map(mtime));
   if (!opts.force && mtime(out) > newest) return out;
   await Deno.mkdir(dirname(out), { recursive: true });
-  const cc = Deno.env.get("CC") || "cc";
+  const cxx = Deno.env.get("CXX") || "c++";
   const tmp = `${out}.tmp`;
   const args = [
+    "-std=c++17",
     "-O2",
     "-Wall",
     "-Wextra",
@@ -156,7 +159,7 @@ export async function buildNullShim(
     tmp,
     NULL_SOURCES[0],
   ];
-  await compileInto(cc, args, tmp, out);
+  await compileInto(cxx, args, tmp, out);
   if (!opts.quiet) console.error(`build:cuda: wrote ${out}`);
   return out;
 }

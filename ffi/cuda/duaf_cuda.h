@@ -62,9 +62,10 @@ int duaf_sync(void);
 /* n elements of 4 bytes from the pool; NULL on failure (see duaf_last_error). */
 void *duaf_alloc(int32_t n);
 int duaf_free(void *p);
-/* Returns cached blocks to the driver. */
+/* Returns entirely free cached segments to the driver. */
 int duaf_empty_cache(void);
-/* out[0] bytes in use, out[1] bytes cached, out[2] cudaMalloc calls, out[3] live blocks. */
+/* out[0] bytes in use, out[1] bytes cached, out[2] segments allocated (cudaMalloc calls),
+ * out[3] live blocks, out[4] peak bytes in use. */
 void duaf_pool_stats(double *out);
 int duaf_upload(void *dst, const void *src, int32_t n);
 int duaf_download(void *dst, const void *src, int32_t n);

@@ -8,6 +8,7 @@
 // fixed tree, double accumulators for long sums) and scatterAdd sorts indices stably and sums
 // each destination row in index order over fixed chunks, so two runs give identical bits.
 
+#include "block_pool.h"
 #include "duaf_cuda.h"
 
 #include <cuda_runtime.h>
@@ -20,7 +21,6 @@
 
 #include <cub/device/device_radix_sort.cuh>
 #include <deque>
-#include <unordered_map>
 #include <vector>
 
 // ---------------------------------------------------------------------------------------------
@@ -206,72 +206,39 @@ extern "C" int duaf_sync(void) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// memory pool: cudaMalloc'd blocks cached by size class. Every kernel runs on the one default
-// stream, so a block freed here may be handed out again at once: later work is queued after
-// every earlier use of it.
+// memory pool: cudaMalloc'd segments carved into blocks (block_pool.h)
 
-static struct {
-  std::unordered_map<size_t, std::vector<void *>> free_blocks;
-  std::unordered_map<void *, size_t> live;
-  size_t bytes_in_use, bytes_cached, mallocs;
-} g_pool;
-
-// Four classes per power of two above 512 bytes: at most 25% waste, few distinct classes.
-static size_t size_class(size_t bytes) {
-  if (bytes <= 512) return 512;
-  size_t p = 512;
-  while (p * 2 <= bytes) p *= 2;
-  size_t step = p / 4;
-  return (bytes + step - 1) / step * step;
+static void *device_malloc(size_t bytes) {
+  void *p = NULL;
+  if (cudaMalloc(&p, bytes) != cudaSuccess) {
+    cudaGetLastError(); // clear the non-sticky OOM so later calls do not report it
+    return NULL;
+  }
+  return p;
 }
 
+// cudaFree waits for the device, so the pool only calls it when memory runs out or on request.
+static void device_free(void *p) { cudaFree(p); }
+
+static duaf::BlockPool g_pool(device_malloc, device_free);
+
 extern "C" int duaf_empty_cache(void) {
-  for (auto &kv : g_pool.free_blocks) {
-    for (void *p : kv.second) cudaFree(p);
-    g_pool.bytes_cached -= kv.first * kv.second.size();
-  }
-  g_pool.free_blocks.clear();
+  g_pool.release_cached();
   return 0;
 }
 
 static void *pool_alloc(size_t bytes) {
-  size_t sz = size_class(bytes);
-  auto it = g_pool.free_blocks.find(sz);
-  void *p = NULL;
-  if (it != g_pool.free_blocks.end() && !it->second.empty()) {
-    p = it->second.back();
-    it->second.pop_back();
-    g_pool.bytes_cached -= sz;
-  } else {
-    cudaError_t e = cudaMalloc(&p, sz);
-    if (e != cudaSuccess) {
-      cudaGetLastError(); // clear the non-sticky OOM so later calls do not report it
-      cudaDeviceSynchronize();
-      duaf_empty_cache();
-      e = cudaMalloc(&p, sz);
-    }
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      fail("cudaMalloc %.1f MiB failed: %s (%.1f MiB in use)", sz / 1048576.0,
-           cudaGetErrorString(e), g_pool.bytes_in_use / 1048576.0);
-      return NULL;
-    }
-    g_pool.mallocs++;
+  void *p = g_pool.alloc(bytes);
+  if (!p) {
+    const duaf::BlockPool::Stats &s = g_pool.stats();
+    fail("cudaMalloc for %.1f MiB failed: out of device memory (%.1f MiB in use, %.1f MiB cached)",
+         bytes / 1048576.0, s.in_use / 1048576.0, s.cached / 1048576.0);
   }
-  g_pool.live[p] = sz;
-  g_pool.bytes_in_use += sz;
   return p;
 }
 
 static int pool_free(void *p) {
-  auto it = g_pool.live.find(p);
-  if (it == g_pool.live.end()) return fail("free of a pointer the pool did not allocate");
-  size_t sz = it->second;
-  g_pool.live.erase(it);
-  g_pool.bytes_in_use -= sz;
-  g_pool.bytes_cached += sz;
-  g_pool.free_blocks[sz].push_back(p);
-  return 0;
+  return g_pool.free(p) ? 0 : fail("free of a pointer the pool did not allocate");
 }
 
 extern "C" void *duaf_alloc(int32_t n) {
@@ -285,10 +252,12 @@ extern "C" void *duaf_alloc(int32_t n) {
 extern "C" int duaf_free(void *p) { return pool_free(p); }
 
 extern "C" void duaf_pool_stats(double *out) {
-  out[0] = (double)g_pool.bytes_in_use;
-  out[1] = (double)g_pool.bytes_cached;
-  out[2] = (double)g_pool.mallocs;
-  out[3] = (double)g_pool.live.size();
+  const duaf::BlockPool::Stats &s = g_pool.stats();
+  out[0] = s.in_use;
+  out[1] = s.cached;
+  out[2] = s.mallocs;
+  out[3] = s.live;
+  out[4] = s.peak;
 }
 
 // A pool block released when it goes out of scope (scratch space inside one call).

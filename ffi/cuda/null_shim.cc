@@ -5,66 +5,51 @@
  * transitions, bounds checks -- on a machine without a GPU, which is what bounds a training step
  * on the GPU when kernels are small. Results of a run on it are meaningless; its time is not.
  *
- *   cc -O2 -shared -fPIC -o ffi/cuda/build/libduaf_null.so ffi/cuda/null_shim.c
+ *   c++ -std=c++17 -O2 -shared -fPIC -o ffi/cuda/build/libduaf_null.so ffi/cuda/null_shim.cc
  *   DUAF_CUDA_LIB=ffi/cuda/build/libduaf_null.so duaf train ... --backend cuda --profile
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "block_pool.h"
 #include "duaf_cuda.h"
 
-static double in_use = 0, live = 0, mallocs = 0;
+static const char *last_error = "";
 
 int duaf_init(void) { return 0; }
-const char *duaf_last_error(void) { return "null shim: out of host memory"; }
+const char *duaf_last_error(void) { return last_error; }
 const char *duaf_info(void) { return "null shim (no device work; host-side timing only)"; }
 int duaf_set_cublas(int on) { return on ? -1 : 0; }
 int duaf_using_cublas(void) { return 0; }
 int duaf_sync(void) { return 0; }
 
-/* Freed blocks are kept for reuse by exact size, as the real pool keeps them by size class, so
- * allocation costs what a pool lookup costs and not a fresh mapping of zeroed pages. A 16-byte
- * header holds the size and the free-list link. */
-#define CLASSES 32
-static int64_t *cached[CLASSES];
-
-static int class_of(int32_t n) { return n <= 1 ? 0 : 32 - __builtin_clz((uint32_t)n - 1); }
+/* Memory is host memory carved by the shim's own pool (block_pool.h), so allocation costs what
+ * it costs there and the pool's behaviour is tested without a GPU. */
+static void host_free(void *p) { free(p); }
+static duaf::BlockPool pool(malloc, host_free);
 
 void *duaf_alloc(int32_t n) {
-  if (n < 1) n = 1;
-  int64_t **link = &cached[class_of(n)];
-  for (int64_t *h = *link; h; link = (int64_t **)&h[1], h = *link) {
-    if (h[0] == n) {
-      *link = (int64_t *)h[1];
-      in_use += (double)n * 4;
-      live += 1;
-      return h + 2;
-    }
-  }
-  int64_t *h = calloc(1, 16 + (size_t)n * 4);
-  if (!h) return NULL;
-  h[0] = n;
-  in_use += (double)n * 4;
-  live += 1;
-  mallocs += 1;
-  return h + 2;
+  void *p = pool.alloc((size_t)(n < 1 ? 1 : n) * 4);
+  if (!p) last_error = "null shim: out of host memory";
+  return p;
 }
 int duaf_free(void *p) {
-  int64_t *h = (int64_t *)p - 2;
-  in_use -= (double)h[0] * 4;
-  live -= 1;
-  int64_t **head = &cached[class_of((int32_t)h[0])];
-  h[1] = (int64_t)*head;
-  *head = h;
+  if (pool.free(p)) return 0;
+  last_error = "free of a pointer the pool did not allocate";
+  return -1;
+}
+int duaf_empty_cache(void) {
+  pool.release_cached();
   return 0;
 }
-int duaf_empty_cache(void) { return 0; }
 void duaf_pool_stats(double *out) {
-  out[0] = in_use;
-  out[1] = 0;
-  out[2] = mallocs;
-  out[3] = live;
+  const duaf::BlockPool::Stats &s = pool.stats();
+  out[0] = s.in_use;
+  out[1] = s.cached;
+  out[2] = s.mallocs;
+  out[3] = s.live;
+  out[4] = s.peak;
 }
 int duaf_upload(void *dst, const void *src, int32_t n) {
   memcpy(dst, src, (size_t)n * 4);
