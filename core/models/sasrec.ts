@@ -42,8 +42,13 @@ export function positionIds(batch: SequenceBatch): Tensor {
   const { size, len } = batch;
   let hit = positionCache.find((c) => c.size === size && c.len === len);
   if (!hit) {
+    // One row 0..len-1, then doubling copies: a batch shape is new at most steps (batches are
+    // bucketed by length), and a per-element modulo cost more than the rest of the batch setup.
     const ids = new Int32Array(size * len);
-    for (let i = 0; i < ids.length; i++) ids[i] = i % len;
+    for (let j = 0; j < len; j++) ids[j] = j;
+    for (let done = len; done < ids.length; done *= 2) {
+      ids.copyWithin(done, 0, Math.min(done, ids.length - done));
+    }
     hit = { size, len, ids };
     positionCache.unshift(hit);
     positionCache.length = Math.min(positionCache.length, POSITION_CACHE_SIZE);

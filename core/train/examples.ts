@@ -92,10 +92,7 @@ export function makeBatch(
     const p = ex.positions[e];
     const from = Math.max(0, p - maxLen);
     const l = p - from;
-    for (let j = 0; j < l; j++) {
-      items[r * len + j] = src.seqItems[off + from + j];
-      times[r * len + j] = (src.seqTimes[off + from + j] - origin) / SECONDS_PER_DAY;
-    }
+    copyHistory(src.seqItems, src.seqTimes, off + from, l, origin, items, times, r * len);
     lengths[r] = l;
     users[r] = u;
     targets[r] = src.seqItems[off + p];
@@ -113,6 +110,26 @@ export function makeBatch(
     }
   }
   return { size, len, items, lengths, times, users, targets, negatives };
+}
+
+/**
+ * One row's history into the batch arrays. Its own function so that it is optimized once with
+ * stable type feedback: inside makeBatch's row loop it was recompiled on the stack at every call.
+ */
+function copyHistory(
+  seqItems: Int32Array,
+  seqTimes: Float64Array,
+  from: number,
+  l: number,
+  origin: number,
+  items: Int32Array,
+  times: Float32Array,
+  at: number,
+): void {
+  for (let j = 0; j < l; j++) {
+    items[at + j] = seqItems[from + j];
+    times[at + j] = (seqTimes[from + j] - origin) / SECONDS_PER_DAY;
+  }
 }
 
 /** A seeded permutation of [0, n). */
@@ -182,11 +199,16 @@ export function bucketedOrder(
   const n = ex.users.length;
   const order = shuffledOrder(n, rng);
   const span = batchSize * window;
-  const len = (e: number) => Math.min(maxLen, ex.positions[e]);
+  // Lengths are small integers, so each window is sorted by counting (stable, like the sort).
+  const count = new Int32Array(maxLen + 2);
+  const sorted = new Int32Array(Math.min(n, span));
   for (let start = 0; start < n; start += span) {
-    const part = Array.from(order.subarray(start, Math.min(n, start + span)));
-    part.sort((a, b) => len(a) - len(b));
-    order.set(part, start);
+    const part = order.subarray(start, Math.min(n, start + span));
+    count.fill(0);
+    for (const e of part) count[Math.min(maxLen, ex.positions[e]) + 1]++;
+    for (let l = 1; l < count.length; l++) count[l] += count[l - 1];
+    for (const e of part) sorted[count[Math.min(maxLen, ex.positions[e])]++] = e;
+    part.set(sorted.subarray(0, part.length));
   }
   const batches: Int32Array[] = [];
   for (let start = 0; start < n; start += batchSize) {
