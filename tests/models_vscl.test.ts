@@ -14,7 +14,8 @@ import {
 } from "../core/models/duaf/vscl.ts";
 import { padSequences } from "../core/train/examples.ts";
 import { Rng } from "../core/random.ts";
-import { withBackend } from "../core/tensor.ts";
+import * as op from "../core/ops/mod.ts";
+import { tensor, withBackend } from "../core/tensor.ts";
 import { JsBackend } from "../core/backends/js.ts";
 import { batch } from "./helpers/tiny_duaf.ts";
 
@@ -128,5 +129,41 @@ Deno.test("vscl: history kept in order; inserted items are unseen neighbours of 
       assert.ok(near.includes(out[i]), `row ${r}: inserted ${out[i]} is no neighbour`);
     }
     assert.equal(h, hist.length, `row ${r}: history not kept`);
+  }
+});
+
+Deno.test("vscl: each item's neighbours are its k most similar present items, ties to the lower id", () => {
+  const rng = new Rng(12);
+  const dim = 4;
+  const rows = 300;
+  // Few distinct directions, so many similarities tie exactly.
+  const dirs = Array.from({ length: 5 }, () => Array.from({ length: dim }, () => rng.normal()));
+  const data = new Float32Array(rows * dim);
+  const mask = new Uint8Array(rows);
+  for (let i = 1; i < rows; i++) {
+    if (rng.uniform() < 0.15) continue;
+    mask[i] = 1;
+    const d = dirs[rng.int(dirs.length)];
+    for (let c = 0; c < dim; c++) data[i * dim + c] = d[c] * (1 + rng.int(3));
+  }
+  const k = 7;
+  const idx = withBackend(new JsBackend(), () => buildSimilarityIndex({ dim, data, mask }, k, 50));
+  // The similarities as the index saw them: the same backend's product of the unit rows.
+  const sims = withBackend(new JsBackend(), () => {
+    const u = tensor(idx.unit, [rows, dim]);
+    return op.matmul(u, u, false, true).toFloat32();
+  });
+  for (let i = 1; i < rows; i++) {
+    const got = [...idx.neighbours.subarray(i * k, i * k + k)];
+    if (!mask[i]) {
+      assert.deepEqual(got, new Array(k).fill(-1));
+      continue;
+    }
+    const others = [];
+    for (let j = 1; j < rows; j++) if (j !== i && mask[j]) others.push(j);
+    others.sort((a, b) => sims[i * rows + b] - sims[i * rows + a] || a - b);
+    assert.deepEqual(got, others.slice(0, k), `item ${i}`);
+    assert.equal(new Set(got).size, k, `item ${i}: distinct neighbours`);
+    assert.ok(!got.includes(i), `item ${i} is not its own neighbour`);
   }
 });
