@@ -23,13 +23,11 @@ interface Start {
   ctrl: number;
 }
 
-function serve(kernels: KernelExports, memory: WebAssembly.Memory, ctrl: number): void {
-  const i32 = new Int32Array(memory.buffer, ctrl, ARGS_BYTE / 4);
-  const f64 = new Float64Array(memory.buffer, ctrl + ARGS_BYTE, MAX_ARGS);
+/** Serves calls published after `seen` (the SEQ value when the worker reported ready). */
+function serve(kernels: KernelExports, i32: Int32Array, f64: Float64Array, seen: number): void {
   const fns = THREAD_OPS.map((name) =>
     (kernels[name] as (...a: number[]) => unknown).bind(kernels)
   );
-  let seen = Atomics.load(i32, SEQ);
   for (;;) {
     let seq = Atomics.load(i32, SEQ);
     for (let i = 0; i < SPIN_POLLS && seq === seen; i++) seq = Atomics.load(i32, SEQ);
@@ -53,8 +51,14 @@ function serve(kernels: KernelExports, memory: WebAssembly.Memory, ctrl: number)
 parentPort!.once("message", async (start: Start) => {
   try {
     const kernels = await instantiateKernels(start.module, start.memory);
+    const i32 = new Int32Array(start.memory.buffer, start.ctrl, ARGS_BYTE / 4);
+    const f64 = new Float64Array(start.memory.buffer, start.ctrl + ARGS_BYTE, MAX_ARGS);
+    // Read before reporting ready: the main thread may publish its first call as soon as it hears
+    // "ready", and a worker that read SEQ after that call would take it as already served and
+    // sleep through it (the caller then waits out its timeout).
+    const seen = Atomics.load(i32, SEQ);
     parentPort!.postMessage("ready");
-    serve(kernels, start.memory, start.ctrl);
+    serve(kernels, i32, f64, seen);
   } catch (e) {
     parentPort!.postMessage(e instanceof Error ? e.message : String(e));
   }
