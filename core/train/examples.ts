@@ -79,6 +79,7 @@ export function makeBatch(
     const e = order ? order[i] : i;
     len = Math.max(len, Math.min(maxLen, ex.positions[e]));
   }
+  const days = daysSinceOrigin(src, origin);
   const items = new Int32Array(size * len);
   const times = new Float32Array(size * len);
   const lengths = new Int32Array(size);
@@ -92,7 +93,7 @@ export function makeBatch(
     const p = ex.positions[e];
     const from = Math.max(0, p - maxLen);
     const l = p - from;
-    copyHistory(src.seqItems, src.seqTimes, off + from, l, origin, items, times, r * len);
+    copyHistory(src.seqItems, days, off + from, l, items, times, r * len);
     lengths[r] = l;
     users[r] = u;
     targets[r] = src.seqItems[off + p];
@@ -112,23 +113,38 @@ export function makeBatch(
   return { size, len, items, lengths, times, users, targets, negatives };
 }
 
+const dayTimes = new WeakMap<Float64Array, { origin: number; days: Float32Array }>();
+
+/**
+ * Every interaction's time in days since `origin`, as batches store it, computed once per
+ * dataset and origin: every epoch copies the same values into its batches.
+ */
+function daysSinceOrigin(src: SequenceSource, origin: number): Float32Array {
+  const hit = dayTimes.get(src.seqTimes);
+  if (hit && hit.origin === origin) return hit.days;
+  const days = new Float32Array(src.seqTimes.length);
+  for (let i = 0; i < days.length; i++) days[i] = (src.seqTimes[i] - origin) / SECONDS_PER_DAY;
+  dayTimes.set(src.seqTimes, { origin, days });
+  return days;
+}
+
 /**
  * One row's history into the batch arrays. Its own function so that it is optimized once with
- * stable type feedback: inside makeBatch's row loop it was recompiled on the stack at every call.
+ * stable type feedback: inside makeBatch's row loop it was recompiled on the stack at every call
+ * (and a subarray per row costs more than the copy).
  */
 function copyHistory(
   seqItems: Int32Array,
-  seqTimes: Float64Array,
+  days: Float32Array,
   from: number,
   l: number,
-  origin: number,
   items: Int32Array,
   times: Float32Array,
   at: number,
 ): void {
   for (let j = 0; j < l; j++) {
     items[at + j] = seqItems[from + j];
-    times[at + j] = (seqTimes[from + j] - origin) / SECONDS_PER_DAY;
+    times[at + j] = days[from + j];
   }
 }
 
