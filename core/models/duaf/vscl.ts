@@ -121,16 +121,14 @@ export function virtualSequences(
   for (let r = 0; r < rows; r++) {
     const n = virtualRow(batch, r, idx, opts, rng, ws);
     const from = Math.max(0, n - opts.maxLen);
-    stagedItems.set(ws.outItems.subarray(from, n), r * stride);
-    stagedTimes.set(ws.outTimes.subarray(from, n), r * stride);
+    copyRow(ws.outItems, ws.outTimes, from, n - from, stagedItems, stagedTimes, r * stride);
     lengths[r] = n - from;
     len = Math.max(len, n - from);
   }
   const items = new Int32Array(rows * len);
   const times = new Float32Array(rows * len);
   for (let r = 0; r < rows; r++) {
-    items.set(stagedItems.subarray(r * stride, r * stride + lengths[r]), r * len);
-    times.set(stagedTimes.subarray(r * stride, r * stride + lengths[r]), r * len);
+    copyRow(stagedItems, stagedTimes, r * stride, lengths[r], items, times, r * len);
   }
   return {
     size: rows,
@@ -141,6 +139,22 @@ export function virtualSequences(
     users: batch.users.slice(0, rows),
     targets: batch.targets.slice(0, rows),
   };
+}
+
+/** n items and times from `from` to `at` (plain loops: a subarray per row costs more). */
+function copyRow(
+  srcItems: Int32Array,
+  srcTimes: Float64Array,
+  from: number,
+  n: number,
+  items: Int32Array,
+  times: Float32Array | Float64Array,
+  at: number,
+): void {
+  for (let j = 0; j < n; j++) {
+    items[at + j] = srcItems[from + j];
+    times[at + j] = srcTimes[from + j];
+  }
 }
 
 /** Buffers shared by the rows of one virtualSequences call. */
