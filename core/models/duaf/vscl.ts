@@ -7,6 +7,7 @@
  */
 import * as op from "../../ops/mod.ts";
 import type { Rng } from "../../random.ts";
+import { topK } from "../../serve/topk.ts";
 import { noGrad, tensor, tidy } from "../../tensor.ts";
 import type { SequenceBatch } from "../batch.ts";
 import type { ItemFeatures } from "../item_side.ts";
@@ -48,44 +49,13 @@ export function buildSimilarityIndex(f: ItemFeatures, k: number, chunk = 1024): 
         for (let r = 0; r < n; r++) {
           const item = start + r;
           if (!f.mask[item]) continue;
-          const ids = neighbours.subarray(item * k, item * k + k);
-          topK(sims, r * rows, rows, item, f.mask, new Float32Array(k).fill(-Infinity), ids);
+          const best = topK(sims, r, rows, k, (j) => j === 0 || j === item || !f.mask[j]);
+          neighbours.set(best.items, item * k);
         }
       }
     })
   );
   return { dim: f.dim, unit, k, neighbours };
-}
-
-/**
- * The k = ids.length most similar present items to `item` in one row of similarities, best first
- * (ties keep the lower id), into ids (left -1 where fewer exist). Its own function, with the k-th
- * best in a local: the scan runs over every pair of items.
- */
-function topK(
-  sims: Float32Array,
-  at: number,
-  rows: number,
-  item: number,
-  mask: Uint8Array,
-  best: Float32Array,
-  ids: Int32Array,
-): void {
-  const k = ids.length;
-  let worst = best[k - 1];
-  for (let j = 1; j < rows; j++) {
-    const v = sims[at + j];
-    if (v <= worst || j === item || !mask[j]) continue;
-    let p = k - 1;
-    while (p > 0 && best[p - 1] < v) {
-      best[p] = best[p - 1];
-      ids[p] = ids[p - 1];
-      p--;
-    }
-    best[p] = v;
-    ids[p] = j;
-    worst = best[k - 1];
-  }
 }
 
 export interface VirtualSequenceOptions {
