@@ -117,6 +117,15 @@ class BlockPool {
 
   const Stats &stats() const { return stats_; }
 
+  // The stats in duaf_pool_stats' order (duaf_cuda.h).
+  void write_stats(double *out) const {
+    out[0] = stats_.in_use;
+    out[1] = stats_.cached;
+    out[2] = stats_.mallocs;
+    out[3] = stats_.live;
+    out[4] = stats_.peak;
+  }
+
  private:
   struct Block {
     char *ptr;

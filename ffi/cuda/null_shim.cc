@@ -43,14 +43,7 @@ int duaf_empty_cache(void) {
   pool.release_cached();
   return 0;
 }
-void duaf_pool_stats(double *out) {
-  const duaf::BlockPool::Stats &s = pool.stats();
-  out[0] = s.in_use;
-  out[1] = s.cached;
-  out[2] = s.mallocs;
-  out[3] = s.live;
-  out[4] = s.peak;
-}
+void duaf_pool_stats(double *out) { pool.write_stats(out); }
 int duaf_upload(void *dst, const void *src, int32_t n) {
   memcpy(dst, src, (size_t)n * 4);
   return 0;

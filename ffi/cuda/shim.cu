@@ -251,14 +251,7 @@ extern "C" void *duaf_alloc(int32_t n) {
 
 extern "C" int duaf_free(void *p) { return pool_free(p); }
 
-extern "C" void duaf_pool_stats(double *out) {
-  const duaf::BlockPool::Stats &s = g_pool.stats();
-  out[0] = s.in_use;
-  out[1] = s.cached;
-  out[2] = s.mallocs;
-  out[3] = s.live;
-  out[4] = s.peak;
-}
+extern "C" void duaf_pool_stats(double *out) { g_pool.write_stats(out); }
 
 // A pool block released when it goes out of scope (scratch space inside one call).
 struct Scratch {
