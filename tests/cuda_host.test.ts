@@ -165,6 +165,45 @@ Deno.test({
 });
 
 Deno.test({
+  name: "cuda host: under random allocs and frees, live blocks never overlap and keep their bytes",
+  ignore,
+  fn() {
+    const be = freshBackend("random");
+    const rng = new Rng(21);
+    type Live = { s: ReturnType<CudaBackend["alloc"]>; addr: bigint; bytes: number; tag: number };
+    const live: Live[] = [];
+    const addr = (s: ReturnType<CudaBackend["alloc"]>) =>
+      BigInt(Deno.UnsafePointer.value((s as unknown as { ptr: Deno.PointerObject }).ptr));
+    for (let step = 0; step < 1500; step++) {
+      if (live.length && rng.uniform() < 0.45) {
+        const [gone] = live.splice(rng.int(live.length), 1);
+        const back = be.download(gone.s);
+        assert.ok(back.every((v) => v === gone.tag), `block ${gone.tag} kept its bytes`);
+        be.free(gone.s);
+        continue;
+      }
+      // Sizes from 4 bytes to ~12 MiB (small, 20 MiB and own segments), most of them small.
+      const floats = rng.uniform() < 0.93 ? 1 + rng.int(60_000) : 1 + rng.int(3_000_000);
+      const s = be.upload(new Float32Array(floats).fill(step), "f32");
+      live.push({ s, addr: addr(s), bytes: floats * 4, tag: step });
+    }
+    const sorted = [...live].sort((a, b) => (a.addr < b.addr ? -1 : 1));
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1];
+      assert.ok(prev.addr + BigInt(prev.bytes) <= sorted[i].addr, "live blocks overlap");
+    }
+    for (const l of live) {
+      assert.ok(be.download(l.s).every((v) => v === l.tag), `block ${l.tag} kept its bytes`);
+      be.free(l.s);
+    }
+    // Everything freed merges back into whole segments, which emptyCache then returns.
+    assert.equal(be.poolStats().inUse, 0);
+    be.emptyCache();
+    assert.equal(be.poolStats().cached, 0);
+  },
+});
+
+Deno.test({
   name: "cuda host: training steps of changing shapes stop growing the pool",
   ignore,
   fn() {
