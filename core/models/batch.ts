@@ -19,3 +19,23 @@ export interface SequenceBatch {
   /** [size] one sampled negative per example (BCE loss), when the trainer drew them. */
   negatives?: Int32Array;
 }
+
+/**
+ * n items and times of one row, from `from` in the sources to `at` in the batch arrays. A plain
+ * loop in a function of its own: a subarray per row costs more than the copy, and inside a long
+ * row loop the copy was recompiled on the stack at every call instead of optimized once.
+ */
+export function copyRow(
+  srcItems: Int32Array,
+  srcTimes: Float32Array | Float64Array,
+  from: number,
+  n: number,
+  items: Int32Array,
+  times: Float32Array | Float64Array,
+  at: number,
+): void {
+  for (let j = 0; j < n; j++) {
+    items[at + j] = srcItems[from + j];
+    times[at + j] = srcTimes[from + j];
+  }
+}

@@ -5,7 +5,7 @@
  * augmentation for sequential models).
  */
 import type { Rng } from "../random.ts";
-import type { SequenceBatch } from "../models/batch.ts";
+import { copyRow, type SequenceBatch } from "../models/batch.ts";
 
 /** The slice of the dataset the example builders need (core/data/dataset.ts provides it). */
 export interface SequenceSource {
@@ -93,7 +93,7 @@ export function makeBatch(
     const p = ex.positions[e];
     const from = Math.max(0, p - maxLen);
     const l = p - from;
-    copyHistory(src.seqItems, days, off + from, l, items, times, r * len);
+    copyRow(src.seqItems, days, off + from, l, items, times, r * len);
     lengths[r] = l;
     users[r] = u;
     targets[r] = src.seqItems[off + p];
@@ -126,26 +126,6 @@ function daysSinceOrigin(src: SequenceSource, origin: number): Float32Array {
   for (let i = 0; i < days.length; i++) days[i] = (src.seqTimes[i] - origin) / SECONDS_PER_DAY;
   dayTimes.set(src.seqTimes, { origin, days });
   return days;
-}
-
-/**
- * One row's history into the batch arrays. Its own function so that it is optimized once with
- * stable type feedback: inside makeBatch's row loop it was recompiled on the stack at every call
- * (and a subarray per row costs more than the copy).
- */
-function copyHistory(
-  seqItems: Int32Array,
-  days: Float32Array,
-  from: number,
-  l: number,
-  items: Int32Array,
-  times: Float32Array,
-  at: number,
-): void {
-  for (let j = 0; j < l; j++) {
-    items[at + j] = seqItems[from + j];
-    times[at + j] = days[from + j];
-  }
 }
 
 /** A seeded permutation of [0, n). */

@@ -9,7 +9,7 @@ import * as op from "../../ops/mod.ts";
 import type { Rng } from "../../random.ts";
 import { topK } from "../../serve/topk.ts";
 import { noGrad, tensor, tidy } from "../../tensor.ts";
-import type { SequenceBatch } from "../batch.ts";
+import { copyRow, type SequenceBatch } from "../batch.ts";
 import type { ItemFeatures } from "../item_side.ts";
 
 /** L2-normalised feature rows (absent items all-zero) and each item's nearest neighbours. */
@@ -109,22 +109,6 @@ export function virtualSequences(
     users: batch.users.slice(0, rows),
     targets: batch.targets.slice(0, rows),
   };
-}
-
-/** n items and times from `from` to `at` (plain loops: a subarray per row costs more). */
-function copyRow(
-  srcItems: Int32Array,
-  srcTimes: Float64Array,
-  from: number,
-  n: number,
-  items: Int32Array,
-  times: Float32Array | Float64Array,
-  at: number,
-): void {
-  for (let j = 0; j < n; j++) {
-    items[at + j] = srcItems[from + j];
-    times[at + j] = srcTimes[from + j];
-  }
 }
 
 /** Buffers shared by the rows of one virtualSequences call. */
