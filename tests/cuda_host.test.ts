@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { buildNullShim } from "../ffi/cuda/build.ts";
 import { CudaBackend, openCudaShim } from "../core/backends/cuda.ts";
+import type { SequenceBatch } from "../core/models/batch.ts";
 import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
 import { LossLog } from "../core/train/loss_log.ts";
@@ -47,6 +48,30 @@ try {
 }
 if (!backend) console.log(`cuda host tests ignored: ${why}`);
 const ignore = backend === null;
+
+/** One training step as the trainer takes it: loss, backward, Adam, then the critic's update. */
+function trainStep(
+  m: ReturnType<typeof model>,
+  opt: Adam,
+  b: SequenceBatch,
+  rng: Rng,
+  log?: LossLog,
+): void {
+  const ctx = { training: true, rng };
+  log?.beginStep();
+  tidy(() => {
+    const out = m.loss(b, ctx);
+    log?.addWeighted(out.parts, 1);
+    backward(out.total, undefined, { release: true });
+  });
+  tidy(() => {
+    opt.step();
+    opt.zeroGrad();
+  });
+  const extra = m.afterStep(b, ctx);
+  log?.addStep(extra);
+  for (const t of Object.values(extra)) t.dispose();
+}
 
 /** Counts the calls that wait for the device. */
 function countReads(be: CudaBackend): { reads: () => number } {
@@ -91,21 +116,7 @@ Deno.test({
       const log = new LossLog();
       const { reads } = countReads(be);
       for (let step = 0; step < 3; step++) {
-        const b = batch(rng);
-        const ctx = { training: true, rng };
-        log.beginStep();
-        tidy(() => {
-          const out = m.loss(b, ctx);
-          log.addWeighted(out.parts, 1);
-          backward(out.total, undefined, { release: true });
-        });
-        tidy(() => {
-          opt.step();
-          opt.zeroGrad();
-        });
-        const extra = m.afterStep(b, ctx);
-        log.addStep(extra);
-        for (const t of Object.values(extra)) t.dispose();
+        trainStep(m, opt, batch(rng), rng, log);
       }
       assert.equal(reads(), 0, "device reads during the steps");
       const sums: Record<string, number> = {};
@@ -212,16 +223,7 @@ Deno.test({
       const rng = new Rng(9);
       const m = model({ criticSteps: 1 }, itemSide(rng, true));
       const opt = new Adam(m.trainableParameters(), { lr: 1e-3, weightDecay: 0 });
-      const step = (size: number, len: number) => {
-        const b = batch(rng, size, len);
-        const ctx = { training: true, rng };
-        tidy(() => backward(m.loss(b, ctx).total, undefined, { release: true }));
-        tidy(() => {
-          opt.step();
-          opt.zeroGrad();
-        });
-        for (const t of Object.values(m.afterStep(b, ctx))) t.dispose();
-      };
+      const step = (size: number, len: number) => trainStep(m, opt, batch(rng, size, len), rng);
       // The largest shape first, then a walk through smaller ones, as bucketed batches come.
       step(256, 40);
       const after = be.poolStats();
