@@ -7,36 +7,9 @@ import { join } from "node:path";
 import { resolveConfig } from "../core/config.ts";
 import { activateBackend, runTraining } from "../core/train/run.ts";
 import { readRunManifest } from "../core/train/run_dir.ts";
-import type { EpochRecord } from "../core/train/trainer.ts";
 import { listDir, runCli } from "./helpers/run_cli.ts";
+import { assertSameRun } from "./helpers/same_run.ts";
 import { MAIN_TS, TINY_SETS, tinyDataset, tinyTrain, tinyTrainArgs } from "./helpers/tiny_run.ts";
-
-/** What must not differ between two runs: everything but wall-clock timings. */
-async function outcome(dir: string) {
-  const m = await readRunManifest(dir);
-  return {
-    status: m.status,
-    stopped: m.stopped,
-    bestEpoch: m.bestEpoch,
-    bestMetric: m.bestMetric,
-    test: m.test,
-    history: (m.history as EpochRecord[]).map((r) => ({
-      epoch: r.epoch,
-      steps: r.steps,
-      loss: r.loss,
-      valid: r.valid,
-    })),
-  };
-}
-
-async function assertSameRun(expected: string, actual: string): Promise<void> {
-  for (const f of ["model.safetensors", "state.safetensors"]) {
-    const a = await Deno.readFile(join(expected, f));
-    const b = await Deno.readFile(join(actual, f));
-    assert.ok(a.length === b.length && a.every((v, i) => v === b[i]), `${f} bytes differ`);
-  }
-  assert.deepEqual(await outcome(actual), await outcome(expected));
-}
 
 Deno.test("train: reproducible bytes, and --resume after an interruption matches", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "duaf-cli-train-" });

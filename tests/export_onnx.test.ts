@@ -5,7 +5,6 @@
 // and leave no file behind.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadDataset } from "../core/data/dataset.ts";
 import { batchInputs } from "../core/export/export_run.ts";
 import { readOnnxModel } from "../core/export/onnx_graph.ts";
 import { META } from "../core/export/onnx_export.ts";
@@ -27,7 +26,7 @@ import { batchFromHistories, makeBatch, splitExamples } from "../core/train/exam
 import { datasetHash, openRun } from "../core/train/run.ts";
 import { VERSION } from "../core/version.ts";
 import { listDir, runCli } from "./helpers/run_cli.ts";
-import { TINY_SETS, tinyDataset, tinyTrain } from "./helpers/tiny_run.ts";
+import { TINY_SETS, tinyDataset, tinyImageDataset, tinyTrain } from "./helpers/tiny_run.ts";
 
 const TOL = 1e-4;
 const CHECK_SCRIPT = new URL("../tools/check_onnx.mjs", import.meta.url).pathname;
@@ -59,17 +58,6 @@ const CASES: Record<string, Case> = {
     sets: ["duafmat.fusion=false", "duafmat.scoreWith=id"],
   },
 };
-
-/** Image features for about 70 % of the dataset's items (seeded), as precomputed JSONL. */
-async function imageFeatures(ds: string, path: string): Promise<void> {
-  const rng = new Rng(7);
-  const lines: string[] = [];
-  for (const id of (await loadDataset(ds)).itemIds().slice(1)) {
-    if (rng.uniform() < 0.3) continue;
-    lines.push(JSON.stringify({ id, vector: Array.from({ length: 8 }, () => rng.normal()) }));
-  }
-  await Deno.writeTextFile(path, lines.join("\n") + "\n");
-}
 
 /** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */
 function assertRowsMatch(
@@ -108,12 +96,7 @@ Deno.test("export: ONNX graphs of every model kind match the engine", async (t) 
   const root = await Deno.makeTempDir({ prefix: "duaf-export-" });
   try {
     const ds = await tinyDataset(root);
-    await imageFeatures(ds, join(root, "images.jsonl"));
-    const withImages = await tinyDataset(
-      root,
-      ["--image-features", join(root, "images.jsonl"), "--text-dim", "16"],
-      "ds-images",
-    );
+    const withImages = await tinyImageDataset(root);
     const runs: Record<string, string> = {};
     for (const [kind, c] of Object.entries(CASES)) {
       await t.step(kind, async () => {

@@ -1,9 +1,9 @@
 /** `duaf export`: a trained run's inference graph as an ONNX file. */
 import { resolve } from "node:path";
 import { UsageError } from "../../core/errors.ts";
-import { checkData, exportRun } from "../../core/export/export_run.ts";
-import { ONNX_OPSET } from "../../core/export/onnx_export.ts";
-import { writeFileAtomic } from "../../core/io/atomic.ts";
+import { CHECK_DATA_FILE, checkData, exportRun } from "../../core/export/export_run.ts";
+import { ONNX_FILE, ONNX_OPSET } from "../../core/export/onnx_export.ts";
+import { checkOutputFile, writeOutputFile } from "../../core/io/output_guard.ts";
 import { defaultOnnxPath } from "../../core/serve/ort_scorer.ts";
 import { activateBackend, openRun } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
@@ -25,7 +25,9 @@ outputs:
   topk_items    int64 [batch, K]        item indices (1..items; see the dataset's item ids)
 
 options:
-  --onnx FILE          output file (default RUN/model.onnx, where --runtime ort looks)
+  --onnx FILE          output file (default RUN/model.onnx, where --runtime ort looks); an
+                       existing file is replaced only if duaf exported it
+  --force              replace --onnx and --check-data whatever files they are
   --topk K             add a TopK head with K items
   --check-data FILE    also write engine scores of 16 test users as JSON, for
                        tools/check_onnx.mjs
@@ -47,6 +49,7 @@ export const exportCommand: Command = {
       dataset: { type: "string" },
       backend: { type: "string" },
       quiet: { type: "boolean" },
+      force: { type: "boolean" },
     }, true);
     const dir = positionals[0];
     if (!dir) throw new UsageError("RUN is required (see duaf help export)");
@@ -56,13 +59,19 @@ export const exportCommand: Command = {
     const topk = intFlag("topk", values.topk, 1);
     const out = values.onnx ?? defaultOnnxPath(dir);
     const progress = new StderrProgress({ quiet: values.quiet, bars: false });
+    const guard = { force: values.force };
+    const checkPath = values["check-data"];
+    await checkOutputFile(out, ONNX_FILE, guard);
+    if (checkPath) await checkOutputFile(checkPath, CHECK_DATA_FILE, guard);
     await activateBackend(values.backend);
     const run = await openRun(dir, progress, values.dataset);
     // Everything is built in memory first: a failure leaves no file behind.
     const graph = await exportRun(run, dir, { topk });
-    const check = values["check-data"] ? checkData(run, graph.inputs) : null;
-    await writeFileAtomic(out, graph.bytes);
-    if (check) await writeFileAtomic(values["check-data"]!, JSON.stringify(check) + "\n");
+    const check = checkPath ? checkData(run, graph.inputs) : null;
+    await writeOutputFile(out, graph.bytes, ONNX_FILE, guard);
+    if (check) {
+      await writeOutputFile(checkPath!, JSON.stringify(check) + "\n", CHECK_DATA_FILE, guard);
+    }
     progress.log(`wrote ${out} (${(graph.bytes.length / 1048576).toFixed(1)} MiB)`);
     emitJson({
       onnx: resolve(out),

@@ -44,7 +44,9 @@ Item side information:
   --batch-size N              encoder batch size (default 32)
 
 Other:
-  --out DIR                   output dataset directory (written atomically)
+  --out DIR                   output dataset directory (written atomically); an existing one
+                              is replaced only if it is a duaf dataset or empty
+  --force                     replace --out whatever it holds
   --name NAME                 dataset name (default: the base name of --out)
   --strict | --lenient        stop at the first bad row (default) or skip and count bad rows
   --seed N                    seed of the randomized SVD (default 0)
@@ -94,10 +96,13 @@ const flags = {
   lenient: { type: "boolean" },
   seed: { type: "string" },
   quiet: { type: "boolean" },
+  force: { type: "boolean" },
 } as const;
 
 /** Maps command-line flags to library options (exported for tests). */
-export function preprocessOptionsFromArgs(args: string[]): PreprocessOptions & { quiet: boolean } {
+export function preprocessOptionsFromArgs(
+  args: string[],
+): PreprocessOptions & { quiet: boolean; force: boolean } {
   const { values: v } = parseFlags("preprocess", args, flags);
   const format = choiceFlag("format", v.format, INPUT_FORMATS);
   if (!format) throw new UsageError(`--format is required (${INPUT_FORMATS.join(", ")})`);
@@ -152,6 +157,7 @@ export function preprocessOptionsFromArgs(args: string[]): PreprocessOptions & {
     strict: !v.lenient,
     seed: intFlag("seed", v.seed),
     quiet: v.quiet ?? false,
+    force: v.force ?? false,
   };
 }
 
@@ -160,10 +166,10 @@ export const preprocessCommand: Command = {
   summary: "turn raw interaction data into a dataset artifact",
   usage,
   async run(args) {
-    const { quiet, ...options } = preprocessOptionsFromArgs(args);
+    const { quiet, force, ...options } = preprocessOptionsFromArgs(args);
     const progress = new StderrProgress({ quiet });
     try {
-      const summary = await preprocess(options, progress);
+      const summary = await preprocess(options, progress, { force });
       console.log(JSON.stringify(summary));
       return 0;
     } finally {

@@ -14,7 +14,9 @@ metrics, and, for models with modality fusion weights (duafmat), how those weigh
 sequence positions and time gaps on the valid split.
 
 options:
-  --out FILE           the HTML file to write (required)
+  --out FILE           the HTML file to write (required); an existing file is replaced only if
+                       it is a duaf report
+  --force              replace --out whatever file it is
   --max-users N        explain at most N users of the valid split (default all)
   --dataset DIR        dataset location if it moved (must be the same artifact)
   --backend NAME       auto | cuda | native | wasm | js
@@ -33,6 +35,7 @@ export const reportCommand: Command = {
       dataset: { type: "string" },
       backend: { type: "string" },
       quiet: { type: "boolean" },
+      force: { type: "boolean" },
     }, true);
     const dir = positionals[0];
     if (!dir) throw new UsageError("RUN is required (see duaf help report)");
@@ -47,6 +50,7 @@ export const reportCommand: Command = {
       datasetDir: values.dataset,
       maxUsers,
       progress,
+      force: values.force,
     });
     emitJson({
       report: values.out,

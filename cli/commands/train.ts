@@ -6,9 +6,12 @@ import { setBackend } from "../../core/tensor.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
 import { formatNamed } from "../../core/train/trainer.ts";
 import type { Command } from "../command.ts";
-import { emitJson, parseFlags } from "../flags.ts";
+import { emitJson, numberFlag, parseFlags } from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
 import type { Progress } from "../../core/progress.ts";
+
+/** Mid-epoch checkpoints: a hard kill loses at most this much training. */
+const DEFAULT_CHECKPOINT_SECONDS = 300;
 
 const usage = `usage: duaf train DATASET --out RUN [options]
        duaf train --resume RUN [options]
@@ -20,15 +23,21 @@ options:
   --model NAME         duafmat | sasrec | gru4rec | fdsa | pop        (default sasrec)
   --config FILE        JSON object of config keys (see docs/config.md)
   --set KEY=VALUE      override one config key, repeatable (e.g. --set lr=0.003 --set duafmat.experts=6)
-  --out RUN            run directory to create
-  --resume RUN         continue an interrupted run
+  --out RUN            run directory to create (an existing one is replaced only if it holds a
+                       finished duaf run or nothing)
+  --resume RUN         continue an interrupted or killed run from its last checkpoint
+  --force              replace --out whatever it holds
+  --checkpoint-every S save a resumable checkpoint every S seconds within an epoch as well
+                       (default ${DEFAULT_CHECKPOINT_SECONDS}; 0: at epoch ends only)
   --backend NAME       auto | cuda | native | wasm | js   (or DUAF_BACKEND)
   --profile            time every backend call by kind (each one synced) and print a table of
                        where the run's time went, host work included, on stderr at the end
   --quiet              no progress output
 
 stdout: one JSON object with the run's outcome, best epoch and test metrics.
-SIGINT (Ctrl-C) saves a resumable checkpoint and exits 130.`;
+SIGINT (Ctrl-C) saves a resumable checkpoint and exits 130. After a hard kill (SIGKILL, power
+loss), --resume continues from the last checkpoint and ends with the same bytes as a run that was
+never interrupted.`;
 
 async function readConfigFile(path: string): Promise<Record<string, unknown>> {
   let text: string;
@@ -60,7 +69,17 @@ export const trainCommand: Command = {
       backend: { type: "string" },
       profile: { type: "boolean" },
       quiet: { type: "boolean" },
+      force: { type: "boolean" },
+      "checkpoint-every": { type: "string" },
     }, true);
+    const checkpointSeconds = numberFlag("checkpoint-every", values["checkpoint-every"]) ??
+      DEFAULT_CHECKPOINT_SECONDS;
+    if (checkpointSeconds < 0) {
+      throw new UsageError(`--checkpoint-every: expected seconds >= 0, got ${checkpointSeconds}`);
+    }
+    if (values.resume && values.force) {
+      throw new UsageError("--force replaces a run; it does not apply to --resume");
+    }
     const progress = new StderrProgress({ quiet: values.quiet });
     const resume = values.resume;
     const out = resume ?? values.out;
@@ -115,6 +134,8 @@ export const trainCommand: Command = {
         resume: Boolean(resume),
         progress: tracked,
         backendName: backend.name,
+        force: values.force,
+        checkpointSeconds,
         shouldStop: () => stopRequested,
         onEpoch: (r) => {
           const at10 = Object.fromEntries(

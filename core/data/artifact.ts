@@ -4,9 +4,10 @@
  */
 import { join } from "node:path";
 import { writeDirAtomic } from "../io/atomic.ts";
+import { checkOutputDir, type DirArtifact, type GuardOptions } from "../io/output_guard.ts";
 import { encodeSafetensors, type SafeTensor, tensor } from "../io/safetensors.ts";
 import { interactionsTable, itemsTable, usersTable } from "./arrow_tables.ts";
-import type { Manifest } from "./manifest.ts";
+import { DATASET_FORMAT, type Manifest } from "./manifest.ts";
 
 export interface ModalityArrays {
   dim: number;
@@ -39,7 +40,25 @@ export const USERS_TABLE = "users.arrow";
 export const ITEMS_TABLE = "items.arrow";
 export const INTERACTIONS_TABLE = "interactions.arrow";
 
-export async function writeArtifact(dir: string, p: ArtifactParts): Promise<void> {
+/** A dataset directory as the output guard sees it: the files writeArtifact puts there. */
+export const DATASET_ARTIFACT: DirArtifact = {
+  format: DATASET_FORMAT,
+  label: "dataset",
+  entries: [
+    MANIFEST_FILE,
+    SEQUENCES_FILE,
+    ITEMS_FILE,
+    USERS_TABLE,
+    ITEMS_TABLE,
+    INTERACTIONS_TABLE,
+  ],
+};
+
+export async function writeArtifact(
+  dir: string,
+  output: GuardOptions,
+  p: ArtifactParts,
+): Promise<void> {
   const numItems = p.itemIds.length;
   const items: Record<string, SafeTensor> = {
     item_category: tensor(p.itemCategory, [numItems + 1]),
@@ -71,5 +90,5 @@ export async function writeArtifact(dir: string, p: ArtifactParts): Promise<void
     );
     // The manifest goes last: a directory with a manifest is complete.
     await Deno.writeTextFile(join(tmp, MANIFEST_FILE), JSON.stringify(p.manifest, null, 2) + "\n");
-  });
+  }, () => checkOutputDir(dir, DATASET_ARTIFACT, output));
 }

@@ -12,7 +12,8 @@ import { encodeTexts } from "../features/onnx_text.ts";
 import { readFeatureFile } from "../features/precomputed.ts";
 import { type Progress, silentProgress } from "../progress.ts";
 import { VERSION } from "../version.ts";
-import { type ModalityArrays, writeArtifact } from "./artifact.ts";
+import { checkOutputDir, type GuardOptions } from "../io/output_guard.ts";
+import { DATASET_ARTIFACT, type ModalityArrays, writeArtifact } from "./artifact.ts";
 import { buildCategoryVocab } from "./categories.ts";
 import { buildSequences, InteractionLog, type Sequences } from "./interactions.ts";
 import { Issues, type SkipCount } from "./issues.ts";
@@ -142,9 +143,12 @@ export function resolveOptions(options: PreprocessOptions): ResolvedOptions {
 export async function preprocess(
   options: PreprocessOptions,
   progress: Progress = silentProgress,
+  output: GuardOptions = {},
 ): Promise<PreprocessSummary> {
   const started = performance.now();
   const o = resolveOptions(options);
+  // Fail before the work if --out holds something duaf must not replace.
+  await checkOutputDir(o.out, DATASET_ARTIFACT, output);
   const issues = new Issues(o.strict);
   const ctx: ReadContext = { issues, progress, timeUnit: o.timeUnit };
   const sources: SourceInfo[] = [];
@@ -253,7 +257,7 @@ export async function preprocess(
     filtering,
   };
   const task = progress.start(`writing ${o.out}`, null);
-  await writeArtifact(o.out, {
+  await writeArtifact(o.out, output, {
     manifest,
     userIds: seqs.userIds,
     itemIds: seqs.itemIds,

@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { UsageError } from "../errors.ts";
+import { markedFile } from "../io/output_guard.ts";
 import { Rng } from "../random.ts";
 import { noGrad, tidy } from "../tensor.ts";
 import { makeBatch, splitExamples } from "../train/examples.ts";
@@ -75,6 +76,9 @@ export interface CheckData {
 }
 
 /** Engine scores of the first `users` test-split users, with the graph inputs that produce them. */
+/** The --check-data JSON as the output guard sees it. */
+export const CHECK_DATA_FILE = markedFile("check-data file", '"format":"duaf-onnx-check"');
+
 export function checkData(run: OpenRun, inputs: readonly InputName[], users = 16): CheckData {
   const cfg = run.manifest.config;
   const ex = splitExamples(run.dataset, "test");

@@ -20,10 +20,17 @@ import { gru4recGraph } from "./models/gru4rec.ts";
 import { popGraph } from "./models/pop.ts";
 import { sasrecGraph } from "./models/sasrec.ts";
 import { attr } from "./onnx_graph.ts";
+import { markedFile } from "../io/output_guard.ts";
 import { noGrad, tidy } from "../tensor.ts";
 import { declareInputs, type InputName, type SequenceInputs } from "./sequence_graph.ts";
 
 /** Opset 17: LayerNormalization is a standard op from 17 on; every maintained runtime has it. */
+/**
+ * An exported graph as the output guard sees it: ModelProto field 2 (producer_name, tag 0x12)
+ * set to "duaf" near the start of the file.
+ */
+export const ONNX_FILE = markedFile("ONNX model", "\x12\x04duaf");
+
 export const ONNX_OPSET = 17;
 
 /** Metadata keys written into every exported file. */

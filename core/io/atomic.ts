@@ -4,9 +4,12 @@
  */
 import { basename, dirname, join } from "node:path";
 
+/** Names of duaf's temporary files and directories start with this. */
+export const TEMP_PREFIX = ".duaf-tmp-";
+
 function tempSibling(path: string): string {
   const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
-  return join(dirname(path), `.duaf-tmp-${basename(path)}-${Deno.pid}-${rand}`);
+  return join(dirname(path), `${TEMP_PREFIX}${basename(path)}-${Deno.pid}-${rand}`);
 }
 
 /** Writes bytes or text to `path` through a temporary file and a rename. */
@@ -24,16 +27,19 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
 
 /**
  * Builds a directory through `fill(tmpDir)` and renames it to `path`. An existing `path` is
- * replaced only after the new one is complete.
+ * replaced only after the new one is complete, and only once `mayReplace` (the caller's output
+ * guard, checked again now that time has passed) has not thrown.
  */
 export async function writeDirAtomic(
   path: string,
   fill: (tmpDir: string) => Promise<void>,
+  mayReplace: () => Promise<unknown> = () => Promise.resolve(),
 ): Promise<void> {
   const tmp = tempSibling(path);
   await Deno.mkdir(tmp, { recursive: true });
   try {
     await fill(tmp);
+    await mayReplace();
     let old: string | null = null;
     try {
       await Deno.stat(path);

@@ -1,4 +1,5 @@
 /** HTML building blocks for the report: escaping, number formatting, tables and the page shell. */
+import { markedFile } from "../io/output_guard.ts";
 
 export function escapeHtml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
@@ -55,6 +56,14 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { font-size: 12.5px; }
 `;
 
+const GENERATOR = "duaf report";
+
+/** A report file as the output guard sees it (recognised by its generator tag). */
+export const REPORT_FILE = markedFile(
+  "duaf report",
+  `<meta name="generator" content="${GENERATOR}">`,
+);
+
 /** The whole document; `dataJson` is embedded as an inert data block for scripts that read it. */
 export function page(title: string, body: string[], dataJson: string): string {
   // "</" inside the data block would end it early; JSON allows "<\/" for "</".
@@ -65,6 +74,7 @@ export function page(title: string, body: string[], dataJson: string): string {
     "<head>",
     '<meta charset="utf-8">',
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    `<meta name="generator" content="${GENERATOR}">`,
     `<title>${escapeHtml(title)}</title>`,
     `<style>${CSS}</style>`,
     "</head>",

@@ -6,10 +6,11 @@
  */
 import { basename, resolve } from "node:path";
 import { isUserError } from "../errors.ts";
-import { writeFileAtomic } from "../io/atomic.ts";
+import { checkOutputFile, writeOutputFile } from "../io/output_guard.ts";
 import { type Progress, silentProgress } from "../progress.ts";
 import { openRun } from "../train/run.ts";
 import { readRunManifest } from "../train/run_dir.ts";
+import { REPORT_FILE } from "./html.ts";
 import { modalityStats } from "./modality.ts";
 import { renderReport, type ReportInput } from "./report.ts";
 
@@ -19,6 +20,8 @@ export interface RunReportOptions {
   /** Users of the valid split to explain (0 = all). */
   maxUsers?: number;
   progress?: Progress;
+  /** Replace `out` even when it is not a report duaf wrote. */
+  force?: boolean;
 }
 
 export async function collectReport(dir: string, opts: RunReportOptions = {}) {
@@ -57,7 +60,9 @@ export async function writeRunReport(
   out: string,
   opts: RunReportOptions = {},
 ): Promise<ReportInput> {
+  const guard = { force: opts.force };
+  await checkOutputFile(out, REPORT_FILE, guard);
   const input = await collectReport(dir, opts);
-  await writeFileAtomic(out, renderReport(input));
+  await writeOutputFile(out, renderReport(input), REPORT_FILE, guard);
   return input;
 }

@@ -9,6 +9,7 @@ import { selectBackend } from "../backends/registry.ts";
 import type { TrainConfig } from "../config.ts";
 import { type Dataset, loadDataset } from "../data/dataset.ts";
 import { UsageError } from "../errors.ts";
+import { checkOutputDir, clearDirArtifact } from "../io/output_guard.ts";
 import { type EvalResult, evaluate, evaluateWith } from "../eval/evaluate.ts";
 import type { SequenceBatch } from "../models/batch.ts";
 import type { ItemSide } from "../models/item_side.ts";
@@ -20,9 +21,11 @@ import { Rng } from "../random.ts";
 import { setBackend } from "../tensor.ts";
 import { VERSION } from "../version.ts";
 import {
+  hasState,
   loadModel,
   loadState,
   readRunManifest,
+  RUN_ARTIFACT,
   type RunManifest,
   saveModel,
   saveState,
@@ -72,6 +75,35 @@ export interface TrainRunOptions {
   shouldStop?: () => boolean;
   onEpoch?: (r: EpochRecord) => void;
   backendName: string;
+  /** Replace `out` even when it holds something other than a finished duaf run (--force). */
+  force?: boolean;
+  /**
+   * Also save the resumable state mid-epoch when this many seconds have passed since the last
+   * save (0: only at epoch ends and on stop), bounding the work a hard kill loses.
+   */
+  checkpointSeconds?: number;
+}
+
+/**
+ * Makes `out` ready for a new run: an absent path or empty directory is used as is; a finished
+ * duaf run is replaced (only its own files are removed); an unfinished one needs --resume or
+ * --force; anything else is refused unless forced (output_guard.ts).
+ */
+async function prepareRunDir(out: string, force: boolean, progress: Progress): Promise<void> {
+  const state = await checkOutputDir(out, RUN_ARTIFACT, { force });
+  if (state === "artifact") {
+    const old = await readRunManifest(out);
+    if (old.status !== "finished") {
+      throw new UsageError(
+        `${out}: holds an unfinished run; --resume ${out} continues it, --force replaces it`,
+      );
+    }
+    progress.log(`replacing the finished run in ${out}`);
+    await clearDirArtifact(out, RUN_ARTIFACT);
+  } else if (state === "forced") {
+    await Deno.remove(out, { recursive: true });
+  }
+  await Deno.mkdir(out, { recursive: true });
 }
 
 export interface TrainRunResult {
@@ -93,16 +125,21 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     if (previous.status === "finished") throw new UsageError(`${opts.out}: run already finished`);
     cfg = previous.config;
   } else {
-    await Deno.mkdir(opts.out, { recursive: true });
+    await prepareRunDir(opts.out, opts.force ?? false, progress);
   }
   const model = createModel(cfg, itemSide(ds), new Rng(cfg.seed), (m) => progress.log(m));
   const optimizer = new Adam(model.trainableParameters?.() ?? model.parameters(), {
     lr: cfg.lr,
     weightDecay: cfg.weightDecay,
   });
-  const state = opts.resume ? await loadState(opts.out, model, optimizer) : initialState(cfg.seed);
+  // A run stopped before its first checkpoint starts over: training is deterministic, so that
+  // ends exactly where an uninterrupted run does.
+  const state = opts.resume && await hasState(opts.out)
+    ? await loadState(opts.out, model, optimizer)
+    : initialState(cfg.seed);
   const started = performance.now();
   const baseSeconds = previous?.seconds ?? 0;
+  let checkpoint: { epoch: number; step: number } | null = previous?.checkpoint ?? null;
   const manifest = (
     status: RunManifest["status"],
     stopped: string | null,
@@ -122,7 +159,11 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     test,
     seconds: baseSeconds + (performance.now() - started) / 1000,
     partialSeconds: state.partialSeconds,
+    checkpoint,
   });
+  // The directory says what it is from the start, so a run killed before its first checkpoint
+  // is still recognised (and resumable) as a duaf run.
+  if (!opts.resume) await writeRunManifest(opts.out, manifest("running", null, null));
   const outcome = await train(model, ds, cfg, optimizer, state, {
     progress,
     shouldStop: opts.shouldStop,
@@ -131,8 +172,10 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       saveModel(opts.out, model, { kind: cfg.model, epoch: String(s.bestEpoch), dataset: hash }),
     saveState: async (s, o) => {
       await saveState(opts.out, model, o, s);
+      checkpoint = { epoch: s.epoch, step: s.step };
       await writeRunManifest(opts.out, manifest("running", null, null));
     },
+    checkpointSeconds: opts.checkpointSeconds,
   });
   if (outcome.stopped === "interrupted") {
     const m = manifest("interrupted", "interrupted", null);

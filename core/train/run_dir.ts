@@ -10,6 +10,7 @@ import { z } from "zod";
 import { TrainConfigSchema } from "../config.ts";
 import { DataError, UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
+import type { DirArtifact } from "../io/output_guard.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "../io/safetensors.ts";
 import type { Module } from "../nn/module.ts";
 import type { Adam } from "../optim/adam.ts";
@@ -19,6 +20,13 @@ import type { TrainerState } from "./trainer.ts";
 
 export const RUN_FORMAT = "duaf-run";
 export const RUN_VERSION = 1;
+
+/** A run directory as the output guard sees it: the files duaf writes there. */
+export const RUN_ARTIFACT: DirArtifact = {
+  format: RUN_FORMAT,
+  label: "run",
+  entries: ["manifest.json", "model.safetensors", "state.safetensors", "model.onnx"],
+};
 
 export const RunManifestSchema = z.object({
   format: z.literal(RUN_FORMAT),
@@ -36,6 +44,8 @@ export const RunManifestSchema = z.object({
   seconds: z.number(),
   /** Training seconds already spent in the unfinished epoch (restored on --resume). */
   partialSeconds: z.number().optional(),
+  /** Where --resume continues: the last saved state's epoch and step (null before the first). */
+  checkpoint: z.object({ epoch: z.number(), step: z.number() }).nullable().optional(),
 });
 export type RunManifest = z.infer<typeof RunManifestSchema>;
 
@@ -173,7 +183,6 @@ async function restoreTimings(dir: string, state: TrainerState): Promise<void> {
   if (m.history.length === state.history.length) state.partialSeconds = m.partialSeconds ?? 0;
 }
 
-/** Resumable state: parameters, optimizer moments and the trainer's state as JSON metadata. */
 /** The main optimizer and any a model steps itself, by checkpoint prefix. */
 function optimizers(model: Module, main: Adam): [string, Adam][] {
   const aux = (model as { auxOptimizers?(): Record<string, Adam> }).auxOptimizers?.() ?? {};
@@ -183,6 +192,10 @@ function optimizers(model: Module, main: Adam): [string, Adam][] {
   ];
 }
 
+/**
+ * Resumable state: parameters, every optimizer's moments and step count, and the trainer's state
+ * (epoch, step, random streams, early-stopping counters) as JSON metadata.
+ */
 export async function saveState(
   dir: string,
   model: Module,
@@ -200,8 +213,19 @@ export async function saveState(
   await writeSafetensors(join(dir, "state.safetensors"), tensors, {
     format: RUN_FORMAT,
     duaf: VERSION,
+    optimizerSteps: JSON.stringify(steps),
     trainer: JSON.stringify(withoutTimings(state)),
   });
+}
+
+/** Whether `dir` holds a resumable state (a run killed before its first checkpoint has none). */
+export async function hasState(dir: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(join(dir, "state.safetensors"))).isFile;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
 }
 
 export async function loadState(

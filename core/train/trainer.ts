@@ -62,6 +62,11 @@ export interface TrainHooks {
   saveBest?: (state: TrainerState) => Promise<void>;
   /** Called after each epoch's validation. */
   onEpoch?: (record: EpochRecord) => void;
+  /**
+   * Also save the state mid-epoch once this many seconds have passed since the last save
+   * (0 or absent: epoch ends and stops only). Resuming from any step is exact.
+   */
+  checkpointSeconds?: number;
 }
 
 export interface TrainOutcome {
@@ -158,6 +163,7 @@ export async function train(
   }
 
   const log = new LossLog();
+  const checkpointMs = (hooks.checkpointSeconds ?? 0) * 1000;
   try {
     while (state.epoch < cfg.epochs) {
       orderRng.setState(state.orderRngAtEpochStart);
@@ -167,23 +173,34 @@ export async function train(
       const task = progress.start(`epoch ${state.epoch + 1}`, steps, "steps");
       if (state.step > 0) task.tick(state.step);
       model.train();
-      const t0 = performance.now();
+      let t0 = performance.now();
       let lastYield = t0;
       let lastRead = t0;
+      let lastSave = t0;
+      // Everything a resume at this step needs, saved through the hook.
+      const saveMidEpoch = async () => {
+        const now = performance.now();
+        log.drainInto(state.partialLoss);
+        state.partialSeconds += (now - t0) / 1000;
+        t0 = now;
+        lastSave = now;
+        state.stepRng = stepRng.getState();
+        state.adamStep = optimizer.step_;
+        await hooks.saveState?.(state, optimizer);
+      };
       for (; state.step < steps; state.step++) {
         if (hooks.shouldStop && performance.now() - lastYield >= YIELD_EVERY_MS) {
           await yieldToEventLoop();
           lastYield = performance.now();
         }
         if (hooks.shouldStop?.()) {
-          log.drainInto(state.partialLoss);
-          state.partialSeconds += (performance.now() - t0) / 1000;
-          state.stepRng = stepRng.getState();
-          state.adamStep = optimizer.step_;
           task.done("interrupted");
-          await hooks.saveState?.(state, optimizer);
+          await saveMidEpoch();
           return { state, stopped: "interrupted" };
         }
+        if (
+          checkpointMs > 0 && state.step > 0 && performance.now() - lastSave >= checkpointMs
+        ) await saveMidEpoch();
         const start = state.step * cfg.batchSize;
         const end = Math.min(n, start + cfg.batchSize);
         const batch = makeBatch(

@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { loadDataset } from "../../core/data/dataset.ts";
+import { Rng } from "../../core/random.ts";
 import { runCli } from "./run_cli.ts";
 
 const FIXTURE = new URL("../../fixtures/beauty-mini/", import.meta.url).pathname;
@@ -66,4 +68,23 @@ export async function tinyTrain(
   const r = await runCli(tinyTrainArgs(dataset, out, sets));
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout);
+}
+
+/** Image features for about 70 % of the dataset's items (seeded), as precomputed JSONL. */
+export async function imageFeatures(ds: string, path: string): Promise<void> {
+  const rng = new Rng(7);
+  const lines: string[] = [];
+  for (const id of (await loadDataset(ds)).itemIds().slice(1)) {
+    if (rng.uniform() < 0.3) continue;
+    lines.push(JSON.stringify({ id, vector: Array.from({ length: 8 }, () => rng.normal()) }));
+  }
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+}
+
+/** The beauty-mini dataset with generated image features for ~70 % of its items. */
+export async function tinyImageDataset(root: string, name = "ds-images"): Promise<string> {
+  const plain = await tinyDataset(root, [], `${name}-plain`);
+  const features = join(root, `${name}.jsonl`);
+  await imageFeatures(plain, features);
+  return tinyDataset(root, ["--image-features", features, "--text-dim", "16"], name);
 }
