@@ -18,6 +18,8 @@ function help(): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // DUAF_DEBUG=1 prints stacks of user errors too; make them deep enough to find the cause.
+  if (Deno.env.get("DUAF_DEBUG") === "1") Error.stackTraceLimit = 64;
   const [name, ...rest] = argv;
   if (!name || name === "help" || name === "--help" || name === "-h") {
     const target = rest[0] && commands.find((c) => c.name === rest[0]);
@@ -42,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (isUserError(e)) {
       console.error(`duaf ${name}: ${e.message}`);
+      if (Deno.env.get("DUAF_DEBUG") === "1") console.error(e.stack);
       return e.exitCode;
     }
     console.error(`duaf ${name}: internal error`);

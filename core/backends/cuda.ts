@@ -7,6 +7,7 @@
  * into byte-advanced pointers here, and every call is bounds-checked here first, because a kernel
  * writing past a block corrupts device memory silently.
  */
+import { ResourceError } from "../errors.ts";
 import { fileURLToPath } from "node:url";
 import type {
   AdamArgs,
@@ -218,7 +219,18 @@ export class CudaBackend implements Backend {
       throw new RangeError(`cuda alloc: bad size ${size}`);
     }
     const ptr = this.#s.duaf_alloc(size);
-    if (ptr === null) throw new Error(`cuda alloc: ${cString(this.#s.duaf_last_error())}`);
+    if (ptr === null) {
+      const why = cString(this.#s.duaf_last_error());
+      if (/out of memory/i.test(why)) {
+        throw new ResourceError(
+          "GPU memory",
+          size * 4,
+          why,
+          "use smaller batches (tokenBudget, batchSize, evalBatchSize) or free the GPU",
+        );
+      }
+      throw new Error(`cuda alloc: ${why}`);
+    }
     return new CudaStorage(size, dtype, ptr);
   }
 

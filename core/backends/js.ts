@@ -3,6 +3,7 @@
  * With `float64: true` it stores and computes in float64, which the gradient checks use as their
  * exact-enough ground truth. Other backends are tested for parity against this one.
  */
+import { ResourceError } from "../errors.ts";
 import type { AdamArgs, Backend, BinaryOp, DType, GemmArgs, Storage, UnaryOp } from "../backend.ts";
 import { hashUniform } from "../random.ts";
 import { unaryDerivative, unaryForward } from "./scalar_math.ts";
@@ -60,7 +61,19 @@ export class JsBackend implements Backend {
   }
 
   alloc(size: number, dtype: DType): Storage {
-    const data = dtype === "i32" ? new Int32Array(size) : new this.#Float(size);
+    const Ctor = dtype === "i32" ? Int32Array : this.#Float;
+    let data: Int32Array | FloatArray;
+    try {
+      data = new Ctor(size);
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new ResourceError(
+        "host memory",
+        size * Ctor.BYTES_PER_ELEMENT,
+        null,
+        "use smaller batches (tokenBudget, batchSize, evalBatchSize)",
+      );
+    }
     return new JsStorage(size, dtype, data);
   }
 

@@ -3,6 +3,7 @@
  * place, so an interrupted or failed run never leaves a half-written file or directory.
  */
 import { basename, dirname, join } from "node:path";
+import { isDiskFull, ResourceError } from "../errors.ts";
 
 /** Names of duaf's temporary files and directories start with this. */
 export const TEMP_PREFIX = ".duaf-tmp-";
@@ -10,6 +11,17 @@ export const TEMP_PREFIX = ".duaf-tmp-";
 function tempSibling(path: string): string {
   const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
   return join(dirname(path), `${TEMP_PREFIX}${basename(path)}-${Deno.pid}-${rand}`);
+}
+
+/** A full disk as one actionable line; other errors pass through. */
+function diskFull(e: unknown, path: string, bytes: number | null): unknown {
+  if (!isDiskFull(e)) return e;
+  return new ResourceError(
+    "disk space",
+    bytes,
+    `writing ${path}`,
+    "free space on that disk or write somewhere else; nothing was left half-written",
+  );
 }
 
 /** Writes bytes or text to `path` through a temporary file and a rename. */
@@ -21,7 +33,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
-    throw e;
+    throw diskFull(e, path, typeof data === "string" ? null : data.length);
   }
 }
 
@@ -52,6 +64,6 @@ export async function writeDirAtomic(
     if (old) await Deno.remove(old, { recursive: true });
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
+    throw diskFull(e, path, null);
   }
 }

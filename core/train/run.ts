@@ -4,11 +4,11 @@
  */
 import { createHash } from "node:crypto";
 import { join, resolve } from "node:path";
-import type { Backend } from "../backend.ts";
+import { type Backend, CPU_TOKEN_BUDGET } from "../backend.ts";
 import { selectBackend } from "../backends/registry.ts";
 import type { TrainConfig } from "../config.ts";
 import { type Dataset, loadDataset } from "../data/dataset.ts";
-import { UsageError } from "../errors.ts";
+import { ResourceError, UsageError } from "../errors.ts";
 import { checkOutputDir, clearDirArtifact } from "../io/output_guard.ts";
 import { type EvalResult, evaluate, evaluateWith } from "../eval/evaluate.ts";
 import type { SequenceBatch } from "../models/batch.ts";
@@ -18,7 +18,7 @@ import { createModel } from "../models/registry.ts";
 import { Adam } from "../optim/adam.ts";
 import { type Progress, silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
-import { setBackend } from "../tensor.ts";
+import { getBackend, setBackend } from "../tensor.ts";
 import { VERSION } from "../version.ts";
 import {
   hasState,
@@ -127,6 +127,44 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   } else {
     await prepareRunDir(opts.out, opts.force ?? false, progress);
   }
+  try {
+    return await trainInto(opts, ds, hash, cfg, previous, progress);
+  } catch (e) {
+    // A new run that failed before its first checkpoint leaves nothing behind (an empty folder
+    // it was given stays); an older checkpoint is never touched.
+    if (!opts.resume && !(await hasState(opts.out))) {
+      await clearDirArtifact(opts.out, RUN_ARTIFACT);
+      await Deno.remove(opts.out).catch(() => {});
+    }
+    if (e instanceof ResourceError) throw e.withAdvice(trainingAdvice(cfg, ds.numItems));
+    throw e;
+  }
+}
+
+/** What to change when a training run runs out of memory, with the values in force. */
+function trainingAdvice(cfg: TrainConfig, numItems: number): string {
+  const budget = cfg.tokenBudget === "auto"
+    ? `auto = ${getBackend().microBatchTokens ?? CPU_TOKEN_BUDGET}`
+    : cfg.tokenBudget;
+  const parts = [
+    `lower tokenBudget (now ${budget}) or batchSize (now ${cfg.batchSize}) for ` +
+    `training steps, evalBatchSize (now ${cfg.evalBatchSize}) for validation`,
+  ];
+  if (cfg.loss === "ce") {
+    parts.push(`loss=bce (loss=ce scores all ${numItems} items for every training position)`);
+  }
+  if (getBackend().name !== "cuda") parts.push("or --backend cuda where a GPU is");
+  return parts.join("; ");
+}
+
+async function trainInto(
+  opts: TrainRunOptions,
+  ds: Dataset,
+  hash: string,
+  cfg: TrainConfig,
+  previous: RunManifest | null,
+  progress: Progress,
+): Promise<TrainRunResult> {
   const model = createModel(cfg, itemSide(ds), new Rng(cfg.seed), (m) => progress.log(m));
   const optimizer = new Adam(model.trainableParameters?.() ?? model.parameters(), {
     lr: cfg.lr,

@@ -10,9 +10,28 @@
  * calls always yield the same addresses. Views are re-created after every grow.
  */
 
+import { formatBytes, ResourceError, UsageError } from "../../errors.ts";
+
 export const PAGE_BYTES = 65536;
 export const MAX_PAGES = 65536;
 const ALIGN = 64;
+
+/**
+ * The arena's limit from $DUAF_WASM_MEMORY ("512MiB", "2GiB", or bytes), for sharing a machine
+ * or trying a memory budget; absent: wasm32's 4 GiB.
+ */
+export function arenaLimitFromEnv(): number {
+  const v = Deno.env.get("DUAF_WASM_MEMORY");
+  const max = MAX_PAGES * PAGE_BYTES;
+  if (!v) return max;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB)?\s*$/i.exec(v);
+  const scale: Record<string, number> = { b: 1, kib: 1 << 10, mib: 1 << 20, gib: 1 << 30 };
+  const bytes = m ? Number(m[1]) * scale[(m[2] ?? "b").toLowerCase()] : NaN;
+  if (!(bytes >= 16 * PAGE_BYTES) || bytes > max) {
+    throw new UsageError(`DUAF_WASM_MEMORY: expected a size from 1MiB to 4GiB, got '${v}'`);
+  }
+  return bytes;
+}
 
 /** Bytes actually reserved for a request of `bytes`. */
 export function blockBytes(bytes: number): number {
@@ -30,10 +49,16 @@ export class Arena {
   #u8!: Uint8Array;
   #inUse = 0;
 
-  /** Manages memory from byte `base` (64-aligned) upward; below it belongs to the module. */
-  constructor(memory: WebAssembly.Memory, base: number) {
+  readonly #maxPages: number;
+
+  /**
+   * Manages memory from byte `base` (64-aligned) upward; below it belongs to the module. The
+   * memory never grows past `limitBytes` (at most wasm32's 4 GiB).
+   */
+  constructor(memory: WebAssembly.Memory, base: number, limitBytes = MAX_PAGES * PAGE_BYTES) {
     if (base % ALIGN !== 0) throw new RangeError(`arena base ${base} is not ${ALIGN}-aligned`);
     this.memory = memory;
+    this.#maxPages = Math.min(MAX_PAGES, Math.floor(limitBytes / PAGE_BYTES));
     this.#top = base;
     this.#refreshViews();
   }
@@ -92,10 +117,15 @@ export class Arena {
     const have = this.memory.buffer.byteLength;
     if (end > have) {
       const pages = Math.ceil((end - have) / PAGE_BYTES);
-      if (have / PAGE_BYTES + pages > MAX_PAGES) {
+      if (have / PAGE_BYTES + pages > this.#maxPages) {
         this.#inUse -= size;
-        throw new RangeError(
-          `wasm arena: out of memory allocating ${bytes} bytes (limit ${MAX_PAGES * PAGE_BYTES})`,
+        throw new ResourceError(
+          "wasm arena memory",
+          bytes,
+          `limit ${formatBytes(this.#maxPages * PAGE_BYTES)}, ${formatBytes(this.#inUse)} in use`,
+          `use smaller batches (tokenBudget, batchSize, evalBatchSize)${
+            this.#maxPages < MAX_PAGES ? " or raise DUAF_WASM_MEMORY (at most 4GiB)" : ""
+          }`,
         );
       }
       this.memory.grow(pages);

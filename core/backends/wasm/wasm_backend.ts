@@ -18,7 +18,7 @@ import type {
   Storage,
   UnaryOp,
 } from "../../backend.ts";
-import { Arena, MAX_PAGES, PAGE_BYTES } from "./arena.ts";
+import { Arena, arenaLimitFromEnv, MAX_PAGES, PAGE_BYTES } from "./arena.ts";
 import {
   compileKernels,
   instantiateKernels,
@@ -33,6 +33,8 @@ export interface WasmBackendOptions {
   threads?: 1 | 2;
   /** Force a kernel build; default: relaxed when the runtime supports it. */
   variant?: KernelVariant;
+  /** Most bytes the arena may grow to (default $DUAF_WASM_MEMORY, else wasm32's 4 GiB). */
+  memoryLimit?: number;
 }
 
 /** Everything a WasmBackend (or a subclass) is built on. */
@@ -154,7 +156,7 @@ export class WasmBackend implements Backend {
     // The module's static data lives below the first page boundary above it; the control
     // block for the worker sits at the start of the arena.
     const base = Math.ceil((heapBase + 1) / PAGE_BYTES) * PAGE_BYTES;
-    const arena = new Arena(memory, base);
+    const arena = new Arena(memory, base, opts.memoryLimit ?? arenaLimitFromEnv());
     const threads = opts.threads ?? defaultThreads();
     let thread: KernelThread | null = null;
     if (threads === 2) thread = await KernelThread.start(module, memory, arena.alloc(CTRL_BYTES));
