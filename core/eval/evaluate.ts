@@ -6,6 +6,7 @@ import { silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
 import { noGrad, tidy } from "../tensor.ts";
 import { makeBatch, type SequenceSource, splitExamples } from "../train/examples.ts";
+import { blockRanks, DEFAULT_BLOCK_ITEMS } from "./block_rank.ts";
 import { addRank, finalize, newAccumulator, rankOf } from "./metrics.ts";
 
 export interface EvalOptions {
@@ -18,7 +19,15 @@ export interface EvalOptions {
   /** Timestamp origin in seconds (the trainer's). */
   origin: number;
   progress?: Progress;
+  /**
+   * Items per scoring block for models with dot-product scores (0 or absent: blocks only when a
+   * batch's whole score matrix would pass BLOCK_ABOVE_BYTES). Metrics are the same either way.
+   */
+  blockItems?: number;
 }
+
+/** A batch's [users x items] scores above this size are ranked in item blocks instead. */
+export const BLOCK_ABOVE_BYTES = 64 << 20;
 
 export interface EvalResult {
   split: string;
@@ -34,8 +43,21 @@ export function evaluate(
   const ctx = { training: false, rng: new Rng(0) };
   model.eval();
   const run = startEval(src, opts);
+  const cols = src.numItems + 1;
+  const blockItems = opts.blockItems ||
+    (opts.batchSize * cols * 4 > BLOCK_ABOVE_BYTES ? DEFAULT_BLOCK_ITEMS : 0);
+  const maxK = Math.max(...opts.ks);
   for (const batch of run.batches()) {
-    run.rank(batch, noGrad(() => tidy(() => model.scoreAll(batch, ctx).toFloat32())));
+    if (blockItems > 0 && model.scoreParts) {
+      const ranks = noGrad(() =>
+        tidy(() => {
+          const { users, items } = model.scoreParts!(batch, ctx);
+          const excluded = (r: number) => run.excluded(batch, r);
+          return blockRanks(users, items, batch.targets, excluded, maxK, blockItems);
+        })
+      );
+      run.addRanks(batch, ranks);
+    } else run.rank(batch, noGrad(() => tidy(() => model.scoreAll(batch, ctx).toFloat32())));
   }
   return run.finish();
 }
@@ -77,20 +99,27 @@ function startEval(src: SequenceSource, opts: EvalOptions) {
         yield makeBatch(src, ex, order, start, end, opts.maxLen, opts.origin, null);
       }
     },
+    /** Columns row r of the current batch never ranks against: padding, seen items. */
+    excluded(batch: SequenceBatch, r: number): Set<number> {
+      const seen = new Set<number>();
+      if (opts.maskSeen) {
+        const u = batch.users[r];
+        const off = src.seqOffsets[u];
+        const p = ex.positions[order[start + r]];
+        for (let j = 0; j < p; j++) seen.add(src.seqItems[off + j]);
+        seen.delete(batch.targets[r]);
+      }
+      seen.add(0); // padding is never a candidate
+      return seen;
+    },
     rank(batch: SequenceBatch, scores: Float32Array): void {
       for (let r = 0; r < batch.size; r++) {
-        const seen = new Set<number>();
-        if (opts.maskSeen) {
-          const u = batch.users[r];
-          const off = src.seqOffsets[u];
-          const p = ex.positions[order[start + r]];
-          for (let j = 0; j < p; j++) seen.add(src.seqItems[off + j]);
-          seen.delete(batch.targets[r]);
-        }
-        seen.add(0); // padding is never a candidate
-        const rank = rankOf(scores, r * cols, cols, batch.targets[r], seen);
-        addRank(acc, rank);
+        addRank(acc, rankOf(scores, r * cols, cols, batch.targets[r], this.excluded(batch, r)));
       }
+      task.tick(batch.size);
+    },
+    addRanks(batch: SequenceBatch, ranks: Int32Array): void {
+      for (let r = 0; r < batch.size; r++) addRank(acc, ranks[r]);
       task.tick(batch.size);
     },
     finish(): EvalResult {

@@ -137,4 +137,8 @@ export class Fdsa extends Module implements SequentialModel {
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
     return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
   }
+
+  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
+    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
+  }
 }

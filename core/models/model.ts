@@ -48,6 +48,11 @@ export interface SequentialModel extends Module {
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput;
   /** Scores of every item (column 0 is padding) for each batch row: [size, numItems + 1]. */
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor;
+  /**
+   * The two factors of scoreAll when scores are dot products: sequence vectors [size, d] and the
+   * item table [numItems + 1, d]. Evaluation then ranks in item blocks, never holding all scores.
+   */
+  scoreParts?(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor };
   /** Per-step modality fusion weights, for explanations (DuAF-MAT). */
   explain?(batch: SequenceBatch, ctx: ForwardContext): ModalityWeights;
   /** Parameters for the main optimizer when some are updated separately (the critic). */

@@ -451,8 +451,13 @@ export class DuafMat extends Module implements SequentialModel {
   }
 
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
+    const { users, items } = this.scoreParts(batch, ctx);
+    return op.matmul(users, items, false, true);
+  }
+
+  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
     const tables = this.#tables(ctx);
-    return op.matmul(this.#encode(batch, ctx, tables).su, this.#scoreTable(tables), false, true);
+    return { users: this.#encode(batch, ctx, tables).su, items: this.#scoreTable(tables) };
   }
 
   explain(batch: SequenceBatch, ctx: ForwardContext): ModalityWeights {
