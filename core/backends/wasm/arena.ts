@@ -29,6 +29,7 @@ export class Arena {
   #i32!: Int32Array;
   #u8!: Uint8Array;
   #inUse = 0;
+  #peak = 0;
 
   /** Manages memory from byte `base` (64-aligned) upward; below it belongs to the module. */
   constructor(memory: WebAssembly.Memory, base: number) {
@@ -53,6 +54,16 @@ export class Arena {
     return this.#inUse;
   }
 
+  /** Most bytes handed out at once since the arena was made or resetPeak() last ran. */
+  get peakBytesInUse(): number {
+    return this.#peak;
+  }
+
+  /** Starts a new peak measurement from the bytes in use now. */
+  resetPeak(): void {
+    this.#peak = this.#inUse;
+  }
+
   /** End of the highest block ever handed out that is still below the bump pointer. */
   get top(): number {
     return this.#top;
@@ -75,6 +86,7 @@ export class Arena {
       }
     }
     this.#inUse += size;
+    if (this.#inUse > this.#peak) this.#peak = this.#inUse;
     if (best >= 0) {
       const ptr = this.#freeAddr[best];
       const rest = this.#freeSize[best] - size;
