@@ -40,6 +40,11 @@ export function ceBlockItems(tokens: number, items: number, setting: CeChunkSett
   if (setting === 0) return 0;
   if (setting !== "auto") return Math.max(1, Math.min(setting, items));
   if (tokens * items * 4 <= CE_PLAIN_MAX_BYTES) return 0;
+  return budgetBlockItems(tokens, items);
+}
+
+/** The most items (a multiple of 64, at least 64) whose [tokens x B] block fits CE_BLOCK_BYTES. */
+export function budgetBlockItems(tokens: number, items: number): number {
   const fit = Math.floor(CE_BLOCK_BYTES / (4 * Math.max(1, tokens)) / BLOCK_ALIGN) * BLOCK_ALIGN;
   return Math.min(items, Math.max(BLOCK_ALIGN, fit));
 }
@@ -63,9 +68,7 @@ export function linearCrossEntropyRows(
   if (targets.dtype !== "i32" || targets.size !== rows) {
     throw new Error(`linearCrossEntropy: targets must be int32 [${rows}]`);
   }
-  const block = blockItems > 0
-    ? Math.min(blockItems, items)
-    : Math.max(1, ceBlockItems(rows, items, "auto") || items);
+  const block = blockItems > 0 ? Math.min(blockItems, items) : budgetBlockItems(rows, items);
   const b = h.backend;
   const logits = (z: Tensor, j0: number, cols: number) =>
     b.gemm(gemmArgs(h.storage, table.storage, z.storage, rows, cols, d, {
