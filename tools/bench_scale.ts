@@ -5,7 +5,10 @@
  * catalog); the default model config (d = 64, 2 layers); one micro-batch of --rows sequences.
  *
  *   deno task bench scale [--items 12000,120000] [--rows 2048] [--len 20] [--steps 3]
- *                         [--backend native|wasm] [--threads 1|2]
+ *                         [--backend native|wasm] [--threads 1|2] [--ce-only]
+ *
+ * --ce-only times the loss alone (forward and backward of the CE over the item table, from random
+ * sequence outputs [rows, 64]), without the encoder's share of the step.
  *
  * Each (catalog, path) runs in a child process of its own, so every peak starts from a clean
  * arena and an out-of-memory failure ends only that case (it is reported as such).
@@ -15,11 +18,11 @@ import { NativeBackend } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { TrainConfigSchema } from "../core/config.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
-import { Sasrec } from "../core/models/sasrec.ts";
+import { nextItemLoss, Sasrec } from "../core/models/sasrec.ts";
 import { budgetBlockItems } from "../core/ops/linear_ce.ts";
 import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
-import { backward, setBackend, tidy } from "../core/tensor.ts";
+import { backward, setBackend, tensor, tidy } from "../core/tensor.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     steps: { type: "string", default: "3" },
     backend: { type: "string", default: "native" },
     threads: { type: "string", default: "1" },
+    "ce-only": { type: "boolean", default: false },
     one: { type: "string" },
   },
 });
@@ -73,19 +77,28 @@ async function runOne(numItems: number, chunked: boolean): Promise<void> {
   const opt = new Adam(model.parameters(), { lr: 1e-3, weightDecay: 0 });
   const batch = syntheticBatch(rng, numItems);
   const ctx = { training: true, rng };
+  const h = tensor(Float32Array.from({ length: rows * cfg.hidden }, () => rng.normal()), [
+    rows,
+    cfg.hidden,
+  ]);
+  h.requiresGrad = true;
+  const lossOf = values["ce-only"]
+    ? () => nextItemLoss(h, model.itemEmbedding.weight, batch, "ce", cfg.ceChunkItems)
+    : () => model.loss(batch, ctx).total;
   const times: number[] = [];
   let peak = 0;
   for (let s = 0; s <= steps; s++) {
     be.resetPeak();
     const t0 = performance.now();
     tidy(() => {
-      const out = model.loss(batch, ctx);
-      backward(out.total, undefined, { release: true });
+      backward(lossOf(), undefined, { release: true });
     });
     tidy(() => {
       opt.step();
       opt.zeroGrad();
     });
+    h.grad?.dispose();
+    h.grad = null;
     be.sync();
     if (s > 0) times.push((performance.now() - t0) / 1000); // step 0 warms up
     peak = Math.max(peak, be.memoryStats().peak);
@@ -106,7 +119,8 @@ async function main(): Promise<void> {
   }
   const sizes = values.items!.split(",").map(Number);
   console.log(
-    `SASRec step (d=64, 2 layers), ${rows} sequences x ${len}, backend ${values.backend}, ` +
+    `${values["ce-only"] ? "CE alone, forward + backward" : "SASRec step"} (d=64, 2 layers), ` +
+      `${rows} sequences x ${len}, backend ${values.backend}, ` +
       `${threads} thread(s), median of ${steps} steps after one warm-up`,
   );
   console.log("| items | CE | seconds / step | peak arena MiB | plain logits MiB |");
