@@ -245,6 +245,38 @@ export interface Backend {
     cols: number,
   ): void;
 
+  // ---- chunked cross-entropy (core/ops/linear_ce.ts) ----------------------------------------
+  /**
+   * One item block of a chunked cross-entropy's forward pass. x [rows, cols] holds the logits of
+   * columns [colOffset, colOffset + cols) of each full row. lse[r] becomes the log-sum-exp of the
+   * block's row (first) or that merged with the running value: lse = log(e^lse + e^block).
+   * picked[r] = x[r, targets[r] - colOffset] when the target falls in the block; the first block
+   * writes 0 for the others, later blocks leave them.
+   */
+  crossEntropyBlock(
+    x: Storage,
+    targets: Storage,
+    lse: Storage,
+    picked: Storage,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    first: boolean,
+  ): void;
+  /**
+   * Gradient of a block's logits, in place: x[r, c] = w[r] * (e^(x[r, c] - lse[r]) - [targets[r]
+   * == colOffset + c]), where lse is the full row's log-sum-exp and w the row loss's gradient.
+   */
+  crossEntropyBlockGrad(
+    x: Storage,
+    targets: Storage,
+    lse: Storage,
+    w: Storage,
+    rows: number,
+    cols: number,
+    colOffset: number,
+  ): void;
+
   // ---- indexing -----------------------------------------------------------------------------
   /** out[i, :] = table[idx[i], :] for i < n, rows of dim elements. */
   gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void;

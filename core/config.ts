@@ -75,6 +75,14 @@ export const TrainConfigSchema = z.object({
   clipNorm: z.number().nonnegative().default(0),
   maxLen: z.number().int().positive().default(50),
   loss: z.enum(["ce", "bce"]).default("ce"),
+  /**
+   * Full CE in item blocks (core/ops/linear_ce.ts): the [batch x items] logits are never
+   * materialised. "auto" = plain CE while those logits fit 256 MiB (checkpoints as before), blocks
+   * with a 32 MiB scratch above; 0 = always plain; N = always blocks of N items.
+   */
+  ceChunkItems: z.union([z.literal("auto"), z.number().int().nonnegative()], {
+    error: `expected "auto" or a whole number >= 0`,
+  }).default("auto"),
   patience: z.number().int().positive().default(10),
   metric: z.string().regex(/^(ndcg|mrr|hit|recall)@\d+$/).default("ndcg@10"),
   validKs: z.array(z.number().int().positive()).default([5, 10, 20]),

@@ -49,6 +49,22 @@ const KINDS: Record<string, Build> = {
       initStd: 0.02,
       loss: "ce",
     }, new Rng(4)),
+  // The same model with its CE over the item table in blocks of 7 items (op.linearCrossEntropy).
+  "sasrec, CE in item blocks": () =>
+    new Sasrec({
+      numItems: ITEMS,
+      maxLen: 8,
+      layers: 2,
+      heads: 2,
+      hidden: 16,
+      inner: 32,
+      hiddenDropout: 0.1,
+      attnDropout: 0.1,
+      layerNormEps: 1e-12,
+      initStd: 0.02,
+      loss: "ce",
+      ceChunkItems: 7,
+    }, new Rng(4)),
   duafmat: () => duafModel({ criticSteps: 1, modalityDropout: 0.3 }, itemSide(new Rng(11), true)),
 };
 

@@ -128,6 +128,42 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "cuda host: CE in item blocks runs its kernels through the binding without device reads",
+  ignore,
+  fn() {
+    const be = backend!;
+    withBackend(be, () => {
+      const rng = new Rng(9);
+      const m = model({}, itemSide(rng, true), "ce", { ceChunkItems: 7 });
+      const opt = new Adam(m.trainableParameters(), { lr: 1e-3, weightDecay: 0 });
+      const calls = { forward: 0, backward: 0 };
+      const fwd = be.crossEntropyBlock.bind(be);
+      const bwd = be.crossEntropyBlockGrad.bind(be);
+      be.crossEntropyBlock = (...a) => (calls.forward++, fwd(...a));
+      be.crossEntropyBlockGrad = (...a) => (calls.backward++, bwd(...a));
+      const { reads } = countReads(be);
+      try {
+        for (let step = 0; step < 2; step++) trainStep(m, opt, batch(rng), rng);
+      } finally {
+        be.crossEntropyBlock = fwd;
+        be.crossEntropyBlockGrad = bwd;
+      }
+      assert.equal(reads(), 0, "device reads during the steps");
+      // The tiny table has ITEMS + 1 rows: ceil(rows / 7) blocks each way, per step.
+      assert.ok(calls.forward >= 2 * 2 && calls.forward === calls.backward, JSON.stringify(calls));
+      const [x, t, l, p] = [
+        be.alloc(10, "f32"),
+        be.alloc(2, "i32"),
+        be.alloc(2, "f32"),
+        be.alloc(2, "f32"),
+      ];
+      assert.throws(() => be.crossEntropyBlock(x, t, l, p, 2, 6, 0, true), /outside storage/);
+      for (const s of [x, t, l, p]) be.free(s);
+    });
+  },
+});
+
 const MiB = 1 << 20;
 
 Deno.test({

@@ -52,6 +52,8 @@ const BYTES: Record<string, (a: any[]) => number> = {
   adam: (a) => a[0].n * 28,
   pick: (a) => a[3] * 8,
   pickGrad: (a) => a[3] * 8,
+  crossEntropyBlock: (a) => a[4] * a[5] * 4 + a[4] * 16,
+  crossEntropyBlockGrad: (a) => a[5] * a[6] * 8 + a[5] * 12,
   upload: () => 0,
 };
 

@@ -85,6 +85,8 @@ const SYMBOLS = {
   duaf_softmax_grad: fn([P, P, P, I, I, I]),
   duaf_layer_norm: fn([P, P, P, P, P, P, I, I, F]),
   duaf_layer_norm_grad: fn([P, P, P, P, P, P, P, P, I, I]),
+  duaf_ce_block: fn([P, P, P, P, I, I, I, I]),
+  duaf_ce_block_grad: fn([P, P, P, P, I, I, I]),
   duaf_gather: fn([P, I, P, P, I, I]),
   duaf_scatter_add: fn([P, P, P, I, I, I]),
   duaf_pick: fn([P, P, P, I, I]),
@@ -539,6 +541,52 @@ export class CudaBackend implements Backend {
     this.#check(
       this.#s.duaf_scatter_add(ptr(g), ptr(idx), ptr(out), rows, n, dim),
       "scatterAdd",
+    );
+  }
+
+  crossEntropyBlock(
+    x: Storage,
+    targets: Storage,
+    lse: Storage,
+    picked: Storage,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    first: boolean,
+  ): void {
+    need(x, 0, rows * cols, "crossEntropyBlock x");
+    need(targets, 0, rows, "crossEntropyBlock targets");
+    need(lse, 0, rows, "crossEntropyBlock lse");
+    need(picked, 0, rows, "crossEntropyBlock picked");
+    this.#check(
+      this.#s.duaf_ce_block(
+        ptr(x),
+        ptr(targets),
+        ptr(lse),
+        ptr(picked),
+        rows,
+        cols,
+        colOffset,
+        first ? 1 : 0,
+      ),
+      "crossEntropyBlock",
+    );
+  }
+
+  crossEntropyBlockGrad(
+    x: Storage,
+    targets: Storage,
+    lse: Storage,
+    w: Storage,
+    rows: number,
+    cols: number,
+    colOffset: number,
+  ): void {
+    need(x, 0, rows * cols, "crossEntropyBlockGrad x");
+    for (const s of [targets, lse, w]) need(s, 0, rows, "crossEntropyBlockGrad");
+    this.#check(
+      this.#s.duaf_ce_block_grad(ptr(x), ptr(targets), ptr(lse), ptr(w), rows, cols, colOffset),
+      "crossEntropyBlockGrad",
     );
   }
 

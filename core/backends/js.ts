@@ -350,6 +350,60 @@ export class JsBackend implements Backend {
     }
   }
 
+  crossEntropyBlock(
+    x: Storage,
+    targets: Storage,
+    lse: Storage,
+    picked: Storage,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    first: boolean,
+  ): void {
+    const X = f(x);
+    const T = ix(targets);
+    const L = f(lse);
+    const P = f(picked);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let max = -Infinity;
+      for (let c = 0; c < cols; c++) max = Math.max(max, X[o + c]);
+      let sum = 0;
+      for (let c = 0; c < cols; c++) sum += Math.exp(X[o + c] - max);
+      const block = max + Math.log(sum);
+      if (first) L[r] = block;
+      else {
+        const hi = Math.max(L[r], block);
+        L[r] = hi + Math.log(Math.exp(L[r] - hi) + Math.exp(block - hi));
+      }
+      const t = T[r] - colOffset;
+      if (t >= 0 && t < cols) P[r] = X[o + t];
+      else if (first) P[r] = 0;
+    }
+  }
+
+  crossEntropyBlockGrad(
+    x: Storage,
+    targets: Storage,
+    lse: Storage,
+    w: Storage,
+    rows: number,
+    cols: number,
+    colOffset: number,
+  ): void {
+    const X = f(x);
+    const T = ix(targets);
+    const L = f(lse);
+    const W = f(w);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      const t = T[r] - colOffset;
+      for (let c = 0; c < cols; c++) {
+        X[o + c] = W[r] * (Math.exp(X[o + c] - L[r]) - (c === t ? 1 : 0));
+      }
+    }
+  }
+
   gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
     const T = f(table);
     const I = ix(idx);

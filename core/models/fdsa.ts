@@ -28,6 +28,8 @@ export interface FdsaConfig extends EncoderConfig {
   numItems: number;
   maxLen: number;
   loss: "ce" | "bce";
+  /** CE over all items in item blocks: see nextItemLoss. */
+  ceChunkItems?: op.CeChunkSetting;
 }
 
 /**
@@ -130,6 +132,7 @@ export class Fdsa extends Module implements SequentialModel {
       this.itemEmbedding.weight,
       batch,
       this.cfg.loss,
+      this.cfg.ceChunkItems,
     );
     return { total: main, parts: { main } };
   }

@@ -28,6 +28,8 @@ export interface Gru4recConfig {
   /** Dropout on the item embeddings (RecBole's `dropout_prob`). */
   dropout: number;
   loss: "ce" | "bce";
+  /** CE over all items in item blocks: see nextItemLoss. */
+  ceChunkItems?: op.CeChunkSetting;
 }
 
 /**
@@ -118,6 +120,7 @@ export class Gru4rec extends Module implements SequentialModel {
       this.itemEmbedding.weight,
       batch,
       this.cfg.loss,
+      this.cfg.ceChunkItems,
     );
     return { total: main, parts: { main } };
   }

@@ -28,6 +28,7 @@ export function createModel(
         numLayers: cfg.gruLayers,
         dropout: cfg.gruDropout,
         loss: cfg.loss,
+        ceChunkItems: cfg.ceChunkItems,
       }, rng);
     case "fdsa":
       if (!items.text) throw new UsageError("fdsa needs a text modality (the dataset has none)");

@@ -18,6 +18,8 @@ export interface SasrecConfig extends EncoderConfig {
   numItems: number;
   maxLen: number;
   loss: "ce" | "bce";
+  /** CE over all items: "auto" (plain for small catalogs, in item blocks above), 0, or block size. */
+  ceChunkItems?: op.CeChunkSetting;
 }
 
 /** Flat indices of each row's last valid position in a [B, L] layout. */
@@ -57,15 +59,24 @@ export function positionIds(batch: SequenceBatch): Tensor {
   return tensor(hit.ids, [size, len], "i32");
 }
 
-/** CE over all items or BCE against one sampled negative, from sequence outputs [B, d]. */
+/**
+ * CE over all items or BCE against one sampled negative, from sequence outputs [B, d]. CE runs
+ * on the materialised logits [B x items] while `ceChunkItems` ("auto": while they fit 256 MiB)
+ * allows, and in item blocks otherwise (op.linearCrossEntropy: same loss, no [B x items] tensor).
+ */
 export function nextItemLoss(
   seqOut: Tensor,
   itemTable: Tensor,
   batch: SequenceBatch,
   kind: "ce" | "bce",
+  ceChunkItems: op.CeChunkSetting = "auto",
 ): Tensor {
   const targets = tensor(batch.targets, [batch.size], "i32");
-  if (kind === "ce") return op.crossEntropy(op.matmul(seqOut, itemTable, false, true), targets);
+  if (kind === "ce") {
+    const block = op.ceBlockItems(batch.size, itemTable.shape[0], ceChunkItems);
+    if (block > 0) return op.linearCrossEntropy(seqOut, itemTable, targets, block);
+    return op.crossEntropy(op.matmul(seqOut, itemTable, false, true), targets);
+  }
   if (!batch.negatives) throw new Error("BCE loss needs sampled negatives");
   const negatives = tensor(batch.negatives, [batch.size], "i32");
   const pos = op.sum(op.mul(seqOut, op.embedding(itemTable, targets)), -1);
@@ -126,6 +137,7 @@ export class Sasrec extends Module implements SequentialModel {
       this.itemEmbedding.weight,
       batch,
       this.cfg.loss,
+      this.cfg.ceChunkItems,
     );
     return { total: main, parts: { main } };
   }

@@ -4,4 +4,5 @@ export * from "./matmul.ts";
 export * from "./reduce.ts";
 export * from "./shape.ts";
 export * from "./nn.ts";
+export * from "./linear_ce.ts";
 export { broadcastShapes, sumToShape } from "./broadcast.ts";

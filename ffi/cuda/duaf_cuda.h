@@ -105,6 +105,16 @@ int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, 
                          const float *g, float *dx, float *dgamma, float *dbeta, int32_t rows,
                          int32_t cols);
 
+/* ---- chunked cross-entropy (core/ops/linear_ce.ts) ----------------------------------------- */
+/* x [rows, cols]: logits of columns col_offset.. of each row. lse[r] = log-sum-exp of the block's
+ * row (first) or log(e^lse + e^block); picked[r] = the target's logit when it falls in the block
+ * (the first block writes 0 for the others). */
+int duaf_ce_block(const float *x, const int32_t *targets, float *lse, float *picked, int32_t rows,
+                  int32_t cols, int32_t col_offset, int32_t first);
+/* In place: x[r, c] = w[r] * (exp(x[r, c] - lse[r]) - (targets[r] == col_offset + c)). */
+int duaf_ce_block_grad(float *x, const int32_t *targets, const float *lse, const float *w,
+                       int32_t rows, int32_t cols, int32_t col_offset);
+
 /* ---- indexing ------------------------------------------------------------------------------ */
 /* Out-of-range indices write nothing and make the next duaf_sync/duaf_download fail. */
 int duaf_gather(const void *table, int32_t table_rows, const int32_t *idx, void *out, int32_t n,

@@ -994,6 +994,60 @@ extern "C" int duaf_softmax_grad(const float *y, const float *g, float *out, int
   return 0;
 }
 
+// chunked cross-entropy (core/ops/linear_ce.ts): one warp per row, as softmax
+
+__global__ void k_ce_block(const float *x, const int *targets, float *lse, float *picked, int rows,
+                           int cols, int col_offset, int first) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *xr = x + (size_t)row * cols;
+  float mx = -INFINITY;
+  for (int c = lane; c < cols; c += 32) mx = fmaxf(mx, xr[c]);
+  mx = warp_max(mx);
+  float s = 0.f;
+  for (int c = lane; c < cols; c += 32) s += expf(xr[c] - mx);
+  const float block = mx + logf(warp_sum(s));
+  if (lane != 0) return;
+  if (first) {
+    lse[row] = block;
+  } else {
+    const float prev = lse[row], hi = fmaxf(prev, block), lo = fminf(prev, block);
+    lse[row] = hi + log1pf(expf(lo - hi));
+  }
+  const int t = targets[row] - col_offset;
+  if ((unsigned)t < (unsigned)cols) picked[row] = xr[t];
+  else if (first) picked[row] = 0.f;
+}
+
+__global__ void k_ce_block_grad(float *x, const int *targets, const float *lse, const float *w,
+                                int rows, int cols, int col_offset) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  float *xr = x + (size_t)row * cols;
+  const float l = lse[row], wr = w[row];
+  const int t = targets[row] - col_offset;
+  for (int c = lane; c < cols; c += 32) xr[c] = wr * (expf(xr[c] - l) - (c == t ? 1.f : 0.f));
+}
+
+extern "C" int duaf_ce_block(const float *x, const int32_t *targets, float *lse, float *picked,
+                             int32_t rows, int32_t cols, int32_t col_offset, int32_t first) {
+  if (rows <= 0 || cols <= 0) return 0;
+  k_ce_block<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(x, targets, lse, picked, rows, cols,
+                                                           col_offset, first);
+  LAUNCHED("crossEntropyBlock");
+  return 0;
+}
+
+extern "C" int duaf_ce_block_grad(float *x, const int32_t *targets, const float *lse,
+                                  const float *w, int32_t rows, int32_t cols,
+                                  int32_t col_offset) {
+  if (rows <= 0 || cols <= 0) return 0;
+  k_ce_block_grad<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(x, targets, lse, w, rows, cols,
+                                                                col_offset);
+  LAUNCHED("crossEntropyBlockGrad");
+  return 0;
+}
+
 __global__ void k_layer_norm(const float *x, const float *gamma, const float *beta, float *out,
                              float *mean, float *rstd, int rows, int cols, float eps) {
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;

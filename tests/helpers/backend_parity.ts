@@ -362,8 +362,54 @@ export function memoryCases(): ParityCase[] {
   ];
 }
 
+/**
+ * crossEntropyBlock over every block of a [rows x items] logit matrix, then crossEntropyBlockGrad
+ * of each block: the running lse, the picked target logits and every block's gradient. Targets
+ * hit every block, the first and last column, and (one row) no column at all.
+ */
+function crossEntropyBlocksCase(rows: number, items: number, block: number): ParityCase {
+  return {
+    name: `crossEntropyBlock and Grad ${rows}x${items} in blocks of ${block}`,
+    rtol: 1e-5,
+    atol: 1e-6,
+    run(be) {
+      const x = randn(120, rows * items, 4);
+      const raw = ints(121, rows, items);
+      raw[0] = 0;
+      raw[rows - 1] = items - 1;
+      if (rows > 2) raw[1] = items + 5;
+      const targets = up(be, raw);
+      const w = up(be, randn(122, rows));
+      const lse = be.alloc(rows, "f32");
+      const picked = be.alloc(rows, "f32");
+      const blocks: Storage[] = [];
+      for (let j0 = 0; j0 < items; j0 += block) {
+        const cols = Math.min(block, items - j0);
+        const z = new Float32Array(rows * cols);
+        for (let r = 0; r < rows; r++) {
+          z.set(x.subarray(r * items + j0, r * items + j0 + cols), r * cols);
+        }
+        const s = up(be, z);
+        be.crossEntropyBlock(s, targets, lse, picked, rows, cols, j0, j0 === 0);
+        blocks.push(s);
+      }
+      const out: Float32Array[] = [be.download(lse) as Float32Array];
+      out.push(be.download(picked) as Float32Array);
+      blocks.forEach((s, i) => {
+        const cols = Math.min(block, items - i * block);
+        be.crossEntropyBlockGrad(s, targets, lse, w, rows, cols, i * block);
+        out.push(be.download(s) as Float32Array);
+      });
+      return out;
+    },
+  };
+}
+
 export function rowCases(): ParityCase[] {
   const cases: ParityCase[] = [];
+  for (const [rows, items, block] of [[37, 101, 37], [5, 1000, 1000], [3, 7, 1], [64, 130, 64]]) {
+    cases.push(crossEntropyBlocksCase(rows, items, block));
+  }
   for (const [rows, cols] of [[37, 50], [5, 1000], [3, 1], [64, 33]]) {
     for (const log of [false, true]) {
       cases.push({

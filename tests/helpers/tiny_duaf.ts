@@ -61,6 +61,7 @@ export function model(
   overrides: Record<string, unknown>,
   items: ItemSide,
   loss: "ce" | "bce" = "ce",
+  shared: Record<string, unknown> = {},
 ) {
   const cfg = TrainConfigSchema.parse({
     model: "duafmat",
@@ -81,6 +82,7 @@ export function model(
       vsclCandidates: 4,
       ...overrides,
     },
+    ...shared,
   });
   return new DuafMat(
     { ...cfg, numItems: ITEMS, maxLen: 8, loss, duaf: cfg.duafmat },

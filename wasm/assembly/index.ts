@@ -4,7 +4,14 @@ export { gemm, GEMM_SCRATCH_BYTES } from "./gemm";
 export { unary, unaryGrad } from "./unary";
 export { binary, reduceSum } from "./binary";
 export { axpy, copy2d, fill32, permute, sumSquares } from "./memory_ops";
-export { layerNorm, layerNormGrad, softmax, softmaxGrad } from "./rows";
+export {
+  crossEntropyBlock,
+  crossEntropyBlockGrad,
+  layerNorm,
+  layerNormGrad,
+  softmax,
+  softmaxGrad,
+} from "./rows";
 export { gather, pick, pickGrad, scatterAdd } from "./indexing";
 export { dropout } from "./random";
 export { adam } from "./adam";

@@ -1,6 +1,6 @@
 // Row-wise kernels over the last axis: softmax / log-softmax and LayerNorm, with gradients.
 
-import { expV, logV } from "./math";
+import { expV, log1pV, logV } from "./math";
 import { hmax, hsum, loadTail, storeTail } from "./simd";
 
 /** Softmax (or log-softmax) of each row of cols floats. */
@@ -225,6 +225,95 @@ export function layerNormGrad(
       const dxh = f32x4.mul(loadTail(gr + o, tail), loadTail(gamma + o, tail));
       const v = f32x4.mul(vrs, f32x4.sub(f32x4.sub(dxh, m1), f32x4.mul(xh, m2)));
       storeTail(dr + o, v, tail);
+    }
+  }
+}
+
+/**
+ * One item block of a chunked cross-entropy (core/ops/linear_ce.ts): merges the log-sum-exp of
+ * each row of x (the logits of columns colOffset..colOffset+cols) into lse, and picks the target's
+ * logit into picked when it falls in the block (the first block writes 0 for the others).
+ */
+export function crossEntropyBlock(
+  x: usize,
+  targets: usize,
+  lse: usize,
+  picked: usize,
+  rows: i32,
+  cols: i32,
+  colOffset: i32,
+  first: bool,
+): void {
+  const rowBytes = <usize>cols << 2;
+  const nv = cols & ~3;
+  const tail = cols - nv;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes;
+    let vm = f32x4.splat(-Infinity);
+    for (let i = 0; i < nv; i += 4) vm = f32x4.max(vm, v128.load(xr + (<usize>i << 2)));
+    let m = hmax(vm);
+    for (let i = nv; i < cols; i++) m = max(m, load<f32>(xr + (<usize>i << 2)));
+    const sm = f32x4.splat(m);
+    let vs = f32x4.splat(0);
+    for (let i = 0; i < nv; i += 4) {
+      vs = f32x4.add(vs, expV(f32x4.sub(v128.load(xr + (<usize>i << 2)), sm)));
+    }
+    let s = hsum(vs);
+    if (tail) {
+      const e = expV(f32x4.sub(loadTail(xr + (<usize>nv << 2), tail), sm));
+      s += f32x4.extract_lane(e, 0);
+      if (tail > 1) s += f32x4.extract_lane(e, 1);
+      if (tail > 2) s += f32x4.extract_lane(e, 2);
+    }
+    const block = m + f32x4.extract_lane(logV(f32x4.splat(s)), 0);
+    const lp = lse + (<usize>r << 2);
+    if (first) store<f32>(lp, block);
+    else {
+      const prev = load<f32>(lp);
+      const hi = max(prev, block);
+      const lo = min(prev, block);
+      const e = f32x4.extract_lane(expV(f32x4.splat(lo - hi)), 0);
+      store<f32>(lp, hi + f32x4.extract_lane(log1pV(f32x4.splat(e)), 0));
+    }
+    const t = load<i32>(targets + (<usize>r << 2)) - colOffset;
+    const pp = picked + (<usize>r << 2);
+    if (<u32>t < <u32>cols) store<f32>(pp, load<f32>(xr + (<usize>t << 2)));
+    else if (first) store<f32>(pp, 0);
+  }
+}
+
+/**
+ * A block's logits turned in place into their gradient: x = w[r] * (e^(x - lse[r]) - onehot),
+ * the one at column targets[r] - colOffset when it falls in the block.
+ */
+export function crossEntropyBlockGrad(
+  x: usize,
+  targets: usize,
+  lse: usize,
+  w: usize,
+  rows: i32,
+  cols: i32,
+  colOffset: i32,
+): void {
+  const rowBytes = <usize>cols << 2;
+  const nv = cols & ~3;
+  const tail = cols - nv;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes;
+    const vl = v128.load32_splat(lse + (<usize>r << 2));
+    const vw = v128.load32_splat(w + (<usize>r << 2));
+    for (let i = 0; i < nv; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(xr + o, f32x4.mul(vw, expV(f32x4.sub(v128.load(xr + o), vl))));
+    }
+    if (tail) {
+      const o = <usize>nv << 2;
+      storeTail(xr + o, f32x4.mul(vw, expV(f32x4.sub(loadTail(xr + o, tail), vl))), tail);
+    }
+    const t = load<i32>(targets + (<usize>r << 2)) - colOffset;
+    if (<u32>t < <u32>cols) {
+      const p = xr + (<usize>t << 2);
+      store<f32>(p, load<f32>(p) - f32x4.extract_lane(vw, 0));
     }
   }
 }

@@ -48,6 +48,7 @@ export class Arena {
   #i32!: Int32Array;
   #u8!: Uint8Array;
   #inUse = 0;
+  #peak = 0;
 
   readonly #maxPages: number;
 
@@ -78,6 +79,16 @@ export class Arena {
     return this.#inUse;
   }
 
+  /** Most bytes handed out at once since the arena was made or resetPeak() last ran. */
+  get peakBytesInUse(): number {
+    return this.#peak;
+  }
+
+  /** Starts a new peak measurement from the bytes in use now. */
+  resetPeak(): void {
+    this.#peak = this.#inUse;
+  }
+
   /** End of the highest block ever handed out that is still below the bump pointer. */
   get top(): number {
     return this.#top;
@@ -100,6 +111,7 @@ export class Arena {
       }
     }
     this.#inUse += size;
+    if (this.#inUse > this.#peak) this.#peak = this.#inUse;
     if (best >= 0) {
       const ptr = this.#freeAddr[best];
       const rest = this.#freeSize[best] - size;

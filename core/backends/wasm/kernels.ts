@@ -88,6 +88,25 @@ export interface KernelExports {
     rows: number,
     cols: number,
   ): void;
+  crossEntropyBlock(
+    x: number,
+    targets: number,
+    lse: number,
+    picked: number,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    first: number,
+  ): void;
+  crossEntropyBlockGrad(
+    x: number,
+    targets: number,
+    lse: number,
+    w: number,
+    rows: number,
+    cols: number,
+    colOffset: number,
+  ): void;
   gather(
     table: number,
     tableRows: number,

@@ -25,6 +25,8 @@ export const THREAD_OPS = [
   "softmax",
   "softmaxGrad",
   "layerNorm",
+  "crossEntropyBlock",
+  "crossEntropyBlockGrad",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

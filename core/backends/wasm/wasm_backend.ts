@@ -188,6 +188,16 @@ export class WasmBackend implements Backend {
     this.#thread!.run(op, theirs, mine);
   }
 
+  /** Arena bytes in use now and at most since the last resetPeak() (tests, benchmarks). */
+  memoryStats(): { inUse: number; peak: number } {
+    return { inUse: this.arena.bytesInUse, peak: this.arena.peakBytesInUse };
+  }
+
+  /** Starts a new peak measurement of memoryStats(). */
+  resetPeak(): void {
+    this.arena.resetPeak();
+  }
+
   /** Byte address of a storage's first element in `memory`. */
   pointer(s: Storage): number {
     const w = s as WasmStorage;
@@ -590,6 +600,58 @@ export class WasmBackend implements Backend {
       this.at(dbeta, 0, cols),
       rows,
       cols,
+    );
+  }
+
+  // ---- chunked cross-entropy ----------------------------------------------------------------
+
+  crossEntropyBlock(
+    x: Storage,
+    targets: Storage,
+    lse: Storage,
+    picked: Storage,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    first: boolean,
+  ): void {
+    const xp = this.at(x, 0, rows * cols);
+    const tp = this.at(targets, 0, rows);
+    const lp = this.at(lse, 0, rows);
+    const pp = this.at(picked, 0, rows);
+    const fst = first ? 1 : 0;
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, cols);
+    if (half === 0) return k.crossEntropyBlock(xp, tp, lp, pp, rows, cols, colOffset, fst);
+    const o = half * 4;
+    this.#onBoth(
+      "crossEntropyBlock",
+      [xp + half * cols * 4, tp + o, lp + o, pp + o, rows - half, cols, colOffset, fst],
+      () => k.crossEntropyBlock(xp, tp, lp, pp, half, cols, colOffset, fst),
+    );
+  }
+
+  crossEntropyBlockGrad(
+    x: Storage,
+    targets: Storage,
+    lse: Storage,
+    w: Storage,
+    rows: number,
+    cols: number,
+    colOffset: number,
+  ): void {
+    const xp = this.at(x, 0, rows * cols);
+    const tp = this.at(targets, 0, rows);
+    const lp = this.at(lse, 0, rows);
+    const wp = this.at(w, 0, rows);
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, cols);
+    if (half === 0) return k.crossEntropyBlockGrad(xp, tp, lp, wp, rows, cols, colOffset);
+    const o = half * 4;
+    this.#onBoth(
+      "crossEntropyBlockGrad",
+      [xp + half * cols * 4, tp + o, lp + o, wp + o, rows - half, cols, colOffset],
+      () => k.crossEntropyBlockGrad(xp, tp, lp, wp, half, cols, colOffset),
     );
   }
 

@@ -42,6 +42,8 @@ export interface DuafMatConfig extends EncoderConfig {
   numItems: number;
   maxLen: number;
   loss: "ce" | "bce";
+  /** CE over all items in item blocks: see nextItemLoss. */
+  ceChunkItems?: op.CeChunkSetting;
   /** Learning rate of the critic's optimizer (the main one is the trainer's). */
   lr: number;
   duaf: DuafConfig;
@@ -349,7 +351,13 @@ export class DuafMat extends Module implements SequentialModel {
     const dc = this.cfg.duaf;
     const tables = this.#tables(ctx);
     const { su, seqs } = this.#encode(batch, ctx, tables);
-    const main = nextItemLoss(su, this.#scoreTable(tables), batch, this.cfg.loss);
+    const main = nextItemLoss(
+      su,
+      this.#scoreTable(tables),
+      batch,
+      this.cfg.loss,
+      this.cfg.ceChunkItems,
+    );
     const parts: Record<string, Tensor> = { main };
     let total = main;
     if (dc.cscl && tables.text && tables.image) {

@@ -1,0 +1,139 @@
+/**
+ * Full cross-entropy over an item table without the [tokens x items] logits: the loss of
+ * crossEntropy(matmul(h, table^T), targets), computed block by block of items as in "Cut Your
+ * Losses in Large-Vocabulary Language Models" (Wijmans et al. 2024).
+ *
+ * Forward, per block of B items: z = h @ table[j0:j0+B]^T ([T x B] scratch, one GEMM), then one
+ * kernel merges the block's row log-sum-exp into a running lse [T] and picks the target's logit
+ * when it falls in the block. Row loss = lse - z_target. Only lse [T] is kept for the backward.
+ *
+ * Backward, per block: z is recomputed by the same GEMM, one kernel turns it in place into
+ * w_t (softmax - onehot) from the saved lse (w = the row losses' gradient, g/T under a mean),
+ * and two GEMMs take dh += dz @ table_block and dtable_block = dz^T @ h. dtable's blocks are
+ * disjoint, so each is written once.
+ *
+ * Memory: one [T x B] scratch at a time, plus [T] vectors; nothing grows with the number of items
+ * but the table's own gradient. Every column takes part, the padding item 0 included, as in the
+ * plain path (and RecBole's SASRec CE, which scores the whole embedding table).
+ */
+import { gemmArgs } from "../backend.ts";
+import { empty, record, type Tensor } from "../tensor.ts";
+import { mean } from "./reduce.ts";
+
+/** "auto", 0 (the plain path: logits materialised) or the items per block. */
+export type CeChunkSetting = "auto" | number;
+
+/** Under "auto", plain CE runs while its logits [T x items] stay within this (256 MiB). */
+export const CE_PLAIN_MAX_BYTES = 256 * 2 ** 20;
+/** Under "auto", a block's [T x B] scratch stays within this (32 MiB). */
+export const CE_BLOCK_BYTES = 32 * 2 ** 20;
+/** Blocks are a multiple of this many items (GEMM tiles), unless the table is smaller. */
+const BLOCK_ALIGN = 64;
+
+/**
+ * Items per block for `tokens` rows scored against `items` table rows, or 0 for the plain path.
+ * "auto" keeps the plain path while its logits fit CE_PLAIN_MAX_BYTES (so small catalogs train
+ * exactly as before) and otherwise sizes blocks to CE_BLOCK_BYTES; a positive number always
+ * chunks with blocks of that many items; 0 always takes the plain path.
+ */
+export function ceBlockItems(tokens: number, items: number, setting: CeChunkSetting): number {
+  if (setting === 0) return 0;
+  if (setting !== "auto") return Math.max(1, Math.min(setting, items));
+  if (tokens * items * 4 <= CE_PLAIN_MAX_BYTES) return 0;
+  return budgetBlockItems(tokens, items);
+}
+
+/** The most items (a multiple of 64, at least 64) whose [tokens x B] block fits CE_BLOCK_BYTES. */
+export function budgetBlockItems(tokens: number, items: number): number {
+  const fit = Math.floor(CE_BLOCK_BYTES / (4 * Math.max(1, tokens)) / BLOCK_ALIGN) * BLOCK_ALIGN;
+  return Math.min(items, Math.max(BLOCK_ALIGN, fit));
+}
+
+/**
+ * Per-row cross-entropy [T] of the logits h @ table^T (h [T, d], table [N, d]) against int32
+ * targets [T], computed in blocks of `blockItems` items (default: the "auto" block size). A
+ * target outside [0, N) falls in no block and scores its row as lse - 0.
+ */
+export function linearCrossEntropyRows(
+  h: Tensor,
+  table: Tensor,
+  targets: Tensor,
+  blockItems = 0,
+): Tensor {
+  if (h.rank !== 2 || table.rank !== 2 || h.shape[1] !== table.shape[1]) {
+    throw new Error(`linearCrossEntropy: hidden [${h.shape}] against table [${table.shape}]`);
+  }
+  const [rows, d] = h.shape;
+  const items = table.shape[0];
+  if (targets.dtype !== "i32" || targets.size !== rows) {
+    throw new Error(`linearCrossEntropy: targets must be int32 [${rows}]`);
+  }
+  const block = blockItems > 0 ? Math.min(blockItems, items) : budgetBlockItems(rows, items);
+  const b = h.backend;
+  const logits = (z: Tensor, j0: number, cols: number) =>
+    b.gemm(gemmArgs(h.storage, table.storage, z.storage, rows, cols, d, {
+      transB: true,
+      bOffset: j0 * d,
+    }));
+
+  const lse = empty([rows]);
+  const picked = empty([rows]);
+  const z = empty([rows * block]);
+  for (let j0 = 0; j0 < items; j0 += block) {
+    const cols = Math.min(block, items - j0);
+    logits(z, j0, cols);
+    b.crossEntropyBlock(
+      z.storage,
+      targets.storage,
+      lse.storage,
+      picked.storage,
+      rows,
+      cols,
+      j0,
+      j0 === 0,
+    );
+  }
+  z.dispose();
+  const out = empty([rows]);
+  b.binary("sub", lse.storage, [1], picked.storage, [1], out.storage, [rows]);
+  picked.dispose();
+
+  return record(out, "linear_cross_entropy", [h, table], (g) => {
+    const dh = h.requiresGrad ? empty(h.shape) : null;
+    const dt = table.requiresGrad ? empty(table.shape) : null;
+    const dz = empty([rows * block]);
+    for (let j0 = 0; j0 < items; j0 += block) {
+      const cols = Math.min(block, items - j0);
+      logits(dz, j0, cols);
+      b.crossEntropyBlockGrad(dz.storage, targets.storage, lse.storage, g.storage, rows, cols, j0);
+      if (dh) {
+        b.gemm(gemmArgs(dz.storage, table.storage, dh.storage, rows, d, cols, {
+          bOffset: j0 * d,
+          beta: j0 === 0 ? 0 : 1,
+        }));
+      }
+      if (dt) {
+        b.gemm(gemmArgs(dz.storage, h.storage, dt.storage, cols, d, rows, {
+          transA: true,
+          cOffset: j0 * d,
+        }));
+      }
+    }
+    dz.dispose();
+    return [dh, dt];
+  });
+}
+
+/**
+ * Mean cross-entropy of h @ table^T against targets, in item blocks: the value and gradients of
+ * crossEntropy(matmul(h, table, false, true), targets) to float32 rounding, without its
+ * [T x N] logits. hidden [T, d], table [N, d], targets int32 [T].
+ */
+export function linearCrossEntropy(
+  h: Tensor,
+  table: Tensor,
+  targets: Tensor,
+  blockItems = 0,
+): Tensor {
+  return mean(linearCrossEntropyRows(h, table, targets, blockItems));
+}
