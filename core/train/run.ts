@@ -151,7 +151,10 @@ function trainingAdvice(cfg: TrainConfig, numItems: number): string {
     `training steps, evalBatchSize (now ${cfg.evalBatchSize}) for validation`,
   ];
   if (cfg.loss === "ce") {
-    parts.push(`loss=bce (loss=ce scores all ${numItems} items for every training position)`);
+    parts.push(
+      `ceChunkItems=4096 (now ${cfg.ceChunkItems}; CE in item blocks) or loss=bce (loss=ce ` +
+        `scores all ${numItems} items for every training position)`,
+    );
   }
   if (getBackend().name !== "cuda") parts.push("or --backend cuda where a GPU is");
   return parts.join("; ");
