@@ -17,14 +17,13 @@ import { backward, full, getBackend, tidy } from "../tensor.ts";
 import { CPU_TOKEN_BUDGET } from "../backend.ts";
 import { LossLog } from "./loss_log.ts";
 import {
-  bucketedOrder,
   makeBatch,
   microBatches,
   type SequenceSource,
-  shuffledOrder,
   splitExamples,
   timestampOrigin,
-} from "./examples.ts";
+} from "../models/examples.ts";
+import { bucketedOrder, shuffledOrder } from "./order.ts";
 
 export interface EpochRecord {
   epoch: number;

@@ -5,7 +5,7 @@
  * augmentation for sequential models).
  */
 import type { Rng } from "../random.ts";
-import { copyRow, type SequenceBatch } from "../models/batch.ts";
+import { copyRow, type SequenceBatch } from "./batch.ts";
 
 /** The slice of the dataset the example builders need (core/data/dataset.ts provides it). */
 export interface SequenceSource {
@@ -128,13 +128,6 @@ function daysSinceOrigin(src: SequenceSource, origin: number): Float32Array {
   return days;
 }
 
-/** A seeded permutation of [0, n). */
-export function shuffledOrder(n: number, rng: Rng): Int32Array {
-  const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  return rng.shuffle(order);
-}
-
 /** One user's history for serving: item indices (1..I) and unix-second timestamps. */
 export interface History {
   items: number[];
@@ -178,46 +171,6 @@ export function padSequences(
     lengths[r] = s.items.length;
   });
   return { len, items, times, lengths };
-}
-
-/**
- * A seeded order that batches examples of similar history length together: shuffle, sort each
- * window of `window` batches by length (stable, so ties keep the shuffled order), cut into
- * batches, shuffle the batches.
- */
-export function bucketedOrder(
-  ex: Examples,
-  maxLen: number,
-  batchSize: number,
-  rng: Rng,
-  window = 32,
-): Int32Array {
-  const n = ex.users.length;
-  const order = shuffledOrder(n, rng);
-  const span = batchSize * window;
-  // Lengths are small integers, so each window is sorted by counting (stable, like the sort).
-  const count = new Int32Array(maxLen + 2);
-  const sorted = new Int32Array(Math.min(n, span));
-  for (let start = 0; start < n; start += span) {
-    const part = order.subarray(start, Math.min(n, start + span));
-    count.fill(0);
-    for (const e of part) count[Math.min(maxLen, ex.positions[e]) + 1]++;
-    for (let l = 1; l < count.length; l++) count[l] += count[l - 1];
-    for (const e of part) sorted[count[Math.min(maxLen, ex.positions[e])]++] = e;
-    part.set(sorted.subarray(0, part.length));
-  }
-  const batches: Int32Array[] = [];
-  for (let start = 0; start < n; start += batchSize) {
-    batches.push(order.slice(start, start + batchSize));
-  }
-  rng.shuffle(batches);
-  const out = new Int32Array(n);
-  let at = 0;
-  for (const b of batches) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
 }
 
 /** Rows [from, to) of a batch, trimmed to their own longest history. */
