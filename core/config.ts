@@ -75,6 +75,14 @@ export const TrainConfigSchema = z.object({
   clipNorm: z.number().nonnegative().default(0),
   maxLen: z.number().int().positive().default(50),
   loss: z.enum(["ce", "bce"]).default("ce"),
+  /**
+   * What one epoch trains on. "prefix" (RecBole): every prefix of every training history is an
+   * example, with the loss at its last position. "window" (the original SASRec): one example per
+   * user, the last maxLen + 1 items of the training history, with the loss at every position
+   * (mean per target over the batch). Far fewer tokens per epoch on long histories. Not used by
+   * pop.
+   */
+  trainMode: z.enum(["prefix", "window"]).default("prefix"),
   patience: z.number().int().positive().default(10),
   metric: z.string().regex(/^(ndcg|mrr|hit|recall)@\d+$/).default("ndcg@10"),
   validKs: z.array(z.number().int().positive()).default([5, 10, 20]),

@@ -22,7 +22,9 @@ import {
   type SequenceSource,
   splitExamples,
   timestampOrigin,
+  windowExamples,
 } from "../models/examples.ts";
+import { lossCount } from "../models/batch.ts";
 import { bucketedOrder, shuffledOrder } from "./order.ts";
 
 export interface EpochRecord {
@@ -111,7 +113,8 @@ export async function train(
   hooks: TrainHooks = {},
 ): Promise<TrainOutcome> {
   const progress = hooks.progress ?? silentProgress;
-  const examples = splitExamples(src, "train");
+  const window = cfg.trainMode === "window";
+  const examples = window ? windowExamples(src) : splitExamples(src, "train");
   const n = examples.users.length;
   const origin = timestampOrigin(src);
   const stepsPerEpoch = Math.ceil(n / cfg.batchSize);
@@ -194,15 +197,17 @@ export async function train(
           cfg.maxLen,
           origin,
           model.needsNegatives ? stepRng : null,
+          window,
         );
         const ctx = { training: true, rng: stepRng };
         log.beginStep();
+        const terms = lossCount(batch);
         for (
           const micro of microBatches(batch, Math.floor(tokenBudget / (model.memoryFactor ?? 1)))
         ) {
-          // Each micro-batch's mean loss is weighted by its share of the batch, so accumulated
-          // gradients equal the whole batch's.
-          const weight = micro.size / batch.size;
+          // Each micro-batch's mean loss is weighted by its share of the batch's loss terms (rows,
+          // or targets in window training), so accumulated gradients equal the whole batch's.
+          const weight = lossCount(micro) / terms;
           tidy(() => {
             const out = model.loss(micro, ctx);
             // Log the loss parts first: backward releases the graph as it goes.
