@@ -83,6 +83,12 @@ export const TrainConfigSchema = z.object({
    * pop.
    */
   trainMode: z.enum(["prefix", "window"]).default("prefix"),
+  /**
+   * Window training: "last" = each user's most recent window every epoch (the original SASRec);
+   * "random" = a window end drawn per user and epoch, so histories longer than maxLen + 1 also
+   * train on their older targets.
+   */
+  windowEnd: z.enum(["last", "random"]).default("last"),
   patience: z.number().int().positive().default(10),
   metric: z.string().regex(/^(ndcg|mrr|hit|recall)@\d+$/).default("ndcg@10"),
   validKs: z.array(z.number().int().positive()).default([5, 10, 20]),

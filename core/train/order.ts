@@ -1,9 +1,10 @@
 /**
- * Training-only example orders: a seeded shuffle per epoch, or length-bucketed batches. The
+ * Training-only per-epoch draws: the example order (a seeded shuffle, or length-bucketed
+ * batches) and, in window training with windowEnd "random", where each user's window ends. The
  * examples and batches themselves are built in core/models/examples.ts.
  */
 import type { Rng } from "../random.ts";
-import type { Examples } from "../models/examples.ts";
+import type { Examples, SequenceSource } from "../models/examples.ts";
 
 /** A seeded permutation of [0, n). */
 export function shuffledOrder(n: number, rng: Rng): Int32Array {
@@ -50,4 +51,25 @@ export function bucketedOrder(
     at += b.length;
   }
   return out;
+}
+
+/**
+ * Window examples (windowExamples) with each window's end drawn uniformly among those that give
+ * a full window of maxLen inputs: histories longer than maxLen + 1 items then train on every
+ * target over the epochs instead of only their most recent maxLen. Shorter histories keep their
+ * one window.
+ */
+export function randomWindowEnds(
+  src: Pick<SequenceSource, "seqOffsets">,
+  ex: Examples,
+  maxLen: number,
+  rng: Rng,
+): Examples {
+  const positions = new Int32Array(ex.positions.length);
+  for (let e = 0; e < positions.length; e++) {
+    const last = ex.positions[e];
+    const first = Math.min(maxLen, last);
+    positions[e] = last > first ? first + rng.int(last - first + 1) : last;
+  }
+  return { users: ex.users, positions };
 }

@@ -25,7 +25,7 @@ import {
   windowExamples,
 } from "../models/examples.ts";
 import { lossCount } from "../models/batch.ts";
-import { bucketedOrder, shuffledOrder } from "./order.ts";
+import { bucketedOrder, randomWindowEnds, shuffledOrder } from "./order.ts";
 
 export interface EpochRecord {
   epoch: number;
@@ -91,6 +91,14 @@ export function formatNamed(values: Record<string, number>, sep = ", "): string 
   return Object.entries(values).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(sep);
 }
 
+/**
+ * Floats one SASRec token keeps for backward at the default width: about CPU_TOKEN_BUDGET's
+ * 1.5 GB over its 32768 tokens. Window training with CE also keeps logits over all items at
+ * every token (the logits, their log-softmax and its gradient), which the micro-batch budget
+ * counts in the same unit: on Beauty's 12,101 items a token then weighs about 4 SASRec tokens.
+ */
+const SASREC_FLOATS_PER_TOKEN = 11500;
+
 /** Longest run of synchronous steps between turns of the event loop. */
 const YIELD_EVERY_MS = 20;
 /** How often the loss parts are read back for the progress line (each read waits for the GPU). */
@@ -127,6 +135,10 @@ export async function train(
   const tokenBudget = cfg.tokenBudget === "auto"
     ? getBackend().microBatchTokens ?? CPU_TOKEN_BUDGET
     : cfg.tokenBudget;
+  const logitsPerToken = window && cfg.loss === "ce"
+    ? 3 * (src.numItems + 1) / SASREC_FLOATS_PER_TOKEN
+    : 0;
+  const microTokens = Math.floor(tokenBudget / ((model.memoryFactor ?? 1) + logitsPerToken));
   const validate = () =>
     evaluate(model, src, {
       split: "valid",
@@ -163,8 +175,11 @@ export async function train(
   try {
     while (state.epoch < cfg.epochs) {
       orderRng.setState(state.orderRngAtEpochStart);
+      const epochExamples = window && cfg.windowEnd === "random"
+        ? randomWindowEnds(src, examples, cfg.maxLen, orderRng)
+        : examples;
       const order = cfg.bucket
-        ? bucketedOrder(examples, cfg.maxLen, cfg.batchSize, orderRng)
+        ? bucketedOrder(epochExamples, cfg.maxLen, cfg.batchSize, orderRng)
         : shuffledOrder(n, orderRng);
       const task = progress.start(`epoch ${state.epoch + 1}`, steps, "steps");
       if (state.step > 0) task.tick(state.step);
@@ -190,7 +205,7 @@ export async function train(
         const end = Math.min(n, start + cfg.batchSize);
         const batch = makeBatch(
           src,
-          examples,
+          epochExamples,
           order,
           start,
           end,
@@ -202,9 +217,7 @@ export async function train(
         const ctx = { training: true, rng: stepRng };
         log.beginStep();
         const terms = lossCount(batch);
-        for (
-          const micro of microBatches(batch, Math.floor(tokenBudget / (model.memoryFactor ?? 1)))
-        ) {
+        for (const micro of microBatches(batch, microTokens)) {
           // Each micro-batch's mean loss is weighted by its share of the batch's loss terms (rows,
           // or targets in window training), so accumulated gradients equal the whole batch's.
           const weight = lossCount(micro) / terms;
