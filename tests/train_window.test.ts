@@ -93,15 +93,15 @@ Deno.test("randomWindowEnds: full windows drawn from the whole history, short hi
   const rng = new Rng(4);
   const ends = new Set<number>();
   for (let epoch = 0; epoch < 400; epoch++) {
-    const drawn = randomWindowEnds(src, ex, 10, rng);
+    const drawn = randomWindowEnds(ex, 10, rng);
     assert.equal(drawn.positions[1], 3, "a history shorter than maxLen + 1 keeps its window");
     ends.add(drawn.positions[0]);
   }
   // Every full window of 10 inputs ends somewhere in 10..37: all 28 ends come up.
   assert.deepEqual([...ends].sort((a, b) => a - b), Array.from({ length: 28 }, (_, i) => 10 + i));
   assert.deepEqual(
-    randomWindowEnds(src, ex, 10, new Rng(9)).positions,
-    randomWindowEnds(src, ex, 10, new Rng(9)).positions,
+    randomWindowEnds(ex, 10, new Rng(9)).positions,
+    randomWindowEnds(ex, 10, new Rng(9)).positions,
   );
 });
 

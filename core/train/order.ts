@@ -4,7 +4,7 @@
  * examples and batches themselves are built in core/models/examples.ts.
  */
 import type { Rng } from "../random.ts";
-import type { Examples, SequenceSource } from "../models/examples.ts";
+import type { Examples } from "../models/examples.ts";
 
 /** A seeded permutation of [0, n). */
 export function shuffledOrder(n: number, rng: Rng): Int32Array {
@@ -59,12 +59,7 @@ export function bucketedOrder(
  * target over the epochs instead of only their most recent maxLen. Shorter histories keep their
  * one window.
  */
-export function randomWindowEnds(
-  src: Pick<SequenceSource, "seqOffsets">,
-  ex: Examples,
-  maxLen: number,
-  rng: Rng,
-): Examples {
+export function randomWindowEnds(ex: Examples, maxLen: number, rng: Rng): Examples {
   const positions = new Int32Array(ex.positions.length);
   for (let e = 0; e < positions.length; e++) {
     const last = ex.positions[e];

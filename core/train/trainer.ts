@@ -176,7 +176,7 @@ export async function train(
     while (state.epoch < cfg.epochs) {
       orderRng.setState(state.orderRngAtEpochStart);
       const epochExamples = window && cfg.windowEnd === "random"
-        ? randomWindowEnds(src, examples, cfg.maxLen, orderRng)
+        ? randomWindowEnds(examples, cfg.maxLen, orderRng)
         : examples;
       const order = cfg.bucket
         ? bucketedOrder(epochExamples, cfg.maxLen, cfg.batchSize, orderRng)
