@@ -1,11 +1,14 @@
 /**
  * The shared trainer: seeded shuffles, one tape per step inside a memory scope, per-epoch
  * full-ranking validation, early stopping on a chosen metric, and checkpoints that let an
- * interrupted run resume to exactly the same result.
+ * interrupted run resume to exactly the same result. An epoch's examples are every prefix of
+ * every training history (trainMode "prefix") or one window per user with a target at every
+ * position ("window").
  *
- * Two generators make resumption exact: `orderRng` draws each epoch's shuffle (its state is saved
- * at the epoch start, so a resumed epoch regenerates the same order), and `stepRng` draws
- * everything inside a step (dropout seeds, negatives, noise; its state is saved after each step).
+ * Two generators make resumption exact: `orderRng` draws each epoch's shuffle and random window
+ * ends (its state is saved at the epoch start, so a resumed epoch regenerates the same order),
+ * and `stepRng` draws everything inside a step (dropout seeds, negatives, noise; its state is
+ * saved after each step).
  */
 import type { TrainConfig } from "../config.ts";
 import { evaluate } from "../eval/evaluate.ts";
