@@ -83,6 +83,20 @@ export const TrainConfigSchema = z.object({
   ceChunkItems: z.union([z.literal("auto"), z.number().int().nonnegative()], {
     error: `expected "auto" or a whole number >= 0`,
   }).default("auto"),
+  /**
+   * What one epoch trains on. "prefix" (RecBole): every prefix of every training history is an
+   * example, with the loss at its last position. "window" (the original SASRec): one example per
+   * user, the last maxLen + 1 items of the training history, with the loss at every position
+   * (mean per target over the batch). Far fewer tokens per epoch on long histories. Not used by
+   * pop.
+   */
+  trainMode: z.enum(["prefix", "window"]).default("prefix"),
+  /**
+   * Window training: "last" = each user's most recent window every epoch (the original SASRec);
+   * "random" = a window end drawn per user and epoch, so histories longer than maxLen + 1 also
+   * train on their older targets.
+   */
+  windowEnd: z.enum(["last", "random"]).default("last"),
   patience: z.number().int().positive().default(10),
   metric: z.string().regex(/^(ndcg|mrr|hit|recall)@\d+$/).default("ndcg@10"),
   validKs: z.array(z.number().int().positive()).default([5, 10, 20]),

@@ -22,7 +22,7 @@ import {
 } from "../core/serve/recommend.ts";
 import { engineScorer } from "../core/serve/scorer.ts";
 import { topK } from "../core/serve/topk.ts";
-import { batchFromHistories, makeBatch, splitExamples } from "../core/train/examples.ts";
+import { batchFromHistories, makeBatch, splitExamples } from "../core/models/examples.ts";
 import { datasetHash, openRun } from "../core/train/run.ts";
 import { VERSION } from "../core/version.ts";
 import { listDir, runCli } from "./helpers/run_cli.ts";

@@ -18,7 +18,7 @@ import * as op from "../core/ops/mod.ts";
 import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
 import { backward, type Tensor, tensor, tidy, withBackend } from "../core/tensor.ts";
-import { splitExamples } from "../core/train/examples.ts";
+import { splitExamples } from "../core/models/examples.ts";
 import { compareClose, loadGolden } from "./golden.ts";
 import { f64, gradCheck } from "./helpers/gradcheck.ts";
 

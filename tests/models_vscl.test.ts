@@ -12,7 +12,7 @@ import {
   type VirtualSequenceOptions,
   virtualSequences,
 } from "../core/models/duaf/vscl.ts";
-import { padSequences } from "../core/train/examples.ts";
+import { padSequences } from "../core/models/examples.ts";
 import { Rng } from "../core/random.ts";
 import * as op from "../core/ops/mod.ts";
 import { tensor, withBackend } from "../core/tensor.ts";

@@ -1,13 +1,8 @@
 /** Training examples and batches: the length-bucketed order and right-padded batches. */
 import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
-import {
-  bucketedOrder,
-  type Examples,
-  makeBatch,
-  type SequenceSource,
-  shuffledOrder,
-} from "../core/train/examples.ts";
+import { type Examples, makeBatch, type SequenceSource } from "../core/models/examples.ts";
+import { bucketedOrder, shuffledOrder } from "../core/train/order.ts";
 import { positionIds } from "../core/models/sasrec.ts";
 
 function examples(n: number, maxPos: number, seed: number): Examples {

@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { resolveConfig } from "../core/config.ts";
 import { type Dataset, loadDataset } from "../core/data/dataset.ts";
 import { writeFileAtomic } from "../core/io/atomic.ts";
-import { splitExamples } from "../core/train/examples.ts";
+import { splitExamples } from "../core/models/examples.ts";
 import { activateBackend } from "../core/train/run.ts";
 import type { ChildResult } from "./train_bench/child.ts";
 import {

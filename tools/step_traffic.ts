@@ -20,13 +20,8 @@ import { createModel } from "../core/models/registry.ts";
 import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
 import { backward, full, getBackend, setBackend, tidy } from "../core/tensor.ts";
-import {
-  bucketedOrder,
-  makeBatch,
-  shuffledOrder,
-  splitExamples,
-  timestampOrigin,
-} from "../core/train/examples.ts";
+import { makeBatch, splitExamples, timestampOrigin } from "../core/models/examples.ts";
+import { bucketedOrder, shuffledOrder } from "../core/train/order.ts";
 import { activateBackend, itemSide } from "../core/train/run.ts";
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);

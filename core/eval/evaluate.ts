@@ -5,7 +5,7 @@ import type { Progress } from "../progress.ts";
 import { silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
 import { noGrad, tidy } from "../tensor.ts";
-import { makeBatch, type SequenceSource, splitExamples } from "../train/examples.ts";
+import { makeBatch, type SequenceSource, splitExamples } from "../models/examples.ts";
 import { blockRanks, DEFAULT_BLOCK_ITEMS } from "./block_rank.ts";
 import { addRank, finalize, newAccumulator, rankOf } from "./metrics.ts";
 

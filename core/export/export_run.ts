@@ -9,7 +9,7 @@ import { UsageError } from "../errors.ts";
 import { markedFile } from "../io/output_guard.ts";
 import { Rng } from "../random.ts";
 import { noGrad, tidy } from "../tensor.ts";
-import { makeBatch, splitExamples } from "../train/examples.ts";
+import { makeBatch, splitExamples } from "../models/examples.ts";
 import type { SequenceBatch } from "../models/batch.ts";
 import type { OpenRun } from "../train/run.ts";
 import { VERSION } from "../version.ts";

@@ -18,6 +18,51 @@ export interface SequenceBatch {
   targets: Int32Array;
   /** [size] one sampled negative per example (BCE loss), when the trainer drew them. */
   negatives?: Int32Array;
+  /**
+   * Window training (trainMode "window"): [size * len] the next item at every position, 0 where
+   * no loss applies (padding). Absent: the loss applies at each row's last position only.
+   */
+  positionTargets?: Int32Array;
+  /** [size * len] one sampled negative per position with a target (BCE loss in window training). */
+  positionNegatives?: Int32Array;
+}
+
+/**
+ * Where a batch's next-item loss applies: flat indices into its [size * len] positions, with the
+ * target (and sampled negative) at each. One per row at its last position, or, in window
+ * training, every position that has a target.
+ */
+export interface LossPositions {
+  index: Int32Array;
+  targets: Int32Array;
+  negatives?: Int32Array;
+}
+
+export function lossPositions(batch: SequenceBatch): LossPositions {
+  const at = batch.positionTargets;
+  if (!at) {
+    const index = new Int32Array(batch.size);
+    for (let b = 0; b < batch.size; b++) index[b] = b * batch.len + batch.lengths[b] - 1;
+    return { index, targets: batch.targets, negatives: batch.negatives };
+  }
+  const index = new Int32Array(lossCount(batch));
+  let n = 0;
+  for (let i = 0; i < at.length; i++) if (at[i] > 0) index[n++] = i;
+  const neg = batch.positionNegatives;
+  return {
+    index,
+    targets: index.map((i) => at[i]),
+    negatives: neg ? index.map((i) => neg[i]) : undefined,
+  };
+}
+
+/** How many terms the batch's next-item loss averages: rows, or targets in window training. */
+export function lossCount(batch: SequenceBatch): number {
+  const at = batch.positionTargets;
+  if (!at) return batch.size;
+  let n = 0;
+  for (let i = 0; i < at.length; i++) if (at[i] > 0) n++;
+  return n;
 }
 
 /**

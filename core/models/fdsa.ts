@@ -20,9 +20,9 @@ import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { keep, type Tensor, tensor } from "../tensor.ts";
-import type { SequenceBatch } from "./batch.ts";
+import { lossPositions, type SequenceBatch } from "./batch.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
-import { gatherLast, nextItemLoss, positionIds } from "./sasrec.ts";
+import { gatherAt, lastPositions, lossIndex, nextItemLoss, positionIds } from "./sasrec.ts";
 
 export interface FdsaConfig extends EncoderConfig {
   numItems: number;
@@ -105,8 +105,13 @@ export class Fdsa extends Module implements SequentialModel {
     return op.dropout(x, this.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
   }
 
-  /** Sequence representation [B, d]. */
+  /** Sequence representation [B, d]: the fused output at each sequence's last position. */
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
+    return this.#represent(batch, lastPositions(batch), ctx);
+  }
+
+  /** The fused output of the two streams at flat [B * L] positions `at` [N]: [N, d]. */
+  #represent(batch: SequenceBatch, at: Tensor, ctx: ForwardContext): Tensor {
     const items = tensor(batch.items, [batch.size, batch.len], "i32");
     const pos = this.positionEmbedding.forward(positionIds(batch));
     const mask = causalPaddingMask(batch.items, batch.size, batch.len);
@@ -115,22 +120,25 @@ export class Fdsa extends Module implements SequentialModel {
       this.norm.forward(op.add(this.itemEmbedding.forward(items), pos)),
       ctx,
     );
-    const itemOut = gatherLast(this.itemEncoder.forward(itemIn, mask, ctx), batch);
+    const itemOut = gatherAt(this.itemEncoder.forward(itemIn, mask, ctx), at);
 
     // Gather the sequence's feature rows before projecting: B*L rows rather than every item.
     const feat = this.featureProjection.forward(op.embedding(this.textTable, items));
     const featIn = this.#drop(this.norm.forward(op.add(feat, pos)), ctx);
-    const featOut = gatherLast(this.featureEncoder.forward(featIn, mask, ctx), batch);
+    const featOut = gatherAt(this.featureEncoder.forward(featIn, mask, ctx), at);
 
     const fused = this.concatLayer.forward(op.concat([itemOut, featOut], -1));
     return this.#drop(this.norm.forward(fused), ctx);
   }
 
+  /** Next-item loss at the last position, or at every position in window training. */
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
+    const at = lossPositions(batch);
+    const out = this.#represent(batch, lossIndex(at), ctx);
     const main = nextItemLoss(
-      this.forward(batch, ctx),
+      out,
       this.itemEmbedding.weight,
-      batch,
+      at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
     );

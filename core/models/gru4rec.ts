@@ -3,7 +3,7 @@
  * (recbole/model/sequential_recommender/gru4rec.py): item embedding -> dropout -> a bias-free
  * nn.GRU -> Linear(hidden -> embedding) -> the output at the last valid position ->
  * dot-product scores against the item embedding table. Loss: CE over all items or BCE with one
- * sampled negative.
+ * sampled negative, at the last position (or at every position in window training).
  *
  * Initialisation follows RecBole: xavier_normal_ item embeddings, xavier_uniform_ for the
  * first GRU layer's weights (deeper layers keep torch's default), torch's default Linear init.
@@ -16,9 +16,10 @@ import type { ForwardContext } from "../nn/context.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { assign, type Tensor, tensor } from "../tensor.ts";
-import type { SequenceBatch } from "./batch.ts";
+import { lossPositions, type SequenceBatch } from "./batch.ts";
+import { sliceBatch } from "./examples.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
-import { gatherLast, nextItemLoss } from "./sasrec.ts";
+import { gatherAt, lastPositions, lossIndex, nextItemLoss } from "./sasrec.ts";
 
 export interface Gru4recConfig {
   numItems: number;
@@ -52,14 +53,7 @@ export const defaults: Omit<Gru4recConfig, "numItems"> = {
 export function trimToLongest(batch: SequenceBatch): SequenceBatch {
   let longest = 1;
   for (let r = 0; r < batch.size; r++) longest = Math.max(longest, batch.lengths[r]);
-  if (longest >= batch.len) return batch;
-  const items = new Int32Array(batch.size * longest);
-  const times = new Float32Array(batch.size * longest);
-  for (let r = 0; r < batch.size; r++) {
-    items.set(batch.items.subarray(r * batch.len, r * batch.len + longest), r * longest);
-    times.set(batch.times.subarray(r * batch.len, r * batch.len + longest), r * longest);
-  }
-  return { ...batch, len: longest, items, times };
+  return longest >= batch.len ? batch : sliceBatch(batch, 0, batch.size);
 }
 
 /** Overwrites a parameter with freshly drawn values (a temporary tensor, freed at once). */
@@ -98,9 +92,14 @@ export class Gru4rec extends Module implements SequentialModel {
     return this.cfg.loss === "bce";
   }
 
-  /** Sequence representation [B, embeddingSize]. */
+  /** Sequence representation [B, embeddingSize]: the output at each sequence's last position. */
   forward(full: SequenceBatch, ctx: ForwardContext): Tensor {
     const batch = trimToLongest(full);
+    return this.#represent(batch, lastPositions(batch), ctx);
+  }
+
+  /** The GRU's output at flat [B * L] positions `at` [N], through the dense layer: [N, e]. */
+  #represent(batch: SequenceBatch, at: Tensor, ctx: ForwardContext): Tensor {
     const items = tensor(batch.items, [batch.size, batch.len], "i32");
     const x = op.dropout(
       this.itemEmbedding.forward(items),
@@ -109,16 +108,20 @@ export class Gru4rec extends Module implements SequentialModel {
       ctx.training,
     );
     const { output } = this.gru.forward(x);
-    // The dense layer acts per position, so gathering the last state first is the same result
-    // as RecBole's dense-then-gather at 1/L of the cost.
-    return this.dense.forward(gatherLast(output, batch));
+    // The dense layer acts per position, so gathering the wanted states first is the same result
+    // as RecBole's dense-then-gather at a fraction of the cost.
+    return this.dense.forward(gatherAt(output, at));
   }
 
-  loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
+  /** Next-item loss at the last position, or at every position in window training. */
+  loss(full: SequenceBatch, ctx: ForwardContext): LossOutput {
+    const batch = trimToLongest(full);
+    const at = lossPositions(batch);
+    const out = this.#represent(batch, lossIndex(at), ctx);
     const main = nextItemLoss(
-      this.forward(batch, ctx),
+      out,
       this.itemEmbedding.weight,
-      batch,
+      at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
     );

@@ -2,7 +2,8 @@
  * SASRec (Kang & McAuley 2018) as RecBole 1.2.1 implements it: item + learned position
  * embeddings, LayerNorm, dropout, a post-LN transformer encoder, the output at the last valid
  * position, and dot-product scores against the item embedding table. Loss: CE over all items
- * (RecBole's default) or BCE with one sampled negative (paper Eq. 18).
+ * (RecBole's default) or BCE with one sampled negative (paper Eq. 18), at the last position of
+ * each prefix (RecBole) or at every position of a window (the original SASRec; trainMode).
  */
 import { Embedding, LayerNorm } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
@@ -11,7 +12,7 @@ import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { type Tensor, tensor } from "../tensor.ts";
-import type { SequenceBatch } from "./batch.ts";
+import { type LossPositions, lossPositions, type SequenceBatch } from "./batch.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 
 export interface SasrecConfig extends EncoderConfig {
@@ -29,10 +30,20 @@ export function lastPositions(batch: SequenceBatch): Tensor {
   return tensor(idx, [batch.size], "i32");
 }
 
+/** Gathers rows of h [B, L, d] at flat [B * L] positions `at` [N]: [N, d]. */
+export function gatherAt(h: Tensor, at: Tensor): Tensor {
+  const [size, len, d] = h.shape;
+  return op.embedding(op.reshape(h, [size * len, d]), at);
+}
+
 /** Gathers rows of h [B, L, d] at each sequence's last valid position: [B, d]. */
 export function gatherLast(h: Tensor, batch: SequenceBatch): Tensor {
-  const d = h.shape[2];
-  return op.embedding(op.reshape(h, [batch.size * batch.len, d]), lastPositions(batch));
+  return gatherAt(h, lastPositions(batch));
+}
+
+/** The loss positions' flat indices as a tensor, for gatherAt. */
+export function lossIndex(at: LossPositions): Tensor {
+  return tensor(at.index, [at.index.length], "i32");
 }
 
 /** The last shapes' position ids: a training step asks for the same few shapes every time. */
@@ -60,25 +71,28 @@ export function positionIds(batch: SequenceBatch): Tensor {
 }
 
 /**
- * CE over all items or BCE against one sampled negative, from sequence outputs [B, d]. CE runs
- * on the materialised logits [B x items] while `ceChunkItems` ("auto": while they fit 256 MiB)
- * allows, and in item blocks otherwise (op.linearCrossEntropy: same loss, no [B x items] tensor).
+ * CE over all items or BCE against one sampled negative, from the sequence outputs [N, d] at the
+ * loss positions `at`; the mean over those N positions (per token over the batch, as the
+ * original SASRec averages its window loss). CE runs on the materialised logits [N x items] while
+ * `ceChunkItems` ("auto": while they fit 256 MiB) allows, and in item blocks otherwise
+ * (op.linearCrossEntropy: same loss, no [N x items] tensor).
  */
 export function nextItemLoss(
   seqOut: Tensor,
   itemTable: Tensor,
-  batch: SequenceBatch,
+  at: LossPositions,
   kind: "ce" | "bce",
   ceChunkItems: op.CeChunkSetting = "auto",
 ): Tensor {
-  const targets = tensor(batch.targets, [batch.size], "i32");
+  const n = at.targets.length;
+  const targets = tensor(at.targets, [n], "i32");
   if (kind === "ce") {
-    const block = op.ceBlockItems(batch.size, itemTable.shape[0], ceChunkItems);
+    const block = op.ceBlockItems(n, itemTable.shape[0], ceChunkItems);
     if (block > 0) return op.linearCrossEntropy(seqOut, itemTable, targets, block);
     return op.crossEntropy(op.matmul(seqOut, itemTable, false, true), targets);
   }
-  if (!batch.negatives) throw new Error("BCE loss needs sampled negatives");
-  const negatives = tensor(batch.negatives, [batch.size], "i32");
+  if (!at.negatives) throw new Error("BCE loss needs sampled negatives");
+  const negatives = tensor(at.negatives, [n], "i32");
   const pos = op.sum(op.mul(seqOut, op.embedding(itemTable, targets)), -1);
   const neg = op.sum(op.mul(seqOut, op.embedding(itemTable, negatives)), -1);
   return op.bceWithLogits(pos, neg);
@@ -131,11 +145,14 @@ export class Sasrec extends Module implements SequentialModel {
     return gatherLast(this.encode(batch, ctx), batch);
   }
 
+  /** Next-item loss at the last position, or at every position in window training. */
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
+    const at = lossPositions(batch);
+    const h = gatherAt(this.encode(batch, ctx), lossIndex(at));
     const main = nextItemLoss(
-      this.forward(batch, ctx),
+      h,
       this.itemEmbedding.weight,
-      batch,
+      at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
     );

@@ -9,7 +9,7 @@ import type { Progress } from "../progress.ts";
 import { silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
 import { noGrad, tidy } from "../tensor.ts";
-import { makeBatch, type SequenceSource, splitExamples } from "../train/examples.ts";
+import { makeBatch, type SequenceSource, splitExamples } from "../models/examples.ts";
 
 /**
  * Upper bucket edges in days, half a decade apart. Gap 0 (same day) has its own bucket: Amazon

@@ -7,7 +7,7 @@ import { noGrad, tidy } from "../tensor.ts";
 import { Rng } from "../random.ts";
 import type { SequenceBatch } from "../models/batch.ts";
 import type { ModalityWeights } from "../models/model.ts";
-import { batchFromHistories, type History } from "../train/examples.ts";
+import { batchFromHistories, type History } from "../models/examples.ts";
 import type { OpenRun } from "../train/run.ts";
 import type { BatchScorer } from "./scorer.ts";
 import { topK } from "./topk.ts";

@@ -31,7 +31,7 @@ import {
   saveState,
   writeRunManifest,
 } from "./run_dir.ts";
-import { timestampOrigin } from "./examples.ts";
+import { timestampOrigin } from "../models/examples.ts";
 import { type EpochRecord, initialState, train, type TrainOutcome } from "./trainer.ts";
 
 export function itemSide(ds: Dataset): ItemSide {

@@ -1,11 +1,14 @@
 /**
  * The shared trainer: seeded shuffles, one tape per step inside a memory scope, per-epoch
  * full-ranking validation, early stopping on a chosen metric, and checkpoints that let an
- * interrupted run resume to exactly the same result.
+ * interrupted run resume to exactly the same result. An epoch's examples are every prefix of
+ * every training history (trainMode "prefix") or one window per user with a target at every
+ * position ("window").
  *
- * Two generators make resumption exact: `orderRng` draws each epoch's shuffle (its state is saved
- * at the epoch start, so a resumed epoch regenerates the same order), and `stepRng` draws
- * everything inside a step (dropout seeds, negatives, noise; its state is saved after each step).
+ * Two generators make resumption exact: `orderRng` draws each epoch's shuffle and random window
+ * ends (its state is saved at the epoch start, so a resumed epoch regenerates the same order),
+ * and `stepRng` draws everything inside a step (dropout seeds, negatives, noise; its state is
+ * saved after each step).
  */
 import type { TrainConfig } from "../config.ts";
 import { evaluate } from "../eval/evaluate.ts";
@@ -17,14 +20,15 @@ import { backward, full, getBackend, tidy } from "../tensor.ts";
 import { CPU_TOKEN_BUDGET } from "../backend.ts";
 import { LossLog } from "./loss_log.ts";
 import {
-  bucketedOrder,
   makeBatch,
   microBatches,
   type SequenceSource,
-  shuffledOrder,
   splitExamples,
   timestampOrigin,
-} from "./examples.ts";
+  windowExamples,
+} from "../models/examples.ts";
+import { lossCount } from "../models/batch.ts";
+import { bucketedOrder, randomWindowEnds, shuffledOrder } from "./order.ts";
 
 export interface EpochRecord {
   epoch: number;
@@ -95,6 +99,14 @@ export function formatNamed(values: Record<string, number>, sep = ", "): string 
   return Object.entries(values).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(sep);
 }
 
+/**
+ * Floats one SASRec token keeps for backward at the default width: about CPU_TOKEN_BUDGET's
+ * 1.5 GB over its 32768 tokens. Window training with CE also keeps logits over all items at
+ * every token (the logits, their log-softmax and its gradient), which the micro-batch budget
+ * counts in the same unit: on Beauty's 12,101 items a token then weighs about 4 SASRec tokens.
+ */
+const SASREC_FLOATS_PER_TOKEN = 11500;
+
 /** Longest run of synchronous steps between turns of the event loop. */
 const YIELD_EVERY_MS = 20;
 /** How often the loss parts are read back for the progress line (each read waits for the GPU). */
@@ -117,7 +129,8 @@ export async function train(
   hooks: TrainHooks = {},
 ): Promise<TrainOutcome> {
   const progress = hooks.progress ?? silentProgress;
-  const examples = splitExamples(src, "train");
+  const window = cfg.trainMode === "window";
+  const examples = window ? windowExamples(src) : splitExamples(src, "train");
   const n = examples.users.length;
   const origin = timestampOrigin(src);
   const stepsPerEpoch = Math.ceil(n / cfg.batchSize);
@@ -130,6 +143,10 @@ export async function train(
   const tokenBudget = cfg.tokenBudget === "auto"
     ? getBackend().microBatchTokens ?? CPU_TOKEN_BUDGET
     : cfg.tokenBudget;
+  const logitsPerToken = window && cfg.loss === "ce"
+    ? 3 * (src.numItems + 1) / SASREC_FLOATS_PER_TOKEN
+    : 0;
+  const microTokens = Math.floor(tokenBudget / ((model.memoryFactor ?? 1) + logitsPerToken));
   const validate = () =>
     evaluate(model, src, {
       split: "valid",
@@ -167,8 +184,11 @@ export async function train(
   try {
     while (state.epoch < cfg.epochs) {
       orderRng.setState(state.orderRngAtEpochStart);
+      const epochExamples = window && cfg.windowEnd === "random"
+        ? randomWindowEnds(examples, cfg.maxLen, orderRng)
+        : examples;
       const order = cfg.bucket
-        ? bucketedOrder(examples, cfg.maxLen, cfg.batchSize, orderRng)
+        ? bucketedOrder(epochExamples, cfg.maxLen, cfg.batchSize, orderRng)
         : shuffledOrder(n, orderRng);
       const task = progress.start(`epoch ${state.epoch + 1}`, steps, "steps");
       if (state.step > 0) task.tick(state.step);
@@ -205,22 +225,22 @@ export async function train(
         const end = Math.min(n, start + cfg.batchSize);
         const batch = makeBatch(
           src,
-          examples,
+          epochExamples,
           order,
           start,
           end,
           cfg.maxLen,
           origin,
           model.needsNegatives ? stepRng : null,
+          window,
         );
         const ctx = { training: true, rng: stepRng };
         log.beginStep();
-        for (
-          const micro of microBatches(batch, Math.floor(tokenBudget / (model.memoryFactor ?? 1)))
-        ) {
-          // Each micro-batch's mean loss is weighted by its share of the batch, so accumulated
-          // gradients equal the whole batch's.
-          const weight = micro.size / batch.size;
+        const terms = lossCount(batch);
+        for (const micro of microBatches(batch, microTokens)) {
+          // Each micro-batch's mean loss is weighted by its share of the batch's loss terms (rows,
+          // or targets in window training), so accumulated gradients equal the whole batch's.
+          const weight = lossCount(micro) / terms;
           tidy(() => {
             const out = model.loss(micro, ctx);
             // Log the loss parts first: backward releases the graph as it goes.

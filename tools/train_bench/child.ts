@@ -14,7 +14,7 @@ import { loadDataset } from "../../core/data/dataset.ts";
 import { isUserError } from "../../core/errors.ts";
 import type { Progress, ProgressTask } from "../../core/progress.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
-import { splitExamples } from "../../core/train/examples.ts";
+import { splitExamples } from "../../core/models/examples.ts";
 
 export interface ChildResult {
   model: string;

@@ -13,7 +13,9 @@
  *
  * Sequence. e_i^m = E^m[item_i] + P_i (Eq. 2); h_i = DuAF(e_i^m, e_time_i, q_i) (fusion.ts), then
  * LayerNorm, dropout and the transformer; s_u is the output at the last step. Items are scored by
- * dot product with the mean of their modality vectors ("fused") or the ID embedding ("id").
+ * dot product with the mean of their modality vectors ("fused") or the ID embedding ("id"). The
+ * main loss is taken at s_u (one per prefix), or in window training at every step's output; the
+ * contrastive and adversarial terms are per sequence (s_u, pooled modality sequences) in both.
  *
  * Update schedule. The main Adam updates everything except the critic. After each main step the
  * critic takes `criticSteps` steps of its own Adam on real vs generated pairs (generators frozen),
@@ -28,10 +30,10 @@ import * as op from "../../ops/mod.ts";
 import { Adam } from "../../optim/adam.ts";
 import { Rng } from "../../random.ts";
 import { backward, keep, noGrad, type Tensor, tensor, tidy } from "../../tensor.ts";
-import type { SequenceBatch } from "../batch.ts";
+import { lossPositions, type SequenceBatch } from "../batch.ts";
 import type { ItemFeatures, ItemSide } from "../item_side.ts";
 import type { LossOutput, ModalityWeights, SequentialModel } from "../model.ts";
-import { gatherLast, nextItemLoss, positionIds } from "../sasrec.ts";
+import { gatherAt, gatherLast, lossIndex, nextItemLoss, positionIds } from "../sasrec.ts";
 import { infoNce } from "./contrastive.ts";
 import { averageFusion, fuseModalities, prefixMean } from "./fusion.ts";
 import { Critic, criticLoss, generatorLoss, MoeGenerator } from "./mat_moe.ts";
@@ -311,7 +313,7 @@ export class DuafMat extends Module implements SequentialModel {
     return seqs;
   }
 
-  /** Fused sequence, encoder output at the last step, and the fusion weights. */
+  /** Encoder outputs at every step and at the last (s_u), fusion weights, modality sequences. */
   #encode(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables) {
     const seqs = this.#sequences(batch, ctx, tables);
     let h: Tensor;
@@ -333,7 +335,7 @@ export class DuafMat extends Module implements SequentialModel {
       ctx.training,
     );
     const out = this.encoder.forward(x, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
-    return { su: gatherLast(out, batch), omega, seqs };
+    return { out, su: gatherLast(out, batch), omega, seqs };
   }
 
   #scoreTable(tables: ItemTables): Tensor {
@@ -350,11 +352,14 @@ export class DuafMat extends Module implements SequentialModel {
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const dc = this.cfg.duaf;
     const tables = this.#tables(ctx);
-    const { su, seqs } = this.#encode(batch, ctx, tables);
+    const { out, su, seqs } = this.#encode(batch, ctx, tables);
+    // The next-item loss at the last step (s_u itself), or at every step in window training
+    // (trainMode); CSCL, VSCL and the adversarial term below stay one per sequence in both modes.
+    const at = lossPositions(batch);
     const main = nextItemLoss(
-      su,
+      batch.positionTargets ? gatherAt(out, lossIndex(at)) : su,
       this.#scoreTable(tables),
-      batch,
+      at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
     );

@@ -2,10 +2,11 @@
  * Leave-one-out examples and padded batches. For a user with n interactions the last is the
  * test target, the second-last the valid target, and every earlier position p >= 1 is a
  * training example whose history is the (at most maxLen) items before it (RecBole's prefix
- * augmentation for sequential models).
+ * augmentation for sequential models, trainMode "prefix"). Window training (trainMode "window")
+ * has one example per user instead, with a target at every position (windowExamples).
  */
 import type { Rng } from "../random.ts";
-import { copyRow, type SequenceBatch } from "../models/batch.ts";
+import { copyRow, type SequenceBatch } from "./batch.ts";
 
 /** The slice of the dataset the example builders need (core/data/dataset.ts provides it). */
 export interface SequenceSource {
@@ -58,8 +59,29 @@ export function timestampOrigin(src: SequenceSource): number {
 }
 
 /**
+ * Window training examples (trainMode "window", as the original SASRec trains): one per user
+ * with at least one training target, at the end of the user's training history (everything
+ * before the valid and test items). Its batch row holds the (at most maxLen) items before that
+ * position as input and the next item at every input position as targets.
+ */
+export function windowExamples(src: SequenceSource): Examples {
+  const users: number[] = [];
+  const positions: number[] = [];
+  for (let u = 0; u < src.numUsers; u++) {
+    const n = src.seqOffsets[u + 1] - src.seqOffsets[u];
+    if (n >= 4) {
+      users.push(u);
+      positions.push(n - 3);
+    }
+  }
+  return { users: Int32Array.from(users), positions: Int32Array.from(positions) };
+}
+
+/**
  * Builds a right-padded batch from examples[start, end). With `rng`, draws one negative per
- * example uniformly from items the user never interacted with.
+ * example uniformly from items the user never interacted with. With `everyPosition` (window
+ * training) each input position also gets its next item as a target, and with `rng` a negative
+ * of its own.
  */
 export function makeBatch(
   src: SequenceSource,
@@ -70,6 +92,7 @@ export function makeBatch(
   maxLen: number,
   origin: number,
   negRng: Rng | null,
+  everyPosition = false,
 ): SequenceBatch {
   const size = end - start;
   // Pad only to the longest history in the batch: attention and recurrence are causal and the
@@ -85,7 +108,9 @@ export function makeBatch(
   const lengths = new Int32Array(size);
   const users = new Int32Array(size);
   const targets = new Int32Array(size);
-  const negatives = negRng ? new Int32Array(size) : undefined;
+  const negatives = negRng && !everyPosition ? new Int32Array(size) : undefined;
+  const positionTargets = everyPosition ? new Int32Array(size * len) : undefined;
+  const positionNegatives = negRng && everyPosition ? new Int32Array(size * len) : undefined;
   for (let r = 0; r < size; r++) {
     const e = order ? order[start + r] : start + r;
     const u = ex.users[e];
@@ -97,20 +122,38 @@ export function makeBatch(
     lengths[r] = l;
     users[r] = u;
     targets[r] = src.seqItems[off + p];
-    if (negatives && negRng) {
-      const n = src.seqOffsets[u + 1] - off;
-      for (;;) {
-        const cand = 1 + negRng.int(src.numItems);
-        let seen = false;
-        for (let j = 0; j < n && !seen; j++) seen = src.seqItems[off + j] === cand;
-        if (!seen) {
-          negatives[r] = cand;
-          break;
+    const n = src.seqOffsets[u + 1] - off;
+    if (negatives && negRng) negatives[r] = unseenItem(src, off, n, negRng);
+    if (positionTargets) {
+      for (let j = 0; j < l; j++) positionTargets[r * len + j] = src.seqItems[off + from + j + 1];
+      if (positionNegatives && negRng) {
+        for (let j = 0; j < l; j++) {
+          positionNegatives[r * len + j] = unseenItem(src, off, n, negRng);
         }
       }
     }
   }
-  return { size, len, items, lengths, times, users, targets, negatives };
+  return {
+    size,
+    len,
+    items,
+    lengths,
+    times,
+    users,
+    targets,
+    negatives,
+    ...(positionTargets ? { positionTargets, positionNegatives } : {}),
+  };
+}
+
+/** A uniform draw among the items (1..numItems) absent from the n items at `off`. */
+function unseenItem(src: SequenceSource, off: number, n: number, rng: Rng): number {
+  for (;;) {
+    const cand = 1 + rng.int(src.numItems);
+    let seen = false;
+    for (let j = 0; j < n && !seen; j++) seen = src.seqItems[off + j] === cand;
+    if (!seen) return cand;
+  }
 }
 
 const dayTimes = new WeakMap<Float64Array, { origin: number; days: Float32Array }>();
@@ -126,13 +169,6 @@ function daysSinceOrigin(src: SequenceSource, origin: number): Float32Array {
   for (let i = 0; i < days.length; i++) days[i] = (src.seqTimes[i] - origin) / SECONDS_PER_DAY;
   dayTimes.set(src.seqTimes, { origin, days });
   return days;
-}
-
-/** A seeded permutation of [0, n). */
-export function shuffledOrder(n: number, rng: Rng): Int32Array {
-  const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  return rng.shuffle(order);
 }
 
 /** One user's history for serving: item indices (1..I) and unix-second timestamps. */
@@ -180,67 +216,32 @@ export function padSequences(
   return { len, items, times, lengths };
 }
 
-/**
- * A seeded order that batches examples of similar history length together: shuffle, sort each
- * window of `window` batches by length (stable, so ties keep the shuffled order), cut into
- * batches, shuffle the batches.
- */
-export function bucketedOrder(
-  ex: Examples,
-  maxLen: number,
-  batchSize: number,
-  rng: Rng,
-  window = 32,
-): Int32Array {
-  const n = ex.users.length;
-  const order = shuffledOrder(n, rng);
-  const span = batchSize * window;
-  // Lengths are small integers, so each window is sorted by counting (stable, like the sort).
-  const count = new Int32Array(maxLen + 2);
-  const sorted = new Int32Array(Math.min(n, span));
-  for (let start = 0; start < n; start += span) {
-    const part = order.subarray(start, Math.min(n, start + span));
-    count.fill(0);
-    for (const e of part) count[Math.min(maxLen, ex.positions[e]) + 1]++;
-    for (let l = 1; l < count.length; l++) count[l] += count[l - 1];
-    for (const e of part) sorted[count[Math.min(maxLen, ex.positions[e])]++] = e;
-    part.set(sorted.subarray(0, part.length));
-  }
-  const batches: Int32Array[] = [];
-  for (let start = 0; start < n; start += batchSize) {
-    batches.push(order.slice(start, start + batchSize));
-  }
-  rng.shuffle(batches);
-  const out = new Int32Array(n);
-  let at = 0;
-  for (const b of batches) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
-}
-
 /** Rows [from, to) of a batch, trimmed to their own longest history. */
 export function sliceBatch(b: SequenceBatch, from: number, to: number): SequenceBatch {
   const size = to - from;
   let len = 1;
   for (let r = from; r < to; r++) len = Math.max(len, b.lengths[r]);
-  const items = new Int32Array(size * len);
-  const times = new Float32Array(size * len);
-  for (let r = 0; r < size; r++) {
-    items.set(b.items.subarray((from + r) * b.len, (from + r) * b.len + len), r * len);
-    times.set(b.times.subarray((from + r) * b.len, (from + r) * b.len + len), r * len);
-  }
-  return {
+  const rows = <T extends Int32Array | Float32Array>(src: T, dst: T): T => {
+    for (let r = 0; r < size; r++) {
+      dst.set(src.subarray((from + r) * b.len, (from + r) * b.len + len), r * len);
+    }
+    return dst;
+  };
+  const out: SequenceBatch = {
     size,
     len,
-    items,
-    times,
+    items: rows(b.items, new Int32Array(size * len)),
+    times: rows(b.times, new Float32Array(size * len)),
     lengths: b.lengths.slice(from, to),
     users: b.users.slice(from, to),
     targets: b.targets.slice(from, to),
     negatives: b.negatives?.slice(from, to),
   };
+  if (b.positionTargets) out.positionTargets = rows(b.positionTargets, new Int32Array(size * len));
+  if (b.positionNegatives) {
+    out.positionNegatives = rows(b.positionNegatives, new Int32Array(size * len));
+  }
+  return out;
 }
 
 /** Splits a batch into micro-batches of at most `budget` padded tokens (0 = no split). */
