@@ -4,7 +4,7 @@ import { DataError, UsageError } from "../../core/errors.ts";
 import { parseGrid } from "../../core/sweep/grid.ts";
 import { sweepTable } from "../../core/sweep/table.ts";
 import { tableCsv, tableMarkdown } from "../../core/sweep/results.ts";
-import { runSweep, sweepPlan } from "../../core/sweep/sweep.ts";
+import { prepareSweep, runSweep } from "../../core/sweep/sweep.ts";
 import { activateBackend } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
 import { choiceFlag, emitJson, intFlag, listFlag, numberFlag, parseFlags } from "../flags.ts";
@@ -129,8 +129,9 @@ export const sweepCommand: Command = {
       staleMs: staleMinutes * 60_000,
       progress,
     };
-    // Every configuration is validated before a backend starts or anything is written.
-    sweepPlan({ ...opts, backendName: "" });
+    // Every configuration, --out and an existing sweep's grid are checked before a backend
+    // starts or anything is written.
+    const prepared = await prepareSweep({ ...opts, backendName: "" });
     const { backend, skipped } = await activateBackend(values.backend);
     progress.log(
       `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
@@ -149,7 +150,7 @@ export const sweepCommand: Command = {
         ...opts,
         backendName: backend.name,
         shouldStop: () => stopRequested,
-      });
+      }, prepared);
       emitJson(summary);
       return summary.interrupted ? 130 : 0;
     } finally {

@@ -239,14 +239,31 @@ function formatEta(s: number): string {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
-/** Runs (or resumes, or joins) a sweep. See the module comment. */
-export async function runSweep(opts: SweepOptions): Promise<SweepSummary> {
-  const progress = opts.progress ?? silentProgress;
-  const out = opts.out;
-  const started = performance.now();
+/** A checked sweep: the manifest this invocation's plan would write. */
+export interface PreparedSweep {
+  next: SweepManifest;
+}
+
+async function hashOf(dataset: string): Promise<string> {
+  try {
+    return await datasetHash(dataset);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
+      throw new UsageError(`${dataset}: not a duaf dataset (no manifest.json)`);
+    }
+    throw e;
+  }
+}
+
+/**
+ * Everything that can refuse a sweep, before any training starts: every configuration is
+ * validated, --out is checked (checkSweepOut), and an existing sweep must have the same dataset
+ * and no run missing from this plan (or, with `force`, is removed).
+ */
+export async function prepareSweep(opts: SweepOptions): Promise<PreparedSweep> {
   const plan = sweepPlan(opts);
-  await checkSweepOut(out, opts.force ?? false);
-  const hash = await datasetHash(opts.dataset);
+  const hash = await hashOf(opts.dataset);
+  await checkSweepOut(opts.out, opts.force ?? false);
   const next: SweepManifest = {
     format: SWEEP_FORMAT,
     version: SWEEP_VERSION,
@@ -258,15 +275,29 @@ export async function runSweep(opts: SweepOptions): Promise<SweepSummary> {
     configs: plan.configs,
     runs: plan.runs,
   };
-  // A changed grid is refused before anything is written (or, with --force, replaces the sweep).
-  const existing = await readSweepManifest(out);
+  const existing = await readSweepManifest(opts.out);
   if (existing) {
-    const merged = mergeManifest(existing, next, out);
+    const merged = mergeManifest(existing, next, opts.out);
     if (typeof merged === "string") {
       if (!opts.force) throw new UsageError(merged);
-      await Deno.remove(out, { recursive: true });
+      await Deno.remove(opts.out, { recursive: true });
     }
   }
+  return { next };
+}
+
+/**
+ * Runs (or resumes, or joins) a sweep. See the module comment. `prepared` is prepareSweep's
+ * result when the caller already checked the sweep (the CLI does, before starting a backend).
+ */
+export async function runSweep(
+  opts: SweepOptions,
+  prepared?: PreparedSweep,
+): Promise<SweepSummary> {
+  const progress = opts.progress ?? silentProgress;
+  const out = opts.out;
+  const started = performance.now();
+  const { next } = prepared ?? await prepareSweep(opts);
   await Deno.mkdir(join(out, "runs"), { recursive: true });
   await Deno.mkdir(join(out, "locks"), { recursive: true });
   const claims = new Claims(join(out, "locks"), {
