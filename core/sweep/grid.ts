@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { resolveConfig, type TrainConfig } from "../config.ts";
 import { DataError, UsageError } from "../errors.ts";
-import { Rng } from "../random.ts";
+import type { Rng } from "../random.ts";
 
 /** Grid key -> the values it takes, in file order. */
 export type Grid = [string, unknown[]][];
