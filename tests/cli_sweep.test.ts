@@ -337,20 +337,23 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
       const child = childSweep(sweepArgs(ds, grid, dir));
       const stderr = new Response(child.stderr).text();
       const stdout = new Response(child.stdout).text();
-      // A random point after the first finished run (seeded from the clock; logged on failure).
+      // A random point: after a random number of finished runs (1 to 6), a random delay of up
+      // to a third of a run (drawn from a clock-seeded Rng; the seed is in failure messages).
       const seed = Date.now() % 100000;
-      const delay = new Rng(seed).int(1200);
+      const rng = new Rng(seed);
+      const after = 1 + rng.int(6);
+      const delay = rng.int(150);
       const results = join(dir, "results.jsonl");
-      for (let i = 0; i < 3000; i++) {
-        const n = await Deno.readTextFile(results).then((s) => s.length, () => 0);
-        if (n > 0) break;
-        await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 6000; i++) {
+        const n = await Deno.readTextFile(results).then((s) => s.split("\n").length - 1, () => 0);
+        if (n >= after) break;
+        await new Promise((r) => setTimeout(r, 5));
       }
       await new Promise((r) => setTimeout(r, delay));
       child.kill("SIGKILL");
       const status = await child.status;
       const log = await stderr;
-      assert.equal(status.signal, "SIGKILL", `the sweep ended before the kill (delay ${delay})`);
+      assert.equal(status.signal, "SIGKILL", `the sweep ended before the kill (seed ${seed})`);
       const before = (await readResults(dir)).map((r) => r.run);
       assert.ok(before.length >= 1 && before.length < 8, `${before.length} runs (seed ${seed})`);
       const kept = await mtimes(dir, before);
@@ -395,6 +398,29 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
         await assertSameRuns(reference, dir);
       },
     );
+
+    await t.step("SIGINT: the current run stops with a checkpoint, exit 130", async () => {
+      const dir = join(root, "sigint");
+      const child = childSweep(sweepArgs(ds, grid, dir));
+      const stdout = new Response(child.stdout).text();
+      const stderr = new Response(child.stderr).text();
+      for (let i = 0; i < 3000; i++) {
+        if (await Deno.stat(join(dir, "results.jsonl")).then(() => true, () => false)) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      child.kill("SIGINT");
+      const status = await child.status;
+      const log = await stderr;
+      assert.equal(status.code, 130, log);
+      const summary = JSON.parse(await stdout);
+      assert.equal(summary.interrupted, true);
+      assert.ok(summary.done >= 1 && summary.done < 8, JSON.stringify(summary));
+      assert.deepEqual([...Deno.readDirSync(join(dir, "locks"))], [], "a lock was left behind");
+      const r = await runCli([...sweepArgs(ds, grid, dir), "--quiet"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).done, 8);
+      await assertSameRuns(reference, dir);
+    });
 
     await t.step("two processes on one sweep: each run done exactly once", async () => {
       const dir = join(root, "shared");
@@ -468,6 +494,28 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
         r.stderr,
         `duaf sweep: ${bad}: hiddn: unknown config key 'hiddn' (did you mean 'hidden'?)`,
       );
+      await assert.rejects(Deno.stat(fresh));
+
+      // Usage errors.
+      for (
+        const [args, pattern] of [
+          [["sweep", ds, "--out", fresh], /--grid FILE is required/],
+          [["sweep", ds, "--grid", grid], /--out SWEEP is required/],
+          [["sweep", "--grid", grid, "--out", fresh], /DATASET is required/],
+          [[...sweepArgs(ds, grid, fresh), "--seeds", "1,x"], /--seeds: expected an integer/],
+          [[...sweepArgs(ds, grid, fresh), "--seeds", "1,1"], /--seeds: a seed is repeated/],
+          [[...sweepArgs(join(root, "nods"), grid, fresh)], /nods: not a duaf dataset/],
+          [["sweep", "table", ds], /not a duaf sweep/],
+          [["sweep", "table", reference, "--format", "xml"], /--format: expected one of md, csv/],
+          [["sweep", "table", reference, "--metric", "auc"], /--metric: expected ndcg@K/],
+        ] as [string[], RegExp][]
+      ) {
+        const u = await runCli(args);
+        assert.equal(u.code, 2, `${args.join(" ")}: ${u.stderr}`);
+        assert.match(u.stderr, pattern);
+        assert.equal(u.stderr.split("\n").length, 1);
+        assert.equal(u.stdout, "");
+      }
       await assert.rejects(Deno.stat(fresh));
 
       // --out that holds something else: refused, or replaced with --force.
