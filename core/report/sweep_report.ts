@@ -110,7 +110,7 @@ export function renderSweepReport(input: SweepReportInput): string {
 /** Writes the report of sweep `dir` to `out` (atomically); returns what went into it. */
 export async function writeSweepReport(dir: string, out: string): Promise<SweepReportInput> {
   const manifest = await openSweep(dir);
-  const metric = manifest.configs[0]?.config.metric ?? "ndcg@10";
+  const metric = manifest.base.metric;
   const t = aggregate(
     await readResults(dir),
     sweptKeys(manifest),

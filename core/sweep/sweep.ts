@@ -2,7 +2,7 @@
  * `runSweep`: trains every configuration of a grid under every seed into one sweep directory:
  *
  *   SWEEP/manifest.json    {"format": "duaf-sweep"}: grid, seeds, dataset path + hash, the
- *                          expanded configurations and run list
+ *                          base config, the expanded configurations (swept values) and runs
  *   SWEEP/results.jsonl    one line per finished run (core/sweep/results.ts)
  *   SWEEP/runs/<id>/       ordinary duaf run directories (duaf eval/report/export work on them)
  *   SWEEP/locks/<id>.lock  claims of runs in progress (core/sweep/claims.ts)
@@ -16,7 +16,7 @@
  */
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import type { TrainConfig } from "../config.ts";
+import { type TrainConfig, TrainConfigSchema } from "../config.ts";
 import { DataError, UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { type Progress, silentProgress } from "../progress.ts";
@@ -26,6 +26,8 @@ import type { EpochRecord } from "../train/trainer.ts";
 import { VERSION } from "../version.ts";
 import { Claims } from "./claims.ts";
 import {
+  configFor,
+  configId,
   expandGrid,
   type Grid,
   type PlannedConfig,
@@ -49,7 +51,10 @@ export interface SweepManifest {
   /** `--random N` draws: N and the sampling seed; null for the full grid. */
   random: { n: number; seed: number } | null;
   seeds: number[];
-  configs: PlannedConfig[];
+  /** The config the grid's values apply over (defaults, --config, --set). */
+  base: TrainConfig;
+  /** Each configuration: its id and swept values (its config is `base` with those values). */
+  configs: { configId: string; point: Record<string, unknown> }[];
   runs: PlannedRun[];
 }
 
@@ -61,10 +66,8 @@ const SweepManifestSchema = z.object({
   grid: z.object({ file: z.string(), keys: z.record(z.string(), z.array(z.any())) }),
   random: z.object({ n: z.number(), seed: z.number() }).nullable(),
   seeds: z.array(z.number()),
-  configs: z.array(
-    z.object({ configId: z.string(), point: z.record(z.string(), z.any()) })
-      .passthrough(),
-  ),
+  base: TrainConfigSchema,
+  configs: z.array(z.object({ configId: z.string(), point: z.record(z.string(), z.any()) })),
   runs: z.array(z.object({ id: z.string(), configId: z.string(), seed: z.number() })),
 });
 
@@ -210,6 +213,24 @@ function mergeManifest(
   };
 }
 
+/** The manifest's configurations with their full configs, checked against their ids. */
+export function plannedConfigs(m: SweepManifest, path: string): Map<string, PlannedConfig> {
+  const out = new Map<string, PlannedConfig>();
+  m.configs.forEach((c, i) => {
+    const config = configFor(m.base, c.point, path);
+    if (configId(config) !== c.configId) {
+      throw new DataError(
+        path,
+        null,
+        `configs.${i}`,
+        `base + point do not give config ${c.configId} (written by another duaf version?)`,
+      );
+    }
+    out.set(c.configId, { ...c, config });
+  });
+  return out;
+}
+
 /** The best epoch's valid metrics (the last epoch's when the best one is not in the history). */
 function bestValid(m: RunManifest): Record<string, number> {
   const h = m.history as EpochRecord[];
@@ -272,7 +293,8 @@ export async function prepareSweep(opts: SweepOptions): Promise<PreparedSweep> {
     grid: { file: opts.gridFile, keys: Object.fromEntries(opts.grid) },
     random: opts.random ?? null,
     seeds: opts.seeds,
-    configs: plan.configs,
+    base: opts.base,
+    configs: plan.configs.map((c) => ({ configId: c.configId, point: c.point })),
     runs: plan.runs,
   };
   const existing = await readSweepManifest(opts.out);
@@ -325,7 +347,7 @@ export async function runSweep(
     claims.release("manifest");
   }
 
-  const configs = new Map(manifest.configs.map((c) => [c.configId, c]));
+  const configs = plannedConfigs(manifest, sweepManifestPath(out));
   const total = manifest.runs.length;
   const summary: SweepSummary = {
     sweep: out,

@@ -19,7 +19,7 @@ export async function openSweep(dir: string): Promise<SweepManifest> {
 export async function sweepTable(dir: string, metric?: string): Promise<SweepTable> {
   const m = await openSweep(dir);
   const results = await readResults(dir);
-  const name = metric ?? m.configs[0]?.config.metric ?? "ndcg@10";
+  const name = metric ?? m.base.metric;
   if (!/^(ndcg|mrr|hit|recall)@\d+$/.test(name)) {
     throw new UsageError(`--metric: expected ndcg@K, mrr@K, hit@K or recall@K, got '${name}'`);
   }
