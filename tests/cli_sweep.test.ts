@@ -260,6 +260,15 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
       );
       const lines = await resultLines(reference);
       assert.equal(lines.length, 8);
+      // The summary's best: the configuration with the highest mean valid ndcg@10.
+      const means = new Map<string, number[]>();
+      for (const l of lines) {
+        means.set(l.configId, [...means.get(l.configId) ?? [], l.valid["ndcg@10"]]);
+      }
+      const [bestId, bestVs] = [...means].sort(([, a], [, b]) => (b[0] + b[1]) - (a[0] + a[1]))[0];
+      assert.equal(summary.best.configId, bestId);
+      assert.equal(summary.best.n, 2);
+      assert.ok(Math.abs(summary.best.valid - (bestVs[0] + bestVs[1]) / 2) < 1e-12);
       const m = (await readSweepManifest(reference))!;
       assert.equal(m.format, "duaf-sweep");
       assert.deepEqual(m.seeds, [1, 2]);

@@ -35,7 +35,7 @@ import {
   planRuns,
   sampleGrid,
 } from "./grid.ts";
-import { appendResult, readResults, type ResultLine } from "./results.ts";
+import { aggregate, appendResult, readResults, type ResultLine } from "./results.ts";
 import { Rng } from "../random.ts";
 
 export const SWEEP_FORMAT = "duaf-sweep";
@@ -157,6 +157,14 @@ export interface SweepSummary {
   recorded: number;
   interrupted: boolean;
   seconds: number;
+  /** The best configuration so far by the mean valid metric over its finished seeds. */
+  best: {
+    configId: string;
+    values: Record<string, unknown>;
+    n: number;
+    metric: string;
+    valid: number;
+  } | null;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -360,6 +368,7 @@ export async function runSweep(
     recorded: 0,
     interrupted: false,
     seconds: 0,
+    best: null,
   };
   const ranSeconds: number[] = [];
   let waitingLogged = false;
@@ -463,6 +472,21 @@ export async function runSweep(
     }
   } finally {
     claims.releaseAll();
+  }
+  const keys = [...new Set(manifest.configs.flatMap((c) => Object.keys(c.point)))];
+  const metric = manifest.base.metric;
+  const results = await readResults(out);
+  const best = results.length
+    ? aggregate(results, keys, metric, manifest.configs.map((c) => c.configId)).best
+    : null;
+  if (best) {
+    summary.best = {
+      configId: best.configId,
+      values: best.values,
+      n: best.valid.n,
+      metric,
+      valid: best.valid.mean,
+    };
   }
   summary.seconds = Number(((performance.now() - started) / 1000).toFixed(2));
   return summary;
