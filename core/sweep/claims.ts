@@ -147,13 +147,6 @@ export class Claims {
     return false;
   }
 
-  /** Whether someone else holds a live lock on `name`. */
-  lockedByOther(name: string): boolean {
-    if (this.#held.has(name)) return false;
-    const info = this.read(name);
-    return info !== null && !this.isStale(name, info);
-  }
-
   #create(name: string): boolean {
     const token = newToken();
     const info: LockInfo = {
