@@ -32,6 +32,24 @@ export { createModel } from "./core/models/registry.ts";
 export type { SequentialModel } from "./core/models/model.ts";
 export type { SequenceBatch } from "./core/models/batch.ts";
 export { evaluateRun, evaluateRunWith, openRun, runTraining } from "./core/train/run.ts";
+export {
+  checkSweepOut,
+  readSweepManifest,
+  runSweep,
+  type SweepManifest,
+  type SweepOptions,
+  sweepPlan,
+  type SweepSummary,
+} from "./core/sweep/sweep.ts";
+export { expandGrid, type Grid, parseGrid, sampleGrid } from "./core/sweep/grid.ts";
+export {
+  aggregate,
+  readResults,
+  type ResultLine,
+  tableCsv,
+  tableMarkdown,
+} from "./core/sweep/results.ts";
+export { sweepTable } from "./core/sweep/table.ts";
 export { exportOnnx, type ExportOptions, ONNX_OPSET } from "./core/export/onnx_export.ts";
 export { checkData, exportRun } from "./core/export/export_run.ts";
 export { type BatchScorer, engineScorer } from "./core/serve/scorer.ts";

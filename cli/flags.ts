@@ -60,3 +60,13 @@ export function numberFlag(name: string, v: string | undefined): number | undefi
 export function emitJson(value: unknown): void {
   console.log(JSON.stringify(value));
 }
+
+/** Mid-epoch checkpoints of `train` and `sweep`: a hard kill loses at most this much training. */
+export const DEFAULT_CHECKPOINT_SECONDS = 300;
+
+/** --checkpoint-every S: seconds >= 0 (0: epoch ends only), default DEFAULT_CHECKPOINT_SECONDS. */
+export function checkpointSecondsFlag(v: string | undefined): number {
+  const s = numberFlag("checkpoint-every", v) ?? DEFAULT_CHECKPOINT_SECONDS;
+  if (s < 0) throw new UsageError(`--checkpoint-every: expected seconds >= 0, got ${s}`);
+  return s;
+}

@@ -8,11 +8,13 @@ import { recommendCommand } from "./recommend.ts";
 import { exportCommand } from "./export.ts";
 import { reportCommand } from "./report.ts";
 import { demoCommand } from "./demo.ts";
+import { sweepCommand } from "./sweep.ts";
 
 export const commands: Command[] = [
   preprocessCommand,
   inspectCommand,
   trainCommand,
+  sweepCommand,
   evalCommand,
   recommendCommand,
   exportCommand,

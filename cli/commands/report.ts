@@ -1,17 +1,22 @@
 /** `duaf report`: a self-contained HTML report of a training run. */
 import { UsageError } from "../../core/errors.ts";
 import { writeRunReport } from "../../core/report/run_report.ts";
+import { writeSweepReport } from "../../core/report/sweep_report.ts";
+import { readSweepManifest } from "../../core/sweep/sweep.ts";
 import { activateBackend } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
 import { emitJson, intFlag, parseFlags } from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
 
 const usage = `usage: duaf report RUN --out FILE.html [options]
+       duaf report SWEEP --out FILE.html
 
 Writes one HTML file (inline SVG charts; no scripts, nothing fetched from the network) with the
 run's training curves (each loss part and each valid metric per epoch), its config and test
 metrics, and, for models with modality fusion weights (duafmat), how those weights spread over
-sequence positions and time gaps on the valid split.
+sequence positions and time gaps on the valid split. For a sweep directory (duaf sweep), the
+report holds the sweep's table (mean ± sd over seeds, the best configuration and its test
+metrics) and one chart of the valid metric per swept key.
 
 options:
   --out FILE           the HTML file to write (required); an existing file is replaced only if
@@ -44,6 +49,17 @@ export const reportCommand: Command = {
     }
     if (!values.out) throw new UsageError("--out FILE is required (see duaf help report)");
     const maxUsers = intFlag("max-users", values["max-users"], 1);
+    if (await readSweepManifest(dir)) {
+      const input = await writeSweepReport(dir, values.out);
+      emitJson({
+        report: values.out,
+        sweep: dir,
+        configs: input.manifest.configs.length,
+        runs: input.manifest.runs.length,
+        done: input.table.rows.reduce((s, r) => s + r.valid.n, 0),
+      });
+      return 0;
+    }
     const progress = new StderrProgress({ quiet: values.quiet });
     await activateBackend(values.backend);
     const input = await writeRunReport(dir, values.out, {

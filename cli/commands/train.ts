@@ -6,12 +6,14 @@ import { setBackend } from "../../core/tensor.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
 import { formatNamed } from "../../core/train/trainer.ts";
 import type { Command } from "../command.ts";
-import { emitJson, numberFlag, parseFlags } from "../flags.ts";
+import {
+  checkpointSecondsFlag,
+  DEFAULT_CHECKPOINT_SECONDS,
+  emitJson,
+  parseFlags,
+} from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
 import type { Progress } from "../../core/progress.ts";
-
-/** Mid-epoch checkpoints: a hard kill loses at most this much training. */
-const DEFAULT_CHECKPOINT_SECONDS = 300;
 
 const usage = `usage: duaf train DATASET --out RUN [options]
        duaf train --resume RUN [options]
@@ -72,11 +74,7 @@ export const trainCommand: Command = {
       force: { type: "boolean" },
       "checkpoint-every": { type: "string" },
     }, true);
-    const checkpointSeconds = numberFlag("checkpoint-every", values["checkpoint-every"]) ??
-      DEFAULT_CHECKPOINT_SECONDS;
-    if (checkpointSeconds < 0) {
-      throw new UsageError(`--checkpoint-every: expected seconds >= 0, got ${checkpointSeconds}`);
-    }
+    const checkpointSeconds = checkpointSecondsFlag(values["checkpoint-every"]);
     if (values.resume && values.force) {
       throw new UsageError("--force replaces a run; it does not apply to --resume");
     }

@@ -112,9 +112,14 @@ export interface LineChartOptions {
   mark?: { x: number; label: string };
   /** Canvas width (NARROW or WIDE). */
   width?: number;
+  /**
+   * Categorical x: point x values are indices into these labels, which label the ticks and the
+   * points' hover titles (instead of "epoch N").
+   */
+  xLabels?: string[];
 }
 
-/** A line chart over integer x values (epochs). */
+/** A line chart over integer x values (epochs, or the indices of `xLabels`). */
 export function lineChart(o: LineChartOptions): string {
   const series = o.series.map((s) => ({
     ...s,
@@ -127,16 +132,21 @@ export function lineChart(o: LineChartOptions): string {
   if (!xs.length) return frame(w, o.title, [noData(plotW)], o.xLabel, o.yLabel);
   // A single epoch gets half an epoch of room on either side instead of an empty range.
   const single = Math.min(...xs) === Math.max(...xs);
-  const x0 = Math.min(...xs) - (single ? 0.5 : 0);
-  const x1 = Math.max(...xs) + (single ? 0.5 : 0);
+  const x0 = o.xLabels ? -0.5 : Math.min(...xs) - (single ? 0.5 : 0);
+  const x1 = o.xLabels ? o.xLabels.length - 0.5 : Math.max(...xs) + (single ? 0.5 : 0);
   const [y0, y1] = yDomain(ys);
   const x = (v: number) => round(M.left + ((v - x0) / (x1 - x0 || 1)) * plotW);
   const y = (v: number) => round(M.top + PLOT_H - ((v - y0) / (y1 - y0)) * PLOT_H);
   const body = yAxis(plotW, y0, y1, y);
-  const xTicks = niceTicks(Math.ceil(x0), Math.floor(x1), 8).filter(Number.isInteger);
+  const xTicks = o.xLabels
+    ? o.xLabels.map((_, i) => i)
+    : niceTicks(Math.ceil(x0), Math.floor(x1), 8).filter(Number.isInteger);
   for (const t of xTicks) {
+    const label = o.xLabels ? escapeHtml(o.xLabels[t]) : t;
     body.push(
-      `<text class="tick" x="${x(t)}" y="${M.top + PLOT_H + 16}" text-anchor="middle">${t}</text>`,
+      `<text class="tick" x="${x(t)}" y="${
+        M.top + PLOT_H + 16
+      }" text-anchor="middle">${label}</text>`,
     );
   }
   body.push(
@@ -163,7 +173,9 @@ export function lineChart(o: LineChartOptions): string {
     for (const [px, py] of s.points) {
       body.push(
         `<circle cx="${x(px)}" cy="${y(py)}" r="${radius}" fill="${color}">` +
-          `<title>${escapeHtml(s.name)}, epoch ${px}: ${formatNumber(py)}</title></circle>`,
+          `<title>${escapeHtml(s.name)}, ${
+            o.xLabels ? escapeHtml(`${o.xLabel} ${o.xLabels[px]}`) : `epoch ${px}`
+          }: ${formatNumber(py)}</title></circle>`,
       );
     }
   });

@@ -1,0 +1,174 @@
+/** `duaf sweep`: a grid (or a random draw from it) of train configs x seeds; `sweep table`. */
+import { resolveConfig } from "../../core/config.ts";
+import { DataError, UsageError } from "../../core/errors.ts";
+import { parseGrid } from "../../core/sweep/grid.ts";
+import { sweepTable } from "../../core/sweep/table.ts";
+import { tableCsv, tableMarkdown } from "../../core/sweep/results.ts";
+import { prepareSweep, runSweep } from "../../core/sweep/sweep.ts";
+import { activateBackend } from "../../core/train/run.ts";
+import type { Command } from "../command.ts";
+import {
+  checkpointSecondsFlag,
+  choiceFlag,
+  DEFAULT_CHECKPOINT_SECONDS,
+  emitJson,
+  intFlag,
+  listFlag,
+  numberFlag,
+  parseFlags,
+} from "../flags.ts";
+import { StderrProgress } from "../progress.ts";
+
+const usage = `usage: duaf sweep DATASET --grid FILE --out SWEEP [options]
+       duaf sweep table SWEEP [--format md|csv] [--metric NAME]
+
+Trains every configuration of a grid under every seed; each run is an ordinary run directory
+under SWEEP/runs/ and one line of SWEEP/results.jsonl. Rerun the same command to continue a
+killed or interrupted sweep (finished runs are never redone; a run cut off mid-training resumes
+from its checkpoint); start it in several processes at once (or on machines sharing SWEEP) to
+split the runs between them. A rerun may add configurations or seeds; any other change of the
+grid or dataset is refused (--force starts over). See docs/sweep.md.
+
+options:
+  --grid FILE          JSON object: config key (dotted for duafmat.*) -> list of values
+  --seeds LIST         comma-separated seeds, each configuration runs under each (default: the
+                       config's seed)
+  --random N           N configurations drawn from the grid instead of all of them
+  --sample-seed S      seed of the --random draw (default 0); a larger N with the same seed
+                       draws a superset
+  --config FILE        base config (JSON object of config keys); the grid's values override it
+  --set KEY=VALUE      base config override, repeatable (as in duaf train)
+  --out SWEEP          the sweep directory
+  --force              replace an --out that is not a sweep, or a sweep of another grid/dataset
+  --stale-minutes M    a lock from another host untouched this long is stale (default 10)
+  --checkpoint-every S each run also checkpoints every S seconds within an epoch (default
+                       ${DEFAULT_CHECKPOINT_SECONDS}; 0: at epoch ends only), so a killed sweep
+                       resumes its run in progress close to where it stopped
+  --backend NAME       auto | cuda | native | wasm | js   (or DUAF_BACKEND)
+  --quiet              no progress output
+
+sweep table:
+  --format md|csv      Markdown (default) or CSV on stdout
+  --metric NAME        valid metric to rank configurations by (default the config's metric)
+
+stdout: one JSON summary (sweep), or the table (sweep table). Progress (runs done, left, ETA)
+goes to stderr. SIGINT stops the current run with a checkpoint and exits 130.`;
+
+async function readJsonFile(path: string, flag: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    throw new UsageError(`${flag} ${path}: cannot read file`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new DataError(path, null, null, "not valid JSON");
+  }
+}
+
+async function tableCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags("sweep", args, {
+    format: { type: "string" },
+    metric: { type: "string" },
+  }, true);
+  const dir = positionals[0];
+  if (!dir) throw new UsageError("SWEEP is required (see duaf help sweep)");
+  if (positionals.length > 1) {
+    throw new UsageError(`unexpected argument '${positionals[1]}' (see duaf help sweep)`);
+  }
+  const format = choiceFlag("format", values.format, ["md", "csv"] as const) ?? "md";
+  const table = await sweepTable(dir, values.metric);
+  const text = format === "csv" ? tableCsv(table) : tableMarkdown(table);
+  console.log(text.trimEnd());
+  return 0;
+}
+
+export const sweepCommand: Command = {
+  name: "sweep",
+  summary: "grid or random search over train configs x seeds; resumable, shareable",
+  usage,
+  async run(args) {
+    if (args[0] === "table") return await tableCommand(args.slice(1));
+    const { values, positionals } = parseFlags("sweep", args, {
+      grid: { type: "string" },
+      seeds: { type: "string" },
+      random: { type: "string" },
+      "sample-seed": { type: "string" },
+      config: { type: "string" },
+      set: { type: "string", multiple: true },
+      out: { type: "string" },
+      force: { type: "boolean" },
+      "stale-minutes": { type: "string" },
+      "checkpoint-every": { type: "string" },
+      backend: { type: "string" },
+      quiet: { type: "boolean" },
+    }, true);
+    const dataset = positionals[0];
+    if (!dataset) throw new UsageError("DATASET is required (see duaf help sweep)");
+    if (positionals.length > 1) {
+      throw new UsageError(`unexpected argument '${positionals[1]}' (see duaf help sweep)`);
+    }
+    if (!values.grid) throw new UsageError("--grid FILE is required (see duaf help sweep)");
+    if (!values.out) throw new UsageError("--out SWEEP is required (see duaf help sweep)");
+    const fileCfg = values.config
+      ? await readJsonFile(values.config, "--config") as Record<string, unknown>
+      : null;
+    if (fileCfg !== null && (typeof fileCfg !== "object" || Array.isArray(fileCfg))) {
+      throw new DataError(values.config!, null, null, "expected a JSON object");
+    }
+    const base = resolveConfig(fileCfg, values.set ?? [], values.config ?? "config");
+    const grid = parseGrid(await readJsonFile(values.grid, "--grid"), values.grid);
+    const seeds = (listFlag(values.seeds) ?? [String(base.seed)]).map((s) =>
+      intFlag("seeds", s, 0)!
+    );
+    if (!seeds.length) throw new UsageError("--seeds: expected at least one seed");
+    if (new Set(seeds).size !== seeds.length) throw new UsageError("--seeds: a seed is repeated");
+    const n = intFlag("random", values.random, 1);
+    const sampleSeed = intFlag("sample-seed", values["sample-seed"], 0) ?? 0;
+    const staleMinutes = numberFlag("stale-minutes", values["stale-minutes"]) ?? 10;
+    if (!(staleMinutes > 0)) throw new UsageError("--stale-minutes: expected a number > 0");
+    const progress = new StderrProgress({ quiet: values.quiet });
+    const opts = {
+      dataset,
+      out: values.out,
+      gridFile: values.grid,
+      grid,
+      base,
+      seeds,
+      random: n !== undefined ? { n, seed: sampleSeed } : null,
+      force: values.force ?? false,
+      staleMs: staleMinutes * 60_000,
+      checkpointSeconds: checkpointSecondsFlag(values["checkpoint-every"]),
+      progress,
+    };
+    // Every configuration, --out and an existing sweep's grid are checked before a backend
+    // starts or anything is written.
+    const prepared = await prepareSweep({ ...opts, backendName: "" });
+    const { backend, skipped } = await activateBackend(values.backend);
+    progress.log(
+      `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
+    );
+    let stopRequested = false;
+    const onSigint = () => {
+      if (stopRequested) Deno.exit(130);
+      stopRequested = true;
+      progress.log(
+        "interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)",
+      );
+    };
+    Deno.addSignalListener("SIGINT", onSigint);
+    try {
+      const summary = await runSweep({
+        ...opts,
+        backendName: backend.name,
+        shouldStop: () => stopRequested,
+      }, prepared);
+      emitJson(summary);
+      return summary.interrupted ? 130 : 0;
+    } finally {
+      Deno.removeSignalListener("SIGINT", onSigint);
+    }
+  },
+};
