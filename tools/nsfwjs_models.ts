@@ -9,6 +9,12 @@
  */
 import { Buffer } from "node:buffer";
 import type { WeightsManifestGroup } from "../core/features/tfjs_weights.ts";
+import {
+  decodeWeights,
+  kerasToOnnx,
+  type KerasToOnnxResult,
+  parseKerasTopology,
+} from "../core/features/keras_to_onnx.ts";
 
 export const NSFWJS_VERSION = "4.4.0";
 
@@ -66,4 +72,37 @@ export async function loadNsfwjsModel(name: NsfwjsModel): Promise<TfjsModelFiles
     weightsManifest: json.weightsManifest,
     weightData,
   };
+}
+
+/** Input side of each bundled model. */
+export const NSFWJS_SIZES: Record<NsfwjsModel, number> = { mobilenet_v2: 224, inception_v3: 299 };
+
+/**
+ * The preprocessing nsfwjs applies (x / 255, no mean or std), written into the ONNX metadata so
+ * `duaf preprocess --image-encoder` feeds the model what it was trained on. Resizing is
+ * duaf's PIL-style bilinear (nsfwjs resizes with tf.image.resizeBilinear, not antialiased).
+ */
+export const NSFWJS_PREPROCESS = {
+  "duaf.image.mean": "0,0,0",
+  "duaf.image.std": "1,1,1",
+  "duaf.image.resample": "bilinear",
+  "duaf.image.crop": "false",
+};
+
+/** Converts one bundled model to an ONNX image encoder (features before the 5-class head). */
+export async function buildNsfwjsEncoder(name: NsfwjsModel): Promise<KerasToOnnxResult> {
+  const m = await loadNsfwjsModel(name);
+  return kerasToOnnx(
+    parseKerasTopology(m.modelTopology),
+    decodeWeights(m.weightsManifest, m.weightData),
+    {
+      metadata: {
+        ...NSFWJS_PREPROCESS,
+        "source": `npm nsfwjs@${NSFWJS_VERSION} models/${name} (MIT)`,
+      },
+      docString: `nsfwjs@${NSFWJS_VERSION} ${name} (Keras, ImageNet-initialised, fine-tuned on a ` +
+        "5-class task) converted by duaf (tools/build_image_encoder.ts): pooled features " +
+        "before the classifier head; input RGB / 255, NCHW",
+    },
+  );
 }
