@@ -22,6 +22,8 @@ export async function loadTfjsFeatureModel(
   weightData: Uint8Array,
   outputLayer: string,
 ): Promise<TfjsFeatureModel> {
+  // The CPU backend's first use prints a tip about tfjs-node when IS_NODE is set.
+  tf.env().set("IS_NODE", false);
   ready ??= tf.setBackend("cpu");
   await ready;
   const specs = manifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[];

@@ -8,8 +8,8 @@
  * [in * mult, 1, kh, kw], and channel axes move from 3 to 1.
  *
  * Folding: a BatchNormalization right after a Conv2D / DepthwiseConv2D / Dense (linear activation,
- * no other reader) is folded into its weights and bias; a ZeroPadding2D in front of a conv becomes
- * the conv's pads. Both are exact up to float32 rounding. TF's "same" padding puts the odd pixel at
+ * no other reader) is folded into its weights and bias; a ZeroPadding2D in front of a conv or a
+ * max pool becomes its pads. Both are exact up to float32 rounding. TF's "same" padding puts the odd pixel at
  * the end, which explicit ONNX pads reproduce; "same" average pooling divides by the pixels inside
  * the image, as ONNX AveragePool's default count_include_pad = 0 does.
  *
@@ -343,12 +343,47 @@ class Converter {
     if (padding !== "valid" && padding !== "same") throw unsupported(layer, `padding ${padding}`);
     const [t, b, outH] = axisPads(H, kh, sh, 1, padding);
     const [l, r, outW] = axisPads(W, kw, sw, 1, padding);
-    const op = layer.className === "MaxPooling2D" ? "MaxPool" : "AveragePool";
-    const y = this.w.op(op, [this.plain(x)], {
+    if (layer.className === "AveragePooling2D") {
+      const y = this.w.op("AveragePool", [this.plain(x)], {
+        kernel_shape: attr.ints([kh, kw]),
+        strides: attr.ints([sh, sw]),
+        pads: attr.ints([t, l, b, r]),
+      }, layer.name);
+      return { name: y, shape: [outH, outW, C] };
+    }
+    // Zero padding in front of a max pool is not a Pad node: onnxruntime's PadFusion moves a
+    // zero Pad into the MaxPool's pads, where it stops counting as zeros (seen in 1.30). The pool
+    // pads take it instead, and a per-position mask puts the zeros back: max(y, 0) where the
+    // window holds padding zeros, max(y, -FLT_MAX) elsewhere.
+    const [zt, zb, zl, zr] = x.pads ?? [0, 0, 0, 0];
+    const pads = [t + zt, l + zl, b + zb, r + zr];
+    if (pads[0] >= kh || pads[2] >= kh || pads[1] >= kw || pads[3] >= kw) {
+      throw unsupported(layer, "zero padding in front as wide as the pool window");
+    }
+    let y = this.w.op("MaxPool", [x.name], {
       kernel_shape: attr.ints([kh, kw]),
       strides: attr.ints([sh, sw]),
-      pads: attr.ints([t, l, b, r]),
+      pads: attr.ints(pads),
     }, layer.name);
+    if (x.pads) {
+      const mask = new Float32Array(outH * outW);
+      for (let oy = 0; oy < outH; oy++) {
+        for (let ox = 0; ox < outW; ox++) {
+          let zeros = false;
+          for (let dy = 0; dy < kh; dy++) {
+            const yy = oy * sh - t + dy;
+            for (let dx = 0; dx < kw; dx++) {
+              const xx = ox * sw - l + dx;
+              if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue; // "same" padding: not zeros
+              if (yy < zt || yy >= H - zb || xx < zl || xx >= W - zr) zeros = true;
+            }
+          }
+          mask[oy * outW + ox] = zeros ? 0 : -3.4028234663852886e38;
+        }
+      }
+      const m = this.w.table(`${layer.name}/zero_padding_mask`, [1, 1, outH, outW], mask);
+      y = this.w.op("Max", [y, m]);
+    }
     return { name: y, shape: [outH, outW, C] };
   }
 
