@@ -7,6 +7,7 @@
  * q * scale + min, in double precision and stored as float32, as tf.io.decodeWeights does;
  * float16 quantization stores IEEE half floats.
  */
+import { halfToFloat } from "./npy.ts";
 
 /** One entry of a weights manifest group (tf.io.WeightsManifestEntry). */
 export interface WeightSpec {
@@ -25,15 +26,6 @@ export interface WeightsManifestGroup {
 export interface NamedWeight {
   shape: number[];
   data: Float32Array;
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f === 0 ? s * Infinity : NaN;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
 /**
