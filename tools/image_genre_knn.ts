@@ -5,14 +5,17 @@
  * column of ml-100k.item), averaged; beside it the same fraction over all other items (what
  * random neighbours would score).
  *
- *   deno run -A tools/image_genre_knn.ts DATASET_DIR ML100K_ITEM_FILE [--k 10]
+ *   deno run -A tools/image_genre_knn.ts DATASET_DIR ML100K_ITEM_FILE [--k 10] [--same-as DIR]
+ *
+ * --same-as DIR keeps only the items that also have an image in dataset DIR (to compare two
+ * encoders on the same items).
  */
 import { parseArgs } from "node:util";
 import { loadDataset } from "../core/data/dataset.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
-  options: { k: { type: "string", default: "10" } },
+  options: { k: { type: "string", default: "10" }, "same-as": { type: "string" } },
   allowPositionals: true,
 });
 const [dir, itemFile] = positionals;
@@ -31,7 +34,14 @@ const genresById = new Map(
   }),
 );
 
-const items = [...mask.keys()].filter((i) => i > 0 && mask[i] === 1);
+let keep = (_id: string) => true;
+if (values["same-as"]) {
+  const other = await loadDataset(values["same-as"]);
+  const otherIds = other.itemIds();
+  const withImage = new Set(otherIds.filter((_, i) => i > 0 && other.image?.mask[i] === 1));
+  keep = (id) => withImage.has(id);
+}
+const items = [...mask.keys()].filter((i) => i > 0 && mask[i] === 1 && keep(ids[i]));
 const genres = items.map((i) => genresById.get(ids[i]) ?? new Set<string>());
 const shares = (a: number, b: number) => [...genres[a]].some((g) => genres[b].has(g));
 // Unit rows.
