@@ -42,7 +42,8 @@ export interface KerasToOnnxResult {
   inputShape: [number, number, number];
   /** Output shape after the batch axis. */
   outputShape: number[];
-  nodes: number;
+  /** Keras layers converted (those the output depends on). */
+  layers: number;
 }
 
 /** A Keras tensor in the ONNX graph; `shape` is Keras's, batch left out ([H, W, C] or [n]). */
@@ -645,7 +646,7 @@ export function kerasToOnnx(
     outputLayer,
     inputShape: [H, W, C],
     outputShape: shape,
-    nodes: layers.length,
+    layers: layers.length,
   };
 }
 
