@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { DataError, UsageError } from "../core/errors.ts";
 import { readFeatureFile } from "../core/features/precomputed.ts";
-import { halfToFloat } from "../core/features/npy.ts";
+import { floatToHalf, halfToFloat, npyMatrixBytes, parseNpyMatrix } from "../core/features/npy.ts";
 import { tensor, writeSafetensors } from "../core/io/safetensors.ts";
 
 // Items a..d get indices 1..4; row 0 is padding.
@@ -340,4 +340,24 @@ Deno.test("readFeatureFile: unknown extension and missing file", async () => {
     readFeatureFile("/nonexistent/feat.jsonl", ITEMS, N, { strict: true }),
     (e) => e instanceof DataError && e.message.startsWith("/nonexistent/feat.jsonl: cannot read"),
   );
+});
+
+Deno.test("npy writer: float32 and float16 matrices read back; float16 rounds to nearest even", () => {
+  // Every finite half survives float -> half -> float; halfway cases go to the even neighbour.
+  for (let h = 0; h < 0x10000; h++) {
+    if (((h >> 10) & 0x1f) === 31) continue;
+    assert.equal(floatToHalf(halfToFloat(h)), h);
+  }
+  assert.equal(floatToHalf(1 + 1 / 2048), 0x3c00);
+  assert.equal(floatToHalf(1 + 3 / 2048), 0x3c02);
+  assert.equal(floatToHalf(65520), 0x7c00);
+  const values = [1.5, -2.25, 3e-3, 1e5, 0, 7];
+  const f4 = parseNpyMatrix(npyMatrixBytes(2, 3, values), "f4.npy");
+  const f2 = parseNpyMatrix(npyMatrixBytes(2, 3, values, "<f2"), "f2.npy");
+  assert.deepEqual([f4.rows, f4.cols, f4.descr, f2.descr], [2, 3, "<f4", "<f2"]);
+  for (let i = 0; i < 6; i++) {
+    const [r, c] = [Math.floor(i / 3), i % 3];
+    assert.equal(f4.get(r, c), Math.fround(values[i]));
+    assert.equal(f2.get(r, c), i === 3 ? Infinity : halfToFloat(floatToHalf(values[i])));
+  }
 });

@@ -423,3 +423,28 @@ function attrValue(a: Record<string, unknown>): unknown {
       return undefined;
   }
 }
+
+/**
+ * ModelProto.metadata_props alone, without decoding the graph (its weights are skipped over):
+ * cheap enough to call on every model a command opens.
+ */
+export function readOnnxMetadata(bytes: Uint8Array): Record<string, string> {
+  const out: Record<string, string> = {};
+  const r = protobuf.Reader.create(bytes);
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    if (tag >>> 3 === 14 && (tag & 7) === 2) {
+      const entry = protobuf.Reader.create(r.bytes());
+      let key = "";
+      let value = "";
+      while (entry.pos < entry.len) {
+        const t = entry.uint32();
+        if (t >>> 3 === 1 && (t & 7) === 2) key = entry.string();
+        else if (t >>> 3 === 2 && (t & 7) === 2) value = entry.string();
+        else entry.skipType(t & 7);
+      }
+      out[key] = value;
+    } else r.skipType(tag & 7);
+  }
+  return out;
+}

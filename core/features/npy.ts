@@ -93,3 +93,58 @@ export function halfToFloat(h: number): number {
   if (exp === 0x1f) return frac ? NaN : sign * Infinity;
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
+
+/** A JS number to IEEE 754 binary16, rounding to nearest even (NumPy's astype(float16)). */
+export function floatToHalf(v: number): number {
+  const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
+  const a = Math.abs(v);
+  if (Number.isNaN(v)) return 0x7e00;
+  if (a >= 65520) return sign | 0x7c00; // rounds past the largest half: infinity
+  if (a < 2 ** -14) {
+    // Subnormal: multiples of 2^-24.
+    const q = a / 2 ** -24;
+    let m = Math.floor(q);
+    const r = q - m;
+    if (r > 0.5 || (r === 0.5 && m % 2 === 1)) m++;
+    return sign | m; // m = 1024 carries into the smallest normal, as it should
+  }
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--; // log2 rounding
+  if (2 ** (e + 1) <= a) e++;
+  const q = (a / 2 ** e - 1) * 1024;
+  let m = Math.floor(q);
+  const r = q - m;
+  if (r > 0.5 || (r === 0.5 && m % 2 === 1)) m++;
+  if (m === 1024) {
+    m = 0;
+    e++;
+  }
+  return sign | ((e + 15) << 10) | m;
+}
+
+/** A row-major [rows, cols] matrix as .npy bytes (version 1.0), float32 or float16. */
+export function npyMatrixBytes(
+  rows: number,
+  cols: number,
+  data: ArrayLike<number>,
+  dtype: "<f4" | "<f2" = "<f4",
+): Uint8Array {
+  if (data.length !== rows * cols) {
+    throw new RangeError(`npy: ${rows} x ${cols} needs ${rows * cols} values, got ${data.length}`);
+  }
+  let header = `{'descr': '${dtype}', 'fortran_order': False, 'shape': (${rows}, ${cols}), }`;
+  // Magic (6) + version (2) + length (2) + header + "\n", padded to a multiple of 64.
+  header += " ".repeat(63 - ((10 + header.length) % 64)) + "\n";
+  const size = dtype === "<f4" ? 4 : 2;
+  const out = new Uint8Array(10 + header.length + rows * cols * size);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  const view = new DataView(out.buffer);
+  view.setUint16(8, header.length, true);
+  out.set(new TextEncoder().encode(header), 10);
+  const start = 10 + header.length;
+  for (let i = 0; i < data.length; i++) {
+    if (size === 4) view.setFloat32(start + 4 * i, data[i], true);
+    else view.setUint16(start + 2 * i, floatToHalf(data[i]), true);
+  }
+  return out;
+}

@@ -7,10 +7,16 @@
  * output. [batch, dim] is taken as is, [batch, tokens, dim] gives the first ([CLS]) token,
  * [batch, C, h, w] is averaged over h and w. Preprocessing: core/features/image_preprocess.ts
  * (ViT defaults: bilinear, no crop, mean = std = 0.5).
+ *
+ * A model can declare its own preprocessing in ModelProto.metadata_props (IMAGE_METADATA_KEYS:
+ * `duaf.image.mean`, `duaf.image.std` as three comma-separated numbers, `duaf.image.resample`
+ * bilinear | bicubic, `duaf.image.crop` true | false); options given explicitly win over it,
+ * and it wins over the ViT defaults. The Keras converter (keras_to_onnx.ts) writes these keys.
  */
 import { basename, extname, join } from "node:path";
 import { DataError, UsageError } from "../errors.ts";
 import type { Progress } from "../progress.ts";
+import { readOnnxMetadata } from "../export/onnx_graph.ts";
 import { decodeImage, ImageDecodeError, type RgbImage } from "./image_decode.ts";
 import {
   IMAGE_PRESETS,
@@ -89,7 +95,54 @@ export function imageRows(out: { data: Float32Array; dims: number[] }): {
   throw new RangeError(`unsupported image encoder output shape [${d}]`);
 }
 
-function resolvePreprocess(session: OrtSession, modelPath: string, opts: ImageEncodeOptions) {
+/** metadata_props keys through which an ONNX image encoder declares its preprocessing. */
+export const IMAGE_METADATA_KEYS = {
+  mean: "duaf.image.mean",
+  std: "duaf.image.std",
+  resample: "duaf.image.resample",
+  crop: "duaf.image.crop",
+} as const;
+
+/** The preprocessing a model declares in its metadata (absent keys stay undefined). */
+export function declaredPreprocess(
+  metadata: Record<string, string>,
+  modelPath: string,
+): Partial<Pick<PreprocessOptions, "mean" | "std" | "resample" | "crop">> {
+  const out: Partial<Pick<PreprocessOptions, "mean" | "std" | "resample" | "crop">> = {};
+  const bad = (key: string, want: string) =>
+    new DataError(modelPath, null, `metadata ${key}`, `"${metadata[key]}" is not ${want}`);
+  for (const k of ["mean", "std"] as const) {
+    const key = IMAGE_METADATA_KEYS[k];
+    if (metadata[key] === undefined) continue;
+    const v = metadata[key].split(",").map((x) => Number(x.trim()));
+    if (
+      v.length !== 3 || v.some((x) => !Number.isFinite(x)) || k === "std" && v.some((x) => x <= 0)
+    ) {
+      throw bad(key, k === "std" ? "three positive numbers" : "three numbers");
+    }
+    out[k] = v;
+  }
+  const resample = metadata[IMAGE_METADATA_KEYS.resample];
+  if (resample !== undefined) {
+    if (resample !== "bilinear" && resample !== "bicubic") {
+      throw bad(IMAGE_METADATA_KEYS.resample, "bilinear or bicubic");
+    }
+    out.resample = resample;
+  }
+  const crop = metadata[IMAGE_METADATA_KEYS.crop];
+  if (crop !== undefined) {
+    if (crop !== "true" && crop !== "false") throw bad(IMAGE_METADATA_KEYS.crop, "true or false");
+    out.crop = crop === "true";
+  }
+  return out;
+}
+
+function resolvePreprocess(
+  session: OrtSession,
+  modelPath: string,
+  opts: ImageEncodeOptions,
+  declared: ReturnType<typeof declaredPreprocess>,
+) {
   const inputName = session.inputNames[0];
   const dims = inputDims(session, inputName);
   if (dims && dims.length !== 4) {
@@ -109,10 +162,10 @@ function resolvePreprocess(session: OrtSession, modelPath: string, opts: ImageEn
   const vit = IMAGE_PRESETS.vit;
   const pre: PreprocessOptions = {
     size,
-    mean: opts.mean ?? vit.mean,
-    std: opts.std ?? vit.std,
-    resample: opts.resample ?? vit.resample,
-    crop: opts.crop ?? vit.crop,
+    mean: opts.mean ?? declared.mean ?? vit.mean,
+    std: opts.std ?? declared.std ?? vit.std,
+    resample: opts.resample ?? declared.resample ?? vit.resample,
+    crop: opts.crop ?? declared.crop ?? vit.crop,
   };
   if (pre.mean.length !== 3 || pre.std.length !== 3 || pre.std.some((s) => !(s > 0))) {
     throw new UsageError("image mean and std need 3 values each, std positive");
@@ -147,9 +200,22 @@ export async function encodeImages(
   if (!(opts.batchSize >= 1)) {
     throw new UsageError(`batch size must be >= 1, got ${opts.batchSize}`);
   }
-  const session = await createSession(modelPath);
+  let bytes: Uint8Array;
   try {
-    return await encodeWithSession(session, modelPath, imagePaths, opts);
+    bytes = await Deno.readFile(modelPath);
+  } catch (e) {
+    throw new DataError(modelPath, null, null, `cannot read model: ${(e as Error).message}`);
+  }
+  const session = await createSession(bytes, modelPath);
+  try {
+    let metadata: Record<string, string>;
+    try {
+      metadata = readOnnxMetadata(bytes);
+    } catch {
+      metadata = {}; // ORT loaded it, so this parser is the one that is short of something
+    }
+    const declared = declaredPreprocess(metadata, modelPath);
+    return await encodeWithSession(session, modelPath, imagePaths, opts, declared);
   } finally {
     await session.release();
   }
@@ -160,8 +226,9 @@ async function encodeWithSession(
   modelPath: string,
   imagePaths: (string | null)[],
   opts: ImageEncodeOptions,
+  declared: ReturnType<typeof declaredPreprocess>,
 ): Promise<EncodedImages> {
-  const { inputName, pre } = resolvePreprocess(session, modelPath, opts);
+  const { inputName, pre } = resolvePreprocess(session, modelPath, opts, declared);
   const outName = pickOutput(session, modelPath, opts.output, PREFERRED_OUTPUTS);
   const present = imagePaths.flatMap((p, i) => (p !== null ? [i] : []));
   const mask = new Uint8Array(imagePaths.length);

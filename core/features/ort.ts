@@ -26,12 +26,14 @@ function configure(): void {
 }
 
 /**
- * Opens an inference session on the WASM CPU backend from a model file path or model bytes.
- * An unreadable or invalid model file is a DataError naming the file.
+ * Opens an inference session on the WASM CPU backend from a model file path or model bytes
+ * (`file` names them in errors). An unreadable or invalid model file is a DataError naming it.
  */
-export async function createSession(pathOrBytes: string | Uint8Array): Promise<OrtSession> {
+export async function createSession(
+  pathOrBytes: string | Uint8Array,
+  file = typeof pathOrBytes === "string" ? pathOrBytes : "<onnx bytes>",
+): Promise<OrtSession> {
   configure();
-  const file = typeof pathOrBytes === "string" ? pathOrBytes : "<onnx bytes>";
   let bytes: Uint8Array;
   if (typeof pathOrBytes === "string") {
     try {
