@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import { NativeBackend } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { TrainConfigSchema } from "../core/config.ts";
-import type { SequenceBatch } from "../core/models/batch.ts";
+import { lossPositions, type SequenceBatch } from "../core/models/batch.ts";
 import { nextItemLoss, Sasrec } from "../core/models/sasrec.ts";
 import { budgetBlockItems } from "../core/ops/linear_ce.ts";
 import { Adam } from "../core/optim/adam.ts";
@@ -83,7 +83,8 @@ async function runOne(numItems: number, chunked: boolean): Promise<void> {
   ]);
   h.requiresGrad = true;
   const lossOf = values["ce-only"]
-    ? () => nextItemLoss(h, model.itemEmbedding.weight, batch, "ce", cfg.ceChunkItems)
+    ? () =>
+      nextItemLoss(h, model.itemEmbedding.weight, lossPositions(batch), "ce", cfg.ceChunkItems)
     : () => model.loss(batch, ctx).total;
   const times: number[] = [];
   let peak = 0;
