@@ -46,6 +46,12 @@ const DuafSchema = z.object({
   lambdaAdv: z.number().nonnegative().default(0.1),
   /** Samples drawn per missing item at inference; the mean of those D accepts is used. */
   inferenceSamples: z.number().int().positive().default(8),
+  /**
+   * Fraction of the present images hidden from training (a fixed choice, the same for every
+   * seed and configuration), to measure MAT-MoE's reconstruction of them against the real
+   * features: the test metrics then carry recon.* cosines (core/eval/reconstruction.ts).
+   */
+  hideImages: z.number().min(0).max(0.9).default(0),
   /** Train-time modality dropout rate (the paper's best: 0.6). */
   modalityDropout: z.number().min(0).max(1).default(0.6),
   cscl: z.boolean().default(true),

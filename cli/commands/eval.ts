@@ -1,5 +1,6 @@
 /** `duaf eval`: full-ranking metrics of a trained run, with an optional CI expectation check. */
 import { CheckFailed, DataError, UsageError } from "../../core/errors.ts";
+import { reconstructionMetrics } from "../../core/eval/reconstruction.ts";
 import { OrtScorer } from "../../core/serve/ort_scorer.ts";
 import { activateBackend, evaluateRun, evaluateRunWith, openRun } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
@@ -21,6 +22,8 @@ options:
   --backend NAME       auto | cuda | native | wasm | js
   --runtime engine|ort run the engine (default) or the exported ONNX graph on onnxruntime-web
   --onnx FILE          the graph for --runtime ort (default RUN/model.onnx; see duaf export)
+  --reconstruction     also report how well the images hidden from training (duafmat.hideImages)
+                       are rebuilt: mean cosines to the real ones ("recon.*", docs/results.md)
   --json               (default) one JSON object on stdout
   --quiet              no progress output`;
 
@@ -40,6 +43,7 @@ export const evalCommand: Command = {
       runtime: { type: "string" },
       onnx: { type: "string" },
       json: { type: "boolean" },
+      reconstruction: { type: "boolean" },
       quiet: { type: "boolean" },
     }, true);
     const dir = positionals[0];
@@ -71,11 +75,23 @@ export const evalCommand: Command = {
         await scorer.close();
       }
     } else result = evaluateRun(run, evalOpts);
+    let reconstruction: Record<string, number> | undefined;
+    if (values.reconstruction) {
+      const r = run.model.reconstruction?.();
+      if (!r) {
+        throw new UsageError(
+          `--reconstruction: ${dir} hid no images from training (train duafmat on a dataset ` +
+            `with images and --set duafmat.hideImages=0.2)`,
+        );
+      }
+      reconstruction = reconstructionMetrics(r);
+    }
     const report = {
       run: dir,
       model: run.manifest.config.model,
       ...(runtime === "ort" ? { runtime } : {}),
       ...result,
+      ...(reconstruction ? { reconstruction } : {}),
     };
     emitJson(report);
     if (values.expect) {

@@ -28,6 +28,21 @@ export interface InteractionSequences {
   seqItems: Int32Array;
 }
 
+/**
+ * What a model's `reconstruction()` returns for the items whose images were hidden from training:
+ * row-major [items, dim] vectors.
+ */
+export interface Reconstruction {
+  dim: number;
+  items: Int32Array;
+  filled: Float32Array;
+  real: Float32Array;
+  /** One [dim] vector: the same guess for every hidden item. */
+  meanOfVisible: Float32Array;
+  /** Null without a text modality. */
+  textNeighbour: Float32Array | null;
+}
+
 export interface SequentialModel extends Module {
   readonly kind: string;
   /**
@@ -53,6 +68,8 @@ export interface SequentialModel extends Module {
    * item table [numItems + 1, d]. Evaluation then ranks in item blocks, never holding all scores.
    */
   scoreParts?(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor };
+  /** Missing-modality reconstruction of images hidden from training (DuAF-MAT, hideImages). */
+  reconstruction?(): Reconstruction | null;
   /** Per-step modality fusion weights, for explanations (DuAF-MAT). */
   explain?(batch: SequenceBatch, ctx: ForwardContext): ModalityWeights;
   /** Parameters for the main optimizer when some are updated separately (the critic). */

@@ -11,6 +11,7 @@ import { type Dataset, loadDataset } from "../data/dataset.ts";
 import { ResourceError, UsageError } from "../errors.ts";
 import { checkOutputDir, clearDirArtifact } from "../io/output_guard.ts";
 import { type EvalResult, evaluate, evaluateWith } from "../eval/evaluate.ts";
+import { reconstructionMetrics } from "../eval/reconstruction.ts";
 import type { SequenceBatch } from "../models/batch.ts";
 import type { ItemSide } from "../models/item_side.ts";
 import type { SequentialModel } from "../models/model.ts";
@@ -233,7 +234,11 @@ async function trainInto(
     origin: timestampOrigin(ds),
     progress,
   });
-  const m = manifest("finished", outcome.stopped, test.metrics);
+  const recon = model.reconstruction?.();
+  const m = manifest("finished", outcome.stopped, {
+    ...test.metrics,
+    ...(recon ? reconstructionMetrics(recon) : {}),
+  });
   await writeRunManifest(opts.out, m);
   return { manifest: m, outcome };
 }

@@ -32,7 +32,7 @@ import { Rng } from "../../random.ts";
 import { backward, keep, noGrad, type Tensor, tensor, tidy } from "../../tensor.ts";
 import { lossPositions, type SequenceBatch } from "../batch.ts";
 import type { ItemFeatures, ItemSide } from "../item_side.ts";
-import type { LossOutput, ModalityWeights, SequentialModel } from "../model.ts";
+import type { LossOutput, ModalityWeights, Reconstruction, SequentialModel } from "../model.ts";
 import { gatherAt, gatherLast, lossIndex, nextItemLoss, positionIds } from "../sasrec.ts";
 import { infoNce } from "./contrastive.ts";
 import { averageFusion, fuseModalities, prefixMean } from "./fusion.ts";
@@ -60,6 +60,73 @@ interface ItemTables {
   image: Tensor | null;
   real: Tensor | null;
   synthetic: Tensor | null;
+}
+
+/**
+ * A fixed `fraction` of the items with images, hidden: the returned features have their rows
+ * zeroed and masked, as if those images were missing. A constant seed keeps the hidden set the
+ * same across runs, so configurations and seeds are compared on the same items.
+ */
+export function hideImages(
+  image: ItemFeatures,
+  fraction: number,
+): { visible: ItemFeatures; items: Int32Array } {
+  const present: number[] = [];
+  for (let i = 1; i < image.mask.length; i++) if (image.mask[i]) present.push(i);
+  const order = Int32Array.from(present);
+  new Rng(0x68696465).shuffle(order);
+  const items = order.slice(0, Math.round(fraction * present.length)).sort();
+  const data = image.data.slice();
+  const mask = image.mask.slice();
+  for (const i of items) {
+    mask[i] = 0;
+    data.fill(0, i * image.dim, (i + 1) * image.dim);
+  }
+  return { visible: { dim: image.dim, data, mask }, items };
+}
+
+/** Mean of the rows of `rows` [n, dim] whose mask is set. */
+function meanRows(rows: Float32Array, mask: Uint8Array, dim: number): Float32Array {
+  const out = new Float32Array(dim);
+  let count = 0;
+  for (let i = 0; i < mask.length; i++) {
+    if (!mask[i]) continue;
+    count++;
+    for (let c = 0; c < dim; c++) out[c] += rows[i * dim + c];
+  }
+  for (let c = 0; c < dim; c++) out[c] /= Math.max(1, count);
+  return out;
+}
+
+/** For each item of `items`, the item with `visible` set whose text features are most cosine-similar. */
+function nearestByText(
+  text: ItemFeatures | null,
+  items: Int32Array,
+  visible: Uint8Array,
+): Int32Array | null {
+  if (!text) return null;
+  const { dim, data } = text;
+  const norm = (i: number) => {
+    let s = 0;
+    for (let c = 0; c < dim; c++) s += data[i * dim + c] ** 2;
+    return Math.sqrt(s) || 1;
+  };
+  const norms = Float32Array.from({ length: visible.length }, (_, i) => norm(i));
+  return items.map((q) => {
+    let best = 0;
+    let bestSim = -Infinity;
+    for (let j = 1; j < visible.length; j++) {
+      if (!visible[j] || j === q) continue;
+      let s = 0;
+      for (let c = 0; c < dim; c++) s += data[q * dim + c] * data[j * dim + c];
+      s /= norms[j] * norms[q];
+      if (s > bestSim) {
+        bestSim = s;
+        best = j;
+      }
+    }
+    return best;
+  });
 }
 
 /** Items that a batch's sequences touch, with real images, capped at `cap` (seeded choice). */
@@ -98,6 +165,8 @@ export class DuafMat extends Module implements SequentialModel {
   readonly #randomFill: Map<ModalityName, Tensor> = new Map();
   readonly #similarity: Map<ModalityName, SimilarityIndex> = new Map();
   #inferenceImages: Tensor | null = null;
+  /** Items whose images training never sees (hideImages), and the real features. */
+  readonly #hidden: { items: Int32Array; features: ItemFeatures } | null;
 
   constructor(readonly cfg: DuafMatConfig, items: ItemSide, rng: Rng) {
     super();
@@ -106,7 +175,10 @@ export class DuafMat extends Module implements SequentialModel {
     const dc = cfg.duaf;
     const n = cfg.numItems + 1;
     this.#text = dc.modalities.includes("text") ? items.text : null;
-    this.#image = dc.modalities.includes("image") ? items.image : null;
+    const image = dc.modalities.includes("image") ? items.image : null;
+    const hidden = image && dc.hideImages > 0 ? hideImages(image, dc.hideImages) : null;
+    this.#image = hidden?.visible ?? image;
+    this.#hidden = hidden ? { items: hidden.items, features: image! } : null;
     this.modalities = [
       "id",
       ...(this.#text ? ["text" as const] : []),
@@ -180,6 +252,38 @@ export class DuafMat extends Module implements SequentialModel {
 
   get needsNegatives(): boolean {
     return this.cfg.loss === "bce";
+  }
+
+  /**
+   * For the items hidden from training (hideImages): the visual vectors inference uses for them
+   * (MAT-MoE's accepted mean, or missingFill), their real features through the trained
+   * projection, and two baselines in the same space: the mean of the visible items' vectors, and
+   * the vector of the visible item nearest by text features. Null without hidden images.
+   */
+  reconstruction(): Reconstruction | null {
+    if (!this.#hidden || !this.imageProjection || !this.#hidden.items.length) return null;
+    const { items, features } = this.#hidden;
+    return noGrad(() =>
+      tidy(() => {
+        const tables = this.#tables({ training: false, rng: new Rng(0) });
+        const realAll = this.imageProjection!.forward(
+          tensor(features.data, [this.cfg.numItems + 1, features.dim]),
+        );
+        const ids = tensor(items, [items.length], "i32");
+        const visible = this.#image!.mask;
+        const neighbour = nearestByText(this.#text, items, visible);
+        return {
+          dim: this.cfg.hidden,
+          items,
+          filled: op.embedding(tables.image!, ids).toFloat32(),
+          real: op.embedding(realAll, ids).toFloat32(),
+          meanOfVisible: meanRows(tables.real!.toFloat32(), visible, this.cfg.hidden),
+          textNeighbour: neighbour
+            ? op.embedding(tables.real!, tensor(neighbour, [items.length], "i32")).toFloat32()
+            : null,
+        };
+      })
+    );
   }
 
   /** Modality sequences and fusion add ~20% over SASRec; each VSCL view is a second encoder pass. */
