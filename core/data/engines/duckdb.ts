@@ -21,7 +21,8 @@
  */
 import { basename } from "node:path";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
-import { UsageError } from "../../errors.ts";
+import { parse as csvParseSync } from "csv-parse/sync";
+import { DataError, UsageError } from "../../errors.ts";
 import type { InteractionSink, Sequences } from "../interactions.ts";
 import type { EngineResult, ResolvedOptions } from "../preprocess.ts";
 import type { ReadContext } from "../readers/context.ts";
@@ -161,15 +162,24 @@ async function openReader(
 ): Promise<Reader> {
   const path = o.interactions;
   const compression = (await isGzip(path)) ? "'gzip'" : "'uncompressed'";
+  // JSON lines are read as lines (no JSON value holds a raw control character such as \x1f)
+  // and parsed per line, so a malformed line is one bad row, as in the builtin.
   const json = (user: string, item: string, time: string): Reader => {
-    const cols = [...new Set([user, item, time])].map((c) => `${str(c)}: 'JSON'`).join(", ");
+    const key = (k: string) => str("/" + k.replaceAll("~", "~0").replaceAll("/", "~1"));
+    const field = (k: string): Field => ({
+      sql: `json_extract(duaf_json, ${key(k)})`,
+      kind: "json",
+    });
     return {
-      from: (lenient) =>
-        `read_json(${str(path)}, format = 'newline_delimited', records = true, ` +
-        `columns = {${cols}}, compression = ${compression}, ignore_errors = ${lenient})`,
-      user: { sql: ident(user), kind: "json" },
-      item: { sql: ident(item), kind: "json" },
-      time: { sql: ident(time), kind: "json" },
+      from: () =>
+        `(SELECT CASE WHEN json_valid(line) AND json_type(line::JSON) = 'OBJECT' ` +
+        `THEN line::JSON END AS duaf_json FROM read_csv(${str(path)}, header = false, ` +
+        `auto_detect = false, delim = '\x1f', quote = '', escape = '', ` +
+        `columns = {'line': 'VARCHAR'}, compression = ${compression}, ` +
+        `max_line_size = 16777216) WHERE ${trimmed("line")} <> '')`,
+      user: field(user),
+      item: field(item),
+      time: field(time),
       ordered: false,
     };
   };
@@ -205,14 +215,21 @@ async function openReader(
     }
     case "csv":
     case "tsv": {
+      // The header as csv-parse reads it (the builtin's parser; a repeated name is its error).
       const [delim, quote] = o.format === "csv" ? [",", '"'] : ["\t", ""];
-      const have = await columnTypes(
-        con,
-        `read_csv(${str(path)}, header = true, all_varchar = true, delim = ${str(delim)}, ` +
-          `quote = ${str(quote)}, escape = ${str(quote)}, compression = ${compression})`,
-      );
-      missing(path, have, [o.userCol!, o.itemCol!, o.timeCol!]);
-      const names = [...have.keys()];
+      const names: string[] = csvParseSync(await firstLine(path), {
+        delimiter: delim,
+        quote: quote === "" ? false : quote,
+        bom: true,
+      })[0] ?? [];
+      names.forEach((h, k) => {
+        if (names.indexOf(h) !== k) {
+          throw new DataError(path, 1, h, "column appears twice in the header");
+        }
+      });
+      for (const c of [o.userCol!, o.itemCol!, o.timeCol!]) {
+        if (!names.includes(c)) throw new UsageError(`${path}: no column '${c}'`);
+      }
       return {
         ...delimited(names, delim, quote),
         user: text(names.indexOf(o.userCol!)),
@@ -252,6 +269,8 @@ async function openReader(
   }
 }
 
+const firstLineOf = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0].trim();
+
 async function count(con: DuckDBConnection, sql: string): Promise<number> {
   return Number((await con.runAndReadAll(sql)).getRows()[0][0]);
 }
@@ -272,7 +291,14 @@ export async function duckdbSequences(
   const task = ctx.progress?.start(`reading ${basename(path)} (duckdb)`, null);
   try {
     const con = await db.connect();
-    const reader = await openReader(o, con);
+    const reader = await openReader(o, con).catch(async (e) => {
+      if (e instanceof DataError || e instanceof UsageError) throw e;
+      // A file DuckDB cannot open (a corrupt Parquet footer, a bad header): the builtin's words.
+      await rescan({ add() {} });
+      throw new UsageError(
+        `${path}: --engine duckdb cannot read it (${firstLineOf(e)}); use --engine builtin`,
+      );
+    });
     const user = idSql(reader.user), item = idSql(reader.item);
     const time = timeSql(reader.time, o.timeUnit);
     // The first field that is not supported, checked in the builtin's order (user, item, time).
@@ -291,12 +317,11 @@ export async function duckdbSequences(
     try {
       await load(false);
     } catch (e) {
-      failed = (e as Error).message.split("\n")[0];
+      failed = firstLineOf(e);
       if (!ctx.issues.strict) {
         await load(true).catch((e) => {
           throw new UsageError(
-            `${path}: --engine duckdb cannot read it (${(e as Error).message.split("\n")[0]}); ` +
-              `use --engine builtin`,
+            `${path}: --engine duckdb cannot read it (${firstLineOf(e)}); use --engine builtin`,
           );
         });
       }
@@ -308,6 +333,16 @@ export async function duckdbSequences(
           "count(*) FILTER (WHERE u IS NULL OR i IS NULL OR t IS NULL) FROM raw",
       )).getRows()[0].map(Number)
       : [0, 0];
+    const unsupported = loaded && (await con.runAndReadAll(
+      `SELECT why, ${reader.ordered ? "pos" : "rowid"} + 1 FROM raw WHERE why IS NOT NULL ` +
+        `ORDER BY ${reader.ordered ? "pos" : "rowid"} LIMIT 1`,
+    )).getRows()[0];
+    if (unsupported) {
+      throw new UsageError(
+        `${path}: --engine duckdb does not read ${unsupported[0]} (record ${unsupported[1]}); ` +
+          `use --engine builtin`,
+      );
+    }
     if (failed !== null || bad > 0) {
       // The builtin reader words the problems (strict: throws at the first one; lenient: counts).
       let accepted = 0;
@@ -319,16 +354,6 @@ export async function duckdbSequences(
             `use --engine builtin`,
         );
       }
-    }
-    const unsupported = (await con.runAndReadAll(
-      `SELECT why, ${reader.ordered ? "pos" : "rowid"} + 1 FROM raw WHERE why IS NOT NULL ` +
-        `ORDER BY ${reader.ordered ? "pos" : "rowid"} LIMIT 1`,
-    )).getRows()[0];
-    if (unsupported) {
-      throw new UsageError(
-        `${path}: --engine duckdb does not read ${unsupported[0]} (record ${unsupported[1]}); ` +
-          `use --engine builtin`,
-      );
     }
     const seqs = await buildInSql(con, o, reader.ordered);
     const rawItemIds = await strings(con, "SELECT i FROM r GROUP BY i ORDER BY min(pos)");
