@@ -166,20 +166,18 @@ async function openReader(
   // and parsed per line, so a malformed line is one bad row, as in the builtin.
   const json = (user: string, item: string, time: string): Reader => {
     const key = (k: string) => str("/" + k.replaceAll("~", "~0").replaceAll("/", "~1"));
-    const field = (k: string): Field => ({
-      sql: `json_extract(duaf_json, ${key(k)})`,
-      kind: "json",
-    });
+    const field = (n: number): Field => ({ sql: `duaf_json[${n}]`, kind: "json" });
     return {
+      // One parse per line extracts the three values (JSON text is re-parsed on every access).
       from: () =>
-        `(SELECT CASE WHEN json_valid(line) AND json_type(line::JSON) = 'OBJECT' ` +
-        `THEN line::JSON END AS duaf_json FROM read_csv(${str(path)}, header = false, ` +
-        `auto_detect = false, delim = '\x1f', quote = '', escape = '', ` +
-        `columns = {'line': 'VARCHAR'}, compression = ${compression}, ` +
+        `(SELECT CASE WHEN json_valid(line) THEN json_extract(line, ` +
+        `[${key(user)}, ${key(item)}, ${key(time)}]) END AS duaf_json ` +
+        `FROM read_csv(${str(path)}, header = false, auto_detect = false, delim = '\x1f', ` +
+        `quote = '', escape = '', columns = {'line': 'VARCHAR'}, compression = ${compression}, ` +
         `max_line_size = 16777216) WHERE ${trimmed("line")} <> '')`,
-      user: field(user),
-      item: field(item),
-      time: field(time),
+      user: field(1),
+      item: field(2),
+      time: field(3),
       ordered: false,
     };
   };
@@ -284,9 +282,11 @@ export async function duckdbSequences(
   const path = o.interactions;
   const source = await hashFile(path); // also the builtin's error for a missing file
   const tmp = await Deno.makeTempDir({ prefix: "duaf-duckdb-" });
+  const memory = Deno.env.get("DUAF_DUCKDB_MEMORY"); // e.g. 4GB; DuckDB's default: 80% of RAM
   const db = await DuckDBInstance.create(":memory:", {
-    temp_directory: tmp, // spill here when the input does not fit in memory
+    temp_directory: tmp, // spill here past the memory limit
     preserve_insertion_order: "true",
+    ...(memory ? { memory_limit: memory } : {}),
   });
   const task = ctx.progress?.start(`reading ${basename(path)} (duckdb)`, null);
   try {
