@@ -59,7 +59,12 @@ interface Parsed {
   unsupported: string | null;
 }
 
-const trimmed = (s: string) => `trim(${s}, ${str(JS_SPACE)})`;
+// trim() with a character set is slow: only values that start or end with a space pay for it.
+const SPACE_CLASS = "[" +
+  [...JS_SPACE].map((ch) => `\\x{${ch.codePointAt(0)!.toString(16)}}`).join("") + "]";
+const trimmed = (s: string) =>
+  `CASE WHEN regexp_matches(${s}, ${str(`^${SPACE_CLASS}|${SPACE_CLASS}$`)}) ` +
+  `THEN trim(${s}, ${str(JS_SPACE)}) ELSE ${s} END`;
 
 function idSql({ sql: c, kind }: Field): Parsed {
   const text = (s: string) => `nullif(${trimmed(s)}, '')`;
@@ -81,14 +86,13 @@ function idSql({ sql: c, kind }: Field): Parsed {
         unsupported: `abs(CAST(${c} AS DOUBLE)) > ${EXACT_INT}`,
       };
     case "json": {
-      const d = `CAST(${c}->>'$' AS DOUBLE)`;
+      const d = `CAST(${c}_text AS DOUBLE)`;
       return {
-        value: `CASE json_type(${c}) WHEN 'VARCHAR' THEN ${text(`${c}->>'$'`)} ` +
+        value: `CASE ${c}_type WHEN 'VARCHAR' THEN ${text(`${c}_text`)} ` +
           `WHEN 'BIGINT' THEN ${integral(d)} WHEN 'UBIGINT' THEN ${integral(d)} ` +
           `WHEN 'DOUBLE' THEN ${integral(d)} END`,
         // JSON.parse rounds integers beyond 2^53 to a double: its digits are not the file's.
-        unsupported:
-          `json_type(${c}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND abs(${d}) > ${EXACT_INT}`,
+        unsupported: `${c}_type IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND abs(${d}) > ${EXACT_INT}`,
       };
     }
   }
@@ -106,10 +110,10 @@ function timeSql({ sql: c, kind }: Field, unit: "s" | "ms"): Parsed {
   let n: string, iso: string | null;
   if (kind === "text") ({ n, iso } = fromText(c));
   else if (kind === "json") {
-    const s = fromText(`${c}->>'$'`);
-    n = `CASE WHEN json_type(${c}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') ` +
-      `THEN CAST(${c}->>'$' AS DOUBLE) WHEN json_type(${c}) = 'VARCHAR' THEN ${s.n} END`;
-    iso = `json_type(${c}) = 'VARCHAR' AND ${s.iso}`;
+    const s = fromText(`${c}_text`);
+    n = `CASE WHEN ${c}_type IN ('BIGINT', 'UBIGINT', 'DOUBLE') ` +
+      `THEN CAST(${c}_text AS DOUBLE) WHEN ${c}_type = 'VARCHAR' THEN ${s.n} END`;
+    iso = `${c}_type = 'VARCHAR' AND ${s.iso}`;
   } else {
     n = `CAST(${c} AS DOUBLE)`;
     iso = null;
@@ -166,21 +170,26 @@ async function openReader(
   // and parsed per line, so a malformed line is one bad row, as in the builtin.
   const json = (user: string, item: string, time: string): Reader => {
     const key = (k: string) => str("/" + k.replaceAll("~", "~0").replaceAll("/", "~1"));
-    const field = (n: number): Field => ({ sql: `duaf_json[${n}]`, kind: "json" });
+    const field = (n: number): Field => ({ sql: `duaf_f${n}`, kind: "json" });
+    // Each value's JSON type and text, once (JSON text is re-parsed on every access).
+    const typed = [1, 2, 3].map((n) =>
+      `json_type(duaf_json[${n}]) AS duaf_f${n}_type, duaf_json[${n}]->>'$' AS duaf_f${n}_text`
+    ).join(", ");
     return {
-      // One parse per line extracts the three values (JSON text is re-parsed on every access).
+      // One parse per line extracts the three values.
       from: () =>
-        `(SELECT CASE WHEN json_valid(line) THEN json_extract(line, ` +
+        `(SELECT ${typed} FROM (SELECT CASE WHEN json_valid(line) THEN json_extract(line, ` +
         `[${key(user)}, ${key(item)}, ${key(time)}]) END AS duaf_json ` +
         `FROM read_csv(${str(path)}, header = false, auto_detect = false, delim = '\x1f', ` +
         `quote = '', escape = '', columns = {'line': 'VARCHAR'}, compression = ${compression}, ` +
-        `max_line_size = 16777216) WHERE ${trimmed("line")} <> '')`,
+        `max_line_size = 16777216) WHERE ${trimmed("line")} <> ''))`,
       user: field(1),
       item: field(2),
       time: field(3),
       ordered: false,
     };
   };
+
   // Every column as text, with names we choose (c0, c1, ...): no sniffing of the dialect.
   const delimited = (
     names: string[],
@@ -379,12 +388,13 @@ async function buildInSql(
   await con.run("DROP TABLE raw");
   const input = await count(con, "SELECT count(*) FROM r");
   // Dedup: per (user, item) keep the earliest (first) or latest (last) by (time, input order).
-  const keep = o.dedup === "first" ? "t, pos" : "t DESC, pos DESC";
+  // (A hash aggregate of the (time, position) struct, cheaper than a window sort.)
+  const keep = o.dedup === "first" ? "min" : "max";
   await con.run(
     o.dedup === "none"
       ? "CREATE TABLE d AS SELECT * FROM r"
-      : `CREATE TABLE d AS SELECT * FROM r ` +
-        `QUALIFY row_number() OVER (PARTITION BY u, i ORDER BY ${keep}) = 1`,
+      : `CREATE TABLE d AS SELECT k.pos AS pos, u, i, k.t AS t FROM ` +
+        `(SELECT u, i, ${keep}({'t': t, 'pos': pos}) AS k FROM r GROUP BY u, i)`,
   );
   const deduped = await count(con, "SELECT count(*) FROM d");
   // Iterative k-core, all under-threshold rows at once per round: each removed row is outside
