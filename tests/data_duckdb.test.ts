@@ -354,6 +354,32 @@ Deno.test("duckdb engine: what it does not read is one line that names --engine 
   });
 });
 
+Deno.test("duckdb engine: DuckDB out of memory is one resource line, exit 2", async () => {
+  await withTmp(async (dir) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        join(import.meta.dirname!, "../cli/main.ts"),
+        "preprocess",
+        "--engine=duckdb",
+        "--format=amazon2014",
+        `--reviews=${BEAUTY_REVIEWS}`,
+        `--out=${join(dir, "o")}`,
+        "--quiet",
+      ],
+      env: { DUAF_DUCKDB_MEMORY: "2MB" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 2);
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n");
+    assert.equal(err.length, 1, err.join("\n"));
+    assert.match(err[0], /^duaf preprocess: out of DuckDB memory \(.*\); set DUAF_DUCKDB_MEMORY/);
+    assert.deepEqual(listDir(dir), []);
+  });
+});
+
 Deno.test({
   name: "duckdb engine: full Amazon Beauty 2014 (../shared/data), same artifact",
   ignore: !exists(join(SHARED_BEAUTY, "reviews_Beauty_5.json.gz")) &&

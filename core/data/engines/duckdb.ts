@@ -22,7 +22,7 @@
 import { basename } from "node:path";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import { parse as csvParseSync } from "csv-parse/sync";
-import { DataError, UsageError } from "../../errors.ts";
+import { DataError, isDiskFull, ResourceError, UsageError } from "../../errors.ts";
 import type { InteractionSink, Sequences } from "../interactions.ts";
 import type { EngineResult, ResolvedOptions } from "../preprocess.ts";
 import type { ReadContext } from "../readers/context.ts";
@@ -47,7 +47,7 @@ const ident = (s: string) => `"${s.replaceAll('"', '""')}"`;
 type Kind = "json" | "text" | "int" | "float";
 
 interface Field {
-  /** SQL expression of the raw value. */
+  /** SQL expression of the raw value; for JSON, the prefix of its _type and _text columns. */
   sql: string;
   kind: Kind;
 }
@@ -181,8 +181,8 @@ async function openReader(
         `(SELECT ${typed} FROM (SELECT CASE WHEN json_valid(line) THEN json_extract(line, ` +
         `[${key(user)}, ${key(item)}, ${key(time)}]) END AS duaf_json ` +
         `FROM read_csv(${str(path)}, header = false, auto_detect = false, delim = '\x1f', ` +
-        `quote = '', escape = '', columns = {'line': 'VARCHAR'}, compression = ${compression}, ` +
-        `max_line_size = 16777216) WHERE ${trimmed("line")} <> ''))`,
+        `quote = '', escape = '', columns = {'line': 'VARCHAR'}, compression = ${compression}) ` +
+        `WHERE ${trimmed("line")} <> ''))`,
       user: field(1),
       item: field(2),
       time: field(3),
@@ -276,6 +276,24 @@ async function openReader(
   }
 }
 
+/** DuckDB's out-of-memory and full-disk errors as duaf's resource error (one line, exit 2). */
+function resourceError(e: unknown, tmp: string): ResourceError | null {
+  const m = firstLineOf(e);
+  const oom = /Out of Memory Error:\s*(.*)$/.exec(m);
+  if (oom) {
+    return new ResourceError(
+      "DuckDB memory",
+      null,
+      oom[1],
+      "set DUAF_DUCKDB_MEMORY higher (e.g. DUAF_DUCKDB_MEMORY=8GB)",
+    );
+  }
+  if (isDiskFull(e)) {
+    return new ResourceError("disk space", null, null, `DuckDB spills to ${tmp}: set TMPDIR`);
+  }
+  return null;
+}
+
 const firstLineOf = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0].trim();
 
 async function count(con: DuckDBConnection, sql: string): Promise<number> {
@@ -326,10 +344,12 @@ export async function duckdbSequences(
     try {
       await load(false);
     } catch (e) {
+      const r = resourceError(e, tmp);
+      if (r) throw r;
       failed = firstLineOf(e);
       if (!ctx.issues.strict) {
         await load(true).catch((e) => {
-          throw new UsageError(
+          throw resourceError(e, tmp) ?? new UsageError(
             `${path}: --engine duckdb cannot read it (${firstLineOf(e)}); use --engine builtin`,
           );
         });
@@ -342,6 +362,15 @@ export async function duckdbSequences(
           "count(*) FILTER (WHERE u IS NULL OR i IS NULL OR t IS NULL) FROM raw",
       )).getRows()[0].map(Number)
       : [0, 0];
+    // The builtin reader words the problems: in strict mode it throws at its first bad row
+    // (before any row this engine does not read, as the builtin would); in lenient mode it
+    // counts them into ctx.issues, and must accept as many rows as DuckDB did.
+    let accepted: number | null = null;
+    const reread = async () => {
+      accepted = 0;
+      await rescan({ add: () => void accepted!++ });
+    };
+    if (ctx.issues.strict && (failed !== null || bad > 0)) await reread();
     const unsupported = loaded && (await con.runAndReadAll(
       `SELECT why, ${reader.ordered ? "pos" : "rowid"} + 1 FROM raw WHERE why IS NOT NULL ` +
         `ORDER BY ${reader.ordered ? "pos" : "rowid"} LIMIT 1`,
@@ -353,9 +382,7 @@ export async function duckdbSequences(
       );
     }
     if (failed !== null || bad > 0) {
-      // The builtin reader words the problems (strict: throws at the first one; lenient: counts).
-      let accepted = 0;
-      await rescan({ add: () => void accepted++ });
+      if (accepted === null) await reread();
       if (ctx.issues.strict || accepted !== good) {
         throw new UsageError(
           `${path}: --engine duckdb reads ${failed ? "none" : good} of the rows the builtin ` +
@@ -369,6 +396,8 @@ export async function duckdbSequences(
     const rawUsers = await count(con, "SELECT count(DISTINCT u) FROM r");
     task?.done();
     return { seqs, source, rawUsers, rawItemIds };
+  } catch (e) {
+    throw resourceError(e, tmp) ?? e;
   } finally {
     db.closeSync();
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
@@ -388,13 +417,13 @@ async function buildInSql(
   await con.run("DROP TABLE raw");
   const input = await count(con, "SELECT count(*) FROM r");
   // Dedup: per (user, item) keep the earliest (first) or latest (last) by (time, input order).
-  // (A hash aggregate of the (time, position) struct, cheaper than a window sort.)
-  const keep = o.dedup === "first" ? "min" : "max";
+  // (A window, not an aggregate of a (time, position) struct: that one cannot spill to disk.)
+  const keep = o.dedup === "first" ? "t, pos" : "t DESC, pos DESC";
   await con.run(
     o.dedup === "none"
       ? "CREATE TABLE d AS SELECT * FROM r"
-      : `CREATE TABLE d AS SELECT k.pos AS pos, u, i, k.t AS t FROM ` +
-        `(SELECT u, i, ${keep}({'t': t, 'pos': pos}) AS k FROM r GROUP BY u, i)`,
+      : `CREATE TABLE d AS SELECT * FROM r ` +
+        `QUALIFY row_number() OVER (PARTITION BY u, i ORDER BY ${keep}) = 1`,
   );
   const deduped = await count(con, "SELECT count(*) FROM d");
   // Iterative k-core, all under-threshold rows at once per round: each removed row is outside
@@ -410,13 +439,13 @@ async function buildInSql(
     }
   }
   const cored = await count(con, "SELECT count(*) FROM d");
-  await con.run(
-    o.maxSeqLen > 0
-      ? "CREATE TABLE f AS SELECT * FROM d QUALIFY row_number() OVER " +
-        `(PARTITION BY u ORDER BY t DESC, pos DESC) <= ${o.maxSeqLen}`
-      : "CREATE TABLE f AS SELECT * FROM d",
-  );
-  await con.run("DROP TABLE d");
+  if (o.maxSeqLen > 0) {
+    await con.run(
+      "CREATE TABLE f AS SELECT * FROM d QUALIFY row_number() OVER " +
+        `(PARTITION BY u ORDER BY t DESC, pos DESC) <= ${o.maxSeqLen}`,
+    );
+    await con.run("DROP TABLE d");
+  } else await con.run("ALTER TABLE d RENAME TO f");
   // Indices in order of first appearance among the surviving rows, in input order.
   await con.run(
     "CREATE TABLE users AS SELECT u, row_number() OVER (ORDER BY min(pos)) - 1 AS ux, " +
