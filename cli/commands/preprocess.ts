@@ -33,7 +33,8 @@ Filtering:
   --max-seq-len N         keep each user's last N interactions (default 0 = all)
   --time-unit s|ms        unit of numeric timestamps (default s)
   --engine builtin|duckdb who reads the interactions and filters them (default builtin);
-                          duckdb reads out of core on all cores (large inputs), same artifact
+                          duckdb reads out of core on all cores (inputs past RAM) and writes
+                          the same artifact; DUAF_DUCKDB_MEMORY=8GB caps it (docs/scale.md)
 
 Item side information:
   --category leaf|first|set   category label used for MoE routing (default leaf)
