@@ -430,12 +430,18 @@ async function buildInSql(
   // every core of what is left, so the fixpoint is the same unique maximal core as the builtin's.
   let kcoreRounds = 0;
   if (o.userCore > 1 || o.itemCore > 1) {
-    for (let removed = 1; removed > 0;) {
+    // (Windows, not DELETE ... IN (subquery): those hold their sets in memory.)
+    for (let left = deduped, before = -1; left !== before;) {
       kcoreRounds++;
-      removed = (await con.run(
-        `DELETE FROM d WHERE u IN (SELECT u FROM d GROUP BY u HAVING count(*) < ${o.userCore}) ` +
-          `OR i IN (SELECT i FROM d GROUP BY i HAVING count(*) < ${o.itemCore})`,
-      )).rowsChanged;
+      await con.run(
+        "CREATE TABLE k AS SELECT * FROM d QUALIFY " +
+          `count(*) OVER (PARTITION BY u) >= ${o.userCore} AND ` +
+          `count(*) OVER (PARTITION BY i) >= ${o.itemCore}`,
+      );
+      await con.run("DROP TABLE d");
+      await con.run("ALTER TABLE k RENAME TO d");
+      before = left;
+      left = await count(con, "SELECT count(*) FROM d");
     }
   }
   const cored = await count(con, "SELECT count(*) FROM d");
