@@ -383,6 +383,10 @@ export async function duckdbSequences(
     }
     if (failed !== null || bad > 0) {
       if (accepted === null) await reread();
+      if (accepted === 0) {
+        const why = ctx.issues.total > 0 ? ` (${ctx.issues.total} bad rows skipped)` : "";
+        throw new DataError(path, null, null, `no interactions${why}`); // as the builtin says
+      }
       if (ctx.issues.strict || accepted !== good) {
         throw new UsageError(
           `${path}: --engine duckdb reads ${failed ? "none" : good} of the rows the builtin ` +
