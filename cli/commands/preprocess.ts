@@ -1,7 +1,12 @@
 /** `duaf preprocess`: raw interaction data -> dataset artifact (see docs/dataset-format.md). */
 import type { Command } from "../command.ts";
 import { UsageError } from "../../core/errors.ts";
-import { INPUT_FORMATS, preprocess, type PreprocessOptions } from "../../core/data/preprocess.ts";
+import {
+  ENGINES,
+  INPUT_FORMATS,
+  preprocess,
+  type PreprocessOptions,
+} from "../../core/data/preprocess.ts";
 import { choiceFlag, intFlag, listFlag, parseFlags } from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
 
@@ -27,6 +32,9 @@ Filtering:
   --dedup first|last|none repeated (user, item): keep the earliest (default), latest, or all
   --max-seq-len N         keep each user's last N interactions (default 0 = all)
   --time-unit s|ms        unit of numeric timestamps (default s)
+  --engine builtin|duckdb who reads the interactions and filters them (default builtin);
+                          duckdb reads out of core on all cores (inputs past RAM) and writes
+                          the same artifact; DUAF_DUCKDB_MEMORY=8GB caps it (docs/scale.md)
 
 Item side information:
   --category leaf|first|set   category label used for MoE routing (default leaf)
@@ -97,6 +105,7 @@ const flags = {
   seed: { type: "string" },
   quiet: { type: "boolean" },
   force: { type: "boolean" },
+  engine: { type: "string" },
 } as const;
 
 /** Maps command-line flags to library options (exported for tests). */
@@ -156,6 +165,7 @@ export function preprocessOptionsFromArgs(
     encoderBatchSize: intFlag("batch-size", v["batch-size"], 1),
     strict: !v.lenient,
     seed: intFlag("seed", v.seed),
+    engine: choiceFlag("engine", v.engine, ENGINES),
     quiet: v.quiet ?? false,
     force: v.force ?? false,
   };

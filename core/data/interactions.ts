@@ -25,8 +25,13 @@ class GrowableArray<T extends Int32Array | Float64Array> {
   }
 }
 
+/** Where a reader puts each valid interaction row, in input order. */
+export interface InteractionSink {
+  add(user: string, item: string, seconds: number): void;
+}
+
 /** Raw interactions in input order, with ids interned to dense raw numbers. */
-export class InteractionLog {
+export class InteractionLog implements InteractionSink {
   readonly userIds: string[] = [];
   readonly itemIds: string[] = [];
   readonly #userMap = new Map<string, number>();

@@ -15,7 +15,12 @@ import { VERSION } from "../version.ts";
 import { checkOutputDir, type GuardOptions } from "../io/output_guard.ts";
 import { DATASET_ARTIFACT, type ModalityArrays, writeArtifact } from "./artifact.ts";
 import { buildCategoryVocab } from "./categories.ts";
-import { buildSequences, InteractionLog, type Sequences } from "./interactions.ts";
+import {
+  buildSequences,
+  InteractionLog,
+  type InteractionSink,
+  type Sequences,
+} from "./interactions.ts";
 import { Issues, type SkipCount } from "./issues.ts";
 import { type ItemMeta, joinText } from "./item_meta.ts";
 import { DATASET_FORMAT, DATASET_VERSION, type Manifest, type ModalityInfo } from "./manifest.ts";
@@ -37,6 +42,9 @@ export const INPUT_FORMATS = [
   "parquet",
 ] as const;
 export type InputFormat = (typeof INPUT_FORMATS)[number];
+
+export const ENGINES = ["builtin", "duckdb"] as const;
+export type Engine = (typeof ENGINES)[number];
 
 const count = z.number().int().min(0);
 
@@ -83,6 +91,8 @@ export const PreprocessOptionsSchema = z.object({
   encoderBatchSize: z.number().int().min(1).default(32),
   strict: z.boolean().default(true),
   seed: z.number().int().default(0),
+  /** Who reads the interactions and builds the sequences (not recorded: same bytes either way). */
+  engine: z.enum(ENGINES).default("builtin"),
 });
 
 export type PreprocessOptions = z.input<typeof PreprocessOptionsSchema>;
@@ -153,21 +163,27 @@ export async function preprocess(
   const ctx: ReadContext = { issues, progress, timeUnit: o.timeUnit };
   const sources: SourceInfo[] = [];
 
-  const log = new InteractionLog();
-  sources.push(await readInteractions(o, log, ctx));
-  if (log.length === 0) {
+  const read = o.engine === "duckdb"
+    ? await (await import("./engines/duckdb.ts")).duckdbSequences(
+      o,
+      ctx,
+      (sink) => readInteractions(o, sink, ctx),
+    )
+    : await builtinSequences(o, ctx);
+  sources.push(read.source);
+  const seqs = read.seqs;
+  if (seqs.stats.input === 0) {
     const why = issues.total > 0 ? ` (${issues.total} bad rows skipped)` : "";
     throw new DataError(o.interactions, null, null, `no interactions${why}`);
   }
-  const seqs = buildSequences(log, o);
   if (seqs.userIds.length === 0) {
     throw new DataError(
       o.interactions,
       null,
       null,
       `no interactions left after the ${o.userCore}-core (users) / ${o.itemCore}-core (items) ` +
-        `filter (input: ${log.userIds.length} users, ${log.itemIds.length} items, ` +
-        `${log.length} interactions); lower --kcore or --user-core/--item-core`,
+        `filter (input: ${read.rawUsers} users, ${read.rawItemIds.length} items, ` +
+        `${seqs.stats.input} interactions); lower --kcore or --user-core/--item-core`,
     );
   }
   progress.log(
@@ -183,7 +199,7 @@ export async function preprocess(
 
   // Items that filtering dropped map to 0, telling the feature reader the id is known but has
   // no row (it reports them like unknown ids for now; see docs/dataset-format.md).
-  const featureIndex = new Map(log.itemIds.map((id) => [id, 0]));
+  const featureIndex = new Map(read.rawItemIds.map((id) => [id, 0]));
   for (const [id, i] of itemIndex) featureIndex.set(id, i);
 
   const texts = meta.map((m) => m?.text ?? null);
@@ -236,7 +252,8 @@ export async function preprocess(
     skipped: issues.summary(),
   };
   const name = o.name ?? basename(o.out.replace(/[\\/]+$/, ""));
-  const { out: _out, ...recorded } = o;
+  // Neither the output path nor the engine shapes the data: both engines write the same bytes.
+  const { out: _out, engine: _engine, ...recorded } = o;
   const manifest: Manifest = {
     format: DATASET_FORMAT,
     version: DATASET_VERSION,
@@ -363,9 +380,31 @@ function tableColumns(o: ResolvedOptions): TableColumns {
   };
 }
 
-async function readInteractions(
+/**
+ * What either engine hands to the rest of preprocess: the sequences, the source's hash, and the
+ * raw ids the error messages and the feature readers need.
+ */
+export interface EngineResult {
+  seqs: Sequences;
+  source: SourceInfo;
+  /** Distinct users among the valid input rows. */
+  rawUsers: number;
+  /** Every item of a valid input row, in order of first appearance (k-core survivors or not). */
+  rawItemIds: string[];
+}
+
+/** The built-in engine: the format's reader into memory, then buildSequences. */
+async function builtinSequences(o: ResolvedOptions, ctx: ReadContext): Promise<EngineResult> {
+  const log = new InteractionLog();
+  const source = await readInteractions(o, log, ctx);
+  const seqs = buildSequences(log, o);
+  return { seqs, source, rawUsers: log.userIds.length, rawItemIds: log.itemIds };
+}
+
+/** Streams the interaction rows through the format's reader into `log` (any sink). */
+export async function readInteractions(
   o: ResolvedOptions,
-  log: InteractionLog,
+  log: InteractionSink,
   ctx: ReadContext,
 ): Promise<SourceInfo> {
   switch (o.format) {

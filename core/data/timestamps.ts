@@ -10,7 +10,7 @@ export type TimeUnit = "s" | "ms";
 /** 2100-01-01T00:00:00Z. */
 export const MAX_TIMESTAMP_S = 4102444800;
 
-const ISO_DATE =
+export const ISO_DATE =
   /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/;
 
 export type TimestampResult = { ok: true; seconds: number } | { ok: false; problem: string };

@@ -8,7 +8,7 @@
  * in full, so memory follows the output and the real 9 GB meta dumps stream through.
  */
 import { basename } from "node:path";
-import type { InteractionLog } from "../interactions.ts";
+import type { InteractionSink } from "../interactions.ts";
 import { flatCategories, type ItemMeta, joinText } from "../item_meta.ts";
 import { parseJsonOrPyLiteral, type PyValue } from "../pyliteral.ts";
 import { type SourceInfo, TextSource } from "../source.ts";
@@ -36,7 +36,7 @@ function parseObject(text: string, file: string, line: number, ctx: ReadContext)
 
 export async function readAmazonReviews(
   path: string,
-  log: InteractionLog,
+  log: InteractionSink,
   ctx: ReadContext,
 ): Promise<SourceInfo> {
   const src = new TextSource(path, ctx.progress, `reading reviews ${basename(path)}`);

@@ -1,7 +1,7 @@
 /** What every reader needs besides its file: the bad-input policy, progress and time unit. */
 import type { Progress } from "../../progress.ts";
 import type { Issues } from "../issues.ts";
-import type { InteractionLog } from "../interactions.ts";
+import type { InteractionSink } from "../interactions.ts";
 import type { ItemMeta } from "../item_meta.ts";
 import type { SourceInfo } from "../source.ts";
 import { parseTimestamp, type TimeUnit } from "../timestamps.ts";
@@ -25,7 +25,7 @@ export interface MetaResult {
  * Ids may be strings or integers (JSON/Parquet); anything else is bad input.
  */
 export function addInteraction(
-  log: InteractionLog,
+  log: InteractionSink,
   ctx: ReadContext,
   file: string,
   line: number,

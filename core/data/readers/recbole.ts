@@ -5,7 +5,7 @@
  */
 import { basename } from "node:path";
 import { DataError, UsageError } from "../../errors.ts";
-import type { InteractionLog } from "../interactions.ts";
+import type { InteractionSink } from "../interactions.ts";
 import { type ItemMeta, joinText } from "../item_meta.ts";
 import { type SourceInfo, TextSource } from "../source.ts";
 import { addInteraction, type MetaResult, type ReadContext } from "./context.ts";
@@ -38,7 +38,7 @@ export function parseRecboleHeader(text: string, file: string): RecboleField[] {
   return fields;
 }
 
-function column(fields: RecboleField[], name: string, file: string, flag: string): number {
+export function column(fields: RecboleField[], name: string, file: string, flag: string): number {
   const k = fields.findIndex((f) => f.name === name);
   if (k < 0) {
     throw new UsageError(
@@ -87,7 +87,7 @@ export interface RecboleInterColumns {
 export async function readRecboleInter(
   path: string,
   cols: RecboleInterColumns,
-  log: InteractionLog,
+  log: InteractionSink,
   ctx: ReadContext,
 ): Promise<SourceInfo> {
   const src = new TextSource(path, ctx.progress, `reading ${basename(path)}`);
