@@ -1,7 +1,7 @@
 /** `duaf train`: train a model on a dataset artifact into a run directory. */
 import { resolveConfig } from "../../core/config.ts";
 import { DataError, UsageError } from "../../core/errors.ts";
-import { formatPhase, profiled } from "../../core/backends/profiling.ts";
+import { formatCategories, formatPhase, profiled } from "../../core/backends/profiling.ts";
 import { setBackend } from "../../core/tensor.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
 import { formatNamed } from "../../core/train/trainer.ts";
@@ -150,7 +150,10 @@ export const trainCommand: Command = {
       });
       if (profiler) {
         console.error(`profile (${backend.name}, every backend call synced):`);
-        for (const p of profiler.report()) console.error(formatPhase(p));
+        for (const p of profiler.report()) {
+          console.error(formatPhase(p, 25));
+          console.error(formatCategories(p));
+        }
       }
       emitJson({
         run: out,
