@@ -63,6 +63,8 @@ export function positionIds(batch: SequenceBatch): Tensor {
  * CE over all items or BCE against one sampled negative, from sequence outputs [B, d]. CE runs
  * on the materialised logits [B x items] while `ceChunkItems` ("auto": while they fit 256 MiB)
  * allows, and in item blocks otherwise (op.linearCrossEntropy: same loss, no [B x items] tensor).
+ * Both run as op.linearCrossEntropy: the materialised path is its one block of every item, the
+ * same bits as crossEntropy(matmul(seqOut, itemTable^T)) in fewer passes over the logits.
  */
 export function nextItemLoss(
   seqOut: Tensor,
@@ -73,9 +75,10 @@ export function nextItemLoss(
 ): Tensor {
   const targets = tensor(batch.targets, [batch.size], "i32");
   if (kind === "ce") {
-    const block = op.ceBlockItems(batch.size, itemTable.shape[0], ceChunkItems);
-    if (block > 0) return op.linearCrossEntropy(seqOut, itemTable, targets, block);
-    return op.crossEntropy(op.matmul(seqOut, itemTable, false, true), targets);
+    // The plain path is one block of every item: its [B x items] logits are materialised once.
+    const items = itemTable.shape[0];
+    const block = op.ceBlockItems(batch.size, items, ceChunkItems) || items;
+    return op.linearCrossEntropy(seqOut, itemTable, targets, block);
   }
   if (!batch.negatives) throw new Error("BCE loss needs sampled negatives");
   const negatives = tensor(batch.negatives, [batch.size], "i32");
