@@ -32,6 +32,8 @@ options:
   --backend NAME       auto | cuda | native | wasm | js   (or DUAF_BACKEND)
   --profile            time every backend call by kind (each one synced) and print a table of
                        where the run's time went, host work included, on stderr at the end
+                       (and one by category; DUAF_PROFILE_GEMM=1 splits GEMM calls by shape,
+                       DUAF_PROFILE_TOP=N lists N kinds, default 25)
   --quiet              no progress output
 
 stdout: one JSON object with the run's outcome, best epoch and test metrics.
@@ -98,7 +100,9 @@ export const trainCommand: Command = {
     progress.log(
       `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
     );
-    const profiler = values.profile ? profiled(backend, { sync: true }) : null;
+    const profiler = values.profile
+      ? profiled(backend, { sync: true, gemmShapes: Boolean(Deno.env.get("DUAF_PROFILE_GEMM")) })
+      : null;
     if (profiler) setBackend(profiler.backend);
     // Progress tasks mark the phases: "epoch N" trains, "eval ..." evaluates.
     const tracked: Progress = !profiler ? progress : {
@@ -151,7 +155,7 @@ export const trainCommand: Command = {
       if (profiler) {
         console.error(`profile (${backend.name}, every backend call synced):`);
         for (const p of profiler.report()) {
-          console.error(formatPhase(p, 25));
+          console.error(formatPhase(p, Number(Deno.env.get("DUAF_PROFILE_TOP") ?? 25)));
           console.error(formatCategories(p));
         }
       }

@@ -38,7 +38,13 @@ const LOG_FLAG: Record<string, number> = { softmax: 4, softmaxGrad: 5 };
 /** Bookkeeping with no device work worth a sync. */
 const UNTIMED = new Set(["sync", "dispose"]);
 
-export function profiled(inner: Backend, opts: { sync: boolean }): Profiler {
+export function profiled(
+  inner: Backend,
+  opts: {
+    sync: boolean; /** One kind per GEMM shape (`gemm 1x[2048x64]@[64x256]`). */
+    gemmShapes?: boolean;
+  },
+): Profiler {
   const phases = new Map<string, { wallMs: number; table: Map<string, ProfileEntry> }>();
   let current = "setup";
   let since = performance.now();
@@ -74,7 +80,9 @@ export function profiled(inner: Backend, opts: { sync: boolean }): Profiler {
           const t0 = performance.now();
           const out = value.apply(target, args);
           if (opts.sync) target.sync();
-          const kind = byOp
+          const kind = prop === "gemm" && opts.gemmShapes
+            ? `gemm ${gemmShape(args[0] as Record<string, number>)}`
+            : byOp
             ? `${prop}:${String(args[0])}`
             : logAt !== undefined && args[logAt]
             ? `${prop}:log`
@@ -196,4 +204,9 @@ export function formatPhase(p: PhaseProfile, top = 15): string {
   rows.push(["  host (outside backend calls)", "", host.toFixed(1), pct(host)]);
   rows.push(["  wall", "", p.wallMs.toFixed(1), "100.0%"]);
   return alignRows(rows);
+}
+
+/** `batch x [m x k] @ [k x n]`, with tA / tB for transposed operands. */
+function gemmShape(g: Record<string, number>): string {
+  return `${g.batch}x[${g.m}x${g.k}]@[${g.k}x${g.n}]${g.transA ? "tA" : ""}${g.transB ? "tB" : ""}`;
 }
