@@ -13,14 +13,34 @@
  *   --old-kernels (e.g. `git show REV:wasm/build/kernels-relaxed.wasm > /tmp/old.wasm`), B = the
  *   committed wasm/build/kernels-relaxed.wasm. Outputs are compared bit for bit.
  *
- *   deno task bench ops [--what ce,kernels] [--rounds 11] [--old-kernels FILE]
+ * - `step` (with --data, a preprocessed dataset): a whole SASRec forward + backward (no optimizer
+ *   step) on the first --batches batches of an epoch (the trainer's bucketed order, batch 2048,
+ *   micro-batches of the CPU token budget), native backend, with A = that composition and B =
+ *   linearCrossEntropy as the loss, alternating batch by batch; the sum over batches per round.
+ *
+ *   deno task bench ops [--what ce,kernels,step] [--rounds 11] [--old-kernels FILE]
+ *                       [--data DIR] [--batches 8]
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { NativeBackend } from "../core/backends/native.ts";
 import * as op from "../core/ops/mod.ts";
 import { Rng } from "../core/random.ts";
-import { backward, setBackend, tensor, tidy } from "../core/tensor.ts";
+import { backward, full, setBackend, tensor, tidy } from "../core/tensor.ts";
+import { CPU_TOKEN_BUDGET } from "../core/backend.ts";
+import { resolveConfig } from "../core/config.ts";
+import { loadDataset } from "../core/data/dataset.ts";
+import { createModel } from "../core/models/registry.ts";
+import { gatherLast } from "../core/models/sasrec.ts";
+import type { Sasrec } from "../core/models/sasrec.ts";
+import {
+  bucketedOrder,
+  makeBatch,
+  microBatches,
+  splitExamples,
+  timestampOrigin,
+} from "../core/train/examples.ts";
+import { itemSide } from "../core/train/run.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -28,6 +48,8 @@ const { values } = parseArgs({
     what: { type: "string", default: "ce,kernels" },
     rounds: { type: "string", default: "11" },
     "old-kernels": { type: "string" },
+    data: { type: "string" },
+    batches: { type: "string", default: "8" },
   },
 });
 const rounds = Number(values.rounds);
@@ -139,4 +161,59 @@ if (what.has("kernels")) {
     for (let i = 0; i < n; i++) if (u32[(oa >> 2) + i] !== u32[(ob >> 2) + i]) differ++;
     report(`${name}, ${n} floats, 1 thread${differ ? ` (${differ} outputs differ)` : ""}`, a, b);
   }
+}
+
+if (what.has("step")) {
+  if (!values.data) throw new Error("--what step needs --data DIR (a preprocessed dataset)");
+  const nb = await NativeBackend.open();
+  if ("unavailable" in nb) throw new Error(nb.unavailable);
+  setBackend(nb);
+  const cfg = resolveConfig(null, ["model=sasrec", "hidden=64", "inner=256", "batchSize=2048"]);
+  const ds = await loadDataset(values.data);
+  const model = createModel(cfg, itemSide(ds), new Rng(cfg.seed), () => {}) as Sasrec;
+  model.train();
+  const ex = splitExamples(ds, "train");
+  const order = bucketedOrder(ex, cfg.maxLen, cfg.batchSize, new Rng(0));
+  const origin = timestampOrigin(ds);
+  const nBatches = Math.min(Number(values.batches), Math.ceil(ex.users.length / cfg.batchSize));
+  const micro = Array.from({ length: nBatches }, (_, i) => {
+    const start = i * cfg.batchSize;
+    const end = Math.min(ex.users.length, start + cfg.batchSize);
+    const batch = makeBatch(ds, ex, order, start, end, cfg.maxLen, origin, null);
+    return microBatches(batch, CPU_TOKEN_BUDGET).map((m) => ({ m, w: m.size / batch.size }));
+  });
+  const table = model.itemEmbedding.weight;
+  const params = model.parameters();
+  const stepOnce = (fused: boolean, parts: (typeof micro)[number]) => {
+    const t0 = performance.now();
+    for (const { m, w } of parts) {
+      tidy(() => {
+        const ctx = { training: true, rng: new Rng(1) };
+        const h = gatherLast(model.encode(m, ctx), m);
+        const targets = tensor(m.targets, [m.size], "i32");
+        const loss = fused
+          ? op.linearCrossEntropy(h, table, targets, table.shape[0])
+          : op.crossEntropy(op.matmul(h, table, false, true), targets);
+        backward(loss, full(loss.shape, w), { release: true });
+      });
+    }
+    const ms = performance.now() - t0;
+    for (const p of params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+    return ms;
+  };
+  const a: number[] = [], b: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let sa = 0, sb = 0;
+    for (const parts of micro) {
+      sa += stepOnce(false, parts);
+      sb += stepOnce(true, parts);
+    }
+    a.push(sa);
+    b.push(sb);
+  }
+  report(`SASRec forward + backward, ${nBatches} Beauty batches of 2048 (native)`, a, b);
+  nb.dispose?.();
 }
