@@ -97,6 +97,21 @@ Deno.test("linearCrossEntropy: wasm and native agree with the js reference and t
   }
 });
 
+Deno.test("linearCrossEntropy: one block of every item is plain CE to the bit on wasm and native", () => {
+  // nextItemLoss's plain path: the logits kept from the forward pass and turned into their
+  // gradient in place; the same log-sum-exp and g - e^y * sum(g) roundings as log-softmax + pick.
+  for (const [seed, rows, items, d] of [[4, 33, 257, 16], [5, 64, 1031, 24]]) {
+    const p = randomProblem(seed, rows, items, d);
+    for (const be of native ? [wasm, native] : [wasm]) {
+      const plain = step(be, p, 0);
+      const one = step(be, p, items);
+      assert.equal(one.loss, plain.loss, `${be.name} loss`);
+      assert.deepEqual(one.dh, plain.dh, `${be.name} dh`);
+      assert.deepEqual(one.dt, plain.dt, `${be.name} dtable`);
+    }
+  }
+});
+
 Deno.test("linearCrossEntropy: two wasm threads give the same bits as one", async () => {
   const two = await WasmBackend.create({ threads: 2 });
   try {

@@ -370,6 +370,63 @@ Deno.test("wasm binary, reduceSum, softmax, layerNorm: odd widths", () => {
   }
 });
 
+Deno.test("wasm softmax and CE row kernels: rows with NaN, infinities and signed zeros", () => {
+  // The row max uses pmax: a NaN is skipped there, but the sum of exponentials still carries it,
+  // so a row with a NaN is NaN throughout, as with a NaN-propagating max.
+  const cols = 11;
+  const rows: number[][] = [
+    [1, 2, NaN, 3, 0, 0, 0, 0, 0, 0, 0],
+    [NaN, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NaN],
+    [
+      -Infinity,
+      -Infinity,
+      -Infinity,
+      -Infinity,
+      -Infinity,
+      0,
+      -Infinity,
+      -Infinity,
+      -Infinity,
+      -Infinity,
+      -Infinity,
+    ],
+    [-0, -0, -0, -0, 0, -0, -0, -0, -0, -0, -0],
+    [-0, -0, -0, -0, -0, -0, -0, -0, -0, -0, -0],
+    [5, -1e30, 2, Infinity, 0, 0, 0, 0, 0, 0, 0],
+  ];
+  const x = wasm.upload(Float32Array.from(rows.flat()), "f32");
+  const n = rows.length;
+  for (const log of [false, true]) {
+    const out = wasm.alloc(n * cols, "f32");
+    wasm.softmax(x, out, n, cols, log);
+    const got = wasm.download(out) as Float32Array;
+    for (let r = 0; r < n; r++) {
+      const row = rows[r];
+      const m = Math.max(...row);
+      const s = row.reduce((a, v) => a + Math.exp(v - m), 0);
+      for (let c = 0; c < cols; c++) {
+        const want = log ? row[c] - m - Math.log(s) : Math.exp(row[c] - m) / s;
+        const g = got[r * cols + c];
+        if (Number.isNaN(want)) assert.ok(Number.isNaN(g), `log=${log} [${r},${c}] ${g}`);
+        else if (!Number.isFinite(want)) assert.equal(g, want, `log=${log} [${r},${c}]`);
+        else assert.ok(Math.abs(g - want) <= 1e-6 * Math.max(1, Math.abs(want)), `[${r},${c}]`);
+      }
+    }
+  }
+  const targets = wasm.upload(new Int32Array(n).fill(5), "i32");
+  const lse = wasm.alloc(n, "f32");
+  const picked = wasm.alloc(n, "f32");
+  wasm.crossEntropyBlock(x, targets, lse, picked, n, cols, 0, true);
+  const l = wasm.download(lse) as Float32Array;
+  for (let r = 0; r < n; r++) {
+    const m = Math.max(...rows[r]);
+    const want = m + Math.log(rows[r].reduce((a, v) => a + Math.exp(v - m), 0));
+    if (Number.isNaN(want)) assert.ok(Number.isNaN(l[r]), `lse[${r}] ${l[r]}`);
+    else assert.ok(Math.abs(l[r] - want) <= 1e-6 * Math.max(1, Math.abs(want)), `lse[${r}]`);
+  }
+});
+
 Deno.test("wasm indexing: a bad index throws before anything is written", () => {
   const table = wasm.upload(randn(1, 12), "f32");
   const idx = wasm.upload(Int32Array.from([0, 2, 4, 1]), "i32");

@@ -1,7 +1,7 @@
 /** `duaf train`: train a model on a dataset artifact into a run directory. */
 import { resolveConfig } from "../../core/config.ts";
 import { DataError, UsageError } from "../../core/errors.ts";
-import { formatPhase, profiled } from "../../core/backends/profiling.ts";
+import { formatCategories, formatPhase, profiled } from "../../core/backends/profiling.ts";
 import { setBackend } from "../../core/tensor.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
 import { formatNamed } from "../../core/train/trainer.ts";
@@ -34,6 +34,8 @@ options:
   --backend NAME       auto | cuda | native | wasm | js   (or DUAF_BACKEND)
   --profile            time every backend call by kind (each one synced) and print a table of
                        where the run's time went, host work included, on stderr at the end
+                       (and one by category; DUAF_PROFILE_GEMM=1 splits GEMM calls by shape,
+                       DUAF_PROFILE_TOP=N lists N kinds, default 25)
   --quiet              no progress output
 
 stdout: one JSON object with the run's outcome, best epoch and test metrics.
@@ -96,7 +98,9 @@ export const trainCommand: Command = {
     progress.log(
       `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
     );
-    const profiler = values.profile ? profiled(backend, { sync: true }) : null;
+    const profiler = values.profile
+      ? profiled(backend, { sync: true, gemmShapes: Boolean(Deno.env.get("DUAF_PROFILE_GEMM")) })
+      : null;
     if (profiler) setBackend(profiler.backend);
     // Progress tasks mark the phases: "epoch N" trains, "eval ..." evaluates.
     const tracked: Progress = !profiler ? progress : {
@@ -148,7 +152,10 @@ export const trainCommand: Command = {
       });
       if (profiler) {
         console.error(`profile (${backend.name}, every backend call synced):`);
-        for (const p of profiler.report()) console.error(formatPhase(p));
+        for (const p of profiler.report()) {
+          console.error(formatPhase(p, Number(Deno.env.get("DUAF_PROFILE_TOP") ?? 25)));
+          console.error(formatCategories(p));
+        }
       }
       emitJson({
         run: out,

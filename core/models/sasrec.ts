@@ -74,8 +74,9 @@ export function positionIds(batch: SequenceBatch): Tensor {
  * CE over all items or BCE against one sampled negative, from the sequence outputs [N, d] at the
  * loss positions `at`; the mean over those N positions (per token over the batch, as the
  * original SASRec averages its window loss). CE runs on the materialised logits [N x items] while
- * `ceChunkItems` ("auto": while they fit 256 MiB) allows, and in item blocks otherwise
- * (op.linearCrossEntropy: same loss, no [N x items] tensor).
+ * `ceChunkItems` ("auto": while they fit 256 MiB) allows, and in item blocks otherwise. Both run
+ * as op.linearCrossEntropy: the materialised path is its one block of every item, the same bits
+ * as crossEntropy(matmul(seqOut, itemTable^T)) in fewer passes over the logits.
  */
 export function nextItemLoss(
   seqOut: Tensor,
@@ -87,9 +88,10 @@ export function nextItemLoss(
   const n = at.targets.length;
   const targets = tensor(at.targets, [n], "i32");
   if (kind === "ce") {
-    const block = op.ceBlockItems(n, itemTable.shape[0], ceChunkItems);
-    if (block > 0) return op.linearCrossEntropy(seqOut, itemTable, targets, block);
-    return op.crossEntropy(op.matmul(seqOut, itemTable, false, true), targets);
+    // The plain path is one block of every item: its [N x items] logits are materialised once.
+    const items = itemTable.shape[0];
+    const block = op.ceBlockItems(n, items, ceChunkItems) || items;
+    return op.linearCrossEntropy(seqOut, itemTable, targets, block);
   }
   if (!at.negatives) throw new Error("BCE loss needs sampled negatives");
   const negatives = tensor(at.negatives, [n], "i32");

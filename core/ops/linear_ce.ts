@@ -13,11 +13,15 @@
  * disjoint, so each is written once.
  *
  * Memory: one [T x B] scratch at a time, plus [T] vectors; nothing grows with the number of items
- * but the table's own gradient. Every column takes part, the padding item 0 included, as in the
+ * but the table's own gradient. With one block of all items (the plain path of nextItemLoss) the
+ * logits are kept from the forward pass instead and the backward skips the recomputing GEMM: the
+ * same loss and gradients, to the bit, as crossEntropy(matmul(h, table^T), targets) on the wasm
+ * and native kernels (the same log-sum-exp and the same g - e^y * sum(g) roundings), without its
+ * log-softmax output, pick and zero-filled gradient. Every column takes part, the padding item 0 included, as in the
  * plain path (and RecBole's SASRec CE, which scores the whole embedding table).
  */
 import { gemmArgs } from "../backend.ts";
-import { empty, record, type Tensor } from "../tensor.ts";
+import { empty, isGradEnabled, record, type Tensor } from "../tensor.ts";
 import { mean } from "./reduce.ts";
 
 /** "auto", 0 (the plain path: logits materialised) or the items per block. */
@@ -79,6 +83,9 @@ export function linearCrossEntropyRows(
   const lse = empty([rows]);
   const picked = empty([rows]);
   const z = empty([rows * block]);
+  // One block holds every item: its logits are kept for the backward, which then turns them into
+  // their gradient in place instead of computing them again (the plain path's memory and GEMMs).
+  const keepLogits = block >= items && isGradEnabled() && (h.requiresGrad || table.requiresGrad);
   for (let j0 = 0; j0 < items; j0 += block) {
     const cols = Math.min(block, items - j0);
     logits(z, j0, cols);
@@ -93,7 +100,7 @@ export function linearCrossEntropyRows(
       j0 === 0,
     );
   }
-  z.dispose();
+  if (!keepLogits) z.dispose();
   const out = empty([rows]);
   b.binary("sub", lse.storage, [1], picked.storage, [1], out.storage, [rows]);
   picked.dispose();
@@ -101,10 +108,10 @@ export function linearCrossEntropyRows(
   return record(out, "linear_cross_entropy", [h, table], (g) => {
     const dh = h.requiresGrad ? empty(h.shape) : null;
     const dt = table.requiresGrad ? empty(table.shape) : null;
-    const dz = empty([rows * block]);
+    const dz = keepLogits ? z : empty([rows * block]);
     for (let j0 = 0; j0 < items; j0 += block) {
       const cols = Math.min(block, items - j0);
-      logits(dz, j0, cols);
+      if (!keepLogits) logits(dz, j0, cols);
       b.crossEntropyBlockGrad(dz.storage, targets.storage, lse.storage, g.storage, rows, cols, j0);
       if (dh) {
         b.gemm(gemmArgs(dz.storage, table.storage, dh.storage, rows, d, cols, {

@@ -17,11 +17,18 @@ const FLT_MIN: f32 = 1.17549435e-38;
   return f32x4.splat(x);
 }
 
+/** Lanes of n (whole numbers within i32 range) as i32: one instruction in the relaxed build. */
+// @ts-ignore: decorator
+@inline function truncI(n: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.relaxed_trunc_f32x4_s(n);
+  return i32x4.trunc_sat_f32x4_s(n);
+}
+
 /** e^x lane-wise. */
 export function expV(x: v128): v128 {
   const big = f32x4.gt(x, sp(EXP_MAX));
   const tiny = f32x4.lt(x, sp(EXP_MIN));
-  const xc = f32x4.min(f32x4.max(x, sp(EXP_MIN)), sp(EXP_MAX));
+  const xc = f32x4.pmin(f32x4.pmax(x, sp(EXP_MIN)), sp(EXP_MAX));
   const n = f32x4.nearest(f32x4.mul(xc, sp(LOG2E)));
   let r = f32x4.sub(xc, f32x4.mul(n, sp(LN2_HI)));
   r = f32x4.sub(r, f32x4.mul(n, sp(LN2_LO)));
@@ -34,7 +41,7 @@ export function expV(x: v128): v128 {
   p = madd(p, f32x4.mul(r, r), f32x4.add(r, sp(1)));
   // 2^n by building the exponent field; n is in [-126, 128] after clamping, so split the
   // scale in two halves to stay finite for n = 128 (x just below EXP_MAX).
-  const ni = i32x4.trunc_sat_f32x4_s(n);
+  const ni = truncI(n);
   const h = i32x4.shr_s(ni, 1);
   const s1 = i32x4.shl(i32x4.add(h, i32x4.splat(127)), 23);
   const s2 = i32x4.shl(i32x4.add(i32x4.sub(ni, h), i32x4.splat(127)), 23);

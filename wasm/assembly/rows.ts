@@ -12,7 +12,7 @@ export function softmax(x: usize, out: usize, rows: i32, cols: i32, log: bool): 
     const xr = x + <usize>r * rowBytes;
     const or = out + <usize>r * rowBytes;
     let vm = f32x4.splat(-Infinity);
-    for (let i = 0; i < nv; i += 4) vm = f32x4.max(vm, v128.load(xr + (<usize>i << 2)));
+    for (let i = 0; i < nv; i += 4) vm = f32x4.pmax(vm, v128.load(xr + (<usize>i << 2)));
     let m = hmax(vm);
     for (let i = nv; i < cols; i++) m = max(m, load<f32>(xr + (<usize>i << 2)));
     const sm = f32x4.splat(m);
@@ -250,7 +250,7 @@ export function crossEntropyBlock(
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * rowBytes;
     let vm = f32x4.splat(-Infinity);
-    for (let i = 0; i < nv; i += 4) vm = f32x4.max(vm, v128.load(xr + (<usize>i << 2)));
+    for (let i = 0; i < nv; i += 4) vm = f32x4.pmax(vm, v128.load(xr + (<usize>i << 2)));
     let m = hmax(vm);
     for (let i = nv; i < cols; i++) m = max(m, load<f32>(xr + (<usize>i << 2)));
     const sm = f32x4.splat(m);

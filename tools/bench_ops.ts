@@ -1,0 +1,219 @@
+/**
+ * Before/after timings of single training-step ops, A and B alternating in one process so both
+ * see the same load on a shared machine (medians over rounds; "B/A" is the median of the
+ * per-round ratios):
+ *
+ * - `ce`: CE over all items on one SASRec step's shapes (2048 sequence outputs of d = 64 against
+ *   the 12,102-row Beauty item table), forward + backward, native backend: A = the composition
+ *   crossEntropy(matmul(h, table^T)) (log-softmax, pick, zero-filled pick gradient, softmax
+ *   gradient), B = op.linearCrossEntropy over one block of every item (what nextItemLoss runs).
+ *   The two give the same bits (checked here).
+ * - `kernels`: the wasm kernels' transcendental unary ops (exp, tanh, gelu, and the gelu gradient)
+ *   and the CE row kernels over 4M floats on one thread: A = a kernel module given with
+ *   --old-kernels (e.g. `git show REV:wasm/build/kernels-relaxed.wasm > /tmp/old.wasm`), B = the
+ *   committed wasm/build/kernels-relaxed.wasm. Outputs are compared bit for bit.
+ *
+ * - `step` (with --data, a preprocessed dataset): a whole SASRec forward + backward (no optimizer
+ *   step) on the first --batches batches of an epoch (the trainer's bucketed order, batch 2048,
+ *   micro-batches of the CPU token budget), native backend, with A = that composition and B =
+ *   linearCrossEntropy as the loss, alternating batch by batch; the sum over batches per round.
+ *
+ *   deno task bench ops [--what ce,kernels,step] [--rounds 11] [--old-kernels FILE]
+ *                       [--data DIR] [--batches 8]
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { NativeBackend } from "../core/backends/native.ts";
+import * as op from "../core/ops/mod.ts";
+import { Rng } from "../core/random.ts";
+import { backward, full, setBackend, tensor, tidy } from "../core/tensor.ts";
+import { CPU_TOKEN_BUDGET } from "../core/backend.ts";
+import { resolveConfig } from "../core/config.ts";
+import { loadDataset } from "../core/data/dataset.ts";
+import { createModel } from "../core/models/registry.ts";
+import { gatherLast } from "../core/models/sasrec.ts";
+import type { Sasrec } from "../core/models/sasrec.ts";
+import {
+  bucketedOrder,
+  makeBatch,
+  microBatches,
+  splitExamples,
+  timestampOrigin,
+} from "../core/train/examples.ts";
+import { itemSide } from "../core/train/run.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    what: { type: "string", default: "ce,kernels" },
+    rounds: { type: "string", default: "11" },
+    "old-kernels": { type: "string" },
+    data: { type: "string" },
+    batches: { type: "string", default: "8" },
+  },
+});
+const rounds = Number(values.rounds);
+const what = new Set(values.what!.split(","));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+function report(name: string, a: number[], b: number[]): void {
+  const ratios = a.map((x, i) => b[i] / x);
+  console.log(
+    `| ${name} | ${median(a).toFixed(1)} | ${median(b).toFixed(1)} | ${
+      median(ratios).toFixed(2)
+    }x |`,
+  );
+}
+
+console.log("| op | A ms | B ms | B/A |");
+console.log("|---|---|---|---|");
+
+if (what.has("ce")) {
+  const nb = await NativeBackend.open();
+  if ("unavailable" in nb) throw new Error(nb.unavailable);
+  setBackend(nb);
+  const rows = 2048, items = 12102, d = 64;
+  const r = new Rng(1);
+  const h0 = Float32Array.from({ length: rows * d }, () => r.normal());
+  const t0 = Float32Array.from({ length: items * d }, () => 0.1 * r.normal());
+  const tg = Int32Array.from({ length: rows }, () => 1 + r.int(items - 1));
+  const run = (fused: boolean) =>
+    tidy(() => {
+      const h = tensor(h0, [rows, d]);
+      const table = tensor(t0, [items, d]);
+      h.requiresGrad = table.requiresGrad = true;
+      const targets = tensor(tg, [rows], "i32");
+      const start = performance.now();
+      const loss = fused
+        ? op.linearCrossEntropy(h, table, targets, items)
+        : op.crossEntropy(op.matmul(h, table, false, true), targets);
+      backward(loss, undefined, { release: true });
+      const ms = performance.now() - start;
+      const out = { ms, bits: [loss.item(), ...h.grad!.toFloat32().subarray(0, 256)] };
+      h.grad!.dispose();
+      table.grad!.dispose();
+      return out;
+    });
+  const a: number[] = [], b: number[] = [];
+  let same = true;
+  for (let i = 0; i < rounds; i++) {
+    const x = run(false), y = run(true);
+    a.push(x.ms);
+    b.push(y.ms);
+    same &&= x.bits.every((v, j) => Object.is(v, y.bits[j]));
+  }
+  report(
+    `CE fwd+bwd [${rows}x${d}] vs ${items} items (native)${same ? "" : " DIFFERENT BITS"}`,
+    a,
+    b,
+  );
+  nb.dispose?.();
+}
+
+if (what.has("kernels")) {
+  const oldFile = values["old-kernels"];
+  if (!oldFile) throw new Error("--old-kernels FILE: the kernel module to compare against");
+  const newFile = join(import.meta.dirname!, "../wasm/build/kernels-relaxed.wasm");
+  const memory = new WebAssembly.Memory({ initial: 2000, maximum: 65536, shared: true });
+  // deno-lint-ignore no-explicit-any
+  const load = async (f: string): Promise<any> =>
+    (await WebAssembly.instantiate(await WebAssembly.compile(await Deno.readFile(f)), {
+      env: { memory },
+    })).exports;
+  const A = await load(oldFile), B = await load(newFile);
+  const n = 4 << 20;
+  const base = 1 << 20; // above both modules' static data
+  const f32 = new Float32Array(memory.buffer);
+  const u32 = new Uint32Array(memory.buffer);
+  const r = new Rng(2);
+  const x = base, g = x + 4 * n, oa = g + 4 * n, ob = oa + 4 * n, lse = ob + 4 * n;
+  for (let i = 0; i < n; i++) f32[(x >> 2) + i] = 2 * r.normal();
+  for (let i = 0; i < n; i++) f32[(g >> 2) + i] = r.normal();
+  const cols = 12102, crows = Math.floor(n / cols);
+  const tgt = lse + 4 * crows, picked = tgt + 4 * crows;
+  for (let i = 0; i < crows; i++) u32[(tgt >> 2) + i] = r.int(cols);
+  for (let i = 0; i < crows; i++) f32[(g >> 2) + i] = 1 / crows;
+  const cases: [string, (k: typeof A, out: number) => void][] = [
+    ["exp", (k, o) => k.unary(1, x, o, n, 0)],
+    ["tanh", (k, o) => k.unary(4, x, o, n, 0)],
+    ["gelu", (k, o) => k.unary(6, x, o, n, 0)],
+    ["gelu gradient", (k, o) => k.unaryGrad(6, x, x, g, o, n, 0)],
+    ["crossEntropyBlock (log-sum-exp)", (k, o) => {
+      k.crossEntropyBlock(x, tgt, o, picked, crows, cols, 0, 1);
+    }],
+    ["crossEntropyBlockGrad", (k, o) => {
+      k.copy2d(x, 0, o, 0, 1, n, 0);
+      k.crossEntropyBlockGrad(o, tgt, lse, g, crows, cols, 0);
+    }],
+  ];
+  B.crossEntropyBlock(x, tgt, lse, picked, crows, cols, 0, 1);
+  for (const [name, fn] of cases) {
+    const a: number[] = [], b: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      let s = performance.now();
+      fn(A, oa);
+      a.push(performance.now() - s);
+      s = performance.now();
+      fn(B, ob);
+      b.push(performance.now() - s);
+    }
+    let differ = 0;
+    for (let i = 0; i < n; i++) if (u32[(oa >> 2) + i] !== u32[(ob >> 2) + i]) differ++;
+    report(`${name}, ${n} floats, 1 thread${differ ? ` (${differ} outputs differ)` : ""}`, a, b);
+  }
+}
+
+if (what.has("step")) {
+  if (!values.data) throw new Error("--what step needs --data DIR (a preprocessed dataset)");
+  const nb = await NativeBackend.open();
+  if ("unavailable" in nb) throw new Error(nb.unavailable);
+  setBackend(nb);
+  const cfg = resolveConfig(null, ["model=sasrec", "hidden=64", "inner=256", "batchSize=2048"]);
+  const ds = await loadDataset(values.data);
+  const model = createModel(cfg, itemSide(ds), new Rng(cfg.seed), () => {}) as Sasrec;
+  model.train();
+  const ex = splitExamples(ds, "train");
+  const order = bucketedOrder(ex, cfg.maxLen, cfg.batchSize, new Rng(0));
+  const origin = timestampOrigin(ds);
+  const nBatches = Math.min(Number(values.batches), Math.ceil(ex.users.length / cfg.batchSize));
+  const micro = Array.from({ length: nBatches }, (_, i) => {
+    const start = i * cfg.batchSize;
+    const end = Math.min(ex.users.length, start + cfg.batchSize);
+    const batch = makeBatch(ds, ex, order, start, end, cfg.maxLen, origin, null);
+    return microBatches(batch, CPU_TOKEN_BUDGET).map((m) => ({ m, w: m.size / batch.size }));
+  });
+  const table = model.itemEmbedding.weight;
+  const params = model.parameters();
+  const stepOnce = (fused: boolean, parts: (typeof micro)[number]) => {
+    const t0 = performance.now();
+    for (const { m, w } of parts) {
+      tidy(() => {
+        const ctx = { training: true, rng: new Rng(1) };
+        const h = gatherLast(model.encode(m, ctx), m);
+        const targets = tensor(m.targets, [m.size], "i32");
+        const loss = fused
+          ? op.linearCrossEntropy(h, table, targets, table.shape[0])
+          : op.crossEntropy(op.matmul(h, table, false, true), targets);
+        backward(loss, full(loss.shape, w), { release: true });
+      });
+    }
+    const ms = performance.now() - t0;
+    for (const p of params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+    return ms;
+  };
+  const a: number[] = [], b: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let sa = 0, sb = 0;
+    for (const parts of micro) {
+      sa += stepOnce(false, parts);
+      sb += stepOnce(true, parts);
+    }
+    a.push(sa);
+    b.push(sb);
+  }
+  report(`SASRec forward + backward, ${nBatches} Beauty batches of 2048 (native)`, a, b);
+  nb.dispose?.();
+}
