@@ -34,12 +34,12 @@ import { createModel } from "../core/models/registry.ts";
 import { gatherLast } from "../core/models/sasrec.ts";
 import type { Sasrec } from "../core/models/sasrec.ts";
 import {
-  bucketedOrder,
   makeBatch,
   microBatches,
   splitExamples,
   timestampOrigin,
-} from "../core/train/examples.ts";
+} from "../core/models/examples.ts";
+import { bucketedOrder } from "../core/train/order.ts";
 import { itemSide } from "../core/train/run.ts";
 
 const { values } = parseArgs({
