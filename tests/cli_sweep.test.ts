@@ -339,6 +339,17 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
       assert.match(mdLines[0], /^\| best \| lr \| hidden \| n \| valid ndcg@10 \| test ndcg@10/);
       assert.equal(mdLines.filter((l) => l.startsWith("| * |")).length, 1);
       assert.ok(md.stdout.includes(`${mean.toFixed(4)} ± ${sd.toFixed(4)}`));
+
+      // --all-test: every row's test metrics (ablation tables), from its own runs.
+      const all = await runCli(["sweep", "table", reference, "--format", "csv", "--all-test"]);
+      assert.equal(all.code, 0, all.stderr);
+      const allRows = all.stdout.trim().split("\n").slice(1).map((l) => l.split(","));
+      for (const r of allRows) {
+        const tests = lines.filter((l) =>
+          String(l.point.lr) === r[1] && String(l.point.hidden) === r[2]
+        ).map((l) => l.test["ndcg@10"]);
+        assert.ok(Math.abs(Number(r[testCol]) - (tests[0] + tests[1]) / 2) < 1e-12);
+      }
     });
 
     await t.step("kill -9 mid-sweep, then rerun: finished runs kept, bytes equal", async () => {

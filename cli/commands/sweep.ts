@@ -20,7 +20,7 @@ import {
 import { StderrProgress } from "../progress.ts";
 
 const usage = `usage: duaf sweep DATASET --grid FILE --out SWEEP [options]
-       duaf sweep table SWEEP [--format md|csv] [--metric NAME]
+       duaf sweep table SWEEP [--format md|csv] [--metric NAME] [--all-test]
 
 Trains every configuration of a grid under every seed; each run is an ordinary run directory
 under SWEEP/runs/ and one line of SWEEP/results.jsonl. Rerun the same command to continue a
@@ -50,6 +50,8 @@ options:
 sweep table:
   --format md|csv      Markdown (default) or CSV on stdout
   --metric NAME        valid metric to rank configurations by (default the config's metric)
+  --all-test           test metrics on every row, not only the best one (for ablation tables,
+                       whose rows are fixed in advance rather than chosen by the valid metric)
 
 stdout: one JSON summary (sweep), or the table (sweep table). Progress (runs done, left, ETA)
 goes to stderr. SIGINT stops the current run with a checkpoint and exits 130.`;
@@ -72,6 +74,7 @@ async function tableCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseFlags("sweep", args, {
     format: { type: "string" },
     metric: { type: "string" },
+    "all-test": { type: "boolean" },
   }, true);
   const dir = positionals[0];
   if (!dir) throw new UsageError("SWEEP is required (see duaf help sweep)");
@@ -80,7 +83,8 @@ async function tableCommand(args: string[]): Promise<number> {
   }
   const format = choiceFlag("format", values.format, ["md", "csv"] as const) ?? "md";
   const table = await sweepTable(dir, values.metric);
-  const text = format === "csv" ? tableCsv(table) : tableMarkdown(table);
+  const opts = { allTest: values["all-test"] };
+  const text = format === "csv" ? tableCsv(table, opts) : tableMarkdown(table, opts);
   console.log(text.trimEnd());
   return 0;
 }

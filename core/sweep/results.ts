@@ -198,7 +198,15 @@ function testColumns(t: SweepTable): string[] {
 }
 
 /** The table as Markdown: one row per configuration, the best one marked with `*`. */
-export function tableMarkdown(t: SweepTable): string {
+/**
+ * Test columns are filled for the best row only (tuning: the test set judges the configuration
+ * the valid metric chose) or, with `allTest`, for every row (ablations, each fixed in advance).
+ */
+export interface TableOptions {
+  allTest?: boolean;
+}
+
+export function tableMarkdown(t: SweepTable, opts: TableOptions = {}): string {
   const tests = testColumns(t);
   const head = ["best", ...t.keys, "n", `valid ${t.metric}`, ...tests.map((m) => `test ${m}`)];
   const lines = [
@@ -211,7 +219,7 @@ export function tableMarkdown(t: SweepTable): string {
       ...t.keys.map((k) => show(r.values[k])),
       String(r.valid.n),
       pm(r.valid),
-      ...tests.map((m) => r.best ? pm(r.test[m]) : ""),
+      ...tests.map((m) => r.best || opts.allTest ? pm(r.test[m]) : ""),
     ];
     lines.push(`| ${cells.join(" | ")} |`);
   }
@@ -222,8 +230,8 @@ function csvCell(s: string): string {
   return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-/** The table as CSV: mean and sd in separate columns; test columns filled for the best row. */
-export function tableCsv(t: SweepTable): string {
+/** The table as CSV: mean and sd in separate columns; test columns as in tableMarkdown. */
+export function tableCsv(t: SweepTable, opts: TableOptions = {}): string {
   const tests = testColumns(t);
   const head = [
     "best",
@@ -242,7 +250,7 @@ export function tableCsv(t: SweepTable): string {
       String(r.valid.mean),
       Number.isFinite(r.valid.sd) ? String(r.valid.sd) : "",
       ...tests.flatMap((m) => {
-        const s = r.best ? r.test[m] : undefined;
+        const s = r.best || opts.allTest ? r.test[m] : undefined;
         return s ? [String(s.mean), Number.isFinite(s.sd) ? String(s.sd) : ""] : ["", ""];
       }),
     ];
