@@ -9,8 +9,10 @@ import { DataError } from "../core/errors.ts";
 import { Rng } from "../core/random.ts";
 import { Claims, type LockInfo, processStart } from "../core/sweep/claims.ts";
 import {
+  configId,
   expandGrid,
   gridSize,
+  nonDefaults,
   parseGrid,
   planRuns,
   pointAt,
@@ -164,6 +166,22 @@ Deno.test("sweep grid: expansion, sampling and validation", () => {
   assert.notEqual(runs[0].id.slice(-8), runs[1].id.slice(-8));
   assert.equal(runs[0].id, runId({ ...base, lr: 1e-3 }, { lr: 1e-3 }, 1));
   assert.notEqual(runs[0].id, runId({ ...base, lr: 1e-3, epochs: 3 }, { lr: 1e-3 }, 1));
+});
+
+Deno.test("sweep ids hash only non-default values, so new default keys keep them", () => {
+  const base = resolveConfig(null, ["lr=0.003", "duafmat.experts=6", "hidden=64"]);
+  // hidden=64 is the default: it is not part of the identity.
+  assert.deepEqual(nonDefaults(base), { lr: 0.003, duafmat: { experts: 6 } });
+  assert.deepEqual(nonDefaults(resolveConfig(null, [])), {});
+  // A config that lacks a key entirely (as one written before that key existed) hashes the same
+  // as one holding the key at its default.
+  const older = structuredClone(base) as Record<string, unknown>;
+  delete older.windowEnd;
+  delete (older.duafmat as Record<string, unknown>).hideImages;
+  assert.equal(configId(older as typeof base), configId(base));
+  assert.equal(runId(older as typeof base, { lr: 0.003 }, 1), runId(base, { lr: 0.003 }, 1));
+  assert.notEqual(runId(base, { lr: 0.003 }, 1), runId(base, { lr: 0.003 }, 2));
+  assert.notEqual(configId(resolveConfig(null, ["lr=0.01"])), configId(base));
 });
 
 Deno.test("sweep results: mean and sample sd per configuration, best by valid mean", () => {

@@ -175,17 +175,38 @@ export function pointSlug(point: Point): string {
   return slug.length > 80 ? slug.slice(0, 80) : slug;
 }
 
+/**
+ * The config's values that differ from the defaults (nested for duafmat.*). Ids hash this, not
+ * the whole config, so a key a later duaf version adds with its default leaves every id of an
+ * existing sweep as it was and the sweep resumes across versions.
+ */
+export function nonDefaults(config: TrainConfig): Record<string, unknown> {
+  const defaults = resolveConfig(null, []) as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(config)) {
+    const d = defaults[k];
+    if (k === "duafmat" && v && typeof v === "object") {
+      const inner: Record<string, unknown> = {};
+      for (const [ik, iv] of Object.entries(v)) {
+        if (canonicalJson(iv) !== canonicalJson((d as Record<string, unknown>)[ik])) inner[ik] = iv;
+      }
+      if (Object.keys(inner).length) out[k] = inner;
+    } else if (canonicalJson(v) !== canonicalJson(d)) out[k] = v;
+  }
+  return out;
+}
+
 export function configId(config: TrainConfig): string {
-  return shortHash(canonicalJson({ ...config, seed: null }));
+  return shortHash(canonicalJson(nonDefaults({ ...config, seed: 0 })));
 }
 
 /**
- * A run's stable id: the point's key=value slug, its seed and a short hash of the full
- * canonical config with that seed (so a changed base config never reuses a run directory).
+ * A run's stable id: the point's key=value slug, its seed and a short hash of the canonical
+ * config with that seed (so a changed base config never reuses a run directory).
  */
 export function runId(config: TrainConfig, point: Point, seed: number): string {
   const slug = pointSlug(point);
-  const hash = shortHash(canonicalJson({ ...config, seed }), 8);
+  const hash = shortHash(canonicalJson({ ...nonDefaults({ ...config, seed: 0 }), seed }), 8);
   return `${slug ? slug + "_" : ""}seed=${seed}-${hash}`;
 }
 
