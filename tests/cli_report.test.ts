@@ -202,3 +202,41 @@ Deno.test("report: modality weights are averaged by position from the end and by
   close(s.byGap.mean[at("3-10")][1], 0.3);
   close(s.overall[1], (0.1 + 0.2 + 0.3 + 0.2 + 0.3) / 5);
 });
+
+Deno.test("report: image weights split by real and generated images", () => {
+  // Items 2 and 5 have generated images; the rest real ones.
+  const batch: SequenceBatch = {
+    size: 2,
+    len: 3,
+    items: Int32Array.from([1, 2, 3, 4, 5, 0]),
+    lengths: Int32Array.from([3, 2]),
+    times: Float32Array.from([0, 1, 2, 3, 4, 0]),
+    users: Int32Array.from([0, 1]),
+    targets: Int32Array.from([1, 2]),
+  };
+  const imageGenerated = Uint8Array.from([1, 0, 1, 0, 0, 1]);
+  // The image weight is 0.1 x the item index.
+  const weights = {
+    modalities: ["id", "text", "image"],
+    imageGenerated,
+    perRow: (row: number, length: number) =>
+      Array.from({ length }, (_, j) => {
+        const image = 0.1 * batch.items[row * batch.len + j];
+        return { id: (1 - image) / 2, text: (1 - image) / 2, image };
+      }),
+  };
+  const s = finishWeights(
+    (() => {
+      const t = newModalityStats("valid", ["id", "text", "image"], 4);
+      accumulateWeights(t, batch, weights);
+      return t;
+    })(),
+  );
+  const byImage = s.byImage!;
+  assert.deepEqual(byImage.counts, [3, 2]);
+  // Real: items 1, 3, 4 -> 0.1, 0.3, 0.4; generated: items 2, 5 -> 0.2, 0.5.
+  assert.ok(Math.abs(byImage.mean[0][2] - 0.8 / 3) < 1e-12);
+  assert.ok(Math.abs(byImage.mean[1][2] - 0.35) < 1e-12);
+  // Without an image modality there is no such table.
+  assert.equal(newModalityStats("valid", ["id", "text"], 4).byImage, null);
+});

@@ -87,6 +87,11 @@ export interface SequentialModel extends Module {
 /** Fusion weights of each modality at each history step. */
 export interface ModalityWeights {
   modalities: string[];
+  /**
+   * Per item (index 0 = padding): 1 where the image the model fused was generated (missing or
+   * hidden from training), 0 where it is real. Absent without an image modality.
+   */
+  imageGenerated?: Uint8Array;
   /** The weights of row r's first `length` steps, one record per step. */
   perRow(row: number, length: number): Record<string, number>[];
 }

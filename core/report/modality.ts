@@ -35,6 +35,9 @@ export function gapBucket(days: number): number {
   return GAP_EDGES_DAYS.length;
 }
 
+/** The byImage buckets: the step's item has a real image, or the model generated one. */
+export const IMAGE_LABELS = ["real image", "generated image"];
+
 /** Running sums for one grouping (positions or gap buckets). */
 export interface WeightTable {
   labels: string[];
@@ -56,6 +59,8 @@ export interface ModalityStats {
   overall: number[];
   byPosition: WeightTable;
   byGap: WeightTable;
+  /** Steps whose item's image is real vs generated (models with an image modality). */
+  byImage: WeightTable | null;
 }
 
 function emptyTable(labels: string[], m: number): WeightTable {
@@ -78,6 +83,7 @@ export function newModalityStats(split: string, modalities: string[], maxLen: nu
     overall: new Array(m).fill(0),
     byPosition: emptyTable(positions, m),
     byGap: emptyTable(gapLabels(), m),
+    byImage: modalities.includes("image") ? emptyTable(IMAGE_LABELS, m) : null,
   } satisfies ModalityStats;
 }
 
@@ -109,6 +115,9 @@ export function accumulateWeights(
       for (let k = 0; k < w.length; k++) stats.overall[k] += w[k];
       const fromEnd = Math.min(len - 1 - j, stats.byPosition.labels.length - 1);
       add(stats.byPosition, fromEnd, w);
+      if (stats.byImage && weights.imageGenerated) {
+        add(stats.byImage, weights.imageGenerated[batch.items[r * batch.len + j]] ? 1 : 0, w);
+      }
       if (j > 0) {
         const t = batch.times[r * batch.len + j] - batch.times[r * batch.len + j - 1];
         add(stats.byGap, gapBucket(t), w);
@@ -119,7 +128,7 @@ export function accumulateWeights(
 
 /** Turns sums into means and standard deviations, in place. */
 export function finishWeights(stats: ModalityStats): ModalityStats {
-  for (const t of [stats.byPosition, stats.byGap]) {
+  for (const t of [stats.byPosition, stats.byGap, ...(stats.byImage ? [stats.byImage] : [])]) {
     t.counts.forEach((n, b) => {
       for (let k = 0; k < stats.modalities.length; k++) {
         const mean = n ? t.mean[b][k] / n : 0;

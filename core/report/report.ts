@@ -191,6 +191,15 @@ function modalitySection(input: ReportInput): string[] {
     }</div>`,
     `<div>${table(head("Δt"), rows(s.byGap, s.byGap.labels.length))}</div>`,
     `</div>`,
+    ...(s.byImage
+      ? [
+        `<h3>Real against generated images</h3>`,
+        `<p class="sub">Steps whose item has a real image against steps whose image MAT-MoE ` +
+        `generated (missing, or hidden from training by duafmat.hideImages). The paper expects ` +
+        `a lower image weight where the image is generated.</p>`,
+        table(head("image"), rows(s.byImage, s.byImage.labels.length)),
+      ]
+      : []),
     `<details><summary>By position from the end (table)</summary>`,
     table(head("position from the end"), rows(s.byPosition, lastUsed + 1)),
     `</details>`,
