@@ -5,18 +5,20 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { listDir, runCli } from "./helpers/run_cli.ts";
-import { MAIN_TS, TINY_SETS, tinyDataset, tinyTrain, tinyTrainArgs } from "./helpers/tiny_run.ts";
+import {
+  MAIN_TS,
+  TINY_SETS,
+  tinyDataset,
+  tinyPreprocessArgs,
+  tinyTrain,
+  tinyTrainArgs,
+} from "./helpers/tiny_run.ts";
 
-const FIXTURE = new URL("../fixtures/beauty-mini/", import.meta.url).pathname;
-const PREPROCESS = [
-  "preprocess",
-  "--format",
-  "amazon2014",
-  "--reviews",
-  join(FIXTURE, "reviews_Beauty_5.json.gz"),
-  "--meta",
-  join(FIXTURE, "meta_Beauty.json.gz"),
+/** preprocess of the beauty-mini fixture into `out`, quietly. */
+const preprocess = (out: string, ...extra: string[]) => [
+  ...tinyPreprocessArgs(out),
   "--quiet",
+  ...extra,
 ];
 const ONE_EPOCH = [...TINY_SETS.filter((s) => !s.startsWith("epochs=")), "epochs=1"];
 
@@ -54,7 +56,7 @@ Deno.test("output paths: duaf replaces only what it wrote", async (t) => {
 
     await t.step("preprocess refuses a folder that is not a dataset", async () => {
       const dir = await foreignDir(join(root, "mine"));
-      assertRefused(await runCli([...PREPROCESS, "--out", dir]), dir);
+      assertRefused(await runCli(preprocess(dir)), dir);
       await assertForeignSurvives(dir);
       assert.deepEqual(listDir(dir), ["notes", "thesis.tex"]);
       assertNoTemp(root);
@@ -62,9 +64,9 @@ Deno.test("output paths: duaf replaces only what it wrote", async (t) => {
 
     await t.step("preprocess refuses a dataset folder that holds a foreign file", async () => {
       const dir = join(root, "ds-plus");
-      assert.equal((await runCli([...PREPROCESS, "--out", dir])).code, 0);
+      assert.equal((await runCli(preprocess(dir))).code, 0);
       await Deno.writeTextFile(join(dir, "thesis.tex"), "my thesis\n");
-      const r = await runCli([...PREPROCESS, "--out", dir]);
+      const r = await runCli(preprocess(dir));
       assertRefused(r, dir);
       assert.match(r.stderr, /thesis\.tex/);
       assert.equal(await Deno.readTextFile(join(dir, "thesis.tex")), "my thesis\n");
@@ -73,9 +75,9 @@ Deno.test("output paths: duaf replaces only what it wrote", async (t) => {
     await t.step("preprocess fills an empty folder and replaces its own dataset", async () => {
       const dir = join(root, "empty");
       await Deno.mkdir(dir);
-      assert.equal((await runCli([...PREPROCESS, "--out", dir])).code, 0);
+      assert.equal((await runCli(preprocess(dir))).code, 0);
       const before = await Deno.readTextFile(join(dir, "manifest.json"));
-      const again = await runCli([...PREPROCESS, "--out", dir, "--kcore", "3"]);
+      const again = await runCli(preprocess(dir, "--kcore", "3"));
       assert.equal(again.code, 0, again.stderr);
       assert.notEqual(await Deno.readTextFile(join(dir, "manifest.json")), before);
       assertNoTemp(root);
@@ -83,7 +85,7 @@ Deno.test("output paths: duaf replaces only what it wrote", async (t) => {
 
     await t.step("preprocess --force replaces a foreign folder", async () => {
       const dir = await foreignDir(join(root, "forced"));
-      const r = await runCli([...PREPROCESS, "--out", dir, "--force"]);
+      const r = await runCli(preprocess(dir, "--force"));
       assert.equal(r.code, 0, r.stderr);
       assert.ok(listDir(dir).includes("manifest.json"));
       assert.ok(!listDir(dir).includes("thesis.tex"));
@@ -92,7 +94,7 @@ Deno.test("output paths: duaf replaces only what it wrote", async (t) => {
     await t.step("--out . is refused even with --force", async () => {
       const cwd = await foreignDir(join(root, "cwd"));
       const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", MAIN_TS, ...PREPROCESS, "--out", ".", "--force"],
+        args: ["run", "-A", MAIN_TS, ...preprocess(".", "--force")],
         cwd,
         stdout: "piped",
         stderr: "piped",

@@ -17,6 +17,7 @@ import {
   numberFlag,
   parseFlags,
 } from "../flags.ts";
+import { stopOnSigint } from "../interrupt.ts";
 import { StderrProgress } from "../progress.ts";
 
 const usage = `usage: duaf sweep DATASET --grid FILE --out SWEEP [options]
@@ -154,25 +155,17 @@ export const sweepCommand: Command = {
     progress.log(
       `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
     );
-    let stopRequested = false;
-    const onSigint = () => {
-      if (stopRequested) Deno.exit(130);
-      stopRequested = true;
-      progress.log(
-        "interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)",
-      );
-    };
-    Deno.addSignalListener("SIGINT", onSigint);
+    const interrupt = stopOnSigint(progress);
     try {
       const summary = await runSweep({
         ...opts,
         backendName: backend.name,
-        shouldStop: () => stopRequested,
+        shouldStop: interrupt.shouldStop,
       }, prepared);
       emitJson(summary);
       return summary.interrupted ? 130 : 0;
     } finally {
-      Deno.removeSignalListener("SIGINT", onSigint);
+      interrupt.dispose();
     }
   },
 };

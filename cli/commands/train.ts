@@ -12,6 +12,7 @@ import {
   emitJson,
   parseFlags,
 } from "../flags.ts";
+import { stopOnSigint } from "../interrupt.ts";
 import { StderrProgress } from "../progress.ts";
 import type { Progress } from "../../core/progress.ts";
 
@@ -119,15 +120,7 @@ export const trainCommand: Command = {
         };
       },
     };
-    let stopRequested = false;
-    const onSigint = () => {
-      if (stopRequested) Deno.exit(130);
-      stopRequested = true;
-      progress.log(
-        "interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)",
-      );
-    };
-    Deno.addSignalListener("SIGINT", onSigint);
+    const interrupt = stopOnSigint(progress);
     try {
       const { manifest, outcome } = await runTraining({
         dataset: dataset!,
@@ -138,7 +131,7 @@ export const trainCommand: Command = {
         backendName: backend.name,
         force: values.force,
         checkpointSeconds,
-        shouldStop: () => stopRequested,
+        shouldStop: interrupt.shouldStop,
         onEpoch: (r) => {
           const at10 = Object.fromEntries(
             Object.entries(r.valid).filter(([k]) => k.endsWith("@10")),
@@ -171,7 +164,7 @@ export const trainCommand: Command = {
       });
       return outcome.stopped === "interrupted" ? 130 : 0;
     } finally {
-      Deno.removeSignalListener("SIGINT", onSigint);
+      interrupt.dispose();
     }
   },
 };

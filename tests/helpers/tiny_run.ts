@@ -32,6 +32,21 @@ export function tinyTrainArgs(dataset: string, out: string, sets = TINY_SETS): s
   return ["train", dataset, "--out", out, ...setFlags(sets), "--backend", "wasm", "--quiet"];
 }
 
+/** `preprocess` arguments for the beauty-mini fixture's raw dumps into `out`. */
+export function tinyPreprocessArgs(out: string): string[] {
+  return [
+    "preprocess",
+    "--format",
+    "amazon2014",
+    "--reviews",
+    join(FIXTURE, "reviews_Beauty_5.json.gz"),
+    "--meta",
+    join(FIXTURE, "meta_Beauty.json.gz"),
+    "--out",
+    out,
+  ];
+}
+
 /**
  * Preprocesses the beauty-mini fixture into `root`/`name` (extra preprocess flags appended) and
  * returns that path.
@@ -42,19 +57,7 @@ export async function tinyDataset(
   name = "ds",
 ): Promise<string> {
   const out = join(root, name);
-  const r = await runCli([
-    "preprocess",
-    "--format",
-    "amazon2014",
-    "--reviews",
-    join(FIXTURE, "reviews_Beauty_5.json.gz"),
-    "--meta",
-    join(FIXTURE, "meta_Beauty.json.gz"),
-    "--out",
-    out,
-    ...extra,
-    "--quiet",
-  ]);
+  const r = await runCli([...tinyPreprocessArgs(out), ...extra, "--quiet"]);
   assert.equal(r.code, 0, r.stderr);
   return out;
 }
