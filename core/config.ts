@@ -80,7 +80,17 @@ export const TrainConfigSchema = z.object({
   weightDecay: z.number().nonnegative().default(0),
   clipNorm: z.number().nonnegative().default(0),
   maxLen: z.number().int().positive().default(50),
-  loss: z.enum(["ce", "bce"]).default("ce"),
+  /**
+   * "ce": softmax over all items (RecBole's default); "bce": one sampled negative per position
+   * (the original SASRec); "gbce": gSASRec's generalised BCE over `negatives` uniform negatives
+   * with calibration `gbceT` (Petrov and Macdonald, RecSys 2023); "sampled": softmax over the
+   * target and `negatives` uniform negatives (sampled softmax).
+   */
+  loss: z.enum(["ce", "bce", "gbce", "sampled"]).default("ce"),
+  /** gbce / sampled: negatives per loss position, drawn uniformly over all items (seeded). */
+  negatives: z.number().int().positive().default(256),
+  /** gbce: calibration t in [0, 1]; β = α(t(1 - 1/α) + 1/α), α = negatives / (items - 1). */
+  gbceT: z.number().min(0).max(1).default(0.75),
   /**
    * Full CE in item blocks (core/ops/linear_ce.ts): the [batch x items] logits are never
    * materialised. "auto" = plain CE while those logits fit 256 MiB (checkpoints as before), blocks

@@ -32,7 +32,7 @@ Deno.test("resources: an arena too small for the batch is one line with what to 
     assert.equal(r.stderr.split("\n").length, 1, r.stderr);
     assert.match(
       r.stderr,
-      /^duaf train: out of wasm arena memory allocating [\d.]+ [KM]iB \(limit 256\.0 MiB, .* in use\); lower tokenBudget \(now auto = \d+\) or batchSize \(now 2048\).*loss=bce/,
+      /^duaf train: out of wasm arena memory allocating [\d.]+ [KM]iB \(limit 256\.0 MiB, .* in use\); lower tokenBudget \(now auto = \d+\) or batchSize \(now 2048\).*loss=gbce/,
     );
     // The new run failed before its first checkpoint: nothing of it is left.
     assert.deepEqual(listDir(root).filter((n) => n !== "ds"), []);

@@ -22,12 +22,22 @@ import type { Rng } from "../random.ts";
 import { keep, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
-import { gatherAt, lastPositions, lossIndex, nextItemLoss, positionIds } from "./sasrec.ts";
+import {
+  gatherAt,
+  lastPositions,
+  lossIndex,
+  type LossKind,
+  negativeSampler,
+  nextItemLoss,
+  positionIds,
+} from "./sasrec.ts";
 
 export interface FdsaConfig extends EncoderConfig {
   numItems: number;
   maxLen: number;
-  loss: "ce" | "bce";
+  loss: LossKind;
+  negatives?: number;
+  gbceT?: number;
   /** CE over all items in item blocks: see nextItemLoss. */
   ceChunkItems?: op.CeChunkSetting;
 }
@@ -141,6 +151,7 @@ export class Fdsa extends Module implements SequentialModel {
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
+      negativeSampler(this.cfg, ctx.rng),
     );
     return { total: main, parts: { main } };
   }

@@ -19,7 +19,14 @@ import { assign, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import { sliceBatch } from "./examples.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
-import { gatherAt, lastPositions, lossIndex, nextItemLoss } from "./sasrec.ts";
+import {
+  gatherAt,
+  lastPositions,
+  lossIndex,
+  type LossKind,
+  negativeSampler,
+  nextItemLoss,
+} from "./sasrec.ts";
 
 export interface Gru4recConfig {
   numItems: number;
@@ -28,7 +35,9 @@ export interface Gru4recConfig {
   numLayers: number;
   /** Dropout on the item embeddings (RecBole's `dropout_prob`). */
   dropout: number;
-  loss: "ce" | "bce";
+  loss: LossKind;
+  negatives?: number;
+  gbceT?: number;
   /** CE over all items in item blocks: see nextItemLoss. */
   ceChunkItems?: op.CeChunkSetting;
 }
@@ -124,6 +133,7 @@ export class Gru4rec extends Module implements SequentialModel {
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
+      negativeSampler(this.cfg, ctx.rng),
     );
     return { total: main, parts: { main } };
   }

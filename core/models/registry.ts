@@ -28,6 +28,8 @@ export function createModel(
         numLayers: cfg.gruLayers,
         dropout: cfg.gruDropout,
         loss: cfg.loss,
+        negatives: cfg.negatives,
+        gbceT: cfg.gbceT,
         ceChunkItems: cfg.ceChunkItems,
       }, rng);
     case "fdsa":

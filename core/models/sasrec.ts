@@ -18,7 +18,9 @@ import type { LossOutput, SequentialModel } from "./model.ts";
 export interface SasrecConfig extends EncoderConfig {
   numItems: number;
   maxLen: number;
-  loss: "ce" | "bce";
+  loss: LossKind;
+  negatives?: number;
+  gbceT?: number;
   /** CE over all items: "auto" (plain for small catalogs, in item blocks above), 0, or block size. */
   ceChunkItems?: op.CeChunkSetting;
 }
@@ -82,10 +84,15 @@ export function nextItemLoss(
   seqOut: Tensor,
   itemTable: Tensor,
   at: LossPositions,
-  kind: "ce" | "bce",
+  kind: LossKind,
   ceChunkItems: op.CeChunkSetting = "auto",
+  sampled?: SampledNegatives,
 ): Tensor {
   const n = at.targets.length;
+  if (kind === "gbce" || kind === "sampled") {
+    if (!sampled) throw new Error(`${kind} loss needs a negative sampler`);
+    return sampledLoss(seqOut, itemTable, at.targets, kind, sampled);
+  }
   const targets = tensor(at.targets, [n], "i32");
   if (kind === "ce") {
     // The plain path is one block of every item: its [N x items] logits are materialised once.
@@ -98,6 +105,58 @@ export function nextItemLoss(
   const pos = op.sum(op.mul(seqOut, op.embedding(itemTable, targets)), -1);
   const neg = op.sum(op.mul(seqOut, op.embedding(itemTable, negatives)), -1);
   return op.bceWithLogits(pos, neg);
+}
+
+/** The next-item losses (config key `loss`). */
+export type LossKind = "ce" | "bce" | "gbce" | "sampled";
+
+/** Where gbce / sampled draw their negatives: `count` per position, uniform, from `rng`. */
+export interface SampledNegatives {
+  rng: Rng;
+  count: number;
+  /** gBCE's calibration t. */
+  t: number;
+}
+
+/** The sampler a model's loss uses, from its config and the step's generator. */
+export function negativeSampler(
+  cfg: { negatives?: number; gbceT?: number },
+  rng: Rng,
+): SampledNegatives {
+  return { rng, count: cfg.negatives ?? 256, t: cfg.gbceT ?? 0.75 };
+}
+
+/**
+ * Losses over the target and K negatives drawn uniformly from all items (collisions with the
+ * target are kept, as gSASRec samples): logits [N, 1 + K], the target in column 0.
+ * "sampled": softmax cross-entropy over those columns. "gbce" (gSASRec): per position
+ * β·softplus(-s⁺) + Σ softplus(s⁻), β = α(t(1 - 1/α) + 1/α) with α = K / (items - 1), so t = 0 is
+ * plain BCE and t = 1 undoes the negative sampling's overconfidence; the mean over positions.
+ */
+function sampledLoss(
+  seqOut: Tensor,
+  itemTable: Tensor,
+  targets: Int32Array,
+  kind: "gbce" | "sampled",
+  s: SampledNegatives,
+): Tensor {
+  const n = targets.length;
+  const k = s.count;
+  const items = itemTable.shape[0] - 1;
+  const d = seqOut.shape[1];
+  const idx = new Int32Array(n * (k + 1));
+  for (let r = 0; r < n; r++) {
+    idx[r * (k + 1)] = targets[r];
+    for (let j = 1; j <= k; j++) idx[r * (k + 1) + j] = 1 + s.rng.int(items);
+  }
+  const candidates = op.embedding(itemTable, tensor(idx, [n, k + 1], "i32"));
+  const logits = op.sum(op.mul(candidates, op.reshape(seqOut, [n, 1, d])), -1);
+  if (kind === "sampled") return op.crossEntropy(logits, tensor(new Int32Array(n), [n], "i32"));
+  const alpha = k / Math.max(1, items - 1);
+  const beta = alpha * (s.t * (1 - 1 / alpha) + 1 / alpha);
+  const pos = op.softplus(op.neg(op.slice(logits, 1, 0, 1)));
+  const neg = op.softplus(op.slice(logits, 1, 1, k));
+  return op.scale(op.add(op.scale(op.sum(pos), beta), op.sum(neg)), 1 / n);
 }
 
 export class Sasrec extends Module implements SequentialModel {
@@ -157,6 +216,7 @@ export class Sasrec extends Module implements SequentialModel {
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
+      negativeSampler(this.cfg, ctx.rng),
     );
     return { total: main, parts: { main } };
   }

@@ -153,7 +153,7 @@ function trainingAdvice(cfg: TrainConfig, numItems: number): string {
   ];
   if (cfg.loss === "ce") {
     parts.push(
-      `ceChunkItems=4096 (now ${cfg.ceChunkItems}; CE in item blocks) or loss=bce (loss=ce ` +
+      `ceChunkItems=4096 (now ${cfg.ceChunkItems}; CE in item blocks) or loss=gbce (loss=ce ` +
         `scores all ${numItems} items for every training position)`,
     );
   }

@@ -33,7 +33,15 @@ import { backward, keep, noGrad, type Tensor, tensor, tidy } from "../../tensor.
 import { lossPositions, type SequenceBatch } from "../batch.ts";
 import type { ItemFeatures, ItemSide } from "../item_side.ts";
 import type { LossOutput, ModalityWeights, Reconstruction, SequentialModel } from "../model.ts";
-import { gatherAt, gatherLast, lossIndex, nextItemLoss, positionIds } from "../sasrec.ts";
+import {
+  gatherAt,
+  gatherLast,
+  lossIndex,
+  type LossKind,
+  negativeSampler,
+  nextItemLoss,
+  positionIds,
+} from "../sasrec.ts";
 import { infoNce } from "./contrastive.ts";
 import { averageFusion, fuseModalities, prefixMean } from "./fusion.ts";
 import { Critic, criticLoss, generatorLoss, MoeGenerator } from "./mat_moe.ts";
@@ -43,7 +51,9 @@ import { buildSimilarityIndex, type SimilarityIndex, virtualSequences } from "./
 export interface DuafMatConfig extends EncoderConfig {
   numItems: number;
   maxLen: number;
-  loss: "ce" | "bce";
+  loss: LossKind;
+  negatives?: number;
+  gbceT?: number;
   /** CE over all items in item blocks: see nextItemLoss. */
   ceChunkItems?: op.CeChunkSetting;
   /** Learning rate of the critic's optimizer (the main one is the trainer's). */
@@ -466,6 +476,7 @@ export class DuafMat extends Module implements SequentialModel {
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
+      negativeSampler(this.cfg, ctx.rng),
     );
     const parts: Record<string, Tensor> = { main };
     let total = main;
