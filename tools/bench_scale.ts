@@ -1,11 +1,13 @@
 /**
  * One SASRec training step against large item catalogs, CE over all items on its materialised
- * logits ("plain") against CE in item blocks (op.linearCrossEntropy, "chunked"): seconds per step
+ * logits ("plain") against CE in item blocks (op.linearCrossEntropy, "chunked") and the sampled
+ * losses ("gbce", "sampled", over --negatives uniform negatives per position): seconds per step
  * and the wasm arena's peak bytes in use during a step. Synthetic data (random histories over the
  * catalog); the default model config (d = 64, 2 layers); one micro-batch of --rows sequences.
  *
  *   deno task bench scale [--items 12000,120000] [--rows 2048] [--len 20] [--steps 3]
  *                         [--backend native|wasm] [--threads 1|2] [--ce-only]
+ *                         [--paths plain,chunked,gbce,sampled] [--negatives 256]
  *
  * --ce-only times the loss alone (forward and backward of the CE over the item table, from random
  * sequence outputs [rows, 64]), without the encoder's share of the step.
@@ -18,7 +20,7 @@ import { NativeBackend } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { TrainConfigSchema } from "../core/config.ts";
 import { lossPositions, type SequenceBatch } from "../core/models/batch.ts";
-import { nextItemLoss, Sasrec } from "../core/models/sasrec.ts";
+import { negativeSampler, nextItemLoss, Sasrec } from "../core/models/sasrec.ts";
 import { budgetBlockItems } from "../core/ops/linear_ce.ts";
 import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
@@ -34,6 +36,8 @@ const { values } = parseArgs({
     backend: { type: "string", default: "native" },
     threads: { type: "string", default: "1" },
     "ce-only": { type: "boolean", default: false },
+    paths: { type: "string", default: "plain,chunked,gbce" },
+    negatives: { type: "string", default: "256" },
     one: { type: "string" },
   },
 });
@@ -63,7 +67,9 @@ function syntheticBatch(rng: Rng, numItems: number): SequenceBatch {
 }
 
 /** Child: one catalog size and one CE path; prints one JSON line. */
-async function runOne(numItems: number, chunked: boolean): Promise<void> {
+async function runOne(numItems: number, path: string): Promise<void> {
+  const chunked = path === "chunked";
+  const loss = path === "gbce" || path === "sampled" ? path : "ce";
   const be = values.backend === "wasm"
     ? await WasmBackend.create({ threads })
     : await NativeBackend.open({ threads });
@@ -71,9 +77,13 @@ async function runOne(numItems: number, chunked: boolean): Promise<void> {
   setBackend(be);
   // Chunked: the block "auto" takes above its plain limit, here at every catalog size.
   const block = chunked ? budgetBlockItems(rows, numItems + 1) : 0;
-  const cfg = TrainConfigSchema.parse({ ceChunkItems: block });
+  const cfg = TrainConfigSchema.parse({
+    ceChunkItems: block,
+    loss,
+    negatives: Number(values.negatives),
+  });
   const rng = new Rng(1);
-  const model = new Sasrec({ ...cfg, numItems, maxLen: len, loss: "ce" }, rng);
+  const model = new Sasrec({ ...cfg, numItems, maxLen: len }, rng);
   const opt = new Adam(model.parameters(), { lr: 1e-3, weightDecay: 0 });
   const batch = syntheticBatch(rng, numItems);
   const ctx = { training: true, rng };
@@ -84,7 +94,14 @@ async function runOne(numItems: number, chunked: boolean): Promise<void> {
   h.requiresGrad = true;
   const lossOf = values["ce-only"]
     ? () =>
-      nextItemLoss(h, model.itemEmbedding.weight, lossPositions(batch), "ce", cfg.ceChunkItems)
+      nextItemLoss(
+        h,
+        model.itemEmbedding.weight,
+        lossPositions(batch),
+        cfg.loss,
+        cfg.ceChunkItems,
+        negativeSampler(cfg, rng),
+      )
     : () => model.loss(batch, ctx).total;
   const times: number[] = [];
   let peak = 0;
@@ -112,7 +129,7 @@ async function main(): Promise<void> {
   if (values.one) {
     const [n, path] = values.one.split(":");
     try {
-      await runOne(Number(n), path === "chunked");
+      await runOne(Number(n), path);
     } catch (e) {
       console.log(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }));
     }
@@ -124,11 +141,11 @@ async function main(): Promise<void> {
       `${rows} sequences x ${len}, backend ${values.backend}, ` +
       `${threads} thread(s), median of ${steps} steps after one warm-up`,
   );
-  console.log("| items | CE | seconds / step | peak arena MiB | plain logits MiB |");
+  console.log("| items | loss | seconds / step | peak arena MiB | plain logits MiB |");
   console.log("|---|---|---|---|---|");
   // Blocks of budgetBlockItems(rows, items): a [rows x B] scratch within 32 MiB.
   for (const n of sizes) {
-    for (const path of ["plain", "chunked"]) {
+    for (const path of values.paths!.split(",")) {
       const args = [
         "run",
         "-A",
@@ -150,9 +167,9 @@ async function main(): Promise<void> {
       const logits = (rows * (n + 1) * 4 / 2 ** 20).toFixed(0);
       console.log(
         r.ok
-          ? `| ${n} | ${path}${r.block ? ` (blocks of ${r.block})` : ""} | ${
-            r.seconds!.toFixed(2)
-          } | ${(r.peak! / 2 ** 20).toFixed(0)} | ${logits} |`
+          ? `| ${n} | ${path}${r.block ? ` (blocks of ${r.block})` : ""}${
+            path === "gbce" || path === "sampled" ? ` (${values.negatives} negatives)` : ""
+          } | ${r.seconds!.toFixed(2)} | ${(r.peak! / 2 ** 20).toFixed(0)} | ${logits} |`
           : `| ${n} | ${path} | failed: ${r.error} | | ${logits} |`,
       );
     }

@@ -150,7 +150,8 @@ function sampledLoss(
     for (let j = 1; j <= k; j++) idx[r * (k + 1) + j] = 1 + s.rng.int(items);
   }
   const candidates = op.embedding(itemTable, tensor(idx, [n, k + 1], "i32"));
-  const logits = op.sum(op.mul(candidates, op.reshape(seqOut, [n, 1, d])), -1);
+  // One [1+K, d] x [d, 1] product per position: no [N, 1+K, d] elementwise product to keep.
+  const logits = op.reshape(op.matmul(candidates, op.reshape(seqOut, [n, d, 1])), [n, k + 1]);
   if (kind === "sampled") return op.crossEntropy(logits, tensor(new Int32Array(n), [n], "i32"));
   const alpha = k / Math.max(1, items - 1);
   const beta = alpha * (s.t * (1 - 1 / alpha) + 1 / alpha);
