@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadDataset } from "../core/data/dataset.ts";
 import { readSafetensors } from "../core/io/safetensors.ts";
-import { hideImages } from "../core/models/duaf/duafmat.ts";
+import { hideImages } from "../core/models/duaf/hidden_images.ts";
 import { Rng } from "../core/random.ts";
 import { runCli } from "./helpers/run_cli.ts";
 import { TINY_SETS, tinyDataset, tinyImageDataset, tinyTrain } from "./helpers/tiny_run.ts";
