@@ -36,6 +36,12 @@ Deno.test("resources: an arena too small for the batch is one line with what to 
     );
     // The new run failed before its first checkpoint: nothing of it is left.
     assert.deepEqual(listDir(root).filter((n) => n !== "ds"), []);
+    // An empty folder the user gave as --out stays, empty.
+    await Deno.mkdir(run);
+    const intoEmpty = await duaf(args, { DUAF_WASM_MEMORY: "256MiB" });
+    assert.equal(intoEmpty.code, 2, intoEmpty.stderr);
+    assert.deepEqual(listDir(run), []);
+    await Deno.remove(run);
     const debug = await duaf(args, { DUAF_WASM_MEMORY: "256MiB", DUAF_DEBUG: "1" });
     assert.equal(debug.code, 2);
     assert.match(debug.stderr, /\n\s*at .*arena\.ts/);

@@ -9,7 +9,7 @@ import { selectBackend } from "../backends/registry.ts";
 import type { TrainConfig } from "../config.ts";
 import { type Dataset, loadDataset } from "../data/dataset.ts";
 import { ResourceError, UsageError } from "../errors.ts";
-import { checkOutputDir, clearDirArtifact } from "../io/output_guard.ts";
+import { checkOutputDir, clearDirArtifact, type OutputState } from "../io/output_guard.ts";
 import { type EvalResult, evaluate, evaluateWith } from "../eval/evaluate.ts";
 import { reconstructionMetrics } from "../eval/reconstruction.ts";
 import type { SequenceBatch } from "../models/batch.ts";
@@ -90,7 +90,11 @@ export interface TrainRunOptions {
  * duaf run is replaced (only its own files are removed); an unfinished one needs --resume or
  * --force; anything else is refused unless forced (output_guard.ts).
  */
-async function prepareRunDir(out: string, force: boolean, progress: Progress): Promise<void> {
+async function prepareRunDir(
+  out: string,
+  force: boolean,
+  progress: Progress,
+): Promise<OutputState> {
   const state = await checkOutputDir(out, RUN_ARTIFACT, { force });
   if (state === "artifact") {
     const old = await readRunManifest(out);
@@ -105,6 +109,7 @@ async function prepareRunDir(out: string, force: boolean, progress: Progress): P
     await Deno.remove(out, { recursive: true });
   }
   await Deno.mkdir(out, { recursive: true });
+  return state;
 }
 
 export interface TrainRunResult {
@@ -118,6 +123,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   const hash = await datasetHash(opts.dataset);
   let cfg = opts.config;
   let previous: RunManifest | null = null;
+  let outState: OutputState | null = null;
   if (opts.resume) {
     previous = await readRunManifest(opts.out);
     if (previous.dataset.manifestSha256 !== hash) {
@@ -126,7 +132,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     if (previous.status === "finished") throw new UsageError(`${opts.out}: run already finished`);
     cfg = previous.config;
   } else {
-    await prepareRunDir(opts.out, opts.force ?? false, progress);
+    outState = await prepareRunDir(opts.out, opts.force ?? false, progress);
   }
   try {
     return await trainInto(opts, ds, hash, cfg, previous, progress);
@@ -135,7 +141,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     // it was given stays); an older checkpoint is never touched.
     if (!opts.resume && !(await hasState(opts.out))) {
       await clearDirArtifact(opts.out, RUN_ARTIFACT);
-      await Deno.remove(opts.out).catch(() => {});
+      if (outState !== "empty") await Deno.remove(opts.out).catch(() => {});
     }
     if (e instanceof ResourceError) throw e.withAdvice(trainingAdvice(cfg, ds.numItems));
     throw e;
