@@ -214,11 +214,11 @@ Deno.test("report: image weights split by real and generated images", () => {
     users: Int32Array.from([0, 1]),
     targets: Int32Array.from([1, 2]),
   };
-  const imageGenerated = Uint8Array.from([1, 0, 1, 0, 0, 1]);
+  const imagePresent = Uint8Array.from([0, 1, 0, 1, 1, 0]);
   // The image weight is 0.1 x the item index.
   const weights = {
     modalities: ["id", "text", "image"],
-    imageGenerated,
+    imagePresent,
     perRow: (row: number, length: number) =>
       Array.from({ length }, (_, j) => {
         const image = 0.1 * batch.items[row * batch.len + j];

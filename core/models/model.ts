@@ -88,10 +88,10 @@ export interface SequentialModel extends Module {
 export interface ModalityWeights {
   modalities: string[];
   /**
-   * Per item (index 0 = padding): 1 where the image the model fused was generated (missing or
-   * hidden from training), 0 where it is real. Absent without an image modality.
+   * Per item (index 0 = padding): 1 where the image the model fused is real, 0 where it was
+   * generated (missing, or hidden from training). Absent without an image modality.
    */
-  imageGenerated?: Uint8Array;
+  imagePresent?: Uint8Array;
   /** The weights of row r's first `length` steps, one record per step. */
   perRow(row: number, length: number): Record<string, number>[];
 }

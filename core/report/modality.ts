@@ -115,8 +115,8 @@ export function accumulateWeights(
       for (let k = 0; k < w.length; k++) stats.overall[k] += w[k];
       const fromEnd = Math.min(len - 1 - j, stats.byPosition.labels.length - 1);
       add(stats.byPosition, fromEnd, w);
-      if (stats.byImage && weights.imageGenerated) {
-        add(stats.byImage, weights.imageGenerated[batch.items[r * batch.len + j]] ? 1 : 0, w);
+      if (stats.byImage && weights.imagePresent) {
+        add(stats.byImage, weights.imagePresent[batch.items[r * batch.len + j]] ? 0 : 1, w);
       }
       if (j > 0) {
         const t = batch.times[r * batch.len + j] - batch.times[r * batch.len + j - 1];

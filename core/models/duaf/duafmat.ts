@@ -531,7 +531,7 @@ export class DuafMat extends Module implements SequentialModel {
     });
     return {
       modalities: names,
-      imageGenerated: this.#image ? this.#image.mask.map((present) => present ? 0 : 1) : undefined,
+      imagePresent: this.#image?.mask,
       perRow(row: number, length: number) {
         const out: Record<string, number>[] = [];
         for (let i = 0; i < length; i++) {
