@@ -31,6 +31,11 @@ const DuafSchema = z.object({
    * With N(0, 0.02) embeddings the logits start near 0, so the weights start uniform.
    */
   weightScale: z.number().positive().default(1),
+  /**
+   * The fusion's score: "eq7" = the paper's <s_u, tanh(e^m + e_time)>; "projected" = a query from
+   * [s_u; e_time] and a key projection per modality, both layer-normalised (fusion.ts says why).
+   */
+  fusionScore: z.enum(["eq7", "projected"]).default("eq7"),
   /** Item vectors that sequence representations are scored against. */
   scoreWith: z.enum(["fused", "id"]).default("fused"),
   /** Gradient penalty on the critic's logit (WGAN-GP style) or on its sigmoid output. */

@@ -53,6 +53,12 @@ const CASES: Record<string, Case> = {
     sets: ["duafmat.query=id", "duafmat.matMoe=false", "duafmat.missingFill=mean"],
     images: true,
   },
+  // The attention-form fusion score, with a logit multiplier the graph must apply as well.
+  "duafmat-projected": {
+    model: "duafmat",
+    sets: ["duafmat.fusionScore=projected", "duafmat.weightScale=2"],
+    images: true,
+  },
   "duafmat-no-fusion": {
     model: "duafmat",
     sets: ["duafmat.fusion=false", "duafmat.scoreWith=id"],

@@ -249,6 +249,61 @@ def case_duaf(dtype):
     return meta, t
 
 
+def case_duaf_projected(dtype):
+    """fusionScore "projected": u = W_q [LN(q); LN(e_time)], k^m = W_k^m LN(e^m),
+    omega = softmax_m <u, k^m> * scale / sqrt(d), h = sum_m omega^m e^m (per step)."""
+    B, L, d, M = 2, 5, 8, 3
+    g = gen(2025)
+    names = ["id", "text", "image"]
+    raw = OrderedDict()
+    for n in names:
+        raw["e_" + n] = randn(g, B, L, d)
+    raw["q"] = randn(g, B, L, d, std=0.3)
+    raw["e_time"] = randn(g, B, L, d, std=2.0)
+    for n in ["query_norm", "time_norm", "key_norm"]:
+        raw[f"fusion.{n}.weight"] = randn(g, d, std=0.2, mean=1.0)
+        raw[f"fusion.{n}.bias"] = randn(g, d, std=0.1)
+    raw["fusion.query.weight"] = randn(g, d, 2 * d, std=(2 * d) ** -0.5)
+    raw["fusion.query.bias"] = randn(g, d, std=0.1)
+    for n in names:
+        raw[f"fusion.key_{n}.weight"] = randn(g, d, d, std=d ** -0.5)
+        raw[f"fusion.key_{n}.bias"] = randn(g, d, std=0.1)
+    R = randn(g, B, L, d)
+    Q = randn(g, B, L, M)
+    scale, eps = 2.0, 1e-12
+
+    p = OrderedDict((k, leaf(v, dtype)) for k, v in raw.items())
+
+    def ln(x, n):
+        return torch.nn.functional.layer_norm(x, (d,), p[f"fusion.{n}.weight"],
+                                              p[f"fusion.{n}.bias"], eps)
+
+    u = torch.cat([ln(p["q"], "query_norm"), ln(p["e_time"], "time_norm")], -1) \
+        @ p["fusion.query.weight"].t() + p["fusion.query.bias"]
+    keys = torch.stack([ln(p["e_" + n], "key_norm") @ p[f"fusion.key_{n}.weight"].t()
+                        + p[f"fusion.key_{n}.bias"] for n in names], dim=2)  # [B,L,M,d]
+    scores = (keys * u.unsqueeze(2)).sum(-1) * (scale / d ** 0.5)
+    omega = torch.softmax(scores, dim=-1)
+    E = torch.stack([p["e_" + n] for n in names], dim=2)
+    h = (omega.unsqueeze(-1) * E).sum(dim=2)
+    loss = (h * R.to(dtype)).sum() + (omega * Q.to(dtype)).sum()
+
+    t = OrderedDict()
+    for k, v in p.items():
+        t[k] = v.detach()
+    t["R"] = R
+    t["Q"] = Q
+    t["omega"] = omega
+    t["h"] = h
+    t["loss"] = loss
+    for k, g_ in grads(loss, p).items():
+        t["grad." + k] = g_
+    meta = OrderedDict(B=B, L=L, d=d, scale=scale, eps=eps, modality_order=names,
+                       linear_convention="y = x W^T + b (W [out, in])",
+                       loss="sum(h * R) + sum(omega * Q)")
+    return meta, t
+
+
 # ----------------------------------------------------------------------------------------------
 # c) MAT-MoE generator + critic (paper Eq. 9-16)
 
@@ -492,6 +547,7 @@ CASES = OrderedDict(
     sasrec=lambda dt: case_sasrec(dt, "ce"),
     sasrec_bce=lambda dt: case_sasrec(dt, "bce"),
     duaf_weights=case_duaf,
+    duaf_projected=case_duaf_projected,
     mat_moe=case_mat_moe,
     infonce=case_infonce,
     ops=case_ops,
