@@ -201,7 +201,7 @@ export class Bert4rec extends Module implements SequentialModel {
     const ids = tensor(rows.items, [size, len], "i32");
     const x = op.add(
       this.itemEmbedding.forward(ids),
-      this.positionEmbedding.forward(positionIds({ size, len } as SequenceBatch)),
+      this.positionEmbedding.forward(positionIds(rows)),
     );
     const h0 = op.dropout(
       this.norm.forward(x),
