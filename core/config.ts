@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { UsageError } from "./errors.ts";
 
-export const MODEL_KINDS = ["sasrec", "gru4rec", "fdsa", "duafmat", "pop"] as const;
+export const MODEL_KINDS = ["sasrec", "gru4rec", "fdsa", "duafmat", "pop", "bert4rec"] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
 const DuafSchema = z.object({
@@ -151,6 +151,9 @@ export const TrainConfigSchema = z.object({
   gruHidden: z.number().int().positive().default(128),
   gruLayers: z.number().int().positive().default(1),
   gruDropout: z.number().min(0).max(1).default(0.3),
+  /** BERT4Rec (RecBole's BERT4Rec.yaml): cloze mask probability, last-item-only batch share. */
+  bert4recMaskRatio: z.number().min(0).max(1).default(0.2),
+  bert4recFtRatio: z.number().min(0).max(1).default(0.5),
   duafmat: DuafSchema.default(DuafSchema.parse({})),
 }).strict();
 

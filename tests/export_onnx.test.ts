@@ -44,6 +44,7 @@ const CASES: Record<string, Case> = {
   gru4rec: { model: "gru4rec", sets: ["gruHidden=16", "gruLayers=2"] },
   fdsa: { model: "fdsa", sets: [] },
   pop: { model: "pop", sets: [] },
+  bert4rec: { model: "bert4rec", sets: ["layers=2"] },
   // Time-aware fusion of ID, text and images; MAT-MoE fills the 30 % of items without images.
   duafmat: { model: "duafmat", sets: ["layers=2"], images: true },
   // Ablations with other graphs: ID-only fusion query and mean-filled images; average fusion

@@ -7,6 +7,7 @@
  * Metadata (ModelProto.metadata_props) ties the file to the run it came from; `duaf eval/recommend
  * --runtime ort` refuse a file whose checkpoint or dataset differ.
  */
+import { Bert4rec } from "../models/bert4rec.ts";
 import { DuafMat } from "../models/duaf/duafmat.ts";
 import { Fdsa } from "../models/fdsa.ts";
 import { Gru4rec } from "../models/gru4rec.ts";
@@ -14,6 +15,7 @@ import type { SequentialModel } from "../models/model.ts";
 import { MostPopular } from "../models/pop.ts";
 import { Sasrec } from "../models/sasrec.ts";
 import { GraphWriter } from "./graph_writer.ts";
+import { bert4recGraph } from "./models/bert4rec.ts";
 import { duafmatGraph, duafUsesTime } from "./models/duafmat.ts";
 import { fdsaGraph } from "./models/fdsa.ts";
 import { gru4recGraph } from "./models/gru4rec.ts";
@@ -94,6 +96,9 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
         : ["item_seq", "item_seq_len"],
       build: (w, io) => duafmatGraph(w, io, model),
     };
+  }
+  if (model instanceof Bert4rec) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => bert4recGraph(w, io, model) };
   }
   if (model instanceof MostPopular) {
     return { inputs: ["item_seq_len"], build: (w, io) => popGraph(w, io, model) };

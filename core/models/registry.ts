@@ -2,6 +2,7 @@
 import type { TrainConfig } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import type { Rng } from "../random.ts";
+import { Bert4rec } from "./bert4rec.ts";
 import { DuafMat } from "./duaf/duafmat.ts";
 import { Fdsa } from "./fdsa.ts";
 import { Gru4rec } from "./gru4rec.ts";
@@ -35,6 +36,13 @@ export function createModel(
     case "fdsa":
       if (!items.text) throw new UsageError("fdsa needs a text modality (the dataset has none)");
       return new Fdsa({ ...cfg, numItems, maxLen: cfg.maxLen, loss: cfg.loss }, rng, items.text);
+    case "bert4rec":
+      return new Bert4rec({
+        ...cfg,
+        numItems,
+        maskRatio: cfg.bert4recMaskRatio,
+        ftRatio: cfg.bert4recFtRatio,
+      }, rng);
     case "pop":
       return new MostPopular({ numItems });
     case "duafmat": {

@@ -541,6 +541,76 @@ def case_ops(dtype):
 
 
 # ----------------------------------------------------------------------------------------------
+# BERT4Rec (RecBole 1.2): a fixed cloze mask, so the comparison draws no random numbers
+
+B4R_MASK = 20  # the mask token id: RecBole's n_items (padding counted)
+B4R_MASKED_SEQ = [[3, B4R_MASK, 12, 7, B4R_MASK, 1], [B4R_MASK, 11, 2, 16, 0, 0],
+                  [9, B4R_MASK, 0, 0, 0, 0]]
+B4R_MASKED_INDEX = [1, 4, 6, 13]  # flat positions in [3, 6]; row 1 is masked at position 0
+B4R_MASKED_TARGETS = [7, 19, 5, 4]
+
+
+def case_bert4rec(dtype):
+    from bert4rec_ref import BERT4Rec
+
+    torch.manual_seed(0)
+    c = SAS_CFG
+    model = BERT4Rec(
+        n_items=c["n_items"], max_seq_length=c["max_seq_length"], n_layers=c["n_layers"],
+        n_heads=c["n_heads"], hidden_size=c["hidden_size"], inner_size=c["inner_size"],
+        hidden_dropout_prob=0.0, attn_dropout_prob=0.0, layer_norm_eps=c["layer_norm_eps"],
+    )
+    g = gen(4321)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("LayerNorm.weight") or name == "output_ln.weight":
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+    model = model.to(dtype)
+    model.eval()
+
+    masked_seq = torch.tensor(B4R_MASKED_SEQ, dtype=torch.long)
+    masked_index = torch.tensor(B4R_MASKED_INDEX, dtype=torch.long)
+    masked_targets = torch.tensor(B4R_MASKED_TARGETS, dtype=torch.long)
+    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
+    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
+
+    t = OrderedDict()
+    t["masked_item_seq"] = masked_seq
+    t["masked_index"] = masked_index
+    t["masked_targets"] = masked_targets
+    t["item_seq"] = item_seq
+    t["item_seq_len"] = item_seq_len
+    for name, p in model.named_parameters():
+        t[name] = p.detach()
+    with torch.no_grad():
+        scores, inference_seq = model.full_sort_predict(item_seq, item_seq_len)
+    t["inference_seq"] = inference_seq
+    t["scores"] = scores
+    loss, masked_output = model.masked_loss(masked_seq, masked_index, masked_targets)
+    t["masked_output"] = masked_output
+    t["loss"] = loss
+    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
+        t["grad." + name] = g_
+
+    meta = OrderedDict(SAS_CFG)
+    meta.update(
+        hidden_dropout_prob=0.0, attn_dropout_prob=0.0, mask_token=B4R_MASK,
+        loss_type="CE over item rows 0..n_items-1 plus output_bias at masked_index, mean",
+        attention_mask="torch.where((item_seq != 0)[key], 0.0, -10000.0) (bidirectional)",
+        recbole_version="1.2",
+        inference="mask token after the last item; the oldest item dropped only when the "
+                  "history fills max_seq_length (inference_seq); scores [B, n_items]",
+        init="weights N(0, 0.5^2); LayerNorm weights 1 + 0.1 N(0,1); biases (output_bias too) "
+             "0.1 N(0,1)",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
 # writing
 
 CASES = OrderedDict(
@@ -551,6 +621,7 @@ CASES = OrderedDict(
     mat_moe=case_mat_moe,
     infonce=case_infonce,
     ops=case_ops,
+    bert4rec=case_bert4rec,
 )
 
 
