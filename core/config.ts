@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { UsageError } from "./errors.ts";
 
-export const MODEL_KINDS = ["sasrec", "gru4rec", "fdsa", "duafmat", "pop"] as const;
+export const MODEL_KINDS = ["sasrec", "gru4rec", "fdsa", "duafmat", "pop", "lrurec"] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
 const DuafSchema = z.object({
@@ -146,6 +146,14 @@ export const TrainConfigSchema = z.object({
   gruHidden: z.number().int().positive().default(128),
   gruLayers: z.number().int().positive().default(1),
   gruDropout: z.number().min(0).max(1).default(0.3),
+  /**
+   * LRURec (the reference's defaults; d and the block count are `hidden` and `layers`): dropout
+   * on embeddings and feed-forward, dropout on the recurrence output, |λ| ring at initialisation.
+   */
+  lruDropout: z.number().min(0).max(1).default(0.2),
+  lruAttnDropout: z.number().min(0).max(1).default(0.2),
+  lruRMin: z.number().min(0).lt(1).default(0.8),
+  lruRMax: z.number().min(0).lt(1).default(0.99),
   duafmat: DuafSchema.default(DuafSchema.parse({})),
 }).strict();
 
