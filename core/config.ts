@@ -152,8 +152,8 @@ export const TrainConfigSchema = z.object({
    */
   lruDropout: z.number().min(0).max(1).default(0.2),
   lruAttnDropout: z.number().min(0).max(1).default(0.2),
-  lruRMin: z.number().min(0).lt(1).default(0.8),
-  lruRMax: z.number().min(0).lt(1).default(0.99),
+  lruRMin: z.number().positive().lt(1).default(0.8),
+  lruRMax: z.number().positive().lt(1).default(0.99),
   duafmat: DuafSchema.default(DuafSchema.parse({})),
 }).strict();
 

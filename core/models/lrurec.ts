@@ -158,7 +158,8 @@ export class LruLayer extends Module {
       const nu = -0.5 * Math.log(rng.uniform() * (rMax * rMax - rMin * rMin) + rMin * rMin);
       const r = Math.exp(-nu);
       v[j] = Math.log(nu);
-      v[c + j] = Math.log(rng.uniform() * 2 * Math.PI);
+      // A phase of exactly 0 would make θ_log -∞ (a uniform draw can be 0).
+      v[c + j] = Math.log(Math.max(rng.uniform(), 1e-7) * 2 * Math.PI);
       v[2 * c + j] = Math.log(Math.sqrt(1 - r * r));
     }
     this.paramsLog = this.param("params_log", tensor(v, [3, c]));
