@@ -6,7 +6,15 @@
 import { z } from "zod";
 import { UsageError } from "./errors.ts";
 
-export const MODEL_KINDS = ["sasrec", "gru4rec", "fdsa", "duafmat", "pop", "bert4rec"] as const;
+export const MODEL_KINDS = [
+  "sasrec",
+  "gru4rec",
+  "fdsa",
+  "duafmat",
+  "pop",
+  "bert4rec",
+  "lrurec",
+] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
 const DuafSchema = z.object({
@@ -154,6 +162,14 @@ export const TrainConfigSchema = z.object({
   /** BERT4Rec (RecBole's BERT4Rec.yaml): cloze mask probability, last-item-only batch share. */
   bert4recMaskRatio: z.number().min(0).max(1).default(0.2),
   bert4recFtRatio: z.number().min(0).max(1).default(0.5),
+  /**
+   * LRURec (the reference's defaults; d and the block count are `hidden` and `layers`): dropout
+   * on embeddings and feed-forward, dropout on the recurrence output, |λ| ring at initialisation.
+   */
+  lruDropout: z.number().min(0).max(1).default(0.2),
+  lruAttnDropout: z.number().min(0).max(1).default(0.2),
+  lruRMin: z.number().positive().lt(1).default(0.8),
+  lruRMax: z.number().positive().lt(1).default(0.99),
   duafmat: DuafSchema.default(DuafSchema.parse({})),
 }).strict();
 

@@ -43,6 +43,7 @@ const CASES: Record<string, Case> = {
   sasrec: { model: "sasrec", sets: ["layers=2"] },
   gru4rec: { model: "gru4rec", sets: ["gruHidden=16", "gruLayers=2"] },
   fdsa: { model: "fdsa", sets: [] },
+  lrurec: { model: "lrurec", sets: ["layers=2"] },
   pop: { model: "pop", sets: [] },
   bert4rec: { model: "bert4rec", sets: ["layers=2"] },
   // Time-aware fusion of ID, text and images; MAT-MoE fills the 30 % of items without images.

@@ -11,6 +11,7 @@ import { Bert4rec } from "../models/bert4rec.ts";
 import { DuafMat } from "../models/duaf/duafmat.ts";
 import { Fdsa } from "../models/fdsa.ts";
 import { Gru4rec } from "../models/gru4rec.ts";
+import { Lrurec } from "../models/lrurec.ts";
 import type { SequentialModel } from "../models/model.ts";
 import { MostPopular } from "../models/pop.ts";
 import { Sasrec } from "../models/sasrec.ts";
@@ -19,6 +20,7 @@ import { bert4recGraph } from "./models/bert4rec.ts";
 import { duafmatGraph, duafUsesTime } from "./models/duafmat.ts";
 import { fdsaGraph } from "./models/fdsa.ts";
 import { gru4recGraph } from "./models/gru4rec.ts";
+import { lrurecGraph } from "./models/lrurec.ts";
 import { popGraph } from "./models/pop.ts";
 import { sasrecGraph } from "./models/sasrec.ts";
 import { attr } from "./onnx_graph.ts";
@@ -84,6 +86,12 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
     return {
       inputs: ["item_seq", "item_seq_len"],
       build: (w, io, info) => gru4recGraph(w, io, model, info.maxLen),
+    };
+  }
+  if (model instanceof Lrurec) {
+    return {
+      inputs: ["item_seq", "item_seq_len"],
+      build: (w, io, info) => lrurecGraph(w, io, model, info.maxLen),
     };
   }
   if (model instanceof Fdsa) {

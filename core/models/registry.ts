@@ -6,6 +6,7 @@ import { Bert4rec } from "./bert4rec.ts";
 import { DuafMat } from "./duaf/duafmat.ts";
 import { Fdsa } from "./fdsa.ts";
 import { Gru4rec } from "./gru4rec.ts";
+import { Lrurec } from "./lrurec.ts";
 import type { ItemSide } from "./item_side.ts";
 import type { SequentialModel } from "./model.ts";
 import { MostPopular } from "./pop.ts";
@@ -28,6 +29,23 @@ export function createModel(
         hiddenSize: cfg.gruHidden,
         numLayers: cfg.gruLayers,
         dropout: cfg.gruDropout,
+        loss: cfg.loss,
+        negatives: cfg.negatives,
+        gbceT: cfg.gbceT,
+        ceChunkItems: cfg.ceChunkItems,
+      }, rng);
+    case "lrurec":
+      if (!(cfg.lruRMin <= cfg.lruRMax)) {
+        throw new UsageError(`lruRMin (${cfg.lruRMin}) must not exceed lruRMax (${cfg.lruRMax})`);
+      }
+      return new Lrurec({
+        numItems,
+        hidden: cfg.hidden,
+        layers: cfg.layers,
+        dropout: cfg.lruDropout,
+        attnDropout: cfg.lruAttnDropout,
+        rMin: cfg.lruRMin,
+        rMax: cfg.lruRMax,
         loss: cfg.loss,
         negatives: cfg.negatives,
         gbceT: cfg.gbceT,

@@ -44,6 +44,12 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "gruHidden": 128,
   "gruLayers": 1,
   "gruDropout": 0.3,
+  "bert4recMaskRatio": 0.2,
+  "bert4recFtRatio": 0.5,
+  "lruDropout": 0.2,
+  "lruAttnDropout": 0.2,
+  "lruRMin": 0.8,
+  "lruRMax": 0.99,
   "duafmat": {
     "modalities": [
       "text",

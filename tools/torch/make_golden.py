@@ -32,6 +32,7 @@ except ImportError:
 sys.dont_write_bytecode = True  # keep tools/torch/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sasrec_ref import SASRec, gelu  # noqa: E402
+from lrurec_ref import LRURec, parallel_scan_left_padded  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT_DIR = os.path.join(ROOT, "fixtures", "golden")
@@ -611,6 +612,95 @@ def case_bert4rec(dtype):
 
 
 # ----------------------------------------------------------------------------------------------
+# g) LRURec (Yue et al., WSDM 2024): forward, window CE loss, every parameter gradient
+
+LRU_CFG = OrderedDict(n_items=20, hidden_size=8, n_blocks=2, batch=3, max_len=6, dropout=0.0)
+LRU_ITEM_SEQ = [[3, 7, 12, 7, 19, 1], [5, 11, 2, 16, 0, 0], [9, 0, 0, 0, 0, 0]]
+LRU_ITEM_SEQ_LEN = [6, 4, 1]
+LRU_POSITION_TARGETS = [[7, 12, 7, 19, 1, 4], [11, 2, 16, 11, 0, 0], [19, 0, 0, 0, 0, 0]]
+
+
+def build_lrurec(dtype):
+    c = LRU_CFG
+    model = LRURec(c["n_items"], c["hidden_size"], c["n_blocks"], generator=gen(77))
+    # Golden init (not the reference's) except params_log, which keeps the reference's ring init.
+    g = gen(4321)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("params_log"):
+                continue
+            if name.endswith("layer_norm.weight"):
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+    return model.to(dtype).eval()
+
+
+def check_left_padded_scan(model, items, lengths):
+    """The authors' masked scan on left-padded rows (to 8 = 2^3 steps) equals the loop."""
+    layer = model.model.lru_blocks[0].lru_layer
+    with torch.no_grad():
+        lam, u = layer.lam_gamma_u(model.embedding(items))
+        loop, h = [], torch.zeros_like(u[:, 0])
+        for t in range(u.shape[1]):
+            h = lam * h + u[:, t]
+            loop.append(h)
+        loop = torch.stack(loop, dim=1)
+        b, length, c = u.shape
+        padded = torch.full((b, 8, c), 3.0 + 1.0j, dtype=u.dtype)  # padding states must not leak
+        mask = torch.zeros(b, 8, dtype=torch.bool)
+        for r, n in enumerate(lengths):
+            padded[r, 8 - n:] = u[r, :n]
+            mask[r, 8 - n:] = True
+        scan = parallel_scan_left_padded(padded, lam, mask)
+        for r, n in enumerate(lengths):
+            diff = (scan[r, 8 - n:] - loop[r, :n]).abs().max().item()
+            assert diff < 1e-4 * (1 + loop[r, :n].abs().max().item()), diff
+
+
+def case_lrurec(dtype):
+    model = build_lrurec(dtype)
+    items = torch.tensor(LRU_ITEM_SEQ, dtype=torch.long)
+    lengths = torch.tensor(LRU_ITEM_SEQ_LEN, dtype=torch.long)
+    targets = torch.tensor(LRU_POSITION_TARGETS, dtype=torch.long)
+    check_left_padded_scan(model, items, LRU_ITEM_SEQ_LEN)
+
+    trace = OrderedDict()
+    h = model.encode(items, trace)
+    seq_output = h[torch.arange(h.shape[0]), lengths - 1]
+    at = targets > 0
+    loss = F.cross_entropy(model.scores(h[at]), targets[at])
+
+    t = OrderedDict()
+    t["item_seq"] = items
+    t["item_seq_len"] = lengths
+    t["position_targets"] = targets
+    for name, p in model.named_parameters():
+        t[name] = p.detach()
+    for k, v in trace.items():
+        t[k] = v
+    t["seq_output"] = seq_output
+    t["scores"] = model.scores(seq_output)
+    t["loss"] = loss
+    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
+        t["grad." + name] = g_
+
+    meta = OrderedDict(LRU_CFG)
+    meta.update(
+        loss_type="CE over all items (row 0 included) at every position with a target, mean",
+        recurrence="h_t = lambda h_{t-1} + gamma (B x_t + b), h_{-1} = 0, by a plain loop; "
+                   "lambda = exp(-exp(nu_log) + i exp(theta_log)); y = Re(C h + b_C)",
+        params_log="rows nu_log, theta_log, gamma_log [3, 2d]; the reference's init "
+                   "(r in [0.8, 0.99], theta in [0, 2 pi))",
+        init="other weights 0.5 N(0,1); LayerNorm weights 1 + 0.1 N(0,1); biases 0.1 N(0,1)",
+        layout="Linear weights [out, in]; block outputs [B, L, d]; scores at the last position",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
 # writing
 
 CASES = OrderedDict(
@@ -621,6 +711,7 @@ CASES = OrderedDict(
     mat_moe=case_mat_moe,
     infonce=case_infonce,
     ops=case_ops,
+    lrurec=case_lrurec,
     bert4rec=case_bert4rec,
 )
 
