@@ -28,6 +28,7 @@ import {
   windowExamples,
 } from "../models/examples.ts";
 import { lossCount } from "../models/batch.ts";
+import { negativeDistribution } from "../models/negatives.ts";
 import { bucketedOrder, randomWindowEnds, shuffledOrder } from "./order.ts";
 
 export interface EpochRecord {
@@ -146,6 +147,8 @@ export async function train(
   const logitsPerToken = window && cfg.loss === "ce"
     ? 3 * (src.numItems + 1) / SASREC_FLOATS_PER_TOKEN
     : 0;
+  // Popularity-sampled negatives count items in the training split only.
+  const negatives = negativeDistribution(cfg, src);
   const microTokens = Math.floor(tokenBudget / ((model.memoryFactor ?? 1) + logitsPerToken));
   const validate = () =>
     evaluate(model, src, {
@@ -234,7 +237,7 @@ export async function train(
           model.needsNegatives ? stepRng : null,
           window,
         );
-        const ctx = { training: true, rng: stepRng };
+        const ctx = { training: true, rng: stepRng, negatives };
         log.beginStep();
         const terms = lossCount(batch);
         for (const micro of microBatches(batch, microTokens)) {
