@@ -108,6 +108,17 @@ export function formatNamed(values: Record<string, number>, sep = ", "): string 
  */
 const SASREC_FLOATS_PER_TOKEN = 11500;
 
+/** Padded tokens per micro-batch (0 = no split): the token budget over the model's weight. */
+export function microBatchTokens(cfg: TrainConfig, memoryFactor: number, numItems: number): number {
+  const tokenBudget = cfg.tokenBudget === "auto"
+    ? getBackend().microBatchTokens ?? CPU_TOKEN_BUDGET
+    : cfg.tokenBudget;
+  const logitsPerToken = cfg.trainMode === "window" && cfg.loss === "ce"
+    ? 3 * (numItems + 1) / SASREC_FLOATS_PER_TOKEN
+    : 0;
+  return Math.floor(tokenBudget / (memoryFactor + logitsPerToken));
+}
+
 /** Longest run of synchronous steps between turns of the event loop. */
 const YIELD_EVERY_MS = 20;
 /** How often the loss parts are read back for the progress line (each read waits for the GPU). */
@@ -141,15 +152,9 @@ export async function train(
   stepRng.setState(state.stepRng);
   optimizer.step_ = state.adamStep;
   const params = model.trainableParameters?.() ?? model.parameters();
-  const tokenBudget = cfg.tokenBudget === "auto"
-    ? getBackend().microBatchTokens ?? CPU_TOKEN_BUDGET
-    : cfg.tokenBudget;
-  const logitsPerToken = window && cfg.loss === "ce"
-    ? 3 * (src.numItems + 1) / SASREC_FLOATS_PER_TOKEN
-    : 0;
   // Popularity-sampled negatives count items in the training split only.
   const negatives = negativeDistribution(cfg, src);
-  const microTokens = Math.floor(tokenBudget / ((model.memoryFactor ?? 1) + logitsPerToken));
+  const microTokens = microBatchTokens(cfg, model.memoryFactor ?? 1, src.numItems);
   const validate = () =>
     evaluate(model, src, {
       split: "valid",
