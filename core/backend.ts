@@ -134,6 +134,14 @@ export interface Backend {
   /** Micro-batch size in padded tokens for tokenBudget "auto" (absent: CPU_TOKEN_BUDGET). */
   readonly microBatchTokens?: number;
 
+  /**
+   * The memory every tensor of a run must fit in, when the backend knows it (the wasm arena's
+   * limit, the host's available RAM); training checks its estimated peak against it.
+   */
+  memoryLimit?(): { bytes: number; what: string } | null;
+  /** Bytes in use now and at most since the last resetPeak(), where the backend tracks them. */
+  memoryStats?(): { inUse: number; peak: number };
+
   // ---- memory -------------------------------------------------------------------------------
   alloc(size: number, dtype: DType): Storage;
   /** Copies host data into new storage. */

@@ -105,6 +105,13 @@ export const TrainConfigSchema = z.object({
   /** gbce: calibration t in [0, 1]; β = α(t(1 - 1/α) + 1/α), α = negatives / (items - 1). */
   gbceT: z.number().min(0).max(1).default(0.75),
   /**
+   * gbce / sampled: negatives drawn uniformly, or by popularity q(i) ∝ (train count + 1)^power
+   * (core/models/negatives.ts; sampled softmax then takes the logQ correction).
+   */
+  negativeSampling: z.enum(["uniform", "popularity"]).default("uniform"),
+  /** The popularity exponent: 1 = unigram, 0.75 = word2vec's smoothing, 0 = uniform. */
+  popularityPower: z.number().min(0).max(1).default(0.75),
+  /**
    * Full CE in item blocks (core/ops/linear_ce.ts): the [batch x items] logits are never
    * materialised. "auto" = plain CE while those logits fit 256 MiB (checkpoints as before), blocks
    * with a 32 MiB scratch above; 0 = always plain; N = always blocks of N items.

@@ -100,7 +100,7 @@ async function runOne(numItems: number, path: string): Promise<void> {
         lossPositions(batch),
         cfg.loss,
         cfg.ceChunkItems,
-        negativeSampler(cfg, rng),
+        negativeSampler(cfg, ctx),
       )
     : () => model.loss(batch, ctx).total;
   const times: number[] = [];

@@ -60,6 +60,15 @@ export class JsBackend implements Backend {
     this.name = opts.float64 ? "js64" : "js";
   }
 
+  /** Typed arrays live in host memory: what the OS reports as available. */
+  memoryLimit(): { bytes: number; what: string } | null {
+    try {
+      return { bytes: Deno.systemMemoryInfo().available, what: "host memory (available)" };
+    } catch {
+      return null;
+    }
+  }
+
   alloc(size: number, dtype: DType): Storage {
     const Ctor = dtype === "i32" ? Int32Array : this.#Float;
     let data: Int32Array | FloatArray;

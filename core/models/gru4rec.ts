@@ -133,7 +133,7 @@ export class Gru4rec extends Module implements SequentialModel {
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx.rng),
+      negativeSampler(this.cfg, ctx),
     );
     return { total: main, parts: { main } };
   }

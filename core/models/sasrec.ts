@@ -7,7 +7,7 @@
  */
 import { Embedding, LayerNorm } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
-import type { ForwardContext } from "../nn/context.ts";
+import type { ForwardContext, SamplingDistribution } from "../nn/context.ts";
 import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
@@ -110,28 +110,42 @@ export function nextItemLoss(
 /** The next-item losses (config key `loss`). */
 export type LossKind = "ce" | "bce" | "gbce" | "sampled";
 
-/** Where gbce / sampled draw their negatives: `count` per position, uniform, from `rng`. */
+/** Where gbce / sampled draw their negatives: `count` per position, from `rng`. */
 export interface SampledNegatives {
   rng: Rng;
   count: number;
   /** gBCE's calibration t. */
   t: number;
+  /** Popularity sampling (negativeSampling); absent or null = uniform over all items. */
+  distribution?: SamplingDistribution | null;
 }
 
-/** The sampler a model's loss uses, from its config and the step's generator. */
+/** The sampler a model's loss uses, from its config and the step's context. */
 export function negativeSampler(
   cfg: { negatives?: number; gbceT?: number },
-  rng: Rng,
+  ctx: ForwardContext,
 ): SampledNegatives {
-  return { rng, count: cfg.negatives ?? 256, t: cfg.gbceT ?? 0.75 };
+  return {
+    rng: ctx.rng,
+    count: cfg.negatives ?? 256,
+    t: cfg.gbceT ?? 0.75,
+    distribution: ctx.negatives,
+  };
 }
 
 /**
- * Losses over the target and K negatives drawn uniformly from all items (collisions with the
- * target are kept, as gSASRec samples): logits [N, 1 + K], the target in column 0.
+ * Losses over the target and K negatives drawn from all items (collisions with the target are
+ * kept, as gSASRec samples): logits [N, 1 + K], the target in column 0.
  * "sampled": softmax cross-entropy over those columns. "gbce" (gSASRec): per position
  * β·softplus(-s⁺) + Σ softplus(s⁻), β = α(t(1 - 1/α) + 1/α) with α = K / (items - 1), so t = 0 is
  * plain BCE and t = 1 undoes the negative sampling's overconfidence; the mean over positions.
+ *
+ * Popularity-sampled negatives (q(i) not uniform): "sampled" takes the logQ correction, every
+ * column's logit minus log q of its item (Yi et al. 2019; with the target column too, as
+ * sampled softmax does), so its gradient is again an estimate of full softmax's. "gbce" keeps
+ * its logits and takes α per target from the target's own rate of being drawn, α_i = K·q(i):
+ * gSASRec's calibration argument (the optimum σ(s) = βp / (βp + α(1 - p)), calibrated at β = α)
+ * holds item by item, and β = α(t(1 - 1/α) + 1/α) = 1 - t + t·α_i.
  */
 function sampledLoss(
   seqOut: Tensor,
@@ -144,20 +158,37 @@ function sampledLoss(
   const k = s.count;
   const items = itemTable.shape[0] - 1;
   const d = seqOut.shape[1];
+  const q = s.distribution ?? null;
   const idx = new Int32Array(n * (k + 1));
   for (let r = 0; r < n; r++) {
     idx[r * (k + 1)] = targets[r];
-    for (let j = 1; j <= k; j++) idx[r * (k + 1) + j] = 1 + s.rng.int(items);
+    if (q) { for (let j = 1; j <= k; j++) idx[r * (k + 1) + j] = q.draw(s.rng); }
+    else for (let j = 1; j <= k; j++) idx[r * (k + 1) + j] = 1 + s.rng.int(items);
   }
   const candidates = op.embedding(itemTable, tensor(idx, [n, k + 1], "i32"));
   // One [1+K, d] x [d, 1] product per position: no [N, 1+K, d] elementwise product to keep.
-  const logits = op.reshape(op.matmul(candidates, op.reshape(seqOut, [n, d, 1])), [n, k + 1]);
-  if (kind === "sampled") return op.crossEntropy(logits, tensor(new Int32Array(n), [n], "i32"));
-  const alpha = k / Math.max(1, items - 1);
-  const beta = alpha * (s.t * (1 - 1 / alpha) + 1 / alpha);
+  let logits = op.reshape(op.matmul(candidates, op.reshape(seqOut, [n, d, 1])), [n, k + 1]);
+  if (kind === "sampled") {
+    if (q) {
+      const logQ = new Float32Array(idx.length);
+      for (let i = 0; i < idx.length; i++) logQ[i] = q.logProb[idx[i]];
+      logits = op.sub(logits, tensor(logQ, [n, k + 1]));
+    }
+    return op.crossEntropy(logits, tensor(new Int32Array(n), [n], "i32"));
+  }
   const pos = op.softplus(op.neg(op.slice(logits, 1, 0, 1)));
   const neg = op.softplus(op.slice(logits, 1, 1, k));
-  return op.scale(op.add(op.scale(op.sum(pos), beta), op.sum(neg)), 1 / n);
+  let posTerm: Tensor;
+  if (q) {
+    const beta = new Float32Array(n);
+    for (let r = 0; r < n; r++) beta[r] = 1 - s.t + s.t * k * q.prob[targets[r]];
+    posTerm = op.sum(op.mul(op.reshape(pos, [n]), tensor(beta, [n])));
+  } else {
+    const alpha = k / Math.max(1, items - 1);
+    const beta = alpha * (s.t * (1 - 1 / alpha) + 1 / alpha);
+    posTerm = op.scale(op.sum(pos), beta);
+  }
+  return op.scale(op.add(posTerm, op.sum(neg)), 1 / n);
 }
 
 export class Sasrec extends Module implements SequentialModel {
@@ -217,7 +248,7 @@ export class Sasrec extends Module implements SequentialModel {
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx.rng),
+      negativeSampler(this.cfg, ctx),
     );
     return { total: main, parts: { main } };
   }

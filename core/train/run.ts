@@ -8,7 +8,7 @@ import { type Backend, CPU_TOKEN_BUDGET } from "../backend.ts";
 import { selectBackend } from "../backends/registry.ts";
 import type { TrainConfig } from "../config.ts";
 import { type Dataset, loadDataset } from "../data/dataset.ts";
-import { ResourceError, UsageError } from "../errors.ts";
+import { formatBytes, ResourceError, UsageError } from "../errors.ts";
 import { checkOutputDir, clearDirArtifact, type OutputState } from "../io/output_guard.ts";
 import { type EvalResult, evaluate, evaluateWith } from "../eval/evaluate.ts";
 import { reconstructionMetrics } from "../eval/reconstruction.ts";
@@ -33,7 +33,20 @@ import {
   writeRunManifest,
 } from "./run_dir.ts";
 import { timestampOrigin } from "../models/examples.ts";
-import { type EpochRecord, initialState, train, type TrainOutcome } from "./trainer.ts";
+import {
+  checkMemory,
+  estimateTrainingMemory,
+  formatEstimate,
+  type MemoryInputs,
+  sequenceSizes,
+} from "./memory.ts";
+import {
+  type EpochRecord,
+  initialState,
+  microBatchTokens,
+  train,
+  type TrainOutcome,
+} from "./trainer.ts";
 
 export function itemSide(ds: Dataset): ItemSide {
   return {
@@ -131,11 +144,21 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     }
     if (previous.status === "finished") throw new UsageError(`${opts.out}: run already finished`);
     cfg = previous.config;
-  } else {
-    outState = await prepareRunDir(opts.out, opts.force ?? false, progress);
   }
+  // The model and the memory estimate come before anything is written: a run that cannot fit
+  // stops here with one line and leaves no output.
+  const model = buildModel(cfg, ds, progress);
+  const estimate = estimateTrainingMemory(cfg, memoryInputs(cfg, ds, model));
+  progress.log(formatEstimate(estimate, getBackend().memoryLimit?.() ?? null));
+  // DUAF_MEMORY_CHECK=0 trains anyway: the estimate bounds the epoch's worst micro-batch and
+  // may stand above what a given dataset's batches reach (docs/scale.md).
+  if (Deno.env.get("DUAF_MEMORY_CHECK") !== "0") checkMemory(estimate, getBackend());
+  if (!opts.resume) outState = await prepareRunDir(opts.out, opts.force ?? false, progress);
   try {
-    return await trainInto(opts, ds, hash, cfg, previous, progress);
+    const result = await trainInto(opts, ds, hash, cfg, previous, progress, model);
+    const stats = getBackend().memoryStats?.();
+    if (stats) progress.log(`memory: measured peak ${formatBytes(stats.peak)}`);
+    return result;
   } catch (e) {
     // A new run that failed before its first checkpoint leaves nothing behind (an empty folder
     // it was given stays); an older checkpoint is never touched.
@@ -146,6 +169,43 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     if (e instanceof ResourceError) throw e.withAdvice(trainingAdvice(cfg, ds.numItems));
     throw e;
   }
+}
+
+/** The configured model; parameters that do not fit even alone say so. */
+function buildModel(cfg: TrainConfig, ds: Dataset, progress: Progress): SequentialModel {
+  try {
+    return createModel(cfg, itemSide(ds), new Rng(cfg.seed), (m) => progress.log(m));
+  } catch (e) {
+    if (!(e instanceof ResourceError)) throw e;
+    throw e.withAdvice(
+      `the model's parameters alone (${ds.numItems} items x hidden ${cfg.hidden}) do not fit: ` +
+        `lower hidden or use --backend cuda where a GPU is`,
+    );
+  }
+}
+
+/** The estimate's inputs: the model's parameter count, its feature tables, the micro-batch. */
+function memoryInputs(cfg: TrainConfig, ds: Dataset, model: SequentialModel): MemoryInputs {
+  const params = model.parameters().reduce((a, p) => a + p.size, 0);
+  const rows = ds.numItems + 1;
+  const modalities = cfg.model === "duafmat"
+    ? cfg.duafmat.modalities
+    : cfg.model === "fdsa"
+    ? ["text"]
+    : [];
+  let features = 0;
+  if (modalities.includes("text") && ds.text) features += rows * (ds.text.dim + 1);
+  if (modalities.includes("image") && ds.image) features += rows * (ds.image.dim + 1);
+  const memoryFactor = model.memoryFactor ?? 1;
+  const microTokens = microBatchTokens(cfg, memoryFactor, ds.numItems);
+  return {
+    numItems: ds.numItems,
+    params,
+    features,
+    memoryFactor,
+    microTokens,
+    ...sequenceSizes(ds, cfg, microTokens),
+  };
 }
 
 /** What to change when a training run runs out of memory, with the values in force. */
@@ -174,8 +234,8 @@ async function trainInto(
   cfg: TrainConfig,
   previous: RunManifest | null,
   progress: Progress,
+  model: SequentialModel,
 ): Promise<TrainRunResult> {
-  const model = createModel(cfg, itemSide(ds), new Rng(cfg.seed), (m) => progress.log(m));
   const optimizer = new Adam(model.trainableParameters?.() ?? model.parameters(), {
     lr: cfg.lr,
     weightDecay: cfg.weightDecay,

@@ -28,6 +28,7 @@ import {
   windowExamples,
 } from "../models/examples.ts";
 import { lossCount } from "../models/batch.ts";
+import { negativeDistribution } from "../models/negatives.ts";
 import { bucketedOrder, randomWindowEnds, shuffledOrder } from "./order.ts";
 
 export interface EpochRecord {
@@ -107,6 +108,17 @@ export function formatNamed(values: Record<string, number>, sep = ", "): string 
  */
 const SASREC_FLOATS_PER_TOKEN = 11500;
 
+/** Padded tokens per micro-batch (0 = no split): the token budget over the model's weight. */
+export function microBatchTokens(cfg: TrainConfig, memoryFactor: number, numItems: number): number {
+  const tokenBudget = cfg.tokenBudget === "auto"
+    ? getBackend().microBatchTokens ?? CPU_TOKEN_BUDGET
+    : cfg.tokenBudget;
+  const logitsPerToken = cfg.trainMode === "window" && cfg.loss === "ce"
+    ? 3 * (numItems + 1) / SASREC_FLOATS_PER_TOKEN
+    : 0;
+  return Math.floor(tokenBudget / (memoryFactor + logitsPerToken));
+}
+
 /** Longest run of synchronous steps between turns of the event loop. */
 const YIELD_EVERY_MS = 20;
 /** How often the loss parts are read back for the progress line (each read waits for the GPU). */
@@ -140,13 +152,9 @@ export async function train(
   stepRng.setState(state.stepRng);
   optimizer.step_ = state.adamStep;
   const params = model.trainableParameters?.() ?? model.parameters();
-  const tokenBudget = cfg.tokenBudget === "auto"
-    ? getBackend().microBatchTokens ?? CPU_TOKEN_BUDGET
-    : cfg.tokenBudget;
-  const logitsPerToken = window && cfg.loss === "ce"
-    ? 3 * (src.numItems + 1) / SASREC_FLOATS_PER_TOKEN
-    : 0;
-  const microTokens = Math.floor(tokenBudget / ((model.memoryFactor ?? 1) + logitsPerToken));
+  // Popularity-sampled negatives count items in the training split only.
+  const negatives = negativeDistribution(cfg, src);
+  const microTokens = microBatchTokens(cfg, model.memoryFactor ?? 1, src.numItems);
   const validate = () =>
     evaluate(model, src, {
       split: "valid",
@@ -234,7 +242,7 @@ export async function train(
           model.needsNegatives ? stepRng : null,
           window,
         );
-        const ctx = { training: true, rng: stepRng };
+        const ctx = { training: true, rng: stepRng, negatives };
         log.beginStep();
         const terms = lossCount(batch);
         for (const micro of microBatches(batch, microTokens)) {

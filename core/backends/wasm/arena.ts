@@ -84,6 +84,11 @@ export class Arena {
     return this.#peak;
   }
 
+  /** Most bytes the memory may grow to (DUAF_WASM_MEMORY, at most wasm32's 4 GiB). */
+  get limitBytes(): number {
+    return this.#maxPages * PAGE_BYTES;
+  }
+
   /** Starts a new peak measurement from the bytes in use now. */
   resetPeak(): void {
     this.#peak = this.#inUse;

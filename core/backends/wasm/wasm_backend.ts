@@ -193,6 +193,11 @@ export class WasmBackend implements Backend {
     return { inUse: this.arena.bytesInUse, peak: this.arena.peakBytesInUse };
   }
 
+  /** The arena's limit: every tensor of the run shares it. */
+  memoryLimit(): { bytes: number; what: string } {
+    return { bytes: this.arena.limitBytes, what: "wasm arena" };
+  }
+
   /** Starts a new peak measurement of memoryStats(). */
   resetPeak(): void {
     this.arena.resetPeak();

@@ -421,7 +421,7 @@ export class DuafMat extends Module implements SequentialModel {
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx.rng),
+      negativeSampler(this.cfg, ctx),
     );
     const parts: Record<string, Tensor> = { main };
     let total = main;
