@@ -249,7 +249,7 @@ export class Bert4rec extends Module implements SequentialModel {
       masked.at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx.rng),
+      negativeSampler(this.cfg, ctx),
     );
   }
 

@@ -50,6 +50,8 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "lruAttnDropout": 0.2,
   "lruRMin": 0.8,
   "lruRMax": 0.99,
+  "negativeSampling": "uniform",
+  "popularityPower": 0.75,
   "duafmat": {
     "modalities": [
       "text",
