@@ -6,7 +6,15 @@
 import { z } from "zod";
 import { UsageError } from "./errors.ts";
 
-export const MODEL_KINDS = ["sasrec", "gru4rec", "fdsa", "duafmat", "pop"] as const;
+export const MODEL_KINDS = [
+  "sasrec",
+  "gru4rec",
+  "fdsa",
+  "duafmat",
+  "pop",
+  "nova",
+  "difsr",
+] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
 const DuafSchema = z.object({
@@ -147,6 +155,18 @@ export const TrainConfigSchema = z.object({
   gruLayers: z.number().int().positive().default(1),
   gruDropout: z.number().min(0).max(1).default(0.3),
   duafmat: DuafSchema.default(DuafSchema.parse({})),
+  /** NOVA: item attributes fused into attention queries/keys ("category", "text"). */
+  novaAttributes: z.array(z.enum(["category", "text"])).default(["category"]),
+  /** NOVA's fusion of ID, position and attributes: the paper's sum, concat or gating. */
+  novaFusion: z.enum(["sum", "concat", "gate"]).default("gate"),
+  /** DIF-SR (the authors' RecBole SASRecD): attributes with their own attention scores. */
+  difsrAttributes: z.array(z.enum(["category", "text"])).default(["category"]),
+  /** DIF-SR attribute embedding width (attribute_hidden_size); a multiple of heads. */
+  difsrAttributeHidden: z.number().int().positive().default(64),
+  /** DIF-SR score fusion (fusion_type); concat and gate need trainMode prefix. */
+  difsrFusion: z.enum(["sum", "concat", "gate"]).default("sum"),
+  /** DIF-SR attribute-prediction loss weights per attribute (lamdas); categorical only. */
+  difsrLambdas: z.array(z.number().nonnegative()).default([10]),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;
