@@ -8,11 +8,9 @@ import { JsBackend } from "../core/backends/js.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
 import { Difsr } from "../core/models/difsr.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
-import type { SequentialModel } from "../core/models/model.ts";
 import { Nova } from "../core/models/nova.ts";
 import type { SideAttribute } from "../core/models/side_attributes.ts";
 import { loadStateDict } from "../core/nn/state.ts";
-import type { ScoreFusion } from "../core/nn/side_attention.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tidy, withBackend } from "../core/tensor.ts";
 import { loadGolden } from "./golden.ts";
@@ -64,15 +62,18 @@ for (const kind of ["nova", "difsr"] as const) {
       };
       const prefix = `${fusion}/`;
       withBackend(new JsBackend(), () => {
-        const model: SequentialModel & { forward(b: SequenceBatch, c: unknown): never } =
-          kind === "nova"
-            ? new Nova({ ...enc, fusion }, items, new Rng(1)) as never
-            : new Difsr({
+        const model: Nova | Difsr = kind === "nova"
+          ? new Nova({ ...enc, fusion }, items, new Rng(1))
+          : new Difsr(
+            {
               ...enc,
-              fusion: fusion as ScoreFusion,
+              fusion,
               attributeHidden: num("attribute_hidden_size"),
               lambdas: m.lambdas as number[],
-            }, items, new Rng(1)) as never;
+            },
+            items,
+            new Rng(1),
+          );
         const fixtureParams = Object.keys(g.tensors).filter((k) =>
           k.startsWith(prefix) && !k.startsWith(`${prefix}grad.`) &&
           !["seq_output", "loss", "main_loss", "attr_category"].includes(k.slice(prefix.length))
@@ -80,15 +81,17 @@ for (const kind of ["nova", "difsr"] as const) {
         assert.equal(model.namedParameters().length, fixtureParams.length, "parameter count");
         loadStateDict(
           model,
-          new Map(model.namedParameters().map(([name]) => {
-            const t = g.tensors[prefix + name];
-            assert.ok(t, `fixture lacks ${prefix}${name}`);
-            return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
-          })),
+          new Map(
+            model.namedParameters().map(([name]) => {
+              const t = g.tensors[prefix + name];
+              assert.ok(t, `fixture lacks ${prefix}${name}`);
+              return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
+            }),
+          ),
         );
         const ctx = { training: false, rng: new Rng(0) };
         tidy(() => {
-          const out = (model as unknown as Nova).forward(batch, ctx);
+          const out = model.forward(batch, ctx);
           assertClose("seq_output", out.toFloat32(), g.tensors[`${prefix}seq_output`].data);
           const { total, parts } = model.loss(batch, ctx);
           assertClose("loss", [total.item()], g.tensors[`${prefix}loss`].data);
