@@ -7,10 +7,12 @@
  * Metadata (ModelProto.metadata_props) ties the file to the run it came from; `duaf eval/recommend
  * --runtime ort` refuse a file whose checkpoint or dataset differ.
  */
+import { Difsr } from "../models/difsr.ts";
 import { DuafMat } from "../models/duaf/duafmat.ts";
 import { Fdsa } from "../models/fdsa.ts";
 import { Gru4rec } from "../models/gru4rec.ts";
 import type { SequentialModel } from "../models/model.ts";
+import { Nova } from "../models/nova.ts";
 import { MostPopular } from "../models/pop.ts";
 import { Sasrec } from "../models/sasrec.ts";
 import { GraphWriter } from "./graph_writer.ts";
@@ -19,6 +21,7 @@ import { fdsaGraph } from "./models/fdsa.ts";
 import { gru4recGraph } from "./models/gru4rec.ts";
 import { popGraph } from "./models/pop.ts";
 import { sasrecGraph } from "./models/sasrec.ts";
+import { difsrGraph, novaGraph } from "./models/side_info.ts";
 import { attr } from "./onnx_graph.ts";
 import { markedFile } from "../io/output_guard.ts";
 import { noGrad, tidy } from "../tensor.ts";
@@ -94,6 +97,12 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
         : ["item_seq", "item_seq_len"],
       build: (w, io) => duafmatGraph(w, io, model),
     };
+  }
+  if (model instanceof Nova) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => novaGraph(w, io, model) };
+  }
+  if (model instanceof Difsr) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => difsrGraph(w, io, model) };
   }
   if (model instanceof MostPopular) {
     return { inputs: ["item_seq_len"], build: (w, io) => popGraph(w, io, model) };

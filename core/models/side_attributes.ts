@@ -67,6 +67,13 @@ export class AttributeEmbedding extends Module {
     return out;
   }
 
+  /** Every item's attribute embedding [(numItems + 1), width] (for exported graphs). */
+  itemTable(): Tensor {
+    const n = this.items.numItems + 1;
+    const all = Int32Array.from({ length: n }, (_, i) => i);
+    return op.reshape(this.forward(all, 1, n), [n, this.width]);
+  }
+
   forward(seq: Int32Array, size: number, len: number): Tensor {
     if (this.embedding) {
       return this.embedding.forward(tensor(this.categories(seq), [size, len], "i32"));
