@@ -12,10 +12,12 @@
  * Attributes A_j (config novaAttributes): the item's category embedding, and optionally its
  * frozen text features through a Linear to d (core/models/side_attributes.ts).
  *
- * Deviations: NOVA-BERT is bidirectional with a Cloze objective; as the DIF-SR authors' NOVA
- * baseline, this is the causal SASRec variant with the shared next-item losses. The side stream
- * R_0 enters every layer unchanged (the paper keeps side information out of the layer updates);
- * R_0 and H_0 share one LayerNorm, as RecBole's FDSA shares one across streams.
+ * Deviations and choices: NOVA-BERT is bidirectional with a Cloze objective; as the DIF-SR
+ * authors' NOVA baseline, this is the causal SASRec variant with the shared next-item losses.
+ * R_0 is fused once from the embedding layer and reused by every layer (as the RecBole-based NOVA
+ * implementations do), not re-fused from each layer's H_l. R_0 and H_0 share one LayerNorm, as
+ * RecBole's FDSA shares one across streams. No public reference code from the NOVA authors was
+ * available; the golden fixture checks this file against tools/torch/difsr_ref.py's Nova.
  */
 import type { ForwardContext } from "../nn/context.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
