@@ -14,6 +14,8 @@ export const MODEL_KINDS = [
   "pop",
   "nova",
   "difsr",
+  "bert4rec",
+  "lrurec",
 ] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
@@ -39,6 +41,11 @@ const DuafSchema = z.object({
    * With N(0, 0.02) embeddings the logits start near 0, so the weights start uniform.
    */
   weightScale: z.number().positive().default(1),
+  /**
+   * The fusion's score: "eq7" = the paper's <s_u, tanh(e^m + e_time)>; "projected" = a query from
+   * [s_u; e_time] and a key projection per modality, both layer-normalised (fusion.ts says why).
+   */
+  fusionScore: z.enum(["eq7", "projected"]).default("eq7"),
   /** Item vectors that sequence representations are scored against. */
   scoreWith: z.enum(["fused", "id"]).default("fused"),
   /** Gradient penalty on the critic's logit (WGAN-GP style) or on its sigmoid output. */
@@ -154,6 +161,17 @@ export const TrainConfigSchema = z.object({
   gruHidden: z.number().int().positive().default(128),
   gruLayers: z.number().int().positive().default(1),
   gruDropout: z.number().min(0).max(1).default(0.3),
+  /** BERT4Rec (RecBole's BERT4Rec.yaml): cloze mask probability, last-item-only batch share. */
+  bert4recMaskRatio: z.number().min(0).max(1).default(0.2),
+  bert4recFtRatio: z.number().min(0).max(1).default(0.5),
+  /**
+   * LRURec (the reference's defaults; d and the block count are `hidden` and `layers`): dropout
+   * on embeddings and feed-forward, dropout on the recurrence output, |λ| ring at initialisation.
+   */
+  lruDropout: z.number().min(0).max(1).default(0.2),
+  lruAttnDropout: z.number().min(0).max(1).default(0.2),
+  lruRMin: z.number().positive().lt(1).default(0.8),
+  lruRMax: z.number().positive().lt(1).default(0.99),
   duafmat: DuafSchema.default(DuafSchema.parse({})),
   /** NOVA: item attributes fused into attention queries/keys ("category", "text"). */
   novaAttributes: z.array(z.enum(["category", "text"])).default(["category"]),

@@ -1,6 +1,6 @@
 /**
  * Whole-model parity of every fast backend with the reference JsBackend: one training step of
- * SASRec and of DuAF-MAT (fusion, MAT-MoE generators, CSCL, VSCL, dropout on) gives the same
+ * SASRec, LRURec and DuAF-MAT (fusion, MAT-MoE generators, CSCL, VSCL, dropout on) gives the same
  * loss parts and parameter gradients, and DuAF-MAT's critic update (gradient penalty included)
  * leaves the same critic weights, within float32 tolerance. Kernel-level parity lives in
  * wasm_parity, native_backend and cuda_parity; this catches what only shows when kernels are
@@ -19,6 +19,7 @@ import { nativeBackendFactory } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import type { SequentialModel } from "../core/models/model.ts";
 import type { Module } from "../core/nn/module.ts";
+import { Lrurec } from "../core/models/lrurec.ts";
 import { Sasrec } from "../core/models/sasrec.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tidy, withBackend } from "../core/tensor.ts";
@@ -64,6 +65,17 @@ const KINDS: Record<string, Build> = {
       initStd: 0.02,
       loss: "ce",
       ceChunkItems: 7,
+    }, new Rng(4)),
+  lrurec: () =>
+    new Lrurec({
+      numItems: ITEMS,
+      hidden: 16,
+      layers: 2,
+      dropout: 0.1,
+      attnDropout: 0.1,
+      rMin: 0.8,
+      rMax: 0.99,
+      loss: "ce",
     }, new Rng(4)),
   duafmat: () => duafModel({ criticSteps: 1, modalityDropout: 0.3 }, itemSide(new Rng(11), true)),
 };

@@ -4,7 +4,8 @@
 // --out safety and the sweep report.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { resolveConfig } from "../core/config.ts";
+import { resolveConfig, type TrainConfig } from "../core/config.ts";
+import { ID_BASELINE } from "../core/sweep/id_baseline.ts";
 import { DataError } from "../core/errors.ts";
 import { Rng } from "../core/random.ts";
 import { Claims, type LockInfo, processStart } from "../core/sweep/claims.ts";
@@ -182,6 +183,21 @@ Deno.test("sweep ids hash only non-default values, so new default keys keep them
   assert.equal(runId(older as typeof base, { lr: 0.003 }, 1), runId(base, { lr: 0.003 }, 1));
   assert.notEqual(runId(base, { lr: 0.003 }, 1), runId(base, { lr: 0.003 }, 2));
   assert.notEqual(configId(resolveConfig(null, ["lr=0.01"])), configId(base));
+});
+
+Deno.test("sweep ids: every config key has an id baseline, and a changed default changes ids", () => {
+  const current = resolveConfig(null, []) as Record<string, unknown>;
+  const missing = Object.keys(current).filter((k) => !(k in ID_BASELINE));
+  const inner = ID_BASELINE.duafmat as Record<string, unknown>;
+  missing.push(...Object.keys(current.duafmat as object).filter((k) => !(k in inner)));
+  assert.deepEqual(missing, [], "add these keys' defaults to core/sweep/id_baseline.ts");
+  // Were patience's default changed, the baseline would keep the old value: a run under the new
+  // default is then part of the identity, so it cannot reuse a result of the old default.
+  const olderBaseline = { ...ID_BASELINE, patience: (current.patience as number) + 5 };
+  assert.deepEqual(nonDefaults(current as TrainConfig, olderBaseline), {
+    patience: current.patience,
+  });
+  assert.deepEqual(nonDefaults(current as TrainConfig), {});
 });
 
 Deno.test("sweep results: mean and sample sd per configuration, best by valid mean", () => {

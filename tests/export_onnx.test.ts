@@ -43,7 +43,9 @@ const CASES: Record<string, Case> = {
   sasrec: { model: "sasrec", sets: ["layers=2"] },
   gru4rec: { model: "gru4rec", sets: ["gruHidden=16", "gruLayers=2"] },
   fdsa: { model: "fdsa", sets: [] },
+  lrurec: { model: "lrurec", sets: ["layers=2"] },
   pop: { model: "pop", sets: [] },
+  bert4rec: { model: "bert4rec", sets: ["layers=2"] },
   // Time-aware fusion of ID, text and images; MAT-MoE fills the 30 % of items without images.
   duafmat: { model: "duafmat", sets: ["layers=2"], images: true },
   // Ablations with other graphs: ID-only fusion query and mean-filled images; average fusion
@@ -51,6 +53,12 @@ const CASES: Record<string, Case> = {
   "duafmat-query-id": {
     model: "duafmat",
     sets: ["duafmat.query=id", "duafmat.matMoe=false", "duafmat.missingFill=mean"],
+    images: true,
+  },
+  // The attention-form fusion score, with a logit multiplier the graph must apply as well.
+  "duafmat-projected": {
+    model: "duafmat",
+    sets: ["duafmat.fusionScore=projected", "duafmat.weightScale=2"],
     images: true,
   },
   "duafmat-no-fusion": {

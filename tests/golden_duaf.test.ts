@@ -1,7 +1,7 @@
 /** Golden parity of DuAF's time embedding and fusion, MAT-MoE and InfoNCE against PyTorch. */
 import assert from "node:assert/strict";
 import { JsBackend } from "../core/backends/js.ts";
-import { fuseModalities } from "../core/models/duaf/fusion.ts";
+import { fuseModalities, ProjectedFusion } from "../core/models/duaf/fusion.ts";
 import { Critic, criticLoss, generatorLoss, MoeGenerator } from "../core/models/duaf/mat_moe.ts";
 import { infoNce } from "../core/models/duaf/contrastive.ts";
 import { TimeEmbedding } from "../core/models/duaf/time_embedding.ts";
@@ -67,6 +67,37 @@ Deno.test("golden: DuAF time embedding, modality weights and fused output match 
     check("grad.beta", te.beta.grad, g, "grad.beta", 1e-3);
     check("grad.W2", te.combine.weight.grad, g, "grad.W2", 1e-3);
     check("grad.b2", te.combine.bias!.grad, g, "grad.b2", 1e-3);
+  });
+});
+
+Deno.test("golden: DuAF's projected fusion score (query/key projections) matches PyTorch", () => {
+  const g = loadGolden("duaf_projected");
+  const m = g.meta as Record<string, number>;
+  withBackend(new JsBackend(), () => {
+    const fusion = new ProjectedFusion(m.d, ["id", "text", "image"], new Rng(1), m.eps);
+    const params = fusion.namedParameters();
+    assert.equal(params.length, 14);
+    for (const [name, p] of params) set(p, g, `fusion.${name}`);
+    const mods = ["e_id", "e_text", "e_image"].map((n) => input(g, n));
+    const q = input(g, "q");
+    const eTime = input(g, "e_time");
+    tidy(() => {
+      const { h, omega } = fusion.forward(mods, eTime, q, m.scale);
+      check("omega", omega, g, "omega");
+      check("h", h, g, "h");
+      const loss = op.add(
+        op.sum(op.mul(h, tensor(g.tensors.R.data, g.tensors.R.shape))),
+        op.sum(op.mul(omega, tensor(g.tensors.Q.data, g.tensors.Q.shape))),
+      );
+      assertClose("loss", [loss.item()], g.tensors.loss.data);
+      backward(loss);
+    });
+    ["e_id", "e_text", "e_image"].forEach((n, i) =>
+      check(`grad.${n}`, mods[i].grad, g, `grad.${n}`, 1e-3)
+    );
+    check("grad.q", q.grad, g, "grad.q", 1e-3);
+    check("grad.e_time", eTime.grad, g, "grad.e_time", 1e-3);
+    for (const [name, p] of params) check(`grad.${name}`, p.grad, g, `grad.fusion.${name}`, 1e-3);
   });
 });
 

@@ -65,7 +65,7 @@ Deno.test("learning: every model trained on windows beats a random ranking on va
     // probability 10 / 1024, at 1 / log2(rank + 1) each.
     let random = 0;
     for (let r = 1; r <= 10; r++) random += 1 / Math.log2(r + 1) / 1024;
-    for (const model of ["sasrec", "gru4rec", "fdsa", "duafmat"]) {
+    for (const model of ["sasrec", "gru4rec", "fdsa", "duafmat", "bert4rec", "lrurec"]) {
       const got = await bestValid(ds, join(root, model), model, sets);
       assert.ok(got > 3 * random, `${model} ${got} vs random ${random}`);
     }

@@ -37,43 +37,68 @@ Deno.test("duafmat: every switch yields its loss parts; no image turns MAT-MoE a
   });
 });
 
-Deno.test("duafmat: finite-difference check of the whole loss (fusion, MAT-MoE, CSCL, VSCL) on float64", () => {
-  withBackend(f64, () => {
-    const rng = new Rng(2);
-    const items = itemSide(rng, true);
-    const b = batch(rng, 4, 4);
-    const m = model({ modalityDropout: 0.5, poissonRate: 0.5 }, items, "bce");
-    // Read the loss in float64: item() would round it to float32.
-    const lossAt = () =>
-      tidy(() =>
-        (m.loss(b, { training: true, rng: new Rng(9) }).total.storage as unknown as {
-          data: Float64Array;
-        }).data[0]
-      );
-    const params = m.trainableParameters();
-    tidy(() => backward(m.loss(b, { training: true, rng: new Rng(9) }).total));
-    const data = (t: { storage: unknown }) => (t.storage as { data: Float64Array }).data;
-    let checked = 0;
-    for (const [name, p] of m.namedParameters()) {
-      if (!params.includes(p) || !p.grad) continue;
-      const values = data(p);
-      const grad = data(p.grad);
-      for (const i of [0, Math.floor(p.size / 2), p.size - 1]) {
-        const orig = values[i];
-        values[i] = orig + 1e-6;
-        const up = lossAt();
-        values[i] = orig - 1e-6;
-        const down = lossAt();
-        values[i] = orig;
-        const numeric = (up - down) / 2e-6;
-        assert.ok(
-          Math.abs(numeric - grad[i]) <= 1e-5 * Math.max(1, Math.abs(numeric)),
-          `${name}[${i}]: analytic ${grad[i]} vs numeric ${numeric}`,
+for (const fusionScore of ["eq7", "projected"]) {
+  Deno.test(`duafmat: finite-difference check of the whole loss (fusion ${fusionScore}, MAT-MoE, CSCL, VSCL) on float64`, () => {
+    withBackend(f64, () => {
+      const rng = new Rng(2);
+      const items = itemSide(rng, true);
+      const b = batch(rng, 4, 4);
+      const m = model({ modalityDropout: 0.5, poissonRate: 0.5, fusionScore }, items, "bce");
+      // Read the loss in float64: item() would round it to float32.
+      const lossAt = () =>
+        tidy(() =>
+          (m.loss(b, { training: true, rng: new Rng(9) }).total.storage as unknown as {
+            data: Float64Array;
+          }).data[0]
         );
-        checked++;
+      const params = m.trainableParameters();
+      tidy(() => backward(m.loss(b, { training: true, rng: new Rng(9) }).total));
+      const data = (t: { storage: unknown }) => (t.storage as { data: Float64Array }).data;
+      let checked = 0;
+      for (const [name, p] of m.namedParameters()) {
+        if (!params.includes(p) || !p.grad) continue;
+        const values = data(p);
+        const grad = data(p.grad);
+        for (const i of [0, Math.floor(p.size / 2), p.size - 1]) {
+          const orig = values[i];
+          values[i] = orig + 1e-6;
+          const up = lossAt();
+          values[i] = orig - 1e-6;
+          const down = lossAt();
+          values[i] = orig;
+          const numeric = (up - down) / 2e-6;
+          assert.ok(
+            Math.abs(numeric - grad[i]) <= 1e-5 * Math.max(1, Math.abs(numeric)),
+            `${name}[${i}]: analytic ${grad[i]} vs numeric ${numeric}`,
+          );
+          checked++;
+        }
       }
-    }
-    assert.ok(checked > 40, `checked ${checked} entries`);
+      assert.ok(checked > 40, `checked ${checked} entries`);
+    });
+  });
+}
+
+Deno.test("duafmat: at initialisation Eq. 7's weights are flat, the projected score's are not", () => {
+  withBackend(new JsBackend(), () => {
+    const rng = new Rng(3);
+    const items = itemSide(rng, true);
+    const b = batch(rng);
+    const spread = (fusionScore: string) => {
+      const w = model({ fusionScore }, items).explain(b, { training: false, rng: new Rng(0) });
+      let dev = 0;
+      let n = 0;
+      for (let r = 0; r < b.size; r++) {
+        for (const step of w.perRow(r, b.lengths[r])) {
+          for (const v of Object.values(step)) dev += Math.abs(v - 1 / 3), n++;
+        }
+      }
+      return dev / n;
+    };
+    const eq7 = spread("eq7");
+    const projected = spread("projected");
+    assert.ok(eq7 < 0.01, `eq7 mean |ω - 1/3| ${eq7}`);
+    assert.ok(projected > 0.05, `projected mean |ω - 1/3| ${projected}`);
   });
 });
 

@@ -7,18 +7,22 @@
  * Metadata (ModelProto.metadata_props) ties the file to the run it came from; `duaf eval/recommend
  * --runtime ort` refuse a file whose checkpoint or dataset differ.
  */
+import { Bert4rec } from "../models/bert4rec.ts";
 import { Difsr } from "../models/difsr.ts";
 import { DuafMat } from "../models/duaf/duafmat.ts";
 import { Fdsa } from "../models/fdsa.ts";
 import { Gru4rec } from "../models/gru4rec.ts";
+import { Lrurec } from "../models/lrurec.ts";
 import type { SequentialModel } from "../models/model.ts";
 import { Nova } from "../models/nova.ts";
 import { MostPopular } from "../models/pop.ts";
 import { Sasrec } from "../models/sasrec.ts";
 import { GraphWriter } from "./graph_writer.ts";
+import { bert4recGraph } from "./models/bert4rec.ts";
 import { duafmatGraph, duafUsesTime } from "./models/duafmat.ts";
 import { fdsaGraph } from "./models/fdsa.ts";
 import { gru4recGraph } from "./models/gru4rec.ts";
+import { lrurecGraph } from "./models/lrurec.ts";
 import { popGraph } from "./models/pop.ts";
 import { sasrecGraph } from "./models/sasrec.ts";
 import { difsrGraph, novaGraph } from "./models/side_info.ts";
@@ -87,6 +91,12 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
       build: (w, io, info) => gru4recGraph(w, io, model, info.maxLen),
     };
   }
+  if (model instanceof Lrurec) {
+    return {
+      inputs: ["item_seq", "item_seq_len"],
+      build: (w, io, info) => lrurecGraph(w, io, model, info.maxLen),
+    };
+  }
   if (model instanceof Fdsa) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => fdsaGraph(w, io, model) };
   }
@@ -103,6 +113,9 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
   }
   if (model instanceof Difsr) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => difsrGraph(w, io, model) };
+  }
+  if (model instanceof Bert4rec) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => bert4recGraph(w, io, model) };
   }
   if (model instanceof MostPopular) {
     return { inputs: ["item_seq_len"], build: (w, io) => popGraph(w, io, model) };

@@ -2,10 +2,12 @@
 import type { TrainConfig } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import type { Rng } from "../random.ts";
+import { Bert4rec } from "./bert4rec.ts";
 import { Difsr } from "./difsr.ts";
 import { DuafMat } from "./duaf/duafmat.ts";
 import { Fdsa } from "./fdsa.ts";
 import { Gru4rec } from "./gru4rec.ts";
+import { Lrurec } from "./lrurec.ts";
 import type { ItemSide } from "./item_side.ts";
 import type { SequentialModel } from "./model.ts";
 import { Nova } from "./nova.ts";
@@ -34,9 +36,33 @@ export function createModel(
         gbceT: cfg.gbceT,
         ceChunkItems: cfg.ceChunkItems,
       }, rng);
+    case "lrurec":
+      if (!(cfg.lruRMin <= cfg.lruRMax)) {
+        throw new UsageError(`lruRMin (${cfg.lruRMin}) must not exceed lruRMax (${cfg.lruRMax})`);
+      }
+      return new Lrurec({
+        numItems,
+        hidden: cfg.hidden,
+        layers: cfg.layers,
+        dropout: cfg.lruDropout,
+        attnDropout: cfg.lruAttnDropout,
+        rMin: cfg.lruRMin,
+        rMax: cfg.lruRMax,
+        loss: cfg.loss,
+        negatives: cfg.negatives,
+        gbceT: cfg.gbceT,
+        ceChunkItems: cfg.ceChunkItems,
+      }, rng);
     case "fdsa":
       if (!items.text) throw new UsageError("fdsa needs a text modality (the dataset has none)");
       return new Fdsa({ ...cfg, numItems, maxLen: cfg.maxLen, loss: cfg.loss }, rng, items.text);
+    case "bert4rec":
+      return new Bert4rec({
+        ...cfg,
+        numItems,
+        maskRatio: cfg.bert4recMaskRatio,
+        ftRatio: cfg.bert4recFtRatio,
+      }, rng);
     case "pop":
       return new MostPopular({ numItems });
     case "nova":

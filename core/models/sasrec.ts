@@ -53,7 +53,7 @@ const positionCache: { size: number; len: number; ids: Int32Array }[] = [];
 const POSITION_CACHE_SIZE = 4;
 
 /** Position index of every slot of a [B, L] batch: 0..L-1 on each row. */
-export function positionIds(batch: SequenceBatch): Tensor {
+export function positionIds(batch: Pick<SequenceBatch, "size" | "len">): Tensor {
   const { size, len } = batch;
   let hit = positionCache.find((c) => c.size === size && c.len === len);
   if (!hit) {

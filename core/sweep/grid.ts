@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { resolveConfig, type TrainConfig } from "../config.ts";
+import { ID_BASELINE } from "./id_baseline.ts";
 import { DataError, UsageError } from "../errors.ts";
 import type { Rng } from "../random.ts";
 
@@ -177,12 +178,22 @@ export function pointSlug(point: Point): string {
 }
 
 /**
- * The config's values that differ from the defaults (nested for duafmat.*). Ids hash this, not
- * the whole config, so a key a later duaf version adds with its default leaves every id of an
- * existing sweep as it was and the sweep resumes across versions.
+ * The config's values that differ from the id baseline (nested for duafmat.*): the defaults each
+ * key had when it was introduced (id_baseline.ts). Ids hash this, not the whole config, so a key
+ * a later duaf version adds with its default leaves every id of an existing sweep as it was and
+ * the sweep resumes across versions, while a changed default changes the ids of the runs it
+ * affects. A key missing from the baseline compares with its current default.
  */
-export function nonDefaults(config: TrainConfig): Record<string, unknown> {
-  const defaults = resolveConfig(null, []) as Record<string, unknown>;
+export function nonDefaults(
+  config: TrainConfig,
+  baseline: Readonly<Record<string, unknown>> = ID_BASELINE,
+): Record<string, unknown> {
+  const current = resolveConfig(null, []) as Record<string, unknown>;
+  const defaults: Record<string, unknown> = { ...current, ...baseline };
+  defaults.duafmat = {
+    ...(current.duafmat as Record<string, unknown>),
+    ...(baseline.duafmat as Record<string, unknown>),
+  };
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(config)) {
     const d = defaults[k];

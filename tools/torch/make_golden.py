@@ -33,6 +33,7 @@ sys.dont_write_bytecode = True  # keep tools/torch/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sasrec_ref import SASRec, gelu  # noqa: E402
 import difsr_ref  # noqa: E402
+from lrurec_ref import LRURec, parallel_scan_left_padded  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT_DIR = os.path.join(ROOT, "fixtures", "golden")
@@ -247,6 +248,61 @@ def case_duaf(dtype):
         linear_convention="y = x W^T + b (W [out, in])",
         loss="sum(h * R) + sum(omega * Q)",
     )
+    return meta, t
+
+
+def case_duaf_projected(dtype):
+    """fusionScore "projected": u = W_q [LN(q); LN(e_time)], k^m = W_k^m LN(e^m),
+    omega = softmax_m <u, k^m> * scale / sqrt(d), h = sum_m omega^m e^m (per step)."""
+    B, L, d, M = 2, 5, 8, 3
+    g = gen(2025)
+    names = ["id", "text", "image"]
+    raw = OrderedDict()
+    for n in names:
+        raw["e_" + n] = randn(g, B, L, d)
+    raw["q"] = randn(g, B, L, d, std=0.3)
+    raw["e_time"] = randn(g, B, L, d, std=2.0)
+    for n in ["query_norm", "time_norm", "key_norm"]:
+        raw[f"fusion.{n}.weight"] = randn(g, d, std=0.2, mean=1.0)
+        raw[f"fusion.{n}.bias"] = randn(g, d, std=0.1)
+    raw["fusion.query.weight"] = randn(g, d, 2 * d, std=(2 * d) ** -0.5)
+    raw["fusion.query.bias"] = randn(g, d, std=0.1)
+    for n in names:
+        raw[f"fusion.key_{n}.weight"] = randn(g, d, d, std=d ** -0.5)
+        raw[f"fusion.key_{n}.bias"] = randn(g, d, std=0.1)
+    R = randn(g, B, L, d)
+    Q = randn(g, B, L, M)
+    scale, eps = 2.0, 1e-12
+
+    p = OrderedDict((k, leaf(v, dtype)) for k, v in raw.items())
+
+    def ln(x, n):
+        return torch.nn.functional.layer_norm(x, (d,), p[f"fusion.{n}.weight"],
+                                              p[f"fusion.{n}.bias"], eps)
+
+    u = torch.cat([ln(p["q"], "query_norm"), ln(p["e_time"], "time_norm")], -1) \
+        @ p["fusion.query.weight"].t() + p["fusion.query.bias"]
+    keys = torch.stack([ln(p["e_" + n], "key_norm") @ p[f"fusion.key_{n}.weight"].t()
+                        + p[f"fusion.key_{n}.bias"] for n in names], dim=2)  # [B,L,M,d]
+    scores = (keys * u.unsqueeze(2)).sum(-1) * (scale / d ** 0.5)
+    omega = torch.softmax(scores, dim=-1)
+    E = torch.stack([p["e_" + n] for n in names], dim=2)
+    h = (omega.unsqueeze(-1) * E).sum(dim=2)
+    loss = (h * R.to(dtype)).sum() + (omega * Q.to(dtype)).sum()
+
+    t = OrderedDict()
+    for k, v in p.items():
+        t[k] = v.detach()
+    t["R"] = R
+    t["Q"] = Q
+    t["omega"] = omega
+    t["h"] = h
+    t["loss"] = loss
+    for k, g_ in grads(loss, p).items():
+        t["grad." + k] = g_
+    meta = OrderedDict(B=B, L=L, d=d, scale=scale, eps=eps, modality_order=names,
+                       linear_convention="y = x W^T + b (W [out, in])",
+                       loss="sum(h * R) + sum(omega * Q)")
     return meta, t
 
 
@@ -557,6 +613,164 @@ def case_side(dtype, kind):
     return meta, t
 
 
+# BERT4Rec (RecBole 1.2): a fixed cloze mask, so the comparison draws no random numbers
+
+B4R_MASK = 20  # the mask token id: RecBole's n_items (padding counted)
+B4R_MASKED_SEQ = [[3, B4R_MASK, 12, 7, B4R_MASK, 1], [B4R_MASK, 11, 2, 16, 0, 0],
+                  [9, B4R_MASK, 0, 0, 0, 0]]
+B4R_MASKED_INDEX = [1, 4, 6, 13]  # flat positions in [3, 6]; row 1 is masked at position 0
+B4R_MASKED_TARGETS = [7, 19, 5, 4]
+
+
+def case_bert4rec(dtype):
+    from bert4rec_ref import BERT4Rec
+
+    torch.manual_seed(0)
+    c = SAS_CFG
+    model = BERT4Rec(
+        n_items=c["n_items"], max_seq_length=c["max_seq_length"], n_layers=c["n_layers"],
+        n_heads=c["n_heads"], hidden_size=c["hidden_size"], inner_size=c["inner_size"],
+        hidden_dropout_prob=0.0, attn_dropout_prob=0.0, layer_norm_eps=c["layer_norm_eps"],
+    )
+    g = gen(4321)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("LayerNorm.weight") or name == "output_ln.weight":
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+    model = model.to(dtype)
+    model.eval()
+
+    masked_seq = torch.tensor(B4R_MASKED_SEQ, dtype=torch.long)
+    masked_index = torch.tensor(B4R_MASKED_INDEX, dtype=torch.long)
+    masked_targets = torch.tensor(B4R_MASKED_TARGETS, dtype=torch.long)
+    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
+    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
+
+    t = OrderedDict()
+    t["masked_item_seq"] = masked_seq
+    t["masked_index"] = masked_index
+    t["masked_targets"] = masked_targets
+    t["item_seq"] = item_seq
+    t["item_seq_len"] = item_seq_len
+    for name, p in model.named_parameters():
+        t[name] = p.detach()
+    with torch.no_grad():
+        scores, inference_seq = model.full_sort_predict(item_seq, item_seq_len)
+    t["inference_seq"] = inference_seq
+    t["scores"] = scores
+    loss, masked_output = model.masked_loss(masked_seq, masked_index, masked_targets)
+    t["masked_output"] = masked_output
+    t["loss"] = loss
+    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
+        t["grad." + name] = g_
+
+    meta = OrderedDict(SAS_CFG)
+    meta.update(
+        hidden_dropout_prob=0.0, attn_dropout_prob=0.0, mask_token=B4R_MASK,
+        loss_type="CE over item rows 0..n_items-1 plus output_bias at masked_index, mean",
+        attention_mask="torch.where((item_seq != 0)[key], 0.0, -10000.0) (bidirectional)",
+        recbole_version="1.2",
+        inference="mask token after the last item; the oldest item dropped only when the "
+                  "history fills max_seq_length (inference_seq); scores [B, n_items]",
+        init="weights N(0, 0.5^2); LayerNorm weights 1 + 0.1 N(0,1); biases (output_bias too) "
+             "0.1 N(0,1)",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
+# g) LRURec (Yue et al., WSDM 2024): forward, window CE loss, every parameter gradient
+
+LRU_CFG = OrderedDict(n_items=20, hidden_size=8, n_blocks=2, batch=3, max_len=6, dropout=0.0)
+LRU_ITEM_SEQ = [[3, 7, 12, 7, 19, 1], [5, 11, 2, 16, 0, 0], [9, 0, 0, 0, 0, 0]]
+LRU_ITEM_SEQ_LEN = [6, 4, 1]
+LRU_POSITION_TARGETS = [[7, 12, 7, 19, 1, 4], [11, 2, 16, 11, 0, 0], [19, 0, 0, 0, 0, 0]]
+
+
+def build_lrurec(dtype):
+    c = LRU_CFG
+    model = LRURec(c["n_items"], c["hidden_size"], c["n_blocks"], generator=gen(77))
+    # Golden init (not the reference's) except params_log, which keeps the reference's ring init.
+    g = gen(4321)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("params_log"):
+                continue
+            if name.endswith("layer_norm.weight"):
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+    return model.to(dtype).eval()
+
+
+def check_left_padded_scan(model, items, lengths):
+    """The authors' masked scan on left-padded rows (to 8 = 2^3 steps) equals the loop."""
+    layer = model.model.lru_blocks[0].lru_layer
+    with torch.no_grad():
+        lam, u = layer.lam_gamma_u(model.embedding(items))
+        loop, h = [], torch.zeros_like(u[:, 0])
+        for t in range(u.shape[1]):
+            h = lam * h + u[:, t]
+            loop.append(h)
+        loop = torch.stack(loop, dim=1)
+        b, length, c = u.shape
+        padded = torch.full((b, 8, c), 3.0 + 1.0j, dtype=u.dtype)  # padding states must not leak
+        mask = torch.zeros(b, 8, dtype=torch.bool)
+        for r, n in enumerate(lengths):
+            padded[r, 8 - n:] = u[r, :n]
+            mask[r, 8 - n:] = True
+        scan = parallel_scan_left_padded(padded, lam, mask)
+        for r, n in enumerate(lengths):
+            diff = (scan[r, 8 - n:] - loop[r, :n]).abs().max().item()
+            assert diff < 1e-4 * (1 + loop[r, :n].abs().max().item()), diff
+
+
+def case_lrurec(dtype):
+    model = build_lrurec(dtype)
+    items = torch.tensor(LRU_ITEM_SEQ, dtype=torch.long)
+    lengths = torch.tensor(LRU_ITEM_SEQ_LEN, dtype=torch.long)
+    targets = torch.tensor(LRU_POSITION_TARGETS, dtype=torch.long)
+    check_left_padded_scan(model, items, LRU_ITEM_SEQ_LEN)
+
+    trace = OrderedDict()
+    h = model.encode(items, trace)
+    seq_output = h[torch.arange(h.shape[0]), lengths - 1]
+    at = targets > 0
+    loss = F.cross_entropy(model.scores(h[at]), targets[at])
+
+    t = OrderedDict()
+    t["item_seq"] = items
+    t["item_seq_len"] = lengths
+    t["position_targets"] = targets
+    for name, p in model.named_parameters():
+        t[name] = p.detach()
+    for k, v in trace.items():
+        t[k] = v
+    t["seq_output"] = seq_output
+    t["scores"] = model.scores(seq_output)
+    t["loss"] = loss
+    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
+        t["grad." + name] = g_
+
+    meta = OrderedDict(LRU_CFG)
+    meta.update(
+        loss_type="CE over all items (row 0 included) at every position with a target, mean",
+        recurrence="h_t = lambda h_{t-1} + gamma (B x_t + b), h_{-1} = 0, by a plain loop; "
+                   "lambda = exp(-exp(nu_log) + i exp(theta_log)); y = Re(C h + b_C)",
+        params_log="rows nu_log, theta_log, gamma_log [3, 2d]; the reference's init "
+                   "(r in [0.8, 0.99], theta in [0, 2 pi))",
+        init="other weights 0.5 N(0,1); LayerNorm weights 1 + 0.1 N(0,1); biases 0.1 N(0,1)",
+        layout="Linear weights [out, in]; block outputs [B, L, d]; scores at the last position",
+    )
+    return meta, t
+
+
 # ----------------------------------------------------------------------------------------------
 # writing
 
@@ -564,11 +778,14 @@ CASES = OrderedDict(
     sasrec=lambda dt: case_sasrec(dt, "ce"),
     sasrec_bce=lambda dt: case_sasrec(dt, "bce"),
     duaf_weights=case_duaf,
+    duaf_projected=case_duaf_projected,
     mat_moe=case_mat_moe,
     infonce=case_infonce,
     ops=case_ops,
     nova=lambda dt: case_side(dt, "nova"),
     difsr=lambda dt: case_side(dt, "difsr"),
+    lrurec=case_lrurec,
+    bert4rec=case_bert4rec,
 )
 
 

@@ -84,6 +84,40 @@ function timeEmbedding(w: GraphWriter, io: SequenceInputs, m: DuafMat): string {
   return unflatten(io, time, [d]);
 }
 
+/** fusionScore "projected" (fusion.ts): u = W_q [LN(q); LN(e_time)], k^m = W_k^m LN(e^m). */
+function projectedScore(
+  w: GraphWriter,
+  io: SequenceInputs,
+  m: DuafMat,
+  seqs: string[],
+  eTime: string,
+  query: string,
+): { keys: string; user: string; scale: number } {
+  const f = m.projectedFusion!;
+  const d = m.cfg.hidden;
+  const ln = (x: string, norm: typeof f.keyNorm, name: string) =>
+    w.layerNorm(flatten(io, x, d), norm, `fusion.${name}`);
+  const both = w.op("Concat", [
+    ln(query, f.queryNorm, "query_norm"),
+    ln(eTime, f.timeNorm, "time_norm"),
+  ], {
+    axis: attr.int(1),
+  });
+  const user = unflatten(io, w.linear(both, f.query, "fusion.query"), [d]);
+  const keys = seqs.map((s, i) => {
+    const name = `key_${m.modalities[i]}`;
+    const k = unflatten(io, w.linear(ln(s, f.keyNorm, "key_norm"), f.keys[i], `fusion.${name}`), [
+      d,
+    ]);
+    return w.op("Unsqueeze", [k, w.i64([2])]);
+  });
+  return {
+    keys: w.op("Concat", keys, { axis: attr.int(2) }),
+    user,
+    scale: m.cfg.duaf.weightScale / Math.sqrt(d),
+  };
+}
+
 export function duafmatGraph(w: GraphWriter, io: SequenceInputs, m: DuafMat): string {
   const d = m.cfg.hidden;
   const tables = m.inferenceTables();
@@ -108,11 +142,18 @@ export function duafmatGraph(w: GraphWriter, io: SequenceInputs, m: DuafMat): st
     const stacked = w.op("Concat", seqs.map((s) => w.op("Unsqueeze", [s, w.i64([2])])), {
       axis: attr.int(2),
     }); // [B, L, M, d]
-    const keys = w.op("Tanh", [w.op("Add", [stacked, w.op("Unsqueeze", [eTime, w.i64([2])])])]);
-    const logits = w.op("ReduceSum", [
-      w.op("Mul", [keys, w.op("Unsqueeze", [query, w.i64([2])])]),
+    const { keys, user, scale } = m.projectedFusion
+      ? projectedScore(w, io, m, seqs, eTime, query)
+      : {
+        keys: w.op("Tanh", [w.op("Add", [stacked, w.op("Unsqueeze", [eTime, w.i64([2])])])]),
+        user: query,
+        scale: m.cfg.duaf.weightScale,
+      };
+    const dots = w.op("ReduceSum", [
+      w.op("Mul", [keys, w.op("Unsqueeze", [user, w.i64([2])])]),
       w.i64([-1]),
     ], { keepdims: attr.int(0) }); // [B, L, M]
+    const logits = scale === 1 ? dots : w.op("Mul", [dots, w.f32([scale], [])]);
     const omega = w.op("Softmax", [logits], { axis: attr.int(-1) });
     w.extraOutputs.push({
       name: "modality_weights",

@@ -43,7 +43,7 @@ import {
   positionIds,
 } from "../sasrec.ts";
 import { infoNce } from "./contrastive.ts";
-import { averageFusion, fuseModalities, prefixMean } from "./fusion.ts";
+import { averageFusion, fuseModalities, prefixMean, ProjectedFusion } from "./fusion.ts";
 import { hideImages, meanRows, nearestByText } from "./hidden_images.ts";
 import { Critic, criticLoss, generatorLoss, MoeGenerator } from "./mat_moe.ts";
 import { TimeEmbedding, timeGaps } from "./time_embedding.ts";
@@ -91,6 +91,8 @@ export class DuafMat extends Module implements SequentialModel {
   readonly textProjection: Linear | null = null;
   readonly imageProjection: Linear | null = null;
   readonly time: TimeEmbedding | null = null;
+  /** The attention-form fusion score (fusionScore "projected"); null = Eq. 7. */
+  readonly projectedFusion: ProjectedFusion | null = null;
   readonly norm: LayerNorm;
   readonly encoder: TransformerEncoder;
   readonly generator: MoeGenerator | null = null;
@@ -160,6 +162,12 @@ export class DuafMat extends Module implements SequentialModel {
     }
     if (dc.fusion && this.modalities.length > 1) {
       this.time = this.child("time_embedding", new TimeEmbedding(dc.timeDim, d, rng, std));
+      if (dc.fusionScore === "projected") {
+        this.projectedFusion = this.child(
+          "fusion",
+          new ProjectedFusion(d, this.modalities, rng, cfg.layerNormEps),
+        );
+      }
     }
     this.norm = this.child("LayerNorm", new LayerNorm(d, cfg.layerNormEps));
     this.encoder = this.child("trm_encoder", new TransformerEncoder(cfg, rng));
@@ -374,7 +382,10 @@ export class DuafMat extends Module implements SequentialModel {
       ]);
       const eTime = this.time.forward(t, gaps).time;
       const query = prefixMean(this.cfg.duaf.query === "id" ? seqs[0] : averageFusion(seqs));
-      ({ h, omega } = fuseModalities(seqs, eTime, query, this.cfg.duaf.weightScale));
+      const scale = this.cfg.duaf.weightScale;
+      ({ h, omega } = this.projectedFusion
+        ? this.projectedFusion.forward(seqs, eTime, query, scale)
+        : fuseModalities(seqs, eTime, query, scale));
     } else h = averageFusion(seqs);
     const x = op.dropout(
       this.norm.forward(h),

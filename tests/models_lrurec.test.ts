@@ -1,0 +1,187 @@
+/**
+ * LRURec: right padding and later items leave valid positions unchanged (the recurrence is
+ * causal), a finite-difference check of the Toeplitz kernel's gradient, the score shape and its
+ * item bias, a short training run on beauty-mini, and `duaf train / eval --model lrurec`.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { JsBackend } from "../core/backends/js.ts";
+import { loadDataset } from "../core/data/dataset.ts";
+import type { SequenceBatch } from "../core/models/batch.ts";
+import { makeBatch, windowExamples } from "../core/models/examples.ts";
+import { lruKernel, Lrurec, type LrurecConfig } from "../core/models/lrurec.ts";
+import * as op from "../core/ops/mod.ts";
+import { Adam } from "../core/optim/adam.ts";
+import { Rng } from "../core/random.ts";
+import { backward, tidy, withBackend } from "../core/tensor.ts";
+import { compareClose } from "./golden.ts";
+import { gradCheck } from "./helpers/gradcheck.ts";
+import { runCli } from "./helpers/run_cli.ts";
+import { tinyDataset } from "./helpers/tiny_run.ts";
+
+const cfg = (over: Partial<LrurecConfig> = {}): LrurecConfig => ({
+  numItems: 30,
+  hidden: 8,
+  layers: 2,
+  dropout: 0.2,
+  attnDropout: 0.2,
+  rMin: 0.8,
+  rMax: 0.99,
+  loss: "ce",
+  ...over,
+});
+
+/** Rows right-padded to `len`, with `fill` in every slot after a row's last item. */
+function batchOf(seqs: number[][], len: number, fill = 0): SequenceBatch {
+  const items = new Int32Array(seqs.length * len).fill(fill);
+  seqs.forEach((s, r) => s.forEach((it, j) => (items[r * len + j] = it)));
+  return {
+    size: seqs.length,
+    len,
+    items,
+    lengths: Int32Array.from(seqs.map((s) => s.length)),
+    times: new Float32Array(seqs.length * len),
+    users: Int32Array.from(seqs.map((_, i) => i)),
+    targets: Int32Array.from(seqs.map(() => 1)),
+  };
+}
+
+function assertClose(name: string, got: ArrayLike<number>, want: ArrayLike<number>, atol = 1e-5) {
+  const c = compareClose(got, want, atol, 1e-4);
+  assert.ok(
+    c.ok,
+    `${name}: index ${c.worstIndex}: got ${got[c.worstIndex]}, want ${want[c.worstIndex]}`,
+  );
+}
+
+Deno.test("lrurec: padding and items after a row's end do not change its valid outputs", () => {
+  withBackend(new JsBackend(), () => {
+    const model = new Lrurec(cfg(), new Rng(3));
+    const ctx = { training: false, rng: new Rng(0) };
+    const seqs = [[3, 9, 27, 4], [5, 1], [30]];
+    tidy(() => {
+      const short = model.encode(batchOf(seqs, 4), ctx).toFloat32();
+      for (const fill of [0, 17]) {
+        const long = model.encode(batchOf(seqs, 9, fill), ctx).toFloat32();
+        seqs.forEach((s, r) => {
+          const n = s.length * 8;
+          assertClose(
+            `row ${r} fill ${fill}`,
+            long.subarray(r * 9 * 8, r * 9 * 8 + n),
+            short.subarray(r * 4 * 8, r * 4 * 8 + n),
+            1e-6,
+          );
+        });
+      }
+      // The converse guard: a changed earlier item does change the later outputs.
+      const other = model.encode(batchOf([[3, 8, 27, 4], [5, 1], [30]], 4), ctx).toFloat32();
+      assert.ok(Math.abs(other[3 * 8] - short[3 * 8]) > 1e-4, "position 3 depends on position 1");
+    });
+  });
+});
+
+Deno.test("lrurec: the Toeplitz kernel's gradient w.r.t. ν_log, θ_log, γ_log (finite differences)", () => {
+  gradCheck(
+    "lruKernel",
+    [{ shape: [3, 4], init: (r) => -1 + 0.5 * r.normal() }],
+    ([p]) => {
+      const k = lruKernel(p, 5);
+      return op.concat([k.re, k.im], 0);
+    },
+  );
+});
+
+Deno.test("lrurec: scoreAll is [B, items + 1] = <x, E_i> + bias_i, the same as scoreParts", () => {
+  withBackend(new JsBackend(), () => {
+    const model = new Lrurec(cfg({ layers: 1 }), new Rng(5));
+    const ctx = { training: false, rng: new Rng(0) };
+    const batch = batchOf([[3, 9, 27, 4], [5, 1], [30]], 4);
+    tidy(() => {
+      const scores = model.scoreAll(batch, ctx);
+      assert.deepEqual(scores.shape, [3, 31]);
+      const h = model.encode(batch, ctx).toFloat32();
+      const e = model.embedding.token.weight.toFloat32();
+      const bias = model.model.bias.toFloat32();
+      const want = new Float32Array(3 * 31);
+      for (let r = 0; r < 3; r++) {
+        const last = (r * 4 + batch.lengths[r] - 1) * 8;
+        for (let i = 0; i < 31; i++) {
+          let s = bias[i];
+          for (let j = 0; j < 8; j++) s += h[last + j] * e[i * 8 + j];
+          want[r * 31 + i] = s;
+        }
+      }
+      assertClose("scores", scores.toFloat32(), want);
+      const { users, items } = model.scoreParts(batch, ctx);
+      assertClose("parts", op.matmul(users, items, false, true).toFloat32(), want);
+    });
+  });
+});
+
+Deno.test("lrurec: training on beauty-mini windows lowers the loss; train and eval from the CLI", async () => {
+  const root = await Deno.makeTempDir({ prefix: "duaf-lrurec-" });
+  try {
+    const ds = await tinyDataset(root);
+    const src = await loadDataset(ds);
+    const ex = windowExamples(src);
+    withBackend(new JsBackend(), () => {
+      const model = new Lrurec(cfg({ numItems: src.numItems, hidden: 16 }), new Rng(1));
+      const opt = new Adam(model.parameters(), { lr: 5e-3 });
+      const rng = new Rng(2);
+      const fixed = makeBatch(src, ex, null, 0, 64, 20, 0, null, true);
+      const lossOn = () =>
+        tidy(() => model.loss(fixed, { training: false, rng: new Rng(0) }).total.item());
+      const before = lossOn();
+      for (let s = 0; s < 12; s++) {
+        const b = makeBatch(src, ex, null, (s % 6) * 64, (s % 6) * 64 + 64, 20, 0, null, true);
+        tidy(() => {
+          backward(model.loss(b, { training: true, rng }).total);
+          opt.step();
+          opt.zeroGrad();
+        });
+      }
+      const after = lossOn();
+      assert.ok(after < before - 0.05, `loss ${before.toFixed(4)} -> ${after.toFixed(4)}`);
+    });
+
+    const run = join(root, "run");
+    const sets = ["hidden=16", "layers=1", "maxSteps=3", "epochs=2", "batchSize=64"];
+    const trained = await runCli([
+      "train",
+      ds,
+      "--model",
+      "lrurec",
+      "--out",
+      run,
+      ...sets.flatMap((s) => ["--set", s]),
+      "--backend",
+      "wasm",
+      "--quiet",
+    ]);
+    assert.equal(trained.code, 0, trained.stderr);
+    const report = JSON.parse(trained.stdout);
+    assert.equal(report.status, "finished");
+    assert.equal(report.model, "lrurec");
+    assert.ok(report.test["ndcg@10"] >= 0 && report.test["ndcg@10"] <= 1);
+    const evaluated = await runCli(["eval", run, "--k", "5,10,20", "--backend", "wasm", "--quiet"]);
+    assert.equal(evaluated.code, 0, evaluated.stderr);
+    assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
+    const bad = await runCli([
+      "train",
+      ds,
+      "--model",
+      "lrurec",
+      "--out",
+      join(root, "bad"),
+      "--set",
+      "lruRMin=0.99",
+      "--set",
+      "lruRMax=0.5",
+      "--quiet",
+    ]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /lruRMin \(0\.99\) must not exceed lruRMax \(0\.5\)/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
