@@ -185,6 +185,8 @@ export const TrainConfigSchema = z.object({
   difsrFusion: z.enum(["sum", "concat", "gate"]).default("sum"),
   /** DIF-SR attribute-prediction loss weights per attribute (lamdas); categorical only. */
   difsrLambdas: z.array(z.number().nonnegative()).default([10]),
+  /** DIF-SR: attribute tables N(0, 1) and never trained, as the reference code leaves them. */
+  difsrFreezeAttributes: z.boolean().default(false),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

@@ -13,8 +13,9 @@ import { Difsr, type DifsrConfig } from "../core/models/difsr.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
 import { Nova, type NovaConfig } from "../core/models/nova.ts";
 import { createModel } from "../core/models/registry.ts";
+import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
-import { tidy, withBackend } from "../core/tensor.ts";
+import { backward, tidy, withBackend } from "../core/tensor.ts";
 import { runCli } from "./helpers/run_cli.ts";
 import { TINY_SETS, tinyDataset, tinyTrainArgs } from "./helpers/tiny_run.ts";
 
@@ -145,6 +146,45 @@ Deno.test("DIF-SR's attribute loss is a part of the loss, categorical attributes
       const textOnly = make(["text"], [5]).loss(batch, ctx);
       assert.deepEqual(Object.keys(textOnly.parts), ["main"]);
     });
+  });
+});
+
+Deno.test("difsrFreezeAttributes: attribute tables N(0, 1) stay as drawn while the rest trains", () => {
+  withBackend(new JsBackend(), () => {
+    const model = new Difsr(
+      {
+        ...encoder,
+        attributes: ["category", "text"],
+        attributeHidden: 4,
+        fusion: "sum",
+        lambdas: [1],
+        freezeAttributes: true,
+      },
+      side(true),
+      new Rng(1),
+    );
+    const frozen = model.attributeEmbeddings.parameters();
+    const trainable = model.trainableParameters();
+    assert.equal(trainable.length + frozen.length, model.parameters().length);
+    assert.ok(frozen.every((p) => !trainable.includes(p)));
+    const before = model.namedParameters().map(([n, p]) => [n, p.toFloat32()] as const);
+    const table = before.find(([n]) => n === "attribute_embeddings.0.embedding.weight")![1];
+    const std = Math.sqrt(table.reduce((a, v) => a + v * v, 0) / table.length);
+    assert.ok(std > 0.5 && std < 1.5, `frozen table std ${std}`);
+    const opt = new Adam(trainable, { lr: 0.01 });
+    const rng = new Rng(2);
+    for (let s = 0; s < 3; s++) {
+      tidy(() => {
+        backward(model.loss(batchOf([[1, 2, 3], [4, 5]], 4), { training: true, rng }).total);
+        opt.step();
+        opt.zeroGrad();
+      });
+    }
+    for (const [name, old] of before) {
+      const now = model.namedParameters().find(([n]) => n === name)![1].toFloat32();
+      const moved = now.some((v, i) => v !== old[i]);
+      assert.equal(moved, !name.startsWith("attribute_embeddings."), name);
+    }
   });
 });
 

@@ -25,9 +25,10 @@
  * batches are padded to maxLen for them (as the reference always pads) and window training is
  * refused (a position would see its future items, its own target among them). The reference's
  * FeatureSeqEmbLayer keeps attribute tables in plain dicts, so they are neither initialised by
- * _init_weights nor trained; here they are parameters like any other. The item table's padding
- * row gets gradients (torch's padding_idx would zero them); with concat / gate it reaches the
- * scores of padded key columns.
+ * _init_weights nor trained; here they are parameters like any other unless
+ * difsrFreezeAttributes (N(0, 1), never updated) asks for the reference's behaviour. The item
+ * table's padding row gets gradients (torch's padding_idx would zero them); with concat / gate it
+ * reaches the scores of padded key columns.
  */
 import { UsageError } from "../errors.ts";
 import type { ForwardContext } from "../nn/context.ts";
@@ -63,6 +64,8 @@ export interface DifsrConfig extends EncoderConfig {
   attributeHidden: number;
   fusion: ScoreFusion;
   lambdas: number[];
+  /** Attribute tables N(0, 1) and never trained, as the reference code leaves them. */
+  freezeAttributes?: boolean;
 }
 
 /** The batch right-padded to `len` positions (concat / gate fusion need every key column). */
@@ -121,7 +124,11 @@ export class Difsr extends Module implements SequentialModel {
     );
     this.attributeEmbeddings = this.child(
       "attribute_embeddings",
-      new ModuleList(cfg.attributes.map((x) => new AttributeEmbedding(x, a, items, rng, std))),
+      new ModuleList(
+        cfg.attributes.map((x) =>
+          new AttributeEmbedding(x, a, items, rng, std, cfg.freezeAttributes ?? false)
+        ),
+      ),
     );
     const layerCfg = { ...cfg, attributeDims: cfg.attributes.map(() => a) };
     const layers = Array.from({ length: cfg.layers }, () => new DifLayer(layerCfg, rng));
@@ -132,6 +139,11 @@ export class Difsr extends Module implements SequentialModel {
       new ModuleList(this.#predicted.map(() => new Linear(d, items.numCategories, rng, { std }))),
     );
     this.norm = this.child("LayerNorm", new LayerNorm(d, cfg.layerNormEps));
+  }
+
+  /** Everything but frozen attribute tables. */
+  trainableParameters(): Tensor[] {
+    return this.parameters().filter((p) => p.requiresGrad);
   }
 
   get needsNegatives(): boolean {

@@ -87,6 +87,7 @@ export function createModel(
           attributeHidden: cfg.difsrAttributeHidden,
           fusion: cfg.difsrFusion,
           lambdas: cfg.difsrLambdas,
+          freezeAttributes: cfg.difsrFreezeAttributes,
         },
         items,
         rng,

@@ -48,8 +48,14 @@ export class AttributeEmbedding extends Module {
     readonly items: ItemSide,
     rng: Rng,
     std: number,
+    /**
+     * The DIF-SR reference's behaviour: its attribute tables sit outside the module tree, so they
+     * keep torch's N(0, 1) init and are never trained. Frozen tables get no gradient.
+     */
+    readonly frozen = false,
   ) {
     super();
+    if (frozen) std = 1;
     if (attribute === "category") {
       this.embedding = this.child("embedding", new Embedding(items.numCategories, width, rng, std));
     } else {
@@ -57,6 +63,7 @@ export class AttributeEmbedding extends Module {
       this.#text = keep(tensor(text.data, [items.numItems + 1, text.dim]));
       this.projection = this.child("projection", new Linear(text.dim, width, rng, { std }));
     }
+    if (frozen) { for (const p of this.parameters()) p.requiresGrad = false; }
   }
 
   /** Category index of every batch slot (padding -> 0). */

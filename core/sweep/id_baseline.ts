@@ -62,6 +62,7 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "difsrLambdas": [
     10,
   ],
+  "difsrFreezeAttributes": false,
   "duafmat": {
     "modalities": [
       "text",
