@@ -12,6 +12,8 @@ export const MODEL_KINDS = [
   "fdsa",
   "duafmat",
   "pop",
+  "nova",
+  "difsr",
   "bert4rec",
   "lrurec",
 ] as const;
@@ -178,6 +180,20 @@ export const TrainConfigSchema = z.object({
   lruRMin: z.number().positive().lt(1).default(0.8),
   lruRMax: z.number().positive().lt(1).default(0.99),
   duafmat: DuafSchema.default(DuafSchema.parse({})),
+  /** NOVA: item attributes fused into attention queries/keys ("category", "text"). */
+  novaAttributes: z.array(z.enum(["category", "text"])).default(["category"]),
+  /** NOVA's fusion of ID, position and attributes: the paper's sum, concat or gating. */
+  novaFusion: z.enum(["sum", "concat", "gate"]).default("gate"),
+  /** DIF-SR (the authors' RecBole SASRecD): attributes with their own attention scores. */
+  difsrAttributes: z.array(z.enum(["category", "text"])).default(["category"]),
+  /** DIF-SR attribute embedding width (attribute_hidden_size); a multiple of heads. */
+  difsrAttributeHidden: z.number().int().positive().default(64),
+  /** DIF-SR score fusion (fusion_type); concat and gate need trainMode prefix. */
+  difsrFusion: z.enum(["sum", "concat", "gate"]).default("sum"),
+  /** DIF-SR attribute-prediction loss weights per attribute (lamdas); categorical only. */
+  difsrLambdas: z.array(z.number().nonnegative()).default([10]),
+  /** DIF-SR: attribute tables N(0, 1) and never trained, as the reference code leaves them. */
+  difsrFreezeAttributes: z.boolean().default(false),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

@@ -153,7 +153,7 @@ Deno.test("sweep grid: expansion, sampling and validation", () => {
   bad({ lr: [1e-3], lrr: [1] }, /^g\.json: lrr: unknown config key 'lrr' \(did you mean 'lr'\?\)/);
   bad({ lr: [1e-3, -1] }, /^g\.json: lr: /);
   bad({ "duafmat.timeDim": [16, 15] }, /^g\.json: duafmat\.timeDim: /);
-  bad({ model: ["sasrec", "bert4rec"] }, /^g\.json: model: /);
+  bad({ model: ["sasrec", "bert5rec"] }, /^g\.json: model: /);
   assert.throws(
     () => parseGrid({ seed: [1, 2] }, "g.json"),
     /g\.json: seed: seeds come from --seeds/,

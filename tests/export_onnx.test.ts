@@ -65,6 +65,15 @@ const CASES: Record<string, Case> = {
     model: "duafmat",
     sets: ["duafmat.fusion=false", "duafmat.scoreWith=id"],
   },
+  nova: { model: "nova", sets: ["novaAttributes=category,text"] },
+  "nova-concat": { model: "nova", sets: ["novaFusion=concat"] },
+  difsr: { model: "difsr", sets: ["difsrAttributeHidden=8"] },
+  // concat / gate: the graph pads item_seq to maxLen, as the engine does.
+  "difsr-gate": {
+    model: "difsr",
+    sets: ["difsrFusion=gate", "difsrAttributes=category,text", "difsrAttributeHidden=8"],
+  },
+  "difsr-concat": { model: "difsr", sets: ["difsrFusion=concat", "difsrAttributeHidden=8"] },
 };
 
 /** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */

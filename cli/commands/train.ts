@@ -23,7 +23,8 @@ Trains a sequential recommender on a dataset made by 'duaf preprocess'. Validati
 leave-one-out) runs after each epoch; the best model by --metric is kept (early stopping).
 
 options:
-  --model NAME         duafmat | sasrec | gru4rec | fdsa | lrurec | pop (default sasrec)
+  --model NAME         duafmat | sasrec | gru4rec | fdsa | bert4rec | lrurec | nova | difsr | pop
+                       (default sasrec)
   --config FILE        JSON object of config keys (see docs/config.md)
   --set KEY=VALUE      override one config key, repeatable (e.g. --set lr=0.003 --set duafmat.experts=6)
   --out RUN            run directory to create (an existing one is replaced only if it holds a

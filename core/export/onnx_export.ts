@@ -8,11 +8,13 @@
  * --runtime ort` refuse a file whose checkpoint or dataset differ.
  */
 import { Bert4rec } from "../models/bert4rec.ts";
+import { Difsr } from "../models/difsr.ts";
 import { DuafMat } from "../models/duaf/duafmat.ts";
 import { Fdsa } from "../models/fdsa.ts";
 import { Gru4rec } from "../models/gru4rec.ts";
 import { Lrurec } from "../models/lrurec.ts";
 import type { SequentialModel } from "../models/model.ts";
+import { Nova } from "../models/nova.ts";
 import { MostPopular } from "../models/pop.ts";
 import { Sasrec } from "../models/sasrec.ts";
 import { GraphWriter } from "./graph_writer.ts";
@@ -23,6 +25,7 @@ import { gru4recGraph } from "./models/gru4rec.ts";
 import { lrurecGraph } from "./models/lrurec.ts";
 import { popGraph } from "./models/pop.ts";
 import { sasrecGraph } from "./models/sasrec.ts";
+import { difsrGraph, novaGraph } from "./models/side_info.ts";
 import { attr } from "./onnx_graph.ts";
 import { markedFile } from "../io/output_guard.ts";
 import { noGrad, tidy } from "../tensor.ts";
@@ -104,6 +107,12 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
         : ["item_seq", "item_seq_len"],
       build: (w, io) => duafmatGraph(w, io, model),
     };
+  }
+  if (model instanceof Nova) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => novaGraph(w, io, model) };
+  }
+  if (model instanceof Difsr) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => difsrGraph(w, io, model) };
   }
   if (model instanceof Bert4rec) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => bert4recGraph(w, io, model) };

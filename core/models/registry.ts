@@ -3,12 +3,14 @@ import type { TrainConfig } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import type { Rng } from "../random.ts";
 import { Bert4rec } from "./bert4rec.ts";
+import { Difsr } from "./difsr.ts";
 import { DuafMat } from "./duaf/duafmat.ts";
 import { Fdsa } from "./fdsa.ts";
 import { Gru4rec } from "./gru4rec.ts";
 import { Lrurec } from "./lrurec.ts";
 import type { ItemSide } from "./item_side.ts";
 import type { SequentialModel } from "./model.ts";
+import { Nova } from "./nova.ts";
 import { MostPopular } from "./pop.ts";
 import { Sasrec } from "./sasrec.ts";
 
@@ -63,6 +65,33 @@ export function createModel(
       }, rng);
     case "pop":
       return new MostPopular({ numItems });
+    case "nova":
+      return new Nova(
+        { ...cfg, numItems, attributes: cfg.novaAttributes, fusion: cfg.novaFusion },
+        items,
+        rng,
+      );
+    case "difsr":
+      if (cfg.difsrFusion !== "sum" && cfg.trainMode === "window") {
+        throw new UsageError(
+          `difsr: difsrFusion=${cfg.difsrFusion} mixes every key's score before the causal ` +
+            `mask, so window training would see future items: use trainMode=prefix or ` +
+            `difsrFusion=sum`,
+        );
+      }
+      return new Difsr(
+        {
+          ...cfg,
+          numItems,
+          attributes: cfg.difsrAttributes,
+          attributeHidden: cfg.difsrAttributeHidden,
+          fusion: cfg.difsrFusion,
+          lambdas: cfg.difsrLambdas,
+          freezeAttributes: cfg.difsrFreezeAttributes,
+        },
+        items,
+        rng,
+      );
     case "duafmat": {
       const model = new DuafMat(
         { ...cfg, numItems, maxLen: cfg.maxLen, loss: cfg.loss, duaf: cfg.duafmat },

@@ -69,7 +69,8 @@ export function parseGrid(raw: unknown, file: string): Grid {
 
 /** Keys whose values are lists themselves (validKs): a grid gives them a list of lists. */
 function isListKey(key: string): boolean {
-  return key === "validKs" || key === "duafmat.modalities";
+  return ["validKs", "duafmat.modalities", "novaAttributes", "difsrAttributes", "difsrLambdas"]
+    .includes(key);
 }
 
 /** Number of configurations in the grid's Cartesian product. */

@@ -52,6 +52,19 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "lruRMax": 0.99,
   "negativeSampling": "uniform",
   "popularityPower": 0.75,
+  "novaAttributes": [
+    "category",
+  ],
+  "novaFusion": "gate",
+  "difsrAttributes": [
+    "category",
+  ],
+  "difsrAttributeHidden": 64,
+  "difsrFusion": "sum",
+  "difsrLambdas": [
+    10,
+  ],
+  "difsrFreezeAttributes": false,
   "duafmat": {
     "modalities": [
       "text",

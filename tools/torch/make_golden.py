@@ -32,6 +32,7 @@ except ImportError:
 sys.dont_write_bytecode = True  # keep tools/torch/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sasrec_ref import SASRec, gelu  # noqa: E402
+import difsr_ref  # noqa: E402
 from lrurec_ref import LRURec, parallel_scan_left_padded  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -542,6 +543,76 @@ def case_ops(dtype):
 
 
 # ----------------------------------------------------------------------------------------------
+# NOVA and DIF-SR (tools/torch/difsr_ref.py): every fusion, attributes category + text
+
+SIDE_CFG = OrderedDict(
+    n_layers=2, n_heads=2, hidden_size=8, inner_size=16, max_seq_length=6, n_items=20,
+    n_categories=5, text_dim=3, attribute_hidden_size=4, batch=3, layer_norm_eps=1e-12,
+    attributes=["category", "text"], lambdas=[3.0],
+)
+SIDE_ITEM_CATEGORY = [0, 1, 2, 3, 4, 1, 0, 2, 3, 4, 1, 2, 0, 3, 4, 1, 2, 3, 4, 0]
+
+
+def case_side(dtype, kind):
+    c = SIDE_CFG
+    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
+    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
+    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
+    item_category = torch.tensor(SIDE_ITEM_CATEGORY, dtype=torch.long)
+    text_table = randn(gen(99), c["n_items"], c["text_dim"])
+    text_table[0] = 0.0
+    text_table = text_table.to(dtype)
+    t = OrderedDict(item_seq=item_seq, item_seq_len=item_seq_len, pos_items=pos_items,
+                    item_category=item_category, text_table=text_table)
+    for fusion in ("sum", "concat", "gate"):
+        torch.manual_seed(0)
+        args = dict(n_items=c["n_items"], max_len=c["max_seq_length"], n_layers=c["n_layers"],
+                    heads=c["n_heads"], d=c["hidden_size"], inner=c["inner_size"],
+                    attributes=c["attributes"], fusion=fusion, n_categories=c["n_categories"],
+                    text_dim=c["text_dim"], eps=c["layer_norm_eps"])
+        if kind == "difsr":
+            model = difsr_ref.Difsr(width=c["attribute_hidden_size"], **args)
+        else:
+            model = difsr_ref.Nova(**args)
+        g = gen(1234)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("LayerNorm.weight"):
+                    p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+                elif name.endswith(".bias"):
+                    p.copy_(0.1 * randn(g, *p.shape))
+                else:
+                    p.copy_(0.5 * randn(g, *p.shape))
+        model = model.to(dtype)
+        model.eval()
+        seq_output = model(item_seq, item_seq_len, item_category, text_table)
+        logits = torch.matmul(seq_output, model.item_embedding.weight.transpose(0, 1))
+        loss = F.cross_entropy(logits, pos_items)
+        for name, p in model.named_parameters():
+            t[f"{fusion}/{name}"] = p.detach()
+        t[f"{fusion}/seq_output"] = seq_output
+        if kind == "difsr":
+            t[f"{fusion}/main_loss"] = loss
+            attr = model.attribute_losses(seq_output, pos_items, item_category)
+            t[f"{fusion}/attr_category"] = attr[0]
+            loss = loss + c["lambdas"][0] * attr[0]
+        t[f"{fusion}/loss"] = loss
+        for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
+            t[f"{fusion}/grad.{name}"] = g_
+    meta = OrderedDict(c)
+    meta.update(
+        variants="sum, concat, gate: tensors under '<fusion>/'",
+        loss="CE over all items at the last position" + (
+            " + lambdas[0] * attribute BCE (category; text has no attribute loss)"
+            if kind == "difsr" else ""),
+        init="embeddings/linear weights N(0, 0.5^2); LayerNorm weights 1 + 0.1 N(0,1); "
+             "all biases 0.1 N(0,1)",
+        item_category="category index of items 0..n_items-1 (0 = unknown / padding)",
+        text_table="frozen text rows [n_items, text_dim], row 0 zero",
+    )
+    return meta, t
+
+
 # BERT4Rec (RecBole 1.2): a fixed cloze mask, so the comparison draws no random numbers
 
 B4R_MASK = 20  # the mask token id: RecBole's n_items (padding counted)
@@ -711,6 +782,8 @@ CASES = OrderedDict(
     mat_moe=case_mat_moe,
     infonce=case_infonce,
     ops=case_ops,
+    nova=lambda dt: case_side(dt, "nova"),
+    difsr=lambda dt: case_side(dt, "difsr"),
     lrurec=case_lrurec,
     bert4rec=case_bert4rec,
 )
