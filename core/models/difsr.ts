@@ -215,7 +215,7 @@ export class Difsr extends Module implements SequentialModel {
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx.rng),
+      negativeSampler(this.cfg, ctx),
     );
     const parts: Record<string, Tensor> = { main };
     let total = main;

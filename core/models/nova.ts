@@ -141,7 +141,7 @@ export class Nova extends Module implements SequentialModel {
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx.rng),
+      negativeSampler(this.cfg, ctx),
     );
     return { total: main, parts: { main } };
   }
