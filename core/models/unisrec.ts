@@ -39,7 +39,7 @@ import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
 import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
-import type { Rng } from "../random.ts";
+import { Rng } from "../random.ts";
 import { keep, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
@@ -278,6 +278,17 @@ export class Unisrec extends Module implements SequentialModel {
     let v = this.adaptor.forward(this.textTable, ctx);
     if (this.itemEmbedding) v = op.add(v, this.itemEmbedding.weight);
     return op.l2Normalize(v);
+  }
+
+  /**
+   * Evaluation's per-item tables for export: the sequence input (adapted text, + ID embedding)
+   * and its L2-normalised rows, the score table.
+   */
+  inferenceTables(): { input: Tensor; score: Tensor } {
+    const ctx = { training: false, rng: new Rng(0) };
+    let input = this.adaptor.forward(this.textTable, ctx);
+    if (this.itemEmbedding) input = op.add(input, this.itemEmbedding.weight);
+    return { input, score: op.l2Normalize(input) };
   }
 
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
