@@ -263,6 +263,7 @@ Deno.test("duaf train --model unisrec: train, eval, recommend; pre-train then fi
       /init from .*pre: loaded 37 of 38 tensors: .*trm_encoder\.\* \(16\).*moe_adaptor\.\* \(18\); fresh: item_embedding\.weight/,
     );
     assert.match(r2.stderr, /position_embedding and trm_encoder fixed/);
+    assert.equal(JSON.parse(r2.stdout).initFrom, pre);
     const ftTensors = await tensors(ft);
     const equal = (name: string) => {
       const a = preTensors.get(name)!.data as Float32Array;

@@ -169,6 +169,7 @@ export const trainCommand: Command = {
         bestValid: manifest.bestMetric,
         test: manifest.test,
         seconds: Number(manifest.seconds.toFixed(2)),
+        ...(manifest.initFrom ? { initFrom: manifest.initFrom.run } : {}),
       });
       return outcome.stopped === "interrupted" ? 130 : 0;
     } finally {
