@@ -26,6 +26,17 @@ export function textFeaturesOf(ds: Dataset): { dim: number; source: string } | n
   return ds.text ? { dim: ds.text.dim, source: ds.text.source } : null;
 }
 
+/** A dataset's text features from its manifest (runs from before `textFeatures` was recorded). */
+async function datasetText(dir: string): Promise<{ dim: number; source: string } | null> {
+  try {
+    const m = JSON.parse(await Deno.readTextFile(join(dir, "manifest.json")));
+    const t = m?.modalities?.text;
+    return typeof t?.dim === "number" ? { dim: t.dim, source: String(t.source) } : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Names grouped by their first component when the whole group shares the fate. */
 function summarise(names: string[], all: string[]): string {
   const head = (n: string) => n.split(".")[0];
@@ -55,7 +66,7 @@ export async function initFromRun(
   } catch {
     throw new UsageError(`--init-from ${dir}: no model.safetensors (no finished epoch)`);
   }
-  const srcText = source.textFeatures ?? null;
+  const srcText = source.textFeatures ?? await datasetText(source.dataset.dir);
   const dstText = textFeaturesOf(ds);
   const named = model.namedParameters();
   const all = named.map(([n]) => n);
