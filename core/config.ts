@@ -16,6 +16,7 @@ export const MODEL_KINDS = [
   "difsr",
   "bert4rec",
   "lrurec",
+  "unisrec",
 ] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
@@ -194,6 +195,25 @@ export const TrainConfigSchema = z.object({
   difsrLambdas: z.array(z.number().nonnegative()).default([10]),
   /** DIF-SR: attribute tables N(0, 1) and never trained, as the reference code leaves them. */
   difsrFreezeAttributes: z.boolean().default(false),
+  /**
+   * UniSRec (the reference's props/UniSRec.yaml; d is `hidden`): "pretrain" trains the
+   * contrastive objective without item IDs, "finetune" the next-item CE on temperature-scaled
+   * cosines, text only ("inductive") or text plus item IDs ("transductive", the reference's).
+   */
+  unisrecStage: z.enum(["pretrain", "finetune"]).default("finetune"),
+  unisrecMode: z.enum(["inductive", "transductive"]).default("transductive"),
+  /** MoE adaptor: experts (n_exps), dropout on the text input (adaptor_dropout_prob). */
+  unisrecExperts: z.number().int().positive().default(8),
+  unisrecAdaptorDropout: z.number().min(0).max(1).default(0.2),
+  /** Gate noise in training (the reference's noisy gating, on by default). */
+  unisrecNoisyGating: z.boolean().default(true),
+  unisrecTemperature: z.number().positive().default(0.07),
+  /** Pre-training: L_seq-item + λ L_seq-seq; item drop rate and the item-drop share of views. */
+  unisrecLambda: z.number().nonnegative().default(1e-3),
+  unisrecItemDropRatio: z.number().min(0).max(1).default(0.2),
+  unisrecItemDropCoefficient: z.number().min(0).max(1).default(0.9),
+  /** Fine-tuning from --init-from: position embedding and transformer fixed (fix_enc). */
+  unisrecFixEncoder: z.boolean().default(true),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

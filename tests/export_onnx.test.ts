@@ -74,6 +74,8 @@ const CASES: Record<string, Case> = {
     sets: ["difsrFusion=gate", "difsrAttributes=category,text", "difsrAttributeHidden=8"],
   },
   "difsr-concat": { model: "difsr", sets: ["difsrFusion=concat", "difsrAttributeHidden=8"] },
+  unisrec: { model: "unisrec", sets: ["layers=2"] },
+  "unisrec-inductive": { model: "unisrec", sets: ["unisrecMode=inductive"] },
 };
 
 /** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */

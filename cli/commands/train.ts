@@ -23,13 +23,15 @@ Trains a sequential recommender on a dataset made by 'duaf preprocess'. Validati
 leave-one-out) runs after each epoch; the best model by --metric is kept (early stopping).
 
 options:
-  --model NAME         duafmat | sasrec | gru4rec | fdsa | bert4rec | lrurec | nova | difsr | pop
-                       (default sasrec)
+  --model NAME         duafmat | sasrec | gru4rec | fdsa | bert4rec | lrurec | nova | difsr |
+                       unisrec | pop (default sasrec)
   --config FILE        JSON object of config keys (see docs/config.md)
   --set KEY=VALUE      override one config key, repeatable (e.g. --set lr=0.003 --set duafmat.experts=6)
   --out RUN            run directory to create (an existing one is replaced only if it holds a
                        finished duaf run or nothing)
   --resume RUN         continue an interrupted or killed run from its last checkpoint
+  --init-from RUN      start from another run's best parameters where names and shapes match
+                       (pre-training, then fine-tuning: docs/transfer.md); the rest start fresh
   --force              replace --out whatever it holds
   --checkpoint-every S save a resumable checkpoint every S seconds within an epoch as well
                        (default ${DEFAULT_CHECKPOINT_SECONDS}; 0: at epoch ends only)
@@ -72,6 +74,7 @@ export const trainCommand: Command = {
       set: { type: "string", multiple: true },
       out: { type: "string" },
       resume: { type: "string" },
+      "init-from": { type: "string" },
       backend: { type: "string" },
       profile: { type: "boolean" },
       quiet: { type: "boolean" },
@@ -79,6 +82,9 @@ export const trainCommand: Command = {
       "checkpoint-every": { type: "string" },
     }, true);
     const checkpointSeconds = checkpointSecondsFlag(values["checkpoint-every"]);
+    if (values.resume && values["init-from"]) {
+      throw new UsageError("--init-from starts a new run; it does not apply to --resume");
+    }
     if (values.resume && values.force) {
       throw new UsageError("--force replaces a run; it does not apply to --resume");
     }
@@ -132,6 +138,7 @@ export const trainCommand: Command = {
         backendName: backend.name,
         force: values.force,
         checkpointSeconds,
+        initFrom: values["init-from"],
         shouldStop: interrupt.shouldStop,
         onEpoch: (r) => {
           const at10 = Object.fromEntries(
@@ -162,6 +169,7 @@ export const trainCommand: Command = {
         bestValid: manifest.bestMetric,
         test: manifest.test,
         seconds: Number(manifest.seconds.toFixed(2)),
+        ...(manifest.initFrom ? { initFrom: manifest.initFrom.run } : {}),
       });
       return outcome.stopped === "interrupted" ? 130 : 0;
     } finally {

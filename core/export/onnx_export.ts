@@ -16,6 +16,7 @@ import { Lrurec } from "../models/lrurec.ts";
 import type { SequentialModel } from "../models/model.ts";
 import { Nova } from "../models/nova.ts";
 import { MostPopular } from "../models/pop.ts";
+import { Unisrec } from "../models/unisrec.ts";
 import { Sasrec } from "../models/sasrec.ts";
 import { GraphWriter } from "./graph_writer.ts";
 import { bert4recGraph } from "./models/bert4rec.ts";
@@ -24,6 +25,7 @@ import { fdsaGraph } from "./models/fdsa.ts";
 import { gru4recGraph } from "./models/gru4rec.ts";
 import { lrurecGraph } from "./models/lrurec.ts";
 import { popGraph } from "./models/pop.ts";
+import { unisrecGraph } from "./models/unisrec.ts";
 import { sasrecGraph } from "./models/sasrec.ts";
 import { difsrGraph, novaGraph } from "./models/side_info.ts";
 import { attr } from "./onnx_graph.ts";
@@ -116,6 +118,9 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
   }
   if (model instanceof Bert4rec) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => bert4recGraph(w, io, model) };
+  }
+  if (model instanceof Unisrec) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => unisrecGraph(w, io, model) };
   }
   if (model instanceof MostPopular) {
     return { inputs: ["item_seq_len"], build: (w, io) => popGraph(w, io, model) };

@@ -72,6 +72,11 @@ export interface SequentialModel extends Module {
   reconstruction?(): Reconstruction | null;
   /** Per-step modality fusion weights, for explanations (DuAF-MAT). */
   explain?(batch: SequenceBatch, ctx: ForwardContext): ModalityWeights;
+  /**
+   * Called once parameters were loaded from another run (--init-from, and again on --resume of
+   * such a run): a model may fix some of them for fine-tuning. Returns a line to print, or null.
+   */
+  initialized?(loaded: ReadonlySet<string>): string | null;
   /** Parameters for the main optimizer when some are updated separately (the critic). */
   trainableParameters?(): Tensor[];
   /** Extra optimizers a model steps itself (saved in checkpoints for exact resumption). */

@@ -13,6 +13,7 @@ import type { SequentialModel } from "./model.ts";
 import { Nova } from "./nova.ts";
 import { MostPopular } from "./pop.ts";
 import { Sasrec } from "./sasrec.ts";
+import { Unisrec } from "./unisrec.ts";
 
 export function createModel(
   cfg: TrainConfig,
@@ -91,6 +92,29 @@ export function createModel(
         },
         items,
         rng,
+      );
+    case "unisrec":
+      if (!items.text) throw new UsageError("unisrec needs a text modality (the dataset has none)");
+      if (cfg.unisrecStage === "pretrain" && cfg.trainMode === "window") {
+        throw new UsageError("unisrec: unisrecStage=pretrain needs trainMode=prefix");
+      }
+      return new Unisrec(
+        {
+          ...cfg,
+          numItems,
+          stage: cfg.unisrecStage,
+          mode: cfg.unisrecMode,
+          experts: cfg.unisrecExperts,
+          adaptorDropout: cfg.unisrecAdaptorDropout,
+          noisyGating: cfg.unisrecNoisyGating,
+          temperature: cfg.unisrecTemperature,
+          lambda: cfg.unisrecLambda,
+          itemDropRatio: cfg.unisrecItemDropRatio,
+          itemDropCoefficient: cfg.unisrecItemDropCoefficient,
+          fixEncoder: cfg.unisrecFixEncoder,
+        },
+        rng,
+        items.text,
       );
     case "duafmat": {
       const model = new DuafMat(

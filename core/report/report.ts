@@ -117,6 +117,13 @@ function summaryRows(input: ReportInput): Cell[][] {
     ["training seconds", Number(trainSeconds.toFixed(1))],
     ["total seconds", Number(m.seconds.toFixed(1))],
     ["dataset", m.dataset.dir],
+    [
+      "initialised from",
+      m.initFrom
+        ? `${m.initFrom.run} (${m.initFrom.loaded.length} tensors loaded, ` +
+          `${m.initFrom.fresh.length} fresh)`
+        : "none (trained from scratch)",
+    ],
     ["duaf", m.duaf],
   ];
 }

@@ -65,6 +65,16 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
     10,
   ],
   "difsrFreezeAttributes": false,
+  "unisrecStage": "finetune",
+  "unisrecMode": "transductive",
+  "unisrecExperts": 8,
+  "unisrecAdaptorDropout": 0.2,
+  "unisrecNoisyGating": true,
+  "unisrecTemperature": 0.07,
+  "unisrecLambda": 0.001,
+  "unisrecItemDropRatio": 0.2,
+  "unisrecItemDropCoefficient": 0.9,
+  "unisrecFixEncoder": true,
   "duafmat": {
     "modalities": [
       "text",

@@ -33,6 +33,7 @@ import {
   writeRunManifest,
 } from "./run_dir.ts";
 import { timestampOrigin } from "../models/examples.ts";
+import { type InitFromResult, initFromRun, textFeaturesOf } from "./init_from.ts";
 import {
   checkMemory,
   estimateTrainingMemory,
@@ -96,6 +97,8 @@ export interface TrainRunOptions {
    * save (0: only at epoch ends and on stop), bounding the work a hard kill loses.
    */
   checkpointSeconds?: number;
+  /** Start from this finished run's parameters where names and shapes match (init_from.ts). */
+  initFrom?: string;
 }
 
 /**
@@ -148,6 +151,16 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   // The model and the memory estimate come before anything is written: a run that cannot fit
   // stops here with one line and leaves no output.
   const model = buildModel(cfg, ds, progress);
+  let initFrom: InitFromResult | null = null;
+  if (opts.initFrom && !opts.resume) {
+    initFrom = await initFromRun(opts.initFrom, model, ds, hash);
+    for (const line of initFrom.lines) progress.log(line);
+  }
+  const init = previous?.initFrom ?? initFrom;
+  if (init) {
+    const line = model.initialized?.(new Set(init.loaded));
+    if (line && !opts.resume) progress.log(line);
+  }
   const estimate = estimateTrainingMemory(cfg, memoryInputs(cfg, ds, model));
   progress.log(formatEstimate(estimate, getBackend().memoryLimit?.() ?? null));
   // DUAF_MEMORY_CHECK=0 trains anyway: the estimate bounds the epoch's worst micro-batch and
@@ -155,7 +168,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   if (Deno.env.get("DUAF_MEMORY_CHECK") !== "0") checkMemory(estimate, getBackend());
   if (!opts.resume) outState = await prepareRunDir(opts.out, opts.force ?? false, progress);
   try {
-    const result = await trainInto(opts, ds, hash, cfg, previous, progress, model);
+    const result = await trainInto(opts, ds, hash, cfg, previous, progress, model, init);
     const stats = getBackend().memoryStats?.();
     if (stats) progress.log(`memory: measured peak ${formatBytes(stats.peak)}`);
     return result;
@@ -190,7 +203,7 @@ function memoryInputs(cfg: TrainConfig, ds: Dataset, model: SequentialModel): Me
   const rows = ds.numItems + 1;
   const modalities = cfg.model === "duafmat"
     ? cfg.duafmat.modalities
-    : cfg.model === "fdsa"
+    : cfg.model === "fdsa" || cfg.model === "unisrec"
     ? ["text"]
     : [];
   let features = 0;
@@ -235,6 +248,7 @@ async function trainInto(
   previous: RunManifest | null,
   progress: Progress,
   model: SequentialModel,
+  init: RunManifest["initFrom"] | null,
 ): Promise<TrainRunResult> {
   const optimizer = new Adam(model.trainableParameters?.() ?? model.parameters(), {
     lr: cfg.lr,
@@ -268,6 +282,8 @@ async function trainInto(
     seconds: baseSeconds + (performance.now() - started) / 1000,
     partialSeconds: state.partialSeconds,
     checkpoint,
+    textFeatures: textFeaturesOf(ds),
+    ...(init ? { initFrom: { run: init.run, loaded: init.loaded, fresh: init.fresh } } : {}),
   });
   // The directory says what it is from the start, so a run killed before its first checkpoint
   // is still recognised (and resumable) as a duaf run.

@@ -46,6 +46,11 @@ export const RunManifestSchema = z.object({
   partialSeconds: z.number().optional(),
   /** Where --resume continues: the last saved state's epoch and step (null before the first). */
   checkpoint: z.object({ epoch: z.number(), step: z.number() }).nullable().optional(),
+  /** The dataset's text features (width and source), for --init-from's checks. */
+  textFeatures: z.object({ dim: z.number(), source: z.string() }).nullable().optional(),
+  /** The run whose parameters this one started from (--init-from), and which it loaded. */
+  initFrom: z.object({ run: z.string(), loaded: z.array(z.string()), fresh: z.array(z.string()) })
+    .optional(),
 });
 export type RunManifest = z.infer<typeof RunManifestSchema>;
 

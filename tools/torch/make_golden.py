@@ -774,6 +774,104 @@ def case_lrurec(dtype):
 # ----------------------------------------------------------------------------------------------
 # writing
 
+# ----------------------------------------------------------------------------------------------
+# h) UniSRec (Hou et al., KDD 2022): transductive fine-tuning loss, pre-training loss (both with
+#    their gate noise given), every parameter gradient, and eval scores
+
+UNI_CFG = OrderedDict(n_items=20, plm_size=6, hidden_size=16, inner_size=32, n_layers=2,
+                      n_heads=2, max_seq_length=6, n_exps=3, temperature=0.07, lam=0.5,
+                      layer_norm_eps=1e-12)
+UNI_ITEM_SEQ = [[3, 7, 12, 7, 19, 1], [5, 11, 2, 16, 0, 0], [9, 0, 0, 0, 0, 0],
+                [6, 2, 8, 0, 0, 0]]
+UNI_ITEM_SEQ_LEN = [6, 4, 1, 3]
+UNI_POS_ITEMS = [4, 11, 4, 19]
+UNI_ITEM_SEQ_AUG = [[3, 12, 19, 1, 0, 0], [5, 2, 16, 0, 0, 0], [9, 0, 0, 0, 0, 0],
+                    [6, 8, 0, 0, 0, 0]]
+UNI_ITEM_SEQ_LEN_AUG = [4, 3, 1, 2]
+
+
+def case_unisrec(dtype):
+    from unisrec_ref import UniSRec
+
+    c = UNI_CFG
+    g = gen(2468)
+    plm = randn(g, c["n_items"], c["plm_size"])
+    plm[0] = 0.0  # the padding row, as the reference's PLM table
+    plm = plm.to(dtype)
+    kw = dict(n_layers=c["n_layers"], n_heads=c["n_heads"], hidden_size=c["hidden_size"],
+              inner_size=c["inner_size"], hidden_dropout_prob=0.0, attn_dropout_prob=0.0,
+              layer_norm_eps=c["layer_norm_eps"], n_exps=c["n_exps"], adaptor_dropout_prob=0.0,
+              temperature=c["temperature"], lam=c["lam"])
+    torch.manual_seed(0)
+    ft = UniSRec(c["n_items"], c["max_seq_length"], plm, "transductive_ft", **kw)
+    with torch.no_grad():
+        for name, p in ft.named_parameters():
+            if name.endswith("LayerNorm.weight"):
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif name.endswith(".bias") or name.startswith("moe_adaptor.w_"):
+                p.copy_(0.3 * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+    ft = ft.to(dtype)
+    pre = UniSRec(c["n_items"], c["max_seq_length"], plm, "pretrain", **kw).to(dtype)
+    pre.load_state_dict(ft.state_dict(), strict=False)
+
+    b, L, e = len(UNI_ITEM_SEQ), c["max_seq_length"], c["n_exps"]
+    item_seq = torch.tensor(UNI_ITEM_SEQ, dtype=torch.long)
+    item_seq_len = torch.tensor(UNI_ITEM_SEQ_LEN, dtype=torch.long)
+    pos_items = torch.tensor(UNI_POS_ITEMS, dtype=torch.long)
+    seq_aug = torch.tensor(UNI_ITEM_SEQ_AUG, dtype=torch.long)
+    len_aug = torch.tensor(UNI_ITEM_SEQ_LEN_AUG, dtype=torch.long)
+    noise = OrderedDict(
+        noise_seq=randn(g, b * L, e), noise_table=randn(g, c["n_items"], e),
+        pre_noise_seq=randn(g, b * L, e), pre_noise_pos=randn(g, b, e),
+        pre_noise_aug=randn(g, b * L, e))
+    noise = OrderedDict((k, v.to(dtype)) for k, v in noise.items())
+
+    t = OrderedDict()
+    t["plm_embedding"] = plm
+    t["item_seq"] = item_seq
+    t["item_seq_len"] = item_seq_len
+    t["pos_items"] = pos_items
+    t["item_seq_aug"] = seq_aug
+    t["item_seq_len_aug"] = len_aug
+    t.update(noise)
+    for name, p in ft.named_parameters():
+        t[name] = p.detach()
+    ft.eval()
+    with torch.no_grad():
+        t["scores"] = ft.full_sort_predict(item_seq, item_seq_len)
+    ft.train()
+    loss, seq_output, logits = ft.finetune_loss(item_seq, item_seq_len, pos_items,
+                                                noise["noise_seq"], noise["noise_table"])
+    t["seq_output"] = seq_output
+    t["logits"] = logits
+    t["loss"] = loss
+    for name, g_ in grads(loss, OrderedDict(ft.named_parameters())).items():
+        t["grad." + name] = g_
+    pre.train()
+    total, seq_item, seq_seq = pre.pretrain_loss(
+        item_seq, item_seq_len, pos_items, seq_aug, len_aug, noise["pre_noise_seq"],
+        noise["pre_noise_pos"], noise["pre_noise_aug"])
+    t["pre.seq_item"] = seq_item
+    t["pre.seq_seq"] = seq_seq
+    t["pre.loss"] = total
+    for name, g_ in grads(total, OrderedDict(pre.named_parameters())).items():
+        t["pre.grad." + name] = g_
+
+    meta = OrderedDict(UNI_CFG)
+    meta.update(
+        batch=b, hidden_dropout_prob=0.0, attn_dropout_prob=0.0, adaptor_dropout_prob=0.0,
+        train_stage="transductive_ft (loss, grad.*, scores); pretrain (pre.*)",
+        noise="gate noise N(0,1) given: noise_seq [B*L, n_exps] then noise_table for the "
+              "fine-tuning loss; pre_noise_seq, pre_noise_pos, pre_noise_aug for pre-training",
+        reference="RUCAIBox/UniSRec unisrec.py (tools/torch/unisrec_ref.py)",
+        init="weights N(0, 0.5^2); LayerNorm weights 1 + 0.1 N(0,1); biases, w_gate, w_noise "
+             "0.3 N(0,1); plm_embedding N(0,1) with row 0 = 0",
+    )
+    return meta, t
+
+
 CASES = OrderedDict(
     sasrec=lambda dt: case_sasrec(dt, "ce"),
     sasrec_bce=lambda dt: case_sasrec(dt, "bce"),
@@ -786,6 +884,7 @@ CASES = OrderedDict(
     difsr=lambda dt: case_side(dt, "difsr"),
     lrurec=case_lrurec,
     bert4rec=case_bert4rec,
+    unisrec=case_unisrec,
 )
 
 
