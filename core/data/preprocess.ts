@@ -7,6 +7,7 @@
 import { basename, resolve } from "node:path";
 import { z } from "zod";
 import { DataError, UsageError } from "../errors.ts";
+import { gloveFeatures, isGloveSpec } from "../features/glove.ts";
 import { encodeImages, itemImagePaths } from "../features/onnx_image.ts";
 import { encodeTexts } from "../features/onnx_text.ts";
 import { readFeatureFile } from "../features/precomputed.ts";
@@ -75,6 +76,7 @@ export const PreprocessOptionsSchema = z.object({
   category: z.enum(["leaf", "first", "set"]).default("leaf"),
   /** Dimension of the built-in TF-IDF + SVD text features. */
   textDim: z.number().int().min(1).max(4096).default(64),
+  /** Precomputed text features file, or `glove` / `glove:FILE` (SIF over GloVe word vectors). */
   textFeatures: z.string().min(1).optional(),
   imageFeatures: z.string().min(1).optional(),
   /** BERT-style ONNX text encoder and its vocab.txt (used when textFeatures is not given). */
@@ -204,7 +206,11 @@ export async function preprocess(
 
   const texts = meta.map((m) => m?.text ?? null);
   let text: Feature | null;
-  if (o.textFeatures) {
+  if (o.textFeatures && isGloveSpec(o.textFeatures)) {
+    const f = await gloveFeatures(texts, o.textFeatures, progress);
+    sources.push(f.sourceInfo);
+    text = { dim: f.dim, data: f.data, mask: f.mask, source: f.source };
+  } else if (o.textFeatures) {
     text = await readFeatures(o.textFeatures, "text", featureIndex, numItems, ctx, sources);
   } else if (o.textEncoder) {
     sources.push(await hashFile(o.textEncoder), await hashFile(o.vocab!));
