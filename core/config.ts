@@ -16,6 +16,7 @@ export const MODEL_KINDS = [
   "difsr",
   "bert4rec",
   "lrurec",
+  "tedrec",
 ] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
@@ -194,6 +195,14 @@ export const TrainConfigSchema = z.object({
   difsrLambdas: z.array(z.number().nonnegative()).default([10]),
   /** DIF-SR: attribute tables N(0, 1) and never trained, as the reference code leaves them. */
   difsrFreezeAttributes: z.boolean().default(false),
+  /**
+   * TedRec (the reference's props/TedRec.yaml): τ of the cosine logits, experts of the text
+   * adaptor, its dropout on the text features, and noise on its gate logits in training.
+   */
+  tedrecTemperature: z.number().positive().default(0.07),
+  tedrecExperts: z.number().int().positive().default(8),
+  tedrecAdaptorDropout: z.number().min(0).max(1).default(0.2),
+  tedrecNoisyGating: z.boolean().default(true),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

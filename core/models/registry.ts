@@ -13,6 +13,7 @@ import type { SequentialModel } from "./model.ts";
 import { Nova } from "./nova.ts";
 import { MostPopular } from "./pop.ts";
 import { Sasrec } from "./sasrec.ts";
+import { Tedrec } from "./tedrec.ts";
 
 export function createModel(
   cfg: TrainConfig,
@@ -88,6 +89,25 @@ export function createModel(
           fusion: cfg.difsrFusion,
           lambdas: cfg.difsrLambdas,
           freezeAttributes: cfg.difsrFreezeAttributes,
+        },
+        items,
+        rng,
+      );
+    case "tedrec":
+      if (cfg.trainMode === "window") {
+        throw new UsageError(
+          "tedrec: the frequency-domain filter mixes every position of a sequence, so window " +
+            "training would see its targets: use trainMode=prefix",
+        );
+      }
+      return new Tedrec(
+        {
+          ...cfg,
+          numItems,
+          temperature: cfg.tedrecTemperature,
+          experts: cfg.tedrecExperts,
+          adaptorDropout: cfg.tedrecAdaptorDropout,
+          noisyGating: cfg.tedrecNoisyGating,
         },
         items,
         rng,

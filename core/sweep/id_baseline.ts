@@ -65,6 +65,10 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
     10,
   ],
   "difsrFreezeAttributes": false,
+  "tedrecTemperature": 0.07,
+  "tedrecExperts": 8,
+  "tedrecAdaptorDropout": 0.2,
+  "tedrecNoisyGating": true,
   "duafmat": {
     "modalities": [
       "text",
