@@ -74,6 +74,8 @@ const CASES: Record<string, Case> = {
     sets: ["difsrFusion=gate", "difsrAttributes=category,text", "difsrAttributeHidden=8"],
   },
   "difsr-concat": { model: "difsr", sets: ["difsrFusion=concat", "difsrAttributeHidden=8"] },
+  // The DFT as constant MatMuls; item_seq padded to maxLen, as the engine transforms it.
+  tedrec: { model: "tedrec", sets: ["tedrecExperts=2"] },
 };
 
 /** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */
