@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { JsBackend } from "../core/backends/js.ts";
 import { loadDataset } from "../core/data/dataset.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
-import { makeBatch, splitExamples } from "../core/models/examples.ts";
+import { makeBatch, microBatches, splitExamples } from "../core/models/examples.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
 import { Tedrec, type TedrecConfig } from "../core/models/tedrec.ts";
 import * as op from "../core/ops/mod.ts";
@@ -96,6 +96,11 @@ Deno.test("tedrec: a row's scores do not depend on its batch mates or the batch'
       // Cosine scores: the best item's score is at most 1.
       assert.ok(alone.every((v) => v <= 1 + 1e-5 && v >= -1 - 1e-5));
     });
+    // Micro-batches count rows at the transform length (padsTo), not the batch's.
+    assert.equal(model.padsTo, 10);
+    const short = batchOf([[1, 2], [3], [4, 5], [6]], 2);
+    assert.equal(microBatches(short, 25).length, 1);
+    assert.deepEqual(microBatches(short, 25, model.padsTo).map((b) => b.size), [2, 2]);
     const window = { ...batchOf([[3, 9]], 2), positionTargets: Int32Array.from([9, 1]) };
     assert.throws(() => model.loss(window, ctx), /window training/);
   });

@@ -167,6 +167,23 @@ export class Tedrec extends Module implements SequentialModel {
     return l;
   }
 
+  /** Every row is transformed at maxLen, padding included. */
+  get padsTo(): number {
+    return this.cfg.maxLen;
+  }
+
+  /**
+   * Activations per padded token relative to SASRec's encoder: each expert keeps its dropped and
+   * shifted text rows and its d outputs, the fusion its spectra, products, inverses and gates
+   * (about 20 d). Rows count at maxLen (padsTo).
+   */
+  get memoryFactor(): number {
+    const { hidden: d, inner, heads, layers, maxLen, experts } = this.cfg;
+    const t = this.textTable.shape[1];
+    const encoder = 12 * d + layers * (13 * d + 3 * inner + 3.2 * heads * maxLen) + 64;
+    return 1 + (experts * (2 * t + 2 * d + 3) + t + 20 * d) / encoder;
+  }
+
   get needsNegatives(): boolean {
     return this.cfg.loss === "bce";
   }
