@@ -27,8 +27,11 @@
  * (a loss at every position) would see its targets and is refused; prefix training (RecBole's)
  * puts only the history in each row.
  *
+ * Text: the dataset's frozen text features (the reference uses BERT [CLS] vectors of 768
+ * dimensions); an item without text has a zero row, as the padding item does.
+ *
  * Initialisation as the reference: SASRec's N(0, initStd) weights and zero biases; the expert
- * weights N(0, 0.02), their biases, W_gate and W_noise 0; W_c N(0, 0.02²); the gates' weights
+ * weights N(0, 0.02), their biases, W_gate and W_noise 0; W_c N(0, 0.02); the gates' weights
  * N(0, 0.02) and biases torch's default U(±1/√d). Parameter names are the reference's
  * state_dict keys (the frozen plm_embedding is data here, not a parameter).
  */
