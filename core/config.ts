@@ -17,6 +17,7 @@ export const MODEL_KINDS = [
   "bert4rec",
   "lrurec",
   "unisrec",
+  "tedrec",
 ] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
@@ -214,6 +215,14 @@ export const TrainConfigSchema = z.object({
   unisrecItemDropCoefficient: z.number().min(0).max(1).default(0.9),
   /** Fine-tuning from --init-from: position embedding and transformer fixed (fix_enc). */
   unisrecFixEncoder: z.boolean().default(true),
+  /**
+   * TedRec (the reference's props/TedRec.yaml): τ of the cosine logits, experts of the text
+   * adaptor, its dropout on the text features, and noise on its gate logits in training.
+   */
+  tedrecTemperature: z.number().positive().default(0.07),
+  tedrecExperts: z.number().int().positive().default(8),
+  tedrecAdaptorDropout: z.number().min(0).max(1).default(0.2),
+  tedrecNoisyGating: z.boolean().default(true),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

@@ -1,8 +1,8 @@
 /**
  * Whole-model parity of every fast backend with the reference JsBackend: one training step of
- * SASRec, LRURec and DuAF-MAT (fusion, MAT-MoE generators, CSCL, VSCL, dropout on) gives the same
- * loss parts and parameter gradients, and DuAF-MAT's critic update (gradient penalty included)
- * leaves the same critic weights, within float32 tolerance. Kernel-level parity lives in
+ * SASRec, LRURec, TedRec and DuAF-MAT (fusion, MAT-MoE generators, CSCL, VSCL, dropout on) gives
+ * the same loss parts and parameter gradients, and DuAF-MAT's critic update (gradient penalty
+ * included) leaves the same critic weights, within float32 tolerance. Kernel-level parity lives in
  * wasm_parity, native_backend and cuda_parity; this catches what only shows when kernels are
  * chained (layouts, offsets, in-place accumulation, scratch reuse).
  *
@@ -21,6 +21,7 @@ import type { SequentialModel } from "../core/models/model.ts";
 import type { Module } from "../core/nn/module.ts";
 import { Lrurec } from "../core/models/lrurec.ts";
 import { Sasrec } from "../core/models/sasrec.ts";
+import { Tedrec } from "../core/models/tedrec.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tidy, withBackend } from "../core/tensor.ts";
 import { batch, ITEMS, itemSide, model as duafModel } from "./helpers/tiny_duaf.ts";
@@ -77,6 +78,29 @@ const KINDS: Record<string, Build> = {
       rMax: 0.99,
       loss: "ce",
     }, new Rng(4)),
+  // The DFT matmuls over the padded maxLen, the noisy MoE gates and adaptor dropout.
+  tedrec: () =>
+    new Tedrec(
+      {
+        numItems: ITEMS,
+        maxLen: 10,
+        layers: 2,
+        heads: 2,
+        hidden: 16,
+        inner: 32,
+        hiddenDropout: 0.1,
+        attnDropout: 0.1,
+        layerNormEps: 1e-12,
+        initStd: 0.02,
+        loss: "ce",
+        temperature: 0.07,
+        experts: 3,
+        adaptorDropout: 0.2,
+        noisyGating: true,
+      },
+      itemSide(new Rng(11), false),
+      new Rng(4),
+    ),
   duafmat: () => duafModel({ criticSteps: 1, modalityDropout: 0.3 }, itemSide(new Rng(11), true)),
 };
 

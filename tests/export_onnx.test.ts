@@ -76,6 +76,8 @@ const CASES: Record<string, Case> = {
   "difsr-concat": { model: "difsr", sets: ["difsrFusion=concat", "difsrAttributeHidden=8"] },
   unisrec: { model: "unisrec", sets: ["layers=2"] },
   "unisrec-inductive": { model: "unisrec", sets: ["unisrecMode=inductive"] },
+  // The DFT as constant MatMuls; item_seq padded to maxLen, as the engine transforms it.
+  tedrec: { model: "tedrec", sets: ["tedrecExperts=2"] },
 };
 
 /** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */

@@ -18,6 +18,7 @@ import { Nova } from "../models/nova.ts";
 import { MostPopular } from "../models/pop.ts";
 import { Unisrec } from "../models/unisrec.ts";
 import { Sasrec } from "../models/sasrec.ts";
+import { Tedrec } from "../models/tedrec.ts";
 import { GraphWriter } from "./graph_writer.ts";
 import { bert4recGraph } from "./models/bert4rec.ts";
 import { duafmatGraph, duafUsesTime } from "./models/duafmat.ts";
@@ -28,6 +29,7 @@ import { popGraph } from "./models/pop.ts";
 import { unisrecGraph } from "./models/unisrec.ts";
 import { sasrecGraph } from "./models/sasrec.ts";
 import { difsrGraph, novaGraph } from "./models/side_info.ts";
+import { tedrecGraph } from "./models/tedrec.ts";
 import { attr } from "./onnx_graph.ts";
 import { markedFile } from "../io/output_guard.ts";
 import { noGrad, tidy } from "../tensor.ts";
@@ -115,6 +117,9 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
   }
   if (model instanceof Difsr) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => difsrGraph(w, io, model) };
+  }
+  if (model instanceof Tedrec) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => tedrecGraph(w, io, model) };
   }
   if (model instanceof Bert4rec) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => bert4recGraph(w, io, model) };

@@ -245,9 +245,10 @@ export function sliceBatch(b: SequenceBatch, from: number, to: number): Sequence
 }
 
 /** Splits a batch into micro-batches of at most `budget` padded tokens (0 = no split). */
-export function microBatches(b: SequenceBatch, budget: number): SequenceBatch[] {
-  if (budget <= 0 || b.size * b.len <= budget) return [b];
-  const rows = Math.max(1, Math.floor(budget / b.len));
+export function microBatches(b: SequenceBatch, budget: number, padsTo = 0): SequenceBatch[] {
+  const len = Math.max(b.len, padsTo);
+  if (budget <= 0 || b.size * len <= budget) return [b];
+  const rows = Math.max(1, Math.floor(budget / len));
   const out: SequenceBatch[] = [];
   for (let from = 0; from < b.size; from += rows) {
     out.push(sliceBatch(b, from, Math.min(b.size, from + rows)));

@@ -58,6 +58,11 @@ export interface SequentialModel extends Module {
    * by it so every model's micro-batches peak at about the same memory. Absent means 1.
    */
   readonly memoryFactor?: number;
+  /**
+   * The length the model widens every row to (TedRec transforms whole maxLen sequences): the
+   * trainer's micro-batches and the memory estimate count rows at this length at least.
+   */
+  readonly padsTo?: number;
   /** Whether the trainer must sample one negative per example (BCE loss). */
   readonly needsNegatives: boolean;
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput;

@@ -14,6 +14,7 @@ import { Nova } from "./nova.ts";
 import { MostPopular } from "./pop.ts";
 import { Sasrec } from "./sasrec.ts";
 import { Unisrec } from "./unisrec.ts";
+import { Tedrec } from "./tedrec.ts";
 
 export function createModel(
   cfg: TrainConfig,
@@ -115,6 +116,25 @@ export function createModel(
         },
         rng,
         items.text,
+      );
+    case "tedrec":
+      if (cfg.trainMode === "window") {
+        throw new UsageError(
+          "tedrec: the frequency-domain filter mixes every position of a sequence, so window " +
+            "training would see its targets: use trainMode=prefix",
+        );
+      }
+      return new Tedrec(
+        {
+          ...cfg,
+          numItems,
+          temperature: cfg.tedrecTemperature,
+          experts: cfg.tedrecExperts,
+          adaptorDropout: cfg.tedrecAdaptorDropout,
+          noisyGating: cfg.tedrecNoisyGating,
+        },
+        items,
+        rng,
       );
     case "duafmat": {
       const model = new DuafMat(

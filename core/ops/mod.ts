@@ -5,4 +5,5 @@ export * from "./reduce.ts";
 export * from "./shape.ts";
 export * from "./nn.ts";
 export * from "./linear_ce.ts";
+export * from "./dft.ts";
 export { broadcastShapes, sumToShape } from "./broadcast.ts";

@@ -75,6 +75,10 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "unisrecItemDropRatio": 0.2,
   "unisrecItemDropCoefficient": 0.9,
   "unisrecFixEncoder": true,
+  "tedrecTemperature": 0.07,
+  "tedrecExperts": 8,
+  "tedrecAdaptorDropout": 0.2,
+  "tedrecNoisyGating": true,
   "duafmat": {
     "modalities": [
       "text",

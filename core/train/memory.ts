@@ -56,15 +56,17 @@ export function sequenceSizes(
   src: { numUsers: number; seqOffsets: Int32Array },
   cfg: Pick<TrainConfig, "maxLen" | "batchSize" | "evalBatchSize" | "trainMode">,
   microTokens: number,
+  padsTo = 0,
 ): Omit<MemoryInputs, "numItems" | "params" | "features" | "memoryFactor" | "microTokens"> {
   const { maxLen, batchSize, evalBatchSize } = cfg;
   const windows: number[] = [];
   const hist: number[] = [];
   for (let u = 0; u < src.numUsers; u++) {
     const n = src.seqOffsets[u + 1] - src.seqOffsets[u];
-    if (n >= 4) windows.push(Math.min(maxLen, n - 3));
+    // Rows as the model runs them: at least padsTo long (SequentialModel.padsTo).
+    if (n >= 4) windows.push(Math.max(padsTo, Math.min(maxLen, n - 3)));
     // The test example's history (n - 1 items) is the longer of the two splits'.
-    if (n >= 2) hist.push(Math.min(maxLen, n - 1));
+    if (n >= 2) hist.push(Math.max(padsTo, Math.min(maxLen, n - 1)));
   }
   windows.sort((a, b) => b - a);
   const trainLen = Math.max(1, windows[0] ?? 1);

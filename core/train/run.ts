@@ -203,7 +203,7 @@ function memoryInputs(cfg: TrainConfig, ds: Dataset, model: SequentialModel): Me
   const rows = ds.numItems + 1;
   const modalities = cfg.model === "duafmat"
     ? cfg.duafmat.modalities
-    : cfg.model === "fdsa" || cfg.model === "unisrec"
+    : cfg.model === "fdsa" || cfg.model === "unisrec" || cfg.model === "tedrec"
     ? ["text"]
     : [];
   let features = 0;
@@ -217,7 +217,7 @@ function memoryInputs(cfg: TrainConfig, ds: Dataset, model: SequentialModel): Me
     features,
     memoryFactor,
     microTokens,
-    ...sequenceSizes(ds, cfg, microTokens),
+    ...sequenceSizes(ds, cfg, microTokens, model.padsTo),
   };
 }
 

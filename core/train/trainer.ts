@@ -245,7 +245,7 @@ export async function train(
         const ctx = { training: true, rng: stepRng, negatives };
         log.beginStep();
         const terms = lossCount(batch);
-        for (const micro of microBatches(batch, microTokens)) {
+        for (const micro of microBatches(batch, microTokens, model.padsTo)) {
           // Each micro-batch's mean loss is weighted by its share of the batch's loss terms (rows,
           // or targets in window training), so accumulated gradients equal the whole batch's.
           const weight = lossCount(micro) / terms;

@@ -772,6 +772,112 @@ def case_lrurec(dtype):
 
 
 # ----------------------------------------------------------------------------------------------
+# h) TedRec (Xu et al., CIKM 2024): torch.fft rfft / irfft, forward, CE loss, every gradient
+
+TED_CFG = OrderedDict(SAS_CFG, text_dim=10, n_exps=3, temperature=0.07, adaptor_dropout_prob=0.0)
+
+
+def dft_tensors(dtype, t):
+    """rfft / irfft along the last axis (even and odd n, norms ortho and backward), and the
+    gradient of sum(irfft(X) * w) w.r.t. Re X and Im X (DC and Nyquist imaginary parts set)."""
+    g = gen(99)
+    for n in (6, 7):
+        x = randn(g, 2, 3, n).to(dtype)
+        spec_re = randn(g, 2, 3, n // 2 + 1).to(dtype)
+        spec_im = randn(g, 2, 3, n // 2 + 1).to(dtype)
+        w = randn(g, 2, 3, n).to(dtype)
+        t[f"dft{n}.x"] = x
+        t[f"dft{n}.spec_re"] = spec_re
+        t[f"dft{n}.spec_im"] = spec_im
+        t[f"dft{n}.w"] = w
+        for norm in ("ortho", "backward"):
+            X = torch.fft.rfft(x, dim=-1, norm=norm)
+            t[f"dft{n}.rfft_{norm}_re"] = X.real.contiguous()
+            t[f"dft{n}.rfft_{norm}_im"] = X.imag.contiguous()
+            re, im = leaf(spec_re, dtype), leaf(spec_im, dtype)
+            y = torch.fft.irfft(torch.complex(re, im), n=n, dim=-1, norm=norm)
+            t[f"dft{n}.irfft_{norm}"] = y
+            gre, gim = torch.autograd.grad((y * w).sum(), [re, im])
+            t[f"dft{n}.irfft_{norm}_grad_re"] = gre
+            t[f"dft{n}.irfft_{norm}_grad_im"] = gim
+
+
+def case_tedrec(dtype):
+    from tedrec_ref import TedRec
+
+    c = TED_CFG
+    torch.manual_seed(0)
+    model = TedRec(
+        n_items=c["n_items"], max_seq_length=c["max_seq_length"], text_dim=c["text_dim"],
+        n_exps=c["n_exps"], adaptor_dropout_prob=0.0, temperature=c["temperature"],
+        n_layers=c["n_layers"], n_heads=c["n_heads"], hidden_size=c["hidden_size"],
+        inner_size=c["inner_size"], hidden_dropout_prob=0.0, attn_dropout_prob=0.0,
+        hidden_act="gelu", layer_norm_eps=c["layer_norm_eps"],
+    )
+    g = gen(2468)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("LayerNorm.weight"):
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+    model = model.to(dtype)
+    text_table = randn(g, c["n_items"], c["text_dim"])
+    text_table[0] = 0.0  # padding row, as the reference's plm_embedding
+    text_table[13] = 0.0  # an item without text
+    text_table = text_table.to(dtype)
+    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
+    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
+    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
+    gate_noise = randn(g, c["batch"], c["max_seq_length"], c["n_exps"]).to(dtype)
+
+    t = OrderedDict()
+    t["item_seq"] = item_seq
+    t["item_seq_len"] = item_seq_len
+    t["pos_items"] = pos_items
+    t["text_table"] = text_table
+    t["gate_noise"] = gate_noise
+    for name, p in model.named_parameters():
+        t[name] = p.detach()
+    model.eval()
+    with torch.no_grad():
+        trace = OrderedDict()
+        eval_out = model.encode(item_seq, item_seq_len, text_table, trace=trace)
+        for k, v in trace.items():
+            t["eval." + k] = v
+        t["eval.seq_output"] = eval_out
+        t["eval.scores"] = model.full_sort_predict(eval_out)
+    # Training mode (dropout 0): the noisy gating with the fixed draws.
+    model.train()
+    trace = OrderedDict()
+    seq_output = model.encode(item_seq, item_seq_len, text_table, gate_noise, trace)
+    loss = model.ce_loss(seq_output, pos_items)
+    for k, v in trace.items():
+        t[k] = v
+    t["seq_output"] = seq_output
+    t["loss"] = loss
+    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
+        t["grad." + name] = g_
+    dft_tensors(dtype, t)
+
+    meta = OrderedDict(TED_CFG)
+    meta.update(
+        reference="github.com/Sherry-XLL/TedRec tedrec.py (on RecBole 1.2.1 SASRec)",
+        fft="torch.fft.rfft / irfft along the sequence axis, norm ortho, n = max_seq_length",
+        loss_type="CE over all items (row 0 included) of cos(seq_output, item) / temperature",
+        training="eval.* without gate noise; the rest in training mode (dropout 0) with "
+                 "softmax(x w_gate + gate_noise * (softplus(x w_noise) + 0.01)) as the gates",
+        init="weights N(0, 0.5^2); LayerNorm weights 1 + 0.1 N(0,1); biases 0.1 N(0,1); "
+             "text_table N(0,1) with rows 0 and 13 zero",
+        dft="dft{n}.*: rfft and irfft of [2, 3, n] along the last axis; *_grad_re/im = "
+            "d sum(irfft(X) * w) / d Re X, Im X",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
 # writing
 
 # ----------------------------------------------------------------------------------------------
@@ -885,6 +991,7 @@ CASES = OrderedDict(
     lrurec=case_lrurec,
     bert4rec=case_bert4rec,
     unisrec=case_unisrec,
+    tedrec=case_tedrec,
 )
 
 

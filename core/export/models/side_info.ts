@@ -139,7 +139,7 @@ export function novaGraph(w: GraphWriter, io: SequenceInputs, m: Nova): string {
 }
 
 /** The inputs with item_seq right-padded to `len` (concat / gate fusion). */
-function padded(io: SequenceInputs, len: number): SequenceInputs {
+export function padded(io: SequenceInputs, len: number): SequenceInputs {
   const w = io.w;
   const itemSeq = io.itemSeq!;
   const extra = w.op("Sub", [w.i64([len]), io.seqVec!]);

@@ -1,0 +1,133 @@
+/**
+ * Golden parity of TedRec against the PyTorch reference (tools/torch/tedrec_ref.py, torch.fft):
+ * the text adaptor, the frequency-domain fusion, the sequence output and scores in evaluation,
+ * and in training mode (dropout 0, the gate noise fixed by the fixture) the loss and every
+ * parameter gradient. Row 2 of the batch is mostly padding, which the transform sees.
+ */
+import assert from "node:assert/strict";
+import { JsBackend } from "../core/backends/js.ts";
+import type { SequenceBatch } from "../core/models/batch.ts";
+import type { ItemSide } from "../core/models/item_side.ts";
+import { Tedrec } from "../core/models/tedrec.ts";
+import type { ForwardContext } from "../core/nn/context.ts";
+import { loadStateDict } from "../core/nn/state.ts";
+import { Rng } from "../core/random.ts";
+import { backward, type Tensor, tensor, tidy, withBackend } from "../core/tensor.ts";
+import { loadGolden } from "./golden.ts";
+import { assertClose } from "./helpers/assert_close.ts";
+
+const g = loadGolden("tedrec");
+const m = g.meta as Record<string, number>;
+
+/** The reference's draws for the noisy gating instead of ctx.rng's. */
+class FixedNoise extends Tedrec {
+  override gateNoise(shape: readonly number[], _ctx: ForwardContext): Tensor {
+    assert.deepEqual([...shape], g.tensors.gate_noise.shape);
+    return tensor(g.tensors.gate_noise.data, shape);
+  }
+}
+
+function setup(): { model: Tedrec; batch: SequenceBatch } {
+  const seq = g.tensors.item_seq;
+  const [b, l] = seq.shape;
+  const batch: SequenceBatch = {
+    size: b,
+    len: l,
+    items: Int32Array.from(seq.data),
+    lengths: Int32Array.from(g.tensors.item_seq_len.data),
+    times: new Float32Array(b * l),
+    users: new Int32Array(b),
+    targets: Int32Array.from(g.tensors.pos_items.data),
+  };
+  const numItems = m.n_items - 1;
+  const items: ItemSide = {
+    numItems,
+    text: {
+      dim: m.text_dim,
+      data: Float32Array.from(g.tensors.text_table.data),
+      mask: new Uint8Array(numItems + 1).fill(1),
+    },
+    image: null,
+    itemCategory: new Int32Array(numItems + 1),
+    numCategories: 1,
+  };
+  const model = new FixedNoise(
+    {
+      numItems,
+      maxLen: m.max_seq_length,
+      layers: m.n_layers,
+      heads: m.n_heads,
+      hidden: m.hidden_size,
+      inner: m.inner_size,
+      hiddenDropout: 0,
+      attnDropout: 0,
+      layerNormEps: m.layer_norm_eps,
+      initStd: 0.02,
+      loss: "ce",
+      temperature: m.temperature,
+      experts: m.n_exps,
+      adaptorDropout: 0,
+      noisyGating: true,
+    },
+    items,
+    new Rng(1),
+  );
+  const named = model.namedParameters();
+  const fixtureParams = Object.keys(g.tensors).filter((k) => `grad.${k}` in g.tensors);
+  assert.equal(named.length, fixtureParams.length, "parameter count");
+  loadStateDict(
+    model,
+    new Map(named.map(([name]) => {
+      const t = g.tensors[name];
+      assert.ok(t, `fixture lacks ${name}`);
+      return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
+    })),
+  );
+  return { model, batch };
+}
+
+Deno.test("golden: tedrec evaluation forward (text adaptor, fusion, output, scores)", () => {
+  withBackend(new JsBackend(), () => {
+    const { model, batch } = setup();
+    const ctx = { training: false, rng: new Rng(0) };
+    tidy(() => {
+      const fused = model.fuse(batch, ctx);
+      assertClose("eval.fused", fused.toFloat32(), g.tensors["eval.fused"].data);
+      const out = model.forward(batch, ctx).toFloat32();
+      // The reference's seq_output is not normalised: compare directions.
+      const want = g.tensors["eval.seq_output"].data;
+      const d = m.hidden_size;
+      const unit = new Float32Array(want.length);
+      for (let r = 0; r < want.length / d; r++) {
+        let s = 0;
+        for (let j = 0; j < d; j++) s += want[r * d + j] ** 2;
+        for (let j = 0; j < d; j++) unit[r * d + j] = want[r * d + j] / Math.sqrt(s);
+      }
+      assertClose("eval.seq_output (unit)", out, unit);
+      const scores = model.scoreAll(batch, ctx).toFloat32();
+      assertClose("eval.scores", scores, g.tensors["eval.scores"].data);
+    });
+  });
+});
+
+Deno.test("golden: tedrec training loss (noisy gates) and every parameter gradient", () => {
+  withBackend(new JsBackend(), () => {
+    const { model, batch } = setup();
+    const ctx = { training: true, rng: new Rng(0) };
+    tidy(() => {
+      const fused = model.fuse(batch, ctx);
+      assertClose("fused", fused.toFloat32(), g.tensors.fused.data);
+      const { total } = model.loss(batch, ctx);
+      assertClose("loss", [total.item()], g.tensors.loss.data);
+      backward(total);
+    });
+    for (const [name, p] of model.namedParameters()) {
+      const want = g.tensors[`grad.${name}`];
+      assert.ok(want, `fixture lacks grad.${name}`);
+      assertClose(`grad.${name}`, p.grad!.toFloat32(), want.data, 1e-3, 1e-5);
+    }
+    // The gate noise reaches w_noise: its gradient is not identically zero.
+    const wNoise = g.tensors["grad.moe_adaptor.w_noise"].data;
+    assert.ok(wNoise.some((v) => Math.abs(v) > 1e-4));
+  });
+});
