@@ -23,7 +23,7 @@ Trains a sequential recommender on a dataset made by 'duaf preprocess'. Validati
 leave-one-out) runs after each epoch; the best model by --metric is kept (early stopping).
 
 options:
-  --model NAME         duafmat | sasrec | gru4rec | fdsa | bert4rec | lrurec | nova | difsr | pop
+  --model NAME         duafmat | sasrec | gru4rec | fdsa | bert4rec | lrurec | nova | difsr | m3srec | pop
                        (default sasrec)
   --config FILE        JSON object of config keys (see docs/config.md)
   --set KEY=VALUE      override one config key, repeatable (e.g. --set lr=0.003 --set duafmat.experts=6)

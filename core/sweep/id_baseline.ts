@@ -65,6 +65,14 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
     10,
   ],
   "difsrFreezeAttributes": false,
+  "m3srecModalities": [
+    "text",
+    "image",
+  ],
+  "m3srecExperts": 8,
+  "m3srecAdaptorDropout": 0.2,
+  "m3srecAuxWeight": 0.1,
+  "m3srecTemperature": 0.07,
   "duafmat": {
     "modalities": [
       "text",
