@@ -74,6 +74,8 @@ const CASES: Record<string, Case> = {
     sets: ["difsrFusion=gate", "difsrAttributes=category,text", "difsrAttributeHidden=8"],
   },
   "difsr-concat": { model: "difsr", sets: ["difsrFusion=concat", "difsrAttributeHidden=8"] },
+  // The fused item table (MoE adaptors, zero-filled missing images, MoE fusion) baked in.
+  m3srec: { model: "m3srec", sets: ["m3srecExperts=2"], images: true },
 };
 
 /** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */
