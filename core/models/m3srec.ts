@@ -17,16 +17,21 @@
  *                          e_i = Σ_k f_k(c_i) (V_k c_i + v_k),  f = softmax(U c_i + u)   (F)
  *   encoder                h = Trm(drop(LN(e_{s_t} + P_t))),  s_u = h at the last step  (SASRec)
  *   scores                 y_i = s_u · e_i
- *   loss                   L = L_next(s_u, e) + λ Σ_m InfoNCE_τ(s_u, a^m_target)          (C)
+ *   loss                   L = L_next(h, e) + λ Σ_m InfoNCE_τ(s_u, a^m_target)            (C)
  * (A) is UniSRec's MoE-enhanced adaptor (the same lab's earlier paper; RUCAIBox/UniSRec
  * unisrec.py MoEAdaptorLayer/PWLayer): parametric-whitening experts, softmax gate on the raw
  * features, dropout on the input. UniSRec's noisy gating is left out, so a forward pass draws no
  * gate noise. (F) is our reading of the fusion network at the item level: experts over the
  * concatenated modality vectors with a softmax gate, so every item has one vector and all items
  * are ranked against one table. (C) is the sequence-item contrastive task of UniSRec's
- * pre-training (cosine / τ, in-batch negatives), one per content modality, over positions whose
- * target has that modality; trained jointly with the next-item loss rather than as a separate
- * pre-training stage. Defaults (experts 8, adaptor dropout 0.2, τ 0.07) are UniSRec's; λ is ours.
+ * pre-training (cosine / τ, in-batch negatives), one per content modality, over sequences whose
+ * next item has that modality (per sequence in window training too); trained jointly with the
+ * next-item loss rather than as a separate pre-training stage. Same-target rows in a batch stay
+ * negatives of each other (UniSRec masks them in pre-training). Defaults (experts 8, adaptor
+ * dropout 0.2, τ 0.07) are UniSRec's; λ = 0.1 is ours. A third-party CTR benchmark
+ * (hdu-yzl/MMCTR-Bench) reads the fusion network differently, as attention shared across the
+ * modality sequences followed by per-modality and cross-modal MoE feed-forward layers over
+ * sequence tokens; that form has no per-item vector to rank all items with, so it is not used.
  *
  * Missing modalities are zero-filled after the adaptor, so a missing item's stored features never
  * reach the output (DuAF-MAT's MAT-MoE generates missing images instead). Without an image
@@ -40,7 +45,7 @@ import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn
 import * as op from "../ops/mod.ts";
 import { Rng } from "../random.ts";
 import { keep, type Tensor, tensor } from "../tensor.ts";
-import { type LossPositions, lossPositions, type SequenceBatch } from "./batch.ts";
+import { lossPositions, type SequenceBatch } from "./batch.ts";
 import { infoNce } from "./duaf/contrastive.ts";
 import type { ItemFeatures, ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
@@ -260,18 +265,26 @@ export class M3srec extends Module implements SequentialModel {
     return gatherLast(this.encode(batch, this.tables(ctx).fused, ctx), batch);
   }
 
-  /** (C): Σ_m InfoNCE between sequence outputs and their targets' adapted modality-m vectors. */
-  #contrastive(h: Tensor, at: LossPositions, adapted: Map<M3srecModality, Tensor>): Tensor | null {
+  /**
+   * (C): Σ_m InfoNCE between s_u [B, d] and the adapted modality-m vectors of the rows' targets,
+   * over rows whose target has modality m. Per sequence in both training modes, as UniSRec's
+   * sequence-item task: window training would otherwise contrast every position with every other.
+   */
+  #contrastive(
+    su: Tensor,
+    targets: Int32Array,
+    adapted: Map<M3srecModality, Tensor>,
+  ): Tensor | null {
     let total: Tensor | null = null;
     for (const c of this.#content) {
       const rows: number[] = [];
-      for (let r = 0; r < at.targets.length; r++) if (c.features.mask[at.targets[r]]) rows.push(r);
+      for (let r = 0; r < targets.length; r++) if (c.features.mask[targets[r]]) rows.push(r);
       if (rows.length < 2) continue; // one pair has no in-batch negative
       const keepRows = tensor(Int32Array.from(rows), [rows.length], "i32");
-      const targets = tensor(Int32Array.from(rows, (r) => at.targets[r]), [rows.length], "i32");
+      const items = tensor(Int32Array.from(rows, (r) => targets[r]), [rows.length], "i32");
       const term = infoNce(
-        op.embedding(h, keepRows),
-        op.embedding(adapted.get(c.name)!, targets),
+        op.embedding(su, keepRows),
+        op.embedding(adapted.get(c.name)!, items),
         this.cfg.temperature,
       );
       total = total ? op.add(total, term) : term;
@@ -283,16 +296,18 @@ export class M3srec extends Module implements SequentialModel {
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const { adapted, fused } = this.tables(ctx);
     const at = lossPositions(batch);
-    const h = gatherAt(this.encode(batch, fused, ctx), lossIndex(at));
+    const hidden = this.encode(batch, fused, ctx);
     const main = nextItemLoss(
-      h,
+      gatherAt(hidden, lossIndex(at)),
       fused,
       at,
       this.cfg.loss,
       this.cfg.ceChunkItems,
       negativeSampler(this.cfg, ctx),
     );
-    const aux = this.cfg.auxWeight > 0 ? this.#contrastive(h, at, adapted) : null;
+    const aux = this.cfg.auxWeight > 0
+      ? this.#contrastive(gatherLast(hidden, batch), batch.targets, adapted)
+      : null;
     if (!aux) return { total: main, parts: { main } };
     return { total: op.add(main, op.scale(aux, this.cfg.auxWeight)), parts: { main, aux } };
   }
