@@ -145,6 +145,28 @@ Deno.test("m3srec: without images it runs on ID and text, with one notice", () =
   });
 });
 
+Deno.test("m3srec: eval mode scores one cached item table, recomputed after the next eval()", () => {
+  withBackend(new JsBackend(), () => {
+    const m = model(tinyItemSide(new Rng(1), true));
+    const b = tinyBatch(new Rng(2));
+    const ctx = () => ({ training: false, rng: new Rng(0) });
+    const fresh = () => tidy(() => m.scoreAll(b, ctx()).toFloat32()); // module in training mode
+    const before = fresh();
+    m.eval();
+    const cached = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+    assert.equal(compareClose(cached, before, 1e-6, 1e-5).ok, true);
+    const gate = m.fusion.gateLayer.weight;
+    // Expert 0's gate row only: a shift of every row would leave the softmax unchanged.
+    const cols = gate.shape[1];
+    assign(gate, gate.toFloat32().map((v, i) => (i < cols ? v + 2 : v)));
+    m.eval();
+    const after = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+    m.train();
+    assert.equal(compareClose(after, fresh(), 1e-6, 1e-5).ok, true);
+    assert.ok(compareClose(after, before, 1e-6, 0).maxAbsDiff > 1e-4);
+  });
+});
+
 Deno.test("m3srec: window training takes the contrastive term per sequence, the next-item loss per position", () => {
   withBackend(new JsBackend(), () => {
     const m = model(tinyItemSide(new Rng(1), true));

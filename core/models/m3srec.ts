@@ -44,7 +44,7 @@ import { Module, ModuleList } from "../nn/module.ts";
 import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import { Rng } from "../random.ts";
-import { keep, type Tensor, tensor } from "../tensor.ts";
+import { keep, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import { infoNce } from "./duaf/contrastive.ts";
 import type { ItemFeatures, ItemSide } from "./item_side.ts";
@@ -171,6 +171,8 @@ export class M3srec extends Module implements SequentialModel {
   readonly modalities: ("id" | M3srecModality)[];
   readonly notices: string[] = [];
   readonly #content: Content[] = [];
+  /** The fused table while the module is in eval mode: evaluation scores it once, not per batch. */
+  #evalTable: Tensor | null = null;
 
   constructor(readonly cfg: M3srecConfig, items: ItemSide, rng: Rng) {
     super();
@@ -221,6 +223,21 @@ export class M3srec extends Module implements SequentialModel {
     return 1.2;
   }
 
+  override train(on = true): this {
+    super.train(on);
+    // evaluate() and the scorers call eval() after any parameter change: recompute then.
+    this.#evalTable?.dispose();
+    this.#evalTable = null;
+    return this;
+  }
+
+  /** The fused table for scoring: cached in eval mode, recomputed (with gradients) otherwise. */
+  #scoringTable(ctx: ForwardContext): Tensor {
+    if (ctx.training || this.training) return this.tables(ctx).fused;
+    this.#evalTable ??= keep(noGrad(() => tidy(() => this.tables(ctx).fused)));
+    return this.#evalTable;
+  }
+
   /** Adapted modality tables (missing rows zero) and the fused item table, all [n, d]. */
   tables(ctx: ForwardContext): M3srecTables {
     const adapted = new Map<M3srecModality, Tensor>();
@@ -262,7 +279,7 @@ export class M3srec extends Module implements SequentialModel {
 
   /** Sequence representation s_u [B, d]. */
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return gatherLast(this.encode(batch, this.tables(ctx).fused, ctx), batch);
+    return gatherLast(this.encode(batch, this.#scoringTable(ctx), ctx), batch);
   }
 
   /**
@@ -318,7 +335,7 @@ export class M3srec extends Module implements SequentialModel {
   }
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    const table = this.tables(ctx).fused;
+    const table = this.#scoringTable(ctx);
     return { users: gatherLast(this.encode(batch, table, ctx), batch), items: table };
   }
 
