@@ -18,6 +18,7 @@ export const MODEL_KINDS = [
   "lrurec",
   "unisrec",
   "tedrec",
+  "m3srec",
 ] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
@@ -223,6 +224,16 @@ export const TrainConfigSchema = z.object({
   tedrecExperts: z.number().int().positive().default(8),
   tedrecAdaptorDropout: z.number().min(0).max(1).default(0.2),
   tedrecNoisyGating: z.boolean().default(true),
+  /** M3SRec: content modalities beside the ID ("text", "image"); absent ones skipped with a notice. */
+  m3srecModalities: z.array(z.enum(["text", "image"])).default(["text", "image"]),
+  /** M3SRec experts per MoE (each adaptor and the fusion); UniSRec's n_exps. */
+  m3srecExperts: z.number().int().positive().default(8),
+  /** M3SRec dropout on the frozen features entering the adaptors; UniSRec's adaptor_dropout_prob. */
+  m3srecAdaptorDropout: z.number().min(0).max(1).default(0.2),
+  /** M3SRec weight of the sequence-item contrastive loss per content modality (0 = off). */
+  m3srecAuxWeight: z.number().nonnegative().default(0.1),
+  /** M3SRec contrastive temperature; UniSRec's temperature. */
+  m3srecTemperature: z.number().positive().default(0.07),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

@@ -1,8 +1,8 @@
 /**
  * Whole-model parity of every fast backend with the reference JsBackend: one training step of
- * SASRec, LRURec, TedRec and DuAF-MAT (fusion, MAT-MoE generators, CSCL, VSCL, dropout on) gives
- * the same loss parts and parameter gradients, and DuAF-MAT's critic update (gradient penalty
- * included) leaves the same critic weights, within float32 tolerance. Kernel-level parity lives in
+ * SASRec, LRURec, TedRec, M3SRec and DuAF-MAT (fusion, MAT-MoE generators, CSCL, VSCL, dropout
+ * on) gives the same loss parts and parameter gradients, and DuAF-MAT's critic update (gradient
+ * penalty included) leaves the same critic weights, within float32 tolerance. Kernel-level parity lives in
  * wasm_parity, native_backend and cuda_parity; this catches what only shows when kernels are
  * chained (layouts, offsets, in-place accumulation, scratch reuse).
  *
@@ -20,6 +20,7 @@ import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import type { SequentialModel } from "../core/models/model.ts";
 import type { Module } from "../core/nn/module.ts";
 import { Lrurec } from "../core/models/lrurec.ts";
+import { M3srec } from "../core/models/m3srec.ts";
 import { Sasrec } from "../core/models/sasrec.ts";
 import { Tedrec } from "../core/models/tedrec.ts";
 import { Rng } from "../core/random.ts";
@@ -102,6 +103,29 @@ const KINDS: Record<string, Build> = {
       new Rng(4),
     ),
   duafmat: () => duafModel({ criticSteps: 1, modalityDropout: 0.3 }, itemSide(new Rng(11), true)),
+  m3srec: () =>
+    new M3srec(
+      {
+        numItems: ITEMS,
+        maxLen: 8,
+        layers: 2,
+        heads: 2,
+        hidden: 16,
+        inner: 32,
+        hiddenDropout: 0.1,
+        attnDropout: 0.1,
+        layerNormEps: 1e-12,
+        initStd: 0.02,
+        loss: "ce",
+        modalities: ["text", "image"],
+        experts: 3,
+        adaptorDropout: 0.2,
+        auxWeight: 0.1,
+        temperature: 0.07,
+      },
+      itemSide(new Rng(11), true),
+      new Rng(4),
+    ),
 };
 
 /** One forward/backward (and the critic update) on `be`, everything read back to the host. */

@@ -78,6 +78,8 @@ const CASES: Record<string, Case> = {
   "unisrec-inductive": { model: "unisrec", sets: ["unisrecMode=inductive"] },
   // The DFT as constant MatMuls; item_seq padded to maxLen, as the engine transforms it.
   tedrec: { model: "tedrec", sets: ["tedrecExperts=2"] },
+  // The fused item table (MoE adaptors, zero-filled missing images, MoE fusion) baked in.
+  m3srec: { model: "m3srec", sets: ["m3srecExperts=2"], images: true },
 };
 
 /** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */

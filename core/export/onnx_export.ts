@@ -13,6 +13,7 @@ import { DuafMat } from "../models/duaf/duafmat.ts";
 import { Fdsa } from "../models/fdsa.ts";
 import { Gru4rec } from "../models/gru4rec.ts";
 import { Lrurec } from "../models/lrurec.ts";
+import { M3srec } from "../models/m3srec.ts";
 import type { SequentialModel } from "../models/model.ts";
 import { Nova } from "../models/nova.ts";
 import { MostPopular } from "../models/pop.ts";
@@ -25,6 +26,7 @@ import { duafmatGraph, duafUsesTime } from "./models/duafmat.ts";
 import { fdsaGraph } from "./models/fdsa.ts";
 import { gru4recGraph } from "./models/gru4rec.ts";
 import { lrurecGraph } from "./models/lrurec.ts";
+import { m3srecGraph } from "./models/m3srec.ts";
 import { popGraph } from "./models/pop.ts";
 import { unisrecGraph } from "./models/unisrec.ts";
 import { sasrecGraph } from "./models/sasrec.ts";
@@ -120,6 +122,9 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
   }
   if (model instanceof Tedrec) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => tedrecGraph(w, io, model) };
+  }
+  if (model instanceof M3srec) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => m3srecGraph(w, io, model) };
   }
   if (model instanceof Bert4rec) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => bert4recGraph(w, io, model) };

@@ -8,6 +8,7 @@ import { DuafMat } from "./duaf/duafmat.ts";
 import { Fdsa } from "./fdsa.ts";
 import { Gru4rec } from "./gru4rec.ts";
 import { Lrurec } from "./lrurec.ts";
+import { M3srec } from "./m3srec.ts";
 import type { ItemSide } from "./item_side.ts";
 import type { SequentialModel } from "./model.ts";
 import { Nova } from "./nova.ts";
@@ -136,6 +137,23 @@ export function createModel(
         items,
         rng,
       );
+    case "m3srec": {
+      const model = new M3srec(
+        {
+          ...cfg,
+          numItems,
+          modalities: cfg.m3srecModalities,
+          experts: cfg.m3srecExperts,
+          adaptorDropout: cfg.m3srecAdaptorDropout,
+          auxWeight: cfg.m3srecAuxWeight,
+          temperature: cfg.m3srecTemperature,
+        },
+        items,
+        rng,
+      );
+      for (const n of model.notices) notice(n);
+      return model;
+    }
     case "duafmat": {
       const model = new DuafMat(
         { ...cfg, numItems, maxLen: cfg.maxLen, loss: cfg.loss, duaf: cfg.duafmat },

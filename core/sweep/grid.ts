@@ -69,7 +69,14 @@ export function parseGrid(raw: unknown, file: string): Grid {
 
 /** Keys whose values are lists themselves (validKs): a grid gives them a list of lists. */
 function isListKey(key: string): boolean {
-  return ["validKs", "duafmat.modalities", "novaAttributes", "difsrAttributes", "difsrLambdas"]
+  return [
+    "validKs",
+    "duafmat.modalities",
+    "novaAttributes",
+    "difsrAttributes",
+    "difsrLambdas",
+    "m3srecModalities",
+  ]
     .includes(key);
 }
 

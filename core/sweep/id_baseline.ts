@@ -79,6 +79,14 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "tedrecExperts": 8,
   "tedrecAdaptorDropout": 0.2,
   "tedrecNoisyGating": true,
+  "m3srecModalities": [
+    "text",
+    "image",
+  ],
+  "m3srecExperts": 8,
+  "m3srecAdaptorDropout": 0.2,
+  "m3srecAuxWeight": 0.1,
+  "m3srecTemperature": 0.07,
   "duafmat": {
     "modalities": [
       "text",

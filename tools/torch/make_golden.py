@@ -878,6 +878,73 @@ def case_tedrec(dtype):
 
 
 # ----------------------------------------------------------------------------------------------
+# M3SRec (Bian et al., CIKM 2023) as core/models/m3srec.ts: MoE adaptors, MoE fusion, CE + aux
+
+M3S_CFG = OrderedDict(n_items=20, hidden_size=8, n_layers=1, n_heads=2, inner_size=16,
+                      max_seq_length=6, layer_norm_eps=1e-12, experts=3, text_dim=5,
+                      image_dim=7, aux_weight=0.5, temperature=0.2)
+M3S_TEXT_MISSING = [0, 7]  # item 7 has no text (padding row 0 too)
+M3S_IMAGE_MISSING = [0, 2, 11, 16]  # target 11 has no image: it drops out of the image term
+
+
+def case_m3srec(dtype):
+    from m3srec_ref import M3SRec
+
+    c = M3S_CFG
+    n = c["n_items"]
+    g = gen(31)
+    features = OrderedDict(text=randn(g, n, c["text_dim"]).to(dtype),
+                           image=randn(g, n, c["image_dim"]).to(dtype))
+    present = OrderedDict()
+    for m, missing in (("text", M3S_TEXT_MISSING), ("image", M3S_IMAGE_MISSING)):
+        mask = torch.ones(n, dtype=dtype)
+        mask[missing] = 0.0
+        present[m] = mask
+    torch.manual_seed(0)
+    model = M3SRec(n, c["max_seq_length"], c["n_layers"], c["n_heads"], c["hidden_size"],
+                   c["inner_size"], c["experts"],
+                   OrderedDict(text=c["text_dim"], image=c["image_dim"]), c["layer_norm_eps"])
+    g = gen(1234)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("LayerNorm.weight"):
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+    model = model.to(dtype)
+    model.eval()
+    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
+    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
+    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
+    seq_output, main, aux, loss = model.loss(item_seq, item_seq_len, pos_items, features,
+                                             present, c["aux_weight"], c["temperature"])
+    t = OrderedDict(item_seq=item_seq, item_seq_len=item_seq_len, pos_items=pos_items,
+                    text_table=features["text"], image_table=features["image"],
+                    text_present=present["text"], image_present=present["image"])
+    for name, p in model.named_parameters():
+        t[name] = p.detach()
+    t["seq_output"] = seq_output
+    t["main_loss"] = main
+    t["aux_loss"] = aux
+    t["loss"] = loss
+    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
+        t["grad." + name] = g_
+    meta = OrderedDict(c)
+    meta.update(
+        loss="CE over all items at the last position against the fused table + aux_weight * "
+             "sum over text, image of InfoNCE(cos(s_u, a^m_target) / temperature) over rows "
+             "whose target has modality m",
+        missing="rows with *_present 0 are zeroed after the adaptor",
+        init="embeddings/linear weights, w_gate N(0, 0.5^2); LayerNorm weights 1 + 0.1 N(0,1); "
+             "all biases (whitening biases too) 0.1 N(0,1)",
+        dropout="0 (eval mode)",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
 # writing
 
 # ----------------------------------------------------------------------------------------------
@@ -992,6 +1059,7 @@ CASES = OrderedDict(
     bert4rec=case_bert4rec,
     unisrec=case_unisrec,
     tedrec=case_tedrec,
+    m3srec=case_m3srec,
 )
 
 

@@ -1,0 +1,276 @@
+/**
+ * M3SRec: MoE gates are distributions, missing images are zero-filled (a missing item's stored
+ * row never reaches the output), the text-only mode and its notice, scoreParts against scoreAll,
+ * training steps on ml-100k-mini (real poster features) lower the loss, and train / eval from the
+ * CLI.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { JsBackend } from "../core/backends/js.ts";
+import { TrainConfigSchema } from "../core/config.ts";
+import { loadDataset } from "../core/data/dataset.ts";
+import { makeBatch, windowExamples } from "../core/models/examples.ts";
+import type { ItemSide } from "../core/models/item_side.ts";
+import { M3srec, type M3srecConfig } from "../core/models/m3srec.ts";
+import { createModel } from "../core/models/registry.ts";
+import * as op from "../core/ops/mod.ts";
+import { Adam } from "../core/optim/adam.ts";
+import { Rng } from "../core/random.ts";
+import { assign, backward, tidy, withBackend } from "../core/tensor.ts";
+import { batch as tinyBatch, ITEMS, itemSide as tinyItemSide } from "./helpers/tiny_duaf.ts";
+import { compareClose } from "./golden.ts";
+import { runCli } from "./helpers/run_cli.ts";
+import { setFlags, TINY_SETS } from "./helpers/tiny_run.ts";
+
+const MINI = new URL("../fixtures/ml-100k-mini/", import.meta.url).pathname;
+
+const cfg = (over: Partial<M3srecConfig> = {}): M3srecConfig => ({
+  numItems: ITEMS,
+  maxLen: 5,
+  layers: 1,
+  heads: 2,
+  hidden: 8,
+  inner: 16,
+  hiddenDropout: 0,
+  attnDropout: 0,
+  layerNormEps: 1e-12,
+  initStd: 0.02,
+  loss: "ce",
+  modalities: ["text", "image"],
+  experts: 3,
+  adaptorDropout: 0,
+  auxWeight: 0.1,
+  temperature: 0.07,
+  ...over,
+});
+
+/** A model whose zero-initialised gates are redrawn, so gating is not uniform. */
+function model(items: ItemSide, over: Partial<M3srecConfig> = {}): M3srec {
+  const m = new M3srec(cfg(over), items, new Rng(3));
+  const rng = new Rng(4);
+  for (const [name, p] of m.namedParameters()) {
+    if (!name.endsWith("w_gate")) continue;
+    const v = new Float32Array(p.size);
+    for (let i = 0; i < v.length; i++) v[i] = rng.normal();
+    assign(p, v);
+  }
+  return m;
+}
+
+Deno.test("m3srec: adaptor and fusion gates are distributions over the experts, not uniform", () => {
+  withBackend(new JsBackend(), () => {
+    const m = model(tinyItemSide(new Rng(1), true));
+    tidy(() => {
+      const gates = m.gates();
+      assert.deepEqual(Object.keys(gates).sort(), ["fusion", "image", "text"]);
+      for (const [name, g] of Object.entries(gates)) {
+        const [rows, k] = g.shape;
+        assert.deepEqual([rows, k], [ITEMS + 1, 3], name);
+        const v = g.toFloat32();
+        let spread = 0;
+        for (let r = 0; r < rows; r++) {
+          let s = 0;
+          for (let j = 0; j < k; j++) {
+            assert.ok(v[r * k + j] >= 0, `${name} row ${r}`);
+            s += v[r * k + j];
+            spread = Math.max(spread, Math.abs(v[r * k + j] - 1 / k));
+          }
+          assert.ok(Math.abs(s - 1) < 1e-5, `${name} row ${r} sums to ${s}`);
+        }
+        if (name !== "fusion") assert.ok(spread > 0.05, `${name} gates are uniform`);
+      }
+    });
+  });
+});
+
+Deno.test("m3srec: a missing item's image row never reaches the output; a present one does", () => {
+  withBackend(new JsBackend(), () => {
+    const items = tinyItemSide(new Rng(1), true);
+    const image = items.image!;
+    const missing = image.mask.findIndex((p, i) => i > 0 && !p);
+    const present = image.mask.findIndex((p, i) => i > 0 && p === 1);
+    assert.ok(missing > 0 && present > 0);
+    const b = tinyBatch(new Rng(2));
+    b.items[0] = missing; // the missing item is in a history and scored as a candidate
+    b.items[b.len] = present;
+    const scores = (it: ItemSide) =>
+      tidy(() => model(it).scoreAll(b, { training: false, rng: new Rng(0) }).toFloat32());
+    const base = scores(items);
+    const changed = (row: number) => {
+      const data = image.data.slice();
+      for (let c = 0; c < image.dim; c++) data[row * image.dim + c] += 3 + c;
+      return { ...items, image: { ...image, data } };
+    };
+    const same = compareClose(scores(changed(missing)), base, 0, 0);
+    assert.equal(same.maxAbsDiff, 0, "changing a missing item's stored image changed scores");
+    const moved = compareClose(scores(changed(present)), base, 1e-6, 0);
+    assert.ok(moved.maxAbsDiff > 1e-4, "changing a present item's image left scores unchanged");
+  });
+});
+
+Deno.test("m3srec: without images it runs on ID and text, with one notice", () => {
+  withBackend(new JsBackend(), () => {
+    const notices: string[] = [];
+    const c = TrainConfigSchema.parse({
+      model: "m3srec",
+      hidden: 8,
+      inner: 16,
+      layers: 1,
+      maxLen: 5,
+      m3srecExperts: 2,
+    });
+    const m = createModel(c, tinyItemSide(new Rng(1), false), new Rng(3), (n) => notices.push(n));
+    assert.ok(m instanceof M3srec);
+    assert.deepEqual(m.modalities, ["id", "text"]);
+    assert.deepEqual(notices, ["m3srec: no image modality in the dataset; running without it"]);
+    assert.equal(m.imageAdaptor, null);
+    assert.ok(!m.namedParameters().some(([n]) => n.startsWith("image_adaptor")));
+    const b = tinyBatch(new Rng(2));
+    tidy(() => {
+      const out = m.loss(b, { training: true, rng: new Rng(5) });
+      assert.deepEqual(Object.keys(out.parts).sort(), ["aux", "main"]);
+      assert.ok(Number.isFinite(out.total.item()));
+      backward(out.total);
+      const { users, items } = m.scoreParts(b, { training: false, rng: new Rng(0) });
+      const direct = m.scoreAll(b, { training: false, rng: new Rng(0) }).toFloat32();
+      const parts = op.matmul(users, items, false, true).toFloat32();
+      assert.equal(compareClose(parts, direct, 1e-6, 1e-5).ok, true);
+    });
+    // auxWeight 0 leaves only the next-item loss.
+    const plain = new M3srec(cfg({ auxWeight: 0 }), tinyItemSide(new Rng(1), true), new Rng(3));
+    tidy(() => {
+      const out = plain.loss(b, { training: true, rng: new Rng(5) });
+      assert.deepEqual(Object.keys(out.parts), ["main"]);
+    });
+  });
+});
+
+Deno.test("m3srec: eval mode scores one cached item table, recomputed after the next eval()", () => {
+  withBackend(new JsBackend(), () => {
+    const m = model(tinyItemSide(new Rng(1), true));
+    const b = tinyBatch(new Rng(2));
+    const ctx = () => ({ training: false, rng: new Rng(0) });
+    const fresh = () => tidy(() => m.scoreAll(b, ctx()).toFloat32()); // module in training mode
+    const before = fresh();
+    m.eval();
+    const cached = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+    assert.equal(compareClose(cached, before, 1e-6, 1e-5).ok, true);
+    const gate = m.fusion.gateLayer.weight;
+    // Expert 0's gate row only: a shift of every row would leave the softmax unchanged.
+    const cols = gate.shape[1];
+    assign(gate, gate.toFloat32().map((v, i) => (i < cols ? v + 2 : v)));
+    m.eval();
+    const after = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+    m.train();
+    assert.equal(compareClose(after, fresh(), 1e-6, 1e-5).ok, true);
+    assert.ok(compareClose(after, before, 1e-6, 0).maxAbsDiff > 1e-4);
+  });
+});
+
+Deno.test("m3srec: window training takes the contrastive term per sequence, the next-item loss per position", () => {
+  withBackend(new JsBackend(), () => {
+    const m = model(tinyItemSide(new Rng(1), true));
+    const b = tinyBatch(new Rng(2));
+    // Every position's next item, the row's target after its last one.
+    const positionTargets = new Int32Array(b.size * b.len);
+    for (let r = 0; r < b.size; r++) {
+      for (let j = 0; j < b.lengths[r]; j++) {
+        positionTargets[r * b.len + j] = j + 1 < b.lengths[r]
+          ? b.items[r * b.len + j + 1]
+          : b.targets[r];
+      }
+    }
+    const ctx = () => ({ training: false, rng: new Rng(0) });
+    tidy(() => {
+      const prefix = m.loss(b, ctx()).parts;
+      const window = m.loss({ ...b, positionTargets }, ctx()).parts;
+      assert.equal(window.aux.item(), prefix.aux.item());
+      assert.ok(Math.abs(window.main.item() - prefix.main.item()) > 1e-4);
+    });
+  });
+});
+
+Deno.test("m3srec: training steps on ml-100k-mini with poster features lower the loss; CLI train and eval", async () => {
+  const root = await Deno.makeTempDir({ prefix: "duaf-m3srec-" });
+  try {
+    const ds = join(root, "ml");
+    const pre = await runCli([
+      "preprocess",
+      "--format",
+      "recbole",
+      "--inter",
+      join(MINI, "ml-100k-mini.inter.gz"),
+      "--item",
+      join(MINI, "ml-100k-mini.item"),
+      "--kcore",
+      "0",
+      "--image-features",
+      join(MINI, "image_mobilenet_v2.npy"),
+      "--text-dim",
+      "16",
+      "--out",
+      ds,
+      "--quiet",
+    ]);
+    assert.equal(pre.code, 0, pre.stderr);
+    const src = await loadDataset(ds);
+    assert.ok(src.image && src.text, "ml-100k-mini has text and image modalities");
+    const ex = windowExamples(src);
+    withBackend(new JsBackend(), () => {
+      const items: ItemSide = {
+        numItems: src.numItems,
+        text: src.text,
+        image: src.image,
+        itemCategory: src.itemCategory,
+        numCategories: src.numCategories,
+      };
+      const m = new M3srec(
+        cfg({ numItems: src.numItems, maxLen: 10, hidden: 16 }),
+        items,
+        new Rng(1),
+      );
+      assert.deepEqual(m.modalities, ["id", "text", "image"]);
+      const opt = new Adam(m.parameters(), { lr: 3e-3 });
+      const rng = new Rng(2);
+      assert.equal(ex.users.length, 150);
+      const fixed = makeBatch(src, ex, null, 0, 30, 10, 0, null, true);
+      const lossOn = () =>
+        tidy(() => m.loss(fixed, { training: false, rng: new Rng(0) }).total.item());
+      const before = lossOn();
+      for (let s = 0; s < 8; s++) {
+        const b = makeBatch(src, ex, null, (s % 5) * 30, (s % 5) * 30 + 30, 10, 0, null, true);
+        tidy(() => {
+          backward(m.loss(b, { training: true, rng }).total);
+          opt.step();
+          opt.zeroGrad();
+        });
+      }
+      const after = lossOn();
+      assert.ok(after < before - 0.05, `loss ${before.toFixed(4)} -> ${after.toFixed(4)}`);
+    });
+
+    const run = join(root, "run");
+    const trained = await runCli([
+      "train",
+      ds,
+      "--model",
+      "m3srec",
+      "--out",
+      run,
+      ...setFlags([...TINY_SETS, "m3srecExperts=2", "maxLen=20"]),
+      "--backend",
+      "wasm",
+      "--quiet",
+    ]);
+    assert.equal(trained.code, 0, trained.stderr);
+    const report = JSON.parse(trained.stdout);
+    assert.equal(report.status, "finished");
+    assert.equal(report.model, "m3srec");
+    assert.ok(report.test["ndcg@10"] >= 0 && report.test["ndcg@10"] <= 1);
+    const evaluated = await runCli(["eval", run, "--backend", "wasm", "--quiet"]);
+    assert.equal(evaluated.code, 0, evaluated.stderr);
+    assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
