@@ -453,6 +453,50 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
       },
     );
 
+    await t.step(
+      "--no-wait: returns when every run left is claimed by a live process",
+      async () => {
+        const dir = join(root, "no-wait");
+        const { backend } = await activateBackend("wasm");
+        const opts = {
+          dataset: ds,
+          out: dir,
+          gridFile: grid,
+          grid: parseGrid(GRID, grid),
+          base: resolveConfig(null, TINY_SETS),
+          seeds: [1, 2],
+          backendName: backend.name,
+        };
+        // Write the sweep's manifest without training, then hold every run's lock from a live pid.
+        assert.equal((await runSweep({ ...opts, shouldStop: () => true })).trained, 0);
+        const ids = (await readSweepManifest(dir))!.runs.map((r) => r.id);
+        const sleeper = new Deno.Command("sleep", { args: ["60"] }).spawn();
+        try {
+          const host = Deno.hostname();
+          for (const id of ids) {
+            Deno.writeTextFileSync(
+              join(dir, "locks", `${id}.lock`),
+              JSON.stringify({
+                host,
+                pid: sleeper.pid,
+                start: processStart(sleeper.pid),
+                token: id,
+                at: "now",
+              }),
+            );
+          }
+          const summary = await runSweep({ ...opts, noWait: true, pollMs: 10 });
+          assert.deepEqual(
+            { trained: summary.trained, done: summary.done, left: summary.left },
+            { trained: 0, done: 0, left: ids.length },
+          );
+        } finally {
+          sleeper.kill();
+          await sleeper.status;
+        }
+      },
+    );
+
     await t.step("SIGINT: the current run stops with a checkpoint, exit 130", async () => {
       const dir = join(root, "sigint");
       const child = childSweep(sweepArgs(ds, grid, dir));

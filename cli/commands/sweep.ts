@@ -45,6 +45,8 @@ options:
   --checkpoint-every S each run also checkpoints every S seconds within an epoch (default
                        ${DEFAULT_CHECKPOINT_SECONDS}; 0: at epoch ends only), so a killed sweep
                        resumes its run in progress close to where it stopped
+  --no-wait            return when every run left is claimed by another live process (default:
+                       wait, and take over a run whose process dies), so a queue of sweeps moves on
   --backend NAME       auto | cuda | native | wasm | js   (or DUAF_BACKEND)
   --quiet              no progress output
 
@@ -107,6 +109,7 @@ export const sweepCommand: Command = {
       force: { type: "boolean" },
       "stale-minutes": { type: "string" },
       "checkpoint-every": { type: "string" },
+      "no-wait": { type: "boolean" },
       backend: { type: "string" },
       quiet: { type: "boolean" },
     }, true);
@@ -146,6 +149,7 @@ export const sweepCommand: Command = {
       force: values.force ?? false,
       staleMs: staleMinutes * 60_000,
       checkpointSeconds: checkpointSecondsFlag(values["checkpoint-every"]),
+      noWait: values["no-wait"] ?? false,
       progress,
     };
     // Every configuration, --out and an existing sweep's grid are checked before a backend

@@ -139,6 +139,11 @@ export interface SweepOptions {
   staleMs?: number;
   /** How often a process whose remaining runs are all claimed looks again (ms). */
   pollMs?: number;
+  /**
+   * Return once every remaining run is claimed by another live process, instead of waiting to
+   * take over a run whose process dies (for queues of sweeps: the next one can start).
+   */
+  noWait?: boolean;
 }
 
 export interface SweepSummary {
@@ -424,6 +429,12 @@ export async function runSweep(
         }
       }
       if (!claimed) {
+        if (opts.noWait) {
+          progress.log(
+            `sweep: ${pending.length} runs left, all claimed by other processes; not waiting`,
+          );
+          break;
+        }
         // Every remaining run is claimed by a live process: wait for them.
         if (!waitingLogged) {
           progress.log(`sweep: ${pending.length} runs left, all claimed by other processes`);
