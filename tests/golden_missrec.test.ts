@@ -71,6 +71,12 @@ function build(g: Golden, stage: "pretrain" | "finetune", prefix = ""): Missrec 
     }),
   );
   loadStateDict(model, params);
+  giveInterests(g, model);
+  return model;
+}
+
+/** The fixture's interests (eval() drops them: the model rediscovers its own). */
+function giveInterests(g: Golden, model: Missrec): void {
   model.setInterests(
     Float32Array.from(g.tensors.interest_centroids.data),
     new Map([
@@ -78,7 +84,6 @@ function build(g: Golden, stage: "pretrain" | "finetune", prefix = ""): Missrec 
       ["image", Int32Array.from(g.tensors.image_interest.data)],
     ]),
   );
-  return model;
 }
 
 function batchOf(g: Golden): SequenceBatch {
@@ -123,6 +128,7 @@ Deno.test("golden: missrec interest tokens, fine-tuning loss, gradients and scor
     });
     checkGrads(g, model, "");
     model.eval();
+    giveInterests(g, model);
     tidy(() => {
       const ctx = { training: false, rng: new Rng(0) };
       assertClose("seq_output", model.forward(batch, ctx).toFloat32(), g.tensors.seq_output.data);

@@ -12,7 +12,7 @@
  *   decoder input  z_j = Dropout(LN(e_j))
  *
  * Interest discovery (§3.3, the trainer's _multimodal_interest_discovery): before every training
- * epoch all items' adapted modality vectors {a^m_i} are clustered by k-means into
+ * epoch (and before every evaluation) all items' adapted modality vectors {a^m_i} are clustered by k-means into
  * K = ceil(ρ · M · I) interests (ρ = interest_ratio); each (item, modality) maps to its cluster
  * c^m_i and the interest tokens are the centroids μ_k (no gradient). A sequence's interest tokens
  * are the sorted unique {c^m_{i_j}} over its positions and modalities (0 for padding, masked).
@@ -298,8 +298,9 @@ export class Missrec extends Module implements SequentialModel {
   override train(on = true): this {
     super.train(on);
     // The trainer calls train() at every epoch start: interests are rediscovered then, as the
-    // reference's trainer does; eval() and parameter changes drop the cached scoring tables.
-    if (on) this.#setInterests(null);
+    // reference's trainer does, and on eval() too, so evaluation uses the interests of the
+    // parameters it scores (a checkpoint's eval reproduces the run's test metrics).
+    this.#setInterests(null);
     this.#evalTables = null;
     return this;
   }
