@@ -253,6 +253,8 @@ export const TrainConfigSchema = z.object({
   missrecKmeansIters: z.number().int().positive().default(5),
   missrecItemDropRatio: z.number().min(0).max(1).default(0.2),
   missrecItemDropCoefficient: z.number().min(0).max(1).default(0.9),
+  /** MISSRec fine-tuning from --init-from: fix position_embedding and the encoder-decoder. */
+  missrecFixEncoder: z.boolean().default(true),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

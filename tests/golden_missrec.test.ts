@@ -61,6 +61,7 @@ function build(g: Golden, stage: "pretrain" | "finetune", prefix = ""): Missrec 
     kmeansIters: 5,
     itemDropRatio: 0.2,
     itemDropCoefficient: 0.9,
+    fixEncoder: true,
   };
   const model = new Missrec(cfg, itemSide(g), new Rng(1));
   const params = new Map(

@@ -11,6 +11,7 @@ import { TrainConfigSchema } from "../core/config.ts";
 import { loadDataset } from "../core/data/dataset.ts";
 import { makeBatch, windowExamples } from "../core/models/examples.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
+import { readSafetensors } from "../core/io/safetensors.ts";
 import { kmeans, Missrec, type MissrecConfig } from "../core/models/missrec.ts";
 import { createModel } from "../core/models/registry.ts";
 import { Adam } from "../core/optim/adam.ts";
@@ -22,6 +23,18 @@ import { runCli } from "./helpers/run_cli.ts";
 import { MAIN_TS, setFlags } from "./helpers/tiny_run.ts";
 
 const MINI = new URL("../fixtures/ml-100k-mini/", import.meta.url).pathname;
+
+/** The CLI as a process (recommend and train's notices write to stdout / stderr directly). */
+async function duaf(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN_TS, ...args],
+    env: { DUAF_BLAS_THREADS: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
 
 const cfg = (over: Partial<MissrecConfig> = {}): MissrecConfig => ({
   numItems: ITEMS,
@@ -45,6 +58,7 @@ const cfg = (over: Partial<MissrecConfig> = {}): MissrecConfig => ({
   kmeansIters: 5,
   itemDropRatio: 0.2,
   itemDropCoefficient: 0.9,
+  fixEncoder: true,
   ...over,
 });
 
@@ -241,23 +255,42 @@ Deno.test("missrec: training on ml-100k-mini lowers the loss; CLI train, eval, r
     assert.equal(evaluated.code, 0, evaluated.stderr);
     assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
     const user = src.userIds()[0];
-    // recommend writes its lines to stdout directly: run it as a process.
-    const rec = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN_TS, "recommend", run, "--user", user, "--k", "5", "--quiet"],
-      env: { DUAF_BLAS_THREADS: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const dec = new TextDecoder();
-    assert.equal(rec.code, 0, dec.decode(rec.stderr));
-    assert.equal(JSON.parse(dec.decode(rec.stdout)).items.length, 5);
+    const rec = await duaf(["recommend", run, "--user", user, "--k", "5", "--quiet"]);
+    assert.equal(rec.code, 0, rec.stderr);
+    assert.equal(JSON.parse(rec.stdout).items.length, 5);
+
+    const exported = await runCli(["export", run, "--quiet"]);
+    assert.equal(exported.code, 2);
+    assert.match(exported.stderr, /missrec has no ONNX export \(its interest tokens/);
 
     const pretrained = join(root, "pre");
     const p = await train(pretrained, ["--set", "missrecStage=pretrain"]);
     assert.equal(p.code, 0, p.stderr);
-    const ft = await train(join(root, "ft"), ["--init-from", pretrained]);
+    const ft = await duaf([
+      "train",
+      ds,
+      "--model",
+      "missrec",
+      "--out",
+      join(root, "ft"),
+      ...setFlags(sets),
+      "--init-from",
+      pretrained,
+      "--backend",
+      "wasm",
+    ]);
     assert.equal(ft.code, 0, ft.stderr);
     assert.equal(JSON.parse(ft.stdout).initFrom, pretrained);
+    assert.match(ft.stderr, /init from .*pre: loaded .*; fresh: item_embedding\.weight\n/);
+    assert.match(ft.stderr, /position_embedding and the interest encoder-decoder fixed/);
+    const weights = async (r: string) =>
+      (await readSafetensors(join(r, "model.safetensors"))).tensors;
+    const [a, b] = [await weights(pretrained), await weights(join(root, "ft"))];
+    const same = (name: string) =>
+      compareClose(b.get(name)!.data as Float32Array, a.get(name)!.data as Float32Array, 0, 0)
+        .maxAbsDiff === 0;
+    assert.ok(same("trm_decoder.0.cross_attention.query.weight"), "fixed decoder moved");
+    assert.ok(!same("text_adaptor.weight"), "the adaptor did not train");
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -32,7 +32,9 @@
  * With two modalities softmax_m is a sigmoid of f (l^t - l^v). With one content modality the
  * reference scores cos-style against normalise(a^m_i (+ E_id[i])) instead.
  *
- * Fine-tuning (missrecStage "finetune"): L = CE(l / τ, target) + γ R over all items.
+ * Fine-tuning (missrecStage "finetune"): L = CE(l / τ, target) + γ R over all items. From a
+ * pre-trained run (`--init-from`) the position embedding and the encoder-decoder are fixed, as
+ * the reference's finetune.py (fix_enc) does: missrecFixEncoder.
  * Pre-training (missrecStage "pretrain", no ID table): in-batch contrastive losses
  *   L = CE(l_seq-item / τ) + λ CE(s · s'ᵀ / τ) + γ (R + R'),
  * l_seq-item the fused logits of each sequence against the batch's next items, s' an augmented
@@ -81,6 +83,7 @@ export interface MissrecConfig extends EncoderConfig {
   kmeansIters: number;
   itemDropRatio: number;
   itemDropCoefficient: number;
+  fixEncoder: boolean;
 }
 
 /** Additive key-padding mask [B, 1, 1, L]: -10000 where ids[b, j] = 0. */
@@ -234,6 +237,7 @@ export class Missrec extends Module implements SequentialModel {
   readonly #clusterSeed: number;
   #interests: Interests | null = null;
   #evalTables: ScoreTables | null = null;
+  #frozen = false;
 
   constructor(readonly cfg: MissrecConfig, items: ItemSide, rng: Rng) {
     super();
@@ -293,6 +297,36 @@ export class Missrec extends Module implements SequentialModel {
 
   get needsNegatives(): boolean {
     return false;
+  }
+
+  /**
+   * After loading pre-trained parameters (--init-from): fix the position embedding and the
+   * encoder-decoder (trm_model), as the reference's finetune.py (fix_enc) does.
+   */
+  initialized(loaded: ReadonlySet<string>): string | null {
+    if (!this.cfg.fixEncoder || this.cfg.stage !== "finetune") return null;
+    const fixed = this.#fixedParameters();
+    if (!fixed.some(([name]) => loaded.has(name))) return null;
+    for (const [, t] of fixed) t.requiresGrad = false;
+    this.#frozen = true;
+    return "missrec: position_embedding and the interest encoder-decoder fixed for fine-tuning " +
+      "(missrecFixEncoder=false trains them too)";
+  }
+
+  #fixedParameters(): [string, Tensor][] {
+    return [
+      ...this.positionEmbedding.namedParameters("position_embedding."),
+      ...this.encoder.namedParameters("trm_encoder."),
+      ...this.encoderNorm.namedParameters("encoder_norm."),
+      ...this.decoder.namedParameters("trm_decoder."),
+      ...this.decoderNorm.namedParameters("decoder_norm."),
+    ];
+  }
+
+  trainableParameters(): Tensor[] {
+    if (!this.#frozen) return this.parameters();
+    const fixed = new Set(this.#fixedParameters().map(([, t]) => t));
+    return this.parameters().filter((t) => !fixed.has(t));
   }
 
   override train(on = true): this {

@@ -177,6 +177,7 @@ export function createModel(
           kmeansIters: cfg.missrecKmeansIters,
           itemDropRatio: cfg.missrecItemDropRatio,
           itemDropCoefficient: cfg.missrecItemDropCoefficient,
+          fixEncoder: cfg.missrecFixEncoder,
         },
         items,
         rng,

@@ -101,6 +101,7 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "missrecKmeansIters": 5,
   "missrecItemDropRatio": 0.2,
   "missrecItemDropCoefficient": 0.9,
+  "missrecFixEncoder": true,
   "duafmat": {
     "modalities": [
       "text",
