@@ -16,7 +16,7 @@ import { kmeans, Missrec, type MissrecConfig } from "../core/models/missrec.ts";
 import { createModel } from "../core/models/registry.ts";
 import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
-import { backward, tensor, tidy, withBackend } from "../core/tensor.ts";
+import { assign, backward, tensor, tidy, withBackend } from "../core/tensor.ts";
 import { batch as tinyBatch, ITEMS, itemSide as tinyItemSide } from "./helpers/tiny_duaf.ts";
 import { compareClose } from "./golden.ts";
 import { runCli } from "./helpers/run_cli.ts";
@@ -110,6 +110,25 @@ Deno.test("missrec: shapes, interests from the adaptors, sorted unique interest 
       backward(out.total);
     });
     for (const [name, p] of m.namedParameters()) assert.ok(p.grad, `no gradient for ${name}`);
+  });
+});
+
+Deno.test("missrec: eval mode keeps its scoring tables across batches, recomputed after the next eval()", () => {
+  withBackend(new JsBackend(), () => {
+    for (const image of [true, false]) {
+      const m = new Missrec(cfg(), tinyItemSide(new Rng(1), image), new Rng(3));
+      const b = tinyBatch(new Rng(2));
+      const ctx = () => ({ training: false, rng: new Rng(0) });
+      m.eval();
+      const first = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+      const second = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+      assert.equal(compareClose(second, first, 0, 0).maxAbsDiff, 0);
+      const w = m.textAdaptor!.weight;
+      assign(w, w.toFloat32().map((v) => v * 2 + 0.1));
+      m.eval();
+      const after = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+      assert.ok(compareClose(after, first, 1e-6, 0).maxAbsDiff > 1e-4, `image ${image}`);
+    }
   });
 });
 

@@ -335,8 +335,14 @@ export class Missrec extends Module implements SequentialModel {
     // reference's trainer does, and on eval() too, so evaluation uses the interests of the
     // parameters it scores (a checkpoint's eval reproduces the run's test metrics).
     this.#setInterests(null);
-    this.#evalTables = null;
+    this.#dropEvalTables();
     return this;
+  }
+
+  #dropEvalTables(): void {
+    const t = this.#evalTables;
+    if (t) { for (const x of [...t.content, t.id, t.single]) x?.dispose(); }
+    this.#evalTables = null;
   }
 
   #setInterests(next: Interests | null): void {
@@ -362,14 +368,14 @@ export class Missrec extends Module implements SequentialModel {
     const d = this.cfg.hidden;
     const m = this.#content.length;
     const k = Math.min(Math.max(Math.ceil(this.cfg.interestRatio * m * n), 1), m * n);
-    const points = noGrad(() =>
+    const points = keep(noGrad(() =>
       tidy(() =>
-        keep(op.concat(
+        op.concat(
           this.#content.map((c) => op.slice(c.adaptor.forward(c.table), 0, 1, n)),
           0,
-        ))
+        )
       )
-    );
+    ));
     const { assign, centroids } = kmeans(
       points,
       k,
@@ -500,16 +506,15 @@ export class Missrec extends Module implements SequentialModel {
 
   #scoringTables(ctx: ForwardContext): ScoreTables {
     if (ctx.training || this.training) return this.#tables();
-    this.#evalTables ??= noGrad(() =>
-      tidy(() => {
-        const t = this.#tables();
-        return {
-          content: t.content.map((x) => keep(x)),
-          id: t.id && keep(t.id),
-          single: t.single && keep(t.single),
-        };
-      })
-    );
+    if (!this.#evalTables) {
+      // kept after tidy returns: tidy hands its results to the enclosing scope.
+      const t = noGrad(() => tidy(() => this.#tables()));
+      this.#evalTables = {
+        content: t.content.map((x) => keep(x)),
+        id: t.id && keep(t.id),
+        single: t.single && keep(t.single),
+      };
+    }
     return this.#evalTables;
   }
 
