@@ -4,18 +4,20 @@
  * (github.com/gimpong/MM23-MISSRec: missrec.py, model_utils.py, trainer.py, props/*.yaml), with
  * the reference's defaults seq_mm_fusion "add" and item_mm_fusion "dynamic_shared".
  *
- * Multi-modal item tokens (§3.2): x^m_i the frozen features of modality m (text, image), adapted
+ * Multi-modal item tokens: x^m_i the frozen features of modality m (text, image), adapted
  * by one Linear layer per modality (text_adaptor, img_adaptor; the reference's adaptor is a plain
  * Linear, not UniSRec's MoE):
  *   a^m_i = W_m x^m_i + b_m
  *   e_j   = Σ_m a^m_{i_j} + P_j (+ E_id[i_j] when transductive)          ("add" fusion)
  *   decoder input  z_j = Dropout(LN(e_j))
  *
- * Interest discovery (§3.3, the trainer's _multimodal_interest_discovery): before every training
- * epoch (and before every evaluation) all items' adapted modality vectors {a^m_i} are clustered by k-means into
- * K = ceil(ρ · M · I) interests (ρ = interest_ratio); each (item, modality) maps to its cluster
- * c^m_i and the interest tokens are the centroids μ_k (no gradient). A sequence's interest tokens
- * are the sorted unique {c^m_{i_j}} over its positions and modalities (0 for padding, masked).
+ * Interest discovery (the trainer's _multimodal_interest_discovery): before every training epoch
+ * (and, here, before every evaluation, so a checkpoint's eval reproduces the run's test metrics)
+ * all items' adapted modality vectors {a^m_i} are clustered by k-means (seeded Lloyd, 5 passes;
+ * the reference runs torchpq's mini-batch k-means) into K = ceil(ρ · M · I) interests
+ * (ρ = interest_ratio); each (item, modality) maps to its cluster c^m_i, and the interest
+ * tokens are the centroids μ_k (no gradient). A sequence's interest tokens are the sorted unique
+ * {c^m_{i_j}} over its positions and modalities (0 for padding, masked).
  *
  * Interest-aware sequence encoder (nn.Transformer, post-LN, n_layers/2 encoder + n_layers/2
  * decoder layers, neither causal):
@@ -23,9 +25,13 @@
  *   H        = LN_dec(Decoder(z, M))    self-attention over z, cross-attention to M
  *   s        = H at the last position, L2-normalised
  *   diversity regulariser  R = Σ_b ||Σ_q M_bq · w_b||² / d,  w_b = (unmasked tokens of b) / Nq
- *                          (the reference's interest_orthogonal_regularization, as written)
+ *                          (the reference's interest_orthogonal_regularization, as written: a
+ *                          sum over the batch, padded tokens' outputs included)
+ * The attention blocks are RecBole's (core/nn/transformer.ts) plus a cross-attention; torch's
+ * layers also drop out inside the feed-forward and use the hidden dropout for attention, so the
+ * two agree exactly at dropout 0 (the golden case checks against torch.nn.Transformer).
  *
- * Dynamic item fusion (§3.4, _compute_dynamic_fused_logits): with â^m_i = a^m_i / ||a^m_i||,
+ * Dynamic item fusion (_compute_dynamic_fused_logits): with â^m_i = a^m_i / ||a^m_i||,
  *   l^m_i = s · â^m_i,   ω^m_i = softmax_m(l^m_i · f),   l_i = Σ_m ω^m_i l^m_i
  * (f the learnable fusion_factor, 0 at start; "static" averages instead), and transductively
  *   l_i = (s · Ê_id[i] + 2 l_i) / 3.
@@ -454,7 +460,7 @@ export class Missrec extends Module implements SequentialModel {
     return { s, reg };
   }
 
-  /** Σ_m adapted modality vectors of the batch's items [B, L, d]; `text` overrides the text rows. */
+  /** Σ_m adapted modality vectors of the items [B, L, d]; `text` replaces the text rows. */
   #content3(items: Int32Array, size: number, len: number, text?: Tensor): Tensor {
     const idx = tensor(items, [size, len], "i32");
     let out: Tensor | null = null;
