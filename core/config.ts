@@ -19,6 +19,7 @@ export const MODEL_KINDS = [
   "unisrec",
   "tedrec",
   "m3srec",
+  "missrec",
 ] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
@@ -234,6 +235,26 @@ export const TrainConfigSchema = z.object({
   m3srecAuxWeight: z.number().nonnegative().default(0.1),
   /** M3SRec contrastive temperature; UniSRec's temperature. */
   m3srecTemperature: z.number().positive().default(0.07),
+  /** MISSRec (the reference's props/*.yaml): pre-training or fine-tuning, with or without ID. */
+  missrecStage: z.enum(["pretrain", "finetune"]).default("finetune"),
+  missrecMode: z.enum(["inductive", "transductive"]).default("transductive"),
+  /** MISSRec content modalities (modal_type img_text); absent ones skipped with a notice. */
+  missrecModalities: z.array(z.enum(["text", "image"])).default(["text", "image"]),
+  /** MISSRec item_mm_fusion: learned softmax weights over modality logits, or their mean. */
+  missrecItemFusion: z.enum(["static", "dynamic_shared"]).default("dynamic_shared"),
+  missrecTemperature: z.number().positive().default(0.07),
+  /** MISSRec weight of the pre-training sequence-sequence loss (lambda). */
+  missrecLambda: z.number().nonnegative().default(1e-3),
+  /** MISSRec weight of the interest diversity regulariser (gamma). */
+  missrecGamma: z.number().nonnegative().default(1e-4),
+  /** MISSRec interests per (item, modality) pair (interest_ratio; finetune.yaml 0.5). */
+  missrecInterestRatio: z.number().positive().max(1).default(0.5),
+  /** MISSRec k-means passes of the interest discovery (cluster_kmeans niter). */
+  missrecKmeansIters: z.number().int().positive().default(5),
+  missrecItemDropRatio: z.number().min(0).max(1).default(0.2),
+  missrecItemDropCoefficient: z.number().min(0).max(1).default(0.9),
+  /** MISSRec fine-tuning from --init-from: fix position_embedding and the encoder-decoder. */
+  missrecFixEncoder: z.boolean().default(true),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

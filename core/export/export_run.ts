@@ -27,6 +27,12 @@ export async function checkpointSha256(runDir: string): Promise<string> {
   }
 }
 
+/** Why a model kind has no graph, where that is a design limit rather than work not yet done. */
+const NO_EXPORT: Record<string, string> = {
+  missrec: "its interest tokens are the sorted unique k-means interests of each history, a " +
+    "per-row set of data-dependent size; score it with duaf recommend; see docs/export.md",
+};
+
 /** Builds the graph of an opened run (openRun has already checked the checkpoint). */
 export async function exportRun(
   run: OpenRun,
@@ -34,7 +40,10 @@ export async function exportRun(
   opts: ExportOptions = {},
 ): Promise<ExportedGraph> {
   if (!canExport(run.model)) {
-    throw new UsageError(`${runDir}: model ${run.model.kind} has no ONNX export yet`);
+    const why = NO_EXPORT[run.model.kind];
+    throw new UsageError(
+      `${runDir}: model ${run.model.kind} has no ONNX export ${why ? `(${why})` : "yet"}`,
+    );
   }
   const cfg = run.manifest.config;
   return exportOnnx(run.model, {

@@ -9,6 +9,7 @@ import { Fdsa } from "./fdsa.ts";
 import { Gru4rec } from "./gru4rec.ts";
 import { Lrurec } from "./lrurec.ts";
 import { M3srec } from "./m3srec.ts";
+import { Missrec } from "./missrec.ts";
 import type { ItemSide } from "./item_side.ts";
 import type { SequentialModel } from "./model.ts";
 import { Nova } from "./nova.ts";
@@ -147,6 +148,36 @@ export function createModel(
           adaptorDropout: cfg.m3srecAdaptorDropout,
           auxWeight: cfg.m3srecAuxWeight,
           temperature: cfg.m3srecTemperature,
+        },
+        items,
+        rng,
+      );
+      for (const n of model.notices) notice(n);
+      return model;
+    }
+    case "missrec": {
+      if (cfg.trainMode === "window") {
+        throw new UsageError("missrec: its decoder is not causal, so it needs trainMode=prefix");
+      }
+      if (cfg.loss !== "ce") {
+        throw new UsageError("missrec: the fused modality logits train with loss=ce only");
+      }
+      const model = new Missrec(
+        {
+          ...cfg,
+          numItems,
+          stage: cfg.missrecStage,
+          mode: cfg.missrecMode,
+          modalities: cfg.missrecModalities,
+          itemFusion: cfg.missrecItemFusion,
+          temperature: cfg.missrecTemperature,
+          lambda: cfg.missrecLambda,
+          gamma: cfg.missrecGamma,
+          interestRatio: cfg.missrecInterestRatio,
+          kmeansIters: cfg.missrecKmeansIters,
+          itemDropRatio: cfg.missrecItemDropRatio,
+          itemDropCoefficient: cfg.missrecItemDropCoefficient,
+          fixEncoder: cfg.missrecFixEncoder,
         },
         items,
         rng,

@@ -76,6 +76,7 @@ function isListKey(key: string): boolean {
     "difsrAttributes",
     "difsrLambdas",
     "m3srecModalities",
+    "missrecModalities",
   ]
     .includes(key);
 }

@@ -87,6 +87,21 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "m3srecAdaptorDropout": 0.2,
   "m3srecAuxWeight": 0.1,
   "m3srecTemperature": 0.07,
+  "missrecStage": "finetune",
+  "missrecMode": "transductive",
+  "missrecModalities": [
+    "text",
+    "image",
+  ],
+  "missrecItemFusion": "dynamic_shared",
+  "missrecTemperature": 0.07,
+  "missrecLambda": 0.001,
+  "missrecGamma": 0.0001,
+  "missrecInterestRatio": 0.5,
+  "missrecKmeansIters": 5,
+  "missrecItemDropRatio": 0.2,
+  "missrecItemDropCoefficient": 0.9,
+  "missrecFixEncoder": true,
   "duafmat": {
     "modalities": [
       "text",

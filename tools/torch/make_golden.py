@@ -1045,6 +1045,125 @@ def case_unisrec(dtype):
     return meta, t
 
 
+# ----------------------------------------------------------------------------------------------
+# i) MISSRec (Wang et al., ACM MM 2023): transductive fine-tuning loss (fused text/image/ID
+#    logits + gamma * interest regulariser), pre-training loss with a given item-drop view, every
+#    parameter gradient; interests given; the encoder/decoder checked against torch.nn.Transformer
+
+MIS_CFG = OrderedDict(n_items=20, text_dim=6, img_dim=5, hidden_size=8, inner_size=16,
+                      n_layers=2, n_heads=2, max_seq_length=6, temperature=0.07, lam=0.5,
+                      gamma=0.1, layer_norm_eps=1e-12, n_interests=7)
+MIS_IMAGE_MISSING = [2, 9, 16]
+
+
+def case_missrec(dtype):
+    from missrec_ref import MISSRec, to_torch_transformer
+
+    c = MIS_CFG
+    n = c["n_items"]
+    torch.set_default_dtype(dtype)
+    try:
+        g = gen(97)
+        text = randn(g, n, c["text_dim"]).to(dtype)
+        img = randn(g, n, c["img_dim"]).to(dtype)
+        text[0] = 0.0
+        img[0] = 0.0
+        img[MIS_IMAGE_MISSING] = 0.0  # the reference's empty rows; the TS side zero-fills by mask
+        img_present = torch.ones(n, dtype=torch.long)
+        img_present[MIS_IMAGE_MISSING] = 0
+        centroids = randn(g, c["n_interests"] + 1, c["hidden_size"]).to(dtype)
+        centroids[0] = 0.0
+        gi = torch.Generator().manual_seed(5)
+        text_lookup = torch.randint(1, c["n_interests"] + 1, (n,), generator=gi)
+        img_lookup = torch.randint(1, c["n_interests"] + 1, (n,), generator=gi)
+        text_lookup[0] = 0
+        img_lookup[0] = 0
+        lookups = [text_lookup, img_lookup]
+
+        def build(transductive):
+            torch.manual_seed(0)
+            m = MISSRec(n, c["max_seq_length"], c["n_layers"], c["n_heads"], c["hidden_size"],
+                        c["inner_size"], c["text_dim"], c["img_dim"], c["layer_norm_eps"],
+                        transductive)
+            gp = gen(4321)
+            with torch.no_grad():
+                for name, p in m.named_parameters():
+                    if name.endswith("LayerNorm.weight") or name.endswith("_norm.weight"):
+                        p.copy_(1.0 + 0.1 * randn(gp, *p.shape))
+                    elif name.endswith(".bias") or name == "fusion_factor":
+                        p.copy_(0.3 * randn(gp, *p.shape))
+                    else:
+                        p.copy_(0.5 * randn(gp, *p.shape))
+            return m.to(dtype)
+
+        item_seq = torch.tensor(UNI_ITEM_SEQ, dtype=torch.long)
+        item_seq_len = torch.tensor(UNI_ITEM_SEQ_LEN, dtype=torch.long)
+        pos_items = torch.tensor(UNI_POS_ITEMS, dtype=torch.long)
+        aug_seq = torch.tensor(UNI_ITEM_SEQ_AUG, dtype=torch.long)
+        aug_len = torch.tensor(UNI_ITEM_SEQ_LEN_AUG, dtype=torch.long)
+
+        model = build(True)
+        trace = {}
+        s, logits, main, reg, loss = model.finetune_loss(
+            item_seq, item_seq_len, pos_items, text, img, centroids, lookups, c["temperature"],
+            c["gamma"], trace)
+        # The decoder stack equals the reference's torch.nn.Transformer (encoder + decoder).
+        trm = to_torch_transformer(model, c["n_heads"], c["inner_size"], c["layer_norm_eps"])
+        trm.train()
+        with torch.no_grad():
+            mem = trm.encoder(trace["tokens"], src_key_padding_mask=trace["ids"] == 0)
+            out = trm.decoder(trace["dec_in"], mem, tgt_key_padding_mask=item_seq == 0,
+                              memory_key_padding_mask=trace["ids"] == 0)
+        tol = 1e-4 if dtype == torch.float32 else 1e-9
+        assert (mem - trace["memory"]).abs().max() < tol, "encoder differs from nn.Transformer"
+        assert (out - trace["hidden"]).abs().max() < tol, "decoder differs from nn.Transformer"
+
+        t = OrderedDict(item_seq=item_seq, item_seq_len=item_seq_len, pos_items=pos_items,
+                        text_table=text, image_table=img, image_present=img_present,
+                        interest_centroids=centroids, text_interest=text_lookup,
+                        image_interest=img_lookup, interest_ids=trace["ids"])
+        for name, p in model.named_parameters():
+            t[name] = p.detach()
+        t["seq_output"] = s
+        t["logits"] = logits
+        t["main_loss"] = main
+        t["interest_reg"] = reg
+        t["loss"] = loss
+        for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
+            t["grad." + name] = g_
+
+        pre = build(False)
+        pre.load_state_dict({k: v for k, v in model.state_dict().items()
+                             if not k.startswith("item_embedding.")})
+        seq_item, seq_seq, regs, pre_loss = pre.pretrain_loss(
+            item_seq, item_seq_len, pos_items, aug_seq, aug_len, text, img, centroids, lookups,
+            c["temperature"], c["lam"], c["gamma"])
+        t["aug_seq"] = aug_seq
+        t["aug_len"] = aug_len
+        t["pre.seq_item"] = seq_item
+        t["pre.seq_seq"] = seq_seq
+        t["pre.interest_reg"] = regs
+        t["pre.loss"] = pre_loss
+        for name, g_ in grads(pre_loss, OrderedDict(pre.named_parameters())).items():
+            t["pre.grad." + name] = g_
+    finally:
+        torch.set_default_dtype(torch.float32)
+    meta = OrderedDict(c)
+    meta.update(
+        loss="fine-tuning: CE(((s.norm(E_id)^T) + 2 * sum_m softmax_m(l_m * f) l_m) / 3 / tau) + "
+             "gamma * R; pre-training (no ID table, same weights but item_embedding): "
+             "CE(fused in-batch logits / tau) + lam * CE(s s_aug^T / tau) + gamma * (R + R_aug)",
+        interests="centroids (row 0 padding) and per-modality lookups given; interest_ids are "
+                  "each row's sorted unique lookups, 0-padded",
+        missing="image rows in image_present 0 are zero (the reference's empty rows)",
+        reference="gimpong/MM23-MISSRec missrec.py (tools/torch/missrec_ref.py)",
+        init="weights N(0, 0.5^2); LayerNorm weights 1 + 0.1 N(0,1); biases and fusion_factor "
+             "0.3 N(0,1)",
+        dropout="0",
+    )
+    return meta, t
+
+
 CASES = OrderedDict(
     sasrec=lambda dt: case_sasrec(dt, "ce"),
     sasrec_bce=lambda dt: case_sasrec(dt, "bce"),
@@ -1060,6 +1179,7 @@ CASES = OrderedDict(
     unisrec=case_unisrec,
     tedrec=case_tedrec,
     m3srec=case_m3srec,
+    missrec=case_missrec,
 )
 
 

@@ -1,0 +1,316 @@
+/**
+ * MISSRec: shapes and interest tokens, k-means interests, missing images zero-filled (a missing
+ * item's stored row never reaches the output), the text-only mode and its notice, training steps
+ * on ml-100k-mini (real poster features) lower the loss, and from the CLI train / eval /
+ * recommend, pre-training then --init-from fine-tuning.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { JsBackend } from "../core/backends/js.ts";
+import { TrainConfigSchema } from "../core/config.ts";
+import { loadDataset } from "../core/data/dataset.ts";
+import { makeBatch, windowExamples } from "../core/models/examples.ts";
+import type { ItemSide } from "../core/models/item_side.ts";
+import { readSafetensors } from "../core/io/safetensors.ts";
+import { kmeans, Missrec, type MissrecConfig } from "../core/models/missrec.ts";
+import { createModel } from "../core/models/registry.ts";
+import { Adam } from "../core/optim/adam.ts";
+import { Rng } from "../core/random.ts";
+import { assign, backward, tensor, tidy, withBackend } from "../core/tensor.ts";
+import { batch as tinyBatch, ITEMS, itemSide as tinyItemSide } from "./helpers/tiny_duaf.ts";
+import { compareClose } from "./golden.ts";
+import { runCli } from "./helpers/run_cli.ts";
+import { MAIN_TS, setFlags } from "./helpers/tiny_run.ts";
+
+const MINI = new URL("../fixtures/ml-100k-mini/", import.meta.url).pathname;
+
+/** The CLI as a process (recommend and train's notices write to stdout / stderr directly). */
+async function duaf(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN_TS, ...args],
+    env: { DUAF_BLAS_THREADS: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+const cfg = (over: Partial<MissrecConfig> = {}): MissrecConfig => ({
+  numItems: ITEMS,
+  maxLen: 5,
+  layers: 2,
+  heads: 2,
+  hidden: 8,
+  inner: 16,
+  hiddenDropout: 0,
+  attnDropout: 0,
+  layerNormEps: 1e-12,
+  initStd: 0.02,
+  stage: "finetune",
+  mode: "transductive",
+  modalities: ["text", "image"],
+  itemFusion: "dynamic_shared",
+  temperature: 0.07,
+  lambda: 1e-3,
+  gamma: 1e-4,
+  interestRatio: 0.5,
+  kmeansIters: 5,
+  itemDropRatio: 0.2,
+  itemDropCoefficient: 0.9,
+  fixEncoder: true,
+  ...over,
+});
+
+Deno.test("missrec: k-means assigns every point its nearest centroid and is seeded", () => {
+  withBackend(new JsBackend(), () => {
+    // Two well-separated blobs in 2-d.
+    const pts = new Float32Array([0, 0, 0.1, 0, 0, 0.1, 5, 5, 5.1, 5, 5, 5.1]);
+    const a = kmeans(tensor(pts, [6, 2]), 2, 5, new Rng(1));
+    assert.equal(a.assign[0], a.assign[1]);
+    assert.equal(a.assign[0], a.assign[2]);
+    assert.equal(a.assign[3], a.assign[5]);
+    assert.notEqual(a.assign[0], a.assign[3]);
+    const c = a.centroids.subarray(a.assign[3] * 2, a.assign[3] * 2 + 2);
+    assert.ok(Math.abs(c[0] - 5.0333) < 1e-3 && Math.abs(c[1] - 5.0333) < 1e-3);
+    const b = kmeans(tensor(pts, [6, 2]), 2, 5, new Rng(1));
+    assert.deepEqual([...b.assign], [...a.assign]);
+  });
+});
+
+Deno.test("missrec: shapes, interests from the adaptors, sorted unique interest tokens", () => {
+  withBackend(new JsBackend(), () => {
+    const m = new Missrec(cfg(), tinyItemSide(new Rng(1), true), new Rng(3));
+    const b = tinyBatch(new Rng(2));
+    const { centroids, lookup } = m.interests();
+    const k = Math.ceil(0.5 * 2 * ITEMS);
+    assert.deepEqual(centroids.shape, [k + 1, 8]);
+    assert.deepEqual([...centroids.toFloat32().subarray(0, 8)], new Array(8).fill(0));
+    for (const name of ["text", "image"] as const) {
+      const ids = lookup.get(name)!;
+      assert.equal(ids[0], 0);
+      for (let i = 1; i <= ITEMS; i++) assert.ok(ids[i] >= 1 && ids[i] <= k);
+    }
+    const { ids, width } = m.interestTokens(b.items, b.size, b.len);
+    for (let r = 0; r < b.size; r++) {
+      const want = new Set<number>();
+      for (let j = 0; j < b.len; j++) {
+        want.add(lookup.get("text")![b.items[r * b.len + j]]);
+        want.add(lookup.get("image")![b.items[r * b.len + j]]);
+      }
+      const row = [...ids.subarray(r * width, (r + 1) * width)].slice(0, want.size);
+      assert.deepEqual(row, [...want].sort((x, y) => x - y));
+    }
+    tidy(() => {
+      const ctx = { training: false, rng: new Rng(0) };
+      assert.deepEqual(m.forward(b, ctx).shape, [b.size, 8]);
+      assert.deepEqual(m.scoreAll(b, ctx).shape, [b.size, ITEMS + 1]);
+      const out = m.loss(b, { training: true, rng: new Rng(5) });
+      assert.deepEqual(Object.keys(out.parts).sort(), ["interest_reg", "main"]);
+      backward(out.total);
+    });
+    for (const [name, p] of m.namedParameters()) assert.ok(p.grad, `no gradient for ${name}`);
+  });
+});
+
+Deno.test("missrec: eval mode keeps its scoring tables across batches, recomputed after the next eval()", () => {
+  withBackend(new JsBackend(), () => {
+    for (const image of [true, false]) {
+      const m = new Missrec(cfg(), tinyItemSide(new Rng(1), image), new Rng(3));
+      const b = tinyBatch(new Rng(2));
+      const ctx = () => ({ training: false, rng: new Rng(0) });
+      m.eval();
+      const first = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+      const second = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+      assert.equal(compareClose(second, first, 0, 0).maxAbsDiff, 0);
+      const w = m.textAdaptor!.weight;
+      assign(w, w.toFloat32().map((v) => v * 2 + 0.1));
+      m.eval();
+      const after = tidy(() => m.scoreAll(b, ctx()).toFloat32());
+      assert.ok(compareClose(after, first, 1e-6, 0).maxAbsDiff > 1e-4, `image ${image}`);
+    }
+  });
+});
+
+Deno.test("missrec: a missing item's image row never reaches the output; a present one does", () => {
+  withBackend(new JsBackend(), () => {
+    const items = tinyItemSide(new Rng(1), true);
+    const image = items.image!;
+    const missing = image.mask.findIndex((p, i) => i > 0 && !p);
+    const present = image.mask.findIndex((p, i) => i > 0 && p === 1);
+    assert.ok(missing > 0 && present > 0);
+    const b = tinyBatch(new Rng(2));
+    b.items[0] = missing;
+    b.items[b.len] = present;
+    const scores = (it: ItemSide) =>
+      tidy(() =>
+        new Missrec(cfg(), it, new Rng(3)).scoreAll(b, { training: false, rng: new Rng(0) })
+          .toFloat32()
+      );
+    const base = scores(items);
+    const changed = (row: number) => {
+      const data = image.data.slice();
+      for (let c = 0; c < image.dim; c++) data[row * image.dim + c] += 3 + c;
+      return { ...items, image: { ...image, data } };
+    };
+    const same = compareClose(scores(changed(missing)), base, 0, 0);
+    assert.equal(same.maxAbsDiff, 0, "changing a missing item's stored image changed scores");
+    const moved = compareClose(scores(changed(present)), base, 1e-6, 0);
+    assert.ok(moved.maxAbsDiff > 1e-4, "changing a present item's image left scores unchanged");
+  });
+});
+
+Deno.test("missrec: without images it runs on text, with one notice; window training is refused", () => {
+  withBackend(new JsBackend(), () => {
+    const notices: string[] = [];
+    const c = TrainConfigSchema.parse({ model: "missrec", hidden: 8, inner: 16, maxLen: 5 });
+    const m = createModel(c, tinyItemSide(new Rng(1), false), new Rng(3), (n) => notices.push(n));
+    assert.ok(m instanceof Missrec);
+    assert.deepEqual(m.modalities, ["text"]);
+    assert.deepEqual(notices, ["missrec: no image modality in the dataset; running without it"]);
+    assert.ok(
+      !m.namedParameters().some(([n]) => n.startsWith("img_adaptor") || n === "fusion_factor"),
+    );
+    const b = tinyBatch(new Rng(2));
+    tidy(() => {
+      const out = m.loss(b, { training: true, rng: new Rng(5) });
+      assert.ok(Number.isFinite(out.total.item()));
+    });
+    const w = TrainConfigSchema.parse({ model: "missrec", trainMode: "window" });
+    assert.throws(
+      () => createModel(w, tinyItemSide(new Rng(1), true), new Rng(3), () => {}),
+      /trainMode=prefix/,
+    );
+  });
+});
+
+Deno.test("missrec: training on ml-100k-mini lowers the loss; CLI train, eval, recommend, pre-train then --init-from", async () => {
+  const root = await Deno.makeTempDir({ prefix: "duaf-missrec-" });
+  try {
+    const ds = join(root, "ml");
+    const pre = await runCli([
+      "preprocess",
+      "--format",
+      "recbole",
+      "--inter",
+      join(MINI, "ml-100k-mini.inter.gz"),
+      "--item",
+      join(MINI, "ml-100k-mini.item"),
+      "--kcore",
+      "0",
+      "--image-features",
+      join(MINI, "image_mobilenet_v2.npy"),
+      "--text-dim",
+      "16",
+      "--out",
+      ds,
+      "--quiet",
+    ]);
+    assert.equal(pre.code, 0, pre.stderr);
+    const src = await loadDataset(ds);
+    const ex = windowExamples(src);
+    withBackend(new JsBackend(), () => {
+      const items: ItemSide = {
+        numItems: src.numItems,
+        text: src.text,
+        image: src.image,
+        itemCategory: src.itemCategory,
+        numCategories: src.numCategories,
+      };
+      const m = new Missrec(
+        cfg({ numItems: src.numItems, maxLen: 10, hidden: 16, interestRatio: 0.05 }),
+        items,
+        new Rng(1),
+      );
+      assert.deepEqual(m.modalities, ["text", "image"]);
+      const opt = new Adam(m.parameters(), { lr: 3e-3 });
+      const rng = new Rng(2);
+      const fixed = makeBatch(src, ex, null, 0, 30, 10, 0, null);
+      const lossOn = () =>
+        tidy(() => m.loss(fixed, { training: false, rng: new Rng(0) }).parts.main.item());
+      const before = lossOn();
+      for (let s = 0; s < 8; s++) {
+        const b = makeBatch(src, ex, null, (s % 5) * 30, (s % 5) * 30 + 30, 10, 0, null);
+        tidy(() => {
+          backward(m.loss(b, { training: true, rng }).total);
+          opt.step();
+          opt.zeroGrad();
+        });
+      }
+      const after = lossOn();
+      assert.ok(after < before - 0.05, `loss ${before.toFixed(4)} -> ${after.toFixed(4)}`);
+    });
+
+    const sets = [
+      "hidden=16",
+      "inner=32",
+      "layers=2",
+      "maxSteps=3",
+      "epochs=2",
+      "batchSize=64",
+      "maxLen=20",
+    ];
+    const train = (out: string, extra: string[]) =>
+      runCli([
+        "train",
+        ds,
+        "--model",
+        "missrec",
+        "--out",
+        out,
+        ...setFlags(sets),
+        ...extra,
+        "--backend",
+        "wasm",
+        "--quiet",
+      ]);
+    const run = join(root, "run");
+    const trained = await train(run, []);
+    assert.equal(trained.code, 0, trained.stderr);
+    const report = JSON.parse(trained.stdout);
+    assert.equal(report.model, "missrec");
+    assert.ok(report.test["ndcg@10"] >= 0 && report.test["ndcg@10"] <= 1);
+    const evaluated = await runCli(["eval", run, "--backend", "wasm", "--quiet"]);
+    assert.equal(evaluated.code, 0, evaluated.stderr);
+    assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
+    const user = src.userIds()[0];
+    const rec = await duaf(["recommend", run, "--user", user, "--k", "5", "--quiet"]);
+    assert.equal(rec.code, 0, rec.stderr);
+    assert.equal(JSON.parse(rec.stdout).items.length, 5);
+
+    const exported = await runCli(["export", run, "--quiet"]);
+    assert.equal(exported.code, 2);
+    assert.match(exported.stderr, /missrec has no ONNX export \(its interest tokens/);
+
+    const pretrained = join(root, "pre");
+    const p = await train(pretrained, ["--set", "missrecStage=pretrain"]);
+    assert.equal(p.code, 0, p.stderr);
+    const ft = await duaf([
+      "train",
+      ds,
+      "--model",
+      "missrec",
+      "--out",
+      join(root, "ft"),
+      ...setFlags(sets),
+      "--init-from",
+      pretrained,
+      "--backend",
+      "wasm",
+    ]);
+    assert.equal(ft.code, 0, ft.stderr);
+    assert.equal(JSON.parse(ft.stdout).initFrom, pretrained);
+    assert.match(ft.stderr, /init from .*pre: loaded .*; fresh: item_embedding\.weight\n/);
+    assert.match(ft.stderr, /position_embedding and the interest encoder-decoder fixed/);
+    const weights = async (r: string) =>
+      (await readSafetensors(join(r, "model.safetensors"))).tensors;
+    const [a, b] = [await weights(pretrained), await weights(join(root, "ft"))];
+    const same = (name: string) =>
+      compareClose(b.get(name)!.data as Float32Array, a.get(name)!.data as Float32Array, 0, 0)
+        .maxAbsDiff === 0;
+    assert.ok(same("trm_decoder.0.cross_attention.query.weight"), "fixed decoder moved");
+    assert.ok(!same("text_adaptor.weight"), "the adaptor did not train");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
