@@ -19,6 +19,7 @@ export const MODEL_KINDS = [
   "unisrec",
   "tedrec",
   "m3srec",
+  "iisan",
 ] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
@@ -234,6 +235,14 @@ export const TrainConfigSchema = z.object({
   m3srecAuxWeight: z.number().nonnegative().default(0.1),
   /** M3SRec contrastive temperature; UniSRec's temperature. */
   m3srecTemperature: z.number().positive().default(0.07),
+  /** IISAN side network width D (each cached layer is projected to it; the paper's is 768). */
+  iisanSideDim: z.number().int().positive().default(128),
+  /** IISAN adapter bottleneck (cv/bert_adapter_down_size). */
+  iisanAdapterDown: z.number().int().positive().default(64),
+  /** IISAN adapter activation (adapter_activation, RELU in the reference). */
+  iisanAdapterActivation: z.enum(["relu", "gelu"]).default("relu"),
+  /** IISAN gate temperature: gate = σ(γ / T) (0.1 in the reference). */
+  iisanGateTemperature: z.number().positive().default(0.1),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

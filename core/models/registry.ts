@@ -8,6 +8,7 @@ import { DuafMat } from "./duaf/duafmat.ts";
 import { Fdsa } from "./fdsa.ts";
 import { Gru4rec } from "./gru4rec.ts";
 import { Lrurec } from "./lrurec.ts";
+import { Iisan } from "./iisan.ts";
 import { M3srec } from "./m3srec.ts";
 import type { ItemSide } from "./item_side.ts";
 import type { SequentialModel } from "./model.ts";
@@ -147,6 +148,22 @@ export function createModel(
           adaptorDropout: cfg.m3srecAdaptorDropout,
           auxWeight: cfg.m3srecAuxWeight,
           temperature: cfg.m3srecTemperature,
+        },
+        items,
+        rng,
+      );
+      for (const n of model.notices) notice(n);
+      return model;
+    }
+    case "iisan": {
+      const model = new Iisan(
+        {
+          ...cfg,
+          numItems,
+          sideDim: cfg.iisanSideDim,
+          adapterDown: cfg.iisanAdapterDown,
+          adapterActivation: cfg.iisanAdapterActivation,
+          gateTemperature: cfg.iisanGateTemperature,
         },
         items,
         rng,

@@ -87,6 +87,10 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "m3srecAdaptorDropout": 0.2,
   "m3srecAuxWeight": 0.1,
   "m3srecTemperature": 0.07,
+  "iisanSideDim": 128,
+  "iisanAdapterDown": 64,
+  "iisanAdapterActivation": "relu",
+  "iisanGateTemperature": 0.1,
   "duafmat": {
     "modalities": [
       "text",
