@@ -49,12 +49,16 @@ export interface ImageEncodeOptions {
   /** Missing or undecodable images: DataError when true, else mask 0 and a counted skip. */
   strict: boolean;
   progress?: Progress;
+  /** Also read K evenly spaced of the model's `layer_*` outputs (block states, for IISAN). */
+  layers?: number;
 }
 
 export interface EncodedImages {
   dim: number;
   data: Float32Array;
   mask: Uint8Array;
+  /** With `layers`: each image's chosen layer rows concatenated, and their widths. */
+  layers?: { widths: number[]; data: Float32Array };
   /** Image paths that could not be read or decoded (lenient mode). */
   skipped: number;
 }

@@ -79,6 +79,15 @@ export interface IisanConfig extends EncoderConfig {
   gateTemperature: number;
 }
 
+/**
+ * The side networks' projections keep PyTorch's default Linear scale (variance 1/(3 fan_in), the
+ * reference leaves them at torch's U(±1/√fan_in)): four chained N(0, initStd²) layers would
+ * shrink every item embedding to ~1e-6 and train no further.
+ */
+function torchLinear(inDim: number, outDim: number, rng: Rng): Linear {
+  return new Linear(inDim, outDim, rng, { std: 1 / Math.sqrt(3 * inDim) });
+}
+
 /** AdapterBlock: x + W_up act(W_down x + b_down) + b_up. */
 export class AdapterBlock extends Module {
   readonly down: Linear;
@@ -98,11 +107,11 @@ export class AdapterBlock extends Module {
 export class LayerProjection extends Module {
   readonly proj: ModuleList<Linear>;
   readonly offsets: number[];
-  constructor(readonly widths: number[], sideDim: number, rng: Rng, std: number) {
+  constructor(readonly widths: number[], sideDim: number, rng: Rng) {
     super();
     this.proj = this.child(
       "proj",
-      new ModuleList(widths.map((w) => new Linear(w, sideDim, rng, { std }))),
+      new ModuleList(widths.map((w) => torchLinear(w, sideDim, rng))),
     );
     this.offsets = [];
     let at = 0;
@@ -142,8 +151,8 @@ export class IntraSan extends Module {
       { length: steps },
       (_, k) => this.param(`gates.${k}`, constant([1], 0)),
     );
-    this.fc = this.child("fc", new Linear(dim, dim, rng, { std: cfg.initStd }));
-    this.down = this.child("fc_down", new Linear(dim, cfg.hidden, rng, { std: cfg.initStd }));
+    this.fc = this.child("fc", torchLinear(dim, dim, rng));
+    this.down = this.child("fc_down", torchLinear(dim, cfg.hidden, rng));
   }
   forward(x: Tensor[], temperature: number): Tensor {
     let s: Tensor | null = null;
@@ -181,8 +190,8 @@ export class InterSan extends Module {
       { length: steps },
       (_, k) => this.param(`gates.${k}`, constant([1], 0)),
     );
-    this.fc = this.child("fc", new Linear(dim, dim, rng, { std: cfg.initStd }));
-    this.down = this.child("fc_down", new Linear(dim, cfg.hidden, rng, { std: cfg.initStd }));
+    this.fc = this.child("fc", torchLinear(dim, dim, rng));
+    this.down = this.child("fc_down", torchLinear(dim, cfg.hidden, rng));
   }
   forward(image: Tensor[], text: Tensor[], temperature: number): Tensor {
     let u: Tensor | null = null;
@@ -249,7 +258,7 @@ export class Iisan extends Module implements SequentialModel {
       }
       const projection = this.child(
         `${name}_proj`,
-        new LayerProjection(layers.widths, cfg.sideDim, rng, std),
+        new LayerProjection(layers.widths, cfg.sideDim, rng),
       );
       const san = this.child(`${name}_san`, new IntraSan(layers.widths.length, cfg, rng));
       this.towers.push({
@@ -270,7 +279,7 @@ export class Iisan extends Module implements SequentialModel {
       this.notices.push("iisan: one modality only; the inter-modal SAN is left out");
     }
     const parts = this.towers.length + (this.inter ? 1 : 0);
-    this.combine = this.child("com_dense", new Linear(parts * d, d, rng, { std }));
+    this.combine = this.child("com_dense", torchLinear(parts * d, d, rng));
     this.norm = this.child("LayerNorm", new LayerNorm(d, cfg.layerNormEps));
     this.encoder = this.child("trm_encoder", new TransformerEncoder(cfg, rng));
   }
