@@ -678,7 +678,9 @@ export function kerasToOnnx(
     conv.w.g.output(`layer_${k}`, "float32", ["batch", ...l.shape]);
     layerShapes.push(l.shape);
   });
-  const layerMeta: Record<string, string> = layerOutputs.length > 0 ? { "duaf.image.layers": layerOutputs.join(",") } : {};
+  const layerMeta: Record<string, string> = layerOutputs.length > 0
+    ? { "duaf.image.layers": layerOutputs.join(",") }
+    : {};
   const bytes = conv.w.g.toBytes({
     opset: 13,
     irVersion: 8,
