@@ -201,6 +201,10 @@ Deno.test("image layers: preprocess --image-layers K stores K evenly spaced Mobi
     const a = await loadDataset(plainLayered);
     const b = await loadDataset(plain);
     assert.equal(a.manifest.layers, undefined);
+    assert.deepEqual(a.manifest.modalities, {
+      ...b.manifest.modalities,
+      image: { ...b.manifest.modalities.image!, source: `onnx:${model}` },
+    });
     assert.equal(a.imageLayers, null);
     const itemsA = await Deno.readFile(join(plainLayered, "items.safetensors"));
     const itemsB = await Deno.readFile(join(plain, "items.safetensors"));
