@@ -37,8 +37,10 @@
  * - Loss: the reference trains with an in-batch softmax over the batch's items with popularity
  *   debiasing (logits - log pop). Here the shared next-item loss runs over item embeddings
  *   computed from the adapted features of every item: `loss=ce` (default) is exact softmax over
- *   all items; `loss=sampled` with `negativeSampling=popularity` is the reference's
- *   popularity-sampled, logQ-corrected softmax.
+ *   all items; `loss=sampled` with `negativeSampling=popularity` (popularity-drawn negatives,
+ *   logits minus log q) is the closest counterpart of the reference's debiased in-batch softmax.
+ * - Initialisation: projections, fc, fc_down and com_dense at PyTorch's default Linear scale
+ *   (the reference leaves them at torch's defaults), adapters N(0, 0.01²) as the reference's.
  * - Encoder: the shared SASRec transformer (GELU, LayerNorm eps layerNormEps) instead of the
  *   reference's user encoder (ReLU feed-forward, eps 1e-6).
  */
