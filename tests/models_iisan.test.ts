@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { JsBackend } from "../core/backends/js.ts";
 import { loadDataset } from "../core/data/dataset.ts";
+import { npyMatrixBytes } from "../core/features/npy.ts";
 import { encodeSafetensors, tensor as safeTensor } from "../core/io/safetensors.ts";
 import { makeBatch, windowExamples } from "../core/models/examples.ts";
 import { Iisan, type IisanConfig } from "../core/models/iisan.ts";
@@ -262,6 +263,51 @@ Deno.test("iisan: preprocess stores precomputed layer states; steps lower the lo
     const evaluated = await runCli(["eval", run, "--backend", "wasm", "--quiet"]);
     assert.equal(evaluated.code, 0, evaluated.stderr);
     assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("iisan: a 2-D file given as layer states is one line naming the expected shape", async () => {
+  const root = await Deno.makeTempDir({ prefix: "duaf-iisan-bad-" });
+  try {
+    const ids = ["1", "2", "3"];
+    await Deno.writeFile(join(root, "flat.npy"), npyMatrixBytes(3, 4, new Float32Array(12)));
+    await Deno.writeTextFile(join(root, "flat.ids.txt"), ids.join("\n") + "\n");
+    const r = await runCli([
+      "preprocess",
+      "--format",
+      "recbole",
+      "--inter",
+      join(MINI, "ml-100k-mini.inter.gz"),
+      "--item",
+      join(MINI, "ml-100k-mini.item"),
+      "--kcore",
+      "0",
+      "--text-dim",
+      "8",
+      "--text-layer-features",
+      join(root, "flat.npy"),
+      "--out",
+      join(root, "ds"),
+      "--quiet",
+    ]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /layer features must be a 3-D C-order array \[items, layers, dim\]/);
+    const noEncoder = await runCli([
+      "preprocess",
+      "--format",
+      "recbole",
+      "--inter",
+      join(MINI, "ml-100k-mini.inter.gz"),
+      "--image-layers",
+      "3",
+      "--out",
+      join(root, "ds2"),
+      "--quiet",
+    ]);
+    assert.notEqual(noEncoder.code, 0);
+    assert.match(noEncoder.stderr, /--image-layers needs --image-encoder/);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
