@@ -20,6 +20,7 @@ export const MODEL_KINDS = [
   "tedrec",
   "m3srec",
   "missrec",
+  "iisan",
 ] as const;
 export type ModelKind = typeof MODEL_KINDS[number];
 
@@ -255,6 +256,14 @@ export const TrainConfigSchema = z.object({
   missrecItemDropCoefficient: z.number().min(0).max(1).default(0.9),
   /** MISSRec fine-tuning from --init-from: fix position_embedding and the encoder-decoder. */
   missrecFixEncoder: z.boolean().default(true),
+  /** IISAN side network width D (each cached layer is projected to it; the paper's is 768). */
+  iisanSideDim: z.number().int().positive().default(128),
+  /** IISAN adapter bottleneck (cv/bert_adapter_down_size). */
+  iisanAdapterDown: z.number().int().positive().default(64),
+  /** IISAN adapter activation (adapter_activation, RELU in the reference). */
+  iisanAdapterActivation: z.enum(["relu", "gelu"]).default("relu"),
+  /** IISAN gate temperature: gate = σ(γ / T) (0.1 in the reference). */
+  iisanGateTemperature: z.number().positive().default(0.1),
 }).strict();
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

@@ -1,6 +1,6 @@
 /**
  * Whole-model parity of every fast backend with the reference JsBackend: one training step of
- * SASRec, LRURec, TedRec, M3SRec and DuAF-MAT (fusion, MAT-MoE generators, CSCL, VSCL, dropout
+ * SASRec, LRURec, TedRec, M3SRec, IISAN and DuAF-MAT (fusion, MAT-MoE generators, CSCL, VSCL, dropout
  * on) gives the same loss parts and parameter gradients, and DuAF-MAT's critic update (gradient
  * penalty included) leaves the same critic weights, within float32 tolerance. Kernel-level parity lives in
  * wasm_parity, native_backend and cuda_parity; this catches what only shows when kernels are
@@ -20,6 +20,7 @@ import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import type { SequentialModel } from "../core/models/model.ts";
 import type { Module } from "../core/nn/module.ts";
 import { Lrurec } from "../core/models/lrurec.ts";
+import { Iisan } from "../core/models/iisan.ts";
 import { M3srec } from "../core/models/m3srec.ts";
 import { Sasrec } from "../core/models/sasrec.ts";
 import { Tedrec } from "../core/models/tedrec.ts";
@@ -126,6 +127,36 @@ const KINDS: Record<string, Build> = {
       itemSide(new Rng(11), true),
       new Rng(4),
     ),
+  // Three cached image layers of different widths (slices of one table), text as one layer.
+  iisan: () => {
+    const widths = [4, 7, 5];
+    const rng = new Rng(12);
+    const data = Float32Array.from(
+      { length: (ITEMS + 1) * 16 },
+      (_, i) => i < 16 ? 0 : rng.normal(),
+    );
+    return new Iisan(
+      {
+        numItems: ITEMS,
+        maxLen: 8,
+        layers: 2,
+        heads: 2,
+        hidden: 16,
+        inner: 32,
+        hiddenDropout: 0.1,
+        attnDropout: 0.1,
+        layerNormEps: 1e-12,
+        initStd: 0.02,
+        loss: "ce",
+        sideDim: 12,
+        adapterDown: 6,
+        adapterActivation: "relu",
+        gateTemperature: 0.1,
+      },
+      { ...itemSide(new Rng(11), true), imageLayers: { widths, data } },
+      new Rng(4),
+    );
+  },
 };
 
 /** One forward/backward (and the critic update) on `be`, everything read back to the host. */

@@ -80,6 +80,8 @@ const CASES: Record<string, Case> = {
   tedrec: { model: "tedrec", sets: ["tedrecExperts=2"] },
   // The fused item table (MoE adaptors, zero-filled missing images, MoE fusion) baked in.
   m3srec: { model: "m3srec", sets: ["m3srecExperts=2"], images: true },
+  // The item table (side adapted networks over the layer states, com_dense) baked in.
+  iisan: { model: "iisan", sets: ["iisanSideDim=16", "iisanAdapterDown=8"], images: true },
 };
 
 /** Scores agree within TOL relative to the row's largest |engine score|; top-10 ties aside. */

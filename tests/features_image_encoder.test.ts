@@ -14,6 +14,7 @@ import {
   miniItemIds,
   MOBILENET_ONNX,
 } from "../tools/make_image_features.ts";
+import { testImageFiles } from "../tools/make_test_images.ts";
 import { runCli } from "./helpers/run_cli.ts";
 
 const IMAGES = new URL("../fixtures/encoders/images", import.meta.url).pathname;
@@ -112,4 +113,112 @@ Deno.test({
       for (let c = 0; c < 1280; c++) assert.equal(f.get(r, c), m.get(r, c), `row ${r}, col ${c}`);
     }
   },
+});
+
+Deno.test("image layers: preprocess --image-layers K stores K evenly spaced MobileNetV2 block states; without it the artifact is unchanged", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "duaf-image-layers-" });
+  try {
+    const built = await buildNsfwjsEncoder("mobilenet_v2", { layers: true });
+    const widths = built.layerShapes.map((s) => s[0]);
+    assert.deepEqual(widths, [
+      16,
+      24,
+      24,
+      32,
+      32,
+      32,
+      64,
+      64,
+      64,
+      64,
+      96,
+      96,
+      96,
+      160,
+      160,
+      160,
+      320,
+      1280,
+    ]);
+    const model = join(tmp, "mobilenet_layers.onnx");
+    await Deno.writeFile(model, built.bytes);
+    // Generated images for the first five mini items, the rest have none.
+    const images = join(tmp, "images");
+    await Deno.mkdir(images);
+    const files = [...testImageFiles().entries()].filter(([n]) => !/truncated|not_an/.test(n));
+    const ids = (await miniItemIds()).slice(0, 5);
+    for (const [j, id] of ids.entries()) {
+      const [name, bytes] = files[j % files.length];
+      await Deno.writeFile(join(images, `${id}${name.slice(name.lastIndexOf("."))}`), bytes);
+    }
+    const args = (out: string, extra: string[]) => [
+      "preprocess",
+      "--format",
+      "recbole",
+      "--inter",
+      join(MINI_DIR, "ml-100k-mini.inter.gz"),
+      "--item",
+      join(MINI_DIR, "ml-100k-mini.item"),
+      "--kcore",
+      "0",
+      "--text-dim",
+      "8",
+      "--image-dir",
+      images,
+      ...extra,
+      "--out",
+      out,
+      "--quiet",
+    ];
+    const withLayers = join(tmp, "layers");
+    let r = await runCli(args(withLayers, ["--image-encoder", model, "--image-layers", "4"]));
+    assert.equal(r.code, 0, r.stderr);
+    const ds = await loadDataset(withLayers);
+    // Layers round((j + 1) 18 / 4) - 1 = 4, 8, 13, 17 of the 18 outputs.
+    assert.deepEqual(ds.manifest.layers?.image?.widths, [32, 64, 160, 1280]);
+    assert.equal(ds.manifest.layers?.image?.source, `onnx:${model}`);
+    const width = 32 + 64 + 160 + 1280;
+    const itemIds = ds.itemIds();
+    const k = itemIds.indexOf(ids[1]);
+    assert.ok(ds.image!.mask[k] === 1);
+    const row = ds.imageLayers!.data.subarray(k * width, (k + 1) * width);
+    // The last layer is the features themselves; block states are ReLU6-free projections (any sign).
+    const feat = ds.image!.data.subarray(k * 1280, (k + 1) * 1280);
+    for (let c = 0; c < 1280; c += 37) assert.ok(Math.abs(row[256 + c] - feat[c]) < 1e-5);
+    assert.ok(row.subarray(0, 32).some((v) => Math.abs(v) > 1e-3), "block 4 state is not ~0");
+    const none = itemIds.findIndex((_, i) => i > 0 && ds.image!.mask[i] === 0);
+    assert.ok(
+      ds.imageLayers!.data.subarray(none * width, (none + 1) * width).every((v) => v === 0),
+    );
+
+    // Without --image-layers, the same layered model gives the artifact the plain one gives.
+    const plainLayered = join(tmp, "plain-layered");
+    const plain = join(tmp, "plain");
+    r = await runCli(args(plainLayered, ["--image-encoder", model]));
+    assert.equal(r.code, 0, r.stderr);
+    r = await runCli(args(plain, ["--image-encoder", MOBILENET_ONNX]));
+    assert.equal(r.code, 0, r.stderr);
+    const a = await loadDataset(plainLayered);
+    const b = await loadDataset(plain);
+    assert.equal(a.manifest.layers, undefined);
+    assert.deepEqual(a.manifest.modalities, {
+      ...b.manifest.modalities,
+      image: { ...b.manifest.modalities.image!, source: `onnx:${model}` },
+    });
+    assert.equal(a.imageLayers, null);
+    const itemsA = await Deno.readFile(join(plainLayered, "items.safetensors"));
+    const itemsB = await Deno.readFile(join(plain, "items.safetensors"));
+    assert.ok(itemsA.length === itemsB.length && itemsA.every((x, i) => x === itemsB[i]));
+    assert.equal(
+      (await Deno.readTextFile(join(withLayers, "manifest.json"))).includes('"layers"'),
+      true,
+    );
+    r = await runCli(
+      args(join(tmp, "bad"), ["--image-encoder", MOBILENET_ONNX, "--image-layers", "2"]),
+    );
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no layer_\* outputs/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });

@@ -392,3 +392,50 @@ Deno.test("keras -> onnx: preprocess follows the preprocessing the model's metad
     await Deno.remove(path);
   }
 });
+
+Deno.test("keras -> onnx: intermediate layer outputs (layer_k) match TF.js's activations, pooled", async () => {
+  const { specs, data } = makeWeights(7);
+  const topo = topology(LAYERS, "probs");
+  const graph = parseKerasTopology(topo);
+  const weights = decodeWeights([{ paths: ["w"], weights: specs }], data);
+  const x = randomPixels(2, 5);
+  const xNhwc = nchwToNhwc(x, 2, 3, SIZE, SIZE);
+  // conv1 has a batch norm after it: read as an output, it must keep its own (unfolded) value.
+  const layerOutputs = ["conv1", "bn1", "act2", "add", "cat", "add2"];
+  const plain = kerasToOnnx(graph, weights);
+  const r = kerasToOnnx(graph, weights, { layerOutputs });
+  assert.deepEqual(r.layerShapes, [[8], [8], [16], [16], [16], [16]]);
+  assert.equal(readOnnxMetadata(r.bytes)["duaf.image.layers"], layerOutputs.join(","));
+  const session = await createSession(r.bytes);
+  const outs = await runFloat(session, {
+    pixel_values: ortTensor("float32", x, [2, 3, SIZE, SIZE]),
+  });
+  await session.release();
+  const plainSession = await createSession(plain.bytes);
+  const plainOut = (await runFloat(plainSession, {
+    pixel_values: ortTensor("float32", x, [2, 3, SIZE, SIZE]),
+  })).get("image_embeds")!;
+  await plainSession.release();
+  assert.ok(maxAbsDiff(outs.get("image_embeds")!.data, plainOut.data) <= 1e-5);
+  for (const [k, name] of layerOutputs.entries()) {
+    const ref = await loadTfjsFeatureModel(topo, [{ paths: ["w"], weights: specs }], data, name);
+    const e = await ref.run(xNhwc, [2, SIZE, SIZE, 3]);
+    ref.dispose();
+    const [n, h, w, c] = e.dims;
+    const pooled = new Float32Array(n * c);
+    for (let b = 0; b < n; b++) {
+      for (let p = 0; p < h * w; p++) {
+        for (let j = 0; j < c; j++) pooled[b * c + j] += e.data[(b * h * w + p) * c + j] / (h * w);
+      }
+    }
+    const got = outs.get(`layer_${k}`)!;
+    assert.deepEqual(got.dims, [n, c], name);
+    const d = maxAbsDiff(got.data, pooled);
+    assert.ok(d <= 1e-4, `${name}: max abs diff ${d}`);
+    assert.ok(pooled.some((v) => Math.abs(v) > 0.01), `${name}: output is not all ~0`);
+  }
+  assert.throws(
+    () => kerasToOnnx(graph, weights, { outputLayer: "bn1", layerOutputs: ["cat"] }),
+    /not on the way/,
+  );
+});

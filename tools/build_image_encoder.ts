@@ -7,14 +7,16 @@
  * mobilenet_v2 (default): 224 x 224 input, 1280-d features, ~8.8 MB;
  * inception_v3: 299 x 299 input, 2048-d features, ~87 MB. The output is the global-average-pooled
  * features in front of nsfwjs's 5-class head; the ONNX metadata tells `duaf preprocess` to feed
- * RGB / 255 (docs/features.md). Same package, same bytes.
+ * RGB / 255 (docs/features.md). Same package, same bytes. --layers also returns every
+ * inverted-residual block's output, global-average-pooled (layer_0 .. layer_16, then the
+ * features as layer_17), for `duaf preprocess --image-layers K` (IISAN).
  */
 import { parseArgs } from "node:util";
 import { writeFileAtomic } from "../core/io/atomic.ts";
 import { buildNsfwjsEncoder, NSFWJS_MODELS, type NsfwjsModel } from "./nsfwjs_models.ts";
 
-const usage =
-  "usage: deno task build:image-encoder [--model mobilenet_v2|inception_v3] --out FILE.onnx";
+const usage = "usage: deno task build:image-encoder [--model mobilenet_v2|inception_v3] " +
+  "[--layers] --out FILE.onnx";
 
 if (import.meta.main) {
   const { values } = parseArgs({
@@ -22,6 +24,7 @@ if (import.meta.main) {
     options: {
       model: { type: "string", default: "mobilenet_v2" },
       out: { type: "string" },
+      layers: { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -35,7 +38,7 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const t0 = performance.now();
-  const r = await buildNsfwjsEncoder(model);
+  const r = await buildNsfwjsEncoder(model, { layers: values.layers });
   await writeFileAtomic(values.out, r.bytes);
   console.log(JSON.stringify({
     model,
@@ -44,6 +47,7 @@ if (import.meta.main) {
     input: [3, r.inputShape[0], r.inputShape[1]],
     dim: r.outputShape[0],
     outputLayer: r.outputLayer,
+    layers: r.layerShapes.map((s) => s[0]),
     seconds: Number(((performance.now() - t0) / 1000).toFixed(2)),
   }));
 }

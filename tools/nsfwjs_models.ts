@@ -10,6 +10,7 @@
 import { Buffer } from "node:buffer";
 import type { WeightsManifestGroup } from "../core/features/tfjs_weights.ts";
 import {
+  blockOutputs,
   decodeWeights,
   kerasToOnnx,
   type KerasToOnnxResult,
@@ -90,12 +91,18 @@ export const NSFWJS_PREPROCESS = {
 };
 
 /** Converts one bundled model to an ONNX image encoder (features before the 5-class head). */
-export async function buildNsfwjsEncoder(name: NsfwjsModel): Promise<KerasToOnnxResult> {
+export async function buildNsfwjsEncoder(
+  name: NsfwjsModel,
+  opts: { layers?: boolean } = {},
+): Promise<KerasToOnnxResult> {
   const m = await loadNsfwjsModel(name);
+  const graph = parseKerasTopology(m.modelTopology);
   return kerasToOnnx(
-    parseKerasTopology(m.modelTopology),
+    graph,
     decodeWeights(m.weightsManifest, m.weightData),
     {
+      // With `layers`: every inverted-residual block's output too (IISAN's layer states).
+      layerOutputs: opts.layers ? blockOutputs(graph) : undefined,
       metadata: {
         ...NSFWJS_PREPROCESS,
         "source": `npm nsfwjs@${NSFWJS_VERSION} models/${name} (MIT)`,

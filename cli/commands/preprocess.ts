@@ -52,6 +52,10 @@ Item side information:
   --image-encoder MODEL.onnx --image-dir DIR
                               encode item images (DIR/ITEM_ID.jpg|png, or the --image-col
                               paths relative to DIR); items without one get mask 0
+  --image-layers K            with --image-encoder: also store K evenly spaced intermediate
+                              block outputs (global-average-pooled) per item, for IISAN
+  --text-layer-features FILE  precomputed layer-wise states [items, K, d] (.npy + ids,
+  --image-layer-features FILE .safetensors), e.g. BERT/ViT hidden states, for IISAN
   --batch-size N              encoder batch size (default 32)
 
 Other:
@@ -102,6 +106,9 @@ const flags = {
   cased: { type: "boolean" },
   "image-encoder": { type: "string" },
   "image-dir": { type: "string" },
+  "image-layers": { type: "string" },
+  "text-layer-features": { type: "string" },
+  "image-layer-features": { type: "string" },
   "batch-size": { type: "string" },
   strict: { type: "boolean" },
   lenient: { type: "boolean" },
@@ -165,6 +172,9 @@ export function preprocessOptionsFromArgs(
     textLowercase: v.cased ? false : undefined,
     imageEncoder: v["image-encoder"],
     imageDir: v["image-dir"],
+    imageLayers: intFlag("image-layers", v["image-layers"], 1),
+    textLayerFeatures: v["text-layer-features"],
+    imageLayerFeatures: v["image-layer-features"],
     encoderBatchSize: intFlag("batch-size", v["batch-size"], 1),
     strict: !v.lenient,
     seed: intFlag("seed", v.seed),

@@ -24,7 +24,7 @@ leave-one-out) runs after each epoch; the best model by --metric is kept (early 
 
 options:
   --model NAME         duafmat | sasrec | gru4rec | fdsa | bert4rec | lrurec | nova | difsr |
-                       unisrec | tedrec | m3srec | missrec | pop (default sasrec)
+                       unisrec | tedrec | m3srec | missrec | iisan | pop (default sasrec)
   --config FILE        JSON object of config keys (see docs/config.md)
   --set KEY=VALUE      override one config key, repeatable (e.g. --set lr=0.003 --set duafmat.experts=6)
   --out RUN            run directory to create (an existing one is replaced only if it holds a

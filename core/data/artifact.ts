@@ -31,6 +31,15 @@ export interface ArtifactParts {
   categoryNames: readonly string[];
   text: ModalityArrays | null;
   image: ModalityArrays | null;
+  /** Layer-wise states (IISAN), written only when present; widths go in manifest.layers. */
+  textLayers?: LayerArrays | null;
+  imageLayers?: LayerArrays | null;
+}
+
+export interface LayerArrays {
+  widths: number[];
+  /** (I+1) x Σ widths, row 0 zero. */
+  data: Float32Array;
 }
 
 export const MANIFEST_FILE = "manifest.json";
@@ -67,6 +76,10 @@ export async function writeArtifact(
     if (m === null) continue;
     items[name] = tensor(m.data, [numItems + 1, m.dim]);
     items[`${name}_mask`] = tensor(m.mask, [numItems + 1]);
+  }
+  for (const [name, l] of [["text", p.textLayers], ["image", p.imageLayers]] as const) {
+    if (!l) continue;
+    items[`${name}_layers`] = tensor(l.data, [numItems + 1, l.widths.reduce((a, b) => a + b, 0)]);
   }
   const categoryOf = Array.from(
     { length: numItems },

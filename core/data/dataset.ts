@@ -7,6 +7,7 @@ import { DataError, UsageError } from "../errors.ts";
 import { getTensor, readSafetensors } from "../io/safetensors.ts";
 import { readStringColumn } from "./arrow_tables.ts";
 import { ITEMS_FILE, ITEMS_TABLE, MANIFEST_FILE, SEQUENCES_FILE, USERS_TABLE } from "./artifact.ts";
+import type { ItemLayers } from "../models/item_side.ts";
 import { DATASET_FORMAT, DATASET_VERSION, type Manifest, ManifestSchema } from "./manifest.ts";
 
 export interface Modality {
@@ -35,6 +36,9 @@ export interface Dataset {
   itemCategory: Int32Array;
   text: Modality | null;
   image: Modality | null;
+  /** Layer-wise states (IISAN); null unless preprocess stored them. */
+  textLayers: ItemLayers | null;
+  imageLayers: ItemLayers | null;
   /** Raw user id by user index (read from users.arrow on first call). */
   userIds(): string[];
   /** Raw item id by item index, length numItems + 1; entry 0 (padding) is "". */
@@ -119,6 +123,15 @@ export async function loadDataset(dir: string): Promise<Dataset> {
     return { dim: info.dim, data: data.data, mask: mask.data, source: info.source };
   };
 
+  const layers = (name: "text" | "image"): ItemLayers | null => {
+    const info = manifest.layers?.[name];
+    if (!info) return null;
+    const data = getTensor(it, `${name}_layers`, "F32", itemPath);
+    const width = info.widths.reduce((a, b) => a + b, 0);
+    want(itemPath, `${name}_layers`, [items + 1, width], data.shape);
+    return { widths: info.widths, data: data.data };
+  };
+
   let userIds: string[] | null = null;
   let itemIds: string[] | null = null;
   return {
@@ -133,6 +146,8 @@ export async function loadDataset(dir: string): Promise<Dataset> {
     itemCategory: itemCategory.data,
     text: modality("text"),
     image: modality("image"),
+    textLayers: layers("text"),
+    imageLayers: layers("image"),
     userIds: () => (userIds ??= readStringColumn(join(dir, USERS_TABLE), "user_id", users)),
     itemIds:
       () => (itemIds ??= ["", ...readStringColumn(join(dir, ITEMS_TABLE), "item_id", items)]),

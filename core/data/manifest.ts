@@ -21,6 +21,13 @@ export const ModalityInfoSchema = z.object({
   source: z.string(),
 });
 
+export const LayerInfoSchema = z.object({
+  /** Width of each cached layer, in column order. */
+  widths: z.array(z.number().int().positive()).min(1),
+  /** "onnx:MODEL" (intermediate block outputs) or "file:PATH". */
+  source: z.string(),
+});
+
 export const SkipSchema = z.object({
   file: z.string(),
   field: z.string(),
@@ -48,6 +55,14 @@ export const ManifestSchema = z.object({
     text: ModalityInfoSchema.optional(),
     image: ModalityInfoSchema.optional(),
   }),
+  /**
+   * Layer-wise frozen states per modality (IISAN), present only when preprocess stored them:
+   * items.safetensors `{text,image}_layers` [I+1, Σ widths], layer k at its offset.
+   */
+  layers: z.object({
+    text: LayerInfoSchema.optional(),
+    image: LayerInfoSchema.optional(),
+  }).optional(),
   /** Category names by index (0 = "unknown") and the rule that chose each item's label. */
   categories: z.object({ mode: z.enum(["leaf", "first", "set"]), names: z.array(z.string()) }),
   splits: z.object({

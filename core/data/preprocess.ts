@@ -10,7 +10,7 @@ import { DataError, UsageError } from "../errors.ts";
 import { gloveFeatures, isGloveSpec } from "../features/glove.ts";
 import { encodeImages, itemImagePaths } from "../features/onnx_image.ts";
 import { encodeTexts } from "../features/onnx_text.ts";
-import { readFeatureFile } from "../features/precomputed.ts";
+import { readFeatureFile, readLayerFeatureFile } from "../features/precomputed.ts";
 import { type Progress, silentProgress } from "../progress.ts";
 import { VERSION } from "../version.ts";
 import { checkOutputDir, type GuardOptions } from "../io/output_guard.ts";
@@ -91,6 +91,11 @@ export const PreprocessOptionsSchema = z.object({
   /** Folder of item images: ITEM_ID.jpg/.jpeg/.png, or the paths in imageCol relative to it. */
   imageDir: z.string().min(1).optional(),
   encoderBatchSize: z.number().int().min(1).default(32),
+  /** Layer-wise frozen states (IISAN): precomputed [items, K, d] files (docs/features.md). */
+  textLayerFeatures: z.string().min(1).optional(),
+  imageLayerFeatures: z.string().min(1).optional(),
+  /** With imageEncoder: also store K evenly spaced intermediate block outputs per item. */
+  imageLayers: z.number().int().min(1).max(64).optional(),
   strict: z.boolean().default(true),
   seed: z.number().int().default(0),
   /** Who reads the interactions and builds the sequences (not recorded: same bytes either way). */
@@ -148,6 +153,12 @@ export function resolveOptions(options: PreprocessOptions): ResolvedOptions {
   if (o.vocab && !o.textEncoder) throw new UsageError("--vocab applies only with --text-encoder");
   if (o.imageEncoder && !o.imageDir) {
     throw new UsageError("--image-encoder needs --image-dir DIR (the item images)");
+  }
+  if (o.imageLayers !== undefined && !o.imageEncoder) {
+    throw new UsageError("--image-layers needs --image-encoder (its block outputs are the layers)");
+  }
+  if (o.imageLayers !== undefined && o.imageLayerFeatures) {
+    throw new UsageError("give --image-layers or --image-layer-features, not both");
   }
   return o;
 }
@@ -232,6 +243,8 @@ export async function preprocess(
   }
 
   let image: Feature | null = null;
+  let textLayers: Layers | null = null;
+  let imageLayers: Layers | null = null;
   if (o.imageFeatures) {
     image = await readFeatures(o.imageFeatures, "image", featureIndex, numItems, ctx, sources);
   } else if (o.imageEncoder) {
@@ -241,10 +254,37 @@ export async function preprocess(
       batchSize: o.encoderBatchSize,
       strict: o.strict,
       progress,
+      layers: o.imageLayers,
     });
     issues.addSkipped(o.imageDir!, "image", "unreadable images", f.skipped);
-    image = { ...f, source: `onnx:${o.imageEncoder}` };
+    image = { dim: f.dim, data: f.data, mask: f.mask, source: `onnx:${o.imageEncoder}` };
+    if (f.layers) {
+      imageLayers = { ...f.layers, source: `onnx:${o.imageEncoder}` };
+    }
   }
+  if (o.textLayerFeatures) {
+    textLayers = await readLayers(
+      o.textLayerFeatures,
+      "text",
+      featureIndex,
+      numItems,
+      ctx,
+      sources,
+    );
+  }
+  if (o.imageLayerFeatures) {
+    imageLayers = await readLayers(
+      o.imageLayerFeatures,
+      "image",
+      featureIndex,
+      numItems,
+      ctx,
+      sources,
+    );
+  }
+  const layers: NonNullable<Manifest["layers"]> = {};
+  if (textLayers) layers.text = { widths: textLayers.widths, source: textLayers.source };
+  if (imageLayers) layers.image = { widths: imageLayers.widths, source: imageLayers.source };
 
   const modalities: Manifest["modalities"] = {};
   if (text) modalities.text = modalityInfo(text, numItems);
@@ -275,6 +315,8 @@ export async function preprocess(
     },
     timestamps: { ...timeRange(seqs), unit: "s" },
     modalities,
+    // Only with layer states: a dataset without them keeps the bytes it always had.
+    ...(Object.keys(layers).length > 0 ? { layers } : {}),
     categories: { mode: o.category, names: vocab.names },
     splits: { scheme: "leave-one-out", valid: "second-last", test: "last" },
     filtering,
@@ -292,6 +334,8 @@ export async function preprocess(
     categoryNames: vocab.names,
     text,
     image,
+    textLayers,
+    imageLayers,
   });
   task.done();
   if (issues.total > 0) logSkips(progress, issues.summary());
@@ -372,6 +416,31 @@ async function readFeatures(
   ctx.issues.addSkipped(path, modality, "bad feature rows", f.skipped);
   sources.push(await hashFile(path));
   return { dim: f.dim, data: f.data, mask: f.mask, source: `file:${path}` };
+}
+
+interface Layers {
+  widths: number[];
+  data: Float32Array;
+  source: string;
+}
+
+async function readLayers(
+  path: string,
+  modality: string,
+  featureIndex: Map<string, number>,
+  numItems: number,
+  ctx: ReadContext,
+  sources: SourceInfo[],
+): Promise<Layers> {
+  const task = ctx.progress?.start(`reading ${modality} layer states ${basename(path)}`, null);
+  const f = await readLayerFeatureFile(path, featureIndex, numItems, {
+    strict: ctx.issues.strict,
+    progress: ctx.progress,
+  });
+  task?.done();
+  ctx.issues.addSkipped(path, `${modality} layers`, "bad feature rows", f.skipped);
+  sources.push(await hashFile(path));
+  return { widths: f.widths, data: f.data, source: `file:${path}` };
 }
 
 function tableColumns(o: ResolvedOptions): TableColumns {

@@ -13,6 +13,7 @@ import { DuafMat } from "../models/duaf/duafmat.ts";
 import { Fdsa } from "../models/fdsa.ts";
 import { Gru4rec } from "../models/gru4rec.ts";
 import { Lrurec } from "../models/lrurec.ts";
+import { Iisan } from "../models/iisan.ts";
 import { M3srec } from "../models/m3srec.ts";
 import type { SequentialModel } from "../models/model.ts";
 import { Nova } from "../models/nova.ts";
@@ -26,6 +27,7 @@ import { duafmatGraph, duafUsesTime } from "./models/duafmat.ts";
 import { fdsaGraph } from "./models/fdsa.ts";
 import { gru4recGraph } from "./models/gru4rec.ts";
 import { lrurecGraph } from "./models/lrurec.ts";
+import { iisanGraph } from "./models/iisan.ts";
 import { m3srecGraph } from "./models/m3srec.ts";
 import { popGraph } from "./models/pop.ts";
 import { unisrecGraph } from "./models/unisrec.ts";
@@ -125,6 +127,9 @@ function exporterFor(model: SequentialModel): ModelExporter | null {
   }
   if (model instanceof M3srec) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => m3srecGraph(w, io, model) };
+  }
+  if (model instanceof Iisan) {
+    return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => iisanGraph(w, io, model) };
   }
   if (model instanceof Bert4rec) {
     return { inputs: ["item_seq", "item_seq_len"], build: (w, io) => bert4recGraph(w, io, model) };

@@ -30,6 +30,11 @@ export interface KerasToOnnxOptions {
   outputName?: string;
   /** Fold BatchNormalization into the layer before it where possible (default true). */
   foldBatchNorm?: boolean;
+  /**
+   * Intermediate layers also returned, global-average-pooled, as outputs layer_0, layer_1, ...
+   * (IISAN's cached layer states; blockOutputs lists a model's block outputs).
+   */
+  layerOutputs?: string[];
   /** Written to ModelProto.metadata_props (e.g. the preprocessing, see onnx_image.ts). */
   metadata?: Record<string, string>;
   docString?: string;
@@ -44,6 +49,25 @@ export interface KerasToOnnxResult {
   outputShape: number[];
   /** Keras layers converted (those the output depends on). */
   layers: number;
+  /** Output shape of each layer_k after the batch axis. */
+  layerShapes: number[][];
+}
+
+/**
+ * The block outputs of a Keras MobileNetV2-style model, in graph order, then the feature layer:
+ * each inverted-residual block ends in "<block>_add" when it has a residual connection and in
+ * "<block>_project_BN" otherwise (keras.applications naming). Empty when no layer is so named.
+ */
+export function blockOutputs(graph: KerasGraph, featureLayerName = featureLayer(graph)): string[] {
+  const names = new Set(graph.layers.map((l) => l.name));
+  const out: string[] = [];
+  for (const l of graph.layers) {
+    const m = /^(.*)_(add|project_BN)$/.exec(l.name);
+    if (!m) continue;
+    if (m[2] === "project_BN" && names.has(`${m[1]}_add`)) continue;
+    out.push(l.name);
+  }
+  return out.length === 0 ? out : [...out, featureLayerName];
 }
 
 /** A Keras tensor in the ONNX graph; `shape` is Keras's, batch left out ([H, W, C] or [n]). */
@@ -559,7 +583,7 @@ class Converter {
   }
 
   /** Marks the BatchNormalization layers that fold into the layer before them. */
-  planFolds(needed: KerasLayer[], output: string): void {
+  planFolds(needed: KerasLayer[], outputs: ReadonlySet<string>): void {
     const readers = new Map<string, number>();
     for (const l of needed) for (const i of l.inbound) readers.set(i, (readers.get(i) ?? 0) + 1);
     for (const bn of needed) {
@@ -567,7 +591,7 @@ class Converter {
       const prev = this.byName.get(bn.inbound[0])!;
       const foldable = ["Conv2D", "DepthwiseConv2D", "Dense"].includes(prev.className) &&
         (prev.config.activation ?? "linear") === "linear" && readers.get(prev.name) === 1 &&
-        prev.name !== output;
+        !outputs.has(prev.name);
       const axis = bn.config.axis;
       if (
         foldable &&
@@ -602,7 +626,16 @@ export function kerasToOnnx(
     stack.push(...conv.byName.get(n)!.inbound);
   }
   const layers = graph.layers.filter((l) => needed.has(l.name));
-  if (opts.foldBatchNorm !== false) conv.planFolds(layers, outputLayer);
+  const layerOutputs = opts.layerOutputs ?? [];
+  for (const name of layerOutputs) {
+    if (!needed.has(name)) {
+      throw new KerasModelError(`layer "${name}" is not on the way to "${outputLayer}"`);
+    }
+  }
+  // A layer read as an output keeps its own value: no batch norm folds into it.
+  if (opts.foldBatchNorm !== false) {
+    conv.planFolds(layers, new Set([outputLayer, ...layerOutputs]));
+  }
 
   const inputLayer = layers.find((l) => l.className === "InputLayer");
   if (!inputLayer || inputLayer.name !== graph.input) {
@@ -624,22 +657,36 @@ export function kerasToOnnx(
     if (l.className === "InputLayer") continue;
     conv.values.set(l.name, conv.layer(l));
   }
-  const out = conv.values.get(outputLayer)!;
-  let y = conv.plain(out);
-  let shape = out.shape;
-  if (shape.length === 3) {
-    y = conv.w.op("Flatten", [conv.w.op("GlobalAveragePool", [y])], { axis: attr.int(1) });
-    shape = [shape[2]];
-  }
+  // Spatial values come out global-average-pooled: one vector per image.
+  const pooled = (name: string): { y: string; shape: number[] } => {
+    const v = conv.values.get(name)!;
+    const y = conv.plain(v);
+    if (v.shape.length !== 3) return { y, shape: v.shape };
+    return {
+      y: conv.w.op("Flatten", [conv.w.op("GlobalAveragePool", [y])], { axis: attr.int(1) }),
+      shape: [v.shape[2]],
+    };
+  };
+  const { y, shape } = pooled(outputLayer);
   const outputName = opts.outputName ?? "image_embeds";
   conv.w.g.node("Identity", [y], [outputName]);
   conv.w.g.output(outputName, "float32", ["batch", ...shape]);
+  const layerShapes: number[][] = [];
+  layerOutputs.forEach((name, k) => {
+    const l = pooled(name);
+    conv.w.g.node("Identity", [l.y], [`layer_${k}`]);
+    conv.w.g.output(`layer_${k}`, "float32", ["batch", ...l.shape]);
+    layerShapes.push(l.shape);
+  });
+  const layerMeta: Record<string, string> = layerOutputs.length > 0
+    ? { "duaf.image.layers": layerOutputs.join(",") }
+    : {};
   const bytes = conv.w.g.toBytes({
     opset: 13,
     irVersion: 8,
     producerName: "duaf keras_to_onnx",
     docString: opts.docString,
-    metadata: { "keras.output_layer": outputLayer, ...opts.metadata },
+    metadata: { "keras.output_layer": outputLayer, ...layerMeta, ...opts.metadata },
   });
   return {
     bytes,
@@ -647,6 +694,7 @@ export function kerasToOnnx(
     inputShape: [H, W, C],
     outputShape: shape,
     layers: layers.length,
+    layerShapes,
   };
 }
 

@@ -17,12 +17,18 @@ export interface NpyMatrix {
   get(r: number, c: number): number;
   /** Row-major values as a typed view, when the layout allows one (little-endian f4/f8, C order). */
   values: Float32Array | Float64Array | null;
+  /** [items, K, d] arrays read with `layers`: K (cols = K * d, each row its K layers in turn). */
+  layers?: number;
 }
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
 /** Parses .npy bytes; `file` names the source in errors. */
-export function parseNpyMatrix(bytes: Uint8Array, file: string): NpyMatrix {
+export function parseNpyMatrix(
+  bytes: Uint8Array,
+  file: string,
+  opts: { layers?: boolean } = {},
+): NpyMatrix {
   const bad = (problem: string) => new DataError(file, null, null, problem);
   if (bytes.length < 10 || !MAGIC.every((b, i) => bytes[i] === b)) {
     throw bad("not a .npy file (missing \\x93NUMPY magic)");
@@ -42,8 +48,21 @@ export function parseNpyMatrix(bytes: Uint8Array, file: string): NpyMatrix {
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
     throw bad(`unreadable .npy header ${JSON.stringify(header.trim())}`);
   }
-  const shape = shapeText.split(",").map((s) => s.trim()).filter((s) => s !== "").map(Number);
-  if (shape.length !== 2 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+  let shape = shapeText.split(",").map((s) => s.trim()).filter((s) => s !== "").map(Number);
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw bad(`unreadable shape (${shapeText.trim()})`);
+  }
+  // Layer states [items, K, d] in C order are rows of K * d values: layer k at k * d.
+  let layers: number | undefined;
+  if (opts.layers) {
+    if (shape.length !== 3 || fortran === "True") {
+      throw bad(
+        `layer features must be a 3-D C-order array [items, layers, dim], got (${shapeText.trim()})`,
+      );
+    }
+    layers = shape[1];
+    shape = [shape[0], shape[1] * shape[2]];
+  } else if (shape.length !== 2) {
     throw bad(`features must be a 2-D array [items, dim], got shape (${shapeText.trim()})`);
   }
   const m = /^([<>|=]?)f([248])$/.exec(descr);
@@ -81,6 +100,7 @@ export function parseNpyMatrix(bytes: Uint8Array, file: string): NpyMatrix {
     descr,
     get: (r, c) => read(dataStart + r * rowStride + c * colStride),
     values,
+    ...(layers === undefined ? {} : { layers }),
   };
 }
 

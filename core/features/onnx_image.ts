@@ -49,12 +49,16 @@ export interface ImageEncodeOptions {
   /** Missing or undecodable images: DataError when true, else mask 0 and a counted skip. */
   strict: boolean;
   progress?: Progress;
+  /** Also read K evenly spaced of the model's `layer_*` outputs (block states, for IISAN). */
+  layers?: number;
 }
 
 export interface EncodedImages {
   dim: number;
   data: Float32Array;
   mask: Uint8Array;
+  /** With `layers`: each image's chosen layer rows concatenated, and their widths. */
+  layers?: { widths: number[]; data: Float32Array };
   /** Image paths that could not be read or decoded (lenient mode). */
   skipped: number;
 }
@@ -230,6 +234,9 @@ async function encodeWithSession(
 ): Promise<EncodedImages> {
   const { inputName, pre } = resolvePreprocess(session, modelPath, opts, declared);
   const outName = pickOutput(session, modelPath, opts.output, PREFERRED_OUTPUTS);
+  const layerNames = opts.layers === undefined ? [] : chooseLayers(session, modelPath, opts.layers);
+  const layerWidths: number[] = [];
+  let layerData = new Float32Array(0);
   const present = imagePaths.flatMap((p, i) => (p !== null ? [i] : []));
   const mask = new Uint8Array(imagePaths.length);
   const task = opts.progress?.start("encode images", present.length, "images");
@@ -245,7 +252,9 @@ async function encodeWithSession(
       pre.size,
       pre.size,
     ]);
-    const out = (await runFloat(session, { [inputName]: input })).get(outName)!;
+    const outs = await runFloat(session, { [inputName]: input });
+    const out = outs.get(outName)!;
+    if (layerNames.length > 0) readLayers(outs, idx);
     if (out.dims.length < 2 || out.dims.length > 4 || out.dims[0] !== idx.length) {
       throw new DataError(modelPath, null, outName, `output shape [${out.dims}] is not per image`);
     }
@@ -257,6 +266,23 @@ async function encodeWithSession(
     idx.forEach((i, b) => {
       data.set(rows(b), i * dim);
       mask[i] = 1;
+    });
+  };
+
+  // Each image's chosen layer states, pooled like the main output, concatenated in layer order.
+  const readLayers = (outs: Map<string, { data: Float32Array; dims: number[] }>, idx: number[]) => {
+    const rows = layerNames.map((name) => imageRows(outs.get(name)!));
+    if (layerWidths.length === 0) {
+      layerWidths.push(...rows.map((r) => r.dim));
+      layerData = new Float32Array(imagePaths.length * layerWidths.reduce((a, b) => a + b, 0));
+    }
+    const width = layerWidths.reduce((a, b) => a + b, 0);
+    idx.forEach((i, b) => {
+      let at = i * width;
+      for (const r of rows) {
+        layerData.set(r.rows(b), at);
+        at += r.dim;
+      }
     });
   };
 
@@ -285,10 +311,35 @@ async function encodeWithSession(
   if (dim === 0) {
     // Nothing decoded: one blank image tells the output width.
     const blank = ortTensor("float32", new Float32Array(perImage), [1, 3, pre.size, pre.size]);
-    dim = imageRows((await runFloat(session, { [inputName]: blank })).get(outName)!).dim;
+    const outs = await runFloat(session, { [inputName]: blank });
+    dim = imageRows(outs.get(outName)!).dim;
     data = new Float32Array(imagePaths.length * dim);
+    if (layerNames.length > 0) {
+      readLayers(outs, [0]);
+      layerData.fill(0);
+    }
   }
-  return { dim, data, mask, skipped };
+  if (layerNames.length === 0) return { dim, data, mask, skipped };
+  return { dim, data, mask, skipped, layers: { widths: layerWidths, data: layerData } };
+}
+
+/**
+ * K evenly spaced of the model's layer_0 .. layer_{M-1} outputs, the last always included
+ * (layer round((j + 1) M / K) - 1 for j < K).
+ */
+export function chooseLayers(session: OrtSession, modelPath: string, k: number): string[] {
+  const all = session.outputNames.filter((n) => /^layer_\d+$/.test(n))
+    .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)));
+  if (all.length === 0) {
+    throw new UsageError(
+      `${modelPath} has no layer_* outputs: build it with \`deno task build:image-encoder ` +
+        `--layers\` (intermediate block outputs), or give --image-layer-features`,
+    );
+  }
+  if (k > all.length) {
+    throw new UsageError(`--image-layers ${k}: ${modelPath} has ${all.length} layer outputs`);
+  }
+  return Array.from({ length: k }, (_, j) => all[Math.round((j + 1) * all.length / k) - 1]);
 }
 
 const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png"]);

@@ -155,8 +155,9 @@ export async function npyIdsPath(npyPath: string): Promise<string> {
   );
 }
 
-async function readNpy(path: string, sink: FeatureSink): Promise<string> {
-  const m = parseNpyMatrix(await readBytes(path), path);
+async function readNpy(path: string, sink: FeatureSink, widths?: number[]): Promise<string> {
+  const m = parseNpyMatrix(await readBytes(path), path, { layers: widths !== undefined });
+  if (widths && m.layers) widths.push(...Array(m.layers).fill(m.cols / m.layers));
   const idsPath = await npyIdsPath(path);
   const lines = (await Deno.readTextFile(idsPath)).split("\n");
   if (lines.length > 0 && lines[lines.length - 1].trim() === "") lines.pop();
@@ -191,9 +192,13 @@ async function readNpy(path: string, sink: FeatureSink): Promise<string> {
   return `npy:${path}`;
 }
 
-async function readSafetensorsFeatures(path: string, sink: FeatureSink): Promise<string> {
+async function readSafetensorsFeatures(
+  path: string,
+  sink: FeatureSink,
+  widths?: number[],
+): Promise<string> {
   const { tensors, metadata } = await readSafetensors(path);
-  const t = tensors.get("features");
+  const t = widths ? layerTensor(path, tensors, widths) : tensors.get("features");
   if (!t) {
     const names = [...tensors.keys()].join(", ") || "none";
     throw new DataError(path, null, "features", `no tensor named "features" (found: ${names})`);
@@ -298,6 +303,90 @@ async function readJsonl(path: string, sink: FeatureSink): Promise<string> {
   }
   if (sink.dim === 0) throw new DataError(path, null, null, "has no feature vectors");
   return `jsonl:${path}`;
+}
+
+type SafeTensors = Awaited<ReturnType<typeof readSafetensors>>["tensors"];
+
+/**
+ * Layer states of a safetensors file as one 2-D [items, Σ widths] tensor: "features"
+ * [items, K, d], or "layer_0" .. "layer_{K-1}" [items, d_k] (widths may differ). Fills `widths`.
+ */
+function layerTensor(
+  path: string,
+  tensors: SafeTensors,
+  widths: number[],
+): { dtype: string; shape: number[]; data: Float32Array | Float64Array } {
+  const f = tensors.get("features");
+  if (f) {
+    if (f.shape.length !== 3) {
+      throw new DataError(
+        path,
+        null,
+        "features",
+        `must be 3-D [items, layers, dim], got [${f.shape}]`,
+      );
+    }
+    const [n, k, d] = f.shape;
+    widths.push(...Array(k).fill(d));
+    return { dtype: f.dtype, shape: [n, k * d], data: f.data as Float32Array | Float64Array };
+  }
+  const parts = [];
+  for (let k = 0; tensors.has(`layer_${k}`); k++) parts.push(tensors.get(`layer_${k}`)!);
+  if (parts.length === 0) {
+    const names = [...tensors.keys()].join(", ") || "none";
+    throw new DataError(path, null, null, `no "features" or "layer_0".. tensors (found: ${names})`);
+  }
+  const n = parts[0].shape[0];
+  for (const [k, p] of parts.entries()) {
+    if (p.shape.length !== 2 || p.shape[0] !== n || (p.dtype !== "F32" && p.dtype !== "F64")) {
+      throw new DataError(
+        path,
+        null,
+        `layer_${k}`,
+        `must be F32/F64 [${n}, dim], got ${p.dtype} [${p.shape}]`,
+      );
+    }
+    widths.push(p.shape[1]);
+  }
+  const cols = widths.reduce((a, b) => a + b, 0);
+  const data = new Float64Array(n * cols);
+  for (let r = 0; r < n; r++) {
+    let at = r * cols;
+    for (const [k, p] of parts.entries()) {
+      const src = p.data as Float32Array | Float64Array;
+      for (let c = 0; c < widths[k]; c++) data[at++] = src[r * widths[k] + c];
+    }
+  }
+  return { dtype: "F64", shape: [n, cols], data };
+}
+
+/** Layer states of every item: (numItems + 1) x Σ widths, layer k at its offset. */
+export interface LayerMatrix extends FeatureMatrix {
+  widths: number[];
+}
+
+/**
+ * Reads precomputed layer-wise states (.npy [items, K, d] with its ids file, or .safetensors
+ * "features" [items, K, d] / "layer_0".. [items, d_k] with ids in the metadata) into an
+ * item-indexed matrix of concatenated layers.
+ */
+export async function readLayerFeatureFile(
+  path: string,
+  itemIdToIndex: Map<string, number>,
+  numItems: number,
+  opts: ReadFeatureOptions,
+): Promise<LayerMatrix> {
+  const sink = new FeatureSink(itemIdToIndex, numItems, opts.strict, opts.progress);
+  const lower = path.toLowerCase();
+  const widths: number[] = [];
+  let source: string;
+  if (lower.endsWith(".npy")) source = await readNpy(path, sink, widths);
+  else if (lower.endsWith(".safetensors")) {
+    source = await readSafetensorsFeatures(path, sink, widths);
+  } else {
+    throw new UsageError(`${path}: layer features must be .npy or .safetensors`);
+  }
+  return { ...sink.finish(source), widths };
 }
 
 /**

@@ -8,6 +8,7 @@ import { DuafMat } from "./duaf/duafmat.ts";
 import { Fdsa } from "./fdsa.ts";
 import { Gru4rec } from "./gru4rec.ts";
 import { Lrurec } from "./lrurec.ts";
+import { Iisan } from "./iisan.ts";
 import { M3srec } from "./m3srec.ts";
 import { Missrec } from "./missrec.ts";
 import type { ItemSide } from "./item_side.ts";
@@ -178,6 +179,22 @@ export function createModel(
           itemDropRatio: cfg.missrecItemDropRatio,
           itemDropCoefficient: cfg.missrecItemDropCoefficient,
           fixEncoder: cfg.missrecFixEncoder,
+        },
+        items,
+        rng,
+      );
+      for (const n of model.notices) notice(n);
+      return model;
+    }
+    case "iisan": {
+      const model = new Iisan(
+        {
+          ...cfg,
+          numItems,
+          sideDim: cfg.iisanSideDim,
+          adapterDown: cfg.iisanAdapterDown,
+          adapterActivation: cfg.iisanAdapterActivation,
+          gateTemperature: cfg.iisanGateTemperature,
         },
         items,
         rng,

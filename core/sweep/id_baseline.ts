@@ -102,6 +102,10 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "missrecItemDropRatio": 0.2,
   "missrecItemDropCoefficient": 0.9,
   "missrecFixEncoder": true,
+  "iisanSideDim": 128,
+  "iisanAdapterDown": 64,
+  "iisanAdapterActivation": "relu",
+  "iisanGateTemperature": 0.1,
   "duafmat": {
     "modalities": [
       "text",

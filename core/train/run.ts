@@ -54,6 +54,8 @@ export function itemSide(ds: Dataset): ItemSide {
     numItems: ds.numItems,
     text: ds.text,
     image: ds.image,
+    textLayers: ds.textLayers,
+    imageLayers: ds.imageLayers,
     itemCategory: ds.itemCategory,
     numCategories: ds.numCategories,
   };

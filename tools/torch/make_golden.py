@@ -945,6 +945,69 @@ def case_m3srec(dtype):
 
 
 # ----------------------------------------------------------------------------------------------
+# IISAN (Fu et al., SIGIR 2024): cached layer states of two modalities with different layer
+# counts and widths, item table, sequence output, CE loss, every parameter gradient
+
+IISAN_CFG = OrderedDict(n_items=20, hidden_size=8, n_layers=1, n_heads=2, inner_size=16,
+                        max_seq_length=6, layer_norm_eps=1e-12, image_widths=[4, 6, 5],
+                        text_widths=[3, 5], side_dim=6, adapter_down=3, activation="relu",
+                        gate_temperature=0.1)
+
+
+def case_iisan(dtype):
+    from iisan_ref import IISAN
+
+    c = IISAN_CFG
+    n = c["n_items"]
+    g = gen(97)
+    image = randn(g, n, sum(c["image_widths"]))
+    text = randn(g, n, sum(c["text_widths"]))
+    image[0] = 0.0
+    text[0] = 0.0
+    image, text = image.to(dtype), text.to(dtype)
+    torch.manual_seed(0)
+    model = IISAN(n, c["max_seq_length"], c["n_layers"], c["n_heads"], c["hidden_size"],
+                  c["inner_size"], c["layer_norm_eps"], c["image_widths"], c["text_widths"],
+                  c["side_dim"], c["adapter_down"], c["activation"], c["gate_temperature"])
+    g = gen(4321)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("LayerNorm.weight"):
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif ".gates." in name:
+                p.copy_(0.1 * randn(g, *p.shape))  # logits / 0.1: gates well inside (0, 1)
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+    model = model.to(dtype)
+    model.eval()
+    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
+    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
+    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
+    table, seq_output, loss = model.loss(item_seq, item_seq_len, pos_items, image, text)
+    t = OrderedDict(item_seq=item_seq, item_seq_len=item_seq_len, pos_items=pos_items,
+                    image_layers=image, text_layers=text)
+    for name, p in model.named_parameters():
+        t[name] = p.detach()
+    t["item_table"] = table
+    t["seq_output"] = seq_output
+    t["loss"] = loss
+    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
+        t["grad." + name] = g_
+    meta = OrderedDict(c)
+    meta.update(
+        loss="CE over all items at the last position against the item table",
+        inter="max(K) steps; step k takes layer floor(k K_m / K) of each modality",
+        init="weights N(0, 0.5^2); gate logits 0.1 N(0,1); LayerNorm weights 1 + 0.1 N(0,1); "
+             "biases 0.1 N(0,1); layer rows N(0,1), row 0 = 0",
+        dropout="0 (eval mode)",
+        reference="GAIR-Lab/IISAN Code_Cached (tools/torch/iisan_ref.py)",
+    )
+    return meta, t
+
+
+# ----------------------------------------------------------------------------------------------
 # writing
 
 # ----------------------------------------------------------------------------------------------
@@ -1180,6 +1243,7 @@ CASES = OrderedDict(
     tedrec=case_tedrec,
     m3srec=case_m3srec,
     missrec=case_missrec,
+    iisan=case_iisan,
 )
 
 
