@@ -4,6 +4,10 @@
  *
  * Each fixture is {"meta": {...}, "tensors": {name: {shape, dtype, data}}} with row-major data.
  */
+import assert from "node:assert/strict";
+import type { Module } from "../core/nn/module.ts";
+import { loadStateDict } from "../core/nn/state.ts";
+import { assertClose } from "./helpers/assert_close.ts";
 
 export type GoldenDType = "f32" | "i32";
 
@@ -89,4 +93,25 @@ export function compareClose(
     }
   }
   return { ok: worstIndex < 0, worstIndex, worstExcess, maxAbsDiff };
+}
+
+/** Sets every parameter of `model` from the fixture tensor of the same name. */
+export function loadGoldenParams(model: Module, g: Golden): void {
+  const params = new Map(
+    model.namedParameters().map(([name]) => {
+      const t = g.tensors[name];
+      assert.ok(t, `fixture lacks ${name}`);
+      return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
+    }),
+  );
+  loadStateDict(model, params);
+}
+
+/** Every parameter's gradient against the fixture's `grad.<name>` (the gradient tolerances above). */
+export function assertGoldenGrads(model: Module, g: Golden): void {
+  for (const [name, p] of model.namedParameters()) {
+    const want = g.tensors[`grad.${name}`];
+    assert.ok(want, `fixture lacks grad.${name}`);
+    assertClose(`grad.${name}`, p.grad!.toFloat32(), want.data, 1e-3, 1e-5);
+  }
 }

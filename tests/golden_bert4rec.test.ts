@@ -6,11 +6,10 @@
 import assert from "node:assert/strict";
 import { Bert4rec, inferenceRows } from "../core/models/bert4rec.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
-import { loadStateDict } from "../core/nn/state.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tensor, tidy, withBackend } from "../core/tensor.ts";
 import { JsBackend } from "../core/backends/js.ts";
-import { loadGolden } from "./golden.ts";
+import { assertGoldenGrads, loadGolden, loadGoldenParams } from "./golden.ts";
 import { assertClose } from "./helpers/assert_close.ts";
 
 Deno.test("golden: bert4rec output, cloze loss, gradients and scores match PyTorch", () => {
@@ -52,14 +51,7 @@ Deno.test("golden: bert4rec output, cloze loss, gradients and scores match PyTor
       ftRatio: 0.5,
     }, new Rng(1));
     assert.equal(model.maskToken, m.mask_token);
-    const params = new Map(
-      model.namedParameters().map(([name]) => {
-        const t = g.tensors[name];
-        assert.ok(t, `fixture lacks ${name}`);
-        return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
-      }),
-    );
-    loadStateDict(model, params);
+    loadGoldenParams(model, g);
     const ctx = { training: false, rng: new Rng(0) };
     tidy(() => {
       const want = g.tensors.inference_seq;
@@ -76,10 +68,6 @@ Deno.test("golden: bert4rec output, cloze loss, gradients and scores match PyTor
       assertClose("loss", [loss.item()], g.tensors.loss.data);
       backward(loss);
     });
-    for (const [name, p] of model.namedParameters()) {
-      const want = g.tensors[`grad.${name}`];
-      assert.ok(want, `fixture lacks grad.${name}`);
-      assertClose(`grad.${name}`, p.grad!.toFloat32(), want.data, 1e-3, 1e-5);
-    }
+    assertGoldenGrads(model, g);
   });
 });

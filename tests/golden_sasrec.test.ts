@@ -1,12 +1,10 @@
 /** Golden parity of SASRec forward and backward against RecBole's PyTorch implementation. */
-import assert from "node:assert/strict";
 import { Sasrec } from "../core/models/sasrec.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
-import { loadStateDict } from "../core/nn/state.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tidy, withBackend } from "../core/tensor.ts";
 import { JsBackend } from "../core/backends/js.ts";
-import { loadGolden } from "./golden.ts";
+import { assertGoldenGrads, loadGolden, loadGoldenParams } from "./golden.ts";
 import { assertClose } from "./helpers/assert_close.ts";
 
 for (const variant of ["sasrec", "sasrec_bce"] as const) {
@@ -39,14 +37,7 @@ for (const variant of ["sasrec", "sasrec_bce"] as const) {
         initStd: 0.02,
         loss: variant === "sasrec" ? "ce" : "bce",
       }, new Rng(1));
-      const params = new Map(
-        model.namedParameters().map(([name]) => {
-          const t = g.tensors[name];
-          assert.ok(t, `fixture lacks ${name}`);
-          return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
-        }),
-      );
-      loadStateDict(model, params);
+      loadGoldenParams(model, g);
       const ctx = { training: false, rng: new Rng(0) };
       tidy(() => {
         const seqOut = model.forward(batch, ctx);
@@ -55,11 +46,7 @@ for (const variant of ["sasrec", "sasrec_bce"] as const) {
         assertClose("loss", [total.item()], g.tensors.loss.data);
         backward(total);
       });
-      for (const [name, p] of model.namedParameters()) {
-        const want = g.tensors[`grad.${name}`];
-        assert.ok(want, `fixture lacks grad.${name}`);
-        assertClose(`grad.${name}`, p.grad!.toFloat32(), want.data, 1e-3, 1e-5);
-      }
+      assertGoldenGrads(model, g);
     });
   });
 }
