@@ -12,7 +12,7 @@
  * Hidden states are kept flat, [batch * seq, d], between the embedding sum and the scores: every
  * Linear is then one Gemm with its bias, and only attention reshapes to [B, heads, L, dh].
  */
-import type { Embedding } from "../nn/layers.ts";
+import type { Embedding, LayerNorm } from "../nn/layers.ts";
 import type { TransformerEncoder } from "../nn/transformer.ts";
 import type { Tensor } from "../tensor.ts";
 import type { GraphWriter } from "./graph_writer.ts";
@@ -180,4 +180,29 @@ export function gatherLast(io: SequenceInputs, h: string): string {
 /** Dot products of sequence representations [B, d] with every item row: [B, numItems + 1]. */
 export function scoreItems(io: SequenceInputs, seqOut: string, itemTable: Tensor, name: string) {
   return io.w.op("Gemm", [seqOut, io.w.weight(name, itemTable)], { transB: attr.int(1) });
+}
+
+/** The parts of a model that runs SASRec's encoder over an item table it computes itself. */
+export interface TableEncoder {
+  inferenceTable(): Tensor;
+  readonly positionEmbedding: Embedding;
+  readonly norm: LayerNorm;
+  readonly encoder: TransformerEncoder;
+  readonly cfg: { hidden: number };
+}
+
+/**
+ * SASRec's path over a baked item table (the model's eval-mode table, an initializer
+ * `item_table`): items + positions -> LayerNorm -> encoder -> last step -> dot with the table.
+ */
+export function tableEncoderGraph(io: SequenceInputs, m: TableEncoder): string {
+  const w = io.w;
+  const table = m.inferenceTable();
+  const x = w.op("Add", [
+    lookupItems(io, w.weight("item_table", table)),
+    positionEmbeddings(io, m.positionEmbedding, "position_embedding.weight"),
+  ]);
+  const h0 = w.layerNorm(flatten(io, x, m.cfg.hidden), m.norm, "LayerNorm");
+  const h = transformerEncoder(io, m.encoder, h0, causalPaddingMask(io), "trm_encoder");
+  return scoreItems(io, gatherLast(io, h), table, "item_table");
 }

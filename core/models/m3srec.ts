@@ -41,7 +41,7 @@ import type { ForwardContext } from "../nn/context.ts";
 import { constant } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
-import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import { type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import { Rng } from "../random.ts";
 import { keep, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
@@ -50,13 +50,13 @@ import { infoNce } from "./duaf/contrastive.ts";
 import type { ItemFeatures, ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
+  encodeOverTable,
   gatherAt,
   gatherLast,
   lossIndex,
   type LossKind,
   negativeSampler,
   nextItemLoss,
-  positionIds,
 } from "./sasrec.ts";
 
 export type M3srecModality = "text" | "image";
@@ -263,18 +263,7 @@ export class M3srec extends Module implements SequentialModel {
 
   /** Hidden states of every position [B, L, d] over the fused item table. */
   encode(batch: SequenceBatch, table: Tensor, ctx: ForwardContext): Tensor {
-    const items = tensor(batch.items, [batch.size, batch.len], "i32");
-    const x = op.add(
-      op.embedding(table, items),
-      this.positionEmbedding.forward(positionIds(batch)),
-    );
-    const h0 = op.dropout(
-      this.norm.forward(x),
-      this.cfg.hiddenDropout,
-      ctx.rng.nextU32(),
-      ctx.training,
-    );
-    return this.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+    return encodeOverTable(this, batch, table, ctx);
   }
 
   /** Sequence representation s_u [B, d]. */

@@ -38,6 +38,30 @@ export function gatherAt(h: Tensor, at: Tensor): Tensor {
   return op.embedding(op.reshape(h, [size * len, d]), at);
 }
 
+/** The parts of a model that runs SASRec's encoder over an item table it computes itself. */
+export interface TableEncoderParts {
+  readonly positionEmbedding: Embedding;
+  readonly norm: LayerNorm;
+  readonly encoder: TransformerEncoder;
+  readonly cfg: { hiddenDropout: number };
+}
+
+/**
+ * SASRec's path over rows of `table` [items + 1, d]: item rows + positions -> LayerNorm ->
+ * dropout -> causal encoder. Returns every step's output [B, L, d].
+ */
+export function encodeOverTable(
+  m: TableEncoderParts,
+  batch: SequenceBatch,
+  table: Tensor,
+  ctx: ForwardContext,
+): Tensor {
+  const items = tensor(batch.items, [batch.size, batch.len], "i32");
+  const x = op.add(op.embedding(table, items), m.positionEmbedding.forward(positionIds(batch)));
+  const h0 = op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
+  return m.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+}
+
 /** Gathers rows of h [B, L, d] at each sequence's last valid position: [B, d]. */
 export function gatherLast(h: Tensor, batch: SequenceBatch): Tensor {
   return gatherAt(h, lastPositions(batch));
