@@ -49,14 +49,7 @@ import type { Rng } from "../random.ts";
 import { full, type Tensor, tensor } from "../tensor.ts";
 import type { LossPositions, SequenceBatch } from "./batch.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
-import {
-  gatherAt,
-  lossIndex,
-  type LossKind,
-  negativeSampler,
-  nextItemLoss,
-  positionIds,
-} from "./sasrec.ts";
+import { configuredItemLoss, gatherAt, lossIndex, type LossKind, positionIds } from "./sasrec.ts";
 
 export interface Bert4recConfig extends EncoderConfig {
   numItems: number;
@@ -243,13 +236,12 @@ export class Bert4rec extends Module implements SequentialModel {
       for (let i = 0; i < negatives.length; i++) negatives[i] = 1 + ctx.rng.int(this.cfg.numItems);
       masked = { ...masked, at: { ...at, negatives } };
     }
-    return nextItemLoss(
+    return configuredItemLoss(
       this.outputsAt(masked.input, lossIndex(at), ctx),
       this.scoringTable(),
       masked.at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
+      this.cfg,
+      ctx,
     );
   }
 

@@ -43,12 +43,11 @@ import { type LossPositions, lossPositions, type SequenceBatch } from "./batch.t
 import type { ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
+  configuredItemLoss,
   gatherAt,
   lastPositions,
   lossIndex,
   type LossKind,
-  negativeSampler,
-  nextItemLoss,
   positionIds,
 } from "./sasrec.ts";
 import { AttributeEmbedding, checkAttributes, type SideAttribute } from "./side_attributes.ts";
@@ -209,14 +208,7 @@ export class Difsr extends Module implements SequentialModel {
     const b = this.#layout(batch);
     const at = lossPositions(b);
     const out = gatherAt(this.#encode(b, ctx), lossIndex(at));
-    const main = nextItemLoss(
-      out,
-      this.itemEmbedding.weight,
-      at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
-    );
+    const main = configuredItemLoss(out, this.itemEmbedding.weight, at, this.cfg, ctx);
     const parts: Record<string, Tensor> = { main };
     let total = main;
     this.predictors.items.forEach((p, i) => {

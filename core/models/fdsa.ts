@@ -23,12 +23,11 @@ import { keep, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
 import {
+  configuredItemLoss,
   gatherAt,
   lastPositions,
   lossIndex,
   type LossKind,
-  negativeSampler,
-  nextItemLoss,
   positionIds,
 } from "./sasrec.ts";
 
@@ -145,14 +144,7 @@ export class Fdsa extends Module implements SequentialModel {
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const at = lossPositions(batch);
     const out = this.#represent(batch, lossIndex(at), ctx);
-    const main = nextItemLoss(
-      out,
-      this.itemEmbedding.weight,
-      at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
-    );
+    const main = configuredItemLoss(out, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }
 

@@ -19,14 +19,7 @@ import { assign, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import { sliceBatch } from "./examples.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
-import {
-  gatherAt,
-  lastPositions,
-  lossIndex,
-  type LossKind,
-  negativeSampler,
-  nextItemLoss,
-} from "./sasrec.ts";
+import { configuredItemLoss, gatherAt, lastPositions, lossIndex, type LossKind } from "./sasrec.ts";
 
 export interface Gru4recConfig {
   numItems: number;
@@ -127,14 +120,7 @@ export class Gru4rec extends Module implements SequentialModel {
     const batch = trimToLongest(full);
     const at = lossPositions(batch);
     const out = this.#represent(batch, lossIndex(at), ctx);
-    const main = nextItemLoss(
-      out,
-      this.itemEmbedding.weight,
-      at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
-    );
+    const main = configuredItemLoss(out, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }
 

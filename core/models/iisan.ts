@@ -56,13 +56,12 @@ import { lossPositions, type SequenceBatch } from "./batch.ts";
 import type { ItemLayers, ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
+  configuredItemLoss,
   encodeOverTable,
   gatherAt,
   gatherLast,
   lossIndex,
   type LossKind,
-  negativeSampler,
-  nextItemLoss,
 } from "./sasrec.ts";
 
 export interface IisanConfig extends EncoderConfig {
@@ -335,14 +334,7 @@ export class Iisan extends Module implements SequentialModel {
     const table = this.itemTable();
     const at = lossPositions(batch);
     const hidden = this.encode(batch, table, ctx);
-    const main = nextItemLoss(
-      gatherAt(hidden, lossIndex(at)),
-      table,
-      at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
-    );
+    const main = configuredItemLoss(gatherAt(hidden, lossIndex(at)), table, at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }
 

@@ -51,14 +51,7 @@ import { assign, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import { trimToLongest } from "./gru4rec.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
-import {
-  gatherAt,
-  lastPositions,
-  lossIndex,
-  type LossKind,
-  negativeSampler,
-  nextItemLoss,
-} from "./sasrec.ts";
+import { configuredItemLoss, gatherAt, lastPositions, lossIndex, type LossKind } from "./sasrec.ts";
 
 export interface LrurecConfig {
   numItems: number;
@@ -299,14 +292,7 @@ export class Lrurec extends Module implements SequentialModel {
     const batch = trimToLongest(full);
     const at = lossPositions(batch);
     const out = this.#withOne(gatherAt(this.encode(batch, ctx), lossIndex(at)));
-    const main = nextItemLoss(
-      out,
-      this.#itemTable(),
-      at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
-    );
+    const main = configuredItemLoss(out, this.#itemTable(), at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }
 

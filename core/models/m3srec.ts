@@ -50,13 +50,12 @@ import { infoNce } from "./duaf/contrastive.ts";
 import type { ItemFeatures, ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
+  configuredItemLoss,
   encodeOverTable,
   gatherAt,
   gatherLast,
   lossIndex,
   type LossKind,
-  negativeSampler,
-  nextItemLoss,
 } from "./sasrec.ts";
 
 export type M3srecModality = "text" | "image";
@@ -303,14 +302,7 @@ export class M3srec extends Module implements SequentialModel {
     const { adapted, fused } = this.tables(ctx);
     const at = lossPositions(batch);
     const hidden = this.encode(batch, fused, ctx);
-    const main = nextItemLoss(
-      gatherAt(hidden, lossIndex(at)),
-      fused,
-      at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
-    );
+    const main = configuredItemLoss(gatherAt(hidden, lossIndex(at)), fused, at, this.cfg, ctx);
     const aux = this.cfg.auxWeight > 0
       ? this.#contrastive(gatherLast(hidden, batch), batch.targets, adapted)
       : null;

@@ -31,12 +31,11 @@ import { lossPositions, type SequenceBatch } from "./batch.ts";
 import type { ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
+  configuredItemLoss,
   gatherAt,
   lastPositions,
   lossIndex,
   type LossKind,
-  negativeSampler,
-  nextItemLoss,
   positionIds,
 } from "./sasrec.ts";
 import { AttributeEmbedding, checkAttributes, type SideAttribute } from "./side_attributes.ts";
@@ -135,14 +134,7 @@ export class Nova extends Module implements SequentialModel {
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const at = lossPositions(batch);
     const out = gatherAt(this.encode(batch, ctx), lossIndex(at));
-    const main = nextItemLoss(
-      out,
-      this.itemEmbedding.weight,
-      at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
-    );
+    const main = configuredItemLoss(out, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }
 

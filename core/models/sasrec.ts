@@ -96,6 +96,17 @@ export function positionIds(batch: Pick<SequenceBatch, "size" | "len">): Tensor 
   return tensor(hit.ids, [size, len], "i32");
 }
 
+/** nextItemLoss with the loss settings of a model's config: loss, ceChunkItems and negatives. */
+export function configuredItemLoss(
+  seqOut: Tensor,
+  itemTable: Tensor,
+  at: LossPositions,
+  cfg: { loss: LossKind; ceChunkItems?: op.CeChunkSetting; negatives?: number; gbceT?: number },
+  ctx: ForwardContext,
+): Tensor {
+  return nextItemLoss(seqOut, itemTable, at, cfg.loss, cfg.ceChunkItems, negativeSampler(cfg, ctx));
+}
+
 /**
  * CE over all items or BCE against one sampled negative, from the sequence outputs [N, d] at the
  * loss positions `at`; the mean over those N positions (per token over the batch, as the
@@ -266,14 +277,7 @@ export class Sasrec extends Module implements SequentialModel {
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const at = lossPositions(batch);
     const h = gatherAt(this.encode(batch, ctx), lossIndex(at));
-    const main = nextItemLoss(
-      h,
-      this.itemEmbedding.weight,
-      at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
-    );
+    const main = configuredItemLoss(h, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }
 

@@ -49,12 +49,11 @@ import { padBatch } from "./difsr.ts";
 import type { ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
+  configuredItemLoss,
   gatherAt,
   lastPositions,
   lossIndex,
   type LossKind,
-  negativeSampler,
-  nextItemLoss,
   positionIds,
 } from "./sasrec.ts";
 
@@ -288,13 +287,12 @@ export class Tedrec extends Module implements SequentialModel {
     const batch = this.#layout(full);
     const at = lossPositions(batch);
     const h = op.l2Normalize(gatherAt(this.#encode(batch, ctx), lossIndex(at)));
-    const main = nextItemLoss(
+    const main = configuredItemLoss(
       op.scale(h, 1 / this.cfg.temperature),
       this.#itemTable(),
       at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
+      this.cfg,
+      ctx,
     );
     return { total: main, parts: { main } };
   }

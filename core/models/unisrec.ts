@@ -44,12 +44,11 @@ import { keep, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
 import {
+  configuredItemLoss,
   gatherAt,
   lastPositions,
   lossIndex,
   type LossKind,
-  negativeSampler,
-  nextItemLoss,
   positionIds,
 } from "./sasrec.ts";
 
@@ -304,14 +303,7 @@ export class Unisrec extends Module implements SequentialModel {
     }
     const at = lossPositions(batch);
     const s = op.scale(this.#sequence(batch, lossIndex(at), ctx), 1 / this.cfg.temperature);
-    const main = nextItemLoss(
-      s,
-      this.itemTable(ctx),
-      at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
-    );
+    const main = configuredItemLoss(s, this.itemTable(ctx), at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }
 

@@ -34,12 +34,11 @@ import { lossPositions, type SequenceBatch } from "../batch.ts";
 import type { ItemFeatures, ItemSide } from "../item_side.ts";
 import type { LossOutput, ModalityWeights, Reconstruction, SequentialModel } from "../model.ts";
 import {
+  configuredItemLoss,
   gatherAt,
   gatherLast,
   lossIndex,
   type LossKind,
-  negativeSampler,
-  nextItemLoss,
   positionIds,
 } from "../sasrec.ts";
 import { infoNce } from "./contrastive.ts";
@@ -415,13 +414,12 @@ export class DuafMat extends Module implements SequentialModel {
     // The next-item loss at the last step (s_u itself), or at every step in window training
     // (trainMode); CSCL, VSCL and the adversarial term below stay one per sequence in both modes.
     const at = lossPositions(batch);
-    const main = nextItemLoss(
+    const main = configuredItemLoss(
       batch.positionTargets ? gatherAt(out, lossIndex(at)) : su,
       this.#scoreTable(tables),
       at,
-      this.cfg.loss,
-      this.cfg.ceChunkItems,
-      negativeSampler(this.cfg, ctx),
+      this.cfg,
+      ctx,
     );
     const parts: Record<string, Tensor> = { main };
     let total = main;
