@@ -129,47 +129,12 @@ export class LayerProjection extends Module {
   }
 }
 
-/** The intra-modal side adapted network of one modality. */
-export class IntraSan extends Module {
-  readonly adapters: ModuleList<AdapterBlock>;
-  readonly gates: Tensor[];
-  readonly fc: Linear;
-  readonly down: Linear;
-  constructor(steps: number, cfg: IisanConfig, rng: Rng) {
-    super();
-    const dim = cfg.sideDim;
-    this.adapters = this.child(
-      "adapters",
-      new ModuleList(
-        Array.from(
-          { length: steps },
-          () => new AdapterBlock(dim, cfg.adapterDown, cfg.adapterActivation, rng),
-        ),
-      ),
-    );
-    // One scalar gate logit per step, starting at 0 (σ = 0.5) as the reference's.
-    this.gates = Array.from(
-      { length: steps },
-      (_, k) => this.param(`gates.${k}`, constant([1], 0)),
-    );
-    this.fc = this.child("fc", torchLinear(dim, dim, rng));
-    this.down = this.child("fc_down", torchLinear(dim, cfg.hidden, rng));
-  }
-  forward(x: Tensor[], temperature: number): Tensor {
-    let s: Tensor | null = null;
-    this.adapters.items.forEach((a, k) => {
-      const g = op.sigmoid(op.scale(this.gates[k], 1 / temperature));
-      const fused: Tensor = s === null
-        ? op.mul(x[k], g) // s_0 = 0
-        : op.add(op.mul(x[k], g), op.mul(s, op.addScalar(op.neg(g), 1)));
-      s = a.forward(fused);
-    });
-    return this.down.forward(this.fc.forward(s!));
-  }
-}
-
-/** The inter-modal side adapted network over both modalities' layers. */
-export class InterSan extends Module {
+/**
+ * A side adapted network: one adapter block and one scalar gate per step over the layer states,
+ * then fc and fc_down to the model width. The intra- and inter-modal networks differ only in what
+ * each step's gate mixes.
+ */
+abstract class SideNetwork extends Module {
   readonly adapters: ModuleList<AdapterBlock>;
   readonly gates: Tensor[];
   readonly fc: Linear;
@@ -194,11 +159,35 @@ export class InterSan extends Module {
     this.fc = this.child("fc", torchLinear(dim, dim, rng));
     this.down = this.child("fc_down", torchLinear(dim, cfg.hidden, rng));
   }
+
+  /** σ(gate_k / temperature). */
+  protected gate(k: number, temperature: number): Tensor {
+    return op.sigmoid(op.scale(this.gates[k], 1 / temperature));
+  }
+}
+
+/** The intra-modal side adapted network of one modality. */
+export class IntraSan extends SideNetwork {
+  forward(x: Tensor[], temperature: number): Tensor {
+    let s: Tensor | null = null;
+    this.adapters.items.forEach((a, k) => {
+      const g = this.gate(k, temperature);
+      const fused: Tensor = s === null
+        ? op.mul(x[k], g) // s_0 = 0
+        : op.add(op.mul(x[k], g), op.mul(s, op.addScalar(op.neg(g), 1)));
+      s = a.forward(fused);
+    });
+    return this.down.forward(this.fc.forward(s!));
+  }
+}
+
+/** The inter-modal side adapted network over both modalities' layers. */
+export class InterSan extends SideNetwork {
   forward(image: Tensor[], text: Tensor[], temperature: number): Tensor {
     let u: Tensor | null = null;
     const at = (layers: Tensor[], k: number) => layers[Math.floor(k * layers.length / this.steps)];
     this.adapters.items.forEach((a, k) => {
-      const g = op.sigmoid(op.scale(this.gates[k], 1 / temperature));
+      const g = this.gate(k, temperature);
       const mix = op.add(op.mul(at(image, k), g), op.mul(at(text, k), op.addScalar(op.neg(g), 1)));
       u = a.forward(u === null ? mix : op.add(u, mix));
     });
