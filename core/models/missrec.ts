@@ -71,7 +71,7 @@ import type { SequenceBatch } from "./batch.ts";
 import type { ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import { gatherLast, positionIds } from "./sasrec.ts";
-import { type AugmentedView, itemDrop } from "./unisrec.ts";
+import { type AugmentedView, FineTuneFix, itemDrop } from "./unisrec.ts";
 
 export type MissrecModality = "text" | "image";
 
@@ -243,7 +243,7 @@ export class Missrec extends Module implements SequentialModel {
   readonly #clusterSeed: number;
   #interests: Interests | null = null;
   #evalTables: ScoreTables | null = null;
-  #frozen = false;
+  readonly #fix = new FineTuneFix(() => this.#fixedParameters());
 
   constructor(readonly cfg: MissrecConfig, items: ItemSide, rng: Rng) {
     super();
@@ -311,10 +311,7 @@ export class Missrec extends Module implements SequentialModel {
    */
   initialized(loaded: ReadonlySet<string>): string | null {
     if (!this.cfg.fixEncoder || this.cfg.stage !== "finetune") return null;
-    const fixed = this.#fixedParameters();
-    if (!fixed.some(([name]) => loaded.has(name))) return null;
-    for (const [, t] of fixed) t.requiresGrad = false;
-    this.#frozen = true;
+    if (!this.#fix.apply(loaded)) return null;
     return "missrec: position_embedding and the interest encoder-decoder fixed for fine-tuning " +
       "(missrecFixEncoder=false trains them too)";
   }
@@ -330,9 +327,7 @@ export class Missrec extends Module implements SequentialModel {
   }
 
   trainableParameters(): Tensor[] {
-    if (!this.#frozen) return this.parameters();
-    const fixed = new Set(this.#fixedParameters().map(([, t]) => t));
-    return this.parameters().filter((t) => !fixed.has(t));
+    return this.#fix.trainable(this.parameters());
   }
 
   override train(on = true): this {

@@ -178,7 +178,7 @@ export class Unisrec extends Module implements SequentialModel {
   readonly adaptor: MoEAdaptor;
   /** Frozen text features [(numItems + 1), textDim]: data, not a parameter. */
   readonly textTable: Tensor;
-  #frozen = false;
+  readonly #fix = new FineTuneFix(() => this.#fixedParameters());
 
   constructor(readonly cfg: UnisrecConfig, rng: Rng, text: ContentFeatures) {
     super();
@@ -217,10 +217,7 @@ export class Unisrec extends Module implements SequentialModel {
    */
   initialized(loaded: ReadonlySet<string>): string | null {
     if (!this.cfg.fixEncoder || this.cfg.stage !== "finetune") return null;
-    const fixed = this.#fixedParameters();
-    if (!fixed.some(([name]) => loaded.has(name))) return null;
-    for (const [, t] of fixed) t.requiresGrad = false;
-    this.#frozen = true;
+    if (!this.#fix.apply(loaded)) return null;
     return "unisrec: position_embedding and trm_encoder fixed for fine-tuning " +
       "(unisrecFixEncoder=false trains them too)";
   }
@@ -233,9 +230,7 @@ export class Unisrec extends Module implements SequentialModel {
   }
 
   trainableParameters(): Tensor[] {
-    if (!this.#frozen) return this.parameters();
-    const fixed = new Set(this.#fixedParameters().map(([, t]) => t));
-    return this.parameters().filter((t) => !fixed.has(t));
+    return this.#fix.trainable(this.parameters());
   }
 
   /** Hidden states [B, L, d] of sequences whose text vectors are `text` [B, L, textDim]. */
@@ -365,5 +360,30 @@ export class Unisrec extends Module implements SequentialModel {
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
     return { users: this.forward(batch, ctx), items: this.itemTable(ctx) };
+  }
+}
+
+/**
+ * The reference's fix_enc: the parameters a model holds fixed when it fine-tunes from pre-trained
+ * ones (--init-from). They are fixed only if at least one of them was loaded.
+ */
+export class FineTuneFix {
+  #frozen = false;
+  constructor(readonly fixedParameters: () => [string, Tensor][]) {}
+
+  /** Fixes the parameters when any of them is among `loaded`; returns whether it did. */
+  apply(loaded: ReadonlySet<string>): boolean {
+    const fixed = this.fixedParameters();
+    if (!fixed.some(([name]) => loaded.has(name))) return false;
+    for (const [, t] of fixed) t.requiresGrad = false;
+    this.#frozen = true;
+    return true;
+  }
+
+  /** `all` without the fixed parameters once they are fixed. */
+  trainable(all: Tensor[]): Tensor[] {
+    if (!this.#frozen) return all;
+    const fixed = new Set(this.fixedParameters().map(([, t]) => t));
+    return all.filter((t) => !fixed.has(t));
   }
 }
