@@ -23,7 +23,8 @@ options:
   --runtime engine|ort run the engine (default) or the exported ONNX graph on onnxruntime-web
   --onnx FILE          the graph for --runtime ort (default RUN/model.onnx; see duaf export)
   --reconstruction     also report how well the images hidden from training (duafmat.hideImages)
-                       are rebuilt: mean cosines to the real ones ("recon.*", docs/results.md)
+                       are rebuilt: cosines to the real ones, plain and centred, and squared
+                       error against the mean guess ("recon.*", docs/config.md)
   --json               (default) one JSON object on stdout
   --quiet              no progress output`;
 
