@@ -260,6 +260,9 @@ export interface Backend {
    * block's row (first) or that merged with the running value: lse = log(e^lse + e^block).
    * picked[r] = x[r, targets[r] - colOffset] when the target falls in the block; the first block
    * writes 0 for the others, later blocks leave them.
+   *
+   * With `shift` (only where `keepsCrossEntropyExp`), the exponentials are kept: x becomes
+   * e^(x - m_r) in place and shift[r] = m_r, the row's maximum in the block.
    */
   crossEntropyBlock(
     x: Storage,
@@ -270,10 +273,13 @@ export interface Backend {
     cols: number,
     colOffset: number,
     first: boolean,
+    shift?: Storage,
   ): void;
   /**
    * Gradient of a block's logits, in place: x[r, c] = w[r] * (e^(x[r, c] - lse[r]) - [targets[r]
    * == colOffset + c]), where lse is the full row's log-sum-exp and w the row loss's gradient.
+   * With `shift`, x holds crossEntropyBlock's kept e^(x - shift[r]) and one exponential per row
+   * rescales it: x = w[r] * e^(shift[r] - lse[r]) * x - w[r] * onehot.
    */
   crossEntropyBlockGrad(
     x: Storage,
@@ -283,7 +289,13 @@ export interface Backend {
     rows: number,
     cols: number,
     colOffset: number,
+    shift?: Storage,
   ): void;
+  /**
+   * Whether the two calls above take `shift`: the gradient then costs a multiply per logit
+   * instead of an exponential (core/ops/linear_ce.ts uses it when it keeps the logits).
+   */
+  readonly keepsCrossEntropyExp?: boolean;
 
   // ---- indexing -----------------------------------------------------------------------------
   /** out[i, :] = table[idx[i], :] for i < n, rows of dim elements. */

@@ -97,32 +97,73 @@ Deno.test("linearCrossEntropy: wasm and native agree with the js reference and t
   }
 });
 
-Deno.test("linearCrossEntropy: one block of every item is plain CE to the bit on wasm and native", () => {
+/** Runs `f` with `be` reporting `keeps` as its keepsCrossEntropyExp. */
+function keepingExp<T>(be: Backend, keeps: boolean, f: () => T): T {
+  const own = Object.getOwnPropertyDescriptor(be, "keepsCrossEntropyExp");
+  Object.defineProperty(be, "keepsCrossEntropyExp", { value: keeps, configurable: true });
+  try {
+    return f();
+  } finally {
+    if (own) Object.defineProperty(be, "keepsCrossEntropyExp", own);
+  }
+}
+
+Deno.test("linearCrossEntropy: one block of every item is plain CE on wasm and native", () => {
   // nextItemLoss's plain path: the logits kept from the forward pass and turned into their
-  // gradient in place; the same log-sum-exp and g - e^y * sum(g) roundings as log-softmax + pick.
+  // gradient in place. Recomputing the exponentials in the backward gives the same bits as
+  // log-softmax + pick (the same log-sum-exp and g - e^y * sum(g) roundings); keeping them (the
+  // default) gives the same loss bits and gradients equal to float32 rounding, but not the same
+  // bits: e^(z - max) e^(max - lse) against e^(z - lse).
   for (const [seed, rows, items, d] of [[4, 33, 257, 16], [5, 64, 1031, 24]]) {
     const p = randomProblem(seed, rows, items, d);
     for (const be of native ? [wasm, native] : [wasm]) {
+      assert.equal(be.keepsCrossEntropyExp, true);
       const plain = step(be, p, 0);
-      const one = step(be, p, items);
-      assert.equal(one.loss, plain.loss, `${be.name} loss`);
-      assert.deepEqual(one.dh, plain.dh, `${be.name} dh`);
-      assert.deepEqual(one.dt, plain.dt, `${be.name} dtable`);
+      const recomputed = keepingExp(be, false, () => step(be, p, items));
+      assert.equal(recomputed.loss, plain.loss, `${be.name} loss`);
+      assert.deepEqual(recomputed.dh, plain.dh, `${be.name} dh`);
+      assert.deepEqual(recomputed.dt, plain.dt, `${be.name} dtable`);
+      const kept = step(be, p, items);
+      assert.equal(kept.loss, plain.loss, `${be.name} loss, kept exponentials`);
+      assertClose(kept, plain, `${be.name}, kept exponentials`, 1e-6);
+      assert.ok(kept.dh.some((v, i) => v !== plain.dh[i]), "the kept path ran");
     }
   }
+});
+
+Deno.test("linearCrossEntropy: kept exponentials on the js reference, and on a backend without them", () => {
+  const p = randomProblem(6, 20, 130, 8);
+  const plain = step(js, p, 0);
+  const kept = step(js, p, 130);
+  assert.equal(js.keepsCrossEntropyExp, true);
+  assertClose(kept, plain, "js, kept exponentials", 1e-6);
+  // A backend that cannot keep them (cuda) is never handed a shift buffer.
+  const calls: number[] = [];
+  const fwd = wasm.crossEntropyBlock.bind(wasm);
+  wasm.crossEntropyBlock = (...a) => (calls.push(a[8] === undefined ? 0 : 1), fwd(...a));
+  try {
+    keepingExp(wasm, false, () => step(wasm, p, 130));
+    step(wasm, p, 130);
+  } finally {
+    wasm.crossEntropyBlock = fwd;
+  }
+  assert.deepEqual(calls, [0, 1]);
 });
 
 Deno.test("linearCrossEntropy: two wasm threads give the same bits as one", async () => {
   const two = await WasmBackend.create({ threads: 2 });
   try {
-    // Rows x block above the row kernels' threading threshold (65536 elements).
+    // Rows x block above the row kernels' threading threshold (65536 elements); blocks, and one
+    // block of every item (the kept exponentials, split between the threads).
     const p = randomProblem(3, 300, 700, 16);
-    const a = step(wasm, p, 300);
-    const b = step(two, p, 300);
-    assert.ok(two.threadedCalls > 0);
-    assert.equal(a.loss, b.loss);
-    assert.deepEqual(a.dh, b.dh);
-    assert.deepEqual(a.dt, b.dt);
+    for (const block of [300, 700]) {
+      const a = step(wasm, p, block);
+      const b = step(two, p, block);
+      assert.ok(two.threadedCalls > 0);
+      assert.equal(a.loss, b.loss);
+      assert.deepEqual(a.dh, b.dh);
+      assert.deepEqual(a.dt, b.dt);
+    }
   } finally {
     two.dispose();
   }

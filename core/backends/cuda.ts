@@ -553,7 +553,9 @@ export class CudaBackend implements Backend {
     cols: number,
     colOffset: number,
     first: boolean,
+    shift?: Storage,
   ): void {
+    if (shift) throw new Error("cuda: crossEntropyBlock does not keep exponentials");
     need(x, 0, rows * cols, "crossEntropyBlock x");
     need(targets, 0, rows, "crossEntropyBlock targets");
     need(lse, 0, rows, "crossEntropyBlock lse");
@@ -581,7 +583,9 @@ export class CudaBackend implements Backend {
     rows: number,
     cols: number,
     colOffset: number,
+    shift?: Storage,
   ): void {
+    if (shift) throw new Error("cuda: crossEntropyBlockGrad does not keep exponentials");
     need(x, 0, rows * cols, "crossEntropyBlockGrad x");
     for (const s of [targets, lse, w]) need(s, 0, rows, "crossEntropyBlockGrad");
     this.#check(

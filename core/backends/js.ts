@@ -53,6 +53,7 @@ function forEachStrided(
 
 export class JsBackend implements Backend {
   readonly name: string;
+  readonly keepsCrossEntropyExp = true;
   readonly #Float: typeof Float32Array | typeof Float64Array;
 
   constructor(opts: { float64?: boolean } = {}) {
@@ -368,26 +369,33 @@ export class JsBackend implements Backend {
     cols: number,
     colOffset: number,
     first: boolean,
+    shift?: Storage,
   ): void {
     const X = f(x);
     const T = ix(targets);
     const L = f(lse);
     const P = f(picked);
+    const S = shift ? f(shift) : null;
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
+      const t = T[r] - colOffset;
+      if (t >= 0 && t < cols) P[r] = X[o + t];
+      else if (first) P[r] = 0;
       let max = -Infinity;
       for (let c = 0; c < cols; c++) max = Math.max(max, X[o + c]);
       let sum = 0;
-      for (let c = 0; c < cols; c++) sum += Math.exp(X[o + c] - max);
+      for (let c = 0; c < cols; c++) {
+        const e = Math.exp(X[o + c] - max);
+        if (S) X[o + c] = e;
+        sum += e;
+      }
+      if (S) S[r] = max;
       const block = max + Math.log(sum);
       if (first) L[r] = block;
       else {
         const hi = Math.max(L[r], block);
         L[r] = hi + Math.log(Math.exp(L[r] - hi) + Math.exp(block - hi));
       }
-      const t = T[r] - colOffset;
-      if (t >= 0 && t < cols) P[r] = X[o + t];
-      else if (first) P[r] = 0;
     }
   }
 
@@ -399,16 +407,20 @@ export class JsBackend implements Backend {
     rows: number,
     cols: number,
     colOffset: number,
+    shift?: Storage,
   ): void {
     const X = f(x);
     const T = ix(targets);
     const L = f(lse);
     const W = f(w);
+    const S = shift ? f(shift) : null;
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
       const t = T[r] - colOffset;
+      const scale = S ? Math.exp(S[r] - L[r]) : 0;
       for (let c = 0; c < cols; c++) {
-        X[o + c] = W[r] * (Math.exp(X[o + c] - L[r]) - (c === t ? 1 : 0));
+        const p = S ? X[o + c] * scale : Math.exp(X[o + c] - L[r]);
+        X[o + c] = W[r] * (p - (c === t ? 1 : 0));
       }
     }
   }

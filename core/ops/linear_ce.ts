@@ -14,11 +14,13 @@
  *
  * Memory: one [T x B] scratch at a time, plus [T] vectors; nothing grows with the number of items
  * but the table's own gradient. With one block of all items (the plain path of nextItemLoss) the
- * logits are kept from the forward pass instead and the backward skips the recomputing GEMM: the
- * same loss and gradients, to the bit, as crossEntropy(matmul(h, table^T), targets) on the wasm
- * and native kernels (the same log-sum-exp and the same g - e^y * sum(g) roundings), without its
- * log-softmax output, pick and zero-filled gradient. Every column takes part, the padding item 0 included, as in the
- * plain path (and RecBole's SASRec CE, which scores the whole embedding table).
+ * logits are kept from the forward pass instead and the backward skips the recomputing GEMM.
+ * Where the backend can (`keepsCrossEntropyExp`), the forward kernel then leaves e^(z - max_r) in
+ * place of the logits, and the backward turns them into the gradient with one multiply per logit
+ * instead of a second exponential: the loss is the same to the bit, the gradient equal to float32
+ * rounding (e^(z - max) e^(max - lse) against e^(z - lse)). Every column takes part, the padding
+ * item 0 included, as in the plain path (and RecBole's SASRec CE, which scores the whole
+ * embedding table).
  */
 import { gemmArgs } from "../backend.ts";
 import { empty, isGradEnabled, record, type Tensor } from "../tensor.ts";
@@ -86,6 +88,8 @@ export function linearCrossEntropyRows(
   // One block holds every item: its logits are kept for the backward, which then turns them into
   // their gradient in place instead of computing them again (the plain path's memory and GEMMs).
   const keepLogits = block >= items && isGradEnabled() && (h.requiresGrad || table.requiresGrad);
+  // Kept logits become their exponentials, shifted by each row's maximum (kept in `shift`).
+  const shift = keepLogits && b.keepsCrossEntropyExp ? empty([rows]) : null;
   for (let j0 = 0; j0 < items; j0 += block) {
     const cols = Math.min(block, items - j0);
     logits(z, j0, cols);
@@ -98,6 +102,7 @@ export function linearCrossEntropyRows(
       cols,
       j0,
       j0 === 0,
+      shift?.storage,
     );
   }
   if (!keepLogits) z.dispose();
@@ -112,7 +117,16 @@ export function linearCrossEntropyRows(
     for (let j0 = 0; j0 < items; j0 += block) {
       const cols = Math.min(block, items - j0);
       if (!keepLogits) logits(dz, j0, cols);
-      b.crossEntropyBlockGrad(dz.storage, targets.storage, lse.storage, g.storage, rows, cols, j0);
+      b.crossEntropyBlockGrad(
+        dz.storage,
+        targets.storage,
+        lse.storage,
+        g.storage,
+        rows,
+        cols,
+        j0,
+        shift?.storage,
+      );
       if (dh) {
         b.gemm(gemmArgs(dz.storage, table.storage, dh.storage, rows, d, cols, {
           bOffset: j0 * d,
@@ -127,6 +141,7 @@ export function linearCrossEntropyRows(
       }
     }
     dz.dispose();
+    shift?.dispose();
     return [dh, dt];
   });
 }

@@ -233,6 +233,8 @@ export function layerNormGrad(
  * One item block of a chunked cross-entropy (core/ops/linear_ce.ts): merges the log-sum-exp of
  * each row of x (the logits of columns colOffset..colOffset+cols) into lse, and picks the target's
  * logit into picked when it falls in the block (the first block writes 0 for the others).
+ * With shift != 0 the exponentials are kept: x becomes e^(x - m) in place and shift[r] = m, the
+ * row's maximum, so that the gradient needs no second exponential per logit.
  */
 export function crossEntropyBlock(
   x: usize,
@@ -243,24 +245,40 @@ export function crossEntropyBlock(
   cols: i32,
   colOffset: i32,
   first: bool,
+  shift: usize,
 ): void {
   const rowBytes = <usize>cols << 2;
   const nv = cols & ~3;
   const tail = cols - nv;
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * rowBytes;
+    // The target's logit first: a kept row is overwritten below.
+    const t = load<i32>(targets + (<usize>r << 2)) - colOffset;
+    const pp = picked + (<usize>r << 2);
+    if (<u32>t < <u32>cols) store<f32>(pp, load<f32>(xr + (<usize>t << 2)));
+    else if (first) store<f32>(pp, 0);
     let vm = f32x4.splat(-Infinity);
     for (let i = 0; i < nv; i += 4) vm = f32x4.pmax(vm, v128.load(xr + (<usize>i << 2)));
     let m = hmax(vm);
     for (let i = nv; i < cols; i++) m = max(m, load<f32>(xr + (<usize>i << 2)));
     const sm = f32x4.splat(m);
     let vs = f32x4.splat(0);
-    for (let i = 0; i < nv; i += 4) {
-      vs = f32x4.add(vs, expV(f32x4.sub(v128.load(xr + (<usize>i << 2)), sm)));
+    if (shift) {
+      for (let i = 0; i < nv; i += 4) {
+        const e = expV(f32x4.sub(v128.load(xr + (<usize>i << 2)), sm));
+        v128.store(xr + (<usize>i << 2), e);
+        vs = f32x4.add(vs, e);
+      }
+      store<f32>(shift + (<usize>r << 2), m);
+    } else {
+      for (let i = 0; i < nv; i += 4) {
+        vs = f32x4.add(vs, expV(f32x4.sub(v128.load(xr + (<usize>i << 2)), sm)));
+      }
     }
     let s = hsum(vs);
     if (tail) {
       const e = expV(f32x4.sub(loadTail(xr + (<usize>nv << 2), tail), sm));
+      if (shift) storeTail(xr + (<usize>nv << 2), e, tail);
       s += f32x4.extract_lane(e, 0);
       if (tail > 1) s += f32x4.extract_lane(e, 1);
       if (tail > 2) s += f32x4.extract_lane(e, 2);
@@ -275,16 +293,14 @@ export function crossEntropyBlock(
       const e = f32x4.extract_lane(expV(f32x4.splat(lo - hi)), 0);
       store<f32>(lp, hi + f32x4.extract_lane(log1pV(f32x4.splat(e)), 0));
     }
-    const t = load<i32>(targets + (<usize>r << 2)) - colOffset;
-    const pp = picked + (<usize>r << 2);
-    if (<u32>t < <u32>cols) store<f32>(pp, load<f32>(xr + (<usize>t << 2)));
-    else if (first) store<f32>(pp, 0);
   }
 }
 
 /**
  * A block's logits turned in place into their gradient: x = w[r] * (e^(x - lse[r]) - onehot),
- * the one at column targets[r] - colOffset when it falls in the block.
+ * the one at column targets[r] - colOffset when it falls in the block. With shift != 0, x holds
+ * crossEntropyBlock's kept e^(x - shift[r]), and one exponential per row rescales it:
+ * x = w[r] * e^(shift[r] - lse[r]) * x - w[r] * onehot.
  */
 export function crossEntropyBlockGrad(
   x: usize,
@@ -294,6 +310,7 @@ export function crossEntropyBlockGrad(
   rows: i32,
   cols: i32,
   colOffset: i32,
+  shift: usize,
 ): void {
   const rowBytes = <usize>cols << 2;
   const nv = cols & ~3;
@@ -302,13 +319,26 @@ export function crossEntropyBlockGrad(
     const xr = x + <usize>r * rowBytes;
     const vl = v128.load32_splat(lse + (<usize>r << 2));
     const vw = v128.load32_splat(w + (<usize>r << 2));
-    for (let i = 0; i < nv; i += 4) {
-      const o = <usize>i << 2;
-      v128.store(xr + o, f32x4.mul(vw, expV(f32x4.sub(v128.load(xr + o), vl))));
-    }
-    if (tail) {
-      const o = <usize>nv << 2;
-      storeTail(xr + o, f32x4.mul(vw, expV(f32x4.sub(loadTail(xr + o, tail), vl))), tail);
+    if (shift) {
+      const vs = v128.load32_splat(shift + (<usize>r << 2));
+      const c = f32x4.mul(vw, expV(f32x4.sub(vs, vl)));
+      for (let i = 0; i < nv; i += 4) {
+        const o = <usize>i << 2;
+        v128.store(xr + o, f32x4.mul(c, v128.load(xr + o)));
+      }
+      if (tail) {
+        const o = <usize>nv << 2;
+        storeTail(xr + o, f32x4.mul(c, loadTail(xr + o, tail)), tail);
+      }
+    } else {
+      for (let i = 0; i < nv; i += 4) {
+        const o = <usize>i << 2;
+        v128.store(xr + o, f32x4.mul(vw, expV(f32x4.sub(v128.load(xr + o), vl))));
+      }
+      if (tail) {
+        const o = <usize>nv << 2;
+        storeTail(xr + o, f32x4.mul(vw, expV(f32x4.sub(loadTail(xr + o, tail), vl))), tail);
+      }
     }
     const t = load<i32>(targets + (<usize>r << 2)) - colOffset;
     if (<u32>t < <u32>cols) {

@@ -97,6 +97,7 @@ export interface KernelExports {
     cols: number,
     colOffset: number,
     first: number,
+    shift: number,
   ): void;
   crossEntropyBlockGrad(
     x: number,
@@ -106,6 +107,7 @@ export interface KernelExports {
     rows: number,
     cols: number,
     colOffset: number,
+    shift: number,
   ): void;
   gather(
     table: number,

@@ -122,6 +122,7 @@ function collapseDims(
 
 export class WasmBackend implements Backend {
   readonly name: string = "wasm";
+  readonly keepsCrossEntropyExp = true;
   readonly memory: WebAssembly.Memory;
   readonly variant: KernelVariant;
   protected readonly kernels: KernelExports;
@@ -619,20 +620,32 @@ export class WasmBackend implements Backend {
     cols: number,
     colOffset: number,
     first: boolean,
+    shift?: Storage,
   ): void {
     const xp = this.at(x, 0, rows * cols);
     const tp = this.at(targets, 0, rows);
     const lp = this.at(lse, 0, rows);
     const pp = this.at(picked, 0, rows);
+    const sp = shift ? this.at(shift, 0, rows) : 0;
     const fst = first ? 1 : 0;
     const k = this.kernels;
     const half = this.#rowSplit(rows, cols);
-    if (half === 0) return k.crossEntropyBlock(xp, tp, lp, pp, rows, cols, colOffset, fst);
+    if (half === 0) return k.crossEntropyBlock(xp, tp, lp, pp, rows, cols, colOffset, fst, sp);
     const o = half * 4;
     this.#onBoth(
       "crossEntropyBlock",
-      [xp + half * cols * 4, tp + o, lp + o, pp + o, rows - half, cols, colOffset, fst],
-      () => k.crossEntropyBlock(xp, tp, lp, pp, half, cols, colOffset, fst),
+      [
+        xp + half * cols * 4,
+        tp + o,
+        lp + o,
+        pp + o,
+        rows - half,
+        cols,
+        colOffset,
+        fst,
+        sp && sp + o,
+      ],
+      () => k.crossEntropyBlock(xp, tp, lp, pp, half, cols, colOffset, fst, sp),
     );
   }
 
@@ -644,19 +657,21 @@ export class WasmBackend implements Backend {
     rows: number,
     cols: number,
     colOffset: number,
+    shift?: Storage,
   ): void {
     const xp = this.at(x, 0, rows * cols);
     const tp = this.at(targets, 0, rows);
     const lp = this.at(lse, 0, rows);
     const wp = this.at(w, 0, rows);
+    const sp = shift ? this.at(shift, 0, rows) : 0;
     const k = this.kernels;
     const half = this.#rowSplit(rows, cols);
-    if (half === 0) return k.crossEntropyBlockGrad(xp, tp, lp, wp, rows, cols, colOffset);
+    if (half === 0) return k.crossEntropyBlockGrad(xp, tp, lp, wp, rows, cols, colOffset, sp);
     const o = half * 4;
     this.#onBoth(
       "crossEntropyBlockGrad",
-      [xp + half * cols * 4, tp + o, lp + o, wp + o, rows - half, cols, colOffset],
-      () => k.crossEntropyBlockGrad(xp, tp, lp, wp, half, cols, colOffset),
+      [xp + half * cols * 4, tp + o, lp + o, wp + o, rows - half, cols, colOffset, sp && sp + o],
+      () => k.crossEntropyBlockGrad(xp, tp, lp, wp, half, cols, colOffset, sp),
     );
   }
 
