@@ -50,6 +50,29 @@ export function expV(x: v128): v128 {
   return v128.andnot(y, tiny);
 }
 
+/**
+ * e^x for x <= 0 (and NaN), with expV's bits: the softmax and cross-entropy rows only take
+ * e^(x - max) and e^(x - lse), so the overflow handling goes, and 2^n (n in [-126, 0] after the
+ * clamp) is a normal float built in one step; p * 2^n rounds as p * 2^h * 2^(n - h) does, since
+ * only the last of those products can be inexact. Lanes above 0 give undefined values.
+ */
+export function expNonPosV(x: v128): v128 {
+  const tiny = f32x4.lt(x, sp(EXP_MIN));
+  const xc = f32x4.pmax(x, sp(EXP_MIN));
+  const n = f32x4.nearest(f32x4.mul(xc, sp(LOG2E)));
+  let r = f32x4.sub(xc, f32x4.mul(n, sp(LN2_HI)));
+  r = f32x4.sub(r, f32x4.mul(n, sp(LN2_LO)));
+  let p = sp(1.9875691500e-4);
+  p = madd(p, r, sp(1.3981999507e-3));
+  p = madd(p, r, sp(8.3334519073e-3));
+  p = madd(p, r, sp(4.1665795894e-2));
+  p = madd(p, r, sp(1.6666665459e-1));
+  p = madd(p, r, sp(5.0000001201e-1));
+  p = madd(p, f32x4.mul(r, r), f32x4.add(r, sp(1)));
+  const s = i32x4.shl(i32x4.add(truncI(n), i32x4.splat(127)), 23);
+  return v128.andnot(f32x4.mul(p, s), tiny);
+}
+
 /** Natural log lane-wise: -inf at 0, NaN below 0, inf at inf. */
 export function logV(x: v128): v128 {
   // Subnormals: scale into the normal range first.
