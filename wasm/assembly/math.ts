@@ -51,12 +51,13 @@ export function expV(x: v128): v128 {
 }
 
 /**
- * e^x for x <= 0 (and NaN), with expV's bits: the softmax and cross-entropy rows only take
- * e^(x - max) and e^(x - lse), so the overflow handling goes, and 2^n (n in [-126, 0] after the
- * clamp) is a normal float built in one step; p * 2^n rounds as p * 2^h * 2^(n - h) does, since
- * only the last of those products can be inexact. Lanes above 0 give undefined values.
+ * e^x for x < 88 (and NaN), with expV's bits: the softmax and cross-entropy rows (e^(x - max),
+ * e^(x - lse)) and the normal CDF and density (arguments near or below 0) never come near
+ * overflow, so its handling goes, and 2^n (n in [-126, 127] after the clamp) is a normal float
+ * built in one step; p * 2^n rounds as p * 2^h * 2^(n - h) does, since only the last of those
+ * products can be inexact. Lanes at 88 or above give undefined values.
  */
-export function expNonPosV(x: v128): v128 {
+export function expBoundedV(x: v128): v128 {
   const tiny = f32x4.lt(x, sp(EXP_MIN));
   const xc = f32x4.pmax(x, sp(EXP_MIN));
   const n = f32x4.nearest(f32x4.mul(xc, sp(LOG2E)));
@@ -163,11 +164,11 @@ export function normalCdfV(x: v128): v128 {
   p = madd(p, t, sp(-1.26551223));
   // z^2 as x*x/2 (one rounding) rather than z*z (two): exp amplifies the argument's error.
   const z2 = f32x4.mul(f32x4.mul(x, x), sp(0.5));
-  const half = f32x4.mul(f32x4.mul(t, expV(f32x4.sub(p, z2))), sp(0.5));
+  const half = f32x4.mul(f32x4.mul(t, expBoundedV(f32x4.sub(p, z2))), sp(0.5));
   return v128.bitselect(f32x4.sub(sp(1), half), half, f32x4.ge(x, sp(0)));
 }
 
 /** Standard normal density exp(-x^2 / 2) / sqrt(2 pi). */
 export function normalPdfV(x: v128): v128 {
-  return f32x4.mul(expV(f32x4.mul(f32x4.mul(x, x), sp(-0.5))), sp(0.398942280401432678));
+  return f32x4.mul(expBoundedV(f32x4.mul(f32x4.mul(x, x), sp(-0.5))), sp(0.398942280401432678));
 }

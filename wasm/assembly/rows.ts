@@ -1,6 +1,6 @@
 // Row-wise kernels over the last axis: softmax / log-softmax and LayerNorm, with gradients.
 
-import { expNonPosV, log1pV, logV } from "./math";
+import { expBoundedV, log1pV, logV } from "./math";
 import { hmax, hsum, loadTail, storeTail } from "./simd";
 
 /** Softmax (or log-softmax) of each row of cols floats. */
@@ -20,14 +20,14 @@ export function softmax(x: usize, out: usize, rows: i32, cols: i32, log: bool): 
     // e^(x - max): stored as the softmax numerator, or only summed for log-softmax
     for (let i = 0; i < nv; i += 4) {
       const o = <usize>i << 2;
-      const e = expNonPosV(f32x4.sub(v128.load(xr + o), sm));
+      const e = expBoundedV(f32x4.sub(v128.load(xr + o), sm));
       if (!log) v128.store(or + o, e);
       vs = f32x4.add(vs, e);
     }
     let s = hsum(vs);
     if (tail) {
       const o = <usize>nv << 2;
-      const e = expNonPosV(f32x4.sub(loadTail(xr + o, tail), sm));
+      const e = expBoundedV(f32x4.sub(loadTail(xr + o, tail), sm));
       if (!log) storeTail(or + o, e, tail);
       // lanes beyond the tail hold e^(0 - m), so add only the valid ones
       s += f32x4.extract_lane(e, 0);
@@ -101,7 +101,7 @@ export function softmaxGrad(
 
 // @ts-ignore: decorator
 @inline function gradV(y: v128, g: v128, s: v128, log: bool): v128 {
-  if (log) return f32x4.sub(g, f32x4.mul(expNonPosV(y), s));
+  if (log) return f32x4.sub(g, f32x4.mul(expBoundedV(y), s));
   return f32x4.mul(y, f32x4.sub(g, s));
 }
 
@@ -265,19 +265,19 @@ export function crossEntropyBlock(
     let vs = f32x4.splat(0);
     if (shift) {
       for (let i = 0; i < nv; i += 4) {
-        const e = expNonPosV(f32x4.sub(v128.load(xr + (<usize>i << 2)), sm));
+        const e = expBoundedV(f32x4.sub(v128.load(xr + (<usize>i << 2)), sm));
         v128.store(xr + (<usize>i << 2), e);
         vs = f32x4.add(vs, e);
       }
       store<f32>(shift + (<usize>r << 2), m);
     } else {
       for (let i = 0; i < nv; i += 4) {
-        vs = f32x4.add(vs, expNonPosV(f32x4.sub(v128.load(xr + (<usize>i << 2)), sm)));
+        vs = f32x4.add(vs, expBoundedV(f32x4.sub(v128.load(xr + (<usize>i << 2)), sm)));
       }
     }
     let s = hsum(vs);
     if (tail) {
-      const e = expNonPosV(f32x4.sub(loadTail(xr + (<usize>nv << 2), tail), sm));
+      const e = expBoundedV(f32x4.sub(loadTail(xr + (<usize>nv << 2), tail), sm));
       if (shift) storeTail(xr + (<usize>nv << 2), e, tail);
       s += f32x4.extract_lane(e, 0);
       if (tail > 1) s += f32x4.extract_lane(e, 1);
@@ -290,7 +290,7 @@ export function crossEntropyBlock(
       const prev = load<f32>(lp);
       const hi = max(prev, block);
       const lo = min(prev, block);
-      const e = f32x4.extract_lane(expNonPosV(f32x4.splat(lo - hi)), 0);
+      const e = f32x4.extract_lane(expBoundedV(f32x4.splat(lo - hi)), 0);
       store<f32>(lp, hi + f32x4.extract_lane(log1pV(f32x4.splat(e)), 0));
     }
   }
@@ -321,7 +321,7 @@ export function crossEntropyBlockGrad(
     const vw = v128.load32_splat(w + (<usize>r << 2));
     if (shift) {
       const vs = v128.load32_splat(shift + (<usize>r << 2));
-      const c = f32x4.mul(vw, expNonPosV(f32x4.sub(vs, vl)));
+      const c = f32x4.mul(vw, expBoundedV(f32x4.sub(vs, vl)));
       for (let i = 0; i < nv; i += 4) {
         const o = <usize>i << 2;
         v128.store(xr + o, f32x4.mul(c, v128.load(xr + o)));
@@ -333,11 +333,11 @@ export function crossEntropyBlockGrad(
     } else {
       for (let i = 0; i < nv; i += 4) {
         const o = <usize>i << 2;
-        v128.store(xr + o, f32x4.mul(vw, expNonPosV(f32x4.sub(v128.load(xr + o), vl))));
+        v128.store(xr + o, f32x4.mul(vw, expBoundedV(f32x4.sub(v128.load(xr + o), vl))));
       }
       if (tail) {
         const o = <usize>nv << 2;
-        storeTail(xr + o, f32x4.mul(vw, expNonPosV(f32x4.sub(loadTail(xr + o, tail), vl))), tail);
+        storeTail(xr + o, f32x4.mul(vw, expBoundedV(f32x4.sub(loadTail(xr + o, tail), vl))), tail);
       }
     }
     const t = load<i32>(targets + (<usize>r << 2)) - colOffset;
