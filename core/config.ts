@@ -140,6 +140,12 @@ export const TrainConfigSchema = z.object({
    * train on their older targets.
    */
   windowEnd: z.enum(["last", "random"]).default("last"),
+  /**
+   * Prefix training: 0 = every prefix every epoch (RecBole); N > 0 = N prefixes per user and
+   * epoch (all of a shorter history's), drawn anew each epoch. An affordable prefix mode for
+   * long histories and for models that cannot train on windows (a non-causal filter or decoder).
+   */
+  prefixPerUser: z.number().int().nonnegative().default(0),
   patience: z.number().int().positive().default(10),
   metric: z.string().regex(/^(ndcg|mrr|hit|recall)@\d+$/).default("ndcg@10"),
   validKs: z.array(z.number().int().positive()).default([5, 10, 20]),
@@ -368,6 +374,9 @@ export function resolveConfig(
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new UsageError(`${fileName}: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  if (parsed.data.prefixPerUser > 0 && parsed.data.trainMode !== "prefix") {
+    throw new UsageError(`${fileName}: prefixPerUser: applies to trainMode=prefix only`);
   }
   return parsed.data;
 }

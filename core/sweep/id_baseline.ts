@@ -23,6 +23,7 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "ceChunkItems": "auto",
   "trainMode": "prefix",
   "windowEnd": "last",
+  "prefixPerUser": 0,
   "patience": 10,
   "metric": "ndcg@10",
   "validKs": [

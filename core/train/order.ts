@@ -1,6 +1,7 @@
 /**
  * Training-only per-epoch draws: the example order (a seeded shuffle, or length-bucketed
- * batches) and, in window training with windowEnd "random", where each user's window ends. The
+ * batches), in window training with windowEnd "random" where each user's window ends, and in
+ * prefix training with prefixPerUser which prefixes train. The
  * examples and batches themselves are built in core/models/examples.ts.
  */
 import type { Rng } from "../random.ts";
@@ -67,4 +68,36 @@ export function randomWindowEnds(ex: Examples, maxLen: number, rng: Rng): Exampl
     positions[e] = last > first ? first + rng.int(last - first + 1) : last;
   }
   return { users: ex.users, positions };
+}
+
+/**
+ * `perUser` prefix examples per user, drawn without replacement (all of a user's when it has no
+ * more), in the order splitExamples lists them. The count is the same every epoch, so an epoch's
+ * steps are too. Examples must list each user's prefixes contiguously, as splitExamples does.
+ */
+export function sampledPrefixes(ex: Examples, perUser: number, rng: Rng): Examples {
+  const n = ex.users.length;
+  const keep: number[] = [];
+  for (let start = 0; start < n;) {
+    let end = start + 1;
+    while (end < n && ex.users[end] === ex.users[start]) end++;
+    const count = end - start;
+    if (count <= perUser) for (let e = start; e < end; e++) keep.push(e);
+    else {
+      // A partial Fisher-Yates shuffle draws perUser of the user's prefixes; sorted back into order.
+      const idx = Int32Array.from({ length: count }, (_, i) => start + i);
+      for (let i = 0; i < perUser; i++) {
+        const j = i + rng.int(count - i);
+        const t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+      }
+      keep.push(...idx.subarray(0, perUser).sort());
+    }
+    start = end;
+  }
+  return {
+    users: Int32Array.from(keep, (e) => ex.users[e]),
+    positions: Int32Array.from(keep, (e) => ex.positions[e]),
+  };
 }

@@ -29,7 +29,7 @@ import {
 } from "../models/examples.ts";
 import { lossCount } from "../models/batch.ts";
 import { negativeDistribution } from "../models/negatives.ts";
-import { bucketedOrder, randomWindowEnds, shuffledOrder } from "./order.ts";
+import { bucketedOrder, randomWindowEnds, sampledPrefixes, shuffledOrder } from "./order.ts";
 
 export interface EpochRecord {
   epoch: number;
@@ -143,7 +143,10 @@ export async function train(
   const progress = hooks.progress ?? silentProgress;
   const window = cfg.trainMode === "window";
   const examples = window ? windowExamples(src) : splitExamples(src, "train");
-  const n = examples.users.length;
+  const sampling = !window && cfg.prefixPerUser > 0;
+  const n = sampling
+    ? sampledPrefixes(examples, cfg.prefixPerUser, new Rng(0)).users.length
+    : examples.users.length;
   const origin = timestampOrigin(src);
   const stepsPerEpoch = Math.ceil(n / cfg.batchSize);
   const steps = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, stepsPerEpoch) : stepsPerEpoch;
@@ -194,6 +197,8 @@ export async function train(
       orderRng.setState(state.orderRngAtEpochStart);
       const epochExamples = window && cfg.windowEnd === "random"
         ? randomWindowEnds(examples, cfg.maxLen, orderRng)
+        : sampling
+        ? sampledPrefixes(examples, cfg.prefixPerUser, orderRng)
         : examples;
       const order = cfg.bucket
         ? bucketedOrder(epochExamples, cfg.maxLen, cfg.batchSize, orderRng)
