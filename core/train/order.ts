@@ -82,7 +82,7 @@ export function sampledPrefixes(ex: Examples, perUser: number, rng: Rng): Exampl
     let end = start + 1;
     while (end < n && ex.users[end] === ex.users[start]) end++;
     const count = end - start;
-    if (count <= perUser) for (let e = start; e < end; e++) keep.push(e);
+    if (count <= perUser) { for (let e = start; e < end; e++) keep.push(e); }
     else {
       // A partial Fisher-Yates shuffle draws perUser of the user's prefixes; sorted back into order.
       const idx = Int32Array.from({ length: count }, (_, i) => start + i);
