@@ -96,16 +96,24 @@ def golden_init(model, g, norm=ends("LayerNorm.weight"), bias=ends(".bias"), bia
                 p.copy_(0.5 * randn(g, *p.shape))
 
 
-def put_params(t, model, prefix=""):
-    """t[prefix + name] = every parameter's value."""
-    for name, p in model.named_parameters():
+def named_tensors(params):
+    """A module's parameters, or a dict name -> leaf tensor as it is, as an OrderedDict."""
+    if isinstance(params, torch.nn.Module):
+        return OrderedDict(params.named_parameters())
+    return params
+
+
+def put_params(t, params, prefix=""):
+    """t[prefix + name] = the value of every tensor in `params` (see named_tensors)."""
+    for name, p in named_tensors(params).items():
         t[prefix + name] = p.detach()
 
 
-def put_grads(t, loss, model, prefix=""):
-    """t[prefix + "grad." + name] = d loss / d every parameter (zeros where unused)."""
-    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
-        t[prefix + "grad." + name] = g_
+def put_grads(t, loss, params, key="grad.", retain=False):
+    """t[key + name] = d loss / d every tensor in `params` (see named_tensors), zeros where
+    unused."""
+    for name, g_ in grads(loss, named_tensors(params), retain).items():
+        t[key + name] = g_
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,15 +263,13 @@ def case_duaf(dtype):
     loss = (out["h"] * R.to(dtype)).sum() + (out["omega"] * Q.to(dtype)).sum()
 
     t = OrderedDict()
-    for k, v in p.items():
-        t[k] = v.detach()
+    put_params(t, p)
     t["R"] = R
     t["Q"] = Q
     for k, v in out.items():
         t[k] = v
     t["loss"] = loss
-    for k, g_ in grads(loss, p).items():
-        t["grad." + k] = g_
+    put_grads(t, loss, p)
     meta = OrderedDict(
         B=B, L=L, d=d, d_t=d_t, modality_order=["id", "text", "image"],
         time_unit="days", e_ts_layout="interleaved: e_ts[2k]=sin(alpha_k t+beta_k), "
@@ -314,15 +320,13 @@ def case_duaf_projected(dtype):
     loss = (h * R.to(dtype)).sum() + (omega * Q.to(dtype)).sum()
 
     t = OrderedDict()
-    for k, v in p.items():
-        t[k] = v.detach()
+    put_params(t, p)
     t["R"] = R
     t["Q"] = Q
     t["omega"] = omega
     t["h"] = h
     t["loss"] = loss
-    for k, g_ in grads(loss, p).items():
-        t["grad." + k] = g_
+    put_grads(t, loss, p)
     meta = OrderedDict(B=B, L=L, d=d, scale=scale, eps=eps, modality_order=names,
                        linear_convention="y = x W^T + b (W [out, in])",
                        loss="sum(h * R) + sum(omega * Q)")
@@ -398,8 +402,7 @@ def case_mat_moe(dtype):
     gp_sigmoid = ((gx_sig.norm(2, dim=1) - 1.0) ** 2).mean()
 
     t = OrderedDict()
-    for k, v in p.items():
-        t[k] = v.detach()
+    put_params(t, p)
     t["gate"] = gate
     t["experts"] = experts
     t["e_syn"] = e_syn
@@ -415,15 +418,11 @@ def case_mat_moe(dtype):
     t["loss_gen"] = loss_gen
 
     sel = lambda names: OrderedDict((n, p[n]) for n in names)  # noqa: E731
-    for k, v in grads(loss_critic, sel(critic_names + ["e_t", "e_v"]), retain=True).items():
-        t["grad_critic." + k] = v
-    for k, v in grads(loss_gen, sel(gen_names + ["e_c", "e_t", "z"]), retain=True).items():
-        t["grad_gen." + k] = v
-    for k, v in grads(gp_logit, sel(critic_names), retain=True).items():
-        t["grad_gp_logit." + k] = v
+    put_grads(t, loss_critic, sel(critic_names + ["e_t", "e_v"]), "grad_critic.", retain=True)
+    put_grads(t, loss_gen, sel(gen_names + ["e_c", "e_t", "z"]), "grad_gen.", retain=True)
+    put_grads(t, gp_logit, sel(critic_names), "grad_gp_logit.", retain=True)
     gp_sig_names = critic_names + gen_names + ["e_c", "e_t", "e_v", "z"]
-    for k, v in grads(gp_sigmoid, sel(gp_sig_names)).items():
-        t["grad_gp_sigmoid." + k] = v
+    put_grads(t, gp_sigmoid, sel(gp_sig_names), "grad_gp_sigmoid.")
 
     meta = OrderedDict(
         B=B, d=d, z_dim=dz, category_dim=dc, n_experts=N, expert_hidden=H, critic_hidden=Hd,
@@ -468,10 +467,8 @@ def case_infonce(dtype):
     t["logits"] = logits
     t["loss_ab"] = loss_ab
     t["loss_sym"] = loss_sym
-    for k, v in grads(loss_ab, p, retain=True).items():
-        t["grad_ab." + k] = v
-    for k, v in grads(loss_sym, p).items():
-        t["grad_sym." + k] = v
+    put_grads(t, loss_ab, p, "grad_ab.", retain=True)
+    put_grads(t, loss_sym, p, "grad_sym.")
     meta = OrderedDict(
         B=B, d=d, tau=tau, positives="diagonal (labels = arange(B))",
         logits="logits[i, j] = cos(a_i, b_j) / tau, cos via F.normalize(eps=1e-12)",
@@ -494,13 +491,11 @@ def case_ops(dtype):
         leaves = OrderedDict((k, leaf(v, dtype)) for k, v in xs.items())
         y = fn(*leaves.values())
         gy = randn(g, *y.shape)
-        for k, v in leaves.items():
-            t[f"{name}.{k}"] = v.detach()
+        put_params(t, leaves, f"{name}.")
         t[f"{name}.y"] = y
         t[f"{name}.gy"] = gy
         loss = (y * gy.to(dtype)).sum()
-        for k, v in grads(loss, leaves).items():
-            t[f"{name}.g{k}"] = v
+        put_grads(t, loss, leaves, f"{name}.g")
 
     vjp("gelu", gelu, OrderedDict(x=randn(g, 3, 7, std=2.0)))
 
@@ -540,14 +535,11 @@ def case_ops(dtype):
         R = randn(g, 2, 4, 6)
         loss = (out * R.to(dtype)).sum()
         t[f"{tag}.x"] = x.detach()
-        for name, prm in gru.named_parameters():
-            t[f"{tag}.{name}"] = prm.detach()
+        put_params(t, gru, f"{tag}.")
         t[f"{tag}.output"] = out
         t[f"{tag}.h_n"] = h_n
         t[f"{tag}.R"] = R
-        named = OrderedDict([("x", x)] + list(gru.named_parameters()))
-        for k, v in grads(loss, named).items():
-            t[f"{tag}.grad.{k}"] = v
+        put_grads(t, loss, OrderedDict([("x", x)] + list(gru.named_parameters())), f"{tag}.grad.")
 
     meta = OrderedDict(
         convention="for op NAME: NAME.<input>, NAME.y = op(inputs), NAME.gy (upstream gradient), "
@@ -609,7 +601,7 @@ def case_side(dtype, kind):
             t[f"{fusion}/attr_category"] = attr[0]
             loss = loss + c["lambdas"][0] * attr[0]
         t[f"{fusion}/loss"] = loss
-        put_grads(t, loss, model, f"{fusion}/")
+        put_grads(t, loss, model, f"{fusion}/grad.")
     meta = OrderedDict(c)
     meta.update(
         variants="sum, concat, gate: tensors under '<fusion>/'",
@@ -1032,7 +1024,7 @@ def case_unisrec(dtype):
     t["pre.seq_item"] = seq_item
     t["pre.seq_seq"] = seq_seq
     t["pre.loss"] = total
-    put_grads(t, total, pre, "pre.")
+    put_grads(t, total, pre, "pre.grad.")
 
     meta = OrderedDict(UNI_CFG)
     meta.update(
@@ -1134,7 +1126,7 @@ def case_missrec(dtype):
         t["pre.seq_seq"] = seq_seq
         t["pre.interest_reg"] = regs
         t["pre.loss"] = pre_loss
-        put_grads(t, pre_loss, pre, "pre.")
+        put_grads(t, pre_loss, pre, "pre.grad.")
     finally:
         torch.set_default_dtype(torch.float32)
     meta = OrderedDict(c)
