@@ -16,7 +16,12 @@ import type { ItemSide } from "../core/models/item_side.ts";
 import { Rng } from "../core/random.ts";
 import { assign, tidy, withBackend } from "../core/tensor.ts";
 import { itemSide } from "../core/train/run.ts";
-import { batch as tinyBatch, ITEMS, itemSide as tinyItemSide } from "./helpers/tiny_duaf.ts";
+import {
+  batch as tinyBatch,
+  ITEMS,
+  itemSide as tinyItemSide,
+  TINY_ENCODER,
+} from "./helpers/tiny_duaf.ts";
 import { runCli } from "./helpers/run_cli.ts";
 import {
   assertLossFalls,
@@ -28,17 +33,7 @@ import {
 } from "./helpers/tiny_run.ts";
 
 const cfg = (over: Partial<IisanConfig> = {}): IisanConfig => ({
-  numItems: ITEMS,
-  maxLen: 5,
-  layers: 1,
-  heads: 2,
-  hidden: 8,
-  inner: 16,
-  hiddenDropout: 0,
-  attnDropout: 0,
-  layerNormEps: 1e-12,
-  initStd: 0.02,
-  loss: "ce",
+  ...TINY_ENCODER,
   sideDim: 12,
   adapterDown: 4,
   adapterActivation: "relu",

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { JsBackend } from "../core/backends/js.ts";
 import { loadDataset } from "../core/data/dataset.ts";
-import type { SequenceBatch } from "../core/models/batch.ts";
 import { windowExamples } from "../core/models/examples.ts";
 import { lruKernel, Lrurec, type LrurecConfig } from "../core/models/lrurec.ts";
 import * as op from "../core/ops/mod.ts";
@@ -16,6 +15,7 @@ import { tidy, withBackend } from "../core/tensor.ts";
 import { compareClose } from "./golden.ts";
 import { gradCheck } from "./helpers/gradcheck.ts";
 import { runCli } from "./helpers/run_cli.ts";
+import { rowsBatch as batchOf } from "./helpers/tiny_duaf.ts";
 import {
   assertLossFalls,
   assertTrainEval,
@@ -34,21 +34,6 @@ const cfg = (over: Partial<LrurecConfig> = {}): LrurecConfig => ({
   loss: "ce",
   ...over,
 });
-
-/** Rows right-padded to `len`, with `fill` in every slot after a row's last item. */
-function batchOf(seqs: number[][], len: number, fill = 0): SequenceBatch {
-  const items = new Int32Array(seqs.length * len).fill(fill);
-  seqs.forEach((s, r) => s.forEach((it, j) => (items[r * len + j] = it)));
-  return {
-    size: seqs.length,
-    len,
-    items,
-    lengths: Int32Array.from(seqs.map((s) => s.length)),
-    times: new Float32Array(seqs.length * len),
-    users: Int32Array.from(seqs.map((_, i) => i)),
-    targets: Int32Array.from(seqs.map(() => 1)),
-  };
-}
 
 function assertClose(name: string, got: ArrayLike<number>, want: ArrayLike<number>, atol = 1e-5) {
   const c = compareClose(got, want, atol, 1e-4);

@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { JsBackend } from "../core/backends/js.ts";
 import { loadDataset } from "../core/data/dataset.ts";
-import type { SequenceBatch } from "../core/models/batch.ts";
 import { microBatches, splitExamples } from "../core/models/examples.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
 import { Tedrec, type TedrecConfig } from "../core/models/tedrec.ts";
@@ -18,6 +17,7 @@ import { tensor, tidy, withBackend } from "../core/tensor.ts";
 import { itemSide } from "../core/train/run.ts";
 import { assertClose } from "./helpers/assert_close.ts";
 import { runCli } from "./helpers/run_cli.ts";
+import { rowsBatch as batchOf, TINY_ENCODER } from "./helpers/tiny_duaf.ts";
 import {
   assertLossFalls,
   assertRecommends,
@@ -28,17 +28,11 @@ import {
 } from "./helpers/tiny_run.ts";
 
 const cfg = (numItems: number, over: Partial<TedrecConfig> = {}): TedrecConfig => ({
+  ...TINY_ENCODER,
   numItems,
   maxLen: 10,
-  layers: 1,
-  heads: 2,
-  hidden: 8,
-  inner: 16,
   hiddenDropout: 0.5,
   attnDropout: 0.5,
-  layerNormEps: 1e-12,
-  initStd: 0.02,
-  loss: "ce",
   temperature: 0.07,
   experts: 3,
   adaptorDropout: 0.2,
@@ -58,20 +52,6 @@ function toyItems(numItems: number, dim: number): ItemSide {
     image: null,
     itemCategory: new Int32Array(numItems + 1),
     numCategories: 1,
-  };
-}
-
-function batchOf(seqs: number[][], len: number): SequenceBatch {
-  const items = new Int32Array(seqs.length * len);
-  seqs.forEach((s, r) => s.forEach((it, j) => (items[r * len + j] = it)));
-  return {
-    size: seqs.length,
-    len,
-    items,
-    lengths: Int32Array.from(seqs.map((s) => s.length)),
-    times: new Float32Array(seqs.length * len),
-    users: Int32Array.from(seqs.map((_, i) => i)),
-    targets: Int32Array.from(seqs.map(() => 1)),
   };
 }
 

@@ -17,6 +17,7 @@ import { Rng } from "../core/random.ts";
 import { assign, tensor, tidy, withBackend } from "../core/tensor.ts";
 import { compareClose } from "./golden.ts";
 import { runCli, runCliProcess } from "./helpers/run_cli.ts";
+import { TINY_ENCODER } from "./helpers/tiny_duaf.ts";
 import {
   assertLossFalls,
   assertRecommends,
@@ -29,17 +30,10 @@ import {
 } from "./helpers/tiny_run.ts";
 
 const cfg = (over: Partial<UnisrecConfig> = {}): UnisrecConfig => ({
-  numItems: 30,
+  ...TINY_ENCODER,
   maxLen: 8,
-  layers: 1,
-  heads: 2,
-  hidden: 8,
-  inner: 16,
   hiddenDropout: 0.5,
   attnDropout: 0.5,
-  layerNormEps: 1e-12,
-  initStd: 0.02,
-  loss: "ce",
   stage: "finetune",
   mode: "transductive",
   experts: 4,
