@@ -38,37 +38,25 @@ interface StepResult {
 
 type Build = () => SequentialModel & Module;
 
+/** The transformer every encoder model below is built with (dropout on). */
+const ENCODER = {
+  numItems: ITEMS,
+  maxLen: 8,
+  layers: 2,
+  heads: 2,
+  hidden: 16,
+  inner: 32,
+  hiddenDropout: 0.1,
+  attnDropout: 0.1,
+  layerNormEps: 1e-12,
+  initStd: 0.02,
+  loss: "ce" as const,
+};
+
 const KINDS: Record<string, Build> = {
-  sasrec: () =>
-    new Sasrec({
-      numItems: ITEMS,
-      maxLen: 8,
-      layers: 2,
-      heads: 2,
-      hidden: 16,
-      inner: 32,
-      hiddenDropout: 0.1,
-      attnDropout: 0.1,
-      layerNormEps: 1e-12,
-      initStd: 0.02,
-      loss: "ce",
-    }, new Rng(4)),
+  sasrec: () => new Sasrec(ENCODER, new Rng(4)),
   // The same model with its CE over the item table in blocks of 7 items (op.linearCrossEntropy).
-  "sasrec, CE in item blocks": () =>
-    new Sasrec({
-      numItems: ITEMS,
-      maxLen: 8,
-      layers: 2,
-      heads: 2,
-      hidden: 16,
-      inner: 32,
-      hiddenDropout: 0.1,
-      attnDropout: 0.1,
-      layerNormEps: 1e-12,
-      initStd: 0.02,
-      loss: "ce",
-      ceChunkItems: 7,
-    }, new Rng(4)),
+  "sasrec, CE in item blocks": () => new Sasrec({ ...ENCODER, ceChunkItems: 7 }, new Rng(4)),
   lrurec: () =>
     new Lrurec({
       numItems: ITEMS,
@@ -84,17 +72,8 @@ const KINDS: Record<string, Build> = {
   tedrec: () =>
     new Tedrec(
       {
-        numItems: ITEMS,
+        ...ENCODER,
         maxLen: 10,
-        layers: 2,
-        heads: 2,
-        hidden: 16,
-        inner: 32,
-        hiddenDropout: 0.1,
-        attnDropout: 0.1,
-        layerNormEps: 1e-12,
-        initStd: 0.02,
-        loss: "ce",
         temperature: 0.07,
         experts: 3,
         adaptorDropout: 0.2,
@@ -107,17 +86,7 @@ const KINDS: Record<string, Build> = {
   m3srec: () =>
     new M3srec(
       {
-        numItems: ITEMS,
-        maxLen: 8,
-        layers: 2,
-        heads: 2,
-        hidden: 16,
-        inner: 32,
-        hiddenDropout: 0.1,
-        attnDropout: 0.1,
-        layerNormEps: 1e-12,
-        initStd: 0.02,
-        loss: "ce",
+        ...ENCODER,
         modalities: ["text", "image"],
         experts: 3,
         adaptorDropout: 0.2,
@@ -137,17 +106,7 @@ const KINDS: Record<string, Build> = {
     );
     return new Iisan(
       {
-        numItems: ITEMS,
-        maxLen: 8,
-        layers: 2,
-        heads: 2,
-        hidden: 16,
-        inner: 32,
-        hiddenDropout: 0.1,
-        attnDropout: 0.1,
-        layerNormEps: 1e-12,
-        initStd: 0.02,
-        loss: "ce",
+        ...ENCODER,
         sideDim: 12,
         adapterDown: 6,
         adapterActivation: "relu",

@@ -5,7 +5,10 @@
  * Each fixture is {"meta": {...}, "tensors": {name: {shape, dtype, data}}} with row-major data.
  */
 import assert from "node:assert/strict";
+import type { SequenceBatch } from "../core/models/batch.ts";
+import type { ItemFeatures, ItemSide } from "../core/models/item_side.ts";
 import type { Module } from "../core/nn/module.ts";
+import type { EncoderConfig } from "../core/nn/transformer.ts";
 import { loadStateDict } from "../core/nn/state.ts";
 import { assertClose } from "./helpers/assert_close.ts";
 
@@ -95,23 +98,109 @@ export function compareClose(
   return { ok: worstIndex < 0, worstIndex, worstExcess, maxAbsDiff };
 }
 
-/** Sets every parameter of `model` from the fixture tensor of the same name. */
-export function loadGoldenParams(model: Module, g: Golden): void {
+/**
+ * The fixture's input batch: `item_seq` [B, L], `item_seq_len`, `pos_items` as targets and
+ * `neg_items` as negatives where stored; times and users zero.
+ */
+export function goldenBatch(g: Golden): SequenceBatch {
+  const seq = g.tensors.item_seq;
+  const [b, l] = seq.shape;
+  const batch: SequenceBatch = {
+    size: b,
+    len: l,
+    items: Int32Array.from(seq.data),
+    lengths: Int32Array.from(g.tensors.item_seq_len.data),
+    times: new Float32Array(b * l),
+    users: new Int32Array(b),
+    targets: Int32Array.from(g.tensors.pos_items.data),
+  };
+  if (g.tensors.neg_items) batch.negatives = Int32Array.from(g.tensors.neg_items.data);
+  return batch;
+}
+
+/**
+ * The transformer settings of a fixture's RecBole-style meta (`n_items` counts the padding item),
+ * dropout off, CE loss.
+ */
+export function goldenEncoder(
+  g: Golden,
+): EncoderConfig & { numItems: number; maxLen: number; loss: "ce" } {
+  const m = g.meta as Record<string, number>;
+  return {
+    numItems: m.n_items - 1,
+    maxLen: m.max_seq_length,
+    layers: m.n_layers,
+    heads: m.n_heads,
+    hidden: m.hidden_size,
+    inner: m.inner_size,
+    hiddenDropout: 0,
+    attnDropout: 0,
+    layerNormEps: m.layer_norm_eps,
+    initStd: 0.02,
+    loss: "ce",
+  };
+}
+
+/**
+ * A feature table `<name>_table` [numItems + 1, dim]; its mask is `<name>_present` where the
+ * fixture stores one, else every row present.
+ */
+export function goldenFeatures(g: Golden, name: string): ItemFeatures {
+  const t = g.tensors[`${name}_table`];
+  const present = g.tensors[`${name}_present`];
+  return {
+    dim: t.shape[1],
+    data: Float32Array.from(t.data),
+    mask: present ? Uint8Array.from(present.data) : new Uint8Array(t.shape[0]).fill(1),
+  };
+}
+
+/** Item side information for `numItems` items: the given parts, one category for all. */
+export function goldenItemSide(numItems: number, parts: Partial<ItemSide>): ItemSide {
+  return {
+    numItems,
+    text: null,
+    image: null,
+    itemCategory: new Int32Array(numItems + 1),
+    numCategories: 1,
+    ...parts,
+  };
+}
+
+/**
+ * As many parameters in `model` as the fixture stores; `isParam` tells the fixture's parameter
+ * tensors from its inputs and outputs (default: dotted names that are not gradients).
+ */
+export function assertGoldenParamCount(
+  model: Module,
+  g: Golden,
+  isParam = (k: string) => k.includes(".") && !k.startsWith("grad."),
+): void {
+  const fixtureParams = Object.keys(g.tensors).filter(isParam);
+  assert.equal(model.namedParameters().length, fixtureParams.length, "parameter count");
+}
+
+/** Sets every parameter of `model` from the fixture tensor `<prefix><name>`. */
+export function loadGoldenParams(model: Module, g: Golden, prefix = ""): void {
   const params = new Map(
     model.namedParameters().map(([name]) => {
-      const t = g.tensors[name];
-      assert.ok(t, `fixture lacks ${name}`);
+      const t = g.tensors[prefix + name];
+      assert.ok(t, `fixture lacks ${prefix}${name}`);
       return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
     }),
   );
   loadStateDict(model, params);
 }
 
-/** Every parameter's gradient against the fixture's `grad.<name>` (the gradient tolerances above). */
-export function assertGoldenGrads(model: Module, g: Golden): void {
+/**
+ * Every parameter's gradient against the fixture's `<prefix>grad.<name>` (the gradient
+ * tolerances above).
+ */
+export function assertGoldenGrads(model: Module, g: Golden, prefix = ""): void {
   for (const [name, p] of model.namedParameters()) {
-    const want = g.tensors[`grad.${name}`];
-    assert.ok(want, `fixture lacks grad.${name}`);
-    assertClose(`grad.${name}`, p.grad!.toFloat32(), want.data, 1e-3, 1e-5);
+    const want = g.tensors[`${prefix}grad.${name}`];
+    assert.ok(want, `fixture lacks ${prefix}grad.${name}`);
+    assert.ok(p.grad, `no gradient for ${name}`);
+    assertClose(`${prefix}grad.${name}`, p.grad.toFloat32(), want.data, 1e-3, 1e-5);
   }
 }

@@ -9,7 +9,7 @@ import type { SequenceBatch } from "../core/models/batch.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tensor, tidy, withBackend } from "../core/tensor.ts";
 import { JsBackend } from "../core/backends/js.ts";
-import { assertGoldenGrads, loadGolden, loadGoldenParams } from "./golden.ts";
+import { assertGoldenGrads, goldenEncoder, loadGolden, loadGoldenParams } from "./golden.ts";
 import { assertClose } from "./helpers/assert_close.ts";
 
 Deno.test("golden: bert4rec output, cloze loss, gradients and scores match PyTorch", () => {
@@ -36,17 +36,7 @@ Deno.test("golden: bert4rec output, cloze loss, gradients and scores match PyTor
   };
   withBackend(new JsBackend(), () => {
     const model = new Bert4rec({
-      numItems: m.n_items - 1,
-      maxLen: m.max_seq_length,
-      layers: m.n_layers,
-      heads: m.n_heads,
-      hidden: m.hidden_size,
-      inner: m.inner_size,
-      hiddenDropout: 0,
-      attnDropout: 0,
-      layerNormEps: m.layer_norm_eps,
-      initStd: 0.02,
-      loss: "ce",
+      ...goldenEncoder(g),
       maskRatio: 0.2,
       ftRatio: 0.5,
     }, new Rng(1));

@@ -7,49 +7,34 @@
  */
 import assert from "node:assert/strict";
 import { JsBackend } from "../core/backends/js.ts";
-import type { SequenceBatch } from "../core/models/batch.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
 import { Missrec, type MissrecConfig } from "../core/models/missrec.ts";
-import { loadStateDict } from "../core/nn/state.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tidy, withBackend } from "../core/tensor.ts";
-import { type Golden, loadGolden } from "./golden.ts";
+import {
+  assertGoldenGrads,
+  type Golden,
+  goldenBatch,
+  goldenEncoder,
+  goldenFeatures,
+  goldenItemSide,
+  loadGolden,
+  loadGoldenParams,
+} from "./golden.ts";
 import { assertClose } from "./helpers/assert_close.ts";
 
 function itemSide(g: Golden): ItemSide {
-  const text = g.tensors.text_table;
-  const image = g.tensors.image_table;
-  const n = text.shape[0];
-  const present = Uint8Array.from(g.tensors.image_present.data);
-  const imageData = Float32Array.from(image.data);
-  const dim = image.shape[1];
-  for (let i = 0; i < n; i++) if (!present[i]) imageData.fill(9, i * dim, (i + 1) * dim);
-  return {
-    numItems: n - 1,
-    text: {
-      dim: text.shape[1],
-      data: Float32Array.from(text.data),
-      mask: new Uint8Array(n).fill(1),
-    },
-    image: { dim, data: imageData, mask: present },
-    itemCategory: new Int32Array(n),
-    numCategories: 1,
-  };
+  const image = goldenFeatures(g, "image");
+  const { dim, data, mask } = image;
+  for (let i = 0; i < mask.length; i++) if (!mask[i]) data.fill(9, i * dim, (i + 1) * dim);
+  return goldenItemSide(mask.length - 1, { text: goldenFeatures(g, "text"), image });
 }
 
-function build(g: Golden, stage: "pretrain" | "finetune", prefix = ""): Missrec {
+function build(g: Golden, stage: "pretrain" | "finetune"): Missrec {
   const m = g.meta as Record<string, number>;
+  const { loss: _ce, ...enc } = goldenEncoder(g);
   const cfg: MissrecConfig = {
-    numItems: m.n_items - 1,
-    maxLen: m.max_seq_length,
-    layers: m.n_layers,
-    heads: m.n_heads,
-    hidden: m.hidden_size,
-    inner: m.inner_size,
-    hiddenDropout: 0,
-    attnDropout: 0,
-    layerNormEps: m.layer_norm_eps,
-    initStd: 0.02,
+    ...enc,
     stage,
     mode: "transductive",
     modalities: ["text", "image"],
@@ -64,14 +49,7 @@ function build(g: Golden, stage: "pretrain" | "finetune", prefix = ""): Missrec 
     fixEncoder: true,
   };
   const model = new Missrec(cfg, itemSide(g), new Rng(1));
-  const params = new Map(
-    model.namedParameters().map(([name]) => {
-      const t = g.tensors[name];
-      assert.ok(t, `fixture lacks ${prefix}${name}`);
-      return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
-    }),
-  );
-  loadStateDict(model, params);
+  loadGoldenParams(model, g);
   giveInterests(g, model);
   return model;
 }
@@ -87,32 +65,9 @@ function giveInterests(g: Golden, model: Missrec): void {
   );
 }
 
-function batchOf(g: Golden): SequenceBatch {
-  const seq = g.tensors.item_seq;
-  const [b, l] = seq.shape;
-  return {
-    size: b,
-    len: l,
-    items: Int32Array.from(seq.data),
-    lengths: Int32Array.from(g.tensors.item_seq_len.data),
-    times: new Float32Array(b * l),
-    users: new Int32Array(b),
-    targets: Int32Array.from(g.tensors.pos_items.data),
-  };
-}
-
-function checkGrads(g: Golden, model: Missrec, prefix: string): void {
-  for (const [name, p] of model.namedParameters()) {
-    const want = g.tensors[`${prefix}grad.${name}`];
-    assert.ok(want, `fixture lacks ${prefix}grad.${name}`);
-    assert.ok(p.grad, `no gradient for ${name}`);
-    assertClose(`${prefix}grad.${name}`, p.grad.toFloat32(), want.data, 1e-3, 1e-5);
-  }
-}
-
 Deno.test("golden: missrec interest tokens, fine-tuning loss, gradients and scores match PyTorch", () => {
   const g = loadGolden("missrec");
-  const batch = batchOf(g);
+  const batch = goldenBatch(g);
   withBackend(new JsBackend(), () => {
     const model = build(g, "finetune");
     const { ids, width } = model.interestTokens(batch.items, batch.size, batch.len);
@@ -127,7 +82,7 @@ Deno.test("golden: missrec interest tokens, fine-tuning loss, gradients and scor
       assertClose("loss", [out.total.item()], g.tensors.loss.data);
       backward(out.total);
     });
-    checkGrads(g, model, "");
+    assertGoldenGrads(model, g);
     model.eval();
     giveInterests(g, model);
     tidy(() => {
@@ -146,9 +101,9 @@ Deno.test("golden: missrec interest tokens, fine-tuning loss, gradients and scor
 
 Deno.test("golden: missrec pre-training loss (seq-item + λ seq-seq + γ R) and gradients match PyTorch", () => {
   const g = loadGolden("missrec");
-  const batch = batchOf(g);
+  const batch = goldenBatch(g);
   withBackend(new JsBackend(), () => {
-    const model = build(g, "pretrain", "pre.");
+    const model = build(g, "pretrain");
     assert.equal(model.itemEmbedding, null);
     tidy(() => {
       const view = {
@@ -162,6 +117,6 @@ Deno.test("golden: missrec pre-training loss (seq-item + λ seq-seq + γ R) and 
       assertClose("loss", [out.total.item()], g.tensors["pre.loss"].data);
       backward(out.total);
     });
-    checkGrads(g, model, "pre.");
+    assertGoldenGrads(model, g, "pre.");
   });
 });

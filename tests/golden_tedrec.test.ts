@@ -7,13 +7,20 @@
 import assert from "node:assert/strict";
 import { JsBackend } from "../core/backends/js.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
-import type { ItemSide } from "../core/models/item_side.ts";
 import { Tedrec } from "../core/models/tedrec.ts";
 import type { ForwardContext } from "../core/nn/context.ts";
-import { loadStateDict } from "../core/nn/state.ts";
 import { Rng } from "../core/random.ts";
 import { backward, type Tensor, tensor, tidy, withBackend } from "../core/tensor.ts";
-import { assertGoldenGrads, loadGolden } from "./golden.ts";
+import {
+  assertGoldenGrads,
+  assertGoldenParamCount,
+  goldenBatch,
+  goldenEncoder,
+  goldenFeatures,
+  goldenItemSide,
+  loadGolden,
+  loadGoldenParams,
+} from "./golden.ts";
 import { assertClose } from "./helpers/assert_close.ts";
 
 const g = loadGolden("tedrec");
@@ -28,42 +35,12 @@ class FixedNoise extends Tedrec {
 }
 
 function setup(): { model: Tedrec; batch: SequenceBatch } {
-  const seq = g.tensors.item_seq;
-  const [b, l] = seq.shape;
-  const batch: SequenceBatch = {
-    size: b,
-    len: l,
-    items: Int32Array.from(seq.data),
-    lengths: Int32Array.from(g.tensors.item_seq_len.data),
-    times: new Float32Array(b * l),
-    users: new Int32Array(b),
-    targets: Int32Array.from(g.tensors.pos_items.data),
-  };
-  const numItems = m.n_items - 1;
-  const items: ItemSide = {
-    numItems,
-    text: {
-      dim: m.text_dim,
-      data: Float32Array.from(g.tensors.text_table.data),
-      mask: new Uint8Array(numItems + 1).fill(1),
-    },
-    image: null,
-    itemCategory: new Int32Array(numItems + 1),
-    numCategories: 1,
-  };
+  const batch = goldenBatch(g);
+  const enc = goldenEncoder(g);
+  const items = goldenItemSide(enc.numItems, { text: goldenFeatures(g, "text") });
   const model = new FixedNoise(
     {
-      numItems,
-      maxLen: m.max_seq_length,
-      layers: m.n_layers,
-      heads: m.n_heads,
-      hidden: m.hidden_size,
-      inner: m.inner_size,
-      hiddenDropout: 0,
-      attnDropout: 0,
-      layerNormEps: m.layer_norm_eps,
-      initStd: 0.02,
-      loss: "ce",
+      ...enc,
       temperature: m.temperature,
       experts: m.n_exps,
       adaptorDropout: 0,
@@ -72,17 +49,8 @@ function setup(): { model: Tedrec; batch: SequenceBatch } {
     items,
     new Rng(1),
   );
-  const named = model.namedParameters();
-  const fixtureParams = Object.keys(g.tensors).filter((k) => `grad.${k}` in g.tensors);
-  assert.equal(named.length, fixtureParams.length, "parameter count");
-  loadStateDict(
-    model,
-    new Map(named.map(([name]) => {
-      const t = g.tensors[name];
-      assert.ok(t, `fixture lacks ${name}`);
-      return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
-    })),
-  );
+  assertGoldenParamCount(model, g, (k) => `grad.${k}` in g.tensors);
+  loadGoldenParams(model, g);
   return { model, batch };
 }
 

@@ -6,29 +6,24 @@
  */
 import assert from "node:assert/strict";
 import { JsBackend } from "../core/backends/js.ts";
-import type { SequenceBatch } from "../core/models/batch.ts";
 import { Unisrec, type UnisrecConfig } from "../core/models/unisrec.ts";
-import { loadStateDict } from "../core/nn/state.ts";
 import { Rng } from "../core/random.ts";
 import { backward, tidy, withBackend } from "../core/tensor.ts";
-import { type Golden, loadGolden } from "./golden.ts";
+import {
+  assertGoldenGrads,
+  type Golden,
+  goldenBatch,
+  goldenEncoder,
+  loadGolden,
+  loadGoldenParams,
+} from "./golden.ts";
 import { assertClose } from "./helpers/assert_close.ts";
 
-function build(g: Golden, stage: "pretrain" | "finetune", prefix = ""): Unisrec {
+function build(g: Golden, stage: "pretrain" | "finetune"): Unisrec {
   const m = g.meta as Record<string, number>;
   const plm = g.tensors.plm_embedding;
   const cfg: UnisrecConfig = {
-    numItems: m.n_items - 1,
-    maxLen: m.max_seq_length,
-    layers: m.n_layers,
-    heads: m.n_heads,
-    hidden: m.hidden_size,
-    inner: m.inner_size,
-    hiddenDropout: 0,
-    attnDropout: 0,
-    layerNormEps: m.layer_norm_eps,
-    initStd: 0.02,
-    loss: "ce",
+    ...goldenEncoder(g),
     stage,
     mode: "transductive",
     experts: m.n_exps,
@@ -44,14 +39,7 @@ function build(g: Golden, stage: "pretrain" | "finetune", prefix = ""): Unisrec 
     dim: plm.shape[1],
     data: Float32Array.from(plm.data),
   });
-  const params = new Map(
-    model.namedParameters().map(([name]) => {
-      const t = g.tensors[name];
-      assert.ok(t, `fixture lacks ${prefix}${name}`);
-      return [name, { shape: t.shape, data: Float32Array.from(t.data) }];
-    }),
-  );
-  loadStateDict(model, params);
+  loadGoldenParams(model, g);
   return model;
 }
 
@@ -66,32 +54,9 @@ function noiseQueue(g: Golden, model: Unisrec, names: string[]): void {
   };
 }
 
-function batchOf(g: Golden): SequenceBatch {
-  const seq = g.tensors.item_seq;
-  const [b, l] = seq.shape;
-  return {
-    size: b,
-    len: l,
-    items: Int32Array.from(seq.data),
-    lengths: Int32Array.from(g.tensors.item_seq_len.data),
-    times: new Float32Array(b * l),
-    users: new Int32Array(b),
-    targets: Int32Array.from(g.tensors.pos_items.data),
-  };
-}
-
-function checkGrads(g: Golden, model: Unisrec, prefix: string): void {
-  for (const [name, p] of model.namedParameters()) {
-    const want = g.tensors[`${prefix}grad.${name}`];
-    assert.ok(want, `fixture lacks ${prefix}grad.${name}`);
-    assert.ok(p.grad, `no gradient for ${name}`);
-    assertClose(`${prefix}grad.${name}`, p.grad.toFloat32(), want.data, 1e-3, 1e-5);
-  }
-}
-
 Deno.test("golden: unisrec fine-tuning loss, gradients and scores match PyTorch", () => {
   const g = loadGolden("unisrec");
-  const batch = batchOf(g);
+  const batch = goldenBatch(g);
   withBackend(new JsBackend(), () => {
     const model = build(g, "finetune");
     tidy(() => {
@@ -104,13 +69,13 @@ Deno.test("golden: unisrec fine-tuning loss, gradients and scores match PyTorch"
       assertClose("loss", [out.total.item()], g.tensors.loss.data);
       backward(out.total);
     });
-    checkGrads(g, model, "");
+    assertGoldenGrads(model, g);
   });
 });
 
 Deno.test("golden: unisrec pre-training loss (seq-item + λ seq-seq) and gradients match PyTorch", () => {
   const g = loadGolden("unisrec");
-  const batch = batchOf(g);
+  const batch = goldenBatch(g);
   withBackend(new JsBackend(), () => {
     const model = build(g, "pretrain");
     assert.equal(model.itemEmbedding, null);
@@ -126,6 +91,6 @@ Deno.test("golden: unisrec pre-training loss (seq-item + λ seq-seq) and gradien
       assertClose("loss", [out.total.item()], g.tensors["pre.loss"].data);
       backward(out.total);
     });
-    checkGrads(g, model, "pre.");
+    assertGoldenGrads(model, g, "pre.");
   });
 });

@@ -19,12 +19,16 @@ import {
 import { makeBatch, splitExamples, timestampOrigin } from "../core/models/examples.ts";
 import type { LossKind } from "../core/models/sasrec.ts";
 import * as op from "../core/ops/mod.ts";
-import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
-import { backward, noGrad, tidy, withBackend } from "../core/tensor.ts";
-import { runCli } from "./helpers/run_cli.ts";
+import { backward, tidy, withBackend } from "../core/tensor.ts";
 import { assertSameRun } from "./helpers/same_run.ts";
-import { setFlags, TINY_SETS, tinyDataset } from "./helpers/tiny_run.ts";
+import {
+  assertLossFalls,
+  assertTrained,
+  TINY_SETS,
+  tinyDataset,
+  trainModel,
+} from "./helpers/tiny_run.ts";
 
 const MASK = 99;
 
@@ -197,26 +201,19 @@ Deno.test("bert4rec learns: Adam steps on beauty-mini reduce the cloze loss", as
         { ...tinyCfg(ds.numItems), hidden: 16, inner: 32, maxLen: 20 },
         new Rng(1),
       );
-      const opt = new Adam(model.parameters(), { lr: 5e-3 });
-      const fixed = makeBatch(ds, ex, null, 0, 128, 20, origin, null);
       // The same masks every time, dropout off: only the parameters change between measures.
-      const measure = () =>
-        noGrad(() =>
-          tidy(() => model.loss(fixed, { training: false, rng: new Rng(9) }).total.item())
-        );
-      const before = measure();
-      const rng = new Rng(4);
-      for (let s = 0; s < 20; s++) {
-        const start = (s * 96) % (ex.users.length - 96);
-        const batch = makeBatch(ds, ex, null, start, start + 96, 20, origin, null);
-        tidy(() => {
-          backward(model.loss(batch, { training: true, rng }).total);
-          opt.step();
-          opt.zeroGrad();
-        });
-      }
-      const after = measure();
-      assert.ok(after < before - 0.3, `loss ${before.toFixed(3)} -> ${after.toFixed(3)}`);
+      assertLossFalls(model, {
+        lr: 5e-3,
+        steps: 20,
+        fixed: makeBatch(ds, ex, null, 0, 128, 20, origin, null),
+        batchAt: (s) => {
+          const start = (s * 96) % (ex.users.length - 96);
+          return makeBatch(ds, ex, null, start, start + 96, 20, origin, null);
+        },
+        minDrop: 0.3,
+        measureSeed: 9,
+        trainSeed: 4,
+      });
     });
   } finally {
     await Deno.remove(root, { recursive: true });
@@ -231,23 +228,8 @@ Deno.test("duaf train --model bert4rec runs end to end in both training modes, r
       const out = join(root, mode);
       const again = await exists(out);
       if (again) await Deno.rename(out, `${out}-first`);
-      const r = await runCli([
-        "train",
-        ds,
-        "--model",
-        "bert4rec",
-        "--out",
-        out,
-        ...setFlags([...TINY_SETS, `trainMode=${mode}`, "bert4recMaskRatio=0.3"]),
-        "--backend",
-        "wasm",
-        "--quiet",
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      const res = JSON.parse(r.stdout);
-      assert.equal(res.status, "finished");
-      assert.equal(res.model, "bert4rec");
-      assert.ok(res.test["ndcg@10"] >= 0 && res.test["ndcg@10"] <= 1);
+      const sets = [...TINY_SETS, `trainMode=${mode}`, "bert4recMaskRatio=0.3"];
+      assertTrained(await trainModel(ds, "bert4rec", out, sets), "bert4rec");
       const manifest = JSON.parse(await Deno.readTextFile(join(out, "manifest.json")));
       assert.equal(manifest.config.bert4recMaskRatio, 0.3);
       assert.equal(manifest.config.bert4recFtRatio, 0.5);

@@ -10,30 +10,30 @@ import { JsBackend } from "../core/backends/js.ts";
 import { loadDataset } from "../core/data/dataset.ts";
 import { npyMatrixBytes } from "../core/features/npy.ts";
 import { encodeSafetensors, tensor as safeTensor } from "../core/io/safetensors.ts";
-import { makeBatch, windowExamples } from "../core/models/examples.ts";
+import { windowExamples } from "../core/models/examples.ts";
 import { Iisan, type IisanConfig } from "../core/models/iisan.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
-import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
-import { assign, backward, tidy, withBackend } from "../core/tensor.ts";
-import { batch as tinyBatch, ITEMS, itemSide as tinyItemSide } from "./helpers/tiny_duaf.ts";
+import { assign, tidy, withBackend } from "../core/tensor.ts";
+import { itemSide } from "../core/train/run.ts";
+import {
+  batch as tinyBatch,
+  ITEMS,
+  itemSide as tinyItemSide,
+  TINY_ENCODER,
+} from "./helpers/tiny_duaf.ts";
 import { runCli } from "./helpers/run_cli.ts";
-import { setFlags, TINY_SETS } from "./helpers/tiny_run.ts";
-
-const MINI = new URL("../fixtures/ml-100k-mini/", import.meta.url).pathname;
+import {
+  assertLossFalls,
+  assertTrainEval,
+  cyclingBatches,
+  ML_MINI as MINI,
+  mlMiniDataset,
+  TINY_SETS,
+} from "./helpers/tiny_run.ts";
 
 const cfg = (over: Partial<IisanConfig> = {}): IisanConfig => ({
-  numItems: ITEMS,
-  maxLen: 5,
-  layers: 1,
-  heads: 2,
-  hidden: 8,
-  inner: 16,
-  hiddenDropout: 0,
-  attnDropout: 0,
-  layerNormEps: 1e-12,
-  initStd: 0.02,
-  loss: "ce",
+  ...TINY_ENCODER,
   sideDim: 12,
   adapterDown: 4,
   adapterActivation: "relu",
@@ -155,35 +155,13 @@ Deno.test("iisan: preprocess stores precomputed layer states; steps lower the lo
       join(root, "image_layers.safetensors"),
       encodeSafetensors(layerTensors, { ids: JSON.stringify(ids) }),
     );
-    const base = [
-      "preprocess",
-      "--format",
-      "recbole",
-      "--inter",
-      join(MINI, "ml-100k-mini.inter.gz"),
-      "--item",
-      join(MINI, "ml-100k-mini.item"),
-      "--kcore",
-      "0",
-      "--image-features",
-      join(MINI, "image_mobilenet_v2.npy"),
-      "--text-dim",
-      "16",
-      "--quiet",
-    ];
-    const plainDir = join(root, "plain");
-    assert.equal((await runCli([...base, "--out", plainDir])).code, 0);
-    const ds = join(root, "ml");
-    const pre = await runCli([
-      ...base,
+    const plainDir = await mlMiniDataset(root, [], "plain");
+    const ds = await mlMiniDataset(root, [
       "--text-layer-features",
       join(root, "text_layers.npy"),
       "--image-layer-features",
       join(root, "image_layers.safetensors"),
-      "--out",
-      ds,
     ]);
-    assert.equal(pre.code, 0, pre.stderr);
     const plain = await loadDataset(plainDir);
     assert.equal(plain.manifest.layers, undefined);
     assert.equal(plain.textLayers, null);
@@ -209,60 +187,18 @@ Deno.test("iisan: preprocess stores precomputed layer states; steps lower the lo
 
     const ex = windowExamples(src);
     withBackend(new JsBackend(), () => {
-      const items: ItemSide = {
-        numItems: src.numItems,
-        text: src.text,
-        image: src.image,
-        textLayers: src.textLayers,
-        imageLayers: src.imageLayers,
-        itemCategory: src.itemCategory,
-        numCategories: src.numCategories,
-      };
       const m = new Iisan(
         cfg({ numItems: src.numItems, maxLen: 10, hidden: 16 }),
-        items,
+        itemSide(src),
         new Rng(1),
       );
       assert.deepEqual(m.layerCounts(), { image: 3, text: 2 });
-      const opt = new Adam(m.parameters(), { lr: 3e-3 });
-      const stepRng = new Rng(2);
-      const fixed = makeBatch(src, ex, null, 0, 30, 10, 0, null, true);
-      const lossOn = () =>
-        tidy(() => m.loss(fixed, { training: false, rng: new Rng(0) }).total.item());
-      const before = lossOn();
-      for (let s = 0; s < 8; s++) {
-        const b = makeBatch(src, ex, null, (s % 5) * 30, (s % 5) * 30 + 30, 10, 0, null, true);
-        tidy(() => {
-          backward(m.loss(b, { training: true, rng: stepRng }).total);
-          opt.step();
-          opt.zeroGrad();
-        });
-      }
-      const after = lossOn();
-      assert.ok(after < before - 0.05, `loss ${before.toFixed(4)} -> ${after.toFixed(4)}`);
+      const batches = cyclingBatches(src, ex, 30, 5, 10, true);
+      assertLossFalls(m, { lr: 3e-3, steps: 8, ...batches, minDrop: 0.05 });
     });
 
-    const run = join(root, "run");
-    const trained = await runCli([
-      "train",
-      ds,
-      "--model",
-      "iisan",
-      "--out",
-      run,
-      ...setFlags([...TINY_SETS, "iisanSideDim=16", "iisanAdapterDown=8", "maxLen=20"]),
-      "--backend",
-      "wasm",
-      "--quiet",
-    ]);
-    assert.equal(trained.code, 0, trained.stderr);
-    const report = JSON.parse(trained.stdout);
-    assert.equal(report.status, "finished");
-    assert.equal(report.model, "iisan");
-    assert.ok(report.test["ndcg@10"] >= 0 && report.test["ndcg@10"] <= 1);
-    const evaluated = await runCli(["eval", run, "--backend", "wasm", "--quiet"]);
-    assert.equal(evaluated.code, 0, evaluated.stderr);
-    assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
+    const sets = [...TINY_SETS, "iisanSideDim=16", "iisanAdapterDown=8", "maxLen=20"];
+    await assertTrainEval(ds, "iisan", join(root, "run"), sets);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

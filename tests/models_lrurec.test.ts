@@ -7,17 +7,21 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { JsBackend } from "../core/backends/js.ts";
 import { loadDataset } from "../core/data/dataset.ts";
-import type { SequenceBatch } from "../core/models/batch.ts";
-import { makeBatch, windowExamples } from "../core/models/examples.ts";
+import { windowExamples } from "../core/models/examples.ts";
 import { lruKernel, Lrurec, type LrurecConfig } from "../core/models/lrurec.ts";
 import * as op from "../core/ops/mod.ts";
-import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
-import { backward, tidy, withBackend } from "../core/tensor.ts";
+import { tidy, withBackend } from "../core/tensor.ts";
 import { compareClose } from "./golden.ts";
 import { gradCheck } from "./helpers/gradcheck.ts";
 import { runCli } from "./helpers/run_cli.ts";
-import { tinyDataset } from "./helpers/tiny_run.ts";
+import { rowsBatch as batchOf } from "./helpers/tiny_duaf.ts";
+import {
+  assertLossFalls,
+  assertTrainEval,
+  cyclingBatches,
+  tinyDataset,
+} from "./helpers/tiny_run.ts";
 
 const cfg = (over: Partial<LrurecConfig> = {}): LrurecConfig => ({
   numItems: 30,
@@ -30,21 +34,6 @@ const cfg = (over: Partial<LrurecConfig> = {}): LrurecConfig => ({
   loss: "ce",
   ...over,
 });
-
-/** Rows right-padded to `len`, with `fill` in every slot after a row's last item. */
-function batchOf(seqs: number[][], len: number, fill = 0): SequenceBatch {
-  const items = new Int32Array(seqs.length * len).fill(fill);
-  seqs.forEach((s, r) => s.forEach((it, j) => (items[r * len + j] = it)));
-  return {
-    size: seqs.length,
-    len,
-    items,
-    lengths: Int32Array.from(seqs.map((s) => s.length)),
-    times: new Float32Array(seqs.length * len),
-    users: Int32Array.from(seqs.map((_, i) => i)),
-    targets: Int32Array.from(seqs.map(() => 1)),
-  };
-}
 
 function assertClose(name: string, got: ArrayLike<number>, want: ArrayLike<number>, atol = 1e-5) {
   const c = compareClose(got, want, atol, 1e-4);
@@ -126,46 +115,12 @@ Deno.test("lrurec: training on beauty-mini windows lowers the loss; train and ev
     const ex = windowExamples(src);
     withBackend(new JsBackend(), () => {
       const model = new Lrurec(cfg({ numItems: src.numItems, hidden: 16 }), new Rng(1));
-      const opt = new Adam(model.parameters(), { lr: 5e-3 });
-      const rng = new Rng(2);
-      const fixed = makeBatch(src, ex, null, 0, 64, 20, 0, null, true);
-      const lossOn = () =>
-        tidy(() => model.loss(fixed, { training: false, rng: new Rng(0) }).total.item());
-      const before = lossOn();
-      for (let s = 0; s < 12; s++) {
-        const b = makeBatch(src, ex, null, (s % 6) * 64, (s % 6) * 64 + 64, 20, 0, null, true);
-        tidy(() => {
-          backward(model.loss(b, { training: true, rng }).total);
-          opt.step();
-          opt.zeroGrad();
-        });
-      }
-      const after = lossOn();
-      assert.ok(after < before - 0.05, `loss ${before.toFixed(4)} -> ${after.toFixed(4)}`);
+      const batches = cyclingBatches(src, ex, 64, 6, 20, true);
+      assertLossFalls(model, { lr: 5e-3, steps: 12, ...batches, minDrop: 0.05 });
     });
 
-    const run = join(root, "run");
     const sets = ["hidden=16", "layers=1", "maxSteps=3", "epochs=2", "batchSize=64"];
-    const trained = await runCli([
-      "train",
-      ds,
-      "--model",
-      "lrurec",
-      "--out",
-      run,
-      ...sets.flatMap((s) => ["--set", s]),
-      "--backend",
-      "wasm",
-      "--quiet",
-    ]);
-    assert.equal(trained.code, 0, trained.stderr);
-    const report = JSON.parse(trained.stdout);
-    assert.equal(report.status, "finished");
-    assert.equal(report.model, "lrurec");
-    assert.ok(report.test["ndcg@10"] >= 0 && report.test["ndcg@10"] <= 1);
-    const evaluated = await runCli(["eval", run, "--k", "5,10,20", "--backend", "wasm", "--quiet"]);
-    assert.equal(evaluated.code, 0, evaluated.stderr);
-    assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
+    await assertTrainEval(ds, "lrurec", join(root, "run"), sets, ["--k", "5,10,20"]);
     const bad = await runCli([
       "train",
       ds,

@@ -9,33 +9,32 @@ import { join } from "node:path";
 import { JsBackend } from "../core/backends/js.ts";
 import { TrainConfigSchema } from "../core/config.ts";
 import { loadDataset } from "../core/data/dataset.ts";
-import { makeBatch, windowExamples } from "../core/models/examples.ts";
+import { windowExamples } from "../core/models/examples.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
 import { M3srec, type M3srecConfig } from "../core/models/m3srec.ts";
 import { createModel } from "../core/models/registry.ts";
 import * as op from "../core/ops/mod.ts";
-import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
 import { assign, backward, tidy, withBackend } from "../core/tensor.ts";
-import { batch as tinyBatch, ITEMS, itemSide as tinyItemSide } from "./helpers/tiny_duaf.ts";
+import { itemSide } from "../core/train/run.ts";
+import {
+  assertMissingImageIgnored,
+  batch as tinyBatch,
+  ITEMS,
+  itemSide as tinyItemSide,
+  TINY_ENCODER,
+} from "./helpers/tiny_duaf.ts";
 import { compareClose } from "./golden.ts";
-import { runCli } from "./helpers/run_cli.ts";
-import { setFlags, TINY_SETS } from "./helpers/tiny_run.ts";
-
-const MINI = new URL("../fixtures/ml-100k-mini/", import.meta.url).pathname;
+import {
+  assertLossFalls,
+  assertTrainEval,
+  cyclingBatches,
+  mlMiniDataset,
+  TINY_SETS,
+} from "./helpers/tiny_run.ts";
 
 const cfg = (over: Partial<M3srecConfig> = {}): M3srecConfig => ({
-  numItems: ITEMS,
-  maxLen: 5,
-  layers: 1,
-  heads: 2,
-  hidden: 8,
-  inner: 16,
-  hiddenDropout: 0,
-  attnDropout: 0,
-  layerNormEps: 1e-12,
-  initStd: 0.02,
-  loss: "ce",
+  ...TINY_ENCODER,
   modalities: ["text", "image"],
   experts: 3,
   adaptorDropout: 0,
@@ -85,26 +84,11 @@ Deno.test("m3srec: adaptor and fusion gates are distributions over the experts, 
 
 Deno.test("m3srec: a missing item's image row never reaches the output; a present one does", () => {
   withBackend(new JsBackend(), () => {
-    const items = tinyItemSide(new Rng(1), true);
-    const image = items.image!;
-    const missing = image.mask.findIndex((p, i) => i > 0 && !p);
-    const present = image.mask.findIndex((p, i) => i > 0 && p === 1);
-    assert.ok(missing > 0 && present > 0);
-    const b = tinyBatch(new Rng(2));
-    b.items[0] = missing; // the missing item is in a history and scored as a candidate
-    b.items[b.len] = present;
-    const scores = (it: ItemSide) =>
-      tidy(() => model(it).scoreAll(b, { training: false, rng: new Rng(0) }).toFloat32());
-    const base = scores(items);
-    const changed = (row: number) => {
-      const data = image.data.slice();
-      for (let c = 0; c < image.dim; c++) data[row * image.dim + c] += 3 + c;
-      return { ...items, image: { ...image, data } };
-    };
-    const same = compareClose(scores(changed(missing)), base, 0, 0);
-    assert.equal(same.maxAbsDiff, 0, "changing a missing item's stored image changed scores");
-    const moved = compareClose(scores(changed(present)), base, 1e-6, 0);
-    assert.ok(moved.maxAbsDiff > 1e-4, "changing a present item's image left scores unchanged");
+    assertMissingImageIgnored(
+      tinyItemSide(new Rng(1), true),
+      (it, b) =>
+        tidy(() => model(it).scoreAll(b, { training: false, rng: new Rng(0) }).toFloat32()),
+    );
   });
 });
 
@@ -193,83 +177,24 @@ Deno.test("m3srec: window training takes the contrastive term per sequence, the 
 Deno.test("m3srec: training steps on ml-100k-mini with poster features lower the loss; CLI train and eval", async () => {
   const root = await Deno.makeTempDir({ prefix: "duaf-m3srec-" });
   try {
-    const ds = join(root, "ml");
-    const pre = await runCli([
-      "preprocess",
-      "--format",
-      "recbole",
-      "--inter",
-      join(MINI, "ml-100k-mini.inter.gz"),
-      "--item",
-      join(MINI, "ml-100k-mini.item"),
-      "--kcore",
-      "0",
-      "--image-features",
-      join(MINI, "image_mobilenet_v2.npy"),
-      "--text-dim",
-      "16",
-      "--out",
-      ds,
-      "--quiet",
-    ]);
-    assert.equal(pre.code, 0, pre.stderr);
+    const ds = await mlMiniDataset(root);
     const src = await loadDataset(ds);
     assert.ok(src.image && src.text, "ml-100k-mini has text and image modalities");
     const ex = windowExamples(src);
     withBackend(new JsBackend(), () => {
-      const items: ItemSide = {
-        numItems: src.numItems,
-        text: src.text,
-        image: src.image,
-        itemCategory: src.itemCategory,
-        numCategories: src.numCategories,
-      };
       const m = new M3srec(
         cfg({ numItems: src.numItems, maxLen: 10, hidden: 16 }),
-        items,
+        itemSide(src),
         new Rng(1),
       );
       assert.deepEqual(m.modalities, ["id", "text", "image"]);
-      const opt = new Adam(m.parameters(), { lr: 3e-3 });
-      const rng = new Rng(2);
       assert.equal(ex.users.length, 150);
-      const fixed = makeBatch(src, ex, null, 0, 30, 10, 0, null, true);
-      const lossOn = () =>
-        tidy(() => m.loss(fixed, { training: false, rng: new Rng(0) }).total.item());
-      const before = lossOn();
-      for (let s = 0; s < 8; s++) {
-        const b = makeBatch(src, ex, null, (s % 5) * 30, (s % 5) * 30 + 30, 10, 0, null, true);
-        tidy(() => {
-          backward(m.loss(b, { training: true, rng }).total);
-          opt.step();
-          opt.zeroGrad();
-        });
-      }
-      const after = lossOn();
-      assert.ok(after < before - 0.05, `loss ${before.toFixed(4)} -> ${after.toFixed(4)}`);
+      const batches = cyclingBatches(src, ex, 30, 5, 10, true);
+      assertLossFalls(m, { lr: 3e-3, steps: 8, ...batches, minDrop: 0.05 });
     });
 
-    const run = join(root, "run");
-    const trained = await runCli([
-      "train",
-      ds,
-      "--model",
-      "m3srec",
-      "--out",
-      run,
-      ...setFlags([...TINY_SETS, "m3srecExperts=2", "maxLen=20"]),
-      "--backend",
-      "wasm",
-      "--quiet",
-    ]);
-    assert.equal(trained.code, 0, trained.stderr);
-    const report = JSON.parse(trained.stdout);
-    assert.equal(report.status, "finished");
-    assert.equal(report.model, "m3srec");
-    assert.ok(report.test["ndcg@10"] >= 0 && report.test["ndcg@10"] <= 1);
-    const evaluated = await runCli(["eval", run, "--backend", "wasm", "--quiet"]);
-    assert.equal(evaluated.code, 0, evaluated.stderr);
-    assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
+    const sets = [...TINY_SETS, "m3srecExperts=2", "maxLen=20"];
+    await assertTrainEval(ds, "m3srec", join(root, "run"), sets);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -9,32 +9,30 @@ import { join } from "node:path";
 import { JsBackend } from "../core/backends/js.ts";
 import { TrainConfigSchema } from "../core/config.ts";
 import { loadDataset } from "../core/data/dataset.ts";
-import { makeBatch, windowExamples } from "../core/models/examples.ts";
-import type { ItemSide } from "../core/models/item_side.ts";
+import { windowExamples } from "../core/models/examples.ts";
 import { readSafetensors } from "../core/io/safetensors.ts";
 import { kmeans, Missrec, type MissrecConfig } from "../core/models/missrec.ts";
 import { createModel } from "../core/models/registry.ts";
-import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
 import { assign, backward, tensor, tidy, withBackend } from "../core/tensor.ts";
-import { batch as tinyBatch, ITEMS, itemSide as tinyItemSide } from "./helpers/tiny_duaf.ts";
+import { itemSide } from "../core/train/run.ts";
+import {
+  assertMissingImageIgnored,
+  batch as tinyBatch,
+  ITEMS,
+  itemSide as tinyItemSide,
+} from "./helpers/tiny_duaf.ts";
 import { compareClose } from "./golden.ts";
-import { runCli } from "./helpers/run_cli.ts";
-import { MAIN_TS, setFlags } from "./helpers/tiny_run.ts";
-
-const MINI = new URL("../fixtures/ml-100k-mini/", import.meta.url).pathname;
-
-/** The CLI as a process (recommend and train's notices write to stdout / stderr directly). */
-async function duaf(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN_TS, ...args],
-    env: { DUAF_BLAS_THREADS: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+import { runCli, runCliProcess } from "./helpers/run_cli.ts";
+import {
+  assertLossFalls,
+  assertRecommends,
+  assertTrainEval,
+  cyclingBatches,
+  mlMiniDataset,
+  setFlags,
+  trainModel,
+} from "./helpers/tiny_run.ts";
 
 const cfg = (over: Partial<MissrecConfig> = {}): MissrecConfig => ({
   numItems: ITEMS,
@@ -134,29 +132,14 @@ Deno.test("missrec: eval mode keeps its scoring tables across batches, recompute
 
 Deno.test("missrec: a missing item's image row never reaches the output; a present one does", () => {
   withBackend(new JsBackend(), () => {
-    const items = tinyItemSide(new Rng(1), true);
-    const image = items.image!;
-    const missing = image.mask.findIndex((p, i) => i > 0 && !p);
-    const present = image.mask.findIndex((p, i) => i > 0 && p === 1);
-    assert.ok(missing > 0 && present > 0);
-    const b = tinyBatch(new Rng(2));
-    b.items[0] = missing;
-    b.items[b.len] = present;
-    const scores = (it: ItemSide) =>
-      tidy(() =>
-        new Missrec(cfg(), it, new Rng(3)).scoreAll(b, { training: false, rng: new Rng(0) })
-          .toFloat32()
-      );
-    const base = scores(items);
-    const changed = (row: number) => {
-      const data = image.data.slice();
-      for (let c = 0; c < image.dim; c++) data[row * image.dim + c] += 3 + c;
-      return { ...items, image: { ...image, data } };
-    };
-    const same = compareClose(scores(changed(missing)), base, 0, 0);
-    assert.equal(same.maxAbsDiff, 0, "changing a missing item's stored image changed scores");
-    const moved = compareClose(scores(changed(present)), base, 1e-6, 0);
-    assert.ok(moved.maxAbsDiff > 1e-4, "changing a present item's image left scores unchanged");
+    assertMissingImageIgnored(
+      tinyItemSide(new Rng(1), true),
+      (it, b) =>
+        tidy(() =>
+          new Missrec(cfg(), it, new Rng(3)).scoreAll(b, { training: false, rng: new Rng(0) })
+            .toFloat32()
+        ),
+    );
   });
 });
 
@@ -187,58 +170,18 @@ Deno.test("missrec: without images it runs on text, with one notice; window trai
 Deno.test("missrec: training on ml-100k-mini lowers the loss; CLI train, eval, recommend, pre-train then --init-from", async () => {
   const root = await Deno.makeTempDir({ prefix: "duaf-missrec-" });
   try {
-    const ds = join(root, "ml");
-    const pre = await runCli([
-      "preprocess",
-      "--format",
-      "recbole",
-      "--inter",
-      join(MINI, "ml-100k-mini.inter.gz"),
-      "--item",
-      join(MINI, "ml-100k-mini.item"),
-      "--kcore",
-      "0",
-      "--image-features",
-      join(MINI, "image_mobilenet_v2.npy"),
-      "--text-dim",
-      "16",
-      "--out",
-      ds,
-      "--quiet",
-    ]);
-    assert.equal(pre.code, 0, pre.stderr);
+    const ds = await mlMiniDataset(root);
     const src = await loadDataset(ds);
     const ex = windowExamples(src);
     withBackend(new JsBackend(), () => {
-      const items: ItemSide = {
-        numItems: src.numItems,
-        text: src.text,
-        image: src.image,
-        itemCategory: src.itemCategory,
-        numCategories: src.numCategories,
-      };
       const m = new Missrec(
         cfg({ numItems: src.numItems, maxLen: 10, hidden: 16, interestRatio: 0.05 }),
-        items,
+        itemSide(src),
         new Rng(1),
       );
       assert.deepEqual(m.modalities, ["text", "image"]);
-      const opt = new Adam(m.parameters(), { lr: 3e-3 });
-      const rng = new Rng(2);
-      const fixed = makeBatch(src, ex, null, 0, 30, 10, 0, null);
-      const lossOn = () =>
-        tidy(() => m.loss(fixed, { training: false, rng: new Rng(0) }).parts.main.item());
-      const before = lossOn();
-      for (let s = 0; s < 8; s++) {
-        const b = makeBatch(src, ex, null, (s % 5) * 30, (s % 5) * 30 + 30, 10, 0, null);
-        tidy(() => {
-          backward(m.loss(b, { training: true, rng }).total);
-          opt.step();
-          opt.zeroGrad();
-        });
-      }
-      const after = lossOn();
-      assert.ok(after < before - 0.05, `loss ${before.toFixed(4)} -> ${after.toFixed(4)}`);
+      const batches = cyclingBatches(src, ex, 30, 5, 10);
+      assertLossFalls(m, { lr: 3e-3, steps: 8, ...batches, minDrop: 0.05, part: "main" });
     });
 
     const sets = [
@@ -250,42 +193,18 @@ Deno.test("missrec: training on ml-100k-mini lowers the loss; CLI train, eval, r
       "batchSize=64",
       "maxLen=20",
     ];
-    const train = (out: string, extra: string[]) =>
-      runCli([
-        "train",
-        ds,
-        "--model",
-        "missrec",
-        "--out",
-        out,
-        ...setFlags(sets),
-        ...extra,
-        "--backend",
-        "wasm",
-        "--quiet",
-      ]);
     const run = join(root, "run");
-    const trained = await train(run, []);
-    assert.equal(trained.code, 0, trained.stderr);
-    const report = JSON.parse(trained.stdout);
-    assert.equal(report.model, "missrec");
-    assert.ok(report.test["ndcg@10"] >= 0 && report.test["ndcg@10"] <= 1);
-    const evaluated = await runCli(["eval", run, "--backend", "wasm", "--quiet"]);
-    assert.equal(evaluated.code, 0, evaluated.stderr);
-    assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
-    const user = src.userIds()[0];
-    const rec = await duaf(["recommend", run, "--user", user, "--k", "5", "--quiet"]);
-    assert.equal(rec.code, 0, rec.stderr);
-    assert.equal(JSON.parse(rec.stdout).items.length, 5);
+    await assertTrainEval(ds, "missrec", run, sets);
+    await assertRecommends(run, src.userIds()[0]);
 
     const exported = await runCli(["export", run, "--quiet"]);
     assert.equal(exported.code, 2);
     assert.match(exported.stderr, /missrec has no ONNX export \(its interest tokens/);
 
     const pretrained = join(root, "pre");
-    const p = await train(pretrained, ["--set", "missrecStage=pretrain"]);
+    const p = await trainModel(ds, "missrec", pretrained, sets, ["--set", "missrecStage=pretrain"]);
     assert.equal(p.code, 0, p.stderr);
-    const ft = await duaf([
+    const ft = await runCliProcess([
       "train",
       ds,
       "--model",

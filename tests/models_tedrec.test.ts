@@ -8,31 +8,31 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { JsBackend } from "../core/backends/js.ts";
 import { loadDataset } from "../core/data/dataset.ts";
-import type { SequenceBatch } from "../core/models/batch.ts";
-import { makeBatch, microBatches, splitExamples } from "../core/models/examples.ts";
+import { microBatches, splitExamples } from "../core/models/examples.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
 import { Tedrec, type TedrecConfig } from "../core/models/tedrec.ts";
 import * as op from "../core/ops/mod.ts";
-import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
-import { backward, tensor, tidy, withBackend } from "../core/tensor.ts";
+import { tensor, tidy, withBackend } from "../core/tensor.ts";
 import { itemSide } from "../core/train/run.ts";
 import { assertClose } from "./helpers/assert_close.ts";
 import { runCli } from "./helpers/run_cli.ts";
-import { tinyDataset } from "./helpers/tiny_run.ts";
+import { rowsBatch as batchOf, TINY_ENCODER } from "./helpers/tiny_duaf.ts";
+import {
+  assertLossFalls,
+  assertRecommends,
+  assertTrainEval,
+  cyclingBatches,
+  TINY_SETS,
+  tinyDataset,
+} from "./helpers/tiny_run.ts";
 
 const cfg = (numItems: number, over: Partial<TedrecConfig> = {}): TedrecConfig => ({
+  ...TINY_ENCODER,
   numItems,
   maxLen: 10,
-  layers: 1,
-  heads: 2,
-  hidden: 8,
-  inner: 16,
   hiddenDropout: 0.5,
   attnDropout: 0.5,
-  layerNormEps: 1e-12,
-  initStd: 0.02,
-  loss: "ce",
   temperature: 0.07,
   experts: 3,
   adaptorDropout: 0.2,
@@ -52,20 +52,6 @@ function toyItems(numItems: number, dim: number): ItemSide {
     image: null,
     itemCategory: new Int32Array(numItems + 1),
     numCategories: 1,
-  };
-}
-
-function batchOf(seqs: number[][], len: number): SequenceBatch {
-  const items = new Int32Array(seqs.length * len);
-  seqs.forEach((s, r) => s.forEach((it, j) => (items[r * len + j] = it)));
-  return {
-    size: seqs.length,
-    len,
-    items,
-    lengths: Int32Array.from(seqs.map((s) => s.length)),
-    times: new Float32Array(seqs.length * len),
-    users: Int32Array.from(seqs.map((_, i) => i)),
-    targets: Int32Array.from(seqs.map(() => 1)),
   };
 }
 
@@ -120,57 +106,14 @@ Deno.test("tedrec: training on beauty-mini lowers the loss; train, eval and reco
         items,
         new Rng(1),
       );
-      const opt = new Adam(model.parameters(), { lr: 3e-3 });
-      const rng = new Rng(2);
-      const fixed = makeBatch(src, ex, null, 0, 64, 20, 0, null);
-      const lossOn = () =>
-        tidy(() => model.loss(fixed, { training: false, rng: new Rng(0) }).total.item());
-      const before = lossOn();
-      for (let s = 0; s < 12; s++) {
-        const b = makeBatch(src, ex, null, (s % 4) * 64, (s % 4) * 64 + 64, 20, 0, null);
-        tidy(() => {
-          backward(model.loss(b, { training: true, rng }).total);
-          opt.step();
-          opt.zeroGrad();
-        });
-      }
-      const after = lossOn();
-      assert.ok(after < before - 0.05, `loss ${before.toFixed(4)} -> ${after.toFixed(4)}`);
+      const batches = cyclingBatches(src, ex, 64, 4, 20);
+      assertLossFalls(model, { lr: 3e-3, steps: 12, ...batches, minDrop: 0.05 });
     });
 
     const run = join(root, "run");
-    const sets = [
-      "hidden=16",
-      "inner=32",
-      "layers=1",
-      "maxSteps=3",
-      "epochs=2",
-      "batchSize=64",
-      "tedrecExperts=2",
-    ];
-    const trained = await runCli([
-      "train",
-      ds,
-      "--model",
-      "tedrec",
-      "--out",
-      run,
-      ...sets.flatMap((s) => ["--set", s]),
-      "--backend",
-      "wasm",
-      "--quiet",
-    ]);
-    assert.equal(trained.code, 0, trained.stderr);
-    const report = JSON.parse(trained.stdout);
-    assert.equal(report.status, "finished");
-    assert.equal(report.model, "tedrec");
-    assert.ok(report.test["ndcg@10"] >= 0 && report.test["ndcg@10"] <= 1);
-    const evaluated = await runCli(["eval", run, "--k", "5,10,20", "--backend", "wasm", "--quiet"]);
-    assert.equal(evaluated.code, 0, evaluated.stderr);
-    assert.deepEqual(JSON.parse(evaluated.stdout).metrics, report.test);
-    const user = src.userIds()[0];
-    const rec = await runCli(["recommend", run, "--user", user, "--k", "5", "--quiet"]);
-    assert.equal(rec.code, 0, rec.stderr);
+    const sets = [...TINY_SETS, "tedrecExperts=2"];
+    await assertTrainEval(ds, "tedrec", run, sets, ["--k", "5,10,20"]);
+    await assertRecommends(run, src.userIds()[0]);
     const bad = await runCli([
       "train",
       ds,

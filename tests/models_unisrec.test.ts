@@ -10,28 +10,30 @@ import { JsBackend } from "../core/backends/js.ts";
 import { loadDataset } from "../core/data/dataset.ts";
 import { readSafetensors } from "../core/io/safetensors.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
-import { makeBatch, splitExamples } from "../core/models/examples.ts";
+import { splitExamples } from "../core/models/examples.ts";
 import { itemDrop, MoEAdaptor, Unisrec, type UnisrecConfig } from "../core/models/unisrec.ts";
 import * as op from "../core/ops/mod.ts";
-import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
-import { assign, backward, tensor, tidy, withBackend } from "../core/tensor.ts";
+import { assign, tensor, tidy, withBackend } from "../core/tensor.ts";
 import { compareClose } from "./golden.ts";
-import { runCli } from "./helpers/run_cli.ts";
-import { MAIN_TS, setFlags, tinyDataset } from "./helpers/tiny_run.ts";
+import { runCli, runCliProcess } from "./helpers/run_cli.ts";
+import { TINY_ENCODER } from "./helpers/tiny_duaf.ts";
+import {
+  assertLossFalls,
+  assertRecommends,
+  assertTrainEval,
+  cyclingBatches,
+  setFlags,
+  TINY_SETS,
+  tinyDataset,
+  trainModel,
+} from "./helpers/tiny_run.ts";
 
 const cfg = (over: Partial<UnisrecConfig> = {}): UnisrecConfig => ({
-  numItems: 30,
+  ...TINY_ENCODER,
   maxLen: 8,
-  layers: 1,
-  heads: 2,
-  hidden: 8,
-  inner: 16,
   hiddenDropout: 0.5,
   attnDropout: 0.5,
-  layerNormEps: 1e-12,
-  initStd: 0.02,
-  loss: "ce",
   stage: "finetune",
   mode: "transductive",
   experts: 4,
@@ -160,57 +162,16 @@ Deno.test("unisrec learns: Adam steps on beauty-mini lower the fine-tuning loss"
         new Rng(1),
         src.text!,
       );
-      const opt = new Adam(model.parameters(), { lr: 3e-3 });
-      const rng = new Rng(2);
-      const fixed = makeBatch(src, ex, null, 0, 64, 20, 0, null);
-      const lossOn = () =>
-        tidy(() => model.loss(fixed, { training: false, rng: new Rng(0) }).total.item());
-      const before = lossOn();
-      for (let s = 0; s < 10; s++) {
-        const b = makeBatch(src, ex, null, (s % 5) * 64, (s % 5) * 64 + 64, 20, 0, null);
-        tidy(() => {
-          backward(model.loss(b, { training: true, rng }).total);
-          opt.step();
-          opt.zeroGrad();
-        });
-      }
-      const after = lossOn();
-      assert.ok(after < before - 0.1, `loss ${before.toFixed(4)} -> ${after.toFixed(4)}`);
+      const batches = cyclingBatches(src, ex, 64, 5, 20);
+      assertLossFalls(model, { lr: 3e-3, steps: 10, ...batches, minDrop: 0.1 });
     });
   } finally {
     await Deno.remove(root, { recursive: true });
   }
 });
 
-const TINY = ["hidden=16", "inner=32", "layers=1", "maxSteps=3", "epochs=2", "batchSize=64"];
-
-async function train(ds: string, out: string, extra: string[] = []) {
-  return await runCli([
-    "train",
-    ds,
-    "--model",
-    "unisrec",
-    "--out",
-    out,
-    ...setFlags(TINY),
-    ...extra,
-    "--backend",
-    "wasm",
-    "--quiet",
-  ]);
-}
-
-/** The CLI in a subprocess: the progress lines go to its stderr. */
-async function duaf(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN_TS, ...args],
-    env: { DUAF_BLAS_THREADS: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
+const train = (ds: string, out: string, extra: string[] = []) =>
+  trainModel(ds, "unisrec", out, TINY_SETS, extra);
 
 async function tensors(run: string) {
   return (await readSafetensors(join(run, "model.safetensors"))).tensors;
@@ -222,18 +183,8 @@ Deno.test("duaf train --model unisrec: train, eval, recommend; pre-train then fi
     const ds = await tinyDataset(root);
     // Fine-tuning from scratch (no pre-training), then eval and recommend on it.
     const scratch = join(root, "scratch");
-    const r0 = await train(ds, scratch);
-    assert.equal(r0.code, 0, r0.stderr);
-    const report = JSON.parse(r0.stdout);
-    assert.equal(report.model, "unisrec");
-    assert.ok(report.test["ndcg@10"] >= 0 && report.test["ndcg@10"] <= 1);
-    const ev = await runCli(["eval", scratch, "--k", "5,10,20", "--backend", "wasm", "--quiet"]);
-    assert.equal(ev.code, 0, ev.stderr);
-    assert.deepEqual(JSON.parse(ev.stdout).metrics, report.test);
-    const user = (await loadDataset(ds)).userIds()[0];
-    const rec = await duaf(["recommend", scratch, "--user", user, "--k", "5", "--quiet"]);
-    assert.equal(rec.code, 0, rec.stderr);
-    assert.equal(JSON.parse(rec.stdout).items.length, 5);
+    await assertTrainEval(ds, "unisrec", scratch, TINY_SETS, ["--k", "5,10,20"]);
+    await assertRecommends(scratch, (await loadDataset(ds)).userIds()[0]);
 
     // Pre-training: the contrastive parts are logged, there is no ID table.
     const pre = join(root, "pre");
@@ -244,7 +195,7 @@ Deno.test("duaf train --model unisrec: train, eval, recommend; pre-train then fi
 
     // Fine-tuning from it: everything but the ID table loads; the encoder stays fixed.
     const ft = join(root, "ft");
-    const r2 = await duaf([
+    const r2 = await runCliProcess([
       "train",
       ds,
       "--model",
@@ -253,7 +204,7 @@ Deno.test("duaf train --model unisrec: train, eval, recommend; pre-train then fi
       ft,
       "--init-from",
       pre,
-      ...setFlags(TINY),
+      ...setFlags(TINY_SETS),
       "--backend",
       "wasm",
     ]);
@@ -318,7 +269,7 @@ Deno.test("duaf train --model unisrec: train, eval, recommend; pre-train then fi
       join(root, "gru"),
       "--init-from",
       pre,
-      ...setFlags(TINY),
+      ...setFlags(TINY_SETS),
       "--quiet",
     ]);
     assert.equal(r5.code, 2, r5.stderr);

@@ -4,6 +4,8 @@
  */
 import { main } from "../../cli/main.ts";
 
+export const MAIN_TS = new URL("../../cli/main.ts", import.meta.url).pathname;
+
 export interface CliResult {
   code: number;
   stdout: string;
@@ -28,4 +30,19 @@ export async function runCli(args: string[]): Promise<CliResult> {
 /** Names in `dir` (to check that nothing, not even a temporary directory, was left behind). */
 export function listDir(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+/**
+ * The CLI as a process, for what writes to stdout / stderr directly (recommend's results, train's
+ * notices and progress lines); the output is not trimmed.
+ */
+export async function runCliProcess(args: string[]): Promise<CliResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN_TS, ...args],
+    env: { DUAF_BLAS_THREADS: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }

@@ -21,38 +21,22 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from sasrec_ref import TransformerEncoder, gelu
+from sasrec_ref import SequentialEncoder, gelu
 
 
-class BERT4Rec(nn.Module):
+class BERT4Rec(SequentialEncoder):
     def __init__(self, n_items, max_seq_length, n_layers=2, n_heads=2, hidden_size=64,
                  inner_size=256, hidden_dropout_prob=0.2, attn_dropout_prob=0.2,
                  hidden_act="gelu", layer_norm_eps=1e-12, initializer_range=0.02):
-        super().__init__()
+        super().__init__(n_items + 1, max_seq_length, n_layers, n_heads, hidden_size,
+                         inner_size, hidden_dropout_prob, attn_dropout_prob, hidden_act,
+                         layer_norm_eps, initializer_range)
         self.n_items = n_items
         self.mask_token = n_items
-        self.max_seq_length = max_seq_length
-        self.initializer_range = initializer_range
-        self.item_embedding = nn.Embedding(n_items + 1, hidden_size, padding_idx=0)
-        self.position_embedding = nn.Embedding(max_seq_length, hidden_size)
-        self.trm_encoder = TransformerEncoder(n_layers, n_heads, hidden_size, inner_size,
-                                              hidden_dropout_prob, attn_dropout_prob,
-                                              hidden_act, layer_norm_eps)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.dropout = nn.Dropout(hidden_dropout_prob)
         self.output_ffn = nn.Linear(hidden_size, hidden_size)
         self.output_ln = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.output_bias = nn.Parameter(torch.zeros(n_items))
         self.apply(self._init_weights)
-
-    def _init_weights(self, module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
 
     @staticmethod
     def get_attention_mask(item_seq):
@@ -62,12 +46,7 @@ class BERT4Rec(nn.Module):
 
     def forward(self, item_seq):
         """Output-layer states of every position [B, L, H]."""
-        position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
-        position_ids = position_ids.unsqueeze(0).expand_as(item_seq)
-        x = self.item_embedding(item_seq) + self.position_embedding(position_ids)
-        x = self.dropout(self.LayerNorm(x))
-        mask = self.get_attention_mask(item_seq).to(x.dtype)
-        h = self.trm_encoder(x, mask, output_all_encoded_layers=True)[-1]
+        h = self.encode(item_seq)[2][-1]
         return self.output_ln(gelu(self.output_ffn(h)))
 
     def logits(self, seq_output):

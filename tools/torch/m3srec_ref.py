@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sasrec_ref import SASRec, TransformerEncoder
+from sasrec_ref import TransformerEncoder, encode_last
 
 
 class WhiteningExpert(nn.Module):
@@ -73,11 +73,7 @@ class M3SRec(nn.Module):
         return adapted, self.fusion(c)
 
     def forward(self, item_seq, item_seq_len, table):
-        pos = torch.arange(item_seq.size(1)).unsqueeze(0).expand_as(item_seq)
-        x = self.LayerNorm(table[item_seq] + self.position_embedding(pos))
-        mask = SASRec.get_attention_mask(item_seq).to(x.dtype)
-        h = self.trm_encoder(x, mask, output_all_encoded_layers=True)[-1]
-        return SASRec.gather_indexes(h, item_seq_len - 1)
+        return encode_last(self, table[item_seq], item_seq, item_seq_len)
 
     def loss(self, item_seq, item_seq_len, pos_items, features, present, aux_weight, tau):
         adapted, fused = self.tables(features, present)

@@ -70,6 +70,52 @@ def grads(loss, named, retain=False):
     return out
 
 
+def long_tensors(*rows):
+    """Each list as an int64 tensor (item sequences, lengths, targets)."""
+    return [torch.tensor(r, dtype=torch.long) for r in rows]
+
+
+def ends(*suffixes):
+    return lambda name: name.endswith(suffixes)
+
+
+def golden_init(model, g, norm=ends("LayerNorm.weight"), bias=ends(".bias"), bias_std=0.1,
+                keep=lambda name: False):
+    """Golden init (not the references'), so that every path carries signal: in
+    named_parameters() order, drawn from `g`, norm weights 1 + 0.1 N(0,1), biases
+    bias_std N(0,1), every other parameter 0.5 N(0,1); `keep` names keep their values."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if keep(name):
+                continue
+            if norm(name):
+                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
+            elif bias(name):
+                p.copy_(bias_std * randn(g, *p.shape))
+            else:
+                p.copy_(0.5 * randn(g, *p.shape))
+
+
+def named_tensors(params):
+    """A module's parameters, or a dict name -> leaf tensor as it is, as an OrderedDict."""
+    if isinstance(params, torch.nn.Module):
+        return OrderedDict(params.named_parameters())
+    return params
+
+
+def put_params(t, params, prefix=""):
+    """t[prefix + name] = the value of every tensor in `params` (see named_tensors)."""
+    for name, p in named_tensors(params).items():
+        t[prefix + name] = p.detach()
+
+
+def put_grads(t, loss, params, key="grad.", retain=False):
+    """t[key + name] = d loss / d every tensor in `params` (see named_tensors), zeros where
+    unused."""
+    for name, g_ in grads(loss, named_tensors(params), retain).items():
+        t[key + name] = g_
+
+
 # ----------------------------------------------------------------------------------------------
 # a) SASRec (RecBole 1.2.1)
 
@@ -93,16 +139,7 @@ def build_sasrec(dtype):
         hidden_dropout_prob=0.0, attn_dropout_prob=0.0, hidden_act="gelu",
         layer_norm_eps=c["layer_norm_eps"],
     )
-    # Golden init (not RecBole's): every path carries signal.
-    g = gen(1234)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("LayerNorm.weight"):
-                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
-            elif name.endswith(".bias"):
-                p.copy_(0.1 * randn(g, *p.shape))
-            else:
-                p.copy_(0.5 * randn(g, *p.shape))
+    golden_init(model, gen(1234))
     model = model.to(dtype)
     model.eval()  # dropout probabilities are 0 anyway
     return model
@@ -127,10 +164,8 @@ def attach_attention_trace(model, trace):
 
 def case_sasrec(dtype, loss_kind):
     model = build_sasrec(dtype)
-    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
-    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
-    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
-    neg_items = torch.tensor(SAS_NEG_ITEMS, dtype=torch.long)
+    item_seq, item_seq_len, pos_items, neg_items = long_tensors(
+        SAS_ITEM_SEQ, SAS_ITEM_SEQ_LEN, SAS_POS_ITEMS, SAS_NEG_ITEMS)
 
     trace = OrderedDict()
     handles = attach_attention_trace(model, trace)
@@ -145,8 +180,7 @@ def case_sasrec(dtype, loss_kind):
     t["pos_items"] = pos_items
     if loss_kind == "bce":
         t["neg_items"] = neg_items
-    for name, p in model.named_parameters():
-        t[name] = p.detach()
+    put_params(t, model)
     t["attention_mask"] = inner["attention_mask"]
     t["input_emb"] = inner["input_emb"]
     for i in range(SAS_CFG["n_layers"]):
@@ -166,10 +200,7 @@ def case_sasrec(dtype, loss_kind):
         t["s_pos"] = s_pos
         t["s_neg"] = s_neg
     t["loss"] = loss
-
-    params = OrderedDict(model.named_parameters())
-    for name, g_ in grads(loss, params).items():
-        t["grad." + name] = g_
+    put_grads(t, loss, model)
 
     meta = OrderedDict(SAS_CFG)
     meta.update(
@@ -232,15 +263,13 @@ def case_duaf(dtype):
     loss = (out["h"] * R.to(dtype)).sum() + (out["omega"] * Q.to(dtype)).sum()
 
     t = OrderedDict()
-    for k, v in p.items():
-        t[k] = v.detach()
+    put_params(t, p)
     t["R"] = R
     t["Q"] = Q
     for k, v in out.items():
         t[k] = v
     t["loss"] = loss
-    for k, g_ in grads(loss, p).items():
-        t["grad." + k] = g_
+    put_grads(t, loss, p)
     meta = OrderedDict(
         B=B, L=L, d=d, d_t=d_t, modality_order=["id", "text", "image"],
         time_unit="days", e_ts_layout="interleaved: e_ts[2k]=sin(alpha_k t+beta_k), "
@@ -291,15 +320,13 @@ def case_duaf_projected(dtype):
     loss = (h * R.to(dtype)).sum() + (omega * Q.to(dtype)).sum()
 
     t = OrderedDict()
-    for k, v in p.items():
-        t[k] = v.detach()
+    put_params(t, p)
     t["R"] = R
     t["Q"] = Q
     t["omega"] = omega
     t["h"] = h
     t["loss"] = loss
-    for k, g_ in grads(loss, p).items():
-        t["grad." + k] = g_
+    put_grads(t, loss, p)
     meta = OrderedDict(B=B, L=L, d=d, scale=scale, eps=eps, modality_order=names,
                        linear_convention="y = x W^T + b (W [out, in])",
                        loss="sum(h * R) + sum(omega * Q)")
@@ -375,8 +402,7 @@ def case_mat_moe(dtype):
     gp_sigmoid = ((gx_sig.norm(2, dim=1) - 1.0) ** 2).mean()
 
     t = OrderedDict()
-    for k, v in p.items():
-        t[k] = v.detach()
+    put_params(t, p)
     t["gate"] = gate
     t["experts"] = experts
     t["e_syn"] = e_syn
@@ -392,15 +418,11 @@ def case_mat_moe(dtype):
     t["loss_gen"] = loss_gen
 
     sel = lambda names: OrderedDict((n, p[n]) for n in names)  # noqa: E731
-    for k, v in grads(loss_critic, sel(critic_names + ["e_t", "e_v"]), retain=True).items():
-        t["grad_critic." + k] = v
-    for k, v in grads(loss_gen, sel(gen_names + ["e_c", "e_t", "z"]), retain=True).items():
-        t["grad_gen." + k] = v
-    for k, v in grads(gp_logit, sel(critic_names), retain=True).items():
-        t["grad_gp_logit." + k] = v
+    put_grads(t, loss_critic, sel(critic_names + ["e_t", "e_v"]), "grad_critic.", retain=True)
+    put_grads(t, loss_gen, sel(gen_names + ["e_c", "e_t", "z"]), "grad_gen.", retain=True)
+    put_grads(t, gp_logit, sel(critic_names), "grad_gp_logit.", retain=True)
     gp_sig_names = critic_names + gen_names + ["e_c", "e_t", "e_v", "z"]
-    for k, v in grads(gp_sigmoid, sel(gp_sig_names)).items():
-        t["grad_gp_sigmoid." + k] = v
+    put_grads(t, gp_sigmoid, sel(gp_sig_names), "grad_gp_sigmoid.")
 
     meta = OrderedDict(
         B=B, d=d, z_dim=dz, category_dim=dc, n_experts=N, expert_hidden=H, critic_hidden=Hd,
@@ -445,10 +467,8 @@ def case_infonce(dtype):
     t["logits"] = logits
     t["loss_ab"] = loss_ab
     t["loss_sym"] = loss_sym
-    for k, v in grads(loss_ab, p, retain=True).items():
-        t["grad_ab." + k] = v
-    for k, v in grads(loss_sym, p).items():
-        t["grad_sym." + k] = v
+    put_grads(t, loss_ab, p, "grad_ab.", retain=True)
+    put_grads(t, loss_sym, p, "grad_sym.")
     meta = OrderedDict(
         B=B, d=d, tau=tau, positives="diagonal (labels = arange(B))",
         logits="logits[i, j] = cos(a_i, b_j) / tau, cos via F.normalize(eps=1e-12)",
@@ -471,13 +491,11 @@ def case_ops(dtype):
         leaves = OrderedDict((k, leaf(v, dtype)) for k, v in xs.items())
         y = fn(*leaves.values())
         gy = randn(g, *y.shape)
-        for k, v in leaves.items():
-            t[f"{name}.{k}"] = v.detach()
+        put_params(t, leaves, f"{name}.")
         t[f"{name}.y"] = y
         t[f"{name}.gy"] = gy
         loss = (y * gy.to(dtype)).sum()
-        for k, v in grads(loss, leaves).items():
-            t[f"{name}.g{k}"] = v
+        put_grads(t, loss, leaves, f"{name}.g")
 
     vjp("gelu", gelu, OrderedDict(x=randn(g, 3, 7, std=2.0)))
 
@@ -517,14 +535,11 @@ def case_ops(dtype):
         R = randn(g, 2, 4, 6)
         loss = (out * R.to(dtype)).sum()
         t[f"{tag}.x"] = x.detach()
-        for name, prm in gru.named_parameters():
-            t[f"{tag}.{name}"] = prm.detach()
+        put_params(t, gru, f"{tag}.")
         t[f"{tag}.output"] = out
         t[f"{tag}.h_n"] = h_n
         t[f"{tag}.R"] = R
-        named = OrderedDict([("x", x)] + list(gru.named_parameters()))
-        for k, v in grads(loss, named).items():
-            t[f"{tag}.grad.{k}"] = v
+        put_grads(t, loss, OrderedDict([("x", x)] + list(gru.named_parameters())), f"{tag}.grad.")
 
     meta = OrderedDict(
         convention="for op NAME: NAME.<input>, NAME.y = op(inputs), NAME.gy (upstream gradient), "
@@ -555,10 +570,8 @@ SIDE_ITEM_CATEGORY = [0, 1, 2, 3, 4, 1, 0, 2, 3, 4, 1, 2, 0, 3, 4, 1, 2, 3, 4, 0
 
 def case_side(dtype, kind):
     c = SIDE_CFG
-    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
-    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
-    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
-    item_category = torch.tensor(SIDE_ITEM_CATEGORY, dtype=torch.long)
+    item_seq, item_seq_len, pos_items, item_category = long_tensors(
+        SAS_ITEM_SEQ, SAS_ITEM_SEQ_LEN, SAS_POS_ITEMS, SIDE_ITEM_CATEGORY)
     text_table = randn(gen(99), c["n_items"], c["text_dim"])
     text_table[0] = 0.0
     text_table = text_table.to(dtype)
@@ -574,22 +587,13 @@ def case_side(dtype, kind):
             model = difsr_ref.Difsr(width=c["attribute_hidden_size"], **args)
         else:
             model = difsr_ref.Nova(**args)
-        g = gen(1234)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name.endswith("LayerNorm.weight"):
-                    p.copy_(1.0 + 0.1 * randn(g, *p.shape))
-                elif name.endswith(".bias"):
-                    p.copy_(0.1 * randn(g, *p.shape))
-                else:
-                    p.copy_(0.5 * randn(g, *p.shape))
+        golden_init(model, gen(1234))
         model = model.to(dtype)
         model.eval()
         seq_output = model(item_seq, item_seq_len, item_category, text_table)
         logits = torch.matmul(seq_output, model.item_embedding.weight.transpose(0, 1))
         loss = F.cross_entropy(logits, pos_items)
-        for name, p in model.named_parameters():
-            t[f"{fusion}/{name}"] = p.detach()
+        put_params(t, model, f"{fusion}/")
         t[f"{fusion}/seq_output"] = seq_output
         if kind == "difsr":
             t[f"{fusion}/main_loss"] = loss
@@ -597,8 +601,7 @@ def case_side(dtype, kind):
             t[f"{fusion}/attr_category"] = attr[0]
             loss = loss + c["lambdas"][0] * attr[0]
         t[f"{fusion}/loss"] = loss
-        for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
-            t[f"{fusion}/grad.{name}"] = g_
+        put_grads(t, loss, model, f"{fusion}/grad.")
     meta = OrderedDict(c)
     meta.update(
         variants="sum, concat, gate: tensors under '<fusion>/'",
@@ -632,23 +635,14 @@ def case_bert4rec(dtype):
         n_heads=c["n_heads"], hidden_size=c["hidden_size"], inner_size=c["inner_size"],
         hidden_dropout_prob=0.0, attn_dropout_prob=0.0, layer_norm_eps=c["layer_norm_eps"],
     )
-    g = gen(4321)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("LayerNorm.weight") or name == "output_ln.weight":
-                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * randn(g, *p.shape))
-            else:
-                p.copy_(0.5 * randn(g, *p.shape))
+    golden_init(model, gen(4321),
+                norm=lambda name: name.endswith("LayerNorm.weight") or name == "output_ln.weight",
+                bias=ends("bias"))
     model = model.to(dtype)
     model.eval()
 
-    masked_seq = torch.tensor(B4R_MASKED_SEQ, dtype=torch.long)
-    masked_index = torch.tensor(B4R_MASKED_INDEX, dtype=torch.long)
-    masked_targets = torch.tensor(B4R_MASKED_TARGETS, dtype=torch.long)
-    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
-    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
+    masked_seq, masked_index, masked_targets, item_seq, item_seq_len = long_tensors(
+        B4R_MASKED_SEQ, B4R_MASKED_INDEX, B4R_MASKED_TARGETS, SAS_ITEM_SEQ, SAS_ITEM_SEQ_LEN)
 
     t = OrderedDict()
     t["masked_item_seq"] = masked_seq
@@ -656,8 +650,7 @@ def case_bert4rec(dtype):
     t["masked_targets"] = masked_targets
     t["item_seq"] = item_seq
     t["item_seq_len"] = item_seq_len
-    for name, p in model.named_parameters():
-        t[name] = p.detach()
+    put_params(t, model)
     with torch.no_grad():
         scores, inference_seq = model.full_sort_predict(item_seq, item_seq_len)
     t["inference_seq"] = inference_seq
@@ -665,8 +658,7 @@ def case_bert4rec(dtype):
     loss, masked_output = model.masked_loss(masked_seq, masked_index, masked_targets)
     t["masked_output"] = masked_output
     t["loss"] = loss
-    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
-        t["grad." + name] = g_
+    put_grads(t, loss, model)
 
     meta = OrderedDict(SAS_CFG)
     meta.update(
@@ -694,18 +686,9 @@ LRU_POSITION_TARGETS = [[7, 12, 7, 19, 1, 4], [11, 2, 16, 11, 0, 0], [19, 0, 0, 
 def build_lrurec(dtype):
     c = LRU_CFG
     model = LRURec(c["n_items"], c["hidden_size"], c["n_blocks"], generator=gen(77))
-    # Golden init (not the reference's) except params_log, which keeps the reference's ring init.
-    g = gen(4321)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("params_log"):
-                continue
-            if name.endswith("layer_norm.weight"):
-                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * randn(g, *p.shape))
-            else:
-                p.copy_(0.5 * randn(g, *p.shape))
+    # params_log keeps the reference's ring init.
+    golden_init(model, gen(4321), norm=ends("layer_norm.weight"), bias=ends("bias"),
+                keep=ends("params_log"))
     return model.to(dtype).eval()
 
 
@@ -733,9 +716,7 @@ def check_left_padded_scan(model, items, lengths):
 
 def case_lrurec(dtype):
     model = build_lrurec(dtype)
-    items = torch.tensor(LRU_ITEM_SEQ, dtype=torch.long)
-    lengths = torch.tensor(LRU_ITEM_SEQ_LEN, dtype=torch.long)
-    targets = torch.tensor(LRU_POSITION_TARGETS, dtype=torch.long)
+    items, lengths, targets = long_tensors(LRU_ITEM_SEQ, LRU_ITEM_SEQ_LEN, LRU_POSITION_TARGETS)
     check_left_padded_scan(model, items, LRU_ITEM_SEQ_LEN)
 
     trace = OrderedDict()
@@ -748,15 +729,13 @@ def case_lrurec(dtype):
     t["item_seq"] = items
     t["item_seq_len"] = lengths
     t["position_targets"] = targets
-    for name, p in model.named_parameters():
-        t[name] = p.detach()
+    put_params(t, model)
     for k, v in trace.items():
         t[k] = v
     t["seq_output"] = seq_output
     t["scores"] = model.scores(seq_output)
     t["loss"] = loss
-    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
-        t["grad." + name] = g_
+    put_grads(t, loss, model)
 
     meta = OrderedDict(LRU_CFG)
     meta.update(
@@ -815,22 +794,13 @@ def case_tedrec(dtype):
         hidden_act="gelu", layer_norm_eps=c["layer_norm_eps"],
     )
     g = gen(2468)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("LayerNorm.weight"):
-                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * randn(g, *p.shape))
-            else:
-                p.copy_(0.5 * randn(g, *p.shape))
+    golden_init(model, g, bias=ends("bias"))
     model = model.to(dtype)
     text_table = randn(g, c["n_items"], c["text_dim"])
     text_table[0] = 0.0  # padding row, as the reference's plm_embedding
     text_table[13] = 0.0  # an item without text
     text_table = text_table.to(dtype)
-    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
-    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
-    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
+    item_seq, item_seq_len, pos_items = long_tensors(SAS_ITEM_SEQ, SAS_ITEM_SEQ_LEN, SAS_POS_ITEMS)
     gate_noise = randn(g, c["batch"], c["max_seq_length"], c["n_exps"]).to(dtype)
 
     t = OrderedDict()
@@ -839,8 +809,7 @@ def case_tedrec(dtype):
     t["pos_items"] = pos_items
     t["text_table"] = text_table
     t["gate_noise"] = gate_noise
-    for name, p in model.named_parameters():
-        t[name] = p.detach()
+    put_params(t, model)
     model.eval()
     with torch.no_grad():
         trace = OrderedDict()
@@ -858,8 +827,7 @@ def case_tedrec(dtype):
         t[k] = v
     t["seq_output"] = seq_output
     t["loss"] = loss
-    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
-        t["grad." + name] = g_
+    put_grads(t, loss, model)
     dft_tensors(dtype, t)
 
     meta = OrderedDict(TED_CFG)
@@ -904,33 +872,21 @@ def case_m3srec(dtype):
     model = M3SRec(n, c["max_seq_length"], c["n_layers"], c["n_heads"], c["hidden_size"],
                    c["inner_size"], c["experts"],
                    OrderedDict(text=c["text_dim"], image=c["image_dim"]), c["layer_norm_eps"])
-    g = gen(1234)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("LayerNorm.weight"):
-                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
-            elif name.endswith(".bias"):
-                p.copy_(0.1 * randn(g, *p.shape))
-            else:
-                p.copy_(0.5 * randn(g, *p.shape))
+    golden_init(model, gen(1234))
     model = model.to(dtype)
     model.eval()
-    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
-    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
-    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
+    item_seq, item_seq_len, pos_items = long_tensors(SAS_ITEM_SEQ, SAS_ITEM_SEQ_LEN, SAS_POS_ITEMS)
     seq_output, main, aux, loss = model.loss(item_seq, item_seq_len, pos_items, features,
                                              present, c["aux_weight"], c["temperature"])
     t = OrderedDict(item_seq=item_seq, item_seq_len=item_seq_len, pos_items=pos_items,
                     text_table=features["text"], image_table=features["image"],
                     text_present=present["text"], image_present=present["image"])
-    for name, p in model.named_parameters():
-        t[name] = p.detach()
+    put_params(t, model)
     t["seq_output"] = seq_output
     t["main_loss"] = main
     t["aux_loss"] = aux
     t["loss"] = loss
-    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
-        t["grad." + name] = g_
+    put_grads(t, loss, model)
     meta = OrderedDict(c)
     meta.update(
         loss="CE over all items at the last position against the fused table + aux_weight * "
@@ -969,32 +925,19 @@ def case_iisan(dtype):
     model = IISAN(n, c["max_seq_length"], c["n_layers"], c["n_heads"], c["hidden_size"],
                   c["inner_size"], c["layer_norm_eps"], c["image_widths"], c["text_widths"],
                   c["side_dim"], c["adapter_down"], c["activation"], c["gate_temperature"])
-    g = gen(4321)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("LayerNorm.weight"):
-                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
-            elif ".gates." in name:
-                p.copy_(0.1 * randn(g, *p.shape))  # logits / 0.1: gates well inside (0, 1)
-            elif name.endswith(".bias"):
-                p.copy_(0.1 * randn(g, *p.shape))
-            else:
-                p.copy_(0.5 * randn(g, *p.shape))
+    # Gate logits drawn as biases (logits / 0.1: gates well inside (0, 1)).
+    golden_init(model, gen(4321), bias=lambda name: ".gates." in name or name.endswith(".bias"))
     model = model.to(dtype)
     model.eval()
-    item_seq = torch.tensor(SAS_ITEM_SEQ, dtype=torch.long)
-    item_seq_len = torch.tensor(SAS_ITEM_SEQ_LEN, dtype=torch.long)
-    pos_items = torch.tensor(SAS_POS_ITEMS, dtype=torch.long)
+    item_seq, item_seq_len, pos_items = long_tensors(SAS_ITEM_SEQ, SAS_ITEM_SEQ_LEN, SAS_POS_ITEMS)
     table, seq_output, loss = model.loss(item_seq, item_seq_len, pos_items, image, text)
     t = OrderedDict(item_seq=item_seq, item_seq_len=item_seq_len, pos_items=pos_items,
                     image_layers=image, text_layers=text)
-    for name, p in model.named_parameters():
-        t[name] = p.detach()
+    put_params(t, model)
     t["item_table"] = table
     t["seq_output"] = seq_output
     t["loss"] = loss
-    for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
-        t["grad." + name] = g_
+    put_grads(t, loss, model)
     meta = OrderedDict(c)
     meta.update(
         loss="CE over all items at the last position against the item table",
@@ -1024,6 +967,7 @@ UNI_POS_ITEMS = [4, 11, 4, 19]
 UNI_ITEM_SEQ_AUG = [[3, 12, 19, 1, 0, 0], [5, 2, 16, 0, 0, 0], [9, 0, 0, 0, 0, 0],
                     [6, 8, 0, 0, 0, 0]]
 UNI_ITEM_SEQ_LEN_AUG = [4, 3, 1, 2]
+UNI_BATCH = (UNI_ITEM_SEQ, UNI_ITEM_SEQ_LEN, UNI_POS_ITEMS, UNI_ITEM_SEQ_AUG, UNI_ITEM_SEQ_LEN_AUG)
 
 
 def case_unisrec(dtype):
@@ -1040,24 +984,14 @@ def case_unisrec(dtype):
               temperature=c["temperature"], lam=c["lam"])
     torch.manual_seed(0)
     ft = UniSRec(c["n_items"], c["max_seq_length"], plm, "transductive_ft", **kw)
-    with torch.no_grad():
-        for name, p in ft.named_parameters():
-            if name.endswith("LayerNorm.weight"):
-                p.copy_(1.0 + 0.1 * randn(g, *p.shape))
-            elif name.endswith(".bias") or name.startswith("moe_adaptor.w_"):
-                p.copy_(0.3 * randn(g, *p.shape))
-            else:
-                p.copy_(0.5 * randn(g, *p.shape))
+    golden_init(ft, g, bias_std=0.3,
+                bias=lambda name: name.endswith(".bias") or name.startswith("moe_adaptor.w_"))
     ft = ft.to(dtype)
     pre = UniSRec(c["n_items"], c["max_seq_length"], plm, "pretrain", **kw).to(dtype)
     pre.load_state_dict(ft.state_dict(), strict=False)
 
     b, L, e = len(UNI_ITEM_SEQ), c["max_seq_length"], c["n_exps"]
-    item_seq = torch.tensor(UNI_ITEM_SEQ, dtype=torch.long)
-    item_seq_len = torch.tensor(UNI_ITEM_SEQ_LEN, dtype=torch.long)
-    pos_items = torch.tensor(UNI_POS_ITEMS, dtype=torch.long)
-    seq_aug = torch.tensor(UNI_ITEM_SEQ_AUG, dtype=torch.long)
-    len_aug = torch.tensor(UNI_ITEM_SEQ_LEN_AUG, dtype=torch.long)
+    item_seq, item_seq_len, pos_items, seq_aug, len_aug = long_tensors(*UNI_BATCH)
     noise = OrderedDict(
         noise_seq=randn(g, b * L, e), noise_table=randn(g, c["n_items"], e),
         pre_noise_seq=randn(g, b * L, e), pre_noise_pos=randn(g, b, e),
@@ -1072,8 +1006,7 @@ def case_unisrec(dtype):
     t["item_seq_aug"] = seq_aug
     t["item_seq_len_aug"] = len_aug
     t.update(noise)
-    for name, p in ft.named_parameters():
-        t[name] = p.detach()
+    put_params(t, ft)
     ft.eval()
     with torch.no_grad():
         t["scores"] = ft.full_sort_predict(item_seq, item_seq_len)
@@ -1083,8 +1016,7 @@ def case_unisrec(dtype):
     t["seq_output"] = seq_output
     t["logits"] = logits
     t["loss"] = loss
-    for name, g_ in grads(loss, OrderedDict(ft.named_parameters())).items():
-        t["grad." + name] = g_
+    put_grads(t, loss, ft)
     pre.train()
     total, seq_item, seq_seq = pre.pretrain_loss(
         item_seq, item_seq_len, pos_items, seq_aug, len_aug, noise["pre_noise_seq"],
@@ -1092,8 +1024,7 @@ def case_unisrec(dtype):
     t["pre.seq_item"] = seq_item
     t["pre.seq_seq"] = seq_seq
     t["pre.loss"] = total
-    for name, g_ in grads(total, OrderedDict(pre.named_parameters())).items():
-        t["pre.grad." + name] = g_
+    put_grads(t, total, pre, "pre.grad.")
 
     meta = OrderedDict(UNI_CFG)
     meta.update(
@@ -1148,22 +1079,12 @@ def case_missrec(dtype):
             m = MISSRec(n, c["max_seq_length"], c["n_layers"], c["n_heads"], c["hidden_size"],
                         c["inner_size"], c["text_dim"], c["img_dim"], c["layer_norm_eps"],
                         transductive)
-            gp = gen(4321)
-            with torch.no_grad():
-                for name, p in m.named_parameters():
-                    if name.endswith("LayerNorm.weight") or name.endswith("_norm.weight"):
-                        p.copy_(1.0 + 0.1 * randn(gp, *p.shape))
-                    elif name.endswith(".bias") or name == "fusion_factor":
-                        p.copy_(0.3 * randn(gp, *p.shape))
-                    else:
-                        p.copy_(0.5 * randn(gp, *p.shape))
+            golden_init(m, gen(4321), norm=ends("LayerNorm.weight", "_norm.weight"),
+                        bias=lambda name: name.endswith(".bias") or name == "fusion_factor",
+                        bias_std=0.3)
             return m.to(dtype)
 
-        item_seq = torch.tensor(UNI_ITEM_SEQ, dtype=torch.long)
-        item_seq_len = torch.tensor(UNI_ITEM_SEQ_LEN, dtype=torch.long)
-        pos_items = torch.tensor(UNI_POS_ITEMS, dtype=torch.long)
-        aug_seq = torch.tensor(UNI_ITEM_SEQ_AUG, dtype=torch.long)
-        aug_len = torch.tensor(UNI_ITEM_SEQ_LEN_AUG, dtype=torch.long)
+        item_seq, item_seq_len, pos_items, aug_seq, aug_len = long_tensors(*UNI_BATCH)
 
         model = build(True)
         trace = {}
@@ -1185,15 +1106,13 @@ def case_missrec(dtype):
                         text_table=text, image_table=img, image_present=img_present,
                         interest_centroids=centroids, text_interest=text_lookup,
                         image_interest=img_lookup, interest_ids=trace["ids"])
-        for name, p in model.named_parameters():
-            t[name] = p.detach()
+        put_params(t, model)
         t["seq_output"] = s
         t["logits"] = logits
         t["main_loss"] = main
         t["interest_reg"] = reg
         t["loss"] = loss
-        for name, g_ in grads(loss, OrderedDict(model.named_parameters())).items():
-            t["grad." + name] = g_
+        put_grads(t, loss, model)
 
         pre = build(False)
         pre.load_state_dict({k: v for k, v in model.state_dict().items()
@@ -1207,8 +1126,7 @@ def case_missrec(dtype):
         t["pre.seq_seq"] = seq_seq
         t["pre.interest_reg"] = regs
         t["pre.loss"] = pre_loss
-        for name, g_ in grads(pre_loss, OrderedDict(pre.named_parameters())).items():
-            t["pre.grad." + name] = g_
+        put_grads(t, pre_loss, pre, "pre.grad.")
     finally:
         torch.set_default_dtype(torch.float32)
     meta = OrderedDict(c)

@@ -113,24 +113,25 @@ class TransformerEncoder(nn.Module):
         return all_layers
 
 
-class SASRec(nn.Module):
-    """RecBole 1.2.1 SASRec. n_items counts the padding item 0 (RecBole's dataset.num(ITEM_ID))."""
+class SequentialEncoder(nn.Module):
+    """What RecBole's SASRec and BERT4Rec share: item and position embeddings, the input
+    LayerNorm and dropout, the transformer encoder and the weight init. Subclasses define
+    get_attention_mask (causal or bidirectional) and apply _init_weights once their own modules
+    exist."""
 
-    def __init__(self, n_items, max_seq_length, n_layers=2, n_heads=2, hidden_size=64,
-                 inner_size=256, hidden_dropout_prob=0.5, attn_dropout_prob=0.5,
-                 hidden_act="gelu", layer_norm_eps=1e-12, initializer_range=0.02):
+    def __init__(self, item_rows, max_seq_length, n_layers, n_heads, hidden_size, inner_size,
+                 hidden_dropout_prob, attn_dropout_prob, hidden_act, layer_norm_eps,
+                 initializer_range):
         super().__init__()
-        self.n_items = n_items
         self.max_seq_length = max_seq_length
         self.initializer_range = initializer_range
-        self.item_embedding = nn.Embedding(n_items, hidden_size, padding_idx=0)
+        self.item_embedding = nn.Embedding(item_rows, hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(max_seq_length, hidden_size)
         self.trm_encoder = TransformerEncoder(n_layers, n_heads, hidden_size, inner_size,
                                               hidden_dropout_prob, attn_dropout_prob,
                                               hidden_act, layer_norm_eps)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.dropout = nn.Dropout(hidden_dropout_prob)
-        self.apply(self._init_weights)
 
     def _init_weights(self, module):
         # RecBole: normal(0, initializer_range) for Linear and Embedding weights. Note that this
@@ -142,6 +143,40 @@ class SASRec(nn.Module):
             module.weight.data.fill_(1.0)
         if isinstance(module, nn.Linear) and module.bias is not None:
             module.bias.data.zero_()
+
+    def encode(self, item_seq):
+        """(input embedding, attention mask, every layer's output [B, L, H])."""
+        position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
+        position_ids = position_ids.unsqueeze(0).expand_as(item_seq)
+        input_emb = self.item_embedding(item_seq) + self.position_embedding(position_ids)
+        input_emb = self.LayerNorm(input_emb)
+        input_emb = self.dropout(input_emb)
+        mask = self.get_attention_mask(item_seq).to(input_emb.dtype)
+        return input_emb, mask, self.trm_encoder(input_emb, mask, output_all_encoded_layers=True)
+
+
+def encode_last(model, item_emb, item_seq, item_seq_len):
+    """SASRec's encoder over given item embeddings [B, L, H] (no dropout): + position embedding,
+    LayerNorm, causal transformer; the output at each row's last item. `model` has
+    position_embedding, LayerNorm and trm_encoder."""
+    pos = torch.arange(item_seq.size(1)).unsqueeze(0).expand_as(item_seq)
+    x = model.LayerNorm(item_emb + model.position_embedding(pos))
+    mask = SASRec.get_attention_mask(item_seq).to(x.dtype)
+    h = model.trm_encoder(x, mask, output_all_encoded_layers=True)[-1]
+    return SASRec.gather_indexes(h, item_seq_len - 1)
+
+
+class SASRec(SequentialEncoder):
+    """RecBole 1.2.1 SASRec. n_items counts the padding item 0 (RecBole's dataset.num(ITEM_ID))."""
+
+    def __init__(self, n_items, max_seq_length, n_layers=2, n_heads=2, hidden_size=64,
+                 inner_size=256, hidden_dropout_prob=0.5, attn_dropout_prob=0.5,
+                 hidden_act="gelu", layer_norm_eps=1e-12, initializer_range=0.02):
+        super().__init__(n_items, max_seq_length, n_layers, n_heads, hidden_size, inner_size,
+                         hidden_dropout_prob, attn_dropout_prob, hidden_act, layer_norm_eps,
+                         initializer_range)
+        self.n_items = n_items
+        self.apply(self._init_weights)
 
     @staticmethod
     def get_attention_mask(item_seq):
@@ -157,13 +192,7 @@ class SASRec(nn.Module):
         return output.gather(dim=1, index=gather_index).squeeze(1)
 
     def forward(self, item_seq, item_seq_len, trace=None):
-        position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
-        position_ids = position_ids.unsqueeze(0).expand_as(item_seq)
-        input_emb = self.item_embedding(item_seq) + self.position_embedding(position_ids)
-        input_emb = self.LayerNorm(input_emb)
-        input_emb = self.dropout(input_emb)
-        mask = self.get_attention_mask(item_seq).to(input_emb.dtype)
-        layers = self.trm_encoder(input_emb, mask, output_all_encoded_layers=True)
+        input_emb, mask, layers = self.encode(item_seq)
         if trace is not None:
             trace["input_emb"] = input_emb
             trace["attention_mask"] = mask
