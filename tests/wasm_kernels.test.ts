@@ -12,7 +12,7 @@ import {
   type UnaryOp,
 } from "../core/backend.ts";
 import { JsBackend } from "../core/backends/js.ts";
-import { unaryForward } from "../core/backends/scalar_math.ts";
+import { unaryDerivative, unaryForward } from "../core/backends/scalar_math.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { hashUniform, Rng } from "../core/random.ts";
 
@@ -242,6 +242,26 @@ Deno.test("wasm unary and unaryGrad: every op, vector tails 1..9, 63, 65, poison
       assertClose(outs[0][1], outs[1][1], 4e-6, 1e-6, `${op} grad n=${n}`);
     }
   }
+});
+
+Deno.test("wasm GELU gradient from its output: zero, signed zero, subnormals, both tails", () => {
+  // The kernel takes Phi(x) = y / x from the forward's output, and 1/2 at x = 0.
+  const xs = Float32Array.from([0, -0, 1e-40, -1e-40, 1e-20, -1e-20, -7, -30, 7, 30, -0.7517]);
+  const n = xs.length;
+  const x = wasm.upload(xs, "f32");
+  const y = wasm.alloc(n, "f32");
+  wasm.unary("gelu", x, y, n, 0);
+  const d = wasm.alloc(n, "f32");
+  wasm.unaryGrad("gelu", x, y, wasm.upload(new Float32Array(n).fill(1), "f32"), d, n, 0);
+  const got = wasm.download(d) as Float32Array;
+  for (let i = 0; i < n; i++) {
+    const v = xs[i];
+    const want = unaryDerivative("gelu", v, unaryForward("gelu", v, 0), 0);
+    assert.ok(Number.isFinite(got[i]), `x=${v}: ${got[i]}`);
+    assert.ok(Math.abs(got[i] - want) <= 2e-7, `x=${v}: ${got[i]} vs ${want}`);
+  }
+  assert.equal(got[0], 0.5);
+  assert.equal(got[1], 0.5);
 });
 
 Deno.test("wasm vector math: relative accuracy over wide ranges", () => {

@@ -102,8 +102,12 @@ function perLane(op: i32, v: v128, alpha: f32): v128 {
       return f32x4.mul(g, f32x4.mul(f32x4.sub(sp(1), y), f32x4.add(sp(1), y)));
     case OP_SIGMOID:
       return f32x4.mul(g, f32x4.mul(y, f32x4.sub(sp(1), y)));
-    case OP_GELU:
-      return f32x4.mul(g, f32x4.add(normalCdfV(x), f32x4.mul(x, normalPdfV(x))));
+    case OP_GELU: {
+      // Phi(x) = y / x from the forward's y = x Phi(x) (within an ulp of recomputing it, at a
+      // fraction of the cost); Phi(0) = 1/2.
+      const phi = v128.bitselect(sp(0.5), f32x4.div(y, x), f32x4.eq(x, sp(0)));
+      return f32x4.mul(g, f32x4.add(phi, f32x4.mul(x, normalPdfV(x))));
+    }
     case OP_RELU:
       return v128.and(g, f32x4.gt(x, sp(0)));
     case OP_LEAKY_RELU:
