@@ -21,9 +21,9 @@
  */
 import type { ForwardContext } from "../nn/context.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
-import { Module, ModuleList } from "../nn/module.ts";
+import { ModuleList } from "../nn/module.ts";
 import { LayerStack, NovaLayer } from "../nn/side_attention.ts";
-import { causalPaddingMask, type EncoderConfig } from "../nn/transformer.ts";
+import { causalPaddingMask } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { type Tensor, tensor } from "../tensor.ts";
@@ -33,27 +33,22 @@ import type { LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
   gatherAt,
+  ItemDotModel,
   lastPositions,
   lossIndex,
-  type LossKind,
   positionIds,
+  type SasrecConfig,
 } from "./sasrec.ts";
 import { AttributeEmbedding, checkAttributes, type SideAttribute } from "./side_attributes.ts";
 
 export type NovaFusion = "sum" | "concat" | "gate";
 
-export interface NovaConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
+export interface NovaConfig extends SasrecConfig {
   attributes: SideAttribute[];
   fusion: NovaFusion;
 }
 
-export class Nova extends Module implements SequentialModel {
+export class Nova extends ItemDotModel implements SequentialModel {
   readonly kind = "nova";
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
@@ -89,10 +84,6 @@ export class Nova extends Module implements SequentialModel {
     const layers = Array.from({ length: cfg.layers }, () => new NovaLayer(cfg, rng));
     this.layers = this.child("trm_encoder", new LayerStack(layers)).layer;
     this.norm = this.child("LayerNorm", new LayerNorm(d, cfg.layerNormEps));
-  }
-
-  get needsNegatives(): boolean {
-    return this.cfg.loss === "bce";
   }
 
   #drop(x: Tensor, ctx: ForwardContext): Tensor {
@@ -136,13 +127,5 @@ export class Nova extends Module implements SequentialModel {
     const out = gatherAt(this.encode(batch, ctx), lossIndex(at));
     const main = configuredItemLoss(out, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
-  }
-
-  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
-  }
-
-  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
   }
 }

@@ -15,14 +15,19 @@ import { type Tensor, tensor } from "../tensor.ts";
 import { type LossPositions, lossPositions, type SequenceBatch } from "./batch.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 
-export interface SasrecConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
+/** The next-item loss settings of a model's config (configuredItemLoss reads them). */
+export interface ItemLossConfig {
   loss: LossKind;
   negatives?: number;
   gbceT?: number;
   /** CE over all items: "auto" (plain for small catalogs, in item blocks above), 0, or block size. */
   ceChunkItems?: op.CeChunkSetting;
+}
+
+/** SASRec's config, which the models built on its encoder and losses extend. */
+export interface SasrecConfig extends EncoderConfig, ItemLossConfig {
+  numItems: number;
+  maxLen: number;
 }
 
 /** Flat indices of each row's last valid position in a [B, L] layout. */
@@ -101,7 +106,7 @@ export function configuredItemLoss(
   seqOut: Tensor,
   itemTable: Tensor,
   at: LossPositions,
-  cfg: { loss: LossKind; ceChunkItems?: op.CeChunkSetting; negatives?: number; gbceT?: number },
+  cfg: ItemLossConfig,
   ctx: ForwardContext,
 ): Tensor {
   return nextItemLoss(seqOut, itemTable, at, cfg.loss, cfg.ceChunkItems, negativeSampler(cfg, ctx));
@@ -226,7 +231,30 @@ function sampledLoss(
   return op.scale(op.add(posTerm, op.sum(neg)), 1 / n);
 }
 
-export class Sasrec extends Module implements SequentialModel {
+/**
+ * Scores as dot products of the sequence representation with the item embedding table,
+ * s_u · E^T: the scoring half of SASRec and of the models built like it.
+ */
+export abstract class ItemDotModel extends Module {
+  abstract readonly cfg: ItemLossConfig;
+  abstract readonly itemEmbedding: Embedding;
+  /** Sequence representation [B, d]. */
+  abstract forward(batch: SequenceBatch, ctx: ForwardContext): Tensor;
+
+  get needsNegatives(): boolean {
+    return this.cfg.loss === "bce";
+  }
+
+  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
+    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
+  }
+
+  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
+    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
+  }
+}
+
+export class Sasrec extends ItemDotModel implements SequentialModel {
   readonly kind = "sasrec";
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
@@ -246,10 +274,6 @@ export class Sasrec extends Module implements SequentialModel {
     );
     this.encoder = this.child("trm_encoder", new TransformerEncoder(cfg, rng));
     this.norm = this.child("LayerNorm", new LayerNorm(cfg.hidden, cfg.layerNormEps));
-  }
-
-  get needsNegatives(): boolean {
-    return this.cfg.loss === "bce";
   }
 
   /** Hidden states of every position [B, L, d]. */
@@ -279,13 +303,5 @@ export class Sasrec extends Module implements SequentialModel {
     const h = gatherAt(this.encode(batch, ctx), lossIndex(at));
     const main = configuredItemLoss(h, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
-  }
-
-  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
-  }
-
-  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
   }
 }

@@ -40,7 +40,7 @@ import type { ForwardContext } from "../nn/context.ts";
 import { constant, normal, uniform } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
-import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import { causalPaddingMask, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { assign, keep, noGrad, type Tensor, tensor } from "../tensor.ts";
@@ -53,17 +53,11 @@ import {
   gatherAt,
   lastPositions,
   lossIndex,
-  type LossKind,
   positionIds,
+  type SasrecConfig,
 } from "./sasrec.ts";
 
-export interface TedrecConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
+export interface TedrecConfig extends SasrecConfig {
   /** τ of the cosine logits (temperature). */
   temperature: number;
   /** Experts of the text adaptor (n_exps). */
