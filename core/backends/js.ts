@@ -25,6 +25,15 @@ function ix(s: Storage): Int32Array {
   return (s as JsStorage).data as Int32Array;
 }
 
+/** log Σ_c e^X[o + c] over one row of `cols` values, shifted by the row's max. */
+function rowLogSumExp(X: FloatArray, o: number, cols: number): number {
+  let max = -Infinity;
+  for (let c = 0; c < cols; c++) max = Math.max(max, X[o + c]);
+  let sum = 0;
+  for (let c = 0; c < cols; c++) sum += Math.exp(X[o + c] - max);
+  return max + Math.log(sum);
+}
+
 /** Visits every multi-index of `shape` in row-major order, yielding the two strided offsets. */
 function forEachStrided(
   shape: readonly number[],
@@ -251,11 +260,7 @@ export class JsBackend implements Backend {
     const O = f(out);
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
-      let max = -Infinity;
-      for (let c = 0; c < cols; c++) max = Math.max(max, X[o + c]);
-      let sum = 0;
-      for (let c = 0; c < cols; c++) sum += Math.exp(X[o + c] - max);
-      const lse = max + Math.log(sum);
+      const lse = rowLogSumExp(X, o, cols);
       for (let c = 0; c < cols; c++) {
         O[o + c] = log ? X[o + c] - lse : Math.exp(X[o + c] - lse);
       }
@@ -375,11 +380,7 @@ export class JsBackend implements Backend {
     const P = f(picked);
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
-      let max = -Infinity;
-      for (let c = 0; c < cols; c++) max = Math.max(max, X[o + c]);
-      let sum = 0;
-      for (let c = 0; c < cols; c++) sum += Math.exp(X[o + c] - max);
-      const block = max + Math.log(sum);
+      const block = rowLogSumExp(X, o, cols);
       if (first) L[r] = block;
       else {
         const hi = Math.max(L[r], block);
