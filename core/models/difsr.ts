@@ -32,7 +32,7 @@
  */
 import { UsageError } from "../errors.ts";
 import type { ForwardContext } from "../nn/context.ts";
-import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
+import { type Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { ModuleList } from "../nn/module.ts";
 import { DifLayer, LayerStack, type ScoreFusion } from "../nn/side_attention.ts";
 import { causalPaddingMask } from "../nn/transformer.ts";
@@ -108,14 +108,7 @@ export class Difsr extends ItemDotModel implements SequentialModel {
     const d = cfg.hidden;
     const std = cfg.initStd;
     const a = cfg.attributeHidden;
-    this.itemEmbedding = this.child(
-      "item_embedding",
-      new Embedding(cfg.numItems + 1, d, rng, std),
-    );
-    this.positionEmbedding = this.child(
-      "position_embedding",
-      new Embedding(cfg.maxLen, d, rng, std),
-    );
+    [this.itemEmbedding, this.positionEmbedding] = this.itemAndPositionEmbeddings(cfg, rng);
     this.attributeEmbeddings = this.child(
       "attribute_embeddings",
       new ModuleList(

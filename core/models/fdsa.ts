@@ -14,7 +14,7 @@
  */
 import { UsageError } from "../errors.ts";
 import type { ForwardContext } from "../nn/context.ts";
-import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
+import { type Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { causalPaddingMask, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
@@ -81,14 +81,7 @@ export class Fdsa extends ItemDotModel implements SequentialModel {
     const d = cfg.hidden;
     const std = cfg.initStd;
     this.textTable = keep(tensor(text.data, [cfg.numItems + 1, text.dim]));
-    this.itemEmbedding = this.child(
-      "item_embedding",
-      new Embedding(cfg.numItems + 1, d, rng, std),
-    );
-    this.positionEmbedding = this.child(
-      "position_embedding",
-      new Embedding(cfg.maxLen, d, rng, std),
-    );
+    [this.itemEmbedding, this.positionEmbedding] = this.itemAndPositionEmbeddings(cfg, rng);
     this.featureProjection = this.child(
       "feature_projection",
       new Linear(text.dim, d, rng, { std }),

@@ -252,6 +252,18 @@ export abstract class ItemDotModel extends Module {
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
     return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
   }
+
+  /**
+   * Registers RecBole's `item_embedding` [numItems + 1, d] and `position_embedding` [maxLen, d],
+   * N(0, initStd), drawn from rng in that order.
+   */
+  protected itemAndPositionEmbeddings(cfg: SasrecConfig, rng: Rng): [Embedding, Embedding] {
+    const { hidden: d, initStd: std } = cfg;
+    return [
+      this.child("item_embedding", new Embedding(cfg.numItems + 1, d, rng, std)),
+      this.child("position_embedding", new Embedding(cfg.maxLen, d, rng, std)),
+    ];
+  }
 }
 
 export class Sasrec extends ItemDotModel implements SequentialModel {
@@ -263,15 +275,7 @@ export class Sasrec extends ItemDotModel implements SequentialModel {
 
   constructor(readonly cfg: SasrecConfig, rng: Rng) {
     super();
-    const std = cfg.initStd;
-    this.itemEmbedding = this.child(
-      "item_embedding",
-      new Embedding(cfg.numItems + 1, cfg.hidden, rng, std),
-    );
-    this.positionEmbedding = this.child(
-      "position_embedding",
-      new Embedding(cfg.maxLen, cfg.hidden, rng, std),
-    );
+    [this.itemEmbedding, this.positionEmbedding] = this.itemAndPositionEmbeddings(cfg, rng);
     this.encoder = this.child("trm_encoder", new TransformerEncoder(cfg, rng));
     this.norm = this.child("LayerNorm", new LayerNorm(cfg.hidden, cfg.layerNormEps));
   }

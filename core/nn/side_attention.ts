@@ -2,10 +2,11 @@
  * Self-attention blocks for side-information recommenders whose attention scores and values come
  * from different inputs: NOVA (scores from a side-information-fused stream, values from the item
  * stream) and DIF-SR (one score matrix per attribute, the item and the position, fused, values from
- * the item stream). NOVA is MultiHeadAttention with its scores from the fused stream; DIF-SR ends
- * like it (ValueAttention: softmax, value mix, `dense`, dropout, residual LayerNorm over the item
- * stream), then the shared FeedForward block. Parameter names follow the references' PyTorch
- * modules.
+ * the item stream). NOVA is core/nn/transformer.ts's encoder with its queries and keys from the
+ * fused stream (TransformerEncoder.forward's scoresFrom); DIF-SR's attention ends like
+ * MultiHeadAttention (ValueAttention: softmax, value mix, `dense`, dropout, residual LayerNorm over
+ * the item stream), then the shared FeedForward block. Parameter names follow the references'
+ * PyTorch modules.
  */
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
@@ -13,13 +14,7 @@ import type { Tensor } from "../tensor.ts";
 import type { ForwardContext } from "./context.ts";
 import { LayerNorm, Linear } from "./layers.ts";
 import { Module, ModuleList } from "./module.ts";
-import {
-  type EncoderConfig,
-  FeedForward,
-  headScores,
-  MultiHeadAttention,
-  ValueAttention,
-} from "./transformer.ts";
+import { type EncoderConfig, FeedForward, headScores, ValueAttention } from "./transformer.ts";
 
 /** How DIF-SR fuses its score matrices (the reference's fusion_type). */
 export type ScoreFusion = "sum" | "concat" | "gate";
@@ -134,24 +129,6 @@ export class DifAttention extends ValueAttention {
       scores = [...attr, position].reduce((acc, s) => op.add(acc, s), item);
     }
     return this.attend(scores, h, mask, ctx);
-  }
-}
-
-/**
- * One NOVA layer: non-invasive attention (Q = R W_Q, K = R W_K from the fused stream R, V = H W_V
- * from the item stream H), then the FeedForward block.
- */
-export class NovaLayer extends Module {
-  readonly attention: MultiHeadAttention;
-  readonly ffn: FeedForward;
-  constructor(cfg: EncoderConfig, rng: Rng) {
-    super();
-    this.attention = this.child("multi_head_attention", new MultiHeadAttention(cfg, rng));
-    this.ffn = this.child("feed_forward", new FeedForward(cfg, rng));
-  }
-  /** h: item stream [B, L, d]; fused: side-information stream [B, L, d]; mask [B, 1, L, L]. */
-  forward(h: Tensor, fused: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
-    return this.ffn.forward(this.attention.forward(h, mask, ctx, fused), ctx);
   }
 }
 

@@ -142,8 +142,9 @@ export class TransformerLayer extends Module {
     this.attention = this.child("multi_head_attention", new MultiHeadAttention(cfg, rng));
     this.ffn = this.child("feed_forward", new FeedForward(cfg, rng));
   }
-  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
-    return this.ffn.forward(this.attention.forward(x, mask, ctx), ctx);
+  /** scoresFrom: where queries and keys come from (MultiHeadAttention.forward). */
+  forward(x: Tensor, mask: Tensor, ctx: ForwardContext, scoresFrom: Tensor = x): Tensor {
+    return this.ffn.forward(this.attention.forward(x, mask, ctx, scoresFrom), ctx);
   }
 }
 
@@ -154,10 +155,13 @@ export class TransformerEncoder extends Module {
     const layers = Array.from({ length: cfg.layers }, () => new TransformerLayer(cfg, rng));
     this.layer = this.child("layer", new ModuleList(layers));
   }
-  /** Returns the last layer's output [B, L, d]. */
-  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+  /**
+   * Returns the last layer's output [B, L, d]. Each layer takes queries and keys from its own
+   * input, or from one fixed stream `scoresFrom` (NOVA's fused side information).
+   */
+  forward(x: Tensor, mask: Tensor, ctx: ForwardContext, scoresFrom?: Tensor): Tensor {
     let h = x;
-    for (const l of this.layer.items) h = l.forward(h, mask, ctx);
+    for (const l of this.layer.items) h = l.forward(h, mask, ctx, scoresFrom ?? h);
     return h;
   }
 }

@@ -9,7 +9,8 @@ import type { Difsr } from "../../models/difsr.ts";
 import type { Nova } from "../../models/nova.ts";
 import type { AttributeEmbedding } from "../../models/side_attributes.ts";
 import type { Linear } from "../../nn/layers.ts";
-import type { DifLayer, NovaLayer } from "../../nn/side_attention.ts";
+import type { DifLayer } from "../../nn/side_attention.ts";
+import type { TransformerLayer } from "../../nn/transformer.ts";
 import type { GraphWriter } from "../graph_writer.ts";
 import { attr } from "../onnx_graph.ts";
 import {
@@ -55,7 +56,7 @@ function streamScores(
 /** The value half and the feed-forward block of a NOVA / DIF-SR layer; h and the result flat. */
 function finishLayer(
   io: SequenceInputs,
-  layer: NovaLayer | DifLayer,
+  layer: TransformerLayer | DifLayer,
   scores: string,
   h: string,
   mask: string,
@@ -101,7 +102,7 @@ export function novaGraph(w: GraphWriter, io: SequenceInputs, m: Nova): string {
   const side = w.layerNorm(fused, m.norm, "LayerNorm");
   let h = w.layerNorm(features[0], m.norm, "LayerNorm");
   const mask = causalPaddingMask(io);
-  m.layers.items.forEach((layer, i) => {
+  m.encoder.layer.items.forEach((layer, i) => {
     const p = `trm_encoder.layer.${i}`;
     const att = layer.attention;
     const a = `${p}.multi_head_attention`;
