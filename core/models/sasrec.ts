@@ -52,9 +52,21 @@ export interface TableEncoderParts {
 }
 
 /**
- * SASRec's path over rows of `table` [items + 1, d]: item rows + positions -> LayerNorm ->
+ * SASRec's path over the batch's item embeddings `rows` [B, L, d]: + positions -> LayerNorm ->
  * dropout -> causal encoder. Returns every step's output [B, L, d].
  */
+export function encodeRows(
+  m: TableEncoderParts,
+  batch: SequenceBatch,
+  rows: Tensor,
+  ctx: ForwardContext,
+): Tensor {
+  const x = op.add(rows, m.positionEmbedding.forward(positionIds(batch)));
+  const h0 = op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
+  return m.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+}
+
+/** encodeRows over rows of `table` [items + 1, d] gathered at the batch's items. */
 export function encodeOverTable(
   m: TableEncoderParts,
   batch: SequenceBatch,
@@ -62,9 +74,7 @@ export function encodeOverTable(
   ctx: ForwardContext,
 ): Tensor {
   const items = tensor(batch.items, [batch.size, batch.len], "i32");
-  const x = op.add(op.embedding(table, items), m.positionEmbedding.forward(positionIds(batch)));
-  const h0 = op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
-  return m.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+  return encodeRows(m, batch, op.embedding(table, items), ctx);
 }
 
 /** Gathers rows of h [B, L, d] at each sequence's last valid position: [B, d]. */
@@ -282,18 +292,7 @@ export class Sasrec extends ItemDotModel implements SequentialModel {
 
   /** Hidden states of every position [B, L, d]. */
   encode(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    const items = tensor(batch.items, [batch.size, batch.len], "i32");
-    const x = op.add(
-      this.itemEmbedding.forward(items),
-      this.positionEmbedding.forward(positionIds(batch)),
-    );
-    const h0 = op.dropout(
-      this.norm.forward(x),
-      this.cfg.hiddenDropout,
-      ctx.rng.nextU32(),
-      ctx.training,
-    );
-    return this.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+    return encodeOverTable(this, batch, this.itemEmbedding.weight, ctx);
   }
 
   /** Sequence representation [B, d]: the output at the last valid position. */
