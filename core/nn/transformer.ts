@@ -2,7 +2,8 @@
  * The SASRec transformer encoder, with RecBole's structure and parameter names
  * (recbole/model/layers.py: TransformerEncoder > TransformerLayer > MultiHeadAttention,
  * FeedForward): post-LayerNorm residual blocks, additive attention mask, GELU feed-forward.
- * Shared by SASRec, FDSA and DuAF-MAT.
+ * Shared by SASRec and the models built on its encoder (FDSA, DuAF-MAT, NOVA, ...); DIF-SR's and
+ * MISSRec's attentions reuse its value half (ValueAttention).
  */
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
@@ -23,7 +24,7 @@ export interface EncoderConfig {
 }
 
 /** Dropout with its seed drawn from ctx.rng (one draw per call, training or not). */
-export function drop(x: Tensor, p: number, ctx: ForwardContext): Tensor {
+function drop(x: Tensor, p: number, ctx: ForwardContext): Tensor {
   return op.dropout(x, p, ctx.rng.nextU32(), ctx.training);
 }
 
