@@ -18,6 +18,16 @@ export function parseFlags<T extends Flags>(
   }
 }
 
+/** A command's one positional argument, named `what` in the error when it is missing; no other. */
+export function onePositional(command: string, what: string, positionals: string[]): string {
+  const value = positionals[0];
+  if (!value) throw new UsageError(`${what} is required (see duaf help ${command})`);
+  if (positionals.length > 1) {
+    throw new UsageError(`unexpected argument '${positionals[1]}' (see duaf help ${command})`);
+  }
+  return value;
+}
+
 /** A non-negative integer flag value, or undefined when the flag was not given. */
 export function intFlag(name: string, v: string | undefined, min = 0): number | undefined {
   if (v === undefined) return undefined;

@@ -40,6 +40,31 @@ export type UnaryOp =
 export type BinaryOp = "add" | "sub" | "mul" | "div";
 
 /**
+ * The compiled kernels' op codes: one numbering for the CUDA shim (the DUAF_NEG... enum in
+ * ffi/cuda/duaf_cuda.h) and the WASM kernels (OP_NEG... in wasm/assembly/unary.ts, binary.ts).
+ */
+export const UNARY_CODES: Readonly<Record<UnaryOp, number>> = {
+  neg: 0,
+  exp: 1,
+  log: 2,
+  sqrt: 3,
+  tanh: 4,
+  sigmoid: 5,
+  gelu: 6,
+  relu: 7,
+  leaky_relu: 8,
+  softplus: 9,
+  sin: 10,
+  cos: 11,
+  abs: 12,
+  square: 13,
+  scale: 14,
+  add_scalar: 15,
+  pow_scalar: 16,
+};
+export const BINARY_CODES: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
+
+/**
  * Batched strided GEMM, row-major:
  *   C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b]   for b in [0, batch)
  * op(A) is M x K; A[b] starts at aOffset + b * strideA and is stored M x K (lda = K) when
@@ -99,6 +124,19 @@ export function gemmArgs(
     alpha: 1,
     beta: 0,
     ...over,
+  };
+}
+
+/**
+ * Elements each GEMM operand spans from its offset, over the whole batch:
+ * (batch - 1) * stride + one matrix. Backends check these against the storages once per call.
+ */
+export function gemmSpans(g: GemmArgs): { a: number; b: number; c: number } {
+  const last = g.batch - 1;
+  return {
+    a: last * g.strideA + g.m * g.k,
+    b: last * g.strideB + g.k * g.n,
+    c: last * g.strideC + g.m * g.n,
   };
 }
 

@@ -7,14 +7,12 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
-  BINARY_CODES,
   CudaBackend,
   cudaBackendFactory,
   type CudaShimSymbols,
   openCudaShim,
-  UNARY_CODES,
 } from "../core/backends/cuda.ts";
-import { gemmArgs } from "../core/backend.ts";
+import { BINARY_CODES, gemmArgs, UNARY_CODES } from "../core/backend.ts";
 import { JsBackend } from "../core/backends/js.ts";
 import { gencodeFlags } from "../ffi/cuda/build.ts";
 

@@ -1,13 +1,12 @@
 /** `duaf export`: a trained run's inference graph as an ONNX file. */
 import { resolve } from "node:path";
-import { UsageError } from "../../core/errors.ts";
 import { CHECK_DATA_FILE, checkData, exportRun } from "../../core/export/export_run.ts";
 import { ONNX_FILE, ONNX_OPSET } from "../../core/export/onnx_export.ts";
 import { checkOutputFile, writeOutputFile } from "../../core/io/output_guard.ts";
 import { defaultOnnxPath } from "../../core/serve/ort_scorer.ts";
 import { activateBackend, openRun } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
-import { emitJson, intFlag, parseFlags } from "../flags.ts";
+import { emitJson, intFlag, onePositional, parseFlags } from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
 
 const usage = `usage: duaf export RUN [--onnx FILE] [--topk K] [--check-data FILE] [options]
@@ -51,11 +50,7 @@ export const exportCommand: Command = {
       quiet: { type: "boolean" },
       force: { type: "boolean" },
     }, true);
-    const dir = positionals[0];
-    if (!dir) throw new UsageError("RUN is required (see duaf help export)");
-    if (positionals.length > 1) {
-      throw new UsageError(`unexpected argument '${positionals[1]}' (see duaf help export)`);
-    }
+    const dir = onePositional("export", "RUN", positionals);
     const topk = intFlag("topk", values.topk, 1);
     const out = values.onnx ?? defaultOnnxPath(dir);
     const progress = new StderrProgress({ quiet: values.quiet, bars: false });

@@ -5,7 +5,7 @@ import { writeSweepReport } from "../../core/report/sweep_report.ts";
 import { readSweepManifest } from "../../core/sweep/sweep.ts";
 import { activateBackend } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
-import { emitJson, intFlag, parseFlags } from "../flags.ts";
+import { emitJson, intFlag, onePositional, parseFlags } from "../flags.ts";
 import { StderrProgress } from "../progress.ts";
 
 const usage = `usage: duaf report RUN --out FILE.html [options]
@@ -42,11 +42,7 @@ export const reportCommand: Command = {
       quiet: { type: "boolean" },
       force: { type: "boolean" },
     }, true);
-    const dir = positionals[0];
-    if (!dir) throw new UsageError("RUN is required (see duaf help report)");
-    if (positionals.length > 1) {
-      throw new UsageError(`unexpected argument '${positionals[1]}' (see duaf help report)`);
-    }
+    const dir = onePositional("report", "RUN", positionals);
     if (!values.out) throw new UsageError("--out FILE is required (see duaf help report)");
     const maxUsers = intFlag("max-users", values["max-users"], 1);
     if (await readSweepManifest(dir)) {

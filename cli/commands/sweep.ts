@@ -15,6 +15,7 @@ import {
   intFlag,
   listFlag,
   numberFlag,
+  onePositional,
   parseFlags,
 } from "../flags.ts";
 import { stopOnSigint } from "../interrupt.ts";
@@ -79,11 +80,7 @@ async function tableCommand(args: string[]): Promise<number> {
     metric: { type: "string" },
     "all-test": { type: "boolean" },
   }, true);
-  const dir = positionals[0];
-  if (!dir) throw new UsageError("SWEEP is required (see duaf help sweep)");
-  if (positionals.length > 1) {
-    throw new UsageError(`unexpected argument '${positionals[1]}' (see duaf help sweep)`);
-  }
+  const dir = onePositional("sweep", "SWEEP", positionals);
   const format = choiceFlag("format", values.format, ["md", "csv"] as const) ?? "md";
   const table = await sweepTable(dir, values.metric);
   const opts = { allTest: values["all-test"] };
@@ -113,11 +110,7 @@ export const sweepCommand: Command = {
       backend: { type: "string" },
       quiet: { type: "boolean" },
     }, true);
-    const dataset = positionals[0];
-    if (!dataset) throw new UsageError("DATASET is required (see duaf help sweep)");
-    if (positionals.length > 1) {
-      throw new UsageError(`unexpected argument '${positionals[1]}' (see duaf help sweep)`);
-    }
+    const dataset = onePositional("sweep", "DATASET", positionals);
     if (!values.grid) throw new UsageError("--grid FILE is required (see duaf help sweep)");
     if (!values.out) throw new UsageError("--out SWEEP is required (see duaf help sweep)");
     const fileCfg = values.config

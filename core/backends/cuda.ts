@@ -9,41 +9,23 @@
  */
 import { ResourceError } from "../errors.ts";
 import { fileURLToPath } from "node:url";
-import type {
-  AdamArgs,
-  Backend,
-  BackendFactory,
-  BinaryOp,
-  DType,
-  GemmArgs,
-  Storage,
-  UnaryOp,
+import {
+  type AdamArgs,
+  type Backend,
+  type BackendFactory,
+  BINARY_CODES,
+  type BinaryOp,
+  type DType,
+  type GemmArgs,
+  gemmSpans,
+  type Storage,
+  UNARY_CODES,
+  type UnaryOp,
 } from "../backend.ts";
 
 /** Priority in the registry: above native (30), wasm (20) and js (0). */
 export const CUDA_PRIORITY = 40;
 
-/** UnaryOp codes; the order matches the DUAF_NEG... enum in ffi/cuda/duaf_cuda.h. */
-export const UNARY_CODES: Readonly<Record<UnaryOp, number>> = {
-  neg: 0,
-  exp: 1,
-  log: 2,
-  sqrt: 3,
-  tanh: 4,
-  sigmoid: 5,
-  gelu: 6,
-  relu: 7,
-  leaky_relu: 8,
-  softplus: 9,
-  sin: 10,
-  cos: 11,
-  abs: 12,
-  square: 13,
-  scale: 14,
-  add_scalar: 15,
-  pow_scalar: 16,
-};
-export const BINARY_CODES: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
 const MAX_RANK = 6;
 const MAX_ELEMENTS = 0x7fffffff;
 
@@ -298,9 +280,10 @@ export class CudaBackend implements Backend {
   gemm(g: GemmArgs): void {
     const { m, n, k, batch } = g;
     if (m <= 0 || n <= 0 || batch <= 0) return;
-    need(g.a, g.aOffset, (batch - 1) * g.strideA + m * k, "gemm A");
-    need(g.b, g.bOffset, (batch - 1) * g.strideB + k * n, "gemm B");
-    need(g.c, g.cOffset, (batch - 1) * g.strideC + m * n, "gemm C");
+    const span = gemmSpans(g);
+    need(g.a, g.aOffset, span.a, "gemm A");
+    need(g.b, g.bOffset, span.b, "gemm B");
+    need(g.c, g.cOffset, span.c, "gemm C");
     this.#check(
       this.#s.duaf_gemm(
         g.transA ? 1 : 0,

@@ -25,6 +25,30 @@ function ix(s: Storage): Int32Array {
   return (s as JsStorage).data as Int32Array;
 }
 
+/** log Σ_c e^X[o + c] over one row of `cols` values, shifted by the row's max. */
+/**
+ * log sum_c e^X[o + c]. With `keep`, the row is left as e^(X - max) and keep[r] = max (the kept
+ * exponentials of crossEntropyBlock).
+ */
+function rowLogSumExp(
+  X: FloatArray,
+  o: number,
+  cols: number,
+  keep: FloatArray | null = null,
+  r = 0,
+): number {
+  let max = -Infinity;
+  for (let c = 0; c < cols; c++) max = Math.max(max, X[o + c]);
+  let sum = 0;
+  for (let c = 0; c < cols; c++) {
+    const e = Math.exp(X[o + c] - max);
+    if (keep) X[o + c] = e;
+    sum += e;
+  }
+  if (keep) keep[r] = max;
+  return max + Math.log(sum);
+}
+
 /** Visits every multi-index of `shape` in row-major order, yielding the two strided offsets. */
 function forEachStrided(
   shape: readonly number[],
@@ -252,11 +276,7 @@ export class JsBackend implements Backend {
     const O = f(out);
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
-      let max = -Infinity;
-      for (let c = 0; c < cols; c++) max = Math.max(max, X[o + c]);
-      let sum = 0;
-      for (let c = 0; c < cols; c++) sum += Math.exp(X[o + c] - max);
-      const lse = max + Math.log(sum);
+      const lse = rowLogSumExp(X, o, cols);
       for (let c = 0; c < cols; c++) {
         O[o + c] = log ? X[o + c] - lse : Math.exp(X[o + c] - lse);
       }
@@ -381,16 +401,7 @@ export class JsBackend implements Backend {
       const t = T[r] - colOffset;
       if (t >= 0 && t < cols) P[r] = X[o + t];
       else if (first) P[r] = 0;
-      let max = -Infinity;
-      for (let c = 0; c < cols; c++) max = Math.max(max, X[o + c]);
-      let sum = 0;
-      for (let c = 0; c < cols; c++) {
-        const e = Math.exp(X[o + c] - max);
-        if (S) X[o + c] = e;
-        sum += e;
-      }
-      if (S) S[r] = max;
-      const block = max + Math.log(sum);
+      const block = rowLogSumExp(X, o, cols, S, r);
       if (first) L[r] = block;
       else {
         const hi = Math.max(L[r], block);

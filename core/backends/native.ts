@@ -8,7 +8,7 @@
  * writes them in place through a pointer to that memory's backing store. The pointer is taken
  * again whenever `memory.buffer` changes (after a grow), so it is never stale.
  */
-import type { BackendFactory, GemmArgs } from "../backend.ts";
+import { type BackendFactory, type GemmArgs, gemmSpans } from "../backend.ts";
 import { type Blas, openBlas } from "../../ffi/blas.ts";
 import { WasmBackend, type WasmBackendOptions, type WasmRuntime } from "./wasm/wasm_backend.ts";
 
@@ -68,12 +68,12 @@ export class NativeBackend extends WasmBackend {
     if (m === 0 || n === 0 || batch === 0) return;
     // k = 0 is C = beta*C; CBLAS rejects lda = 0, so the wasm kernel does it.
     if (k === 0) return super.gemm(g);
-    const span = (stride: number, size: number) => (batch - 1) * stride + size;
     // Bounds are checked here, once for the whole batch: a native call past a storage's end
     // would corrupt other tensors instead of trapping.
-    const a = this.at(g.a, g.aOffset, span(g.strideA, m * k));
-    const b = this.at(g.b, g.bOffset, span(g.strideB, k * n));
-    const c = this.at(g.c, g.cOffset, span(g.strideC, m * n));
+    const span = gemmSpans(g);
+    const a = this.at(g.a, g.aOffset, span.a);
+    const b = this.at(g.b, g.bOffset, span.b);
+    const c = this.at(g.c, g.cOffset, span.c);
     const base = this.#memoryBase();
     const lda = g.transA ? m : k;
     const ldb = g.transB ? k : n;

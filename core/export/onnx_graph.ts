@@ -141,22 +141,22 @@ export const attr = {
 // onnx.AttributeProto.AttributeType codes.
 const ATTR_TYPE = { float: 1, int: 2, string: 3, tensor: 4, floats: 6, ints: 7 } as const;
 
+/** The typed array of each element type. */
+const ARRAY_TYPE = { float32: Float32Array, int32: Int32Array, int64: BigInt64Array } as const;
+
+/** Values of `dtype` from numbers (converted) or from a buffer (viewed, not copied). */
+function typedData(dtype: OnnxDType, src: number[] | ArrayBuffer): TensorData {
+  if (src instanceof ArrayBuffer) return new ARRAY_TYPE[dtype](src);
+  return dtype === "int64"
+    ? BigInt64Array.from(src, (v) => BigInt(v))
+    : ARRAY_TYPE[dtype].from(src);
+}
+
 /** Makes a tensor, checking that the data length matches the dims. */
 export function tensor(dtype: OnnxDType, dims: number[], data: TensorData | number[]): OnnxTensor {
   const n = dims.reduce((a, b) => a * b, 1);
-  let typed: TensorData;
-  if (Array.isArray(data)) {
-    typed = dtype === "float32"
-      ? Float32Array.from(data)
-      : dtype === "int32"
-      ? Int32Array.from(data)
-      : BigInt64Array.from(data, (v) => BigInt(v));
-  } else typed = data;
-  const expected = dtype === "float32"
-    ? Float32Array
-    : dtype === "int32"
-    ? Int32Array
-    : BigInt64Array;
+  const typed = Array.isArray(data) ? typedData(dtype, data) : data;
+  const expected = ARRAY_TYPE[dtype];
   if (!(typed instanceof expected)) throw new TypeError(`tensor: ${dtype} needs ${expected.name}`);
   if (typed.length !== n) {
     throw new RangeError(`tensor: dims [${dims}] need ${n} values, got ${typed.length}`);
@@ -341,13 +341,8 @@ function readTensor(t: Record<string, unknown>): OnnxTensor {
   const dims = ((t.dims as number[]) ?? []).map(Number);
   const raw = t.raw_data as Uint8Array | undefined;
   if (raw && raw.length > 0) {
-    const buf = new Uint8Array(raw).buffer; // a copy: protobufjs may hand out pooled views
-    const data = dtype === "float32"
-      ? new Float32Array(buf)
-      : dtype === "int32"
-      ? new Int32Array(buf)
-      : new BigInt64Array(buf);
-    return tensor(dtype, dims, data);
+    // A copy: protobufjs may hand out pooled views.
+    return tensor(dtype, dims, typedData(dtype, new Uint8Array(raw).buffer));
   }
   const values = dtype === "float32"
     ? t.float_data

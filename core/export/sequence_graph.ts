@@ -13,7 +13,7 @@
  * Linear is then one Gemm with its bias, and only attention reshapes to [B, heads, L, dh].
  */
 import type { Embedding, LayerNorm } from "../nn/layers.ts";
-import type { TransformerEncoder } from "../nn/transformer.ts";
+import type { FeedForward, TransformerEncoder, ValueAttention } from "../nn/transformer.ts";
 import type { Tensor } from "../tensor.ts";
 import type { GraphWriter } from "./graph_writer.ts";
 import { attr } from "./onnx_graph.ts";
@@ -116,6 +116,59 @@ export function causalPaddingMask(io: SequenceInputs): string {
   return w.op("Where", [allowed, w.f32([0], []), w.f32([-10000], [])], {}, "attention_mask");
 }
 
+/** Flat [B * L, h * dh] -> [B, h, L, dh] (perm [0, 2, 1, 3]) or keys [B, h, dh, L]. */
+export function splitHeads(io: SequenceInputs, x: string, h: number, dh: number, keys = false) {
+  const perm = keys ? [0, 2, 3, 1] : [0, 2, 1, 3];
+  return io.w.op("Transpose", [unflatten(io, x, [h, dh])], { perm: attr.ints(perm) });
+}
+
+/** softmax(scores / sqrt(dh) + mask) over the keys, scores the raw q k^T [B, h, L, L]. */
+export function attentionProbs(io: SequenceInputs, scores: string, mask: string, dh: number) {
+  const w = io.w;
+  const logits = w.op("Add", [w.op("Mul", [scores, w.f32([1 / Math.sqrt(dh)], [])]), mask]);
+  return w.op("Softmax", [logits], { axis: attr.int(-1) });
+}
+
+/** A transformer layer's attention output and feed-forward block (ValueAttention, FeedForward). */
+export interface AttentionLayer {
+  readonly attention: ValueAttention;
+  readonly ffn: FeedForward;
+}
+
+/**
+ * The rest of the layer `p` after the attention probabilities: probs [B, h, L, L] mix the values
+ * v [B, h, L, dh]; dense, LayerNorm(+ h), then the feed-forward block. h and the result flat.
+ */
+export function attentionTail(
+  io: SequenceInputs,
+  layer: AttentionLayer,
+  probs: string,
+  v: string,
+  h: string,
+  p: string,
+): string {
+  const w = io.w;
+  const att = layer.attention;
+  const a = `${p}.multi_head_attention`;
+  const context = flatten(
+    io,
+    w.op("Transpose", [w.op("MatMul", [probs, v])], { perm: attr.ints([0, 2, 1, 3]) }),
+    att.cfg.hidden,
+  );
+  const attended = w.layerNorm(
+    w.op("Add", [w.linear(context, att.dense, `${a}.dense`), h]),
+    att.norm,
+    `${a}.LayerNorm`,
+  );
+  const f = `${p}.feed_forward`;
+  const inner = w.gelu(w.linear(attended, layer.ffn.dense1, `${f}.dense_1`));
+  return w.layerNorm(
+    w.op("Add", [w.linear(inner, layer.ffn.dense2, `${f}.dense_2`), attended]),
+    layer.ffn.norm,
+    `${f}.LayerNorm`,
+  );
+}
+
 /**
  * The encoder of core/nn/transformer.ts (post-LN blocks, exact GELU), dropout off.
  * x and the result are flat [B * L, d].
@@ -132,38 +185,14 @@ export function transformerEncoder(
   enc.layer.items.forEach((layer, i) => {
     const p = `${name}.layer.${i}`;
     const att = layer.attention;
-    const heads = att.cfg.heads;
-    const d = att.cfg.hidden;
-    const dh = d / heads;
+    const nh = att.cfg.heads;
+    const dh = att.cfg.hidden / nh;
     const a = `${p}.multi_head_attention`;
-    // [B * L, d] -> [B, heads, L, dh] (keys: [B, heads, dh, L]).
-    const split = (t: string, perm: number[]) =>
-      w.op("Transpose", [unflatten(io, t, [heads, dh])], { perm: attr.ints(perm) });
-    const q = split(w.linear(h, att.query, `${a}.query`), [0, 2, 1, 3]);
-    const kT = split(w.linear(h, att.key, `${a}.key`), [0, 2, 3, 1]);
-    const v = split(w.linear(h, att.value, `${a}.value`), [0, 2, 1, 3]);
-    const scores = w.op("Add", [
-      w.op("Mul", [w.op("MatMul", [q, kT]), w.f32([1 / Math.sqrt(dh)], [])]),
-      mask,
-    ]);
-    const probs = w.op("Softmax", [scores], { axis: attr.int(-1) });
-    const context = flatten(
-      io,
-      w.op("Transpose", [w.op("MatMul", [probs, v])], { perm: attr.ints([0, 2, 1, 3]) }),
-      d,
-    );
-    const attended = w.layerNorm(
-      w.op("Add", [w.linear(context, att.dense, `${a}.dense`), h]),
-      att.norm,
-      `${a}.LayerNorm`,
-    );
-    const f = `${p}.feed_forward`;
-    const inner = w.gelu(w.linear(attended, layer.ffn.dense1, `${f}.dense_1`));
-    h = w.layerNorm(
-      w.op("Add", [w.linear(inner, layer.ffn.dense2, `${f}.dense_2`), attended]),
-      layer.ffn.norm,
-      `${f}.LayerNorm`,
-    );
+    const q = splitHeads(io, w.linear(h, att.query, `${a}.query`), nh, dh);
+    const kT = splitHeads(io, w.linear(h, att.key, `${a}.key`), nh, dh, true);
+    const v = splitHeads(io, w.linear(h, att.value, `${a}.value`), nh, dh);
+    const probs = attentionProbs(io, w.op("MatMul", [q, kT]), mask, dh);
+    h = attentionTail(io, layer, probs, v, h, p);
   });
   return h;
 }

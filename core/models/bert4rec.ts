@@ -43,25 +43,25 @@ import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
 import type { ForwardContext } from "../nn/context.ts";
 import { constant } from "../nn/init.ts";
-import { type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import { TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { full, type Tensor, tensor } from "../tensor.ts";
 import type { LossPositions, SequenceBatch } from "./batch.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
-import { configuredItemLoss, gatherAt, lossIndex, type LossKind, positionIds } from "./sasrec.ts";
+import {
+  configuredItemLoss,
+  gatherAt,
+  lossIndex,
+  positionIds,
+  type SasrecConfig,
+} from "./sasrec.ts";
 
-export interface Bert4recConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
+export interface Bert4recConfig extends SasrecConfig {
   /** Probability that a training item is replaced by [mask] (RecBole mask_ratio). */
   maskRatio: number;
   /** Probability that a batch masks only each sequence's last item (RecBole ft_ratio). */
   ftRatio: number;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
 }
 
 /** Right-padded item rows [size, len] with their valid lengths: the encoder's input. */

@@ -32,10 +32,10 @@
  */
 import { UsageError } from "../errors.ts";
 import type { ForwardContext } from "../nn/context.ts";
-import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
-import { Module, ModuleList } from "../nn/module.ts";
+import { type Embedding, LayerNorm, Linear } from "../nn/layers.ts";
+import { ModuleList } from "../nn/module.ts";
 import { DifLayer, LayerStack, type ScoreFusion } from "../nn/side_attention.ts";
-import { causalPaddingMask, type EncoderConfig } from "../nn/transformer.ts";
+import { causalPaddingMask } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { type Tensor, tensor } from "../tensor.ts";
@@ -45,20 +45,15 @@ import type { LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
   gatherAt,
+  ItemDotModel,
   lastPositions,
   lossIndex,
-  type LossKind,
   positionIds,
+  type SasrecConfig,
 } from "./sasrec.ts";
 import { AttributeEmbedding, checkAttributes, type SideAttribute } from "./side_attributes.ts";
 
-export interface DifsrConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
+export interface DifsrConfig extends SasrecConfig {
   attributes: SideAttribute[];
   attributeHidden: number;
   fusion: ScoreFusion;
@@ -89,7 +84,7 @@ export function padBatch(batch: SequenceBatch, len: number): SequenceBatch {
   };
 }
 
-export class Difsr extends Module implements SequentialModel {
+export class Difsr extends ItemDotModel implements SequentialModel {
   readonly kind = "difsr";
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
@@ -113,14 +108,7 @@ export class Difsr extends Module implements SequentialModel {
     const d = cfg.hidden;
     const std = cfg.initStd;
     const a = cfg.attributeHidden;
-    this.itemEmbedding = this.child(
-      "item_embedding",
-      new Embedding(cfg.numItems + 1, d, rng, std),
-    );
-    this.positionEmbedding = this.child(
-      "position_embedding",
-      new Embedding(cfg.maxLen, d, rng, std),
-    );
+    [this.itemEmbedding, this.positionEmbedding] = this.itemAndPositionEmbeddings(cfg, rng);
     this.attributeEmbeddings = this.child(
       "attribute_embeddings",
       new ModuleList(
@@ -143,10 +131,6 @@ export class Difsr extends Module implements SequentialModel {
   /** Everything but frozen attribute tables. */
   trainableParameters(): Tensor[] {
     return this.parameters().filter((p) => p.requiresGrad);
-  }
-
-  get needsNegatives(): boolean {
-    return this.cfg.loss === "bce";
   }
 
   /** The batch the encoder runs on: padded to maxLen when the fusion mixes key columns. */
@@ -218,13 +202,5 @@ export class Difsr extends Module implements SequentialModel {
       total = op.add(total, op.scale(attr, this.lambda(j)));
     });
     return { total, parts };
-  }
-
-  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
-  }
-
-  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
   }
 }

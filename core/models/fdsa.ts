@@ -14,9 +14,8 @@
  */
 import { UsageError } from "../errors.ts";
 import type { ForwardContext } from "../nn/context.ts";
-import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
-import { Module } from "../nn/module.ts";
-import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import { type Embedding, LayerNorm, Linear } from "../nn/layers.ts";
+import { causalPaddingMask, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { keep, type Tensor, tensor } from "../tensor.ts";
@@ -25,20 +24,14 @@ import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
   gatherAt,
+  ItemDotModel,
   lastPositions,
   lossIndex,
-  type LossKind,
   positionIds,
+  type SasrecConfig,
 } from "./sasrec.ts";
 
-export interface FdsaConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  /** CE over all items in item blocks: see nextItemLoss. */
-  ceChunkItems?: op.CeChunkSetting;
+export interface FdsaConfig extends SasrecConfig {
 }
 
 /**
@@ -59,7 +52,7 @@ export const defaults: Omit<FdsaConfig, "numItems"> = {
   loss: "ce",
 };
 
-export class Fdsa extends Module implements SequentialModel {
+export class Fdsa extends ItemDotModel implements SequentialModel {
   readonly kind = "fdsa";
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
@@ -88,14 +81,7 @@ export class Fdsa extends Module implements SequentialModel {
     const d = cfg.hidden;
     const std = cfg.initStd;
     this.textTable = keep(tensor(text.data, [cfg.numItems + 1, text.dim]));
-    this.itemEmbedding = this.child(
-      "item_embedding",
-      new Embedding(cfg.numItems + 1, d, rng, std),
-    );
-    this.positionEmbedding = this.child(
-      "position_embedding",
-      new Embedding(cfg.maxLen, d, rng, std),
-    );
+    [this.itemEmbedding, this.positionEmbedding] = this.itemAndPositionEmbeddings(cfg, rng);
     this.featureProjection = this.child(
       "feature_projection",
       new Linear(text.dim, d, rng, { std }),
@@ -104,10 +90,6 @@ export class Fdsa extends Module implements SequentialModel {
     this.featureEncoder = this.child("feature_trm_encoder", new TransformerEncoder(cfg, rng));
     this.norm = this.child("LayerNorm", new LayerNorm(d, cfg.layerNormEps));
     this.concatLayer = this.child("concat_layer", new Linear(2 * d, d, rng, { std }));
-  }
-
-  get needsNegatives(): boolean {
-    return this.cfg.loss === "bce";
   }
 
   #drop(x: Tensor, ctx: ForwardContext): Tensor {
@@ -146,13 +128,5 @@ export class Fdsa extends Module implements SequentialModel {
     const out = this.#represent(batch, lossIndex(at), ctx);
     const main = configuredItemLoss(out, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
-  }
-
-  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
-  }
-
-  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
   }
 }

@@ -11,7 +11,6 @@
 import { Gru } from "../nn/gru.ts";
 import { uniform, xavierNormal, xavierUniform } from "../nn/init.ts";
 import { Embedding, Linear } from "../nn/layers.ts";
-import { Module } from "../nn/module.ts";
 import type { ForwardContext } from "../nn/context.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
@@ -19,20 +18,22 @@ import { assign, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import { sliceBatch } from "./examples.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
-import { configuredItemLoss, gatherAt, lastPositions, lossIndex, type LossKind } from "./sasrec.ts";
+import {
+  configuredItemLoss,
+  gatherAt,
+  ItemDotModel,
+  type ItemLossConfig,
+  lastPositions,
+  lossIndex,
+} from "./sasrec.ts";
 
-export interface Gru4recConfig {
+export interface Gru4recConfig extends ItemLossConfig {
   numItems: number;
   embeddingSize: number;
   hiddenSize: number;
   numLayers: number;
   /** Dropout on the item embeddings (RecBole's `dropout_prob`). */
   dropout: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  /** CE over all items in item blocks: see nextItemLoss. */
-  ceChunkItems?: op.CeChunkSetting;
 }
 
 /**
@@ -64,7 +65,7 @@ function reinit(p: Tensor, fresh: Tensor): void {
   fresh.dispose();
 }
 
-export class Gru4rec extends Module implements SequentialModel {
+export class Gru4rec extends ItemDotModel implements SequentialModel {
   readonly kind = "gru4rec";
   readonly itemEmbedding: Embedding;
   readonly gru: Gru;
@@ -88,10 +89,6 @@ export class Gru4rec extends Module implements SequentialModel {
     const bound = 1 / Math.sqrt(h);
     reinit(this.dense.weight, uniform([e, h], bound, rng));
     reinit(this.dense.bias!, uniform([e], bound, rng));
-  }
-
-  get needsNegatives(): boolean {
-    return this.cfg.loss === "bce";
   }
 
   /** Sequence representation [B, embeddingSize]: the output at each sequence's last position. */
@@ -122,13 +119,5 @@ export class Gru4rec extends Module implements SequentialModel {
     const out = this.#represent(batch, lossIndex(at), ctx);
     const main = configuredItemLoss(out, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
-  }
-
-  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
-  }
-
-  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
   }
 }

@@ -48,7 +48,7 @@ import type { ForwardContext } from "../nn/context.ts";
 import { constant } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
-import { type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import { TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { keep, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
@@ -61,16 +61,10 @@ import {
   gatherAt,
   gatherLast,
   lossIndex,
-  type LossKind,
+  type SasrecConfig,
 } from "./sasrec.ts";
 
-export interface IisanConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
+export interface IisanConfig extends SasrecConfig {
   /** Side network width D. */
   sideDim: number;
   /** Adapter bottleneck width (cv/bert_adapter_down_size). */

@@ -51,9 +51,15 @@ import { assign, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import { trimToLongest } from "./gru4rec.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
-import { configuredItemLoss, gatherAt, lastPositions, lossIndex, type LossKind } from "./sasrec.ts";
+import {
+  configuredItemLoss,
+  gatherAt,
+  type ItemLossConfig,
+  lastPositions,
+  lossIndex,
+} from "./sasrec.ts";
 
-export interface LrurecConfig {
+export interface LrurecConfig extends ItemLossConfig {
   numItems: number;
   /** d: embedding and output width (the reference's bert_hidden_units); the state has 2d. */
   hidden: number;
@@ -66,10 +72,6 @@ export interface LrurecConfig {
   /** Ring of |λ| at initialisation. */
   rMin: number;
   rMax: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
 }
 
 /** The reference's defaults (config.py and LRULayer). */

@@ -41,7 +41,7 @@ import type { ForwardContext } from "../nn/context.ts";
 import { constant } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
-import { type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import { TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import { Rng } from "../random.ts";
 import { keep, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
@@ -55,18 +55,12 @@ import {
   gatherAt,
   gatherLast,
   lossIndex,
-  type LossKind,
+  type SasrecConfig,
 } from "./sasrec.ts";
 
 export type M3srecModality = "text" | "image";
 
-export interface M3srecConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
+export interface M3srecConfig extends SasrecConfig {
   modalities: M3srecModality[];
   experts: number;
   adaptorDropout: number;

@@ -61,6 +61,7 @@ import { Module, ModuleList } from "../nn/module.ts";
 import {
   type EncoderConfig,
   FeedForward,
+  headScores,
   MultiHeadAttention,
   TransformerEncoder,
 } from "../nn/transformer.ts";
@@ -101,29 +102,9 @@ function keyPadding(ids: Int32Array, size: number, len: number): Tensor {
 
 /** Multi-head attention of queries x [B, Lq, d] over memory [B, Lk, d], residual + LayerNorm. */
 export class CrossAttention extends MultiHeadAttention {
-  attend(x: Tensor, memory: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
-    const [b, lq, d] = x.shape;
-    const lk = memory.shape[1];
-    const h = this.cfg.heads;
-    const split = (t: Tensor, l: number) =>
-      op.transpose(op.reshape(t, [b, l, h, d / h]), [0, 2, 1, 3]);
-    const q = split(this.query.forward(x), lq);
-    const k = split(this.key.forward(memory), lk);
-    const v = split(this.value.forward(memory), lk);
-    const probs = op.dropout(
-      op.maskedSoftmax(op.matmul(q, k, false, true), mask, 1 / Math.sqrt(d / h)),
-      this.cfg.attnDropout,
-      ctx.rng.nextU32(),
-      ctx.training,
-    );
-    const context = op.reshape(op.transpose(op.matmul(probs, v), [0, 2, 1, 3]), [b, lq, d]);
-    const out = op.dropout(
-      this.dense.forward(context),
-      this.cfg.hiddenDropout,
-      ctx.rng.nextU32(),
-      ctx.training,
-    );
-    return this.norm.forward(op.add(out, x));
+  attendTo(x: Tensor, memory: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+    const scores = headScores(this.query, this.key, x, this.cfg.heads, memory);
+    return this.attend(scores, x, mask, ctx, memory);
   }
 }
 
@@ -139,7 +120,7 @@ export class DecoderLayer extends Module {
     this.ffn = this.child("feed_forward", new FeedForward(cfg, rng));
   }
   forward(x: Tensor, memory: Tensor, selfMask: Tensor, memMask: Tensor, ctx: ForwardContext) {
-    const h = this.crossAttention.attend(
+    const h = this.crossAttention.attendTo(
       this.selfAttention.forward(x, selfMask, ctx),
       memory,
       memMask,

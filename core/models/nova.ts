@@ -20,10 +20,9 @@
  * available; the golden fixture checks this file against tools/torch/difsr_ref.py's Nova.
  */
 import type { ForwardContext } from "../nn/context.ts";
-import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
-import { Module, ModuleList } from "../nn/module.ts";
-import { LayerStack, NovaLayer } from "../nn/side_attention.ts";
-import { causalPaddingMask, type EncoderConfig } from "../nn/transformer.ts";
+import { type Embedding, LayerNorm, Linear } from "../nn/layers.ts";
+import { ModuleList } from "../nn/module.ts";
+import { causalPaddingMask, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { type Tensor, tensor } from "../tensor.ts";
@@ -33,34 +32,29 @@ import type { LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
   gatherAt,
+  ItemDotModel,
   lastPositions,
   lossIndex,
-  type LossKind,
   positionIds,
+  type SasrecConfig,
 } from "./sasrec.ts";
 import { AttributeEmbedding, checkAttributes, type SideAttribute } from "./side_attributes.ts";
 
 export type NovaFusion = "sum" | "concat" | "gate";
 
-export interface NovaConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
+export interface NovaConfig extends SasrecConfig {
   attributes: SideAttribute[];
   fusion: NovaFusion;
 }
 
-export class Nova extends Module implements SequentialModel {
+export class Nova extends ItemDotModel implements SequentialModel {
   readonly kind = "nova";
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
   readonly attributeEmbeddings: ModuleList<AttributeEmbedding>;
   readonly concatLayer: Linear | null = null;
   readonly gate: Linear | null = null;
-  readonly layers: ModuleList<NovaLayer>;
+  readonly encoder: TransformerEncoder;
   readonly norm: LayerNorm;
 
   constructor(readonly cfg: NovaConfig, items: ItemSide, rng: Rng) {
@@ -68,14 +62,7 @@ export class Nova extends Module implements SequentialModel {
     checkAttributes("nova", cfg.attributes, items);
     const d = cfg.hidden;
     const std = cfg.initStd;
-    this.itemEmbedding = this.child(
-      "item_embedding",
-      new Embedding(cfg.numItems + 1, d, rng, std),
-    );
-    this.positionEmbedding = this.child(
-      "position_embedding",
-      new Embedding(cfg.maxLen, d, rng, std),
-    );
+    [this.itemEmbedding, this.positionEmbedding] = this.itemAndPositionEmbeddings(cfg, rng);
     this.attributeEmbeddings = this.child(
       "attribute_embeddings",
       new ModuleList(cfg.attributes.map((a) => new AttributeEmbedding(a, d, items, rng, std))),
@@ -86,13 +73,8 @@ export class Nova extends Module implements SequentialModel {
     } else if (cfg.fusion === "gate") {
       this.gate = this.child("gate", new Linear(d, 1, rng, { std, bias: false }));
     }
-    const layers = Array.from({ length: cfg.layers }, () => new NovaLayer(cfg, rng));
-    this.layers = this.child("trm_encoder", new LayerStack(layers)).layer;
+    this.encoder = this.child("trm_encoder", new TransformerEncoder(cfg, rng));
     this.norm = this.child("LayerNorm", new LayerNorm(d, cfg.layerNormEps));
-  }
-
-  get needsNegatives(): boolean {
-    return this.cfg.loss === "bce";
   }
 
   #drop(x: Tensor, ctx: ForwardContext): Tensor {
@@ -119,10 +101,8 @@ export class Nova extends Module implements SequentialModel {
     const pos = this.positionEmbedding.forward(positionIds(batch));
     const attrs = this.attributeEmbeddings.items.map((a) => a.forward(batch.items, size, len));
     const fused = this.#drop(this.norm.forward(this.#fuse([item, pos, ...attrs])), ctx);
-    let h = this.#drop(this.norm.forward(item), ctx);
-    const mask = causalPaddingMask(batch.items, size, len);
-    for (const layer of this.layers.items) h = layer.forward(h, fused, mask, ctx);
-    return h;
+    const h = this.#drop(this.norm.forward(item), ctx);
+    return this.encoder.forward(h, causalPaddingMask(batch.items, size, len), ctx, fused);
   }
 
   /** Sequence representation [B, d]: the output at the last valid position. */
@@ -136,13 +116,5 @@ export class Nova extends Module implements SequentialModel {
     const out = gatherAt(this.encode(batch, ctx), lossIndex(at));
     const main = configuredItemLoss(out, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
-  }
-
-  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
-  }
-
-  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
   }
 }

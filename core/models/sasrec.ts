@@ -15,14 +15,19 @@ import { type Tensor, tensor } from "../tensor.ts";
 import { type LossPositions, lossPositions, type SequenceBatch } from "./batch.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 
-export interface SasrecConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
+/** The next-item loss settings of a model's config (configuredItemLoss reads them). */
+export interface ItemLossConfig {
   loss: LossKind;
   negatives?: number;
   gbceT?: number;
   /** CE over all items: "auto" (plain for small catalogs, in item blocks above), 0, or block size. */
   ceChunkItems?: op.CeChunkSetting;
+}
+
+/** SASRec's config, which the models built on its encoder and losses extend. */
+export interface SasrecConfig extends EncoderConfig, ItemLossConfig {
+  numItems: number;
+  maxLen: number;
 }
 
 /** Flat indices of each row's last valid position in a [B, L] layout. */
@@ -47,9 +52,21 @@ export interface TableEncoderParts {
 }
 
 /**
- * SASRec's path over rows of `table` [items + 1, d]: item rows + positions -> LayerNorm ->
+ * SASRec's path over the batch's item embeddings `rows` [B, L, d]: + positions -> LayerNorm ->
  * dropout -> causal encoder. Returns every step's output [B, L, d].
  */
+export function encodeRows(
+  m: TableEncoderParts,
+  batch: SequenceBatch,
+  rows: Tensor,
+  ctx: ForwardContext,
+): Tensor {
+  const x = op.add(rows, m.positionEmbedding.forward(positionIds(batch)));
+  const h0 = op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
+  return m.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+}
+
+/** encodeRows over rows of `table` [items + 1, d] gathered at the batch's items. */
 export function encodeOverTable(
   m: TableEncoderParts,
   batch: SequenceBatch,
@@ -57,9 +74,7 @@ export function encodeOverTable(
   ctx: ForwardContext,
 ): Tensor {
   const items = tensor(batch.items, [batch.size, batch.len], "i32");
-  const x = op.add(op.embedding(table, items), m.positionEmbedding.forward(positionIds(batch)));
-  const h0 = op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
-  return m.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+  return encodeRows(m, batch, op.embedding(table, items), ctx);
 }
 
 /** Gathers rows of h [B, L, d] at each sequence's last valid position: [B, d]. */
@@ -101,7 +116,7 @@ export function configuredItemLoss(
   seqOut: Tensor,
   itemTable: Tensor,
   at: LossPositions,
-  cfg: { loss: LossKind; ceChunkItems?: op.CeChunkSetting; negatives?: number; gbceT?: number },
+  cfg: ItemLossConfig,
   ctx: ForwardContext,
 ): Tensor {
   return nextItemLoss(seqOut, itemTable, at, cfg.loss, cfg.ceChunkItems, negativeSampler(cfg, ctx));
@@ -226,7 +241,42 @@ function sampledLoss(
   return op.scale(op.add(posTerm, op.sum(neg)), 1 / n);
 }
 
-export class Sasrec extends Module implements SequentialModel {
+/**
+ * Scores as dot products of the sequence representation with the item embedding table,
+ * s_u · E^T: the scoring half of SASRec and of the models built like it.
+ */
+export abstract class ItemDotModel extends Module {
+  abstract readonly cfg: ItemLossConfig;
+  abstract readonly itemEmbedding: Embedding;
+  /** Sequence representation [B, d]. */
+  abstract forward(batch: SequenceBatch, ctx: ForwardContext): Tensor;
+
+  get needsNegatives(): boolean {
+    return this.cfg.loss === "bce";
+  }
+
+  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
+    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
+  }
+
+  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
+    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
+  }
+
+  /**
+   * Registers RecBole's `item_embedding` [numItems + 1, d] and `position_embedding` [maxLen, d],
+   * N(0, initStd), drawn from rng in that order.
+   */
+  protected itemAndPositionEmbeddings(cfg: SasrecConfig, rng: Rng): [Embedding, Embedding] {
+    const { hidden: d, initStd: std } = cfg;
+    return [
+      this.child("item_embedding", new Embedding(cfg.numItems + 1, d, rng, std)),
+      this.child("position_embedding", new Embedding(cfg.maxLen, d, rng, std)),
+    ];
+  }
+}
+
+export class Sasrec extends ItemDotModel implements SequentialModel {
   readonly kind = "sasrec";
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
@@ -235,37 +285,14 @@ export class Sasrec extends Module implements SequentialModel {
 
   constructor(readonly cfg: SasrecConfig, rng: Rng) {
     super();
-    const std = cfg.initStd;
-    this.itemEmbedding = this.child(
-      "item_embedding",
-      new Embedding(cfg.numItems + 1, cfg.hidden, rng, std),
-    );
-    this.positionEmbedding = this.child(
-      "position_embedding",
-      new Embedding(cfg.maxLen, cfg.hidden, rng, std),
-    );
+    [this.itemEmbedding, this.positionEmbedding] = this.itemAndPositionEmbeddings(cfg, rng);
     this.encoder = this.child("trm_encoder", new TransformerEncoder(cfg, rng));
     this.norm = this.child("LayerNorm", new LayerNorm(cfg.hidden, cfg.layerNormEps));
   }
 
-  get needsNegatives(): boolean {
-    return this.cfg.loss === "bce";
-  }
-
   /** Hidden states of every position [B, L, d]. */
   encode(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    const items = tensor(batch.items, [batch.size, batch.len], "i32");
-    const x = op.add(
-      this.itemEmbedding.forward(items),
-      this.positionEmbedding.forward(positionIds(batch)),
-    );
-    const h0 = op.dropout(
-      this.norm.forward(x),
-      this.cfg.hiddenDropout,
-      ctx.rng.nextU32(),
-      ctx.training,
-    );
-    return this.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+    return encodeOverTable(this, batch, this.itemEmbedding.weight, ctx);
   }
 
   /** Sequence representation [B, d]: the output at the last valid position. */
@@ -279,13 +306,5 @@ export class Sasrec extends Module implements SequentialModel {
     const h = gatherAt(this.encode(batch, ctx), lossIndex(at));
     const main = configuredItemLoss(h, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
-  }
-
-  scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
-  }
-
-  scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
   }
 }

@@ -40,7 +40,7 @@ import type { ForwardContext } from "../nn/context.ts";
 import { constant, normal, uniform } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
-import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import { TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { assign, keep, noGrad, type Tensor, tensor } from "../tensor.ts";
@@ -50,20 +50,14 @@ import type { ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
+  encodeRows,
   gatherAt,
   lastPositions,
   lossIndex,
-  type LossKind,
-  positionIds,
+  type SasrecConfig,
 } from "./sasrec.ts";
 
-export interface TedrecConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
+export interface TedrecConfig extends SasrecConfig {
   /** τ of the cosine logits (temperature). */
   temperature: number;
   /** Experts of the text adaptor (n_exps). */
@@ -250,14 +244,7 @@ export class Tedrec extends Module implements SequentialModel {
 
   /** Hidden states of every position [B, L, d] of a batch padded to maxLen. */
   #encode(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    const x = op.add(this.fuse(batch, ctx), this.positionEmbedding.forward(positionIds(batch)));
-    const h0 = op.dropout(
-      this.norm.forward(x),
-      this.cfg.hiddenDropout,
-      ctx.rng.nextU32(),
-      ctx.training,
-    );
-    return this.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+    return encodeRows(this, batch, this.fuse(batch, ctx), ctx);
   }
 
   /** The batch widened to the reference's transform length. */

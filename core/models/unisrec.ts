@@ -37,7 +37,7 @@ import type { ForwardContext } from "../nn/context.ts";
 import { constant } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
-import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import { causalPaddingMask, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import { Rng } from "../random.ts";
 import { keep, type Tensor, tensor } from "../tensor.ts";
@@ -48,17 +48,11 @@ import {
   gatherAt,
   lastPositions,
   lossIndex,
-  type LossKind,
   positionIds,
+  type SasrecConfig,
 } from "./sasrec.ts";
 
-export interface UnisrecConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  ceChunkItems?: op.CeChunkSetting;
+export interface UnisrecConfig extends SasrecConfig {
   stage: "pretrain" | "finetune";
   mode: "inductive" | "transductive";
   experts: number;

@@ -2,9 +2,11 @@
  * Self-attention blocks for side-information recommenders whose attention scores and values come
  * from different inputs: NOVA (scores from a side-information-fused stream, values from the item
  * stream) and DIF-SR (one score matrix per attribute, the item and the position, fused, values from
- * the item stream). Both end like RecBole's MultiHeadAttention: softmax, value mix, `dense`,
- * dropout, residual LayerNorm over the item stream, then the shared FeedForward block.
- * Parameter names follow the references' PyTorch modules.
+ * the item stream). NOVA is core/nn/transformer.ts's encoder with its queries and keys from the
+ * fused stream (TransformerEncoder.forward's scoresFrom); DIF-SR's attention ends like
+ * MultiHeadAttention (ValueAttention: softmax, value mix, `dense`, dropout, residual LayerNorm over
+ * the item stream), then the shared FeedForward block. Parameter names follow the references'
+ * PyTorch modules.
  */
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
@@ -12,76 +14,10 @@ import type { Tensor } from "../tensor.ts";
 import type { ForwardContext } from "./context.ts";
 import { LayerNorm, Linear } from "./layers.ts";
 import { Module, ModuleList } from "./module.ts";
-import { type EncoderConfig, FeedForward } from "./transformer.ts";
+import { type EncoderConfig, FeedForward, headScores, ValueAttention } from "./transformer.ts";
 
 /** How DIF-SR fuses its score matrices (the reference's fusion_type). */
 export type ScoreFusion = "sum" | "concat" | "gate";
-
-function drop(x: Tensor, p: number, ctx: ForwardContext): Tensor {
-  return op.dropout(x, p, ctx.rng.nextU32(), ctx.training);
-}
-
-/** [B, L, h * dh] -> [B, h, L, dh]. */
-function splitHeads(t: Tensor, heads: number): Tensor {
-  const [b, l, d] = t.shape;
-  return op.transpose(op.reshape(t, [b, l, heads, d / heads]), [0, 2, 1, 3]);
-}
-
-/** Raw (unscaled) scores q k^T of one stream, per head: [B, h, L, L]. */
-function streamScores(q: Linear, k: Linear, x: Tensor, heads: number): Tensor {
-  return op.matmul(splitHeads(q.forward(x), heads), splitHeads(k.forward(x), heads), false, true);
-}
-
-/**
- * The value half both attentions share: softmax(scores / sqrt(dh) + mask) (dropout) mixes the
- * item stream's values; dense, dropout, LayerNorm(out + h).
- */
-abstract class ValueAttention extends Module {
-  abstract readonly value: Linear;
-  abstract readonly dense: Linear;
-  abstract readonly norm: LayerNorm;
-  constructor(readonly cfg: EncoderConfig) {
-    super();
-  }
-
-  protected attend(scores: Tensor, h: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
-    const [b, l, d] = h.shape;
-    const heads = this.cfg.heads;
-    const probs = drop(
-      op.maskedSoftmax(scores, mask, 1 / Math.sqrt(d / heads)),
-      this.cfg.attnDropout,
-      ctx,
-    );
-    const v = splitHeads(this.value.forward(h), heads);
-    const context = op.reshape(op.transpose(op.matmul(probs, v), [0, 2, 1, 3]), [b, l, d]);
-    const out = drop(this.dense.forward(context), this.cfg.hiddenDropout, ctx);
-    return this.norm.forward(op.add(out, h));
-  }
-}
-
-/** NOVA's non-invasive attention: Q = R W_Q, K = R W_K from the fused stream R, V = H W_V. */
-export class NovaAttention extends ValueAttention {
-  readonly query: Linear;
-  readonly key: Linear;
-  readonly value: Linear;
-  readonly dense: Linear;
-  readonly norm: LayerNorm;
-  constructor(cfg: EncoderConfig, rng: Rng) {
-    super(cfg);
-    const d = cfg.hidden;
-    const std = cfg.initStd;
-    this.query = this.child("query", new Linear(d, d, rng, { std }));
-    this.key = this.child("key", new Linear(d, d, rng, { std }));
-    this.value = this.child("value", new Linear(d, d, rng, { std }));
-    this.dense = this.child("dense", new Linear(d, d, rng, { std }));
-    this.norm = this.child("LayerNorm", new LayerNorm(d, cfg.layerNormEps));
-  }
-
-  /** h: item stream [B, L, d]; fused: side-information stream [B, L, d]; mask [B, 1, L, L]. */
-  forward(h: Tensor, fused: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
-    return this.attend(streamScores(this.query, this.key, fused, this.cfg.heads), h, mask, ctx);
-  }
-}
 
 /** Linear(L, L) -> ReLU -> Linear(L, 1) as nn.Sequential, so names are projection.0 / .2. */
 class GateProjection extends Module {
@@ -176,10 +112,10 @@ export class DifAttention extends ValueAttention {
    */
   forward(h: Tensor, pos: Tensor, attrs: Tensor[], mask: Tensor, ctx: ForwardContext): Tensor {
     const heads = this.cfg.heads;
-    const item = streamScores(this.query, this.key, h, heads);
-    const position = streamScores(this.queryP, this.keyP, pos, heads);
+    const item = headScores(this.query, this.key, h, heads);
+    const position = headScores(this.queryP, this.keyP, pos, heads);
     const attr = attrs.map((a, j) =>
-      streamScores(this.queryLayers.items[j], this.keyLayers.items[j], a, heads)
+      headScores(this.queryLayers.items[j], this.keyLayers.items[j], a, heads)
     );
     let scores: Tensor;
     if (this.concatFusion) {
@@ -193,20 +129,6 @@ export class DifAttention extends ValueAttention {
       scores = [...attr, position].reduce((acc, s) => op.add(acc, s), item);
     }
     return this.attend(scores, h, mask, ctx);
-  }
-}
-
-/** One NOVA layer: NovaAttention then the FeedForward block. */
-export class NovaLayer extends Module {
-  readonly attention: NovaAttention;
-  readonly ffn: FeedForward;
-  constructor(cfg: EncoderConfig, rng: Rng) {
-    super();
-    this.attention = this.child("multi_head_attention", new NovaAttention(cfg, rng));
-    this.ffn = this.child("feed_forward", new FeedForward(cfg, rng));
-  }
-  forward(h: Tensor, fused: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
-    return this.ffn.forward(this.attention.forward(h, fused, mask, ctx), ctx);
   }
 }
 

@@ -2,7 +2,8 @@
  * The SASRec transformer encoder, with RecBole's structure and parameter names
  * (recbole/model/layers.py: TransformerEncoder > TransformerLayer > MultiHeadAttention,
  * FeedForward): post-LayerNorm residual blocks, additive attention mask, GELU feed-forward.
- * Shared by SASRec, FDSA and DuAF-MAT.
+ * Shared by SASRec and the models built on its encoder (FDSA, DuAF-MAT, NOVA, ...); DIF-SR's and
+ * MISSRec's attentions reuse its value half (ValueAttention).
  */
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
@@ -22,18 +23,79 @@ export interface EncoderConfig {
   initStd: number;
 }
 
+/** Dropout with its seed drawn from ctx.rng (one draw per call, training or not). */
 function drop(x: Tensor, p: number, ctx: ForwardContext): Tensor {
   return op.dropout(x, p, ctx.rng.nextU32(), ctx.training);
 }
 
-export class MultiHeadAttention extends Module {
+/** [B, L, h * dh] -> [B, h, L, dh]. */
+export function splitHeads(t: Tensor, heads: number): Tensor {
+  const [b, l, d] = t.shape;
+  return op.transpose(op.reshape(t, [b, l, heads, d / heads]), [0, 2, 1, 3]);
+}
+
+/**
+ * Raw (unscaled) scores q k^T per head, queries from x [B, Lq, *], keys from memory [B, Lk, *]
+ * (default x): [B, h, Lq, Lk].
+ */
+export function headScores(
+  q: Linear,
+  k: Linear,
+  x: Tensor,
+  heads: number,
+  memory: Tensor = x,
+): Tensor {
+  return op.matmul(
+    splitHeads(q.forward(x), heads),
+    splitHeads(k.forward(memory), heads),
+    false,
+    true,
+  );
+}
+
+/**
+ * The value half of RecBole's MultiHeadAttention, shared by every attention whose scores come
+ * from elsewhere: softmax(scores / sqrt(dh) + mask) (dropout) mixes the values of `memory`
+ * (default: x itself); dense, dropout, LayerNorm(out + x).
+ */
+export abstract class ValueAttention extends Module {
+  abstract readonly value: Linear;
+  abstract readonly dense: Linear;
+  abstract readonly norm: LayerNorm;
+  constructor(readonly cfg: EncoderConfig) {
+    super();
+  }
+
+  /** scores [B, h, Lq, Lk], x [B, Lq, d], mask additive, memory [B, Lk, d]. */
+  protected attend(
+    scores: Tensor,
+    x: Tensor,
+    mask: Tensor,
+    ctx: ForwardContext,
+    memory: Tensor = x,
+  ): Tensor {
+    const [b, l, d] = x.shape;
+    const heads = this.cfg.heads;
+    const probs = drop(
+      op.maskedSoftmax(scores, mask, 1 / Math.sqrt(d / heads)),
+      this.cfg.attnDropout,
+      ctx,
+    );
+    const v = splitHeads(this.value.forward(memory), heads);
+    const context = op.reshape(op.transpose(op.matmul(probs, v), [0, 2, 1, 3]), [b, l, d]);
+    const out = drop(this.dense.forward(context), this.cfg.hiddenDropout, ctx);
+    return this.norm.forward(op.add(out, x));
+  }
+}
+
+export class MultiHeadAttention extends ValueAttention {
   readonly query: Linear;
   readonly key: Linear;
   readonly value: Linear;
   readonly dense: Linear;
   readonly norm: LayerNorm;
-  constructor(readonly cfg: EncoderConfig, rng: Rng) {
-    super();
+  constructor(cfg: EncoderConfig, rng: Rng) {
+    super(cfg);
     const d = cfg.hidden;
     const std = cfg.initStd;
     this.query = this.child("query", new Linear(d, d, rng, { std }));
@@ -43,23 +105,12 @@ export class MultiHeadAttention extends Module {
     this.norm = this.child("LayerNorm", new LayerNorm(d, cfg.layerNormEps));
   }
 
-  /** x [B, L, d], mask additive [B, 1, L, L]. */
-  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
-    const [b, l, d] = x.shape;
-    const h = this.cfg.heads;
-    const split = (t: Tensor) => op.transpose(op.reshape(t, [b, l, h, d / h]), [0, 2, 1, 3]);
-    const q = split(this.query.forward(x));
-    const k = split(this.key.forward(x));
-    const v = split(this.value.forward(x));
-    const scores = op.matmul(q, k, false, true);
-    const probs = drop(
-      op.maskedSoftmax(scores, mask, 1 / Math.sqrt(d / h)),
-      this.cfg.attnDropout,
-      ctx,
-    );
-    const context = op.reshape(op.transpose(op.matmul(probs, v), [0, 2, 1, 3]), [b, l, d]);
-    const out = drop(this.dense.forward(context), this.cfg.hiddenDropout, ctx);
-    return this.norm.forward(op.add(out, x));
+  /**
+   * x [B, L, d], mask additive [B, 1, L, L]. Queries and keys come from `scoresFrom` (x itself,
+   * or NOVA's side-information-fused stream), values and the residual from x.
+   */
+  forward(x: Tensor, mask: Tensor, ctx: ForwardContext, scoresFrom: Tensor = x): Tensor {
+    return this.attend(headScores(this.query, this.key, scoresFrom, this.cfg.heads), x, mask, ctx);
   }
 }
 
@@ -92,8 +143,9 @@ export class TransformerLayer extends Module {
     this.attention = this.child("multi_head_attention", new MultiHeadAttention(cfg, rng));
     this.ffn = this.child("feed_forward", new FeedForward(cfg, rng));
   }
-  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
-    return this.ffn.forward(this.attention.forward(x, mask, ctx), ctx);
+  /** scoresFrom: where queries and keys come from (MultiHeadAttention.forward). */
+  forward(x: Tensor, mask: Tensor, ctx: ForwardContext, scoresFrom: Tensor = x): Tensor {
+    return this.ffn.forward(this.attention.forward(x, mask, ctx, scoresFrom), ctx);
   }
 }
 
@@ -104,10 +156,13 @@ export class TransformerEncoder extends Module {
     const layers = Array.from({ length: cfg.layers }, () => new TransformerLayer(cfg, rng));
     this.layer = this.child("layer", new ModuleList(layers));
   }
-  /** Returns the last layer's output [B, L, d]. */
-  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+  /**
+   * Returns the last layer's output [B, L, d]. Each layer takes queries and keys from its own
+   * input, or from one fixed stream `scoresFrom` (NOVA's fused side information).
+   */
+  forward(x: Tensor, mask: Tensor, ctx: ForwardContext, scoresFrom?: Tensor): Tensor {
     let h = x;
-    for (const l of this.layer.items) h = l.forward(h, mask, ctx);
+    for (const l of this.layer.items) h = l.forward(h, mask, ctx, scoresFrom ?? h);
     return h;
   }
 }

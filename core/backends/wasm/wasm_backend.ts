@@ -8,15 +8,18 @@
  * Subclasses (the native BLAS backend) reuse the arena and override single kernels: `memory` and
  * `pointer(storage)` give the byte address of a tensor for a foreign call on the same memory.
  */
-import type {
-  AdamArgs,
-  Backend,
-  BackendFactory,
-  BinaryOp,
-  DType,
-  GemmArgs,
-  Storage,
-  UnaryOp,
+import {
+  type AdamArgs,
+  type Backend,
+  type BackendFactory,
+  BINARY_CODES,
+  type BinaryOp,
+  type DType,
+  type GemmArgs,
+  gemmSpans,
+  type Storage,
+  UNARY_CODES,
+  type UnaryOp,
 } from "../../backend.ts";
 import { Arena, arenaLimitFromEnv, MAX_PAGES, PAGE_BYTES } from "./arena.ts";
 import {
@@ -56,27 +59,6 @@ class WasmStorage implements Storage {
     readonly owner: Arena,
   ) {}
 }
-
-const UNARY_CODES: Record<UnaryOp, number> = {
-  neg: 0,
-  exp: 1,
-  log: 2,
-  sqrt: 3,
-  tanh: 4,
-  sigmoid: 5,
-  gelu: 6,
-  relu: 7,
-  leaky_relu: 8,
-  softplus: 9,
-  sin: 10,
-  cos: 11,
-  abs: 12,
-  square: 13,
-  scale: 14,
-  add_scalar: 15,
-  pow_scalar: 16,
-};
-const BINARY_CODES: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3 };
 
 /** Below these amounts of work the second thread costs more (a wake-up is ~10 us) than it saves. */
 const GEMM_THREAD_FLOPS = 1 << 21;
@@ -290,10 +272,10 @@ export class WasmBackend implements Backend {
   gemm(g: GemmArgs): void {
     const { m, n, k, batch } = g;
     if (m === 0 || n === 0 || batch === 0) return;
-    const span = (stride: number, size: number) => (batch - 1) * stride + size;
-    const a = this.at(g.a, g.aOffset, span(g.strideA, m * k));
-    const b = this.at(g.b, g.bOffset, span(g.strideB, k * n));
-    const c = this.at(g.c, g.cOffset, span(g.strideC, m * n));
+    const span = gemmSpans(g);
+    const a = this.at(g.a, g.aOffset, span.a);
+    const b = this.at(g.b, g.bOffset, span.b);
+    const c = this.at(g.c, g.cOffset, span.c);
     const tA = g.transA ? 1 : 0;
     const tB = g.transB ? 1 : 0;
     const run = (

@@ -9,10 +9,13 @@ import type { Difsr } from "../../models/difsr.ts";
 import type { Nova } from "../../models/nova.ts";
 import type { AttributeEmbedding } from "../../models/side_attributes.ts";
 import type { Linear } from "../../nn/layers.ts";
-import type { DifLayer, NovaLayer } from "../../nn/side_attention.ts";
+import type { DifLayer } from "../../nn/side_attention.ts";
+import type { TransformerLayer } from "../../nn/transformer.ts";
 import type { GraphWriter } from "../graph_writer.ts";
 import { attr } from "../onnx_graph.ts";
 import {
+  attentionProbs,
+  attentionTail,
   causalPaddingMask,
   flatten,
   gatherLast,
@@ -20,7 +23,7 @@ import {
   positionEmbeddings,
   scoreItems,
   type SequenceInputs,
-  unflatten,
+  splitHeads,
 } from "../sequence_graph.ts";
 
 /** Each attribute's item table gathered at the sequence: [B, L, width]. */
@@ -34,12 +37,6 @@ function attributeRows(io: SequenceInputs, attrs: readonly AttributeEmbedding[])
   });
 }
 
-/** Flat [B * L, h * dh] -> [B, h, L, dh] (perm [0, 2, 1, 3]) or keys [B, h, dh, L]. */
-function heads(io: SequenceInputs, x: string, h: number, dh: number, keys = false): string {
-  const perm = keys ? [0, 2, 3, 1] : [0, 2, 1, 3];
-  return io.w.op("Transpose", [unflatten(io, x, [h, dh])], { perm: attr.ints(perm) });
-}
-
 /** Raw scores q k^T of one stream, flat x [B * L, in]: [B, h, L, L]. */
 function streamScores(
   io: SequenceInputs,
@@ -51,46 +48,26 @@ function streamScores(
   const dh = q.outFeatures / h;
   const w = io.w;
   return w.op("MatMul", [
-    heads(io, w.linear(x, q, qName), h, dh),
-    heads(io, w.linear(x, k, kName), h, dh, true),
+    splitHeads(io, w.linear(x, q, qName), h, dh),
+    splitHeads(io, w.linear(x, k, kName), h, dh, true),
   ]);
 }
 
 /** The value half and the feed-forward block of a NOVA / DIF-SR layer; h and the result flat. */
 function finishLayer(
   io: SequenceInputs,
-  layer: NovaLayer | DifLayer,
+  layer: TransformerLayer | DifLayer,
   scores: string,
   h: string,
   mask: string,
   p: string,
 ): string {
-  const w = io.w;
   const att = layer.attention;
-  const d = att.cfg.hidden;
   const nh = att.cfg.heads;
-  const dh = d / nh;
-  const a = `${p}.multi_head_attention`;
-  const logits = w.op("Add", [w.op("Mul", [scores, w.f32([1 / Math.sqrt(dh)], [])]), mask]);
-  const probs = w.op("Softmax", [logits], { axis: attr.int(-1) });
-  const v = heads(io, w.linear(h, att.value, `${a}.value`), nh, dh);
-  const context = flatten(
-    io,
-    w.op("Transpose", [w.op("MatMul", [probs, v])], { perm: attr.ints([0, 2, 1, 3]) }),
-    d,
-  );
-  const attended = w.layerNorm(
-    w.op("Add", [w.linear(context, att.dense, `${a}.dense`), h]),
-    att.norm,
-    `${a}.LayerNorm`,
-  );
-  const f = `${p}.feed_forward`;
-  const inner = w.gelu(w.linear(attended, layer.ffn.dense1, `${f}.dense_1`));
-  return w.layerNorm(
-    w.op("Add", [w.linear(inner, layer.ffn.dense2, `${f}.dense_2`), attended]),
-    layer.ffn.norm,
-    `${f}.LayerNorm`,
-  );
+  const dh = att.cfg.hidden / nh;
+  const probs = attentionProbs(io, scores, mask, dh);
+  const v = splitHeads(io, io.w.linear(h, att.value, `${p}.multi_head_attention.value`), nh, dh);
+  return attentionTail(io, layer, probs, v, h, p);
 }
 
 export function novaGraph(w: GraphWriter, io: SequenceInputs, m: Nova): string {
@@ -125,7 +102,7 @@ export function novaGraph(w: GraphWriter, io: SequenceInputs, m: Nova): string {
   const side = w.layerNorm(fused, m.norm, "LayerNorm");
   let h = w.layerNorm(features[0], m.norm, "LayerNorm");
   const mask = causalPaddingMask(io);
-  m.layers.items.forEach((layer, i) => {
+  m.encoder.layer.items.forEach((layer, i) => {
     const p = `trm_encoder.layer.${i}`;
     const att = layer.attention;
     const a = `${p}.multi_head_attention`;

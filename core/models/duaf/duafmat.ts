@@ -25,7 +25,7 @@ import type { DuafConfig } from "../../config.ts";
 import type { ForwardContext } from "../../nn/context.ts";
 import { Embedding, LayerNorm, Linear } from "../../nn/layers.ts";
 import { Module } from "../../nn/module.ts";
-import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../../nn/transformer.ts";
+import { causalPaddingMask, TransformerEncoder } from "../../nn/transformer.ts";
 import * as op from "../../ops/mod.ts";
 import { Adam } from "../../optim/adam.ts";
 import { Rng } from "../../random.ts";
@@ -38,8 +38,8 @@ import {
   gatherAt,
   gatherLast,
   lossIndex,
-  type LossKind,
   positionIds,
+  type SasrecConfig,
 } from "../sasrec.ts";
 import { infoNce } from "./contrastive.ts";
 import { averageFusion, fuseModalities, prefixMean, ProjectedFusion } from "./fusion.ts";
@@ -48,14 +48,7 @@ import { Critic, criticLoss, generatorLoss, MoeGenerator } from "./mat_moe.ts";
 import { TimeEmbedding, timeGaps } from "./time_embedding.ts";
 import { buildSimilarityIndex, type SimilarityIndex, virtualSequences } from "./vscl.ts";
 
-export interface DuafMatConfig extends EncoderConfig {
-  numItems: number;
-  maxLen: number;
-  loss: LossKind;
-  negatives?: number;
-  gbceT?: number;
-  /** CE over all items in item blocks: see nextItemLoss. */
-  ceChunkItems?: op.CeChunkSetting;
+export interface DuafMatConfig extends SasrecConfig {
   /** Learning rate of the critic's optimizer (the main one is the trainer's). */
   lr: number;
   duaf: DuafConfig;
