@@ -300,12 +300,15 @@ interface EvalResult {
   ok: true;
   users: number;
   seconds: number;
+  /** Resident set when the evaluation starts: runtime, dataset, model. */
+  startRss: number;
   peakRss: number;
+  arenaPeak: number | null;
 }
 
 /** Child: full-ranking evaluation of the test split for the first --eval-users users. */
 async function childEval(dataset: string): Promise<void> {
-  await activateBackend(values.backend);
+  const { backend } = await activateBackend(values.backend);
   const config = childConfig("ce", 0);
   const ds = await loadDataset(dataset);
   const model = createModel(config, itemSide(ds), new Rng(config.seed), () => {});
@@ -319,6 +322,7 @@ async function childEval(dataset: string): Promise<void> {
     seqItems: ds.seqItems,
     seqTimes: ds.seqTimes,
   };
+  const startRss = rss();
   const t0 = performance.now();
   const r = evaluate(model, src, {
     split: "test",
@@ -332,7 +336,9 @@ async function childEval(dataset: string): Promise<void> {
     ok: true,
     users: r.users,
     seconds: (performance.now() - t0) / 1000,
+    startRss,
     peakRss: peakRss(),
+    arenaPeak: backend.memoryStats?.().peak ?? null,
   };
   console.log(JSON.stringify(result));
 }
@@ -564,8 +570,8 @@ async function realMain(): Promise<void> {
       r.ok
         ? `| ${input.name} | ${count(r.users)} | ${r.seconds.toFixed(1)} | ${
           (r.users / r.seconds).toFixed(0)
-        } | ${mib(r.peakRss)} |`
-        : `| ${input.name} | failed: ${r.error} | | | |`,
+        } | ${mib(r.startRss)} | ${mib(r.peakRss)} | ${mib(r.arenaPeak)} |`
+        : `| ${input.name} | failed: ${r.error} | | | | | |`,
     );
   }
   const cfg = childConfig("ce", 0);
@@ -604,8 +610,8 @@ async function realMain(): Promise<void> {
       Number(values["eval-users"]) > 0 ? values["eval-users"] : "(all)"
     } users, a freshly initialised SASRec:`,
     "",
-    "| data | users | seconds | users / s | peak RSS MiB |",
-    "|---|---|---|---|---|",
+    "| data | users | seconds | users / s | RSS before MiB | peak RSS MiB | arena peak MiB |",
+    "|---|---|---|---|---|---|---|",
     ...ev,
     "",
   ].join("\n");
