@@ -508,12 +508,14 @@ async function realMain(): Promise<void> {
   ];
   const pre: string[] = [];
   const train: string[] = [];
+  const trained = new Map<string, TrainResult | Failed>();
+  const evals = new Map<string, EvalResult | Failed>();
   const ev: string[] = [];
   for (const input of inputs) {
     const dirs = new Map<string, string>();
     const rows: PreprocessRow[] = [];
     for (const engine of engines) {
-      const out = join(cache, input.name, `dataset-${engine}`);
+      const out = join(input.dir, `dataset-${engine}`);
       console.error(`[bench scale] ${input.name}: preprocess --engine ${engine}`);
       const r = await preprocess(input, engine, out);
       rows.push(r);
@@ -548,6 +550,7 @@ async function realMain(): Promise<void> {
         "--child-train",
         `${dataset}:${loss}`,
       ]);
+      trained.set(`${input.name}:${loss}`, r);
       if (!r.ok) {
         train.push(`| ${input.name} | | ${loss} | failed: ${r.error} | | | | | | |`);
         continue;
@@ -566,6 +569,7 @@ async function realMain(): Promise<void> {
     }
     console.error(`[bench scale] ${input.name}: evaluation`);
     const { r } = await runChildJson<EvalResult>([self, ...common, "--child-eval", dataset]);
+    evals.set(input.name, r);
     ev.push(
       r.ok
         ? `| ${input.name} | ${count(r.users)} | ${r.seconds.toFixed(1)} | ${
@@ -614,9 +618,59 @@ async function realMain(): Promise<void> {
     "|---|---|---|---|---|---|---|",
     ...ev,
     "",
+    "| target | measured | result |",
+    "|---|---|---|",
+    ...targetRows(inputs.map((i) => i.name), losses, trained, evals),
+    "",
   ].join("\n");
   console.log(text);
   if (values.record) await recordScale(values.record, text);
+}
+
+/** The issue's targets, against what this run measured. */
+function targetRows(
+  names: string[],
+  losses: string[],
+  trained: Map<string, TrainResult | Failed>,
+  evals: Map<string, EvalResult | Failed>,
+): string[] {
+  const rows: string[] = [];
+  const ce = trained.get("beauty-x10:ce");
+  rows.push(
+    `| Beauty x10 trains with full CE within 4 GiB peak RSS | ${
+      !ce ? "not run" : ce.ok ? `${mib(ce.peakRss)} MiB` : `failed: ${ce.error}`
+    } | ${!ce ? "-" : ce.ok && ce.peakRss <= 4 * 2 ** 30 ? "pass" : "FAIL"} |`,
+  );
+  const g = trained.get("beauty-x100:gbce");
+  const e = evals.get("beauty-x100");
+  rows.push(
+    `| Beauty x100 (1.2M items) trains with gbce and evaluates on this machine | ${
+      !g || !e ? "not run" : [
+        g.ok ? `gbce step ${mib(g.peakRss)} MiB` : `gbce failed: ${g.error}`,
+        e.ok
+          ? `eval ${(e.users / e.seconds).toFixed(0)} users/s, ${mib(e.peakRss)} MiB`
+          : `eval failed: ${e.error}`,
+      ].join("; ")
+    } | ${!g || !e ? "-" : g.ok && e.ok ? "pass" : "FAIL"} |`,
+  );
+  // Flat: the smallest against the largest replication that trained, per loss.
+  const beauty = names.filter((n) => n.startsWith("beauty-x"));
+  for (const loss of losses) {
+    const ok = beauty.map((n) => [n, trained.get(`${n}:${loss}`)] as const)
+      .filter((x): x is readonly [string, TrainResult] => x[1]?.ok === true);
+    if (ok.length < 2) continue;
+    const [[a, ra], [b, rb]] = [ok[0], ok[ok.length - 1]];
+    const less = (r: TrainResult) => r.peakRss - r.itemTableBytes;
+    const own = (r: TrainResult) => r.peakRss - r.startRss;
+    rows.push(
+      `| ${loss} step's peak RSS minus the item table flat, ${a} to ${b} | ${mib(less(ra))} to ${
+        mib(less(rb))
+      } MiB (x${(less(rb) / less(ra)).toFixed(2)}); peak minus RSS before the step ${
+        mib(own(ra))
+      } to ${mib(own(rb))} MiB | - |`,
+    );
+  }
+  return rows;
 }
 
 function lscpu(): string {

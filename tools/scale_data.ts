@@ -11,7 +11,7 @@
  *   every item drawn at least once so the whole catalog survives `--kcore 0`. Users have at least
  *   five interactions at increasing times; everything comes from one seeded generator.
  */
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { parseJsonOrPyLiteral } from "../core/data/pyliteral.ts";
 import { TextSource } from "../core/data/source.ts";
 import { Rng } from "../core/random.ts";
@@ -101,6 +101,8 @@ async function exists(path: string): Promise<boolean> {
 export interface ScaleInput {
   /** Case name, e.g. "beauty-x10" or "zipf-1000000". */
   name: string;
+  /** Its folder under the cache (input files, and the datasets the benchmark writes). */
+  dir: string;
   reviews: string;
   meta?: string;
   /** Extra `duaf preprocess` flags (the Zipf catalog keeps every item: --kcore 0). */
@@ -114,7 +116,8 @@ export async function replicatedBeauty(
   cache: string,
 ): Promise<ScaleInput> {
   const name = `beauty-x${copies}`;
-  const dir = join(cache, name);
+  // Keyed by the source folder too, so a run on another copy of the data never reuses these.
+  const dir = join(cache, `${basename(source)}-x${copies}`);
   await Deno.mkdir(dir, { recursive: true });
   const reviews = join(dir, "reviews_Beauty_5.json.gz");
   const meta = join(dir, "meta_Beauty.json.gz");
@@ -126,7 +129,7 @@ export async function replicatedBeauty(
     const src = join(source, "meta_Beauty.json.gz");
     await writeGzLines(meta, replicateLines(() => fileLines(src), copies, suffixMeta));
   }
-  return { name, reviews, meta, preprocessArgs: [] };
+  return { name, dir, reviews, meta, preprocessArgs: [] };
 }
 
 export interface ZipfOptions {
@@ -219,5 +222,5 @@ export async function zipfCatalog(opts: ZipfOptions, cache: string): Promise<Sca
       })(),
     );
   }
-  return { name, reviews, preprocessArgs: ["--kcore=0"] };
+  return { name, dir, reviews, preprocessArgs: ["--kcore=0"] };
 }
