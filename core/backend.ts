@@ -184,8 +184,17 @@ export interface Backend {
   alloc(size: number, dtype: DType): Storage;
   /** Copies host data into new storage. */
   upload(data: Float32Array | Int32Array, dtype: DType): Storage;
-  /** Copies storage [offset, offset+size) to the host (float32 for f32, int32 for i32). */
-  download(s: Storage, offset?: number, size?: number): Float32Array | Int32Array;
+  /**
+   * Copies storage [offset, offset+size) to the host (float32 for f32, int32 for i32): into a new
+   * array, or into the start of `into` (of the storage's type, at least `size` long), returning
+   * that prefix, so a loop over blocks reuses one host buffer.
+   */
+  download(
+    s: Storage,
+    offset?: number,
+    size?: number,
+    into?: Float32Array | Int32Array,
+  ): Float32Array | Int32Array;
   free(s: Storage): void;
   fill(s: Storage, value: number, offset?: number, size?: number): void;
   /**
@@ -367,4 +376,18 @@ export interface BackendFactory {
   priority: number;
   /** Returns a ready backend, or a reason it cannot run on this machine. */
   create(): Promise<Backend | { unavailable: string }>;
+}
+
+/** The first `size` elements of `into`, checked to be of `dtype` and long enough (download). */
+export function checkedInto(
+  into: Float32Array | Int32Array,
+  dtype: DType,
+  size: number,
+): Float32Array | Int32Array {
+  if ((dtype === "i32") !== (into instanceof Int32Array) || into.length < size) {
+    throw new RangeError(
+      `download: a ${into.constructor.name} of ${into.length} cannot take ${size} ${dtype} values`,
+    );
+  }
+  return into.subarray(0, size);
 }

@@ -15,6 +15,7 @@ import {
   type BackendFactory,
   BINARY_CODES,
   type BinaryOp,
+  checkedInto,
   type DType,
   type GemmArgs,
   gemmSpans,
@@ -224,9 +225,18 @@ export class CudaBackend implements Backend {
     return s;
   }
 
-  download(s: Storage, offset = 0, size = s.size - offset): Float32Array | Int32Array {
+  download(
+    s: Storage,
+    offset = 0,
+    size = s.size - offset,
+    into?: Float32Array | Int32Array,
+  ): Float32Array | Int32Array {
     need(s, offset, size, "download");
-    const out = s.dtype === "i32" ? new Int32Array(size) : new Float32Array(size);
+    const out = into
+      ? checkedInto(into, s.dtype, size)
+      : s.dtype === "i32"
+      ? new Int32Array(size)
+      : new Float32Array(size);
     this.#check(this.#s.duaf_download(out, at(s, offset), size), "download");
     return out;
   }

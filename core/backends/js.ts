@@ -4,7 +4,16 @@
  * exact-enough ground truth. Other backends are tested for parity against this one.
  */
 import { ResourceError } from "../errors.ts";
-import type { AdamArgs, Backend, BinaryOp, DType, GemmArgs, Storage, UnaryOp } from "../backend.ts";
+import {
+  type AdamArgs,
+  type Backend,
+  type BinaryOp,
+  checkedInto,
+  type DType,
+  type GemmArgs,
+  type Storage,
+  type UnaryOp,
+} from "../backend.ts";
 import { hashUniform } from "../random.ts";
 import { unaryDerivative, unaryForward } from "./scalar_math.ts";
 
@@ -117,8 +126,18 @@ export class JsBackend implements Backend {
     return s;
   }
 
-  download(s: Storage, offset = 0, size = s.size - offset): Float32Array | Int32Array {
+  download(
+    s: Storage,
+    offset = 0,
+    size = s.size - offset,
+    into?: Float32Array | Int32Array,
+  ): Float32Array | Int32Array {
     const data = (s as JsStorage).data;
+    if (into) {
+      const out = checkedInto(into, s.dtype, size);
+      out.set(data.subarray(offset, offset + size));
+      return out;
+    }
     if (s.dtype === "i32") return (data as Int32Array).slice(offset, offset + size);
     return Float32Array.from(data.subarray(offset, offset + size));
   }

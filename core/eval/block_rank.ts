@@ -1,7 +1,7 @@
 /**
  * Ranking over a catalog of any size without a [users x items] score matrix: users' vectors are
  * scored against the item table in blocks of `blockItems` items (one GEMM into a reused buffer
- * each), and each row keeps only its best M = max K scores seen so far.
+ * each, read into one reused host buffer), and each row keeps only its best M = max K scores seen so far.
  *
  * The metrics only need a rank when it is below M (NDCG, MRR, HR and recall @K are 0 past K), so
  * the ranks agree with a full scan (metrics.ts rankOf) wherever they count: if fewer than M kept
@@ -86,13 +86,16 @@ export function blockRanks(
   const targetScore = new Float32Array(rows);
   const skip = Array.from({ length: rows }, (_, r) => excluded(r));
   const block = empty([rows, Math.min(blockItems, cols)]);
+  // One host buffer for every block's scores: a new array per block would leave the garbage
+  // collector a block's worth of dead memory per download.
+  const host = new Float32Array(block.size);
   try {
     for (let start = 0; start < cols; start += blockItems) {
       const n = Math.min(blockItems, cols - start);
       const part = slice(items, 0, start, n);
       gemmInto(users, part, block, rows, n, d, false, true);
       part.dispose();
-      const scores = block.toFloat32().subarray(0, rows * n);
+      const scores = block.backend.download(block.storage, 0, rows * n, host);
       for (let r = 0; r < rows; r++) {
         const t = targets[r] - start;
         if (t >= 0 && t < n) targetScore[r] = scores[r * n + t];

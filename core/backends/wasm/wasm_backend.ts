@@ -14,6 +14,7 @@ import {
   type BackendFactory,
   BINARY_CODES,
   type BinaryOp,
+  checkedInto,
   type DType,
   type GemmArgs,
   gemmSpans,
@@ -225,11 +226,18 @@ export class WasmBackend implements Backend {
     return s;
   }
 
-  download(s: Storage, offset = 0, size = s.size - offset): Float32Array | Int32Array {
+  download(
+    s: Storage,
+    offset = 0,
+    size = s.size - offset,
+    into?: Float32Array | Int32Array,
+  ): Float32Array | Int32Array {
     const p = this.at(s, offset, size) >>> 2;
-    return s.dtype === "i32"
-      ? this.arena.i32.slice(p, p + size)
-      : this.arena.f32.slice(p, p + size);
+    const src = s.dtype === "i32" ? this.arena.i32 : this.arena.f32;
+    if (!into) return src.slice(p, p + size);
+    const out = checkedInto(into, s.dtype, size);
+    out.set(src.subarray(p, p + size));
+    return out;
   }
 
   free(s: Storage): void {
