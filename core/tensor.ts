@@ -317,7 +317,16 @@ export function backward(root: Tensor, seed?: Tensor, opts: { release?: boolean 
         }
         const prev = grads.get(inp);
         if (!prev) {
-          hold(inp, sameShape(gi.shape, inp.shape) ? gi : gi.view(inp.shape));
+          const held = sameShape(gi.shape, inp.shape) ? gi : gi.view(inp.shape);
+          // A buffer the backward made for this input alone (not the upstream gradient, not a
+          // view of another tensor, not handed to a second input) takes later contributions in
+          // place: a tied embedding or a residual stream then adds into it instead of
+          // allocating a third buffer for the sum.
+          if (
+            held === gi && gi !== g && !gi.sharesStorage &&
+            inGrads.indexOf(gi) === inGrads.lastIndexOf(gi)
+          ) owned.add(gi);
+          hold(inp, held);
           return;
         }
         // A gradient may be shared (add's backward hands g to both inputs, an accumulated buffer
