@@ -40,6 +40,7 @@
  * Each (catalog, path) runs in a child process of its own, so every peak starts from a clean
  * arena and an out-of-memory failure ends only that case (it is reported as such).
  */
+import { runChildJson } from "./bench_child.ts";
 import { parseArgs } from "node:util";
 import os from "node:os";
 import { join } from "node:path";
@@ -344,35 +345,6 @@ async function childEval(dataset: string): Promise<void> {
 }
 
 type Failed = { ok: false; error: string };
-
-/** Runs a child Deno; its last stdout line is JSON, or the failure is its first error line. */
-async function runChildJson<T>(args: string[]): Promise<{ r: T | Failed; wall: number }> {
-  const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--v8-flags=--no-liftoff", ...args],
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new Response(child.stdout).text();
-  let err = "";
-  for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-    Deno.stderr.writeSync(new TextEncoder().encode(chunk));
-    err += chunk;
-  }
-  const status = await child.status;
-  const wall = (performance.now() - t0) / 1000;
-  const lines = (await stdout).trim().split("\n");
-  if (status.success) {
-    try {
-      return { r: JSON.parse(lines[lines.length - 1]) as T, wall };
-    } catch {
-      // falls through to the failure below
-    }
-  }
-  const first = /^(?:error|duaf \w+): (.+)$/m.exec(err)?.[1] ?? `exit code ${status.code}`;
-  return { r: { ok: false, error: first.replace(/^Uncaught \(in promise\) /, "") }, wall };
-}
 
 interface PreprocessRow {
   engine: string;

@@ -14,6 +14,7 @@
  * first (labelled "extrapolated"); the default is a full epoch. --record replaces the "## train"
  * section of the given markdown file with the tables printed here.
  */
+import { runChildJson } from "./bench_child.ts";
 import { parseArgs } from "node:util";
 import os from "node:os";
 import { join } from "node:path";
@@ -84,43 +85,24 @@ async function runChild(
   steps: number,
   backend: string | undefined,
 ): Promise<ChildResult | { failed: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--v8-flags=--no-liftoff",
-      CHILD,
-      "--dataset",
-      dataset,
-      "--model",
-      model,
-      "--steps",
-      String(steps),
-      "--hidden",
-      String(SHAPE.hidden),
-      "--max-len",
-      String(SHAPE.maxLen),
-      "--batch",
-      String(SHAPE.batch),
-      ...(backend ? ["--backend", backend] : []),
-    ],
-    // Plain error lines (no colour escapes) to quote in the table's notes.
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new Response(child.stdout).text();
-  // Progress stays visible; the text is kept to name the failure if there is one.
-  let err = "";
-  for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-    Deno.stderr.writeSync(new TextEncoder().encode(chunk));
-    err += chunk;
-  }
-  const status = await child.status;
-  const lines = (await stdout).trim().split("\n");
-  if (status.success) return JSON.parse(lines[lines.length - 1]);
-  const first = /^error: (.+)$/m.exec(err)?.[1] ?? `exit code ${status.code}`;
-  return { failed: first.replace(/^Uncaught \(in promise\) /, "") };
+  const { r } = await runChildJson<ChildResult>([
+    CHILD,
+    "--dataset",
+    dataset,
+    "--model",
+    model,
+    "--steps",
+    String(steps),
+    "--hidden",
+    String(SHAPE.hidden),
+    "--max-len",
+    String(SHAPE.maxLen),
+    "--batch",
+    String(SHAPE.batch),
+    ...(backend ? ["--backend", backend] : []),
+  ]);
+  const failed = r as { ok?: unknown; error?: string };
+  return failed.ok === false ? { failed: failed.error! } : r as ChildResult;
 }
 
 /** Useful FLOPs of one epoch of each model (and SASRec's with every history padded). */

@@ -24,12 +24,9 @@ const FLT_MIN: f32 = 1.17549435e-38;
   return i32x4.trunc_sat_f32x4_s(n);
 }
 
-/** e^x lane-wise. */
-export function expV(x: v128): v128 {
-  const big = f32x4.gt(x, sp(EXP_MAX));
-  const tiny = f32x4.lt(x, sp(EXP_MIN));
-  const xc = f32x4.pmin(f32x4.pmax(x, sp(EXP_MIN)), sp(EXP_MAX));
-  const n = f32x4.nearest(f32x4.mul(xc, sp(LOG2E)));
+/** e^(x - n ln 2) for n = round(x / ln 2): the polynomial both exponentials share. */
+// @ts-ignore: decorator
+@inline function expMantissa(xc: v128, n: v128): v128 {
   let r = f32x4.sub(xc, f32x4.mul(n, sp(LN2_HI)));
   r = f32x4.sub(r, f32x4.mul(n, sp(LN2_LO)));
   let p = sp(1.9875691500e-4);
@@ -39,6 +36,16 @@ export function expV(x: v128): v128 {
   p = madd(p, r, sp(1.6666665459e-1));
   p = madd(p, r, sp(5.0000001201e-1));
   p = madd(p, f32x4.mul(r, r), f32x4.add(r, sp(1)));
+  return p;
+}
+
+/** e^x lane-wise. */
+export function expV(x: v128): v128 {
+  const big = f32x4.gt(x, sp(EXP_MAX));
+  const tiny = f32x4.lt(x, sp(EXP_MIN));
+  const xc = f32x4.pmin(f32x4.pmax(x, sp(EXP_MIN)), sp(EXP_MAX));
+  const n = f32x4.nearest(f32x4.mul(xc, sp(LOG2E)));
+  const p = expMantissa(xc, n);
   // 2^n by building the exponent field; n is in [-126, 128] after clamping, so split the
   // scale in two halves to stay finite for n = 128 (x just below EXP_MAX).
   const ni = truncI(n);
@@ -61,15 +68,7 @@ export function expBoundedV(x: v128): v128 {
   const tiny = f32x4.lt(x, sp(EXP_MIN));
   const xc = f32x4.pmax(x, sp(EXP_MIN));
   const n = f32x4.nearest(f32x4.mul(xc, sp(LOG2E)));
-  let r = f32x4.sub(xc, f32x4.mul(n, sp(LN2_HI)));
-  r = f32x4.sub(r, f32x4.mul(n, sp(LN2_LO)));
-  let p = sp(1.9875691500e-4);
-  p = madd(p, r, sp(1.3981999507e-3));
-  p = madd(p, r, sp(8.3334519073e-3));
-  p = madd(p, r, sp(4.1665795894e-2));
-  p = madd(p, r, sp(1.6666665459e-1));
-  p = madd(p, r, sp(5.0000001201e-1));
-  p = madd(p, f32x4.mul(r, r), f32x4.add(r, sp(1)));
+  const p = expMantissa(xc, n);
   const s = i32x4.shl(i32x4.add(truncI(n), i32x4.splat(127)), 23);
   return v128.andnot(f32x4.mul(p, s), tiny);
 }
