@@ -10,6 +10,7 @@
  *   deno task bench kernels [--rounds 20] [--round-seconds 0.1] [--threads 1,2] [--no-torch]
  *                           [--variant relaxed|simd] [--shapes abcde]
  */
+import { cpuModel } from "./bench_common.ts";
 import { parseArgs } from "node:util";
 import os from "node:os";
 import type { Storage } from "../core/backend.ts";
@@ -156,17 +157,6 @@ class TorchPeer {
   }
 }
 
-function lscpuModel(): string {
-  try {
-    const out = new Deno.Command("lscpu", { stdout: "piped", stderr: "null" }).outputSync();
-    const m = /Model name:\s*(.+)/.exec(new TextDecoder().decode(out.stdout));
-    if (m) return m[1].trim();
-  } catch {
-    // lscpu missing: fall back to what node:os reports
-  }
-  return os.cpus()[0]?.model ?? "unknown CPU";
-}
-
 const fmt = (x: number | undefined, digits = 1) => (x === undefined ? "-" : x.toFixed(digits));
 const ratio = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined ? "-" : `${(a / b).toFixed(2)}x`;
@@ -180,7 +170,7 @@ async function main(): Promise<void> {
   const o = options();
   const load = os.loadavg().map((l) => l.toFixed(2)).join(" ");
   console.log(
-    `machine: ${lscpuModel()}, ${navigator.hardwareConcurrency} cores; load ${load}; ` +
+    `machine: ${cpuModel()}, ${navigator.hardwareConcurrency} cores; load ${load}; ` +
       `deno ${Deno.version.deno}; ${new Date().toISOString().slice(0, 10)}`,
   );
   const backends = new Map<number, WasmBackend>();

@@ -40,7 +40,7 @@
  * Each (catalog, path) runs in a child process of its own, so every peak starts from a clean
  * arena and an out-of-memory failure ends only that case (it is reported as such).
  */
-import { runChildJson } from "./bench_child.ts";
+import { cpuModel, runChildJson } from "./bench_common.ts";
 import { parseArgs } from "node:util";
 import os from "node:os";
 import { join } from "node:path";
@@ -555,7 +555,7 @@ async function realMain(): Promise<void> {
   const text = [
     `### Real catalogs, ${started.toISOString().slice(0, 16).replace("T", " ")} UTC`,
     "",
-    `${lscpu()}, ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}, backend ` +
+    `${cpuModel()}, ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}, backend ` +
     `${backend.name}; load average ${loadBefore} before, ${
       os.loadavg().map((l) => l.toFixed(2)).join(" ")
     } after (the machine is shared).`,
@@ -643,17 +643,6 @@ function targetRows(
     );
   }
   return rows;
-}
-
-function lscpu(): string {
-  try {
-    const out = new Deno.Command("lscpu", { stdout: "piped", stderr: "null" }).outputSync();
-    const m = /Model name:\s*(.+)/.exec(new TextDecoder().decode(out.stdout));
-    if (m) return m[1].trim();
-  } catch {
-    // no lscpu
-  }
-  return os.cpus()[0]?.model ?? "unknown CPU";
 }
 
 /** Appends `text` at the end of the file's "## scale" section (the section is made if absent). */

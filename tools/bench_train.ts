@@ -14,7 +14,7 @@
  * first (labelled "extrapolated"); the default is a full epoch. --record replaces the "## train"
  * section of the given markdown file with the tables printed here.
  */
-import { runChildJson } from "./bench_child.ts";
+import { cpuModel, runChildJson } from "./bench_common.ts";
 import { parseArgs } from "node:util";
 import os from "node:os";
 import { join } from "node:path";
@@ -40,17 +40,6 @@ const SHAPE = { hidden: 64, maxLen: 50, batch: 2048 };
 
 function log(msg: string): void {
   console.error(`[bench train] ${msg}`);
-}
-
-function lscpu(): string {
-  try {
-    const out = new Deno.Command("lscpu", { stdout: "piped", stderr: "null" }).outputSync();
-    const m = /Model name:\s*(.+)/.exec(new TextDecoder().decode(out.stdout));
-    if (m) return m[1].trim();
-  } catch {
-    // no lscpu: fall back to node:os
-  }
-  return os.cpus()[0]?.model ?? "unknown CPU";
 }
 
 const load = () => os.loadavg().map((l) => l.toFixed(2)).join(" ");
@@ -293,7 +282,7 @@ async function main(): Promise<void> {
     const out = [
       "## train",
       "",
-      `${started.toISOString().slice(0, 16).replace("T", " ")} UTC; ${lscpu()}, ` +
+      `${started.toISOString().slice(0, 16).replace("T", " ")} UTC; ${cpuModel()}, ` +
       `${navigator.hardwareConcurrency} cores; load average ${loadBefore} before, ${load()} after ` +
       `(the machine is shared: other processes ran too); deno ${Deno.version.deno}.`,
       "",

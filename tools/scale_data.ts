@@ -11,6 +11,7 @@
  *   every item drawn at least once so the whole catalog survives `--kcore 0`. Users have at least
  *   five interactions at increasing times; everything comes from one seeded generator.
  */
+import { exists } from "../core/io/atomic.ts";
 import { basename, join } from "node:path";
 import { parseJsonOrPyLiteral } from "../core/data/pyliteral.ts";
 import { TextSource } from "../core/data/source.ts";
@@ -86,16 +87,6 @@ export async function writeGzLines(path: string, lines: AsyncIterable<string>): 
   await piped;
   await Deno.rename(tmp, path);
   return n;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 export interface ScaleInput {

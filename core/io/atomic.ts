@@ -67,3 +67,14 @@ export async function writeDirAtomic(
     throw diskFull(e, path, null);
   }
 }
+
+/** Whether `path` exists (any other error than its absence is thrown). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}

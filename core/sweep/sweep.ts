@@ -18,7 +18,7 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { type TrainConfig, TrainConfigSchema } from "../config.ts";
 import { DataError, UsageError } from "../errors.ts";
-import { writeFileAtomic } from "../io/atomic.ts";
+import { exists, writeFileAtomic } from "../io/atomic.ts";
 import { checkOutputDir, type DirArtifact } from "../io/output_guard.ts";
 import { type Progress, silentProgress } from "../progress.ts";
 import { datasetHash, runTraining } from "../train/run.ts";
@@ -170,16 +170,6 @@ export interface SweepSummary {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** Builds this invocation's plan: validated configurations and runs. */

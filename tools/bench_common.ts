@@ -1,8 +1,22 @@
 /**
- * Benchmarks run each measured case in a child Deno process of its own, so its peak memory and
- * any failure are its own. The child prints progress on stderr (passed through, and kept to name
- * a failure) and its result as the last line of stdout, in JSON.
+ * What the benchmark tools share. They run each measured case in a child Deno process of its
+ * own, so its peak memory and any failure are its own: the child prints progress on stderr
+ * (passed through, and kept to name a failure) and its result as the last line of stdout, in
+ * JSON. Their records name the machine's CPU model.
  */
+import os from "node:os";
+
+/** The CPU model, from lscpu where it exists, else from node:os. */
+export function cpuModel(): string {
+  try {
+    const out = new Deno.Command("lscpu", { stdout: "piped", stderr: "null" }).outputSync();
+    const m = /Model name:\s*(.+)/.exec(new TextDecoder().decode(out.stdout));
+    if (m) return m[1].trim();
+  } catch {
+    // no lscpu
+  }
+  return os.cpus()[0]?.model ?? "unknown CPU";
+}
 
 /** The child's parsed result, or why there is none: its first error line, or its exit code. */
 export async function runChildJson<T>(
