@@ -99,3 +99,12 @@ export function duafEpochFlops(l: Lengths, s: DuafShape): number {
   const logits = 2 * l.count * d * s.items;
   return 3 * (encoder + time + query + logits + s.steps * (tables + generator));
 }
+
+/**
+ * Forward-only FLOPs of a full-ranking evaluation: each test user's history through the model once
+ * and its scores against every item; DuAF-MAT's item tables and generators once, no VSCL.
+ */
+export function evalFlops(l: Lengths, s: DuafShape | SasrecShape): number {
+  if ("steps" in s) return duafEpochFlops(l, { ...s, steps: 1, vsclPasses: 0 }) / 3;
+  return sasrecEpochFlops(l, s) / 3;
+}
