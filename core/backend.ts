@@ -353,6 +353,21 @@ export interface Backend {
   pick(x: Storage, idx: Storage, out: Storage, rows: number, cols: number): void;
   /** out[r, idx[r]] += g[r] (out is not zeroed). */
   pickGrad(g: Storage, idx: Storage, out: Storage, rows: number, cols: number): void;
+  /**
+   * Full-ranking evaluation without downloading the scores: out[r] (int32) = how many columns of
+   * x [rows, cols] score at least x[r, targets[r]], the target itself and the excluded columns
+   * exCols[exOffsets[r] .. exOffsets[r + 1]) other than the target not counted (core/eval/
+   * metrics.ts rankOf). Optional: evaluation downloads the scores where a backend lacks it.
+   */
+  rankRows?(
+    x: Storage,
+    targets: Storage,
+    exOffsets: Storage,
+    exCols: Storage,
+    out: Storage,
+    rows: number,
+    cols: number,
+  ): void;
 
   // ---- randomness ---------------------------------------------------------------------------
   /**

@@ -480,6 +480,39 @@ export class JsBackend implements Backend {
     for (let r = 0; r < rows; r++) O[r] = X[r * cols + I[r]];
   }
 
+  rankRows(
+    x: Storage,
+    targets: Storage,
+    exOffsets: Storage,
+    exCols: Storage,
+    out: Storage,
+    rows: number,
+    cols: number,
+  ): void {
+    const X = f(x);
+    const T = ix(targets);
+    const O = ix(exOffsets);
+    const C = ix(exCols);
+    const R = ix(out);
+    for (let r = 0; r < rows; r++) {
+      const t = T[r];
+      if (!(t >= 0 && t < cols)) {
+        throw new RangeError(`js rankRows: target ${t} outside [0, ${cols})`);
+      }
+      const s = X[r * cols + t];
+      let n = -1; // the target itself
+      for (let c = 0; c < cols; c++) n += +(X[r * cols + c] >= s);
+      for (let e = O[r]; e < O[r + 1]; e++) {
+        const c = C[e];
+        if (!(c >= 0 && c < cols)) {
+          throw new RangeError(`js rankRows: column ${c} outside [0, ${cols})`);
+        }
+        if (c !== t && X[r * cols + c] >= s) n--;
+      }
+      R[r] = n;
+    }
+  }
+
   pickGrad(g: Storage, idx: Storage, out: Storage, rows: number, cols: number): void {
     const G = f(g);
     const I = ix(idx);

@@ -4,7 +4,7 @@ import type { SequentialModel } from "../models/model.ts";
 import type { Progress } from "../progress.ts";
 import { silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
-import { noGrad, tidy } from "../tensor.ts";
+import { empty, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
 import { makeBatch, type SequenceSource, splitExamples } from "../models/examples.ts";
 import { blockRanks, DEFAULT_BLOCK_ITEMS } from "./block_rank.ts";
 import { addRank, finalize, newAccumulator, rankOf } from "./metrics.ts";
@@ -57,9 +57,48 @@ export function evaluate(
         })
       );
       run.addRanks(batch, ranks);
-    } else run.rank(batch, noGrad(() => tidy(() => model.scoreAll(batch, ctx).toFloat32())));
+    } else {
+      const ranks = noGrad(() =>
+        tidy(() => {
+          const scores = model.scoreAll(batch, ctx);
+          if (!scores.backend.rankRows) return scores.toFloat32();
+          return ranksOnBackend(scores, batch.targets, (r) => run.excluded(batch, r));
+        })
+      );
+      if (ranks instanceof Int32Array) run.addRanks(batch, ranks);
+      else run.rank(batch, ranks);
+    }
   }
   return run.finish();
+}
+
+/**
+ * Each row's rank (metrics.ts rankOf) computed where the scores [rows, cols] are: only the
+ * excluded columns go up and the ranks come down, not the scores.
+ */
+function ranksOnBackend(
+  scores: Tensor,
+  targets: Int32Array,
+  excluded: (row: number) => ReadonlySet<number>,
+): Int32Array {
+  const [rows, cols] = scores.shape;
+  const offsets = new Int32Array(rows + 1);
+  const columns: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (const c of excluded(r)) columns.push(c);
+    offsets[r + 1] = columns.length;
+  }
+  const out = empty([rows], "i32");
+  scores.backend.rankRows!(
+    scores.storage,
+    tensor(targets, [rows], "i32").storage,
+    tensor(offsets, [rows + 1], "i32").storage,
+    tensor(columns.length ? columns : [0], [Math.max(1, columns.length)], "i32").storage,
+    out.storage,
+    rows,
+    cols,
+  );
+  return out.toArray() as Int32Array;
 }
 
 /**

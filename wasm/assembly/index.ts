@@ -12,7 +12,7 @@ export {
   softmax,
   softmaxGrad,
 } from "./rows";
-export { gather, pick, pickGrad, scatterAdd } from "./indexing";
+export { gather, pick, pickGrad, rankRows, scatterAdd } from "./indexing";
 export { dropout } from "./random";
 export { adam } from "./adam";
 

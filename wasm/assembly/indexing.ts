@@ -57,3 +57,47 @@ export function pickGrad(g: usize, idx: usize, out: usize, rows: i32, cols: i32)
   }
   return -1;
 }
+
+/**
+ * out[r] = the 0-based rank of row r's target among its scores (metrics.ts rankOf): how many
+ * columns score at least x[r, targets[r]], the target itself and the excluded columns
+ * exCols[exOffsets[r] .. exOffsets[r + 1]) other than the target not counted. Full ranking
+ * without copying the [rows x cols] scores out of the arena.
+ */
+export function rankRows(
+  x: usize,
+  targets: usize,
+  exOffsets: usize,
+  exCols: usize,
+  out: usize,
+  rows: i32,
+  cols: i32,
+): i32 {
+  let bad = firstBad(targets, rows, cols);
+  if (bad >= 0) return bad;
+  bad = firstBad(exCols, load<i32>(exOffsets + (<usize>rows << 2)), cols);
+  if (bad >= 0) return rows + bad;
+  const nv = cols & ~3;
+  for (let r = 0; r < rows; r++) {
+    const row = x + ((<usize>r * cols) << 2);
+    const t = load<i32>(targets + (<usize>r << 2));
+    const s = load<f32>(row + (<usize>t << 2));
+    const vs = f32x4.splat(s);
+    // A true comparison is lane -1, so subtracting counts.
+    let acc = i32x4.splat(0);
+    for (let i = 0; i < nv; i += 4) {
+      acc = i32x4.sub(acc, f32x4.ge(v128.load(row + (<usize>i << 2)), vs));
+    }
+    let n = i32x4.extract_lane(acc, 0) + i32x4.extract_lane(acc, 1) +
+      i32x4.extract_lane(acc, 2) + i32x4.extract_lane(acc, 3);
+    for (let i = nv; i < cols; i++) n += i32(load<f32>(row + (<usize>i << 2)) >= s);
+    n--; // the target itself
+    const e1 = load<i32>(exOffsets + (<usize>(r + 1) << 2));
+    for (let e = load<i32>(exOffsets + (<usize>r << 2)); e < e1; e++) {
+      const c = load<i32>(exCols + (<usize>e << 2));
+      if (c != t && load<f32>(row + (<usize>c << 2)) >= s) n--;
+    }
+    store<i32>(out + (<usize>r << 2), n);
+  }
+  return -1;
+}

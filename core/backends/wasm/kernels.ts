@@ -120,6 +120,15 @@ export interface KernelExports {
   scatterAdd(g: number, idx: number, out: number, outRows: number, n: number, dim: number): number;
   pick(x: number, idx: number, out: number, rows: number, cols: number): number;
   pickGrad(g: number, idx: number, out: number, rows: number, cols: number): number;
+  rankRows(
+    x: number,
+    targets: number,
+    exOffsets: number,
+    exCols: number,
+    out: number,
+    rows: number,
+    cols: number,
+  ): number;
   dropout(
     x: number,
     out: number,

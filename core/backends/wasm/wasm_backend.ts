@@ -715,6 +715,30 @@ export class WasmBackend implements Backend {
     this.#checkIndex(bad, idx, cols, "pickGrad");
   }
 
+  rankRows(
+    x: Storage,
+    targets: Storage,
+    exOffsets: Storage,
+    exCols: Storage,
+    out: Storage,
+    rows: number,
+    cols: number,
+  ): void {
+    const offsets = this.at(exOffsets, 0, rows + 1);
+    const excluded = this.arena.i32[(offsets >>> 2) + rows];
+    const bad = this.kernels.rankRows(
+      this.at(x, 0, rows * cols),
+      this.at(targets, 0, rows),
+      offsets,
+      this.at(exCols, 0, excluded),
+      this.at(out, 0, rows),
+      rows,
+      cols,
+    );
+    if (bad < rows) this.#checkIndex(bad, targets, cols, "rankRows targets");
+    else this.#checkIndex(bad - rows, exCols, cols, "rankRows excluded columns");
+  }
+
   #checkIndex(bad: number, idx: Storage, bound: number, what: string): void {
     if (bad < 0) return;
     const v = this.arena.i32[(this.pointer(idx) >>> 2) + bad];
