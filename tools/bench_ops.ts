@@ -18,13 +18,18 @@
  *   micro-batches of the CPU token budget), native backend, with A = that composition and B =
  *   linearCrossEntropy as the loss, alternating batch by batch; the sum over batches per round.
  *
+ * - `eval` (with --run, a trained run): the run's full-ranking test evaluation, A = the scores
+ *   downloaded and ranked on the host (metrics.ts rankOf), B = ranked where they are
+ *   (Backend.rankRows); the metrics must agree to the bit. `--mask-seen` ranks without the
+ *   users' earlier items.
+ *
  * `--ab exp` compares, in `ce` and `step`, linearCrossEntropy with the kept exponentials
  * (B, `keepsCrossEntropyExp`: the gradient is one multiply per logit) against the same op
  * computing them again in the backward (A); the loss bits are compared, and the gradients'
  * largest relative difference is printed.
  *
  *   deno task bench ops [--what ce,kernels,step] [--ab plain|exp] [--rounds 11]
- *                       [--old-kernels FILE] [--data DIR] [--batches 8]
+ *                       [--old-kernels FILE] [--data DIR] [--batches 8] [--run DIR [--mask-seen]]
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -45,7 +50,7 @@ import {
   timestampOrigin,
 } from "../core/models/examples.ts";
 import { bucketedOrder } from "../core/train/order.ts";
-import { itemSide } from "../core/train/run.ts";
+import { activateBackend, evaluateRun, itemSide, openRun } from "../core/train/run.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -56,6 +61,8 @@ const { values } = parseArgs({
     data: { type: "string" },
     batches: { type: "string", default: "8" },
     ab: { type: "string", default: "plain" },
+    run: { type: "string" },
+    "mask-seen": { type: "boolean", default: false },
   },
 });
 if (values.ab !== "plain" && values.ab !== "exp") throw new Error("--ab: plain or exp");
@@ -248,4 +255,36 @@ if (what.has("step")) {
     b,
   );
   nb.dispose?.();
+}
+
+if (what.has("eval")) {
+  if (!values.run) throw new Error("--what eval needs --run DIR (a trained run)");
+  const { backend } = await activateBackend("native");
+  const run = await openRun(values.run);
+  const rankRows = backend.rankRows;
+  const once = (onBackend: boolean) => {
+    Object.defineProperty(backend, "rankRows", {
+      value: onBackend ? rankRows : undefined,
+      configurable: true,
+      writable: true,
+    });
+    const t0 = performance.now();
+    const r = evaluateRun(run, { split: "test", ks: [10], maskSeen: values["mask-seen"]! });
+    return { ms: performance.now() - t0, metrics: JSON.stringify(r.metrics) };
+  };
+  once(true);
+  const a: number[] = [], b: number[] = [];
+  let same = true;
+  for (let i = 0; i < rounds; i++) {
+    const x = once(false), y = once(true);
+    a.push(x.ms);
+    b.push(y.ms);
+    same &&= x.metrics === y.metrics;
+  }
+  report(
+    `full-ranking test eval of ${values.run}${values["mask-seen"] ? ", seen items masked" : ""}` +
+      ` (native)${same ? "" : " METRICS DIFFER"}`,
+    a,
+    b,
+  );
 }
