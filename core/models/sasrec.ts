@@ -8,7 +8,12 @@
 import { Embedding, LayerNorm } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
 import type { ForwardContext, SamplingDistribution } from "../nn/context.ts";
-import { causalPaddingMask, type EncoderConfig, TransformerEncoder } from "../nn/transformer.ts";
+import {
+  causalPaddingMask,
+  type EncoderConfig,
+  paddingMask,
+  TransformerEncoder,
+} from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { type Tensor, tensor } from "../tensor.ts";
@@ -64,6 +69,27 @@ export function encodeRows(
   const x = op.add(rows, m.positionEmbedding.forward(positionIds(batch)));
   const h0 = op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
   return m.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+}
+
+/**
+ * encodeRows' output at each row's last valid step only, [B, d], for scoring outside training:
+ * the last layer runs on those steps alone (TransformerEncoder.forwardAt).
+ */
+export function encodeRowsLast(
+  m: TableEncoderParts,
+  batch: SequenceBatch,
+  rows: Tensor,
+  ctx: ForwardContext,
+): Tensor {
+  const x = op.add(rows, m.positionEmbedding.forward(positionIds(batch)));
+  const h0 = op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
+  return m.encoder.forwardAt(
+    h0,
+    causalPaddingMask(batch.items, batch.size, batch.len),
+    paddingMask(batch.items, batch.size, batch.len),
+    lastPositions(batch),
+    ctx,
+  );
 }
 
 /** encodeRows over rows of `table` [items + 1, d] gathered at the batch's items. */
@@ -295,9 +321,14 @@ export class Sasrec extends ItemDotModel implements SequentialModel {
     return encodeOverTable(this, batch, this.itemEmbedding.weight, ctx);
   }
 
-  /** Sequence representation [B, d]: the output at the last valid position. */
+  /**
+   * Sequence representation [B, d]: the output at the last valid position. Outside training the
+   * last layer runs at that position only (the same values; see encodeRowsLast).
+   */
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return gatherLast(this.encode(batch, ctx), batch);
+    if (ctx.training) return gatherLast(this.encode(batch, ctx), batch);
+    const items = tensor(batch.items, [batch.size, batch.len], "i32");
+    return encodeRowsLast(this, batch, op.embedding(this.itemEmbedding.weight, items), ctx);
   }
 
   /** Next-item loss at the last position, or at every position in window training. */

@@ -112,6 +112,12 @@ export class MultiHeadAttention extends ValueAttention {
   forward(x: Tensor, mask: Tensor, ctx: ForwardContext, scoresFrom: Tensor = x): Tensor {
     return this.attend(headScores(this.query, this.key, scoresFrom, this.cfg.heads), x, mask, ctx);
   }
+
+  /** Attention of `queries` [B, Lq, d] over every step of `memory` [B, L, d]; mask [B, 1, Lq, L]. */
+  forwardQueries(queries: Tensor, memory: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+    const scores = headScores(this.query, this.key, queries, this.cfg.heads, memory);
+    return this.attend(scores, queries, mask, ctx, memory);
+  }
 }
 
 export class FeedForward extends Module {
@@ -147,6 +153,11 @@ export class TransformerLayer extends Module {
   forward(x: Tensor, mask: Tensor, ctx: ForwardContext, scoresFrom: Tensor = x): Tensor {
     return this.ffn.forward(this.attention.forward(x, mask, ctx, scoresFrom), ctx);
   }
+
+  /** The layer's output at the rows `queries` [B, 1, d] of x only: [B, 1, d]. */
+  forwardQueries(queries: Tensor, x: Tensor, keyMask: Tensor, ctx: ForwardContext): Tensor {
+    return this.ffn.forward(this.attention.forwardQueries(queries, x, keyMask, ctx), ctx);
+  }
 }
 
 export class TransformerEncoder extends Module {
@@ -165,6 +176,23 @@ export class TransformerEncoder extends Module {
     for (const l of this.layer.items) h = l.forward(h, mask, ctx, scoresFrom ?? h);
     return h;
   }
+
+  /**
+   * The last layer's output at one step per row, `at` (flat indices into [B, L], one per row,
+   * each row's last valid step): [B, d]. Scoring a sequence needs only that step, so the last
+   * layer's queries, output projection and feed-forward run on B rows instead of B x L; keys and
+   * values still see every step. `keyMask` [B, 1, 1, L] masks the padding keys, which is all the
+   * causal mask does at a row's last step. On kernels whose elements do not depend on the row
+   * count (the wasm GEMM) each row has the bits of forward's row.
+   */
+  forwardAt(x: Tensor, mask: Tensor, keyMask: Tensor, at: Tensor, ctx: ForwardContext): Tensor {
+    const layers = this.layer.items;
+    let h = x;
+    for (const l of layers.slice(0, -1)) h = l.forward(h, mask, ctx, h);
+    const [b, len, d] = h.shape;
+    const queries = op.reshape(op.embedding(op.reshape(h, [b * len, d]), at), [b, 1, d]);
+    return op.reshape(layers[layers.length - 1].forwardQueries(queries, h, keyMask, ctx), [b, d]);
+  }
 }
 
 /**
@@ -174,9 +202,14 @@ export class TransformerEncoder extends Module {
  * where both rules mask them: either way the score underflows to exactly 0 in the softmax.
  */
 export function causalPaddingMask(seq: Int32Array, batch: number, len: number): Tensor {
-  const padding = new Float32Array(batch * len);
-  for (let i = 0; i < padding.length; i++) padding[i] = seq[i] === 0 ? -10000 : 0;
   const causal = new Float32Array(len * len);
   for (let i = 0; i < len; i++) causal.fill(-10000, i * len + i + 1, (i + 1) * len);
-  return op.add(tensor(padding, [batch, 1, 1, len]), tensor(causal, [1, 1, len, len]));
+  return op.add(paddingMask(seq, batch, len), tensor(causal, [1, 1, len, len]));
+}
+
+/** The padding half of causalPaddingMask alone: [B, 1, 1, L], -10000 at padding keys. */
+export function paddingMask(seq: Int32Array, batch: number, len: number): Tensor {
+  const padding = new Float32Array(batch * len);
+  for (let i = 0; i < padding.length; i++) padding[i] = seq[i] === 0 ? -10000 : 0;
+  return tensor(padding, [batch, 1, 1, len]);
 }
