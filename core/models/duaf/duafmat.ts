@@ -25,7 +25,7 @@ import type { DuafConfig } from "../../config.ts";
 import type { ForwardContext } from "../../nn/context.ts";
 import { Embedding, LayerNorm, Linear } from "../../nn/layers.ts";
 import { Module } from "../../nn/module.ts";
-import { causalPaddingMask, TransformerEncoder } from "../../nn/transformer.ts";
+import { causalPaddingMask, paddingMask, TransformerEncoder } from "../../nn/transformer.ts";
 import * as op from "../../ops/mod.ts";
 import { Adam } from "../../optim/adam.ts";
 import { Rng } from "../../random.ts";
@@ -37,6 +37,7 @@ import {
   configuredItemLoss,
   gatherAt,
   gatherLast,
+  lastPositions,
   lossIndex,
   positionIds,
   type SasrecConfig,
@@ -363,6 +364,29 @@ export class DuafMat extends Module implements SequentialModel {
 
   /** Encoder outputs at every step and at the last (s_u), fusion weights, modality sequences. */
   #encode(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables) {
+    const { x, omega, seqs } = this.#encoderInput(batch, ctx, tables);
+    const out = this.encoder.forward(x, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+    return { out, su: gatherLast(out, batch), omega, seqs };
+  }
+
+  /**
+   * s_u alone: outside training the encoder's last layer runs at each row's last step only
+   * (TransformerEncoder.forwardAt, the same vectors), since scoring reads nothing else.
+   */
+  #sequenceVector(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables): Tensor {
+    if (ctx.training) return this.#encode(batch, ctx, tables).su;
+    const { x } = this.#encoderInput(batch, ctx, tables);
+    return this.encoder.forwardAt(
+      x,
+      causalPaddingMask(batch.items, batch.size, batch.len),
+      paddingMask(batch.items, batch.size, batch.len),
+      lastPositions(batch),
+      ctx,
+    );
+  }
+
+  /** The fused, normalised encoder input [B, L, d] (Eqs. 2-8), with ω and the sequences. */
+  #encoderInput(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables) {
     const seqs = this.#sequences(batch, ctx, tables);
     let h: Tensor;
     let omega: Tensor | null = null;
@@ -385,8 +409,7 @@ export class DuafMat extends Module implements SequentialModel {
       ctx.rng.nextU32(),
       ctx.training,
     );
-    const out = this.encoder.forward(x, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
-    return { out, su: gatherLast(out, batch), omega, seqs };
+    return { x, omega, seqs };
   }
 
   #scoreTable(tables: ItemTables): Tensor {
@@ -397,7 +420,7 @@ export class DuafMat extends Module implements SequentialModel {
   }
 
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return this.#encode(batch, ctx, this.#tables(ctx)).su;
+    return this.#sequenceVector(batch, ctx, this.#tables(ctx));
   }
 
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
@@ -521,7 +544,7 @@ export class DuafMat extends Module implements SequentialModel {
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
     const tables = this.#tables(ctx);
-    return { users: this.#encode(batch, ctx, tables).su, items: this.#scoreTable(tables) };
+    return { users: this.#sequenceVector(batch, ctx, tables), items: this.#scoreTable(tables) };
   }
 
   explain(batch: SequenceBatch, ctx: ForwardContext): ModalityWeights {
