@@ -57,9 +57,9 @@ import type { ItemLayers, ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
+  encodeLastOverTable,
   encodeOverTable,
   gatherAt,
-  gatherLast,
   lossIndex,
   type SasrecConfig,
 } from "./sasrec.ts";
@@ -310,7 +310,7 @@ export class Iisan extends Module implements SequentialModel {
   }
 
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return gatherLast(this.encode(batch, this.#scoringTable(ctx), ctx), batch);
+    return encodeLastOverTable(this, batch, this.#scoringTable(ctx), ctx);
   }
 
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
@@ -328,7 +328,7 @@ export class Iisan extends Module implements SequentialModel {
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
     const table = this.#scoringTable(ctx);
-    return { users: gatherLast(this.encode(batch, table, ctx), batch), items: table };
+    return { users: encodeLastOverTable(this, batch, table, ctx), items: table };
   }
 
   /** The item table as inference computes it, for export. */

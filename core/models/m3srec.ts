@@ -51,6 +51,7 @@ import type { ItemFeatures, ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
+  encodeLastOverTable,
   encodeOverTable,
   gatherAt,
   gatherLast,
@@ -261,7 +262,7 @@ export class M3srec extends Module implements SequentialModel {
 
   /** Sequence representation s_u [B, d]. */
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return gatherLast(this.encode(batch, this.#scoringTable(ctx), ctx), batch);
+    return encodeLastOverTable(this, batch, this.#scoringTable(ctx), ctx);
   }
 
   /**
@@ -311,7 +312,7 @@ export class M3srec extends Module implements SequentialModel {
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
     const table = this.#scoringTable(ctx);
-    return { users: gatherLast(this.encode(batch, table, ctx), batch), items: table };
+    return { users: encodeLastOverTable(this, batch, table, ctx), items: table };
   }
 
   /** The fused item table as inference computes it (no dropout), for export. */

@@ -92,6 +92,22 @@ export function encodeRowsLast(
   );
 }
 
+/**
+ * The sequence vectors [B, d] of encodeOverTable, at each row's last valid step: in training
+ * gathered from every step's output, outside training with the last layer run at those steps
+ * alone (encodeRowsLast, the same values).
+ */
+export function encodeLastOverTable(
+  m: TableEncoderParts,
+  batch: SequenceBatch,
+  table: Tensor,
+  ctx: ForwardContext,
+): Tensor {
+  if (ctx.training) return gatherLast(encodeOverTable(m, batch, table, ctx), batch);
+  const items = tensor(batch.items, [batch.size, batch.len], "i32");
+  return encodeRowsLast(m, batch, op.embedding(table, items), ctx);
+}
+
 /** encodeRows over rows of `table` [items + 1, d] gathered at the batch's items. */
 export function encodeOverTable(
   m: TableEncoderParts,
@@ -326,9 +342,7 @@ export class Sasrec extends ItemDotModel implements SequentialModel {
    * last layer runs at that position only (the same values; see encodeRowsLast).
    */
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    if (ctx.training) return gatherLast(this.encode(batch, ctx), batch);
-    const items = tensor(batch.items, [batch.size, batch.len], "i32");
-    return encodeRowsLast(this, batch, op.embedding(this.itemEmbedding.weight, items), ctx);
+    return encodeLastOverTable(this, batch, this.itemEmbedding.weight, ctx);
   }
 
   /** Next-item loss at the last position, or at every position in window training. */
