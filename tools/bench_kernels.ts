@@ -10,7 +10,7 @@
  *   deno task bench kernels [--rounds 20] [--round-seconds 0.1] [--threads 1,2] [--no-torch]
  *                           [--variant relaxed|simd] [--shapes abcde]
  */
-import { cpuModel } from "./bench_common.ts";
+import { cpuModel } from "./measure.ts";
 import { parseArgs } from "node:util";
 import os from "node:os";
 import type { Storage } from "../core/backend.ts";

@@ -40,7 +40,7 @@
  * Each (catalog, path) runs in a child process of its own, so every peak starts from a clean
  * arena and an out-of-memory failure ends only that case (it is reported as such).
  */
-import { cpuModel, runChildJson } from "./bench_common.ts";
+import { cpuModel, runChildJson } from "./measure.ts";
 import { parseArgs } from "node:util";
 import os from "node:os";
 import { join } from "node:path";

@@ -14,7 +14,7 @@
  * first (labelled "extrapolated"); the default is a full epoch. --record replaces the "## train"
  * section of the given markdown file with the tables printed here.
  */
-import { cpuModel, runChildJson } from "./bench_common.ts";
+import { cpuModel, runChildJson } from "./measure.ts";
 import { parseArgs } from "node:util";
 import os from "node:os";
 import { join } from "node:path";
