@@ -74,6 +74,12 @@ const DuafSchema = z.object({
   hideImages: z.number().min(0).max(0.9).default(0),
   /** Train-time modality dropout rate (the paper's best: 0.6). */
   modalityDropout: z.number().min(0).max(1).default(0.6),
+  /**
+   * With matMoe off: drop present images at modalityDropout too, and give them missingFill's
+   * row, so the fills face the same train-time dropout as MAT-MoE. Off (the default), as the
+   * −MAT_MoE ablation has always trained: the fills only stand in for images that are missing.
+   */
+  fillDropout: z.boolean().default(false),
   cscl: z.boolean().default(true),
   vscl: z.boolean().default(true),
   lambda1: z.number().nonnegative().default(0.2),

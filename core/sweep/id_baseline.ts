@@ -132,6 +132,7 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
     "inferenceSamples": 8,
     "hideImages": 0,
     "modalityDropout": 0.6,
+    "fillDropout": false,
     "cscl": true,
     "vscl": true,
     "lambda1": 0.2,

@@ -273,6 +273,17 @@ export class DuafMat extends Module implements SequentialModel {
     return kept; // "zero" (and "mat" for text, which has no generator)
   }
 
+  /** The row every item would get from missingFill were its image missing: [n, d]. */
+  #imageFillRows(rows: Tensor): Tensor {
+    const random = this.#randomFill.get("image");
+    if (random) return random;
+    const none = op.scale(rows, 0);
+    if (this.cfg.duaf.missingFill !== "mean") return none;
+    const present = this.#imagePresent!;
+    const kept = op.mul(rows, present);
+    return op.add(none, op.div(op.sum(kept, 0, true), op.addScalar(op.sum(present), 1e-6)));
+  }
+
   /** The generator's condition: the text table when there is one, else the ID table. */
   #condition(textRows: Tensor | null): Tensor {
     return textRows ?? this.itemEmbedding.weight;
@@ -331,7 +342,11 @@ export class DuafMat extends Module implements SequentialModel {
         synthetic = this.#syntheticImages(text, ctx);
         const p = this.#imagePresent!;
         image = op.add(op.mul(real, p), op.mul(synthetic, op.addScalar(op.neg(p), 1)));
-      } else image = this.#fill("image", real, this.#imagePresent!);
+      } else {
+        image = this.#fill("image", real, this.#imagePresent!);
+        // fillDropout: train-time dropped images take the fill's row, as MAT-MoE's take a draw.
+        if (ctx.training && this.cfg.duaf.fillDropout) synthetic = this.#imageFillRows(real);
+      }
     }
     return { id: this.itemEmbedding.weight, text, image, real, synthetic };
   }
