@@ -66,9 +66,19 @@ export function encodeRows(
   rows: Tensor,
   ctx: ForwardContext,
 ): Tensor {
-  const x = op.add(rows, m.positionEmbedding.forward(positionIds(batch)));
-  const h0 = op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
+  const h0 = encoderInput(m, batch, rows, ctx);
   return m.encoder.forward(h0, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
+}
+
+/** The encoder's input: rows + positions -> LayerNorm -> dropout. */
+function encoderInput(
+  m: TableEncoderParts,
+  batch: SequenceBatch,
+  rows: Tensor,
+  ctx: ForwardContext,
+): Tensor {
+  const x = op.add(rows, m.positionEmbedding.forward(positionIds(batch)));
+  return op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
 }
 
 /**
@@ -81,10 +91,8 @@ export function encodeRowsLast(
   rows: Tensor,
   ctx: ForwardContext,
 ): Tensor {
-  const x = op.add(rows, m.positionEmbedding.forward(positionIds(batch)));
-  const h0 = op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
   return m.encoder.forwardAt(
-    h0,
+    encoderInput(m, batch, rows, ctx),
     causalPaddingMask(batch.items, batch.size, batch.len),
     paddingMask(batch.items, batch.size, batch.len),
     lastPositions(batch),
