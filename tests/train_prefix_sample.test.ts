@@ -8,7 +8,7 @@ import { type SequenceSource, splitExamples } from "../core/models/examples.ts";
 import { resolveConfig } from "../core/config.ts";
 import { loadDataset } from "../core/data/dataset.ts";
 import { Rng } from "../core/random.ts";
-import { sampledPrefixes } from "../core/train/order.ts";
+import { sampledPrefixCount, sampledPrefixes } from "../core/train/order.ts";
 import { TINY_SETS, tinyDataset, tinyTrain } from "./helpers/tiny_run.ts";
 
 /** Users with the given history lengths (items numbered in order). */
@@ -33,6 +33,8 @@ Deno.test("sampledPrefixes: N distinct prefixes per user, all of shorter histori
 
   const a = sampledPrefixes(ex, 4, new Rng(3));
   assert.deepEqual([0, 1, 2].map((u) => count(a, u)), [4, 2, 4]);
+  assert.equal(sampledPrefixCount(ex, 4), 10);
+  assert.equal(sampledPrefixCount(ex, 30), ex.users.length);
   const all = new Set(Array.from(ex.users, (u, e) => `${u}:${ex.positions[e]}`));
   const drawn = Array.from(a.users, (u, e) => `${u}:${a.positions[e]}`);
   assert.equal(new Set(drawn).size, drawn.length, "no prefix twice");

@@ -75,6 +75,18 @@ export function randomWindowEnds(ex: Examples, maxLen: number, rng: Rng): Exampl
  * more), in the order splitExamples lists them. The count is the same every epoch, so an epoch's
  * steps are too. Examples must list each user's prefixes contiguously, as splitExamples does.
  */
+/** How many examples sampledPrefixes keeps: min(perUser, the user's prefixes), summed over users. */
+export function sampledPrefixCount(ex: Examples, perUser: number): number {
+  let kept = 0;
+  for (let start = 0; start < ex.users.length;) {
+    let end = start + 1;
+    while (end < ex.users.length && ex.users[end] === ex.users[start]) end++;
+    kept += Math.min(perUser, end - start);
+    start = end;
+  }
+  return kept;
+}
+
 export function sampledPrefixes(ex: Examples, perUser: number, rng: Rng): Examples {
   const n = ex.users.length;
   const keep: number[] = [];

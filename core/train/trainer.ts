@@ -29,7 +29,13 @@ import {
 } from "../models/examples.ts";
 import { lossCount } from "../models/batch.ts";
 import { negativeDistribution } from "../models/negatives.ts";
-import { bucketedOrder, randomWindowEnds, sampledPrefixes, shuffledOrder } from "./order.ts";
+import {
+  bucketedOrder,
+  randomWindowEnds,
+  sampledPrefixCount,
+  sampledPrefixes,
+  shuffledOrder,
+} from "./order.ts";
 
 export interface EpochRecord {
   epoch: number;
@@ -144,9 +150,7 @@ export async function train(
   const window = cfg.trainMode === "window";
   const examples = window ? windowExamples(src) : splitExamples(src, "train");
   const sampling = !window && cfg.prefixPerUser > 0;
-  const n = sampling
-    ? sampledPrefixes(examples, cfg.prefixPerUser, new Rng(0)).users.length
-    : examples.users.length;
+  const n = sampling ? sampledPrefixCount(examples, cfg.prefixPerUser) : examples.users.length;
   const origin = timestampOrigin(src);
   const stepsPerEpoch = Math.ceil(n / cfg.batchSize);
   const steps = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, stepsPerEpoch) : stepsPerEpoch;
