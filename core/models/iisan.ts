@@ -57,11 +57,13 @@ import type { ItemLayers, ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
+  dotScores,
   encodeLastOverTable,
   encodeOverTable,
   gatherAt,
   lossIndex,
   type SasrecConfig,
+  tableScoreParts,
 } from "./sasrec.ts";
 
 export interface IisanConfig extends SasrecConfig {
@@ -322,13 +324,11 @@ export class Iisan extends Module implements SequentialModel {
   }
 
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    const { users, items } = this.scoreParts(batch, ctx);
-    return op.matmul(users, items, false, true);
+    return dotScores(this.scoreParts(batch, ctx));
   }
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    const table = this.#scoringTable(ctx);
-    return { users: encodeLastOverTable(this, batch, table, ctx), items: table };
+    return tableScoreParts(this, batch, this.#scoringTable(ctx), ctx);
   }
 
   /** The item table as inference computes it, for export. */

@@ -51,12 +51,14 @@ import type { ItemFeatures, ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
+  dotScores,
   encodeLastOverTable,
   encodeOverTable,
   gatherAt,
   gatherLast,
   lossIndex,
   type SasrecConfig,
+  tableScoreParts,
 } from "./sasrec.ts";
 
 export type M3srecModality = "text" | "image";
@@ -306,13 +308,11 @@ export class M3srec extends Module implements SequentialModel {
   }
 
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    const { users, items } = this.scoreParts(batch, ctx);
-    return op.matmul(users, items, false, true);
+    return dotScores(this.scoreParts(batch, ctx));
   }
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    const table = this.#scoringTable(ctx);
-    return { users: encodeLastOverTable(this, batch, table, ctx), items: table };
+    return tableScoreParts(this, batch, this.#scoringTable(ctx), ctx);
   }
 
   /** The fused item table as inference computes it (no dropout), for export. */

@@ -116,6 +116,21 @@ export function encodeLastOverTable(
   return encodeRowsLast(m, batch, op.embedding(table, items), ctx);
 }
 
+/** scoreParts of a model that scores over an item table it builds: s_u and the table. */
+export function tableScoreParts(
+  m: TableEncoderParts,
+  batch: SequenceBatch,
+  table: Tensor,
+  ctx: ForwardContext,
+): { users: Tensor; items: Tensor } {
+  return { users: encodeLastOverTable(m, batch, table, ctx), items: table };
+}
+
+/** Every item's score for each sequence: users [B, d] @ items [N + 1, d]^T. */
+export function dotScores(parts: { users: Tensor; items: Tensor }): Tensor {
+  return op.matmul(parts.users, parts.items, false, true);
+}
+
 /** encodeRows over rows of `table` [items + 1, d] gathered at the batch's items. */
 export function encodeOverTable(
   m: TableEncoderParts,
