@@ -133,9 +133,12 @@ export const CATEGORIES = [
 ] as const;
 export type Category = typeof CATEGORIES[number];
 
-/** The category of a profiled kind (`unary:gelu`, `softmax:log`, `gemm`, ...). */
+/**
+ * The category of a profiled kind (`unary:gelu`, `softmax:log`, `gemm`, `gemm 1x[..]@[..]`, ...):
+ * the method name ends at the first ":" or space.
+ */
 export function categoryOf(kind: string): Category {
-  const [method] = kind.split(":");
+  const [method] = kind.split(/[: ]/);
   if (method === "gemm") return "GEMM";
   if (method === "softmax" || method === "softmaxGrad" || method.startsWith("attention")) {
     return kind.endsWith(":log") ? "CE (loss over items)" : "attention (softmax, fused)";
