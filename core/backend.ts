@@ -71,6 +71,11 @@ export const BINARY_CODES: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1
  * transA is false, K x M (lda = M) when true. Likewise B is K x N (ldb = N) or N x K (ldb = K).
  * C[b] starts at cOffset + b * strideC, stored M x N (ldc = N). strideA or strideB may be 0 to
  * reuse one matrix across the batch. beta is 0 (overwrite) or 1 (accumulate).
+ * lda, ldb, ldc override those row strides (at least the row's length): a product then reads or
+ * writes a block of a wider matrix in place, e.g. one attention head's columns of [B, L, h * dh].
+ * batch2 (default 1) adds an inner batch: item (b, j), b < batch, j < batch2, starts at
+ * offset + b * stride + j * stride2 for each operand, and runs right after item (b, j - 1), so
+ * the heads of one sequence are computed together while its rows are in cache.
  */
 export interface GemmArgs {
   a: Storage;
@@ -90,6 +95,27 @@ export interface GemmArgs {
   cOffset: number;
   alpha: number;
   beta: 0 | 1;
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  batch2?: number;
+  strideA2?: number;
+  strideB2?: number;
+  strideC2?: number;
+}
+
+/** The inner batch of a GEMM: its count and each operand's stride (1 and zeros when absent). */
+export function gemmBatch2(g: GemmArgs): { n: number; a: number; b: number; c: number } {
+  return { n: g.batch2 ?? 1, a: g.strideA2 ?? 0, b: g.strideB2 ?? 0, c: g.strideC2 ?? 0 };
+}
+
+/** The row strides of a GEMM's operands: the given lda / ldb / ldc, or the packed ones. */
+export function gemmLd(g: GemmArgs): { lda: number; ldb: number; ldc: number } {
+  return {
+    lda: g.lda ?? (g.transA ? g.m : g.k),
+    ldb: g.ldb ?? (g.transB ? g.k : g.n),
+    ldc: g.ldc ?? g.n,
+  };
 }
 
 /**
@@ -129,14 +155,23 @@ export function gemmArgs(
 
 /**
  * Elements each GEMM operand spans from its offset, over the whole batch:
- * (batch - 1) * stride + one matrix. Backends check these against the storages once per call.
+ * (batch - 1) * stride + (batch2 - 1) * stride2 + one matrix (strides are not negative).
+ * Backends check these against the storages once per call.
  */
 export function gemmSpans(g: GemmArgs): { a: number; b: number; c: number } {
   const last = g.batch - 1;
+  const inner = gemmBatch2(g);
+  const last2 = inner.n - 1;
+  const { lda, ldb, ldc } = gemmLd(g);
+  // A stored matrix of r rows of c elements, r - 1 row strides apart.
+  const span = (r: number, c: number, ld: number) => {
+    if (ld < c) throw new RangeError(`gemm: row stride ${ld} under the row length ${c}`);
+    return r === 0 || c === 0 ? 0 : (r - 1) * ld + c;
+  };
   return {
-    a: last * g.strideA + g.m * g.k,
-    b: last * g.strideB + g.k * g.n,
-    c: last * g.strideC + g.m * g.n,
+    a: last * g.strideA + last2 * inner.a + (g.transA ? span(g.k, g.m, lda) : span(g.m, g.k, lda)),
+    b: last * g.strideB + last2 * inner.b + (g.transB ? span(g.n, g.k, ldb) : span(g.k, g.n, ldb)),
+    c: last * g.strideC + last2 * inner.c + span(g.m, g.n, ldc),
   };
 }
 

@@ -18,6 +18,8 @@ import {
   checkedInto,
   type DType,
   type GemmArgs,
+  gemmBatch2,
+  gemmLd,
   gemmSpans,
   type Storage,
   UNARY_CODES,
@@ -56,7 +58,7 @@ const SYMBOLS = {
   duaf_fill_f32: fn([P, I, F]),
   duaf_fill_i32: fn([P, I, I]),
   duaf_copy2d: fn([P, I, P, I, I, I, I]),
-  duaf_gemm: fn([I, I, I, I, I, F, P, I, P, I, F, P, I, I]),
+  duaf_gemm: fn([I, I, I, I, I, F, P, I, P, I, F, P, I, I, I, I, I, I, I, I, I]),
   duaf_unary: fn([I, P, P, I, F]),
   duaf_unary_grad: fn([I, P, P, P, P, I, F]),
   duaf_binary: fn([I, P, B, P, B, P, B, I]),
@@ -291,6 +293,8 @@ export class CudaBackend implements Backend {
     const { m, n, k, batch } = g;
     if (m <= 0 || n <= 0 || batch <= 0) return;
     const span = gemmSpans(g);
+    const { lda, ldb, ldc } = gemmLd(g);
+    const inner = gemmBatch2(g);
     need(g.a, g.aOffset, span.a, "gemm A");
     need(g.b, g.bOffset, span.b, "gemm B");
     need(g.c, g.cOffset, span.c, "gemm C");
@@ -310,6 +314,13 @@ export class CudaBackend implements Backend {
         at(g.c, g.cOffset),
         g.strideC,
         batch,
+        lda,
+        ldb,
+        ldc,
+        inner.n,
+        inner.a,
+        inner.b,
+        inner.c,
       ),
       "gemm",
     );

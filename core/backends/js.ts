@@ -11,6 +11,9 @@ import {
   checkedInto,
   type DType,
   type GemmArgs,
+  gemmBatch2,
+  gemmLd,
+  gemmSpans,
   type Storage,
   type UnaryOp,
 } from "../backend.ts";
@@ -180,19 +183,23 @@ export class JsBackend implements Backend {
     const B = f(g.b);
     const C = f(g.c);
     const { m, n, k } = g;
+    const { lda, ldb, ldc } = gemmLd(g);
+    gemmSpans(g); // checks the row strides
+    const inner = gemmBatch2(g);
     const acc = new Float64Array(n);
-    for (let bi = 0; bi < g.batch; bi++) {
-      const a0 = g.aOffset + bi * g.strideA;
-      const b0 = g.bOffset + bi * g.strideB;
-      const c0 = g.cOffset + bi * g.strideC;
+    for (let item = 0; item < g.batch * inner.n; item++) {
+      const bi = Math.floor(item / inner.n), bj = item % inner.n;
+      const a0 = g.aOffset + bi * g.strideA + bj * inner.a;
+      const b0 = g.bOffset + bi * g.strideB + bj * inner.b;
+      const c0 = g.cOffset + bi * g.strideC + bj * inner.c;
       for (let i = 0; i < m; i++) {
         acc.fill(0);
         for (let p = 0; p < k; p++) {
-          const av = g.transA ? A[a0 + p * m + i] : A[a0 + i * k + p];
-          if (g.transB) { for (let j = 0; j < n; j++) acc[j] += av * B[b0 + j * k + p]; }
-          else for (let j = 0; j < n; j++) acc[j] += av * B[b0 + p * n + j];
+          const av = g.transA ? A[a0 + p * lda + i] : A[a0 + i * lda + p];
+          if (g.transB) { for (let j = 0; j < n; j++) acc[j] += av * B[b0 + j * ldb + p]; }
+          else for (let j = 0; j < n; j++) acc[j] += av * B[b0 + p * ldb + j];
         }
-        const row = c0 + i * n;
+        const row = c0 + i * ldc;
         for (let j = 0; j < n; j++) {
           C[row + j] = g.alpha * acc[j] + (g.beta === 1 ? C[row + j] : 0);
         }

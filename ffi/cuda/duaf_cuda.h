@@ -76,10 +76,12 @@ int duaf_copy2d(const void *src, int32_t src_stride, void *dst, int32_t dst_stri
                 int32_t cols, int32_t accumulate);
 
 /* ---- dense -------------------------------------------------------------------------------- */
-/* Row-major batched strided GEMM with the semantics of GemmArgs (core/backend.ts). */
+/* Row-major batched strided GEMM with the semantics of GemmArgs (core/backend.ts), row strides
+   lda / ldb / ldc and an inner batch of batch2 items stride_*2 apart. */
 int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha,
               const float *a, int32_t stride_a, const float *b, int32_t stride_b, float beta,
-              float *c, int32_t stride_c, int32_t batch);
+              float *c, int32_t stride_c, int32_t batch, int32_t lda, int32_t ldb, int32_t ldc,
+              int32_t batch2, int32_t stride_a2, int32_t stride_b2, int32_t stride_c2);
 
 /* ---- elementwise -------------------------------------------------------------------------- */
 int duaf_unary(int32_t op, const float *x, float *out, int32_t n, float alpha);

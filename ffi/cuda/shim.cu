@@ -437,8 +437,9 @@ extern "C" int duaf_copy2d(const void *src, int32_t src_stride, void *dst, int32
 // Built-in tiled GEMM for machines without cuBLAS: 64x64 tile per 256-thread block, 4x4 outputs
 // per thread. Row-major operands; TA/TB select how A and B are stored.
 template <bool TA, bool TB>
-__global__ void k_gemm(int M, int N, int K, float alpha, const float *A, long long sA,
-                       const float *B, long long sB, float beta, float *C, long long sC) {
+__global__ void k_gemm(int M, int N, int K, float alpha, const float *A, long long sA, int lda,
+                       const float *B, long long sB, int ldb, float beta, float *C, long long sC,
+                       int ldc) {
   const int BM = 64, BN = 64, BK = 16;
   __shared__ float As[BK][BM + 4];
   __shared__ float Bs[BK][BN + 4];
@@ -454,14 +455,14 @@ __global__ void k_gemm(int M, int N, int K, float alpha, const float *A, long lo
       int i = TA ? t % BM : t / BK, kk = TA ? t / BM : t % BK;
       int gi = row0 + i, gk = k0 + kk;
       float v = 0.f;
-      if (gi < M && gk < K) v = TA ? A[(long long)gk * M + gi] : A[(long long)gi * K + gk];
+      if (gi < M && gk < K) v = TA ? A[(long long)gk * lda + gi] : A[(long long)gi * lda + gk];
       As[kk][i] = v;
     }
     for (int t = threadIdx.x; t < BK * BN; t += kThreads) {
       int j = TB ? t / BK : t % BN, kk = TB ? t % BK : t / BN;
       int gj = col0 + j, gk = k0 + kk;
       float v = 0.f;
-      if (gj < N && gk < K) v = TB ? B[(long long)gj * K + gk] : B[(long long)gk * N + gj];
+      if (gj < N && gk < K) v = TB ? B[(long long)gj * ldb + gk] : B[(long long)gk * ldb + gj];
       Bs[kk][j] = v;
     }
     __syncthreads();
@@ -487,39 +488,42 @@ __global__ void k_gemm(int M, int N, int K, float alpha, const float *A, long lo
     for (int c = 0; c < 4; c++) {
       int gj = col0 + tx + 16 * c;
       if (gj >= N) continue;
-      float *o = C + (long long)gi * N + gj;
+      float *o = C + (long long)gi * ldc + gj;
       // beta == 0 must not read C (it may hold NaN), as BLAS specifies.
       *o = beta == 0.f ? alpha * acc[r][c] : alpha * acc[r][c] + beta * *o;
     }
   }
 }
 
-__global__ void k_zero_batched(float *c, unsigned mn, long long stride, unsigned batch) {
+__global__ void k_zero_batched(float *c, unsigned m, unsigned n, int ldc, long long stride,
+                               unsigned batch) {
   unsigned t = global_id();
+  const unsigned mn = m * n;
   if (t >= mn * batch) return;
-  unsigned b = t / mn;
-  c[b * stride + (t - b * mn)] = 0.f;
+  unsigned b = t / mn, r = (t - b * mn) / n;
+  c[b * stride + (long long)r * ldc + (t - b * mn - r * n)] = 0.f;
 }
 
-extern "C" int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
-                         float alpha, const float *a, int32_t stride_a, const float *b,
-                         int32_t stride_b, float beta, float *c, int32_t stride_c, int32_t batch) {
-  if (m <= 0 || n <= 0 || batch <= 0) return 0;
+// One strided batch of products (the outer batch of duaf_gemm).
+static int gemm_batch(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
+                      float alpha, const float *a, int32_t stride_a, const float *b,
+                      int32_t stride_b, float beta, float *c, int32_t stride_c, int32_t batch,
+                      int32_t lda, int32_t ldb, int32_t ldc) {
   if (k <= 0) { // C = beta * C, with beta 0 or 1
     if (beta != 0.f) return 0;
-    k_zero_batched<<<blocks_for((long long)m * n * batch), kThreads>>>(c, m * n, stride_c, batch);
+    k_zero_batched<<<blocks_for((long long)m * n * batch), kThreads>>>(c, m, n, ldc, stride_c,
+                                                                       batch);
     LAUNCHED("gemm(k=0)");
     return 0;
   }
-  const int lda = trans_a ? m : k, ldb = trans_b ? k : n;
   if (g_use_cublas) {
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
     const int opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     int st = batch == 1
                  ? g_cublas.sgemm(g_cublas.handle, opb, opa, n, m, k, &alpha, b, ldb, a, lda, &beta,
-                                  c, n)
+                                  c, ldc)
                  : g_cublas.sgemm_strided_batched(g_cublas.handle, opb, opa, n, m, k, &alpha, b,
-                                                  ldb, stride_b, a, lda, stride_a, &beta, c, n,
+                                                  ldb, stride_b, a, lda, stride_a, &beta, c, ldc,
                                                   stride_c, batch);
     if (st != 0) return fail("cublasSgemm: %s", cublas_status_name(st));
     return 0;
@@ -530,18 +534,35 @@ extern "C" int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n,
     const float *ab = a + (long long)b0 * stride_a, *bb = b + (long long)b0 * stride_b;
     float *cb = c + (long long)b0 * stride_c;
     if (!trans_a && !trans_b)
-      k_gemm<false, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta,
-                                               cb, stride_c);
+      k_gemm<false, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, lda, bb, stride_b,
+                                               ldb, beta, cb, stride_c, ldc);
     else if (!trans_a && trans_b)
-      k_gemm<false, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta, cb,
-                                              stride_c);
+      k_gemm<false, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, lda, bb, stride_b, ldb,
+                                              beta, cb, stride_c, ldc);
     else if (trans_a && !trans_b)
-      k_gemm<true, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta, cb,
-                                              stride_c);
+      k_gemm<true, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, lda, bb, stride_b, ldb,
+                                              beta, cb, stride_c, ldc);
     else
-      k_gemm<true, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta, cb,
-                                             stride_c);
+      k_gemm<true, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, lda, bb, stride_b, ldb,
+                                             beta, cb, stride_c, ldc);
     LAUNCHED("gemm");
+  }
+  return 0;
+}
+
+extern "C" int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
+                         float alpha, const float *a, int32_t stride_a, const float *b,
+                         int32_t stride_b, float beta, float *c, int32_t stride_c, int32_t batch,
+                         int32_t lda, int32_t ldb, int32_t ldc, int32_t batch2,
+                         int32_t stride_a2, int32_t stride_b2, int32_t stride_c2) {
+  if (m <= 0 || n <= 0 || batch <= 0) return 0;
+  // The inner batch (attention heads) as one strided batch per inner item: on the device the
+  // order of the items does not matter.
+  for (int32_t j = 0; j < batch2; j++) {
+    int st = gemm_batch(trans_a, trans_b, m, n, k, alpha, a + (long long)j * stride_a2, stride_a,
+                        b + (long long)j * stride_b2, stride_b, beta, c + (long long)j * stride_c2,
+                        stride_c, batch, lda, ldb, ldc);
+    if (st != 0) return st;
   }
   return 0;
 }

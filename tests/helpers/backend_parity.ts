@@ -66,6 +66,8 @@ interface GemmCase {
   alpha?: number;
   beta?: 0 | 1;
   offsets?: boolean;
+  /** Row strides this much longer than the rows (lda, ldb, ldc): blocks of wider matrices. */
+  pad?: number;
 }
 
 function gemmCase(c: GemmCase): ParityCase {
@@ -73,19 +75,25 @@ function gemmCase(c: GemmCase): ParityCase {
     c.transB ? "T" : ""
   } a=${c.alpha ?? 1} b=${c.beta ?? 0}${c.shareA ? " shareA" : ""}${c.shareB ? " shareB" : ""}${
     c.offsets ? " offsets" : ""
-  }`;
+  }${c.pad ? ` ld+${c.pad}` : ""}`;
   return {
     name: `gemm ${tag}`,
     rtol: 1e-4,
     atol: 1e-4,
     run(be) {
       const off = c.offsets ? 7 : 0;
-      const strideA = c.shareA ? 0 : c.m * c.k + (c.offsets ? 3 : 0);
-      const strideB = c.shareB ? 0 : c.k * c.n + (c.offsets ? 5 : 0);
-      const strideC = c.m * c.n + (c.offsets ? 2 : 0);
-      const lenA = off + (c.batch - 1) * strideA + c.m * c.k;
-      const lenB = off + (c.batch - 1) * strideB + c.k * c.n;
-      const lenC = off + (c.batch - 1) * strideC + c.m * c.n;
+      const pad = c.pad ?? 0;
+      // Stored rows x row length of each operand, and its row stride.
+      const [rA, wA] = c.transA ? [c.k, c.m] : [c.m, c.k];
+      const [rB, wB] = c.transB ? [c.n, c.k] : [c.k, c.n];
+      const lda = wA + pad, ldb = wB + pad, ldc = c.n + pad;
+      const spanA = rA * lda, spanB = rB * ldb, spanC = c.m * ldc;
+      const strideA = c.shareA ? 0 : spanA + (c.offsets ? 3 : 0);
+      const strideB = c.shareB ? 0 : spanB + (c.offsets ? 5 : 0);
+      const strideC = spanC + (c.offsets ? 2 : 0);
+      const lenA = off + (c.batch - 1) * strideA + spanA;
+      const lenB = off + (c.batch - 1) * strideB + spanB;
+      const lenC = off + (c.batch - 1) * strideC + spanC;
       const a = up(be, randn(1, lenA));
       const b = up(be, randn(2, lenB));
       const cInit = randn(3, lenC);
@@ -108,6 +116,7 @@ function gemmCase(c: GemmCase): ParityCase {
         aOffset: off,
         bOffset: off,
         cOffset: off,
+        ...(pad ? { lda, ldb, ldc } : {}),
         alpha: c.alpha ?? 1,
         beta: c.beta ?? 0,
       });
@@ -136,6 +145,14 @@ export function gemmCases(): ParityCase[] {
   cases.push(gemmCase({ m: 6, n: 4, k: 0, transA: false, transB: false, batch: 2, beta: 1 }));
   cases.push(gemmCase({ m: 1, n: 1, k: 1, transA: false, transB: false, batch: 1 }));
   cases.push(gemmCase({ m: 130, n: 257, k: 64, transA: false, transB: false, batch: 1 }));
+  // Attention heads read and written in place: blocks of wider rows, every transpose.
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      cases.push(gemmCase({ m: 50, n: 50, k: 32, transA, transB, batch: 3, pad: 32 }));
+      cases.push(gemmCase({ m: 7, n: 13, k: 5, transA, transB, batch: 2, pad: 3, offsets: true }));
+    }
+  }
+  cases.push(gemmCase({ m: 6, n: 4, k: 0, transA: false, transB: false, batch: 2, pad: 2 }));
   return cases;
 }
 

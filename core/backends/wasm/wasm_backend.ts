@@ -17,6 +17,8 @@ import {
   checkedInto,
   type DType,
   type GemmArgs,
+  gemmBatch2,
+  gemmLd,
   gemmSpans,
   type Storage,
   UNARY_CODES,
@@ -286,6 +288,8 @@ export class WasmBackend implements Backend {
     const c = this.at(g.c, g.cOffset, span.c);
     const tA = g.transA ? 1 : 0;
     const tB = g.transB ? 1 : 0;
+    const { lda, ldb, ldc } = gemmLd(g);
+    const inner = gemmBatch2(g);
     const run = (
       aPtr: number,
       bPtr: number,
@@ -309,6 +313,13 @@ export class WasmBackend implements Backend {
       g.strideA,
       g.strideB,
       g.strideC,
+      inner.n,
+      inner.a,
+      inner.b,
+      inner.c,
+      lda,
+      ldb,
+      ldc,
       g.alpha,
       g.beta,
       r0,
@@ -318,7 +329,7 @@ export class WasmBackend implements Backend {
       scratch,
     ];
     const thread = this.#thread;
-    if (!thread || 2 * m * n * k * batch < GEMM_THREAD_FLOPS) {
+    if (!thread || 2 * m * n * k * batch * inner.n < GEMM_THREAD_FLOPS) {
       this.#gemmCall(run(a, b, c, batch, 0, m, 0, n, this.#scratch));
       return;
     }
