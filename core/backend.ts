@@ -194,6 +194,19 @@ export interface AdamArgs {
   biasCorrection2: number;
 }
 
+/** Elements a maskedSoftmax mask spans: its last row's end (rows of cols elements). */
+export function maskSpan(
+  rows: number,
+  cols: number,
+  heads: number,
+  q: number,
+  m: readonly [number, number, number],
+): number {
+  if (rows === 0) return 0;
+  const a = Math.ceil(rows / (heads * q));
+  return ((a - 1) * m[0] + (heads - 1) * m[1] + (q - 1) * m[2] + 1) * cols;
+}
+
 /** Micro-batch size (padded tokens) that keeps a CPU training step within about 1.5 GB. */
 export const CPU_TOKEN_BUDGET = 32768;
 
@@ -300,7 +313,10 @@ export interface Backend {
   // ---- row-wise (last axis) -----------------------------------------------------------------
   /** Softmax (or log-softmax) over each row of cols elements. */
   softmax(x: Storage, out: Storage, rows: number, cols: number, log: boolean): void;
-  /** Gradient of softmax / log-softmax given the forward output y and upstream g. */
+  /**
+   * Gradient of softmax / log-softmax given the forward output y and upstream g; with `scale`
+   * (default 1) each element is then multiplied by it, rounded as a separate scale pass would.
+   */
   softmaxGrad(
     y: Storage,
     g: Storage,
@@ -308,6 +324,25 @@ export interface Backend {
     rows: number,
     cols: number,
     log: boolean,
+    scale?: number,
+  ): void;
+  /**
+   * Attention's softmax(x * scale + mask) over each row of cols elements, in one call: element
+   * (r, c) is f32(f32(x * scale) + mask) as the separate passes round it, then the softmax
+   * kernel's. The rows are [a, heads, q] (r = (i * heads + j) * q + k); the mask row added to row
+   * r starts at (i * maskRows[0] + j * maskRows[1] + k * maskRows[2]) * cols (0 broadcasts);
+   * a null mask adds nothing.
+   */
+  maskedSoftmax(
+    x: Storage,
+    mask: Storage | null,
+    out: Storage,
+    rows: number,
+    cols: number,
+    scale: number,
+    heads: number,
+    q: number,
+    maskRows: readonly [number, number, number],
   ): void;
   /** LayerNorm over rows; writes out, and mean/rstd (rows each) for the backward pass. */
   layerNorm(

@@ -103,3 +103,55 @@ Deno.test("headDots / headMix: mismatched shapes are refused", () => {
     assert.throws(() => op.headMix(p, tensor(new Float32Array(2 * 4 * 6), [2, 4, 6])));
   });
 });
+
+/** maskedSoftmax's output and gradient, or those of scale, add and softmax as separate ops. */
+function softmaxPass(fused: boolean, shape: number[], maskShape: number[] | null): Float32Array[] {
+  const r = new Rng(5);
+  const rand = (s: number[], k = 1) =>
+    Float32Array.from({ length: s.reduce((p, x) => p * x) }, () => k * r.normal());
+  return tidy(() => {
+    const scores = tensor(rand(shape, 3), shape);
+    scores.requiresGrad = true;
+    // Masked entries at -10000, as causalPaddingMask makes them.
+    const mask = maskShape
+      ? tensor(rand(maskShape).map((v) => (v < -0.5 ? -10000 : 0)), maskShape)
+      : null;
+    const scale = 1 / Math.sqrt(32);
+    const p = fused
+      ? op.maskedSoftmax(scores, mask, scale)
+      : op.softmax(mask ? op.add(op.scale(scores, scale), mask) : op.scale(scores, scale));
+    backward(op.sum(op.mul(p, tensor(rand(shape), shape))));
+    const out = [p.toFloat32(), scores.grad!.toFloat32()];
+    scores.grad!.dispose();
+    return out;
+  });
+}
+
+function assertSoftmaxBits(be: Backend, name: string) {
+  const cases: [number[], number[] | null][] = [
+    [[16, 2, 50, 50], [16, 1, 50, 50]],
+    [[4, 2, 1, 50], [4, 1, 1, 50]],
+    [[3, 7, 9], [1, 7, 9]],
+    [[2, 3, 5, 6], null],
+  ];
+  for (const [shape, maskShape] of cases) {
+    withBackend(be, () => {
+      const a = softmaxPass(false, shape, maskShape);
+      const c = softmaxPass(true, shape, maskShape);
+      for (const [i, what] of ["probabilities", "gradient"].entries()) {
+        const x = new Uint32Array(a[i].buffer), y = new Uint32Array(c[i].buffer);
+        assert.ok(x.every((v, j) => v === y[j]), `${name} [${shape}] mask [${maskShape}]: ${what}`);
+      }
+    });
+  }
+}
+
+Deno.test("maskedSoftmax: the bits of scale, add and softmax, on js, wasm and native", async () => {
+  assertSoftmaxBits(new JsBackend(), "js");
+  for (const threads of [1, 2] as const) {
+    const be = await WasmBackend.create({ threads });
+    assertSoftmaxBits(be, `wasm ${threads}T`);
+    be.dispose?.();
+  }
+  if (native && !("unavailable" in native)) assertSoftmaxBits(native, "native");
+});

@@ -21,6 +21,7 @@ import {
   gemmBatch2,
   gemmLd,
   gemmSpans,
+  maskSpan,
   type Storage,
   UNARY_CODES,
   type UnaryOp,
@@ -67,7 +68,8 @@ const SYMBOLS = {
   duaf_sum_squares: fn([P, I, B]),
   duaf_permute: fn([P, B, B, I, P]),
   duaf_softmax: fn([P, P, I, I, I]),
-  duaf_softmax_grad: fn([P, P, P, I, I, I]),
+  duaf_softmax_grad: fn([P, P, P, I, I, I, F]),
+  duaf_masked_softmax: fn([P, P, P, I, I, F, I, I, I, I, I]),
   duaf_layer_norm: fn([P, P, P, P, P, P, I, I, F]),
   duaf_layer_norm_grad: fn([P, P, P, P, P, P, P, P, I, I]),
   duaf_ce_block: fn([P, P, P, P, I, I, I, I]),
@@ -451,11 +453,42 @@ export class CudaBackend implements Backend {
     rows: number,
     cols: number,
     log: boolean,
+    scale = 1,
   ): void {
     for (const s of [y, g, out]) need(s, 0, rows * cols, "softmaxGrad");
     this.#check(
-      this.#s.duaf_softmax_grad(ptr(y), ptr(g), ptr(out), rows, cols, log ? 1 : 0),
+      this.#s.duaf_softmax_grad(ptr(y), ptr(g), ptr(out), rows, cols, log ? 1 : 0, scale),
       "softmaxGrad",
+    );
+  }
+
+  maskedSoftmax(
+    x: Storage,
+    mask: Storage | null,
+    out: Storage,
+    rows: number,
+    cols: number,
+    scale: number,
+    heads: number,
+    q: number,
+    maskRows: readonly [number, number, number],
+  ): void {
+    need(x, 0, rows * cols, "maskedSoftmax x");
+    need(out, 0, rows * cols, "maskedSoftmax out");
+    if (mask) need(mask, 0, maskSpan(rows, cols, heads, q, maskRows), "maskedSoftmax mask");
+    this.#check(
+      this.#s.duaf_masked_softmax(
+        ptr(x),
+        mask ? ptr(mask) : null,
+        ptr(out),
+        rows,
+        cols,
+        scale,
+        heads,
+        q,
+        ...maskRows,
+      ),
+      "maskedSoftmax",
     );
   }
 

@@ -316,19 +316,51 @@ export class JsBackend implements Backend {
     rows: number,
     cols: number,
     log: boolean,
+    scale = 1,
   ): void {
     const Y = f(y);
     const G = f(g);
     const O = f(out);
+    // The unscaled value is rounded to the storage's precision first, as in two passes.
+    const round = O instanceof Float32Array ? Math.fround : (v: number) => v;
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
       let dot = 0;
       // softmax: dx = y * (g - Σ g*y); log-softmax: dx = g - exp(y) * Σ g.
       for (let c = 0; c < cols; c++) dot += log ? G[o + c] : G[o + c] * Y[o + c];
       for (let c = 0; c < cols; c++) {
-        O[o + c] = log ? G[o + c] - Math.exp(Y[o + c]) * dot : Y[o + c] * (G[o + c] - dot);
+        const d = log ? G[o + c] - Math.exp(Y[o + c]) * dot : Y[o + c] * (G[o + c] - dot);
+        O[o + c] = scale === 1 ? d : round(d) * scale;
       }
     }
+  }
+
+  maskedSoftmax(
+    x: Storage,
+    mask: Storage | null,
+    out: Storage,
+    rows: number,
+    cols: number,
+    scale: number,
+    heads: number,
+    q: number,
+    maskRows: readonly [number, number, number],
+  ): void {
+    const X = f(x);
+    const M = mask ? f(mask) : null;
+    const O = f(out);
+    // The logits as the scale and add passes store them, then the softmax of out in place.
+    const round = O instanceof Float32Array ? Math.fround : (v: number) => v;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      const k = r % q, j = Math.floor(r / q) % heads, i = Math.floor(r / (q * heads));
+      const mo = (i * maskRows[0] + j * maskRows[1] + k * maskRows[2]) * cols;
+      for (let c = 0; c < cols; c++) {
+        const z = round(X[o + c] * scale);
+        O[o + c] = M ? z + M[mo + c] : z;
+      }
+    }
+    this.softmax(out, out, rows, cols, false);
   }
 
   layerNorm(

@@ -100,7 +100,10 @@ int duaf_permute(const void *x, const int32_t *shape, const int32_t *perm, int32
 /* ---- row-wise ------------------------------------------------------------------------------ */
 int duaf_softmax(const float *x, float *out, int32_t rows, int32_t cols, int32_t log);
 int duaf_softmax_grad(const float *y, const float *g, float *out, int32_t rows, int32_t cols,
-                      int32_t log);
+                      int32_t log, float scale);
+/* softmax(x * scale + mask) with the semantics of Backend.maskedSoftmax (mask may be NULL). */
+int duaf_masked_softmax(const float *x, const float *mask, float *out, int32_t rows, int32_t cols,
+                        float scale, int32_t heads, int32_t q, int32_t sb, int32_t sh, int32_t sq);
 int duaf_layer_norm(const float *x, const float *gamma, const float *beta, float *out, float *mean,
                     float *rstd, int32_t rows, int32_t cols, float eps);
 int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, const float *rstd,

@@ -987,8 +987,31 @@ __global__ void k_softmax(const float *x, float *out, int rows, int cols, int lo
   for (int c = lane; c < cols; c += 32) o[c] = log_ ? xr[c] - lse : expf(xr[c] - lse);
 }
 
+// softmax(x * scale + mask): the logits are rounded as the separate scale and add passes round
+// them (no fused multiply-add), written to out, then out's softmax in place, row by row.
+__global__ void k_masked_softmax(const float *x, const float *mask, float *out, int rows, int cols,
+                                 float scale, int heads, int q, int sb, int sh, int sq) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *xr = x + (size_t)row * cols;
+  float *o = out + (size_t)row * cols;
+  const int k = row % q, j = (row / q) % heads, i = row / (q * heads);
+  const float *mr = mask ? mask + ((size_t)i * sb + (size_t)j * sh + (size_t)k * sq) * cols : nullptr;
+  float mx = -INFINITY;
+  for (int c = lane; c < cols; c += 32) {
+    const float z = mr ? __fadd_rn(__fmul_rn(xr[c], scale), mr[c]) : __fmul_rn(xr[c], scale);
+    o[c] = z;
+    mx = fmaxf(mx, z);
+  }
+  mx = warp_max(mx);
+  float s = 0.f;
+  for (int c = lane; c < cols; c += 32) s += expf(o[c] - mx);
+  const float lse = mx + logf(warp_sum(s));
+  for (int c = lane; c < cols; c += 32) o[c] = expf(o[c] - lse);
+}
+
 __global__ void k_softmax_grad(const float *y, const float *g, float *out, int rows, int cols,
-                               int log_) {
+                               int log_, float scale) {
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
   if (row >= rows) return;
   const size_t o = (size_t)row * cols;
@@ -996,8 +1019,10 @@ __global__ void k_softmax_grad(const float *y, const float *g, float *out, int r
   float dot = 0.f;
   for (int c = lane; c < cols; c += 32) dot += log_ ? g[o + c] : g[o + c] * y[o + c];
   dot = warp_sum(dot);
-  for (int c = lane; c < cols; c += 32)
-    out[o + c] = log_ ? g[o + c] - expf(y[o + c]) * dot : y[o + c] * (g[o + c] - dot);
+  for (int c = lane; c < cols; c += 32) {
+    const float d = log_ ? g[o + c] - expf(y[o + c]) * dot : y[o + c] * (g[o + c] - dot);
+    out[o + c] = scale == 1.f ? d : __fmul_rn(d, scale);
+  }
 }
 
 extern "C" int duaf_softmax(const float *x, float *out, int32_t rows, int32_t cols, int32_t log) {
@@ -1008,10 +1033,20 @@ extern "C" int duaf_softmax(const float *x, float *out, int32_t rows, int32_t co
 }
 
 extern "C" int duaf_softmax_grad(const float *y, const float *g, float *out, int32_t rows,
-                                 int32_t cols, int32_t log) {
+                                 int32_t cols, int32_t log, float scale) {
   if (rows <= 0 || cols <= 0) return 0;
-  k_softmax_grad<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(y, g, out, rows, cols, log);
+  k_softmax_grad<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(y, g, out, rows, cols, log, scale);
   LAUNCHED("softmaxGrad");
+  return 0;
+}
+
+extern "C" int duaf_masked_softmax(const float *x, const float *mask, float *out, int32_t rows,
+                                   int32_t cols, float scale, int32_t heads, int32_t q, int32_t sb,
+                                   int32_t sh, int32_t sq) {
+  if (rows <= 0 || cols <= 0) return 0;
+  k_masked_softmax<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(x, mask, out, rows, cols, scale,
+                                                                  heads, q, sb, sh, sq);
+  LAUNCHED("maskedSoftmax");
   return 0;
 }
 

@@ -5,7 +5,13 @@
  * may special-case: tile edges, broadcast patterns, chunked reductions, repeated indices.
  */
 import assert from "node:assert/strict";
-import type { Backend, BinaryOp, Storage, UnaryOp } from "../../core/backend.ts";
+import {
+  type Backend,
+  type BinaryOp,
+  maskSpan,
+  type Storage,
+  type UnaryOp,
+} from "../../core/backend.ts";
 import { Rng } from "../../core/random.ts";
 
 export interface ParityCase {
@@ -427,6 +433,32 @@ export function rowCases(): ParityCase[] {
   for (const [rows, items, block] of [[37, 101, 37], [5, 1000, 1000], [3, 7, 1], [64, 130, 64]]) {
     cases.push(crossEntropyBlocksCase(rows, items, block));
   }
+  // Attention's fused softmax: [a, heads, q] rows, masks broadcast over heads, queries or all.
+  const masked: [number, number, number, number, [number, number, number] | null][] = [
+    [3, 2, 50, 50, [50, 0, 1]], // [B, 1, L, L] causal + padding
+    [4, 2, 1, 50, [1, 0, 0]], // [B, 1, 1, L] padding keys
+    [2, 3, 7, 9, [0, 0, 1]], // [1, 1, q, L]
+    [2, 3, 5, 6, [15, 5, 1]], // a full mask
+    [2, 2, 3, 37, null],
+  ];
+  for (const [a, heads, q, cols, maskRows] of masked) {
+    cases.push({
+      name: `maskedSoftmax [${a},${heads},${q},${cols}] mask rows ${maskRows ?? "none"}`,
+      rtol: 1e-5,
+      atol: 1e-6,
+      run(be) {
+        const rows = a * heads * q;
+        const x = up(be, randn(73, rows * cols, 4));
+        const span = maskRows ? maskSpan(rows, cols, heads, q, maskRows) : 0;
+        const m = maskRows
+          ? up(be, uniform(74, span, -3, 3).map((v) => v < -2 ? -10000 : v))
+          : null;
+        const y = be.alloc(rows * cols, "f32");
+        be.maskedSoftmax(x, m, y, rows, cols, 0.125 + 0.01, heads, q, maskRows ?? [0, 0, 0]);
+        return [be.download(y)];
+      },
+    });
+  }
   for (const [rows, cols] of [[37, 50], [5, 1000], [3, 1], [64, 33]]) {
     for (const log of [false, true]) {
       cases.push({
@@ -451,7 +483,9 @@ export function rowCases(): ParityCase[] {
           const g = up(be, randn(72, rows * cols));
           const dx = be.alloc(rows * cols, "f32");
           be.softmaxGrad(y, g, dx, rows, cols, log);
-          return [be.download(dx)];
+          const scaled = be.alloc(rows * cols, "f32");
+          be.softmaxGrad(y, g, scaled, rows, cols, log, 0.17);
+          return [be.download(dx), be.download(scaled)];
         },
       });
     }

@@ -24,6 +24,7 @@ export const THREAD_OPS = [
   "unaryGrad",
   "softmax",
   "softmaxGrad",
+  "maskedSoftmax",
   "layerNorm",
   "crossEntropyBlock",
   "crossEntropyBlockGrad",

@@ -20,6 +20,7 @@ import {
   gemmBatch2,
   gemmLd,
   gemmSpans,
+  maskSpan,
   type Storage,
   UNARY_CODES,
   type UnaryOp,
@@ -534,6 +535,7 @@ export class WasmBackend implements Backend {
     rows: number,
     cols: number,
     log: boolean,
+    scale = 1,
   ): void {
     const yp = this.at(y, 0, rows * cols);
     const gp = this.at(g, 0, rows * cols);
@@ -541,12 +543,41 @@ export class WasmBackend implements Backend {
     const lg = log ? 1 : 0;
     const k = this.kernels;
     const half = this.#rowSplit(rows, cols);
-    if (half === 0) return k.softmaxGrad(yp, gp, op, rows, cols, lg);
+    if (half === 0) return k.softmaxGrad(yp, gp, op, rows, cols, lg, scale);
     const o = half * cols * 4;
     this.#onBoth(
       "softmaxGrad",
-      [yp + o, gp + o, op + o, rows - half, cols, lg],
-      () => k.softmaxGrad(yp, gp, op, half, cols, lg),
+      [yp + o, gp + o, op + o, rows - half, cols, lg, scale],
+      () => k.softmaxGrad(yp, gp, op, half, cols, lg, scale),
+    );
+  }
+
+  maskedSoftmax(
+    x: Storage,
+    mask: Storage | null,
+    out: Storage,
+    rows: number,
+    cols: number,
+    scale: number,
+    heads: number,
+    q: number,
+    maskRows: readonly [number, number, number],
+  ): void {
+    const xp = this.at(x, 0, rows * cols);
+    const op = this.at(out, 0, rows * cols);
+    const mp = mask ? this.at(mask, 0, maskSpan(rows, cols, heads, q, maskRows)) : 0;
+    const has = mask ? 1 : 0;
+    const [sb, sh, sq] = maskRows;
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, cols);
+    if (half === 0) {
+      return k.maskedSoftmax(xp, mp, op, rows, cols, scale, has, heads, q, sb, sh, sq, 0);
+    }
+    const o = half * cols * 4;
+    this.#onBoth(
+      "maskedSoftmax",
+      [xp + o, mp, op + o, rows - half, cols, scale, has, heads, q, sb, sh, sq, half],
+      () => k.maskedSoftmax(xp, mp, op, half, cols, scale, has, heads, q, sb, sh, sq, 0),
     );
   }
 
