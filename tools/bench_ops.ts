@@ -26,14 +26,16 @@
  * - `attention`: attention's per-head products on a window step's shapes ([128, 50, 64], 2 heads),
  *   forward + backward of scores = q k^T and mix = p v, A = the permute-and-matmul composition
  *   (splitHeads, the head merge), B = op.headDots / op.headMix (heads read in place); outputs and
- *   gradients compared bit for bit. Then the same six GEMM calls (each over every sequence and
+ *   gradients compared bit for bit; the attention softmax of those scores with a [B, 1, L, L]
+ *   mask, A = scale, mask add and softmax as three ops, B = op.maskedSoftmax (one backend call
+ *   forward, one backward). Then the same six GEMM calls (each over every sequence and
  *   head) on the native backend's CBLAS (one FFI call per sequence and head, A) against the wasm
  *   kernel on the same memory (one call each, B); the two kernels round differently, so the largest difference is printed.
  *
  * - `window` (with --data): a whole training step in window mode (batch 128, forward + backward,
  *   no optimizer step) of --model (default sasrec) on the first --batches batches, native
- *   backend, A = the transformer attention of the composition (MultiHeadAttention patched back to
- *   it), B = the attention as committed; alternating step by step, the sum over batches per round,
+ *   backend, A = the transformer attention as it was composed (MultiHeadAttention patched back to
+ *   permuted heads and a softmax of three passes), B = the attention as committed; alternating step by step, the sum over batches per round,
  *   and the parameters' gradients compared bit for bit. `--profile` then profiles --rounds more
  *   passes of each (warm: no first-touch page faults) and prints both category tables.
  *
@@ -325,6 +327,12 @@ function mergeHeads(t: Tensor): Tensor {
   return op.reshape(op.transpose(t, [0, 2, 1, 3]), [b, l, h * dh]);
 }
 
+/** softmax(scores * scale + mask) as three ops: a scale pass, a mask pass, the softmax. */
+function maskedSoftmaxA(scores: Tensor, mask: Tensor | null, scale: number): Tensor {
+  const z = op.scale(scores, scale);
+  return op.softmax(mask ? op.add(z, mask) : z);
+}
+
 /** Bit-for-bit equality of two float arrays (NaN payloads included). */
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
@@ -375,6 +383,37 @@ if (what.has("attention")) {
     }`,
     a,
     bb,
+  );
+  // The attention softmax of those scores with SASRec's [B, 1, L, L] mask: separate passes (A)
+  // or op.maskedSoftmax's one call each way (B).
+  const s0 = rand(b * heads * l * l), m0 = rand(b * l * l).map((x) => (x < -0.5 ? -10000 : 0));
+  const g1 = rand(b * heads * l * l);
+  const softmaxPass = (fused: boolean) =>
+    tidy(() => {
+      const scores = tensor(s0, [b, heads, l, l]);
+      scores.requiresGrad = true;
+      const mask = tensor(m0, [b, 1, l, l]);
+      const start = performance.now();
+      const p = (fused ? op.maskedSoftmax : maskedSoftmaxA)(scores, mask, 1 / Math.sqrt(dh));
+      backward(op.sum(op.mul(p, tensor(g1, p.shape))));
+      const ms = performance.now() - start;
+      const outs = [p.toFloat32(), scores.grad!.toFloat32()];
+      scores.grad!.dispose();
+      return { ms, outs };
+    });
+  const sa: number[] = [], sb: number[] = [];
+  let sameSoftmax = true;
+  for (let i = 0; i < rounds; i++) {
+    const x = softmaxPass(false), y = softmaxPass(true);
+    sa.push(x.ms);
+    sb.push(y.ms);
+    sameSoftmax &&= x.outs.every((o, j) => sameBits(o, y.outs[j]));
+  }
+  report(
+    `masked softmax fwd+bwd [${b}x${heads}x${l}x${l}], mask [${b}x1x${l}x${l}], scale + add + ` +
+      `softmax vs one call (native)${sameSoftmax ? "" : " BITS DIFFER"}`,
+    sa,
+    sb,
   );
   if (values.profile) {
     for (const [name, inPlace] of [["A", false], ["B", true]] as const) {
@@ -538,7 +577,7 @@ if (what.has("window")) {
   ): Tensor {
     const heads = this.cfg.heads;
     const probs = drop(
-      op.maskedSoftmax(scores, mask, 1 / Math.sqrt(x.shape[2] / heads)),
+      maskedSoftmaxA(scores, mask, 1 / Math.sqrt(x.shape[2] / heads)),
       this.cfg.attnDropout,
       ctx,
     );
