@@ -10,6 +10,8 @@ Deno.test("categoryOf: plain and shaped GEMM kinds are GEMM", () => {
   assert.equal(categoryOf("gemm 256x[50x32]@[32x50]tAtB"), "GEMM");
   assert.equal(categoryOf("unary:gelu"), "elementwise");
   assert.equal(categoryOf("softmax:log"), "CE (loss over items)");
+  assert.equal(categoryOf("maskedSoftmax"), "attention (softmax, fused)");
+  assert.equal(categoryOf("softmaxGrad"), "attention (softmax, fused)");
   assert.equal(categoryOf("permute"), "copy/transpose/fill");
 });
 

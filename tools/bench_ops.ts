@@ -638,8 +638,8 @@ if (what.has("window")) {
     bb.push(sb);
   }
   report(
-    `${values.model} window step fwd+bwd, ${nBatches} batches of 128 (native), attention composed` +
-      ` vs heads in place${same ? "" : " GRADIENTS DIFFER"}`,
+    `${values.model} window step fwd+bwd, ${nBatches} batches of 128 (native), attention as composed` +
+      ` before vs now${same ? "" : " GRADIENTS DIFFER"}`,
     a,
     bb,
   );

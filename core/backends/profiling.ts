@@ -140,7 +140,10 @@ export type Category = typeof CATEGORIES[number];
 export function categoryOf(kind: string): Category {
   const [method] = kind.split(/[: ]/);
   if (method === "gemm") return "GEMM";
-  if (method === "softmax" || method === "softmaxGrad" || method.startsWith("attention")) {
+  if (
+    method === "softmax" || method === "softmaxGrad" || method === "maskedSoftmax" ||
+    method.startsWith("attention")
+  ) {
     return kind.endsWith(":log") ? "CE (loss over items)" : "attention (softmax, fused)";
   }
   if (method === "layerNorm" || method === "layerNormGrad" || method.startsWith("addLayerNorm")) {
