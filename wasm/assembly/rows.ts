@@ -11,10 +11,11 @@ export function softmax(x: usize, out: usize, rows: i32, cols: i32, log: bool): 
 
 /**
  * Attention's softmax(x * scale + mask) per row, one call instead of a scale pass, a mask pass
- * and the softmax: row r (of rowBegin + rows, counted as [a, heads, q]) first becomes
- * f32(f32(x * scale) + mask row) in out, as the separate passes round it, then out's softmax in
- * place. The mask row of row (i, j, k) starts at (i * sb + j * sh + k * sq) rows into mask;
- * hasMask false adds nothing.
+ * and the softmax: row r (of rowBegin + rows, counted as [a, heads, q]) takes the logits
+ * f32(f32(x * scale) + mask row), rounded as the separate passes round them, computed again in
+ * each of softmax's passes instead of stored, then softmax's arithmetic (softmaxRow). The mask
+ * row of row (i, j, k) starts at (i * sb + j * sh + k * sq) rows into mask; hasMask false adds
+ * nothing.
  */
 export function maskedSoftmax(
   x: usize,
@@ -33,6 +34,7 @@ export function maskedSoftmax(
 ): void {
   const rowBytes = <usize>cols << 2;
   const nv = cols & ~3;
+  const tail = cols - nv;
   const sv = f32x4.splat(scale);
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * rowBytes;
@@ -41,28 +43,56 @@ export function maskedSoftmax(
     const k = ra % q;
     const j = (ra / q) % heads;
     const i = ra / (q * heads);
-    if (hasMask) {
-      const mr = mask + (<usize>(i * sb + j * sh + k * sq)) * rowBytes;
-      for (let c = 0; c < nv; c += 4) {
-        const o = <usize>c << 2;
-        v128.store(or + o, f32x4.add(f32x4.mul(v128.load(xr + o), sv), v128.load(mr + o)));
-      }
-      for (let c = nv; c < cols; c++) {
-        const o = <usize>c << 2;
-        store<f32>(or + o, load<f32>(xr + o) * scale + load<f32>(mr + o));
-      }
-    } else {
-      for (let c = 0; c < nv; c += 4) {
-        const o = <usize>c << 2;
-        v128.store(or + o, f32x4.mul(v128.load(xr + o), sv));
-      }
-      for (let c = nv; c < cols; c++) {
-        const o = <usize>c << 2;
-        store<f32>(or + o, load<f32>(xr + o) * scale);
-      }
+    const mr = hasMask ? mask + (<usize>(i * sb + j * sh + k * sq)) * rowBytes : 0;
+    let vm = f32x4.splat(-Infinity);
+    for (let c = 0; c < nv; c += 4) vm = f32x4.pmax(vm, logitsV(xr, mr, c, sv, hasMask));
+    let m = hmax(vm);
+    for (let c = nv; c < cols; c++) m = max(m, logit(xr, mr, c, scale, hasMask));
+    const sm = f32x4.splat(m);
+    let vs = f32x4.splat(0);
+    for (let c = 0; c < nv; c += 4) {
+      const e = expBoundedV(f32x4.sub(logitsV(xr, mr, c, sv, hasMask), sm));
+      v128.store(or + (<usize>c << 2), e);
+      vs = f32x4.add(vs, e);
     }
-    softmaxRow(or, or, cols, false);
+    let s = hsum(vs);
+    if (tail) {
+      const o = <usize>nv << 2;
+      let z = f32x4.mul(loadTail(xr + o, tail), sv);
+      if (hasMask) z = f32x4.add(z, loadTail(mr + o, tail));
+      const e = expBoundedV(f32x4.sub(z, sm));
+      storeTail(or + o, e, tail);
+      // lanes beyond the tail hold e^(0 - m), so add only the valid ones
+      s += f32x4.extract_lane(e, 0);
+      if (tail > 1) s += f32x4.extract_lane(e, 1);
+      if (tail > 2) s += f32x4.extract_lane(e, 2);
+    }
+    const inv = f32x4.splat(1 / s);
+    for (let c = 0; c < nv; c += 4) {
+      const o = <usize>c << 2;
+      v128.store(or + o, f32x4.mul(v128.load(or + o), inv));
+    }
+    for (let c = nv; c < cols; c++) {
+      const o = <usize>c << 2;
+      store<f32>(or + o, load<f32>(or + o) * f32x4.extract_lane(inv, 0));
+    }
   }
+}
+
+/** Four logits f32(f32(x * scale) + mask) from column c. */
+// @ts-ignore: decorator
+@inline function logitsV(xr: usize, mr: usize, c: i32, sv: v128, hasMask: bool): v128 {
+  const o = <usize>c << 2;
+  const z = f32x4.mul(v128.load(xr + o), sv);
+  return hasMask ? f32x4.add(z, v128.load(mr + o)) : z;
+}
+
+/** One logit, as logitsV. */
+// @ts-ignore: decorator
+@inline function logit(xr: usize, mr: usize, c: i32, scale: f32, hasMask: bool): f32 {
+  const o = <usize>c << 2;
+  const z = load<f32>(xr + o) * scale;
+  return hasMask ? z + load<f32>(mr + o) : z;
 }
 
 /** One row of softmax; xr and or may be the same row. */
