@@ -71,6 +71,11 @@ export const BINARY_CODES: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1
  * transA is false, K x M (lda = M) when true. Likewise B is K x N (ldb = N) or N x K (ldb = K).
  * C[b] starts at cOffset + b * strideC, stored M x N (ldc = N). strideA or strideB may be 0 to
  * reuse one matrix across the batch. beta is 0 (overwrite) or 1 (accumulate).
+ * lda, ldb, ldc override those row strides (at least the row's length): a product then reads or
+ * writes a block of a wider matrix in place, e.g. one attention head's columns of [B, L, h * dh].
+ * batch2 (default 1) adds an inner batch: item (b, j), b < batch, j < batch2, starts at
+ * offset + b * stride + j * stride2 for each operand, and runs right after item (b, j - 1), so
+ * the heads of one sequence are computed together while its rows are in cache.
  */
 export interface GemmArgs {
   a: Storage;
@@ -90,6 +95,27 @@ export interface GemmArgs {
   cOffset: number;
   alpha: number;
   beta: 0 | 1;
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  batch2?: number;
+  strideA2?: number;
+  strideB2?: number;
+  strideC2?: number;
+}
+
+/** The inner batch of a GEMM: its count and each operand's stride (1 and zeros when absent). */
+export function gemmBatch2(g: GemmArgs): { n: number; a: number; b: number; c: number } {
+  return { n: g.batch2 ?? 1, a: g.strideA2 ?? 0, b: g.strideB2 ?? 0, c: g.strideC2 ?? 0 };
+}
+
+/** The row strides of a GEMM's operands: the given lda / ldb / ldc, or the packed ones. */
+export function gemmLd(g: GemmArgs): { lda: number; ldb: number; ldc: number } {
+  return {
+    lda: g.lda ?? (g.transA ? g.m : g.k),
+    ldb: g.ldb ?? (g.transB ? g.k : g.n),
+    ldc: g.ldc ?? g.n,
+  };
 }
 
 /**
@@ -129,14 +155,23 @@ export function gemmArgs(
 
 /**
  * Elements each GEMM operand spans from its offset, over the whole batch:
- * (batch - 1) * stride + one matrix. Backends check these against the storages once per call.
+ * (batch - 1) * stride + (batch2 - 1) * stride2 + one matrix (strides are not negative).
+ * Backends check these against the storages once per call.
  */
 export function gemmSpans(g: GemmArgs): { a: number; b: number; c: number } {
   const last = g.batch - 1;
+  const inner = gemmBatch2(g);
+  const last2 = inner.n - 1;
+  const { lda, ldb, ldc } = gemmLd(g);
+  // A stored matrix of r rows of c elements, r - 1 row strides apart.
+  const span = (r: number, c: number, ld: number) => {
+    if (ld < c) throw new RangeError(`gemm: row stride ${ld} under the row length ${c}`);
+    return r === 0 || c === 0 ? 0 : (r - 1) * ld + c;
+  };
   return {
-    a: last * g.strideA + g.m * g.k,
-    b: last * g.strideB + g.k * g.n,
-    c: last * g.strideC + g.m * g.n,
+    a: last * g.strideA + last2 * inner.a + (g.transA ? span(g.k, g.m, lda) : span(g.m, g.k, lda)),
+    b: last * g.strideB + last2 * inner.b + (g.transB ? span(g.n, g.k, ldb) : span(g.k, g.n, ldb)),
+    c: last * g.strideC + last2 * inner.c + span(g.m, g.n, ldc),
   };
 }
 
@@ -157,6 +192,19 @@ export interface AdamArgs {
   /** 1 - beta1^t and 1 - beta2^t, computed by the optimizer. */
   biasCorrection1: number;
   biasCorrection2: number;
+}
+
+/** Elements a maskedSoftmax mask spans: its last row's end (rows of cols elements). */
+export function maskSpan(
+  rows: number,
+  cols: number,
+  heads: number,
+  q: number,
+  m: readonly [number, number, number],
+): number {
+  if (rows === 0) return 0;
+  const a = Math.ceil(rows / (heads * q));
+  return ((a - 1) * m[0] + (heads - 1) * m[1] + (q - 1) * m[2] + 1) * cols;
 }
 
 /** Micro-batch size (padded tokens) that keeps a CPU training step within about 1.5 GB. */
@@ -265,7 +313,10 @@ export interface Backend {
   // ---- row-wise (last axis) -----------------------------------------------------------------
   /** Softmax (or log-softmax) over each row of cols elements. */
   softmax(x: Storage, out: Storage, rows: number, cols: number, log: boolean): void;
-  /** Gradient of softmax / log-softmax given the forward output y and upstream g. */
+  /**
+   * Gradient of softmax / log-softmax given the forward output y and upstream g; with `scale`
+   * (default 1) each element is then multiplied by it, rounded as a separate scale pass would.
+   */
   softmaxGrad(
     y: Storage,
     g: Storage,
@@ -273,6 +324,25 @@ export interface Backend {
     rows: number,
     cols: number,
     log: boolean,
+    scale?: number,
+  ): void;
+  /**
+   * Attention's softmax(x * scale + mask) over each row of cols elements, in one call: element
+   * (r, c) is f32(f32(x * scale) + mask) as the separate passes round it, then the softmax
+   * kernel's. The rows are [a, heads, q] (r = (i * heads + j) * q + k); the mask row added to row
+   * r starts at (i * maskRows[0] + j * maskRows[1] + k * maskRows[2]) * cols (0 broadcasts);
+   * a null mask adds nothing.
+   */
+  maskedSoftmax(
+    x: Storage,
+    mask: Storage | null,
+    out: Storage,
+    rows: number,
+    cols: number,
+    scale: number,
+    heads: number,
+    q: number,
+    maskRows: readonly [number, number, number],
   ): void;
   /** LayerNorm over rows; writes out, and mean/rstd (rows each) for the backward pass. */
   layerNorm(

@@ -108,14 +108,15 @@ Deno.test("cuda: element offsets become byte-advanced device pointers", () => {
     beta: 1,
   });
   const g = calls.find((x) => x.fn === "duaf_gemm")!;
-  // transA, transB, m, n, k, alpha, A, strideA, B, strideB, beta, C, strideC, batch
+  // transA, transB, m, n, k, alpha, A, strideA, B, strideB, beta, C, strideC, batch, lda, ldb,
+  // ldc (the packed row strides when not given), batch2, strideA2, strideB2, strideC2
   assert.deepEqual(g.args.slice(0, 6), [1, 0, 2, 3, 4, 0.5]);
   assert.equal(addr(g.args[6]), aBase + 5n * 4n);
   assert.equal(g.args[7], 10);
   assert.equal(addr(g.args[8]), bBase);
   assert.deepEqual(g.args.slice(9, 11), [12, 1]);
   assert.equal(addr(g.args[11]), cBase + 88n * 4n);
-  assert.deepEqual(g.args.slice(12), [6, 2]);
+  assert.deepEqual(g.args.slice(12), [6, 2, 2, 3, 3, 1, 0, 0, 0]);
 });
 
 Deno.test("cuda: out-of-range calls are refused before reaching the device", () => {
@@ -156,4 +157,32 @@ Deno.test("cuda: the build targets sm_90 machine code plus portable PTX", () => 
   // PTX follows the lowest target, so older GPUs named explicitly still get a JIT fallback.
   assert.deepEqual(gencodeFlags(["sm_90", "75"]).slice(-1), ["arch=compute_75,code=compute_75"]);
   assert.throws(() => gencodeFlags(["hopper"]), /bad CUDA arch/);
+});
+
+Deno.test("cuda: row strides and the inner batch reach the shim and count in the bounds", () => {
+  const { calls, backend } = fakeShim();
+  const a = backend.alloc(64, "f32");
+  const c = backend.alloc(64, "f32");
+  // 3x2 blocks of an [.., 8]-wide matrix (rows 8 apart), two inner items.
+  backend.gemm(
+    gemmArgs(a, a, c, 3, 3, 2, {
+      transB: true,
+      lda: 8,
+      ldb: 8,
+      ldc: 8,
+      batch2: 2,
+      strideA2: 2,
+      strideB2: 4,
+      strideC2: 3,
+    }),
+  );
+  const g = calls.find((x) => x.fn === "duaf_gemm")!;
+  assert.deepEqual(g.args.slice(14), [8, 8, 8, 2, 2, 4, 3]);
+  // C spans (batch2 - 1) * 21 + 2 * 8 + 3 elements: 40 fit in 64, 61 do, 82 do not.
+  const inner = (n: number) => () =>
+    backend.gemm(gemmArgs(a, a, c, 3, 3, 2, { ldc: 8, batch2: n, strideC2: 21 }));
+  inner(3)();
+  assert.throws(inner(4), RangeError);
+  // A row stride under the row length is refused.
+  assert.throws(() => backend.gemm(gemmArgs(a, a, c, 3, 3, 2, { lda: 1 })), RangeError);
 });

@@ -35,6 +35,8 @@ function grads(release: boolean): { grads: Float32Array[]; extraLive: number; pa
       loss: "ce",
     }, new Rng(1));
     let live = 0;
+    // Counted from here, not from zero: tensors of an earlier call (its model) may still live.
+    const before = liveTensorCount();
     tidy(() => {
       const loss = m.loss(batch(), { training: true, rng: new Rng(2) }).total;
       backward(loss, undefined, { release });
@@ -45,7 +47,7 @@ function grads(release: boolean): { grads: Float32Array[]; extraLive: number; pa
     const params = m.parameters().length;
     return {
       grads: m.parameters().map((p) => p.grad!.toFloat32()),
-      extraLive: live - params,
+      extraLive: live - before,
       params,
     };
   });

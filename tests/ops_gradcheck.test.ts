@@ -46,6 +46,20 @@ Deno.test("gradcheck: unary ops", () => {
   gradCheck("pow", [{ shape: [2, 7], init: positive }], ([x]) => op.pow(x, 1.7));
 });
 
+Deno.test("gradcheck: per-head attention products read in place", () => {
+  // Queries and keys of different lengths (cross attention), 3 heads of 2.
+  gradCheck(
+    "headDots",
+    [{ shape: [2, 3, 6] }, { shape: [2, 4, 6] }],
+    ([q, k]) => op.headDots(q, k, 3),
+  );
+  gradCheck(
+    "headMix",
+    [{ shape: [2, 3, 3, 4] }, { shape: [2, 4, 6] }],
+    ([p, v]) => op.headMix(p, v),
+  );
+});
+
 Deno.test("gradcheck: matmul in every transpose, batched and with a shared weight", () => {
   for (const ta of [false, true]) {
     for (const tb of [false, true]) {

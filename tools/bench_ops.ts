@@ -23,13 +23,30 @@
  *   (Backend.rankRows); the metrics must agree to the bit. `--mask-seen` ranks without the
  *   users' earlier items.
  *
+ * - `attention`: attention's per-head products on a window step's shapes ([128, 50, 64], 2 heads),
+ *   forward + backward of scores = q k^T and mix = p v, A = the permute-and-matmul composition
+ *   (splitHeads, the head merge), B = op.headDots / op.headMix (heads read in place); outputs and
+ *   gradients compared bit for bit; the attention softmax of those scores with a [B, 1, L, L]
+ *   mask, A = scale, mask add and softmax as three ops, B = op.maskedSoftmax (one backend call
+ *   forward, one backward). Then the same six GEMM calls (each over every sequence and
+ *   head) on the native backend's CBLAS (one FFI call per sequence and head, A) against the wasm
+ *   kernel on the same memory (one call each, B); the two kernels round differently, so the largest difference is printed.
+ *
+ * - `window` (with --data): a whole training step in window mode (batch 128, forward + backward,
+ *   no optimizer step) of --model (default sasrec) on the first --batches batches, native
+ *   backend, A = the transformer attention as it was composed (MultiHeadAttention patched back to
+ *   permuted heads and a softmax of three passes), B = the attention as committed; alternating step by step, the sum over batches per round,
+ *   and the parameters' gradients compared bit for bit. `--profile` then profiles --rounds more
+ *   passes of each (warm: no first-touch page faults) and prints both category tables.
+ *
  * `--ab exp` compares, in `ce` and `step`, linearCrossEntropy with the kept exponentials
  * (B, `keepsCrossEntropyExp`: the gradient is one multiply per logit) against the same op
  * computing them again in the backward (A); the loss bits are compared, and the gradients'
  * largest relative difference is printed.
  *
- *   deno task bench ops [--what ce,kernels,step] [--ab plain|exp] [--rounds 11]
+ *   deno task bench ops [--what ce,kernels,step,attention,window] [--ab plain|exp] [--rounds 11]
  *                       [--old-kernels FILE] [--data DIR] [--batches 8] [--run DIR [--mask-seen]]
+ *                       [--model sasrec] [--profile]
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -51,6 +68,14 @@ import {
 } from "../core/models/examples.ts";
 import { bucketedOrder } from "../core/train/order.ts";
 import { activateBackend, evaluateRun, itemSide, openRun } from "../core/train/run.ts";
+import { type GemmArgs, gemmArgs } from "../core/backend.ts";
+import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
+import { formatCategories, formatPhase, profiled } from "../core/backends/profiling.ts";
+import type { ForwardContext } from "../core/nn/context.ts";
+import type { Linear } from "../core/nn/layers.ts";
+import { MultiHeadAttention, ValueAttention } from "../core/nn/transformer.ts";
+import { negativeDistribution } from "../core/models/negatives.ts";
+import { windowExamples } from "../core/models/examples.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -63,6 +88,8 @@ const { values } = parseArgs({
     ab: { type: "string", default: "plain" },
     run: { type: "string" },
     "mask-seen": { type: "boolean", default: false },
+    model: { type: "string", default: "sasrec" },
+    profile: { type: "boolean", default: false },
   },
 });
 if (values.ab !== "plain" && values.ab !== "exp") throw new Error("--ab: plain or exp");
@@ -287,4 +314,347 @@ if (what.has("eval")) {
     a,
     b,
   );
+}
+
+/** [B, L, h * dh] -> [B, h, L, dh], a copy: the layout the attention used to compute in. */
+function splitHeads(t: Tensor, heads: number): Tensor {
+  const [b, l, d] = t.shape;
+  return op.transpose(op.reshape(t, [b, l, heads, d / heads]), [0, 2, 1, 3]);
+}
+/** [B, h, L, dh] -> [B, L, h * dh], a copy. */
+function mergeHeads(t: Tensor): Tensor {
+  const [b, h, l, dh] = t.shape;
+  return op.reshape(op.transpose(t, [0, 2, 1, 3]), [b, l, h * dh]);
+}
+
+/** softmax(scores * scale + mask) as three ops: a scale pass, a mask pass, the softmax. */
+function maskedSoftmaxA(scores: Tensor, mask: Tensor | null, scale: number): Tensor {
+  const z = op.scale(scores, scale);
+  return op.softmax(mask ? op.add(z, mask) : z);
+}
+
+/** Bit-for-bit equality of two float arrays (NaN payloads included). */
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+if (what.has("attention")) {
+  const nb = await NativeBackend.open();
+  if ("unavailable" in nb) throw new Error(nb.unavailable);
+  const prof = profiled(nb, { sync: true });
+  setBackend(prof.backend);
+  const b = 128, l = 50, d = 64, heads = 2, dh = d / heads;
+  const r = new Rng(4);
+  const rand = (n: number) => Float32Array.from({ length: n }, () => r.normal());
+  const q0 = rand(b * l * d), k0 = rand(b * l * d), v0 = rand(b * l * d), g0 = rand(b * l * d);
+  const pass = (inPlace: boolean) =>
+    tidy(() => {
+      const [q, k, v] = [q0, k0, v0].map((x) => {
+        const t = tensor(x, [b, l, d]);
+        t.requiresGrad = true;
+        return t;
+      });
+      const start = performance.now();
+      const scores = inPlace
+        ? op.headDots(q, k, heads)
+        : op.matmul(splitHeads(q, heads), splitHeads(k, heads), false, true);
+      const p = op.softmax(scores);
+      const mix = inPlace ? op.headMix(p, v) : mergeHeads(op.matmul(p, splitHeads(v, heads)));
+      backward(op.sum(op.mul(mix, tensor(g0, [b, l, d]))));
+      const ms = performance.now() - start;
+      const outs = [mix, q.grad!, k.grad!, v.grad!].map((t) => t.toFloat32());
+      // Leaf gradients outlive the scope: freed here, or every round would take new memory.
+      for (const t of [q, k, v]) t.grad!.dispose();
+      return { ms, outs };
+    });
+  const a: number[] = [], bb: number[] = [];
+  let same = true;
+  for (let i = 0; i < rounds; i++) {
+    const x = pass(false), y = pass(true);
+    a.push(x.ms);
+    bb.push(y.ms);
+    same &&= x.outs.every((o, j) => sameBits(o, y.outs[j]));
+  }
+  report(
+    `attention products fwd+bwd [${b}x${l}x${d}], ${heads} heads, composition vs in place (native)${
+      same ? "" : " BITS DIFFER"
+    }`,
+    a,
+    bb,
+  );
+  // The attention softmax of those scores with SASRec's [B, 1, L, L] mask: separate passes (A)
+  // or op.maskedSoftmax's one call each way (B).
+  const s0 = rand(b * heads * l * l), m0 = rand(b * l * l).map((x) => (x < -0.5 ? -10000 : 0));
+  const g1 = rand(b * heads * l * l);
+  const softmaxPass = (fused: boolean) =>
+    tidy(() => {
+      const scores = tensor(s0, [b, heads, l, l]);
+      scores.requiresGrad = true;
+      const mask = tensor(m0, [b, 1, l, l]);
+      const start = performance.now();
+      const p = (fused ? op.maskedSoftmax : maskedSoftmaxA)(scores, mask, 1 / Math.sqrt(dh));
+      backward(op.sum(op.mul(p, tensor(g1, p.shape))));
+      const ms = performance.now() - start;
+      const outs = [p.toFloat32(), scores.grad!.toFloat32()];
+      scores.grad!.dispose();
+      return { ms, outs };
+    });
+  const sa: number[] = [], sb: number[] = [];
+  let sameSoftmax = true;
+  for (let i = 0; i < rounds; i++) {
+    const x = softmaxPass(false), y = softmaxPass(true);
+    sa.push(x.ms);
+    sb.push(y.ms);
+    sameSoftmax &&= x.outs.every((o, j) => sameBits(o, y.outs[j]));
+  }
+  report(
+    `masked softmax fwd+bwd [${b}x${heads}x${l}x${l}], mask [${b}x1x${l}x${l}], scale + add + ` +
+      `softmax vs one call (native)${sameSoftmax ? "" : " BITS DIFFER"}`,
+    sa,
+    sb,
+  );
+  if (values.profile) {
+    for (const [name, inPlace] of [["A", false], ["B", true]] as const) {
+      prof.phase(`attention ${name}`);
+      for (let i = 0; i < rounds; i++) pass(inPlace);
+      prof.phase("idle");
+    }
+    for (const p of prof.report()) if (p.phase.startsWith("attention")) console.log(formatPhase(p));
+  }
+
+  // The per-head GEMMs of one forward + backward, on CBLAS (A) or the wasm kernel (B).
+  const up = (x: Float32Array) => nb.upload(x, "f32");
+  const Q = up(q0), K = up(k0), V = up(v0), G = up(g0), P = up(rand(b * heads * l * l));
+  const S = nb.alloc(b * heads * l * l, "f32"), C = nb.alloc(b * l * d, "f32");
+  const rows = { stride: l * d, perHead: dh, ld: d };
+  const sq = { stride: heads * l * l, perHead: l * l, ld: l };
+  const call = (
+    x: typeof Q,
+    xo: typeof rows,
+    y: typeof Q,
+    yo: typeof rows,
+    z: typeof Q,
+    zo: typeof rows,
+    m: number,
+    n: number,
+    kk: number,
+    transA: boolean,
+    transB: boolean,
+  ): GemmArgs =>
+    gemmArgs(x, y, z, m, n, kk, {
+      transA,
+      transB,
+      batch: b,
+      strideA: xo.stride,
+      strideB: yo.stride,
+      strideC: zo.stride,
+      batch2: heads,
+      strideA2: xo.perHead,
+      strideB2: yo.perHead,
+      strideC2: zo.perHead,
+      lda: xo.ld,
+      ldb: yo.ld,
+      ldc: zo.ld,
+    });
+  const calls: GemmArgs[] = [
+    call(Q, rows, K, rows, S, sq, l, l, dh, false, true), // scores
+    call(P, sq, V, rows, C, rows, l, dh, l, false, false), // mix
+    call(S, sq, K, rows, C, rows, l, dh, l, false, false), // dq
+    call(S, sq, Q, rows, C, rows, l, dh, l, true, false), // dk
+    call(G, rows, V, rows, S, sq, l, l, dh, false, true), // dp
+    call(P, sq, G, rows, C, rows, l, dh, l, true, false), // dv
+  ];
+  const wasmGemm = WasmBackend.prototype.gemm;
+  const time = (kernel: (g: GemmArgs) => void) => {
+    const t0 = performance.now();
+    for (const g of calls) kernel(g);
+    return performance.now() - t0;
+  };
+  const ga: number[] = [], gb: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    ga.push(time((g) => nb.gemm(g)));
+    gb.push(time((g) => wasmGemm.call(nb, g)));
+  }
+  const first = calls[0];
+  const outOf = (kernel: (g: GemmArgs) => void) => {
+    kernel(first);
+    return nb.download(S) as Float32Array;
+  };
+  const x = outOf((g) => nb.gemm(g)).slice(), y = outOf((g) => wasmGemm.call(nb, g));
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff = Math.max(diff, Math.abs(x[i] - y[i]));
+  report(
+    `the ${calls.length} per-head GEMM calls of attention fwd+bwd, CBLAS per product vs wasm kernel` +
+      ` (scores max abs diff ${diff.toExponential(1)})`,
+    ga,
+    gb,
+  );
+  // The same products on CBLAS in three layouts: A = on permuted copies (each (sequence, head)
+  // matrix contiguous, one batch of B * h), B = in place, sequences outer and heads inner (what
+  // headGemm runs); C = in place, heads outer (one batch of B per head).
+  const contiguous = (g: GemmArgs): GemmArgs =>
+    gemmArgs(g.a, g.b, g.c, g.m, g.n, g.k, {
+      transA: g.transA,
+      transB: g.transB,
+      batch: b * heads,
+      strideA: g.m * g.k,
+      strideB: g.k * g.n,
+      strideC: g.m * g.n,
+    });
+  const headsOuter = (g: GemmArgs): GemmArgs[] =>
+    Array.from({ length: heads }, (_, j) => ({
+      ...g,
+      batch2: 1,
+      aOffset: j * g.strideA2!,
+      bOffset: j * g.strideB2!,
+      cOffset: j * g.strideC2!,
+    }));
+  const layouts = [calls.map(contiguous), calls, calls.flatMap(headsOuter)];
+  const lt: number[][] = [[], [], []];
+  for (let i = 0; i < rounds; i++) {
+    layouts.forEach((list, v) => {
+      const t0 = performance.now();
+      for (const g of list) nb.gemm(g);
+      lt[v].push(performance.now() - t0);
+    });
+  }
+  report(
+    "attention GEMMs on CBLAS: on permuted copies (A) vs in place, heads inner (B)",
+    lt[0],
+    lt[1],
+  );
+  report("attention GEMMs on CBLAS: in place, heads outer (A) vs heads inner (B)", lt[2], lt[1]);
+  nb.dispose?.();
+}
+
+if (what.has("window")) {
+  if (!values.data) throw new Error("--what window needs --data DIR (a preprocessed dataset)");
+  const nb = await NativeBackend.open();
+  if ("unavailable" in nb) throw new Error(nb.unavailable);
+  const prof = profiled(nb, { sync: true });
+  setBackend(prof.backend);
+  const cfg = resolveConfig(null, [
+    `model=${values.model}`,
+    "trainMode=window",
+    "batchSize=128",
+  ]);
+  const ds = await loadDataset(values.data);
+  const model = createModel(cfg, itemSide(ds), new Rng(cfg.seed), () => {});
+  model.train();
+  const ex = windowExamples(ds);
+  const order = bucketedOrder(ex, cfg.maxLen, cfg.batchSize, new Rng(0));
+  const origin = timestampOrigin(ds);
+  const negatives = negativeDistribution(cfg, ds);
+  const nBatches = Math.min(Number(values.batches), Math.ceil(ex.users.length / cfg.batchSize));
+  const batches = Array.from({ length: nBatches }, (_, i) => {
+    const start = i * cfg.batchSize;
+    const end = Math.min(ex.users.length, start + cfg.batchSize);
+    return makeBatch(ds, ex, order, start, end, cfg.maxLen, origin, new Rng(i), true);
+  });
+  const params = model.parameters();
+
+  // Variant A: the attention as it was, heads permuted to [B, h, L, dh] and back.
+  const drop = (x: Tensor, p: number, ctx: ForwardContext) =>
+    op.dropout(x, p, ctx.rng.nextU32(), ctx.training);
+  const scoresA = (q: Linear, k: Linear, x: Tensor, heads: number, memory: Tensor = x) =>
+    op.matmul(splitHeads(q.forward(x), heads), splitHeads(k.forward(memory), heads), false, true);
+  type Attend = (
+    scores: Tensor,
+    x: Tensor,
+    mask: Tensor,
+    ctx: ForwardContext,
+    memory?: Tensor,
+  ) => Tensor;
+  const attendA = function (
+    this: ValueAttention,
+    scores: Tensor,
+    x: Tensor,
+    mask: Tensor,
+    ctx: ForwardContext,
+    memory: Tensor = x,
+  ): Tensor {
+    const heads = this.cfg.heads;
+    const probs = drop(
+      maskedSoftmaxA(scores, mask, 1 / Math.sqrt(x.shape[2] / heads)),
+      this.cfg.attnDropout,
+      ctx,
+    );
+    const v = splitHeads(this.value.forward(memory), heads);
+    const out = drop(
+      this.dense.forward(mergeHeads(op.matmul(probs, v))),
+      this.cfg.hiddenDropout,
+      ctx,
+    );
+    return this.norm.forward(op.add(out, x));
+  };
+  const proto = ValueAttention.prototype as unknown as { attend: Attend };
+  const mha = MultiHeadAttention.prototype;
+  const saved = { attend: proto.attend, forward: mha.forward, forwardQueries: mha.forwardQueries };
+  const useA = (a: boolean) => {
+    proto.attend = a ? attendA : saved.attend;
+    mha.forward = a
+      ? function (this: MultiHeadAttention, x, mask, ctx, scoresFrom = x) {
+        const s = scoresA(this.query, this.key, scoresFrom, this.cfg.heads);
+        return (this as unknown as { attend: Attend }).attend(s, x, mask, ctx);
+      }
+      : saved.forward;
+    mha.forwardQueries = a
+      ? function (this: MultiHeadAttention, queries, memory, mask, ctx) {
+        const s = scoresA(this.query, this.key, queries, this.cfg.heads, memory);
+        return (this as unknown as { attend: Attend }).attend(s, queries, mask, ctx, memory);
+      }
+      : saved.forwardQueries;
+  };
+  const stepOnce = (a: boolean, batch: (typeof batches)[number], keep = true) => {
+    useA(a);
+    const t0 = performance.now();
+    const ctx = { training: true, rng: new Rng(1), negatives };
+    tidy(() => {
+      const out = model.loss(batch, ctx);
+      backward(out.total, undefined, { release: true });
+    });
+    const ms = performance.now() - t0;
+    const grads = keep ? params.map((p) => p.grad?.toFloat32() ?? new Float32Array(0)) : [];
+    for (const p of params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+    return { ms, grads };
+  };
+  stepOnce(false, batches[0]); // first touch of the arena's memory
+  const a: number[] = [], bb: number[] = [];
+  let same = true;
+  for (let r = 0; r < rounds; r++) {
+    let sa = 0, sb = 0;
+    for (const batch of batches) {
+      const x = stepOnce(true, batch), y = stepOnce(false, batch);
+      sa += x.ms;
+      sb += y.ms;
+      same &&= x.grads.every((g, i) => sameBits(g, y.grads[i]));
+    }
+    a.push(sa);
+    bb.push(sb);
+  }
+  report(
+    `${values.model} window step fwd+bwd, ${nBatches} batches of 128 (native), attention as composed` +
+      ` before vs now${same ? "" : " GRADIENTS DIFFER"}`,
+    a,
+    bb,
+  );
+  if (values.profile) {
+    for (const [name, variant] of [["A", true], ["B", false]] as const) {
+      prof.phase(`profile ${name}`);
+      for (let r = 0; r < rounds; r++) for (const batch of batches) stepOnce(variant, batch, false);
+      prof.phase("idle");
+    }
+    for (const p of prof.report()) {
+      if (p.phase.startsWith("profile")) {
+        console.log(`${formatPhase(p, 20)}\n${formatCategories(p)}`);
+      }
+    }
+  }
+  useA(false);
+  nb.dispose?.();
 }

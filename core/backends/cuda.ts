@@ -18,7 +18,10 @@ import {
   checkedInto,
   type DType,
   type GemmArgs,
+  gemmBatch2,
+  gemmLd,
   gemmSpans,
+  maskSpan,
   type Storage,
   UNARY_CODES,
   type UnaryOp,
@@ -56,7 +59,7 @@ const SYMBOLS = {
   duaf_fill_f32: fn([P, I, F]),
   duaf_fill_i32: fn([P, I, I]),
   duaf_copy2d: fn([P, I, P, I, I, I, I]),
-  duaf_gemm: fn([I, I, I, I, I, F, P, I, P, I, F, P, I, I]),
+  duaf_gemm: fn([I, I, I, I, I, F, P, I, P, I, F, P, I, I, I, I, I, I, I, I, I]),
   duaf_unary: fn([I, P, P, I, F]),
   duaf_unary_grad: fn([I, P, P, P, P, I, F]),
   duaf_binary: fn([I, P, B, P, B, P, B, I]),
@@ -65,7 +68,8 @@ const SYMBOLS = {
   duaf_sum_squares: fn([P, I, B]),
   duaf_permute: fn([P, B, B, I, P]),
   duaf_softmax: fn([P, P, I, I, I]),
-  duaf_softmax_grad: fn([P, P, P, I, I, I]),
+  duaf_softmax_grad: fn([P, P, P, I, I, I, F]),
+  duaf_masked_softmax: fn([P, P, P, I, I, F, I, I, I, I, I]),
   duaf_layer_norm: fn([P, P, P, P, P, P, I, I, F]),
   duaf_layer_norm_grad: fn([P, P, P, P, P, P, P, P, I, I]),
   duaf_ce_block: fn([P, P, P, P, I, I, I, I]),
@@ -291,6 +295,8 @@ export class CudaBackend implements Backend {
     const { m, n, k, batch } = g;
     if (m <= 0 || n <= 0 || batch <= 0) return;
     const span = gemmSpans(g);
+    const { lda, ldb, ldc } = gemmLd(g);
+    const inner = gemmBatch2(g);
     need(g.a, g.aOffset, span.a, "gemm A");
     need(g.b, g.bOffset, span.b, "gemm B");
     need(g.c, g.cOffset, span.c, "gemm C");
@@ -310,6 +316,13 @@ export class CudaBackend implements Backend {
         at(g.c, g.cOffset),
         g.strideC,
         batch,
+        lda,
+        ldb,
+        ldc,
+        inner.n,
+        inner.a,
+        inner.b,
+        inner.c,
       ),
       "gemm",
     );
@@ -440,11 +453,42 @@ export class CudaBackend implements Backend {
     rows: number,
     cols: number,
     log: boolean,
+    scale = 1,
   ): void {
     for (const s of [y, g, out]) need(s, 0, rows * cols, "softmaxGrad");
     this.#check(
-      this.#s.duaf_softmax_grad(ptr(y), ptr(g), ptr(out), rows, cols, log ? 1 : 0),
+      this.#s.duaf_softmax_grad(ptr(y), ptr(g), ptr(out), rows, cols, log ? 1 : 0, scale),
       "softmaxGrad",
+    );
+  }
+
+  maskedSoftmax(
+    x: Storage,
+    mask: Storage | null,
+    out: Storage,
+    rows: number,
+    cols: number,
+    scale: number,
+    heads: number,
+    q: number,
+    maskRows: readonly [number, number, number],
+  ): void {
+    need(x, 0, rows * cols, "maskedSoftmax x");
+    need(out, 0, rows * cols, "maskedSoftmax out");
+    if (mask) need(mask, 0, maskSpan(rows, cols, heads, q, maskRows), "maskedSoftmax mask");
+    this.#check(
+      this.#s.duaf_masked_softmax(
+        ptr(x),
+        mask ? ptr(mask) : null,
+        ptr(out),
+        rows,
+        cols,
+        scale,
+        heads,
+        q,
+        ...maskRows,
+      ),
+      "maskedSoftmax",
     );
   }
 

@@ -11,6 +11,9 @@ import {
   checkedInto,
   type DType,
   type GemmArgs,
+  gemmBatch2,
+  gemmLd,
+  gemmSpans,
   type Storage,
   type UnaryOp,
 } from "../backend.ts";
@@ -180,19 +183,23 @@ export class JsBackend implements Backend {
     const B = f(g.b);
     const C = f(g.c);
     const { m, n, k } = g;
+    const { lda, ldb, ldc } = gemmLd(g);
+    gemmSpans(g); // checks the row strides
+    const inner = gemmBatch2(g);
     const acc = new Float64Array(n);
-    for (let bi = 0; bi < g.batch; bi++) {
-      const a0 = g.aOffset + bi * g.strideA;
-      const b0 = g.bOffset + bi * g.strideB;
-      const c0 = g.cOffset + bi * g.strideC;
+    for (let item = 0; item < g.batch * inner.n; item++) {
+      const bi = Math.floor(item / inner.n), bj = item % inner.n;
+      const a0 = g.aOffset + bi * g.strideA + bj * inner.a;
+      const b0 = g.bOffset + bi * g.strideB + bj * inner.b;
+      const c0 = g.cOffset + bi * g.strideC + bj * inner.c;
       for (let i = 0; i < m; i++) {
         acc.fill(0);
         for (let p = 0; p < k; p++) {
-          const av = g.transA ? A[a0 + p * m + i] : A[a0 + i * k + p];
-          if (g.transB) { for (let j = 0; j < n; j++) acc[j] += av * B[b0 + j * k + p]; }
-          else for (let j = 0; j < n; j++) acc[j] += av * B[b0 + p * n + j];
+          const av = g.transA ? A[a0 + p * lda + i] : A[a0 + i * lda + p];
+          if (g.transB) { for (let j = 0; j < n; j++) acc[j] += av * B[b0 + j * ldb + p]; }
+          else for (let j = 0; j < n; j++) acc[j] += av * B[b0 + p * ldb + j];
         }
-        const row = c0 + i * n;
+        const row = c0 + i * ldc;
         for (let j = 0; j < n; j++) {
           C[row + j] = g.alpha * acc[j] + (g.beta === 1 ? C[row + j] : 0);
         }
@@ -309,19 +316,51 @@ export class JsBackend implements Backend {
     rows: number,
     cols: number,
     log: boolean,
+    scale = 1,
   ): void {
     const Y = f(y);
     const G = f(g);
     const O = f(out);
+    // The unscaled value is rounded to the storage's precision first, as in two passes.
+    const round = O instanceof Float32Array ? Math.fround : (v: number) => v;
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
       let dot = 0;
       // softmax: dx = y * (g - Σ g*y); log-softmax: dx = g - exp(y) * Σ g.
       for (let c = 0; c < cols; c++) dot += log ? G[o + c] : G[o + c] * Y[o + c];
       for (let c = 0; c < cols; c++) {
-        O[o + c] = log ? G[o + c] - Math.exp(Y[o + c]) * dot : Y[o + c] * (G[o + c] - dot);
+        const d = log ? G[o + c] - Math.exp(Y[o + c]) * dot : Y[o + c] * (G[o + c] - dot);
+        O[o + c] = scale === 1 ? d : round(d) * scale;
       }
     }
+  }
+
+  maskedSoftmax(
+    x: Storage,
+    mask: Storage | null,
+    out: Storage,
+    rows: number,
+    cols: number,
+    scale: number,
+    heads: number,
+    q: number,
+    maskRows: readonly [number, number, number],
+  ): void {
+    const X = f(x);
+    const M = mask ? f(mask) : null;
+    const O = f(out);
+    // The logits as the scale and add passes store them, then the softmax of out in place.
+    const round = O instanceof Float32Array ? Math.fround : (v: number) => v;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      const k = r % q, j = Math.floor(r / q) % heads, i = Math.floor(r / (q * heads));
+      const mo = (i * maskRows[0] + j * maskRows[1] + k * maskRows[2]) * cols;
+      for (let c = 0; c < cols; c++) {
+        const z = round(X[o + c] * scale);
+        O[o + c] = M ? z + M[mo + c] : z;
+      }
+    }
+    this.softmax(out, out, rows, cols, false);
   }
 
   layerNorm(

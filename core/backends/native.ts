@@ -8,7 +8,7 @@
  * writes them in place through a pointer to that memory's backing store. The pointer is taken
  * again whenever `memory.buffer` changes (after a grow), so it is never stale.
  */
-import { type BackendFactory, type GemmArgs, gemmSpans } from "../backend.ts";
+import { type BackendFactory, type GemmArgs, gemmBatch2, gemmLd, gemmSpans } from "../backend.ts";
 import { type Blas, openBlas } from "../../ffi/blas.ts";
 import { WasmBackend, type WasmBackendOptions, type WasmRuntime } from "./wasm/wasm_backend.ts";
 
@@ -75,25 +75,27 @@ export class NativeBackend extends WasmBackend {
     const b = this.at(g.b, g.bOffset, span.b);
     const c = this.at(g.c, g.cOffset, span.c);
     const base = this.#memoryBase();
-    const lda = g.transA ? m : k;
-    const ldb = g.transB ? k : n;
+    const { lda, ldb, ldc } = gemmLd(g);
     const at = (byte: number) => Deno.UnsafePointer.offset(base, byte);
+    const inner = gemmBatch2(g);
     for (let i = 0; i < batch; i++) {
-      this.blas.sgemm(
-        g.transA,
-        g.transB,
-        m,
-        n,
-        k,
-        g.alpha,
-        at(a + i * g.strideA * 4),
-        lda,
-        at(b + i * g.strideB * 4),
-        ldb,
-        g.beta,
-        at(c + i * g.strideC * 4),
-        n,
-      );
+      for (let j = 0; j < inner.n; j++) {
+        this.blas.sgemm(
+          g.transA,
+          g.transB,
+          m,
+          n,
+          k,
+          g.alpha,
+          at(a + (i * g.strideA + j * inner.a) * 4),
+          lda,
+          at(b + (i * g.strideB + j * inner.b) * 4),
+          ldb,
+          g.beta,
+          at(c + (i * g.strideC + j * inner.c) * 4),
+          ldc,
+        );
+      }
     }
   }
 }

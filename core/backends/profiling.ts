@@ -133,11 +133,17 @@ export const CATEGORIES = [
 ] as const;
 export type Category = typeof CATEGORIES[number];
 
-/** The category of a profiled kind (`unary:gelu`, `softmax:log`, `gemm`, ...). */
+/**
+ * The category of a profiled kind (`unary:gelu`, `softmax:log`, `gemm`, `gemm 1x[..]@[..]`, ...):
+ * the method name ends at the first ":" or space.
+ */
 export function categoryOf(kind: string): Category {
-  const [method] = kind.split(":");
+  const [method] = kind.split(/[: ]/);
   if (method === "gemm") return "GEMM";
-  if (method === "softmax" || method === "softmaxGrad" || method.startsWith("attention")) {
+  if (
+    method === "softmax" || method === "softmaxGrad" || method === "maskedSoftmax" ||
+    method.startsWith("attention")
+  ) {
     return kind.endsWith(":log") ? "CE (loss over items)" : "attention (softmax, fused)";
   }
   if (method === "layerNorm" || method === "layerNormGrad" || method.startsWith("addLayerNorm")) {

@@ -28,15 +28,9 @@ function drop(x: Tensor, p: number, ctx: ForwardContext): Tensor {
   return op.dropout(x, p, ctx.rng.nextU32(), ctx.training);
 }
 
-/** [B, L, h * dh] -> [B, h, L, dh]. */
-export function splitHeads(t: Tensor, heads: number): Tensor {
-  const [b, l, d] = t.shape;
-  return op.transpose(op.reshape(t, [b, l, heads, d / heads]), [0, 2, 1, 3]);
-}
-
 /**
  * Raw (unscaled) scores q k^T per head, queries from x [B, Lq, *], keys from memory [B, Lk, *]
- * (default x): [B, h, Lq, Lk].
+ * (default x): [B, h, Lq, Lk]. The heads are read in place from the projections (op.headDots).
  */
 export function headScores(
   q: Linear,
@@ -45,12 +39,7 @@ export function headScores(
   heads: number,
   memory: Tensor = x,
 ): Tensor {
-  return op.matmul(
-    splitHeads(q.forward(x), heads),
-    splitHeads(k.forward(memory), heads),
-    false,
-    true,
-  );
+  return op.headDots(q.forward(x), k.forward(memory), heads);
 }
 
 /**
@@ -74,15 +63,15 @@ export abstract class ValueAttention extends Module {
     ctx: ForwardContext,
     memory: Tensor = x,
   ): Tensor {
-    const [b, l, d] = x.shape;
+    const d = x.shape[2];
     const heads = this.cfg.heads;
     const probs = drop(
       op.maskedSoftmax(scores, mask, 1 / Math.sqrt(d / heads)),
       this.cfg.attnDropout,
       ctx,
     );
-    const v = splitHeads(this.value.forward(memory), heads);
-    const context = op.reshape(op.transpose(op.matmul(probs, v), [0, 2, 1, 3]), [b, l, d]);
+    // [B, Lq, d] with the heads side by side, as the permuted merge of RecBole's layout.
+    const context = op.headMix(probs, this.value.forward(memory));
     const out = drop(this.dense.forward(context), this.cfg.hiddenDropout, ctx);
     return this.norm.forward(op.add(out, x));
   }

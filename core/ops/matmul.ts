@@ -121,3 +121,181 @@ export function gemmInto(
   );
   return out;
 }
+
+/**
+ * Where one operand of attention's per-head products lives: batch item i, head j starts at
+ * offset + i * stride + j * perHead, rows `ld` apart. A [B, L, h * dh] activation holds head j in
+ * columns [j * dh, (j + 1) * dh) (perHead dh, ld h * dh); a [B, h, R, C] one is contiguous.
+ */
+interface HeadLayout {
+  t: Tensor;
+  stride: number;
+  perHead: number;
+  ld: number;
+}
+
+const inRows = (t: Tensor, heads: number): HeadLayout => {
+  const [, l, d] = t.shape;
+  return { t, stride: l * d, perHead: d / heads, ld: d };
+};
+const perHeadMatrices = (t: Tensor): HeadLayout => {
+  const [, h, r, c] = t.shape;
+  return { t, stride: h * r * c, perHead: r * c, ld: c };
+};
+
+/**
+ * C_ij = op(A_ij) op(B_ij) for every batch item i and head j, in one GEMM call whose inner batch
+ * is the heads: a sequence's heads run back to back, while its rows are in cache.
+ */
+function headGemm(
+  a: HeadLayout,
+  b: HeadLayout,
+  c: HeadLayout,
+  heads: number,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+): Tensor {
+  a.t.backend.gemm(
+    gemmArgs(a.t.storage, b.t.storage, c.t.storage, m, n, k, {
+      transA,
+      transB,
+      batch: c.t.shape[0],
+      strideA: a.stride,
+      strideB: b.stride,
+      strideC: c.stride,
+      batch2: heads,
+      strideA2: a.perHead,
+      strideB2: b.perHead,
+      strideC2: c.perHead,
+      lda: a.ld,
+      ldb: b.ld,
+      ldc: c.ld,
+    }),
+  );
+  return c.t;
+}
+
+function checkHeads(name: string, x: Tensor, memory: Tensor, heads: number): void {
+  const [b, , d] = x.shape;
+  if (
+    x.rank !== 3 || memory.rank !== 3 || memory.shape[0] !== b || memory.shape[2] !== d ||
+    d % heads !== 0
+  ) {
+    throw new Error(`${name}: [${x.shape}] and [${memory.shape}] with ${heads} heads`);
+  }
+}
+
+/**
+ * Attention scores per head: q [B, Lq, h * dh], k [B, Lk, h * dh] -> [B, h, Lq, Lk], head j's
+ * q_j k_j^T. The heads are read in place (the GEMMs' row stride is h * dh), so neither the
+ * inputs nor the gradients are permuted to [B, h, L, dh]; the products are those of the
+ * permuted layout, element for element.
+ */
+export function headDots(q: Tensor, k: Tensor, heads: number): Tensor {
+  checkHeads("headDots", q, k, heads);
+  const [b, lq, d] = q.shape;
+  const lk = k.shape[1];
+  const dh = d / heads;
+  const out = headGemm(
+    inRows(q, heads),
+    inRows(k, heads),
+    perHeadMatrices(empty([b, heads, lq, lk])),
+    heads,
+    lq,
+    lk,
+    dh,
+    false,
+    true,
+  );
+  return record(out, "head_dots", [q, k], (g) => {
+    const gs = perHeadMatrices(g);
+    // Every column of dq and dk belongs to one head, so the GEMMs write all of them.
+    const dq = q.requiresGrad
+      ? headGemm(
+        gs,
+        inRows(k, heads),
+        inRows(empty(q.shape), heads),
+        heads,
+        lq,
+        dh,
+        lk,
+        false,
+        false,
+      )
+      : null;
+    const dk = k.requiresGrad
+      ? headGemm(
+        gs,
+        inRows(q, heads),
+        inRows(empty(k.shape), heads),
+        heads,
+        lk,
+        dh,
+        lq,
+        true,
+        false,
+      )
+      : null;
+    return [dq, dk];
+  });
+}
+
+/**
+ * Attention's weighted values with the heads merged: p [B, h, Lq, Lk], v [B, Lk, h * dh] ->
+ * [B, Lq, h * dh], head j's p_j v_j in columns [j * dh, (j + 1) * dh). Like headDots, the
+ * values, the output and their gradients stay in the [B, L, h * dh] layout.
+ */
+export function headMix(p: Tensor, v: Tensor): Tensor {
+  const [b, heads, lq, lk] = p.shape;
+  if (p.rank !== 4) throw new Error(`headMix: probabilities [${p.shape}] are not [B, h, Lq, Lk]`);
+  checkHeads("headMix", v, v, heads);
+  if (v.shape[0] !== b || v.shape[1] !== lk) {
+    throw new Error(`headMix: [${p.shape}] against values [${v.shape}]`);
+  }
+  const d = v.shape[2];
+  const dh = d / heads;
+  const out = headGemm(
+    perHeadMatrices(p),
+    inRows(v, heads),
+    inRows(empty([b, lq, d]), heads),
+    heads,
+    lq,
+    dh,
+    lk,
+    false,
+    false,
+  );
+  return record(out, "head_mix", [p, v], (g) => {
+    const gs = inRows(g, heads);
+    const dp = p.requiresGrad
+      ? headGemm(
+        gs,
+        inRows(v, heads),
+        perHeadMatrices(empty(p.shape)),
+        heads,
+        lq,
+        lk,
+        dh,
+        false,
+        true,
+      )
+      : null;
+    const dv = v.requiresGrad
+      ? headGemm(
+        perHeadMatrices(p),
+        gs,
+        inRows(empty(v.shape), heads),
+        heads,
+        lk,
+        dh,
+        lq,
+        true,
+        false,
+      )
+      : null;
+    return [dp, dv];
+  });
+}

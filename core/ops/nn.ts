@@ -119,6 +119,24 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
 export function maskedSoftmax(scores: Tensor, mask: Tensor | null, scale: number): Tensor {
   const [rows, cols] = rowsCols(scores);
   const b = scores.backend;
+  const geometry = maskGeometry(scores.shape, mask?.shape ?? null);
+  if (geometry) {
+    // One backend call: the scaled and masked logits never exist as a tensor.
+    const out = empty(scores.shape);
+    const [heads, q, maskRows] = geometry;
+    b.maskedSoftmax(
+      scores.storage,
+      mask?.storage ?? null,
+      out.storage,
+      rows,
+      cols,
+      scale,
+      heads,
+      q,
+      maskRows,
+    );
+    return maskedSoftmaxRecord(out, scores, scale, rows, cols);
+  }
   const z = empty(scores.shape);
   b.unary("scale", scores.storage, z.storage, z.size, scale);
   let logits = z;
@@ -135,6 +153,26 @@ export function maskedSoftmax(scores: Tensor, mask: Tensor | null, scale: number
   return maskedSoftmaxRecord(out, scores, scale, rows, cols);
 }
 
+/**
+ * Scores [.., a, heads, q, cols] (rank 2 to 4) as Backend.maskedSoftmax's rows, and the mask's
+ * row strides over them; null where the mask does not fit that form (a broadcast last axis,
+ * rank over 4), which then takes the separate passes.
+ */
+function maskGeometry(
+  shape: readonly number[],
+  maskShape: readonly number[] | null,
+): [number, number, [number, number, number]] | null {
+  const rank = shape.length;
+  if (rank < 2 || rank > 4) return null;
+  const lead = [1, 1, 1, ...shape.slice(0, -1)].slice(-3);
+  const cols = shape[rank - 1];
+  if (!maskShape) return [lead[1], lead[2], [0, 0, 0]];
+  if (maskShape.length > rank || maskShape[maskShape.length - 1] !== cols) return null;
+  const es = broadcastStrides(maskShape, shape).slice(0, -1);
+  const rowStrides = [0, 0, 0, ...es.map((e) => e / cols)].slice(-3);
+  return [lead[1], lead[2], rowStrides as [number, number, number]];
+}
+
 function maskedSoftmaxRecord(
   out: Tensor,
   scores: Tensor,
@@ -144,12 +182,9 @@ function maskedSoftmaxRecord(
 ): Tensor {
   const b = scores.backend;
   return record(out, "masked_softmax", [scores], (g) => {
-    const dz = empty(scores.shape);
-    b.softmaxGrad(out.storage, g.storage, dz.storage, rows, cols, false);
-    if (scale === 1) return [dz];
+    // The scale is applied inside the gradient kernel, rounded as a pass of its own would be.
     const ds = empty(scores.shape);
-    b.unary("scale", dz.storage, ds.storage, dz.size, scale);
-    dz.dispose();
+    b.softmaxGrad(out.storage, g.storage, ds.storage, rows, cols, false, scale);
     return [ds];
   });
 }

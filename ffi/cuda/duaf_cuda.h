@@ -76,10 +76,12 @@ int duaf_copy2d(const void *src, int32_t src_stride, void *dst, int32_t dst_stri
                 int32_t cols, int32_t accumulate);
 
 /* ---- dense -------------------------------------------------------------------------------- */
-/* Row-major batched strided GEMM with the semantics of GemmArgs (core/backend.ts). */
+/* Row-major batched strided GEMM with the semantics of GemmArgs (core/backend.ts), row strides
+   lda / ldb / ldc and an inner batch of batch2 items stride_*2 apart. */
 int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha,
               const float *a, int32_t stride_a, const float *b, int32_t stride_b, float beta,
-              float *c, int32_t stride_c, int32_t batch);
+              float *c, int32_t stride_c, int32_t batch, int32_t lda, int32_t ldb, int32_t ldc,
+              int32_t batch2, int32_t stride_a2, int32_t stride_b2, int32_t stride_c2);
 
 /* ---- elementwise -------------------------------------------------------------------------- */
 int duaf_unary(int32_t op, const float *x, float *out, int32_t n, float alpha);
@@ -98,7 +100,10 @@ int duaf_permute(const void *x, const int32_t *shape, const int32_t *perm, int32
 /* ---- row-wise ------------------------------------------------------------------------------ */
 int duaf_softmax(const float *x, float *out, int32_t rows, int32_t cols, int32_t log);
 int duaf_softmax_grad(const float *y, const float *g, float *out, int32_t rows, int32_t cols,
-                      int32_t log);
+                      int32_t log, float scale);
+/* softmax(x * scale + mask) with the semantics of Backend.maskedSoftmax (mask may be NULL). */
+int duaf_masked_softmax(const float *x, const float *mask, float *out, int32_t rows, int32_t cols,
+                        float scale, int32_t heads, int32_t q, int32_t sb, int32_t sh, int32_t sq);
 int duaf_layer_norm(const float *x, const float *gamma, const float *beta, float *out, float *mean,
                     float *rstd, int32_t rows, int32_t cols, float eps);
 int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, const float *rstd,

@@ -69,9 +69,11 @@ int duaf_copy2d(const void *src, int32_t src_stride, void *dst, int32_t dst_stri
 }
 int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha,
               const float *a, int32_t stride_a, const float *b, int32_t stride_b, float beta,
-              float *c, int32_t stride_c, int32_t batch) {
+              float *c, int32_t stride_c, int32_t batch, int32_t lda, int32_t ldb, int32_t ldc,
+              int32_t batch2, int32_t stride_a2, int32_t stride_b2, int32_t stride_c2) {
   (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)stride_a,
-      (void)b, (void)stride_b, (void)beta, (void)c, (void)stride_c, (void)batch;
+      (void)b, (void)stride_b, (void)beta, (void)c, (void)stride_c, (void)batch, (void)lda,
+      (void)ldb, (void)ldc, (void)batch2, (void)stride_a2, (void)stride_b2, (void)stride_c2;
   return 0;
 }
 int duaf_unary(int32_t op, const float *x, float *out, int32_t n, float alpha) {
@@ -114,8 +116,14 @@ int duaf_softmax(const float *x, float *out, int32_t rows, int32_t cols, int32_t
   return 0;
 }
 int duaf_softmax_grad(const float *y, const float *g, float *out, int32_t rows, int32_t cols,
-                      int32_t log) {
-  (void)y, (void)g, (void)out, (void)rows, (void)cols, (void)log;
+                      int32_t log, float scale) {
+  (void)y, (void)g, (void)out, (void)rows, (void)cols, (void)log, (void)scale;
+  return 0;
+}
+int duaf_masked_softmax(const float *x, const float *mask, float *out, int32_t rows, int32_t cols,
+                        float scale, int32_t heads, int32_t q, int32_t sb, int32_t sh, int32_t sq) {
+  (void)x, (void)mask, (void)out, (void)rows, (void)cols, (void)scale, (void)heads, (void)q,
+      (void)sb, (void)sh, (void)sq;
   return 0;
 }
 int duaf_layer_norm(const float *x, const float *gamma, const float *beta, float *out, float *mean,

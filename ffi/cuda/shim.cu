@@ -437,8 +437,9 @@ extern "C" int duaf_copy2d(const void *src, int32_t src_stride, void *dst, int32
 // Built-in tiled GEMM for machines without cuBLAS: 64x64 tile per 256-thread block, 4x4 outputs
 // per thread. Row-major operands; TA/TB select how A and B are stored.
 template <bool TA, bool TB>
-__global__ void k_gemm(int M, int N, int K, float alpha, const float *A, long long sA,
-                       const float *B, long long sB, float beta, float *C, long long sC) {
+__global__ void k_gemm(int M, int N, int K, float alpha, const float *A, long long sA, int lda,
+                       const float *B, long long sB, int ldb, float beta, float *C, long long sC,
+                       int ldc) {
   const int BM = 64, BN = 64, BK = 16;
   __shared__ float As[BK][BM + 4];
   __shared__ float Bs[BK][BN + 4];
@@ -454,14 +455,14 @@ __global__ void k_gemm(int M, int N, int K, float alpha, const float *A, long lo
       int i = TA ? t % BM : t / BK, kk = TA ? t / BM : t % BK;
       int gi = row0 + i, gk = k0 + kk;
       float v = 0.f;
-      if (gi < M && gk < K) v = TA ? A[(long long)gk * M + gi] : A[(long long)gi * K + gk];
+      if (gi < M && gk < K) v = TA ? A[(long long)gk * lda + gi] : A[(long long)gi * lda + gk];
       As[kk][i] = v;
     }
     for (int t = threadIdx.x; t < BK * BN; t += kThreads) {
       int j = TB ? t / BK : t % BN, kk = TB ? t % BK : t / BN;
       int gj = col0 + j, gk = k0 + kk;
       float v = 0.f;
-      if (gj < N && gk < K) v = TB ? B[(long long)gj * K + gk] : B[(long long)gk * N + gj];
+      if (gj < N && gk < K) v = TB ? B[(long long)gj * ldb + gk] : B[(long long)gk * ldb + gj];
       Bs[kk][j] = v;
     }
     __syncthreads();
@@ -487,39 +488,42 @@ __global__ void k_gemm(int M, int N, int K, float alpha, const float *A, long lo
     for (int c = 0; c < 4; c++) {
       int gj = col0 + tx + 16 * c;
       if (gj >= N) continue;
-      float *o = C + (long long)gi * N + gj;
+      float *o = C + (long long)gi * ldc + gj;
       // beta == 0 must not read C (it may hold NaN), as BLAS specifies.
       *o = beta == 0.f ? alpha * acc[r][c] : alpha * acc[r][c] + beta * *o;
     }
   }
 }
 
-__global__ void k_zero_batched(float *c, unsigned mn, long long stride, unsigned batch) {
+__global__ void k_zero_batched(float *c, unsigned m, unsigned n, int ldc, long long stride,
+                               unsigned batch) {
   unsigned t = global_id();
+  const unsigned mn = m * n;
   if (t >= mn * batch) return;
-  unsigned b = t / mn;
-  c[b * stride + (t - b * mn)] = 0.f;
+  unsigned b = t / mn, r = (t - b * mn) / n;
+  c[b * stride + (long long)r * ldc + (t - b * mn - r * n)] = 0.f;
 }
 
-extern "C" int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
-                         float alpha, const float *a, int32_t stride_a, const float *b,
-                         int32_t stride_b, float beta, float *c, int32_t stride_c, int32_t batch) {
-  if (m <= 0 || n <= 0 || batch <= 0) return 0;
+// One strided batch of products (the outer batch of duaf_gemm).
+static int gemm_batch(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
+                      float alpha, const float *a, int32_t stride_a, const float *b,
+                      int32_t stride_b, float beta, float *c, int32_t stride_c, int32_t batch,
+                      int32_t lda, int32_t ldb, int32_t ldc) {
   if (k <= 0) { // C = beta * C, with beta 0 or 1
     if (beta != 0.f) return 0;
-    k_zero_batched<<<blocks_for((long long)m * n * batch), kThreads>>>(c, m * n, stride_c, batch);
+    k_zero_batched<<<blocks_for((long long)m * n * batch), kThreads>>>(c, m, n, ldc, stride_c,
+                                                                       batch);
     LAUNCHED("gemm(k=0)");
     return 0;
   }
-  const int lda = trans_a ? m : k, ldb = trans_b ? k : n;
   if (g_use_cublas) {
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
     const int opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     int st = batch == 1
                  ? g_cublas.sgemm(g_cublas.handle, opb, opa, n, m, k, &alpha, b, ldb, a, lda, &beta,
-                                  c, n)
+                                  c, ldc)
                  : g_cublas.sgemm_strided_batched(g_cublas.handle, opb, opa, n, m, k, &alpha, b,
-                                                  ldb, stride_b, a, lda, stride_a, &beta, c, n,
+                                                  ldb, stride_b, a, lda, stride_a, &beta, c, ldc,
                                                   stride_c, batch);
     if (st != 0) return fail("cublasSgemm: %s", cublas_status_name(st));
     return 0;
@@ -530,18 +534,35 @@ extern "C" int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n,
     const float *ab = a + (long long)b0 * stride_a, *bb = b + (long long)b0 * stride_b;
     float *cb = c + (long long)b0 * stride_c;
     if (!trans_a && !trans_b)
-      k_gemm<false, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta,
-                                               cb, stride_c);
+      k_gemm<false, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, lda, bb, stride_b,
+                                               ldb, beta, cb, stride_c, ldc);
     else if (!trans_a && trans_b)
-      k_gemm<false, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta, cb,
-                                              stride_c);
+      k_gemm<false, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, lda, bb, stride_b, ldb,
+                                              beta, cb, stride_c, ldc);
     else if (trans_a && !trans_b)
-      k_gemm<true, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta, cb,
-                                              stride_c);
+      k_gemm<true, false><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, lda, bb, stride_b, ldb,
+                                              beta, cb, stride_c, ldc);
     else
-      k_gemm<true, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, bb, stride_b, beta, cb,
-                                             stride_c);
+      k_gemm<true, true><<<grid, kThreads>>>(m, n, k, alpha, ab, stride_a, lda, bb, stride_b, ldb,
+                                             beta, cb, stride_c, ldc);
     LAUNCHED("gemm");
+  }
+  return 0;
+}
+
+extern "C" int duaf_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
+                         float alpha, const float *a, int32_t stride_a, const float *b,
+                         int32_t stride_b, float beta, float *c, int32_t stride_c, int32_t batch,
+                         int32_t lda, int32_t ldb, int32_t ldc, int32_t batch2,
+                         int32_t stride_a2, int32_t stride_b2, int32_t stride_c2) {
+  if (m <= 0 || n <= 0 || batch <= 0) return 0;
+  // The inner batch (attention heads) as one strided batch per inner item: on the device the
+  // order of the items does not matter.
+  for (int32_t j = 0; j < batch2; j++) {
+    int st = gemm_batch(trans_a, trans_b, m, n, k, alpha, a + (long long)j * stride_a2, stride_a,
+                        b + (long long)j * stride_b2, stride_b, beta, c + (long long)j * stride_c2,
+                        stride_c, batch, lda, ldb, ldc);
+    if (st != 0) return st;
   }
   return 0;
 }
@@ -966,8 +987,31 @@ __global__ void k_softmax(const float *x, float *out, int rows, int cols, int lo
   for (int c = lane; c < cols; c += 32) o[c] = log_ ? xr[c] - lse : expf(xr[c] - lse);
 }
 
+// softmax(x * scale + mask): the logits are rounded as the separate scale and add passes round
+// them (no fused multiply-add), written to out, then out's softmax in place, row by row.
+__global__ void k_masked_softmax(const float *x, const float *mask, float *out, int rows, int cols,
+                                 float scale, int heads, int q, int sb, int sh, int sq) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *xr = x + (size_t)row * cols;
+  float *o = out + (size_t)row * cols;
+  const int k = row % q, j = (row / q) % heads, i = row / (q * heads);
+  const float *mr = mask ? mask + ((size_t)i * sb + (size_t)j * sh + (size_t)k * sq) * cols : nullptr;
+  float mx = -INFINITY;
+  for (int c = lane; c < cols; c += 32) {
+    const float z = mr ? __fadd_rn(__fmul_rn(xr[c], scale), mr[c]) : __fmul_rn(xr[c], scale);
+    o[c] = z;
+    mx = fmaxf(mx, z);
+  }
+  mx = warp_max(mx);
+  float s = 0.f;
+  for (int c = lane; c < cols; c += 32) s += expf(o[c] - mx);
+  const float lse = mx + logf(warp_sum(s));
+  for (int c = lane; c < cols; c += 32) o[c] = expf(o[c] - lse);
+}
+
 __global__ void k_softmax_grad(const float *y, const float *g, float *out, int rows, int cols,
-                               int log_) {
+                               int log_, float scale) {
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
   if (row >= rows) return;
   const size_t o = (size_t)row * cols;
@@ -975,8 +1019,10 @@ __global__ void k_softmax_grad(const float *y, const float *g, float *out, int r
   float dot = 0.f;
   for (int c = lane; c < cols; c += 32) dot += log_ ? g[o + c] : g[o + c] * y[o + c];
   dot = warp_sum(dot);
-  for (int c = lane; c < cols; c += 32)
-    out[o + c] = log_ ? g[o + c] - expf(y[o + c]) * dot : y[o + c] * (g[o + c] - dot);
+  for (int c = lane; c < cols; c += 32) {
+    const float d = log_ ? g[o + c] - expf(y[o + c]) * dot : y[o + c] * (g[o + c] - dot);
+    out[o + c] = scale == 1.f ? d : __fmul_rn(d, scale);
+  }
 }
 
 extern "C" int duaf_softmax(const float *x, float *out, int32_t rows, int32_t cols, int32_t log) {
@@ -987,10 +1033,20 @@ extern "C" int duaf_softmax(const float *x, float *out, int32_t rows, int32_t co
 }
 
 extern "C" int duaf_softmax_grad(const float *y, const float *g, float *out, int32_t rows,
-                                 int32_t cols, int32_t log) {
+                                 int32_t cols, int32_t log, float scale) {
   if (rows <= 0 || cols <= 0) return 0;
-  k_softmax_grad<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(y, g, out, rows, cols, log);
+  k_softmax_grad<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(y, g, out, rows, cols, log, scale);
   LAUNCHED("softmaxGrad");
+  return 0;
+}
+
+extern "C" int duaf_masked_softmax(const float *x, const float *mask, float *out, int32_t rows,
+                                   int32_t cols, float scale, int32_t heads, int32_t q, int32_t sb,
+                                   int32_t sh, int32_t sq) {
+  if (rows <= 0 || cols <= 0) return 0;
+  k_masked_softmax<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(x, mask, out, rows, cols, scale,
+                                                                  heads, q, sb, sh, sq);
+  LAUNCHED("maskedSoftmax");
   return 0;
 }
 

@@ -5,7 +5,13 @@
  * may special-case: tile edges, broadcast patterns, chunked reductions, repeated indices.
  */
 import assert from "node:assert/strict";
-import type { Backend, BinaryOp, Storage, UnaryOp } from "../../core/backend.ts";
+import {
+  type Backend,
+  type BinaryOp,
+  maskSpan,
+  type Storage,
+  type UnaryOp,
+} from "../../core/backend.ts";
 import { Rng } from "../../core/random.ts";
 
 export interface ParityCase {
@@ -66,6 +72,8 @@ interface GemmCase {
   alpha?: number;
   beta?: 0 | 1;
   offsets?: boolean;
+  /** Row strides this much longer than the rows (lda, ldb, ldc): blocks of wider matrices. */
+  pad?: number;
 }
 
 function gemmCase(c: GemmCase): ParityCase {
@@ -73,19 +81,25 @@ function gemmCase(c: GemmCase): ParityCase {
     c.transB ? "T" : ""
   } a=${c.alpha ?? 1} b=${c.beta ?? 0}${c.shareA ? " shareA" : ""}${c.shareB ? " shareB" : ""}${
     c.offsets ? " offsets" : ""
-  }`;
+  }${c.pad ? ` ld+${c.pad}` : ""}`;
   return {
     name: `gemm ${tag}`,
     rtol: 1e-4,
     atol: 1e-4,
     run(be) {
       const off = c.offsets ? 7 : 0;
-      const strideA = c.shareA ? 0 : c.m * c.k + (c.offsets ? 3 : 0);
-      const strideB = c.shareB ? 0 : c.k * c.n + (c.offsets ? 5 : 0);
-      const strideC = c.m * c.n + (c.offsets ? 2 : 0);
-      const lenA = off + (c.batch - 1) * strideA + c.m * c.k;
-      const lenB = off + (c.batch - 1) * strideB + c.k * c.n;
-      const lenC = off + (c.batch - 1) * strideC + c.m * c.n;
+      const pad = c.pad ?? 0;
+      // Stored rows x row length of each operand, and its row stride.
+      const [rA, wA] = c.transA ? [c.k, c.m] : [c.m, c.k];
+      const [rB, wB] = c.transB ? [c.n, c.k] : [c.k, c.n];
+      const lda = wA + pad, ldb = wB + pad, ldc = c.n + pad;
+      const spanA = rA * lda, spanB = rB * ldb, spanC = c.m * ldc;
+      const strideA = c.shareA ? 0 : spanA + (c.offsets ? 3 : 0);
+      const strideB = c.shareB ? 0 : spanB + (c.offsets ? 5 : 0);
+      const strideC = spanC + (c.offsets ? 2 : 0);
+      const lenA = off + (c.batch - 1) * strideA + spanA;
+      const lenB = off + (c.batch - 1) * strideB + spanB;
+      const lenC = off + (c.batch - 1) * strideC + spanC;
       const a = up(be, randn(1, lenA));
       const b = up(be, randn(2, lenB));
       const cInit = randn(3, lenC);
@@ -108,6 +122,7 @@ function gemmCase(c: GemmCase): ParityCase {
         aOffset: off,
         bOffset: off,
         cOffset: off,
+        ...(pad ? { lda, ldb, ldc } : {}),
         alpha: c.alpha ?? 1,
         beta: c.beta ?? 0,
       });
@@ -136,6 +151,14 @@ export function gemmCases(): ParityCase[] {
   cases.push(gemmCase({ m: 6, n: 4, k: 0, transA: false, transB: false, batch: 2, beta: 1 }));
   cases.push(gemmCase({ m: 1, n: 1, k: 1, transA: false, transB: false, batch: 1 }));
   cases.push(gemmCase({ m: 130, n: 257, k: 64, transA: false, transB: false, batch: 1 }));
+  // Attention heads read and written in place: blocks of wider rows, every transpose.
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      cases.push(gemmCase({ m: 50, n: 50, k: 32, transA, transB, batch: 3, pad: 32 }));
+      cases.push(gemmCase({ m: 7, n: 13, k: 5, transA, transB, batch: 2, pad: 3, offsets: true }));
+    }
+  }
+  cases.push(gemmCase({ m: 6, n: 4, k: 0, transA: false, transB: false, batch: 2, pad: 2 }));
   return cases;
 }
 
@@ -410,6 +433,32 @@ export function rowCases(): ParityCase[] {
   for (const [rows, items, block] of [[37, 101, 37], [5, 1000, 1000], [3, 7, 1], [64, 130, 64]]) {
     cases.push(crossEntropyBlocksCase(rows, items, block));
   }
+  // Attention's fused softmax: [a, heads, q] rows, masks broadcast over heads, queries or all.
+  const masked: [number, number, number, number, [number, number, number] | null][] = [
+    [3, 2, 50, 50, [50, 0, 1]], // [B, 1, L, L] causal + padding
+    [4, 2, 1, 50, [1, 0, 0]], // [B, 1, 1, L] padding keys
+    [2, 3, 7, 9, [0, 0, 1]], // [1, 1, q, L]
+    [2, 3, 5, 6, [15, 5, 1]], // a full mask
+    [2, 2, 3, 37, null],
+  ];
+  for (const [a, heads, q, cols, maskRows] of masked) {
+    cases.push({
+      name: `maskedSoftmax [${a},${heads},${q},${cols}] mask rows ${maskRows ?? "none"}`,
+      rtol: 1e-5,
+      atol: 1e-6,
+      run(be) {
+        const rows = a * heads * q;
+        const x = up(be, randn(73, rows * cols, 4));
+        const span = maskRows ? maskSpan(rows, cols, heads, q, maskRows) : 0;
+        const m = maskRows
+          ? up(be, uniform(74, span, -3, 3).map((v) => v < -2 ? -10000 : v))
+          : null;
+        const y = be.alloc(rows * cols, "f32");
+        be.maskedSoftmax(x, m, y, rows, cols, 0.125 + 0.01, heads, q, maskRows ?? [0, 0, 0]);
+        return [be.download(y)];
+      },
+    });
+  }
   for (const [rows, cols] of [[37, 50], [5, 1000], [3, 1], [64, 33]]) {
     for (const log of [false, true]) {
       cases.push({
@@ -434,7 +483,9 @@ export function rowCases(): ParityCase[] {
           const g = up(be, randn(72, rows * cols));
           const dx = be.alloc(rows * cols, "f32");
           be.softmaxGrad(y, g, dx, rows, cols, log);
-          return [be.download(dx)];
+          const scaled = be.alloc(rows * cols, "f32");
+          be.softmaxGrad(y, g, scaled, rows, cols, log, 0.17);
+          return [be.download(dx), be.download(scaled)];
         },
       });
     }

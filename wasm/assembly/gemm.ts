@@ -267,8 +267,10 @@ function copyEdgeRows(src: usize, rs: usize, ks: usize, mr: i32, kc: i32, dst: u
 
 /**
  * Computes rows [rowBegin, rowEnd) x columns [colBegin, colEnd) of C for `batch` consecutive
- * batch items (a, b, c point at the first item; strides in elements). Pointers are byte
- * addresses; scratch holds GEMM_SCRATCH_BYTES private to the calling thread.
+ * batch items, each with `batch2` inner items (a, b, c point at the first item; item (i, j) at
+ * i * stride + j * stride2, strides in elements). lda, ldb, ldc are the stored matrices' row
+ * strides in elements. Pointers are byte addresses; scratch holds GEMM_SCRATCH_BYTES private to
+ * the calling thread.
  */
 export function gemm(
   a: usize,
@@ -283,6 +285,13 @@ export function gemm(
   strideA: i32,
   strideB: i32,
   strideC: i32,
+  batch2: i32,
+  strideA2: i32,
+  strideB2: i32,
+  strideC2: i32,
+  lda: i32,
+  ldb: i32,
+  ldc: i32,
   alpha: f32,
   beta: i32,
   rowBegin: i32,
@@ -291,16 +300,21 @@ export function gemm(
   colEnd: i32,
   scratch: usize,
 ): void {
-  for (let bi = 0; bi < batch; bi++) {
+  for (let item = 0; item < batch * batch2; item++) {
+    const bi = item / batch2;
+    const bj = item - bi * batch2;
     gemmOne(
-      a + (<usize>bi * strideA << 2),
-      b + (<usize>bi * strideB << 2),
-      c + (<usize>bi * strideC << 2),
+      a + ((<usize>bi * strideA + <usize>bj * strideA2) << 2),
+      b + ((<usize>bi * strideB + <usize>bj * strideB2) << 2),
+      c + ((<usize>bi * strideC + <usize>bj * strideC2) << 2),
       m,
       n,
       k,
       transA,
       transB,
+      lda,
+      ldb,
+      ldc,
       alpha,
       beta,
       rowBegin,
@@ -321,6 +335,9 @@ function gemmOne(
   k: i32,
   transA: bool,
   transB: bool,
+  lda: i32,
+  ldb: i32,
+  ldcE: i32,
   alpha: f32,
   beta: i32,
   r0: i32,
@@ -330,7 +347,7 @@ function gemmOne(
   scratch: usize,
 ): void {
   if (r0 >= r1 || c0 >= c1) return;
-  const ldc = <usize>n << 2;
+  const ldc = <usize>ldcE << 2;
   if (k == 0) {
     if (beta == 0) {
       for (let i = <usize>r0; i < <usize>r1; i++) memory.fill(c + i * ldc + (<usize>c0 << 2), 0, (c1 - c0) << 2);
@@ -341,11 +358,10 @@ function gemmOne(
   const edgeA = bp + (PACK_B_FLOATS << 2);
   const scratchTile = edgeA + (EDGE_A_FLOATS << 2);
   const scaled = alpha != 1;
-  const ldaB = <usize>(transA ? m : k) << 2;
+  const ldaB = <usize>lda << 2;
   // op(A)[i][k] at a + i * rs + k * ks
   const rs: usize = transA ? 4 : ldaB;
   const ks: usize = transA ? ldaB : 4;
-  const ldb = transB ? k : n;
   const ldbB = <usize>ldb << 2;
   const panelStride: usize = NR << 2;
   const kcMax = min(KC, k);

@@ -9,6 +9,7 @@ export {
   crossEntropyBlockGrad,
   layerNorm,
   layerNormGrad,
+  maskedSoftmax,
   softmax,
   softmaxGrad,
 } from "./rows";

@@ -6,11 +6,101 @@ import { hmax, hsum, loadTail, storeTail } from "./simd";
 /** Softmax (or log-softmax) of each row of cols floats. */
 export function softmax(x: usize, out: usize, rows: i32, cols: i32, log: bool): void {
   const rowBytes = <usize>cols << 2;
+  for (let r = 0; r < rows; r++) softmaxRow(x + <usize>r * rowBytes, out + <usize>r * rowBytes, cols, log);
+}
+
+/**
+ * Attention's softmax(x * scale + mask) per row, one call instead of a scale pass, a mask pass
+ * and the softmax: row r (of rowBegin + rows, counted as [a, heads, q]) takes the logits
+ * f32(f32(x * scale) + mask row), rounded as the separate passes round them, computed again in
+ * each of softmax's passes instead of stored, then softmax's arithmetic (softmaxRow). The mask
+ * row of row (i, j, k) starts at (i * sb + j * sh + k * sq) rows into mask; hasMask false adds
+ * nothing.
+ */
+export function maskedSoftmax(
+  x: usize,
+  mask: usize,
+  out: usize,
+  rows: i32,
+  cols: i32,
+  scale: f32,
+  hasMask: bool,
+  heads: i32,
+  q: i32,
+  sb: i32,
+  sh: i32,
+  sq: i32,
+  rowBegin: i32,
+): void {
+  const rowBytes = <usize>cols << 2;
   const nv = cols & ~3;
   const tail = cols - nv;
+  const sv = f32x4.splat(scale);
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * rowBytes;
     const or = out + <usize>r * rowBytes;
+    const ra = rowBegin + r;
+    const k = ra % q;
+    const j = (ra / q) % heads;
+    const i = ra / (q * heads);
+    const mr = hasMask ? mask + (<usize>(i * sb + j * sh + k * sq)) * rowBytes : 0;
+    let vm = f32x4.splat(-Infinity);
+    for (let c = 0; c < nv; c += 4) vm = f32x4.pmax(vm, logitsV(xr, mr, c, sv, hasMask));
+    let m = hmax(vm);
+    for (let c = nv; c < cols; c++) m = max(m, logit(xr, mr, c, scale, hasMask));
+    const sm = f32x4.splat(m);
+    let vs = f32x4.splat(0);
+    for (let c = 0; c < nv; c += 4) {
+      const e = expBoundedV(f32x4.sub(logitsV(xr, mr, c, sv, hasMask), sm));
+      v128.store(or + (<usize>c << 2), e);
+      vs = f32x4.add(vs, e);
+    }
+    let s = hsum(vs);
+    if (tail) {
+      const o = <usize>nv << 2;
+      let z = f32x4.mul(loadTail(xr + o, tail), sv);
+      if (hasMask) z = f32x4.add(z, loadTail(mr + o, tail));
+      const e = expBoundedV(f32x4.sub(z, sm));
+      storeTail(or + o, e, tail);
+      // lanes beyond the tail hold e^(0 - m), so add only the valid ones
+      s += f32x4.extract_lane(e, 0);
+      if (tail > 1) s += f32x4.extract_lane(e, 1);
+      if (tail > 2) s += f32x4.extract_lane(e, 2);
+    }
+    const inv = f32x4.splat(1 / s);
+    for (let c = 0; c < nv; c += 4) {
+      const o = <usize>c << 2;
+      v128.store(or + o, f32x4.mul(v128.load(or + o), inv));
+    }
+    for (let c = nv; c < cols; c++) {
+      const o = <usize>c << 2;
+      store<f32>(or + o, load<f32>(or + o) * f32x4.extract_lane(inv, 0));
+    }
+  }
+}
+
+/** Four logits f32(f32(x * scale) + mask) from column c. */
+// @ts-ignore: decorator
+@inline function logitsV(xr: usize, mr: usize, c: i32, sv: v128, hasMask: bool): v128 {
+  const o = <usize>c << 2;
+  const z = f32x4.mul(v128.load(xr + o), sv);
+  return hasMask ? f32x4.add(z, v128.load(mr + o)) : z;
+}
+
+/** One logit, as logitsV. */
+// @ts-ignore: decorator
+@inline function logit(xr: usize, mr: usize, c: i32, scale: f32, hasMask: bool): f32 {
+  const o = <usize>c << 2;
+  const z = load<f32>(xr + o) * scale;
+  return hasMask ? z + load<f32>(mr + o) : z;
+}
+
+/** One row of softmax; xr and or may be the same row. */
+// @ts-ignore: decorator
+@inline function softmaxRow(xr: usize, or: usize, cols: i32, log: bool): void {
+  const nv = cols & ~3;
+  const tail = cols - nv;
+  {
     let vm = f32x4.splat(-Infinity);
     for (let i = 0; i < nv; i += 4) vm = f32x4.pmax(vm, v128.load(xr + (<usize>i << 2)));
     let m = hmax(vm);
@@ -59,7 +149,8 @@ export function softmax(x: usize, out: usize, rows: i32, cols: i32, log: bool): 
 }
 
 /**
- * Softmax: dx = y * (g - sum(g * y)); log-softmax: dx = g - e^y * sum(g).
+ * Softmax: dx = y * (g - sum(g * y)); log-softmax: dx = g - e^y * sum(g). With scale != 1 each
+ * dx is then multiplied by it, rounded as a separate scale pass would (attention's 1 / sqrt(dh)).
  */
 export function softmaxGrad(
   y: usize,
@@ -68,7 +159,10 @@ export function softmaxGrad(
   rows: i32,
   cols: i32,
   log: bool,
+  scale: f32,
 ): void {
+  const scaled = scale != 1;
+  const sv = f32x4.splat(scale);
   const rowBytes = <usize>cols << 2;
   const nv = cols & ~3;
   const tail = cols - nv;
@@ -90,11 +184,13 @@ export function softmaxGrad(
     const ss = f32x4.splat(s);
     for (let i = 0; i < nv; i += 4) {
       const o = <usize>i << 2;
-      v128.store(or + o, gradV(v128.load(yr + o), v128.load(gr + o), ss, log));
+      const d = gradV(v128.load(yr + o), v128.load(gr + o), ss, log);
+      v128.store(or + o, scaled ? f32x4.mul(d, sv) : d);
     }
     if (tail) {
       const o = <usize>nv << 2;
-      storeTail(or + o, gradV(loadTail(yr + o, tail), loadTail(gr + o, tail), ss, log), tail);
+      const d = gradV(loadTail(yr + o, tail), loadTail(gr + o, tail), ss, log);
+      storeTail(or + o, scaled ? f32x4.mul(d, sv) : d, tail);
     }
   }
 }

@@ -21,6 +21,13 @@ export interface KernelExports {
     strideA: number,
     strideB: number,
     strideC: number,
+    batch2: number,
+    strideA2: number,
+    strideB2: number,
+    strideC2: number,
+    lda: number,
+    ldb: number,
+    ldc: number,
     alpha: number,
     beta: number,
     rowBegin: number,
@@ -64,7 +71,30 @@ export interface KernelExports {
   permute(x: number, out: number, rank: number, params: number): void;
   sumSquares(x: number, n: number): number;
   softmax(x: number, out: number, rows: number, cols: number, log: number): void;
-  softmaxGrad(y: number, g: number, out: number, rows: number, cols: number, log: number): void;
+  softmaxGrad(
+    y: number,
+    g: number,
+    out: number,
+    rows: number,
+    cols: number,
+    log: number,
+    scale: number,
+  ): void;
+  maskedSoftmax(
+    x: number,
+    mask: number,
+    out: number,
+    rows: number,
+    cols: number,
+    scale: number,
+    hasMask: number,
+    heads: number,
+    q: number,
+    sb: number,
+    sh: number,
+    sq: number,
+    rowBegin: number,
+  ): void;
   layerNorm(
     x: number,
     gamma: number,

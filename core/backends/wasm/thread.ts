@@ -7,14 +7,14 @@
 import { Worker } from "node:worker_threads";
 
 // Control block layout (Int32 slots, then Float64 arguments from byte 64).
-export const CTRL_BYTES = 64 + 8 * 24;
+export const CTRL_BYTES = 64 + 8 * 32;
 export const SEQ = 0; // bumped by the main thread to publish a call
 export const DONE = 1; // set by the worker to the SEQ value it finished
 export const OP = 2; // index into THREAD_OPS, or STOP
 export const NARGS = 3;
 export const FAILED = 4; // non-zero when the worker's share threw
 export const ARGS_BYTE = 64;
-export const MAX_ARGS = 24;
+export const MAX_ARGS = 32;
 export const STOP = -1;
 
 /** Kernel exports the worker can run. */
@@ -24,6 +24,7 @@ export const THREAD_OPS = [
   "unaryGrad",
   "softmax",
   "softmaxGrad",
+  "maskedSoftmax",
   "layerNorm",
   "crossEntropyBlock",
   "crossEntropyBlockGrad",
@@ -92,6 +93,8 @@ export class KernelThread {
   run(op: ThreadOp, args: readonly number[], own: () => void): void {
     if (this.#stopped) throw new Error("wasm kernel thread was stopped");
     const i32 = this.#i32;
+    // A typed array drops writes past its end: more arguments would reach the worker cut short.
+    if (args.length > MAX_ARGS) throw new RangeError(`kernel thread: ${args.length} arguments`);
     for (let i = 0; i < args.length; i++) this.#f64[i] = args[i];
     i32[OP] = THREAD_OPS.indexOf(op);
     i32[NARGS] = args.length;

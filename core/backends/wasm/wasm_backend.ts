@@ -17,7 +17,10 @@ import {
   checkedInto,
   type DType,
   type GemmArgs,
+  gemmBatch2,
+  gemmLd,
   gemmSpans,
+  maskSpan,
   type Storage,
   UNARY_CODES,
   type UnaryOp,
@@ -286,6 +289,8 @@ export class WasmBackend implements Backend {
     const c = this.at(g.c, g.cOffset, span.c);
     const tA = g.transA ? 1 : 0;
     const tB = g.transB ? 1 : 0;
+    const { lda, ldb, ldc } = gemmLd(g);
+    const inner = gemmBatch2(g);
     const run = (
       aPtr: number,
       bPtr: number,
@@ -309,6 +314,13 @@ export class WasmBackend implements Backend {
       g.strideA,
       g.strideB,
       g.strideC,
+      inner.n,
+      inner.a,
+      inner.b,
+      inner.c,
+      lda,
+      ldb,
+      ldc,
       g.alpha,
       g.beta,
       r0,
@@ -318,7 +330,7 @@ export class WasmBackend implements Backend {
       scratch,
     ];
     const thread = this.#thread;
-    if (!thread || 2 * m * n * k * batch < GEMM_THREAD_FLOPS) {
+    if (!thread || 2 * m * n * k * batch * inner.n < GEMM_THREAD_FLOPS) {
       this.#gemmCall(run(a, b, c, batch, 0, m, 0, n, this.#scratch));
       return;
     }
@@ -523,6 +535,7 @@ export class WasmBackend implements Backend {
     rows: number,
     cols: number,
     log: boolean,
+    scale = 1,
   ): void {
     const yp = this.at(y, 0, rows * cols);
     const gp = this.at(g, 0, rows * cols);
@@ -530,12 +543,41 @@ export class WasmBackend implements Backend {
     const lg = log ? 1 : 0;
     const k = this.kernels;
     const half = this.#rowSplit(rows, cols);
-    if (half === 0) return k.softmaxGrad(yp, gp, op, rows, cols, lg);
+    if (half === 0) return k.softmaxGrad(yp, gp, op, rows, cols, lg, scale);
     const o = half * cols * 4;
     this.#onBoth(
       "softmaxGrad",
-      [yp + o, gp + o, op + o, rows - half, cols, lg],
-      () => k.softmaxGrad(yp, gp, op, half, cols, lg),
+      [yp + o, gp + o, op + o, rows - half, cols, lg, scale],
+      () => k.softmaxGrad(yp, gp, op, half, cols, lg, scale),
+    );
+  }
+
+  maskedSoftmax(
+    x: Storage,
+    mask: Storage | null,
+    out: Storage,
+    rows: number,
+    cols: number,
+    scale: number,
+    heads: number,
+    q: number,
+    maskRows: readonly [number, number, number],
+  ): void {
+    const xp = this.at(x, 0, rows * cols);
+    const op = this.at(out, 0, rows * cols);
+    const mp = mask ? this.at(mask, 0, maskSpan(rows, cols, heads, q, maskRows)) : 0;
+    const has = mask ? 1 : 0;
+    const [sb, sh, sq] = maskRows;
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, cols);
+    if (half === 0) {
+      return k.maskedSoftmax(xp, mp, op, rows, cols, scale, has, heads, q, sb, sh, sq, 0);
+    }
+    const o = half * cols * 4;
+    this.#onBoth(
+      "maskedSoftmax",
+      [xp + o, mp, op + o, rows - half, cols, scale, has, heads, q, sb, sh, sq, half],
+      () => k.maskedSoftmax(xp, mp, op, half, cols, scale, has, heads, q, sb, sh, sq, 0),
     );
   }
 
