@@ -99,6 +99,19 @@ Deno.test("gradcheck: reductions and shape ops", () => {
   gradCheck("broadcastTo", [{ shape: [3, 1] }], ([x]) => op.broadcastTo(x, [2, 3, 4]));
 });
 
+Deno.test("gradcheck: DuAF modality fusion, through h and through the weights", () => {
+  for (const m of [1, 3, 4]) {
+    const shapes = Array.from({ length: m + 2 }, () => ({ shape: [2, 3, 5] }));
+    gradCheck(`modality_fusion h, ${m} modalities`, shapes, (xs) => {
+      return op.modalityFusion(xs.slice(0, m), xs[m], xs[m + 1], 1.5).h;
+    });
+    gradCheck(`modality_fusion h and omega, ${m} modalities`, shapes, (xs) => {
+      const { h, omega } = op.modalityFusion(xs.slice(0, m), xs[m], xs[m + 1]);
+      return op.add(op.sum(op.square(h)), op.sum(op.mul(omega, omega)));
+    });
+  }
+});
+
 Deno.test("gradcheck: softmax, layer norm, embedding, pick, losses, normalisation", () => {
   gradCheck("softmax", [{ shape: [3, 5] }], ([x]) => op.softmax(x));
   gradCheck("log_softmax", [{ shape: [3, 5] }], ([x]) => op.logSoftmax(x));

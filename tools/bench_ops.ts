@@ -23,16 +23,26 @@
  *   (Backend.rankRows); the metrics must agree to the bit. `--mask-seen` ranks without the
  *   users' earlier items.
  *
+ * - `model-step` (with --data): a whole training step of any model (forward + backward of
+ *   model.loss and afterStep, no optimizer step) on the first --batches batches of the trainer's
+ *   order (window training, batch 128 unless --set says otherwise), native backend, for each
+ *   --variant "LABEL=ROOT|KEY=VALUE,..." (ROOT: a checkout whose core/ is imported, "." for this
+ *   one; KEY=VALUE: config settings over --set), all alternating batch by batch; B/A is each
+ *   variant against the first. Each step draws from `new Rng(1)`, so variants of the same config
+ *   on two checkouts see the same draws: their loss parts and gradients are compared bit for bit.
+ *
  * `--ab exp` compares, in `ce` and `step`, linearCrossEntropy with the kept exponentials
  * (B, `keepsCrossEntropyExp`: the gradient is one multiply per logit) against the same op
  * computing them again in the backward (A); the loss bits are compared, and the gradients'
  * largest relative difference is printed.
  *
- *   deno task bench ops [--what ce,kernels,step] [--ab plain|exp] [--rounds 11]
+ *   deno task bench ops [--what ce,kernels,step,model-step] [--ab plain|exp] [--rounds 11]
  *                       [--old-kernels FILE] [--data DIR] [--batches 8] [--run DIR [--mask-seen]]
+ *                       [--set KEY=VALUE ...] [--variant "LABEL=ROOT|KEY=VALUE,..." ...]
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
+import { pathToFileURL } from "node:url";
 import { NativeBackend } from "../core/backends/native.ts";
 import * as op from "../core/ops/mod.ts";
 import { Rng } from "../core/random.ts";
@@ -63,6 +73,8 @@ const { values } = parseArgs({
     ab: { type: "string", default: "plain" },
     run: { type: "string" },
     "mask-seen": { type: "boolean", default: false },
+    set: { type: "string", multiple: true, default: [] },
+    variant: { type: "string", multiple: true, default: [] },
   },
 });
 if (values.ab !== "plain" && values.ab !== "exp") throw new Error("--ab: plain or exp");
@@ -287,4 +299,110 @@ if (what.has("eval")) {
     a,
     b,
   );
+}
+
+if (what.has("model-step")) {
+  if (!values.data) throw new Error("--what model-step needs --data DIR (a preprocessed dataset)");
+  const variants = values.variant!.map((v) => {
+    const m = /^([^=]+)=([^|]*)\|?(.*)$/.exec(v);
+    if (!m) throw new Error(`--variant ${v}: LABEL=ROOT|KEY=VALUE,...`);
+    return { label: m[1], root: m[2] || ".", sets: m[3] ? m[3].split(",") : [] };
+  });
+  if (!variants.length) throw new Error("--what model-step needs at least one --variant");
+  const steppers = [];
+  for (const v of variants) steppers.push(await modelStepper(v.root, values.data, v.sets));
+  const nb = Number(values.batches);
+  const times = variants.map(() => [] as number[]);
+  const sums = variants.map(() => [] as string[]);
+  for (let r = 0; r < rounds; r++) {
+    const round = variants.map(() => 0);
+    for (let i = 0; i < nb; i++) {
+      steppers.forEach((s, k) => {
+        const { ms, sum } = s(i);
+        round[k] += ms;
+        if (r === 0) sums[k].push(sum);
+      });
+    }
+    round.forEach((ms, k) => times[k].push(ms));
+  }
+  variants.forEach((v, k) => {
+    // Same config on another checkout: are the step's numbers the same bits as the first's?
+    const twin = variants.findIndex((w) => w.sets.join() === v.sets.join());
+    const bits = twin < k
+      ? (sums[twin].join() === sums[k].join() ? " (same bits)" : " (bits DIFFER)")
+      : "";
+    report(`${v.label} [${v.root}] ${v.sets.join(" ")}${bits}, ${nb} steps`, times[0], times[k]);
+  });
+}
+
+/**
+ * A step function over the first batches of a model's window-training epoch, built from the
+ * modules of the checkout at `root` (each checkout has its own backend and tensor registry).
+ * Returns the step's milliseconds and a checksum of its loss parts and gradients.
+ */
+async function modelStepper(root: string, data: string, sets: string[]) {
+  const base = pathToFileURL(resolvePath(root) + "/");
+  const imp = (p: string) => import(new URL(p, base).href);
+  const { NativeBackend: Native } = await imp("core/backends/native.ts");
+  const T = await imp("core/tensor.ts");
+  const { resolveConfig: resolve } = await imp("core/config.ts");
+  const { loadDataset: load } = await imp("core/data/dataset.ts");
+  const { createModel: create } = await imp("core/models/registry.ts");
+  const E = await imp("core/models/examples.ts");
+  const { bucketedOrder: order } = await imp("core/train/order.ts");
+  const { itemSide: side } = await imp("core/train/run.ts");
+  const { microBatchTokens } = await imp("core/train/trainer.ts");
+  const R = await imp("core/random.ts");
+  const backend = await Native.open();
+  if ("unavailable" in backend) throw new Error(backend.unavailable);
+  T.setBackend(backend);
+  const cfg = resolve(null, ["trainMode=window", "batchSize=128", ...values.set!, ...sets]);
+  const ds = await load(data);
+  const model = create(cfg, side(ds), new R.Rng(cfg.seed), () => {});
+  model.train();
+  const ex = E.windowExamples(ds);
+  const ord = order(ex, cfg.maxLen, cfg.batchSize, new R.Rng(0));
+  const origin = E.timestampOrigin(ds);
+  const micro = microBatchTokens(cfg, model.memoryFactor ?? 1, ds.numItems);
+  const params: Tensor[] = model.trainableParameters?.() ?? model.parameters();
+  return (i: number) => {
+    T.setBackend(backend);
+    const start = i * cfg.batchSize;
+    const batch = E.makeBatch(
+      ds,
+      ex,
+      ord,
+      start,
+      Math.min(ex.users.length, start + cfg.batchSize),
+      cfg.maxLen,
+      origin,
+      null,
+      true,
+    );
+    const ctx = { training: true, rng: new R.Rng(1) };
+    const parts: number[] = [];
+    const t0 = performance.now();
+    for (const m of E.microBatches(batch, micro, model.padsTo)) {
+      T.tidy(() => {
+        const out = model.loss(m, ctx);
+        for (const t of Object.values(out.parts) as Tensor[]) parts.push(t.item());
+        T.backward(out.total, T.full(out.total.shape, 1), { release: true });
+      });
+    }
+    const extra = model.afterStep?.(batch, ctx) ?? {};
+    const ms = performance.now() - t0;
+    for (const t of Object.values(extra) as Tensor[]) {
+      parts.push(t.item());
+      t.dispose();
+    }
+    let h = 0x811c9dc5;
+    for (const p of params) {
+      if (!p.grad) continue;
+      const u = new Uint32Array(p.grad.toFloat32().buffer);
+      for (let j = 0; j < u.length; j++) h = Math.imul(h ^ u[j], 16777619);
+      p.grad.dispose();
+      p.grad = null;
+    }
+    return { ms, sum: `${parts.join("/")}#${(h >>> 0).toString(16)}` };
+  };
 }

@@ -213,3 +213,67 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null):
   const headDim = q.shape[q.rank - 1];
   return matmul(maskedSoftmax(matmul(q, k, false, true), mask, 1 / Math.sqrt(headDim)), v);
 }
+
+/**
+ * DuAF's modality fusion (paper Eq. 7-8) as one op: for M (1..4) modality tensors e^m, a time
+ * embedding t and a query q, all of one shape [..., d],
+ *   ω^m = softmax_m(scale <q, tanh(e^m + t)>),  h = Σ_m ω^m e^m.
+ * Returns h [..., d] and ω [..., M]. The composition (stack, add, tanh, mul, sum, softmax, mul,
+ * sum) passes over [..., M, d] about twenty times forward and backward; this op once each way.
+ */
+export function modalityFusion(
+  mods: readonly Tensor[],
+  t: Tensor,
+  q: Tensor,
+  scale = 1,
+): { h: Tensor; omega: Tensor } {
+  const m = mods.length;
+  if (m < 1 || m > 4) throw new RangeError(`modalityFusion: 1 to 4 modalities, got ${m}`);
+  const shape = mods[0].shape;
+  for (const x of [...mods, t, q]) {
+    if (x.shape.length !== shape.length || x.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`modalityFusion: shapes differ ([${x.shape}] vs [${shape}])`);
+    }
+  }
+  const [rows, dim] = rowsCols(mods[0]);
+  const b = t.backend;
+  const h = empty(shape);
+  const omega = empty([...shape.slice(0, -1), m]);
+  const keys = empty([rows, m, dim]);
+  b.modalityFusion(
+    mods.map((x) => x.storage),
+    t.storage,
+    q.storage,
+    h.storage,
+    omega.storage,
+    keys.storage,
+    rows,
+    dim,
+    scale,
+  );
+  // h and ω are two tape entries over the same kernel: each passes its own gradient (the other
+  // as zero), and the inputs' gradients add up.
+  const grad = (gh: Tensor, gomega: Tensor | null) => {
+    const ge = mods.map(() => empty(shape));
+    const gt = empty(shape);
+    const gq = empty(shape);
+    b.modalityFusionGrad(
+      mods.map((x) => x.storage),
+      q.storage,
+      omega.storage,
+      keys.storage,
+      gh.storage,
+      gomega?.storage ?? null,
+      ge.map((x) => x.storage),
+      gt.storage,
+      gq.storage,
+      rows,
+      dim,
+      scale,
+    );
+    return [...ge, gt, gq];
+  };
+  record(h, "modality_fusion", [...mods, t, q], (g) => grad(g, null));
+  record(omega, "modality_fusion_weights", [...mods, t, q], (g) => grad(zeros(shape), g));
+  return { h, omega };
+}

@@ -665,6 +665,71 @@ export class WasmBackend implements Backend {
     );
   }
 
+  // ---- DuAF fusion ------------------------------------------------------------------------------
+
+  modalityFusion(
+    e: readonly Storage[],
+    t: Storage,
+    q: Storage,
+    h: Storage,
+    omega: Storage,
+    keys: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void {
+    const n = rows * dim;
+    this.#writeParams([e.map((x) => this.at(x, 0, n))]);
+    this.kernels.modalityFusion(
+      this.#params,
+      e.length,
+      this.at(t, 0, n),
+      this.at(q, 0, n),
+      this.at(h, 0, n),
+      this.at(omega, 0, rows * e.length),
+      this.at(keys, 0, n * e.length),
+      rows,
+      dim,
+      scale,
+    );
+  }
+
+  modalityFusionGrad(
+    e: readonly Storage[],
+    q: Storage,
+    omega: Storage,
+    keys: Storage,
+    gh: Storage,
+    gomega: Storage | null,
+    ge: readonly Storage[],
+    gt: Storage,
+    gq: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void {
+    const n = rows * dim;
+    const m = e.length;
+    // e's pointers, then ge's at params + 16 bytes
+    const list = e.map((x) => this.at(x, 0, n));
+    while (list.length < 4) list.push(0);
+    this.#writeParams([list, ge.map((x) => this.at(x, 0, n))]);
+    this.kernels.modalityFusionGrad(
+      this.#params,
+      m,
+      this.at(q, 0, n),
+      this.at(omega, 0, rows * m),
+      this.at(keys, 0, n * m),
+      this.at(gh, 0, n),
+      gomega ? this.at(gomega, 0, rows * m) : 0,
+      this.at(gt, 0, n),
+      this.at(gq, 0, n),
+      rows,
+      dim,
+      scale,
+    );
+  }
+
   // ---- indexing -----------------------------------------------------------------------------
 
   gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
