@@ -99,6 +99,14 @@ Deno.test("gradcheck: reductions and shape ops", () => {
   gradCheck("broadcastTo", [{ shape: [3, 1] }], ([x]) => op.broadcastTo(x, [2, 3, 4]));
 });
 
+Deno.test("gradcheck: dropoutRows (rows of a larger tensor's dropout mask)", () => {
+  gradCheck(
+    "dropout_rows",
+    [{ shape: [3, 4] }],
+    ([x]) => op.dropoutRows(x, 0.4, 7, 10, Int32Array.of(2, 5, 9)),
+  );
+});
+
 Deno.test("gradcheck: DuAF modality fusion, through h and through the weights", () => {
   for (const m of [1, 3, 4]) {
     const shapes = Array.from({ length: m + 2 }, () => ({ shape: [2, 3, 5] }));

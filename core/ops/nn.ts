@@ -2,11 +2,12 @@
  * Differentiable neural-network ops: softmax family, layer norm, dropout, embedding lookup,
  * losses, normalisation and attention.
  */
-import { empty, record, type Tensor, zeros } from "../tensor.ts";
+import { empty, full, record, type Tensor, tensor, zeros } from "../tensor.ts";
 import { broadcastStrides, contiguousStrides } from "./broadcast.ts";
 import { add, addScalar, div, mul, neg, softplus, sqrt } from "./elementwise.ts";
 import { gemmInto, matmul } from "./matmul.ts";
 import { mean, sum } from "./reduce.ts";
+import { reshape } from "./shape.ts";
 
 function rowsCols(x: Tensor): [number, number] {
   const cols = x.shape[x.rank - 1];
@@ -84,6 +85,24 @@ export function dropout(x: Tensor, p: number, seed: number, training: boolean): 
   };
   const out = applyMask(x);
   return record(out, "dropout", [x], (g) => [applyMask(g)]);
+}
+
+/**
+ * Dropout of x, seen as rows of its last axis, with the mask `dropout(·, p, seed)` draws for a
+ * [of, cols] tensor at rows `rows` (one per row of x): a pass over some rows of an activation
+ * keeps the full pass's mask, and its bits (x * mask is what dropout computes).
+ */
+export function dropoutRows(
+  x: Tensor,
+  p: number,
+  seed: number,
+  of: number,
+  rows: Int32Array,
+): Tensor {
+  const cols = x.shape[x.rank - 1];
+  if (rows.length * cols !== x.size) throw new Error("dropoutRows: one row index per row of x");
+  const mask = dropout(full([of, cols], 1), p, seed, true);
+  return mul(x, reshape(embedding(mask, tensor(rows, [rows.length], "i32")), x.shape));
 }
 
 /**
