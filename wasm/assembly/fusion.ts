@@ -38,7 +38,8 @@ import { hsum, loadTail, madd, storeTail } from "./simd";
 }
 
 /**
- * e: m (1..4) pointers to [rows, dim] modality rows (an i32 list at `ptrs`); t, q [rows, dim].
+ * e: m (1..4) pointers to [rows, dim] modality rows (an i32 list at `ptrs`); t, q [rows, dim];
+ * rows [rowBegin, rowEnd) are computed (a thread's share).
  * Writes keys [rows, m, dim] = tanh(e_j + t), omega [rows, m] = softmax_j(scale <keys_j, q>) and
  * h [rows, dim] = Σ_j omega_j e_j. Tail lanes load as 0, so they add tanh(0) * 0 to the scores.
  */
@@ -50,7 +51,8 @@ export function modalityFusion(
   h: usize,
   omega: usize,
   keys: usize,
-  rows: i32,
+  rowBegin: i32,
+  rowEnd: i32,
   dim: i32,
   scale: f32,
 ): void {
@@ -58,7 +60,7 @@ export function modalityFusion(
   const nv = dim & ~3;
   const tail = dim - nv;
   const end = tail ? nv + 4 : nv;
-  for (let r = 0; r < rows; r++) {
+  for (let r = rowBegin; r < rowEnd; r++) {
     const off = <usize>r * rowBytes;
     const tr = t + off, qr = q + off;
     let s = f32x4.splat(0);
@@ -112,7 +114,8 @@ export function modalityFusionGrad(
   gomega: usize,
   gt: usize,
   gq: usize,
-  rows: i32,
+  rowBegin: i32,
+  rowEnd: i32,
   dim: i32,
   scale: f32,
 ): void {
@@ -120,7 +123,7 @@ export function modalityFusionGrad(
   const nv = dim & ~3;
   const tail = dim - nv;
   const end = tail ? nv + 4 : nv;
-  for (let r = 0; r < rows; r++) {
+  for (let r = rowBegin; r < rowEnd; r++) {
     const off = <usize>r * rowBytes;
     const gr = gh + off, qr = q + off;
     const wr = omega + (<usize>(r * m) << 2);

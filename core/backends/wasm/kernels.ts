@@ -117,7 +117,8 @@ export interface KernelExports {
     h: number,
     omega: number,
     keys: number,
-    rows: number,
+    rowBegin: number,
+    rowEnd: number,
     dim: number,
     scale: number,
   ): void;
@@ -131,7 +132,8 @@ export interface KernelExports {
     gomega: number,
     gt: number,
     gq: number,
-    rows: number,
+    rowBegin: number,
+    rowEnd: number,
     dim: number,
     scale: number,
   ): void;

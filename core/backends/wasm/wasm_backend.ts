@@ -680,17 +680,19 @@ export class WasmBackend implements Backend {
   ): void {
     const n = rows * dim;
     this.#writeParams([e.map((x) => this.at(x, 0, n))]);
-    this.kernels.modalityFusion(
-      this.#params,
-      e.length,
-      this.at(t, 0, n),
-      this.at(q, 0, n),
-      this.at(h, 0, n),
-      this.at(omega, 0, rows * e.length),
-      this.at(keys, 0, n * e.length),
-      rows,
-      dim,
-      scale,
+    const m = e.length;
+    const tp = this.at(t, 0, n), qp = this.at(q, 0, n), hp = this.at(h, 0, n);
+    const wp = this.at(omega, 0, rows * m), kp = this.at(keys, 0, n * m);
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, dim * m);
+    if (half === 0) {
+      return k.modalityFusion(this.#params, m, tp, qp, hp, wp, kp, 0, rows, dim, scale);
+    }
+    // Both threads read the one pointer list; each computes its rows.
+    this.#onBoth(
+      "modalityFusion",
+      [this.#params, m, tp, qp, hp, wp, kp, half, rows, dim, scale],
+      () => k.modalityFusion(this.#params, m, tp, qp, hp, wp, kp, 0, half, dim, scale),
     );
   }
 
@@ -714,19 +716,19 @@ export class WasmBackend implements Backend {
     const list = e.map((x) => this.at(x, 0, n));
     while (list.length < 4) list.push(0);
     this.#writeParams([list, ge.map((x) => this.at(x, 0, n))]);
-    this.kernels.modalityFusionGrad(
-      this.#params,
-      m,
-      this.at(q, 0, n),
-      this.at(omega, 0, rows * m),
-      this.at(keys, 0, n * m),
-      this.at(gh, 0, n),
-      gomega ? this.at(gomega, 0, rows * m) : 0,
-      this.at(gt, 0, n),
-      this.at(gq, 0, n),
-      rows,
-      dim,
-      scale,
+    const qp = this.at(q, 0, n), wp = this.at(omega, 0, rows * m), kp = this.at(keys, 0, n * m);
+    const gp = this.at(gh, 0, n), gwp = gomega ? this.at(gomega, 0, rows * m) : 0;
+    const gtp = this.at(gt, 0, n), gqp = this.at(gq, 0, n);
+    const p = this.#params;
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, dim * m);
+    if (half === 0) {
+      return k.modalityFusionGrad(p, m, qp, wp, kp, gp, gwp, gtp, gqp, 0, rows, dim, scale);
+    }
+    this.#onBoth(
+      "modalityFusionGrad",
+      [p, m, qp, wp, kp, gp, gwp, gtp, gqp, half, rows, dim, scale],
+      () => k.modalityFusionGrad(p, m, qp, wp, kp, gp, gwp, gtp, gqp, 0, half, dim, scale),
     );
   }
 
