@@ -31,6 +31,11 @@
  *   variant against the first. Each step draws from `new Rng(1)`, so variants of the same config
  *   on two checkouts see the same draws: their loss parts and gradients are compared bit for bit.
  *
+ * - `vscl` (with --data and --base ROOT): VSCL's host-side virtual sequences for every window
+ *   batch of an epoch (batch 128, every similarity index of the dataset's text and image
+ *   features, the default VSCL settings), A = virtualSequences of the checkout at ROOT, B = this
+ *   one's, alternating; the sequences are compared item for item.
+ *
  * `--ab exp` compares, in `ce` and `step`, linearCrossEntropy with the kept exponentials
  * (B, `keepsCrossEntropyExp`: the gradient is one multiply per logit) against the same op
  * computing them again in the backward (A); the loss bits are compared, and the gradients'
@@ -38,7 +43,7 @@
  *
  *   deno task bench ops [--what ce,kernels,step,model-step] [--ab plain|exp] [--rounds 11]
  *                       [--old-kernels FILE] [--data DIR] [--batches 8] [--run DIR [--mask-seen]]
- *                       [--set KEY=VALUE ...] [--variant "LABEL=ROOT|KEY=VALUE,..." ...]
+ *                       [--set KEY=VALUE ...] [--variant "LABEL=ROOT|KEY=VALUE,..." ...] [--base ROOT]
  */
 import { parseArgs } from "node:util";
 import { join, resolve as resolvePath } from "node:path";
@@ -53,11 +58,14 @@ import { loadDataset } from "../core/data/dataset.ts";
 import { createModel } from "../core/models/registry.ts";
 import { gatherLast } from "../core/models/sasrec.ts";
 import type { Sasrec } from "../core/models/sasrec.ts";
+import type { SequenceBatch } from "../core/models/batch.ts";
+import { buildSimilarityIndex, virtualSequences } from "../core/models/duaf/vscl.ts";
 import {
   makeBatch,
   microBatches,
   splitExamples,
   timestampOrigin,
+  windowExamples,
 } from "../core/models/examples.ts";
 import { bucketedOrder } from "../core/train/order.ts";
 import { activateBackend, evaluateRun, itemSide, openRun } from "../core/train/run.ts";
@@ -75,6 +83,7 @@ const { values } = parseArgs({
     "mask-seen": { type: "boolean", default: false },
     set: { type: "string", multiple: true, default: [] },
     variant: { type: "string", multiple: true, default: [] },
+    base: { type: "string" },
   },
 });
 if (values.ab !== "plain" && values.ab !== "exp") throw new Error("--ab: plain or exp");
@@ -333,6 +342,61 @@ if (what.has("model-step")) {
       : "";
     report(`${v.label} [${v.root}] ${v.sets.join(" ")}${bits}, ${nb} steps`, times[0], times[k]);
   });
+}
+
+if (what.has("vscl")) {
+  if (!values.data || !values.base) throw new Error("--what vscl needs --data DIR and --base ROOT");
+  const imp = (root: string, p: string) =>
+    import(new URL(p, pathToFileURL(resolvePath(root) + "/")).href);
+  const nb = await NativeBackend.open();
+  if ("unavailable" in nb) throw new Error(nb.unavailable);
+  setBackend(nb);
+  const A = (await imp(values.base, "core/models/duaf/vscl.ts")).virtualSequences;
+  const B = virtualSequences;
+  const cfg = resolveConfig(null, ["model=duafmat", "trainMode=window", "batchSize=128"]);
+  const dc = cfg.duafmat;
+  const ds = await loadDataset(values.data);
+  const side = itemSide(ds);
+  const idx = [side.text, side.image].filter((f) => f !== null).map((f) =>
+    buildSimilarityIndex(f!, dc.vsclCandidates)
+  );
+  const ex = windowExamples(ds);
+  const order = bucketedOrder(ex, cfg.maxLen, cfg.batchSize, new Rng(0));
+  const origin = timestampOrigin(ds);
+  const batches: SequenceBatch[] = [];
+  for (let s = 0; s < ex.users.length; s += cfg.batchSize) {
+    const end = Math.min(ex.users.length, s + cfg.batchSize);
+    batches.push(makeBatch(ds, ex, order, s, end, cfg.maxLen, origin, null, true));
+  }
+  const opts = {
+    rate: dc.poissonRate,
+    gamma: dc.gamma,
+    temperature: dc.lambdaTemp,
+    maxLen: cfg.maxLen,
+  };
+  // deno-lint-ignore no-explicit-any
+  const epoch = (fn: any) => {
+    const rng = new Rng(1);
+    const out: Int32Array[] = [];
+    const t0 = performance.now();
+    for (const b of batches) for (const i of idx) out.push(fn(b, b.size, i, opts, rng).items);
+    return { ms: performance.now() - t0, out };
+  };
+  const a: number[] = [], b: number[] = [];
+  let same = true;
+  for (let r = 0; r < rounds; r++) {
+    const x = epoch(A), y = epoch(B);
+    a.push(x.ms);
+    b.push(y.ms);
+    same &&= x.out.every((s, i) => s.join() === y.out[i].join());
+  }
+  report(
+    `VSCL virtual sequences, one epoch (${batches.length} batches x ${idx.length} modalities)` +
+      (same ? " (same sequences)" : " (sequences DIFFER)"),
+    a,
+    b,
+  );
+  nb.dispose?.();
 }
 
 /**
