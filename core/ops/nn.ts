@@ -257,19 +257,22 @@ export function modalityFusion(
   const [rows, dim] = rowsCols(mods[0]);
   const b = t.backend;
   const h = empty(shape);
-  const omega = empty([...shape.slice(0, -1), m]);
+  // The backward reads its own copy of ω: a releasing backward frees ω itself after ω's step.
+  const weights = empty([rows, m]);
   const keys = empty([rows, m, dim]);
   b.modalityFusion(
     mods.map((x) => x.storage),
     t.storage,
     q.storage,
     h.storage,
-    omega.storage,
+    weights.storage,
     keys.storage,
     rows,
     dim,
     scale,
   );
+  const omega = empty([...shape.slice(0, -1), m]);
+  b.copy2d(weights.storage, 0, 0, omega.storage, 0, 0, 1, omega.size, false);
   // h and ω are two tape entries over the same kernel: each passes its own gradient (the other
   // as zero), and the inputs' gradients add up.
   const grad = (gh: Tensor, gomega: Tensor | null) => {
@@ -279,7 +282,7 @@ export function modalityFusion(
     b.modalityFusionGrad(
       mods.map((x) => x.storage),
       q.storage,
-      omega.storage,
+      weights.storage,
       keys.storage,
       gh.storage,
       gomega?.storage ?? null,
