@@ -414,6 +414,43 @@ export interface Backend {
    */
   readonly keepsCrossEntropyExp?: boolean;
 
+  // ---- DuAF fusion (core/ops/nn.ts modalityFusion) ----------------------------------------
+  /**
+   * Eq. 7-8 of DuAF, row by row: for the M (1..4) modality rows e_m[r] and t[r], q[r] (all
+   * [rows, dim]): keys[r, m] = tanh(e_m[r] + t[r]), omega[r, :] = softmax_m(scale <keys[r, m],
+   * q[r]>), h[r] = Σ_m omega[r, m] e_m[r]. keys [rows, M, dim] and omega [rows, M] are kept for
+   * the backward.
+   */
+  modalityFusion(
+    e: readonly Storage[],
+    t: Storage,
+    q: Storage,
+    h: Storage,
+    omega: Storage,
+    keys: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void;
+  /**
+   * Its gradient given gh [rows, dim] and, unless null, gomega [rows, M]: ge_m, gt and gq (each
+   * [rows, dim]) are overwritten.
+   */
+  modalityFusionGrad(
+    e: readonly Storage[],
+    q: Storage,
+    omega: Storage,
+    keys: Storage,
+    gh: Storage,
+    gomega: Storage | null,
+    ge: readonly Storage[],
+    gt: Storage,
+    gq: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void;
+
   // ---- indexing -----------------------------------------------------------------------------
   /** out[i, :] = table[idx[i], :] for i < n, rows of dim elements. */
   gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void;

@@ -1,6 +1,9 @@
 /** Finite-difference gradient checks of every differentiable op (float64 reference backend). */
 import * as op from "../core/ops/mod.ts";
-import { tensor } from "../core/tensor.ts";
+import assert from "node:assert/strict";
+import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
+import { Rng } from "../core/random.ts";
+import { backward, tensor, tidy, withBackend } from "../core/tensor.ts";
 import { gradCheck } from "./helpers/gradcheck.ts";
 
 const positive = (r: { uniform(): number }) => 0.5 + 2 * r.uniform();
@@ -111,6 +114,48 @@ Deno.test("gradcheck: reductions and shape ops", () => {
     ([a, b]) => op.concat([a, b], 0),
   );
   gradCheck("broadcastTo", [{ shape: [3, 1] }], ([x]) => op.broadcastTo(x, [2, 3, 4]));
+});
+
+Deno.test("modality fusion: a releasing backward through h and ω gives the same gradients", async () => {
+  const wasm = await WasmBackend.create({ threads: 1 });
+  const r = new Rng(3);
+  const data = Array.from({ length: 5 }, () => Float32Array.from({ length: 30 }, () => r.normal()));
+  const grads = (release: boolean) =>
+    withBackend(wasm, () =>
+      tidy(() => {
+        const xs = data.map((d) => tensor(d, [2, 3, 5]));
+        for (const x of xs) x.requiresGrad = true;
+        const { h, omega } = op.modalityFusion(xs.slice(0, 3), xs[3], xs[4]);
+        // h first in the sum, so ω's backward step runs (and frees ω) before h's.
+        backward(op.add(op.sum(op.square(h)), op.sum(op.square(omega))), undefined, { release });
+        return xs.map((x) => x.grad!.toFloat32());
+      }));
+  try {
+    assert.deepEqual(grads(true), grads(false));
+  } finally {
+    wasm.dispose();
+  }
+});
+
+Deno.test("gradcheck: dropoutRows (rows of a larger tensor's dropout mask)", () => {
+  gradCheck(
+    "dropout_rows",
+    [{ shape: [3, 4] }],
+    ([x]) => op.dropoutRows(x, 0.4, 7, 10, Int32Array.of(2, 5, 9)),
+  );
+});
+
+Deno.test("gradcheck: DuAF modality fusion, through h and through the weights", () => {
+  for (const m of [1, 3, 4]) {
+    const shapes = Array.from({ length: m + 2 }, () => ({ shape: [2, 3, 5] }));
+    gradCheck(`modality_fusion h, ${m} modalities`, shapes, (xs) => {
+      return op.modalityFusion(xs.slice(0, m), xs[m], xs[m + 1], 1.5).h;
+    });
+    gradCheck(`modality_fusion h and omega, ${m} modalities`, shapes, (xs) => {
+      const { h, omega } = op.modalityFusion(xs.slice(0, m), xs[m], xs[m + 1]);
+      return op.add(op.sum(op.square(h)), op.sum(op.mul(omega, omega)));
+    });
+  }
 });
 
 Deno.test("gradcheck: softmax, layer norm, embedding, pick, losses, normalisation", () => {

@@ -88,6 +88,18 @@ function rowKernels(be: Backend): Float32Array[] {
   const rstd = be.alloc(300, "f32");
   be.layerNorm(x, gamma, beta, y, mean, rstd, 300, 257, 1e-5);
   for (const s of [y, mean, rstd]) out.push(be.download(s) as Float32Array);
+  // DuAF fusion over 3 modality rows of 257 (x, g and y as modalities, d as time and query).
+  const e = [x, g, y];
+  const omega = be.alloc(300 * 3, "f32");
+  const keys = be.alloc(3 * n, "f32");
+  const h = be.alloc(n, "f32");
+  be.modalityFusion(e, d, d, h, omega, keys, 300, 257, 1);
+  for (const s of [h, omega, keys]) out.push(be.download(s) as Float32Array);
+  const ge = e.map(() => be.alloc(n, "f32"));
+  const gt = be.alloc(n, "f32");
+  const gq = be.alloc(n, "f32");
+  be.modalityFusionGrad(e, d, omega, keys, g, omega, ge, gt, gq, 300, 257, 1);
+  for (const s of [...ge, gt, gq]) out.push(be.download(s) as Float32Array);
   return out;
 }
 
@@ -104,7 +116,7 @@ Deno.test("wasm threads: 2 threads give bit-identical results to 1", async () =>
     }
     const before = two.threadedCalls;
     const got = rowKernels(two);
-    assert.equal(two.threadedCalls, before + 7, "row kernels were not split");
+    assert.equal(two.threadedCalls, before + 9, "row kernels were not split");
     const want = rowKernels(one);
     got.forEach((g, i) => assert.deepEqual(g, want[i], `row kernel #${i}`));
     // Small work stays on the calling thread.

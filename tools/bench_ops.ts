@@ -39,17 +39,33 @@
  *   and the parameters' gradients compared bit for bit. `--profile` then profiles --rounds more
  *   passes of each (warm: no first-touch page faults) and prints both category tables.
  *
+ * - `model-step` (with --data): a whole training step of any model (forward + backward of
+ *   model.loss and afterStep, no optimizer step) on the first --batches batches of the trainer's
+ *   order (window training, batch 128 unless --set says otherwise), native backend, for each
+ *   --variant "LABEL=ROOT|KEY=VALUE,..." (ROOT: a checkout whose core/ is imported, "." for this
+ *   one; KEY=VALUE: config settings over --set), all alternating batch by batch; B/A is each
+ *   variant against the first. Each step draws from `new Rng(1)`, so variants of the same config
+ *   on two checkouts see the same draws: their loss parts and gradients are compared bit for bit.
+ *
+ * - `vscl` (with --data and --base ROOT): VSCL's host-side virtual sequences for every window
+ *   batch of an epoch (batch 128, every similarity index of the dataset's text and image
+ *   features, the default VSCL settings), A = virtualSequences of the checkout at ROOT, B = this
+ *   one's, alternating; the sequences are compared item for item.
+ *
  * `--ab exp` compares, in `ce` and `step`, linearCrossEntropy with the kept exponentials
  * (B, `keepsCrossEntropyExp`: the gradient is one multiply per logit) against the same op
  * computing them again in the backward (A); the loss bits are compared, and the gradients'
  * largest relative difference is printed.
  *
- *   deno task bench ops [--what ce,kernels,step,attention,window] [--ab plain|exp] [--rounds 11]
+ *   deno task bench ops [--what ce,kernels,step,attention,window,model-step,vscl] [--ab plain|exp]
+ *                       [--rounds 11]
  *                       [--old-kernels FILE] [--data DIR] [--batches 8] [--run DIR [--mask-seen]]
  *                       [--model sasrec] [--profile]
+ *                       [--set KEY=VALUE ...] [--variant "LABEL=ROOT|KEY=VALUE,..." ...] [--base ROOT]
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
+import { pathToFileURL } from "node:url";
 import { NativeBackend } from "../core/backends/native.ts";
 import * as op from "../core/ops/mod.ts";
 import { Rng } from "../core/random.ts";
@@ -60,11 +76,14 @@ import { loadDataset } from "../core/data/dataset.ts";
 import { createModel } from "../core/models/registry.ts";
 import { gatherLast } from "../core/models/sasrec.ts";
 import type { Sasrec } from "../core/models/sasrec.ts";
+import type { SequenceBatch } from "../core/models/batch.ts";
+import { buildSimilarityIndex, virtualSequences } from "../core/models/duaf/vscl.ts";
 import {
   makeBatch,
   microBatches,
   splitExamples,
   timestampOrigin,
+  windowExamples,
 } from "../core/models/examples.ts";
 import { bucketedOrder } from "../core/train/order.ts";
 import { activateBackend, evaluateRun, itemSide, openRun } from "../core/train/run.ts";
@@ -75,7 +94,6 @@ import type { ForwardContext } from "../core/nn/context.ts";
 import type { Linear } from "../core/nn/layers.ts";
 import { MultiHeadAttention, ValueAttention } from "../core/nn/transformer.ts";
 import { negativeDistribution } from "../core/models/negatives.ts";
-import { windowExamples } from "../core/models/examples.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -90,6 +108,9 @@ const { values } = parseArgs({
     "mask-seen": { type: "boolean", default: false },
     model: { type: "string", default: "sasrec" },
     profile: { type: "boolean", default: false },
+    set: { type: "string", multiple: true, default: [] },
+    variant: { type: "string", multiple: true, default: [] },
+    base: { type: "string" },
   },
 });
 if (values.ab !== "plain" && values.ab !== "exp") throw new Error("--ab: plain or exp");
@@ -657,4 +678,165 @@ if (what.has("window")) {
   }
   useA(false);
   nb.dispose?.();
+}
+
+if (what.has("model-step")) {
+  if (!values.data) throw new Error("--what model-step needs --data DIR (a preprocessed dataset)");
+  const variants = values.variant!.map((v) => {
+    const m = /^([^=]+)=([^|]*)\|?(.*)$/.exec(v);
+    if (!m) throw new Error(`--variant ${v}: LABEL=ROOT|KEY=VALUE,...`);
+    return { label: m[1], root: m[2] || ".", sets: m[3] ? m[3].split(",") : [] };
+  });
+  if (!variants.length) throw new Error("--what model-step needs at least one --variant");
+  const steppers = [];
+  for (const v of variants) steppers.push(await modelStepper(v.root, values.data, v.sets));
+  const nb = Number(values.batches);
+  const times = variants.map(() => [] as number[]);
+  const sums = variants.map(() => [] as string[]);
+  for (let r = 0; r < rounds; r++) {
+    const round = variants.map(() => 0);
+    for (let i = 0; i < nb; i++) {
+      steppers.forEach((s, k) => {
+        const { ms, sum } = s(i);
+        round[k] += ms;
+        if (r === 0) sums[k].push(sum);
+      });
+    }
+    round.forEach((ms, k) => times[k].push(ms));
+  }
+  variants.forEach((v, k) => {
+    // Same config on another checkout: are the step's numbers the same bits as the first's?
+    const twin = variants.findIndex((w) => w.sets.join() === v.sets.join());
+    const bits = twin < k
+      ? (sums[twin].join() === sums[k].join() ? " (same bits)" : " (bits DIFFER)")
+      : "";
+    report(`${v.label} [${v.root}] ${v.sets.join(" ")}${bits}, ${nb} steps`, times[0], times[k]);
+  });
+}
+
+if (what.has("vscl")) {
+  if (!values.data || !values.base) throw new Error("--what vscl needs --data DIR and --base ROOT");
+  const imp = (root: string, p: string) =>
+    import(new URL(p, pathToFileURL(resolvePath(root) + "/")).href);
+  const nb = await NativeBackend.open();
+  if ("unavailable" in nb) throw new Error(nb.unavailable);
+  setBackend(nb);
+  const A = (await imp(values.base, "core/models/duaf/vscl.ts")).virtualSequences;
+  const B = virtualSequences;
+  const cfg = resolveConfig(null, ["model=duafmat", "trainMode=window", "batchSize=128"]);
+  const dc = cfg.duafmat;
+  const ds = await loadDataset(values.data);
+  const side = itemSide(ds);
+  const idx = [side.text, side.image].filter((f) => f !== null).map((f) =>
+    buildSimilarityIndex(f!, dc.vsclCandidates)
+  );
+  const ex = windowExamples(ds);
+  const order = bucketedOrder(ex, cfg.maxLen, cfg.batchSize, new Rng(0));
+  const origin = timestampOrigin(ds);
+  const batches: SequenceBatch[] = [];
+  for (let s = 0; s < ex.users.length; s += cfg.batchSize) {
+    const end = Math.min(ex.users.length, s + cfg.batchSize);
+    batches.push(makeBatch(ds, ex, order, s, end, cfg.maxLen, origin, null, true));
+  }
+  const opts = {
+    rate: dc.poissonRate,
+    gamma: dc.gamma,
+    temperature: dc.lambdaTemp,
+    maxLen: cfg.maxLen,
+  };
+  // deno-lint-ignore no-explicit-any
+  const epoch = (fn: any) => {
+    const rng = new Rng(1);
+    const out: Int32Array[] = [];
+    const t0 = performance.now();
+    for (const b of batches) for (const i of idx) out.push(fn(b, b.size, i, opts, rng).items);
+    return { ms: performance.now() - t0, out };
+  };
+  const a: number[] = [], b: number[] = [];
+  let same = true;
+  for (let r = 0; r < rounds; r++) {
+    const x = epoch(A), y = epoch(B);
+    a.push(x.ms);
+    b.push(y.ms);
+    same &&= x.out.every((s, i) => s.join() === y.out[i].join());
+  }
+  report(
+    `VSCL virtual sequences, one epoch (${batches.length} batches x ${idx.length} modalities)` +
+      (same ? " (same sequences)" : " (sequences DIFFER)"),
+    a,
+    b,
+  );
+  nb.dispose?.();
+}
+
+/**
+ * A step function over the first batches of a model's window-training epoch, built from the
+ * modules of the checkout at `root` (each checkout has its own backend and tensor registry).
+ * Returns the step's milliseconds and a checksum of its loss parts and gradients.
+ */
+async function modelStepper(root: string, data: string, sets: string[]) {
+  const base = pathToFileURL(resolvePath(root) + "/");
+  const imp = (p: string) => import(new URL(p, base).href);
+  const { NativeBackend: Native } = await imp("core/backends/native.ts");
+  const T = await imp("core/tensor.ts");
+  const { resolveConfig: resolve } = await imp("core/config.ts");
+  const { loadDataset: load } = await imp("core/data/dataset.ts");
+  const { createModel: create } = await imp("core/models/registry.ts");
+  const E = await imp("core/models/examples.ts");
+  const { bucketedOrder: order } = await imp("core/train/order.ts");
+  const { itemSide: side } = await imp("core/train/run.ts");
+  const { microBatchTokens } = await imp("core/train/trainer.ts");
+  const R = await imp("core/random.ts");
+  const backend = await Native.open();
+  if ("unavailable" in backend) throw new Error(backend.unavailable);
+  T.setBackend(backend);
+  const cfg = resolve(null, ["trainMode=window", "batchSize=128", ...values.set!, ...sets]);
+  const ds = await load(data);
+  const model = create(cfg, side(ds), new R.Rng(cfg.seed), () => {});
+  model.train();
+  const ex = E.windowExamples(ds);
+  const ord = order(ex, cfg.maxLen, cfg.batchSize, new R.Rng(0));
+  const origin = E.timestampOrigin(ds);
+  const micro = microBatchTokens(cfg, model.memoryFactor ?? 1, ds.numItems);
+  const params: Tensor[] = model.trainableParameters?.() ?? model.parameters();
+  return (i: number) => {
+    T.setBackend(backend);
+    const start = i * cfg.batchSize;
+    const batch = E.makeBatch(
+      ds,
+      ex,
+      ord,
+      start,
+      Math.min(ex.users.length, start + cfg.batchSize),
+      cfg.maxLen,
+      origin,
+      null,
+      true,
+    );
+    const ctx = { training: true, rng: new R.Rng(1) };
+    const parts: number[] = [];
+    const t0 = performance.now();
+    for (const m of E.microBatches(batch, micro, model.padsTo)) {
+      T.tidy(() => {
+        const out = model.loss(m, ctx);
+        for (const t of Object.values(out.parts) as Tensor[]) parts.push(t.item());
+        T.backward(out.total, T.full(out.total.shape, 1), { release: true });
+      });
+    }
+    const extra = model.afterStep?.(batch, ctx) ?? {};
+    const ms = performance.now() - t0;
+    for (const t of Object.values(extra) as Tensor[]) {
+      parts.push(t.item());
+      t.dispose();
+    }
+    let h = 0x811c9dc5;
+    for (const p of params) {
+      if (!p.grad) continue;
+      const u = new Uint32Array(p.grad.toFloat32().buffer);
+      for (let j = 0; j < u.length; j++) h = Math.imul(h ^ u[j], 16777619);
+      p.grad.dispose();
+      p.grad = null;
+    }
+    return { ms, sum: `${parts.join("/")}#${(h >>> 0).toString(16)}` };
+  };
 }

@@ -74,6 +74,8 @@ const SYMBOLS = {
   duaf_layer_norm_grad: fn([P, P, P, P, P, P, P, P, I, I]),
   duaf_ce_block: fn([P, P, P, P, I, I, I, I]),
   duaf_ce_block_grad: fn([P, P, P, P, I, I, I]),
+  duaf_modality_fusion: fn([P, P, P, P, I, P, P, P, P, P, I, I, F]),
+  duaf_modality_fusion_grad: fn([P, P, P, P, P, P, P, P, I, P, P, P, P, P, P, P, I, I, F]),
   duaf_gather: fn([P, I, P, P, I, I]),
   duaf_scatter_add: fn([P, P, P, I, I, I]),
   duaf_pick: fn([P, P, P, I, I]),
@@ -554,6 +556,92 @@ export class CudaBackend implements Backend {
         cols,
       ),
       "layerNormGrad",
+    );
+  }
+
+  // ---- DuAF fusion ------------------------------------------------------------------------------
+
+  modalityFusion(
+    e: readonly Storage[],
+    t: Storage,
+    q: Storage,
+    h: Storage,
+    omega: Storage,
+    keys: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void {
+    const n = rows * dim;
+    for (const s of [...e, t, q, h]) need(s, 0, n, "modalityFusion");
+    need(omega, 0, rows * e.length, "modalityFusion omega");
+    need(keys, 0, n * e.length, "modalityFusion keys");
+    const [e0, e1, e2, e3] = [0, 1, 2, 3].map((j) => (e[j] ? ptr(e[j]) : null));
+    this.#check(
+      this.#s.duaf_modality_fusion(
+        e0,
+        e1,
+        e2,
+        e3,
+        e.length,
+        ptr(t),
+        ptr(q),
+        ptr(h),
+        ptr(omega),
+        ptr(keys),
+        rows,
+        dim,
+        scale,
+      ),
+      "modalityFusion",
+    );
+  }
+
+  modalityFusionGrad(
+    e: readonly Storage[],
+    q: Storage,
+    omega: Storage,
+    keys: Storage,
+    gh: Storage,
+    gomega: Storage | null,
+    ge: readonly Storage[],
+    gt: Storage,
+    gq: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void {
+    const n = rows * dim;
+    for (const s of [...e, ...ge, q, gh, gt, gq]) need(s, 0, n, "modalityFusionGrad");
+    need(omega, 0, rows * e.length, "modalityFusionGrad omega");
+    need(keys, 0, n * e.length, "modalityFusionGrad keys");
+    if (gomega) need(gomega, 0, rows * e.length, "modalityFusionGrad gomega");
+    const ps = (l: readonly Storage[]) => [0, 1, 2, 3].map((j) => (l[j] ? ptr(l[j]) : null));
+    const [e0, e1, e2, e3] = ps(e);
+    const [g0, g1, g2, g3] = ps(ge);
+    this.#check(
+      this.#s.duaf_modality_fusion_grad(
+        e0,
+        e1,
+        e2,
+        e3,
+        g0,
+        g1,
+        g2,
+        g3,
+        e.length,
+        ptr(q),
+        ptr(omega),
+        ptr(keys),
+        ptr(gh),
+        gomega ? ptr(gomega) : null,
+        ptr(gt),
+        ptr(gq),
+        rows,
+        dim,
+        scale,
+      ),
+      "modalityFusionGrad",
     );
   }
 

@@ -559,6 +559,89 @@ export class JsBackend implements Backend {
     for (let r = 0; r < rows; r++) O[r * cols + I[r]] += G[r];
   }
 
+  modalityFusion(
+    e: readonly Storage[],
+    t: Storage,
+    q: Storage,
+    h: Storage,
+    omega: Storage,
+    keys: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void {
+    const E = e.map(f), T = f(t), Q = f(q), H = f(h), W = f(omega), K = f(keys);
+    const m = E.length;
+    const s = new Float64Array(m);
+    for (let r = 0; r < rows; r++) {
+      const o = r * dim;
+      let max = -Infinity;
+      for (let j = 0; j < m; j++) {
+        const ko = (r * m + j) * dim;
+        let dot = 0;
+        for (let c = 0; c < dim; c++) {
+          K[ko + c] = Math.tanh(E[j][o + c] + T[o + c]);
+          dot += K[ko + c] * Q[o + c];
+        }
+        s[j] = scale * dot;
+        max = Math.max(max, s[j]);
+      }
+      let sum = 0;
+      for (let j = 0; j < m; j++) sum += s[j] = Math.exp(s[j] - max);
+      for (let j = 0; j < m; j++) W[r * m + j] = s[j] / sum;
+      for (let c = 0; c < dim; c++) {
+        let acc = 0;
+        for (let j = 0; j < m; j++) acc += W[r * m + j] * E[j][o + c];
+        H[o + c] = acc;
+      }
+    }
+  }
+
+  modalityFusionGrad(
+    e: readonly Storage[],
+    q: Storage,
+    omega: Storage,
+    keys: Storage,
+    gh: Storage,
+    gomega: Storage | null,
+    ge: readonly Storage[],
+    gt: Storage,
+    gq: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void {
+    const E = e.map(f), Q = f(q), W = f(omega), K = f(keys), G = f(gh), GE = ge.map(f);
+    const GT = f(gt), GQ = f(gq), GW = gomega ? f(gomega) : null;
+    const m = E.length;
+    const gs = new Float64Array(m);
+    for (let r = 0; r < rows; r++) {
+      const o = r * dim;
+      // dL/dω_m = <gh, e_m>; through the softmax, dL/ds_m = ω_m (dL/dω_m - Σ_j ω_j dL/dω_j).
+      let mean = 0;
+      for (let j = 0; j < m; j++) {
+        let dot = 0;
+        for (let c = 0; c < dim; c++) dot += G[o + c] * E[j][o + c];
+        if (GW) dot += GW[r * m + j];
+        gs[j] = dot;
+        mean += W[r * m + j] * dot;
+      }
+      for (let j = 0; j < m; j++) gs[j] = scale * W[r * m + j] * (gs[j] - mean);
+      for (let c = 0; c < dim; c++) {
+        let t = 0, qg = 0;
+        for (let j = 0; j < m; j++) {
+          const k = K[(r * m + j) * dim + c];
+          const u = gs[j] * (1 - k * k) * Q[o + c];
+          GE[j][o + c] = W[r * m + j] * G[o + c] + u;
+          t += u;
+          qg += gs[j] * k;
+        }
+        GT[o + c] = t;
+        GQ[o + c] = qg;
+      }
+    }
+  }
+
   dropout(x: Storage, out: Storage, n: number, p: number, seed: number): void {
     const X = f(x);
     const O = f(out);

@@ -23,9 +23,32 @@ export interface EncoderConfig {
   initStd: number;
 }
 
-/** Dropout with its seed drawn from ctx.rng (one draw per call, training or not). */
-function drop(x: Tensor, p: number, ctx: ForwardContext): Tensor {
-  return op.dropout(x, p, ctx.rng.nextU32(), ctx.training);
+/**
+ * Dropout with its seed drawn from ctx.rng (one draw per call, training or not). With `rows`, x
+ * holds rows `rows.index` of a full pass's [rows.of, cols] activation and gets the mask the full
+ * pass draws there (forwardAt in training).
+ */
+function drop(
+  x: Tensor,
+  p: number,
+  ctx: ForwardContext,
+  rows?: { index: Int32Array; of: number },
+): Tensor {
+  const seed = ctx.rng.nextU32();
+  if (!rows || !ctx.training || p === 0) return op.dropout(x, p, seed, ctx.training);
+  return op.dropoutRows(x, p, seed, rows.of, rows.index);
+}
+
+/**
+ * Where one-query-per-sequence rows sit in a full pass: a full [B, groups, len, cols] activation
+ * (groups: attention heads, or 1) has the query of sequence b at step steps[b] of each group.
+ */
+function stepRows(steps: Int32Array, groups: number, len: number) {
+  const index = new Int32Array(steps.length * groups);
+  for (let b = 0; b < steps.length; b++) {
+    for (let g = 0; g < groups; g++) index[b * groups + g] = (b * groups + g) * len + steps[b];
+  }
+  return { index, of: index.length * len };
 }
 
 /**
@@ -55,24 +78,36 @@ export abstract class ValueAttention extends Module {
     super();
   }
 
-  /** scores [B, h, Lq, Lk], x [B, Lq, d], mask additive, memory [B, Lk, d]. */
+  /**
+   * scores [B, h, Lq, Lk], x [B, Lq, d], mask additive, memory [B, Lk, d]. `steps`: x holds one
+   * query per sequence (Lq = 1), the one at step steps[b] of a full pass over memory's Lk steps,
+   * whose dropout masks it takes.
+   */
   protected attend(
     scores: Tensor,
     x: Tensor,
     mask: Tensor,
     ctx: ForwardContext,
     memory: Tensor = x,
+    steps?: Int32Array,
   ): Tensor {
     const d = x.shape[2];
     const heads = this.cfg.heads;
+    const len = memory.shape[1];
     const probs = drop(
       op.maskedSoftmax(scores, mask, 1 / Math.sqrt(d / heads)),
       this.cfg.attnDropout,
       ctx,
+      steps && stepRows(steps, heads, len),
     );
     // [B, Lq, d] with the heads side by side, as the permuted merge of RecBole's layout.
     const context = op.headMix(probs, this.value.forward(memory));
-    const out = drop(this.dense.forward(context), this.cfg.hiddenDropout, ctx);
+    const out = drop(
+      this.dense.forward(context),
+      this.cfg.hiddenDropout,
+      ctx,
+      steps && stepRows(steps, 1, len),
+    );
     return this.norm.forward(op.add(out, x));
   }
 }
@@ -102,10 +137,19 @@ export class MultiHeadAttention extends ValueAttention {
     return this.attend(headScores(this.query, this.key, scoresFrom, this.cfg.heads), x, mask, ctx);
   }
 
-  /** Attention of `queries` [B, Lq, d] over every step of `memory` [B, L, d]; mask [B, 1, Lq, L]. */
-  forwardQueries(queries: Tensor, memory: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+  /**
+   * Attention of `queries` [B, Lq, d] over every step of `memory` [B, L, d]; mask [B, 1, Lq, L].
+   * `steps`: see attend.
+   */
+  forwardQueries(
+    queries: Tensor,
+    memory: Tensor,
+    mask: Tensor,
+    ctx: ForwardContext,
+    steps?: Int32Array,
+  ): Tensor {
     const scores = headScores(this.query, this.key, queries, this.cfg.heads, memory);
-    return this.attend(scores, queries, mask, ctx, memory);
+    return this.attend(scores, queries, mask, ctx, memory, steps);
   }
 }
 
@@ -120,11 +164,13 @@ export class FeedForward extends Module {
     this.dense2 = this.child("dense_2", new Linear(cfg.inner, cfg.hidden, rng, { std }));
     this.norm = this.child("LayerNorm", new LayerNorm(cfg.hidden, cfg.layerNormEps));
   }
-  forward(x: Tensor, ctx: ForwardContext): Tensor {
+  /** `rows`: x holds these rows of a full pass's activation (forwardAt in training). */
+  forward(x: Tensor, ctx: ForwardContext, rows?: { index: Int32Array; of: number }): Tensor {
     const y = drop(
       this.dense2.forward(op.gelu(this.dense1.forward(x))),
       this.cfg.hiddenDropout,
       ctx,
+      rows,
     );
     return this.norm.forward(op.add(y, x));
   }
@@ -143,9 +189,19 @@ export class TransformerLayer extends Module {
     return this.ffn.forward(this.attention.forward(x, mask, ctx, scoresFrom), ctx);
   }
 
-  /** The layer's output at the rows `queries` [B, 1, d] of x only: [B, 1, d]. */
-  forwardQueries(queries: Tensor, x: Tensor, keyMask: Tensor, ctx: ForwardContext): Tensor {
-    return this.ffn.forward(this.attention.forwardQueries(queries, x, keyMask, ctx), ctx);
+  /**
+   * The layer's output at the rows `queries` [B, 1, d] of x only: [B, 1, d]. In training,
+   * `steps` (each query's step in x) gives the dropouts forward's masks at those rows.
+   */
+  forwardQueries(
+    queries: Tensor,
+    x: Tensor,
+    keyMask: Tensor,
+    ctx: ForwardContext,
+    steps?: Int32Array,
+  ): Tensor {
+    const att = this.attention.forwardQueries(queries, x, keyMask, ctx, steps);
+    return this.ffn.forward(att, ctx, steps && stepRows(steps, 1, x.shape[1]));
   }
 }
 
@@ -172,15 +228,25 @@ export class TransformerEncoder extends Module {
    * layer's queries, output projection and feed-forward run on B rows instead of B x L; keys and
    * values still see every step. `keyMask` [B, 1, 1, L] masks the padding keys, which is all the
    * causal mask does at a row's last step. On kernels whose elements do not depend on the row
-   * count (the wasm GEMM) each row has the bits of forward's row.
+   * count (the wasm GEMM) each row has the bits of forward's row. In training, `steps` (at[b] -
+   * b L, on the host) lets the last layer's dropouts draw forward's masks at those steps.
    */
-  forwardAt(x: Tensor, mask: Tensor, keyMask: Tensor, at: Tensor, ctx: ForwardContext): Tensor {
+  forwardAt(
+    x: Tensor,
+    mask: Tensor,
+    keyMask: Tensor,
+    at: Tensor,
+    ctx: ForwardContext,
+    steps?: Int32Array,
+  ): Tensor {
+    if (ctx.training && !steps) throw new Error("forwardAt: training needs each row's step");
     const layers = this.layer.items;
     let h = x;
     for (const l of layers.slice(0, -1)) h = l.forward(h, mask, ctx, h);
     const [b, len, d] = h.shape;
     const queries = op.reshape(op.embedding(op.reshape(h, [b * len, d]), at), [b, 1, d]);
-    return op.reshape(layers[layers.length - 1].forwardQueries(queries, h, keyMask, ctx), [b, d]);
+    const last = layers[layers.length - 1];
+    return op.reshape(last.forwardQueries(queries, h, keyMask, ctx, steps), [b, d]);
   }
 }
 

@@ -2,11 +2,12 @@
  * Differentiable neural-network ops: softmax family, layer norm, dropout, embedding lookup,
  * losses, normalisation and attention.
  */
-import { empty, record, type Tensor, zeros } from "../tensor.ts";
+import { empty, full, record, type Tensor, tensor, zeros } from "../tensor.ts";
 import { broadcastStrides, contiguousStrides } from "./broadcast.ts";
 import { add, addScalar, div, mul, neg, softplus, sqrt } from "./elementwise.ts";
 import { gemmInto, matmul } from "./matmul.ts";
 import { mean, sum } from "./reduce.ts";
+import { reshape } from "./shape.ts";
 
 function rowsCols(x: Tensor): [number, number] {
   const cols = x.shape[x.rank - 1];
@@ -84,6 +85,24 @@ export function dropout(x: Tensor, p: number, seed: number, training: boolean): 
   };
   const out = applyMask(x);
   return record(out, "dropout", [x], (g) => [applyMask(g)]);
+}
+
+/**
+ * Dropout of x, seen as rows of its last axis, with the mask `dropout(·, p, seed)` draws for a
+ * [of, cols] tensor at rows `rows` (one per row of x): a pass over some rows of an activation
+ * keeps the full pass's mask, and its bits (x * mask is what dropout computes).
+ */
+export function dropoutRows(
+  x: Tensor,
+  p: number,
+  seed: number,
+  of: number,
+  rows: Int32Array,
+): Tensor {
+  const cols = x.shape[x.rank - 1];
+  if (rows.length * cols !== x.size) throw new Error("dropoutRows: one row index per row of x");
+  const mask = dropout(full([of, cols], 1), p, seed, true);
+  return mul(x, reshape(embedding(mask, tensor(rows, [rows.length], "i32")), x.shape));
 }
 
 /**
@@ -247,4 +266,71 @@ export function cosineSimilarity(a: Tensor, b: Tensor): Tensor {
 export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): Tensor {
   const headDim = q.shape[q.rank - 1];
   return matmul(maskedSoftmax(matmul(q, k, false, true), mask, 1 / Math.sqrt(headDim)), v);
+}
+
+/**
+ * DuAF's modality fusion (paper Eq. 7-8) as one op: for M (1..4) modality tensors e^m, a time
+ * embedding t and a query q, all of one shape [..., d],
+ *   ω^m = softmax_m(scale <q, tanh(e^m + t)>),  h = Σ_m ω^m e^m.
+ * Returns h [..., d] and ω [..., M]. The composition (stack, add, tanh, mul, sum, softmax, mul,
+ * sum) passes over [..., M, d] about twenty times forward and backward; this op once each way.
+ */
+export function modalityFusion(
+  mods: readonly Tensor[],
+  t: Tensor,
+  q: Tensor,
+  scale = 1,
+): { h: Tensor; omega: Tensor } {
+  const m = mods.length;
+  if (m < 1 || m > 4) throw new RangeError(`modalityFusion: 1 to 4 modalities, got ${m}`);
+  const shape = mods[0].shape;
+  for (const x of [...mods, t, q]) {
+    if (x.shape.length !== shape.length || x.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`modalityFusion: shapes differ ([${x.shape}] vs [${shape}])`);
+    }
+  }
+  const [rows, dim] = rowsCols(mods[0]);
+  const b = t.backend;
+  const h = empty(shape);
+  // The backward reads its own copy of ω: a releasing backward frees ω itself after ω's step.
+  const weights = empty([rows, m]);
+  const keys = empty([rows, m, dim]);
+  b.modalityFusion(
+    mods.map((x) => x.storage),
+    t.storage,
+    q.storage,
+    h.storage,
+    weights.storage,
+    keys.storage,
+    rows,
+    dim,
+    scale,
+  );
+  const omega = empty([...shape.slice(0, -1), m]);
+  b.copy2d(weights.storage, 0, 0, omega.storage, 0, 0, 1, omega.size, false);
+  // h and ω are two tape entries over the same kernel: each passes its own gradient (the other
+  // as zero), and the inputs' gradients add up.
+  const grad = (gh: Tensor, gomega: Tensor | null) => {
+    const ge = mods.map(() => empty(shape));
+    const gt = empty(shape);
+    const gq = empty(shape);
+    b.modalityFusionGrad(
+      mods.map((x) => x.storage),
+      q.storage,
+      weights.storage,
+      keys.storage,
+      gh.storage,
+      gomega?.storage ?? null,
+      ge.map((x) => x.storage),
+      gt.storage,
+      gq.storage,
+      rows,
+      dim,
+      scale,
+    );
+    return [...ge, gt, gq];
+  };
+  record(h, "modality_fusion", [...mods, t, q], (g) => grad(g, null));
+  record(omega, "modality_fusion_weights", [...mods, t, q], (g) => grad(zeros(shape), g));
+  return { h, omega };
 }

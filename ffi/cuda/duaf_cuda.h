@@ -110,6 +110,19 @@ int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, 
                          const float *g, float *dx, float *dgamma, float *dbeta, int32_t rows,
                          int32_t cols);
 
+/* ---- DuAF fusion (core/ops/nn.ts modalityFusion) ------------------------------------------ */
+/* e0..e3: the m (1..4) modality rows [rows, dim] (unused ones NULL); keys [rows, m, dim] =
+ * tanh(e_j + t), omega [rows, m] = softmax_j(scale <keys_j, q>), h = sum_j omega_j e_j. */
+int duaf_modality_fusion(const float *e0, const float *e1, const float *e2, const float *e3,
+                         int32_t m, const float *t, const float *q, float *h, float *omega,
+                         float *keys, int32_t rows, int32_t dim, float scale);
+/* Its gradient given gh and gomega [rows, m] (NULL: none): ge0..ge3, gt and gq overwritten. */
+int duaf_modality_fusion_grad(const float *e0, const float *e1, const float *e2, const float *e3,
+                              float *ge0, float *ge1, float *ge2, float *ge3, int32_t m,
+                              const float *q, const float *omega, const float *keys,
+                              const float *gh, const float *gomega, float *gt, float *gq,
+                              int32_t rows, int32_t dim, float scale);
+
 /* ---- chunked cross-entropy (core/ops/linear_ce.ts) ----------------------------------------- */
 /* x [rows, cols]: logits of columns col_offset.. of each row. lse[r] = log-sum-exp of the block's
  * row (first) or log(e^lse + e^block); picked[r] = the target's logit when it falls in the block

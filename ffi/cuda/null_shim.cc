@@ -139,6 +139,23 @@ int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, 
       (void)rows, (void)cols;
   return 0;
 }
+int duaf_modality_fusion(const float *e0, const float *e1, const float *e2, const float *e3,
+                         int32_t m, const float *t, const float *q, float *h, float *omega,
+                         float *keys, int32_t rows, int32_t dim, float scale) {
+  (void)e0, (void)e1, (void)e2, (void)e3, (void)m, (void)t, (void)q, (void)h, (void)omega,
+      (void)keys, (void)rows, (void)dim, (void)scale;
+  return 0;
+}
+int duaf_modality_fusion_grad(const float *e0, const float *e1, const float *e2, const float *e3,
+                              float *ge0, float *ge1, float *ge2, float *ge3, int32_t m,
+                              const float *q, const float *omega, const float *keys,
+                              const float *gh, const float *gomega, float *gt, float *gq,
+                              int32_t rows, int32_t dim, float scale) {
+  (void)e0, (void)e1, (void)e2, (void)e3, (void)ge0, (void)ge1, (void)ge2, (void)ge3, (void)m,
+      (void)q, (void)omega, (void)keys, (void)gh, (void)gomega, (void)gt, (void)gq, (void)rows, (void)dim,
+      (void)scale;
+  return 0;
+}
 int duaf_ce_block(const float *x, const int32_t *targets, float *lse, float *picked, int32_t rows,
                   int32_t cols, int32_t col_offset, int32_t first) {
   (void)x, (void)targets, (void)lse, (void)picked, (void)rows, (void)cols, (void)col_offset,

@@ -1104,6 +1104,97 @@ extern "C" int duaf_ce_block_grad(float *x, const int32_t *targets, const float 
   return 0;
 }
 
+// DuAF fusion: one warp per row; the m <= 4 scores and weights of a row in registers.
+__global__ void k_modality_fusion(const float *e0, const float *e1, const float *e2,
+                                  const float *e3, int m, const float *t, const float *q, float *h,
+                                  float *omega, float *keys, int rows, int dim, float scale) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *e[4] = {e0, e1, e2, e3};
+  const size_t off = (size_t)row * dim;
+  float s[4] = {0.f, 0.f, 0.f, 0.f};
+  float mx = -INFINITY;
+  for (int j = 0; j < m; j++) {
+    float *k = keys + ((size_t)row * m + j) * dim;
+    float acc = 0.f;
+    for (int c = lane; c < dim; c += 32) {
+      const float kc = tanhf(e[j][off + c] + t[off + c]);
+      k[c] = kc;
+      acc += kc * q[off + c];
+    }
+    s[j] = warp_sum(acc) * scale;
+    mx = fmaxf(mx, s[j]);
+  }
+  float sum = 0.f;
+  for (int j = 0; j < m; j++) sum += s[j] = expf(s[j] - mx);
+  for (int j = 0; j < m; j++) s[j] /= sum;
+  if (lane < m) omega[(size_t)row * m + lane] = s[lane];
+  for (int c = lane; c < dim; c += 32) {
+    float acc = 0.f;
+    for (int j = 0; j < m; j++) acc += s[j] * e[j][off + c];
+    h[off + c] = acc;
+  }
+}
+
+__global__ void k_modality_fusion_grad(const float *e0, const float *e1, const float *e2,
+                                       const float *e3, float *ge0, float *ge1, float *ge2,
+                                       float *ge3, int m, const float *q, const float *omega,
+                                       const float *keys, const float *gh,
+                                       const float *gomega, float *gt, float *gq, int rows,
+                                       int dim, float scale) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *e[4] = {e0, e1, e2, e3};
+  float *ge[4] = {ge0, ge1, ge2, ge3};
+  const size_t off = (size_t)row * dim;
+  float w[4] = {0.f, 0.f, 0.f, 0.f}, gs[4] = {0.f, 0.f, 0.f, 0.f};
+  float mean = 0.f;
+  for (int j = 0; j < m; j++) {
+    float acc = 0.f;
+    for (int c = lane; c < dim; c += 32) acc += gh[off + c] * e[j][off + c];
+    w[j] = omega[(size_t)row * m + j];
+    gs[j] = warp_sum(acc) + (gomega ? gomega[(size_t)row * m + j] : 0.f);
+    mean += w[j] * gs[j];
+  }
+  for (int j = 0; j < m; j++) gs[j] = scale * w[j] * (gs[j] - mean);
+  for (int c = lane; c < dim; c += 32) {
+    float ta = 0.f, qa = 0.f;
+    for (int j = 0; j < m; j++) {
+      const float k = keys[((size_t)row * m + j) * dim + c];
+      const float u = gs[j] * (1.f - k) * (1.f + k) * q[off + c];
+      ge[j][off + c] = w[j] * gh[off + c] + u;
+      ta += u;
+      qa += gs[j] * k;
+    }
+    gt[off + c] = ta;
+    gq[off + c] = qa;
+  }
+}
+
+extern "C" int duaf_modality_fusion(const float *e0, const float *e1, const float *e2,
+                                    const float *e3, int32_t m, const float *t, const float *q,
+                                    float *h, float *omega, float *keys, int32_t rows,
+                                    int32_t dim, float scale) {
+  if (rows <= 0 || dim <= 0) return 0;
+  k_modality_fusion<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(e0, e1, e2, e3, m, t, q, h,
+                                                                   omega, keys, rows, dim, scale);
+  LAUNCHED("modalityFusion");
+  return 0;
+}
+
+extern "C" int duaf_modality_fusion_grad(const float *e0, const float *e1, const float *e2,
+                                         const float *e3, float *ge0, float *ge1, float *ge2,
+                                         float *ge3, int32_t m, const float *q,
+                                         const float *omega, const float *keys, const float *gh,
+                                         const float *gomega, float *gt, float *gq, int32_t rows, int32_t dim,
+                                         float scale) {
+  if (rows <= 0 || dim <= 0) return 0;
+  k_modality_fusion_grad<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(
+      e0, e1, e2, e3, ge0, ge1, ge2, ge3, m, q, omega, keys, gh, gomega, gt, gq, rows, dim, scale);
+  LAUNCHED("modalityFusionGrad");
+  return 0;
+}
+
 __global__ void k_layer_norm(const float *x, const float *gamma, const float *beta, float *out,
                              float *mean, float *rstd, int rows, int cols, float eps) {
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;

@@ -528,6 +528,47 @@ export function rowCases(): ParityCase[] {
       },
     });
   }
+  // DuAF fusion: dims with and without a SIMD tail, one to four modalities, scaled scores.
+  for (
+    const [rows, dim, m, scale] of [[1280, 64, 3, 1], [37, 7, 1, 1], [5, 3, 4, 2.5], [9, 66, 2, 1]]
+  ) {
+    const inputs = (be: Backend) => ({
+      e: Array.from({ length: m }, (_, j) => up(be, randn(120 + j, rows * dim))),
+      t: up(be, randn(125, rows * dim)),
+      q: up(be, randn(126, rows * dim, 0.5)),
+      h: be.alloc(rows * dim, "f32"),
+      omega: be.alloc(rows * m, "f32"),
+      keys: be.alloc(rows * m * dim, "f32"),
+    });
+    cases.push({
+      name: `modalityFusion ${rows}x${dim}, ${m} modalities, scale ${scale}`,
+      rtol: 1e-4,
+      atol: 1e-5,
+      run(be) {
+        const { e, t, q, h, omega, keys } = inputs(be);
+        be.modalityFusion(e, t, q, h, omega, keys, rows, dim, scale);
+        return [be.download(h), be.download(omega), be.download(keys)];
+      },
+    });
+    for (const withOmega of [false, true]) {
+      cases.push({
+        name: `modalityFusionGrad ${rows}x${dim}, ${m} modalities${withOmega ? ", gω" : ""}`,
+        rtol: 1e-4,
+        atol: 1e-4,
+        run(be) {
+          const { e, t, q, h, omega, keys } = inputs(be);
+          be.modalityFusion(e, t, q, h, omega, keys, rows, dim, scale);
+          const gh = up(be, randn(127, rows * dim));
+          const gw = withOmega ? up(be, randn(128, rows * m)) : null;
+          const ge = e.map(() => be.alloc(rows * dim, "f32"));
+          const gt = be.alloc(rows * dim, "f32");
+          const gq = be.alloc(rows * dim, "f32");
+          be.modalityFusionGrad(e, q, omega, keys, gh, gw, ge, gt, gq, rows, dim, scale);
+          return [...ge.map((x) => be.download(x)), be.download(gt), be.download(gq)];
+        },
+      });
+    }
+  }
   return cases;
 }
 

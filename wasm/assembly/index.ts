@@ -13,6 +13,7 @@ export {
   softmax,
   softmaxGrad,
 } from "./rows";
+export { modalityFusion, modalityFusionGrad } from "./fusion";
 export { gather, pick, pickGrad, rankRows, scatterAdd } from "./indexing";
 export { dropout } from "./random";
 export { adam } from "./adam";

@@ -139,6 +139,34 @@ export interface KernelExports {
     colOffset: number,
     shift: number,
   ): void;
+  modalityFusion(
+    ptrs: number,
+    m: number,
+    t: number,
+    q: number,
+    h: number,
+    omega: number,
+    keys: number,
+    rowBegin: number,
+    rowEnd: number,
+    dim: number,
+    scale: number,
+  ): void;
+  modalityFusionGrad(
+    ptrs: number,
+    m: number,
+    q: number,
+    omega: number,
+    keys: number,
+    gh: number,
+    gomega: number,
+    gt: number,
+    gq: number,
+    rowBegin: number,
+    rowEnd: number,
+    dim: number,
+    scale: number,
+  ): void;
   gather(
     table: number,
     tableRows: number,

@@ -28,6 +28,8 @@ export const THREAD_OPS = [
   "layerNorm",
   "crossEntropyBlock",
   "crossEntropyBlockGrad",
+  "modalityFusion",
+  "modalityFusionGrad",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

@@ -707,6 +707,73 @@ export class WasmBackend implements Backend {
     );
   }
 
+  // ---- DuAF fusion ------------------------------------------------------------------------------
+
+  modalityFusion(
+    e: readonly Storage[],
+    t: Storage,
+    q: Storage,
+    h: Storage,
+    omega: Storage,
+    keys: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void {
+    const n = rows * dim;
+    this.#writeParams([e.map((x) => this.at(x, 0, n))]);
+    const m = e.length;
+    const tp = this.at(t, 0, n), qp = this.at(q, 0, n), hp = this.at(h, 0, n);
+    const wp = this.at(omega, 0, rows * m), kp = this.at(keys, 0, n * m);
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, dim * m);
+    if (half === 0) {
+      return k.modalityFusion(this.#params, m, tp, qp, hp, wp, kp, 0, rows, dim, scale);
+    }
+    // Both threads read the one pointer list; each computes its rows.
+    this.#onBoth(
+      "modalityFusion",
+      [this.#params, m, tp, qp, hp, wp, kp, half, rows, dim, scale],
+      () => k.modalityFusion(this.#params, m, tp, qp, hp, wp, kp, 0, half, dim, scale),
+    );
+  }
+
+  modalityFusionGrad(
+    e: readonly Storage[],
+    q: Storage,
+    omega: Storage,
+    keys: Storage,
+    gh: Storage,
+    gomega: Storage | null,
+    ge: readonly Storage[],
+    gt: Storage,
+    gq: Storage,
+    rows: number,
+    dim: number,
+    scale: number,
+  ): void {
+    const n = rows * dim;
+    const m = e.length;
+    // e's pointers, then ge's at params + 16 bytes
+    const list = e.map((x) => this.at(x, 0, n));
+    while (list.length < 4) list.push(0);
+    this.#writeParams([list, ge.map((x) => this.at(x, 0, n))]);
+    const qp = this.at(q, 0, n), wp = this.at(omega, 0, rows * m), kp = this.at(keys, 0, n * m);
+    const gp = this.at(gh, 0, n), gwp = gomega ? this.at(gomega, 0, rows * m) : 0;
+    const gtp = this.at(gt, 0, n), gqp = this.at(gq, 0, n);
+    const p = this.#params;
+    const k = this.kernels;
+    const half = this.#rowSplit(rows, dim * m);
+    if (half === 0) {
+      return k.modalityFusionGrad(p, m, qp, wp, kp, gp, gwp, gtp, gqp, 0, rows, dim, scale);
+    }
+    this.#onBoth(
+      "modalityFusionGrad",
+      [p, m, qp, wp, kp, gp, gwp, gtp, gqp, half, rows, dim, scale],
+      () => k.modalityFusionGrad(p, m, qp, wp, kp, gp, gwp, gtp, gqp, 0, half, dim, scale),
+    );
+  }
+
   // ---- indexing -----------------------------------------------------------------------------
 
   gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void {

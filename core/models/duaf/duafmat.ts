@@ -385,11 +385,11 @@ export class DuafMat extends Module implements SequentialModel {
   }
 
   /**
-   * s_u alone: outside training the encoder's last layer runs at each row's last step only
-   * (TransformerEncoder.forwardAt, the same vectors), since scoring reads nothing else.
+   * s_u alone (scoring, and VSCL's virtual sequences): the encoder's last layer runs at each
+   * row's last step only (TransformerEncoder.forwardAt: the same vectors, and in training the
+   * same dropout masks), since nothing else is read.
    */
   #sequenceVector(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables): Tensor {
-    if (ctx.training) return this.#encode(batch, ctx, tables).su;
     const { x } = this.#encoderInput(batch, ctx, tables);
     return this.encoder.forwardAt(
       x,
@@ -397,6 +397,7 @@ export class DuafMat extends Module implements SequentialModel {
       paddingMask(batch.items, batch.size, batch.len),
       lastPositions(batch),
       ctx,
+      Int32Array.from(batch.lengths, (n) => n - 1),
     );
   }
 
@@ -477,7 +478,7 @@ export class DuafMat extends Module implements SequentialModel {
           temperature: dc.lambdaTemp,
           maxLen: this.cfg.maxLen,
         }, ctx.rng);
-        terms.push(infoNce(anchor, this.#encode(virtual, ctx, tables).su, dc.tau));
+        terms.push(infoNce(anchor, this.#sequenceVector(virtual, ctx, tables), dc.tau));
       }
       const vscl = averageFusion(terms);
       parts.vscl = vscl;

@@ -31,13 +31,9 @@ export function fuseModalities(
   scoreScale = 1,
 ): { h: Tensor; omega: Tensor } {
   const [b, l, d] = mods[0].shape;
-  const stacked = stackModalities(mods);
-  const q = query.rank === 2 ? op.reshape(query, [b, 1, 1, d]) : op.reshape(query, [b, l, 1, d]);
-  const keys = op.tanh(op.add(stacked, op.reshape(eTime, [b, l, 1, d])));
-  const scores = op.sum(op.mul(keys, q), -1);
-  const omega = op.softmax(scoreScale === 1 ? scores : op.scale(scores, scoreScale));
-  const h = op.sum(op.mul(stacked, op.reshape(omega, [b, l, mods.length, 1])), 2);
-  return { h, omega };
+  const q = query.rank === 2 ? op.broadcastTo(op.reshape(query, [b, 1, d]), [b, l, d]) : query;
+  // ω_i^m = softmax_m <q_i, tanh(e_i^m + e_time_i)>, h_i = Σ_m ω_i^m e_i^m: one engine op.
+  return op.modalityFusion(mods, eTime, q, scoreScale);
 }
 
 /**

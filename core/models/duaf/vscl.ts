@@ -141,20 +141,43 @@ class RowWorkspace {
 }
 
 /**
- * query . unit[at, at + dim), summed in index order (four terms per iteration, same order and
- * bits as the plain loop). The hot loop of VSCL's sampling.
+ * weights[i] = (query . unit row cands[i]) / temperature for i < m: the hot loop of VSCL's
+ * sampling. Each dot product is one sum in index order, whose every add waits for the one
+ * before; four candidates' sums run side by side, so their adds overlap (same bits as one at a
+ * time).
  */
-function dotRow(query: Float64Array, unit: Float32Array, at: number, dim: number): number {
-  let dot = 0;
-  let c = 0;
-  for (; c + 4 <= dim; c += 4) {
-    dot += query[c] * unit[at + c];
-    dot += query[c + 1] * unit[at + c + 1];
-    dot += query[c + 2] * unit[at + c + 2];
-    dot += query[c + 3] * unit[at + c + 3];
+function scoreCandidates(
+  query: Float64Array,
+  unit: Float32Array,
+  dim: number,
+  cands: Int32Array,
+  m: number,
+  temperature: number,
+  weights: Float64Array,
+): void {
+  let i = 0;
+  for (; i + 4 <= m; i += 4) {
+    const a0 = cands[i] * dim, a1 = cands[i + 1] * dim;
+    const a2 = cands[i + 2] * dim, a3 = cands[i + 3] * dim;
+    let d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+    for (let c = 0; c < dim; c++) {
+      const q = query[c];
+      d0 += q * unit[a0 + c];
+      d1 += q * unit[a1 + c];
+      d2 += q * unit[a2 + c];
+      d3 += q * unit[a3 + c];
+    }
+    weights[i] = d0 / temperature;
+    weights[i + 1] = d1 / temperature;
+    weights[i + 2] = d2 / temperature;
+    weights[i + 3] = d3 / temperature;
   }
-  for (; c < dim; c++) dot += query[c] * unit[at + c];
-  return dot;
+  for (; i < m; i++) {
+    const a = cands[i] * dim;
+    let d = 0;
+    for (let c = 0; c < dim; c++) d += query[c] * unit[a + c];
+    weights[i] = d / temperature;
+  }
 }
 
 /** Row r's virtual sequence, written to ws.outItems / ws.outTimes; returns its length. */
@@ -195,11 +218,11 @@ function virtualRow(
         const cand = neighbours[src * k + j];
         if (cand <= 0 || inHistory[cand] === r + 1 || listed[cand] === insertion) continue;
         listed[cand] = insertion;
-        cands[m] = cand;
-        weights[m++] = dotRow(query, unit, cand * dim, dim) / opts.temperature;
+        cands[m++] = cand;
       }
     }
     if (m === 0) continue;
+    scoreCandidates(query, unit, dim, cands, m, opts.temperature, weights);
     let max = -Infinity;
     for (let i = 0; i < m; i++) max = Math.max(max, weights[i]);
     for (let i = 0; i < m; i++) weights[i] = Math.exp(weights[i] - max);
