@@ -33,7 +33,8 @@
  *   kernel on the same memory (one call each, B); the two kernels round differently, so the largest difference is printed.
  *
  * - `window` (with --data): a whole training step in window mode (batch 128, forward + backward,
- *   no optimizer step) of --model (default sasrec) on the first --batches batches, native
+ *   no optimizer step) of --model (default sasrec, other keys by --set) on the first --batches
+ *   batches, native
  *   backend, A = the transformer attention as it was composed (MultiHeadAttention patched back to
  *   permuted heads and a softmax of three passes), B = the attention as committed; alternating step by step, the sum over batches per round,
  *   and the parameters' gradients compared bit for bit. `--profile` then profiles --rounds more
@@ -560,6 +561,7 @@ if (what.has("window")) {
     `model=${values.model}`,
     "trainMode=window",
     "batchSize=128",
+    ...values.set,
   ]);
   const ds = await loadDataset(values.data);
   const model = createModel(cfg, itemSide(ds), new Rng(cfg.seed), () => {});
