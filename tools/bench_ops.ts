@@ -34,9 +34,9 @@
  *
  * - `window` (with --data): a whole training step in window mode (batch 128, forward + backward,
  *   no optimizer step) of --model (default sasrec, other keys by --set) on the first --batches
- *   batches, native
- *   backend, A = the transformer attention as it was composed (MultiHeadAttention patched back to
- *   permuted heads and a softmax of three passes), B = the attention as committed; alternating step by step, the sum over batches per round,
+ *   batches, native backend, A = the transformer attention as it was composed (MultiHeadAttention
+ *   patched back to permuted heads and a softmax of three passes), B = the attention as
+ *   committed; alternating step by step, the sum over batches per round,
  *   and the parameters' gradients compared bit for bit. `--profile` then profiles --rounds more
  *   passes of each (warm: no first-touch page faults) and prints both category tables.
  *
