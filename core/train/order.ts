@@ -70,29 +70,31 @@ export function randomWindowEnds(ex: Examples, maxLen: number, rng: Rng): Exampl
   return { users: ex.users, positions };
 }
 
+/** [start, end) of each user's examples, which splitExamples lists contiguously. */
+function* userRuns(users: Int32Array): Generator<[number, number]> {
+  for (let start = 0; start < users.length;) {
+    let end = start + 1;
+    while (end < users.length && users[end] === users[start]) end++;
+    yield [start, end];
+    start = end;
+  }
+}
+
+/** How many examples sampledPrefixes keeps: min(perUser, the user's prefixes), summed over users. */
+export function sampledPrefixCount(ex: Examples, perUser: number): number {
+  let kept = 0;
+  for (const [start, end] of userRuns(ex.users)) kept += Math.min(perUser, end - start);
+  return kept;
+}
+
 /**
  * `perUser` prefix examples per user, drawn without replacement (all of a user's when it has no
  * more), in the order splitExamples lists them. The count is the same every epoch, so an epoch's
  * steps are too. Examples must list each user's prefixes contiguously, as splitExamples does.
  */
-/** How many examples sampledPrefixes keeps: min(perUser, the user's prefixes), summed over users. */
-export function sampledPrefixCount(ex: Examples, perUser: number): number {
-  let kept = 0;
-  for (let start = 0; start < ex.users.length;) {
-    let end = start + 1;
-    while (end < ex.users.length && ex.users[end] === ex.users[start]) end++;
-    kept += Math.min(perUser, end - start);
-    start = end;
-  }
-  return kept;
-}
-
 export function sampledPrefixes(ex: Examples, perUser: number, rng: Rng): Examples {
-  const n = ex.users.length;
   const keep: number[] = [];
-  for (let start = 0; start < n;) {
-    let end = start + 1;
-    while (end < n && ex.users[end] === ex.users[start]) end++;
+  for (const [start, end] of userRuns(ex.users)) {
     const count = end - start;
     if (count <= perUser) { for (let e = start; e < end; e++) keep.push(e); }
     else {
@@ -106,7 +108,6 @@ export function sampledPrefixes(ex: Examples, perUser: number, rng: Rng): Exampl
       }
       keep.push(...idx.subarray(0, perUser).sort());
     }
-    start = end;
   }
   return {
     users: Int32Array.from(keep, (e) => ex.users[e]),
