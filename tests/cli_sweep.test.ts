@@ -25,7 +25,14 @@ import { readSweepManifest, runSweep } from "../core/sweep/sweep.ts";
 import { activateBackend } from "../core/train/run.ts";
 import { htmlProblems } from "./helpers/html_check.ts";
 import { runCli } from "./helpers/run_cli.ts";
-import { MAIN_TS, setFlags, TINY_SETS, tinyDataset, tinyTrain } from "./helpers/tiny_run.ts";
+import {
+  MAIN_TS,
+  setFlags,
+  TINY_SETS,
+  tinyDataset,
+  tinyTrain,
+  tinyTrainArgs,
+} from "./helpers/tiny_run.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const GRID = { lr: [0.001, 0.003], hidden: [16, 32] };
@@ -634,6 +641,94 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
       await assert.rejects(Deno.stat(join(busy, "notes.txt")));
       assert.equal((await resultLines(busy)).length, 1);
     });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("duaf sweep --init-from: a run, or a sweep's run of the same seed; refusals", async () => {
+  const root = await Deno.makeTempDir({ prefix: "duaf-cli-sweep-init-" });
+  try {
+    const ds = await tinyDataset(root);
+    const one = join(root, "one.json");
+    await Deno.writeTextFile(one, JSON.stringify({ lr: [0.001] }));
+    const pre = join(root, "pre");
+    const p = await runCli([...sweepArgs(ds, one, pre), "--quiet"]);
+    assert.equal(p.code, 0, p.stderr);
+    const preRuns = new Map((await resultLines(pre)).map((l) => [l.seed, l.run]));
+
+    // Each fine-tuning seed starts from the pre-training run of its seed, as `train --init-from`.
+    const ftGrid = join(root, "ft.json");
+    await Deno.writeTextFile(ftGrid, JSON.stringify({ lr: [0.003] }));
+    const ft = join(root, "ft");
+    const f = await runCli([...sweepArgs(ds, ftGrid, ft), "--init-from", pre, "--quiet"]);
+    assert.equal(f.code, 0, f.stderr);
+    const lines = await resultLines(ft);
+    assert.equal(lines.length, 2);
+    for (const l of lines) {
+      const source = join(pre, "runs", preRuns.get(l.seed)!);
+      assert.equal(l.initFrom, source);
+      const m = JSON.parse(await Deno.readTextFile(join(ft, "runs", l.run, "manifest.json")));
+      assert.equal(m.initFrom.run, source);
+    }
+    assert.equal((await readSweepManifest(ft))!.initFrom?.kind, "sweep");
+    const seed2 = lines.find((l) => l.seed === 2)!;
+    const plain = join(root, "plain");
+    const t = await runCli([
+      ...tinyTrainArgs(ds, plain, [...TINY_SETS, "lr=0.003", "seed=2"]),
+      "--init-from",
+      join(pre, "runs", preRuns.get(2)!),
+    ]);
+    assert.equal(t.code, 0, t.stderr);
+    assert.ok(
+      await sameBytes(
+        join(plain, "model.safetensors"),
+        join(ft, "runs", seed2.run, "model.safetensors"),
+      ),
+      "a sweep run with --init-from differs from train --init-from",
+    );
+    // A run directory: every seed starts from it.
+    // (The grid given inline: the same runs as from the file.)
+    const fromRun = join(root, "from-run");
+    const inline = JSON.stringify({ lr: [0.003] });
+    const r = await runCli([...sweepArgs(ds, inline, fromRun), "--init-from", plain, "--quiet"]);
+    assert.equal(r.code, 0, r.stderr);
+    const fromRunLines = await resultLines(fromRun);
+    assert.deepEqual(fromRunLines.map((l) => l.run).sort(), lines.map((l) => l.run).sort());
+    for (const l of fromRunLines) assert.equal(l.initFrom, plain);
+    assert.equal((await readSweepManifest(fromRun))!.grid.file, "--grid");
+    const bad = await runCli([...sweepArgs(ds, "{lr: 1}", join(root, "x0"))]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^duaf sweep: --grid: not valid JSON/);
+
+    // Refusals: one line, exit 2, nothing written.
+    const two = join(root, "two.json");
+    await Deno.writeTextFile(two, JSON.stringify({ lr: [0.001, 0.003] }));
+    const pre2 = join(root, "pre2");
+    const p2 = await runCli([...sweepArgs(ds, two, pre2), "--seeds", "1", "--quiet"]);
+    assert.equal(p2.code, 0, p2.stderr);
+    const cases: [string[], RegExp][] = [
+      [[...sweepArgs(ds, ftGrid, ft)], /sweep was made with --init-from .*pre; use another --out/],
+      [
+        [...sweepArgs(ds, ftGrid, join(root, "x1")), "--init-from", pre, "--seeds", "1,3"],
+        /--init-from .*pre: no finished run of seed 3 in that sweep$/,
+      ],
+      [
+        [...sweepArgs(ds, ftGrid, join(root, "x2")), "--init-from", pre2],
+        /--init-from .*pre2: the sweep has 2 configurations/,
+      ],
+      [
+        [...sweepArgs(ds, ftGrid, join(root, "x3")), "--init-from", root],
+        /--init-from .*: neither a sweep nor a run with a best checkpoint/,
+      ],
+    ];
+    for (const [args, pattern] of cases) {
+      const u = await runCli(args);
+      assert.equal(u.code, 2, `${args.join(" ")}: ${u.stderr}`);
+      assert.match(u.stderr.trim(), pattern);
+      assert.equal(u.stderr.trim().split("\n").length, 1, u.stderr);
+    }
+    for (const x of ["x1", "x2", "x3"]) await assert.rejects(Deno.stat(join(root, x)));
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -32,7 +32,8 @@ split the runs between them. A rerun may add configurations or seeds; any other 
 grid or dataset is refused (--force starts over). See docs/sweep.md.
 
 options:
-  --grid FILE          JSON object: config key (dotted for duafmat.*) -> list of values
+  --grid FILE|JSON     JSON object: config key (dotted for duafmat.*) -> list of values, in a
+                       file or inline ('{"model": ["sasrec", "fdsa"]}')
   --seeds LIST         comma-separated seeds, each configuration runs under each (default: the
                        config's seed)
   --random N           N configurations drawn from the grid instead of all of them
@@ -41,6 +42,9 @@ options:
   --config FILE        base config (JSON object of config keys); the grid's values override it
   --set KEY=VALUE      base config override, repeatable (as in duaf train)
   --out SWEEP          the sweep directory
+  --init-from PATH     start every run from pre-trained parameters (as train --init-from): a run
+                       directory, or a sweep of one configuration whose run of the same seed
+                       starts each run (pre-training seed s -> fine-tuning seed s)
   --force              replace an --out that is not a sweep, or a sweep of another grid/dataset
   --stale-minutes M    a lock from another host untouched this long is stale (default 10)
   --checkpoint-every S each run also checkpoints every S seconds within an epoch (default
@@ -74,6 +78,16 @@ async function readJsonFile(path: string, flag: string): Promise<unknown> {
   }
 }
 
+/** --grid: a JSON file, or the JSON object itself when the value starts with "{". */
+async function readGrid(value: string): Promise<unknown> {
+  if (!value.trimStart().startsWith("{")) return await readJsonFile(value, "--grid");
+  try {
+    return JSON.parse(value);
+  } catch (e) {
+    throw new UsageError(`--grid: not valid JSON (${(e as Error).message})`);
+  }
+}
+
 async function tableCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseFlags("sweep", args, {
     format: { type: "string" },
@@ -103,6 +117,7 @@ export const sweepCommand: Command = {
       config: { type: "string" },
       set: { type: "string", multiple: true },
       out: { type: "string" },
+      "init-from": { type: "string" },
       force: { type: "boolean" },
       "stale-minutes": { type: "string" },
       "checkpoint-every": { type: "string" },
@@ -120,7 +135,9 @@ export const sweepCommand: Command = {
       throw new DataError(values.config!, null, null, "expected a JSON object");
     }
     const base = resolveConfig(fileCfg, values.set ?? [], values.config ?? "config");
-    const grid = parseGrid(await readJsonFile(values.grid, "--grid"), values.grid);
+    // Errors and the manifest name the grid by its file, or "--grid" when it is inline.
+    const gridName = values.grid.trimStart().startsWith("{") ? "--grid" : values.grid;
+    const grid = parseGrid(await readGrid(values.grid), gridName);
     const seeds = (listFlag(values.seeds) ?? [String(base.seed)]).map((s) =>
       intFlag("seeds", s, 0)!
     );
@@ -134,7 +151,7 @@ export const sweepCommand: Command = {
     const opts = {
       dataset,
       out: values.out,
-      gridFile: values.grid,
+      gridFile: gridName,
       grid,
       base,
       seeds,
@@ -143,6 +160,7 @@ export const sweepCommand: Command = {
       staleMs: staleMinutes * 60_000,
       checkpointSeconds: checkpointSecondsFlag(values["checkpoint-every"]),
       noWait: values["no-wait"] ?? false,
+      initFrom: values["init-from"] ?? null,
       progress,
     };
     // Every configuration, --out and an existing sweep's grid are checked before a backend

@@ -30,6 +30,8 @@ export interface ResultLine {
   valid: Record<string, number>;
   test: Record<string, number>;
   seconds: number;
+  /** The run this one's parameters started from (sweep --init-from); absent: from scratch. */
+  initFrom?: string;
 }
 
 export function resultsPath(sweep: string): string {

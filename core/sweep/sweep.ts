@@ -57,6 +57,18 @@ export interface SweepManifest {
   /** Each configuration: its id and swept values (its config is `base` with those values). */
   configs: { configId: string; point: Record<string, unknown> }[];
   runs: PlannedRun[];
+  /** `--init-from`: where every run's parameters start (absent: from scratch). */
+  initFrom?: SweepInitFrom | null;
+}
+
+/**
+ * `--init-from PATH`: a run directory every run starts from, or a sweep directory of one
+ * configuration whose run of the same seed each run starts from (pre-training seeds paired with
+ * fine-tuning seeds).
+ */
+export interface SweepInitFrom {
+  path: string;
+  kind: "run" | "sweep";
 }
 
 const SweepManifestSchema = z.object({
@@ -70,6 +82,7 @@ const SweepManifestSchema = z.object({
   base: TrainConfigSchema,
   configs: z.array(z.object({ configId: z.string(), point: z.record(z.string(), z.any()) })),
   runs: z.array(z.object({ id: z.string(), configId: z.string(), seed: z.number() })),
+  initFrom: z.object({ path: z.string(), kind: z.enum(["run", "sweep"]) }).nullable().optional(),
 });
 
 export function sweepManifestPath(dir: string): string {
@@ -144,6 +157,8 @@ export interface SweepOptions {
    * take over a run whose process dies (for queues of sweeps: the next one can start).
    */
   noWait?: boolean;
+  /** Start every run from pre-trained parameters (train's --init-from); see SweepInitFrom. */
+  initFrom?: string | null;
 }
 
 export interface SweepSummary {
@@ -192,6 +207,11 @@ function mergeManifest(
   out: string,
 ): SweepManifest | string {
   if (!old) return next;
+  const was = old.initFrom?.path ?? null, now = next.initFrom?.path ?? null;
+  if (was !== now) {
+    return `${out}: sweep was made ${was ? `with --init-from ${was}` : "without --init-from"}; ` +
+      `use another --out, or --force to replace it`;
+  }
   if (old.dataset.manifestSha256 !== next.dataset.manifestSha256) {
     return `${out}: sweep was made on another dataset (${old.dataset.dir}); ` +
       `use another --out, or --force to replace it`;
@@ -238,6 +258,7 @@ function bestValid(m: RunManifest): Record<string, number> {
 
 function resultLine(run: PlannedRun, point: Record<string, unknown>, m: RunManifest): ResultLine {
   return {
+    ...(m.initFrom ? { initFrom: m.initFrom.run } : {}),
     run: run.id,
     configId: run.configId,
     point,
@@ -276,6 +297,44 @@ async function hashOf(dataset: string): Promise<string> {
 }
 
 /**
+ * What `--init-from PATH` names: a run with a best checkpoint, or a sweep of one configuration
+ * with a finished run for every seed of this sweep.
+ */
+async function checkInitFrom(path: string, seeds: number[]): Promise<SweepInitFrom> {
+  const sweep = await readSweepManifest(path);
+  if (!sweep) {
+    if (!await exists(join(path, "model.safetensors"))) {
+      throw new UsageError(
+        `--init-from ${path}: neither a sweep nor a run with a best checkpoint (model.safetensors)`,
+      );
+    }
+    return { path, kind: "run" };
+  }
+  if (sweep.configs.length !== 1) {
+    throw new UsageError(
+      `--init-from ${path}: the sweep has ${sweep.configs.length} configurations; give one of its ` +
+        `runs, or a sweep of one configuration (its run of each seed starts that seed's run)`,
+    );
+  }
+  const results = await readResults(path);
+  const missing = seeds.filter((seed) => !results.some((r) => r.seed === seed));
+  if (missing.length) {
+    throw new UsageError(
+      `--init-from ${path}: no finished run of seed ${missing.join(", ")} in that sweep`,
+    );
+  }
+  return { path, kind: "sweep" };
+}
+
+/** The run directory a run of `seed` starts from under `--init-from`. */
+async function initRunFor(init: SweepInitFrom, seed: number): Promise<string> {
+  if (init.kind === "run") return init.path;
+  const line = (await readResults(init.path)).find((r) => r.seed === seed);
+  if (!line) throw new UsageError(`--init-from ${init.path}: no finished run of seed ${seed}`);
+  return join(init.path, "runs", line.run);
+}
+
+/**
  * Everything that can refuse a sweep, before any training starts: every configuration is
  * validated, --out is checked (checkSweepOut), and an existing sweep must have the same dataset
  * and no run missing from this plan (or, with `force`, is removed).
@@ -283,6 +342,7 @@ async function hashOf(dataset: string): Promise<string> {
 export async function prepareSweep(opts: SweepOptions): Promise<PreparedSweep> {
   const plan = sweepPlan(opts);
   const hash = await hashOf(opts.dataset);
+  const initFrom = opts.initFrom ? await checkInitFrom(resolve(opts.initFrom), opts.seeds) : null;
   await checkSweepOut(opts.out, opts.force ?? false);
   const next: SweepManifest = {
     format: SWEEP_FORMAT,
@@ -295,6 +355,7 @@ export async function prepareSweep(opts: SweepOptions): Promise<PreparedSweep> {
     base: opts.base,
     configs: plan.configs.map((c) => ({ configId: c.configId, point: c.point })),
     runs: plan.runs,
+    ...(initFrom ? { initFrom } : {}),
   };
   const existing = await readSweepManifest(opts.out);
   if (existing) {
@@ -390,6 +451,7 @@ export async function runSweep(
       out: dir,
       config: { ...planned.config, seed: run.seed },
       resume,
+      initFrom: manifest.initFrom ? await initRunFor(manifest.initFrom, run.seed) : undefined,
       backendName: opts.backendName,
       shouldStop: opts.shouldStop,
       checkpointSeconds: opts.checkpointSeconds,
