@@ -104,6 +104,39 @@ export interface GemmArgs {
   strideC2?: number;
 }
 
+/**
+ * Eq. 7-8 of DuAF over `rows` rows of width `dim` (Backend.modalityFusion): the 1-4 modality
+ * rows `e`, the time rows `t` and the query rows `q` in; `h`, `omega` [rows, M] and `keys`
+ * [rows, M, dim] out.
+ */
+export interface FusionArgs {
+  e: readonly Storage[];
+  t: Storage;
+  q: Storage;
+  h: Storage;
+  omega: Storage;
+  keys: Storage;
+  rows: number;
+  dim: number;
+  scale: number;
+}
+
+/** The fusion's backward (Backend.modalityFusionGrad): gh and gomega in; ge, gt, gq out. */
+export interface FusionGradArgs {
+  e: readonly Storage[];
+  q: Storage;
+  omega: Storage;
+  keys: Storage;
+  gh: Storage;
+  gomega: Storage | null;
+  ge: readonly Storage[];
+  gt: Storage;
+  gq: Storage;
+  rows: number;
+  dim: number;
+  scale: number;
+}
+
 /** The inner batch of a GEMM: its count and each operand's stride (1 and zeros when absent). */
 export function gemmBatch2(g: GemmArgs): { n: number; a: number; b: number; c: number } {
   return { n: g.batch2 ?? 1, a: g.strideA2 ?? 0, b: g.strideB2 ?? 0, c: g.strideC2 ?? 0 };
@@ -421,35 +454,12 @@ export interface Backend {
    * q[r]>), h[r] = Σ_m omega[r, m] e_m[r]. keys [rows, M, dim] and omega [rows, M] are kept for
    * the backward.
    */
-  modalityFusion(
-    e: readonly Storage[],
-    t: Storage,
-    q: Storage,
-    h: Storage,
-    omega: Storage,
-    keys: Storage,
-    rows: number,
-    dim: number,
-    scale: number,
-  ): void;
+  modalityFusion(a: FusionArgs): void;
   /**
    * Its gradient given gh [rows, dim] and, unless null, gomega [rows, M]: ge_m, gt and gq (each
    * [rows, dim]) are overwritten.
    */
-  modalityFusionGrad(
-    e: readonly Storage[],
-    q: Storage,
-    omega: Storage,
-    keys: Storage,
-    gh: Storage,
-    gomega: Storage | null,
-    ge: readonly Storage[],
-    gt: Storage,
-    gq: Storage,
-    rows: number,
-    dim: number,
-    scale: number,
-  ): void;
+  modalityFusionGrad(a: FusionGradArgs): void;
 
   // ---- indexing -----------------------------------------------------------------------------
   /** out[i, :] = table[idx[i], :] for i < n, rows of dim elements. */

@@ -93,12 +93,25 @@ function rowKernels(be: Backend): Float32Array[] {
   const omega = be.alloc(300 * 3, "f32");
   const keys = be.alloc(3 * n, "f32");
   const h = be.alloc(n, "f32");
-  be.modalityFusion(e, d, d, h, omega, keys, 300, 257, 1);
+  be.modalityFusion({ e, t: d, q: d, h, omega, keys, rows: 300, dim: 257, scale: 1 });
   for (const s of [h, omega, keys]) out.push(be.download(s) as Float32Array);
   const ge = e.map(() => be.alloc(n, "f32"));
   const gt = be.alloc(n, "f32");
   const gq = be.alloc(n, "f32");
-  be.modalityFusionGrad(e, d, omega, keys, g, omega, ge, gt, gq, 300, 257, 1);
+  be.modalityFusionGrad({
+    e,
+    q: d,
+    omega,
+    keys,
+    gh: g,
+    gomega: omega,
+    ge,
+    gt,
+    gq,
+    rows: 300,
+    dim: 257,
+    scale: 1,
+  });
   for (const s of [...ge, gt, gq]) out.push(be.download(s) as Float32Array);
   return out;
 }

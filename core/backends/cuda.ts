@@ -17,6 +17,8 @@ import {
   type BinaryOp,
   checkedInto,
   type DType,
+  type FusionArgs,
+  type FusionGradArgs,
   type GemmArgs,
   gemmBatch2,
   gemmLd,
@@ -561,17 +563,8 @@ export class CudaBackend implements Backend {
 
   // ---- DuAF fusion ------------------------------------------------------------------------------
 
-  modalityFusion(
-    e: readonly Storage[],
-    t: Storage,
-    q: Storage,
-    h: Storage,
-    omega: Storage,
-    keys: Storage,
-    rows: number,
-    dim: number,
-    scale: number,
-  ): void {
+  modalityFusion(a: FusionArgs): void {
+    const { e, t, q, h, omega, keys, rows, dim, scale } = a;
     const n = rows * dim;
     for (const s of [...e, t, q, h]) need(s, 0, n, "modalityFusion");
     need(omega, 0, rows * e.length, "modalityFusion omega");
@@ -597,20 +590,8 @@ export class CudaBackend implements Backend {
     );
   }
 
-  modalityFusionGrad(
-    e: readonly Storage[],
-    q: Storage,
-    omega: Storage,
-    keys: Storage,
-    gh: Storage,
-    gomega: Storage | null,
-    ge: readonly Storage[],
-    gt: Storage,
-    gq: Storage,
-    rows: number,
-    dim: number,
-    scale: number,
-  ): void {
+  modalityFusionGrad(a: FusionGradArgs): void {
+    const { e, q, omega, keys, gh, gomega, ge, gt, gq, rows, dim, scale } = a;
     const n = rows * dim;
     for (const s of [...e, ...ge, q, gh, gt, gq]) need(s, 0, n, "modalityFusionGrad");
     need(omega, 0, rows * e.length, "modalityFusionGrad omega");

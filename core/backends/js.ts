@@ -10,6 +10,8 @@ import {
   type BinaryOp,
   checkedInto,
   type DType,
+  type FusionArgs,
+  type FusionGradArgs,
   type GemmArgs,
   gemmBatch2,
   gemmLd,
@@ -559,17 +561,8 @@ export class JsBackend implements Backend {
     for (let r = 0; r < rows; r++) O[r * cols + I[r]] += G[r];
   }
 
-  modalityFusion(
-    e: readonly Storage[],
-    t: Storage,
-    q: Storage,
-    h: Storage,
-    omega: Storage,
-    keys: Storage,
-    rows: number,
-    dim: number,
-    scale: number,
-  ): void {
+  modalityFusion(a: FusionArgs): void {
+    const { e, t, q, h, omega, keys, rows, dim, scale } = a;
     const E = e.map(f), T = f(t), Q = f(q), H = f(h), W = f(omega), K = f(keys);
     const m = E.length;
     const s = new Float64Array(m);
@@ -597,20 +590,8 @@ export class JsBackend implements Backend {
     }
   }
 
-  modalityFusionGrad(
-    e: readonly Storage[],
-    q: Storage,
-    omega: Storage,
-    keys: Storage,
-    gh: Storage,
-    gomega: Storage | null,
-    ge: readonly Storage[],
-    gt: Storage,
-    gq: Storage,
-    rows: number,
-    dim: number,
-    scale: number,
-  ): void {
+  modalityFusionGrad(a: FusionGradArgs): void {
+    const { e, q, omega, keys, gh, gomega, ge, gt, gq, rows, dim, scale } = a;
     const E = e.map(f), Q = f(q), W = f(omega), K = f(keys), G = f(gh), GE = ge.map(f);
     const GT = f(gt), GQ = f(gq), GW = gomega ? f(gomega) : null;
     const m = E.length;

@@ -295,17 +295,17 @@ export function modalityFusion(
   // The backward reads its own copy of ω: a releasing backward frees ω itself after ω's step.
   const weights = empty([rows, m]);
   const keys = empty([rows, m, dim]);
-  b.modalityFusion(
-    mods.map((x) => x.storage),
-    t.storage,
-    q.storage,
-    h.storage,
-    weights.storage,
-    keys.storage,
+  b.modalityFusion({
+    e: mods.map((x) => x.storage),
+    t: t.storage,
+    q: q.storage,
+    h: h.storage,
+    omega: weights.storage,
+    keys: keys.storage,
     rows,
     dim,
     scale,
-  );
+  });
   const omega = empty([...shape.slice(0, -1), m]);
   b.copy2d(weights.storage, 0, 0, omega.storage, 0, 0, 1, omega.size, false);
   // h and ω are two tape entries over the same kernel: each passes its own gradient (the other
@@ -314,20 +314,20 @@ export function modalityFusion(
     const ge = mods.map(() => empty(shape));
     const gt = empty(shape);
     const gq = empty(shape);
-    b.modalityFusionGrad(
-      mods.map((x) => x.storage),
-      q.storage,
-      weights.storage,
-      keys.storage,
-      gh.storage,
-      gomega?.storage ?? null,
-      ge.map((x) => x.storage),
-      gt.storage,
-      gq.storage,
+    b.modalityFusionGrad({
+      e: mods.map((x) => x.storage),
+      q: q.storage,
+      omega: weights.storage,
+      keys: keys.storage,
+      gh: gh.storage,
+      gomega: gomega?.storage ?? null,
+      ge: ge.map((x) => x.storage),
+      gt: gt.storage,
+      gq: gq.storage,
       rows,
       dim,
       scale,
-    );
+    });
     return [...ge, gt, gq];
   };
   record(h, "modality_fusion", [...mods, t, q], (g) => grad(g, null));

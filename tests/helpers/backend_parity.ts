@@ -546,7 +546,7 @@ export function rowCases(): ParityCase[] {
       atol: 1e-5,
       run(be) {
         const { e, t, q, h, omega, keys } = inputs(be);
-        be.modalityFusion(e, t, q, h, omega, keys, rows, dim, scale);
+        be.modalityFusion({ e, t, q, h, omega, keys, rows, dim, scale });
         return [be.download(h), be.download(omega), be.download(keys)];
       },
     });
@@ -557,13 +557,26 @@ export function rowCases(): ParityCase[] {
         atol: 1e-4,
         run(be) {
           const { e, t, q, h, omega, keys } = inputs(be);
-          be.modalityFusion(e, t, q, h, omega, keys, rows, dim, scale);
+          be.modalityFusion({ e, t, q, h, omega, keys, rows, dim, scale });
           const gh = up(be, randn(127, rows * dim));
           const gw = withOmega ? up(be, randn(128, rows * m)) : null;
           const ge = e.map(() => be.alloc(rows * dim, "f32"));
           const gt = be.alloc(rows * dim, "f32");
           const gq = be.alloc(rows * dim, "f32");
-          be.modalityFusionGrad(e, q, omega, keys, gh, gw, ge, gt, gq, rows, dim, scale);
+          be.modalityFusionGrad({
+            e,
+            q,
+            omega,
+            keys,
+            gh,
+            gomega: gw,
+            ge,
+            gt,
+            gq,
+            rows,
+            dim,
+            scale,
+          });
           return [...ge.map((x) => be.download(x)), be.download(gt), be.download(gq)];
         },
       });

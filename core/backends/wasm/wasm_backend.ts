@@ -16,6 +16,8 @@ import {
   type BinaryOp,
   checkedInto,
   type DType,
+  type FusionArgs,
+  type FusionGradArgs,
   type GemmArgs,
   gemmBatch2,
   gemmLd,
@@ -709,17 +711,8 @@ export class WasmBackend implements Backend {
 
   // ---- DuAF fusion ------------------------------------------------------------------------------
 
-  modalityFusion(
-    e: readonly Storage[],
-    t: Storage,
-    q: Storage,
-    h: Storage,
-    omega: Storage,
-    keys: Storage,
-    rows: number,
-    dim: number,
-    scale: number,
-  ): void {
+  modalityFusion(a: FusionArgs): void {
+    const { e, t, q, h, omega, keys, rows, dim, scale } = a;
     const n = rows * dim;
     this.#writeParams([e.map((x) => this.at(x, 0, n))]);
     const m = e.length;
@@ -738,20 +731,8 @@ export class WasmBackend implements Backend {
     );
   }
 
-  modalityFusionGrad(
-    e: readonly Storage[],
-    q: Storage,
-    omega: Storage,
-    keys: Storage,
-    gh: Storage,
-    gomega: Storage | null,
-    ge: readonly Storage[],
-    gt: Storage,
-    gq: Storage,
-    rows: number,
-    dim: number,
-    scale: number,
-  ): void {
+  modalityFusionGrad(a: FusionGradArgs): void {
+    const { e, q, omega, keys, gh, gomega, ge, gt, gq, rows, dim, scale } = a;
     const n = rows * dim;
     const m = e.length;
     // e's pointers, then ge's at params + 16 bytes
