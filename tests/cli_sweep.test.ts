@@ -733,3 +733,63 @@ Deno.test("duaf sweep --init-from: a run, or a sweep's run of the same seed; ref
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("duaf sweep --top: screen with the first seed, then the best K under the others", async () => {
+  const root = await Deno.makeTempDir({ prefix: "duaf-cli-sweep-top-" });
+  try {
+    const ds = await tinyDataset(root);
+    const grid = join(root, "grid.json");
+    await Deno.writeTextFile(grid, JSON.stringify(GRID));
+    const out = join(root, "top");
+    const r = await runCli([...sweepArgs(ds, grid, out), "--top", "1", "--quiet"]);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.deepEqual({ runs: summary.runs, done: summary.done, trained: summary.trained }, {
+      runs: 5,
+      done: 5,
+      trained: 5,
+    });
+    const lines = await resultLines(out);
+    const screen = lines.filter((l) => l.seed === 1);
+    assert.equal(screen.length, 4);
+    const ranked = [...screen].sort((a, b) => b.valid["ndcg@10"] - a.valid["ndcg@10"]);
+    const promoted = lines.filter((l) => l.seed === 2);
+    assert.deepEqual(promoted.map((l) => l.configId), [ranked[0].configId]);
+    const m = (await readSweepManifest(out))!;
+    assert.deepEqual(m.top, { k: 1, screenSeeds: [1] });
+    assert.equal(m.runs.length, 5);
+    // The table's best is the configuration with both seeds, whatever one seed of another says.
+    const t = await runCli(["sweep", "table", out, "--format", "csv"]);
+    assert.equal(t.code, 0, t.stderr);
+    const best = t.stdout.trim().split("\n").slice(1).filter((row) => row.startsWith("1,"));
+    assert.equal(best.length, 1);
+    assert.match(best[0], /^1,[^,]+,[^,]+,2,/);
+
+    // A rerun trains nothing; a larger K promotes the next configuration.
+    const again = await runCli([...sweepArgs(ds, grid, out), "--top", "1", "--quiet"]);
+    assert.equal(JSON.parse(again.stdout).trained, 0);
+    const k2 = await runCli([...sweepArgs(ds, grid, out), "--top", "2", "--quiet"]);
+    assert.equal(k2.code, 0, k2.stderr);
+    assert.equal(JSON.parse(k2.stdout).trained, 1);
+    const seed2 = (await resultLines(out)).filter((l) => l.seed === 2).map((l) => l.configId);
+    assert.deepEqual(seed2.sort(), [ranked[0].configId, ranked[1].configId].sort());
+
+    // Refusals: the screening changed, or --screen-seeds leaving no seed to promote to.
+    const cases: [string[], RegExp][] = [
+      [sweepArgs(ds, grid, out), /sweep was made with --top, screening seeds 1; use another --out/],
+      [
+        [...sweepArgs(ds, grid, join(root, "x")), "--top", "1", "--screen-seeds", "2"],
+        /--screen-seeds: expected 1 to 1/,
+      ],
+      [[...sweepArgs(ds, grid, join(root, "x")), "--screen-seeds", "1"], /applies with --top K/],
+    ];
+    for (const [args, pattern] of cases) {
+      const u = await runCli(args);
+      assert.equal(u.code, 2, `${args.join(" ")}: ${u.stderr}`);
+      assert.match(u.stderr.trim(), pattern);
+    }
+    await assert.rejects(Deno.stat(join(root, "x")));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -37,6 +37,9 @@ options:
   --seeds LIST         comma-separated seeds, each configuration runs under each (default: the
                        config's seed)
   --random N           N configurations drawn from the grid instead of all of them
+  --top K              screen: every configuration runs under the first --screen-seeds seeds,
+                       then only the K best by mean valid metric run under the other seeds
+  --screen-seeds N     how many of --seeds screen with --top (default 1)
   --sample-seed S      seed of the --random draw (default 0); a larger N with the same seed
                        draws a superset
   --config FILE        base config (JSON object of config keys); the grid's values override it
@@ -113,6 +116,8 @@ export const sweepCommand: Command = {
       grid: { type: "string" },
       seeds: { type: "string" },
       random: { type: "string" },
+      top: { type: "string" },
+      "screen-seeds": { type: "string" },
       "sample-seed": { type: "string" },
       config: { type: "string" },
       set: { type: "string", multiple: true },
@@ -145,6 +150,11 @@ export const sweepCommand: Command = {
     if (new Set(seeds).size !== seeds.length) throw new UsageError("--seeds: a seed is repeated");
     const n = intFlag("random", values.random, 1);
     const sampleSeed = intFlag("sample-seed", values["sample-seed"], 0) ?? 0;
+    const top = intFlag("top", values.top, 1);
+    const screenSeeds = intFlag("screen-seeds", values["screen-seeds"], 1);
+    if (screenSeeds !== undefined && top === undefined) {
+      throw new UsageError("--screen-seeds applies with --top K");
+    }
     const staleMinutes = numberFlag("stale-minutes", values["stale-minutes"]) ?? 10;
     if (!(staleMinutes > 0)) throw new UsageError("--stale-minutes: expected a number > 0");
     const progress = new StderrProgress({ quiet: values.quiet });
@@ -161,6 +171,7 @@ export const sweepCommand: Command = {
       checkpointSeconds: checkpointSecondsFlag(values["checkpoint-every"]),
       noWait: values["no-wait"] ?? false,
       initFrom: values["init-from"] ?? null,
+      top: top !== undefined ? { k: top, screenSeeds: screenSeeds ?? 1 } : null,
       progress,
     };
     // Every configuration, --out and an existing sweep's grid are checked before a backend

@@ -130,13 +130,15 @@ export interface SweepTable {
 /**
  * Groups results by configuration (in `order`, then any others in file order), with the valid
  * `metric` and every test metric as mean ± sd over seeds; the configuration with the highest
- * valid mean is the best one.
+ * valid mean is the best one. With `minSeeds`, only configurations with that many seeds contend
+ * (a screened sweep: one lucky screening seed does not outrank a three-seed mean), unless none has.
  */
 export function aggregate(
   results: ResultLine[],
   keys: string[],
   metric: string,
   order: string[] = [],
+  minSeeds = 0,
 ): SweepTable {
   const groups = new Map<string, ResultLine[]>();
   for (const id of order) groups.set(id, []);
@@ -170,7 +172,10 @@ export function aggregate(
     });
   }
   let best: TableRow | null = null;
-  for (const row of rows) if (!best || row.valid.mean > best.valid.mean) best = row;
+  const full = rows.filter((r) => r.valid.n >= minSeeds);
+  for (const row of full.length ? full : rows) {
+    if (!best || row.valid.mean > best.valid.mean) best = row;
+  }
   if (best) best.best = true;
   return { metric, keys, rows, best };
 }

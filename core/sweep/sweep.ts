@@ -34,6 +34,7 @@ import {
   type PlannedConfig,
   type PlannedRun,
   planRuns,
+  runId,
   sampleGrid,
 } from "./grid.ts";
 import { aggregate, appendResult, readResults, type ResultLine, RESULTS_FILE } from "./results.ts";
@@ -59,6 +60,19 @@ export interface SweepManifest {
   runs: PlannedRun[];
   /** `--init-from`: where every run's parameters start (absent: from scratch). */
   initFrom?: SweepInitFrom | null;
+  /** `--top K`: the screening seeds run everywhere, the others on the best K only. */
+  top?: SweepTop | null;
+}
+
+/**
+ * Screening (`--top K --screen-seeds N`): every configuration runs under the first N seeds; the
+ * K configurations with the best mean valid metric over them then run under the other seeds too.
+ * Promoted runs join the manifest when the screening is complete and are never removed.
+ */
+export interface SweepTop {
+  k: number;
+  /** The screening seeds (the first N of --seeds). */
+  screenSeeds: number[];
 }
 
 /**
@@ -83,6 +97,7 @@ const SweepManifestSchema = z.object({
   configs: z.array(z.object({ configId: z.string(), point: z.record(z.string(), z.any()) })),
   runs: z.array(z.object({ id: z.string(), configId: z.string(), seed: z.number() })),
   initFrom: z.object({ path: z.string(), kind: z.enum(["run", "sweep"]) }).nullable().optional(),
+  top: z.object({ k: z.number(), screenSeeds: z.array(z.number()) }).nullable().optional(),
 });
 
 export function sweepManifestPath(dir: string): string {
@@ -159,6 +174,8 @@ export interface SweepOptions {
   noWait?: boolean;
   /** Start every run from pre-trained parameters (train's --init-from); see SweepInitFrom. */
   initFrom?: string | null;
+  /** Screen with the first `screenSeeds` seeds, then run the others on the best `k` (SweepTop). */
+  top?: { k: number; screenSeeds: number } | null;
 }
 
 export interface SweepSummary {
@@ -193,7 +210,55 @@ export function sweepPlan(opts: SweepOptions): { configs: PlannedConfig[]; runs:
   const points = opts.random
     ? sampleGrid(opts.grid, opts.random.n, new Rng(opts.random.seed))
     : expandGrid(opts.grid);
-  return planRuns(opts.base, points, opts.seeds, opts.gridFile);
+  return planRuns(opts.base, points, screeningSeeds(opts), opts.gridFile);
+}
+
+/** The seeds every configuration runs under: all of them, or the screening ones with --top. */
+function screeningSeeds(opts: SweepOptions): number[] {
+  if (!opts.top) return opts.seeds;
+  const { k, screenSeeds } = opts.top;
+  if (!(k >= 1)) throw new UsageError("--top: expected at least 1 configuration");
+  if (!(screenSeeds >= 1 && screenSeeds < opts.seeds.length)) {
+    throw new UsageError(
+      `--screen-seeds: expected 1 to ${opts.seeds.length - 1} (fewer than --seeds' ` +
+        `${opts.seeds.length}, which the best --top configurations run under)`,
+    );
+  }
+  return opts.seeds.slice(0, screenSeeds);
+}
+
+/**
+ * The runs screening promotes: once every configuration has a result for every screening seed,
+ * the `k` best by mean valid metric (ties: manifest order) under each other seed, less the runs
+ * the manifest already has. Empty while the screening is incomplete.
+ */
+export function promotedRuns(m: SweepManifest, results: ResultLine[]): PlannedRun[] {
+  if (!m.top) return [];
+  const screen = new Set(m.top.screenSeeds);
+  const metric = m.base.metric;
+  const scores = new Map<string, number[]>();
+  for (const r of results) {
+    if (!screen.has(r.seed)) continue;
+    const v = r.valid[metric];
+    if (typeof v === "number") scores.set(r.configId, [...scores.get(r.configId) ?? [], v]);
+  }
+  if (m.configs.some((c) => (scores.get(c.configId)?.length ?? 0) < screen.size)) return [];
+  const mean = (id: string) => scores.get(id)!.reduce((a, b) => a + b, 0) / screen.size;
+  const ranked = m.configs.map((c, i) => ({ c, i, v: mean(c.configId) }))
+    .sort((a, b) => b.v - a.v || a.i - b.i)
+    .slice(0, m.top.k);
+  const configs = plannedConfigs(m, "manifest.json");
+  const have = new Set(m.runs.map((r) => r.id));
+  const out: PlannedRun[] = [];
+  for (const { c } of ranked) {
+    const planned = configs.get(c.configId)!;
+    for (const seed of m.seeds) {
+      if (screen.has(seed)) continue;
+      const id = runId(planned.config, c.point, seed);
+      if (!have.has(id)) out.push({ id, configId: c.configId, seed });
+    }
+  }
+  return out;
 }
 
 /**
@@ -216,8 +281,16 @@ function mergeManifest(
     return `${out}: sweep was made on another dataset (${old.dataset.dir}); ` +
       `use another --out, or --force to replace it`;
   }
+  const screen = (m: SweepManifest) => m.top ? m.top.screenSeeds.join(",") : null;
+  if (screen(old) !== screen(next)) {
+    return `${out}: sweep was made ${
+      old.top ? `with --top, screening seeds ${screen(old)}` : "without --top"
+    }; use another --out, or --force to replace it`;
+  }
   const ids = new Set(next.runs.map((r) => r.id));
-  const missing = old.runs.filter((r) => !ids.has(r.id)).length;
+  // Runs a screening promoted are the sweep's own, not the plan's.
+  const planned = (r: PlannedRun) => !old.top || old.top.screenSeeds.includes(r.seed);
+  const missing = old.runs.filter((r) => planned(r) && !ids.has(r.id)).length;
   if (missing) {
     return `${out}: ${missing} of the sweep's ${old.runs.length} runs are not in this grid ` +
       `(a rerun may only add configurations or seeds); use another --out, or --force to replace it`;
@@ -356,6 +429,7 @@ export async function prepareSweep(opts: SweepOptions): Promise<PreparedSweep> {
     configs: plan.configs.map((c) => ({ configId: c.configId, point: c.point })),
     runs: plan.runs,
     ...(initFrom ? { initFrom } : {}),
+    ...(opts.top ? { top: { k: opts.top.k, screenSeeds: screeningSeeds(opts) } } : {}),
   };
   const existing = await readSweepManifest(opts.out);
   if (existing) {
@@ -392,23 +466,25 @@ export async function runSweep(
   });
   // The manifest is read and rewritten under a lock of its own, so two processes starting
   // together merge their plans instead of one overwriting the other's.
-  let manifest: SweepManifest;
-  for (let waited = 0;; waited += 50) {
-    if (claims.tryClaim("manifest")) break;
-    if (waited > 60_000) throw new UsageError(`${out}: manifest lock held for over a minute`);
-    await sleep(50);
-  }
-  try {
-    const merged = mergeManifest(await readSweepManifest(out), next, out);
-    if (typeof merged === "string") throw new UsageError(merged);
-    manifest = merged;
-    await writeFileAtomic(sweepManifestPath(out), JSON.stringify(manifest, null, 2) + "\n");
-  } finally {
-    claims.release("manifest");
-  }
+  const updateManifest = async (plan: SweepManifest): Promise<SweepManifest> => {
+    for (let waited = 0;; waited += 50) {
+      if (claims.tryClaim("manifest")) break;
+      if (waited > 60_000) throw new UsageError(`${out}: manifest lock held for over a minute`);
+      await sleep(50);
+    }
+    try {
+      const merged = mergeManifest(await readSweepManifest(out), plan, out);
+      if (typeof merged === "string") throw new UsageError(merged);
+      await writeFileAtomic(sweepManifestPath(out), JSON.stringify(merged, null, 2) + "\n");
+      return merged;
+    } finally {
+      claims.release("manifest");
+    }
+  };
+  let manifest = await updateManifest(next);
 
   const configs = plannedConfigs(manifest, sweepManifestPath(out));
-  const total = manifest.runs.length;
+  let total = manifest.runs.length;
   const summary: SweepSummary = {
     sweep: out,
     configs: manifest.configs.length,
@@ -468,7 +544,18 @@ export async function runSweep(
       const pending = manifest.runs.filter((r) => !done.has(r.id));
       summary.done = total - pending.length;
       summary.left = pending.length;
-      if (!pending.length) break;
+      if (!pending.length) {
+        // A complete screening promotes its best configurations to the other seeds.
+        const promoted = promotedRuns(manifest, await readResults(out));
+        if (!promoted.length) break;
+        manifest = await updateManifest({ ...next, runs: [...next.runs, ...promoted] });
+        total = summary.runs = manifest.runs.length;
+        progress.log(
+          `sweep: screening done; ${promoted.length} runs of the best ${manifest.top!.k} ` +
+            `configurations added`,
+        );
+        continue;
+      }
       if (opts.shouldStop?.()) {
         summary.interrupted = true;
         break;
@@ -537,7 +624,13 @@ export async function runSweep(
   const metric = manifest.base.metric;
   const results = await readResults(out);
   const best = results.length
-    ? aggregate(results, keys, metric, manifest.configs.map((c) => c.configId)).best
+    ? aggregate(
+      results,
+      keys,
+      metric,
+      manifest.configs.map((c) => c.configId),
+      manifest.top ? manifest.seeds.length : 0,
+    ).best
     : null;
   if (best) {
     summary.best = {

@@ -23,5 +23,6 @@ export async function sweepTable(dir: string, metric?: string): Promise<SweepTab
   if (!/^(ndcg|mrr|hit|recall)@\d+$/.test(name)) {
     throw new UsageError(`--metric: expected ndcg@K, mrr@K, hit@K or recall@K, got '${name}'`);
   }
-  return aggregate(results, sweptKeys(m), name, m.configs.map((c) => c.configId));
+  const ids = m.configs.map((c) => c.configId);
+  return aggregate(results, sweptKeys(m), name, ids, m.top ? m.seeds.length : 0);
 }
