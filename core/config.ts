@@ -125,6 +125,12 @@ export const TrainConfigSchema = z.object({
   /** The popularity exponent: 1 = unigram, 0.75 = word2vec's smoothing, 0 = uniform. */
   popularityPower: z.number().min(0).max(1).default(0.75),
   /**
+   * gbce / sampled: "position" = each loss position draws its own `negatives` (gSASRec);
+   * "batch" = one draw shared by every position of a micro-batch, scored by one GEMM: no
+   * [positions x negatives x d] candidate rows, for catalogs of 10^5+ items.
+   */
+  negativeSharing: z.enum(["position", "batch"]).default("position"),
+  /**
    * Full CE in item blocks (core/ops/linear_ce.ts): the [batch x items] logits are never
    * materialised. "auto" = plain CE while those logits fit 256 MiB (checkpoints as before), blocks
    * with a 32 MiB scratch above; 0 = always plain; N = always blocks of N items.

@@ -134,6 +134,23 @@ Deno.test("logQ correction: sampled softmax over s - log q, gBCE with β = 1 - t
   const gb = run("gbce", scripted(q, [2, 1]));
   const wantGb = 1.3 * sp(-2) + sp(0) + sp(2);
   assert.ok(Math.abs(gb - wantGb) < 1e-6, `${gb} vs ${wantGb}`);
+  // Shared negatives (one draw for the row's K columns) give the same columns here: one row.
+  const shared = (kind: "sampled" | "gbce") =>
+    withBackend(
+      f64,
+      () =>
+        tidy(() =>
+          nextItemLoss(tensor(h, [1, 2]), tensor(table, [3, 2]), positions([1]), kind, "auto", {
+            rng: new Rng(1),
+            count: 2,
+            t: 0.5,
+            distribution: scripted(q, [2, 1]),
+            shared: true,
+          }).item()
+        ),
+    );
+  assert.ok(Math.abs(shared("sampled") - want) < 1e-6, `${shared("sampled")} vs ${want}`);
+  assert.ok(Math.abs(shared("gbce") - wantGb) < 1e-6, `${shared("gbce")} vs ${wantGb}`);
   // Uniform q over both items is a constant shift: the same loss as plain sampled softmax.
   const flat = run("sampled", scripted([0, 0.5, 0.5], [2, 1]));
   assert.ok(Math.abs(flat - plain) < 1e-6);
@@ -151,6 +168,18 @@ Deno.test("popularity-sampled losses: finite-difference gradients", () => {
           count: 5,
           t: 0.75,
           distribution: d,
+        }),
+    );
+    gradCheck(
+      `${kind} popularity loss, shared negatives`,
+      [{ shape: [3, 4] }, { shape: [10, 4] }],
+      ([h, table]) =>
+        nextItemLoss(h, table, positions([2, 7, 9]), kind, "auto", {
+          rng: new Rng(5),
+          count: 5,
+          t: 0.75,
+          distribution: d,
+          shared: true,
         }),
     );
   }

@@ -31,9 +31,19 @@ function softplus(x: number): number {
   return Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x)));
 }
 
-/** The same loss by hand, drawing the negatives from the same seed in the same order. */
-function byHand(h: number[], table: number[], kind: "gbce" | "sampled", t: number): number {
+/**
+ * The same loss by hand, drawing the negatives from the same seed in the same order: K per
+ * position, or (`shared`) one draw of K that every position uses.
+ */
+function byHand(
+  h: number[],
+  table: number[],
+  kind: "gbce" | "sampled",
+  t: number,
+  shared = false,
+): number {
   const rng = new Rng(5);
+  const sharedItems = shared ? Array.from({ length: K }, () => 1 + rng.int(ITEMS)) : [];
   const dot = (r: number, item: number) => {
     let s = 0;
     for (let c = 0; c < D; c++) s += h[r * D + c] * table[item * D + c];
@@ -44,7 +54,9 @@ function byHand(h: number[], table: number[], kind: "gbce" | "sampled", t: numbe
   let total = 0;
   for (let r = 0; r < N; r++) {
     const pos = dot(r, TARGETS[r]);
-    const negs = Array.from({ length: K }, () => dot(r, 1 + rng.int(ITEMS)));
+    const negs = shared
+      ? sharedItems.map((item) => dot(r, item))
+      : Array.from({ length: K }, () => dot(r, 1 + rng.int(ITEMS)));
     if (kind === "sampled") {
       const all = [pos, ...negs];
       const m = Math.max(...all);
@@ -77,6 +89,32 @@ Deno.test("gbce and sampled softmax equal a hand computation, t moving gBCE's β
   });
 });
 
+Deno.test("negativeSharing=batch: one draw of K negatives for every position, by hand", () => {
+  const rng = new Rng(1);
+  const h = Array.from({ length: N * D }, () => rng.normal());
+  const table = Array.from({ length: (ITEMS + 1) * D }, () => rng.normal());
+  withBackend(f64, () => {
+    for (const [kind, t] of [["sampled", 0], ["gbce", 0], ["gbce", 0.75]] as const) {
+      const loss = (shared: boolean) =>
+        tidy(() =>
+          nextItemLoss(
+            tensor(h, [N, D]),
+            tensor(table, [ITEMS + 1, D]),
+            positions(),
+            kind,
+            "auto",
+            { rng: new Rng(5), count: K, t, shared },
+          ).item()
+        );
+      const got = loss(true);
+      const want = byHand(h, table, kind, t, true);
+      assert.ok(Math.abs(got - want) < 1e-6 * Math.abs(want), `${kind} t=${t}: ${got} vs ${want}`);
+      // Not the per-position loss: the draws differ.
+      assert.ok(Math.abs(got - loss(false)) > 1e-3, `${kind}: shared equals per-position`);
+    }
+  });
+});
+
 Deno.test("gbce and sampled softmax: finite-difference gradients", () => {
   for (const kind of ["gbce", "sampled"] as const) {
     gradCheck(
@@ -85,6 +123,17 @@ Deno.test("gbce and sampled softmax: finite-difference gradients", () => {
       ([h, table]) =>
         nextItemLoss(h, table, positions(), kind, "auto", { rng: new Rng(5), count: K, t: 0.75 }),
     );
+    gradCheck(
+      `${kind} loss, shared negatives`,
+      [{ shape: [N, D] }, { shape: [ITEMS + 1, D] }],
+      ([h, table]) =>
+        nextItemLoss(h, table, positions(), kind, "auto", {
+          rng: new Rng(5),
+          count: K,
+          t: 0.75,
+          shared: true,
+        }),
+    );
   }
 });
 
@@ -92,8 +141,9 @@ Deno.test("train with loss=gbce and loss=sampled: reproducible runs that rank", 
   const root = await Deno.makeTempDir({ prefix: "duaf-gbce-" });
   try {
     const ds = await tinyDataset(root);
-    for (const loss of ["gbce", "sampled"]) {
-      const sets = [...TINY_SETS, `loss=${loss}`, "negatives=32"];
+    for (const loss of ["gbce", "sampled", "gbce-shared"]) {
+      const sets = [...TINY_SETS, `loss=${loss.split("-")[0]}`, "negatives=32"];
+      if (loss.endsWith("-shared")) sets.push("negativeSharing=batch");
       const a = await tinyTrain(ds, join(root, `${loss}-a`), sets);
       await tinyTrain(ds, join(root, `${loss}-b`), sets);
       const bytes = (d: string) => Deno.readFile(join(root, d, "model.safetensors"));

@@ -34,7 +34,7 @@
  *                         [--record docs/benchmarks.md]
  *
  * --losses: ce (ceChunkItems auto), ce-plain (0), ce-chunked (blocks within 32 MiB), gbce,
- * sampled. --set passes training config keys (e.g. negatives=128). --record appends the tables to
+ * sampled, and gbce-shared / sampled-shared (negativeSharing=batch). --set passes training config keys (e.g. negatives=128). --record appends the tables to
  * the "## scale" section of the file.
  *
  * Each (catalog, path) runs in a child process of its own, so every peak starts from a clean
@@ -210,8 +210,14 @@ function lossSettings(loss: string): string[] {
     case "gbce":
     case "sampled":
       return [`loss=${loss}`];
+    case "gbce-shared":
+    case "sampled-shared":
+      return [`loss=${loss.split("-")[0]}`, "negativeSharing=batch"];
     default:
-      throw new Error(`--losses: unknown '${loss}' (ce, ce-plain, ce-chunked, gbce, sampled)`);
+      throw new Error(
+        `--losses: unknown '${loss}' (ce, ce-plain, ce-chunked, gbce, sampled, gbce-shared, ` +
+          `sampled-shared)`,
+      );
   }
 }
 

@@ -39,6 +39,7 @@ export function createModel(
         loss: cfg.loss,
         negatives: cfg.negatives,
         gbceT: cfg.gbceT,
+        negativeSharing: cfg.negativeSharing,
         ceChunkItems: cfg.ceChunkItems,
       }, rng);
     case "lrurec":
@@ -56,6 +57,7 @@ export function createModel(
         loss: cfg.loss,
         negatives: cfg.negatives,
         gbceT: cfg.gbceT,
+        negativeSharing: cfg.negativeSharing,
         ceChunkItems: cfg.ceChunkItems,
       }, rng);
     case "fdsa":

@@ -25,6 +25,8 @@ export interface ItemLossConfig {
   loss: LossKind;
   negatives?: number;
   gbceT?: number;
+  /** gbce / sampled: negatives per position, or one draw shared by the micro-batch. */
+  negativeSharing?: "position" | "batch";
   /** CE over all items: "auto" (plain for small catalogs, in item blocks above), 0, or block size. */
   ceChunkItems?: op.CeChunkSetting;
 }
@@ -233,11 +235,13 @@ export interface SampledNegatives {
   t: number;
   /** Popularity sampling (negativeSampling); absent or null = uniform over all items. */
   distribution?: SamplingDistribution | null;
+  /** One draw of `count` negatives for every position of the call (negativeSharing=batch). */
+  shared?: boolean;
 }
 
 /** The sampler a model's loss uses, from its config and the step's context. */
 export function negativeSampler(
-  cfg: { negatives?: number; gbceT?: number },
+  cfg: { negatives?: number; gbceT?: number; negativeSharing?: "position" | "batch" },
   ctx: ForwardContext,
 ): SampledNegatives {
   return {
@@ -245,6 +249,7 @@ export function negativeSampler(
     count: cfg.negatives ?? 256,
     t: cfg.gbceT ?? 0.75,
     distribution: ctx.negatives,
+    shared: cfg.negativeSharing === "batch",
   };
 }
 
@@ -261,6 +266,10 @@ export function negativeSampler(
  * its logits and takes α per target from the target's own rate of being drawn, α_i = K·q(i):
  * gSASRec's calibration argument (the optimum σ(s) = βp / (βp + α(1 - p)), calibrated at β = α)
  * holds item by item, and β = α(t(1 - 1/α) + 1/α) = 1 - t + t·α_i.
+ *
+ * With `shared` negatives every position's row holds the same K items (one draw per call), so the
+ * negative logits are one [N, d] x [d, K] product over K gathered rows instead of N·K gathered
+ * rows; each position's loss is the same function of its logits, only the draws are correlated.
  */
 function sampledLoss(
   seqOut: Tensor,
@@ -274,6 +283,7 @@ function sampledLoss(
   const items = itemTable.shape[0] - 1;
   const d = seqOut.shape[1];
   const q = s.distribution ?? null;
+  if (s.shared) return sharedSampledLoss(seqOut, itemTable, targets, kind, s);
   const idx = new Int32Array(n * (k + 1));
   for (let r = 0; r < n; r++) {
     idx[r * (k + 1)] = targets[r];
@@ -291,8 +301,22 @@ function sampledLoss(
     }
     return op.crossEntropy(logits, tensor(new Int32Array(n), [n], "i32"));
   }
-  const pos = op.softplus(op.neg(op.slice(logits, 1, 0, 1)));
-  const neg = op.softplus(op.slice(logits, 1, 1, k));
+  return gbceOf(op.slice(logits, 1, 0, 1), op.slice(logits, 1, 1, k), targets, items, s);
+}
+
+/** gBCE from the target logits [N, 1] and the negatives' [N, K]: the mean over positions. */
+function gbceOf(
+  posLogits: Tensor,
+  negLogits: Tensor,
+  targets: Int32Array,
+  items: number,
+  s: SampledNegatives,
+): Tensor {
+  const n = targets.length;
+  const k = s.count;
+  const q = s.distribution ?? null;
+  const pos = op.softplus(op.neg(posLogits));
+  const neg = op.softplus(negLogits);
   let posTerm: Tensor;
   if (q) {
     const beta = new Float32Array(n);
@@ -304,6 +328,38 @@ function sampledLoss(
     posTerm = op.scale(op.sum(pos), beta);
   }
   return op.scale(op.add(posTerm, op.sum(neg)), 1 / n);
+}
+
+/** sampledLoss with one draw of K negatives shared by all N positions (negativeSharing=batch). */
+function sharedSampledLoss(
+  seqOut: Tensor,
+  itemTable: Tensor,
+  targets: Int32Array,
+  kind: "gbce" | "sampled",
+  s: SampledNegatives,
+): Tensor {
+  const n = targets.length;
+  const k = s.count;
+  const items = itemTable.shape[0] - 1;
+  const q = s.distribution ?? null;
+  const negIdx = new Int32Array(k);
+  for (let j = 0; j < k; j++) negIdx[j] = q ? q.draw(s.rng) : 1 + s.rng.int(items);
+  const posRows = op.embedding(itemTable, tensor(targets, [n], "i32"));
+  const posLogits = op.reshape(op.sum(op.mul(seqOut, posRows), -1), [n, 1]);
+  const negRows = op.embedding(itemTable, tensor(negIdx, [k], "i32"));
+  let negLogits = op.matmul(seqOut, negRows, false, true);
+  if (kind === "gbce") return gbceOf(posLogits, negLogits, targets, items, s);
+  let target = posLogits;
+  if (q) {
+    const logQt = new Float32Array(n);
+    for (let r = 0; r < n; r++) logQt[r] = q.logProb[targets[r]];
+    target = op.sub(posLogits, tensor(logQt, [n, 1]));
+    const logQ = new Float32Array(k);
+    for (let j = 0; j < k; j++) logQ[j] = q.logProb[negIdx[j]];
+    negLogits = op.sub(negLogits, tensor(logQ, [1, k]));
+  }
+  const logits = op.concat([target, negLogits], 1);
+  return op.crossEntropy(logits, tensor(new Int32Array(n), [n], "i32"));
 }
 
 /**

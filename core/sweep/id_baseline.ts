@@ -53,6 +53,7 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "lruRMax": 0.99,
   "negativeSampling": "uniform",
   "popularityPower": 0.75,
+  "negativeSharing": "position",
   "novaAttributes": [
     "category",
   ],

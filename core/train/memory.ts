@@ -194,6 +194,13 @@ export function estimateTrainingMemory(cfg: TrainConfig, m: MemoryInputs): Memor
         bytes: F32 * positions * block * 2,
         advice: `lower ceChunkItems (now ${cfg.ceChunkItems}) or tokenBudget`,
       };
+  } else if ((cfg.loss === "gbce" || cfg.loss === "sampled") && cfg.negativeSharing === "batch") {
+    const k = cfg.negatives + 1;
+    loss = {
+      what: `${cfg.loss} shared-negative logits [${fmtInt(positions)} x ${fmtInt(k)}]`,
+      bytes: F32 * (positions * k * 4 + positions * d * 2 + k * d * 2),
+      advice: `lower negatives (now ${cfg.negatives}), tokenBudget or batchSize`,
+    };
   } else if (cfg.loss === "gbce" || cfg.loss === "sampled") {
     const k = cfg.negatives + 1;
     loss = {
