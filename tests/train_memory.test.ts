@@ -51,6 +51,13 @@ Deno.test("memory estimate: its terms follow the configuration", () => {
   // gbce: [positions x (1 + negatives) x d] candidates and their gradient.
   const gbce = estimateTrainingMemory(cfg({ loss: "gbce", negatives: 127 }), inputs());
   assert.ok(Math.abs(gbce.loss.bytes - 4 * 2048 * 128 * (2 * 64 + 8)) < 1);
+  // Shared negatives: [positions x (1 + negatives)] logits, no per-position candidate rows.
+  const shared = estimateTrainingMemory(
+    cfg({ loss: "gbce", negatives: 127, negativeSharing: "batch" }),
+    inputs(),
+  );
+  assert.ok(Math.abs(shared.loss.bytes - 4 * (2048 * 128 * 4 + 2048 * 64 * 2 + 128 * 64 * 2)) < 1);
+  assert.match(shared.loss.what, /shared-negative logits \[2,048 x 128\]/);
   // Resident: 4 floats a parameter (the value, its gradient, Adam's two moments).
   assert.equal(ce.resident.bytes, 4 * 4 * 64_000_000);
   // Activations scale with tokens and the model's memoryFactor; the peak adds the larger of the
