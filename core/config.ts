@@ -159,6 +159,11 @@ export const TrainConfigSchema = z.object({
    */
   prefixPerUser: z.number().int().nonnegative().default(0),
   patience: z.number().int().positive().default(10),
+  /**
+   * Validation (early stopping, the best checkpoint) on this many users, drawn once with a fixed
+   * generator so every run of a dataset sees the same ones; 0 = every user. Test ranks every user.
+   */
+  validUsers: z.number().int().nonnegative().default(0),
   metric: z.string().regex(/^(ndcg|mrr|hit|recall)@\d+$/).default("ndcg@10"),
   validKs: z.array(z.number().int().positive()).default([5, 10, 20]),
   /**

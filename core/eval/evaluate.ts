@@ -5,7 +5,12 @@ import type { Progress } from "../progress.ts";
 import { silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
 import { empty, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
-import { makeBatch, type SequenceSource, splitExamples } from "../models/examples.ts";
+import {
+  type Examples,
+  makeBatch,
+  type SequenceSource,
+  splitExamples,
+} from "../models/examples.ts";
 import { blockRanks, DEFAULT_BLOCK_ITEMS } from "./block_rank.ts";
 import { addRank, finalize, newAccumulator, rankOf } from "./metrics.ts";
 
@@ -24,6 +29,11 @@ export interface EvalOptions {
    * batch's whole score matrix would pass BLOCK_ABOVE_BYTES). Metrics are the same either way.
    */
   blockItems?: number;
+  /**
+   * Rank only `n` users of the split, drawn without replacement by `rng` (validation on a fixed
+   * sample at large user counts); absent, or n at least the split's users: every user.
+   */
+  sample?: { n: number; rng: Rng };
 }
 
 /** A batch's [users x items] scores above this size are ranked in item blocks instead. */
@@ -115,9 +125,26 @@ export async function evaluateWith(
   return run.finish();
 }
 
+/** `n` of the examples drawn by `rng` without replacement, in their split order. */
+function sampleExamples(ex: Examples, sample?: { n: number; rng: Rng }): Examples {
+  const total = ex.users.length;
+  if (!sample || sample.n >= total) return ex;
+  const picked = Int32Array.from({ length: total }, (_, i) => i);
+  // A partial Fisher-Yates shuffle: the first n slots are a uniform sample.
+  for (let i = 0; i < sample.n; i++) {
+    const j = i + sample.rng.int(total - i);
+    [picked[i], picked[j]] = [picked[j], picked[i]];
+  }
+  const keep = picked.subarray(0, sample.n).sort();
+  return {
+    users: Int32Array.from(keep, (i) => ex.users[i]),
+    positions: Int32Array.from(keep, (i) => ex.positions[i]),
+  };
+}
+
 /** Batches of one split, and the ranking of each batch's scores into the metrics. */
 function startEval(src: SequenceSource, opts: EvalOptions) {
-  const ex = splitExamples(src, opts.split);
+  const ex = sampleExamples(splitExamples(src, opts.split), opts.sample);
   const acc = newAccumulator(opts.ks);
   const n = ex.users.length;
   const cols = src.numItems + 1;

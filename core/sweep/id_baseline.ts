@@ -25,6 +25,7 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "windowEnd": "last",
   "prefixPerUser": 0,
   "patience": 10,
+  "validUsers": 0,
   "metric": "ndcg@10",
   "validKs": [
     5,

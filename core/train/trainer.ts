@@ -126,6 +126,9 @@ export function microBatchTokens(cfg: TrainConfig, memoryFactor: number, numItem
 }
 
 /** Longest run of synchronous steps between turns of the event loop. */
+/** The generator seed of `validUsers`' sample: fixed, so every run validates on the same users. */
+const VALID_SAMPLE_SEED = 0x7a11d;
+
 const YIELD_EVERY_MS = 20;
 /** How often the loss parts are read back for the progress line (each read waits for the GPU). */
 const READ_LOSS_EVERY_MS = 500;
@@ -171,6 +174,10 @@ export async function train(
       maxLen: cfg.maxLen,
       origin,
       progress,
+      // The same users at every epoch and in every run of the dataset (a fixed generator).
+      sample: cfg.validUsers > 0
+        ? { n: cfg.validUsers, rng: new Rng(VALID_SAMPLE_SEED) }
+        : undefined,
     }).metrics;
 
   if (model.trainable === false) {
