@@ -43,7 +43,7 @@ Deno.test("train with validUsers: early stopping sees the sample, test ranks eve
   const root = await Deno.makeTempDir({ prefix: "duaf-valid-users-" });
   try {
     const ds = await tinyDataset(root);
-    const full = await tinyTrain(ds, join(root, "full"), TINY_SETS);
+    await tinyTrain(ds, join(root, "full"), TINY_SETS);
     const some = await tinyTrain(ds, join(root, "some"), [...TINY_SETS, "validUsers=15"]);
     const m = JSON.parse(await Deno.readTextFile(join(root, "some", "manifest.json")));
     assert.equal(m.config.validUsers, 15);
