@@ -116,6 +116,7 @@ export async function writeSweepReport(dir: string, out: string): Promise<SweepR
     sweptKeys(manifest),
     metric,
     manifest.configs.map((c) => c.configId),
+    manifest.top ? manifest.seeds.length : 0,
   );
   const input = { sweep: basename(resolve(dir)), manifest, table: t };
   await writeFileAtomic(out, renderSweepReport(input));
