@@ -8,7 +8,7 @@ import { basename, resolve } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { readResults } from "../sweep/results.ts";
 import { aggregate, type Stat, type SweepTable, type TableRow } from "../sweep/results.ts";
-import type { SweepManifest } from "../sweep/sweep.ts";
+import { bestNeedsSeeds, type SweepManifest } from "../sweep/sweep.ts";
 import { openSweep, sweptKeys } from "../sweep/table.ts";
 import { type Cell, escapeHtml, formatNumber, page, table } from "./html.ts";
 import { lineChart } from "./svg.ts";
@@ -116,7 +116,7 @@ export async function writeSweepReport(dir: string, out: string): Promise<SweepR
     sweptKeys(manifest),
     metric,
     manifest.configs.map((c) => c.configId),
-    manifest.top ? manifest.seeds.length : 0,
+    bestNeedsSeeds(manifest),
   );
   const input = { sweep: basename(resolve(dir)), manifest, table: t };
   await writeFileAtomic(out, renderSweepReport(input));

@@ -213,6 +213,14 @@ export function sweepPlan(opts: SweepOptions): { configs: PlannedConfig[]; runs:
   return planRuns(opts.base, points, screeningSeeds(opts), opts.gridFile);
 }
 
+/**
+ * How many seeds a configuration needs to be the sweep's best: every seed in a screened sweep
+ * (aggregate's minSeeds), none otherwise.
+ */
+export function bestNeedsSeeds(m: SweepManifest): number {
+  return m.top ? m.seeds.length : 0;
+}
+
 /** The seeds every configuration runs under: all of them, or the screening ones with --top. */
 function screeningSeeds(opts: SweepOptions): number[] {
   if (!opts.top) return opts.seeds;
@@ -629,7 +637,7 @@ export async function runSweep(
       keys,
       metric,
       manifest.configs.map((c) => c.configId),
-      manifest.top ? manifest.seeds.length : 0,
+      bestNeedsSeeds(manifest),
     ).best
     : null;
   if (best) {

@@ -2,7 +2,7 @@
 import { UsageError } from "../errors.ts";
 import { readResults } from "./results.ts";
 import { aggregate, type SweepTable } from "./results.ts";
-import { readSweepManifest, type SweepManifest } from "./sweep.ts";
+import { bestNeedsSeeds, readSweepManifest, type SweepManifest } from "./sweep.ts";
 
 /** The swept keys: every key of the configurations' grid points, in first-seen order. */
 export function sweptKeys(m: SweepManifest): string[] {
@@ -24,5 +24,5 @@ export async function sweepTable(dir: string, metric?: string): Promise<SweepTab
     throw new UsageError(`--metric: expected ndcg@K, mrr@K, hit@K or recall@K, got '${name}'`);
   }
   const ids = m.configs.map((c) => c.configId);
-  return aggregate(results, sweptKeys(m), name, ids, m.top ? m.seeds.length : 0);
+  return aggregate(results, sweptKeys(m), name, ids, bestNeedsSeeds(m));
 }
