@@ -278,12 +278,12 @@ function sampledLoss(
   kind: "gbce" | "sampled",
   s: SampledNegatives,
 ): Tensor {
+  if (s.shared) return sharedSampledLoss(seqOut, itemTable, targets, kind, s);
   const n = targets.length;
   const k = s.count;
   const items = itemTable.shape[0] - 1;
   const d = seqOut.shape[1];
   const q = s.distribution ?? null;
-  if (s.shared) return sharedSampledLoss(seqOut, itemTable, targets, kind, s);
   const idx = new Int32Array(n * (k + 1));
   for (let r = 0; r < n; r++) {
     idx[r * (k + 1)] = targets[r];
