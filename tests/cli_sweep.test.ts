@@ -589,6 +589,30 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
         before,
       );
 
+      // The same data built elsewhere (other raw paths, so another manifest) continues the
+      // sweep, and a finished run evaluates against it; other data is refused.
+      const moved = join(root, "moved");
+      await Deno.mkdir(moved);
+      for await (const e of Deno.readDir(ds)) {
+        await Deno.copyFile(join(ds, e.name), join(moved, e.name));
+      }
+      const m = JSON.parse(await Deno.readTextFile(join(ds, "manifest.json")));
+      for (const s of m.sources) s.path = `/elsewhere/${s.path.split("/").pop()}`;
+      await Deno.writeTextFile(join(moved, "manifest.json"), JSON.stringify(m, null, 2));
+      const again = await runCli([...sweepArgs(moved, bigger, reference), "--quiet"]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(JSON.parse(again.stdout).trained, 0);
+      const someRun = join(reference, "runs", (await readResults(reference))[0].run);
+      const evaluated = await runCli(["eval", someRun, "--dataset", moved, "--quiet"]);
+      assert.equal(evaluated.code, 0, evaluated.stderr);
+      const otherData = await tinyDataset(root, ["--kcore", "3"], "other-data");
+      const refusedData = await runCli(sweepArgs(otherData, bigger, reference));
+      assert.equal(refusedData.code, 2);
+      assert.match(refusedData.stderr, /sweep was made on another dataset.*--force/);
+      const refusedEval = await runCli(["eval", someRun, "--dataset", otherData, "--quiet"]);
+      assert.equal(refusedEval.code, 2);
+      assert.match(refusedEval.stderr, /differs from the one the run was trained on/);
+
       // A bad grid: exit 2, one line naming the file and key, nothing written.
       const bad = join(root, "bad.json");
       await Deno.writeTextFile(bad, JSON.stringify({ lr: [0.001], hiddn: [8] }));

@@ -21,7 +21,15 @@ import { DataError, UsageError } from "../errors.ts";
 import { exists, writeFileAtomic } from "../io/atomic.ts";
 import { checkOutputDir, type DirArtifact } from "../io/output_guard.ts";
 import { type Progress, silentProgress } from "../progress.ts";
-import { datasetHash, runTraining } from "../train/run.ts";
+import {
+  type DatasetIdentity,
+  datasetIdentity,
+  type DatasetRecord,
+  datasetRecord,
+  DatasetRecordSchema,
+  sameDataset,
+} from "../data/identity.ts";
+import { runTraining } from "../train/run.ts";
 import { readRunManifest, type RunManifest } from "../train/run_dir.ts";
 import type { EpochRecord } from "../train/trainer.ts";
 import { VERSION } from "../version.ts";
@@ -47,7 +55,7 @@ export interface SweepManifest {
   format: typeof SWEEP_FORMAT;
   version: typeof SWEEP_VERSION;
   duaf: string;
-  dataset: { dir: string; manifestSha256: string };
+  dataset: DatasetRecord;
   /** The grid as last given (file name and its keys' value lists). */
   grid: { file: string; keys: Record<string, unknown[]> };
   /** `--random N` draws: N and the sampling seed; null for the full grid. */
@@ -89,7 +97,7 @@ const SweepManifestSchema = z.object({
   format: z.literal(SWEEP_FORMAT),
   version: z.literal(SWEEP_VERSION),
   duaf: z.string(),
-  dataset: z.object({ dir: z.string(), manifestSha256: z.string() }),
+  dataset: DatasetRecordSchema,
   grid: z.object({ file: z.string(), keys: z.record(z.string(), z.array(z.any())) }),
   random: z.object({ n: z.number(), seed: z.number() }).nullable(),
   seeds: z.array(z.number()),
@@ -285,7 +293,7 @@ function mergeManifest(
     return `${out}: sweep was made ${was ? `with --init-from ${was}` : "without --init-from"}; ` +
       `use another --out, or --force to replace it`;
   }
-  if (old.dataset.manifestSha256 !== next.dataset.manifestSha256) {
+  if (!sameDataset(old.dataset, next.dataset)) {
     return `${out}: sweep was made on another dataset (${old.dataset.dir}); ` +
       `use another --out, or --force to replace it`;
   }
@@ -366,9 +374,9 @@ export interface PreparedSweep {
   next: SweepManifest;
 }
 
-async function hashOf(dataset: string): Promise<string> {
+async function identityAt(dataset: string): Promise<DatasetIdentity> {
   try {
-    return await datasetHash(dataset);
+    return await datasetIdentity(dataset);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
       throw new UsageError(`${dataset}: not a duaf dataset (no manifest.json)`);
@@ -422,14 +430,14 @@ async function initRunFor(init: SweepInitFrom, seed: number): Promise<string> {
  */
 export async function prepareSweep(opts: SweepOptions): Promise<PreparedSweep> {
   const plan = sweepPlan(opts);
-  const hash = await hashOf(opts.dataset);
+  const identity = await identityAt(opts.dataset);
   const initFrom = opts.initFrom ? await checkInitFrom(resolve(opts.initFrom), opts.seeds) : null;
   await checkSweepOut(opts.out, opts.force ?? false);
   const next: SweepManifest = {
     format: SWEEP_FORMAT,
     version: SWEEP_VERSION,
     duaf: VERSION,
-    dataset: { dir: resolve(opts.dataset), manifestSha256: hash },
+    dataset: datasetRecord(resolve(opts.dataset), identity),
     grid: { file: opts.gridFile, keys: Object.fromEntries(opts.grid) },
     random: opts.random ?? null,
     seeds: opts.seeds,

@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import type { Dataset } from "../data/dataset.ts";
+import { type DatasetIdentity, sameDataset } from "../data/identity.ts";
 import { UsageError } from "../errors.ts";
 import { readSafetensors } from "../io/safetensors.ts";
 import type { SequentialModel } from "../models/model.ts";
@@ -56,7 +57,7 @@ export async function initFromRun(
   dir: string,
   model: SequentialModel,
   ds: Dataset,
-  datasetSha256: string,
+  dataset: DatasetIdentity,
 ): Promise<InitFromResult> {
   const source: RunManifest = await readRunManifest(dir);
   const path = join(dir, "model.safetensors");
@@ -109,7 +110,7 @@ export async function initFromRun(
     `${summarise(loaded, all)}; fresh: ${fresh.length ? summarise(fresh, all) : "none"}` +
     (why.length ? ` (shape differs: ${why.join("; ")})` : ""),
   ];
-  const crossDataset = source.dataset.manifestSha256 !== datasetSha256;
+  const crossDataset = !sameDataset(source.dataset, dataset);
   if (crossDataset && [srcText?.source, dstText?.source].includes("tfidf-svd")) {
     lines.push(
       "note: TF-IDF+SVD text features are fit per dataset, so their dimensions mean different " +

@@ -8,6 +8,12 @@ import { type Backend, CPU_TOKEN_BUDGET } from "../backend.ts";
 import { selectBackend } from "../backends/registry.ts";
 import type { TrainConfig } from "../config.ts";
 import { type Dataset, loadDataset } from "../data/dataset.ts";
+import {
+  type DatasetIdentity,
+  datasetIdentity,
+  datasetRecord,
+  sameDataset,
+} from "../data/identity.ts";
 import { formatBytes, ResourceError, UsageError } from "../errors.ts";
 import { checkOutputDir, clearDirArtifact, type OutputState } from "../io/output_guard.ts";
 import { type EvalResult, evaluate, evaluateWith } from "../eval/evaluate.ts";
@@ -61,6 +67,7 @@ export function itemSide(ds: Dataset): ItemSide {
   };
 }
 
+/** SHA-256 of the dataset's manifest.json (what ONNX exports record as their dataset). */
 export async function datasetHash(dir: string): Promise<string> {
   const bytes = await Deno.readFile(join(dir, "manifest.json"));
   return createHash("sha256").update(bytes).digest("hex");
@@ -138,13 +145,13 @@ export interface TrainRunResult {
 export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult> {
   const progress = opts.progress ?? silentProgress;
   const ds = await loadDataset(opts.dataset);
-  const hash = await datasetHash(opts.dataset);
+  const identity = await datasetIdentity(opts.dataset);
   let cfg = opts.config;
   let previous: RunManifest | null = null;
   let outState: OutputState | null = null;
   if (opts.resume) {
     previous = await readRunManifest(opts.out);
-    if (previous.dataset.manifestSha256 !== hash) {
+    if (!sameDataset(previous.dataset, identity)) {
       throw new UsageError(`${opts.out}: was trained on a different dataset (hash differs)`);
     }
     if (previous.status === "finished") throw new UsageError(`${opts.out}: run already finished`);
@@ -155,7 +162,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   const model = buildModel(cfg, ds, progress);
   let initFrom: InitFromResult | null = null;
   if (opts.initFrom && !opts.resume) {
-    initFrom = await initFromRun(opts.initFrom, model, ds, hash);
+    initFrom = await initFromRun(opts.initFrom, model, ds, identity);
     for (const line of initFrom.lines) progress.log(line);
   }
   const init = previous?.initFrom ?? initFrom;
@@ -170,7 +177,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   if (Deno.env.get("DUAF_MEMORY_CHECK") !== "0") checkMemory(estimate, getBackend());
   if (!opts.resume) outState = await prepareRunDir(opts.out, opts.force ?? false, progress);
   try {
-    const result = await trainInto(opts, ds, hash, cfg, previous, progress, model, init);
+    const result = await trainInto(opts, ds, identity, cfg, previous, progress, model, init);
     const stats = getBackend().memoryStats?.();
     if (stats) progress.log(`memory: measured peak ${formatBytes(stats.peak)}`);
     return result;
@@ -245,7 +252,7 @@ function trainingAdvice(cfg: TrainConfig, numItems: number): string {
 async function trainInto(
   opts: TrainRunOptions,
   ds: Dataset,
-  hash: string,
+  identity: DatasetIdentity,
   cfg: TrainConfig,
   previous: RunManifest | null,
   progress: Progress,
@@ -273,7 +280,7 @@ async function trainInto(
     version: 1,
     duaf: VERSION,
     config: cfg,
-    dataset: { dir: resolve(opts.dataset), manifestSha256: hash },
+    dataset: datasetRecord(resolve(opts.dataset), identity),
     backend: opts.backendName,
     status,
     stopped,
@@ -295,7 +302,11 @@ async function trainInto(
     shouldStop: opts.shouldStop,
     onEpoch: opts.onEpoch,
     saveBest: (s) =>
-      saveModel(opts.out, model, { kind: cfg.model, epoch: String(s.bestEpoch), dataset: hash }),
+      saveModel(opts.out, model, {
+        kind: cfg.model,
+        epoch: String(s.bestEpoch),
+        dataset: identity.manifestSha256,
+      }),
     saveState: async (s, o) => {
       await saveState(opts.out, model, o, s);
       checkpoint = { epoch: s.epoch, step: s.step };
@@ -343,8 +354,7 @@ export async function openRun(
   const manifest = await readRunManifest(dir);
   const dsDir = datasetDir ?? manifest.dataset.dir;
   const dataset = await loadDataset(dsDir);
-  const hash = await datasetHash(dsDir);
-  if (hash !== manifest.dataset.manifestSha256) {
+  if (!sameDataset(manifest.dataset, await datasetIdentity(dsDir))) {
     throw new UsageError(`${dir}: dataset ${dsDir} differs from the one the run was trained on`);
   }
   const model = createModel(

@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { TrainConfigSchema } from "../config.ts";
+import { DatasetRecordSchema } from "../data/identity.ts";
 import { DataError, UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import type { DirArtifact } from "../io/output_guard.ts";
@@ -33,7 +34,7 @@ export const RunManifestSchema = z.object({
   version: z.literal(RUN_VERSION),
   duaf: z.string(),
   config: TrainConfigSchema,
-  dataset: z.object({ dir: z.string(), manifestSha256: z.string() }),
+  dataset: DatasetRecordSchema,
   backend: z.string(),
   status: z.enum(["running", "interrupted", "finished"]),
   stopped: z.string().nullable(),
