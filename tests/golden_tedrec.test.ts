@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { JsBackend } from "../core/backends/js.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
+import { sliceBatch } from "../core/models/examples.ts";
 import { Tedrec } from "../core/models/tedrec.ts";
 import type { ForwardContext } from "../core/nn/context.ts";
 import { Rng } from "../core/random.ts";
@@ -28,8 +29,9 @@ const m = g.meta as Record<string, number>;
 
 /** The reference's draws for the noisy gating instead of ctx.rng's. */
 class FixedNoise extends Tedrec {
-  override gateNoise(shape: readonly number[], _ctx: ForwardContext): Tensor {
-    assert.deepEqual([...shape], g.tensors.gate_noise.shape);
+  override gateNoise(shape: readonly number[], ctx: ForwardContext): Tensor {
+    // Batches other than the fixture's (the cut ones below) draw their own.
+    if (shape.join() !== g.tensors.gate_noise.shape.join()) return super.gateNoise(shape, ctx);
     return tensor(g.tensors.gate_noise.data, shape);
   }
 }
@@ -75,6 +77,57 @@ Deno.test("golden: tedrec evaluation forward (text adaptor, fusion, output, scor
       const scores = model.scoreAll(batch, ctx).toFloat32();
       assertClose("eval.scores", scores, g.tensors["eval.scores"].data);
     });
+  });
+});
+
+Deno.test("golden: tedrec on a batch shorter than maxLen (the encoder runs at its length)", () => {
+  withBackend(new JsBackend(), () => {
+    const { model, batch } = setup();
+    const ctx = { training: false, rng: new Rng(0) };
+    // The mostly padded row alone, cut to its own length: the fusion still transforms it at
+    // maxLen, the encoder runs on its real positions only, and its scores are the reference's.
+    const row = batch.size - 1, len = batch.lengths[row];
+    assert.ok(len < batch.len, "the fixture's last row is shorter than max_seq_length");
+    const cut: SequenceBatch = {
+      ...sliceBatch(batch, row, row + 1),
+      len,
+      items: batch.items.slice(row * batch.len, row * batch.len + len),
+      times: new Float32Array(len),
+    };
+    const n = m.n_items;
+    tidy(() => {
+      assertClose(
+        "eval.scores (last row, cut)",
+        model.scoreAll(cut, ctx).toFloat32(),
+        g.tensors["eval.scores"].data.slice(row * n, (row + 1) * n),
+      );
+    });
+  });
+});
+
+Deno.test("tedrec: training on a cut batch equals training on it widened to maxLen", () => {
+  withBackend(new JsBackend(), () => {
+    const { model, batch } = setup();
+    const row = batch.size - 1, len = batch.lengths[row];
+    const cut: SequenceBatch = {
+      ...sliceBatch(batch, row, row + 1),
+      len,
+      items: batch.items.slice(row * batch.len, row * batch.len + len),
+      times: new Float32Array(len),
+    };
+    const wide = sliceBatch(batch, row, row + 1);
+    const lossAndGrads = (b: SequenceBatch) => {
+      for (const p of model.parameters()) p.grad = null;
+      const loss = tidy(() => {
+        const { total } = model.loss(b, { training: true, rng: new Rng(5) });
+        backward(total);
+        return total.item();
+      });
+      return { loss, grads: model.parameters().map((p) => p.grad!.toFloat32()) };
+    };
+    const a = lossAndGrads(cut), b = lossAndGrads(wide);
+    assertClose("loss", [a.loss], [b.loss]);
+    a.grads.forEach((gr, i) => assertClose(`grad ${i}`, gr, b.grads[i]));
   });
 });
 
