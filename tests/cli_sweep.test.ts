@@ -605,6 +605,28 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
       const someRun = join(reference, "runs", (await readResults(reference))[0].run);
       const evaluated = await runCli(["eval", someRun, "--dataset", moved, "--quiet"]);
       assert.equal(evaluated.code, 0, evaluated.stderr);
+      // A kept sweep (its manifest and results only, as docs/results keeps them) continues
+      // from the dataset and --out alone, with the plan its manifest holds; the run it lacks
+      // trains as it did the first time.
+      const kept = join(root, "kept");
+      await Deno.mkdir(kept);
+      await Deno.copyFile(join(reference, "manifest.json"), join(kept, "manifest.json"));
+      const all = (await Deno.readTextFile(join(reference, "results.jsonl"))).trimEnd().split("\n");
+      await Deno.writeTextFile(join(kept, "results.jsonl"), all.slice(0, -1).join("\n") + "\n");
+      const continued = await runCli(["sweep", moved, "--out", kept, "--backend", "wasm"]);
+      assert.equal(continued.code, 0, continued.stderr);
+      assert.equal(JSON.parse(continued.stdout).trained, 1);
+      const last = JSON.parse(all[all.length - 1]) as ResultLine;
+      const redone = (await resultLines(kept)).find((r) => r.run === last.run)!;
+      assert.deepEqual([redone.valid, redone.test], [last.valid, last.test]);
+      assert.deepEqual(
+        JSON.parse(await Deno.readTextFile(join(kept, "manifest.json"))).grid,
+        JSON.parse(await Deno.readTextFile(join(reference, "manifest.json"))).grid,
+      );
+      const mixed = await runCli(["sweep", moved, "--out", kept, "--seeds", "3"]);
+      assert.equal(mixed.code, 2);
+      assert.match(mixed.stderr, /--seeds: continuing .*kept uses the plan in its manifest/);
+
       const otherData = await tinyDataset(root, ["--kcore", "3"], "other-data");
       const refusedData = await runCli(sweepArgs(otherData, bigger, reference));
       assert.equal(refusedData.code, 2);

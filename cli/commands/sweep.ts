@@ -4,7 +4,7 @@ import { DataError, UsageError } from "../../core/errors.ts";
 import { parseGrid } from "../../core/sweep/grid.ts";
 import { sweepTable } from "../../core/sweep/table.ts";
 import { tableCsv, tableMarkdown } from "../../core/sweep/results.ts";
-import { prepareSweep, runSweep } from "../../core/sweep/sweep.ts";
+import { prepareSweep, readSweepManifest, runSweep } from "../../core/sweep/sweep.ts";
 import { activateBackend } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
 import {
@@ -22,6 +22,7 @@ import { stopOnSigint } from "../interrupt.ts";
 import { StderrProgress } from "../progress.ts";
 
 const usage = `usage: duaf sweep DATASET --grid FILE --out SWEEP [options]
+       duaf sweep DATASET --out SWEEP [--backend NAME ...]   (continue SWEEP as it was made)
        duaf sweep table SWEEP [--format md|csv] [--metric NAME] [--all-test]
 
 Trains every configuration of a grid under every seed; each run is an ordinary run directory
@@ -29,7 +30,9 @@ under SWEEP/runs/ and one line of SWEEP/results.jsonl. Rerun the same command to
 killed or interrupted sweep (finished runs are never redone; a run cut off mid-training resumes
 from its checkpoint); start it in several processes at once (or on machines sharing SWEEP) to
 split the runs between them. A rerun may add configurations or seeds; any other change of the
-grid or dataset is refused (--force starts over). See docs/sweep.md.
+grid or dataset is refused (--force starts over). Without --grid, an existing SWEEP continues
+with the plan its manifest holds (grid, seeds, base config, --random, --top, --init-from): a kept
+sweep copied from elsewhere needs only the dataset. See docs/sweep.md.
 
 options:
   --grid FILE|JSON     JSON object: config key (dotted for duafmat.*) -> list of values, in a
@@ -106,6 +109,54 @@ async function tableCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The flags that make a sweep's plan; continuing a sweep takes them from its manifest. */
+const PLAN_FLAGS = [
+  "grid",
+  "seeds",
+  "random",
+  "top",
+  "screen-seeds",
+  "sample-seed",
+  "config",
+  "set",
+  "init-from",
+] as const;
+
+type PlanValues = { [K in (typeof PLAN_FLAGS)[number]]?: K extends "set" ? string[] : string };
+
+/**
+ * Without --grid, fills the plan flags from the sweep at `out` as the command that made it gave
+ * them, and returns its base config (every key, so defaults changed since then do not apply)
+ * and the grid's name.
+ * Returns null when `out` is not a sweep, so the missing --grid is reported.
+ */
+async function continueFrom(
+  out: string,
+  values: PlanValues,
+): Promise<{ base: Record<string, unknown>; gridFile: string } | null> {
+  const m = await readSweepManifest(out);
+  if (!m) return null;
+  const given = PLAN_FLAGS.filter((f) => values[f] !== undefined);
+  if (given.length) {
+    const flag = `--${given[0]}`;
+    throw new UsageError(
+      `${flag}: continuing ${out} uses the plan in its manifest; give --grid too`,
+    );
+  }
+  values.grid = JSON.stringify(m.grid.keys);
+  values.seeds = m.seeds.join(",");
+  if (m.random) {
+    values.random = String(m.random.n);
+    values["sample-seed"] = String(m.random.seed);
+  }
+  if (m.top) {
+    values.top = String(m.top.k);
+    values["screen-seeds"] = String(m.top.screenSeeds.length);
+  }
+  if (m.initFrom) values["init-from"] = m.initFrom.path;
+  return { base: m.base as Record<string, unknown>, gridFile: m.grid.file };
+}
+
 export const sweepCommand: Command = {
   name: "sweep",
   summary: "grid or random search over train configs x seeds; resumable, shareable",
@@ -131,17 +182,24 @@ export const sweepCommand: Command = {
       quiet: { type: "boolean" },
     }, true);
     const dataset = onePositional("sweep", "DATASET", positionals);
-    if (!values.grid) throw new UsageError("--grid FILE is required (see duaf help sweep)");
     if (!values.out) throw new UsageError("--out SWEEP is required (see duaf help sweep)");
-    const fileCfg = values.config
-      ? await readJsonFile(values.config, "--config") as Record<string, unknown>
-      : null;
+    const continued = values.grid ? null : await continueFrom(values.out, values);
+    if (!values.grid) throw new UsageError("--grid FILE is required (see duaf help sweep)");
+    const fileCfg = continued?.base ??
+      (values.config
+        ? await readJsonFile(values.config, "--config") as Record<string, unknown>
+        : null);
     if (fileCfg !== null && (typeof fileCfg !== "object" || Array.isArray(fileCfg))) {
       throw new DataError(values.config!, null, null, "expected a JSON object");
     }
-    const base = resolveConfig(fileCfg, values.set ?? [], values.config ?? "config");
+    const base = resolveConfig(
+      fileCfg,
+      values.set ?? [],
+      continued ? `${values.out}/manifest.json: base` : values.config ?? "config",
+    );
     // Errors and the manifest name the grid by its file, or "--grid" when it is inline.
-    const gridName = values.grid.trimStart().startsWith("{") ? "--grid" : values.grid;
+    const gridName = continued?.gridFile ??
+      (values.grid.trimStart().startsWith("{") ? "--grid" : values.grid);
     const grid = parseGrid(await readGrid(values.grid), gridName);
     const seeds = (listFlag(values.seeds) ?? [String(base.seed)]).map((s) =>
       intFlag("seeds", s, 0)!
