@@ -476,6 +476,12 @@ export interface Backend {
    * exCols[exOffsets[r] .. exOffsets[r + 1]) other than the target not counted (core/eval/
    * metrics.ts rankOf). Optional: evaluation downloads the scores where a backend lacks it.
    */
+  /**
+   * out[r] (int32) = the first column of x [rows, cols] (cols >= 1) holding row r's largest
+   * value (NaN is never the largest unless the whole row is). Optional: a backend without it has
+   * the rows downloaded (op.argmaxRows).
+   */
+  argmaxRows?(x: Storage, out: Storage, rows: number, cols: number): void;
   rankRows?(
     x: Storage,
     targets: Storage,
@@ -522,4 +528,22 @@ export function checkedInto(
     );
   }
   return into.subarray(0, size);
+}
+
+/** What Backend.argmaxRows computes: the js backend runs it, and op.argmaxRows on downloaded rows. */
+export function argmaxRowsOf(
+  x: ArrayLike<number>,
+  out: { [i: number]: number },
+  rows: number,
+  cols: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    let bestV = x[r * cols];
+    for (let c = 1; c < cols; c++) {
+      const v = x[r * cols + c];
+      if (v > bestV || (bestV !== bestV && v === v)) [best, bestV] = [c, v];
+    }
+    out[r] = best;
+  }
 }

@@ -6,6 +6,7 @@
 import { ResourceError } from "../errors.ts";
 import {
   type AdamArgs,
+  argmaxRowsOf,
   type Backend,
   type BinaryOp,
   checkedInto,
@@ -519,6 +520,10 @@ export class JsBackend implements Backend {
     const I = ix(idx);
     const O = f(out);
     for (let r = 0; r < rows; r++) O[r] = X[r * cols + I[r]];
+  }
+
+  argmaxRows(x: Storage, out: Storage, rows: number, cols: number): void {
+    argmaxRowsOf(f(x), ix(out), rows, cols);
   }
 
   rankRows(

@@ -170,27 +170,25 @@ export function kmeans(
   }
   const c = new Float32Array(k * d);
   for (let i = 0; i < k; i++) c.set(x.subarray(order[i] * d, order[i] * d + d), i * d);
-  const assign = new Int32Array(n);
+  let assign: Int32Array = new Int32Array(n);
   for (let it = 0; it <= iters; it++) {
-    // ||x - c||² = ||c||² - 2 x·c + const(x): the cross term on the engine.
-    const dots = noGrad(() =>
-      tidy(() => op.matmul(points, tensor(c.slice(), [k, d]), false, true).toFloat32())
-    );
+    // The nearest centroid minimises ||c||² - 2 x·c (||x||² is the same for every c), so it
+    // is each row's argmax of 2 x·c - ||c||², computed where the points are: only the
+    // assignments come back, not the [N x k] products.
     const cn = new Float32Array(k);
     for (let i = 0; i < k; i++) {
       let s = 0;
       for (let t = 0; t < d; t++) s += c[i * d + t] ** 2;
       cn[i] = s;
     }
-    for (let p = 0; p < n; p++) {
-      let best = 0;
-      let bestD = Infinity;
-      for (let i = 0; i < k; i++) {
-        const dist = cn[i] - 2 * dots[p * k + i];
-        if (dist < bestD) [bestD, best] = [dist, i];
-      }
-      assign[p] = best;
-    }
+    const c2 = c.map((v) => 2 * v); // exact: 2 x·c is x·(2c)
+    assign = noGrad(() =>
+      tidy(() =>
+        op.argmaxRows(
+          op.sub(op.matmul(points, tensor(c2, [k, d]), false, true), tensor(cn, [1, k])),
+        )
+      )
+    );
     if (it === iters) break;
     const sum = new Float64Array(k * d);
     const count = new Int32Array(k);

@@ -2,6 +2,7 @@
  * Differentiable neural-network ops: softmax family, layer norm, dropout, embedding lookup,
  * losses, normalisation and attention.
  */
+import { argmaxRowsOf } from "../backend.ts";
 import { empty, full, record, type Tensor, tensor, zeros } from "../tensor.ts";
 import { broadcastStrides, contiguousStrides } from "./broadcast.ts";
 import { add, addScalar, div, mul, neg, softplus, sqrt } from "./elementwise.ts";
@@ -233,6 +234,26 @@ export function pick(x: Tensor, idx: Tensor): Tensor {
     b.pickGrad(g.storage, idx.storage, dx.storage, rows, cols);
     return [dx];
   });
+}
+
+/**
+ * Each row's first column holding its largest value, for x [rows, cols]: int32 [rows], no
+ * gradient. On the backend where it has the kernel, else on the downloaded rows.
+ */
+export function argmaxRows(x: Tensor): Int32Array {
+  const [rows, cols] = rowsCols(x);
+  if (cols < 1) throw new RangeError("argmaxRows: a row needs at least one column");
+  const b = x.backend;
+  if (!b.argmaxRows) {
+    const out = new Int32Array(rows);
+    argmaxRowsOf(x.toFloat32(), out, rows, cols);
+    return out;
+  }
+  const out = empty([rows], "i32");
+  b.argmaxRows(x.storage, out.storage, rows, cols);
+  const values = out.toArray() as Int32Array;
+  out.dispose();
+  return values;
 }
 
 /** Mean cross-entropy of logits [rows, classes] against int32 targets [rows]. */

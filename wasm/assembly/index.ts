@@ -14,7 +14,7 @@ export {
   softmaxGrad,
 } from "./rows";
 export { modalityFusion, modalityFusionGrad } from "./fusion";
-export { gather, pick, pickGrad, rankRows, scatterAdd } from "./indexing";
+export { argmaxRows, gather, pick, pickGrad, rankRows, scatterAdd } from "./indexing";
 export { dropout } from "./random";
 export { adam } from "./adam";
 

@@ -59,6 +59,44 @@ export function pickGrad(g: usize, idx: usize, out: usize, rows: i32, cols: i32)
 }
 
 /**
+ * out[r] = the first column of row r holding its largest value (NaN only when the whole row is):
+ * the row's maximum over four lanes, then the first column equal to it.
+ */
+export function argmaxRows(x: usize, out: usize, rows: i32, cols: i32): void {
+  const nv = cols & ~3;
+  for (let r = 0; r < rows; r++) {
+    const row = x + ((<usize>r * cols) << 2);
+    let m = -Infinity;
+    if (nv > 0) {
+      // NaN lanes never win: max(v, NaN) would give NaN, so NaN is replaced by -inf first.
+      let acc = f32x4.splat(-Infinity);
+      for (let i = 0; i < nv; i += 4) {
+        const v = v128.load(row + (<usize>i << 2));
+        acc = f32x4.max(acc, v128.bitselect(v, f32x4.splat(-Infinity), f32x4.eq(v, v)));
+      }
+      m = max(max(f32x4.extract_lane(acc, 0), f32x4.extract_lane(acc, 1)), max(f32x4.extract_lane(acc, 2), f32x4.extract_lane(acc, 3)));
+    }
+    for (let i = nv; i < cols; i++) {
+      const v = load<f32>(row + (<usize>i << 2));
+      if (v > m) m = v;
+    }
+    let best = 0;
+    if (m == -Infinity) {
+      // Every value -inf or NaN: the first -inf, else column 0 (the js reference's choice).
+      for (let i = 0; i < cols; i++) {
+        if (load<f32>(row + (<usize>i << 2)) == -Infinity) {
+          best = i;
+          break;
+        }
+      }
+    } else {
+      while (load<f32>(row + (<usize>best << 2)) != m) best++;
+    }
+    store<i32>(out + (<usize>r << 2), best);
+  }
+}
+
+/**
  * out[r] = the 0-based rank of row r's target among its scores (metrics.ts rankOf): how many
  * columns score at least x[r, targets[r]], the target itself and the excluded columns
  * exCols[exOffsets[r] .. exOffsets[r + 1]) other than the target not counted. Full ranking

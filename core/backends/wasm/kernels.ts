@@ -178,6 +178,7 @@ export interface KernelExports {
   scatterAdd(g: number, idx: number, out: number, outRows: number, n: number, dim: number): number;
   pick(x: number, idx: number, out: number, rows: number, cols: number): number;
   pickGrad(g: number, idx: number, out: number, rows: number, cols: number): number;
+  argmaxRows(x: number, out: number, rows: number, cols: number): void;
   rankRows(
     x: number,
     targets: number,

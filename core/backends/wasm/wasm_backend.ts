@@ -805,6 +805,10 @@ export class WasmBackend implements Backend {
     this.#checkIndex(bad, idx, cols, "pickGrad");
   }
 
+  argmaxRows(x: Storage, out: Storage, rows: number, cols: number): void {
+    this.kernels.argmaxRows(this.at(x, 0, rows * cols), this.at(out, 0, rows), rows, cols);
+  }
+
   rankRows(
     x: Storage,
     targets: Storage,
