@@ -174,9 +174,10 @@ export class Tedrec extends Module implements SequentialModel {
   }
 
   /**
-   * Activations per padded token relative to SASRec's encoder: each expert keeps its dropped and
-   * shifted text rows and its d outputs, the fusion its spectra, products, inverses and gates
-   * (about 20 d). Rows count at maxLen (padsTo).
+   * Activations per padded token relative to SASRec's encoder: each expert keeps its dropped
+   * text rows and its d outputs, the fusion its spectra, products, inverses and gates (about
+   * 20 d). Rows count at maxLen (padsTo); the encoder and the experts' products run at the
+   * batch's own length, so on short histories this is an upper bound.
    */
   get memoryFactor(): number {
     const { hidden: d, inner, heads, layers, maxLen, experts } = this.cfg;
