@@ -471,17 +471,17 @@ export interface Backend {
   /** out[r, idx[r]] += g[r] (out is not zeroed). */
   pickGrad(g: Storage, idx: Storage, out: Storage, rows: number, cols: number): void;
   /**
-   * Full-ranking evaluation without downloading the scores: out[r] (int32) = how many columns of
-   * x [rows, cols] score at least x[r, targets[r]], the target itself and the excluded columns
-   * exCols[exOffsets[r] .. exOffsets[r + 1]) other than the target not counted (core/eval/
-   * metrics.ts rankOf). Optional: evaluation downloads the scores where a backend lacks it.
-   */
-  /**
    * out[r] (int32) = the first column of x [rows, cols] (cols >= 1) holding row r's largest
    * value (NaN is never the largest unless the whole row is). Optional: a backend without it has
    * the rows downloaded (op.argmaxRows).
    */
   argmaxRows?(x: Storage, out: Storage, rows: number, cols: number): void;
+  /**
+   * Full-ranking evaluation without downloading the scores: out[r] (int32) = how many columns of
+   * x [rows, cols] score at least x[r, targets[r]], the target itself and the excluded columns
+   * exCols[exOffsets[r] .. exOffsets[r + 1]) other than the target not counted (core/eval/
+   * metrics.ts rankOf). Optional: evaluation downloads the scores where a backend lacks it.
+   */
   rankRows?(
     x: Storage,
     targets: Storage,

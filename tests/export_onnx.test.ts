@@ -23,7 +23,8 @@ import {
 import { engineScorer } from "../core/serve/scorer.ts";
 import { topK } from "../core/serve/topk.ts";
 import { batchFromHistories, makeBatch, splitExamples } from "../core/models/examples.ts";
-import { datasetHash, openRun } from "../core/train/run.ts";
+import { datasetManifestSha256 } from "../core/data/identity.ts";
+import { openRun } from "../core/train/run.ts";
 import { VERSION } from "../core/version.ts";
 import { listDir, runCli } from "./helpers/run_cli.ts";
 import { TINY_SETS, tinyDataset, tinyImageDataset, tinyTrain } from "./helpers/tiny_run.ts";
@@ -170,7 +171,7 @@ Deno.test("export: ONNX graphs of every model kind match the engine", async (t) 
         assert.deepEqual(report.outputs, m.outputs.map((o) => o.name));
         assert.equal(m.metadata[META.version], VERSION);
         assert.equal(m.metadata[META.model], c.model);
-        assert.equal(m.metadata[META.dataset], await datasetHash(data));
+        assert.equal(m.metadata[META.dataset], await datasetManifestSha256(data));
         assert.equal(Number(m.metadata[META.origin]), opened.origin);
 
         // Every test user, in batches of 256 (each padded to its own longest history).

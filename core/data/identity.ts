@@ -34,12 +34,17 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
+/** SHA-256 of the dataset's manifest.json (also what ONNX exports record as their dataset). */
+export function datasetManifestSha256(dir: string): Promise<string> {
+  return sha256File(join(dir, MANIFEST_FILE));
+}
+
 /**
  * Both hashes of a dataset directory. The content hash covers every data file the artifact
  * defines, by name, in a fixed order; a missing one is part of the identity too.
  */
 export async function datasetIdentity(dir: string): Promise<DatasetIdentity> {
-  const manifestSha256 = await sha256File(join(dir, MANIFEST_FILE));
+  const manifestSha256 = await datasetManifestSha256(dir);
   const content = createHash("sha256");
   for (const name of DATASET_ARTIFACT.entries) {
     if (name === MANIFEST_FILE) continue;

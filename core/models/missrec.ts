@@ -170,8 +170,7 @@ export function kmeans(
   }
   const c = new Float32Array(k * d);
   for (let i = 0; i < k; i++) c.set(x.subarray(order[i] * d, order[i] * d + d), i * d);
-  let assign: Int32Array = new Int32Array(n);
-  for (let it = 0; it <= iters; it++) {
+  for (let it = 0;; it++) {
     // The nearest centroid minimises ||c||² - 2 x·c (||x||² is the same for every c), so it
     // is each row's argmax of 2 x·c - ||c||², computed where the points are: only the
     // assignments come back, not the [N x k] products.
@@ -182,14 +181,14 @@ export function kmeans(
       cn[i] = s;
     }
     const c2 = c.map((v) => 2 * v); // exact: 2 x·c is x·(2c)
-    assign = noGrad(() =>
+    const assign = noGrad(() =>
       tidy(() =>
         op.argmaxRows(
           op.sub(op.matmul(points, tensor(c2, [k, d]), false, true), tensor(cn, [1, k])),
         )
       )
     );
-    if (it === iters) break;
+    if (it === iters) return { assign, centroids: c };
     const sum = new Float64Array(k * d);
     const count = new Int32Array(k);
     for (let p = 0; p < n; p++) {
@@ -202,7 +201,6 @@ export function kmeans(
       for (let t = 0; t < d; t++) c[i * d + t] = sum[i * d + t] / count[i];
     }
   }
-  return { assign, centroids: c };
 }
 
 export class Missrec extends Module implements SequentialModel {

@@ -2,8 +2,7 @@
  * A whole training run as a library call: dataset in, run directory out. The CLI's `train`
  * command is a thin wrapper over `runTraining`; eval/recommend/export reopen runs with `openRun`.
  */
-import { createHash } from "node:crypto";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { type Backend, CPU_TOKEN_BUDGET } from "../backend.ts";
 import { selectBackend } from "../backends/registry.ts";
 import type { TrainConfig } from "../config.ts";
@@ -65,12 +64,6 @@ export function itemSide(ds: Dataset): ItemSide {
     itemCategory: ds.itemCategory,
     numCategories: ds.numCategories,
   };
-}
-
-/** SHA-256 of the dataset's manifest.json (what ONNX exports record as their dataset). */
-export async function datasetHash(dir: string): Promise<string> {
-  const bytes = await Deno.readFile(join(dir, "manifest.json"));
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 /** Picks and activates a backend; returns it with notes on skipped ones. */
