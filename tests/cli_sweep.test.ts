@@ -21,6 +21,7 @@ import {
   sampleGrid,
 } from "../core/sweep/grid.ts";
 import { aggregate, meanSd, readResults, type ResultLine } from "../core/sweep/results.ts";
+import type { SweepStatus } from "../core/sweep/status.ts";
 import { readSweepManifest, runSweep } from "../core/sweep/sweep.ts";
 import { activateBackend } from "../core/train/run.ts";
 import { htmlProblems } from "./helpers/html_check.ts";
@@ -418,6 +419,14 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
       const before = (await readResults(dir)).map((r) => r.run);
       assert.ok(before.length >= 1 && before.length < 8, `${before.length} runs (seed ${seed})`);
       const kept = await mtimes(dir, before);
+      // sweep status after the kill: nobody holds a run, the killed run's lock is stale.
+      const st = await runCli(["sweep", "status", dir, "--format", "json"]);
+      assert.equal(st.code, 0, st.stderr);
+      const state = JSON.parse(st.stdout) as SweepStatus;
+      assert.equal(state.counts.done, before.length, `seed ${seed}`);
+      assert.equal(state.counts.running, 0, `seed ${seed}`);
+      assert.equal(state.counts.stopped + state.counts.pending, 8 - before.length);
+      assert.equal(state.workers, 0);
 
       const r = await runCli([...sweepArgs(ds, grid, dir)]);
       assert.equal(r.code, 0, r.stderr);
@@ -451,6 +460,56 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
         const first = await runSweep({ ...opts, shouldStop: () => ++calls > 12 });
         assert.equal(first.interrupted, true);
         assert.equal(first.done, 1);
+        // sweep status: one run done, the interrupted one stopped with its checkpoint, and a
+        // run whose lock a live process holds (a stand-in, `sleep`) counts as running.
+        const ids = (await readSweepManifest(dir))!.runs.map((r) => r.id);
+        const sleeper = new Deno.Command("sleep", { args: ["30"] }).spawn();
+        try {
+          const lock: LockInfo = {
+            host: Deno.hostname(),
+            pid: sleeper.pid,
+            start: processStart(sleeper.pid) as number,
+            token: "t",
+            at: "2026-01-01T00:00:00.000Z",
+          };
+          await Deno.writeTextFile(join(dir, "locks", `${ids[7]}.lock`), JSON.stringify(lock));
+          const st = await runCli(["sweep", "status", dir, "--format", "json"]);
+          assert.equal(st.code, 0, st.stderr);
+          const status = JSON.parse(st.stdout) as SweepStatus;
+          assert.deepEqual(status.counts, { done: 1, running: 1, stopped: 1, pending: 5 });
+          assert.deepEqual(status.runs.map((r) => r.state), [
+            "done",
+            "stopped",
+            "pending",
+            "pending",
+            "pending",
+            "pending",
+            "pending",
+            "running",
+          ]);
+          const [done, stopped, , , , , , running] = status.runs;
+          const line = (await readResults(dir))[0];
+          assert.equal(done.run, line.run);
+          assert.equal(done.bestValid, line.valid["ndcg@10"]);
+          assert.equal(done.seconds, line.seconds);
+          assert.ok(stopped.seconds > 0 && stopped.holder === null, "released at the interruption");
+          assert.equal(running.holder?.pid, sleeper.pid);
+          assert.equal(status.workers, 1);
+          // The ETA: six runs of the finished run's length, and what the stopped one lacks.
+          const eta = 6 * line.seconds + Math.max(0, line.seconds - stopped.seconds);
+          assert.ok(Math.abs(status.etaSeconds! - eta) < 1e-6, `${status.etaSeconds} vs ${eta}`);
+          const md = await runCli(["sweep", "status", dir]);
+          assert.equal(md.code, 0, md.stderr);
+          assert.match(
+            md.stdout,
+            /: 1 of 8 runs done, 1 running \(1 process\), 1 stopped part-way, 5 not started; ETA /,
+          );
+          assert.equal(md.stdout.trim().split("\n").length, 2 + 2 + 8);
+        } finally {
+          sleeper.kill("SIGKILL");
+          await sleeper.status;
+          await Deno.remove(join(dir, "locks", `${ids[7]}.lock`));
+        }
         const second = await runSweep(opts);
         assert.deepEqual(
           { resumed: second.resumed, trained: second.trained, done: second.done },
@@ -810,6 +869,31 @@ Deno.test("duaf sweep --top: screen with the first seed, then the best K under t
     const best = t.stdout.trim().split("\n").slice(1).filter((row) => row.startsWith("1,"));
     assert.equal(best.length, 1);
     assert.match(best[0], /^1,[^,]+,[^,]+,2,/);
+
+    // sweep status mid-screening (the sweep as it was with 3 of 4 screening runs done): the
+    // promoted run is counted as still to come.
+    const mid = join(root, "mid");
+    await Deno.mkdir(join(mid, "locks"), { recursive: true });
+    await Deno.writeTextFile(
+      join(mid, "manifest.json"),
+      JSON.stringify({ ...m, runs: m.runs.filter((x) => x.seed === 1) }),
+    );
+    const kept = lines.filter((l) => l.seed === 1).slice(0, 3);
+    await Deno.writeTextFile(
+      join(mid, "results.jsonl"),
+      kept.map((l) => JSON.stringify(l) + "\n").join(""),
+    );
+    const st = await runCli(["sweep", "status", mid, "--format", "json"]);
+    assert.equal(st.code, 0, st.stderr);
+    const status = JSON.parse(st.stdout) as SweepStatus;
+    assert.deepEqual(status.counts, { done: 3, running: 0, stopped: 0, pending: 1 });
+    assert.equal(status.toPromote, 1);
+    const mean = kept.reduce((a, l) => a + l.seconds, 0) / 3;
+    assert.ok(Math.abs(status.etaSeconds! - 2 * mean) < 1e-6);
+    const md = await runCli(["sweep", "status", mid]);
+    assert.match(md.stdout, /: 3 of 5 runs done, .*, 1 more once screening completes; ETA /);
+    const full = JSON.parse((await runCli(["sweep", "status", out, "--format", "json"])).stdout);
+    assert.deepEqual([full.counts.done, full.toPromote, full.etaSeconds], [5, 0, 0]);
 
     // A rerun trains nothing; a larger K promotes the next configuration.
     const again = await runCli([...sweepArgs(ds, grid, out), "--top", "1", "--quiet"]);

@@ -2,6 +2,7 @@
 import { resolveConfig } from "../../core/config.ts";
 import { DataError, UsageError } from "../../core/errors.ts";
 import { parseGrid } from "../../core/sweep/grid.ts";
+import { statusMarkdown, sweepStatus } from "../../core/sweep/status.ts";
 import { sweepTable } from "../../core/sweep/table.ts";
 import { tableCsv, tableMarkdown } from "../../core/sweep/results.ts";
 import { prepareSweep, readSweepManifest, runSweep } from "../../core/sweep/sweep.ts";
@@ -24,6 +25,7 @@ import { StderrProgress } from "../progress.ts";
 const usage = `usage: duaf sweep DATASET --grid FILE --out SWEEP [options]
        duaf sweep DATASET --out SWEEP [--backend NAME ...]   (continue SWEEP as it was made)
        duaf sweep table SWEEP [--format md|csv] [--metric NAME] [--all-test]
+       duaf sweep status SWEEP [--format md|json] [--stale-minutes M]
 
 Trains every configuration of a grid under every seed; each run is an ordinary run directory
 under SWEEP/runs/ and one line of SWEEP/results.jsonl. Rerun the same command to continue a
@@ -67,7 +69,14 @@ sweep table:
   --all-test           test metrics on every row, not only the best one (for ablation tables,
                        whose rows are fixed in advance rather than chosen by the valid metric)
 
-stdout: one JSON summary (sweep), or the table (sweep table). Progress (runs done, left, ETA)
+sweep status (reads SWEEP only; claims and writes nothing, so it is safe beside running sweeps):
+  each run's state (done, running with the process holding it, stopped part-way with a
+  checkpoint to resume from, not started), its epochs, best epoch and best valid metric so far,
+  and an ETA from the finished runs' mean time and the processes working now
+  --format md|json     a summary line and a Markdown table (default), or one JSON object
+  --stale-minutes M    as for sweep: when another host's lock counts as abandoned (default 10)
+
+stdout: one JSON summary (sweep), the table (sweep table) or the status (sweep status). Progress (runs done, left, ETA)
 goes to stderr. SIGINT stops the current run with a checkpoint and exits 130.`;
 
 async function readJsonFile(path: string, flag: string): Promise<unknown> {
@@ -107,6 +116,26 @@ async function tableCommand(args: string[]): Promise<number> {
   const text = format === "csv" ? tableCsv(table, opts) : tableMarkdown(table, opts);
   console.log(text.trimEnd());
   return 0;
+}
+
+async function statusCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags("sweep", args, {
+    format: { type: "string" },
+    "stale-minutes": { type: "string" },
+  }, true);
+  const dir = onePositional("sweep", "SWEEP", positionals);
+  const format = choiceFlag("format", values.format, ["md", "json"] as const) ?? "md";
+  const status = await sweepStatus(dir, staleMs(values["stale-minutes"]));
+  if (format === "json") emitJson(status);
+  else console.log(statusMarkdown(status));
+  return 0;
+}
+
+/** --stale-minutes M (default 10) in milliseconds. */
+function staleMs(value: string | undefined): number {
+  const minutes = numberFlag("stale-minutes", value) ?? 10;
+  if (!(minutes > 0)) throw new UsageError("--stale-minutes: expected a number > 0");
+  return minutes * 60_000;
 }
 
 /** The flags that make a sweep's plan; continuing a sweep takes them from its manifest. */
@@ -163,6 +192,7 @@ export const sweepCommand: Command = {
   usage,
   async run(args) {
     if (args[0] === "table") return await tableCommand(args.slice(1));
+    if (args[0] === "status") return await statusCommand(args.slice(1));
     const { values, positionals } = parseFlags("sweep", args, {
       grid: { type: "string" },
       seeds: { type: "string" },
@@ -213,8 +243,6 @@ export const sweepCommand: Command = {
     if (screenSeeds !== undefined && top === undefined) {
       throw new UsageError("--screen-seeds applies with --top K");
     }
-    const staleMinutes = numberFlag("stale-minutes", values["stale-minutes"]) ?? 10;
-    if (!(staleMinutes > 0)) throw new UsageError("--stale-minutes: expected a number > 0");
     const progress = new StderrProgress({ quiet: values.quiet });
     const opts = {
       dataset,
@@ -225,7 +253,7 @@ export const sweepCommand: Command = {
       seeds,
       random: n !== undefined ? { n, seed: sampleSeed } : null,
       force: values.force ?? false,
-      staleMs: staleMinutes * 60_000,
+      staleMs: staleMs(values["stale-minutes"]),
       checkpointSeconds: checkpointSecondsFlag(values["checkpoint-every"]),
       noWait: values["no-wait"] ?? false,
       initFrom: values["init-from"] ?? null,

@@ -362,7 +362,7 @@ function resultLine(run: PlannedRun, point: Record<string, unknown>, m: RunManif
   };
 }
 
-function formatEta(s: number): string {
+export function formatEta(s: number): string {
   if (!Number.isFinite(s)) return "?";
   if (s < 90) return `${Math.round(s)} s`;
   if (s < 5400) return `${Math.round(s / 60)} min`;
