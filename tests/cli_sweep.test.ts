@@ -394,6 +394,62 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
       }
     });
 
+    await t.step("sweep keep: the record without checkpoints, continued elsewhere", async () => {
+      const kept = join(root, "record");
+      const k = await runCli(["sweep", "keep", reference, kept]);
+      assert.equal(k.code, 0, k.stderr);
+      assert.deepEqual(JSON.parse(k.stdout), {
+        sweep: reference,
+        out: kept,
+        runs: 8,
+        manifests: 8,
+      });
+      const ids = (await readSweepManifest(reference))!.runs.map((r) => r.id).sort();
+      assert.deepEqual(
+        [...Deno.readDirSync(join(kept, "runs"))].map((e) => e.name).sort(),
+        ids.map((id) => `${id}.manifest.json`).sort(),
+      );
+      assert.deepEqual([...Deno.readDirSync(kept)].map((e) => e.name).sort(), [
+        "manifest.json",
+        "results.jsonl",
+        "runs",
+      ]);
+      assert.ok(await sameBytes(join(reference, "manifest.json"), join(kept, "manifest.json")));
+      assert.ok(await sameBytes(join(reference, "results.jsonl"), join(kept, "results.jsonl")));
+      for (const id of ids) {
+        assert.ok(
+          await sameBytes(
+            join(reference, "runs", id, "manifest.json"),
+            join(kept, "runs", `${id}.manifest.json`),
+          ),
+        );
+      }
+      // A record kept again (from itself, elsewhere) is the same record; a working sweep, the
+      // sweep itself and other folders are refused.
+      const again = join(root, "record-again");
+      assert.equal((await runCli(["sweep", "keep", kept, again])).code, 0);
+      assert.equal((await runCli(["sweep", "keep", kept, kept + "/"])).code, 2);
+      for (const f of ["manifest.json", "results.jsonl", `runs/${ids[0]}.manifest.json`]) {
+        assert.ok(await sameBytes(join(kept, f), join(again, f)), f);
+      }
+      const refusals: [string[], RegExp][] = [
+        [["sweep", "keep", kept, reference], /a working sweep \(run directories\)/],
+        [["sweep", "keep", reference, reference], /is the sweep itself/],
+        [["sweep", "keep", reference, ds], /not a duaf sweep/],
+      ];
+      for (const [args, pattern] of refusals) {
+        const u = await runCli(args);
+        assert.equal(u.code, 2, `${args.join(" ")}: ${u.stderr}`);
+        assert.match(u.stderr.trim(), pattern);
+      }
+      assert.ok(await Deno.stat(join(reference, "runs", ids[0], "model.safetensors")));
+      // The record continued as a sweep: every run has its line, so nothing is trained.
+      const c = await runCli(["sweep", ds, "--out", again, "--backend", "wasm", "--quiet"]);
+      assert.equal(c.code, 0, c.stderr);
+      const summary = JSON.parse(c.stdout);
+      assert.deepEqual([summary.done, summary.trained, summary.resumed], [8, 0, 0]);
+    });
+
     await t.step("kill -9 mid-sweep, then rerun: finished runs kept, bytes equal", async () => {
       const dir = join(root, "killed");
       const child = childSweep(sweepArgs(ds, grid, dir));

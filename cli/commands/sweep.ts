@@ -2,6 +2,7 @@
 import { resolveConfig } from "../../core/config.ts";
 import { DataError, UsageError } from "../../core/errors.ts";
 import { parseGrid } from "../../core/sweep/grid.ts";
+import { keepSweep } from "../../core/sweep/keep.ts";
 import { statusMarkdown, sweepStatus } from "../../core/sweep/status.ts";
 import { sweepTable } from "../../core/sweep/table.ts";
 import { tableCsv, tableMarkdown } from "../../core/sweep/results.ts";
@@ -26,6 +27,7 @@ const usage = `usage: duaf sweep DATASET --grid FILE --out SWEEP [options]
        duaf sweep DATASET --out SWEEP [--backend NAME ...]   (continue SWEEP as it was made)
        duaf sweep table SWEEP [--format md|csv] [--metric NAME] [--all-test]
        duaf sweep status SWEEP [--format md|json] [--stale-minutes M]
+       duaf sweep keep SWEEP DIR [--force]
 
 Trains every configuration of a grid under every seed; each run is an ordinary run directory
 under SWEEP/runs/ and one line of SWEEP/results.jsonl. Rerun the same command to continue a
@@ -76,7 +78,13 @@ sweep status (reads SWEEP only; claims and writes nothing, so it is safe beside 
   --format md|json     a summary line and a Markdown table (default), or one JSON object
   --stale-minutes M    as for sweep: when another host's lock counts as abandoned (default 10)
 
-stdout: one JSON summary (sweep), the table (sweep table) or the status (sweep status). Progress (runs done, left, ETA)
+sweep keep: writes DIR, the sweep's record without checkpoints (manifest.json, results.jsonl and
+  runs/<id>.manifest.json of each finished run), to commit or carry elsewhere; copied back into a
+  work folder, \`duaf sweep DATASET --out FOLDER\` continues it. DIR may be absent, empty or an
+  earlier record; --force replaces anything else
+
+stdout: one JSON summary (sweep, sweep keep), the table (sweep table) or the status (sweep
+status). Progress (runs done, left, ETA)
 goes to stderr. SIGINT stops the current run with a checkpoint and exits 130.`;
 
 async function readJsonFile(path: string, flag: string): Promise<unknown> {
@@ -128,6 +136,15 @@ async function statusCommand(args: string[]): Promise<number> {
   const status = await sweepStatus(dir, staleMs(values["stale-minutes"]));
   if (format === "json") emitJson(status);
   else console.log(statusMarkdown(status));
+  return 0;
+}
+
+async function keepCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags("sweep", args, { force: { type: "boolean" } }, true);
+  if (positionals.length !== 2) {
+    throw new UsageError("sweep keep: expected SWEEP DIR (see duaf help sweep)");
+  }
+  emitJson(await keepSweep(positionals[0], positionals[1], values.force ?? false));
   return 0;
 }
 
@@ -193,6 +210,7 @@ export const sweepCommand: Command = {
   async run(args) {
     if (args[0] === "table") return await tableCommand(args.slice(1));
     if (args[0] === "status") return await statusCommand(args.slice(1));
+    if (args[0] === "keep") return await keepCommand(args.slice(1));
     const { values, positionals } = parseFlags("sweep", args, {
       grid: { type: "string" },
       seeds: { type: "string" },
