@@ -947,7 +947,10 @@ Deno.test("duaf sweep --top: screen with the first seed, then the best K under t
     const mean = kept.reduce((a, l) => a + l.seconds, 0) / 3;
     assert.ok(Math.abs(status.etaSeconds! - 2 * mean) < 1e-6);
     const md = await runCli(["sweep", "status", mid]);
-    assert.match(md.stdout, /: 3 of 5 runs done, .*, 1 more once screening completes; ETA /);
+    assert.match(
+      md.stdout,
+      /: 3 of 5 runs done, .*, 1 more once screening completes; \S+ \S+ of one process's time left, no process working on it/,
+    );
     const full = JSON.parse((await runCli(["sweep", "status", out, "--format", "json"])).stdout);
     assert.deepEqual([full.counts.done, full.toPromote, full.etaSeconds], [5, 0, 0]);
 

@@ -167,6 +167,13 @@ function cell(v: number | null, digits: number): string {
   return v === null ? "" : v.toFixed(digits);
 }
 
+/** The ETA with processes at work; with none, the work left in one process's time. */
+function eta(s: SweepStatus): string {
+  if (s.etaSeconds === null || s.etaSeconds === 0) return "";
+  if (s.workers) return `; ETA ${formatEta(s.etaSeconds)}`;
+  return `; ${formatEta(s.etaSeconds)} of one process's time left, no process working on it`;
+}
+
 /** One summary line, then a Markdown table of the runs in manifest order. */
 export function statusMarkdown(s: SweepStatus): string {
   const c = s.counts;
@@ -175,7 +182,7 @@ export function statusMarkdown(s: SweepStatus): string {
     ` (${s.workers} ${s.workers === 1 ? "process" : "processes"}), ${c.stopped} stopped` +
     ` part-way, ${c.pending} not started` +
     (s.toPromote ? `, ${s.toPromote} more once screening completes` : "") +
-    (s.etaSeconds !== null ? `; ETA ${formatEta(s.etaSeconds)}` : "") +
+    eta(s) +
     (s.meanRunSeconds !== null ? ` (a run takes ${formatEta(s.meanRunSeconds)} on average)` : "");
   const lines = [
     head,
