@@ -7,7 +7,7 @@
  */
 import { join, resolve } from "node:path";
 import { UsageError } from "../errors.ts";
-import { writeDirAtomic } from "../io/atomic.ts";
+import { exists, writeDirAtomic } from "../io/atomic.ts";
 import { checkOutputDir } from "../io/output_guard.ts";
 import { readResults, RESULTS_FILE } from "./results.ts";
 import { SWEEP_ARTIFACT, sweepManifestPath } from "./sweep.ts";
@@ -36,14 +36,7 @@ async function checkKeepOut(out: string, force: boolean): Promise<void> {
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  let locks = false;
-  try {
-    await Deno.stat(join(out, "locks"));
-    locks = true;
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  if (dirs.length || locks) {
+  if (dirs.length || await exists(join(out, "locks"))) {
     throw new UsageError(
       `${out}: a working sweep (${dirs.length ? "run directories" : "locks"}), not a kept ` +
         `record; keep writes records only; pass --force to replace it`,

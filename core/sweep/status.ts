@@ -4,10 +4,11 @@
  * working on it without touching them: nothing is claimed, reclaimed or written.
  */
 import { join } from "node:path";
+import { exists } from "../io/atomic.ts";
 import { readRunManifest, type RunManifest } from "../train/run_dir.ts";
 import { Claims } from "./claims.ts";
-import { readResults, type ResultLine } from "./results.ts";
-import { formatEta, promotedRuns, type SweepManifest } from "./sweep.ts";
+import { readResults } from "./results.ts";
+import { bestValid, formatEta, type SweepManifest } from "./sweep.ts";
 import { openSweep } from "./table.ts";
 
 /**
@@ -62,31 +63,14 @@ async function runManifestOf(dir: string): Promise<RunManifest | null> {
   }
 }
 
-async function hasCheckpoint(dir: string): Promise<boolean> {
-  try {
-    await Deno.stat(join(dir, "state.safetensors"));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function bestSoFar(m: RunManifest, metric: string): { epoch: number | null; value: number | null } {
-  const h = m.history as { epoch: number; valid?: Record<string, number> }[];
-  const best = h.find((r) => r.epoch === m.bestEpoch);
-  const value = best?.valid?.[metric];
-  return best && typeof value === "number"
-    ? { epoch: best.epoch, value }
-    : { epoch: null, value: null };
-}
-
-/** How many runs screening will still promote: k configurations x the other seeds. */
-function promotionsLeft(m: SweepManifest, results: ResultLine[]): number {
+/**
+ * How many runs screening will still promote: its k best configurations under the other seeds,
+ * until they join the manifest (promotedRuns, once every screening run has its line).
+ */
+function promotionsLeft(m: SweepManifest): number {
   if (!m.top) return 0;
   const screen = new Set(m.top.screenSeeds);
   if (m.runs.some((r) => !screen.has(r.seed))) return 0; // already promoted
-  const promoted = promotedRuns(m, results);
-  if (promoted.length) return promoted.length;
   const k = Math.min(m.top.k, m.configs.length);
   return k * m.seeds.filter((s) => !screen.has(s)).length;
 }
@@ -126,14 +110,15 @@ export async function sweepStatus(dir: string, staleMs?: number): Promise<SweepS
       : null;
     const runDir = join(dir, "runs", planned.id);
     const rm = await runManifestOf(runDir);
-    const best = rm ? bestSoFar(rm, metric) : { epoch: null, value: null };
-    const started = rm !== null && await hasCheckpoint(runDir);
+    const epochs = rm?.history.length ?? 0;
+    const valid = rm ? bestValid(rm)[metric] : undefined;
+    const started = rm !== null && await exists(join(runDir, "state.safetensors"));
     runs.push({
       ...base,
       state: live ? "running" : started ? "stopped" : "pending",
-      epochs: rm?.history.length ?? 0,
-      bestEpoch: best.epoch,
-      bestValid: best.value,
+      epochs,
+      bestEpoch: epochs ? rm!.bestEpoch : null,
+      bestValid: valid ?? null,
       seconds: rm ? rm.seconds : 0,
       holder: live || started ? holder : null,
     });
@@ -144,7 +129,7 @@ export async function sweepStatus(dir: string, staleMs?: number): Promise<SweepS
   const meanRunSeconds = finished.length
     ? finished.reduce((a, r) => a + r.seconds, 0) / finished.length
     : null;
-  const toPromote = promotionsLeft(m, results);
+  const toPromote = promotionsLeft(m);
   const workers = new Set(
     runs.filter((r) => r.state === "running" && r.holder).map((r) =>
       `${r.holder!.host}:${r.holder!.pid}`

@@ -340,7 +340,7 @@ export function plannedConfigs(m: SweepManifest, path: string): Map<string, Plan
 }
 
 /** The best epoch's valid metrics (the last epoch's when the best one is not in the history). */
-function bestValid(m: RunManifest): Record<string, number> {
+export function bestValid(m: RunManifest): Record<string, number> {
   const h = m.history as EpochRecord[];
   return (h.find((r) => r.epoch === m.bestEpoch) ?? h[h.length - 1])?.valid ?? {};
 }
