@@ -80,3 +80,19 @@ export function checkpointSecondsFlag(v: string | undefined): number {
   if (s < 0) throw new UsageError(`--checkpoint-every: expected seconds >= 0, got ${s}`);
   return s;
 }
+
+/**
+ * --time-limit DURATION as seconds: "5400" (seconds), or hours, minutes and seconds with units
+ * ("90m", "1h30m", "2h", "45s", "1.5h"). Written here: the npm duration parsers (ms,
+ * parse-duration) read one unit per value or a whole prose grammar, and this is one regex.
+ */
+export function durationFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const s = v.trim();
+  const bad = () =>
+    new UsageError(`--${name}: expected seconds or a duration like 90m, 1h30m, 45s; got '${v}'`);
+  if (/^\d+(\.\d+)?$/.test(s)) return Number(s);
+  const m = /^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(s);
+  if (!m || s === "") throw bad();
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}

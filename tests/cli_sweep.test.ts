@@ -619,28 +619,49 @@ Deno.test("duaf sweep: runs, table, resume after kill -9, two processes, report"
       },
     );
 
-    await t.step("SIGINT: the current run stops with a checkpoint, exit 130", async () => {
-      const dir = join(root, "sigint");
-      const child = childSweep(sweepArgs(ds, grid, dir));
-      const stdout = new Response(child.stdout).text();
-      const stderr = new Response(child.stderr).text();
-      for (let i = 0; i < 3000; i++) {
-        if (await Deno.stat(join(dir, "results.jsonl")).then(() => true, () => false)) break;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      child.kill("SIGINT");
-      const status = await child.status;
-      const log = await stderr;
-      assert.equal(status.code, 130, log);
-      const summary = JSON.parse(await stdout);
-      assert.equal(summary.interrupted, true);
-      assert.ok(summary.done >= 1 && summary.done < 8, JSON.stringify(summary));
-      assert.deepEqual([...Deno.readDirSync(join(dir, "locks"))], [], "a lock was left behind");
-      const r = await runCli([...sweepArgs(ds, grid, dir), "--quiet"]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(JSON.parse(r.stdout).done, 8);
-      await assertSameRuns(reference, dir);
-    });
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      await t.step(`${signal}: the current run stops with a checkpoint, exit ${code}`, async () => {
+        const dir = join(root, signal);
+        const child = childSweep(sweepArgs(ds, grid, dir));
+        const stdout = new Response(child.stdout).text();
+        const stderr = new Response(child.stderr).text();
+        for (let i = 0; i < 3000; i++) {
+          if (await Deno.stat(join(dir, "results.jsonl")).then(() => true, () => false)) break;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        child.kill(signal);
+        const status = await child.status;
+        const log = await stderr;
+        assert.equal(status.code, code, log);
+        const summary = JSON.parse(await stdout);
+        assert.equal(summary.interrupted, true);
+        assert.equal(summary.stoppedBy, signal);
+        assert.ok(summary.done >= 1 && summary.done < 8, JSON.stringify(summary));
+        assert.deepEqual([...Deno.readDirSync(join(dir, "locks"))], [], "a lock was left behind");
+        const r = await runCli([...sweepArgs(ds, grid, dir), "--quiet"]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(JSON.parse(r.stdout).done, 8);
+        await assertSameRuns(reference, dir);
+      });
+    }
+
+    await t.step(
+      "--time-limit: no run starts past it, exit 75; the same command continues",
+      async () => {
+        // 0 s is past at the first check, before any run is claimed: deterministic.
+        const dir = join(root, "time-limit");
+        const r = await runCli([...sweepArgs(ds, grid, dir), "--quiet", "--time-limit", "0"]);
+        assert.equal(r.code, 75, r.stderr);
+        const summary = JSON.parse(r.stdout);
+        assert.equal(summary.stoppedBy, "time-limit");
+        assert.equal(summary.done, 0);
+        assert.deepEqual([...Deno.readDirSync(join(dir, "locks"))], [], "a lock was left behind");
+        const again = await runCli([...sweepArgs(ds, grid, dir), "--quiet", "--time-limit", "1h"]);
+        assert.equal(again.code, 0, again.stderr);
+        assert.equal(JSON.parse(again.stdout).done, 8);
+        await assertSameRuns(reference, dir);
+      },
+    );
 
     await t.step("two processes on one sweep: each run done exactly once", async () => {
       const dir = join(root, "shared");

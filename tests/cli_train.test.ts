@@ -77,49 +77,84 @@ Deno.test("train: reproducible bytes, and --resume after an interruption matches
       });
     }
 
-    await t.step("SIGINT to a running `duaf train`, then --resume", async () => {
-      // Full epochs of the fixture (about 200 steps of 64), far longer than the tiny config's,
-      // so the signal lands while epoch 2 trains even on a fast, idle machine.
-      const sets = [...TINY_SETS.filter((s) => !s.startsWith("maxSteps")), "maxSteps=200"];
-      const expected = join(root, "sigint-reference");
-      await tinyTrain(ds, expected, sets);
-      const dir = join(root, "sigint");
-      const args = tinyTrainArgs(ds, dir, sets).filter((a) => a !== "--quiet");
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", MAIN_TS, ...args],
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const stdout = new Response(child.stdout).text();
-      let log = "";
-      let signalled: Promise<void> | null = null;
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        log += chunk;
-        // The per-epoch summary line: epoch 2 starts right after it (and its checkpoint writes).
-        // Landing on the epoch boundary instead of mid-epoch must resume just as exactly.
-        if (!signalled && /^epoch 1: .*valid/m.test(log)) {
-          signalled = new Promise((done) =>
-            setTimeout(() => {
-              try {
-                child.kill("SIGINT");
-              } catch { /* already exited: the exit code check below reports it */ }
-              done();
-            }, 20)
-          );
+    // Full epochs of the fixture (about 200 steps of 64), far longer than the tiny config's,
+    // so a signal lands while epoch 2 trains even on a fast, idle machine.
+    const sets = [...TINY_SETS.filter((s) => !s.startsWith("maxSteps")), "maxSteps=200"];
+    const expected = join(root, "signal-reference");
+    await tinyTrain(ds, expected, sets);
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      await t.step(`${signal} to a running \`duaf train\`, then --resume`, async () => {
+        const dir = join(root, signal);
+        const args = tinyTrainArgs(ds, dir, sets).filter((a) => a !== "--quiet");
+        const child = new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", MAIN_TS, ...args],
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const stdout = new Response(child.stdout).text();
+        let log = "";
+        let signalled: Promise<void> | null = null;
+        for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+          log += chunk;
+          // The per-epoch summary line: epoch 2 starts right after it (and its checkpoint writes).
+          // Landing on the epoch boundary instead of mid-epoch must resume just as exactly.
+          if (!signalled && /^epoch 1: .*valid/m.test(log)) {
+            signalled = new Promise((done) =>
+              setTimeout(() => {
+                try {
+                  child.kill(signal);
+                } catch { /* already exited: the exit code check below reports it */ }
+                done();
+              }, 20)
+            );
+          }
         }
-      }
-      const status = await child.status;
-      assert.ok(signalled, `no epoch line seen:\n${log}`);
-      await signalled;
-      assert.equal(status.code, 130, log);
-      assert.equal(JSON.parse(await stdout).status, "interrupted");
-      const m = await readRunManifest(dir);
-      assert.equal(m.status, "interrupted");
-      assert.equal(m.history.length, 1);
-      const resumed = await runCli(["train", "--resume", dir, "--backend", "wasm", "--quiet"]);
-      assert.equal(resumed.code, 0, resumed.stderr);
-      await assertSameRun(expected, dir);
-    });
+        const status = await child.status;
+        assert.ok(signalled, `no epoch line seen:\n${log}`);
+        await signalled;
+        assert.equal(status.code, code, log);
+        const out = JSON.parse(await stdout);
+        assert.equal(out.status, "interrupted");
+        assert.equal(out.stoppedBy, signal);
+        const m = await readRunManifest(dir);
+        assert.equal(m.status, "interrupted");
+        assert.equal(m.history.length, 1);
+        const resumed = await runCli(["train", "--resume", dir, "--backend", "wasm", "--quiet"]);
+        assert.equal(resumed.code, 0, resumed.stderr);
+        await assertSameRun(expected, dir);
+      });
+    }
+
+    await t.step(
+      "--time-limit: a checkpoint, exit 75, and --resume ends where an uninterrupted run does",
+      async () => {
+        // A limit of 0 s is reached at the first step, so the stop is deterministic: the run
+        // saves its state before training anything and resumes from there.
+        const dir = join(root, "time-limit");
+        const r = await runCli([...tinyTrainArgs(ds, dir), "--time-limit", "0"]);
+        assert.equal(r.code, 75, r.stderr);
+        const out = JSON.parse(r.stdout);
+        assert.equal(out.status, "interrupted");
+        assert.equal(out.stoppedBy, "time-limit");
+        const resumed = await runCli(["train", "--resume", dir, "--backend", "wasm", "--quiet"]);
+        assert.equal(resumed.code, 0, resumed.stderr);
+        await assertSameRun(reference, dir);
+      },
+    );
+
+    await t.step(
+      "--time-limit takes seconds or h/m/s durations; anything else is a usage error",
+      async () => {
+        const r = await runCli([
+          ...tinyTrainArgs(ds, join(root, "bad-limit")),
+          "--time-limit",
+          "10 min",
+        ]);
+        assert.equal(r.code, 2);
+        assert.match(r.stderr, /--time-limit: expected seconds or a duration like 90m/);
+        assert.equal(r.stdout, "");
+      },
+    );
 
     await t.step("--resume of a finished run is refused with one line", async () => {
       const r = await runCli(["train", "--resume", reference, "--quiet"]);

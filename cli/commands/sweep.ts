@@ -13,6 +13,7 @@ import {
   checkpointSecondsFlag,
   choiceFlag,
   DEFAULT_CHECKPOINT_SECONDS,
+  durationFlag,
   emitJson,
   intFlag,
   listFlag,
@@ -20,7 +21,7 @@ import {
   onePositional,
   parseFlags,
 } from "../flags.ts";
-import { stopOnSigint } from "../interrupt.ts";
+import { EXIT_CODE, stopOnSignals } from "../interrupt.ts";
 import { StderrProgress } from "../progress.ts";
 
 const usage = `usage: duaf sweep DATASET --grid FILE --out SWEEP [options]
@@ -62,6 +63,8 @@ options:
                        resumes its run in progress close to where it stopped
   --no-wait            return when every run left is claimed by another live process (default:
                        wait, and take over a run whose process dies), so a queue of sweeps moves on
+  --time-limit D       stop after D (seconds, or 90m, 1h30m, ...): the current run saves a
+                       checkpoint, no new run starts, exit 75 (for job time limits and queues)
   --backend NAME       auto | cuda | native | wasm | js   (or DUAF_BACKEND)
   --quiet              no progress output
 
@@ -85,7 +88,8 @@ sweep keep: writes DIR, the sweep's record without checkpoints (manifest.json, r
 
 stdout: one JSON summary (sweep, sweep keep), the table (sweep table) or the status (sweep
 status). Progress (runs done, left, ETA)
-goes to stderr. SIGINT stops the current run with a checkpoint and exits 130.`;
+goes to stderr. SIGINT or SIGTERM stops the current run with a checkpoint and exits 130 or 143,
+--time-limit with 75 (the summary's "stoppedBy" says which); the same command continues.`;
 
 async function readJsonFile(path: string, flag: string): Promise<unknown> {
   let text: string;
@@ -225,11 +229,13 @@ export const sweepCommand: Command = {
       force: { type: "boolean" },
       "stale-minutes": { type: "string" },
       "checkpoint-every": { type: "string" },
+      "time-limit": { type: "string" },
       "no-wait": { type: "boolean" },
       backend: { type: "string" },
       quiet: { type: "boolean" },
     }, true);
     const dataset = onePositional("sweep", "DATASET", positionals);
+    const timeLimitSeconds = durationFlag("time-limit", values["time-limit"]);
     if (!values.out) throw new UsageError("--out SWEEP is required (see duaf help sweep)");
     const continued = values.grid ? null : await continueFrom(values.out, values);
     if (!values.grid) throw new UsageError("--grid FILE is required (see duaf help sweep)");
@@ -285,15 +291,16 @@ export const sweepCommand: Command = {
     progress.log(
       `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
     );
-    const interrupt = stopOnSigint(progress);
+    const interrupt = stopOnSignals(progress, { timeLimitSeconds });
     try {
       const summary = await runSweep({
         ...opts,
         backendName: backend.name,
         shouldStop: interrupt.shouldStop,
       }, prepared);
-      emitJson(summary);
-      return summary.interrupted ? 130 : 0;
+      const by = interrupt.reason();
+      emitJson(summary.interrupted ? { ...summary, stoppedBy: by } : summary);
+      return summary.interrupted ? EXIT_CODE[by ?? "SIGINT"] : 0;
     } finally {
       interrupt.dispose();
     }

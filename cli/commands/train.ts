@@ -9,10 +9,11 @@ import type { Command } from "../command.ts";
 import {
   checkpointSecondsFlag,
   DEFAULT_CHECKPOINT_SECONDS,
+  durationFlag,
   emitJson,
   parseFlags,
 } from "../flags.ts";
-import { stopOnSigint } from "../interrupt.ts";
+import { EXIT_CODE, stopOnSignals } from "../interrupt.ts";
 import { StderrProgress } from "../progress.ts";
 import type { Progress } from "../../core/progress.ts";
 
@@ -35,6 +36,8 @@ options:
   --force              replace --out whatever it holds
   --checkpoint-every S save a resumable checkpoint every S seconds within an epoch as well
                        (default ${DEFAULT_CHECKPOINT_SECONDS}; 0: at epoch ends only)
+  --time-limit D       stop with a resumable checkpoint after D (seconds, or 90m, 1h30m, ...)
+                       and exit 75; --resume continues it
   --backend NAME       auto | cuda | native | wasm | js   (or DUAF_BACKEND)
   --profile            time every backend call by kind (each one synced) and print a table of
                        where the run's time went, host work included, on stderr at the end
@@ -43,7 +46,8 @@ options:
   --quiet              no progress output
 
 stdout: one JSON object with the run's outcome, best epoch and test metrics.
-SIGINT (Ctrl-C) saves a resumable checkpoint and exits 130. After a hard kill (SIGKILL, power
+SIGINT (Ctrl-C) or SIGTERM saves a resumable checkpoint and exits 130 or 143 (a second signal
+exits at once); stdout's "stoppedBy" says which. After a hard kill (SIGKILL, power
 loss), --resume continues from the last checkpoint and ends with the same bytes as a run that was
 never interrupted.`;
 
@@ -80,8 +84,10 @@ export const trainCommand: Command = {
       quiet: { type: "boolean" },
       force: { type: "boolean" },
       "checkpoint-every": { type: "string" },
+      "time-limit": { type: "string" },
     }, true);
     const checkpointSeconds = checkpointSecondsFlag(values["checkpoint-every"]);
+    const timeLimitSeconds = durationFlag("time-limit", values["time-limit"]);
     if (values.resume && values["init-from"]) {
       throw new UsageError("--init-from starts a new run; it does not apply to --resume");
     }
@@ -127,7 +133,7 @@ export const trainCommand: Command = {
         };
       },
     };
-    const interrupt = stopOnSigint(progress);
+    const interrupt = stopOnSignals(progress, { timeLimitSeconds });
     try {
       const { manifest, outcome } = await runTraining({
         dataset: dataset!,
@@ -162,6 +168,7 @@ export const trainCommand: Command = {
         run: out,
         status: manifest.status,
         stopped: outcome.stopped,
+        ...(outcome.stopped === "interrupted" ? { stoppedBy: interrupt.reason() } : {}),
         model: manifest.config.model,
         backend: manifest.backend,
         epochs: manifest.history.length,
@@ -171,7 +178,7 @@ export const trainCommand: Command = {
         seconds: Number(manifest.seconds.toFixed(2)),
         ...(manifest.initFrom ? { initFrom: manifest.initFrom.run } : {}),
       });
-      return outcome.stopped === "interrupted" ? 130 : 0;
+      return outcome.stopped === "interrupted" ? EXIT_CODE[interrupt.reason() ?? "SIGINT"] : 0;
     } finally {
       interrupt.dispose();
     }
