@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepares tmp/device/ (git-ignored) for tools/device_check.sh on a GPU machine that can reach
+# Prepares tmp/device/ (git-ignored) for tools/device_check.sh (and device_train.sh,
+# device_sweep.sh) on a GPU machine that can reach
 # nothing outside itself: a compressed Deno binary, the CLI bundled into one JS file (npm
 # dependencies included, so no node_modules are needed there) and the Beauty reviews.
 #
@@ -26,7 +27,10 @@ fi
 # The bundle resolves its own resources relative to tmp/device/, so device_check.sh points the
 # cuda backend at the shim with DUAF_CUDA_LIB.
 echo "device_pack: bundling cli/main.ts" >&2
-"$DENO" bundle --platform deno -o "$PACK/duaf.js" cli/main.ts >&2
+# DuckDB's native binding (preprocess --engine duckdb only) stays out: the bundle cannot hold it.
+"$DENO" bundle --platform deno --external "@duckdb/*" -o "$PACK/duaf.js" cli/main.ts >&2
+# Beauty xK for tools/device_sweep.sh.
+"$DENO" bundle --platform deno -o "$PACK/scale_data.js" tools/scale_data.ts >&2
 # The whole-model parity test imports npm packages (zod): bundled, it runs with --no-config.
 "$DENO" bundle --platform deno -o "$PACK/backend_models.test.js" tests/backend_models.test.ts >&2
 

@@ -10,9 +10,15 @@
  * - zipf: a synthetic catalog whose item popularity follows a Zipf law, p(rank r) ∝ r^-s, with
  *   every item drawn at least once so the whole catalog survives `--kcore 0`. Users have at least
  *   five interactions at increasing times; everything comes from one seeded generator.
+ *
+ * Run as a script, it builds Beauty ×K for other tools (tools/device_sweep.sh) and prints the
+ * input's JSON ({name, dir, reviews, meta, preprocessArgs}) on stdout:
+ *
+ *   deno run -A tools/scale_data.ts --copies 10 --source DIR --cache DIR
  */
 import { exists } from "../core/io/atomic.ts";
 import { basename, join } from "node:path";
+import { parseArgs } from "node:util";
 import { parseJsonOrPyLiteral } from "../core/data/pyliteral.ts";
 import { TextSource } from "../core/data/source.ts";
 import { Rng } from "../core/random.ts";
@@ -214,4 +220,21 @@ export async function zipfCatalog(opts: ZipfOptions, cache: string): Promise<Sca
     );
   }
   return { name, dir, reviews, preprocessArgs: ["--kcore=0"] };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      copies: { type: "string" },
+      source: { type: "string" },
+      cache: { type: "string", default: "runs/scale-data" },
+    },
+  });
+  const copies = Number(values.copies);
+  if (!Number.isInteger(copies) || copies < 1 || !values.source) {
+    console.error("usage: scale_data.ts --copies K --source BEAUTY_DIR [--cache DIR]");
+    Deno.exit(2);
+  }
+  console.log(JSON.stringify(await replicatedBeauty(values.source, copies, values.cache!)));
 }

@@ -20,7 +20,7 @@
  * like JavaScript (ISO-8601 dates, integer ids beyond 2^53) stop the run with one line.
  */
 import { basename } from "node:path";
-import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
+import type { DuckDBConnection } from "@duckdb/node-api";
 import { parse as csvParseSync } from "csv-parse/sync";
 import { DataError, isDiskFull, ResourceError, UsageError } from "../../errors.ts";
 import type { InteractionSink, Sequences } from "../interactions.ts";
@@ -308,6 +308,9 @@ export async function duckdbSequences(
 ): Promise<EngineResult> {
   const path = o.interactions;
   const source = await hashFile(path); // also the builtin's error for a missing file
+  // Loaded on first use, so a bundle built with @duckdb external (tools/device_pack.sh) runs
+  // every other command where the native binding is absent.
+  const { DuckDBInstance } = await import("@duckdb/node-api");
   const tmp = await Deno.makeTempDir({ prefix: "duaf-duckdb-" });
   const memory = Deno.env.get("DUAF_DUCKDB_MEMORY"); // e.g. 4GB; DuckDB's default: 80% of RAM
   const db = await DuckDBInstance.create(":memory:", {

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Continues a kept sweep record (docs/results/NAME, written by `duaf sweep keep`) on a GPU machine
+# with --backend cuda, and brings the grown record back: a table too slow for the CPUs grows over
+# several short device sessions. Same machine setup as tools/device_check.sh (carry tmp/device,
+# made by tools/device_pack.sh).
+#
+#   DUAF_SWEEP_RECORD=docs/results/NAME DUAF_SWEEP_DATA=beauty-x10 tools/device_sweep.sh
+#   # then, here: rm -r docs/results/NAME && cp -r FILES_AT/record docs/results/NAME
+#
+#   DUAF_SWEEP_DATA     the dataset the record was made on, rebuilt here from the pack's raw files
+#                       (the sweep refuses any other): beauty (Amazon Beauty 2014, 5-core) or
+#                       beauty-xK (the same replicated K times, tools/scale_data.ts)
+#   DUAF_SWEEP_PROCS    sweep processes sharing the GPU, each training one run at a time (default 4)
+#   DUAF_SWEEP_LIMIT    seconds each process trains before it stops (--time-limit; default 300).
+#                       The record keeps finished runs only: a run cut off starts over next time
+#   DUAF_SWEEP_BACKEND  cuda (default); native or wasm try the script on a CPU machine
+#
+# $OUT (else tmp/device-out) gets record/ (the grown record), status.md (`duaf sweep status`) and
+# logs.tar.gz (preprocess and every process's stderr).
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+PACK=${DUAF_DEVICE_PACK:-$ROOT/tmp/device}
+OUT=${OUT:-$ROOT/tmp/device-out}
+RECORD=${DUAF_SWEEP_RECORD:?DUAF_SWEEP_RECORD=docs/results/NAME: the kept sweep to continue}
+DATA=${DUAF_SWEEP_DATA:-beauty}
+PROCS=${DUAF_SWEEP_PROCS:-4}
+LIMIT=${DUAF_SWEEP_LIMIT:-300}
+BACKEND=${DUAF_SWEEP_BACKEND:-cuda}
+PYTHON=${PYTHON:-python3}
+LOGS=$(mktemp -d /tmp/duaf-sweep-logs.XXXXXX)
+mkdir -p "$OUT"
+log() { echo "device_sweep: $*" >&2; }
+
+[ -f "$RECORD/manifest.json" ] || { log "no sweep record at $RECORD"; exit 2; }
+source "$ROOT/tools/device_env.sh"
+[ -n "$DENO" ] || { log "no Deno (run tools/device_pack.sh, carry tmp/device)"; exit 2; }
+export NO_COLOR=1
+if [ "$BACKEND" = cuda ]; then
+  export DUAF_CUDA_LIB=$ROOT/ffi/cuda/build/libduaf_cuda.so
+  [ -f "$DUAF_CUDA_LIB" ] || "$DENO" run -A --no-config --no-lock ffi/cuda/build.ts >&2 ||
+    { log "the cuda shim did not build"; exit 2; }
+fi
+duaf() { "$DENO" run -A --no-config --no-lock "$PACK/duaf.js" "$@"; }
+
+# ---- the dataset, as the record's was made ------------------------------------------------
+reviews=$PACK/reviews_Beauty_5.json.gz
+meta=$PACK/meta_Beauty.json.gz
+case "$DATA" in
+  beauty) ;;
+  beauty-x[0-9]*)
+    input=$("$DENO" run -A --no-config --no-lock "$PACK/scale_data.js" --copies "${DATA#beauty-x}" \
+      --source "$PACK" --cache /tmp/duaf-scale-data) || { log "building $DATA failed"; exit 2; }
+    reviews=$(echo "$input" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["reviews"])')
+    meta=$(echo "$input" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["meta"])')
+    ;;
+  *) log "DUAF_SWEEP_DATA: beauty or beauty-xK, got '$DATA'"; exit 2 ;;
+esac
+DATASET=/tmp/duaf-data/$DATA
+if [ ! -f "$DATASET/manifest.json" ]; then
+  duaf preprocess --format amazon2014 --reviews "$reviews" --meta "$meta" --out "$DATASET" \
+    --quiet >/dev/null 2>"$LOGS/preprocess.log" || { log "preprocess failed: $(tail -1 "$LOGS/preprocess.log")"; exit 2; }
+fi
+
+# ---- the sweep: PROCS processes share one work folder, each stops at LIMIT -----------------
+WORK=/tmp/duaf-sweeps/$(basename "$RECORD")
+rm -rf "$WORK" && mkdir -p "$(dirname "$WORK")" && cp -r "$RECORD" "$WORK"
+log "$WORK: $PROCS processes, --backend $BACKEND, --time-limit $LIMIT"
+for i in $(seq 1 "$PROCS"); do
+  duaf sweep "$DATASET" --out "$WORK" --backend "$BACKEND" --no-wait --time-limit "$LIMIT" \
+    >"$LOGS/sweep-$i.json" 2>"$LOGS/sweep-$i.log" &
+  sleep 2 # each claims its first run before the next starts looking
+done
+wait
+for i in $(seq 1 "$PROCS"); do
+  log "process $i: $(tail -c 300 "$LOGS/sweep-$i.json" | tr -d '\n')"
+done
+
+# ---- back: the grown record and where it stands ---------------------------------------------
+rm -rf "$OUT/record"
+duaf sweep keep "$WORK" "$OUT/record" >/dev/null 2>"$LOGS/keep.log" ||
+  { log "sweep keep failed: $(tail -1 "$LOGS/keep.log")"; }
+duaf sweep status "$WORK" >"$OUT/status.md" 2>>"$LOGS/keep.log"
+head -1 "$OUT/status.md" >&2
+tar -czf "$OUT/logs.tar.gz" -C "$LOGS" .
