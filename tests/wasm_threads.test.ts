@@ -160,3 +160,23 @@ Deno.test("each command's backend stops the kernel thread of the one it replaces
     second.dispose();
   }
 });
+
+Deno.test("DUAF_WASM_THREADS sets the default thread count; other values are refused", async () => {
+  const before = Deno.env.get("DUAF_WASM_THREADS");
+  try {
+    for (const [v, want] of [["1", 1], ["2", 2]] as const) {
+      Deno.env.set("DUAF_WASM_THREADS", v);
+      const b = await WasmBackend.create();
+      try {
+        assert.equal(b.threads, want);
+      } finally {
+        b.dispose();
+      }
+    }
+    Deno.env.set("DUAF_WASM_THREADS", "4");
+    await assert.rejects(() => WasmBackend.create(), /DUAF_WASM_THREADS: expected 1 or 2, got '4'/);
+  } finally {
+    if (before === undefined) Deno.env.delete("DUAF_WASM_THREADS");
+    else Deno.env.set("DUAF_WASM_THREADS", before);
+  }
+});

@@ -27,6 +27,7 @@ import {
   UNARY_CODES,
   type UnaryOp,
 } from "../../backend.ts";
+import { UsageError } from "../../errors.ts";
 import { Arena, arenaLimitFromEnv, MAX_PAGES, PAGE_BYTES } from "./arena.ts";
 import {
   compileKernels,
@@ -38,7 +39,7 @@ import {
 import { CTRL_BYTES, KernelThread, type ThreadOp } from "./thread.ts";
 
 export interface WasmBackendOptions {
-  /** Kernel threads (default 2 when the machine has at least two cores). */
+  /** Kernel threads (default $DUAF_WASM_THREADS, else 2 when the machine has two cores). */
   threads?: 1 | 2;
   /** Force a kernel build; default: relaxed when the runtime supports it. */
   variant?: KernelVariant;
@@ -76,7 +77,20 @@ const NR = 8;
 const MAX_RANK = 6;
 const PARAM_BYTES = 4 * 4 * MAX_RANK;
 
+/** $DUAF_WASM_THREADS (1 or 2), else 2 when the machine has at least two cores. */
 function defaultThreads(): 1 | 2 {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("DUAF_WASM_THREADS");
+  } catch {
+    v = undefined; // no --allow-env
+  }
+  if (v !== undefined && v !== "") {
+    if (v.trim() !== "1" && v.trim() !== "2") {
+      throw new UsageError(`DUAF_WASM_THREADS: expected 1 or 2, got '${v}'`);
+    }
+    return v.trim() === "1" ? 1 : 2;
+  }
   return (navigator.hardwareConcurrency ?? 1) >= 2 ? 2 : 1;
 }
 
