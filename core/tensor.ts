@@ -187,6 +187,31 @@ export function keep<T extends Tensor>(t: T): T {
   return t;
 }
 
+/**
+ * Runs fn in a memory scope of its own and keeps what it returns: intermediates are disposed,
+ * and the tensors of the result that fn created (not those it only passed through, such as
+ * parameters) are returned as `owned`, outside every scope, for the caller to dispose.
+ */
+export function retained<T>(fn: () => T): { value: T; owned: Tensor[] } {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let value: T;
+  try {
+    value = fn();
+  } finally {
+    scopes.pop();
+  }
+  const survivors = new Set<Tensor>();
+  collect(value, survivors);
+  const owned: Tensor[] = [];
+  for (const t of scope) {
+    if (!survivors.has(t)) t.dispose();
+    else owned.push(keep(t));
+  }
+  for (const t of survivors) if (t.node && t.node.inputs.some((i) => i.disposed)) t.node = null;
+  return { value, owned };
+}
+
 function collect(value: unknown, into: Set<Tensor>): void {
   if (value instanceof Tensor) into.add(value);
   else if (ArrayBuffer.isView(value)) return;

@@ -13,6 +13,7 @@ import { encodeSafetensors, tensor as safeTensor } from "../core/io/safetensors.
 import { windowExamples } from "../core/models/examples.ts";
 import { Iisan, type IisanConfig } from "../core/models/iisan.ts";
 import type { ItemSide } from "../core/models/item_side.ts";
+import { FrozenValues } from "../core/nn/context.ts";
 import { Rng } from "../core/random.ts";
 import { assign, tidy, withBackend } from "../core/tensor.ts";
 import { itemSide } from "../core/train/run.ts";
@@ -103,20 +104,25 @@ Deno.test("iisan: every cached image layer reaches the item table", () => {
   });
 });
 
-Deno.test("iisan: eval mode scores a cached item table, recomputed after eval() again", () => {
+Deno.test("iisan: an evaluation's item table is built once (ctx.frozen), and not reused after it", () => {
   withBackend(new JsBackend(), () => {
     const m = new Iisan(cfg(), tinyItemSide(new Rng(1), true), new Rng(2));
     const b = tinyBatch(new Rng(4));
-    const ctx = { training: false, rng: new Rng(0) };
+    const frozen = new FrozenValues();
+    const ctx = { training: false, rng: new Rng(0), frozen };
     m.eval();
     const s1 = tidy(() => m.scoreAll(b, ctx).toFloat32());
     const bias = m.combine.bias!;
     assign(bias, bias.toFloat32().map((x, c) => x + 0.5 * (c + 1)));
     const s2 = tidy(() => m.scoreAll(b, ctx).toFloat32());
-    assert.equal(s2[3], s1[3], "the cached table is scored until the next eval()");
-    m.eval();
-    const s3 = tidy(() => m.scoreAll(b, ctx).toFloat32());
+    assert.equal(s2[3], s1[3], "the evaluation's table is scored until it ends");
+    frozen.dispose();
+    const next = new FrozenValues();
+    const s3 = tidy(() => m.scoreAll(b, { ...ctx, frozen: next }).toFloat32());
+    next.dispose();
     assert.notEqual(s3[3], s1[3]);
+    const s4 = tidy(() => m.scoreAll(b, { training: false, rng: new Rng(0) }).toFloat32());
+    assert.deepEqual(s4, s3, "without a cache the table is built for each call");
   });
 });
 

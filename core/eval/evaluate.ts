@@ -11,6 +11,7 @@ import {
   type SequenceSource,
   splitExamples,
 } from "../models/examples.ts";
+import { type ForwardContext, FrozenValues } from "../nn/context.ts";
 import { blockRanks, DEFAULT_BLOCK_ITEMS } from "./block_rank.ts";
 import { addRank, finalize, newAccumulator, rankOf } from "./metrics.ts";
 
@@ -50,8 +51,23 @@ export function evaluate(
   src: SequenceSource,
   opts: EvalOptions,
 ): EvalResult {
-  const ctx = { training: false, rng: new Rng(0) };
+  // The parameters do not change during an evaluation: item tables are built once (frozen).
+  const frozen = new FrozenValues();
+  const ctx = { training: false, rng: new Rng(0), frozen };
   model.eval();
+  try {
+    return rankEveryBatch(model, src, opts, ctx);
+  } finally {
+    frozen.dispose();
+  }
+}
+
+function rankEveryBatch(
+  model: SequentialModel,
+  src: SequenceSource,
+  opts: EvalOptions,
+  ctx: ForwardContext,
+): EvalResult {
   const run = startEval(src, opts);
   const cols = src.numItems + 1;
   const blockItems = opts.blockItems ||

@@ -44,14 +44,14 @@
  * - Encoder: the shared SASRec transformer (GELU, LayerNorm eps layerNormEps) instead of the
  *   reference's user encoder (ReLU feed-forward, eps 1e-6).
  */
-import type { ForwardContext } from "../nn/context.ts";
+import { type ForwardContext, frozenOr } from "../nn/context.ts";
 import { constant } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
 import { TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
-import { keep, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
+import { keep, noGrad, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import type { ItemLayers, ItemSide } from "./item_side.ts";
 import type { LossOutput, SequentialModel } from "./model.ts";
@@ -217,7 +217,6 @@ export class Iisan extends Module implements SequentialModel {
   readonly norm: LayerNorm;
   readonly encoder: TransformerEncoder;
   readonly notices: string[] = [];
-  #evalTable: Tensor | null = null;
 
   constructor(readonly cfg: IisanConfig, items: ItemSide, rng: Rng) {
     super();
@@ -284,13 +283,6 @@ export class Iisan extends Module implements SequentialModel {
     return Object.fromEntries(this.towers.map((t) => [t.name, t.layers.widths.length]));
   }
 
-  override train(on = true): this {
-    super.train(on);
-    this.#evalTable?.dispose();
-    this.#evalTable = null;
-    return this;
-  }
-
   /** Item embeddings e_i of every item [n, d] from the adapted layer states. */
   itemTable(): Tensor {
     const t = this.cfg.gateTemperature;
@@ -300,10 +292,10 @@ export class Iisan extends Module implements SequentialModel {
     return this.combine.forward(outs.length === 1 ? outs[0] : op.concat(outs, 1));
   }
 
+  /** The item table for scoring: built once per evaluation (ctx.frozen), else every call. */
   #scoringTable(ctx: ForwardContext): Tensor {
-    if (ctx.training || this.training) return this.itemTable();
-    this.#evalTable ??= keep(noGrad(() => tidy(() => this.itemTable())));
-    return this.#evalTable;
+    if (this.training) return this.itemTable();
+    return frozenOr(ctx, "iisan.items", () => this.itemTable());
   }
 
   /** Hidden states of every position [B, L, d] over the item table. */

@@ -37,14 +37,14 @@
  * reach the output (DuAF-MAT's MAT-MoE generates missing images instead). Without an image
  * modality (Beauty) the model runs on ID and text with a notice.
  */
-import type { ForwardContext } from "../nn/context.ts";
+import { type ForwardContext, frozenOr } from "../nn/context.ts";
 import { constant } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
 import { TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import { Rng } from "../random.ts";
-import { keep, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
+import { keep, type Tensor, tensor } from "../tensor.ts";
 import { lossPositions, type SequenceBatch } from "./batch.ts";
 import { infoNce } from "./duaf/contrastive.ts";
 import type { ItemFeatures, ItemSide } from "./item_side.ts";
@@ -168,7 +168,6 @@ export class M3srec extends Module implements SequentialModel {
   readonly notices: string[] = [];
   readonly #content: Content[] = [];
   /** The fused table while the module is in eval mode: evaluation scores it once, not per batch. */
-  #evalTable: Tensor | null = null;
 
   constructor(readonly cfg: M3srecConfig, items: ItemSide, rng: Rng) {
     super();
@@ -219,19 +218,10 @@ export class M3srec extends Module implements SequentialModel {
     return 1.2;
   }
 
-  override train(on = true): this {
-    super.train(on);
-    // evaluate() and the scorers call eval() after any parameter change: recompute then.
-    this.#evalTable?.dispose();
-    this.#evalTable = null;
-    return this;
-  }
-
-  /** The fused table for scoring: cached in eval mode, recomputed (with gradients) otherwise. */
+  /** The fused table for scoring: built once per evaluation (ctx.frozen), else every call. */
   #scoringTable(ctx: ForwardContext): Tensor {
-    if (ctx.training || this.training) return this.tables(ctx).fused;
-    this.#evalTable ??= keep(noGrad(() => tidy(() => this.tables(ctx).fused)));
-    return this.#evalTable;
+    if (this.training) return this.tables(ctx).fused;
+    return frozenOr(ctx, "m3srec.fused", () => this.tables(ctx).fused);
   }
 
   /** Adapted modality tables (missing rows zero) and the fused item table, all [n, d]. */

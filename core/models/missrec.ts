@@ -54,7 +54,7 @@
  * generates missing images instead. Without an image modality (Beauty) the model runs text-only
  * with a notice.
  */
-import type { ForwardContext } from "../nn/context.ts";
+import { type ForwardContext, frozenOr } from "../nn/context.ts";
 import { constant } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
@@ -219,7 +219,6 @@ export class Missrec extends Module implements SequentialModel {
   readonly #content: Content[] = [];
   readonly #clusterSeed: number;
   #interests: Interests | null = null;
-  #evalTables: ScoreTables | null = null;
   readonly #fix = new FineTuneFix(() => this.#fixedParameters());
 
   constructor(readonly cfg: MissrecConfig, items: ItemSide, rng: Rng) {
@@ -313,14 +312,7 @@ export class Missrec extends Module implements SequentialModel {
     // reference's trainer does, and on eval() too, so evaluation uses the interests of the
     // parameters it scores (a checkpoint's eval reproduces the run's test metrics).
     this.#setInterests(null);
-    this.#dropEvalTables();
     return this;
-  }
-
-  #dropEvalTables(): void {
-    const t = this.#evalTables;
-    if (t) { for (const x of [...t.content, t.id, t.single]) x?.dispose(); }
-    this.#evalTables = null;
   }
 
   #setInterests(next: Interests | null): void {
@@ -482,18 +474,10 @@ export class Missrec extends Module implements SequentialModel {
     return op.scale(op.add(op.matmul(s, t.id, false, true), op.scale(agg, 2)), 1 / 3);
   }
 
+  /** The scoring tables: built once per evaluation (ctx.frozen), else every call. */
   #scoringTables(ctx: ForwardContext): ScoreTables {
-    if (ctx.training || this.training) return this.#tables();
-    if (!this.#evalTables) {
-      // kept after tidy returns: tidy hands its results to the enclosing scope.
-      const t = noGrad(() => tidy(() => this.#tables()));
-      this.#evalTables = {
-        content: t.content.map((x) => keep(x)),
-        id: t.id && keep(t.id),
-        single: t.single && keep(t.single),
-      };
-    }
-    return this.#evalTables;
+    if (this.training) return this.#tables();
+    return frozenOr(ctx, "missrec.tables", () => this.#tables());
   }
 
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {

@@ -36,7 +36,7 @@
  * state_dict keys (the frozen plm_embedding is data here, not a parameter).
  */
 import { UsageError } from "../errors.ts";
-import type { ForwardContext } from "../nn/context.ts";
+import { type ForwardContext, frozenOr } from "../nn/context.ts";
 import { constant, normal, uniform } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
@@ -290,9 +290,9 @@ export class Tedrec extends Module implements SequentialModel {
     return padBatch(batch, this.cfg.maxLen);
   }
 
-  /** The item table the cosine scores use: rows of E scaled to unit length. */
-  #itemTable(): Tensor {
-    return op.l2Normalize(this.itemEmbedding.weight);
+  /** The item table the cosine scores use: rows of E scaled to unit length (once per evaluation). */
+  #itemTable(ctx: ForwardContext): Tensor {
+    return frozenOr(ctx, "tedrec.items", () => op.l2Normalize(this.itemEmbedding.weight));
   }
 
   /** Sequence representation [B, d]: the unit-length output at the last item. */
@@ -306,7 +306,7 @@ export class Tedrec extends Module implements SequentialModel {
     const h = op.l2Normalize(gatherAt(this.#encode(batch, ctx), lossIndex(at)));
     const main = configuredItemLoss(
       op.scale(h, 1 / this.cfg.temperature),
-      this.#itemTable(),
+      this.#itemTable(ctx),
       at,
       this.cfg,
       ctx,
@@ -316,10 +316,10 @@ export class Tedrec extends Module implements SequentialModel {
 
   /** Cosine scores (the reference's full_sort_predict; τ does not change the ranking). */
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return op.matmul(this.forward(batch, ctx), this.#itemTable(), false, true);
+    return op.matmul(this.forward(batch, ctx), this.#itemTable(ctx), false, true);
   }
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    return { users: this.forward(batch, ctx), items: this.#itemTable() };
+    return { users: this.forward(batch, ctx), items: this.#itemTable(ctx) };
   }
 }

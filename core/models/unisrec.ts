@@ -33,7 +33,7 @@
  * reference's finetune.py (fix_enc) fixes position_embedding and trm_encoder and trains the
  * adaptor, the input LayerNorm and the ID table: unisrecFixEncoder.
  */
-import type { ForwardContext } from "../nn/context.ts";
+import { type ForwardContext, frozenOr } from "../nn/context.ts";
 import { constant } from "../nn/init.ts";
 import { Embedding, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
@@ -261,11 +261,16 @@ export class Unisrec extends Module implements SequentialModel {
     return op.l2Normalize(gatherAt(this.encode(batch.items, batch.size, batch.len, text, ctx), at));
   }
 
-  /** Every item's vector [numItems + 1, d] (adapted text, + ID embedding), L2-normalised. */
+  /**
+   * Every item's vector [numItems + 1, d] (adapted text, + ID embedding), L2-normalised; built
+   * once per evaluation (ctx.frozen).
+   */
   itemTable(ctx: ForwardContext): Tensor {
-    let v = this.adaptor.forward(this.textTable, ctx);
-    if (this.itemEmbedding) v = op.add(v, this.itemEmbedding.weight);
-    return op.l2Normalize(v);
+    return frozenOr(ctx, "unisrec.items", () => {
+      let v = this.adaptor.forward(this.textTable, ctx);
+      if (this.itemEmbedding) v = op.add(v, this.itemEmbedding.weight);
+      return op.l2Normalize(v);
+    });
   }
 
   /**

@@ -131,7 +131,7 @@ export function recommendBatch(
   const plan = planBatch(run, requests);
   if (!plan.batch) return plan.resolved as RecommendOutcome[];
   const batch = plan.batch;
-  const ctx = { training: false, rng: new Rng(0) };
+  const ctx = { training: false, rng: new Rng(0), frozen: run.frozen };
   const { scores, weights } = noGrad(() =>
     tidy(() => ({
       scores: run.model.scoreAll(batch, ctx).toFloat32(),

@@ -7,6 +7,7 @@ import type { SequenceBatch } from "../models/batch.ts";
 import type { ModalityWeights, SequentialModel } from "../models/model.ts";
 import { Rng } from "../random.ts";
 import { noGrad, tidy } from "../tensor.ts";
+import { FrozenValues } from "../nn/context.ts";
 
 export interface BatchScorer {
   readonly runtime: "engine" | "ort";
@@ -20,10 +21,12 @@ export interface BatchScorer {
 
 /** The engine model in eval mode (dropout off), one tidy scope per batch. */
 export function engineScorer(model: SequentialModel): BatchScorer {
-  const ctx = { training: false, rng: new Rng(0) };
+  const frozen = new FrozenValues(); // item tables, built by the first batch
+  const ctx = { training: false, rng: new Rng(0), frozen };
   model.eval();
   return {
     runtime: "engine",
+    close: () => Promise.resolve(frozen.dispose()),
     scoreAll: (batch) =>
       Promise.resolve(noGrad(() => tidy(() => model.scoreAll(batch, ctx).toFloat32()))),
     explain: (batch) => model.explain ? noGrad(() => tidy(() => model.explain!(batch, ctx))) : null,

@@ -25,6 +25,7 @@ import { Adam } from "../optim/adam.ts";
 import { type Progress, silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
 import { getBackend, setBackend } from "../tensor.ts";
+import { FrozenValues } from "../nn/context.ts";
 import { VERSION } from "../version.ts";
 import {
   hasState,
@@ -336,6 +337,8 @@ export interface OpenRun {
   dataset: Dataset;
   model: SequentialModel;
   origin: number;
+  /** The model's parameter-only values (item tables), built once for the run's inference. */
+  frozen: FrozenValues;
 }
 
 /** Reopens a trained run: its manifest, its dataset and the best model. */
@@ -358,7 +361,7 @@ export async function openRun(
   );
   await loadModel(dir, model);
   model.eval();
-  return { manifest, dataset, model, origin: timestampOrigin(dataset) };
+  return { manifest, dataset, model, origin: timestampOrigin(dataset), frozen: new FrozenValues() };
 }
 
 export function evaluateRun(

@@ -22,7 +22,7 @@
  * with the gradient penalty of mat_moe.ts.
  */
 import type { DuafConfig } from "../../config.ts";
-import type { ForwardContext } from "../../nn/context.ts";
+import { type ForwardContext, frozenOr } from "../../nn/context.ts";
 import { Embedding, LayerNorm, Linear } from "../../nn/layers.ts";
 import { Module } from "../../nn/module.ts";
 import { causalPaddingMask, paddingMask, TransformerEncoder } from "../../nn/transformer.ts";
@@ -332,6 +332,10 @@ export class DuafMat extends Module implements SequentialModel {
 
   /** Per-modality item tables [n, d], plus the real/synthetic visual tables for mixing. */
   #tables(ctx: ForwardContext): ItemTables {
+    return frozenOr(ctx, "duafmat.tables", () => this.#makeTables(ctx));
+  }
+
+  #makeTables(ctx: ForwardContext): ItemTables {
     const text = this.#textRows();
     let image: Tensor | null = null;
     let real: Tensor | null = null;
@@ -428,11 +432,13 @@ export class DuafMat extends Module implements SequentialModel {
     return { x, omega, seqs };
   }
 
-  #scoreTable(tables: ItemTables): Tensor {
+  /** The table every item is scored against; `tables` must be #tables(ctx). */
+  #scoreTable(tables: ItemTables, ctx: ForwardContext): Tensor {
     if (this.cfg.duaf.scoreWith === "id") return tables.id;
-    return averageFusion(
-      [tables.id, tables.text, tables.image].filter((t): t is Tensor => t !== null),
-    );
+    return frozenOr(ctx, "duafmat.score", () =>
+      averageFusion(
+        [tables.id, tables.text, tables.image].filter((t): t is Tensor => t !== null),
+      ));
   }
 
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
@@ -448,7 +454,7 @@ export class DuafMat extends Module implements SequentialModel {
     const at = lossPositions(batch);
     const main = configuredItemLoss(
       batch.positionTargets ? gatherAt(out, lossIndex(at)) : su,
-      this.#scoreTable(tables),
+      this.#scoreTable(tables, ctx),
       at,
       this.cfg,
       ctx,
@@ -546,11 +552,12 @@ export class DuafMat extends Module implements SequentialModel {
    * MAT-MoE's accepted mean) and the scoring table. Eval mode; the caller owns the scope.
    */
   inferenceTables(): { modalities: Tensor[]; score: Tensor } {
-    const tables = this.#tables({ training: false, rng: new Rng(0) });
+    const ctx = { training: false, rng: new Rng(0) };
+    const tables = this.#tables(ctx);
     const modalities = [tables.id, tables.text, tables.image].filter((t): t is Tensor =>
       t !== null
     );
-    return { modalities, score: this.#scoreTable(tables) };
+    return { modalities, score: this.#scoreTable(tables, ctx) };
   }
 
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
@@ -560,7 +567,10 @@ export class DuafMat extends Module implements SequentialModel {
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
     const tables = this.#tables(ctx);
-    return { users: this.#sequenceVector(batch, ctx, tables), items: this.#scoreTable(tables) };
+    return {
+      users: this.#sequenceVector(batch, ctx, tables),
+      items: this.#scoreTable(tables, ctx),
+    };
   }
 
   explain(batch: SequenceBatch, ctx: ForwardContext): ModalityWeights {
