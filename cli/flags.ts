@@ -1,6 +1,6 @@
 /** Flag parsing shared by the commands: node:util parseArgs with one-line UsageErrors. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "../core/errors.ts";
+import { DataError, UsageError } from "../core/errors.ts";
 
 export type Flags = NonNullable<ParseArgsConfig["options"]>;
 
@@ -95,4 +95,21 @@ export function durationFlag(name: string, v: string | undefined): number | unde
   const m = /^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(s);
   if (!m || s === "") throw bad();
   return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+/** A --config file: a JSON object of config keys (one-line errors naming the file). */
+export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    throw new UsageError(`--config ${path}: cannot read file`);
+  }
+  try {
+    const v = JSON.parse(text);
+    if (!v || typeof v !== "object" || Array.isArray(v)) throw new Error();
+    return v;
+  } catch {
+    throw new DataError(path, null, null, "expected a JSON object");
+  }
 }

@@ -260,6 +260,8 @@ export interface Backend {
   memoryLimit?(): { bytes: number; what: string } | null;
   /** Bytes in use now and at most since the last resetPeak(), where the backend tracks them. */
   memoryStats?(): { inUse: number; peak: number };
+  /** Starts a new peak measurement of memoryStats(). */
+  resetPeak?(): void;
 
   // ---- memory -------------------------------------------------------------------------------
   alloc(size: number, dtype: DType): Storage;

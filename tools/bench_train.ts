@@ -31,7 +31,7 @@ import {
   paddedLengths,
   sasrecEpochFlops,
 } from "./train_bench/flops.ts";
-import { measureGemm } from "./train_bench/gemm_rate.ts";
+import { measureGemm } from "../core/bench/gemm_rate.ts";
 import { runTorchSasrec } from "./train_bench/torch.ts";
 
 const ROOT = join(import.meta.dirname!, "..");

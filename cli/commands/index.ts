@@ -9,6 +9,7 @@ import { exportCommand } from "./export.ts";
 import { reportCommand } from "./report.ts";
 import { demoCommand } from "./demo.ts";
 import { sweepCommand } from "./sweep.ts";
+import { benchCommand } from "./bench.ts";
 
 export const commands: Command[] = [
   preprocessCommand,
@@ -19,5 +20,6 @@ export const commands: Command[] = [
   recommendCommand,
   exportCommand,
   reportCommand,
+  benchCommand,
   demoCommand,
 ];

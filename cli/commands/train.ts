@@ -1,6 +1,6 @@
 /** `duaf train`: train a model on a dataset artifact into a run directory. */
 import { resolveConfig } from "../../core/config.ts";
-import { DataError, UsageError } from "../../core/errors.ts";
+import { UsageError } from "../../core/errors.ts";
 import { formatCategories, formatPhase, profiled } from "../../core/backends/profiling.ts";
 import { setBackend } from "../../core/tensor.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
@@ -12,6 +12,7 @@ import {
   durationFlag,
   emitJson,
   parseFlags,
+  readConfigFile,
 } from "../flags.ts";
 import { EXIT_CODE, stopOnSignals } from "../interrupt.ts";
 import { StderrProgress } from "../progress.ts";
@@ -50,22 +51,6 @@ SIGINT (Ctrl-C) or SIGTERM saves a resumable checkpoint and exits 130 or 143 (a 
 exits at once); stdout's "stoppedBy" says which. After a hard kill (SIGKILL, power
 loss), --resume continues from the last checkpoint and ends with the same bytes as a run that was
 never interrupted.`;
-
-async function readConfigFile(path: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch {
-    throw new UsageError(`--config ${path}: cannot read file`);
-  }
-  try {
-    const v = JSON.parse(text);
-    if (!v || typeof v !== "object" || Array.isArray(v)) throw new Error();
-    return v;
-  } catch {
-    throw new DataError(path, null, null, "expected a JSON object");
-  }
-}
 
 export const trainCommand: Command = {
   name: "train",

@@ -20,6 +20,7 @@ import { backward, full, getBackend, tidy } from "../tensor.ts";
 import { CPU_TOKEN_BUDGET } from "../backend.ts";
 import { LossLog } from "./loss_log.ts";
 import {
+  type Examples,
   makeBatch,
   microBatches,
   type SequenceSource,
@@ -130,6 +131,19 @@ export function microBatchTokens(cfg: TrainConfig, memoryFactor: number, numItem
 const VALID_SAMPLE_SEED = 0x7a11d;
 
 const YIELD_EVERY_MS = 20;
+/** An epoch's examples (prefixes or windows) and its optimizer steps under `cfg`. */
+export function epochPlan(
+  src: SequenceSource,
+  cfg: TrainConfig,
+): { examples: Examples; n: number; sampling: boolean; stepsPerEpoch: number } {
+  // n: the epoch's examples (sampled prefixes count once each).
+  const window = cfg.trainMode === "window";
+  const examples = window ? windowExamples(src) : splitExamples(src, "train");
+  const sampling = !window && cfg.prefixPerUser > 0;
+  const n = sampling ? sampledPrefixCount(examples, cfg.prefixPerUser) : examples.users.length;
+  return { examples, n, sampling, stepsPerEpoch: Math.ceil(n / cfg.batchSize) };
+}
+
 /** How often the loss parts are read back for the progress line (each read waits for the GPU). */
 const READ_LOSS_EVERY_MS = 500;
 
@@ -151,11 +165,8 @@ export async function train(
 ): Promise<TrainOutcome> {
   const progress = hooks.progress ?? silentProgress;
   const window = cfg.trainMode === "window";
-  const examples = window ? windowExamples(src) : splitExamples(src, "train");
-  const sampling = !window && cfg.prefixPerUser > 0;
-  const n = sampling ? sampledPrefixCount(examples, cfg.prefixPerUser) : examples.users.length;
+  const { examples, n, sampling, stepsPerEpoch } = epochPlan(src, cfg);
   const origin = timestampOrigin(src);
-  const stepsPerEpoch = Math.ceil(n / cfg.batchSize);
   const steps = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, stepsPerEpoch) : stepsPerEpoch;
   const orderRng = new Rng(0);
   const stepRng = new Rng(0);

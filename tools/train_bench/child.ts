@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { resolveConfig } from "../../core/config.ts";
 import { loadDataset } from "../../core/data/dataset.ts";
 import { isUserError } from "../../core/errors.ts";
-import type { Progress, ProgressTask } from "../../core/progress.ts";
+import { peakRssMib, TimingProgress } from "../../core/bench/timing.ts";
 import { activateBackend, runTraining } from "../../core/train/run.ts";
 import { splitExamples } from "../../core/models/examples.ts";
 
@@ -34,36 +34,6 @@ export interface ChildResult {
   evalUsers: number;
   loss: Record<string, number>;
   peakRssMb: number;
-}
-
-/** Peak resident set of this process (VmHWM), in MB. */
-export function peakRssMb(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-/** Records when each task started, ticked and finished. */
-class TimingProgress implements Progress {
-  readonly ticks = new Map<string, number[]>();
-  readonly durations = new Map<string, number>();
-  log(message: string): void {
-    console.error(message);
-  }
-  start(label: string): ProgressTask {
-    const t0 = performance.now();
-    const ticks = [t0];
-    this.ticks.set(label, ticks);
-    return {
-      tick: () => {
-        ticks.push(performance.now());
-      },
-      done: () => {
-        const s = (performance.now() - t0) / 1000;
-        this.durations.set(label, s);
-        console.error(`${label}: ${s.toFixed(1)} s`);
-      },
-    };
-  }
 }
 
 async function main(): Promise<void> {
@@ -98,7 +68,7 @@ async function main(): Promise<void> {
   const steps = config.maxSteps > 0 ? Math.min(config.maxSteps, stepsPerEpoch) : stepsPerEpoch;
   const base = { model: config.model, backend: backend.name, backendDescription: description };
   const out = await Deno.makeTempDir({ prefix: "duaf-bench-run-" });
-  const progress = new TimingProgress();
+  const progress = new TimingProgress((m) => console.error(m));
   try {
     const { manifest } = await runTraining({
       dataset: values.dataset,
@@ -107,8 +77,7 @@ async function main(): Promise<void> {
       progress,
       backendName: backend.name,
     });
-    const epochTicks = progress.ticks.get("epoch 1") ?? [];
-    const stepSeconds = epochTicks.slice(1).map((t, i) => (t - epochTicks[i]) / 1000);
+    const stepSeconds = progress.intervals("epoch 1");
     const record = manifest.history[0] as { seconds: number; loss: Record<string, number> };
     const result: ChildResult = {
       ...base,
@@ -120,7 +89,7 @@ async function main(): Promise<void> {
       evalTestSeconds: progress.durations.get("eval test") ?? NaN,
       evalUsers: splitExamples(ds, "test").users.length,
       loss: record.loss,
-      peakRssMb: peakRssMb(),
+      peakRssMb: peakRssMib(),
     };
     console.log(JSON.stringify(result));
   } catch (e) {

@@ -1,10 +1,9 @@
 /**
- * The sgemm rate of a backend on one training-step shape, for the FLOP floor: best of a few
- * rounds of repeated calls after a warm-up call.
+ * The sgemm rate of a backend on one training-step shape (`duaf bench`, and the FLOP floor of
+ * `deno task bench train`): best of a few rounds of repeated calls after a warm-up call.
  */
-import type { Backend } from "../../core/backend.ts";
-import { Rng } from "../../core/random.ts";
-import { shapeGemm } from "../bench_shapes.ts";
+import { type Backend, gemmArgs } from "../backend.ts";
+import { Rng } from "../random.ts";
 
 export interface GemmRate {
   shape: string;
@@ -25,7 +24,7 @@ export function measureGemm(
   const a = fill(m * k);
   const b = fill(k * n);
   const c = be.alloc(m * n, "f32");
-  const run = () => be.gemm(shapeGemm({ name: "", batch: 1, m, k, n }, a, b, c));
+  const run = () => be.gemm(gemmArgs(a, b, c, m, n, k));
   run();
   const t0 = performance.now();
   run();
