@@ -7,6 +7,7 @@ import { gemmArgs } from "../core/backend.ts";
 import assert from "node:assert/strict";
 import type { Backend } from "../core/backend.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
+import { kernelUrl } from "../core/backends/wasm/kernels.ts";
 import { Rng } from "../core/random.ts";
 import { tensor } from "../core/tensor.ts";
 import { activateBackend } from "../core/train/run.ts";
@@ -178,5 +179,18 @@ Deno.test("DUAF_WASM_THREADS sets the default thread count; other values are ref
   } finally {
     if (before === undefined) Deno.env.delete("DUAF_WASM_THREADS");
     else Deno.env.set("DUAF_WASM_THREADS", before);
+  }
+});
+
+Deno.test("DUAF_WASM_DIR: where a bundled CLI finds the kernel modules", () => {
+  const before = Deno.env.get("DUAF_WASM_DIR");
+  try {
+    Deno.env.set("DUAF_WASM_DIR", "/opt/duaf/wasm");
+    assert.equal(kernelUrl("relaxed").href, "file:///opt/duaf/wasm/kernels-relaxed.wasm");
+    Deno.env.delete("DUAF_WASM_DIR");
+    assert.match(kernelUrl("simd").href, /\/wasm\/build\/kernels-simd\.wasm$/);
+  } finally {
+    if (before === undefined) Deno.env.delete("DUAF_WASM_DIR");
+    else Deno.env.set("DUAF_WASM_DIR", before);
   }
 });

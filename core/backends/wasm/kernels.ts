@@ -3,6 +3,8 @@
  * wasm/assembly/). The relaxed-SIMD build (fused multiply-add) is used when the runtime accepts
  * relaxed SIMD, the plain SIMD128 build otherwise.
  */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 
 export type KernelVariant = "relaxed" | "simd";
 
@@ -232,9 +234,20 @@ export function runtimeHasRelaxedSimd(): boolean {
 
 const compiled = new Map<KernelVariant, Promise<WebAssembly.Module>>();
 
-/** URL of a built kernel module, relative to this file. */
+/**
+ * URL of a built kernel module: in $DUAF_WASM_DIR when set (a bundled CLI, whose own location
+ * says nothing of the repository's, as tools/device_pack.sh makes), else relative to this file.
+ */
 export function kernelUrl(variant: KernelVariant): URL {
-  return new URL(`../../../wasm/build/kernels-${variant}.wasm`, import.meta.url);
+  let dir: string | undefined;
+  try {
+    dir = Deno.env.get("DUAF_WASM_DIR");
+  } catch {
+    dir = undefined; // no --allow-env
+  }
+  const file = `kernels-${variant}.wasm`;
+  if (dir) return pathToFileURL(resolve(dir, file));
+  return new URL(`../../../wasm/build/${file}`, import.meta.url);
 }
 
 async function readBytes(url: URL): Promise<Uint8Array<ArrayBuffer>> {
