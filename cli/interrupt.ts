@@ -37,7 +37,8 @@ export function stopOnSignals(progress: Progress, opts: StopOptions = {}): Inter
     ? Infinity
     : now() + opts.timeLimitSeconds * 1000;
   let reason: StopReason | null = null;
-  const listeners = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+  const listeners: [Deno.Signal, () => void][] = [];
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
     const onSignal = () => {
       if (reason !== null && reason !== "time-limit") Deno.exit(EXIT_CODE[signal]);
       reason = signal;
@@ -45,9 +46,13 @@ export function stopOnSignals(progress: Progress, opts: StopOptions = {}): Inter
         `${signal}: finishing this step and saving a checkpoint (${signal} again to abort)`,
       );
     };
-    Deno.addSignalListener(signal, onSignal);
-    return [signal, onSignal] as const;
-  });
+    try {
+      Deno.addSignalListener(signal, onSignal);
+      listeners.push([signal, onSignal]);
+    } catch {
+      // Windows has no SIGTERM to listen for; SIGINT (Ctrl-C) still works there.
+    }
+  }
   return {
     shouldStop() {
       if (reason === null && now() >= deadline) {
