@@ -14,6 +14,8 @@
 #   DUAF_SWEEP_LIMIT    seconds each process trains before it stops (--time-limit; default 300).
 #                       The record keeps finished runs only: a run cut off starts over next time
 #   DUAF_SWEEP_BACKEND  cuda (default); native or wasm try the script on a CPU machine
+#   DUAF_SWEEP_WORK     scratch folder: the dataset (reused by later calls) and the working sweep
+#                       (default /tmp/duaf-device-sweep)
 #
 # $OUT (else tmp/device-out) gets record/ (the grown record), status.md (`duaf sweep status`) and
 # logs.tar.gz (preprocess and every process's stderr).
@@ -27,6 +29,7 @@ DATA=${DUAF_SWEEP_DATA:-beauty}
 PROCS=${DUAF_SWEEP_PROCS:-4}
 LIMIT=${DUAF_SWEEP_LIMIT:-300}
 BACKEND=${DUAF_SWEEP_BACKEND:-cuda}
+WORKDIR=${DUAF_SWEEP_WORK:-/tmp/duaf-device-sweep}
 PYTHON=${PYTHON:-python3}
 LOGS=$(mktemp -d /tmp/duaf-sweep-logs.XXXXXX)
 mkdir -p "$OUT"
@@ -50,20 +53,20 @@ case "$DATA" in
   beauty) ;;
   beauty-x[0-9]*)
     input=$("$DENO" run -A --no-config --no-lock "$PACK/scale_data.js" --copies "${DATA#beauty-x}" \
-      --source "$PACK" --cache /tmp/duaf-scale-data) || { log "building $DATA failed"; exit 2; }
+      --source "$PACK" --cache "$WORKDIR/scale-data") || { log "building $DATA failed"; exit 2; }
     reviews=$(echo "$input" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["reviews"])')
     meta=$(echo "$input" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["meta"])')
     ;;
   *) log "DUAF_SWEEP_DATA: beauty or beauty-xK, got '$DATA'"; exit 2 ;;
 esac
-DATASET=/tmp/duaf-data/$DATA
+DATASET=$WORKDIR/data/$DATA
 if [ ! -f "$DATASET/manifest.json" ]; then
   duaf preprocess --format amazon2014 --reviews "$reviews" --meta "$meta" --out "$DATASET" \
     --quiet >/dev/null 2>"$LOGS/preprocess.log" || { log "preprocess failed: $(tail -1 "$LOGS/preprocess.log")"; exit 2; }
 fi
 
 # ---- the sweep: PROCS processes share one work folder, each stops at LIMIT -----------------
-WORK=/tmp/duaf-sweeps/$(basename "$RECORD")
+WORK=$WORKDIR/sweeps/$(basename "$RECORD")
 rm -rf "$WORK" && mkdir -p "$(dirname "$WORK")" && cp -r "$RECORD" "$WORK"
 log "$WORK: $PROCS processes, --backend $BACKEND, --time-limit $LIMIT"
 for i in $(seq 1 "$PROCS"); do
@@ -82,4 +85,4 @@ duaf sweep keep "$WORK" "$OUT/record" >/dev/null 2>"$LOGS/keep.log" ||
   { log "sweep keep failed: $(tail -1 "$LOGS/keep.log")"; }
 duaf sweep status "$WORK" >"$OUT/status.md" 2>>"$LOGS/keep.log"
 head -1 "$OUT/status.md" >&2
-tar -czf "$OUT/logs.tar.gz" -C "$LOGS" .
+tar -czf "$OUT/logs.tar.gz" -C "$LOGS" . && rm -rf "$LOGS"
