@@ -5,6 +5,7 @@
 import type { Command } from "../command.ts";
 import { UsageError } from "../../core/errors.ts";
 import { resolveConfig } from "../../core/config.ts";
+import { readManifest } from "../../core/data/dataset.ts";
 import { measureTrainingSpeed, type SpeedResult } from "../../core/bench/train_speed.ts";
 import { registeredBackends } from "../../core/backends/registry.ts";
 import { activateBackend } from "../../core/train/run.ts";
@@ -86,6 +87,7 @@ export const benchCommand: Command = {
     const fileCfg = values.config ? await readConfigFile(values.config) : null;
     const config = resolveConfig(fileCfg, overrides, values.config ?? "config");
     const progress = new StderrProgress({ quiet: values.quiet });
+    await readManifest(dataset); // not a dataset: one line before any backend starts
 
     const all = values.backend === "all";
     const names = all

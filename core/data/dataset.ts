@@ -45,7 +45,8 @@ export interface Dataset {
   itemIds(): string[];
 }
 
-async function readManifest(dir: string): Promise<Manifest> {
+/** A dataset's manifest, or the one-line error loadDataset gives for a folder that is not one. */
+export async function readManifest(dir: string): Promise<Manifest> {
   const path = join(dir, MANIFEST_FILE);
   let text: string;
   try {
