@@ -193,8 +193,18 @@ export function keep<T extends Tensor>(t: T): T {
  * parameters) are returned as `owned`, outside every scope, for the caller to dispose.
  */
 export function retained<T>(fn: () => T): { value: T; owned: Tensor[] } {
-  const scope = new Set<Tensor>();
-  scopes.push(scope);
+  const { value, created, survivors } = inScope(fn);
+  const owned = [...created].filter((t) => survivors.has(t)).map((t) => keep(t));
+  return { value, owned };
+}
+
+/**
+ * fn in a new innermost scope; after it returns, the tensors it created that its result does not
+ * reach are disposed, and survivors' tape nodes that would pin a disposed input are dropped.
+ */
+function inScope<T>(fn: () => T): { value: T; created: Set<Tensor>; survivors: Set<Tensor> } {
+  const created = new Set<Tensor>();
+  scopes.push(created);
   let value: T;
   try {
     value = fn();
@@ -203,13 +213,12 @@ export function retained<T>(fn: () => T): { value: T; owned: Tensor[] } {
   }
   const survivors = new Set<Tensor>();
   collect(value, survivors);
-  const owned: Tensor[] = [];
-  for (const t of scope) {
+  for (const t of created) {
     if (!survivors.has(t)) t.dispose();
-    else owned.push(keep(t));
   }
+  // Tape nodes of survivors would pin disposed inputs: a scope's result is a value, not a graph.
   for (const t of survivors) if (t.node && t.node.inputs.some((i) => i.disposed)) t.node = null;
-  return { value, owned };
+  return { value, created, survivors };
 }
 
 function collect(value: unknown, into: Set<Tensor>): void {
@@ -226,24 +235,12 @@ function collect(value: unknown, into: Set<Tensor>): void {
  * reachable from its result (which move to the enclosing scope) and those passed to `keep`.
  */
 export function tidy<T>(fn: () => T): T {
-  const scope = new Set<Tensor>();
-  scopes.push(scope);
-  let result: T;
-  try {
-    result = fn();
-  } finally {
-    scopes.pop();
-  }
-  const survivors = new Set<Tensor>();
-  collect(result, survivors);
-  for (const t of scope) {
-    if (!survivors.has(t)) t.dispose();
-  }
+  const { value, created, survivors } = inScope(fn);
+  // Only what this scope made moves out: a parameter or kept tensor the result holds stays
+  // outside every scope (moved into the parent, the parent's end would dispose it).
   const parent = scopes[scopes.length - 1];
-  if (parent) { for (const t of survivors) if (!t.disposed) parent.add(t); }
-  // Tape nodes of survivors would pin disposed inputs: a scope's result is a value, not a graph.
-  for (const t of survivors) if (t.node && t.node.inputs.some((i) => i.disposed)) t.node = null;
-  return result;
+  if (parent) { for (const t of survivors) if (created.has(t) && !t.disposed) parent.add(t); }
+  return value;
 }
 
 /** Strides of a flat, contiguous operand. */

@@ -68,3 +68,15 @@ Deno.test("DuAF-MAT scores over cached item tables: the same bits, tables built 
     cached.forEach((c, i) => assert.deepEqual(c, fresh[i], `batch ${i}`));
   });
 });
+
+Deno.test("tidy: a parameter in a nested scope's result is not disposed by the enclosing one", () => {
+  withBackend(new JsBackend(), () => {
+    const param = tensor(new Float32Array([1, 2]), [2]);
+    tidy(() => {
+      const inner = tidy(() => ({ param, made: tensor(new Float32Array([3]), [1]) }));
+      assert.equal(inner.param, param);
+      return null;
+    });
+    assert.ok(!param.disposed, "the enclosing scope disposed a tensor it did not make");
+  });
+});
