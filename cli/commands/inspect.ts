@@ -4,13 +4,30 @@ import { UsageError } from "../../core/errors.ts";
 import { loadDataset } from "../../core/data/dataset.ts";
 import { type DatasetStats, describeDataset } from "../../core/data/inspect.ts";
 import { parseFlags } from "../flags.ts";
+import { join } from "node:path";
+import { describeRun, formatRunSummary } from "../../core/train/describe_run.ts";
+import { readRunManifest, RUN_FORMAT } from "../../core/train/run_dir.ts";
+import { statusMarkdown, sweepStatus } from "../../core/sweep/status.ts";
+import { SWEEP_FORMAT } from "../../core/sweep/sweep.ts";
 
-const usage = `usage: duaf inspect DATASET [--json]
+const usage = `usage: duaf inspect DATASET|RUN|SWEEP [--json]
 
-Prints a dataset artifact's users, items, interactions, sequence-length histogram, timestamp
-range and modality coverage. --json prints the same as one JSON object.`;
+A dataset artifact: its users, items, interactions, sequence-length histogram, timestamp range
+and modality coverage. A run directory: its model, status (and where --resume would continue),
+the best epoch's validation metrics, the test metrics, backend, dataset and the config keys that
+differ from the defaults. A sweep: what duaf sweep status prints. --json prints one JSON object.`;
 
 const BAR_WIDTH = 40;
+
+/** The `format` of dir/manifest.json, or null (no manifest, not JSON: loadDataset says why). */
+async function manifestFormat(dir: string): Promise<string | null> {
+  try {
+    const m = JSON.parse(await Deno.readTextFile(join(dir, "manifest.json")));
+    return typeof m?.format === "string" ? m.format : null;
+  } catch {
+    return null;
+  }
+}
 
 export function formatStats(s: DatasetStats): string {
   const pct = (x: number) => `${(x * 100).toFixed(x < 0.001 ? 4 : 2)}%`;
@@ -61,9 +78,21 @@ export const inspectCommand: Command = {
     const { values, positionals } = parseFlags("inspect", args, {
       json: { type: "boolean" },
     }, true);
-    if (positionals.length !== 1) throw new UsageError("expected one DATASET directory");
-    const stats = describeDataset(await loadDataset(positionals[0]));
-    console.log(values.json ? JSON.stringify(stats) : formatStats(stats));
+    if (positionals.length !== 1) {
+      throw new UsageError("expected one DATASET, RUN or SWEEP directory");
+    }
+    const dir = positionals[0];
+    const kind = await manifestFormat(dir);
+    if (kind === RUN_FORMAT) {
+      const summary = describeRun(dir, await readRunManifest(dir));
+      console.log(values.json ? JSON.stringify(summary) : formatRunSummary(summary));
+    } else if (kind === SWEEP_FORMAT) {
+      const status = await sweepStatus(dir);
+      console.log(values.json ? JSON.stringify(status) : statusMarkdown(status));
+    } else {
+      const stats = describeDataset(await loadDataset(dir));
+      console.log(values.json ? JSON.stringify(stats) : formatStats(stats));
+    }
     return 0;
   },
 };
