@@ -970,7 +970,7 @@ Deno.test("duaf sweep --top: screen with the first seed, then the best K under t
     const md = await runCli(["sweep", "status", mid]);
     assert.match(
       md.stdout,
-      /: 3 of 5 runs done, .*, 1 more once screening completes; \S+ \S+ of one process's time left, no process working on it/,
+      /: 3 of 5 runs done, .*, 1 more once screening completes \(1 screening run to go\); \S+ \S+ of one process's time left, no process working on it/,
     );
     const full = JSON.parse((await runCli(["sweep", "status", out, "--format", "json"])).stdout);
     assert.deepEqual([full.counts.done, full.toPromote, full.etaSeconds], [5, 0, 0]);

@@ -166,7 +166,10 @@ export function statusMarkdown(s: SweepStatus): string {
   const head = `${s.sweep}: ${c.done} of ${total} runs done, ${c.running} running` +
     ` (${s.workers} ${s.workers === 1 ? "process" : "processes"}), ${c.stopped} stopped` +
     ` part-way, ${c.pending} not started` +
-    (s.toPromote ? `, ${s.toPromote} more once screening completes` : "") +
+    (s.toPromote
+      ? `, ${s.toPromote} more once screening completes (${s.runs.length - c.done} screening ` +
+        `${s.runs.length - c.done === 1 ? "run" : "runs"} to go)`
+      : "") +
     eta(s) +
     (s.meanRunSeconds !== null ? ` (a run takes ${formatEta(s.meanRunSeconds)} on average)` : "");
   const lines = [
