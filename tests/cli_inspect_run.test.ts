@@ -1,6 +1,7 @@
 // `duaf inspect` on a run directory (finished and interrupted) and on a sweep, beside datasets.
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { describeRun } from "../core/train/describe_run.ts";
 import { readRunManifest } from "../core/train/run_dir.ts";
 import { runCli } from "./helpers/run_cli.ts";
 import { setFlags, TINY_SETS, tinyDataset, tinyTrain, tinyTrainArgs } from "./helpers/tiny_run.ts";
@@ -29,6 +30,14 @@ Deno.test("duaf inspect RUN and SWEEP: status, metrics and non-default config", 
         TINY_SETS.map((kv) => kv.split("=")).map(([k, v]) => [k, Number(v)]),
       );
       assert.deepEqual(s.config, expected);
+    });
+
+    await t.step("nested config keys that differ are named dotted, alone", () => {
+      const changed = structuredClone(m);
+      changed.config.duafmat.experts += 1;
+      const s = describeRun(run, changed);
+      assert.equal(s.config["duafmat.experts"], m.config.duafmat.experts + 1);
+      assert.equal(Object.keys(s.config).filter((k) => k.startsWith("duafmat")).length, 1);
     });
 
     await t.step("the text form names status, metrics and config", async () => {

@@ -22,16 +22,15 @@ export interface RunSummary {
   /** Where --resume would continue (unfinished runs). */
   checkpoint: { epoch: number; step: number } | null;
   initFrom: string | null;
-  /** The config keys that differ from the defaults, as `--set` would give them. */
+  /** The config keys that differ from the defaults, dotted as `--set` takes them. */
   config: Record<string, unknown>;
 }
 
 export function describeRun(dir: string, m: RunManifest): RunSummary {
-  const defaults = resolveConfig(null, [], "defaults") as Record<string, unknown>;
-  const config: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(m.config)) {
-    if (JSON.stringify(v) !== JSON.stringify(defaults[k])) config[k] = v;
-  }
+  const config = differences(
+    m.config as Record<string, unknown>,
+    resolveConfig(null, [], "defaults") as Record<string, unknown>,
+  );
   const best = m.history.find((h) => h?.epoch === m.bestEpoch) as
     | { valid?: Record<string, number> }
     | undefined;
@@ -52,6 +51,26 @@ export function describeRun(dir: string, m: RunManifest): RunSummary {
     initFrom: m.initFrom?.run ?? null,
     config,
   };
+}
+
+/** Keys of `config` whose values differ from `defaults`, nested ones dotted (duafmat.experts). */
+function differences(
+  config: Record<string, unknown>,
+  defaults: Record<string, unknown>,
+  prefix = "",
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(config)) {
+    const d = defaults[k];
+    const nested = (x: unknown) => x !== null && typeof x === "object" && !Array.isArray(x);
+    if (nested(v) && nested(d)) {
+      Object.assign(
+        out,
+        differences(v as Record<string, unknown>, d as Record<string, unknown>, `${prefix}${k}.`),
+      );
+    } else if (JSON.stringify(v) !== JSON.stringify(d)) out[`${prefix}${k}`] = v;
+  }
+  return out;
 }
 
 /** The @10 metrics (all of them when there is no @10), four decimals. */
