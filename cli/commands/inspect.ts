@@ -4,7 +4,7 @@ import { UsageError } from "../../core/errors.ts";
 import { loadDataset } from "../../core/data/dataset.ts";
 import { type DatasetStats, describeDataset } from "../../core/data/inspect.ts";
 import { parseFlags } from "../flags.ts";
-import { join } from "node:path";
+import { manifestFormat } from "../../core/io/output_guard.ts";
 import { describeRun, formatRunSummary } from "../../core/train/describe_run.ts";
 import { readRunManifest, RUN_FORMAT } from "../../core/train/run_dir.ts";
 import { statusMarkdown, sweepStatus } from "../../core/sweep/status.ts";
@@ -18,16 +18,6 @@ the best epoch's validation metrics, the test metrics, backend, dataset and the 
 differ from the defaults. A sweep: what duaf sweep status prints. --json prints one JSON object.`;
 
 const BAR_WIDTH = 40;
-
-/** The `format` of dir/manifest.json, or null (no manifest, not JSON: loadDataset says why). */
-async function manifestFormat(dir: string): Promise<string | null> {
-  try {
-    const m = JSON.parse(await Deno.readTextFile(join(dir, "manifest.json")));
-    return typeof m?.format === "string" ? m.format : null;
-  } catch {
-    return null;
-  }
-}
 
 export function formatStats(s: DatasetStats): string {
   const pct = (x: number) => `${(x * 100).toFixed(x < 0.001 ? 4 : 2)}%`;

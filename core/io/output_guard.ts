@@ -64,7 +64,8 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
-async function manifestFormat(dir: string): Promise<string | null> {
+/** The `format` of dir/manifest.json, or null (no manifest, or not JSON). */
+export async function manifestFormat(dir: string): Promise<string | null> {
   try {
     const raw = JSON.parse(await Deno.readTextFile(join(dir, "manifest.json")));
     return typeof raw?.format === "string" ? raw.format : null;
