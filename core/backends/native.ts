@@ -10,6 +10,7 @@
  */
 import { type BackendFactory, type GemmArgs, gemmBatch2, gemmLd, gemmSpans } from "../backend.ts";
 import { type Blas, openBlas } from "../../ffi/blas.ts";
+import { envVar } from "../env.ts";
 import { WasmBackend, type WasmBackendOptions, type WasmRuntime } from "./wasm/wasm_backend.ts";
 
 /** Priority in the registry: above wasm (20), below cuda (40). */
@@ -101,12 +102,8 @@ export class NativeBackend extends WasmBackend {
 }
 
 function envInt(name: string): number | undefined {
-  try {
-    const v = Deno.env.get(name);
-    return v && /^\d+$/.test(v) ? Number(v) : undefined;
-  } catch {
-    return undefined; // no --allow-env
-  }
+  const v = envVar(name);
+  return v && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
 /** Registry entry: chosen over wasm whenever a CBLAS loads. */

@@ -5,6 +5,7 @@
  */
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { envVar } from "../../env.ts";
 
 export type KernelVariant = "relaxed" | "simd";
 
@@ -239,12 +240,7 @@ const compiled = new Map<KernelVariant, Promise<WebAssembly.Module>>();
  * says nothing of the repository's, as tools/device_pack.sh makes), else relative to this file.
  */
 export function kernelUrl(variant: KernelVariant): URL {
-  let dir: string | undefined;
-  try {
-    dir = Deno.env.get("DUAF_WASM_DIR");
-  } catch {
-    dir = undefined; // no --allow-env
-  }
+  const dir = envVar("DUAF_WASM_DIR");
   const file = `kernels-${variant}.wasm`;
   if (dir) return pathToFileURL(resolve(dir, file));
   return new URL(`../../../wasm/build/${file}`, import.meta.url);

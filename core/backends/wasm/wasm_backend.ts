@@ -27,6 +27,7 @@ import {
   UNARY_CODES,
   type UnaryOp,
 } from "../../backend.ts";
+import { envVar } from "../../env.ts";
 import { UsageError } from "../../errors.ts";
 import { Arena, arenaLimitFromEnv, MAX_PAGES, PAGE_BYTES } from "./arena.ts";
 import {
@@ -79,13 +80,8 @@ const PARAM_BYTES = 4 * 4 * MAX_RANK;
 
 /** $DUAF_WASM_THREADS (1 or 2), else 2 when the machine has at least two cores. */
 function defaultThreads(): 1 | 2 {
-  let v: string | undefined;
-  try {
-    v = Deno.env.get("DUAF_WASM_THREADS");
-  } catch {
-    v = undefined; // no --allow-env
-  }
-  if (v !== undefined && v !== "") {
+  const v = envVar("DUAF_WASM_THREADS");
+  if (v !== undefined) {
     if (v.trim() !== "1" && v.trim() !== "2") {
       throw new UsageError(`DUAF_WASM_THREADS: expected 1 or 2, got '${v}'`);
     }
