@@ -4,7 +4,13 @@ import { join } from "node:path";
 import { describeRun } from "../core/train/describe_run.ts";
 import { readRunManifest } from "../core/train/run_dir.ts";
 import { runCli } from "./helpers/run_cli.ts";
-import { setFlags, TINY_SETS, tinyDataset, tinyTrain, tinyTrainArgs } from "./helpers/tiny_run.ts";
+import {
+  TINY_SETS,
+  tinyDataset,
+  tinySweepPlan,
+  tinyTrain,
+  tinyTrainArgs,
+} from "./helpers/tiny_run.ts";
 
 Deno.test("duaf inspect RUN and SWEEP: status, metrics and non-default config", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "duaf-cli-inspect-" });
@@ -61,15 +67,7 @@ Deno.test("duaf inspect RUN and SWEEP: status, metrics and non-default config", 
 
     await t.step("a sweep: its status", async () => {
       const sweep = join(root, "sweep");
-      const plan = [
-        "sweep",
-        ds,
-        "--grid",
-        '{"lr": [0.001]}',
-        "--seeds",
-        "1",
-        ...setFlags(TINY_SETS),
-      ];
+      const plan = tinySweepPlan(ds, "1");
       assert.equal(
         (await runCli([...plan, "--out", sweep, "--time-limit", "0", "--quiet"])).code,
         75,

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli } from "./helpers/run_cli.ts";
-import { setFlags, TINY_SETS, tinyDataset } from "./helpers/tiny_run.ts";
+import { tinyDataset, tinySweepPlan } from "./helpers/tiny_run.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FIXTURE = join(ROOT, "fixtures/beauty-mini");
@@ -43,15 +43,7 @@ Deno.test({
       // The record: a sweep planned here and kept before any run (as docs/results holds them).
       const ds = await tinyDataset(root);
       const work = join(root, "work");
-      const plan = [
-        "sweep",
-        ds,
-        "--grid",
-        '{"lr": [0.001]}',
-        "--seeds",
-        "1,2",
-        ...setFlags(TINY_SETS),
-      ];
+      const plan = tinySweepPlan(ds, "1,2");
       const made = await runCli([...plan, "--out", work, "--time-limit", "0", "--quiet"]);
       assert.equal(made.code, 75, made.stderr);
       const record = join(root, "record");

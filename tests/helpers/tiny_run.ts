@@ -37,6 +37,11 @@ export function setFlags(sets: string[]): string[] {
   return sets.flatMap((s) => ["--set", s]);
 }
 
+/** `sweep` arguments (no --out) of one tiny configuration under `seeds` ("1,2"). */
+export function tinySweepPlan(dataset: string, seeds: string): string[] {
+  return ["sweep", dataset, "--grid", '{"lr": [0.001]}', "--seeds", seeds, ...setFlags(TINY_SETS)];
+}
+
 /** `train` arguments for the tiny config on the wasm backend. */
 export function tinyTrainArgs(dataset: string, out: string, sets = TINY_SETS): string[] {
   return ["train", dataset, "--out", out, ...setFlags(sets), "--backend", "wasm", "--quiet"];
