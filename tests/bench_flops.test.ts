@@ -12,10 +12,15 @@ const shape = { hidden: 2, inner: 4, layers: 1, items: 5 };
 Deno.test("evalFlops: one forward pass and the scores against every item", () => {
   // Two users with histories of 1 and 3 items.
   const l = lengthStats([1, 3]);
-  // Per layer: projections 4*2*sum*d*d = 4*2*4*4 = 128; attention 2*2*sumSq*d = 4*10*2 = 80;
-  // feed-forward 2*2*sum*d*inner = 4*4*2*4 = 128. Scores: 2*count*d*items = 2*2*2*5 = 40.
-  assert.equal(evalFlops(l, shape), 128 + 80 + 128 + 40);
+  // The last layer, read at the last step: K and V 2*2*sum*d*d = 4*4*4 = 64; Q and the output
+  // dense at the last step 2*2*count*d*d = 4*2*4 = 32; one query's attention 2*2*sum*d = 4*4*2 =
+  // 32; feed-forward at the last step 2*2*count*d*inner = 4*2*2*4 = 64. Scores: 2*count*d*items =
+  // 2*2*2*5 = 40.
+  assert.equal(evalFlops(l, shape), 64 + 32 + 32 + 64 + 40);
   assert.equal(sasrecEpochFlops(l, shape), 3 * evalFlops(l, shape), "training is 3x forward");
+  // A layer below the last runs at every step: projections 4*2*sum*d*d = 4*2*4*4 = 128;
+  // attention 2*2*sumSq*d = 4*10*2 = 80; feed-forward 2*2*sum*d*inner = 4*4*2*4 = 128.
+  assert.equal(evalFlops(l, { ...shape, layers: 2 }), 128 + 80 + 128 + 64 + 32 + 32 + 64 + 40);
 
   const duaf = {
     ...shape,

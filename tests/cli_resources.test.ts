@@ -27,24 +27,24 @@ Deno.test("resources: an arena too small for the batch is one line with what to 
     const sets = ["--set", "epochs=1", "--set", "maxSteps=2"];
     const args = ["train", ds, "--out", run, "--backend", "wasm", "--quiet", ...sets];
     // Past the estimate before the first step (tests/train_memory.test.ts), as when it is off.
-    const r = await duaf(args, { DUAF_WASM_MEMORY: "256MiB", DUAF_MEMORY_CHECK: "0" });
+    const r = await duaf(args, { DUAF_WASM_MEMORY: "160MiB", DUAF_MEMORY_CHECK: "0" });
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stdout, "");
     assert.equal(r.stderr.split("\n").length, 1, r.stderr);
     assert.match(
       r.stderr,
-      /^duaf train: out of wasm arena memory allocating [\d.]+ [KM]iB \(limit 256\.0 MiB, .* in use\); lower tokenBudget \(now auto = \d+\) or batchSize \(now 2048\).*loss=gbce/,
+      /^duaf train: out of wasm arena memory allocating [\d.]+ [KM]iB \(limit 160\.0 MiB, .* in use\); lower tokenBudget \(now auto = \d+\) or batchSize \(now 2048\).*loss=gbce/,
     );
     // The new run failed before its first checkpoint: nothing of it is left.
     assert.deepEqual(listDir(root).filter((n) => n !== "ds"), []);
     // An empty folder the user gave as --out stays, empty.
     await Deno.mkdir(run);
-    const intoEmpty = await duaf(args, { DUAF_WASM_MEMORY: "256MiB", DUAF_MEMORY_CHECK: "0" });
+    const intoEmpty = await duaf(args, { DUAF_WASM_MEMORY: "160MiB", DUAF_MEMORY_CHECK: "0" });
     assert.equal(intoEmpty.code, 2, intoEmpty.stderr);
     assert.deepEqual(listDir(run), []);
     await Deno.remove(run);
     const debug = await duaf(args, {
-      DUAF_WASM_MEMORY: "256MiB",
+      DUAF_WASM_MEMORY: "160MiB",
       DUAF_DEBUG: "1",
       DUAF_MEMORY_CHECK: "0",
     });
@@ -52,7 +52,7 @@ Deno.test("resources: an arena too small for the batch is one line with what to 
     assert.match(debug.stderr, /\n\s*at .*arena\.ts/);
     // The same run fits with smaller micro-batches.
     const fits = await duaf([...args, "--set", "tokenBudget=4096"], {
-      DUAF_WASM_MEMORY: "256MiB",
+      DUAF_WASM_MEMORY: "160MiB",
       DUAF_MEMORY_CHECK: "0",
     });
     assert.equal(fits.code, 0, fits.stderr);

@@ -4,7 +4,15 @@
 import assert from "node:assert/strict";
 import { JsBackend } from "../core/backends/js.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
-import { gatherLast, lastPositions, Sasrec } from "../core/models/sasrec.ts";
+import { lossPositions } from "../core/models/batch.ts";
+import {
+  configuredItemLoss,
+  gatherAt,
+  gatherLast,
+  lastPositions,
+  lossIndex,
+  Sasrec,
+} from "../core/models/sasrec.ts";
 import { causalPaddingMask, paddingMask, TransformerEncoder } from "../core/nn/transformer.ts";
 import * as op from "../core/ops/mod.ts";
 import { Rng } from "../core/random.ts";
@@ -108,6 +116,45 @@ Deno.test("forwardAt in training: forward's vectors and dropout masks at the las
           }));
         assert.notDeepEqual(other, fullOut);
       }
+    }
+  } finally {
+    wasm.dispose();
+  }
+});
+
+Deno.test("SASRec's prefix-mode loss runs the last layer at the last step: the full pass's loss, its gradients", async () => {
+  const wasm = await WasmBackend.create({ threads: 1 });
+  try {
+    for (const be of [wasm, new JsBackend()]) {
+      const b = batch(new Rng(7), 9, 7);
+      const cfg = { ...TINY_ENCODER, layers: 2, maxLen: 7, hiddenDropout: 0.3, attnDropout: 0.4 };
+      // The loss as every step's output gathered at the last step would give it.
+      const run = (viaModel: boolean) =>
+        withBackend(be, () =>
+          tidy(() => {
+            const m = new Sasrec(cfg, new Rng(3));
+            const ctx = { training: true, rng: new Rng(1) };
+            const at = lossPositions(b);
+            const loss = viaModel ? m.loss(b, ctx).total : configuredItemLoss(
+              gatherAt(m.encode(b, ctx), lossIndex(at)),
+              m.itemEmbedding.weight,
+              at,
+              m.cfg,
+              ctx,
+            );
+            backward(loss);
+            return [loss.toFloat32(), ...m.parameters().map((p) => p.grad!.toFloat32())];
+          }));
+      const [lastLoss, ...lastGrads] = run(true);
+      const [fullLoss, ...fullGrads] = run(false);
+      assert.deepEqual(lastLoss, fullLoss, `${be.name}: loss`);
+      assert.equal(lastGrads.length, fullGrads.length);
+      fullGrads.forEach((full, k) => {
+        for (let i = 0; i < full.length; i++) {
+          const tol = 1e-6 + 1e-5 * Math.abs(full[i]);
+          assert.ok(Math.abs(lastGrads[k][i] - full[i]) <= tol, `${be.name}: param ${k}[${i}]`);
+        }
+      });
     }
   } finally {
     wasm.dispose();

@@ -42,7 +42,8 @@
  *
  * - `model-step` (with --data): a whole training step of any model (forward + backward of
  *   model.loss and afterStep, no optimizer step) on the first --batches batches of the trainer's
- *   order (window training, batch 128 unless --set says otherwise), native backend, for each
+ *   order (window training, batch 128 unless --set says otherwise: trainMode=prefix takes prefix
+ *   examples), native backend, for each
  *   --variant "LABEL=ROOT|KEY=VALUE,..." (ROOT: a checkout whose core/ is imported, "." for this
  *   one; KEY=VALUE: config settings over --set), all alternating batch by batch; B/A is each
  *   variant against the first. Each step draws from `new Rng(1)`, so variants of the same config
@@ -796,7 +797,8 @@ async function modelStepper(root: string, data: string, sets: string[]) {
   const ds = await load(data);
   const model = create(cfg, side(ds), new R.Rng(cfg.seed), () => {});
   model.train();
-  const ex = E.windowExamples(ds);
+  const window = cfg.trainMode === "window";
+  const ex = window ? E.windowExamples(ds) : E.splitExamples(ds, "train");
   const ord = order(ex, cfg.maxLen, cfg.batchSize, new R.Rng(0));
   const origin = E.timestampOrigin(ds);
   const micro = microBatchTokens(cfg, model.memoryFactor ?? 1, ds.numItems);
@@ -813,7 +815,7 @@ async function modelStepper(root: string, data: string, sets: string[]) {
       cfg.maxLen,
       origin,
       null,
-      true,
+      window,
     );
     const ctx = { training: true, rng: new R.Rng(1) };
     const parts: number[] = [];

@@ -63,6 +63,7 @@ export async function measureTrainingSpeed(opts: SpeedOptions): Promise<SpeedRes
   try {
     await runTraining({
       dataset: opts.dataset,
+      loaded: ds,
       out: join(tmp, "run"),
       config: { ...opts.config, epochs: 1, maxSteps: steps },
       progress,

@@ -15,7 +15,7 @@
 import { UsageError } from "../errors.ts";
 import type { ForwardContext } from "../nn/context.ts";
 import { type Embedding, LayerNorm, Linear } from "../nn/layers.ts";
-import { causalPaddingMask, TransformerEncoder } from "../nn/transformer.ts";
+import { causalPaddingMask, paddingMask, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { keep, type Tensor, tensor } from "../tensor.ts";
@@ -26,6 +26,7 @@ import {
   gatherAt,
   ItemDotModel,
   lastPositions,
+  lastSteps,
   lossIndex,
   positionIds,
   type SasrecConfig,
@@ -98,25 +99,33 @@ export class Fdsa extends ItemDotModel implements SequentialModel {
 
   /** Sequence representation [B, d]: the fused output at each sequence's last position. */
   forward(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return this.#represent(batch, lastPositions(batch), ctx);
+    return this.#represent(batch, lastPositions(batch), true, ctx);
   }
 
-  /** The fused output of the two streams at flat [B * L] positions `at` [N]: [N, d]. */
-  #represent(batch: SequenceBatch, at: Tensor, ctx: ForwardContext): Tensor {
+  /**
+   * The fused output of the two streams at flat [B * L] positions `at` [N]: [N, d]. `last`: `at`
+   * is each row's last step, where the encoders' last layers run alone (forwardAt).
+   */
+  #represent(batch: SequenceBatch, at: Tensor, last: boolean, ctx: ForwardContext): Tensor {
     const items = tensor(batch.items, [batch.size, batch.len], "i32");
     const pos = this.positionEmbedding.forward(positionIds(batch));
     const mask = causalPaddingMask(batch.items, batch.size, batch.len);
+    const keyMask = last ? paddingMask(batch.items, batch.size, batch.len) : null;
+    const encodeAt = (encoder: TransformerEncoder, x: Tensor) =>
+      keyMask
+        ? encoder.forwardAt(x, mask, keyMask, at, ctx, ctx.training ? lastSteps(batch) : undefined)
+        : gatherAt(encoder.forward(x, mask, ctx), at);
 
     const itemIn = this.#drop(
       this.norm.forward(op.add(this.itemEmbedding.forward(items), pos)),
       ctx,
     );
-    const itemOut = gatherAt(this.itemEncoder.forward(itemIn, mask, ctx), at);
+    const itemOut = encodeAt(this.itemEncoder, itemIn);
 
     // Gather the sequence's feature rows before projecting: B*L rows rather than every item.
     const feat = this.featureProjection.forward(op.embedding(this.textTable, items));
     const featIn = this.#drop(this.norm.forward(op.add(feat, pos)), ctx);
-    const featOut = gatherAt(this.featureEncoder.forward(featIn, mask, ctx), at);
+    const featOut = encodeAt(this.featureEncoder, featIn);
 
     const fused = this.concatLayer.forward(op.concat([itemOut, featOut], -1));
     return this.#drop(this.norm.forward(fused), ctx);
@@ -125,7 +134,7 @@ export class Fdsa extends ItemDotModel implements SequentialModel {
   /** Next-item loss at the last position, or at every position in window training. */
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const at = lossPositions(batch);
-    const out = this.#represent(batch, lossIndex(at), ctx);
+    const out = this.#represent(batch, lossIndex(at), !batch.positionTargets, ctx);
     const main = configuredItemLoss(out, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }

@@ -58,10 +58,9 @@ import type { LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
   dotScores,
+  encodeAtLoss,
   encodeLastOverTable,
   encodeOverTable,
-  gatherAt,
-  lossIndex,
   type SasrecConfig,
   tableScoreParts,
 } from "./sasrec.ts";
@@ -310,8 +309,13 @@ export class Iisan extends Module implements SequentialModel {
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const table = this.itemTable();
     const at = lossPositions(batch);
-    const hidden = this.encode(batch, table, ctx);
-    const main = configuredItemLoss(gatherAt(hidden, lossIndex(at)), table, at, this.cfg, ctx);
+    const main = configuredItemLoss(
+      encodeAtLoss(this, batch, table, at, ctx),
+      table,
+      at,
+      this.cfg,
+      ctx,
+    );
     return { total: main, parts: { main } };
   }
 

@@ -288,11 +288,17 @@ export class M3srec extends Module implements SequentialModel {
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const { adapted, fused } = this.tables(ctx);
     const at = lossPositions(batch);
-    const hidden = this.encode(batch, fused, ctx);
-    const main = configuredItemLoss(gatherAt(hidden, lossIndex(at)), fused, at, this.cfg, ctx);
-    const aux = this.cfg.auxWeight > 0
-      ? this.#contrastive(gatherLast(hidden, batch), batch.targets, adapted)
-      : null;
+    // Prefix training reads s_u alone: the encoder's last layer runs at the last step only.
+    const hidden = batch.positionTargets ? this.encode(batch, fused, ctx) : null;
+    const su = hidden ? gatherLast(hidden, batch) : encodeLastOverTable(this, batch, fused, ctx);
+    const main = configuredItemLoss(
+      hidden ? gatherAt(hidden, lossIndex(at)) : su,
+      fused,
+      at,
+      this.cfg,
+      ctx,
+    );
+    const aux = this.cfg.auxWeight > 0 ? this.#contrastive(su, batch.targets, adapted) : null;
     if (!aux) return { total: main, parts: { main } };
     return { total: op.add(main, op.scale(aux, this.cfg.auxWeight)), parts: { main, aux } };
   }

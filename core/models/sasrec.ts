@@ -83,9 +83,16 @@ function encoderInput(
   return op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
 }
 
+/** Each row's last valid step (lengths - 1), on the host. */
+export function lastSteps(batch: Pick<SequenceBatch, "lengths">): Int32Array {
+  return Int32Array.from(batch.lengths, (n) => n - 1);
+}
+
 /**
- * encodeRows' output at each row's last valid step only, [B, d], for scoring outside training:
- * the last layer runs on those steps alone (TransformerEncoder.forwardAt).
+ * encodeRows' output at each row's last valid step only, [B, d]: the last layer runs on those
+ * steps alone (TransformerEncoder.forwardAt), the values of encodeRows' rows there. In training
+ * its dropouts draw the full pass's masks at those steps, so a prefix-mode loss, which reads
+ * that step alone, skips the last layer's work at every other step.
  */
 export function encodeRowsLast(
   m: TableEncoderParts,
@@ -99,23 +106,34 @@ export function encodeRowsLast(
     paddingMask(batch.items, batch.size, batch.len),
     lastPositions(batch),
     ctx,
+    ctx.training ? lastSteps(batch) : undefined,
   );
 }
 
-/**
- * The sequence vectors [B, d] of encodeOverTable, at each row's last valid step: in training
- * gathered from every step's output, outside training with the last layer run at those steps
- * alone (encodeRowsLast, the same values).
- */
+/** The sequence vectors [B, d] of encodeOverTable at each row's last valid step (encodeRowsLast). */
 export function encodeLastOverTable(
   m: TableEncoderParts,
   batch: SequenceBatch,
   table: Tensor,
   ctx: ForwardContext,
 ): Tensor {
-  if (ctx.training) return gatherLast(encodeOverTable(m, batch, table, ctx), batch);
   const items = tensor(batch.items, [batch.size, batch.len], "i32");
   return encodeRowsLast(m, batch, op.embedding(table, items), ctx);
+}
+
+/**
+ * encodeOverTable's outputs at the loss positions `at` [N, d]: every step's in window training,
+ * in prefix training the last step's through encodeLastOverTable.
+ */
+export function encodeAtLoss(
+  m: TableEncoderParts,
+  batch: SequenceBatch,
+  table: Tensor,
+  at: LossPositions,
+  ctx: ForwardContext,
+): Tensor {
+  if (!batch.positionTargets) return encodeLastOverTable(m, batch, table, ctx);
+  return gatherAt(encodeOverTable(m, batch, table, ctx), lossIndex(at));
 }
 
 /** scoreParts of a model that scores over an item table it builds: s_u and the table. */
@@ -427,7 +445,7 @@ export class Sasrec extends ItemDotModel implements SequentialModel {
   /** Next-item loss at the last position, or at every position in window training. */
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const at = lossPositions(batch);
-    const h = gatherAt(this.encode(batch, ctx), lossIndex(at));
+    const h = encodeAtLoss(this, batch, this.itemEmbedding.weight, at, ctx);
     const main = configuredItemLoss(h, this.itemEmbedding.weight, at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }

@@ -85,6 +85,8 @@ export async function activateBackend(
 
 export interface TrainRunOptions {
   dataset: string;
+  /** `dataset` already loaded (loadDataset), so a caller that read it does not read it twice. */
+  loaded?: Dataset;
   out: string;
   config: TrainConfig;
   /** Continue the run in `out` from its state.safetensors. */
@@ -138,7 +140,7 @@ export interface TrainRunResult {
 
 export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult> {
   const progress = opts.progress ?? silentProgress;
-  const ds = await loadDataset(opts.dataset);
+  const ds = opts.loaded ?? await loadDataset(opts.dataset);
   const identity = await datasetIdentity(opts.dataset);
   let cfg = opts.config;
   let previous: RunManifest | null = null;

@@ -42,13 +42,22 @@ export interface EncoderShape {
   layers: number;
 }
 
-/** Forward GEMM FLOPs of the transformer encoder (RecBole SASRec layout) over all examples. */
+/**
+ * Forward GEMM FLOPs of the transformer encoder (RecBole SASRec layout) over all examples, each
+ * read at its last step only (the prefix-training loss, scoring): the layers below the last run at
+ * every step; the last needs its keys and values at every step, and its query, attention, output
+ * dense and feed-forward at that one step (TransformerEncoder.forwardAt).
+ */
 export function encoderForwardFlops(l: Lengths, s: EncoderShape): number {
   const d = s.hidden;
   const projections = 4 * 2 * l.sum * d * d; // Q, K, V and the output dense
   const attention = 2 * 2 * l.sumSq * d; // QK^T and AV, all heads together
   const ffn = 2 * 2 * l.sum * d * s.inner;
-  return s.layers * (projections + attention + ffn);
+  const lastLayer = 2 * 2 * l.sum * d * d + // K and V at every step
+    2 * 2 * l.count * d * d + // Q and the output dense at the last step
+    2 * 2 * l.sum * d + // one query's QK^T and AV
+    2 * 2 * l.count * d * s.inner;
+  return (s.layers - 1) * (projections + attention + ffn) + lastLayer;
 }
 
 export interface SasrecShape extends EncoderShape {

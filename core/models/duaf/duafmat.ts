@@ -38,6 +38,7 @@ import {
   gatherAt,
   gatherLast,
   lastPositions,
+  lastSteps,
   lossIndex,
   positionIds,
   type SasrecConfig,
@@ -381,27 +382,38 @@ export class DuafMat extends Module implements SequentialModel {
     return seqs;
   }
 
-  /** Encoder outputs at every step and at the last (s_u), fusion weights, modality sequences. */
+  /**
+   * s_u, the fusion weights and the modality sequences, and in window training the encoder's
+   * output at every step (`out`). In prefix training the loss reads s_u alone, so the last layer
+   * runs at each row's last step only (#lastStep).
+   */
   #encode(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables) {
     const { x, omega, seqs } = this.#encoderInput(batch, ctx, tables);
+    if (!batch.positionTargets) {
+      return { out: null, su: this.#lastStep(x, batch, ctx), omega, seqs };
+    }
     const out = this.encoder.forward(x, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
     return { out, su: gatherLast(out, batch), omega, seqs };
   }
 
-  /**
-   * s_u alone (scoring, and VSCL's virtual sequences): the encoder's last layer runs at each
-   * row's last step only (TransformerEncoder.forwardAt: the same vectors, and in training the
-   * same dropout masks), since nothing else is read.
-   */
+  /** s_u alone (scoring, and VSCL's virtual sequences). */
   #sequenceVector(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables): Tensor {
-    const { x } = this.#encoderInput(batch, ctx, tables);
+    return this.#lastStep(this.#encoderInput(batch, ctx, tables).x, batch, ctx);
+  }
+
+  /**
+   * The encoder's output at each row's last step, [B, d]: its last layer runs there only
+   * (TransformerEncoder.forwardAt: the same vectors, and in training the same dropout masks as
+   * the full pass), since nothing else is read.
+   */
+  #lastStep(x: Tensor, batch: SequenceBatch, ctx: ForwardContext): Tensor {
     return this.encoder.forwardAt(
       x,
       causalPaddingMask(batch.items, batch.size, batch.len),
       paddingMask(batch.items, batch.size, batch.len),
       lastPositions(batch),
       ctx,
-      Int32Array.from(batch.lengths, (n) => n - 1),
+      lastSteps(batch),
     );
   }
 
@@ -453,7 +465,7 @@ export class DuafMat extends Module implements SequentialModel {
     // (trainMode); CSCL, VSCL and the adversarial term below stay one per sequence in both modes.
     const at = lossPositions(batch);
     const main = configuredItemLoss(
-      batch.positionTargets ? gatherAt(out, lossIndex(at)) : su,
+      out ? gatherAt(out, lossIndex(at)) : su,
       this.#scoreTable(tables, ctx),
       at,
       this.cfg,
