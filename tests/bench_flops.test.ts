@@ -1,11 +1,6 @@
 // The FLOP floors of tools/bench_train.ts on shapes small enough to count by hand.
 import assert from "node:assert/strict";
-import {
-  duafEpochFlops,
-  evalFlops,
-  lengthStats,
-  sasrecEpochFlops,
-} from "../tools/train_bench/flops.ts";
+import { duafEpochFlops, evalFlops, lengthStats, sasrecEpochFlops } from "../core/bench/flops.ts";
 
 const shape = { hidden: 2, inner: 4, layers: 1, items: 5 };
 
@@ -21,6 +16,9 @@ Deno.test("evalFlops: one forward pass and the scores against every item", () =>
   // A layer below the last runs at every step: projections 4*2*sum*d*d = 4*2*4*4 = 128;
   // attention 2*2*sumSq*d = 4*10*2 = 80; feed-forward 2*2*sum*d*inner = 4*4*2*4 = 128.
   assert.equal(evalFlops(l, { ...shape, layers: 2 }), 128 + 80 + 128 + 64 + 32 + 32 + 64 + 40);
+  // Window training reads every step: the last layer runs everywhere too (336), and the logits
+  // are every step's: 2*sum*d*items = 2*4*2*5 = 80.
+  assert.equal(sasrecEpochFlops(l, shape, true), 3 * (128 + 80 + 128 + 80));
 
   const duaf = {
     ...shape,

@@ -26,9 +26,32 @@ Deno.test("duaf bench: timings per backend, a whole epoch, a table, usage errors
         assert.ok(Math.abs(x.epochSecondsEstimate - s.mean * x.stepsPerEpoch) < 1e-9);
         assert.ok(x.gemmGflops > 0 && x.evalUsersPerSecond.valid > 0);
         assert.ok(x.evalUsersPerSecond.test > 0 && x.peakRssMiB > 0);
+        // The floor: the useful FLOPs at the measured sgemm rate, and the times as multiples.
+        const f = x.floor;
+        assert.ok(f.epochSeconds > 0 && f.evalSeconds > 0, JSON.stringify(f));
+        assert.ok(Math.abs(f.epochRatio * f.epochSeconds - x.epochSecondsEstimate) < 1e-9);
+        // evalRatio * evalSeconds is the test evaluation's time: users / (users per second).
+        const users = f.evalRatio * f.evalSeconds * x.evalUsersPerSecond.test;
+        assert.ok(users >= 1 && Math.abs(users - Math.round(users)) < 1e-6, String(users));
       }
       assert.ok(rows[0].backendPeakMiB > 0, "the wasm arena's peak");
     });
+
+    await t.step(
+      "the floor follows the train mode; models it does not count have none",
+      async () => {
+        const floorOf = async (...args: string[]) => {
+          const r = await runCli([...base, "--backend", "wasm", "--steps", "2", ...args]);
+          assert.equal(r.code, 0, r.stderr);
+          return JSON.parse(r.stdout).floor;
+        };
+        const prefix = await floorOf();
+        const window = await floorOf("--set", "trainMode=window");
+        // Window training has one example per user, prefix training one per history step.
+        assert.ok(window.epochSeconds > 0 && window.epochSeconds !== prefix.epochSeconds);
+        assert.equal(await floorOf("--model", "gru4rec"), null);
+      },
+    );
 
     await t.step("--steps 0 times the whole epoch", async () => {
       const r = await runCli([...base, "--backend", "wasm", "--steps", "0"]);

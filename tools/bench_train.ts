@@ -4,7 +4,7 @@
  * RecBole-default PyTorch SASRec (tools/torch/sasrec_train.py) run in the same invocation. Each
  * system trains in its own process (tools/train_bench/child.ts; peak RSS is each process's own
  * VmHWM / ru_maxrss). Each epoch is also shown as a multiple of its FLOP floor: the analytic FLOPs
- * of an epoch (tools/train_bench/flops.ts) at the sgemm rate the active backend reaches in this
+ * of an epoch (core/bench/flops.ts) at the sgemm rate the active backend reaches in this
  * run on a [2048x64]@[64x256] product.
  *
  *   deno task bench train [--steps N] [--models sasrec,duafmat] [--backend NAME] [--threads 2]
@@ -24,13 +24,7 @@ import { writeFileAtomic } from "../core/io/atomic.ts";
 import { splitExamples } from "../core/models/examples.ts";
 import { activateBackend } from "../core/train/run.ts";
 import type { ChildResult } from "./train_bench/child.ts";
-import {
-  duafEpochFlops,
-  evalFlops,
-  lengthStats,
-  paddedLengths,
-  sasrecEpochFlops,
-} from "./train_bench/flops.ts";
+import { configFlops, lengthStats, paddedLengths, sasrecEpochFlops } from "../core/bench/flops.ts";
 import { measureGemm } from "../core/bench/gemm_rate.ts";
 import { runTorchSasrec } from "./train_bench/torch.ts";
 
@@ -97,41 +91,33 @@ async function runChild(
 
 /** Useful FLOPs of one epoch of each model (and SASRec's with every history padded). */
 function epochFlops(ds: Dataset) {
-  const lengthsOf = (split: "train" | "test") =>
-    lengthStats(
-      Array.from(splitExamples(ds, split).positions, (p) => Math.min(p, SHAPE.maxLen)),
-    );
-  const lengths = lengthsOf("train");
-  const testLengths = lengthsOf("test");
-  const cfg = resolveConfig(null, []).duafmat;
+  const flopsOf = (model: string) =>
+    configFlops(
+      ds,
+      resolveConfig(null, [
+        `model=${model}`,
+        `hidden=${SHAPE.hidden}`,
+        `inner=${4 * SHAPE.hidden}`,
+        `maxLen=${SHAPE.maxLen}`,
+        `batchSize=${SHAPE.batch}`,
+      ]),
+    )!;
+  const sasrec = flopsOf("sasrec"), duafmat = flopsOf("duafmat");
+  const lengths = lengthStats(
+    Array.from(splitExamples(ds, "train").positions, (p) => Math.min(p, SHAPE.maxLen)),
+  );
   const shape = {
     hidden: SHAPE.hidden,
     inner: 4 * SHAPE.hidden,
     layers: 2,
     items: ds.numItems + 1,
   };
-  const text = cfg.modalities.includes("text") && ds.text ? ds.text.dim : 0;
-  const image = cfg.modalities.includes("image") && ds.image ? ds.image.dim : 0;
-  const duafShape = (l: typeof lengths) => ({
-    ...shape,
-    steps: Math.ceil(l.count / SHAPE.batch),
-    batch: SHAPE.batch,
-    textDim: text,
-    imageDim: image,
-    timeDim: cfg.timeDim,
-    modalities: 1 + (text ? 1 : 0) + (image ? 1 : 0),
-    vsclPasses: cfg.vscl ? (text ? 1 : 0) + (image ? 1 : 0) : 0,
-    vsclRows: cfg.vsclRows,
-    experts: image && cfg.matMoe ? cfg.experts : 0,
-    noiseDim: cfg.noiseDim,
-    expertHidden: cfg.expertHidden,
-  });
   return {
-    sasrec: sasrecEpochFlops(lengths, shape),
+    sasrec: sasrec.epoch,
     sasrecPadded: sasrecEpochFlops(paddedLengths(lengths, SHAPE.maxLen), shape),
-    duafmat: duafEpochFlops(lengths, duafShape(lengths)),
-    sasrecEval: evalFlops(testLengths, shape),
-    duafmatEval: evalFlops(testLengths, duafShape(testLengths)),
+    duafmat: duafmat.epoch,
+    sasrecEval: sasrec.eval,
+    duafmatEval: duafmat.eval,
   };
 }
 

@@ -43,25 +43,30 @@ options:
 stdout, per backend: backend, description, model, trainMode, batchSize, gemmGflops
 ([2048x64]@[64x256]), steps, stepsPerEpoch, stepSeconds {median, mean, min, max},
 epochSecondsEstimate, evalUsersPerSecond {valid, test}, backendPeakMiB (wasm arena or GPU pool),
-peakRssMiB (the process's, every backend before it included). The epoch estimate is the mean
+peakRssMiB (the process's, every backend before it included), floor {epochSeconds, epochRatio,
+evalSeconds, evalRatio} (SASRec and DuAF-MAT: the epoch's and the test evaluation's useful GEMM
+FLOPs at gemmGflops, and the measured times as multiples of them; null for other models). The
+epoch estimate is the mean
 step times the epoch's steps; bucketed batches of longer histories come later in an epoch, so a
 whole epoch can take longer (--steps 0 times the whole epoch instead). For regression-grade measurements beside PyTorch see
 docs/benchmarks.md (deno task bench train).`;
 
 function markdown(rows: SpeedResult[]): string {
   const head = "| backend | model | mode | batch | sgemm GFLOP/s | s / step (median) | " +
-    "steps / epoch | epoch s (est.) | eval users/s (test) | backend peak MiB | peak RSS MiB |";
+    "steps / epoch | epoch s (est.) | epoch / floor | eval users/s (test) | eval / floor | " +
+    "backend peak MiB | peak RSS MiB |";
+  const ratio = (x: number | undefined) => x === undefined ? "" : `${x.toFixed(1)}x`;
   const line = (r: SpeedResult) =>
     `| ${r.backend} | ${r.model} | ${r.trainMode} | ${r.batchSize} | ${
       r.gemmGflops.toFixed(1)
     } | ` +
     `${r.stepSeconds.median.toFixed(3)} | ${r.stepsPerEpoch} | ${
       r.epochSecondsEstimate.toFixed(1)
-    } | ` +
-    `${r.evalUsersPerSecond.test.toFixed(0)} | ${r.backendPeakMiB?.toFixed(0) ?? ""} | ${
-      r.peakRssMiB.toFixed(0)
-    } |`;
-  return [head, "|---|---|---|---|---|---|---|---|---|---|---|", ...rows.map(line)].join("\n");
+    } | ${ratio(r.floor?.epochRatio)} | ` +
+    `${r.evalUsersPerSecond.test.toFixed(0)} | ${ratio(r.floor?.evalRatio)} | ${
+      r.backendPeakMiB?.toFixed(0) ?? ""
+    } | ${r.peakRssMiB.toFixed(0)} |`;
+  return [head, `|${"---|".repeat(13)}`, ...rows.map(line)].join("\n");
 }
 
 export const benchCommand: Command = {

@@ -10,6 +10,7 @@ import { getBackend } from "../tensor.ts";
 import { epochPlan } from "../train/trainer.ts";
 import { runTraining } from "../train/run.ts";
 import { splitExamples } from "../models/examples.ts";
+import { configFlops } from "./flops.ts";
 import { measureGemm } from "./gemm_rate.ts";
 import { peakRssMib, TimingProgress } from "./timing.ts";
 
@@ -38,6 +39,14 @@ export interface SpeedResult {
   backendPeakMiB: number | null;
   /** The process's peak resident set so far, MiB (every backend measured before included). */
   peakRssMiB: number;
+  /**
+   * The FLOP floor (core/bench/flops.ts, SASRec and DuAF-MAT only; null for other models): the
+   * epoch's and the test evaluation's useful GEMM FLOPs at `gemmGflops`, and each time measured
+   * here as a multiple of it.
+   */
+  floor:
+    | { epochSeconds: number; epochRatio: number; evalSeconds: number; evalRatio: number }
+    | null;
 }
 
 export interface SpeedOptions {
@@ -79,6 +88,18 @@ export async function measureTrainingSpeed(opts: SpeedOptions): Promise<SpeedRes
   const perSecond = (split: "valid" | "test") =>
     splitExamples(ds, split).users.length / (progress.durations.get(`eval ${split}`) ?? NaN);
   const stats = be.memoryStats?.();
+  const epochSecondsEstimate = steps === stepsPerEpoch
+    ? progress.durations.get("epoch 1") ?? NaN
+    : mean * stepsPerEpoch;
+  const flops = configFlops(ds, opts.config);
+  const atRate = (f: number) => f / (gemm.gflops * 1e9);
+  const evalTest = progress.durations.get("eval test") ?? NaN;
+  const floor = flops && {
+    epochSeconds: atRate(flops.epoch),
+    epochRatio: epochSecondsEstimate / atRate(flops.epoch),
+    evalSeconds: atRate(flops.eval),
+    evalRatio: evalTest / atRate(flops.eval),
+  };
   return {
     backend: be.name,
     description: (be as { description?: string }).description ?? be.name,
@@ -94,11 +115,10 @@ export async function measureTrainingSpeed(opts: SpeedOptions): Promise<SpeedRes
       min: sorted[0],
       max: sorted[sorted.length - 1],
     },
-    epochSecondsEstimate: steps === stepsPerEpoch
-      ? progress.durations.get("epoch 1") ?? NaN
-      : mean * stepsPerEpoch,
+    epochSecondsEstimate,
     evalUsersPerSecond: { valid: perSecond("valid"), test: perSecond("test") },
     backendPeakMiB: stats ? stats.peak / 2 ** 20 : null,
     peakRssMiB: peakRssMib(),
+    floor,
   };
 }
