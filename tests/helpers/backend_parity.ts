@@ -375,6 +375,10 @@ export function memoryCases(): ParityCase[] {
         be.copy2d(src, 3, 10, dst, 5, 12, 9, 7, false);
         be.copy2d(src, 100, 7, dst, 150, 7, 10, 7, false);
         be.copy2d(src, 0, 20, dst, 1, 30, 5, 20, true);
+        // Short rows (a concat along an inner axis of size 1), copied and accumulated.
+        be.copy2d(src, 150, 1, dst, 200, 2, 40, 1, false);
+        be.copy2d(src, 60, 3, dst, 201, 2, 30, 1, true);
+        be.copy2d(src, 7, 5, dst, 250, 9, 5, 8, true);
         const isrc = up(be, ints(66, 50, 100));
         const idst = be.alloc(30, "i32");
         be.fill(idst, 0);

@@ -10,6 +10,9 @@ export function fill32(p: usize, bits: i32, n: i32): void {
   for (; i < n; i++) store<i32>(p + (<usize>i << 2), bits);
 }
 
+/** Rows up to this many floats are copied element by element. */
+const SHORT_ROW = 8;
+
 /** dst[r * dstStride + c] (+)= src[r * srcStride + c] for r < rows, c < cols (elements). */
 export function copy2d(
   src: usize,
@@ -27,6 +30,19 @@ export function copy2d(
   }
   const ss = <usize>srcStride << 2;
   const ds = <usize>dstStride << 2;
+  if (cols <= SHORT_ROW) {
+    // Rows of a few floats (a concat or slice along an inner axis of size 1-8, e.g. interleaving
+    // two [..., 1] tensors): a memory.copy or addRow call per row costs several times the copy.
+    for (let r = 0; r < rows; r++) {
+      for (let c: usize = 0; c < rowBytes; c += 4) {
+        const v = load<f32>(src + c);
+        store<f32>(dst + c, accumulate ? load<f32>(dst + c) + v : v);
+      }
+      src += ss;
+      dst += ds;
+    }
+    return;
+  }
   for (let r = 0; r < rows; r++) {
     if (accumulate) addRow(src, dst, cols);
     else memory.copy(dst, src, rowBytes);
