@@ -24,6 +24,7 @@ function inputs(over: Partial<MemoryInputs> = {}): MemoryInputs {
     params: 64_000_000,
     features: 0,
     memoryFactor: 1,
+    lastStepLoss: false,
     microTokens: 32768,
     trainLen: 50,
     trainTokens: 32768,
@@ -67,6 +68,20 @@ Deno.test("memory estimate: its terms follow the configuration", () => {
   assert.ok(Math.abs(half.activations.bytes * 2 - base.activations.bytes) < 1);
   const heavy = estimateTrainingMemory(cfg({}), inputs({ memoryFactor: 2 }));
   assert.ok(Math.abs(heavy.activations.bytes - 2 * base.activations.bytes) < 1);
+  // The last layer at the last step: one layer of the two keeps 4d floats a token instead of
+  // 13d + 3 inner + 3.2 heads L (d 64, inner 256, 2 heads, L 50: 1,920), the rest unchanged.
+  const last = estimateTrainingMemory(cfg({}), inputs({ lastStepLoss: true }));
+  assert.ok(
+    Math.abs(base.activations.bytes - last.activations.bytes - 4 * 32768 * (1920 - 256)) < 1,
+  );
+  // What a memoryFactor adds over SASRec stays at full floats a token.
+  const lastHeavy = estimateTrainingMemory(
+    cfg({}),
+    inputs({ lastStepLoss: true, memoryFactor: 2 }),
+  );
+  assert.ok(
+    Math.abs(lastHeavy.activations.bytes - last.activations.bytes - base.activations.bytes) < 1,
+  );
   const trainPart = base.activations.bytes + base.loss.bytes;
   assert.equal(base.peak, base.resident.bytes + Math.max(trainPart, base.evaluation.bytes));
   // A bigger evaluation batch scores more users against the item blocks.

@@ -55,6 +55,7 @@ export const defaults: Omit<FdsaConfig, "numItems"> = {
 
 export class Fdsa extends ItemDotModel implements SequentialModel {
   readonly kind = "fdsa";
+  readonly lastStepLoss = true;
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
   readonly featureProjection: Linear;

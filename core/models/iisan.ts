@@ -209,6 +209,7 @@ export function modalityLayers(items: ItemSide, name: "text" | "image"): ItemLay
 
 export class Iisan extends Module implements SequentialModel {
   readonly kind = "iisan";
+  readonly lastStepLoss = true;
   readonly positionEmbedding: Embedding;
   readonly towers: Tower[] = [];
   readonly inter: InterSan | null = null;

@@ -157,6 +157,7 @@ export interface M3srecTables {
 
 export class M3srec extends Module implements SequentialModel {
   readonly kind = "m3srec";
+  readonly lastStepLoss = true;
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
   readonly textAdaptor: MoeAdaptor | null = null;

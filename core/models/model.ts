@@ -59,6 +59,12 @@ export interface SequentialModel extends Module {
    */
   readonly memoryFactor?: number;
   /**
+   * In prefix training the loss reads each row's last step alone, and the encoder's last layer
+   * runs at that step only (TransformerEncoder.forwardAt): the memory estimate then counts that
+   * layer's keys and values a token instead of the whole layer. Absent means false.
+   */
+  readonly lastStepLoss?: boolean;
+  /**
    * The length the model widens every row to (TedRec transforms whole maxLen sequences): the
    * trainer's micro-batches and the memory estimate count rows at this length at least.
    */

@@ -417,6 +417,7 @@ export abstract class ItemDotModel extends Module {
 
 export class Sasrec extends ItemDotModel implements SequentialModel {
   readonly kind = "sasrec";
+  readonly lastStepLoss = true;
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
   readonly encoder: TransformerEncoder;

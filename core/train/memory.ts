@@ -33,6 +33,11 @@ export interface MemoryInputs {
   features: number;
   /** The model's activation weight relative to SASRec (SequentialModel.memoryFactor). */
   memoryFactor: number;
+  /**
+   * Prefix training of a model whose loss reads the last step alone (SequentialModel.lastStepLoss):
+   * its encoder's last layer keeps only keys and values a token.
+   */
+  lastStepLoss: boolean;
   /** Padded tokens per micro-batch (trainer's microBatchTokens; 0 = no split). */
   microTokens: number;
   /** Longest training history: min(maxLen, longest user's training items - 1). */
@@ -57,7 +62,10 @@ export function sequenceSizes(
   cfg: Pick<TrainConfig, "maxLen" | "batchSize" | "evalBatchSize" | "trainMode">,
   microTokens: number,
   padsTo = 0,
-): Omit<MemoryInputs, "numItems" | "params" | "features" | "memoryFactor" | "microTokens"> {
+): Omit<
+  MemoryInputs,
+  "numItems" | "params" | "features" | "memoryFactor" | "lastStepLoss" | "microTokens"
+> {
   const { maxLen, batchSize, evalBatchSize } = cfg;
   const windows: number[] = [];
   const hist: number[] = [];
@@ -120,22 +128,29 @@ export interface MemoryEstimate {
 export function transformerFloatsPerToken(
   cfg: Pick<TrainConfig, "hidden" | "inner" | "heads" | "layers">,
   len: number,
+  lastStep = false,
 ): number {
   const { hidden: d, inner, heads, layers } = cfg;
-  return 12 * d + layers * (13 * d + 3 * inner + 3.2 * heads * len) + 64;
+  const layer = 13 * d + 3 * inner + 3.2 * heads * len;
+  // With the last layer at the last step only, a token keeps its keys and values there (and
+  // their gradients): 4d, rounded up like the fit.
+  return 12 * d + (lastStep ? (layers - 1) * layer + 4 * d : layers * layer) + 64;
 }
 
-/** Floats a padded token keeps for backward in the configured model, rows of `len` tokens. */
-export function floatsPerToken(cfg: TrainConfig, len: number): number {
+/**
+ * Floats a padded token keeps for backward in the configured model, rows of `len` tokens;
+ * `lastStep`: the encoder's last layer runs at each row's last step only (lastStepLoss).
+ */
+export function floatsPerToken(cfg: TrainConfig, len: number, lastStep = false): number {
   switch (cfg.model) {
     case "gru4rec":
       // Measured 4.8k floats at d = 64, 128 GRU units: gates and states per layer.
       return 12 * cfg.hidden + cfg.gruLayers * 32 * cfg.gruHidden;
     case "fdsa":
       // Two self-attention encoders (items and features) over the same positions.
-      return 2 * transformerFloatsPerToken(cfg, len);
+      return 2 * transformerFloatsPerToken(cfg, len, lastStep);
     default:
-      return transformerFloatsPerToken(cfg, len);
+      return transformerFloatsPerToken(cfg, len, lastStep);
   }
 }
 
@@ -174,9 +189,13 @@ export function estimateTrainingMemory(cfg: TrainConfig, m: MemoryInputs): Memor
   }
   const tokens = m.trainTokens;
   const positions = m.lossPositions;
+  // The model's main pass, plus what its memoryFactor adds over SASRec at full floats a token
+  // (DuAF-MAT's fusion and VSCL views, IISAN's and M3SRec's item-side work).
+  const full = floatsPerToken(cfg, m.trainLen);
+  const main = m.lastStepLoss ? floatsPerToken(cfg, m.trainLen, true) : full;
   const activations: MemoryTerm = {
     what: `activations of ${fmtInt(tokens)} tokens a micro-batch`,
-    bytes: F32 * tokens * floatsPerToken(cfg, m.trainLen) * activationFactor(cfg, m.memoryFactor),
+    bytes: F32 * tokens * (main + (activationFactor(cfg, m.memoryFactor) - 1) * full),
     advice: `lower tokenBudget (now ${cfg.tokenBudget === "auto" ? "auto" : cfg.tokenBudget}` +
       `, ${fmtInt(m.microTokens)} tokens) or batchSize (now ${cfg.batchSize})`,
   };

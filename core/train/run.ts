@@ -221,6 +221,7 @@ function memoryInputs(cfg: TrainConfig, ds: Dataset, model: SequentialModel): Me
     params,
     features,
     memoryFactor,
+    lastStepLoss: cfg.trainMode === "prefix" && (model.lastStepLoss ?? false),
     microTokens,
     ...sequenceSizes(ds, cfg, microTokens, model.padsTo),
   };

@@ -79,6 +79,7 @@ function imageItemsSample(mask: Uint8Array, items: Int32Array, cap: number, rng:
 
 export class DuafMat extends Module implements SequentialModel {
   readonly kind = "duafmat";
+  readonly lastStepLoss = true;
   readonly modalities: ModalityName[];
   readonly itemEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
