@@ -85,20 +85,20 @@ export async function measureTrainingSpeed(opts: SpeedOptions): Promise<SpeedRes
   const timed = progress.intervals("epoch 1").slice(1);
   const sorted = [...timed].sort((a, b) => a - b);
   const mean = timed.reduce((a, b) => a + b, 0) / timed.length;
+  const evalSeconds = (split: "valid" | "test") => progress.durations.get(`eval ${split}`) ?? NaN;
   const perSecond = (split: "valid" | "test") =>
-    splitExamples(ds, split).users.length / (progress.durations.get(`eval ${split}`) ?? NaN);
+    splitExamples(ds, split).users.length / evalSeconds(split);
   const stats = be.memoryStats?.();
   const epochSecondsEstimate = steps === stepsPerEpoch
     ? progress.durations.get("epoch 1") ?? NaN
     : mean * stepsPerEpoch;
   const flops = configFlops(ds, opts.config);
   const atRate = (f: number) => f / (gemm.gflops * 1e9);
-  const evalTest = progress.durations.get("eval test") ?? NaN;
   const floor = flops && {
     epochSeconds: atRate(flops.epoch),
     epochRatio: epochSecondsEstimate / atRate(flops.epoch),
     evalSeconds: atRate(flops.eval),
-    evalRatio: evalTest / atRate(flops.eval),
+    evalRatio: evalSeconds("test") / atRate(flops.eval),
   };
   return {
     backend: be.name,

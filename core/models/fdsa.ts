@@ -15,7 +15,7 @@
 import { UsageError } from "../errors.ts";
 import type { ForwardContext } from "../nn/context.ts";
 import { type Embedding, LayerNorm, Linear } from "../nn/layers.ts";
-import { causalPaddingMask, paddingMask, TransformerEncoder } from "../nn/transformer.ts";
+import { causalPaddingMask, TransformerEncoder } from "../nn/transformer.ts";
 import * as op from "../ops/mod.ts";
 import type { Rng } from "../random.ts";
 import { keep, type Tensor, tensor } from "../tensor.ts";
@@ -23,10 +23,10 @@ import { lossPositions, type SequenceBatch } from "./batch.ts";
 import type { ContentFeatures, LossOutput, SequentialModel } from "./model.ts";
 import {
   configuredItemLoss,
+  encodeLastSteps,
   gatherAt,
   ItemDotModel,
   lastPositions,
-  lastSteps,
   lossIndex,
   positionIds,
   type SasrecConfig,
@@ -111,10 +111,9 @@ export class Fdsa extends ItemDotModel implements SequentialModel {
     const items = tensor(batch.items, [batch.size, batch.len], "i32");
     const pos = this.positionEmbedding.forward(positionIds(batch));
     const mask = causalPaddingMask(batch.items, batch.size, batch.len);
-    const keyMask = last ? paddingMask(batch.items, batch.size, batch.len) : null;
     const encodeAt = (encoder: TransformerEncoder, x: Tensor) =>
-      keyMask
-        ? encoder.forwardAt(x, mask, keyMask, at, ctx, ctx.training ? lastSteps(batch) : undefined)
+      last
+        ? encodeLastSteps(encoder, x, batch, ctx, mask)
         : gatherAt(encoder.forward(x, mask, ctx), at);
 
     const itemIn = this.#drop(

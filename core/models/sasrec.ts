@@ -84,30 +84,42 @@ function encoderInput(
 }
 
 /** Each row's last valid step (lengths - 1), on the host. */
-export function lastSteps(batch: Pick<SequenceBatch, "lengths">): Int32Array {
+function lastSteps(batch: Pick<SequenceBatch, "lengths">): Int32Array {
   return Int32Array.from(batch.lengths, (n) => n - 1);
 }
 
 /**
- * encodeRows' output at each row's last valid step only, [B, d]: the last layer runs on those
- * steps alone (TransformerEncoder.forwardAt), the values of encodeRows' rows there. In training
- * its dropouts draw the full pass's masks at those steps, so a prefix-mode loss, which reads
- * that step alone, skips the last layer's work at every other step.
+ * `encoder`'s output at each row's last valid step, [B, d]: its last layer runs on those steps
+ * alone (TransformerEncoder.forwardAt), the values a full pass gives there, and in training with
+ * the full pass's dropout masks at those steps. A loss or score that reads that step alone skips
+ * the last layer's work at every other step. `mask`: the batch's causalPaddingMask, when the
+ * caller has made it.
  */
+export function encodeLastSteps(
+  encoder: TransformerEncoder,
+  x: Tensor,
+  batch: SequenceBatch,
+  ctx: ForwardContext,
+  mask: Tensor = causalPaddingMask(batch.items, batch.size, batch.len),
+): Tensor {
+  return encoder.forwardAt(
+    x,
+    mask,
+    paddingMask(batch.items, batch.size, batch.len),
+    lastPositions(batch),
+    ctx,
+    ctx.training ? lastSteps(batch) : undefined,
+  );
+}
+
+/** encodeRows' output at each row's last valid step only, [B, d] (encodeLastSteps). */
 export function encodeRowsLast(
   m: TableEncoderParts,
   batch: SequenceBatch,
   rows: Tensor,
   ctx: ForwardContext,
 ): Tensor {
-  return m.encoder.forwardAt(
-    encoderInput(m, batch, rows, ctx),
-    causalPaddingMask(batch.items, batch.size, batch.len),
-    paddingMask(batch.items, batch.size, batch.len),
-    lastPositions(batch),
-    ctx,
-    ctx.training ? lastSteps(batch) : undefined,
-  );
+  return encodeLastSteps(m.encoder, encoderInput(m, batch, rows, ctx), batch, ctx);
 }
 
 /** The sequence vectors [B, d] of encodeOverTable at each row's last valid step (encodeRowsLast). */

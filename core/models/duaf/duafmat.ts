@@ -25,7 +25,7 @@ import type { DuafConfig } from "../../config.ts";
 import { type ForwardContext, frozenOr } from "../../nn/context.ts";
 import { Embedding, LayerNorm, Linear } from "../../nn/layers.ts";
 import { Module } from "../../nn/module.ts";
-import { causalPaddingMask, paddingMask, TransformerEncoder } from "../../nn/transformer.ts";
+import { causalPaddingMask, TransformerEncoder } from "../../nn/transformer.ts";
 import * as op from "../../ops/mod.ts";
 import { Adam } from "../../optim/adam.ts";
 import { Rng } from "../../random.ts";
@@ -35,10 +35,9 @@ import type { ItemFeatures, ItemSide } from "../item_side.ts";
 import type { LossOutput, ModalityWeights, Reconstruction, SequentialModel } from "../model.ts";
 import {
   configuredItemLoss,
+  encodeLastSteps,
   gatherAt,
   gatherLast,
-  lastPositions,
-  lastSteps,
   lossIndex,
   positionIds,
   type SasrecConfig,
@@ -386,36 +385,20 @@ export class DuafMat extends Module implements SequentialModel {
   /**
    * s_u, the fusion weights and the modality sequences, and in window training the encoder's
    * output at every step (`out`). In prefix training the loss reads s_u alone, so the last layer
-   * runs at each row's last step only (#lastStep).
+   * runs at each row's last step only (encodeLastSteps).
    */
   #encode(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables) {
     const { x, omega, seqs } = this.#encoderInput(batch, ctx, tables);
     if (!batch.positionTargets) {
-      return { out: null, su: this.#lastStep(x, batch, ctx), omega, seqs };
+      return { out: null, su: encodeLastSteps(this.encoder, x, batch, ctx), omega, seqs };
     }
     const out = this.encoder.forward(x, causalPaddingMask(batch.items, batch.size, batch.len), ctx);
     return { out, su: gatherLast(out, batch), omega, seqs };
   }
 
-  /** s_u alone (scoring, and VSCL's virtual sequences). */
+  /** s_u alone (scoring, and VSCL's virtual sequences), the last layer at the last step only. */
   #sequenceVector(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables): Tensor {
-    return this.#lastStep(this.#encoderInput(batch, ctx, tables).x, batch, ctx);
-  }
-
-  /**
-   * The encoder's output at each row's last step, [B, d]: its last layer runs there only
-   * (TransformerEncoder.forwardAt: the same vectors, and in training the same dropout masks as
-   * the full pass), since nothing else is read.
-   */
-  #lastStep(x: Tensor, batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return this.encoder.forwardAt(
-      x,
-      causalPaddingMask(batch.items, batch.size, batch.len),
-      paddingMask(batch.items, batch.size, batch.len),
-      lastPositions(batch),
-      ctx,
-      lastSteps(batch),
-    );
+    return encodeLastSteps(this.encoder, this.#encoderInput(batch, ctx, tables).x, batch, ctx);
   }
 
   /** The fused, normalised encoder input [B, L, d] (Eqs. 2-8), with ω and the sequences. */
