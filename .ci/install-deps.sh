@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the tests use beyond Deno (without them those tests are ignored, not failed):
 # - a CBLAS, so CI exercises the native backend (tests/native_backend.test.ts);
-# - a C++ compiler, for the cuda shim's no-op stand-in and its memory pool (tests/cuda_host.test.ts).
+# - a C++ compiler, for the cuda shim's no-op stand-in and its memory pool (tests/cuda_host.test.ts),
+#   and its C driver (cc), for the native backend's CPU kernels (tests/cpu_kernels.test.ts).
 # Debian/Ubuntu only; a no-op when both are already installed.
 set -euo pipefail
 want=()

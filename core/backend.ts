@@ -243,8 +243,15 @@ export function maskSpan(
 /** Micro-batch size (padded tokens) that keeps a CPU training step within about 1.5 GB. */
 export const CPU_TOKEN_BUDGET = 32768;
 
+/** A backend's name and, when it has one, its description: the "backend:" line of the logs. */
+export function backendSummary(be: Backend): string {
+  return be.description ? `${be.name} (${be.description})` : be.name;
+}
+
 export interface Backend {
   readonly name: string;
+  /** One line on what runs where (BLAS library and threads, native kernels, GPU), for logs. */
+  readonly description?: string;
   /**
    * Releases what the backend holds beside tensor memory (kernel threads). Tensors it made stay
    * usable; the backend may run slower afterwards.

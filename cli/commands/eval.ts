@@ -1,4 +1,5 @@
 /** `duaf eval`: full-ranking metrics of a trained run, with an optional CI expectation check. */
+import { backendSummary } from "../../core/backend.ts";
 import { CheckFailed, DataError, UsageError } from "../../core/errors.ts";
 import { reconstructionMetrics } from "../../core/eval/reconstruction.ts";
 import { OrtScorer } from "../../core/serve/ort_scorer.ts";
@@ -64,7 +65,7 @@ export const evalCommand: Command = {
     }
     const progress = new StderrProgress({ quiet: values.quiet });
     const { backend } = await activateBackend(values.backend);
-    progress.log(`backend: ${backend.name}`);
+    progress.log(`backend: ${backendSummary(backend)}`);
     const run = await openRun(dir, progress, values.dataset);
     const evalOpts = { split, ks, maskSeen: Boolean(values["mask-seen"]), progress };
     let result;

@@ -1,4 +1,5 @@
 /** `duaf sweep`: a grid (or a random draw from it) of train configs x seeds; `sweep table`. */
+import { backendSummary } from "../../core/backend.ts";
 import { resolveConfig } from "../../core/config.ts";
 import { DataError, UsageError } from "../../core/errors.ts";
 import { parseGrid } from "../../core/sweep/grid.ts";
@@ -289,7 +290,9 @@ export const sweepCommand: Command = {
     const prepared = await prepareSweep({ ...opts, backendName: "" });
     const { backend, skipped } = await activateBackend(values.backend);
     progress.log(
-      `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
+      `backend: ${backendSummary(backend)}${
+        skipped.length ? ` (skipped ${skipped.join("; ")})` : ""
+      }`,
     );
     const interrupt = stopOnSignals(progress, { timeLimitSeconds });
     try {

@@ -1,4 +1,5 @@
 /** `duaf train`: train a model on a dataset artifact into a run directory. */
+import { backendSummary } from "../../core/backend.ts";
 import { resolveConfig } from "../../core/config.ts";
 import { UsageError } from "../../core/errors.ts";
 import { formatCategories, formatPhase, profiled } from "../../core/backends/profiling.ts";
@@ -95,7 +96,9 @@ export const trainCommand: Command = {
     }
     const { backend, skipped } = await activateBackend(values.backend);
     progress.log(
-      `backend: ${backend.name}${skipped.length ? ` (skipped ${skipped.join("; ")})` : ""}`,
+      `backend: ${backendSummary(backend)}${
+        skipped.length ? ` (skipped ${skipped.join("; ")})` : ""
+      }`,
     );
     const profiler = values.profile
       ? profiled(backend, { sync: true, gemmShapes: Boolean(Deno.env.get("DUAF_PROFILE_GEMM")) })

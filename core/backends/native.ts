@@ -12,6 +12,8 @@ import { type BackendFactory, type GemmArgs, gemmBatch2, gemmLd, gemmSpans } fro
 import { type Blas, openBlas } from "../../ffi/blas.ts";
 import { envVar } from "../env.ts";
 import { WasmBackend, type WasmBackendOptions, type WasmRuntime } from "./wasm/wasm_backend.ts";
+import { runtimeHasRelaxedSimd } from "./wasm/kernels.ts";
+import { cpuKernelLibraryPath, replaceWithCpuKernels } from "./cpu_kernels.ts";
 
 /** Priority in the registry: above wasm (20), below cuda (40). */
 export const NATIVE_PRIORITY = 30;
@@ -26,12 +28,15 @@ export interface NativeBackendOptions extends WasmBackendOptions {
 export class NativeBackend extends WasmBackend {
   override readonly name: string = "native";
   readonly blas: Blas;
+  /** Where the elementwise and cross-entropy row kernels run, and why (for logs). */
+  readonly cpuKernels: string;
   #buffer: ArrayBufferLike | null = null;
   #base: Deno.PointerObject | null = null;
 
-  protected constructor(rt: WasmRuntime, blas: Blas) {
+  protected constructor(rt: WasmRuntime, blas: Blas, cpuKernels: string) {
     super(rt);
     this.blas = blas;
+    this.cpuKernels = cpuKernels;
   }
 
   /** Loads a CBLAS and the wasm runtime; a reason instead of a backend when no CBLAS loads. */
@@ -42,14 +47,26 @@ export class NativeBackend extends WasmBackend {
     if ("unavailable" in blas) return blas;
     const threads = opts.blasThreads ?? envInt("DUAF_BLAS_THREADS");
     if (threads !== undefined) blas.setThreads(threads);
-    return new NativeBackend(await WasmBackend.loadRuntime(opts), blas);
+    const variant = opts.variant ?? (runtimeHasRelaxedSimd() ? "relaxed" : "simd");
+    const found = await cpuKernelLibraryPath(variant);
+    let status = "";
+    const rt = await WasmBackend.loadRuntime({
+      ...opts,
+      variant,
+      replaceKernels: (site) => {
+        const r = replaceWithCpuKernels(site, found);
+        status = r.status;
+        return r.replaced;
+      },
+    });
+    return new NativeBackend(rt, blas, status);
   }
 
   /** One line for logs: the BLAS in use and how the wasm kernels run. */
   get description(): string {
     const t = this.blas.threads();
     return `${this.blas.description} (${this.blas.library}${t ? `, ${t} threads` : ""}); ` +
-      `other ops on wasm (${this.variant} SIMD, ${this.threads} threads)`;
+      `${this.cpuKernels}; other ops on wasm (${this.variant} SIMD, ${this.threads} threads)`;
   }
 
   /** Address of byte 0 of the arena, re-derived after the memory grows. */

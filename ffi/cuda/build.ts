@@ -15,6 +15,7 @@
 import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { compileInto } from "../compile.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const SOURCES = ["shim.cu", "duaf_cuda.h", "block_pool.h"].map((f) => join(HERE, f));
@@ -102,30 +103,6 @@ export async function buildCuda(
     );
   }
   return OUTPUT;
-}
-
-/**
- * Runs a compiler that writes `tmp`, then renames it to `out`, so a concurrent loader never sees
- * a half-written library; a failure removes `tmp` and throws.
- */
-async function compileInto(
-  compiler: string,
-  args: string[],
-  tmp: string,
-  out: string,
-): Promise<void> {
-  let code: number;
-  try {
-    ({ code } = await new Deno.Command(compiler, { args, stdout: "inherit", stderr: "inherit" })
-      .output());
-  } catch (e) {
-    throw new Error(`${compiler} not runnable: ${e instanceof Error ? e.message : e}`);
-  }
-  if (code !== 0) {
-    await Deno.remove(tmp).catch(() => {});
-    throw new Error(`${compiler} failed with exit code ${code}`);
-  }
-  await Deno.rename(tmp, out);
 }
 
 export const NULL_SOURCES = ["null_shim.cc", "duaf_cuda.h", "block_pool.h"].map((f) =>

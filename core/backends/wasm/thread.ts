@@ -57,11 +57,15 @@ export class KernelThread {
     this.#f64 = new Float64Array(memory.buffer, ctrl + ARGS_BYTE, MAX_ARGS);
   }
 
-  /** Starts the worker and waits until it has instantiated the module on `memory`. */
+  /**
+   * Starts the worker and waits until it has instantiated the module on `memory`; with
+   * `cpuKernels` (a library path) it routes calls to those C kernels as the main thread does.
+   */
   static async start(
     module: WebAssembly.Module,
     memory: WebAssembly.Memory,
     ctrl: number,
+    cpuKernels?: string,
   ): Promise<KernelThread> {
     new Int32Array(memory.buffer, ctrl, ARGS_BYTE / 4).fill(0);
     const worker = new Worker(new URL("./worker.ts", import.meta.url));
@@ -77,7 +81,7 @@ export class KernelThread {
         START_TIMEOUT_MS,
       );
     });
-    worker.postMessage({ module, memory, ctrl });
+    worker.postMessage({ module, memory, ctrl, cpuKernels });
     try {
       await ready;
     } catch (e) {

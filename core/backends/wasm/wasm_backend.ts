@@ -46,6 +46,19 @@ export interface WasmBackendOptions {
   variant?: KernelVariant;
   /** Most bytes the arena may grow to (default $DUAF_WASM_MEMORY, else wasm32's 4 GiB). */
   memoryLimit?: number;
+  /**
+   * Replaces kernels before the worker starts (the native backend's C kernels): returns the
+   * kernels to use and the library the worker loads to do the same, or null to keep wasm's.
+   */
+  replaceKernels?: (rt: KernelSite) => { kernels: KernelExports; library: string } | null;
+}
+
+/** Where kernels run: the memory, the kernel module's exports on it, and the arena. */
+export interface KernelSite {
+  memory: WebAssembly.Memory;
+  kernels: KernelExports;
+  arena: Arena;
+  variant: KernelVariant;
 }
 
 /** Everything a WasmBackend (or a subclass) is built on. */
@@ -150,15 +163,20 @@ export class WasmBackend implements Backend {
     const variant = opts.variant ?? (runtimeHasRelaxedSimd() ? "relaxed" : "simd");
     const module = await compileKernels(variant);
     const memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
-    const kernels = await instantiateKernels(module, memory);
+    let kernels = await instantiateKernels(module, memory);
     const heapBase = kernels.HEAP_BASE.value as number;
     // The module's static data lives below the first page boundary above it; the control
     // block for the worker sits at the start of the arena.
     const base = Math.ceil((heapBase + 1) / PAGE_BYTES) * PAGE_BYTES;
     const arena = new Arena(memory, base, opts.memoryLimit ?? arenaLimitFromEnv());
+    const replaced = opts.replaceKernels?.({ memory, kernels, arena, variant }) ?? null;
+    if (replaced) kernels = replaced.kernels;
     const threads = opts.threads ?? defaultThreads();
     let thread: KernelThread | null = null;
-    if (threads === 2) thread = await KernelThread.start(module, memory, arena.alloc(CTRL_BYTES));
+    if (threads === 2) {
+      const ctrl = arena.alloc(CTRL_BYTES);
+      thread = await KernelThread.start(module, memory, ctrl, replaced?.library);
+    }
     return { memory, module, kernels, variant, arena, thread };
   }
 

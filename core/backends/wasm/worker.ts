@@ -4,6 +4,8 @@
  */
 import { parentPort } from "node:worker_threads";
 import { instantiateKernels, type KernelExports } from "./kernels.ts";
+import { withCpuKernels } from "../cpu_kernels.ts";
+import { openCpuKernels } from "../../../ffi/cpu.ts";
 import {
   ARGS_BYTE,
   DONE,
@@ -21,6 +23,8 @@ interface Start {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
   ctrl: number;
+  /** The C kernel library the main thread uses (core/backends/cpu_kernels.ts), if any. */
+  cpuKernels?: string;
 }
 
 /** Serves calls published after `seen` (the SEQ value when the worker reported ready). */
@@ -50,7 +54,10 @@ function serve(kernels: KernelExports, i32: Int32Array, f64: Float64Array, seen:
 
 parentPort!.once("message", async (start: Start) => {
   try {
-    const kernels = await instantiateKernels(start.module, start.memory);
+    let kernels = await instantiateKernels(start.module, start.memory);
+    if (start.cpuKernels) {
+      kernels = withCpuKernels(kernels, start.memory, openCpuKernels(start.cpuKernels));
+    }
     const i32 = new Int32Array(start.memory.buffer, start.ctrl, ARGS_BYTE / 4);
     const f64 = new Float64Array(start.memory.buffer, start.ctrl + ARGS_BYTE, MAX_ARGS);
     // Read before reporting ready: the main thread may publish its first call as soon as it hears

@@ -1,0 +1,238 @@
+/**
+ * The native backend's C kernels (ffi/cpu/kernels.c) in place of the wasm kernels they mirror:
+ * the transcendental elementwise ops and their gradients, and the cross-entropy block rows, which
+ * are compute-bound at wasm's 128-bit SIMD width.
+ *
+ * They are a speed trick, not a numerical choice: each computes every element with the wasm
+ * kernel's float32 operations in the same order, so a run gives the same bits with or without
+ * them. `withCpuKernels` checks that on this machine before it is used (`cpuKernelsDiffer`) and
+ * keeps the wasm kernels otherwise, so a compiler or CPU that rounds differently costs speed, not
+ * reproducibility.
+ *
+ * $DUAF_CPU_KERNELS: unset or "auto" builds the library with the host C compiler on first use
+ * (about a second, once per source and CPU); "off" keeps every op on wasm; a path loads that
+ * library instead of building.
+ */
+import { buildCpuKernels } from "../../ffi/cpu/build.ts";
+import { type CpuKernelLibrary, openCpuKernels } from "../../ffi/cpu.ts";
+import { envVar } from "../env.ts";
+import type { Arena } from "./wasm/arena.ts";
+import type { KernelExports, KernelVariant } from "./wasm/kernels.ts";
+import type { KernelSite } from "./wasm/wasm_backend.ts";
+
+/** The library to use for this kernel variant, or why there is none. */
+export async function cpuKernelLibraryPath(
+  variant: KernelVariant,
+): Promise<{ path: string } | { unavailable: string }> {
+  const setting = (envVar("DUAF_CPU_KERNELS") ?? "auto").trim();
+  if (setting === "off" || setting === "0") return { unavailable: "DUAF_CPU_KERNELS=off" };
+  if (setting !== "auto" && setting !== "") return { path: setting };
+  try {
+    return { path: await buildCpuKernels({ fused: variant === "relaxed", quiet: true }) };
+  } catch (e) {
+    return { unavailable: `not built: ${e instanceof Error ? e.message : e}` };
+  }
+}
+
+/**
+ * `kernels` with the calls the library implements routed to it. Ops it does not implement (the
+ * library answers 0: sin, cos, pow) stay on wasm. The memory's address is taken again after a
+ * grow replaces `memory.buffer` (a shared memory keeps its address; the check is cheap).
+ */
+export function withCpuKernels(
+  kernels: KernelExports,
+  memory: WebAssembly.Memory,
+  lib: CpuKernelLibrary,
+): KernelExports {
+  const s = lib.symbols;
+  let buffer: ArrayBufferLike | null = null;
+  let base: Deno.PointerObject | null = null;
+  const at = (): Deno.PointerObject => {
+    if (memory.buffer !== buffer || base === null) {
+      buffer = memory.buffer;
+      base = Deno.UnsafePointer.of(new Uint8Array(buffer as ArrayBuffer));
+      if (base === null) throw new Error("cpu kernels: wasm memory has no backing store");
+    }
+    return base;
+  };
+  return {
+    ...kernels,
+    unary(op, x, out, n, alpha) {
+      if (!s.duaf_unary(at(), op, x, out, n, alpha)) kernels.unary(op, x, out, n, alpha);
+    },
+    unaryGrad(op, x, y, g, out, n, alpha) {
+      if (!s.duaf_unary_grad(at(), op, x, y, g, out, n, alpha)) {
+        kernels.unaryGrad(op, x, y, g, out, n, alpha);
+      }
+    },
+    crossEntropyBlock(x, targets, lse, picked, rows, cols, colOffset, first, shift) {
+      s.duaf_ce_block(at(), x, targets, lse, picked, rows, cols, colOffset, first, shift);
+    },
+    crossEntropyBlockGrad(x, targets, lse, w, rows, cols, colOffset, shift) {
+      s.duaf_ce_block_grad(at(), x, targets, lse, w, rows, cols, colOffset, shift);
+    },
+  };
+}
+
+/** Unary op codes the probe runs (wasm/assembly/unary.ts), and an alpha for the ones using it. */
+const PROBE_UNARY: readonly [code: number, alpha: number][] = [
+  [0, 0],
+  [1, 0],
+  [2, 0],
+  [3, 0],
+  [4, 0],
+  [5, 0],
+  [6, 0],
+  [7, 0],
+  [8, 0.01],
+  [9, 0],
+  [12, 0],
+  [13, 0],
+  [14, 1.7],
+  [15, -0.3],
+];
+
+/** Inputs that reach every branch of the kernels: zeros, tails, overflow, subnormals, NaN. */
+function probeInputs(n: number): Float32Array {
+  const specials = [
+    0,
+    -0,
+    Infinity,
+    -Infinity,
+    NaN,
+    1e-40,
+    -1e-40,
+    1e-30,
+    0.625,
+    -0.625,
+    20,
+    20.5,
+    -20.5,
+    87,
+    88.5,
+    89,
+    -87.3,
+    -88,
+    -104,
+    -200,
+    1e10,
+    -1e10,
+    0.5,
+    -0.5,
+  ];
+  const x = new Float32Array(n);
+  let seed = 0x9e3779b9;
+  for (let i = 0; i < n; i++) {
+    // A fixed xorshift stream: the probe is the same on every run.
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    const u = (seed >>> 0) / 2 ** 32;
+    x[i] = i < specials.length ? specials[i] : (u - 0.5) * (i % 3 === 0 ? 40 : 8);
+  }
+  return x;
+}
+
+/** Same bits, or both NaN (a NaN's payload depends on operand order, not on the arithmetic). */
+function firstDifference(a: Float32Array, b: Float32Array): number {
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < a.length; i++) {
+    if (ua[i] !== ub[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return i;
+  }
+  return -1;
+}
+
+/**
+ * Runs every routed kernel on the same inputs through `wasm` and `native` and names the first
+ * that differs in any bit, or returns null when all agree. Uses and frees arena memory.
+ */
+export function cpuKernelsDiffer(
+  wasm: KernelExports,
+  native: KernelExports,
+  arena: Arena,
+): string | null {
+  const n = 4099; // not a multiple of 4 or 16: the tails run too
+  const rows = 6, wide = 1031, narrow = 13;
+  const region = Math.max(n, rows * wide + 3 * rows);
+  const bytes = 4 * (3 * n + 2 * region + 3 * rows);
+  const p = arena.alloc(bytes);
+  try {
+    const x = p, y = x + 4 * n, g = y + 4 * n, oa = g + 4 * n, ob = oa + 4 * region;
+    const tgt = ob + 4 * region, w = tgt + 4 * rows, aux = w + 4 * rows;
+    const view = (at: number, len: number) => arena.f32.subarray(at >> 2, (at >> 2) + len);
+    const input = probeInputs(n);
+    view(x, n).set(input);
+    const gIn = probeInputs(n + 7).subarray(7);
+    view(g, n).set(gIn);
+    const same = (len: number) => firstDifference(view(oa, len), view(ob, len)) < 0;
+    for (const [op, alpha] of PROBE_UNARY) {
+      wasm.unary(op, x, oa, n, alpha);
+      native.unary(op, x, ob, n, alpha);
+      if (!same(n)) return `unary op ${op}`;
+      view(y, n).set(view(oa, n));
+      wasm.unaryGrad(op, x, y, g, oa, n, alpha);
+      native.unaryGrad(op, x, y, g, ob, n, alpha);
+      if (!same(n)) return `unaryGrad op ${op}`;
+    }
+    // Cross-entropy rows: finite logits (as a GEMM writes them), targets inside and outside the
+    // block, a first block and a later one, with and without kept exponentials.
+    const i32 = arena.i32;
+    for (const cols of [wide, narrow]) {
+      for (let r = 0; r < rows; r++) {
+        i32[(tgt >> 2) + r] = r === 2 ? cols + 5 : (r * 7919) % cols;
+        arena.f32[(w >> 2) + r] = 1 / (r + 1);
+      }
+      const logits = probeInputs(40 + rows * cols).subarray(40); // past the specials: finite
+      for (const keep of [false, true]) {
+        for (const first of [1, 0]) {
+          // out: [logits (rows x cols) | lse | picked | shift] at oa and at ob.
+          const run = (k: KernelExports, out: number) => {
+            const lse = out + 4 * rows * cols, picked = lse + 4 * rows, shift = picked + 4 * rows;
+            view(out, rows * cols).set(logits);
+            view(lse, rows).set(view(aux, rows).fill(0.25));
+            k.crossEntropyBlock(out, tgt, lse, picked, rows, cols, 0, first, keep ? shift : 0);
+            k.crossEntropyBlockGrad(out, tgt, lse, w, rows, cols, 0, keep ? shift : 0);
+          };
+          run(wasm, oa);
+          run(native, ob);
+          if (!same(rows * cols + 3 * rows)) {
+            return `crossEntropyBlock (cols ${cols}, first ${first}, kept ${keep})`;
+          }
+        }
+      }
+    }
+    return null;
+  } finally {
+    arena.free(p, bytes);
+  }
+}
+
+/**
+ * The kernel replacement for WasmBackend.loadRuntime: loads the library found by
+ * cpuKernelLibraryPath, checks it against the wasm kernels on `site`, and says in `status` what
+ * runs where (for the backend's description).
+ */
+export function replaceWithCpuKernels(
+  site: KernelSite,
+  found: { path: string } | { unavailable: string },
+): { replaced: { kernels: KernelExports; library: string } | null; status: string } {
+  if ("unavailable" in found) {
+    return { replaced: null, status: `C kernels off (${found.unavailable})` };
+  }
+  let lib: CpuKernelLibrary;
+  try {
+    lib = openCpuKernels(found.path);
+  } catch (e) {
+    return { replaced: null, status: `C kernels off (${e instanceof Error ? e.message : e})` };
+  }
+  const kernels = withCpuKernels(site.kernels, site.memory, lib);
+  const differs = cpuKernelsDiffer(site.kernels, kernels, site.arena);
+  if (differs) {
+    return { replaced: null, status: `C kernels off (${differs} differs from wasm on this CPU)` };
+  }
+  return {
+    replaced: { kernels, library: found.path },
+    status: `elementwise and cross-entropy rows on C kernels (${found.path})`,
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * Binding to the native CPU kernels (ffi/cpu/kernels.c, built by ffi/cpu/build.ts) through
+ * Deno.dlopen. Every call takes `base`, the address of byte 0 of a wasm memory, and byte offsets
+ * into it, exactly the arguments of the wasm kernel of the same name, so the native backend can
+ * hand a call to either one.
+ */
+
+/** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
+export const CPU_KERNELS_ABI = 1;
+
+const SYMBOLS = {
+  duaf_cpu_abi: { parameters: [], result: "i32" },
+  duaf_unary: {
+    parameters: ["pointer", "i32", "u32", "u32", "i32", "f32"],
+    result: "i32",
+  },
+  duaf_unary_grad: {
+    parameters: ["pointer", "i32", "u32", "u32", "u32", "u32", "i32", "f32"],
+    result: "i32",
+  },
+  duaf_ce_block: {
+    parameters: ["pointer", "u32", "u32", "u32", "u32", "i32", "i32", "i32", "i32", "u32"],
+    result: "void",
+  },
+  duaf_ce_block_grad: {
+    parameters: ["pointer", "u32", "u32", "u32", "u32", "i32", "i32", "i32", "u32"],
+    result: "void",
+  },
+} as const;
+
+export type CpuKernelSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+/** A loaded kernel library: its path and its functions. */
+export interface CpuKernelLibrary {
+  readonly path: string;
+  readonly symbols: CpuKernelSymbols;
+}
+
+/** Opens the library at `path`; throws when it does not load or speaks another ABI. */
+export function openCpuKernels(path: string): CpuKernelLibrary {
+  const lib = Deno.dlopen(path, SYMBOLS);
+  const abi = lib.symbols.duaf_cpu_abi();
+  if (abi !== CPU_KERNELS_ABI) {
+    lib.close();
+    throw new Error(`${path}: kernel ABI ${abi}, expected ${CPU_KERNELS_ABI}`);
+  }
+  return { path, symbols: lib.symbols };
+}

@@ -1,0 +1,394 @@
+/*
+ * Native CPU kernels for the native backend: the compute-bound wasm kernels (transcendental
+ * elementwise ops and their gradients, the cross-entropy block rows) rewritten in C so the
+ * compiler can use the host's full vector width (AVX-512 is four times wasm's 128-bit SIMD).
+ *
+ * Every function computes each output element with the same float32 operations, in the same
+ * order, as its wasm twin in wasm/assembly/ (math.ts, unary.ts, rows.ts): the results are the same
+ * bits, so a run's checkpoints do not depend on whether these kernels were available. The backend
+ * checks that on start-up (core/backends/cpu_kernels.ts) and keeps the wasm kernels if not.
+ *
+ * Build (ffi/cpu/build.ts): cc -O3 -march=native -ffp-contract=off -fno-math-errno, with
+ * DUAF_FUSED_MADD=1 to match the relaxed-SIMD wasm build (fused multiply-add) or 0 for the plain
+ * one. -ffp-contract=off keeps every other multiply and add separately rounded, as in wasm.
+ *
+ * Pointers: `base` is byte 0 of the wasm memory; every other pointer is a byte offset into it.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifndef DUAF_FUSED_MADD
+#define DUAF_FUSED_MADD 1
+#endif
+
+#if DUAF_FUSED_MADD
+#define MADD(a, b, c) fmaf((a), (b), (c))
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+#define ABI_VERSION 1
+
+/* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
+enum {
+  OP_NEG = 0,
+  OP_EXP = 1,
+  OP_LOG = 2,
+  OP_SQRT = 3,
+  OP_TANH = 4,
+  OP_SIGMOID = 5,
+  OP_GELU = 6,
+  OP_RELU = 7,
+  OP_LEAKY_RELU = 8,
+  OP_SOFTPLUS = 9,
+  OP_ABS = 12,
+  OP_SQUARE = 13,
+  OP_SCALE = 14,
+  OP_ADD_SCALAR = 15,
+};
+
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f
+#define LN2_LO -2.12194440e-4f
+#define EXP_MAX 88.7228391f
+#define EXP_MIN -87.3365447f
+#define SQRT_HALF 0.707106781186547524f
+#define FLT_MIN_NORMAL 1.17549435e-38f
+
+static inline float as_float(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static inline uint32_t as_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+/* wasm's f32x4.pmax / pmin: b if a < b (resp. b < a), else a. */
+static inline float pmax(float a, float b) { return a < b ? b : a; }
+static inline float pmin(float a, float b) { return b < a ? b : a; }
+
+/* wasm's f32.max / f32.min (and f32x4.max): NaN if either is NaN, -0 below +0. */
+static inline float wmax(float a, float b) {
+  if (a != a || b != b) return a + b;
+  if (a == b) return as_float(as_bits(a) & as_bits(b));
+  return a > b ? a : b;
+}
+static inline float wmin(float a, float b) {
+  if (a != a || b != b) return a + b;
+  if (a == b) return as_float(as_bits(a) | as_bits(b));
+  return a < b ? a : b;
+}
+
+/* math.ts expMantissa: e^(x - n ln 2) for n = round(x / ln 2). */
+static inline float exp_mantissa(float xc, float n) {
+  float r = xc - n * LN2_HI;
+  r = r - n * LN2_LO;
+  float p = 1.9875691500e-4f;
+  p = MADD(p, r, 1.3981999507e-3f);
+  p = MADD(p, r, 8.3334519073e-3f);
+  p = MADD(p, r, 4.1665795894e-2f);
+  p = MADD(p, r, 1.6666665459e-1f);
+  p = MADD(p, r, 5.0000001201e-1f);
+  return MADD(p, r * r, r + 1.0f);
+}
+
+/* math.ts expV. */
+static inline float exp_full(float x) {
+  float xc = pmin(pmax(x, EXP_MIN), EXP_MAX);
+  float n = rintf(xc * LOG2E);
+  float p = exp_mantissa(xc, n);
+  int32_t ni = (int32_t)n;
+  int32_t h = ni >> 1;
+  float s1 = as_float((uint32_t)(h + 127) << 23);
+  float s2 = as_float((uint32_t)(ni - h + 127) << 23);
+  float y = (p * s1) * s2;
+  y = x > EXP_MAX ? INFINITY : y;
+  return x < EXP_MIN ? 0.0f : y;
+}
+
+/* math.ts expBoundedV: e^x for x < 88. */
+static inline float exp_bounded(float x) {
+  float xc = pmax(x, EXP_MIN);
+  float n = rintf(xc * LOG2E);
+  float p = exp_mantissa(xc, n);
+  float s = as_float(((uint32_t)(int32_t)n + 127u) << 23);
+  float y = p * s;
+  return x < EXP_MIN ? 0.0f : y;
+}
+
+/* math.ts logV. */
+static inline float log_(float x) {
+  int sub = x < FLT_MIN_NORMAL;
+  float xs = sub ? x * 33554432.0f : x;
+  uint32_t bits = as_bits(xs);
+  int32_t e = (int32_t)(bits >> 23) - 126;
+  e -= sub ? 25 : 0;
+  float m = as_float((bits & 0x007fffffu) | 0x3f000000u);
+  int low = m < SQRT_HALF;
+  e += low ? -1 : 0;
+  m = (m + (low ? m : 0.0f)) - 1.0f;
+  float fe = (float)e;
+  float z = m * m;
+  float p = 7.0376836292e-2f;
+  p = MADD(p, m, -1.1514610310e-1f);
+  p = MADD(p, m, 1.1676998740e-1f);
+  p = MADD(p, m, -1.2420140846e-1f);
+  p = MADD(p, m, 1.4249322787e-1f);
+  p = MADD(p, m, -1.6668057665e-1f);
+  p = MADD(p, m, 2.0000714765e-1f);
+  p = MADD(p, m, -2.4999993993e-1f);
+  p = MADD(p, m, 3.3333331174e-1f);
+  float y = (p * m) * z;
+  y = MADD(fe, LN2_LO, y);
+  y = MADD(z, -0.5f, y);
+  float r = (m + y) + fe * LN2_HI;
+  r = x == 0.0f ? -INFINITY : r;
+  r = x < 0.0f ? NAN : r;
+  r = x == INFINITY ? x : r;
+  return x != x ? x : r;
+}
+
+/* math.ts tanhV. */
+static inline float tanh_(float x) {
+  float ax = fabsf(x);
+  float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = MADD(p, z, 2.06390887954e-2f);
+  p = MADD(p, z, -5.37397155531e-2f);
+  p = MADD(p, z, 1.33314422036e-1f);
+  p = MADD(p, z, -3.33332819422e-1f);
+  float small = MADD(p * z, x, x);
+  float e = exp_full(ax + ax);
+  float large = 1.0f - 2.0f / (e + 1.0f);
+  large = as_float(as_bits(large) | (as_bits(x) & 0x80000000u));
+  return ax < 0.625f ? small : large;
+}
+
+static inline float sigmoid_(float x) { return 1.0f / (1.0f + exp_full(-x)); }
+
+/* math.ts log1pV, for u >= 0. */
+static inline float log1p_(float u) {
+  float w = u + 1.0f;
+  float d = w - 1.0f;
+  float r = (log_(w) * u) / d;
+  return d == 0.0f ? u : r;
+}
+
+static inline float softplus_(float x) {
+  float r = wmax(x, 0.0f) + log1p_(exp_full(-fabsf(x)));
+  return x > 20.0f ? x : r;
+}
+
+/* math.ts normalCdfV (Numerical Recipes' erfcc). */
+static inline float normal_cdf(float x) {
+  float z = fabsf(x) * 0.707106781186547524f;
+  float t = 1.0f / MADD(z, 0.5f, 1.0f);
+  float p = 0.17087277f;
+  p = MADD(p, t, -0.82215223f);
+  p = MADD(p, t, 1.48851587f);
+  p = MADD(p, t, -1.13520398f);
+  p = MADD(p, t, 0.27886807f);
+  p = MADD(p, t, -0.18628806f);
+  p = MADD(p, t, 0.09678418f);
+  p = MADD(p, t, 0.37409196f);
+  p = MADD(p, t, 1.00002368f);
+  p = MADD(p, t, -1.26551223f);
+  float z2 = (x * x) * 0.5f;
+  float half = (t * exp_bounded(p - z2)) * 0.5f;
+  return x >= 0.0f ? 1.0f - half : half;
+}
+
+static inline float normal_pdf(float x) {
+  return exp_bounded((x * x) * -0.5f) * 0.398942280401432678f;
+}
+
+/* One loop per op, so each vectorizes without a switch inside. */
+#define UNARY_LOOP(EXPR)                          \
+  for (int i = 0; i < n; i++) {                   \
+    float v = x[i];                               \
+    out[i] = (EXPR);                              \
+  }                                               \
+  return 1;
+
+/* unary.ts `unary`. Returns 0 for an op this file does not implement (the caller falls back). */
+int duaf_unary(uint8_t* base, int op, uint32_t xo, uint32_t outo, int n, float alpha) {
+  const float* restrict x = (const float*)(base + xo);
+  float* restrict out = (float*)(base + outo);
+  switch (op) {
+    case OP_NEG: UNARY_LOOP(-v)
+    case OP_EXP: UNARY_LOOP(exp_full(v))
+    case OP_LOG: UNARY_LOOP(log_(v))
+    case OP_SQRT: UNARY_LOOP(sqrtf(v))
+    case OP_TANH: UNARY_LOOP(tanh_(v))
+    case OP_SIGMOID: UNARY_LOOP(sigmoid_(v))
+    case OP_GELU: UNARY_LOOP(v * normal_cdf(v))
+    case OP_RELU: UNARY_LOOP(pmax(v, 0.0f))
+    case OP_LEAKY_RELU: UNARY_LOOP(v > 0.0f ? v : v * alpha)
+    case OP_SOFTPLUS: UNARY_LOOP(softplus_(v))
+    case OP_ABS: UNARY_LOOP(fabsf(v))
+    case OP_SQUARE: UNARY_LOOP(v * v)
+    case OP_SCALE: UNARY_LOOP(v * alpha)
+    case OP_ADD_SCALAR: UNARY_LOOP(v + alpha)
+    default: return 0;
+  }
+}
+
+#define GRAD_LOOP(EXPR)                           \
+  for (int i = 0; i < n; i++) {                   \
+    float v = x[i], yv = y[i], gv = g[i];         \
+    (void)v; (void)yv;                            \
+    out[i] = (EXPR);                              \
+  }                                               \
+  return 1;
+
+static inline float gelu_grad(float v, float yv, float gv) {
+  /* Phi(x) = y / x from the forward's y = x Phi(x); Phi(0) = 1/2. */
+  float phi = v == 0.0f ? 0.5f : yv / v;
+  return gv * (phi + v * normal_pdf(v));
+}
+
+static inline float abs_grad(float v, float gv) {
+  float pos = v > 0.0f ? gv : 0.0f;
+  float neg = v < 0.0f ? -gv : 0.0f;
+  return as_float(as_bits(pos) | as_bits(neg));
+}
+
+/* unary.ts `unaryGrad`: out = g * f'(x), with y = f(x) where that is cheaper. */
+int duaf_unary_grad(
+    uint8_t* base, int op, uint32_t xo, uint32_t yo, uint32_t go, uint32_t outo, int n,
+    float alpha) {
+  const float* restrict x = (const float*)(base + xo);
+  const float* restrict y = (const float*)(base + yo);
+  const float* restrict g = (const float*)(base + go);
+  float* restrict out = (float*)(base + outo);
+  switch (op) {
+    case OP_NEG: GRAD_LOOP(-gv)
+    case OP_EXP: GRAD_LOOP(gv * yv)
+    case OP_LOG: GRAD_LOOP(gv / v)
+    case OP_SQRT: GRAD_LOOP(gv / (yv + yv))
+    case OP_TANH: GRAD_LOOP(gv * ((1.0f - yv) * (1.0f + yv)))
+    case OP_SIGMOID: GRAD_LOOP(gv * (yv * (1.0f - yv)))
+    case OP_GELU: GRAD_LOOP(gelu_grad(v, yv, gv))
+    case OP_RELU: GRAD_LOOP(v > 0.0f ? gv : 0.0f)
+    case OP_LEAKY_RELU: GRAD_LOOP(v > 0.0f ? gv : gv * alpha)
+    case OP_SOFTPLUS: GRAD_LOOP(v > 20.0f ? gv : gv * sigmoid_(v))
+    case OP_ABS: GRAD_LOOP(abs_grad(v, gv))
+    case OP_SQUARE: GRAD_LOOP(gv * (v + v))
+    case OP_SCALE: GRAD_LOOP(gv * alpha)
+    case OP_ADD_SCALAR: GRAD_LOOP(gv)
+    default: return 0;
+  }
+}
+
+/* Floats a row is cut into for the exponentials (vectorized), then summed in wasm's order. */
+#define CHUNK 512
+
+/* Sums e[0..n) (n a multiple of 4) into four lanes, lane j taking e[j], e[j + 4], ... in order. */
+static inline void lane_sums(const float* e, int n, float* s) {
+  float s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
+  for (int i = 0; i < n; i += 4) {
+    s0 += e[i];
+    s1 += e[i + 1];
+    s2 += e[i + 2];
+    s3 += e[i + 3];
+  }
+  s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+}
+
+static void shifted_exp(const float* restrict x, float* restrict e, int n, float m) {
+  for (int i = 0; i < n; i++) e[i] = exp_bounded(x[i] - m);
+}
+
+static void shifted_exp_in_place(float* x, int n, float m) {
+  for (int i = 0; i < n; i++) x[i] = exp_bounded(x[i] - m);
+}
+
+/*
+ * rows.ts crossEntropyBlock: per row, the target's logit, the block's log-sum-exp merged into
+ * lse, and with shift != 0 the exponentials e^(x - max) kept in x and the max in shift.
+ */
+void duaf_ce_block(
+    uint8_t* base, uint32_t xo, uint32_t to, uint32_t lo, uint32_t po, int rows, int cols,
+    int col_offset, int first, uint32_t so) {
+  const int32_t* targets = (const int32_t*)(base + to);
+  float* lse = (float*)(base + lo);
+  float* picked = (float*)(base + po);
+  float* shift = so ? (float*)(base + so) : 0;
+  const int nv = cols & ~3;
+  float buf[CHUNK];
+  for (int r = 0; r < rows; r++) {
+    float* xr = (float*)(base + xo) + (size_t)r * cols;
+    const int32_t t = targets[r] - col_offset;
+    if ((uint32_t)t < (uint32_t)cols) picked[r] = xr[t];
+    else if (first) picked[r] = 0.0f;
+    /* pmax over four lanes, then f32x4.max of the halves and f32.max of the two left. Sixteen
+       accumulators folded in lane order give the same maximum (pmax skips NaN either way). */
+    float v16[16];
+    for (int j = 0; j < 16; j++) v16[j] = -INFINITY;
+    int i = 0;
+    for (; i + 16 <= nv; i += 16)
+      for (int j = 0; j < 16; j++) v16[j] = pmax(v16[j], xr[i + j]);
+    float vm[4];
+    for (int j = 0; j < 4; j++)
+      vm[j] = pmax(pmax(pmax(v16[j], v16[j + 4]), v16[j + 8]), v16[j + 12]);
+    for (; i < nv; i += 4)
+      for (int j = 0; j < 4; j++) vm[j] = pmax(vm[j], xr[i + j]);
+    float m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
+    for (i = nv; i < cols; i++) m = wmax(m, xr[i]);
+    float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (i = 0; i < nv; i += CHUNK) {
+      const int len = nv - i < CHUNK ? nv - i : CHUNK;
+      if (shift) shifted_exp_in_place(xr + i, len, m);
+      else shifted_exp(xr + i, buf, len, m);
+      lane_sums(shift ? xr + i : buf, len, s4);
+    }
+    if (shift) shift[r] = m;
+    float s = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+    for (i = nv; i < cols; i++) {
+      const float e = exp_bounded(xr[i] - m);
+      if (shift) xr[i] = e;
+      s += e;
+    }
+    const float block = m + log_(s);
+    if (first) {
+      lse[r] = block;
+    } else {
+      const float prev = lse[r];
+      const float hi = wmax(prev, block);
+      const float lo_ = wmin(prev, block);
+      lse[r] = hi + log1p_(exp_bounded(lo_ - hi));
+    }
+  }
+}
+
+/*
+ * rows.ts crossEntropyBlockGrad: the block's logits (or with shift != 0 their kept
+ * exponentials) turned in place into w[r] * (softmax - onehot).
+ */
+void duaf_ce_block_grad(
+    uint8_t* base, uint32_t xo, uint32_t to, uint32_t lo, uint32_t wo, int rows, int cols,
+    int col_offset, uint32_t so) {
+  const int32_t* targets = (const int32_t*)(base + to);
+  const float* lse = (const float*)(base + lo);
+  const float* w = (const float*)(base + wo);
+  const float* shift = so ? (const float*)(base + so) : 0;
+  for (int r = 0; r < rows; r++) {
+    float* restrict xr = (float*)(base + xo) + (size_t)r * cols;
+    const float vl = lse[r], vw = w[r];
+    if (shift) {
+      const float c = vw * exp_bounded(shift[r] - vl);
+      for (int i = 0; i < cols; i++) xr[i] = c * xr[i];
+    } else {
+      for (int i = 0; i < cols; i++) xr[i] = vw * exp_bounded(xr[i] - vl);
+    }
+    const int32_t t = targets[r] - col_offset;
+    if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
+  }
+}
+
+int duaf_cpu_abi(void) { return ABI_VERSION; }

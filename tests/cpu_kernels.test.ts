@@ -1,0 +1,228 @@
+/**
+ * The native backend's C kernels (ffi/cpu/kernels.c) must give the wasm kernels' bits: every
+ * unary op and gradient and the cross-entropy block rows, on lengths that run every tail, through
+ * the two-thread split, and for whole training runs (the same checkpoint bytes with the C kernels
+ * on and off). The start-up check that guards this must be able to fail: a library built with the
+ * other multiply-add form is refused.
+ *
+ * Needs a C compiler (CI: .ci/install-deps.sh) and, for the backend tests, a CBLAS; without them
+ * the tests are ignored and the reason printed.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { buildCpuKernels } from "../ffi/cpu/build.ts";
+import { openBlas } from "../ffi/blas.ts";
+import { openCpuKernels } from "../ffi/cpu.ts";
+import {
+  cpuKernelsDiffer,
+  replaceWithCpuKernels,
+  withCpuKernels,
+} from "../core/backends/cpu_kernels.ts";
+import { NativeBackend } from "../core/backends/native.ts";
+import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
+import { Rng } from "../core/random.ts";
+import { MAIN_TS, setFlags, TINY_SETS, tinyDataset } from "./helpers/tiny_run.ts";
+import { assertSameRun } from "./helpers/same_run.ts";
+
+let built: { fused: string; unfused: string } | null = null;
+let why = "";
+try {
+  built = {
+    fused: await buildCpuKernels({ fused: true, quiet: true }),
+    unfused: await buildCpuKernels({ fused: false, quiet: true }),
+  };
+} catch (e) {
+  why = e instanceof Error ? e.message : String(e);
+  console.log(`cpu kernel tests ignored: ${why}`);
+}
+const blas = openBlas();
+const noBlas = "unavailable" in blas;
+if (!noBlas) blas.close();
+const ignore = built === null;
+
+/** A one-thread wasm runtime (relaxed SIMD when the runtime has it, as the backends pick). */
+async function runtime() {
+  return await WasmBackend.loadRuntime({ threads: 1 });
+}
+
+function library(variant: string): string {
+  return variant === "relaxed" ? built!.fused : built!.unfused;
+}
+
+Deno.test({
+  name: "cpu kernels: every unary op and gradient, the wasm kernel's bits, at every length",
+  ignore,
+  async fn() {
+    const rt = await runtime();
+    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const rng = new Rng(3);
+    const lengths = [0, 1, 3, 4, 5, 15, 16, 17, 31, 33, 511, 4096 + 13, 100_003];
+    const most = Math.max(...lengths);
+    const bytes = 4 * most;
+    const [x, y, g, a, b] = [0, 1, 2, 3, 4].map(() => rt.arena.alloc(bytes));
+    const f = () => rt.arena.f32;
+    for (const scale of [1, 6, 60]) {
+      for (let i = 0; i < most; i++) {
+        f()[(x >> 2) + i] = scale * rng.normal();
+        f()[(g >> 2) + i] = rng.normal();
+      }
+      for (const op of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15]) {
+        const alpha = op === 8 ? 0.02 : op === 14 ? -1.3 : op === 15 ? 0.7 : 0;
+        for (const n of lengths) {
+          rt.kernels.unary(op, x, a, n, alpha);
+          c.unary(op, x, b, n, alpha);
+          assertSameBits(rt.arena.f32, a, b, n, `unary ${op} n=${n} scale=${scale}`);
+          f().copyWithin(y >> 2, a >> 2, (a >> 2) + n);
+          rt.kernels.unaryGrad(op, x, y, g, a, n, alpha);
+          c.unaryGrad(op, x, y, g, b, n, alpha);
+          assertSameBits(rt.arena.f32, a, b, n, `unaryGrad ${op} n=${n} scale=${scale}`);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "cpu kernels: cross-entropy block rows, forward and gradient, the wasm kernel's bits",
+  ignore,
+  async fn() {
+    const rt = await runtime();
+    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const rng = new Rng(5);
+    for (const [rows, cols, colOffset] of [[3, 1, 0], [7, 3, 2], [5, 17, 0], [9, 1030, 500]]) {
+      for (const first of [1, 0]) {
+        for (const keep of [false, true]) {
+          const x = Float32Array.from({ length: rows * cols }, () => 4 * rng.normal());
+          const targets = Int32Array.from({ length: rows }, () => rng.int(cols + colOffset + 3));
+          const prev = Float32Array.from({ length: rows }, () => rng.normal());
+          const w = Float32Array.from({ length: rows }, () => rng.uniform());
+          const run = (k: typeof c): Float32Array => {
+            const n = rows * cols;
+            const p = rt.arena.alloc(4 * (n + 5 * rows));
+            const lse = p + 4 * n, picked = lse + 4 * rows, shift = picked + 4 * rows;
+            const tp = shift + 4 * rows, wp = tp + 4 * rows;
+            const f = rt.arena.f32;
+            f.set(x, p >> 2);
+            f.set(prev, lse >> 2);
+            rt.arena.i32.set(targets, tp >> 2);
+            f.set(w, wp >> 2);
+            k.crossEntropyBlock(p, tp, lse, picked, rows, cols, colOffset, first, keep ? shift : 0);
+            k.crossEntropyBlockGrad(p, tp, lse, wp, rows, cols, colOffset, keep ? shift : 0);
+            const out = rt.arena.f32.slice(p >> 2, (p >> 2) + n + 3 * rows);
+            rt.arena.free(p, 4 * (n + 5 * rows));
+            return out;
+          };
+          const want = run(rt.kernels), got = run(c);
+          const label = `rows ${rows} cols ${cols} offset ${colOffset} first ${first} kept ${keep}`;
+          assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer), label);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "cpu kernels: the start-up check refuses a library that rounds differently",
+  ignore,
+  async fn() {
+    const rt = await runtime();
+    const other = rt.variant === "relaxed" ? built!.unfused : built!.fused;
+    const wrong = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(other));
+    assert.match(cpuKernelsDiffer(rt.kernels, wrong, rt.arena) ?? "", /^unary(Grad)? op \d+$/);
+    const r = replaceWithCpuKernels(rt, { path: other });
+    assert.equal(r.replaced, null);
+    assert.match(r.status, /^C kernels off \(unary.* differs from wasm on this CPU\)$/);
+    const right = replaceWithCpuKernels(rt, { path: library(rt.variant) });
+    assert.ok(right.replaced, right.status);
+    assert.equal(replaceWithCpuKernels(rt, { unavailable: "x" }).status, "C kernels off (x)");
+  },
+});
+
+Deno.test({
+  name: "cpu kernels: the native backend on two threads gives the wasm backend's bits",
+  ignore: ignore || noBlas,
+  async fn() {
+    const opened = await NativeBackend.open({ threads: 2 });
+    if ("unavailable" in opened) throw new Error(opened.unavailable);
+    const wasm = await WasmBackend.create({ threads: 1 });
+    try {
+      assert.match(opened.cpuKernels, /^elementwise and cross-entropy rows on C kernels/);
+      const n = 300 * 257;
+      const rng = new Rng(9);
+      const xs = Float32Array.from({ length: n }, () => 3 * rng.normal());
+      const gs = Float32Array.from({ length: n }, () => rng.normal());
+      const before = opened.threadedCalls;
+      const outs = [opened, wasm].map((be) => {
+        const x = be.upload(xs, "f32"), g = be.upload(gs, "f32");
+        const y = be.alloc(n, "f32"), d = be.alloc(n, "f32");
+        be.unary("gelu", x, y, n, 0);
+        be.unaryGrad("gelu", x, y, g, d, n, 0);
+        be.unary("tanh", x, d, n, 0);
+        return [be.download(y), be.download(d)] as Float32Array[];
+      });
+      assert.ok(opened.threadedCalls > before, "the calls were split across both threads");
+      for (let i = 0; i < 2; i++) {
+        assert.deepEqual(new Uint32Array(outs[0][i].buffer), new Uint32Array(outs[1][i].buffer));
+      }
+    } finally {
+      opened.dispose();
+      wasm.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "cpu kernels: training on native gives the same checkpoint bytes with them on and off",
+  ignore: ignore || noBlas,
+  async fn() {
+    const root = await Deno.makeTempDir();
+    try {
+      const ds = await tinyDataset(root);
+      for (const model of ["sasrec", "duafmat"]) {
+        const dirs: string[] = [];
+        for (const setting of ["auto", "off"]) {
+          const out = join(root, `${model}-${setting}`);
+          const r = await new Deno.Command(Deno.execPath(), {
+            args: [
+              "run",
+              "-A",
+              MAIN_TS,
+              "train",
+              ds,
+              "--model",
+              model,
+              "--out",
+              out,
+              ...setFlags(TINY_SETS),
+              "--backend",
+              "native",
+            ],
+            env: { DUAF_CPU_KERNELS: setting, DUAF_BLAS_THREADS: "1" },
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          const stderr = new TextDecoder().decode(r.stderr);
+          assert.equal(r.code, 0, stderr);
+          const used = setting === "off"
+            ? /C kernels off \(DUAF_CPU_KERNELS=off\)/
+            : /on C kernels/;
+          assert.match(stderr, used);
+          dirs.push(out);
+        }
+        await assertSameRun(dirs[0], dirs[1], model);
+      }
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+function assertSameBits(f: Float32Array, a: number, b: number, n: number, what: string): void {
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  for (let i = 0; i < n; i++) {
+    const p = u[(a >> 2) + i], q = u[(b >> 2) + i];
+    if (p !== q && !(Number.isNaN(f[(a >> 2) + i]) && Number.isNaN(f[(b >> 2) + i]))) {
+      assert.fail(`${what}: element ${i}: ${f[(a >> 2) + i]} vs ${f[(b >> 2) + i]}`);
+    }
+  }
+}
