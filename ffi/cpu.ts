@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 1;
+export const CPU_KERNELS_ABI = 2;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -20,6 +20,18 @@ const SYMBOLS = {
   },
   duaf_ce_block: {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "i32", "i32", "i32", "i32", "u32"],
+    result: "void",
+  },
+  duaf_gemm: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32"], // a, b, c
+      ...["i32", "i32", "i32", "i32", "i32"], // m, n, k, transA, transB
+      ...["i32", "i32", "i32", "i32"], // batch, strideA, strideB, strideC
+      ...["i32", "i32", "i32", "i32"], // batch2, strideA2, strideB2, strideC2
+      ...["i32", "i32", "i32", "f32", "i32"], // lda, ldb, ldc, alpha, beta
+      ...["i32", "i32", "i32", "i32", "u32"], // rowBegin, rowEnd, colBegin, colEnd, scratch
+    ],
     result: "void",
   },
   duaf_ce_block_grad: {

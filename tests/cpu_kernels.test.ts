@@ -21,6 +21,7 @@ import {
 import { NativeBackend } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { Rng } from "../core/random.ts";
+import { gemmArgs } from "../core/backend.ts";
 import { MAIN_TS, setFlags, TINY_SETS, tinyDataset } from "./helpers/tiny_run.ts";
 import { assertSameRun } from "./helpers/same_run.ts";
 
@@ -122,6 +123,64 @@ Deno.test({
 });
 
 Deno.test({
+  name: "cpu kernels: GEMM, every transpose, slice and edge, the wasm kernel's bits",
+  ignore,
+  async fn() {
+    const rt = await runtime();
+    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const rng = new Rng(11);
+    const scratch = rt.arena.alloc(rt.kernels.GEMM_SCRATCH_BYTES.value as number);
+    for (let t = 0; t < 40; t++) {
+      const m = 1 + rng.int(40), n = 1 + rng.int(70), k = rng.int(t % 5 === 0 ? 600 : 70);
+      const tA = rng.int(2), tB = rng.int(2), beta = rng.int(2), items = 1 + rng.int(3);
+      const alpha = rng.int(2) ? 1 : 0.3;
+      const sa = m * k, sb = k * n, sc = m * n;
+      const total = items * (sa + sb + 2 * sc);
+      const p = rt.arena.alloc(4 * total);
+      const a = p, b = a + 4 * items * sa, ca = b + 4 * items * sb, cb = ca + 4 * items * sc;
+      const f = rt.arena.f32;
+      for (let i = 0; i < items * (sa + sb + sc); i++) f[(a >> 2) + i] = rng.normal();
+      f.copyWithin(cb >> 2, ca >> 2, (ca >> 2) + items * sc);
+      const r0 = rng.int(m), r1 = r0 + 1 + rng.int(m - r0), c0 = rng.int(n);
+      const c1 = c0 + 1 + rng.int(n - c0);
+      const lda = tA ? m : k, ldb = tB ? k : n;
+      for (const [kern, out] of [[rt.kernels, ca], [c, cb]] as const) {
+        kern.gemm(
+          a,
+          b,
+          out,
+          m,
+          n,
+          k,
+          tA,
+          tB,
+          items,
+          sa,
+          sb,
+          sc,
+          1,
+          0,
+          0,
+          0,
+          lda,
+          ldb,
+          n,
+          alpha,
+          beta,
+          r0,
+          r1,
+          c0,
+          c1,
+          scratch,
+        );
+      }
+      assertSameBits(rt.arena.f32, ca, cb, items * sc, `gemm ${m}x${n}x${k} tA ${tA} tB ${tB}`);
+      rt.arena.free(p, 4 * total);
+    }
+  },
+});
+
+Deno.test({
   name: "cpu kernels: the start-up check refuses a library that rounds differently",
   ignore,
   async fn() {
@@ -146,7 +205,10 @@ Deno.test({
     if ("unavailable" in opened) throw new Error(opened.unavailable);
     const wasm = await WasmBackend.create({ threads: 1 });
     try {
-      assert.match(opened.cpuKernels, /^elementwise and cross-entropy rows on C kernels/);
+      assert.match(
+        opened.cpuKernels,
+        /^elementwise, cross-entropy rows and small batched GEMMs on C kernels/,
+      );
       const n = 300 * 257;
       const rng = new Rng(9);
       const xs = Float32Array.from({ length: n }, () => 3 * rng.normal());
@@ -158,10 +220,30 @@ Deno.test({
         be.unary("gelu", x, y, n, 0);
         be.unaryGrad("gelu", x, y, g, d, n, 0);
         be.unary("tanh", x, d, n, 0);
-        return [be.download(y), be.download(d)] as Float32Array[];
+        // Attention's scores: one product per (sequence, head), heads side by side in a row.
+        const [seqs, heads, len, dh] = [16, 2, 46, 32];
+        const q = be.upload(xs.subarray(0, seqs * len * heads * dh), "f32");
+        const s = be.alloc(seqs * heads * len * len, "f32");
+        be.gemm(
+          gemmArgs(q, q, s, len, len, dh, {
+            transB: true,
+            batch: seqs,
+            strideA: len * heads * dh,
+            strideB: len * heads * dh,
+            strideC: heads * len * len,
+            batch2: heads,
+            strideA2: dh,
+            strideB2: dh,
+            strideC2: len * len,
+            lda: heads * dh,
+            ldb: heads * dh,
+            alpha: 0.125,
+          }),
+        );
+        return [be.download(y), be.download(d), be.download(s)] as Float32Array[];
       });
       assert.ok(opened.threadedCalls > before, "the calls were split across both threads");
-      for (let i = 0; i < 2; i++) {
+      for (let i = 0; i < 3; i++) {
         assert.deepEqual(new Uint32Array(outs[0][i].buffer), new Uint32Array(outs[1][i].buffer));
       }
     } finally {

@@ -1,7 +1,9 @@
 /**
  * The native backend's C kernels (ffi/cpu/kernels.c) in place of the wasm kernels they mirror:
- * the transcendental elementwise ops and their gradients, and the cross-entropy block rows, which
- * are compute-bound at wasm's 128-bit SIMD width.
+ * the transcendental elementwise ops and their gradients, the cross-entropy block rows and the
+ * GEMM, which are compute-bound at wasm's 128-bit SIMD width. (The native backend gives its large
+ * products to CBLAS; the GEMM kernel serves the small batched ones, attention's per-head
+ * products, where one CBLAS call per (sequence, head) costs more than the arithmetic.)
  *
  * They are a speed trick, not a numerical choice: each computes every element with the wasm
  * kernel's float32 operations in the same order, so a run gives the same bits with or without
@@ -70,6 +72,9 @@ export function withCpuKernels(
     },
     crossEntropyBlockGrad(x, targets, lse, w, rows, cols, colOffset, shift) {
       s.duaf_ce_block_grad(at(), x, targets, lse, w, rows, cols, colOffset, shift);
+    },
+    gemm(...args) {
+      s.duaf_gemm(at(), ...args);
     },
   };
 }
@@ -202,10 +207,79 @@ export function cpuKernelsDiffer(
         }
       }
     }
-    return null;
+    return gemmDiffers(wasm, native, arena);
   } finally {
     arena.free(p, bytes);
   }
+}
+
+/** GEMM shapes of the probe: m, n, k, transA, transB, alpha, beta, items, row and column range. */
+const PROBE_GEMMS: readonly [number, number, number, 0 | 1, 0 | 1, number, 0 | 1, number][] = [
+  [7, 37, 300, 0, 0, 1, 0, 1], // two K slices, a partial vector of columns
+  [13, 5, 33, 1, 1, 0.5, 1, 1],
+  [46, 46, 32, 0, 1, 0.125, 0, 4], // attention's scores, per head
+  [46, 32, 46, 1, 0, 1, 1, 3],
+  [20, 70, 9, 0, 0, 1, 0, 2],
+];
+
+function gemmDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
+  const scratchBytes = wasm.GEMM_SCRATCH_BYTES.value as number;
+  for (const [m, n, k, tA, tB, alpha, beta, items] of PROBE_GEMMS) {
+    const sa = m * k, sb = k * n, sc = m * n;
+    const bytes = 4 * items * (sa + sb + 2 * sc) + scratchBytes;
+    const p = arena.alloc(bytes);
+    try {
+      const a = p, b = a + 4 * items * sa, ca = b + 4 * items * sb, cb = ca + 4 * items * sc;
+      const scratch = cb + 4 * items * sc;
+      const values = probeInputs(40 + items * (sa + sb + sc)).subarray(40);
+      arena.f32.set(values, a >> 2); // A, B and C's starting values, back to back
+      arena.f32.copyWithin(cb >> 2, ca >> 2, (ca >> 2) + items * sc);
+      // Rows and columns from 1 short of each end: the kernels take a range.
+      const [r0, r1, c0, c1] = [m > 2 ? 1 : 0, m, n > 2 ? 1 : 0, n - (n > 2 ? 1 : 0)];
+      for (const [k_, c] of [[wasm, ca], [native, cb]] as const) {
+        k_.gemm(
+          a,
+          b,
+          c,
+          m,
+          n,
+          k,
+          tA,
+          tB,
+          items,
+          sa,
+          sb,
+          sc,
+          1,
+          0,
+          0,
+          0,
+          tA ? m : k,
+          tB ? k : n,
+          n,
+          alpha,
+          beta,
+          r0,
+          r1,
+          c0,
+          c1,
+          scratch,
+        );
+      }
+      const u = arena.f32;
+      if (
+        firstDifference(
+          u.subarray(ca >> 2, (ca >> 2) + items * sc),
+          u.subarray(cb >> 2, (cb >> 2) + items * sc),
+        ) >= 0
+      ) {
+        return `gemm ${m}x${n}x${k}${tA ? " A^T" : ""}${tB ? " B^T" : ""}`;
+      }
+    } finally {
+      arena.free(p, bytes);
+    }
+  }
+  return null;
 }
 
 /**
@@ -233,6 +307,6 @@ export function replaceWithCpuKernels(
   }
   return {
     replaced: { kernels, library: found.path },
-    status: `elementwise and cross-entropy rows on C kernels (${found.path})`,
+    status: `elementwise, cross-entropy rows and small batched GEMMs on C kernels (${found.path})`,
   };
 }

@@ -15,6 +15,12 @@ import { WasmBackend, type WasmBackendOptions, type WasmRuntime } from "./wasm/w
 import { runtimeHasRelaxedSimd } from "./wasm/kernels.ts";
 import { cpuKernelLibraryPath, replaceWithCpuKernels } from "./cpu_kernels.ts";
 
+/**
+ * Most multiply-adds of one product of a batch that the kernel GEMM runs instead of CBLAS:
+ * attention's per-head products up to a head width of about 200 at 50 positions.
+ */
+const SMALL_BATCHED_PRODUCT = 1 << 19;
+
 /** Priority in the registry: above wasm (20), below cuda (40). */
 export const NATIVE_PRIORITY = 30;
 
@@ -86,6 +92,11 @@ export class NativeBackend extends WasmBackend {
     if (m === 0 || n === 0 || batch === 0) return;
     // k = 0 is C = beta*C; CBLAS rejects lda = 0, so the wasm kernel does it.
     if (k === 0) return super.gemm(g);
+    const inner = gemmBatch2(g);
+    // Many small products (attention's, one per sequence and head): one CBLAS call each costs
+    // more than its arithmetic, so the kernel GEMM (C when built, else wasm) takes the whole batch
+    // in one call, split over both threads.
+    if (batch * inner.n > 1 && m * n * k <= SMALL_BATCHED_PRODUCT) return super.gemm(g);
     // Bounds are checked here, once for the whole batch: a native call past a storage's end
     // would corrupt other tensors instead of trapping.
     const span = gemmSpans(g);
@@ -95,7 +106,6 @@ export class NativeBackend extends WasmBackend {
     const base = this.#memoryBase();
     const { lda, ldb, ldc } = gemmLd(g);
     const at = (byte: number) => Deno.UnsafePointer.offset(base, byte);
-    const inner = gemmBatch2(g);
     for (let i = 0; i < batch; i++) {
       for (let j = 0; j < inner.n; j++) {
         this.blas.sgemm(

@@ -28,7 +28,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -388,6 +388,166 @@ void duaf_ce_block_grad(
     }
     const int32_t t = targets[r] - col_offset;
     if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
+  }
+}
+
+/* ---- GEMM ---------------------------------------------------------------------------------- */
+
+/* wasm/assembly/gemm.ts's K slice and its packed-B buffer (floats in one thread's scratch). */
+#define KC 256
+#define PACK_B_FLOATS 65536
+#define MB 6 /* rows of a register tile, each sharing the tile's loaded B vector */
+
+#if defined(__AVX512F__) && (defined(__FMA__) || !DUAF_FUSED_MADD)
+#include <immintrin.h>
+#define VW 16
+typedef __m512 vf;
+typedef __mmask16 vmask;
+static inline vmask vmask_first(int n) { return (vmask)((1u << n) - 1u); }
+static inline vf vload(const float* p, vmask m) { return _mm512_maskz_loadu_ps(m, p); }
+static inline void vstore(float* p, vf v, vmask m) { _mm512_mask_storeu_ps(p, m, v); }
+static inline vf vset1(float x) { return _mm512_set1_ps(x); }
+static inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+#if DUAF_FUSED_MADD
+static inline vf vmadd(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+#else
+static inline vf vmadd(vf a, vf b, vf c) { return _mm512_add_ps(_mm512_mul_ps(a, b), c); }
+#endif
+#elif defined(__AVX2__) && (defined(__FMA__) || !DUAF_FUSED_MADD)
+#include <immintrin.h>
+#define VW 8
+typedef __m256 vf;
+typedef __m256i vmask;
+static inline vmask vmask_first(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline vf vload(const float* p, vmask m) { return _mm256_maskload_ps(p, m); }
+static inline void vstore(float* p, vf v, vmask m) { _mm256_maskstore_ps(p, m, v); }
+static inline vf vset1(float x) { return _mm256_set1_ps(x); }
+static inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+static inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+#if DUAF_FUSED_MADD
+static inline vf vmadd(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+#else
+static inline vf vmadd(vf a, vf b, vf c) { return _mm256_add_ps(_mm256_mul_ps(a, b), c); }
+#endif
+#else
+/* No vector unit the compiler is told of: one lane, the same arithmetic. */
+#define VW 1
+typedef float vf;
+typedef int vmask;
+static inline vmask vmask_first(int n) { return n > 0; }
+static inline vf vload(const float* p, vmask m) { return m ? *p : 0.0f; }
+static inline void vstore(float* p, vf v, vmask m) {
+  if (m) *p = v;
+}
+static inline vf vset1(float x) { return x; }
+static inline vf vmul(vf a, vf b) { return a * b; }
+static inline vf vadd(vf a, vf b) { return a + b; }
+static inline vf vmadd(vf a, vf b, vf c) { return MADD(a, b, c); }
+#endif
+
+/*
+ * A rows x (up to VW) tile of C: per element an accumulator from 0 taking A(i, k) * B(k, j) with
+ * MADD in increasing k, then gemm.ts's store. `rows` is a constant after inlining, so the
+ * accumulators live in registers; `m` masks the columns past the edge.
+ */
+static inline __attribute__((always_inline)) void gemm_tile(
+    int rows, const float* ap, size_t rs, size_t ks, const float* bk, size_t bstride, int kc,
+    float* c, size_t ldc, vmask m, int scaled, float alpha, int add) {
+  vf acc[MB];
+  for (int r = 0; r < rows; r++) acc[r] = vset1(0.0f);
+  for (int kk = 0; kk < kc; kk++) {
+    const vf bv = vload(bk + (size_t)kk * bstride, m);
+    const float* ak = ap + (size_t)kk * ks;
+    for (int r = 0; r < rows; r++) acc[r] = vmadd(vset1(ak[(size_t)r * rs]), bv, acc[r]);
+  }
+  const vf va = vset1(alpha);
+  for (int r = 0; r < rows; r++) {
+    float* cr = c + (size_t)r * ldc;
+    vf v = scaled ? vmul(acc[r], va) : acc[r];
+    if (add) v = vadd(vload(cr, m), v);
+    vstore(cr, v, m);
+  }
+}
+
+/*
+ * Rows [r0, r1) x columns [c0, c1) of one item of C = alpha op(A) op(B) + beta C (beta 0 or 1),
+ * with gemm.ts's arithmetic for every element: per K slice of KC, an accumulator from 0 taking
+ * a[i][k] * b[k][j] with MADD in increasing k, then times alpha when alpha != 1, then stored (the
+ * first slice with beta 0) or added to C. Row-major; A(i, k) is read in place through its
+ * transpose; B is copied k-major into `pack` only when transposed.
+ */
+static void gemm_one(
+    const float* a, const float* b, float* c, int k, int trans_a, int trans_b, int lda, int ldb,
+    int ldc, float alpha, int beta, int r0, int r1, int c0, int c1, float* pack) {
+  if (r0 >= r1 || c0 >= c1) return;
+  if (k == 0) {
+    if (!beta)
+      for (int i = r0; i < r1; i++) memset(c + (size_t)i * ldc + c0, 0, sizeof(float) * (c1 - c0));
+    return;
+  }
+  const int scaled = alpha != 1.0f;
+  const size_t rs = trans_a ? 1 : (size_t)lda, ks = trans_a ? (size_t)lda : 1;
+  for (int pc = 0; pc < k; pc += KC) {
+    const int kc = k - pc < KC ? k - pc : KC;
+    const int add = pc > 0 || beta;
+    int nc = (PACK_B_FLOATS / kc) & ~(VW - 1);
+    if (nc < VW) nc = VW;
+    for (int jc = c0; jc < c1; jc += nc) {
+      const int ncur = c1 - jc < nc ? c1 - jc : nc;
+      /* B(pc + kk, jc + j) at bk[kk * bstride + j]. */
+      const float* bk;
+      size_t bstride;
+      if (trans_b) {
+        for (int kk = 0; kk < kc; kk++)
+          for (int j = 0; j < ncur; j++)
+            pack[(size_t)kk * ncur + j] = b[(size_t)(jc + j) * ldb + pc + kk];
+        bk = pack;
+        bstride = (size_t)ncur;
+      } else {
+        bk = b + (size_t)pc * ldb + jc;
+        bstride = (size_t)ldb;
+      }
+      for (int j0 = 0; j0 < ncur; j0 += VW) {
+        const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
+        const float* bj = bk + j0;
+        int i = r0;
+        for (; i + MB <= r1; i += MB) {
+          gemm_tile(MB, a + (size_t)i * rs + (size_t)pc * ks, rs, ks, bj, bstride, kc,
+                    c + (size_t)i * ldc + jc + j0, (size_t)ldc, m, scaled, alpha, add);
+        }
+        const float* ap = a + (size_t)i * rs + (size_t)pc * ks;
+        float* ci = c + (size_t)i * ldc + jc + j0;
+        switch (r1 - i) {
+          case 5: gemm_tile(5, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
+          case 4: gemm_tile(4, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
+          case 3: gemm_tile(3, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
+          case 2: gemm_tile(2, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
+          case 1: gemm_tile(1, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
+          default: break;
+        }
+      }
+    }
+  }
+}
+
+/* gemm.ts `gemm`: `batch` items of `batch2` inner items each; strides in elements. */
+void duaf_gemm(
+    uint8_t* base, uint32_t ao, uint32_t bo, uint32_t co, int m, int n, int k, int trans_a,
+    int trans_b, int batch, int stride_a, int stride_b, int stride_c, int batch2, int stride_a2,
+    int stride_b2, int stride_c2, int lda, int ldb, int ldc, float alpha, int beta, int r0,
+    int r1, int c0, int c1, uint32_t scratch) {
+  (void)m;
+  (void)n;
+  float* pack = (float*)(base + scratch);
+  for (int item = 0; item < batch * batch2; item++) {
+    const int bi = item / batch2, bj = item - bi * batch2;
+    const float* a = (const float*)(base + ao) + (size_t)bi * stride_a + (size_t)bj * stride_a2;
+    const float* b = (const float*)(base + bo) + (size_t)bi * stride_b + (size_t)bj * stride_b2;
+    float* c = (float*)(base + co) + (size_t)bi * stride_c + (size_t)bj * stride_c2;
+    gemm_one(a, b, c, k, trans_a, trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, pack);
   }
 }
 
