@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 2;
+export const CPU_KERNELS_ABI = 3;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -32,6 +32,10 @@ const SYMBOLS = {
       ...["i32", "i32", "i32", "f32", "i32"], // lda, ldb, ldc, alpha, beta
       ...["i32", "i32", "i32", "i32", "u32"], // rowBegin, rowEnd, colBegin, colEnd, scratch
     ],
+    result: "void",
+  },
+  duaf_dropout: {
+    parameters: ["pointer", "u32", "u32", "i32", "i32", "f32", "u32"],
     result: "void",
   },
   duaf_ce_block_grad: {

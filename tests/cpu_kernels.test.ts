@@ -51,7 +51,8 @@ function library(variant: string): string {
 }
 
 Deno.test({
-  name: "cpu kernels: every unary op and gradient, the wasm kernel's bits, at every length",
+  name:
+    "cpu kernels: every unary op and gradient, and dropout, the wasm kernel's bits, at every length",
   ignore,
   async fn() {
     const rt = await runtime();
@@ -78,6 +79,13 @@ Deno.test({
           c.unaryGrad(op, x, y, g, b, n, alpha);
           assertSameBits(rt.arena.f32, a, b, n, `unaryGrad ${op} n=${n} scale=${scale}`);
         }
+      }
+      for (const n of lengths) {
+        const seed = rng.int(2 ** 31) * 2 + 1, threshold = rng.int(1 << 24);
+        rt.kernels.dropout(x, a, n, threshold, 1.25, seed);
+        f().copyWithin(b >> 2, x >> 2, (x >> 2) + n);
+        c.dropout(b, b, n, threshold, 1.25, seed); // in place, as the tape's dropout may run
+        assertSameBits(rt.arena.f32, a, b, n, `dropout n=${n}`);
       }
     }
   },

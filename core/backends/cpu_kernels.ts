@@ -76,6 +76,9 @@ export function withCpuKernels(
     gemm(...args) {
       s.duaf_gemm(at(), ...args);
     },
+    dropout(...args) {
+      s.duaf_dropout(at(), ...args);
+    },
   };
 }
 
@@ -179,6 +182,11 @@ export function cpuKernelsDiffer(
       wasm.unaryGrad(op, x, y, g, oa, n, alpha);
       native.unaryGrad(op, x, y, g, ob, n, alpha);
       if (!same(n)) return `unaryGrad op ${op}`;
+    }
+    for (const [threshold, scale, seed] of [[1677722, 1 / 0.9, 12345], [8388608, 2, 0xfffffff0]]) {
+      wasm.dropout(x, oa, n, threshold, scale, seed);
+      native.dropout(x, ob, n, threshold, scale, seed);
+      if (!same(n)) return "dropout";
     }
     // Cross-entropy rows: finite logits (as a GEMM writes them), targets inside and outside the
     // block, a first block and a later one, with and without kept exponentials.

@@ -28,7 +28,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 2
+#define ABI_VERSION 3
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -388,6 +388,34 @@ void duaf_ce_block_grad(
     }
     const int32_t t = targets[r] - col_offset;
     if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
+  }
+}
+
+/* ---- dropout --------------------------------------------------------------------------------- */
+
+/* random.ts hash32 (lowbias32). */
+static inline uint32_t hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
+/*
+ * random.ts `dropout`: out[i] = x[i] * (u(seed, i) * 2^24 >= threshold ? scale : 0), the mask
+ * drawn from the counter-based hash in place (x and out may be the same buffer).
+ */
+void duaf_dropout(uint8_t* base, uint32_t xo, uint32_t outo, int n, int threshold, float scale,
+                  uint32_t seed) {
+  /* restrict: in place, each element is read before it is written and by nothing after. */
+  const float* restrict x = (const float*)(base + xo);
+  float* restrict out = (float*)(base + outo);
+  const uint32_t hs = hash32(seed);
+  for (int i = 0; i < n; i++) {
+    const int32_t u = (int32_t)(hash32((uint32_t)i ^ hs) >> 8);
+    out[i] = x[i] * (u >= threshold ? scale : 0.0f);
   }
 }
 
