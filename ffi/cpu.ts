@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 3;
+export const CPU_KERNELS_ABI = 5;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -31,6 +31,23 @@ const SYMBOLS = {
       ...["i32", "i32", "i32", "i32"], // batch2, strideA2, strideB2, strideC2
       ...["i32", "i32", "i32", "f32", "i32"], // lda, ldb, ldc, alpha, beta
       ...["i32", "i32", "i32", "i32", "u32"], // rowBegin, rowEnd, colBegin, colEnd, scratch
+    ],
+    result: "void",
+  },
+  duaf_modality_fusion: {
+    parameters: [
+      "pointer",
+      "u32",
+      "i32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
     ],
     result: "void",
   },

@@ -63,12 +63,12 @@ Deno.test({
     const bytes = 4 * most;
     const [x, y, g, a, b] = [0, 1, 2, 3, 4].map(() => rt.arena.alloc(bytes));
     const f = () => rt.arena.f32;
-    for (const scale of [1, 6, 60]) {
+    for (const scale of [1, 6, 60, 1e6, 3e9]) {
       for (let i = 0; i < most; i++) {
         f()[(x >> 2) + i] = scale * rng.normal();
         f()[(g >> 2) + i] = rng.normal();
       }
-      for (const op of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15]) {
+      for (const op of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]) {
         const alpha = op === 8 ? 0.02 : op === 14 ? -1.3 : op === 15 ? 0.7 : 0;
         for (const n of lengths) {
           rt.kernels.unary(op, x, a, n, alpha);
@@ -184,6 +184,33 @@ Deno.test({
       }
       assertSameBits(rt.arena.f32, ca, cb, items * sc, `gemm ${m}x${n}x${k} tA ${tA} tB ${tB}`);
       rt.arena.free(p, 4 * total);
+    }
+  },
+});
+
+Deno.test({
+  name: "cpu kernels: DuAF's modality fusion, the wasm kernel's bits",
+  ignore,
+  async fn() {
+    const rt = await runtime();
+    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const rng = new Rng(13);
+    for (const [rows, m, dim] of [[9, 3, 64], [4, 2, 30], [7, 4, 5], [3, 1, 128]]) {
+      const n = rows * dim, out = n + rows * m + rows * m * dim;
+      const bytes = 4 * ((m + 2) * n + 2 * out + m);
+      const p = rt.arena.alloc(bytes);
+      const t = p + 4 * m * n, q = t + 4 * n, outs = [q + 4 * n, q + 4 * n + 4 * out];
+      const ptrs = outs[1] + 4 * out;
+      for (let i = 0; i < (m + 2) * n; i++) rt.arena.f32[(p >> 2) + i] = 2 * rng.normal();
+      for (let j = 0; j < m; j++) rt.arena.i32[(ptrs >> 2) + j] = p + 4 * j * n;
+      rt.arena.f32.fill(0, outs[0] >> 2, (outs[1] >> 2) + out);
+      [rt.kernels, c].forEach((k, i) => {
+        const h = outs[i], omega = h + 4 * n, keys = omega + 4 * rows * m;
+        k.modalityFusion(ptrs, m, t, q, h, omega, keys, 1, rows, dim, 1 / Math.sqrt(dim));
+      });
+      // Row 0 is outside the range: both leave it as it was.
+      assertSameBits(rt.arena.f32, outs[0], outs[1], out, `fusion rows ${rows} m ${m} dim ${dim}`);
+      rt.arena.free(p, bytes);
     }
   },
 });

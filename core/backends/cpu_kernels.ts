@@ -38,7 +38,7 @@ export async function cpuKernelLibraryPath(
 
 /**
  * `kernels` with the calls the library implements routed to it. Ops it does not implement (the
- * library answers 0: sin, cos, pow) stay on wasm. The memory's address is taken again after a
+ * library answers 0: pow) stay on wasm. The memory's address is taken again after a
  * grow replaces `memory.buffer` (a shared memory keeps its address; the check is cheap).
  */
 export function withCpuKernels(
@@ -79,6 +79,9 @@ export function withCpuKernels(
     dropout(...args) {
       s.duaf_dropout(at(), ...args);
     },
+    modalityFusion(...args) {
+      s.duaf_modality_fusion(at(), ...args);
+    },
   };
 }
 
@@ -94,6 +97,8 @@ const PROBE_UNARY: readonly [code: number, alpha: number][] = [
   [7, 0],
   [8, 0.01],
   [9, 0],
+  [10, 0],
+  [11, 0],
   [12, 0],
   [13, 0],
   [14, 1.7],
@@ -215,10 +220,37 @@ export function cpuKernelsDiffer(
         }
       }
     }
-    return gemmDiffers(wasm, native, arena);
+    return gemmDiffers(wasm, native, arena) ?? fusionDiffers(wasm, native, arena);
   } finally {
     arena.free(p, bytes);
   }
+}
+
+/** DuAF's modality fusion on rows of a whole and a ragged vector width, 1 to 3 modalities. */
+function fusionDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
+  const rows = 5;
+  for (const [m, dim] of [[3, 64], [2, 13], [1, 7]]) {
+    const n = rows * dim;
+    // e_1..e_m, t, q, then per kernel h, omega and keys; the m pointers at the end.
+    const out = n + rows * m + rows * m * dim;
+    const bytes = 4 * ((m + 2) * n + 2 * out + m);
+    const p = arena.alloc(bytes);
+    try {
+      const t = p + 4 * m * n, q = t + 4 * n, outs = [q + 4 * n, q + 4 * n + 4 * out];
+      const ptrs = outs[1] + 4 * out;
+      arena.f32.set(probeInputs(40 + (m + 2) * n).subarray(40), p >> 2);
+      for (let j = 0; j < m; j++) arena.i32[(ptrs >> 2) + j] = p + 4 * j * n;
+      const views = [wasm, native].map((k, i) => {
+        const h = outs[i], omega = h + 4 * n, keys = omega + 4 * rows * m;
+        k.modalityFusion(ptrs, m, t, q, h, omega, keys, 0, rows, dim, 0.125);
+        return arena.f32.subarray(h >> 2, (h >> 2) + out);
+      });
+      if (firstDifference(views[0], views[1]) >= 0) return `modalityFusion (m ${m}, dim ${dim})`;
+    } finally {
+      arena.free(p, bytes);
+    }
+  }
+  return null;
 }
 
 /** GEMM shapes of the probe: m, n, k, transA, transB, alpha, beta, items, row and column range. */

@@ -28,7 +28,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 3
+#define ABI_VERSION 5
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -42,6 +42,8 @@ enum {
   OP_RELU = 7,
   OP_LEAKY_RELU = 8,
   OP_SOFTPLUS = 9,
+  OP_SIN = 10,
+  OP_COS = 11,
   OP_ABS = 12,
   OP_SQUARE = 13,
   OP_SCALE = 14,
@@ -207,6 +209,123 @@ static inline float normal_pdf(float x) {
   return exp_bounded((x * x) * -0.5f) * 0.398942280401432678f;
 }
 
+/*
+ * sin and cos as AssemblyScript's Mathf.sin / Mathf.cos compute them (the wasm kernels' sin and
+ * cos lanes; its std/assembly/math.ts, after musl's sinf.c / cosf.c and metallic's rem_pio2f.c):
+ * double-precision kernels on the reduced argument, the same operations in the same order.
+ */
+static inline double as_double(uint64_t u) {
+  double d;
+  memcpy(&d, &u, 8);
+  return d;
+}
+
+static const uint64_t PIO2F_TABLE[4] = {
+    0xA2F9836E4E441529ull, 0xFC2757D1F534DDC0ull, 0xDB6295993C439041ull, 0xFE5163ABDEBBC561ull};
+
+static inline int pio2f_large_quot(float x, int32_t u, double* y) {
+  const double coeff = as_double(0x3BF921FB54442D18ull); /* pi * 2^-65 */
+  const int32_t offset = (u >> 23) - 152;
+  const uint64_t shift = (uint64_t)(offset & 63);
+  const uint64_t* tbl = PIO2F_TABLE + (offset >> 6);
+  const uint64_t b0 = tbl[0], b1 = tbl[1];
+  uint64_t lo;
+  if (shift > 32) {
+    const uint64_t b2 = tbl[2];
+    lo = b2 >> (96 - shift);
+    lo |= b1 << (shift - 32);
+  } else {
+    lo = b1 >> (32 - shift);
+  }
+  /* wasm's i64 shifts take the count mod 64 (shift is 0 only for offset 0 mod 64). */
+  const uint64_t hi = (b1 >> ((64 - shift) & 63)) | (b0 << shift);
+  const uint64_t mantissa = (uint64_t)((u & 0x007FFFFF) | 0x00800000);
+  const uint64_t product = mantissa * hi + (mantissa * lo >> 32);
+  const int64_t r = (int64_t)(product << 2);
+  const int q = (int)(int32_t)((product >> 62) + ((uint64_t)r >> 63));
+  *y = copysign(coeff, (double)x) * (double)r;
+  return q;
+}
+
+static inline int rempio2f(float x, uint32_t u, int sign, double* y) {
+  const double pi2hi = as_double(0x3FF921FB50000000ull);
+  const double pi2lo = as_double(0x3E5110B4611A6263ull);
+  const double two_pi = as_double(0x3FE45F306DC9C883ull);
+  if (u < 0x4DC90FDB) {
+    const double q = nearbyint((double)x * two_pi);
+    *y = (double)x - q * pi2hi - q * pi2lo;
+    return (int)q;
+  }
+  const int q = pio2f_large_quot(x, (int32_t)u, y);
+  return sign ? -q : q;
+}
+
+static inline float sin_kernf(double x) {
+  const double S1 = as_double(0xBFC5555554CBAC77ull), S2 = as_double(0x3F811110896EFBB2ull);
+  const double S3 = as_double(0xBF2A00F9E2CAE774ull), S4 = as_double(0x3EC6CD878C3B46A7ull);
+  const double z = x * x, w = z * z, r = S3 + z * S4, s = z * x;
+  return (float)((x + s * (S1 + z * S2)) + s * w * r);
+}
+
+static inline float cos_kernf(double x) {
+  const double C0 = as_double(0xBFDFFFFFFD0C5E81ull), C1 = as_double(0x3FA55553E1053A42ull);
+  const double C2 = as_double(0xBF56C087E80F1E27ull), C3 = as_double(0x3EF99342E0EE5069ull);
+  const double z = x * x, w = z * z, r = C2 + z * C3;
+  return (float)(((1 + z * C0) + w * C1) + (w * z) * r);
+}
+
+static float sin_(float x) {
+  const double s1pio2 = as_double(0x3FF921FB54442D18ull), s2pio2 = as_double(0x400921FB54442D18ull);
+  const double s3pio2 = as_double(0x4012D97C7F3321D2ull), s4pio2 = as_double(0x401921FB54442D18ull);
+  uint32_t ux = as_bits(x);
+  const int sign = (int)(ux >> 31);
+  ux &= 0x7FFFFFFF;
+  const double xd = (double)x;
+  if (ux <= 0x3F490FDA) {
+    if (ux < 0x39800000) return x;
+    return sin_kernf(xd);
+  }
+  if (ux <= 0x407B53D1) {
+    if (ux <= 0x4016CBE3) return sign ? -cos_kernf(xd + s1pio2) : cos_kernf(xd - s1pio2);
+    return sin_kernf(-(sign ? xd + s2pio2 : xd - s2pio2));
+  }
+  if (ux <= 0x40E231D5) {
+    if (ux <= 0x40AFEDDF) return sign ? cos_kernf(xd + s3pio2) : -cos_kernf(xd - s3pio2);
+    return sin_kernf(sign ? xd + s4pio2 : xd - s4pio2);
+  }
+  if (ux >= 0x7F800000) return x - x;
+  double y;
+  const int n = rempio2f(x, ux, sign, &y);
+  const float t = n & 1 ? cos_kernf(y) : sin_kernf(y);
+  return n & 2 ? -t : t;
+}
+
+static float cos_(float x) {
+  const double c1pio2 = as_double(0x3FF921FB54442D18ull), c2pio2 = as_double(0x400921FB54442D18ull);
+  const double c3pio2 = as_double(0x4012D97C7F3321D2ull), c4pio2 = as_double(0x401921FB54442D18ull);
+  uint32_t ux = as_bits(x);
+  const int sign = (int)(ux >> 31);
+  ux &= 0x7FFFFFFF;
+  const double xd = (double)x;
+  if (ux <= 0x3F490FDA) {
+    if (ux < 0x39800000) return 1.0f;
+    return cos_kernf(xd);
+  }
+  if (ux <= 0x407B53D1) {
+    if (ux > 0x4016CBE3) return -cos_kernf(sign ? xd + c2pio2 : xd - c2pio2);
+    return sign ? sin_kernf(xd + c1pio2) : sin_kernf(c1pio2 - xd);
+  }
+  if (ux <= 0x40E231D5) {
+    if (ux > 0x40AFEDDF) return cos_kernf(sign ? xd + c4pio2 : xd - c4pio2);
+    return sign ? sin_kernf(-xd - c3pio2) : sin_kernf(xd - c3pio2);
+  }
+  if (ux >= 0x7F800000) return x - x;
+  double y;
+  const int n = rempio2f(x, ux, sign, &y);
+  const float t = n & 1 ? sin_kernf(y) : cos_kernf(y);
+  return (n + 1) & 2 ? -t : t;
+}
+
 /* One loop per op, so each vectorizes without a switch inside. */
 #define UNARY_LOOP(EXPR)                          \
   for (int i = 0; i < n; i++) {                   \
@@ -230,6 +349,8 @@ int duaf_unary(uint8_t* base, int op, uint32_t xo, uint32_t outo, int n, float a
     case OP_RELU: UNARY_LOOP(pmax(v, 0.0f))
     case OP_LEAKY_RELU: UNARY_LOOP(v > 0.0f ? v : v * alpha)
     case OP_SOFTPLUS: UNARY_LOOP(softplus_(v))
+    case OP_SIN: UNARY_LOOP(sin_(v))
+    case OP_COS: UNARY_LOOP(cos_(v))
     case OP_ABS: UNARY_LOOP(fabsf(v))
     case OP_SQUARE: UNARY_LOOP(v * v)
     case OP_SCALE: UNARY_LOOP(v * alpha)
@@ -277,6 +398,8 @@ int duaf_unary_grad(
     case OP_RELU: GRAD_LOOP(v > 0.0f ? gv : 0.0f)
     case OP_LEAKY_RELU: GRAD_LOOP(v > 0.0f ? gv : gv * alpha)
     case OP_SOFTPLUS: GRAD_LOOP(v > 20.0f ? gv : gv * sigmoid_(v))
+    case OP_SIN: GRAD_LOOP(gv * cos_(v))
+    case OP_COS: GRAD_LOOP(-(gv * sin_(v)))
     case OP_ABS: GRAD_LOOP(abs_grad(v, gv))
     case OP_SQUARE: GRAD_LOOP(gv * (v + v))
     case OP_SCALE: GRAD_LOOP(gv * alpha)
@@ -388,6 +511,59 @@ void duaf_ce_block_grad(
     }
     const int32_t t = targets[r] - col_offset;
     if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
+  }
+}
+
+/* ---- DuAF's modality fusion (paper Eq. 7-8) ------------------------------------------------ */
+
+static void tanh_sum(const float* restrict e, const float* restrict t, float* restrict k, int n) {
+  for (int i = 0; i < n; i++) k[i] = tanh_(e[i] + t[i]);
+}
+
+/*
+ * fusion.ts `modalityFusion`, rows [row_begin, row_end): keys = tanh(e_j + t), omega =
+ * softmax_j(scale <key_j, q>), h = sum_j omega_j e_j. The tanh is computed at full width; the
+ * scores then sum key * q in fusion.ts's four lanes (the tail lanes' zeros included) and order.
+ */
+void duaf_modality_fusion(
+    uint8_t* base, uint32_t ptrs, int m, uint32_t to, uint32_t qo, uint32_t ho, uint32_t wo,
+    uint32_t ko, int row_begin, int row_end, int dim, float scale) {
+  const uint32_t* eo = (const uint32_t*)(base + ptrs);
+  const int end = (dim + 3) & ~3;
+  for (int r = row_begin; r < row_end; r++) {
+    const size_t off = (size_t)r * dim;
+    const float* tr = (const float*)(base + to) + off;
+    const float* qr = (const float*)(base + qo) + off;
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float mx = -INFINITY;
+    for (int j = 0; j < m; j++) {
+      const float* ej = (const float*)(base + eo[j]) + off;
+      float* kj = (float*)(base + ko) + (size_t)(r * m + j) * dim;
+      tanh_sum(ej, tr, kj, dim);
+      const float k0 = tanh_(0.0f); /* a tail lane: tanh(0 + 0) times q's 0 */
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int c = 0; c < end; c += 4)
+        for (int l = 0; l < 4; l++) {
+          const int i = c + l;
+          acc[l] = i < dim ? MADD(kj[i], qr[i], acc[l]) : MADD(k0, 0.0f, acc[l]);
+        }
+      const float sj = ((acc[0] + acc[2]) + (acc[1] + acc[3])) * scale;
+      s[j] = sj;
+      mx = wmax(mx, sj);
+    }
+    float ex[4], sum = 0.0f;
+    for (int j = 0; j < 4; j++) ex[j] = exp_bounded(s[j] - mx);
+    for (int j = 0; j < m; j++) sum += ex[j];
+    const float inv = 1.0f / sum;
+    float* wr = (float*)(base + wo) + (size_t)r * m;
+    for (int j = 0; j < m; j++) wr[j] = ex[j] * inv;
+    float* hr = (float*)(base + ho) + off;
+    for (int c = 0; c < dim; c++) hr[c] = 0.0f;
+    for (int j = 0; j < m; j++) {
+      const float* ej = (const float*)(base + eo[j]) + off;
+      const float w = wr[j];
+      for (int c = 0; c < dim; c++) hr[c] = MADD(w, ej[c], hr[c]);
+    }
   }
 }
 
