@@ -6,10 +6,11 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 5;
+export const CPU_KERNELS_ABI = 6;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
+  duaf_cpu_gemm_width: { parameters: [], result: "i32" },
   duaf_unary: {
     parameters: ["pointer", "i32", "u32", "u32", "i32", "f32"],
     result: "i32",

@@ -323,6 +323,14 @@ function gemmDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): 
 }
 
 /**
+ * The vector width (floats) from which the C GEMM takes every product instead of only the small
+ * batched ones: with AVX-512 it ran the Beauty training shapes at 95-112 GFLOP/s on one thread
+ * against OpenBLAS 0.3.21's 75-100 (docs/benchmarks.md); narrower builds leave the large products
+ * to CBLAS, whose kernels for those CPUs this simple tile has not been measured against.
+ */
+const EVERY_GEMM_WIDTH = 16;
+
+/**
  * The kernel replacement for WasmBackend.loadRuntime: loads the library found by
  * cpuKernelLibraryPath, checks it against the wasm kernels on `site`, and says in `status` what
  * runs where (for the backend's description).
@@ -330,23 +338,35 @@ function gemmDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): 
 export function replaceWithCpuKernels(
   site: KernelSite,
   found: { path: string } | { unavailable: string },
-): { replaced: { kernels: KernelExports; library: string } | null; status: string } {
+): {
+  replaced: { kernels: KernelExports; library: string } | null;
+  /** The library's GEMM runs every product (16-float vectors: AVX-512), not only small ones. */
+  everyGemm: boolean;
+  status: string;
+} {
   if ("unavailable" in found) {
-    return { replaced: null, status: `C kernels off (${found.unavailable})` };
+    return { replaced: null, everyGemm: false, status: `C kernels off (${found.unavailable})` };
   }
   let lib: CpuKernelLibrary;
   try {
     lib = openCpuKernels(found.path);
   } catch (e) {
-    return { replaced: null, status: `C kernels off (${e instanceof Error ? e.message : e})` };
+    const why = e instanceof Error ? e.message : e;
+    return { replaced: null, everyGemm: false, status: `C kernels off (${why})` };
   }
   const kernels = withCpuKernels(site.kernels, site.memory, lib);
   const differs = cpuKernelsDiffer(site.kernels, kernels, site.arena);
   if (differs) {
-    return { replaced: null, status: `C kernels off (${differs} differs from wasm on this CPU)` };
+    const status = `C kernels off (${differs} differs from wasm on this CPU)`;
+    return { replaced: null, everyGemm: false, status };
   }
+  const width = lib.symbols.duaf_cpu_gemm_width();
+  const everyGemm = width >= EVERY_GEMM_WIDTH;
+  const gemms = everyGemm ? "GEMM" : "small batched GEMMs";
   return {
     replaced: { kernels, library: found.path },
-    status: `elementwise, cross-entropy rows and small batched GEMMs on C kernels (${found.path})`,
+    everyGemm,
+    status: `elementwise, cross-entropy rows and ${gemms} on C kernels (${width}-float vectors, ` +
+      `${found.path})`,
   };
 }

@@ -1,11 +1,16 @@
 /**
- * The `native` backend: the wasm backend with its GEMM handed to a system CBLAS (OpenBLAS, MKL,
- * BLIS) through Deno FFI. Native sgemm runs ~2.5x faster than the WASM SIMD kernel on the shapes
- * of a training step (docs/backends.md); every other op stays on the wasm kernels, which are
- * memory-bound and gain nothing from native code.
+ * The `native` backend: the wasm backend with its compute-bound kernels run as native code.
  *
- * No copies: tensors live in the wasm arena (a shared WebAssembly.Memory), and BLAS reads and
- * writes them in place through a pointer to that memory's backing store. The pointer is taken
+ * - C kernels built for the host (cpu_kernels.ts, ffi/cpu/kernels.c): the transcendental
+ *   elementwise ops, the cross-entropy rows, dropout, DuAF's fusion and a GEMM, each with its wasm
+ *   twin's bits. With AVX-512 the C GEMM takes every product, and a run gives the wasm backend's
+ *   checkpoints at native speed; with narrower vectors it takes attention's small batched
+ *   products and CBLAS the rest.
+ * - A system CBLAS (OpenBLAS, MKL, BLIS) through Deno FFI for the large products when the C GEMM
+ *   does not take them (no C compiler, or no AVX-512): ~2.5x the wasm GEMM (docs/backends.md).
+ *
+ * No copies: tensors live in the wasm arena (a shared WebAssembly.Memory), and native code reads
+ * and writes them in place through a pointer to that memory's backing store. The pointer is taken
  * again whenever `memory.buffer` changes (after a grow), so it is never stale.
  */
 import { type BackendFactory, type GemmArgs, gemmBatch2, gemmLd, gemmSpans } from "../backend.ts";
@@ -36,13 +41,19 @@ export class NativeBackend extends WasmBackend {
   readonly blas: Blas;
   /** Where the elementwise and cross-entropy row kernels run, and why (for logs). */
   readonly cpuKernels: string;
+  /**
+   * Every GEMM runs on the kernel GEMM (the C kernels' AVX-512 build) instead of CBLAS: every op
+   * then has the wasm kernels' bits, so a run gives the wasm backend's checkpoints.
+   */
+  readonly kernelGemm: boolean;
   #buffer: ArrayBufferLike | null = null;
   #base: Deno.PointerObject | null = null;
 
-  protected constructor(rt: WasmRuntime, blas: Blas, cpuKernels: string) {
+  protected constructor(rt: WasmRuntime, blas: Blas, cpuKernels: string, kernelGemm: boolean) {
     super(rt);
     this.blas = blas;
     this.cpuKernels = cpuKernels;
+    this.kernelGemm = kernelGemm;
   }
 
   /** Loads a CBLAS and the wasm runtime; a reason instead of a backend when no CBLAS loads. */
@@ -56,23 +67,26 @@ export class NativeBackend extends WasmBackend {
     const variant = opts.variant ?? (runtimeHasRelaxedSimd() ? "relaxed" : "simd");
     const found = await cpuKernelLibraryPath(variant);
     let status = "";
+    let everyGemm = false;
     const rt = await WasmBackend.loadRuntime({
       ...opts,
       variant,
       replaceKernels: (site) => {
         const r = replaceWithCpuKernels(site, found);
         status = r.status;
+        everyGemm = r.everyGemm;
         return r.replaced;
       },
     });
-    return new NativeBackend(rt, blas, status);
+    return new NativeBackend(rt, blas, status, everyGemm);
   }
 
   /** One line for logs: the BLAS in use and how the wasm kernels run. */
   get description(): string {
     const t = this.blas.threads();
-    return `${this.blas.description} (${this.blas.library}${t ? `, ${t} threads` : ""}); ` +
-      `${this.cpuKernels}; other ops on wasm (${this.variant} SIMD, ${this.threads} threads)`;
+    const blas = `${this.blas.description} (${this.blas.library}${t ? `, ${t} threads` : ""})`;
+    return `${this.kernelGemm ? "" : `${blas}; `}${this.cpuKernels}; ` +
+      `other ops on wasm (${this.variant} SIMD, ${this.threads} threads)`;
   }
 
   /** Address of byte 0 of the arena, re-derived after the memory grows. */
@@ -91,7 +105,7 @@ export class NativeBackend extends WasmBackend {
     const { m, n, k, batch } = g;
     if (m === 0 || n === 0 || batch === 0) return;
     // k = 0 is C = beta*C; CBLAS rejects lda = 0, so the wasm kernel does it.
-    if (k === 0) return super.gemm(g);
+    if (k === 0 || this.kernelGemm) return super.gemm(g);
     const inner = gemmBatch2(g);
     // Many small products (attention's, one per sequence and head): one CBLAS call each costs
     // more than its arithmetic, so the kernel GEMM (C when built, else wasm) takes the whole batch

@@ -28,7 +28,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 5
+#define ABI_VERSION 6
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -601,6 +601,7 @@ void duaf_dropout(uint8_t* base, uint32_t xo, uint32_t outo, int n, int threshol
 #define KC 256
 #define PACK_B_FLOATS 65536
 #define MB 6 /* rows of a register tile, each sharing the tile's loaded B vector */
+#define MC 96 /* rows of a cache block (a multiple of MB) */
 
 #if defined(__AVX512F__) && (defined(__FMA__) || !DUAF_FUSED_MADD)
 #include <immintrin.h>
@@ -714,23 +715,32 @@ static void gemm_one(
         bk = b + (size_t)pc * ldb + jc;
         bstride = (size_t)ldb;
       }
-      for (int j0 = 0; j0 < ncur; j0 += VW) {
-        const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
-        const float* bj = bk + j0;
-        int i = r0;
-        for (; i + MB <= r1; i += MB) {
-          gemm_tile(MB, a + (size_t)i * rs + (size_t)pc * ks, rs, ks, bj, bstride, kc,
-                    c + (size_t)i * ldc + jc + j0, (size_t)ldc, m, scaled, alpha, add);
-        }
+      /* Six rows at a time across the chunk's columns: each row of C is written front to back
+         and the chunk of B stays in cache. */
+      int i = r0;
+      for (; i + MB <= r1; i += MB) {
         const float* ap = a + (size_t)i * rs + (size_t)pc * ks;
-        float* ci = c + (size_t)i * ldc + jc + j0;
-        switch (r1 - i) {
-          case 5: gemm_tile(5, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
-          case 4: gemm_tile(4, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
-          case 3: gemm_tile(3, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
-          case 2: gemm_tile(2, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
-          case 1: gemm_tile(1, ap, rs, ks, bj, bstride, kc, ci, ldc, m, scaled, alpha, add); break;
-          default: break;
+        float* ci = c + (size_t)i * ldc + jc;
+        for (int j0 = 0; j0 < ncur; j0 += VW) {
+          const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
+          gemm_tile(MB, ap, rs, ks, bk + j0, bstride, kc, ci + j0, (size_t)ldc, m, scaled, alpha, add);
+        }
+      }
+      if (i < r1) {
+        const float* ap = a + (size_t)i * rs + (size_t)pc * ks;
+        float* ci = c + (size_t)i * ldc + jc;
+        for (int j0 = 0; j0 < ncur; j0 += VW) {
+          const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
+          const float* bj = bk + j0;
+          float* cj = ci + j0;
+          switch (r1 - i) {
+            case 5: gemm_tile(5, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
+            case 4: gemm_tile(4, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
+            case 3: gemm_tile(3, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
+            case 2: gemm_tile(2, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
+            case 1: gemm_tile(1, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
+            default: break;
+          }
         }
       }
     }
@@ -756,3 +766,6 @@ void duaf_gemm(
 }
 
 int duaf_cpu_abi(void) { return ABI_VERSION; }
+
+/* Floats per vector in the GEMM's register tile: 16 with AVX-512, 8 with AVX2, 1 without. */
+int duaf_cpu_gemm_width(void) { return VW; }
