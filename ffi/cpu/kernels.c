@@ -702,19 +702,24 @@ static void gemm_one(
     if (nc < VW) nc = VW;
     for (int jc = c0; jc < c1; jc += nc) {
       const int ncur = c1 - jc < nc ? c1 - jc : nc;
-      /* B(pc + kk, jc + j) at bk[kk * bstride + j]. */
-      const float* bk;
-      size_t bstride;
+      /* B(pc + kk, jc + j0 + jj) at panel(j0)[kk * bstride + jj]: B's rows in place, or for a
+         transposed B, panels of VW columns copied k-major (each panel's kc vectors back to back;
+         rows of the whole chunk would put vectors a multiple of 4 KiB apart, all in one L1 set). */
+      const float* bk = b + (size_t)pc * ldb + jc;
+      size_t bstride = (size_t)ldb;
       if (trans_b) {
-        for (int kk = 0; kk < kc; kk++)
-          for (int j = 0; j < ncur; j++)
-            pack[(size_t)kk * ncur + j] = b[(size_t)(jc + j) * ldb + pc + kk];
+        for (int j0 = 0; j0 < ncur; j0 += VW) {
+          float* panel = pack + (size_t)j0 * kc;
+          const int w = ncur - j0 < VW ? ncur - j0 : VW;
+          for (int jj = 0; jj < w; jj++) {
+            const float* src = b + (size_t)(jc + j0 + jj) * ldb + pc;
+            for (int kk = 0; kk < kc; kk++) panel[(size_t)kk * VW + jj] = src[kk];
+          }
+        }
         bk = pack;
-        bstride = (size_t)ncur;
-      } else {
-        bk = b + (size_t)pc * ldb + jc;
-        bstride = (size_t)ldb;
+        bstride = VW;
       }
+#define PANEL(j0) (trans_b ? bk + (size_t)(j0) * kc : bk + (j0))
       /* Six rows at a time across the chunk's columns: each row of C is written front to back
          and the chunk of B stays in cache. */
       int i = r0;
@@ -723,7 +728,7 @@ static void gemm_one(
         float* ci = c + (size_t)i * ldc + jc;
         for (int j0 = 0; j0 < ncur; j0 += VW) {
           const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
-          gemm_tile(MB, ap, rs, ks, bk + j0, bstride, kc, ci + j0, (size_t)ldc, m, scaled, alpha, add);
+          gemm_tile(MB, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)ldc, m, scaled, alpha, add);
         }
       }
       if (i < r1) {
@@ -731,7 +736,7 @@ static void gemm_one(
         float* ci = c + (size_t)i * ldc + jc;
         for (int j0 = 0; j0 < ncur; j0 += VW) {
           const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
-          const float* bj = bk + j0;
+          const float* bj = PANEL(j0);
           float* cj = ci + j0;
           switch (r1 - i) {
             case 5: gemm_tile(5, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
@@ -743,6 +748,7 @@ static void gemm_one(
           }
         }
       }
+#undef PANEL
     }
   }
 }
