@@ -109,10 +109,20 @@ Deno.test({
 });
 
 Deno.test("native: the factory falls back cleanly when no CBLAS loads", async () => {
-  const r = await NativeBackend.open({ blasPath: "/nonexistent/libopenblas.so.0" });
+  const blasPath = "/nonexistent/libopenblas.so.0";
+  const r = await NativeBackend.open({ blasPath, cpuKernels: "off" });
   assert.ok("unavailable" in r);
   assert.match(r.unavailable, /did not load/);
   assert.ok(!r.unavailable.includes("\n"));
+  // With the C kernels it runs only if their GEMM takes every product (AVX-512).
+  const c = await NativeBackend.open({ blasPath, threads: 1 });
+  if ("unavailable" in c) {
+    assert.match(c.unavailable, /did not load.*(C kernels off|do not take every GEMM)/);
+  } else {
+    assert.ok(c.kernelGemm && c.blas === null);
+    assert.doesNotMatch(c.description, /BLAS/);
+    c.dispose();
+  }
   const none = openBlas({ candidates: ["libduaf-no-such-blas.so"] });
   assert.ok("unavailable" in none);
   assert.match(none.unavailable, /^no CBLAS found .*DUAF_BLAS/);

@@ -25,8 +25,8 @@ import type { KernelSite } from "./wasm/wasm_backend.ts";
 /** The library to use for this kernel variant, or why there is none. */
 export async function cpuKernelLibraryPath(
   variant: KernelVariant,
+  setting = (envVar("DUAF_CPU_KERNELS") ?? "auto").trim(),
 ): Promise<{ path: string } | { unavailable: string }> {
-  const setting = (envVar("DUAF_CPU_KERNELS") ?? "auto").trim();
   if (setting === "off" || setting === "0") return { unavailable: "DUAF_CPU_KERNELS=off" };
   if (setting !== "auto" && setting !== "") return { path: setting };
   try {

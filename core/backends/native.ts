@@ -34,11 +34,14 @@ export interface NativeBackendOptions extends WasmBackendOptions {
   blasPath?: string;
   /** BLAS threads (default $DUAF_BLAS_THREADS, else the library's own default). */
   blasThreads?: number;
+  /** The C kernels: "auto" (build on first use), "off", or a library path (default $DUAF_CPU_KERNELS). */
+  cpuKernels?: string;
 }
 
 export class NativeBackend extends WasmBackend {
   override readonly name: string = "native";
-  readonly blas: Blas;
+  /** The CBLAS for the products the C GEMM does not take; null when it takes all of them. */
+  readonly blas: Blas | null;
   /** Where the elementwise and cross-entropy row kernels run, and why (for logs). */
   readonly cpuKernels: string;
   /**
@@ -49,7 +52,12 @@ export class NativeBackend extends WasmBackend {
   #buffer: ArrayBufferLike | null = null;
   #base: Deno.PointerObject | null = null;
 
-  protected constructor(rt: WasmRuntime, blas: Blas, cpuKernels: string, kernelGemm: boolean) {
+  protected constructor(
+    rt: WasmRuntime,
+    blas: Blas | null,
+    cpuKernels: string,
+    kernelGemm: boolean,
+  ) {
     super(rt);
     this.blas = blas;
     this.cpuKernels = cpuKernels;
@@ -60,12 +68,17 @@ export class NativeBackend extends WasmBackend {
   static async open(
     opts: NativeBackendOptions = {},
   ): Promise<NativeBackend | { unavailable: string }> {
-    const blas = openBlas({ path: opts.blasPath });
-    if ("unavailable" in blas) return blas;
+    const opened = openBlas({ path: opts.blasPath });
+    const blas = "unavailable" in opened ? null : opened;
     const threads = opts.blasThreads ?? envInt("DUAF_BLAS_THREADS");
-    if (threads !== undefined) blas.setThreads(threads);
+    if (blas && threads !== undefined) blas.setThreads(threads);
     const variant = opts.variant ?? (runtimeHasRelaxedSimd() ? "relaxed" : "simd");
-    const found = await cpuKernelLibraryPath(variant);
+    const found = await cpuKernelLibraryPath(variant, opts.cpuKernels);
+    // Without a CBLAS the backend still runs when the C GEMM takes every product.
+    if (!blas && "unavailable" in found) {
+      const why = (opened as { unavailable: string }).unavailable;
+      return { unavailable: `${why}; C kernels off (${found.unavailable})` };
+    }
     let status = "";
     let everyGemm = false;
     const rt = await WasmBackend.loadRuntime({
@@ -78,14 +91,22 @@ export class NativeBackend extends WasmBackend {
         return r.replaced;
       },
     });
+    if (!blas && !everyGemm) {
+      rt.thread?.stop();
+      const why = (opened as { unavailable: string }).unavailable;
+      return { unavailable: `${why}; and the C kernels do not take every GEMM (${status})` };
+    }
     return new NativeBackend(rt, blas, status, everyGemm);
   }
 
   /** One line for logs: the BLAS in use and how the wasm kernels run. */
   get description(): string {
-    const t = this.blas.threads();
-    const blas = `${this.blas.description} (${this.blas.library}${t ? `, ${t} threads` : ""})`;
-    return `${this.kernelGemm ? "" : `${blas}; `}${this.cpuKernels}; ` +
+    const b = this.blas;
+    const t = b?.threads();
+    const blas = b && !this.kernelGemm
+      ? `${b.description} (${b.library}${t ? `, ${t} threads` : ""}); `
+      : "";
+    return `${blas}${this.cpuKernels}; ` +
       `other ops on wasm (${this.variant} SIMD, ${this.threads} threads)`;
   }
 
@@ -122,7 +143,7 @@ export class NativeBackend extends WasmBackend {
     const at = (byte: number) => Deno.UnsafePointer.offset(base, byte);
     for (let i = 0; i < batch; i++) {
       for (let j = 0; j < inner.n; j++) {
-        this.blas.sgemm(
+        this.blas!.sgemm(
           g.transA,
           g.transB,
           m,
