@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 6;
+export const CPU_KERNELS_ABI = 7;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -34,6 +34,18 @@ const SYMBOLS = {
       ...["i32", "i32", "i32", "i32", "u32"], // rowBegin, rowEnd, colBegin, colEnd, scratch
     ],
     result: "void",
+  },
+  duaf_masked_softmax: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "i32", "i32", "f32"], // x, mask, out, rows, cols, scale
+      ...["i32", "i32", "i32", "i32", "i32", "i32", "i32"], // hasMask, heads, q, sb, sh, sq, rowBegin
+    ],
+    result: "void",
+  },
+  duaf_rank_rows: {
+    parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "i32", "i32"],
+    result: "i32",
   },
   duaf_modality_fusion: {
     parameters: [

@@ -216,6 +216,88 @@ Deno.test({
 });
 
 Deno.test({
+  name: "cpu kernels: attention softmax and full-ranking ranks, the wasm kernel's bits",
+  ignore,
+  async fn() {
+    const rt = await runtime();
+    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const rng = new Rng(17);
+    const f = () => rt.arena.f32;
+    // [b, heads, q, cols] rows with masks broadcast as [b, 1, q, cols] or [b, 1, 1, cols].
+    for (
+      const [b, heads, q, cols, perQuery] of [[4, 2, 50, 50, 1], [3, 3, 9, 9, 0], [2, 1, 5, 700, 1]]
+    ) {
+      const rows = b * heads * q, n = rows * cols;
+      const maskRows = b * (perQuery ? q : 1);
+      const bytes = 4 * (3 * n + maskRows * cols);
+      const p = rt.arena.alloc(bytes);
+      const x = p, outs = [x + 4 * n, x + 8 * n], mask = x + 12 * n;
+      for (let i = 0; i < n; i++) f()[(x >> 2) + i] = 3 * rng.normal();
+      for (let i = 0; i < maskRows * cols; i++) {
+        f()[(mask >> 2) + i] = rng.uniform() < 0.2 ? -1e9 : 0;
+      }
+      const [sb, sh, sq] = perQuery ? [q, 0, 1] : [1, 0, 0];
+      for (const hasMask of [1, 0]) {
+        const half = rows >> 1; // a second thread's share starts part-way: rowBegin
+        [rt.kernels, c].forEach((k, i) => {
+          k.maskedSoftmax(x, mask, outs[i], half, cols, 0.125, hasMask, heads, q, sb, sh, sq, 0);
+          const o = 4 * half * cols;
+          k.maskedSoftmax(
+            x + o,
+            mask,
+            outs[i] + o,
+            rows - half,
+            cols,
+            0.125,
+            hasMask,
+            heads,
+            q,
+            sb,
+            sh,
+            sq,
+            half,
+          );
+        });
+        assertSameBits(
+          rt.arena.f32,
+          outs[0],
+          outs[1],
+          n,
+          `maskedSoftmax ${b}x${heads}x${q}x${cols} mask ${hasMask}`,
+        );
+      }
+      rt.arena.free(p, bytes);
+    }
+    for (const [rows, cols] of [[17, 12102], [5, 3], [40, 1001]]) {
+      const n = rows * cols, ex = 3 * rows;
+      const bytes = 4 * (n + rows + (rows + 1) + ex + 2 * rows);
+      const p = rt.arena.alloc(bytes);
+      const x = p, tgt = x + 4 * n, off = tgt + 4 * rows, exc = off + 4 * (rows + 1);
+      const outs = [exc + 4 * ex, exc + 4 * ex + 4 * rows];
+      for (let i = 0; i < n; i++) f()[(x >> 2) + i] = Math.round(4 * rng.normal()) / 4; // ties
+      for (let r = 0; r < rows; r++) {
+        rt.arena.i32[(tgt >> 2) + r] = rng.int(cols);
+        rt.arena.i32[(off >> 2) + r] = 3 * r;
+        for (let e = 0; e < 3; e++) rt.arena.i32[(exc >> 2) + 3 * r + e] = rng.int(cols);
+      }
+      rt.arena.i32[(off >> 2) + rows] = ex;
+      const got = [rt.kernels, c].map((k, i) => {
+        const bad = k.rankRows(x, tgt, off, exc, outs[i], rows, cols);
+        return [bad, ...rt.arena.i32.subarray(outs[i] >> 2, (outs[i] >> 2) + rows)];
+      });
+      assert.deepEqual(got[1], got[0], `rankRows ${rows}x${cols}`);
+      // An out-of-range target is reported, not read.
+      rt.arena.i32[(tgt >> 2) + 2] = cols;
+      assert.equal(
+        c.rankRows(x, tgt, off, exc, outs[1], rows, cols),
+        rt.kernels.rankRows(x, tgt, off, exc, outs[0], rows, cols),
+      );
+      rt.arena.free(p, bytes);
+    }
+  },
+});
+
+Deno.test({
   name: "cpu kernels: the start-up check refuses a library that rounds differently",
   ignore,
   async fn() {

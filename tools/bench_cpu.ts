@@ -5,6 +5,7 @@
  *
  * - elementwise: exp, tanh, GELU and its gradient, sin, dropout over 4 Mi floats (ns an element);
  * - the cross-entropy block rows over [2048 x 12102] logits (a Beauty step's);
+ * - the attention softmax of a prefix batch's scores, and the full-ranking ranks of 2048 users;
  * - GEMM on a Beauty step's shapes (d = 64, 12,102 items): the dense products, the
  *   full-catalogue logits and their gradients, and attention's per-head products of a prefix
  *   batch (312 sequences of 46 positions, 2 heads of 32) as one batched call.
@@ -145,6 +146,51 @@ console.log("|---|---|---|---|---|");
   for (const [p, bytes] of [[src, 4 * n], [xa, 4 * n], [xb, 4 * n], [small, 4 * rows * 12]]) {
     arena.free(p, bytes);
   }
+}
+
+console.log("\n| rows, one thread | wasm ms | C ms | wasm / C | bits |");
+console.log("|---|---|---|---|---|");
+{
+  // Attention softmax of a prefix batch's scores (312 sequences, 2 heads, 46 positions) with a
+  // [B, 1, L, L] mask; full-ranking ranks of 2048 users' targets among 12,102 items.
+  const [b, heads, len] = [312, 2, 46];
+  const n = b * heads * len * len, maskN = b * len * len;
+  const x = arena.alloc(4 * n), mask = arena.alloc(4 * maskN);
+  const oa = arena.alloc(4 * n), ob = arena.alloc(4 * n);
+  fillNormal(x, n, 2);
+  for (let i = 0; i < maskN; i++) {
+    arena.f32[(mask >> 2) + i] = (i % len) > ((i / len | 0) % len) ? -1e9 : 0;
+  }
+  const sm = (k: KernelExports, o: number) => () =>
+    k.maskedSoftmax(x, mask, o, b * heads * len, len, 0.17, 1, heads, len, len, 0, 1, 0);
+  const [a, c2] = time([sm(wasm, oa), sm(c, ob)]);
+  const d = differing(oa, ob, n);
+  console.log(
+    `| attention softmax, [312 x 2 x 46 x 46], causal mask | ${a.toFixed(2)} | ${c2.toFixed(2)} | ${
+      (a / c2).toFixed(1)
+    }x | ${d ? `${d} differ` : "same"} |`,
+  );
+  for (const [ptr, bytes] of [[x, n], [mask, maskN], [oa, n], [ob, n]]) arena.free(ptr, 4 * bytes);
+  const rows = 2048, cols = 12102;
+  const scores = arena.alloc(4 * rows * cols), ints = arena.alloc(4 * (4 * rows + 1));
+  fillNormal(scores, rows * cols, 1);
+  const tgt = ints, off = tgt + 4 * rows, ra = off + 4 * (rows + 1), rb = ra + 4 * rows;
+  for (let r = 0; r < rows; r++) {
+    arena.i32[(tgt >> 2) + r] = rng.int(cols);
+    arena.i32[(off >> 2) + r] = 0;
+  }
+  arena.i32[(off >> 2) + rows] = 0;
+  const rank = (k: KernelExports, o: number) => () =>
+    k.rankRows(scores, tgt, off, off, o, rows, cols);
+  const [ta, tb] = time([rank(wasm, ra), rank(c, rb)]);
+  const dr = differing(ra, rb, rows);
+  console.log(
+    `| full-ranking ranks, [2048 x 12102] | ${ta.toFixed(2)} | ${tb.toFixed(2)} | ${
+      (ta / tb).toFixed(1)
+    }x | ${dr ? `${dr} differ` : "same"} |`,
+  );
+  arena.free(scores, 4 * rows * cols);
+  arena.free(ints, 4 * (4 * rows + 1));
 }
 
 console.log(

@@ -82,6 +82,12 @@ export function withCpuKernels(
     modalityFusion(...args) {
       s.duaf_modality_fusion(at(), ...args);
     },
+    maskedSoftmax(...args) {
+      s.duaf_masked_softmax(at(), ...args);
+    },
+    rankRows(...args) {
+      return s.duaf_rank_rows(at(), ...args);
+    },
   };
 }
 
@@ -220,7 +226,57 @@ export function cpuKernelsDiffer(
         }
       }
     }
-    return gemmDiffers(wasm, native, arena) ?? fusionDiffers(wasm, native, arena);
+    return gemmDiffers(wasm, native, arena) ?? fusionDiffers(wasm, native, arena) ??
+      attentionDiffers(wasm, native, arena);
+  } finally {
+    arena.free(p, bytes);
+  }
+}
+
+/**
+ * The attention softmax with a [B, 1, L, L] mask and without one, on rows of 50 and 7 (tails),
+ * and the rank of each row's target with excluded columns.
+ */
+function attentionDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
+  const [b, heads, len] = [3, 2, 50];
+  const n = b * heads * len * len, maskN = b * len * len;
+  const bytes = 4 * (n + maskN + 2 * n + 5 * 64);
+  const p = arena.alloc(bytes);
+  try {
+    const x = p, mask = x + 4 * n, outs = [mask + 4 * maskN, mask + 4 * maskN + 4 * n];
+    const ints = outs[1] + 4 * n;
+    arena.f32.set(probeInputs(40 + n).subarray(40), x >> 2);
+    for (let i = 0; i < maskN; i++) arena.f32[(mask >> 2) + i] = i % 7 === 3 ? -1e9 : 0;
+    for (const cols of [len, 7]) {
+      const rows = Math.floor(n / cols);
+      for (const hasMask of [1, 0]) {
+        [wasm, native].forEach((k, i) => {
+          // For rows of 7 the mask rows are read as [.., 1, 1, cols] (sb = 1): every row the same.
+          const [q, sb] = cols === len ? [len, len] : [1, 1];
+          k.maskedSoftmax(x, mask, outs[i], rows, cols, 0.17, hasMask, heads, q, sb, 0, 1, 0);
+        });
+        const view = (o: number) => arena.f32.subarray(o >> 2, (o >> 2) + n);
+        if (firstDifference(view(outs[0]), view(outs[1])) >= 0) {
+          return `maskedSoftmax (cols ${cols}, mask ${hasMask})`;
+        }
+      }
+    }
+    // rankRows over 30 rows of 400 scores: targets, and two excluded columns a row.
+    const rows = 30, cols = 400;
+    const tgt = ints, off = tgt + 4 * rows, exc = off + 4 * (rows + 1), res = exc + 4 * 2 * rows;
+    for (let r = 0; r < rows; r++) {
+      arena.i32[(tgt >> 2) + r] = (r * 37) % cols;
+      arena.i32[(off >> 2) + r] = 2 * r;
+      arena.i32[(exc >> 2) + 2 * r] = (r * 53) % cols;
+      arena.i32[(exc >> 2) + 2 * r + 1] = (r * 37) % cols;
+    }
+    arena.i32[(off >> 2) + rows] = 2 * rows;
+    const ranks = [wasm, native].map((k) => {
+      const bad = k.rankRows(x, tgt, off, exc, res, rows, cols);
+      return [bad, ...arena.i32.subarray(res >> 2, (res >> 2) + rows)].join(",");
+    });
+    if (ranks[0] !== ranks[1]) return "rankRows";
+    return null;
   } finally {
     arena.free(p, bytes);
   }

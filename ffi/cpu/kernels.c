@@ -28,7 +28,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 6
+#define ABI_VERSION 7
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -512,6 +512,96 @@ void duaf_ce_block_grad(
     const int32_t t = targets[r] - col_offset;
     if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
   }
+}
+
+/* ---- attention softmax ---------------------------------------------------------------------- */
+
+/* One row's logits f32(f32(x * scale) + mask), as rows.ts logitsV rounds them. */
+static void masked_logits(const float* x, const float* mrow, float* z, int n, float scale) {
+  if (mrow)
+    for (int i = 0; i < n; i++) z[i] = x[i] * scale + mrow[i];
+  else
+    for (int i = 0; i < n; i++) z[i] = x[i] * scale;
+}
+
+/*
+ * rows.ts `maskedSoftmax`: softmax(x * scale + mask) per row, row r of rowBegin + rows counted as
+ * [a, heads, q] with its mask row at (i * sb + j * sh + k * sq) rows into mask. The maximum and
+ * the sum of exponentials in the wasm kernel's four lanes and order; the exponentials at full
+ * width.
+ */
+void duaf_masked_softmax(
+    uint8_t* base, uint32_t xo, uint32_t mo, uint32_t oo, int rows, int cols, float scale,
+    int has_mask, int heads, int q, int sb, int sh, int sq, int row_begin) {
+  const int nv = cols & ~3;
+  float zbuf[CHUNK];
+  for (int r = 0; r < rows; r++) {
+    const float* xr = (const float*)(base + xo) + (size_t)r * cols;
+    float* orow = (float*)(base + oo) + (size_t)r * cols;
+    const int ra = row_begin + r;
+    const int k = ra % q, j = (ra / q) % heads, i = ra / (q * heads);
+    const float* mr =
+        has_mask ? (const float*)(base + mo) + (size_t)(i * sb + j * sh + k * sq) * cols : 0;
+    /* The logits go to `orow` first (x and out may be the same row: each is read once, here). */
+    float vm[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    float m = -INFINITY;
+    for (int c0 = 0; c0 < cols; c0 += CHUNK) {
+      const int len = cols - c0 < CHUNK ? cols - c0 : CHUNK;
+      masked_logits(xr + c0, mr ? mr + c0 : 0, zbuf, len, scale);
+      memcpy(orow + c0, zbuf, sizeof(float) * len);
+    }
+    for (int c = 0; c < nv; c += 4)
+      for (int l = 0; l < 4; l++) vm[l] = pmax(vm[l], orow[c + l]);
+    m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
+    for (int c = nv; c < cols; c++) m = wmax(m, orow[c]);
+    float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int c0 = 0; c0 < nv; c0 += CHUNK) {
+      const int len = nv - c0 < CHUNK ? nv - c0 : CHUNK;
+      shifted_exp_in_place(orow + c0, len, m);
+      lane_sums(orow + c0, len, s4);
+    }
+    float s = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+    for (int c = nv; c < cols; c++) {
+      orow[c] = exp_bounded(orow[c] - m);
+      s += orow[c];
+    }
+    const float inv = 1.0f / s;
+    for (int c = 0; c < cols; c++) orow[c] = orow[c] * inv;
+  }
+}
+
+/* ---- ranking -------------------------------------------------------------------------------- */
+
+/*
+ * indexing.ts `rankRows`: per row, how many columns score at least the target's, the target and
+ * its excluded columns other than itself not counted. Counts are exact in any order. Returns the
+ * first out-of-range target (or rows + the first out-of-range excluded column), else -1.
+ */
+int duaf_rank_rows(
+    uint8_t* base, uint32_t xo, uint32_t to, uint32_t eo, uint32_t co, uint32_t oo, int rows,
+    int cols) {
+  const int32_t* targets = (const int32_t*)(base + to);
+  const int32_t* ex_off = (const int32_t*)(base + eo);
+  const int32_t* ex_cols = (const int32_t*)(base + co);
+  int32_t* out = (int32_t*)(base + oo);
+  for (int r = 0; r < rows; r++)
+    if ((uint32_t)targets[r] >= (uint32_t)cols) return r;
+  for (int e = 0; e < ex_off[rows]; e++)
+    if ((uint32_t)ex_cols[e] >= (uint32_t)cols) return rows + e;
+  for (int r = 0; r < rows; r++) {
+    const float* row = (const float*)(base + xo) + (size_t)r * cols;
+    const int32_t t = targets[r];
+    const float sv = row[t];
+    int32_t n = 0;
+    for (int c = 0; c < cols; c++) n += row[c] >= sv;
+    n--;
+    for (int e = ex_off[r]; e < ex_off[r + 1]; e++) {
+      const int32_t c = ex_cols[e];
+      if (c != t && row[c] >= sv) n--;
+    }
+    out[r] = n;
+  }
+  return -1;
 }
 
 /* ---- DuAF's modality fusion (paper Eq. 7-8) ------------------------------------------------ */
