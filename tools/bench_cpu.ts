@@ -10,7 +10,7 @@
  *   full-catalogue logits and their gradients, and attention's per-head products of a prefix
  *   batch (312 sequences of 46 positions, 2 heads of 32) as one batched call.
  *
- *   deno task bench cpu [--rounds 7]
+ *   deno task bench cpu [--rounds 7] [--lib PATH]
  */
 import { parseArgs } from "node:util";
 import { buildCpuKernels } from "../ffi/cpu/build.ts";
@@ -24,13 +24,15 @@ import { cpuModel } from "./measure.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { rounds: { type: "string", default: "7" } },
+  options: { rounds: { type: "string", default: "7" }, lib: { type: "string" } },
 });
 const rounds = Number(values.rounds);
 
 const rt = await WasmBackend.loadRuntime({ threads: 1 });
 const wasm = rt.kernels;
-const libPath = await buildCpuKernels({ fused: rt.variant === "relaxed", quiet: true });
+// --lib: another build of kernels.c (e.g. one compiled without AVX-512), instead of this host's.
+const libPath = values.lib ??
+  await buildCpuKernels({ fused: rt.variant === "relaxed", quiet: true });
 const c = withCpuKernels(wasm, rt.memory, openCpuKernels(libPath));
 const blas = openBlas();
 if ("unavailable" in blas) throw new Error(`no CBLAS: ${blas.unavailable}`);

@@ -380,9 +380,9 @@ function gemmDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): 
 
 /**
  * The vector width (floats) from which the C GEMM takes every product instead of only the small
- * batched ones: with AVX-512 it ran the Beauty training shapes at 95-112 GFLOP/s on one thread
- * against OpenBLAS 0.3.21's 75-100 (docs/benchmarks.md); narrower builds leave the large products
- * to CBLAS, whose kernels for those CPUs this simple tile has not been measured against.
+ * batched ones: with AVX-512 it ran the Beauty training shapes at 88-110 GFLOP/s on one thread
+ * against OpenBLAS 0.3.21's 70-98; the same source built for AVX2 ran them at 0.6-0.9x of OpenBLAS
+ * (docs/benchmarks.md), so narrower builds leave the large products to CBLAS.
  */
 const EVERY_GEMM_WIDTH = 16;
 
