@@ -90,6 +90,16 @@ Deno.test("gradcheck: matmul in every transpose, batched and with a shared weigh
     [{ shape: [2, 3, 4] }, { shape: [5, 4] }],
     ([x, w]) => op.matmul(x, w, false, true),
   );
+  // A 2-D left factor shared by every batch element, in every transpose.
+  for (const ta of [false, true]) {
+    for (const tb of [false, true]) {
+      gradCheck(
+        `shared left ${ta}${tb}`,
+        [{ shape: ta ? [4, 3] : [3, 4] }, { shape: tb ? [2, 5, 4] : [2, 4, 5] }],
+        ([w, x]) => op.matmul(w, x, ta, tb),
+      );
+    }
+  }
 });
 
 Deno.test("gradcheck: reductions and shape ops", () => {

@@ -26,13 +26,16 @@ function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
   }
   const aBatch = a.shape.slice(0, -2);
   const bBatch = b.shape.slice(0, -2);
+  // A 2-D a is shared by every batch element of b (a fixed left factor: a causal mean's weights).
+  const batchDims = aBatch.length ? aBatch : bBatch;
   if (
-    bBatch.length && (bBatch.length !== aBatch.length || bBatch.some((d, i) => d !== aBatch[i]))
+    aBatch.length && bBatch.length &&
+    (bBatch.length !== aBatch.length || bBatch.some((d, i) => d !== aBatch[i]))
   ) {
     throw new Error(`matmul: batch dims [${aBatch}] and [${bBatch}] differ`);
   }
-  const batch = aBatch.reduce((p, d) => p * d, 1);
-  return { batch, m, n, k, outShape: [...aBatch, m, n] };
+  const batch = batchDims.reduce((p, d) => p * d, 1);
+  return { batch, m, n, k, outShape: [...batchDims, m, n] };
 }
 
 /** Raw gemm into a new tensor; b may be unbatched (shared across a's batch). */
@@ -45,13 +48,14 @@ function gemm(
   out = empty(p.outShape),
   beta: 0 | 1 = 0,
 ): Tensor {
+  const aShared = a.rank === 2 && p.batch > 1;
   const bShared = b.rank === 2 && p.batch > 1;
   a.backend.gemm(
     gemmArgs(a.storage, b.storage, out.storage, p.m, p.n, p.k, {
       transA,
       transB,
       batch: p.batch,
-      strideA: p.m * p.k,
+      strideA: aShared ? 0 : p.m * p.k,
       strideB: bShared ? 0 : p.k * p.n,
       strideC: p.m * p.n,
       beta,
@@ -62,7 +66,8 @@ function gemm(
 
 /**
  * op(a) @ op(b) over the trailing two dims. a: [..., M, K] (or [..., K, M] with transA);
- * b: same batch dims as a, or 2-D (a weight shared by every batch element).
+ * b: same batch dims as a, or 2-D (a weight shared by every batch element); or a 2-D a shared
+ * by every batch element of b.
  */
 export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
   // A shared 2-D weight with an untransposed batched a is one big 2-D gemm: fold the batch.
@@ -82,7 +87,9 @@ function matmulBatched(a: Tensor, b: Tensor, transA: boolean, transB: boolean): 
   return record(out, "matmul", [a, b], (g) => {
     let da: Tensor | null = null;
     let db: Tensor | null = null;
-    if (a.requiresGrad) {
+    if (a.requiresGrad && a.rank === 2 && p.batch > 1) {
+      da = sharedGrad(g, b, transA, transB, p, a.shape);
+    } else if (a.requiresGrad) {
       // C = op(A) op(B): d op(A) = dC op(B)^T; stored A is op(A) or its transpose.
       da = transA
         ? gemm(b, g, transB, true, { ...p, m: p.k, n: p.m, k: p.n, outShape: [...a.shape] })
@@ -95,6 +102,41 @@ function matmulBatched(a: Tensor, b: Tensor, transA: boolean, transB: boolean): 
     }
     return [da, db];
   });
+}
+
+/**
+ * The gradient of a 2-D left factor shared by every batch element: the sum over elements of
+ * dC[i] op(B[i])^T (stored transposed with transA), one GEMM per element accumulating in order
+ * (one batched call could split the elements, and their sum, across threads).
+ */
+function sharedGrad(
+  g: Tensor,
+  b: Tensor,
+  transA: boolean,
+  transB: boolean,
+  p: Plan,
+  shape: readonly number[],
+): Tensor {
+  const da = empty([...shape]);
+  for (let i = 0; i < p.batch; i++) {
+    const gOff = i * p.m * p.n, bOff = i * p.k * p.n;
+    const args = transA
+      ? gemmArgs(b.storage, g.storage, da.storage, p.k, p.m, p.n, {
+        transA: transB,
+        transB: true,
+        aOffset: bOff,
+        bOffset: gOff,
+        beta: i > 0 ? 1 : 0,
+      })
+      : gemmArgs(g.storage, b.storage, da.storage, p.m, p.k, p.n, {
+        transB: !transB,
+        aOffset: gOff,
+        bOffset: bOff,
+        beta: i > 0 ? 1 : 0,
+      });
+    g.backend.gemm(args);
+  }
+  return da;
 }
 
 /**

@@ -101,7 +101,6 @@ export function prefixMean(x: Tensor): Tensor {
   const [, l] = x.shape;
   const a = new Float32Array(l * l);
   for (let i = 0; i < l; i++) for (let j = 0; j <= i; j++) a[i * l + j] = 1 / (i + 1);
-  // q[b] = A x[b]; with A shared, compute (x^T A^T)^T so A is the shared right operand.
-  const xt = op.transpose(x, [0, 2, 1]);
-  return op.transpose(op.matmul(xt, tensor(a, [l, l]), false, true), [0, 2, 1]);
+  // q[b] = A x[b], A shared by the batch: one batched product, no transposes.
+  return op.matmul(tensor(a, [l, l]), x);
 }
