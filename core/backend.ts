@@ -102,6 +102,12 @@ export interface GemmArgs {
   strideA2?: number;
   strideB2?: number;
   strideC2?: number;
+  /**
+   * A row of n floats that C starts from in every row instead of its own contents (with beta 0):
+   * C = bias + alpha op(A) op(B), rounded as a copy of the bias into C followed by the product
+   * with beta 1. Only for backends with `fusesGemmBias`.
+   */
+  bias?: Storage;
 }
 
 /**
@@ -455,6 +461,8 @@ export interface Backend {
    * instead of an exponential (core/ops/linear_ce.ts uses it when it keeps the logits).
    */
   readonly keepsCrossEntropyExp?: boolean;
+  /** Whether gemm takes GemmArgs.bias (a Linear's bias added in the product's store). */
+  readonly fusesGemmBias?: boolean;
 
   // ---- DuAF fusion (core/ops/nn.ts modalityFusion) ----------------------------------------
   /**

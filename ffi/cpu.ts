@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 7;
+export const CPU_KERNELS_ABI = 8;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -31,7 +31,7 @@ const SYMBOLS = {
       ...["i32", "i32", "i32", "i32"], // batch, strideA, strideB, strideC
       ...["i32", "i32", "i32", "i32"], // batch2, strideA2, strideB2, strideC2
       ...["i32", "i32", "i32", "f32", "i32"], // lda, ldb, ldc, alpha, beta
-      ...["i32", "i32", "i32", "i32", "u32"], // rowBegin, rowEnd, colBegin, colEnd, scratch
+      ...["i32", "i32", "i32", "i32", "u32", "u32"], // rowBegin, rowEnd, colBegin, colEnd, scratch, bias
     ],
     result: "void",
   },

@@ -73,8 +73,38 @@ export function withCpuKernels(
     crossEntropyBlockGrad(x, targets, lse, w, rows, cols, colOffset, shift) {
       s.duaf_ce_block_grad(at(), x, targets, lse, w, rows, cols, colOffset, shift);
     },
-    gemm(...args) {
-      s.duaf_gemm(at(), ...args);
+    gemm(a, b, c, m, n, k, tA, tB, batch, sA, sB, sC, b2, sA2, sB2, sC2, lda, ldb, ldc, ...rest) {
+      const [alpha, beta, r0, r1, c0, c1, scratch, bias = 0] = rest;
+      s.duaf_gemm(
+        at(),
+        a,
+        b,
+        c,
+        m,
+        n,
+        k,
+        tA,
+        tB,
+        batch,
+        sA,
+        sB,
+        sC,
+        b2,
+        sA2,
+        sB2,
+        sC2,
+        lda,
+        ldb,
+        ldc,
+        alpha,
+        beta,
+        r0,
+        r1,
+        c0,
+        c1,
+        scratch,
+        bias,
+      );
     },
     dropout(...args) {
       s.duaf_dropout(at(), ...args);
@@ -370,6 +400,46 @@ function gemmDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): 
         ) >= 0
       ) {
         return `gemm ${m}x${n}x${k}${tA ? " A^T" : ""}${tB ? " B^T" : ""}`;
+      }
+      if (beta === 1) continue;
+      // With a bias row: C starting from the bias copied into every row, then beta 1 (wasm),
+      // against the bias taken in the store (C).
+      const bias = b; // B's first n values serve as the row
+      for (let r = 0; r < items * m; r++) {
+        u.copyWithin((ca >> 2) + r * n, bias >> 2, (bias >> 2) + n);
+      }
+      u.copyWithin(cb >> 2, ca >> 2, (ca >> 2) + items * sc);
+      const args = (c: number) =>
+        [
+          a,
+          b,
+          c,
+          m,
+          n,
+          k,
+          tA,
+          tB,
+          items,
+          sa,
+          sb,
+          sc,
+          1,
+          0,
+          0,
+          0,
+          tA ? m : k,
+          tB ? k : n,
+          n,
+        ] as const;
+      wasm.gemm(...args(ca), alpha, 1, r0, r1, c0, c1, scratch);
+      native.gemm(...args(cb), alpha, 0, r0, r1, c0, c1, scratch, bias);
+      if (
+        firstDifference(
+          u.subarray(ca >> 2, (ca >> 2) + items * sc),
+          u.subarray(cb >> 2, (cb >> 2) + items * sc),
+        ) >= 0
+      ) {
+        return `gemm ${m}x${n}x${k} with a bias`;
       }
     } finally {
       arena.free(p, bytes);

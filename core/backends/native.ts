@@ -49,6 +49,11 @@ export class NativeBackend extends WasmBackend {
    * then has the wasm kernels' bits, so a run gives the wasm backend's checkpoints.
    */
   readonly kernelGemm: boolean;
+
+  /** A Linear's bias is added in the C GEMM's store (the same bits as copying it in first). */
+  override get fusesGemmBias(): boolean {
+    return this.kernelGemm;
+  }
   #buffer: ArrayBufferLike | null = null;
   #base: Deno.PointerObject | null = null;
 

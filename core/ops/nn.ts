@@ -2,7 +2,7 @@
  * Differentiable neural-network ops: softmax family, layer norm, dropout, embedding lookup,
  * losses, normalisation and attention.
  */
-import { argmaxRowsOf } from "../backend.ts";
+import { argmaxRowsOf, gemmArgs } from "../backend.ts";
 import { empty, full, record, type Tensor, tensor, zeros } from "../tensor.ts";
 import { broadcastStrides, contiguousStrides } from "./broadcast.ts";
 import { add, addScalar, div, mul, neg, softplus, sqrt } from "./elementwise.ts";
@@ -107,8 +107,9 @@ export function dropoutRows(
 }
 
 /**
- * y = x W^T + b with the bias written into the output before an accumulating GEMM, so a Linear
- * keeps one activation instead of two. x: [..., in], w: [out, in], b: [out].
+ * y = x W^T + b with the bias written into the output before an accumulating GEMM (or, where the
+ * backend fuses it, added in the GEMM's store), so a Linear keeps one activation instead of two.
+ * x: [..., in], w: [out, in], b: [out].
  */
 export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
   if (!bias) return matmul(x, w, false, true);
@@ -116,8 +117,18 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
   const rows = x.size / inF;
   const out = empty([...x.shape.slice(0, -1), outF]);
   const b = x.backend;
-  b.copy2d(bias.storage, 0, 0, out.storage, 0, outF, rows, outF, false);
-  gemmInto(x, w, out, rows, outF, inF, false, true, true);
+  if (b.fusesGemmBias) {
+    // The bias enters in the product's store: the same bits as the copy below, one pass fewer.
+    b.gemm(
+      gemmArgs(x.storage, w.storage, out.storage, rows, outF, inF, {
+        transB: true,
+        bias: bias.storage,
+      }),
+    );
+  } else {
+    b.copy2d(bias.storage, 0, 0, out.storage, 0, outF, rows, outF, false);
+    gemmInto(x, w, out, rows, outF, inF, false, true, true);
+  }
   return record(out, "linear", [x, w, bias], (g) => {
     const dx = x.requiresGrad
       ? gemmInto(g, w, empty(x.shape), rows, inF, outF, false, false)

@@ -28,7 +28,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 7
+#define ABI_VERSION 8
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -750,7 +750,7 @@ static inline vf vmadd(vf a, vf b, vf c) { return MADD(a, b, c); }
  */
 static inline __attribute__((always_inline)) void gemm_tile(
     int rows, const float* ap, size_t rs, size_t ks, const float* bk, size_t bstride, int kc,
-    float* c, size_t ldc, vmask m, int scaled, float alpha, int add) {
+    float* c, size_t ldc, vmask m, int scaled, float alpha, int add, const float* bias) {
   vf acc[MB];
   for (int r = 0; r < rows; r++) acc[r] = vset1(0.0f);
   for (int kk = 0; kk < kc; kk++) {
@@ -759,10 +759,13 @@ static inline __attribute__((always_inline)) void gemm_tile(
     for (int r = 0; r < rows; r++) acc[r] = vmadd(vset1(ak[(size_t)r * rs]), bv, acc[r]);
   }
   const vf va = vset1(alpha);
+  /* The row C starts from: its own (add), or the bias's columns (what a copy would have put). */
+  const vf vb = bias && !add ? vload(bias, m) : vset1(0.0f);
   for (int r = 0; r < rows; r++) {
     float* cr = c + (size_t)r * ldc;
     vf v = scaled ? vmul(acc[r], va) : acc[r];
     if (add) v = vadd(vload(cr, m), v);
+    else if (bias) v = vadd(vb, v);
     vstore(cr, v, m);
   }
 }
@@ -776,11 +779,15 @@ static inline __attribute__((always_inline)) void gemm_tile(
  */
 static void gemm_one(
     const float* a, const float* b, float* c, int k, int trans_a, int trans_b, int lda, int ldb,
-    int ldc, float alpha, int beta, int r0, int r1, int c0, int c1, float* pack) {
+    int ldc, float alpha, int beta, int r0, int r1, int c0, int c1, float* pack,
+    const float* bias) {
   if (r0 >= r1 || c0 >= c1) return;
   if (k == 0) {
-    if (!beta)
-      for (int i = r0; i < r1; i++) memset(c + (size_t)i * ldc + c0, 0, sizeof(float) * (c1 - c0));
+    for (int i = r0; i < r1; i++) {
+      float* ci = c + (size_t)i * ldc + c0;
+      if (bias) memcpy(ci, bias + c0, sizeof(float) * (c1 - c0));
+      else if (!beta) memset(ci, 0, sizeof(float) * (c1 - c0));
+    }
     return;
   }
   const int scaled = alpha != 1.0f;
@@ -788,6 +795,7 @@ static void gemm_one(
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
     const int add = pc > 0 || beta;
+    const float* brow = pc == 0 ? bias : 0;
     int nc = (PACK_B_FLOATS / kc) & ~(VW - 1);
     if (nc < VW) nc = VW;
     for (int jc = c0; jc < c1; jc += nc) {
@@ -810,6 +818,7 @@ static void gemm_one(
         bstride = VW;
       }
 #define PANEL(j0) (trans_b ? bk + (size_t)(j0) * kc : bk + (j0))
+#define BIAS(j0) (brow ? brow + jc + (j0) : 0)
       /* Six rows at a time across the chunk's columns: each row of C is written front to back
          and the chunk of B stays in cache. */
       int i = r0;
@@ -818,7 +827,8 @@ static void gemm_one(
         float* ci = c + (size_t)i * ldc + jc;
         for (int j0 = 0; j0 < ncur; j0 += VW) {
           const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
-          gemm_tile(MB, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)ldc, m, scaled, alpha, add);
+          gemm_tile(MB, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)ldc, m, scaled, alpha, add,
+                    BIAS(j0));
         }
       }
       if (i < r1) {
@@ -829,16 +839,17 @@ static void gemm_one(
           const float* bj = PANEL(j0);
           float* cj = ci + j0;
           switch (r1 - i) {
-            case 5: gemm_tile(5, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
-            case 4: gemm_tile(4, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
-            case 3: gemm_tile(3, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
-            case 2: gemm_tile(2, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
-            case 1: gemm_tile(1, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add); break;
+            case 5: gemm_tile(5, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
+            case 4: gemm_tile(4, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
+            case 3: gemm_tile(3, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
+            case 2: gemm_tile(2, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
+            case 1: gemm_tile(1, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
             default: break;
           }
         }
       }
 #undef PANEL
+#undef BIAS
     }
   }
 }
@@ -848,16 +859,18 @@ void duaf_gemm(
     uint8_t* base, uint32_t ao, uint32_t bo, uint32_t co, int m, int n, int k, int trans_a,
     int trans_b, int batch, int stride_a, int stride_b, int stride_c, int batch2, int stride_a2,
     int stride_b2, int stride_c2, int lda, int ldb, int ldc, float alpha, int beta, int r0,
-    int r1, int c0, int c1, uint32_t scratch) {
+    int r1, int c0, int c1, uint32_t scratch, uint32_t bias) {
   (void)m;
   (void)n;
   float* pack = (float*)(base + scratch);
+  /* bias (0: none): the row C starts from instead of its own contents (with beta 0). */
+  const float* brow = bias ? (const float*)(base + bias) : 0;
   for (int item = 0; item < batch * batch2; item++) {
     const int bi = item / batch2, bj = item - bi * batch2;
     const float* a = (const float*)(base + ao) + (size_t)bi * stride_a + (size_t)bj * stride_a2;
     const float* b = (const float*)(base + bo) + (size_t)bi * stride_b + (size_t)bj * stride_b2;
     float* c = (float*)(base + co) + (size_t)bi * stride_c + (size_t)bj * stride_c2;
-    gemm_one(a, b, c, k, trans_a, trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, pack);
+    gemm_one(a, b, c, k, trans_a, trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, pack, brow);
   }
 }
 

@@ -38,6 +38,8 @@ export interface KernelExports {
     colBegin: number,
     colEnd: number,
     scratch: number,
+    /** The C kernel's row C starts from (0: none); the wasm kernel takes no such argument. */
+    bias?: number,
   ): void;
   GEMM_SCRATCH_BYTES: WebAssembly.Global;
   HEAP_BASE: WebAssembly.Global;

@@ -134,6 +134,10 @@ function collapseDims(
 export class WasmBackend implements Backend {
   readonly name: string = "wasm";
   readonly keepsCrossEntropyExp = true;
+  /** The wasm GEMM kernel stores C as it finds it; the native backend's C kernel takes a bias. */
+  get fusesGemmBias(): boolean {
+    return false;
+  }
   readonly memory: WebAssembly.Memory;
   readonly variant: KernelVariant;
   protected readonly kernels: KernelExports;
@@ -320,6 +324,10 @@ export class WasmBackend implements Backend {
     const tA = g.transA ? 1 : 0;
     const tB = g.transB ? 1 : 0;
     const { lda, ldb, ldc } = gemmLd(g);
+    if (g.bias && !this.fusesGemmBias) {
+      throw new Error("wasm: gemm bias needs kernels that fuse it");
+    }
+    const bias = g.bias ? this.at(g.bias, 0, n) : 0;
     const inner = gemmBatch2(g);
     const run = (
       aPtr: number,
@@ -358,6 +366,7 @@ export class WasmBackend implements Backend {
       c0,
       c1,
       scratch,
+      bias,
     ];
     const thread = this.#thread;
     if (!thread || 2 * m * n * k * batch * inner.n < GEMM_THREAD_FLOPS) {
