@@ -46,6 +46,12 @@ async function runtime() {
   return await WasmBackend.loadRuntime({ threads: 1 });
 }
 
+/** A runtime and its kernels with the C library of its multiply-add form routed in. */
+async function withC() {
+  const rt = await runtime();
+  return { rt, c: withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant))) };
+}
+
 function library(variant: string): string {
   return variant === "relaxed" ? built!.fused : built!.unfused;
 }
@@ -55,8 +61,7 @@ Deno.test({
     "cpu kernels: every unary op and gradient, and dropout, the wasm kernel's bits, at every length",
   ignore,
   async fn() {
-    const rt = await runtime();
-    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const { rt, c } = await withC();
     const rng = new Rng(3);
     const lengths = [0, 1, 3, 4, 5, 15, 16, 17, 31, 33, 511, 4096 + 13, 100_003];
     const most = Math.max(...lengths);
@@ -95,8 +100,7 @@ Deno.test({
   name: "cpu kernels: cross-entropy block rows, forward and gradient, the wasm kernel's bits",
   ignore,
   async fn() {
-    const rt = await runtime();
-    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const { rt, c } = await withC();
     const rng = new Rng(5);
     for (const [rows, cols, colOffset] of [[3, 1, 0], [7, 3, 2], [5, 17, 0], [9, 1030, 500]]) {
       for (const first of [1, 0]) {
@@ -134,8 +138,7 @@ Deno.test({
   name: "cpu kernels: GEMM, every transpose, slice and edge, the wasm kernel's bits",
   ignore,
   async fn() {
-    const rt = await runtime();
-    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const { rt, c } = await withC();
     const rng = new Rng(11);
     const scratch = rt.arena.alloc(rt.kernels.GEMM_SCRATCH_BYTES.value as number);
     for (let t = 0; t < 40; t++) {
@@ -192,8 +195,7 @@ Deno.test({
   name: "cpu kernels: DuAF's modality fusion, the wasm kernel's bits",
   ignore,
   async fn() {
-    const rt = await runtime();
-    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const { rt, c } = await withC();
     const rng = new Rng(13);
     for (const [rows, m, dim] of [[9, 3, 64], [4, 2, 30], [7, 4, 5], [3, 1, 128]]) {
       const n = rows * dim, out = n + rows * m + rows * m * dim;
@@ -219,8 +221,7 @@ Deno.test({
   name: "cpu kernels: attention softmax and full-ranking ranks, the wasm kernel's bits",
   ignore,
   async fn() {
-    const rt = await runtime();
-    const c = withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant)));
+    const { rt, c } = await withC();
     const rng = new Rng(17);
     const f = () => rt.arena.f32;
     // [b, heads, q, cols] rows with masks broadcast as [b, 1, q, cols] or [b, 1, 1, cols].

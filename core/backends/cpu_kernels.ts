@@ -182,6 +182,11 @@ function probeInputs(n: number): Float32Array {
   return x;
 }
 
+/** The probe's stream past its special values: finite, as a GEMM's output or a weight. */
+function finiteInputs(n: number): Float32Array {
+  return probeInputs(40 + n).subarray(40);
+}
+
 /** Same bits, or both NaN (a NaN's payload depends on operand order, not on the arithmetic). */
 function firstDifference(a: Float32Array, b: Float32Array): number {
   const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
@@ -237,7 +242,7 @@ export function cpuKernelsDiffer(
         i32[(tgt >> 2) + r] = r === 2 ? cols + 5 : (r * 7919) % cols;
         arena.f32[(w >> 2) + r] = 1 / (r + 1);
       }
-      const logits = probeInputs(40 + rows * cols).subarray(40); // past the specials: finite
+      const logits = finiteInputs(rows * cols);
       for (const keep of [false, true]) {
         for (const first of [1, 0]) {
           // out: [logits (rows x cols) | lse | picked | shift] at oa and at ob.
@@ -275,7 +280,7 @@ function attentionDiffers(wasm: KernelExports, native: KernelExports, arena: Are
   try {
     const x = p, mask = x + 4 * n, outs = [mask + 4 * maskN, mask + 4 * maskN + 4 * n];
     const ints = outs[1] + 4 * n;
-    arena.f32.set(probeInputs(40 + n).subarray(40), x >> 2);
+    arena.f32.set(finiteInputs(n), x >> 2);
     for (let i = 0; i < maskN; i++) arena.f32[(mask >> 2) + i] = i % 7 === 3 ? -1e9 : 0;
     for (const cols of [len, 7]) {
       const rows = Math.floor(n / cols);
@@ -324,7 +329,7 @@ function fusionDiffers(wasm: KernelExports, native: KernelExports, arena: Arena)
     try {
       const t = p + 4 * m * n, q = t + 4 * n, outs = [q + 4 * n, q + 4 * n + 4 * out];
       const ptrs = outs[1] + 4 * out;
-      arena.f32.set(probeInputs(40 + (m + 2) * n).subarray(40), p >> 2);
+      arena.f32.set(finiteInputs((m + 2) * n), p >> 2);
       for (let j = 0; j < m; j++) arena.i32[(ptrs >> 2) + j] = p + 4 * j * n;
       const views = [wasm, native].map((k, i) => {
         const h = outs[i], omega = h + 4 * n, keys = omega + 4 * rows * m;
@@ -357,59 +362,12 @@ function gemmDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): 
     try {
       const a = p, b = a + 4 * items * sa, ca = b + 4 * items * sb, cb = ca + 4 * items * sc;
       const scratch = cb + 4 * items * sc;
-      const values = probeInputs(40 + items * (sa + sb + sc)).subarray(40);
+      const values = finiteInputs(items * (sa + sb + sc));
       arena.f32.set(values, a >> 2); // A, B and C's starting values, back to back
       arena.f32.copyWithin(cb >> 2, ca >> 2, (ca >> 2) + items * sc);
       // Rows and columns from 1 short of each end: the kernels take a range.
       const [r0, r1, c0, c1] = [m > 2 ? 1 : 0, m, n > 2 ? 1 : 0, n - (n > 2 ? 1 : 0)];
-      for (const [k_, c] of [[wasm, ca], [native, cb]] as const) {
-        k_.gemm(
-          a,
-          b,
-          c,
-          m,
-          n,
-          k,
-          tA,
-          tB,
-          items,
-          sa,
-          sb,
-          sc,
-          1,
-          0,
-          0,
-          0,
-          tA ? m : k,
-          tB ? k : n,
-          n,
-          alpha,
-          beta,
-          r0,
-          r1,
-          c0,
-          c1,
-          scratch,
-        );
-      }
-      const u = arena.f32;
-      if (
-        firstDifference(
-          u.subarray(ca >> 2, (ca >> 2) + items * sc),
-          u.subarray(cb >> 2, (cb >> 2) + items * sc),
-        ) >= 0
-      ) {
-        return `gemm ${m}x${n}x${k}${tA ? " A^T" : ""}${tB ? " B^T" : ""}`;
-      }
-      if (beta === 1) continue;
-      // With a bias row: C starting from the bias copied into every row, then beta 1 (wasm),
-      // against the bias taken in the store (C).
-      const bias = b; // B's first n values serve as the row
-      for (let r = 0; r < items * m; r++) {
-        u.copyWithin((ca >> 2) + r * n, bias >> 2, (bias >> 2) + n);
-      }
-      u.copyWithin(cb >> 2, ca >> 2, (ca >> 2) + items * sc);
-      const args = (c: number) =>
+      const shape = (c: number) =>
         [
           a,
           b,
@@ -431,16 +389,26 @@ function gemmDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): 
           tB ? k : n,
           n,
         ] as const;
-      wasm.gemm(...args(ca), alpha, 1, r0, r1, c0, c1, scratch);
-      native.gemm(...args(cb), alpha, 0, r0, r1, c0, c1, scratch, bias);
-      if (
+      const u = arena.f32;
+      const same = () =>
         firstDifference(
           u.subarray(ca >> 2, (ca >> 2) + items * sc),
           u.subarray(cb >> 2, (cb >> 2) + items * sc),
-        ) >= 0
-      ) {
-        return `gemm ${m}x${n}x${k} with a bias`;
+        ) < 0;
+      wasm.gemm(...shape(ca), alpha, beta, r0, r1, c0, c1, scratch);
+      native.gemm(...shape(cb), alpha, beta, r0, r1, c0, c1, scratch);
+      if (!same()) return `gemm ${m}x${n}x${k}${tA ? " A^T" : ""}${tB ? " B^T" : ""}`;
+      if (beta === 1) continue;
+      // With a bias row: C starting from the bias copied into every row, then beta 1 (wasm),
+      // against the bias taken in the store (C).
+      const bias = b; // B's first n values serve as the row
+      for (let r = 0; r < items * m; r++) {
+        u.copyWithin((ca >> 2) + r * n, bias >> 2, (bias >> 2) + n);
       }
+      u.copyWithin(cb >> 2, ca >> 2, (ca >> 2) + items * sc);
+      wasm.gemm(...shape(ca), alpha, 1, r0, r1, c0, c1, scratch);
+      native.gemm(...shape(cb), alpha, 0, r0, r1, c0, c1, scratch, bias);
+      if (!same()) return `gemm ${m}x${n}x${k} with a bias`;
     } finally {
       arena.free(p, bytes);
     }

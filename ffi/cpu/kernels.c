@@ -691,7 +691,6 @@ void duaf_dropout(uint8_t* base, uint32_t xo, uint32_t outo, int n, int threshol
 #define KC 256
 #define PACK_B_FLOATS 65536
 #define MB 6 /* rows of a register tile, each sharing the tile's loaded B vector */
-#define MC 96 /* rows of a cache block (a multiple of MB) */
 
 #if defined(__AVX512F__) && (defined(__FMA__) || !DUAF_FUSED_MADD)
 #include <immintrin.h>
@@ -704,11 +703,7 @@ static inline void vstore(float* p, vf v, vmask m) { _mm512_mask_storeu_ps(p, m,
 static inline vf vset1(float x) { return _mm512_set1_ps(x); }
 static inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
-#if DUAF_FUSED_MADD
-static inline vf vmadd(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-#else
-static inline vf vmadd(vf a, vf b, vf c) { return _mm512_add_ps(_mm512_mul_ps(a, b), c); }
-#endif
+#define VFMA _mm512_fmadd_ps
 #elif defined(__AVX2__) && (defined(__FMA__) || !DUAF_FUSED_MADD)
 #include <immintrin.h>
 #define VW 8
@@ -722,11 +717,7 @@ static inline void vstore(float* p, vf v, vmask m) { _mm256_maskstore_ps(p, m, v
 static inline vf vset1(float x) { return _mm256_set1_ps(x); }
 static inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
 static inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
-#if DUAF_FUSED_MADD
-static inline vf vmadd(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
-#else
-static inline vf vmadd(vf a, vf b, vf c) { return _mm256_add_ps(_mm256_mul_ps(a, b), c); }
-#endif
+#define VFMA _mm256_fmadd_ps
 #else
 /* No vector unit the compiler is told of: one lane, the same arithmetic. */
 #define VW 1
@@ -740,8 +731,17 @@ static inline void vstore(float* p, vf v, vmask m) {
 static inline vf vset1(float x) { return x; }
 static inline vf vmul(vf a, vf b) { return a * b; }
 static inline vf vadd(vf a, vf b) { return a + b; }
-static inline vf vmadd(vf a, vf b, vf c) { return MADD(a, b, c); }
+#define VFMA fmaf
 #endif
+
+/* MADD at the vector width: fused, or a rounded multiply then an add. */
+static inline vf vmadd(vf a, vf b, vf c) {
+#if DUAF_FUSED_MADD
+  return VFMA(a, b, c);
+#else
+  return vadd(vmul(a, b), c);
+#endif
+}
 
 /*
  * A rows x (up to VW) tile of C: per element an accumulator from 0 taking A(i, k) * B(k, j) with
