@@ -215,6 +215,29 @@ export function gemmSpans(g: GemmArgs): { a: number; b: number; c: number } {
 }
 
 /** Adam / AdamW update of one parameter, in place on p, m, v. */
+/** Backend.linearCrossEntropyKept: h [rows, d], table [items, d], z [rows, items]. */
+export interface LinearCeArgs {
+  h: Storage;
+  table: Storage;
+  /** int32 [rows] */
+  targets: Storage;
+  z: Storage;
+  /** [rows] each: the log-sum-exp, the target's logit and the row maximum. */
+  lse: Storage;
+  picked: Storage;
+  shift: Storage;
+  rows: number;
+  items: number;
+  d: number;
+}
+
+/** Backend.linearCrossEntropyKeptGrad: `w` [rows] the row losses' gradient; null: not wanted. */
+export interface LinearCeGradArgs extends Omit<LinearCeArgs, "picked"> {
+  w: Storage;
+  dh: Storage | null;
+  dtable: Storage | null;
+}
+
 export interface AdamArgs {
   p: Storage;
   g: Storage;
@@ -463,6 +486,19 @@ export interface Backend {
   readonly keepsCrossEntropyExp?: boolean;
   /** Whether gemm takes GemmArgs.bias (a Linear's bias added in the product's store). */
   readonly fusesGemmBias?: boolean;
+  /**
+   * core/ops/linear_ce.ts's one-block path with kept exponentials in one call, where the backend
+   * fuses it: the bits of gemm (z = h table^T) then crossEntropyBlock (first block, all items,
+   * e^(z - shift) kept in z), with the logits turned into exponentials while still in cache
+   * instead of in a second pass over z. False, having done nothing, when it does not take the
+   * call (the caller then makes the separate calls).
+   */
+  linearCrossEntropyKept?(a: LinearCeArgs): boolean;
+  /**
+   * Its backward: the bits of crossEntropyBlockGrad (with shift) then dh = G table and
+   * dtable = G^T h, reading z once and leaving it unchanged. False as above.
+   */
+  linearCrossEntropyKeptGrad?(a: LinearCeGradArgs): boolean;
 
   // ---- DuAF fusion (core/ops/nn.ts modalityFusion) ----------------------------------------
   /**

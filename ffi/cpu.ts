@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 8;
+export const CPU_KERNELS_ABI = 9;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -67,6 +67,23 @@ const SYMBOLS = {
   duaf_dropout: {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "f32", "u32"],
     result: "void",
+  },
+  duaf_lce_forward: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "u32", "u32", "u32", "u32"], // h, table, z, targets, lse, picked, shift
+      ...["i32", "i32", "i32", "u32", "u32", "i32", "i32"], // rows, items, d, pack, barrier, tid, nt
+    ],
+    result: "i32",
+  },
+  duaf_lce_backward: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "u32", "u32", "u32", "u32"], // h, table, z, targets, lse, w, shift
+      ...["u32", "u32", "i32", "i32", "i32"], // dh, dtable, rows, items, d
+      ...["u32", "u32", "i32", "i32"], // gradient buffers, barrier, tid, nt
+    ],
+    result: "i32",
   },
   duaf_ce_block_grad: {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "i32", "i32", "i32", "u32"],

@@ -371,6 +371,67 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "cpu kernels: cross-entropy fused with its products, on two threads, the separate calls' bits",
+  ignore: ignore || noBlas,
+  async fn() {
+    const opened = await NativeBackend.open({ threads: 2 });
+    if ("unavailable" in opened) throw new Error(opened.unavailable);
+    const wasm = await WasmBackend.create({ threads: 1 });
+    try {
+      // Rows not a multiple of the register tile, items past two KC blocks with a partial panel,
+      // a target outside the table; and a table narrower than one vector.
+      for (const [rows, items, d] of [[301, 1000, 48], [13, 17, 64], [7, 300, 5]]) {
+        const rng = new Rng(rows);
+        const hs = Float32Array.from({ length: rows * d }, () => rng.normal());
+        const ts = Float32Array.from({ length: items * d }, () => 0.3 * rng.normal());
+        const tgs = Int32Array.from(
+          { length: rows },
+          (_, i) => i === 3 ? items : (i * 7919) % items,
+        );
+        const ws = Float32Array.from({ length: rows }, (_, i) => 1 / (i + 1));
+        const before = opened.threadedCalls;
+        const outs = [opened, wasm].map((be) => {
+          const h = be.upload(hs, "f32"), table = be.upload(ts, "f32");
+          const targets = be.upload(tgs, "i32"), w = be.upload(ws, "f32");
+          const z = be.alloc(rows * items, "f32"), dh = be.alloc(rows * d, "f32");
+          const dtable = be.alloc(items * d, "f32");
+          const [lse, picked, shift] = [0, 1, 2].map(() => be.alloc(rows, "f32"));
+          const args = { h, table, targets, z, lse, picked, shift, rows, items, d };
+          let exps: Float32Array;
+          if (be === opened) {
+            assert.ok(opened.linearCrossEntropyKept(args));
+            exps = be.download(z) as Float32Array;
+            assert.ok(opened.linearCrossEntropyKeptGrad({ ...args, w, dh, dtable }));
+            assert.deepEqual(be.download(z), exps, "z is left as the exponentials");
+          } else {
+            be.gemm(gemmArgs(h, table, z, rows, items, d, { transB: true }));
+            be.crossEntropyBlock(z, targets, lse, picked, rows, items, 0, true, shift);
+            exps = be.download(z) as Float32Array;
+            be.crossEntropyBlockGrad(z, targets, lse, w, rows, items, 0, shift);
+            be.gemm(gemmArgs(z, table, dh, rows, d, items, {}));
+            be.gemm(gemmArgs(z, h, dtable, items, d, rows, { transA: true }));
+          }
+          return [exps, ...[lse, picked, shift, dh, dtable].map((s) => be.download(s))];
+        });
+        assert.ok(opened.threadedCalls > before, "both threads ran the fused calls");
+        outs[0].forEach((got, i) => {
+          const want = outs[1][i] as Float32Array;
+          assert.deepEqual(
+            new Uint32Array((got as Float32Array).buffer),
+            new Uint32Array(want.buffer),
+            `[${rows} x ${items} x ${d}], output ${i}`,
+          );
+        });
+      }
+    } finally {
+      opened.dispose();
+      wasm.dispose();
+    }
+  },
+});
+
 /**
  * The native backend with the C kernels is checked against what it must equal: the wasm backend
  * when its C GEMM takes every product (every op then has wasm's bits), else itself with the C

@@ -22,6 +22,9 @@ import type { Arena } from "./wasm/arena.ts";
 import type { KernelExports, KernelVariant } from "./wasm/kernels.ts";
 import type { KernelSite } from "./wasm/wasm_backend.ts";
 
+const LCE_THREADS_APART =
+  "cpu kernels: the other kernel thread did not reach the fused cross-entropy's barrier";
+
 /** The library to use for this kernel variant, or why there is none. */
 export async function cpuKernelLibraryPath(
   variant: KernelVariant,
@@ -105,6 +108,12 @@ export function withCpuKernels(
         scratch,
         bias,
       );
+    },
+    lceForward(...args) {
+      if (s.duaf_lce_forward(at(), ...args) !== 0) throw new Error(LCE_THREADS_APART);
+    },
+    lceBackward(...args) {
+      if (s.duaf_lce_backward(at(), ...args) !== 0) throw new Error(LCE_THREADS_APART);
     },
     dropout(...args) {
       s.duaf_dropout(at(), ...args);
@@ -262,7 +271,7 @@ export function cpuKernelsDiffer(
       }
     }
     return gemmDiffers(wasm, native, arena) ?? fusionDiffers(wasm, native, arena) ??
-      attentionDiffers(wasm, native, arena);
+      attentionDiffers(wasm, native, arena) ?? linearCeDiffers(wasm, native, arena);
   } finally {
     arena.free(p, bytes);
   }
@@ -342,6 +351,149 @@ function fusionDiffers(wasm: KernelExports, native: KernelExports, arena: Arena)
     }
   }
   return null;
+}
+
+/**
+ * The fused cross-entropy with its products (one thread) against wasm's separate calls: gemm,
+ * crossEntropyBlock keeping the exponentials, crossEntropyBlockGrad and the two gradient gemms.
+ * Two item blocks of the C kernel (256 + 44), a partial column panel, a target outside the table.
+ */
+function linearCeDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
+  if (!native.lceForward || !native.lceBackward) return null;
+  const [rows, items, d] = [13, 300, 20];
+  const scratchBytes = wasm.GEMM_SCRATCH_BYTES.value as number;
+  // Inputs h, table, targets, w; then per kernel z, lse, picked, shift, dh, dtable; scratch.
+  const per = rows * items + 3 * rows + rows * d + items * d;
+  const packBytes = 4 * Math.ceil(items / 16) * 16 * d, gradBytes = 4 * 2 * rows * 256;
+  const bytes = 4 * (rows * d + items * d + 2 * rows + 2 * per) + scratchBytes + packBytes +
+    gradBytes + 8;
+  const p = arena.alloc(bytes);
+  try {
+    const h = p, table = h + 4 * rows * d, tgt = table + 4 * items * d, w = tgt + 4 * rows;
+    const outs = [w + 4 * rows, w + 4 * rows + 4 * per];
+    const scratch = outs[1] + 4 * per, pack = scratch + scratchBytes, grads = pack + packBytes;
+    const barrier = grads + gradBytes;
+    arena.f32.set(finiteInputs(rows * d + items * d), h >> 2);
+    for (let r = 0; r < rows; r++) {
+      arena.i32[(tgt >> 2) + r] = r === 4 ? items + 3 : (r * 7919) % items;
+      arena.f32[(w >> 2) + r] = 1 / (r + 2);
+    }
+    arena.i32.fill(0, barrier >> 2, (barrier >> 2) + 2);
+    const parts = (o: number) => {
+      const lse = o + 4 * rows * items, picked = lse + 4 * rows, shift = picked + 4 * rows;
+      const dh = shift + 4 * rows, dt = dh + 4 * rows * d;
+      return { z: o, lse, picked, shift, dh, dt };
+    };
+    const gemm = (a: number, b: number, c: number, m: number, n: number, k: number, tA: number) =>
+      wasm.gemm(
+        a,
+        b,
+        c,
+        m,
+        n,
+        k,
+        tA,
+        1 - tA,
+        1,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        tA ? m : k,
+        tA ? n : k,
+        n,
+        1,
+        0,
+        0,
+        m,
+        0,
+        n,
+        scratch,
+      );
+    const view = (o: number, n: number) => arena.f32.subarray(o >> 2, (o >> 2) + n);
+    const s = parts(outs[0]);
+    gemm(h, table, s.z, rows, items, d, 0);
+    wasm.crossEntropyBlock(s.z, tgt, s.lse, s.picked, rows, items, 0, 1, s.shift);
+    const exps = view(s.z, rows * items).slice();
+    wasm.crossEntropyBlockGrad(s.z, tgt, s.lse, w, rows, items, 0, s.shift);
+    wasm.gemm(
+      s.z,
+      table,
+      s.dh,
+      rows,
+      d,
+      items,
+      0,
+      0,
+      1,
+      0,
+      0,
+      0,
+      1,
+      0,
+      0,
+      0,
+      items,
+      d,
+      d,
+      1,
+      0,
+      0,
+      rows,
+      0,
+      d,
+      scratch,
+    );
+    gemm(s.z, h, s.dt, items, d, rows, 1);
+    const f = parts(outs[1]);
+    native.lceForward(
+      h,
+      table,
+      f.z,
+      tgt,
+      f.lse,
+      f.picked,
+      f.shift,
+      rows,
+      items,
+      d,
+      pack,
+      barrier,
+      0,
+      1,
+    );
+    if (firstDifference(view(f.z, rows * items), exps) >= 0) return "lceForward (exponentials)";
+    if (firstDifference(view(s.lse, 3 * rows), view(f.lse, 3 * rows)) >= 0) return "lceForward";
+    native.lceBackward(
+      h,
+      table,
+      f.z,
+      tgt,
+      f.lse,
+      w,
+      f.shift,
+      f.dh,
+      f.dt,
+      rows,
+      items,
+      d,
+      grads,
+      barrier,
+      0,
+      1,
+    );
+    // The separate calls turn z into the gradient; the fused one leaves the exponentials.
+    if (firstDifference(view(f.z, rows * items), exps) >= 0) return "lceBackward (z changed)";
+    if (firstDifference(view(s.dh, rows * d + items * d), view(f.dh, rows * d + items * d)) >= 0) {
+      return "lceBackward";
+    }
+    return null;
+  } finally {
+    arena.free(p, bytes);
+  }
 }
 
 /** GEMM shapes of the probe: m, n, k, transA, transB, alpha, beta, items, row and column range. */

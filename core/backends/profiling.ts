@@ -149,7 +149,10 @@ export function categoryOf(kind: string): Category {
   if (method === "layerNorm" || method === "layerNormGrad" || method.startsWith("addLayerNorm")) {
     return "layer norm";
   }
-  if (method === "pick" || method === "pickGrad" || method.startsWith("crossEntropy")) {
+  if (
+    method === "pick" || method === "pickGrad" || method.startsWith("crossEntropy") ||
+    method.startsWith("linearCrossEntropy")
+  ) {
     return "CE (loss over items)";
   }
   if (method === "gather" || method === "scatterAdd") return "gather/scatter";

@@ -21,6 +21,10 @@
  * rounding (e^(z - max) e^(max - lse) against e^(z - lse)). Every column takes part, the padding
  * item 0 included, as in the plain path (and RecBole's SASRec CE, which scores the whole
  * embedding table).
+ *
+ * A backend may take that one-block path in one call each way (Backend.linearCrossEntropyKept:
+ * the C kernels turn each band of rows' logits into exponentials while they are in cache, and
+ * read the exponentials once in the backward), with the same bits as the separate calls.
  */
 import { gemmArgs } from "../backend.ts";
 import { empty, isGradEnabled, record, type Tensor } from "../tensor.ts";
@@ -90,7 +94,21 @@ export function linearCrossEntropyRows(
   const keepLogits = block >= items && isGradEnabled() && (h.requiresGrad || table.requiresGrad);
   // Kept logits become their exponentials, shifted by each row's maximum (kept in `shift`).
   const shift = keepLogits && b.keepsCrossEntropyExp ? empty([rows]) : null;
-  for (let j0 = 0; j0 < items; j0 += block) {
+  // A backend that fuses this path (the C kernels) does the product and the rows in one call.
+  const kept = shift && {
+    h: h.storage,
+    table: table.storage,
+    targets: targets.storage,
+    z: z.storage,
+    lse: lse.storage,
+    shift: shift.storage,
+    rows,
+    items,
+    d,
+  };
+  const fused = kept !== null &&
+    b.linearCrossEntropyKept?.({ ...kept, picked: picked.storage }) === true;
+  for (let j0 = 0; j0 < items && !fused; j0 += block) {
     const cols = Math.min(block, items - j0);
     logits(z, j0, cols);
     b.crossEntropyBlock(
@@ -114,7 +132,14 @@ export function linearCrossEntropyRows(
     const dh = h.requiresGrad ? empty(h.shape) : null;
     const dt = table.requiresGrad ? empty(table.shape) : null;
     const dz = keepLogits ? z : empty([rows * block]);
-    for (let j0 = 0; j0 < items; j0 += block) {
+    const fusedGrad = fused &&
+      b.linearCrossEntropyKeptGrad?.({
+          ...kept,
+          w: g.storage,
+          dh: dh?.storage ?? null,
+          dtable: dt?.storage ?? null,
+        }) === true;
+    for (let j0 = 0; j0 < items && !fusedGrad; j0 += block) {
       const cols = Math.min(block, items - j0);
       if (!keepLogits) logits(dz, j0, cols);
       b.crossEntropyBlockGrad(

@@ -17,6 +17,10 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #ifndef DUAF_FUSED_MADD
 #define DUAF_FUSED_MADD 1
@@ -28,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 8
+#define ABI_VERSION 9
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -431,62 +435,109 @@ static void shifted_exp_in_place(float* x, int n, float m) {
   for (int i = 0; i < n; i++) x[i] = exp_bounded(x[i] - m);
 }
 
+/* Rows summed side by side: one row's four lane sums are four chains of dependent adds, so the
+   adds of several rows interleave to keep the adder busy (each row's sums are unchanged). */
+#define CE_GROUP 4
+
+/* lane_sums for CE_GROUP rows at once. */
+static inline void lane_sums_group(const float* const* e, int n, float s[CE_GROUP][4]) {
+  float a[CE_GROUP][4];
+  for (int q = 0; q < CE_GROUP; q++)
+    for (int j = 0; j < 4; j++) a[q][j] = s[q][j];
+  for (int i = 0; i < n; i += 4)
+    for (int q = 0; q < CE_GROUP; q++)
+      for (int j = 0; j < 4; j++) a[q][j] += e[q][i + j];
+  for (int q = 0; q < CE_GROUP; q++)
+    for (int j = 0; j < 4; j++) s[q][j] = a[q][j];
+}
+
+/* pmax over four lanes, then f32x4.max of the halves and f32.max of the two left. Sixteen
+   accumulators folded in lane order give the same maximum (pmax skips NaN either way). */
+static float row_max(const float* xr, int cols) {
+  const int nv = cols & ~3;
+  float v16[16];
+  for (int j = 0; j < 16; j++) v16[j] = -INFINITY;
+  int i = 0;
+#ifdef __AVX512F__
+  /* The sixteen accumulators as one vector: max_ps(x, v) is pmax(v, x), NaN and zeros alike. */
+  __m512 acc = _mm512_loadu_ps(v16);
+  for (; i + 16 <= nv; i += 16) acc = _mm512_max_ps(_mm512_loadu_ps(xr + i), acc);
+  _mm512_storeu_ps(v16, acc);
+#endif
+  for (; i + 16 <= nv; i += 16)
+    for (int j = 0; j < 16; j++) v16[j] = pmax(v16[j], xr[i + j]);
+  float vm[4];
+  for (int j = 0; j < 4; j++)
+    vm[j] = pmax(pmax(pmax(v16[j], v16[j + 4]), v16[j + 8]), v16[j + 12]);
+  for (; i < nv; i += 4)
+    for (int j = 0; j < 4; j++) vm[j] = pmax(vm[j], xr[i + j]);
+  float m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
+  for (i = nv; i < cols; i++) m = wmax(m, xr[i]);
+  return m;
+}
+
 /*
  * rows.ts crossEntropyBlock: per row, the target's logit, the block's log-sum-exp merged into
- * lse, and with shift != 0 the exponentials e^(x - max) kept in x and the max in shift.
+ * lse, and with shift != 0 the exponentials e^(x - max) kept in x and the max in shift. Rows go
+ * CE_GROUP at a time through each chunk of columns (lane_sums_group).
  */
+static void ce_rows(
+    float* x, const int32_t* targets, float* lse, float* picked, int rows, int cols, int col_offset,
+    int first, float* shift) {
+  const int nv = cols & ~3;
+  float buf[CE_GROUP][CHUNK];
+  for (int r0 = 0; r0 < rows; r0 += CE_GROUP) {
+    const int g = rows - r0 < CE_GROUP ? rows - r0 : CE_GROUP;
+    float* xr[CE_GROUP];
+    float m[CE_GROUP];
+    float s4[CE_GROUP][4] = {{0.0f}};
+    for (int q = 0; q < g; q++) {
+      const int r = r0 + q;
+      xr[q] = x + (size_t)r * cols;
+      const int32_t t = targets[r] - col_offset;
+      if ((uint32_t)t < (uint32_t)cols) picked[r] = xr[q][t];
+      else if (first) picked[r] = 0.0f;
+      m[q] = row_max(xr[q], cols);
+    }
+    for (int i = 0; i < nv; i += CHUNK) {
+      const int len = nv - i < CHUNK ? nv - i : CHUNK;
+      const float* e[CE_GROUP];
+      for (int q = 0; q < g; q++) {
+        if (shift) shifted_exp_in_place(xr[q] + i, len, m[q]);
+        else shifted_exp(xr[q] + i, buf[q], len, m[q]);
+        e[q] = shift ? xr[q] + i : buf[q];
+      }
+      if (g == CE_GROUP) lane_sums_group(e, len, s4);
+      else
+        for (int q = 0; q < g; q++) lane_sums(e[q], len, s4[q]);
+    }
+    for (int q = 0; q < g; q++) {
+      const int r = r0 + q;
+      if (shift) shift[r] = m[q];
+      float s = (s4[q][0] + s4[q][2]) + (s4[q][1] + s4[q][3]);
+      for (int i = nv; i < cols; i++) {
+        const float ev = exp_bounded(xr[q][i] - m[q]);
+        if (shift) xr[q][i] = ev;
+        s += ev;
+      }
+      const float block = m[q] + log_(s);
+      if (first) {
+        lse[r] = block;
+      } else {
+        const float prev = lse[r];
+        const float hi = wmax(prev, block);
+        const float lo_ = wmin(prev, block);
+        lse[r] = hi + log1p_(exp_bounded(lo_ - hi));
+      }
+    }
+  }
+}
+
 void duaf_ce_block(
     uint8_t* base, uint32_t xo, uint32_t to, uint32_t lo, uint32_t po, int rows, int cols,
     int col_offset, int first, uint32_t so) {
-  const int32_t* targets = (const int32_t*)(base + to);
-  float* lse = (float*)(base + lo);
-  float* picked = (float*)(base + po);
-  float* shift = so ? (float*)(base + so) : 0;
-  const int nv = cols & ~3;
-  float buf[CHUNK];
-  for (int r = 0; r < rows; r++) {
-    float* xr = (float*)(base + xo) + (size_t)r * cols;
-    const int32_t t = targets[r] - col_offset;
-    if ((uint32_t)t < (uint32_t)cols) picked[r] = xr[t];
-    else if (first) picked[r] = 0.0f;
-    /* pmax over four lanes, then f32x4.max of the halves and f32.max of the two left. Sixteen
-       accumulators folded in lane order give the same maximum (pmax skips NaN either way). */
-    float v16[16];
-    for (int j = 0; j < 16; j++) v16[j] = -INFINITY;
-    int i = 0;
-    for (; i + 16 <= nv; i += 16)
-      for (int j = 0; j < 16; j++) v16[j] = pmax(v16[j], xr[i + j]);
-    float vm[4];
-    for (int j = 0; j < 4; j++)
-      vm[j] = pmax(pmax(pmax(v16[j], v16[j + 4]), v16[j + 8]), v16[j + 12]);
-    for (; i < nv; i += 4)
-      for (int j = 0; j < 4; j++) vm[j] = pmax(vm[j], xr[i + j]);
-    float m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
-    for (i = nv; i < cols; i++) m = wmax(m, xr[i]);
-    float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (i = 0; i < nv; i += CHUNK) {
-      const int len = nv - i < CHUNK ? nv - i : CHUNK;
-      if (shift) shifted_exp_in_place(xr + i, len, m);
-      else shifted_exp(xr + i, buf, len, m);
-      lane_sums(shift ? xr + i : buf, len, s4);
-    }
-    if (shift) shift[r] = m;
-    float s = (s4[0] + s4[2]) + (s4[1] + s4[3]);
-    for (i = nv; i < cols; i++) {
-      const float e = exp_bounded(xr[i] - m);
-      if (shift) xr[i] = e;
-      s += e;
-    }
-    const float block = m + log_(s);
-    if (first) {
-      lse[r] = block;
-    } else {
-      const float prev = lse[r];
-      const float hi = wmax(prev, block);
-      const float lo_ = wmin(prev, block);
-      lse[r] = hi + log1p_(exp_bounded(lo_ - hi));
-    }
-  }
+  ce_rows((float*)(base + xo), (const int32_t*)(base + to), (float*)(base + lo),
+          (float*)(base + po), rows, cols, col_offset, first, so ? (float*)(base + so) : 0);
 }
 
 /*
@@ -770,6 +821,22 @@ static inline __attribute__((always_inline)) void gemm_tile(
   }
 }
 
+/* gemm_tile for the last 1 to MB - 1 rows, each count its own register tile. */
+static void gemm_edge_tile(
+    int rows, const float* ap, size_t rs, size_t ks, const float* bk, size_t bstride, int kc,
+    float* c, size_t ldc, vmask m, int scaled, float alpha, int add, const float* bias) {
+#define EDGE(n) gemm_tile(n, ap, rs, ks, bk, bstride, kc, c, ldc, m, scaled, alpha, add, bias)
+  switch (rows) {
+    case 5: EDGE(5); break;
+    case 4: EDGE(4); break;
+    case 3: EDGE(3); break;
+    case 2: EDGE(2); break;
+    case 1: EDGE(1); break;
+    default: break;
+  }
+#undef EDGE
+}
+
 /*
  * Rows [r0, r1) x columns [c0, c1) of one item of C = alpha op(A) op(B) + beta C (beta 0 or 1),
  * with gemm.ts's arithmetic for every element: per K slice of KC, an accumulator from 0 taking
@@ -836,16 +903,8 @@ static void gemm_one(
         float* ci = c + (size_t)i * ldc + jc;
         for (int j0 = 0; j0 < ncur; j0 += VW) {
           const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
-          const float* bj = PANEL(j0);
-          float* cj = ci + j0;
-          switch (r1 - i) {
-            case 5: gemm_tile(5, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
-            case 4: gemm_tile(4, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
-            case 3: gemm_tile(3, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
-            case 2: gemm_tile(2, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
-            case 1: gemm_tile(1, ap, rs, ks, bj, bstride, kc, cj, ldc, m, scaled, alpha, add, BIAS(j0)); break;
-            default: break;
-          }
+          gemm_edge_tile(r1 - i, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)ldc, m,
+                         scaled, alpha, add, BIAS(j0));
         }
       }
 #undef PANEL
@@ -872,6 +931,172 @@ void duaf_gemm(
     float* c = (float*)(base + co) + (size_t)bi * stride_c + (size_t)bj * stride_c2;
     gemm_one(a, b, c, k, trans_a, trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, pack, brow);
   }
+}
+
+/* ---- cross-entropy with its logits products ----------------------------------------------- */
+
+/*
+ * core/ops/linear_ce.ts with one block of all items and the exponentials kept, in one call each
+ * way instead of a GEMM, a row kernel and (backward) a row kernel and two GEMMs, each a pass
+ * over the [rows x items] block in memory. Each element gets the separate calls' float32
+ * operations in their order: the GEMM's per-element accumulation restarts at every K slice of
+ * KC and adds into C, so a product over item (or row) blocks cut at multiples of KC, taken in
+ * order, gives the whole product's bits.
+ *
+ * Both kernel threads run the same call (tid 0 and 1 of nt) and meet at a spin barrier, two
+ * words in the arena that the caller zeroes before the call.
+ */
+
+#define BARRIER_TIMEOUT_S 60
+
+static double seconds_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Waits until all nt threads arrive; b[0] counts arrivals, b[1] the generation. 0, or -1 when
+   the other thread has not come within BARRIER_TIMEOUT_S (it died: the caller reports it). */
+static int spin_barrier(uint32_t* b, int nt) {
+  if (nt <= 1) return 0;
+  const uint32_t gen = __atomic_load_n(&b[1], __ATOMIC_ACQUIRE);
+  if (__atomic_add_fetch(&b[0], 1, __ATOMIC_ACQ_REL) == (uint32_t)nt) {
+    __atomic_store_n(&b[0], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&b[1], gen + 1, __ATOMIC_RELEASE);
+    return 0;
+  }
+  double start = 0;
+  for (uint32_t spins = 1; __atomic_load_n(&b[1], __ATOMIC_ACQUIRE) == gen; spins++) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if ((spins & 0xfffff) == 0) {
+      const double t = seconds_now();
+      if (start == 0) start = t;
+      else if (t - start > BARRIER_TIMEOUT_S) return -1;
+    }
+  }
+  return 0;
+}
+
+/* Rows [r0, r1) of `rows` for thread tid of nt: halves cut at a register tile's height. */
+static void thread_rows(int rows, int tid, int nt, int* r0, int* r1) {
+  int cut = nt > 1 ? (rows / 2 + MB / 2) / MB * MB : rows;
+  if (cut > rows) cut = rows;
+  *r0 = tid == 0 ? 0 : cut;
+  *r1 = tid == 0 ? cut : rows;
+}
+
+/* Rows of logits a thread turns into exponentials at a time: about 2 MiB of them stay in the
+   shared cache between the product that writes them and the row kernel that reads them. */
+#define LCE_BAND_BYTES (2u << 20)
+/* Columns of the packed table swept by one band's rows at a time (256 KiB at d = 64). */
+#define LCE_CHUNK_FLOATS 65536
+
+/*
+ * Forward: z = h table^T (h [rows, d], table [items, d], z [rows, items]) as duaf_gemm computes
+ * it, then ce_rows over all items (first block, exponentials kept in z, row maxima in shift).
+ * pack: ceil(items / VW) * VW * d floats for the table's panels, filled by both threads.
+ * Needs d <= KC (one K slice). Returns 0, or -1 when the threads did not meet.
+ */
+int duaf_lce_forward(
+    uint8_t* base, uint32_t ho, uint32_t eo, uint32_t zo, uint32_t to, uint32_t lo, uint32_t po,
+    uint32_t so, int rows, int items, int d, uint32_t packo, uint32_t baro, int tid, int nt) {
+  const float* h = (const float*)(base + ho);
+  const float* e = (const float*)(base + eo);
+  float* z = (float*)(base + zo);
+  float* pack = (float*)(base + packo);
+  uint32_t* bar = (uint32_t*)(base + baro);
+  const int panels = (items + VW - 1) / VW;
+  /* The table's panels, as duaf_gemm packs a transposed B: VW items' d values k-major. */
+  for (int p = panels * tid / nt; p < panels * (tid + 1) / nt; p++) {
+    float* panel = pack + (size_t)p * d * VW;
+    const int w = items - p * VW < VW ? items - p * VW : VW;
+    for (int jj = 0; jj < w; jj++) {
+      const float* src = e + (size_t)(p * VW + jj) * d;
+      for (int kk = 0; kk < d; kk++) panel[(size_t)kk * VW + jj] = src[kk];
+    }
+  }
+  if (spin_barrier(bar, nt)) return -1;
+  int r0, r1;
+  thread_rows(rows, tid, nt, &r0, &r1);
+  int band = (int)(LCE_BAND_BYTES / (4u * (unsigned)items)) / MB * MB;
+  if (band < MB) band = MB;
+  int chunk = LCE_CHUNK_FLOATS / d / VW * VW;
+  if (chunk < VW) chunk = VW;
+  const vmask full = vmask_first(VW);
+  for (int i0 = r0; i0 < r1; i0 += band) {
+    const int i1 = r1 - i0 < band ? r1 : i0 + band;
+    for (int jc = 0; jc < items; jc += chunk) {
+      const int jend = items - jc < chunk ? items : jc + chunk;
+      int i = i0;
+      for (; i + MB <= i1; i += MB) {
+        for (int j = jc; j < jend; j += VW) {
+          const vmask m = jend - j < VW ? vmask_first(jend - j) : full;
+          gemm_tile(MB, h + (size_t)i * d, (size_t)d, 1, pack + (size_t)j * d, VW, d,
+                    z + (size_t)i * items + j, (size_t)items, m, 0, 1.0f, 0, 0);
+        }
+      }
+      if (i < i1) {
+        for (int j = jc; j < jend; j += VW) {
+          const vmask m = jend - j < VW ? vmask_first(jend - j) : full;
+          gemm_edge_tile(i1 - i, h + (size_t)i * d, (size_t)d, 1, pack + (size_t)j * d, VW, d,
+                         z + (size_t)i * items + j, (size_t)items, m, 0, 1.0f, 0, 0);
+        }
+      }
+    }
+    ce_rows(z + (size_t)i0 * items, (const int32_t*)(base + to) + i0, (float*)(base + lo) + i0,
+            (float*)(base + po) + i0, i1 - i0, items, 0, 1, (float*)(base + so) + i0);
+  }
+  return 0;
+}
+
+/*
+ * Backward of duaf_lce_forward: in blocks of KC items, the block's gradient w[r] (softmax -
+ * onehot) from the kept exponentials (duaf_ce_block_grad's arithmetic) into a [rows x KC]
+ * buffer, then dh (+)= G_blk table_blk on each thread's rows and dtable_blk = G_blk^T h on each
+ * thread's share of the block's items. z is read once and left as it was. dho / deo 0: that
+ * gradient is not wanted. gs: 2 * rows * KC floats (two buffers: while one thread still reads a
+ * block, the other fills the next). Returns 0, or -1 when the threads did not meet.
+ */
+int duaf_lce_backward(
+    uint8_t* base, uint32_t ho, uint32_t eo, uint32_t zo, uint32_t to, uint32_t lo, uint32_t wo,
+    uint32_t so, uint32_t dho, uint32_t deo, int rows, int items, int d, uint32_t gso,
+    uint32_t baro, int tid, int nt) {
+  const float* h = (const float*)(base + ho);
+  const float* e = (const float*)(base + eo);
+  const float* z = (const float*)(base + zo);
+  const int32_t* targets = (const int32_t*)(base + to);
+  const float* lse = (const float*)(base + lo);
+  const float* w = (const float*)(base + wo);
+  const float* shift = (const float*)(base + so);
+  float* dh = dho ? (float*)(base + dho) : 0;
+  float* de = deo ? (float*)(base + deo) : 0;
+  uint32_t* bar = (uint32_t*)(base + baro);
+  int r0, r1;
+  thread_rows(rows, tid, nt, &r0, &r1);
+  for (int j0 = 0, blk = 0; j0 < items; j0 += KC, blk++) {
+    const int cols = items - j0 < KC ? items - j0 : KC;
+    float* g = (float*)(base + gso) + (size_t)(blk & 1) * rows * KC;
+    for (int r = r0; r < r1; r++) {
+      const float* xr = z + (size_t)r * items + j0;
+      float* restrict gr = g + (size_t)r * KC;
+      const float vw = w[r];
+      const float c = vw * exp_bounded(shift[r] - lse[r]);
+      for (int i = 0; i < cols; i++) gr[i] = c * xr[i];
+      const int32_t t = targets[r] - j0;
+      if ((uint32_t)t < (uint32_t)cols) gr[t] = gr[t] - vw;
+    }
+    /* dh's K slice blk: stored by the first, added by the rest, as in the whole product. */
+    if (dh) {
+      gemm_one(g, e + (size_t)j0 * d, dh, cols, 0, 0, KC, d, d, 1.0f, j0 > 0, r0, r1, 0, d, 0, 0);
+    }
+    if (!de) continue;
+    if (spin_barrier(bar, nt)) return -1;
+    gemm_one(g, h, de + (size_t)j0 * d, rows, 1, 0, KC, d, d, 1.0f, 0, cols * tid / nt,
+             cols * (tid + 1) / nt, 0, d, 0, 0);
+  }
+  return 0;
 }
 
 int duaf_cpu_abi(void) { return ABI_VERSION; }

@@ -144,6 +144,45 @@ export interface KernelExports {
     colOffset: number,
     shift: number,
   ): void;
+  /**
+   * The C kernels' fused cross-entropy with its logits products (ffi/cpu/kernels.c
+   * duaf_lce_forward / duaf_lce_backward; WasmBackend.linearCrossEntropyKept). The wasm module
+   * has none: it runs the separate calls.
+   */
+  lceForward?(
+    h: number,
+    table: number,
+    z: number,
+    targets: number,
+    lse: number,
+    picked: number,
+    shift: number,
+    rows: number,
+    items: number,
+    d: number,
+    pack: number,
+    barrier: number,
+    tid: number,
+    threads: number,
+  ): void;
+  lceBackward?(
+    h: number,
+    table: number,
+    z: number,
+    targets: number,
+    lse: number,
+    w: number,
+    shift: number,
+    dh: number,
+    dtable: number,
+    rows: number,
+    items: number,
+    d: number,
+    grads: number,
+    barrier: number,
+    tid: number,
+    threads: number,
+  ): void;
   modalityFusion(
     ptrs: number,
     m: number,

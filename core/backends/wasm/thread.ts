@@ -30,6 +30,8 @@ export const THREAD_OPS = [
   "crossEntropyBlockGrad",
   "modalityFusion",
   "modalityFusionGrad",
+  "lceForward",
+  "lceBackward",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

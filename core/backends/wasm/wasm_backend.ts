@@ -22,6 +22,8 @@ import {
   gemmBatch2,
   gemmLd,
   gemmSpans,
+  type LinearCeArgs,
+  type LinearCeGradArgs,
   maskSpan,
   type Storage,
   UNARY_CODES,
@@ -86,6 +88,8 @@ const GEMM_THREAD_FLOPS = 1 << 21;
 const ELEMENTWISE_THREAD_ELEMENTS = 1 << 16;
 const ROWS_THREAD_ELEMENTS = 1 << 16;
 const MR = 6; // gemm register tile height: row splits fall on tile boundaries
+/** The C GEMM's K slice: the fused cross-entropy takes a hidden width up to one slice. */
+const LCE_MAX_DIM = 256;
 const NR = 8;
 
 const MAX_RANK = 6;
@@ -147,6 +151,7 @@ export class WasmBackend implements Backend {
   readonly #scratch: number;
   readonly #workerScratch: number;
   readonly #params: number;
+  #barrier = 0;
   readonly #bits = new Int32Array(1);
   readonly #bitsF32 = new Float32Array(this.#bits.buffer);
 
@@ -744,6 +749,79 @@ export class WasmBackend implements Backend {
       [xp + half * cols * 4, tp + o, lp + o, wp + o, rows - half, cols, colOffset, sp && sp + o],
       () => k.crossEntropyBlockGrad(xp, tp, lp, wp, half, cols, colOffset, sp),
     );
+  }
+
+  /** The fused cross-entropy where the kernels have it (the C kernels), for d up to their KC. */
+  linearCrossEntropyKept(a: LinearCeArgs): boolean {
+    const k = this.kernels;
+    const { rows, items, d } = a;
+    if (!k.lceForward || d > LCE_MAX_DIM || rows === 0 || items === 0) return false;
+    const vw = 16; // the widest register tile's columns: panels are padded to it
+    const packBytes = 4 * Math.ceil(items / vw) * vw * d;
+    const pack = this.arena.alloc(packBytes);
+    try {
+      const args = [
+        this.at(a.h, 0, rows * d),
+        this.at(a.table, 0, items * d),
+        this.at(a.z, 0, rows * items),
+        this.at(a.targets, 0, rows),
+        this.at(a.lse, 0, rows),
+        this.at(a.picked, 0, rows),
+        this.at(a.shift, 0, rows),
+        rows,
+        items,
+        d,
+        pack,
+        this.#barrierWords(),
+      ];
+      this.#onEach("lceForward", args, k.lceForward.bind(k));
+    } finally {
+      this.arena.free(pack, packBytes);
+    }
+    return true;
+  }
+
+  linearCrossEntropyKeptGrad(a: LinearCeGradArgs): boolean {
+    const k = this.kernels;
+    const { rows, items, d } = a;
+    if (!k.lceBackward || d > LCE_MAX_DIM || rows === 0 || items === 0) return false;
+    const gradBytes = 4 * 2 * rows * LCE_MAX_DIM;
+    const grads = this.arena.alloc(gradBytes);
+    try {
+      const args = [
+        this.at(a.h, 0, rows * d),
+        this.at(a.table, 0, items * d),
+        this.at(a.z, 0, rows * items),
+        this.at(a.targets, 0, rows),
+        this.at(a.lse, 0, rows),
+        this.at(a.w, 0, rows),
+        this.at(a.shift, 0, rows),
+        a.dh ? this.at(a.dh, 0, rows * d) : 0,
+        a.dtable ? this.at(a.dtable, 0, items * d) : 0,
+        rows,
+        items,
+        d,
+        grads,
+        this.#barrierWords(),
+      ];
+      this.#onEach("lceBackward", args, k.lceBackward.bind(k));
+    } finally {
+      this.arena.free(grads, gradBytes);
+    }
+    return true;
+  }
+
+  /** The two words of a fused kernel's spin barrier, zeroed for the next call. */
+  #barrierWords(): number {
+    if (this.#barrier === 0) this.#barrier = this.arena.alloc(8);
+    this.arena.i32.fill(0, this.#barrier >> 2, (this.#barrier >> 2) + 2);
+    return this.#barrier;
+  }
+
+  /** A call both threads run in full (its kernel splits the work by thread id): tid, threads last. */
+  #onEach(op: ThreadOp, args: number[], run: (...a: number[]) => void): void {
+    if (!this.#thread) return run(...args, 0, 1);
+    this.#onBoth(op, [...args, 1, 2], () => run(...args, 0, 2));
   }
 
   // ---- DuAF fusion ------------------------------------------------------------------------------

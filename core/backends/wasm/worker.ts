@@ -29,8 +29,9 @@ interface Start {
 
 /** Serves calls published after `seen` (the SEQ value when the worker reported ready). */
 function serve(kernels: KernelExports, i32: Int32Array, f64: Float64Array, seen: number): void {
+  // The C kernels' own calls (lceForward, ...) are absent from a wasm-only worker.
   const fns = THREAD_OPS.map((name) =>
-    (kernels[name] as (...a: number[]) => unknown).bind(kernels)
+    (kernels[name] as ((...a: number[]) => unknown) | undefined)?.bind(kernels)
   );
   for (;;) {
     let seq = Atomics.load(i32, SEQ);
@@ -43,7 +44,7 @@ function serve(kernels: KernelExports, i32: Int32Array, f64: Float64Array, seen:
     const op = i32[OP];
     if (op === STOP) return;
     try {
-      fns[op](...f64.subarray(0, i32[NARGS]));
+      fns[op]!(...f64.subarray(0, i32[NARGS]));
     } catch {
       i32[FAILED] = 1;
     }
