@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 9;
+export const CPU_KERNELS_ABI = 10;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -84,6 +84,14 @@ const SYMBOLS = {
       ...["u32", "u32", "i32", "i32"], // gradient buffers, barrier, tid, nt
     ],
     result: "i32",
+  },
+  duaf_layer_norm: {
+    parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "u32", "i32", "i32", "f32"],
+    result: "void",
+  },
+  duaf_layer_norm_grad: {
+    parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "i32", "i32"],
+    result: "void",
   },
   duaf_ce_block_grad: {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "i32", "i32", "i32", "u32"],

@@ -135,6 +135,48 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "cpu kernels: layer norm and its gradient, rows in groups and alone, the wasm kernel's bits",
+  ignore,
+  async fn() {
+    const { rt, c } = await withC();
+    const rng = new Rng(8);
+    for (const [rows, cols] of [[1, 64], [7, 64], [9, 13], [5, 3], [4, 1]]) {
+      const n = rows * cols;
+      const x = Float32Array.from({ length: n }, () => 2 * rng.normal() + 0.5);
+      const gamma = Float32Array.from({ length: cols }, () => 1 + 0.1 * rng.normal());
+      const beta = Float32Array.from({ length: cols }, () => 0.1 * rng.normal());
+      const g = Float32Array.from({ length: n }, () => rng.normal());
+      const acc = Float32Array.from({ length: 2 * cols }, () => rng.normal()); // dgamma, dbeta
+      const run = (k: typeof c): Float32Array => {
+        // x, gamma, beta, g | out, dx, mean, rstd, dgamma, dbeta
+        const bytes = 4 * (4 * n + 4 * cols + 2 * rows);
+        const p = rt.arena.alloc(bytes);
+        const gm = p + 4 * n, bt = gm + 4 * cols, gp = bt + 4 * cols, out = gp + 4 * n;
+        const dx = out + 4 * n, mean = dx + 4 * n, rstd = mean + 4 * rows, dg = rstd + 4 * rows;
+        const f = rt.arena.f32;
+        f.set(x, p >> 2);
+        f.set(gamma, gm >> 2);
+        f.set(beta, bt >> 2);
+        f.set(g, gp >> 2);
+        f.set(acc, dg >> 2);
+        k.layerNorm(p, gm, bt, out, mean, rstd, rows, cols, 1e-12);
+        k.layerNormGrad(p, gm, mean, rstd, gp, dx, dg, dg + 4 * cols, rows, cols);
+        const result = f.slice(out >> 2, (out >> 2) + 2 * n + 2 * rows + 2 * cols);
+        rt.arena.free(p, bytes);
+        return result;
+      };
+      const want = run(rt.kernels), got = run(c);
+      assert.deepEqual(
+        new Uint32Array(got.buffer),
+        new Uint32Array(want.buffer),
+        `${rows} x ${cols}`,
+      );
+    }
+  },
+});
+
+Deno.test({
   name: "cpu kernels: GEMM, every transpose, slice and edge, the wasm kernel's bits",
   ignore,
   async fn() {

@@ -109,6 +109,12 @@ export function withCpuKernels(
         bias,
       );
     },
+    layerNorm(...args) {
+      s.duaf_layer_norm(at(), ...args);
+    },
+    layerNormGrad(...args) {
+      s.duaf_layer_norm_grad(at(), ...args);
+    },
     lceForward(...args) {
       if (s.duaf_lce_forward(at(), ...args) !== 0) throw new Error(LCE_THREADS_APART);
     },
@@ -269,6 +275,24 @@ export function cpuKernelsDiffer(
           }
         }
       }
+    }
+    // Layer norm on rows of 64 (groups of four and a remainder) and of 13 (tails), dgamma and
+    // dbeta accumulating onto the probe's values.
+    for (const [lnRows, cols] of [[6, 64], [3, 13]]) {
+      const m = lnRows * cols;
+      view(y, 2 * cols).set(finiteInputs(2 * cols).map((v) => 1 + 0.1 * v)); // gamma, beta
+      const outs = [oa, ob].map((o) => {
+        const out = o, dx = out + 4 * m, mean = dx + 4 * m, rstd = mean + 4 * lnRows;
+        const dg = rstd + 4 * lnRows, db = dg + 4 * cols;
+        view(dg, 2 * cols).set(view(g, 2 * cols));
+        return { out, dx, mean, rstd, dg, db, all: 2 * m + 2 * lnRows + 2 * cols };
+      });
+      [wasm, native].forEach((k, i) => {
+        const o = outs[i];
+        k.layerNorm(x + 64, y, y + 4 * cols, o.out, o.mean, o.rstd, lnRows, cols, 1e-12);
+        k.layerNormGrad(x + 64, y, o.mean, o.rstd, g, o.dx, o.dg, o.db, lnRows, cols);
+      });
+      if (!same(outs[0].all)) return `layerNorm (cols ${cols})`;
     }
     return gemmDiffers(wasm, native, arena) ?? fusionDiffers(wasm, native, arena) ??
       attentionDiffers(wasm, native, arena) ?? linearCeDiffers(wasm, native, arena);

@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 9
+#define ABI_VERSION 10
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -563,6 +563,190 @@ void duaf_ce_block_grad(
     const int32_t t = targets[r] - col_offset;
     if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
   }
+}
+
+/* ---- layer norm ---------------------------------------------------------------------------- */
+
+/* simd.ts hsum: the four lanes summed as (l0 + l2) + (l1 + l3). */
+static inline float hsum4(const float v[4]) { return (v[0] + v[2]) + (v[1] + v[3]); }
+
+/* Rows of a layer norm taken together: a row of 64 is a chain of 16 dependent four-lane adds per
+   sum, so G rows side by side give the adder G chains (each row's sums are unchanged). */
+#define LN_GROUP 4
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+/* wasm's f32x4 as SSE: the same lane-wise IEEE adds, multiplies and subtracts. */
+typedef __m128 v4;
+#define V4_LOAD _mm_loadu_ps
+#define V4_STORE _mm_storeu_ps
+#define V4_ADD _mm_add_ps
+#define V4_SUB _mm_sub_ps
+#define V4_MUL _mm_mul_ps
+#define V4_SET1 _mm_set1_ps
+static inline float v4_hsum(v4 v) {
+  float l[4];
+  _mm_storeu_ps(l, v);
+  return hsum4(l);
+}
+#endif
+
+/* rows.ts layerNorm for G rows (a constant after inlining) starting at row r. */
+static inline __attribute__((always_inline)) void layer_norm_rows(
+    int G, const float* x, const float* gamma, const float* beta, float* out, float* mean,
+    float* rstd, int r, int cols, float eps) {
+  const int nv = cols & ~3;
+  const float inv_n = 1.0f / (float)cols;
+  const float* xr[LN_GROUP];
+  float mu[LN_GROUP], rs[LN_GROUP], sum[LN_GROUP], sq[LN_GROUP];
+  for (int q = 0; q < G; q++) xr[q] = x + (size_t)(r + q) * cols;
+#if defined(__SSE2__)
+  v4 vs[LN_GROUP], vq[LN_GROUP];
+  for (int q = 0; q < G; q++) vs[q] = vq[q] = V4_SET1(0.0f);
+  for (int i = 0; i < nv; i += 4)
+    for (int q = 0; q < G; q++) vs[q] = V4_ADD(vs[q], V4_LOAD(xr[q] + i));
+  for (int q = 0; q < G; q++) sum[q] = v4_hsum(vs[q]);
+#else
+  for (int q = 0; q < G; q++) {
+    float l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < nv; i += 4)
+      for (int j = 0; j < 4; j++) l[j] += xr[q][i + j];
+    sum[q] = hsum4(l);
+  }
+#endif
+  for (int q = 0; q < G; q++) {
+    for (int i = nv; i < cols; i++) sum[q] += xr[q][i];
+    mu[q] = sum[q] * inv_n;
+  }
+#if defined(__SSE2__)
+  for (int i = 0; i < nv; i += 4)
+    for (int q = 0; q < G; q++) {
+      const v4 dv = V4_SUB(V4_LOAD(xr[q] + i), V4_SET1(mu[q]));
+      vq[q] = V4_ADD(vq[q], V4_MUL(dv, dv));
+    }
+  for (int q = 0; q < G; q++) sq[q] = v4_hsum(vq[q]);
+#else
+  for (int q = 0; q < G; q++) {
+    float l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < nv; i += 4)
+      for (int j = 0; j < 4; j++) {
+        const float dv = xr[q][i + j] - mu[q];
+        l[j] += dv * dv;
+      }
+    sq[q] = hsum4(l);
+  }
+#endif
+  for (int q = 0; q < G; q++) {
+    for (int i = nv; i < cols; i++) {
+      const float dv = xr[q][i] - mu[q];
+      sq[q] += dv * dv;
+    }
+    rs[q] = 1.0f / sqrtf(sq[q] * inv_n + eps);
+    mean[r + q] = mu[q];
+    rstd[r + q] = rs[q];
+    float* restrict o = out + (size_t)(r + q) * cols;
+    for (int i = 0; i < cols; i++) o[i] = (xr[q][i] - mu[q]) * rs[q] * gamma[i] + beta[i];
+  }
+}
+
+void duaf_layer_norm(
+    uint8_t* base, uint32_t xo, uint32_t go, uint32_t bo, uint32_t oo, uint32_t mo, uint32_t ro,
+    int rows, int cols, float eps) {
+  const float* x = (const float*)(base + xo);
+  const float* gamma = (const float*)(base + go);
+  const float* beta = (const float*)(base + bo);
+  float* out = (float*)(base + oo);
+  float* mean = (float*)(base + mo);
+  float* rstd = (float*)(base + ro);
+  int r = 0;
+  for (; r + LN_GROUP <= rows; r += LN_GROUP)
+    layer_norm_rows(LN_GROUP, x, gamma, beta, out, mean, rstd, r, cols, eps);
+  for (; r < rows; r++) layer_norm_rows(1, x, gamma, beta, out, mean, rstd, r, cols, eps);
+}
+
+/* rows.ts layerNormGrad for G rows starting at row r; dgamma and dbeta take the rows in order. */
+static inline __attribute__((always_inline)) void layer_norm_grad_rows(
+    int G, const float* x, const float* gamma, const float* mean, const float* rstd,
+    const float* g, float* dx, float* dgamma, float* dbeta, int r, int cols) {
+  const int nv = cols & ~3;
+  const float inv_n = 1.0f / (float)cols;
+  const float *xr[LN_GROUP], *gr[LN_GROUP];
+  float mu[LN_GROUP], rs[LN_GROUP], s1[LN_GROUP], s2[LN_GROUP];
+  for (int q = 0; q < G; q++) {
+    xr[q] = x + (size_t)(r + q) * cols;
+    gr[q] = g + (size_t)(r + q) * cols;
+    mu[q] = mean[r + q];
+    rs[q] = rstd[r + q];
+  }
+#if defined(__SSE2__)
+  v4 v1[LN_GROUP], v2[LN_GROUP];
+  for (int q = 0; q < G; q++) v1[q] = v2[q] = V4_SET1(0.0f);
+  for (int i = 0; i < nv; i += 4) {
+    const v4 gm = V4_LOAD(gamma + i);
+    v4 dg = V4_LOAD(dgamma + i), db = V4_LOAD(dbeta + i);
+    for (int q = 0; q < G; q++) {
+      const v4 xh = V4_MUL(V4_SUB(V4_LOAD(xr[q] + i), V4_SET1(mu[q])), V4_SET1(rs[q]));
+      const v4 gv = V4_LOAD(gr[q] + i);
+      const v4 dxh = V4_MUL(gv, gm);
+      v1[q] = V4_ADD(v1[q], dxh);
+      v2[q] = V4_ADD(v2[q], V4_MUL(dxh, xh));
+      dg = V4_ADD(dg, V4_MUL(gv, xh));
+      db = V4_ADD(db, gv);
+    }
+    V4_STORE(dgamma + i, dg);
+    V4_STORE(dbeta + i, db);
+  }
+  for (int q = 0; q < G; q++) s1[q] = v4_hsum(v1[q]), s2[q] = v4_hsum(v2[q]);
+#else
+  for (int q = 0; q < G; q++) {
+    float l1[4] = {0.0f, 0.0f, 0.0f, 0.0f}, l2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int c = 0; c < nv; c++) {
+      const float xh = (xr[q][c] - mu[q]) * rs[q];
+      const float gv = gr[q][c];
+      const float dxh = gv * gamma[c];
+      l1[c & 3] += dxh;
+      l2[c & 3] += dxh * xh;
+      dgamma[c] = dgamma[c] + gv * xh;
+      dbeta[c] = dbeta[c] + gv;
+    }
+    s1[q] = hsum4(l1), s2[q] = hsum4(l2);
+  }
+#endif
+  for (int q = 0; q < G; q++) {
+    for (int c = nv; c < cols; c++) {
+      const float xh = (xr[q][c] - mu[q]) * rs[q];
+      const float gv = gr[q][c];
+      const float dxh = gv * gamma[c];
+      s1[q] += dxh;
+      s2[q] += dxh * xh;
+      dgamma[c] = dgamma[c] + gv * xh;
+      dbeta[c] = dbeta[c] + gv;
+    }
+    const float m1 = s1[q] * inv_n, m2 = s2[q] * inv_n;
+    float* restrict d = dx + (size_t)(r + q) * cols;
+    for (int c = 0; c < cols; c++) {
+      const float xh = (xr[q][c] - mu[q]) * rs[q];
+      const float dxh = gr[q][c] * gamma[c];
+      d[c] = rs[q] * ((dxh - m1) - xh * m2);
+    }
+  }
+}
+
+void duaf_layer_norm_grad(
+    uint8_t* base, uint32_t xo, uint32_t go, uint32_t mo, uint32_t ro, uint32_t gro, uint32_t dxo,
+    uint32_t dgo, uint32_t dbo, int rows, int cols) {
+  const float* x = (const float*)(base + xo);
+  const float* gamma = (const float*)(base + go);
+  const float* mean = (const float*)(base + mo);
+  const float* rstd = (const float*)(base + ro);
+  const float* g = (const float*)(base + gro);
+  float* dx = (float*)(base + dxo);
+  float* dgamma = (float*)(base + dgo);
+  float* dbeta = (float*)(base + dbo);
+  int r = 0;
+  for (; r + LN_GROUP <= rows; r += LN_GROUP)
+    layer_norm_grad_rows(LN_GROUP, x, gamma, mean, rstd, g, dx, dgamma, dbeta, r, cols);
+  for (; r < rows; r++) layer_norm_grad_rows(1, x, gamma, mean, rstd, g, dx, dgamma, dbeta, r, cols);
 }
 
 /* ---- attention softmax ---------------------------------------------------------------------- */
