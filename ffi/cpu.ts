@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 10;
+export const CPU_KERNELS_ABI = 11;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -66,6 +66,19 @@ const SYMBOLS = {
   },
   duaf_dropout: {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "f32", "u32"],
+    result: "void",
+  },
+  duaf_gemm_slices: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "i32", "i32", "i32", "i32", "i32"], // a, b, c, m, n, k, transA, transB
+      ...["i32", "i32", "i32", "f32", "i32", "i32", "i32"], // lda, ldb, ldc, alpha, beta, p0, p1
+      ...["u32", "u32"], // parts, scratch
+    ],
+    result: "void",
+  },
+  duaf_gemm_add_parts: {
+    parameters: ["pointer", "u32", "u32", "i32", "i32", "i32", "i32"],
     result: "void",
   },
   duaf_lce_forward: {

@@ -400,10 +400,16 @@ Deno.test({
             alpha: 0.125,
           }),
         );
-        return [be.download(y), be.download(d), be.download(s)] as Float32Array[];
+        // A weight gradient, X^T G over 2400 rows: split across the threads by K slices.
+        const [tokens, width] = [2400, 32];
+        const xk = be.upload(xs.subarray(0, tokens * width), "f32");
+        const gk = be.upload(gs.subarray(0, tokens * width), "f32");
+        const dw = be.upload(gs.subarray(0, width * width), "f32");
+        be.gemm(gemmArgs(xk, gk, dw, width, width, tokens, { transA: true, beta: 1 }));
+        return [be.download(y), be.download(d), be.download(s), be.download(dw)] as Float32Array[];
       });
       assert.ok(opened.threadedCalls > before, "the calls were split across both threads");
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 4; i++) {
         assert.deepEqual(new Uint32Array(outs[0][i].buffer), new Uint32Array(outs[1][i].buffer));
       }
     } finally {

@@ -109,6 +109,12 @@ export function withCpuKernels(
         bias,
       );
     },
+    gemmSlices(...args) {
+      s.duaf_gemm_slices(at(), ...args);
+    },
+    gemmAddParts(...args) {
+      s.duaf_gemm_add_parts(at(), ...args);
+    },
     layerNorm(...args) {
       s.duaf_layer_norm(at(), ...args);
     },
@@ -294,7 +300,8 @@ export function cpuKernelsDiffer(
       });
       if (!same(outs[0].all)) return `layerNorm (cols ${cols})`;
     }
-    return gemmDiffers(wasm, native, arena) ?? fusionDiffers(wasm, native, arena) ??
+    return gemmDiffers(wasm, native, arena) ?? gemmSlicesDiffer(wasm, native, arena) ??
+      fusionDiffers(wasm, native, arena) ??
       attentionDiffers(wasm, native, arena) ?? linearCeDiffers(wasm, native, arena);
   } finally {
     arena.free(p, bytes);
@@ -375,6 +382,63 @@ function fusionDiffers(wasm: KernelExports, native: KernelExports, arena: Arena)
     }
   }
   return null;
+}
+
+/**
+ * A product split by K as the backend splits it (the first slices into C, the rest each into its
+ * own block, the blocks then added in order) against wasm's whole product: five K slices (the
+ * last partial), A transposed, alpha 0.5, beta 0 and 1.
+ */
+function gemmSlicesDiffer(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
+  if (!native.gemmSlices || !native.gemmAddParts) return null;
+  const [m, n, k, slices, mine] = [7, 20, 1100, 5, 2];
+  const scratchBytes = wasm.GEMM_SCRATCH_BYTES.value as number;
+  const bytes = 4 * (m * k + k * n + 2 * m * n + (slices - mine) * m * n) + scratchBytes;
+  const p = arena.alloc(bytes);
+  try {
+    const a = p, b = a + 4 * m * k, ca = b + 4 * k * n, cb = ca + 4 * m * n;
+    const parts = cb + 4 * m * n, scratch = parts + 4 * (slices - mine) * m * n;
+    arena.f32.set(finiteInputs(m * k + k * n + m * n), a >> 2);
+    for (const beta of [0, 1]) {
+      arena.f32.copyWithin(cb >> 2, ca >> 2, (ca >> 2) + m * n);
+      wasm.gemm(
+        a,
+        b,
+        ca,
+        m,
+        n,
+        k,
+        1,
+        0,
+        1,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        m,
+        n,
+        n,
+        0.5,
+        beta,
+        0,
+        m,
+        0,
+        n,
+        scratch,
+      );
+      native.gemmSlices(a, b, cb, m, n, k, 1, 0, m, n, n, 0.5, beta, 0, mine, 0, scratch);
+      native.gemmSlices(a, b, cb, m, n, k, 1, 0, m, n, n, 0.5, beta, mine, slices, parts, scratch);
+      native.gemmAddParts(cb, parts, m, n, n, slices - mine);
+      const view = (o: number) => arena.f32.subarray(o >> 2, (o >> 2) + m * n);
+      if (firstDifference(view(ca), view(cb)) >= 0) return `gemm split by K (beta ${beta})`;
+    }
+    return null;
+  } finally {
+    arena.free(p, bytes);
+  }
 }
 
 /**

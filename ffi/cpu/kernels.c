@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 10
+#define ABI_VERSION 11
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -1028,10 +1028,10 @@ static void gemm_edge_tile(
  * first slice with beta 0) or added to C. Row-major; A(i, k) is read in place through its
  * transpose; B is copied k-major into `pack` only when transposed.
  */
-static void gemm_one(
+static void gemm_slices(
     const float* a, const float* b, float* c, int k, int trans_a, int trans_b, int lda, int ldb,
     int ldc, float alpha, int beta, int r0, int r1, int c0, int c1, float* pack,
-    const float* bias) {
+    const float* bias, int p0, int p1, float* parts, int part_ld) {
   if (r0 >= r1 || c0 >= c1) return;
   if (k == 0) {
     for (int i = r0; i < r1; i++) {
@@ -1043,10 +1043,15 @@ static void gemm_one(
   }
   const int scaled = alpha != 1.0f;
   const size_t rs = trans_a ? 1 : (size_t)lda, ks = trans_a ? (size_t)lda : 1;
-  for (int pc = 0; pc < k; pc += KC) {
+  const int pend = (size_t)p1 * KC < (size_t)k ? p1 * KC : k;
+  for (int pc = p0 * KC; pc < pend; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
-    const int add = pc > 0 || beta;
-    const float* brow = pc == 0 ? bias : 0;
+    /* Where this slice goes: C (stored by the first slice with beta 0, else added), or with
+       `parts` its own [rows x part_ld] block of alpha * accumulator, for gemm_add_parts. */
+    float* const cs = parts ? parts + (size_t)(pc / KC - p0) * r1 * part_ld : c;
+    const int lds = parts ? part_ld : ldc;
+    const int add = parts ? 0 : pc > 0 || beta;
+    const float* brow = pc == 0 && !parts ? bias : 0;
     int nc = (PACK_B_FLOATS / kc) & ~(VW - 1);
     if (nc < VW) nc = VW;
     for (int jc = c0; jc < c1; jc += nc) {
@@ -1075,19 +1080,27 @@ static void gemm_one(
       int i = r0;
       for (; i + MB <= r1; i += MB) {
         const float* ap = a + (size_t)i * rs + (size_t)pc * ks;
-        float* ci = c + (size_t)i * ldc + jc;
+        float* ci = cs + (size_t)i * lds + jc;
+        /* The next tile's rows of A (row-major A): their lines arrive while this tile computes
+           (the activations a layer's product reads were written several ops ago, out of cache). */
+        if (!trans_a && i + 2 * MB <= r1) {
+          for (int r = 0; r < MB; r++) {
+            const char* row = (const char*)(ap + (size_t)(MB + r) * rs);
+            for (int off = 0; off < kc * 4; off += 64) __builtin_prefetch(row + off, 0, 3);
+          }
+        }
         for (int j0 = 0; j0 < ncur; j0 += VW) {
           const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
-          gemm_tile(MB, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)ldc, m, scaled, alpha, add,
+          gemm_tile(MB, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)lds, m, scaled, alpha, add,
                     BIAS(j0));
         }
       }
       if (i < r1) {
         const float* ap = a + (size_t)i * rs + (size_t)pc * ks;
-        float* ci = c + (size_t)i * ldc + jc;
+        float* ci = cs + (size_t)i * lds + jc;
         for (int j0 = 0; j0 < ncur; j0 += VW) {
           const vmask m = vmask_first(ncur - j0 < VW ? ncur - j0 : VW);
-          gemm_edge_tile(r1 - i, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)ldc, m,
+          gemm_edge_tile(r1 - i, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)lds, m,
                          scaled, alpha, add, BIAS(j0));
         }
       }
@@ -1095,6 +1108,14 @@ static void gemm_one(
 #undef BIAS
     }
   }
+}
+
+static void gemm_one(
+    const float* a, const float* b, float* c, int k, int trans_a, int trans_b, int lda, int ldb,
+    int ldc, float alpha, int beta, int r0, int r1, int c0, int c1, float* pack,
+    const float* bias) {
+  gemm_slices(a, b, c, k, trans_a, trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, pack, bias,
+              0, (k + KC - 1) / KC, 0, 0);
 }
 
 /* gemm.ts `gemm`: `batch` items of `batch2` inner items each; strides in elements. */
@@ -1281,6 +1302,35 @@ int duaf_lce_backward(
              cols * (tid + 1) / nt, 0, d, 0, 0);
   }
   return 0;
+}
+
+/*
+ * A product's K slices [p0, p1) (of KC each), for a product split across the threads by K: with
+ * parts_o 0 into C as duaf_gemm would (the first slice stored when p0 is 0 and beta 0, the rest
+ * added), else each slice's alpha * accumulator into its own [m x n] block at parts_o, which
+ * duaf_gemm_add_parts then adds into C in slice order: every element gets the whole product's
+ * operations in its order. No bias; one item.
+ */
+void duaf_gemm_slices(
+    uint8_t* base, uint32_t ao, uint32_t bo, uint32_t co, int m, int n, int k, int trans_a,
+    int trans_b, int lda, int ldb, int ldc, float alpha, int beta, int p0, int p1,
+    uint32_t parts_o, uint32_t scratch) {
+  gemm_slices((const float*)(base + ao), (const float*)(base + bo), (float*)(base + co), k,
+              trans_a, trans_b, lda, ldb, ldc, alpha, beta, 0, m, 0, n, (float*)(base + scratch), 0,
+              p0, p1, parts_o ? (float*)(base + parts_o) : 0, n);
+}
+
+/* C = C + part_q for each of `count` [m x n] blocks at parts_o, in order. */
+void duaf_gemm_add_parts(uint8_t* base, uint32_t co, uint32_t parts_o, int m, int n, int ldc,
+                         int count) {
+  float* c = (float*)(base + co);
+  const float* parts = (const float*)(base + parts_o);
+  for (int q = 0; q < count; q++)
+    for (int i = 0; i < m; i++) {
+      float* restrict ci = c + (size_t)i * ldc;
+      const float* restrict pi = parts + ((size_t)q * m + i) * n;
+      for (int j = 0; j < n; j++) ci[j] = ci[j] + pi[j];
+    }
 }
 
 int duaf_cpu_abi(void) { return ABI_VERSION; }

@@ -145,6 +145,32 @@ export interface KernelExports {
     shift: number,
   ): void;
   /**
+   * The C kernels' GEMM over a range of K slices, into C or each slice into its own block, and the
+   * blocks' sum into C in order (ffi/cpu/kernels.c duaf_gemm_slices / duaf_gemm_add_parts): a
+   * product with a small output and a long K split across the threads by K, with the whole
+   * product's bits. The wasm module has none.
+   */
+  gemmSlices?(
+    a: number,
+    b: number,
+    c: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: number,
+    transB: number,
+    lda: number,
+    ldb: number,
+    ldc: number,
+    alpha: number,
+    beta: number,
+    sliceBegin: number,
+    sliceEnd: number,
+    parts: number,
+    scratch: number,
+  ): void;
+  gemmAddParts?(c: number, parts: number, m: number, n: number, ldc: number, count: number): void;
+  /**
    * The C kernels' fused cross-entropy with its logits products (ffi/cpu/kernels.c
    * duaf_lce_forward / duaf_lce_backward; WasmBackend.linearCrossEntropyKept). The wasm module
    * has none: it runs the separate calls.

@@ -30,6 +30,7 @@ export const THREAD_OPS = [
   "crossEntropyBlockGrad",
   "modalityFusion",
   "modalityFusionGrad",
+  "gemmSlices",
   "lceForward",
   "lceBackward",
 ] as const;

@@ -88,8 +88,17 @@ const GEMM_THREAD_FLOPS = 1 << 21;
 const ELEMENTWISE_THREAD_ELEMENTS = 1 << 16;
 const ROWS_THREAD_ELEMENTS = 1 << 16;
 const MR = 6; // gemm register tile height: row splits fall on tile boundaries
-/** The C GEMM's K slice: the fused cross-entropy takes a hidden width up to one slice. */
-const LCE_MAX_DIM = 256;
+/** The GEMM kernels' K slice (gemm.ts, kernels.c): each adds its own accumulator into C. */
+const GEMM_KC = 256;
+/** The fused cross-entropy takes a hidden width up to one K slice. */
+const LCE_MAX_DIM = GEMM_KC;
+/**
+ * Products with an output this small and K this many slices deep split across the threads by K
+ * (where the kernels can: the C kernels): the weight gradients X^T G over every token, whose
+ * [64 x 64] output cut in two by rows or columns leaves each thread a sliver.
+ */
+const K_SPLIT_MAX_OUTPUT = 256 * 256;
+const K_SPLIT_MIN_SLICES = 8;
 const NR = 8;
 
 const MAX_RANK = 6;
@@ -376,6 +385,33 @@ export class WasmBackend implements Backend {
     const thread = this.#thread;
     if (!thread || 2 * m * n * k * batch * inner.n < GEMM_THREAD_FLOPS) {
       this.#gemmCall(run(a, b, c, batch, 0, m, 0, n, this.#scratch));
+      return;
+    }
+    const ks = this.kernels;
+    if (
+      ks.gemmSlices && ks.gemmAddParts && !bias && batch * inner.n === 1 &&
+      m * n <= K_SPLIT_MAX_OUTPUT && k >= K_SPLIT_MIN_SLICES * GEMM_KC
+    ) {
+      // Split by K: the first half of the slices straight into C here, the second half each into
+      // its own block on the worker, then those blocks added into C in slice order.
+      const slices = Math.ceil(k / GEMM_KC), mine = slices >> 1, count = slices - mine;
+      const partsBytes = 4 * count * m * n;
+      const parts = this.arena.alloc(partsBytes);
+      try {
+        const sliceArgs = (p0: number, p1: number, into: number, scratch: number) => [
+          ...[a, b, c, m, n, k, tA, tB, lda, ldb, ldc, g.alpha, g.beta],
+          ...[p0, p1, into, scratch],
+        ];
+        const run = ks.gemmSlices as (...args: number[]) => void;
+        this.#onBoth(
+          "gemmSlices",
+          sliceArgs(mine, slices, parts, this.#workerScratch),
+          () => run(...sliceArgs(0, mine, 0, this.#scratch)),
+        );
+        ks.gemmAddParts(c, parts, m, n, ldc, count);
+      } finally {
+        this.arena.free(parts, partsBytes);
+      }
       return;
     }
     let mine: number[];
