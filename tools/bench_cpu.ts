@@ -3,7 +3,8 @@
  * the C GEMM against CBLAS, on one thread, on the same memory, each call timed in turns (medians
  * of --rounds) with the outputs compared bit for bit against wasm's:
  *
- * - elementwise: exp, tanh, GELU and its gradient, sin, dropout over 4 Mi floats (ns an element);
+ * - elementwise: exp, tanh, GELU and its gradient, sin (small and wide angles), dropout over 4 Mi
+ *   floats (ns an element);
  * - the cross-entropy block rows over [2048 x 12102] logits (a Beauty step's);
  * - the attention softmax of a prefix batch's scores, and the full-ranking ranks of 2048 users;
  * - GEMM on a Beauty step's shapes (d = 64, 12,102 items): the dense products, the
@@ -81,12 +82,19 @@ console.log("|---|---|---|---|---|");
   fillNormal(x, n, 2);
   fillNormal(g, n, 1);
   wasm.unary(6, x, y, n, 0);
+  // A time embedding's angles (alpha t + beta: days times 2 pi / period) for the wide sin rows.
+  fillNormal(y, n, 3000);
+  const wide = arena.alloc(4 * n);
+  arena.f32.copyWithin(wide >> 2, y >> 2, (y >> 2) + n);
+  wasm.unary(6, x, y, n, 0);
   const cases: [string, (k: KernelExports, out: number) => void][] = [
     ["exp", (k, o) => k.unary(1, x, o, n, 0)],
     ["tanh", (k, o) => k.unary(4, x, o, n, 0)],
     ["GELU", (k, o) => k.unary(6, x, o, n, 0)],
     ["GELU gradient", (k, o) => k.unaryGrad(6, x, y, g, o, n, 0)],
     ["sin", (k, o) => k.unary(10, x, o, n, 0)],
+    ["sin, angles of sd 3000", (k, o) => k.unary(10, wide, o, n, 0)],
+    ["sin gradient, angles of sd 3000", (k, o) => k.unaryGrad(10, wide, wide, g, o, n, 0)],
     ["dropout (p = 0.2)", (k, o) => k.dropout(x, o, n, 3355444, 1.25, 7)],
   ];
   for (const [name, run] of cases) {
@@ -95,7 +103,7 @@ console.log("|---|---|---|---|---|");
     const bits = differing(oa, ob, n) ? `${differing(oa, ob, n)} differ` : "same";
     console.log(`| ${name} | ${ns(a)} | ${ns(b)} | ${(a / b).toFixed(1)}x | ${bits} |`);
   }
-  for (const p of [x, g, y, oa, ob]) arena.free(p, 4 * n);
+  for (const p of [x, g, y, oa, ob, wide]) arena.free(p, 4 * n);
 }
 
 console.log("\n| cross-entropy rows, [2048 x 12102] | wasm ms | C ms | wasm / C | bits |");

@@ -250,6 +250,17 @@ export function cpuKernelsDiffer(
       native.unaryGrad(op, x, y, g, ob, n, alpha);
       if (!same(n)) return `unaryGrad op ${op}`;
     }
+    // sin and cos past 9pi/4, where the C kernels take eight lanes at once: a time embedding's
+    // angles. The probe's values times 300, the specials kept.
+    view(y, n).set(input.map((v, i) => i < 40 ? v : 300 * v));
+    for (const op of [10, 11]) {
+      wasm.unary(op, y, oa, n, 0);
+      native.unary(op, y, ob, n, 0);
+      if (!same(n)) return `unary op ${op} (wide angles)`;
+      wasm.unaryGrad(op, y, y, g, oa, n, 0);
+      native.unaryGrad(op, y, y, g, ob, n, 0);
+      if (!same(n)) return `unaryGrad op ${op} (wide angles)`;
+    }
     for (const [threshold, scale, seed] of [[1677722, 1 / 0.9, 12345], [8388608, 2, 0xfffffff0]]) {
       wasm.dropout(x, oa, n, threshold, scale, seed);
       native.dropout(x, ob, n, threshold, scale, seed);

@@ -330,6 +330,71 @@ static float cos_(float x) {
   return (n + 1) & 2 ? -t : t;
 }
 
+/*
+ * sin_ (cos_ with want_cos) of n floats. Arguments past 9pi/4 and below 2^28 pi/2 (what a time
+ * embedding's angles mostly are) take one path: the quadrant n = rint(x 2/pi) and y = x - n pi/2
+ * in double, then the sine or cosine kernel by n & 1 and the sign by n & 2 (cos: (n + 1) & 2).
+ * With AVX-512 eight lanes run that path at once with the same double operations, and any lane
+ * outside it is redone by sin_ / cos_; without AVX-512 every element goes to sin_ / cos_.
+ */
+static void sin_cos_run(const float* x, float* out, int n, int want_cos) {
+  int i = 0;
+#if defined(__AVX512F__)
+  const __m512d two_pi = _mm512_set1_pd(as_double(0x3FE45F306DC9C883ull));
+  const __m512d pi2hi = _mm512_set1_pd(as_double(0x3FF921FB50000000ull));
+  const __m512d pi2lo = _mm512_set1_pd(as_double(0x3E5110B4611A6263ull));
+  const __m512d S1 = _mm512_set1_pd(as_double(0xBFC5555554CBAC77ull));
+  const __m512d S2 = _mm512_set1_pd(as_double(0x3F811110896EFBB2ull));
+  const __m512d S3 = _mm512_set1_pd(as_double(0xBF2A00F9E2CAE774ull));
+  const __m512d S4 = _mm512_set1_pd(as_double(0x3EC6CD878C3B46A7ull));
+  const __m512d C0 = _mm512_set1_pd(as_double(0xBFDFFFFFFD0C5E81ull));
+  const __m512d C1 = _mm512_set1_pd(as_double(0x3FA55553E1053A42ull));
+  const __m512d C2 = _mm512_set1_pd(as_double(0xBF56C087E80F1E27ull));
+  const __m512d C3 = _mm512_set1_pd(as_double(0x3EF99342E0EE5069ull));
+  const __m512d one = _mm512_set1_pd(1.0);
+  const __m256i lo_bound = _mm256_set1_epi32(0x40E231D5), hi_bound = _mm256_set1_epi32(0x4DC90FDB);
+  const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xf = _mm256_loadu_ps(x + i);
+    const __m256i ux = _mm256_and_si256(_mm256_castps_si256(xf), abs_mask);
+    const __mmask8 in = _mm256_cmpgt_epi32_mask(ux, lo_bound) & _mm256_cmpgt_epi32_mask(hi_bound, ux);
+    if (!in) {
+      for (int j = 0; j < 8; j++) out[i + j] = want_cos ? cos_(x[i + j]) : sin_(x[i + j]);
+      continue;
+    }
+    const __m512d xd = _mm512_cvtps_pd(xf);
+    const __m512d q = _mm512_roundscale_pd(_mm512_mul_pd(xd, two_pi),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512d y = _mm512_sub_pd(_mm512_sub_pd(xd, _mm512_mul_pd(q, pi2hi)), _mm512_mul_pd(q, pi2lo));
+    const __m256i nq = _mm512_cvtpd_epi32(q);
+    const __m512d z = _mm512_mul_pd(y, y), w = _mm512_mul_pd(z, z);
+    /* sin_kernf: (y + s (S1 + z S2)) + s w r, r = S3 + z S4, s = z y */
+    const __m512d sr = _mm512_add_pd(S3, _mm512_mul_pd(z, S4)), sz = _mm512_mul_pd(z, y);
+    const __m512d sv = _mm512_add_pd(_mm512_add_pd(y, _mm512_mul_pd(sz, _mm512_add_pd(S1, _mm512_mul_pd(z, S2)))),
+                                     _mm512_mul_pd(_mm512_mul_pd(sz, w), sr));
+    /* cos_kernf: ((1 + z C0) + w C1) + (w z) r, r = C2 + z C3 */
+    const __m512d cr = _mm512_add_pd(C2, _mm512_mul_pd(z, C3));
+    const __m512d cv = _mm512_add_pd(_mm512_add_pd(_mm512_add_pd(one, _mm512_mul_pd(z, C0)), _mm512_mul_pd(w, C1)),
+                                     _mm512_mul_pd(_mm512_mul_pd(w, z), cr));
+    const __m256 sf = _mm512_cvtpd_ps(sv), cf = _mm512_cvtpd_ps(cv);
+    /* The kernel by quadrant parity, then the sign: n & 2 (sin), (n + 1) & 2 (cos). */
+    const __m256i nk = want_cos ? _mm256_add_epi32(nq, _mm256_set1_epi32(1)) : nq;
+    const __mmask8 odd = _mm256_test_epi32_mask(nq, _mm256_set1_epi32(1));
+    const __m256 t = want_cos ? _mm256_mask_blend_ps(odd, cf, sf) : _mm256_mask_blend_ps(odd, sf, cf);
+    const __m256i neg = _mm256_slli_epi32(_mm256_and_si256(nk, _mm256_set1_epi32(2)), 30);
+    _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(t), neg)));
+    if (in != 0xFF) {
+      for (int j = 0; j < 8; j++)
+        if (!(in >> j & 1)) out[i + j] = want_cos ? cos_(x[i + j]) : sin_(x[i + j]);
+    }
+  }
+#endif
+  for (; i < n; i++) out[i] = want_cos ? cos_(x[i]) : sin_(x[i]);
+}
+
+/* Floats per chunk of a gradient that needs sin_ or cos_ of x first (on the stack). */
+#define SIN_COS_CHUNK 256
+
 /* One loop per op, so each vectorizes without a switch inside. */
 #define UNARY_LOOP(EXPR)                          \
   for (int i = 0; i < n; i++) {                   \
@@ -353,8 +418,8 @@ int duaf_unary(uint8_t* base, int op, uint32_t xo, uint32_t outo, int n, float a
     case OP_RELU: UNARY_LOOP(pmax(v, 0.0f))
     case OP_LEAKY_RELU: UNARY_LOOP(v > 0.0f ? v : v * alpha)
     case OP_SOFTPLUS: UNARY_LOOP(softplus_(v))
-    case OP_SIN: UNARY_LOOP(sin_(v))
-    case OP_COS: UNARY_LOOP(cos_(v))
+    case OP_SIN: sin_cos_run(x, out, n, 0); return 1;
+    case OP_COS: sin_cos_run(x, out, n, 1); return 1;
     case OP_ABS: UNARY_LOOP(fabsf(v))
     case OP_SQUARE: UNARY_LOOP(v * v)
     case OP_SCALE: UNARY_LOOP(v * alpha)
@@ -402,8 +467,17 @@ int duaf_unary_grad(
     case OP_RELU: GRAD_LOOP(v > 0.0f ? gv : 0.0f)
     case OP_LEAKY_RELU: GRAD_LOOP(v > 0.0f ? gv : gv * alpha)
     case OP_SOFTPLUS: GRAD_LOOP(v > 20.0f ? gv : gv * sigmoid_(v))
-    case OP_SIN: GRAD_LOOP(gv * cos_(v))
-    case OP_COS: GRAD_LOOP(-(gv * sin_(v)))
+    case OP_SIN:
+    case OP_COS:
+      /* gv * cos_(v) and -(gv * sin_(v)), the sine or cosine a chunk at a time first. */
+      for (int i0 = 0; i0 < n; i0 += SIN_COS_CHUNK) {
+        float t[SIN_COS_CHUNK];
+        const int len = n - i0 < SIN_COS_CHUNK ? n - i0 : SIN_COS_CHUNK;
+        sin_cos_run(x + i0, t, len, op == OP_SIN);
+        for (int i = 0; i < len; i++)
+          out[i0 + i] = op == OP_SIN ? g[i0 + i] * t[i] : -(g[i0 + i] * t[i]);
+      }
+      return 1;
     case OP_ABS: GRAD_LOOP(abs_grad(v, gv))
     case OP_SQUARE: GRAD_LOOP(gv * (v + v))
     case OP_SCALE: GRAD_LOOP(gv * alpha)
