@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 11;
+export const CPU_KERNELS_ABI = 12;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -97,6 +97,10 @@ const SYMBOLS = {
       ...["u32", "u32", "i32", "i32"], // gradient buffers, barrier, tid, nt
     ],
     result: "i32",
+  },
+  duaf_col_sums: {
+    parameters: ["pointer", "u32", "u32", "i32", "i32", "i32", "i32", "i32"],
+    result: "void",
   },
   duaf_layer_norm: {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "u32", "i32", "i32", "f32"],

@@ -406,10 +406,13 @@ Deno.test({
         const gk = be.upload(gs.subarray(0, tokens * width), "f32");
         const dw = be.upload(gs.subarray(0, width * width), "f32");
         be.gemm(gemmArgs(xk, gk, dw, width, width, tokens, { transA: true, beta: 1 }));
-        return [be.download(y), be.download(d), be.download(s), be.download(dw)] as Float32Array[];
+        // A bias's gradient: column sums of [2400 x 32], split across the threads by columns.
+        const db = be.upload(gs.subarray(0, width), "f32");
+        be.reduceSum(gk, [tokens, width], db, [0, 1], width, true);
+        return [y, d, s, dw, db].map((t) => be.download(t)) as Float32Array[];
       });
       assert.ok(opened.threadedCalls > before, "the calls were split across both threads");
-      for (let i = 0; i < 4; i++) {
+      for (let i = 0; i < 5; i++) {
         assert.deepEqual(new Uint32Array(outs[0][i].buffer), new Uint32Array(outs[1][i].buffer));
       }
     } finally {

@@ -109,6 +109,9 @@ export function withCpuKernels(
         bias,
       );
     },
+    colSums(...args) {
+      s.duaf_col_sums(at(), ...args);
+    },
     gemmSlices(...args) {
       s.duaf_gemm_slices(at(), ...args);
     },
@@ -310,6 +313,18 @@ export function cpuKernelsDiffer(
         k.layerNormGrad(x + 64, y, o.mean, o.rstd, g, o.dx, o.dg, o.db, lnRows, cols);
       });
       if (!same(outs[0].all)) return `layerNorm (cols ${cols})`;
+    }
+    // Column sums (a bias's gradient) against reduceSum over the rows, from zero and onto values.
+    for (const [sumRows, cols] of [[37, 13], [9, 64]]) {
+      const params = g + 4 * sumRows * cols; // [rows, cols], out strides [0, 1], scratch
+      arena.i32.set([sumRows, cols, 0, 1, 0, 0], params >> 2);
+      for (const accumulate of [0, 1]) {
+        view(oa, cols).set(view(y, cols));
+        view(ob, cols).set(view(y, cols));
+        wasm.reduceSum(x + 64, oa, cols, accumulate, 2, params);
+        native.colSums!(x + 64, ob, sumRows, cols, 0, cols, accumulate);
+        if (!same(cols)) return `colSums (cols ${cols}, accumulate ${accumulate})`;
+      }
     }
     return gemmDiffers(wasm, native, arena) ?? gemmSlicesDiffer(wasm, native, arena) ??
       fusionDiffers(wasm, native, arena) ??

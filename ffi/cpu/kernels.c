@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 11
+#define ABI_VERSION 12
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -636,6 +636,24 @@ void duaf_ce_block_grad(
     }
     const int32_t t = targets[r] - col_offset;
     if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
+  }
+}
+
+/* ---- column sums ---------------------------------------------------------------------------- */
+
+/*
+ * binary.ts reduceSum over the rows of [rows x cols] (a bias's gradient): out[j] = out[j] + x[r][j]
+ * for r in order, out zeroed first unless accumulating, for columns [c0, c1) (one thread's share).
+ */
+void duaf_col_sums(uint8_t* base, uint32_t xo, uint32_t oo, int rows, int cols, int c0, int c1,
+                   int accumulate) {
+  const float* x = (const float*)(base + xo);
+  float* restrict out = (float*)(base + oo);
+  if (!accumulate)
+    for (int j = c0; j < c1; j++) out[j] = 0.0f;
+  for (int r = 0; r < rows; r++) {
+    const float* restrict xr = x + (size_t)r * cols;
+    for (int j = c0; j < c1; j++) out[j] = out[j] + xr[j];
   }
 }
 

@@ -145,6 +145,19 @@ export interface KernelExports {
     shift: number,
   ): void;
   /**
+   * The C kernels' reduceSum over the rows of [rows x cols] for columns [c0, c1) (reduceSum's
+   * arithmetic; ffi/cpu/kernels.c duaf_col_sums). The wasm module has none.
+   */
+  colSums?(
+    x: number,
+    out: number,
+    rows: number,
+    cols: number,
+    c0: number,
+    c1: number,
+    accumulate: number,
+  ): void;
+  /**
    * The C kernels' GEMM over a range of K slices, into C or each slice into its own block, and the
    * blocks' sum into C in order (ffi/cpu/kernels.c duaf_gemm_slices / duaf_gemm_add_parts): a
    * product with a small output and a long K split across the threads by K, with the whole

@@ -545,6 +545,23 @@ export class WasmBackend implements Backend {
       s *= shape[d];
     }
     const c = collapseDims(shape, [xStrides, outStrides]);
+    const k = this.kernels;
+    if (k.colSums && c.shape.length === 2 && c.strides[1][0] === 0 && c.strides[1][1] === 1) {
+      // A bias's gradient: sums over rows, split by columns (each column's sum stays in order).
+      const [rows, cols] = c.shape;
+      const acc = accumulate ? 1 : 0;
+      const half = this.#thread && rows * cols >= ELEMENTWISE_THREAD_ELEMENTS && cols >= 32
+        ? (cols >> 5) << 4
+        : 0;
+      if (half === 0) return k.colSums(xp, op, rows, cols, 0, cols, acc);
+      const run = k.colSums;
+      this.#onBoth(
+        "colSums",
+        [xp, op, rows, cols, half, cols, acc],
+        () => run(xp, op, rows, cols, 0, half, acc),
+      );
+      return;
+    }
     this.#writeParams([c.shape, c.strides[1]]);
     this.kernels.reduceSum(xp, op, outSize, accumulate ? 1 : 0, c.shape.length, this.#params);
   }
