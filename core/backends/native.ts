@@ -13,7 +13,15 @@
  * and writes them in place through a pointer to that memory's backing store. The pointer is taken
  * again whenever `memory.buffer` changes (after a grow), so it is never stale.
  */
-import { type BackendFactory, type GemmArgs, gemmBatch2, gemmLd, gemmSpans } from "../backend.ts";
+import {
+  type BackendFactory,
+  type GemmArgs,
+  gemmBatch2,
+  gemmLd,
+  gemmSpans,
+  type LinearCeArgs,
+  type LinearCeGradArgs,
+} from "../backend.ts";
 import { type Blas, openBlas } from "../../ffi/blas.ts";
 import { envVar } from "../env.ts";
 import { WasmBackend, type WasmBackendOptions, type WasmRuntime } from "./wasm/wasm_backend.ts";
@@ -54,6 +62,18 @@ export class NativeBackend extends WasmBackend {
   override get fusesGemmBias(): boolean {
     return this.kernelGemm;
   }
+  /**
+   * The fused cross-entropy takes its products with the C GEMM: only where that GEMM takes every
+   * product. Elsewhere CBLAS takes the large ones, with its own rounding and speed.
+   */
+  override linearCrossEntropyKept(a: LinearCeArgs): boolean {
+    return this.kernelGemm && super.linearCrossEntropyKept(a);
+  }
+
+  override linearCrossEntropyKeptGrad(a: LinearCeGradArgs): boolean {
+    return this.kernelGemm && super.linearCrossEntropyKeptGrad(a);
+  }
+
   #buffer: ArrayBufferLike | null = null;
   #base: Deno.PointerObject | null = null;
 
