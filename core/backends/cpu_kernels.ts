@@ -296,39 +296,10 @@ export function cpuKernelsDiffer(
         }
       }
     }
-    // Layer norm on rows of 64 (groups of four and a remainder) and of 13 (tails), dgamma and
-    // dbeta accumulating onto the probe's values.
-    for (const [lnRows, cols] of [[6, 64], [3, 13]]) {
-      const m = lnRows * cols;
-      view(y, 2 * cols).set(finiteInputs(2 * cols).map((v) => 1 + 0.1 * v)); // gamma, beta
-      const outs = [oa, ob].map((o) => {
-        const out = o, dx = out + 4 * m, mean = dx + 4 * m, rstd = mean + 4 * lnRows;
-        const dg = rstd + 4 * lnRows, db = dg + 4 * cols;
-        view(dg, 2 * cols).set(view(g, 2 * cols));
-        return { out, dx, mean, rstd, dg, db, all: 2 * m + 2 * lnRows + 2 * cols };
-      });
-      [wasm, native].forEach((k, i) => {
-        const o = outs[i];
-        k.layerNorm(x + 64, y, y + 4 * cols, o.out, o.mean, o.rstd, lnRows, cols, 1e-12);
-        k.layerNormGrad(x + 64, y, o.mean, o.rstd, g, o.dx, o.dg, o.db, lnRows, cols);
-      });
-      if (!same(outs[0].all)) return `layerNorm (cols ${cols})`;
-    }
-    // Column sums (a bias's gradient) against reduceSum over the rows, from zero and onto values.
-    for (const [sumRows, cols] of [[37, 13], [9, 64]]) {
-      const params = g + 4 * sumRows * cols; // [rows, cols], out strides [0, 1], scratch
-      arena.i32.set([sumRows, cols, 0, 1, 0, 0], params >> 2);
-      for (const accumulate of [0, 1]) {
-        view(oa, cols).set(view(y, cols));
-        view(ob, cols).set(view(y, cols));
-        wasm.reduceSum(x + 64, oa, cols, accumulate, 2, params);
-        native.colSums!(x + 64, ob, sumRows, cols, 0, cols, accumulate);
-        if (!same(cols)) return `colSums (cols ${cols}, accumulate ${accumulate})`;
-      }
-    }
-    return gemmDiffers(wasm, native, arena) ?? gemmSlicesDiffer(wasm, native, arena) ??
-      fusionDiffers(wasm, native, arena) ??
-      attentionDiffers(wasm, native, arena) ?? linearCeDiffers(wasm, native, arena);
+    return layerNormDiffers(wasm, native, arena) ?? colSumsDiffer(wasm, native, arena) ??
+      gemmDiffers(wasm, native, arena) ?? gemmSlicesDiffer(wasm, native, arena) ??
+      fusionDiffers(wasm, native, arena) ?? attentionDiffers(wasm, native, arena) ??
+      linearCeDiffers(wasm, native, arena);
   } finally {
     arena.free(p, bytes);
   }
@@ -411,6 +382,105 @@ function fusionDiffers(wasm: KernelExports, native: KernelExports, arena: Arena)
 }
 
 /**
+ * Layer norm and its gradient on rows of 64 (groups of four and a remainder) and of 13 (tails),
+ * dgamma and dbeta accumulating onto values already there.
+ */
+function layerNormDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
+  for (const [rows, cols] of [[6, 64], [3, 13]]) {
+    const n = rows * cols;
+    // x, g, gamma, beta; then per kernel out, dx, mean, rstd, dgamma, dbeta.
+    const per = 2 * n + 2 * rows + 2 * cols;
+    const bytes = 4 * (2 * n + 2 * cols + 2 * per);
+    const p = arena.alloc(bytes);
+    try {
+      const x = p, g = x + 4 * n, gamma = g + 4 * n, beta = gamma + 4 * cols;
+      arena.f32.set(finiteInputs(2 * n), x >> 2);
+      arena.f32.set(finiteInputs(2 * cols).map((v) => 1 + 0.1 * v), gamma >> 2);
+      const views = [wasm, native].map((k, i) => {
+        const out = beta + 4 * cols + 4 * i * per, dx = out + 4 * n, mean = dx + 4 * n;
+        const rstd = mean + 4 * rows, dg = rstd + 4 * rows, db = dg + 4 * cols;
+        arena.f32.set(finiteInputs(2 * cols), dg >> 2);
+        k.layerNorm(x, gamma, beta, out, mean, rstd, rows, cols, 1e-12);
+        k.layerNormGrad(x, gamma, mean, rstd, g, dx, dg, db, rows, cols);
+        return arena.f32.subarray(out >> 2, (out >> 2) + per);
+      });
+      if (firstDifference(views[0], views[1]) >= 0) return `layerNorm (cols ${cols})`;
+    } finally {
+      arena.free(p, bytes);
+    }
+  }
+  return null;
+}
+
+/** Column sums (a bias's gradient) against reduceSum over the rows, from zero and onto values. */
+function colSumsDiffer(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
+  if (!native.colSums) return null;
+  for (const [rows, cols] of [[37, 13], [9, 64]]) {
+    // x; per kernel out; reduceSum's parameters: the shape, the out strides [0, 1], scratch.
+    const bytes = 4 * (rows * cols + 2 * cols + 6);
+    const p = arena.alloc(bytes);
+    try {
+      const x = p, outs = [x + 4 * rows * cols, x + 4 * rows * cols + 4 * cols];
+      const params = outs[1] + 4 * cols;
+      arena.f32.set(finiteInputs(rows * cols), x >> 2);
+      arena.i32.set([rows, cols, 0, 1, 0, 0], params >> 2);
+      for (const accumulate of [0, 1]) {
+        for (const o of outs) arena.f32.set(finiteInputs(cols), o >> 2);
+        wasm.reduceSum(x, outs[0], cols, accumulate, 2, params);
+        native.colSums(x, outs[1], rows, cols, 0, cols, accumulate);
+        const [a, b] = outs.map((o) => arena.f32.subarray(o >> 2, (o >> 2) + cols));
+        if (firstDifference(a, b) >= 0) return `colSums (cols ${cols}, accumulate ${accumulate})`;
+      }
+    } finally {
+      arena.free(p, bytes);
+    }
+  }
+  return null;
+}
+
+/**
+ * One whole product C = alpha op(A) op(B) + beta C through a kernel set's gemm: one item, every
+ * row and column, row-major operands of their natural leading dimensions.
+ */
+function wholeGemm(
+  k: KernelExports,
+  [a, b, c]: readonly [number, number, number],
+  [m, n, depth]: readonly [number, number, number],
+  [tA, tB]: readonly [number, number],
+  alpha: number,
+  beta: number,
+  scratch: number,
+): void {
+  const lds = [tA ? m : depth, tB ? depth : n, n] as const;
+  k.gemm(
+    a,
+    b,
+    c,
+    m,
+    n,
+    depth,
+    tA,
+    tB,
+    1,
+    0,
+    0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    ...lds,
+    alpha,
+    beta,
+    0,
+    m,
+    0,
+    n,
+    scratch,
+  );
+}
+
+/**
  * A product split by K as the backend splits it (the first slices into C, the rest each into its
  * own block, the blocks then added in order) against wasm's whole product: five K slices (the
  * last partial), A transposed, alpha 0.5, beta 0 and 1.
@@ -427,34 +497,7 @@ function gemmSlicesDiffer(wasm: KernelExports, native: KernelExports, arena: Are
     arena.f32.set(finiteInputs(m * k + k * n + m * n), a >> 2);
     for (const beta of [0, 1]) {
       arena.f32.copyWithin(cb >> 2, ca >> 2, (ca >> 2) + m * n);
-      wasm.gemm(
-        a,
-        b,
-        ca,
-        m,
-        n,
-        k,
-        1,
-        0,
-        1,
-        0,
-        0,
-        0,
-        1,
-        0,
-        0,
-        0,
-        m,
-        n,
-        n,
-        0.5,
-        beta,
-        0,
-        m,
-        0,
-        n,
-        scratch,
-      );
+      wholeGemm(wasm, [a, b, ca], [m, n, k], [1, 0], 0.5, beta, scratch);
       native.gemmSlices(a, b, cb, m, n, k, 1, 0, m, n, n, 0.5, beta, 0, mine, 0, scratch);
       native.gemmSlices(a, b, cb, m, n, k, 1, 0, m, n, n, 0.5, beta, mine, slices, parts, scratch);
       native.gemmAddParts(cb, parts, m, n, n, slices - mine);
@@ -498,107 +541,21 @@ function linearCeDiffers(wasm: KernelExports, native: KernelExports, arena: Aren
       const dh = shift + 4 * rows, dt = dh + 4 * rows * d;
       return { z: o, lse, picked, shift, dh, dt };
     };
-    const gemm = (a: number, b: number, c: number, m: number, n: number, k: number, tA: number) =>
-      wasm.gemm(
-        a,
-        b,
-        c,
-        m,
-        n,
-        k,
-        tA,
-        1 - tA,
-        1,
-        0,
-        0,
-        0,
-        1,
-        0,
-        0,
-        0,
-        tA ? m : k,
-        tA ? n : k,
-        n,
-        1,
-        0,
-        0,
-        m,
-        0,
-        n,
-        scratch,
-      );
     const view = (o: number, n: number) => arena.f32.subarray(o >> 2, (o >> 2) + n);
     const s = parts(outs[0]);
-    gemm(h, table, s.z, rows, items, d, 0);
+    wholeGemm(wasm, [h, table, s.z], [rows, items, d], [0, 1], 1, 0, scratch);
     wasm.crossEntropyBlock(s.z, tgt, s.lse, s.picked, rows, items, 0, 1, s.shift);
     const exps = view(s.z, rows * items).slice();
     wasm.crossEntropyBlockGrad(s.z, tgt, s.lse, w, rows, items, 0, s.shift);
-    wasm.gemm(
-      s.z,
-      table,
-      s.dh,
-      rows,
-      d,
-      items,
-      0,
-      0,
-      1,
-      0,
-      0,
-      0,
-      1,
-      0,
-      0,
-      0,
-      items,
-      d,
-      d,
-      1,
-      0,
-      0,
-      rows,
-      0,
-      d,
-      scratch,
-    );
-    gemm(s.z, h, s.dt, items, d, rows, 1);
+    wholeGemm(wasm, [s.z, table, s.dh], [rows, d, items], [0, 0], 1, 0, scratch);
+    wholeGemm(wasm, [s.z, h, s.dt], [items, d, rows], [1, 0], 1, 0, scratch);
     const f = parts(outs[1]);
-    native.lceForward(
-      h,
-      table,
-      f.z,
-      tgt,
-      f.lse,
-      f.picked,
-      f.shift,
-      rows,
-      items,
-      d,
-      pack,
-      barrier,
-      0,
-      1,
-    );
+    const shape = [rows, items, d] as const;
+    native.lceForward(h, table, f.z, tgt, f.lse, f.picked, f.shift, ...shape, pack, barrier, 0, 1);
     if (firstDifference(view(f.z, rows * items), exps) >= 0) return "lceForward (exponentials)";
     if (firstDifference(view(s.lse, 3 * rows), view(f.lse, 3 * rows)) >= 0) return "lceForward";
-    native.lceBackward(
-      h,
-      table,
-      f.z,
-      tgt,
-      f.lse,
-      w,
-      f.shift,
-      f.dh,
-      f.dt,
-      rows,
-      items,
-      d,
-      grads,
-      barrier,
-      0,
-      1,
-    );
+    const grad = [f.dh, f.dt, ...shape, grads, barrier, 0, 1] as const;
+    native.lceBackward(h, table, f.z, tgt, f.lse, w, f.shift, ...grad);
     // The separate calls turn z into the gradient; the fused one leaves the exponentials.
     if (firstDifference(view(f.z, rows * items), exps) >= 0) return "lceBackward (z changed)";
     if (firstDifference(view(s.dh, rows * d + items * d), view(f.dh, rows * d + items * d)) >= 0) {
