@@ -18,8 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
-#ifdef __AVX512F__
-#include <immintrin.h>
+#ifdef __SSE2__
+#include <immintrin.h> /* x86 vector intrinsics, where the target has them */
 #endif
 
 #ifndef DUAF_FUSED_MADD
@@ -667,7 +667,6 @@ static inline float hsum4(const float v[4]) { return (v[0] + v[2]) + (v[1] + v[3
 #define LN_GROUP 4
 
 #if defined(__SSE2__)
-#include <immintrin.h>
 /* wasm's f32x4 as SSE: the same lane-wise IEEE adds, multiplies and subtracts. */
 typedef __m128 v4;
 #define V4_LOAD _mm_loadu_ps
@@ -1020,7 +1019,6 @@ void duaf_dropout(uint8_t* base, uint32_t xo, uint32_t outo, int n, int threshol
 #define MB 6 /* rows of a register tile, each sharing the tile's loaded B vector */
 
 #if defined(__AVX512F__) && (defined(__FMA__) || !DUAF_FUSED_MADD)
-#include <immintrin.h>
 #define VW 16
 typedef __m512 vf;
 typedef __mmask16 vmask;
@@ -1032,7 +1030,6 @@ static inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 #define VFMA _mm512_fmadd_ps
 #elif defined(__AVX2__) && (defined(__FMA__) || !DUAF_FUSED_MADD)
-#include <immintrin.h>
 #define VW 8
 typedef __m256 vf;
 typedef __m256i vmask;
