@@ -346,6 +346,25 @@ async function main(): Promise<void> {
         1.5,
         "x",
       ),
+      check(
+        "SASRec epoch <= 1.5x its FLOP floor",
+        sas ? sas.epochSeconds / sas.floorSeconds : NaN,
+        1.5,
+        "x",
+      ),
+      check(
+        "DuAF-MAT epoch <= 2x its FLOP floor",
+        duaf ? duaf.epochSeconds / duaf.floorSeconds : NaN,
+        2,
+        "x",
+      ),
+      check(
+        "DuAF-MAT epoch <= 1.3x our SASRec's",
+        rel(duaf, sas, "epochSeconds"),
+        1.3,
+        "x",
+        !duaf ? "no DuAF-MAT result" : !sas ? "no SASRec result" : "",
+      ),
       "",
     ].join("\n");
     console.log(out);
