@@ -618,6 +618,14 @@ void duaf_ce_block(
  * rows.ts crossEntropyBlockGrad: the block's logits (or with shift != 0 their kept
  * exponentials) turned in place into w[r] * (softmax - onehot).
  */
+/* One row of it from kept exponentials e (out may be e): vw e^(m - lse) e - vw onehot(t). */
+static inline void ce_grad_kept_row(const float* e, float* out, int cols, int32_t t, float vw,
+                                    float m, float lse) {
+  const float c = vw * exp_bounded(m - lse);
+  for (int i = 0; i < cols; i++) out[i] = c * e[i];
+  if ((uint32_t)t < (uint32_t)cols) out[t] = out[t] - vw;
+}
+
 void duaf_ce_block_grad(
     uint8_t* base, uint32_t xo, uint32_t to, uint32_t lo, uint32_t wo, int rows, int cols,
     int col_offset, uint32_t so) {
@@ -626,15 +634,14 @@ void duaf_ce_block_grad(
   const float* w = (const float*)(base + wo);
   const float* shift = so ? (const float*)(base + so) : 0;
   for (int r = 0; r < rows; r++) {
-    float* restrict xr = (float*)(base + xo) + (size_t)r * cols;
+    float* xr = (float*)(base + xo) + (size_t)r * cols;
     const float vl = lse[r], vw = w[r];
-    if (shift) {
-      const float c = vw * exp_bounded(shift[r] - vl);
-      for (int i = 0; i < cols; i++) xr[i] = c * xr[i];
-    } else {
-      for (int i = 0; i < cols; i++) xr[i] = vw * exp_bounded(xr[i] - vl);
-    }
     const int32_t t = targets[r] - col_offset;
+    if (shift) {
+      ce_grad_kept_row(xr, xr, cols, t, vw, shift[r], vl);
+      continue;
+    }
+    for (int i = 0; i < cols; i++) xr[i] = vw * exp_bounded(xr[i] - vl);
     if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
   }
 }
@@ -1373,13 +1380,8 @@ int duaf_lce_backward(
     const int cols = items - j0 < KC ? items - j0 : KC;
     float* g = (float*)(base + gso) + (size_t)(blk & 1) * rows * KC;
     for (int r = r0; r < r1; r++) {
-      const float* xr = z + (size_t)r * items + j0;
-      float* restrict gr = g + (size_t)r * KC;
-      const float vw = w[r];
-      const float c = vw * exp_bounded(shift[r] - lse[r]);
-      for (int i = 0; i < cols; i++) gr[i] = c * xr[i];
-      const int32_t t = targets[r] - j0;
-      if ((uint32_t)t < (uint32_t)cols) gr[t] = gr[t] - vw;
+      ce_grad_kept_row(z + (size_t)r * items + j0, g + (size_t)r * KC, cols, targets[r] - j0, w[r],
+                       shift[r], lse[r]);
     }
     /* dh's K slice blk: stored by the first, added by the rest, as in the whole product. */
     if (dh) {
