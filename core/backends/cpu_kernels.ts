@@ -19,7 +19,12 @@ import { buildCpuKernels } from "../../ffi/cpu/build.ts";
 import { type CpuKernelLibrary, openCpuKernels } from "../../ffi/cpu.ts";
 import { envVar } from "../env.ts";
 import type { Arena } from "./wasm/arena.ts";
-import type { KernelExports, KernelVariant } from "./wasm/kernels.ts";
+import {
+  type KernelExports,
+  type KernelVariant,
+  lceGradBytes,
+  lcePackBytes,
+} from "./wasm/kernels.ts";
 import type { KernelSite } from "./wasm/wasm_backend.ts";
 
 const LCE_THREADS_APART =
@@ -521,7 +526,7 @@ function linearCeDiffers(wasm: KernelExports, native: KernelExports, arena: Aren
   const scratchBytes = wasm.GEMM_SCRATCH_BYTES.value as number;
   // Inputs h, table, targets, w; then per kernel z, lse, picked, shift, dh, dtable; scratch.
   const per = rows * items + 3 * rows + rows * d + items * d;
-  const packBytes = 4 * Math.ceil(items / 16) * 16 * d, gradBytes = 4 * 2 * rows * 256;
+  const packBytes = lcePackBytes(items, d), gradBytes = lceGradBytes(rows);
   const bytes = 4 * (rows * d + items * d + 2 * rows + 2 * per) + scratchBytes + packBytes +
     gradBytes + 8;
   const p = arena.alloc(bytes);

@@ -9,6 +9,18 @@ import { envVar } from "../../env.ts";
 
 export type KernelVariant = "relaxed" | "simd";
 
+/** The GEMM kernels' K slice (gemm.ts, kernels.c): each adds its own accumulator into C. */
+export const GEMM_KC = 256;
+
+/**
+ * Scratch of the C kernels' fused cross-entropy (lceForward / lceBackward below; a hidden width
+ * up to one K slice): the table's panels, padded to the widest register tile (16 floats), for the
+ * forward; two [rows x KC] gradient blocks for the backward.
+ */
+export const lcePackBytes = (items: number, d: number): number =>
+  4 * Math.ceil(items / 16) * 16 * d;
+export const lceGradBytes = (rows: number): number => 4 * 2 * rows * GEMM_KC;
+
 /** The module's exports. Pointers are byte addresses; counts and strides are elements. */
 export interface KernelExports {
   gemm(

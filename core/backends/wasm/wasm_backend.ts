@@ -34,9 +34,12 @@ import { UsageError } from "../../errors.ts";
 import { Arena, arenaLimitFromEnv, MAX_PAGES, PAGE_BYTES } from "./arena.ts";
 import {
   compileKernels,
+  GEMM_KC,
   instantiateKernels,
   type KernelExports,
   type KernelVariant,
+  lceGradBytes,
+  lcePackBytes,
   runtimeHasRelaxedSimd,
 } from "./kernels.ts";
 import { CTRL_BYTES, KernelThread, type ThreadOp } from "./thread.ts";
@@ -88,10 +91,6 @@ const GEMM_THREAD_FLOPS = 1 << 21;
 const ELEMENTWISE_THREAD_ELEMENTS = 1 << 16;
 const ROWS_THREAD_ELEMENTS = 1 << 16;
 const MR = 6; // gemm register tile height: row splits fall on tile boundaries
-/** The GEMM kernels' K slice (gemm.ts, kernels.c): each adds its own accumulator into C. */
-const GEMM_KC = 256;
-/** The fused cross-entropy takes a hidden width up to one K slice. */
-const LCE_MAX_DIM = GEMM_KC;
 /**
  * Products with an output this small and K this many slices deep split across the threads by K
  * (where the kernels can: the C kernels): the weight gradients X^T G over every token, whose
@@ -806,62 +805,56 @@ export class WasmBackend implements Backend {
 
   /** The fused cross-entropy where the kernels have it (the C kernels), for d up to their KC. */
   linearCrossEntropyKept(a: LinearCeArgs): boolean {
-    const k = this.kernels;
+    const run = this.kernels.lceForward;
+    if (!run || !this.#fusesLinearCe(a)) return false;
     const { rows, items, d } = a;
-    if (!k.lceForward || d > LCE_MAX_DIM || rows === 0 || items === 0) return false;
-    const vw = 16; // the widest register tile's columns: panels are padded to it
-    const packBytes = 4 * Math.ceil(items / vw) * vw * d;
-    const pack = this.arena.alloc(packBytes);
-    try {
-      const args = [
-        this.at(a.h, 0, rows * d),
-        this.at(a.table, 0, items * d),
-        this.at(a.z, 0, rows * items),
-        this.at(a.targets, 0, rows),
-        this.at(a.lse, 0, rows),
-        this.at(a.picked, 0, rows),
-        this.at(a.shift, 0, rows),
-        rows,
-        items,
-        d,
-        pack,
-        this.#barrierWords(),
-      ];
-      this.#onEach("lceForward", args, k.lceForward.bind(k));
-    } finally {
-      this.arena.free(pack, packBytes);
-    }
+    const middle = [this.at(a.picked, 0, rows), this.at(a.shift, 0, rows)];
+    this.#linearCeCall("lceForward", run, a, middle, lcePackBytes(items, d));
     return true;
   }
 
   linearCrossEntropyKeptGrad(a: LinearCeGradArgs): boolean {
-    const k = this.kernels;
+    const run = this.kernels.lceBackward;
+    if (!run || !this.#fusesLinearCe(a)) return false;
     const { rows, items, d } = a;
-    if (!k.lceBackward || d > LCE_MAX_DIM || rows === 0 || items === 0) return false;
-    const gradBytes = 4 * 2 * rows * LCE_MAX_DIM;
-    const grads = this.arena.alloc(gradBytes);
+    const middle = [
+      this.at(a.w, 0, rows),
+      this.at(a.shift, 0, rows),
+      a.dh ? this.at(a.dh, 0, rows * d) : 0,
+      a.dtable ? this.at(a.dtable, 0, items * d) : 0,
+    ];
+    this.#linearCeCall("lceBackward", run, a, middle, lceGradBytes(rows));
+    return true;
+  }
+
+  #fusesLinearCe({ rows, items, d }: { rows: number; items: number; d: number }): boolean {
+    return d <= GEMM_KC && rows > 0 && items > 0;
+  }
+
+  /**
+   * One fused cross-entropy call on both threads: h, table, z, targets and lse, then `middle`,
+   * the shape, `scratchBytes` of scratch and the barrier.
+   */
+  #linearCeCall(
+    op: ThreadOp,
+    run: (...args: number[]) => void,
+    a: Omit<LinearCeArgs, "picked" | "shift">,
+    middle: number[],
+    scratchBytes: number,
+  ): void {
+    const { rows, items, d } = a;
+    const scratch = this.arena.alloc(scratchBytes);
     try {
       const args = [
-        this.at(a.h, 0, rows * d),
-        this.at(a.table, 0, items * d),
-        this.at(a.z, 0, rows * items),
-        this.at(a.targets, 0, rows),
-        this.at(a.lse, 0, rows),
-        this.at(a.w, 0, rows),
-        this.at(a.shift, 0, rows),
-        a.dh ? this.at(a.dh, 0, rows * d) : 0,
-        a.dtable ? this.at(a.dtable, 0, items * d) : 0,
-        rows,
-        items,
-        d,
-        grads,
-        this.#barrierWords(),
+        ...[this.at(a.h, 0, rows * d), this.at(a.table, 0, items * d)],
+        ...[this.at(a.z, 0, rows * items), this.at(a.targets, 0, rows), this.at(a.lse, 0, rows)],
+        ...middle,
+        ...[rows, items, d, scratch, this.#barrierWords()],
       ];
-      this.#onEach("lceBackward", args, k.lceBackward.bind(k));
+      this.#onEach(op, args, run.bind(this.kernels));
     } finally {
-      this.arena.free(grads, gradBytes);
+      this.arena.free(scratch, scratchBytes);
     }
-    return true;
   }
 
   /** The two words of a fused kernel's spin barrier, zeroed for the next call. */
