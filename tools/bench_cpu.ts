@@ -21,7 +21,7 @@ import { withCpuKernels } from "../core/backends/cpu_kernels.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import type { KernelExports } from "../core/backends/wasm/kernels.ts";
 import { Rng } from "../core/random.ts";
-import { cpuModel } from "./measure.ts";
+import { cpuModel, median, medianMs } from "./measure.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -43,20 +43,7 @@ const scratch = arena.alloc(wasm.GEMM_SCRATCH_BYTES.value as number);
 const base = () => Deno.UnsafePointer.of(new Uint8Array(rt.memory.buffer as ArrayBuffer))!;
 const rng = new Rng(1);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-
-/** Median ms of each runner over rounds, the runners taking turns within a round. */
-function time(runners: (() => void)[]): number[] {
-  const ms: number[][] = runners.map(() => []);
-  for (let r = 0; r < rounds; r++) {
-    runners.forEach((run, i) => {
-      const t = performance.now();
-      run();
-      ms[i].push(performance.now() - t);
-    });
-  }
-  return ms.map(median);
-}
+const time = (runners: (() => void)[]) => medianMs(runners, rounds);
 
 function differing(a: number, b: number, n: number): number {
   const u = arena.i32;

@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { gemmArgs } from "../core/backend.ts";
 import { NativeBackend } from "../core/backends/native.ts";
 import { Rng } from "../core/random.ts";
+import { medianMs } from "./measure.ts";
 
 const { values } = parseArgs({
   options: {
@@ -33,15 +34,7 @@ const [lse, picked, shift] = [0, 1, 2].map(() => be.alloc(rows, "f32"));
 const dh = be.alloc(rows * d, "f32"), dtable = be.alloc(items * d, "f32");
 const args = { h, table, targets, z, lse, picked, shift, rows, items, d };
 
-const median = (f: () => void): number => {
-  const ts: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const t0 = performance.now();
-    f();
-    ts.push(performance.now() - t0);
-  }
-  return ts.sort((a, b) => a - b)[rounds >> 1];
-};
+const median = (f: () => void): number => medianMs([f], rounds)[0];
 const separateForward = () => {
   be.gemm(gemmArgs(h, table, z, rows, items, d, { transB: true }));
   be.crossEntropyBlock(z, targets, lse, picked, rows, items, 0, true, shift);

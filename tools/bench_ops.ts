@@ -96,6 +96,7 @@ import type { ForwardContext } from "../core/nn/context.ts";
 import type { Linear } from "../core/nn/layers.ts";
 import { MultiHeadAttention, ValueAttention } from "../core/nn/transformer.ts";
 import { negativeDistribution } from "../core/models/negatives.ts";
+import { median } from "./measure.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -138,7 +139,6 @@ function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 const rounds = Number(values.rounds);
 const what = new Set(values.what!.split(","));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 function report(name: string, a: number[], b: number[]): void {
   const ratios = a.map((x, i) => b[i] / x);

@@ -9,6 +9,7 @@ import { gemmArgs } from "../core/backend.ts";
 import { NativeBackend } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { Rng } from "../core/random.ts";
+import { medianMs } from "./measure.ts";
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "11" } } });
 const rounds = Number(values.rounds);
@@ -40,13 +41,7 @@ for (const [m, k, n] of SHAPES) {
   for (const be of [...backends, wasm]) {
     const x = be.upload(xs, "f32"), g = be.upload(gs, "f32"), dw = be.alloc(m * n, "f32");
     const run = () => be.gemm(gemmArgs(x, g, dw, m, n, k, { transA: true }));
-    const ts: number[] = [];
-    for (let r = 0; r < (be === wasm ? 1 : rounds); r++) {
-      const t0 = performance.now();
-      run();
-      ts.push(performance.now() - t0);
-    }
-    rates.push(2 * m * n * k / ts.sort((a, b) => a - b)[ts.length >> 1] / 1e6);
+    rates.push(2 * m * n * k / medianMs([run], be === wasm ? 1 : rounds)[0] / 1e6);
     results.push(be.download(dw) as Float32Array);
     for (const s of [x, g, dw]) be.free(s);
   }

@@ -6,6 +6,23 @@
  */
 import os from "node:os";
 
+/** The middle value of xs (the upper one of an even count). */
+export const median = (xs: readonly number[]): number =>
+  [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+/** Median ms of each runner over `rounds` rounds, the runners taking turns within a round. */
+export function medianMs(runners: readonly (() => void)[], rounds: number): number[] {
+  const ms: number[][] = runners.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    runners.forEach((run, i) => {
+      const t = performance.now();
+      run();
+      ms[i].push(performance.now() - t);
+    });
+  }
+  return ms.map(median);
+}
+
 /** The CPU model, from lscpu where it exists, else from node:os. */
 export function cpuModel(): string {
   try {
