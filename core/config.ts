@@ -92,7 +92,10 @@ const DuafSchema = z.object({
   poissonRate: z.number().nonnegative().default(0.1),
   /** Candidate pool size for VSCL insertions (top similar items per item). */
   vsclCandidates: z.number().int().positive().default(20),
-  /** Batch rows that also get a virtual sequence (in-batch negatives for VSCL). */
+  /**
+   * Batch rows that also get a virtual sequence (in-batch negatives for VSCL), per optimizer
+   * step: a batch split into micro-batches (tokenBudget) gives each its share.
+   */
   vsclRows: z.number().int().positive().default(512),
 }).strict();
 

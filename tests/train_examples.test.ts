@@ -1,7 +1,13 @@
 /** Training examples and batches: the length-bucketed order and right-padded batches. */
 import assert from "node:assert/strict";
 import { Rng } from "../core/random.ts";
-import { type Examples, makeBatch, type SequenceSource } from "../core/models/examples.ts";
+import {
+  type Examples,
+  makeBatch,
+  microBatches,
+  type SequenceSource,
+} from "../core/models/examples.ts";
+import { rowShare, type SequenceBatch } from "../core/models/batch.ts";
 import { bucketedOrder, shuffledOrder } from "../core/train/order.ts";
 import { positionIds } from "../core/models/sasrec.ts";
 
@@ -84,5 +90,29 @@ Deno.test("positionIds: 0..len-1 on every row, for any shape", () => {
     const ids = positionIds({ size, len } as Parameters<typeof positionIds>[0]).toArray();
     assert.equal(ids.length, size * len);
     for (let i = 0; i < ids.length; i++) assert.equal(ids[i], i % len, `[${size}, ${len}] at ${i}`);
+  }
+});
+
+Deno.test("rowShare: a per-step row cap is shared by micro-batches in proportion to their rows", () => {
+  const size = 10, len = 4;
+  const b: SequenceBatch = {
+    size,
+    len,
+    items: new Int32Array(size * len).fill(1),
+    times: new Float32Array(size * len),
+    lengths: new Int32Array(size).fill(len),
+    users: Int32Array.from({ length: size }, (_, i) => i),
+    targets: new Int32Array(size).fill(2),
+  };
+  assert.equal(rowShare(b, 5), 5);
+  assert.equal(rowShare(b, 20), 10);
+  const parts = microBatches(b, 12);
+  assert.deepEqual(parts.map((p) => p.size), [3, 3, 3, 1]);
+  assert.deepEqual(parts.map((p) => p.part), [0, 3, 6, 9].map((from) => ({ from, of: 10 })));
+  // 5 of 10 rows: 1.5, 3, 4.5 and 5 rows by the cumulative rounding.
+  assert.deepEqual(parts.map((p) => rowShare(p, 5)), [2, 1, 2, 0]);
+  assert.deepEqual(parts.map((p) => rowShare(p, 20)), [3, 3, 3, 1]);
+  for (const cap of [1, 2, 3, 7, 9, 10]) {
+    assert.equal(parts.reduce((n, p) => n + rowShare(p, cap), 0), cap);
   }
 });

@@ -25,6 +25,23 @@ export interface SequenceBatch {
   positionTargets?: Int32Array;
   /** [size * len] one sampled negative per position with a target (BCE loss in window training). */
   positionNegatives?: Int32Array;
+  /**
+   * A micro-batch's place in its optimizer step's batch (microBatches): the index there of its
+   * first row, and that batch's rows. Absent for a whole batch.
+   */
+  part?: { from: number; of: number };
+}
+
+/**
+ * The rows of `batch` that take part in a per-step term capped at `cap` rows of the step's batch
+ * (VSCL's vsclRows): all of them up to the cap for a whole batch; for a micro-batch, its share in
+ * proportion to its rows, cumulative rounding keeping the step's total. So how many rows the
+ * term covers per step does not depend on how the batch was split to fit in memory.
+ */
+export function rowShare(batch: SequenceBatch, cap: number): number {
+  const { from, of } = batch.part ?? { from: 0, of: batch.size };
+  const total = Math.min(cap, of);
+  return Math.round((total * (from + batch.size)) / of) - Math.round((total * from) / of);
 }
 
 /**

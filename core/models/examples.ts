@@ -251,7 +251,9 @@ export function microBatches(b: SequenceBatch, budget: number, padsTo = 0): Sequ
   const rows = Math.max(1, Math.floor(budget / len));
   const out: SequenceBatch[] = [];
   for (let from = 0; from < b.size; from += rows) {
-    out.push(sliceBatch(b, from, Math.min(b.size, from + rows)));
+    const part = sliceBatch(b, from, Math.min(b.size, from + rows));
+    part.part = { from, of: b.size };
+    out.push(part);
   }
   return out;
 }

@@ -30,7 +30,7 @@ import * as op from "../../ops/mod.ts";
 import { Adam } from "../../optim/adam.ts";
 import { Rng } from "../../random.ts";
 import { backward, keep, noGrad, type Tensor, tensor, tidy } from "../../tensor.ts";
-import { lossPositions, type SequenceBatch } from "../batch.ts";
+import { lossPositions, rowShare, type SequenceBatch } from "../batch.ts";
 import type { ItemFeatures, ItemSide } from "../item_side.ts";
 import type { LossOutput, ModalityWeights, Reconstruction, SequentialModel } from "../model.ts";
 import {
@@ -469,8 +469,8 @@ export class DuafMat extends Module implements SequentialModel {
       parts.cscl = cscl;
       total = op.add(total, op.scale(cscl, dc.lambda1));
     }
-    if (dc.vscl && this.#similarity.size) {
-      const rows = Math.min(dc.vsclRows, batch.size);
+    const rows = dc.vscl ? rowShare(batch, dc.vsclRows) : 0;
+    if (rows > 0 && this.#similarity.size) {
       const anchor = op.slice(su, 0, 0, rows);
       const terms: Tensor[] = [];
       for (const idx of this.#similarity.values()) {
