@@ -238,6 +238,24 @@ export interface LinearCeGradArgs extends Omit<LinearCeArgs, "picked"> {
   dtable: Storage | null;
 }
 
+/**
+ * Backend.rankScores: rankRows over the scores users items^T (users [rows, d], items [cols, d])
+ * as gemm computes them, without the [rows, cols] scores.
+ */
+export interface RankScoresArgs {
+  users: Storage;
+  items: Storage;
+  /** int32 [rows], [rows + 1] and [exOffsets[rows]], as rankRows takes them. */
+  targets: Storage;
+  exOffsets: Storage;
+  exCols: Storage;
+  /** int32 [rows] */
+  out: Storage;
+  rows: number;
+  cols: number;
+  d: number;
+}
+
 export interface AdamArgs {
   p: Storage;
   g: Storage;
@@ -544,6 +562,12 @@ export interface Backend {
     rows: number,
     cols: number,
   ): void;
+  /**
+   * rankRows of gemm's scores users items^T, each band of rows ranked while its scores are in
+   * cache, where the backend fuses it. False, having done nothing, when it does not take the call
+   * (the caller then scores and ranks separately).
+   */
+  rankScores?(a: RankScoresArgs): boolean;
 
   // ---- randomness ---------------------------------------------------------------------------
   /**

@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 12;
+export const CPU_KERNELS_ABI = 13;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -42,6 +42,14 @@ const SYMBOLS = {
       ...["i32", "i32", "i32", "i32", "i32", "i32", "i32"], // hasMask, heads, q, sb, sh, sq, rowBegin
     ],
     result: "void",
+  },
+  duaf_rank_scores: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "u32", "u32", "u32"], // users, table, targets, exOffsets, exCols, out
+      ...["i32", "i32", "i32", "u32", "u32", "u32", "i32", "i32"], // rows, items, d, pack, band, barrier, tid, nt
+    ],
+    result: "i32",
   },
   duaf_rank_rows: {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "i32", "i32"],

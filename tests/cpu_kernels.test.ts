@@ -494,6 +494,86 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "cpu kernels: ranking fused with its scores, on two threads, gemm then rankRows' ranks",
+  ignore: ignore || noBlas,
+  async fn() {
+    const opened = await NativeBackend.open({ threads: 2 });
+    if ("unavailable" in opened) throw new Error(opened.unavailable);
+    const wasm = await WasmBackend.create({ threads: 1 });
+    try {
+      const none = opened.alloc(1, "f32");
+      const dummy = { users: none, items: none, targets: none, exOffsets: none, exCols: none };
+      if (!opened.kernelGemm) {
+        // CBLAS scores the large products here, so the ranks would not be of gemm's scores.
+        assert.equal(opened.rankScores({ ...dummy, out: none, rows: 1, cols: 1, d: 1 }), false);
+        return;
+      }
+      // Rows past two bands of 48 on each thread with a partial register tile, items past two
+      // table chunks with a partial vector; ties with the target and excluded columns.
+      for (const [rows, cols, d] of [[301, 2100, 64], [5, 17, 3]]) {
+        const rng = new Rng(rows);
+        const us = Float32Array.from({ length: rows * d }, () => rng.normal());
+        const its = Float32Array.from({ length: cols * d }, () => rng.normal());
+        const tgs = Int32Array.from({ length: rows }, (_, r) => (r * 7919) % cols);
+        const offsets = Int32Array.from({ length: rows + 1 }, (_, r) => 2 * r);
+        const ex = Int32Array.from(
+          { length: 2 * rows },
+          (_, i) => i % 2 ? tgs[i >> 1] : rng.int(cols),
+        );
+        for (let r = 0; r < rows; r += 3) {
+          const twin = (tgs[r] + 1) % cols; // an item whose row is the target's: a tie
+          its.copyWithin(twin * d, tgs[r] * d, (tgs[r] + 1) * d);
+        }
+        const before = opened.threadedCalls;
+        const ranks: number[][] = [opened, wasm].map((be): number[] => {
+          const users = be.upload(us, "f32"), items = be.upload(its, "f32");
+          const args = {
+            users,
+            items,
+            targets: be.upload(tgs, "i32"),
+            exOffsets: be.upload(offsets, "i32"),
+            exCols: be.upload(ex, "i32"),
+            out: be.alloc(rows, "i32"),
+            rows,
+            cols,
+            d,
+          };
+          if (be === opened) assert.ok(opened.rankScores(args));
+          else {
+            const z = be.alloc(rows * cols, "f32");
+            be.gemm(gemmArgs(users, items, z, rows, cols, d, { transB: true }));
+            be.rankRows!(z, args.targets, args.exOffsets, args.exCols, args.out, rows, cols);
+          }
+          return Array.from(be.download(args.out));
+        });
+        if (rows > 96) assert.ok(opened.threadedCalls > before, "both threads ranked");
+        assert.deepEqual(ranks[0], ranks[1], `[${rows} x ${cols} x ${d}]`);
+      }
+      // A target outside the table: the index named, as rankRows names it.
+      const u = opened.upload(new Float32Array(4), "f32");
+      assert.throws(
+        () =>
+          opened.rankScores({
+            users: u,
+            items: u,
+            targets: opened.upload(Int32Array.from([0, 9]), "i32"),
+            exOffsets: opened.upload(new Int32Array(3), "i32"),
+            exCols: opened.upload(new Int32Array(1), "i32"),
+            out: opened.alloc(2, "i32"),
+            rows: 2,
+            cols: 2,
+            d: 1,
+          }),
+        /rankScores targets: index 9 at position 1 outside \[0, 2\)/,
+      );
+    } finally {
+      opened.dispose();
+      wasm.dispose();
+    }
+  },
+});
+
 /**
  * The native backend with the C kernels is checked against what it must equal: the wasm backend
  * when its C GEMM takes every product (every op then has wasm's bits), else itself with the C

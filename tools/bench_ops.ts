@@ -20,7 +20,8 @@
  *
  * - `eval` (with --run, a trained run): the run's full-ranking test evaluation, A = the scores
  *   downloaded and ranked on the host (metrics.ts rankOf), B = ranked where they are
- *   (Backend.rankRows); the metrics must agree to the bit. `--mask-seen` ranks without the
+ *   (Backend.rankRows), C = scored and ranked in one call where the backend fuses them
+ *   (Backend.rankScores); the metrics must agree to the bit. `--mask-seen` ranks without the
  *   users' earlier items.
  *
  * - `attention`: attention's per-head products on a window step's shapes ([128, 50, 64], 2 heads),
@@ -311,32 +312,33 @@ if (what.has("eval")) {
   if (!values.run) throw new Error("--what eval needs --run DIR (a trained run)");
   const { backend } = await activateBackend("native");
   const run = await openRun(values.run);
-  const rankRows = backend.rankRows;
-  const once = (onBackend: boolean) => {
-    Object.defineProperty(backend, "rankRows", {
-      value: onBackend ? rankRows : undefined,
-      configurable: true,
-      writable: true,
-    });
+  const kept = { rankRows: backend.rankRows, rankScores: backend.rankScores };
+  const ways = ["host", "rankRows", "rankScores"] as const;
+  const once = (way: typeof ways[number]) => {
+    for (const name of ["rankRows", "rankScores"] as const) {
+      const on = name === "rankRows" ? way !== "host" : way === "rankScores";
+      Object.defineProperty(backend, name, {
+        value: on ? kept[name] : undefined,
+        configurable: true,
+        writable: true,
+      });
+    }
     const t0 = performance.now();
     const r = evaluateRun(run, { split: "test", ks: [10], maskSeen: values["mask-seen"]! });
     return { ms: performance.now() - t0, metrics: JSON.stringify(r.metrics) };
   };
-  once(true);
-  const a: number[] = [], b: number[] = [];
+  once("rankScores");
+  const times = ways.map(() => [] as number[]);
   let same = true;
   for (let i = 0; i < rounds; i++) {
-    const x = once(false), y = once(true);
-    a.push(x.ms);
-    b.push(y.ms);
-    same &&= x.metrics === y.metrics;
+    const got = ways.map((w) => once(w));
+    got.forEach((g, k) => times[k].push(g.ms));
+    same &&= got.every((g) => g.metrics === got[0].metrics);
   }
-  report(
-    `full-ranking test eval of ${values.run}${values["mask-seen"] ? ", seen items masked" : ""}` +
-      ` (native)${same ? "" : " METRICS DIFFER"}`,
-    a,
-    b,
-  );
+  const what = `full-ranking test eval of ${values.run}` +
+    `${values["mask-seen"] ? ", seen items masked" : ""} (native)${same ? "" : " METRICS DIFFER"}`;
+  report(`${what}: host (A) vs rankRows (B)`, times[0], times[1]);
+  report(`${what}: rankRows (A) vs rankScores (B)`, times[1], times[2]);
 }
 
 /** [B, L, h * dh] -> [B, h, L, dh], a copy: the layout the attention used to compute in. */

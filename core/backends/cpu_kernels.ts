@@ -24,11 +24,14 @@ import {
   type KernelVariant,
   lceGradBytes,
   lcePackBytes,
+  rankBandBytes,
 } from "./wasm/kernels.ts";
 import type { KernelSite } from "./wasm/wasm_backend.ts";
 
 const LCE_THREADS_APART =
   "cpu kernels: the other kernel thread did not reach the fused cross-entropy's barrier";
+const RANK_THREADS_APART =
+  "cpu kernels: the other kernel thread did not reach the fused ranking's barrier";
 
 /** The library to use for this kernel variant, or why there is none. */
 export async function cpuKernelLibraryPath(
@@ -146,6 +149,11 @@ export function withCpuKernels(
     },
     rankRows(...args) {
       return s.duaf_rank_rows(at(), ...args);
+    },
+    rankScores(...args) {
+      const bad = s.duaf_rank_scores(at(), ...args);
+      if (bad === -2) throw new Error(RANK_THREADS_APART);
+      return bad;
     },
   };
 }
@@ -304,7 +312,7 @@ export function cpuKernelsDiffer(
     return layerNormDiffers(wasm, native, arena) ?? colSumsDiffer(wasm, native, arena) ??
       gemmDiffers(wasm, native, arena) ?? gemmSlicesDiffer(wasm, native, arena) ??
       fusionDiffers(wasm, native, arena) ?? attentionDiffers(wasm, native, arena) ??
-      linearCeDiffers(wasm, native, arena);
+      linearCeDiffers(wasm, native, arena) ?? rankScoresDiffer(wasm, native, arena);
   } finally {
     arena.free(p, bytes);
   }
@@ -691,4 +699,60 @@ export function replaceWithCpuKernels(
     status: `elementwise, cross-entropy rows and ${gemms} on C kernels (${width}-float vectors, ` +
       `${found.path})`,
   };
+}
+
+/**
+ * The fused ranking (one thread) against wasm's gemm then rankRows: two bands of rows with a
+ * partial register tile, two table chunks with a partial vector, ties with the target (items
+ * whose rows equal the target's) and excluded columns that tie, score above, or are the target.
+ */
+function rankScoresDiffer(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
+  if (!native.rankScores) return null;
+  const [rows, items, d] = [61, 1100, 64];
+  const scratchBytes = wasm.GEMM_SCRATCH_BYTES.value as number;
+  const packBytes = lcePackBytes(items, d), bandBytes = rankBandBytes(d);
+  const ex = 3;
+  const bytes = 4 * (rows * d + items * d + rows * items + 3 * rows + 1 + ex * rows) +
+    scratchBytes + packBytes + bandBytes + 8;
+  const p = arena.alloc(bytes);
+  try {
+    const u = p, table = u + 4 * rows * d, z = table + 4 * items * d;
+    const tgt = z + 4 * rows * items, res = tgt + 4 * rows, res2 = res + 4 * rows;
+    const off = res2 + 4 * rows, exc = off + 4 * (rows + 1), scratch = exc + 4 * ex * rows;
+    const pack = scratch + scratchBytes, band = pack + packBytes, barrier = band + bandBytes;
+    arena.f32.set(finiteInputs(rows * d + items * d), u >> 2);
+    const f = arena.f32, i32 = arena.i32;
+    for (let r = 0; r < rows; r++) {
+      const t = (r * 7919) % items, twin = (t + 101) % items;
+      i32[(tgt >> 2) + r] = t;
+      // A second item with the target's row: its score ties the target's.
+      f.copyWithin((table >> 2) + twin * d, (table >> 2) + t * d, (table >> 2) + (t + 1) * d);
+      i32[(off >> 2) + r] = ex * r;
+      i32.set([t, twin, (r * 31) % items], (exc >> 2) + ex * r);
+    }
+    i32[(off >> 2) + rows] = ex * rows;
+    i32.fill(0, barrier >> 2, (barrier >> 2) + 2);
+    wholeGemm(wasm, [u, table, z], [rows, items, d], [0, 1], 1, 0, scratch);
+    const a = wasm.rankRows(z, tgt, off, exc, res, rows, items);
+    const b = native.rankScores(
+      u,
+      table,
+      tgt,
+      off,
+      exc,
+      res2,
+      rows,
+      items,
+      d,
+      pack,
+      band,
+      barrier,
+      0,
+      1,
+    );
+    const ranks = (o: number) => i32.subarray(o >> 2, (o >> 2) + rows).join(",");
+    return a !== b || ranks(res) !== ranks(res2) ? "rankScores" : null;
+  } finally {
+    arena.free(p, bytes);
+  }
 }

@@ -21,6 +21,7 @@ import {
   gemmSpans,
   type LinearCeArgs,
   type LinearCeGradArgs,
+  type RankScoresArgs,
 } from "../backend.ts";
 import { type Blas, openBlas } from "../../ffi/blas.ts";
 import { envVar } from "../env.ts";
@@ -72,6 +73,11 @@ export class NativeBackend extends WasmBackend {
 
   override linearCrossEntropyKeptGrad(a: LinearCeGradArgs): boolean {
     return this.kernelGemm && super.linearCrossEntropyKeptGrad(a);
+  }
+
+  /** Likewise the fused ranking: its scores are the C GEMM's. */
+  override rankScores(a: RankScoresArgs): boolean {
+    return this.kernelGemm && super.rankScores(a);
   }
 
   #buffer: ArrayBufferLike | null = null;

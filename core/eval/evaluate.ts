@@ -12,6 +12,7 @@ import {
   splitExamples,
 } from "../models/examples.ts";
 import { type ForwardContext, FrozenValues } from "../nn/context.ts";
+import { matmul } from "../ops/matmul.ts";
 import { blockRanks, DEFAULT_BLOCK_ITEMS } from "./block_rank.ts";
 import { addRank, finalize, newAccumulator, rankOf } from "./metrics.ts";
 
@@ -86,9 +87,16 @@ function rankEveryBatch(
     } else {
       const ranks = noGrad(() =>
         tidy(() => {
-          const scores = model.scoreAll(batch, ctx);
+          const excluded = (r: number) => run.excluded(batch, r);
+          const parts = model.scoreParts?.(batch, ctx);
+          const fused = parts && fusedRanks(parts, batch.targets, excluded);
+          if (fused) return fused;
+          // scoreAll is the product of scoreParts where a model has both: not run twice.
+          const scores = parts
+            ? matmul(parts.users, parts.items, false, true)
+            : model.scoreAll(batch, ctx);
           if (!scores.backend.rankRows) return scores.toFloat32();
-          return ranksOnBackend(scores, batch.targets, (r) => run.excluded(batch, r));
+          return ranksOnBackend(scores, batch.targets, excluded);
         })
       );
       if (ranks instanceof Int32Array) run.addRanks(batch, ranks);
@@ -96,6 +104,48 @@ function rankEveryBatch(
     }
   }
   return run.finish();
+}
+
+/** The rows' excluded columns as rankRows takes them: offsets [rows + 1] and the columns. */
+function excludedColumns(rows: number, excluded: (row: number) => ReadonlySet<number>) {
+  const offsets = new Int32Array(rows + 1);
+  const columns: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (const c of excluded(r)) columns.push(c);
+    offsets[r + 1] = columns.length;
+  }
+  return {
+    offsets: tensor(offsets, [rows + 1], "i32"),
+    columns: tensor(columns.length ? columns : [0], [Math.max(1, columns.length)], "i32"),
+  };
+}
+
+/**
+ * The ranks of ranksOnBackend over the scores users items^T without those scores, where the
+ * backend fuses the product with the ranking (Backend.rankScores); null where it does not.
+ */
+function fusedRanks(
+  { users, items }: { users: Tensor; items: Tensor },
+  targets: Int32Array,
+  excluded: (row: number) => ReadonlySet<number>,
+): Int32Array | null {
+  const [rows, d] = users.shape;
+  const be = users.backend;
+  if (!be.rankScores) return null;
+  const ex = excludedColumns(rows, excluded);
+  const out = empty([rows], "i32");
+  const args = {
+    users: users.storage,
+    items: items.storage,
+    targets: tensor(targets, [rows], "i32").storage,
+    exOffsets: ex.offsets.storage,
+    exCols: ex.columns.storage,
+    out: out.storage,
+    rows,
+    cols: items.shape[0],
+    d,
+  };
+  return be.rankScores(args) ? out.toArray() as Int32Array : null;
 }
 
 /**
@@ -108,18 +158,13 @@ function ranksOnBackend(
   excluded: (row: number) => ReadonlySet<number>,
 ): Int32Array {
   const [rows, cols] = scores.shape;
-  const offsets = new Int32Array(rows + 1);
-  const columns: number[] = [];
-  for (let r = 0; r < rows; r++) {
-    for (const c of excluded(r)) columns.push(c);
-    offsets[r + 1] = columns.length;
-  }
+  const ex = excludedColumns(rows, excluded);
   const out = empty([rows], "i32");
   scores.backend.rankRows!(
     scores.storage,
     tensor(targets, [rows], "i32").storage,
-    tensor(offsets, [rows + 1], "i32").storage,
-    tensor(columns.length ? columns : [0], [Math.max(1, columns.length)], "i32").storage,
+    ex.offsets.storage,
+    ex.columns.storage,
     out.storage,
     rows,
     cols,

@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 12
+#define ABI_VERSION 13
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -1393,6 +1393,105 @@ int duaf_lce_backward(
              cols * (tid + 1) / nt, 0, d, 0, 0);
   }
   return 0;
+}
+
+/* Rows a thread ranks at a time, and the scores of one table chunk (LCE_CHUNK_FLOATS) they fill. */
+#define RANK_BAND 48
+
+/* Columns of row x scoring at least s (a comparison per column: exact in any order). */
+static int32_t count_at_least(const float* x, int n, float s) {
+  int32_t count = 0;
+  int c = 0;
+#if defined(__AVX512F__)
+  const __m512 sv = _mm512_set1_ps(s);
+  for (; c + 16 <= n; c += 16)
+    count += __builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(x + c), sv, _CMP_GE_OQ));
+#endif
+  for (; c < n; c++) count += x[c] >= s;
+  return count;
+}
+
+/* One element of u table^T with the GEMM's operations: an accumulator from 0, MADD in k order. */
+static inline float score_of(const float* u, const float* e, int d) {
+  float acc = 0.0f;
+  for (int k = 0; k < d; k++) acc = MADD(u[k], e[k], acc);
+  return acc;
+}
+
+/*
+ * Full-ranking evaluation without the [rows x items] scores: duaf_rank_rows's counts over the
+ * scores u table^T (u [rows, d], table [items, d]) as duaf_gemm computes them. Each thread takes
+ * its rows RANK_BAND at a time: their targets' scores first (score_of: the same operations, so
+ * the same bits), then table chunk by chunk the band's scores into a buffer that stays in cache,
+ * counted as they come; excluded columns are rescored one by one. pack: the table's panels as
+ * duaf_lce_forward's; band: RANK_BAND * chunk floats a thread. Needs d <= KC. Returns
+ * duaf_rank_rows's first bad index, else -1; -2 when the threads did not meet.
+ */
+int duaf_rank_scores(
+    uint8_t* base, uint32_t uo, uint32_t eo, uint32_t to, uint32_t exo, uint32_t exc, uint32_t oo,
+    int rows, int items, int d, uint32_t packo, uint32_t bando, uint32_t baro, int tid, int nt) {
+  const float* u = (const float*)(base + uo);
+  const float* e = (const float*)(base + eo);
+  const int32_t* targets = (const int32_t*)(base + to);
+  const int32_t* ex_off = (const int32_t*)(base + exo);
+  const int32_t* ex_cols = (const int32_t*)(base + exc);
+  int32_t* out = (int32_t*)(base + oo);
+  float* pack = (float*)(base + packo);
+  uint32_t* bar = (uint32_t*)(base + baro);
+  /* Both threads check the same indices, so both return before the barrier or neither does. */
+  for (int r = 0; r < rows; r++)
+    if ((uint32_t)targets[r] >= (uint32_t)items) return r;
+  for (int x = 0; x < ex_off[rows]; x++)
+    if ((uint32_t)ex_cols[x] >= (uint32_t)items) return rows + x;
+  const int panels = (items + VW - 1) / VW;
+  for (int p = panels * tid / nt; p < panels * (tid + 1) / nt; p++) {
+    float* panel = pack + (size_t)p * d * VW;
+    const int w = items - p * VW < VW ? items - p * VW : VW;
+    for (int jj = 0; jj < w; jj++) {
+      const float* src = e + (size_t)(p * VW + jj) * d;
+      for (int kk = 0; kk < d; kk++) panel[(size_t)kk * VW + jj] = src[kk];
+    }
+  }
+  if (spin_barrier(bar, nt)) return -2;
+  int r0, r1;
+  thread_rows(rows, tid, nt, &r0, &r1);
+  int chunk = LCE_CHUNK_FLOATS / d / VW * VW;
+  if (chunk < VW) chunk = VW;
+  float* z = (float*)(base + bando) + (size_t)tid * RANK_BAND * chunk;
+  float sv[RANK_BAND];
+  const vmask full = vmask_first(VW);
+  for (int i0 = r0; i0 < r1; i0 += RANK_BAND) {
+    const int i1 = r1 - i0 < RANK_BAND ? r1 : i0 + RANK_BAND;
+    for (int r = i0; r < i1; r++) {
+      sv[r - i0] = score_of(u + (size_t)r * d, e + (size_t)targets[r] * d, d);
+      out[r] = -1; /* the target itself is counted below */
+    }
+    for (int jc = 0; jc < items; jc += chunk) {
+      const int n = items - jc < chunk ? items - jc : chunk;
+      int i = i0;
+      for (; i + MB <= i1; i += MB)
+        for (int j = 0; j < n; j += VW) {
+          const vmask m = n - j < VW ? vmask_first(n - j) : full;
+          gemm_tile(MB, u + (size_t)i * d, (size_t)d, 1, pack + (size_t)(jc + j) * d, VW, d,
+                    z + (size_t)(i - i0) * n + j, (size_t)n, m, 0, 1.0f, 0, 0);
+        }
+      if (i < i1)
+        for (int j = 0; j < n; j += VW) {
+          const vmask m = n - j < VW ? vmask_first(n - j) : full;
+          gemm_edge_tile(i1 - i, u + (size_t)i * d, (size_t)d, 1, pack + (size_t)(jc + j) * d, VW,
+                         d, z + (size_t)(i - i0) * n + j, (size_t)n, m, 0, 1.0f, 0, 0);
+        }
+      for (int r = i0; r < i1; r++) out[r] += count_at_least(z + (size_t)(r - i0) * n, n, sv[r - i0]);
+    }
+    for (int r = i0; r < i1; r++) {
+      const int32_t t = targets[r];
+      for (int x = ex_off[r]; x < ex_off[r + 1]; x++) {
+        const int32_t c = ex_cols[x];
+        if (c != t && score_of(u + (size_t)r * d, e + (size_t)c * d, d) >= sv[r - i0]) out[r]--;
+      }
+    }
+  }
+  return -1;
 }
 
 /*

@@ -20,6 +20,11 @@ export const GEMM_KC = 256;
 export const lcePackBytes = (items: number, d: number): number =>
   4 * Math.ceil(items / 16) * 16 * d;
 export const lceGradBytes = (rows: number): number => 4 * 2 * rows * GEMM_KC;
+/**
+ * Scratch of the C kernels' rankScores: the table's panels (as lcePackBytes), then each thread's
+ * band: RANK_BAND (48) rows by one table chunk (LCE_CHUNK_FLOATS / d items, at least a vector).
+ */
+export const rankBandBytes = (d: number): number => 4 * 48 * Math.max(16, Math.floor(65536 / d));
 
 /** The module's exports. Pointers are byte addresses; counts and strides are elements. */
 export interface KernelExports {
@@ -234,6 +239,23 @@ export interface KernelExports {
     tid: number,
     threads: number,
   ): void;
+  /** The C kernels' ranking of a product's scores (duaf_rank_scores); the wasm module has none. */
+  rankScores?(
+    users: number,
+    items: number,
+    targets: number,
+    exOffsets: number,
+    exCols: number,
+    out: number,
+    rows: number,
+    cols: number,
+    d: number,
+    scratch: number,
+    band: number,
+    barrier: number,
+    tid: number,
+    threads: number,
+  ): number;
   modalityFusion(
     ptrs: number,
     m: number,

@@ -34,6 +34,7 @@ export const THREAD_OPS = [
   "colSums",
   "lceForward",
   "lceBackward",
+  "rankScores",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

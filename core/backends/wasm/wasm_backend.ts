@@ -25,6 +25,7 @@ import {
   type LinearCeArgs,
   type LinearCeGradArgs,
   maskSpan,
+  type RankScoresArgs,
   type Storage,
   UNARY_CODES,
   type UnaryOp,
@@ -40,6 +41,7 @@ import {
   type KernelVariant,
   lceGradBytes,
   lcePackBytes,
+  rankBandBytes,
   runtimeHasRelaxedSimd,
 } from "./kernels.ts";
 import { CTRL_BYTES, KernelThread, type ThreadOp } from "./thread.ts";
@@ -992,6 +994,37 @@ export class WasmBackend implements Backend {
     );
     if (bad < rows) this.#checkIndex(bad, targets, cols, "rankRows targets");
     else this.#checkIndex(bad - rows, exCols, cols, "rankRows excluded columns");
+  }
+
+  /** rankRows of gemm's scores with the band ranked in cache, where the kernels have it (C). */
+  rankScores(a: RankScoresArgs): boolean {
+    const run = this.kernels.rankScores;
+    const { rows, cols, d } = a;
+    if (!run || d > GEMM_KC || rows === 0 || cols === 0) return false;
+    const threads = this.#thread ? 2 : 1;
+    const packBytes = lcePackBytes(cols, d), bytes = packBytes + threads * rankBandBytes(d);
+    const offsets = this.at(a.exOffsets, 0, rows + 1);
+    const excluded = this.arena.i32[(offsets >>> 2) + rows];
+    const scratch = this.arena.alloc(bytes);
+    try {
+      const args = [
+        ...[this.at(a.users, 0, rows * d), this.at(a.items, 0, cols * d)],
+        ...[this.at(a.targets, 0, rows), offsets, this.at(a.exCols, 0, excluded)],
+        ...[this.at(a.out, 0, rows), rows, cols, d, scratch, scratch + packBytes],
+        this.#barrierWords(),
+      ];
+      let bad = -1;
+      this.#onEach("rankScores", args, (...all) => {
+        bad = run.apply(this.kernels, all as Parameters<typeof run>);
+      });
+      if (bad >= 0 && bad < rows) this.#checkIndex(bad, a.targets, cols, "rankScores targets");
+      else if (bad >= rows) {
+        this.#checkIndex(bad - rows, a.exCols, cols, "rankScores excluded columns");
+      }
+    } finally {
+      this.arena.free(scratch, bytes);
+    }
+    return true;
   }
 
   #checkIndex(bad: number, idx: Storage, bound: number, what: string): void {
