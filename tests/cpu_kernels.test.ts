@@ -52,6 +52,21 @@ async function withC() {
   return { rt, c: withCpuKernels(rt.kernels, rt.memory, openCpuKernels(library(rt.variant))) };
 }
 
+/** A two-thread native backend and a one-thread wasm backend for `fn`, disposed after it. */
+async function withNativeAndWasm(
+  fn: (native: NativeBackend, wasm: WasmBackend) => void | Promise<void>,
+): Promise<void> {
+  const opened = await NativeBackend.open({ threads: 2 });
+  if ("unavailable" in opened) throw new Error(opened.unavailable);
+  const wasm = await WasmBackend.create({ threads: 1 });
+  try {
+    await fn(opened, wasm);
+  } finally {
+    opened.dispose();
+    wasm.dispose();
+  }
+}
+
 function library(variant: string): string {
   return variant === "relaxed" ? built!.fused : built!.unfused;
 }
@@ -361,10 +376,7 @@ Deno.test({
   name: "cpu kernels: the native backend on two threads gives the wasm backend's bits",
   ignore: ignore || noBlas,
   async fn() {
-    const opened = await NativeBackend.open({ threads: 2 });
-    if ("unavailable" in opened) throw new Error(opened.unavailable);
-    const wasm = await WasmBackend.create({ threads: 1 });
-    try {
+    await withNativeAndWasm((opened, wasm) => {
       assert.match(
         opened.cpuKernels,
         /^elementwise, cross-entropy rows and (GEMM|small batched GEMMs) on C kernels/,
@@ -415,10 +427,7 @@ Deno.test({
       for (let i = 0; i < 5; i++) {
         assert.deepEqual(new Uint32Array(outs[0][i].buffer), new Uint32Array(outs[1][i].buffer));
       }
-    } finally {
-      opened.dispose();
-      wasm.dispose();
-    }
+    });
   },
 });
 
@@ -427,10 +436,7 @@ Deno.test({
     "cpu kernels: cross-entropy fused with its products, on two threads, the separate calls' bits",
   ignore: ignore || noBlas,
   async fn() {
-    const opened = await NativeBackend.open({ threads: 2 });
-    if ("unavailable" in opened) throw new Error(opened.unavailable);
-    const wasm = await WasmBackend.create({ threads: 1 });
-    try {
+    await withNativeAndWasm((opened, wasm) => {
       if (!opened.kernelGemm) {
         // Narrower vectors: CBLAS takes the large products, so the backend does not fuse (the
         // kernels themselves are still checked against wasm at start-up).
@@ -487,10 +493,7 @@ Deno.test({
           );
         });
       }
-    } finally {
-      opened.dispose();
-      wasm.dispose();
-    }
+    });
   },
 });
 
@@ -498,10 +501,7 @@ Deno.test({
   name: "cpu kernels: ranking fused with its scores, on two threads, gemm then rankRows' ranks",
   ignore: ignore || noBlas,
   async fn() {
-    const opened = await NativeBackend.open({ threads: 2 });
-    if ("unavailable" in opened) throw new Error(opened.unavailable);
-    const wasm = await WasmBackend.create({ threads: 1 });
-    try {
+    await withNativeAndWasm((opened, wasm) => {
       const none = opened.alloc(1, "f32");
       const dummy = { users: none, items: none, targets: none, exOffsets: none, exCols: none };
       if (!opened.kernelGemm) {
@@ -567,10 +567,7 @@ Deno.test({
           }),
         /rankScores targets: index 9 at position 1 outside \[0, 2\)/,
       );
-    } finally {
-      opened.dispose();
-      wasm.dispose();
-    }
+    });
   },
 });
 

@@ -1294,6 +1294,46 @@ static void thread_rows(int rows, int tid, int nt, int* r0, int* r1) {
 /* Columns of the packed table swept by one band's rows at a time (256 KiB at d = 64). */
 #define LCE_CHUNK_FLOATS 65536
 
+/* This thread's share of the table's panels, as duaf_gemm packs a transposed B: VW items' d
+   values k-major (ceil(items / VW) * VW * d floats in all). */
+static void pack_table_panels(const float* e, int items, int d, float* pack, int tid, int nt) {
+  const int panels = (items + VW - 1) / VW;
+  for (int p = panels * tid / nt; p < panels * (tid + 1) / nt; p++) {
+    float* panel = pack + (size_t)p * d * VW;
+    const int w = items - p * VW < VW ? items - p * VW : VW;
+    for (int jj = 0; jj < w; jj++) {
+      const float* src = e + (size_t)(p * VW + jj) * d;
+      for (int kk = 0; kk < d; kk++) panel[(size_t)kk * VW + jj] = src[kk];
+    }
+  }
+}
+
+/* Items of the packed table a band of rows sweeps at a time (256 KiB of panels at d = 64). */
+static int table_chunk(int d) {
+  const int chunk = LCE_CHUNK_FLOATS / d / VW * VW;
+  return chunk < VW ? VW : chunk;
+}
+
+/* Rows [i0, i1) of h (rows of d) against packed items [j0, j1): each score as duaf_gemm computes
+   it, row i's at z[(i - i0) * ldz + j - j0]. */
+static void band_scores(const float* h, int i0, int i1, const float* pack, int j0, int j1, int d,
+                        float* z, size_t ldz) {
+  const vmask full = vmask_first(VW);
+  int i = i0;
+  for (; i + MB <= i1; i += MB)
+    for (int j = j0; j < j1; j += VW) {
+      const vmask m = j1 - j < VW ? vmask_first(j1 - j) : full;
+      gemm_tile(MB, h + (size_t)i * d, (size_t)d, 1, pack + (size_t)j * d, VW, d,
+                z + (size_t)(i - i0) * ldz + (j - j0), ldz, m, 0, 1.0f, 0, 0);
+    }
+  if (i < i1)
+    for (int j = j0; j < j1; j += VW) {
+      const vmask m = j1 - j < VW ? vmask_first(j1 - j) : full;
+      gemm_edge_tile(i1 - i, h + (size_t)i * d, (size_t)d, 1, pack + (size_t)j * d, VW, d,
+                     z + (size_t)(i - i0) * ldz + (j - j0), ldz, m, 0, 1.0f, 0, 0);
+    }
+}
+
 /*
  * Forward: z = h table^T (h [rows, d], table [items, d], z [rows, items]) as duaf_gemm computes
  * it, then ce_rows over all items (first block, exponentials kept in z, row maxima in shift).
@@ -1308,43 +1348,18 @@ int duaf_lce_forward(
   float* z = (float*)(base + zo);
   float* pack = (float*)(base + packo);
   uint32_t* bar = (uint32_t*)(base + baro);
-  const int panels = (items + VW - 1) / VW;
-  /* The table's panels, as duaf_gemm packs a transposed B: VW items' d values k-major. */
-  for (int p = panels * tid / nt; p < panels * (tid + 1) / nt; p++) {
-    float* panel = pack + (size_t)p * d * VW;
-    const int w = items - p * VW < VW ? items - p * VW : VW;
-    for (int jj = 0; jj < w; jj++) {
-      const float* src = e + (size_t)(p * VW + jj) * d;
-      for (int kk = 0; kk < d; kk++) panel[(size_t)kk * VW + jj] = src[kk];
-    }
-  }
+  pack_table_panels(e, items, d, pack, tid, nt);
   if (spin_barrier(bar, nt)) return -1;
   int r0, r1;
   thread_rows(rows, tid, nt, &r0, &r1);
   int band = (int)(LCE_BAND_BYTES / (4u * (unsigned)items)) / MB * MB;
   if (band < MB) band = MB;
-  int chunk = LCE_CHUNK_FLOATS / d / VW * VW;
-  if (chunk < VW) chunk = VW;
-  const vmask full = vmask_first(VW);
+  const int chunk = table_chunk(d);
   for (int i0 = r0; i0 < r1; i0 += band) {
     const int i1 = r1 - i0 < band ? r1 : i0 + band;
     for (int jc = 0; jc < items; jc += chunk) {
-      const int jend = items - jc < chunk ? items : jc + chunk;
-      int i = i0;
-      for (; i + MB <= i1; i += MB) {
-        for (int j = jc; j < jend; j += VW) {
-          const vmask m = jend - j < VW ? vmask_first(jend - j) : full;
-          gemm_tile(MB, h + (size_t)i * d, (size_t)d, 1, pack + (size_t)j * d, VW, d,
-                    z + (size_t)i * items + j, (size_t)items, m, 0, 1.0f, 0, 0);
-        }
-      }
-      if (i < i1) {
-        for (int j = jc; j < jend; j += VW) {
-          const vmask m = jend - j < VW ? vmask_first(jend - j) : full;
-          gemm_edge_tile(i1 - i, h + (size_t)i * d, (size_t)d, 1, pack + (size_t)j * d, VW, d,
-                         z + (size_t)i * items + j, (size_t)items, m, 0, 1.0f, 0, 0);
-        }
-      }
+      band_scores(h, i0, i1, pack, jc, items - jc < chunk ? items : jc + chunk, d,
+                  z + (size_t)i0 * items + jc, (size_t)items);
     }
     ce_rows(z + (size_t)i0 * items, (const int32_t*)(base + to) + i0, (float*)(base + lo) + i0,
             (float*)(base + po) + i0, i1 - i0, items, 0, 1, (float*)(base + so) + i0);
@@ -1443,23 +1458,13 @@ int duaf_rank_scores(
     if ((uint32_t)targets[r] >= (uint32_t)items) return r;
   for (int x = 0; x < ex_off[rows]; x++)
     if ((uint32_t)ex_cols[x] >= (uint32_t)items) return rows + x;
-  const int panels = (items + VW - 1) / VW;
-  for (int p = panels * tid / nt; p < panels * (tid + 1) / nt; p++) {
-    float* panel = pack + (size_t)p * d * VW;
-    const int w = items - p * VW < VW ? items - p * VW : VW;
-    for (int jj = 0; jj < w; jj++) {
-      const float* src = e + (size_t)(p * VW + jj) * d;
-      for (int kk = 0; kk < d; kk++) panel[(size_t)kk * VW + jj] = src[kk];
-    }
-  }
+  pack_table_panels(e, items, d, pack, tid, nt);
   if (spin_barrier(bar, nt)) return -2;
   int r0, r1;
   thread_rows(rows, tid, nt, &r0, &r1);
-  int chunk = LCE_CHUNK_FLOATS / d / VW * VW;
-  if (chunk < VW) chunk = VW;
+  const int chunk = table_chunk(d);
   float* z = (float*)(base + bando) + (size_t)tid * RANK_BAND * chunk;
   float sv[RANK_BAND];
-  const vmask full = vmask_first(VW);
   for (int i0 = r0; i0 < r1; i0 += RANK_BAND) {
     const int i1 = r1 - i0 < RANK_BAND ? r1 : i0 + RANK_BAND;
     for (int r = i0; r < i1; r++) {
@@ -1468,19 +1473,7 @@ int duaf_rank_scores(
     }
     for (int jc = 0; jc < items; jc += chunk) {
       const int n = items - jc < chunk ? items - jc : chunk;
-      int i = i0;
-      for (; i + MB <= i1; i += MB)
-        for (int j = 0; j < n; j += VW) {
-          const vmask m = n - j < VW ? vmask_first(n - j) : full;
-          gemm_tile(MB, u + (size_t)i * d, (size_t)d, 1, pack + (size_t)(jc + j) * d, VW, d,
-                    z + (size_t)(i - i0) * n + j, (size_t)n, m, 0, 1.0f, 0, 0);
-        }
-      if (i < i1)
-        for (int j = 0; j < n; j += VW) {
-          const vmask m = n - j < VW ? vmask_first(n - j) : full;
-          gemm_edge_tile(i1 - i, u + (size_t)i * d, (size_t)d, 1, pack + (size_t)(jc + j) * d, VW,
-                         d, z + (size_t)(i - i0) * n + j, (size_t)n, m, 0, 1.0f, 0, 0);
-        }
+      band_scores(u, i0, i1, pack, jc, jc + n, d, z, (size_t)n);
       for (int r = i0; r < i1; r++) out[r] += count_at_least(z + (size_t)(r - i0) * n, n, sv[r - i0]);
     }
     for (int r = i0; r < i1; r++) {
