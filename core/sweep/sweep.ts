@@ -145,10 +145,25 @@ export const SWEEP_ARTIFACT: DirArtifact = {
 };
 
 /**
+ * A sweep another process is starting: its runs/ and locks/ folders made, its manifest not yet
+ * written. Joining it is what a second process started at the same moment means to do.
+ */
+async function beingStarted(path: string): Promise<boolean> {
+  try {
+    const names: string[] = [];
+    for await (const e of Deno.readDir(path)) names.push(e.name);
+    return names.length > 0 && names.every((n) => n === "runs" || n === "locks");
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Whether `--out` may hold this sweep (output_guard.ts): absent, empty, or a sweep directory with
  * nothing else in it; anything else only with --force, which removes it.
  */
 export async function checkSweepOut(path: string, force: boolean): Promise<void> {
+  if (!force && await beingStarted(path)) return;
   const state = await checkOutputDir(path, SWEEP_ARTIFACT, { force });
   if (state === "forced") await Deno.remove(path, { recursive: true });
 }
