@@ -396,9 +396,7 @@ export class WasmBackend implements Backend {
       // Split by K: the first half of the slices straight into C here, the second half each into
       // its own block on the worker, then those blocks added into C in slice order.
       const slices = Math.ceil(k / GEMM_KC), mine = slices >> 1, count = slices - mine;
-      const partsBytes = 4 * count * m * n;
-      const parts = this.arena.alloc(partsBytes);
-      try {
+      this.#withScratch(4 * count * m * n, (parts) => {
         const sliceArgs = (p0: number, p1: number, into: number, scratch: number) => [
           ...[a, b, c, m, n, k, tA, tB, lda, ldb, ldc, g.alpha, g.beta],
           ...[p0, p1, into, scratch],
@@ -409,10 +407,8 @@ export class WasmBackend implements Backend {
           sliceArgs(mine, slices, parts, this.#workerScratch),
           () => run(...sliceArgs(0, mine, 0, this.#scratch)),
         );
-        ks.gemmAddParts(c, parts, m, n, ldc, count);
-      } finally {
-        this.arena.free(parts, partsBytes);
-      }
+        ks.gemmAddParts!(c, parts, m, n, ldc, count);
+      });
       return;
     }
     let mine: number[];
@@ -845,8 +841,7 @@ export class WasmBackend implements Backend {
     scratchBytes: number,
   ): void {
     const { rows, items, d } = a;
-    const scratch = this.arena.alloc(scratchBytes);
-    try {
+    this.#withScratch(scratchBytes, (scratch) => {
       const args = [
         ...[this.at(a.h, 0, rows * d), this.at(a.table, 0, items * d)],
         ...[this.at(a.z, 0, rows * items), this.at(a.targets, 0, rows), this.at(a.lse, 0, rows)],
@@ -854,8 +849,16 @@ export class WasmBackend implements Backend {
         ...[rows, items, d, scratch, this.#barrierWords()],
       ];
       this.#onEach(op, args, run.bind(this.kernels));
+    });
+  }
+
+  /** fn with `bytes` of arena scratch, freed after it whatever happens. */
+  #withScratch<T>(bytes: number, fn: (scratch: number) => T): T {
+    const scratch = this.arena.alloc(bytes);
+    try {
+      return fn(scratch);
     } finally {
-      this.arena.free(scratch, scratchBytes);
+      this.arena.free(scratch, bytes);
     }
   }
 
@@ -992,8 +995,20 @@ export class WasmBackend implements Backend {
       rows,
       cols,
     );
-    if (bad < rows) this.#checkIndex(bad, targets, cols, "rankRows targets");
-    else this.#checkIndex(bad - rows, exCols, cols, "rankRows excluded columns");
+    this.#checkRankIndex("rankRows", bad, rows, targets, exCols, cols);
+  }
+
+  /** A ranking kernel's bad index (a target below rows, else rows + an excluded column's). */
+  #checkRankIndex(
+    what: string,
+    bad: number,
+    rows: number,
+    targets: Storage,
+    exCols: Storage,
+    cols: number,
+  ): void {
+    if (bad < rows) this.#checkIndex(bad, targets, cols, `${what} targets`);
+    else this.#checkIndex(bad - rows, exCols, cols, `${what} excluded columns`);
   }
 
   /** rankRows of gemm's scores with the band ranked in cache, where the kernels have it (C). */
@@ -1005,25 +1020,20 @@ export class WasmBackend implements Backend {
     const packBytes = lcePackBytes(cols, d), bytes = packBytes + threads * rankBandBytes(d);
     const offsets = this.at(a.exOffsets, 0, rows + 1);
     const excluded = this.arena.i32[(offsets >>> 2) + rows];
-    const scratch = this.arena.alloc(bytes);
-    try {
+    const bad = this.#withScratch(bytes, (scratch) => {
       const args = [
         ...[this.at(a.users, 0, rows * d), this.at(a.items, 0, cols * d)],
         ...[this.at(a.targets, 0, rows), offsets, this.at(a.exCols, 0, excluded)],
         ...[this.at(a.out, 0, rows), rows, cols, d, scratch, scratch + packBytes],
         this.#barrierWords(),
       ];
-      let bad = -1;
+      let found = -1;
       this.#onEach("rankScores", args, (...all) => {
-        bad = run.apply(this.kernels, all as Parameters<typeof run>);
+        found = run.apply(this.kernels, all as Parameters<typeof run>);
       });
-      if (bad >= 0 && bad < rows) this.#checkIndex(bad, a.targets, cols, "rankScores targets");
-      else if (bad >= rows) {
-        this.#checkIndex(bad - rows, a.exCols, cols, "rankScores excluded columns");
-      }
-    } finally {
-      this.arena.free(scratch, bytes);
-    }
+      return found;
+    });
+    this.#checkRankIndex("rankScores", bad, rows, a.targets, a.exCols, cols);
     return true;
   }
 
