@@ -13,6 +13,8 @@ Deno.test("categoryOf: plain and shaped GEMM kinds are GEMM", () => {
   assert.equal(categoryOf("maskedSoftmax"), "attention (softmax, fused)");
   assert.equal(categoryOf("softmaxGrad"), "attention (softmax, fused)");
   assert.equal(categoryOf("permute"), "copy/transpose/fill");
+  assert.equal(categoryOf("rankScores"), "ranking (eval)");
+  assert.equal(categoryOf("rankRows"), "ranking (eval)");
 });
 
 Deno.test("profiled: with gemmShapes the category table still counts GEMMs as GEMM", () => {

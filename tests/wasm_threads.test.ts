@@ -8,6 +8,13 @@ import assert from "node:assert/strict";
 import type { Backend } from "../core/backend.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { kernelUrl } from "../core/backends/wasm/kernels.ts";
+import {
+  POLL_MS,
+  PollWindow,
+  RECHECK_MS,
+  runnableThreads,
+  SHORT_POLL_MS,
+} from "../core/backends/wasm/thread.ts";
 import { Rng } from "../core/random.ts";
 import { tensor } from "../core/tensor.ts";
 import { activateBackend } from "../core/train/run.ts";
@@ -193,4 +200,26 @@ Deno.test("DUAF_WASM_DIR: where a bundled CLI finds the kernel modules", () => {
     if (before === undefined) Deno.env.delete("DUAF_WASM_DIR");
     else Deno.env.set("DUAF_WASM_DIR", before);
   }
+});
+
+Deno.test("kernel threads poll long only while no other thread wants the cores", () => {
+  let runnable: number | null = 2;
+  let reads = 0;
+  const w = new PollWindow(2, () => {
+    reads++;
+    return runnable;
+  });
+  assert.equal(w.ms(0), POLL_MS);
+  runnable = 3;
+  assert.equal(w.ms(RECHECK_MS - 1), POLL_MS, "looked again before RECHECK_MS");
+  assert.equal(reads, 1);
+  assert.equal(w.ms(RECHECK_MS), SHORT_POLL_MS);
+  runnable = null; // unknown (not Linux, no permission): as if contended
+  assert.equal(w.ms(2 * RECHECK_MS), SHORT_POLL_MS);
+  runnable = 1;
+  assert.equal(w.ms(3 * RECHECK_MS), POLL_MS);
+  // Linux's count includes the caller, so it is at least one where it can be read.
+  const n = runnableThreads();
+  assert.ok(n === null || n >= 1, `runnable threads ${n}`);
+  if (Deno.build.os === "linux") assert.notEqual(n, null);
 });

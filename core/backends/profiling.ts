@@ -126,6 +126,7 @@ export const CATEGORIES = [
   "elementwise",
   "layer norm",
   "CE (loss over items)",
+  "ranking (eval)",
   "gather/scatter",
   "copy/transpose/fill",
   "optimizer",
@@ -155,6 +156,8 @@ export function categoryOf(kind: string): Category {
   ) {
     return "CE (loss over items)";
   }
+  // Full-ranking evaluation's counts, with (rankScores) or without (rankRows) the scores' products.
+  if (method === "rankRows" || method === "rankScores") return "ranking (eval)";
   if (method === "gather" || method === "scatterAdd") return "gather/scatter";
   if (method === "copy2d" || method === "permute" || method === "fill") {
     return "copy/transpose/fill";

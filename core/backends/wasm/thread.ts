@@ -38,8 +38,80 @@ export const THREAD_OPS = [
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 
-/** Polls before sleeping: calls often come in bursts, and a futex wake costs ~10 us. */
-export const SPIN_POLLS = 2000;
+/**
+ * How long a thread polls for the other's signal before it sleeps on the futex. A sleeping worker
+ * takes ~40 us to wake here (a DuAF-MAT epoch's woke 14,600 times, 627 ms in all), while the host
+ * work between two split calls is mostly tens to hundreds of microseconds. So each side polls for
+ * up to a millisecond, but only while the cores look free: a thread polling on a core another
+ * process's thread waits for slows both (two test processes on two cores took 1.25x as long).
+ */
+export const POLL_MS = 1;
+/** The poll while other threads want the cores: a few microseconds, about 2,000 polls. */
+export const SHORT_POLL_MS = 0.005;
+/** How often a thread looks again at whether the cores are free. */
+export const RECHECK_MS = 25;
+
+/** One thread's polling window, looked up again every RECHECK_MS. */
+export class PollWindow {
+  #checkedAt = -Infinity;
+  #ms = SHORT_POLL_MS;
+
+  /** `runnable`: threads runnable now, this one included, or null where that cannot be known. */
+  constructor(
+    readonly cores: number = navigator.hardwareConcurrency ?? 1,
+    readonly runnable: () => number | null = runnableThreads,
+  ) {}
+
+  /** Milliseconds to poll at time `now` (performance.now()). */
+  ms(now: number): number {
+    if (now - this.#checkedAt >= RECHECK_MS) {
+      this.#checkedAt = now;
+      const r = this.runnable();
+      this.#ms = r !== null && r <= this.cores ? POLL_MS : SHORT_POLL_MS;
+    }
+    return this.#ms;
+  }
+}
+
+const LOADAVG = "/proc/loadavg";
+let loadavgReadable: boolean | null = null;
+
+/**
+ * Threads runnable now on the whole machine, the caller included: Linux's /proc/loadavg (its
+ * fourth field, "running/total"). Null elsewhere, or without permission to read it (never asked:
+ * a prompt would stop a kernel thread).
+ */
+export function runnableThreads(): number | null {
+  loadavgReadable ??= Deno.build.os === "linux" &&
+    Deno.permissions.querySync({ name: "read", path: LOADAVG }).state === "granted";
+  if (!loadavgReadable) return null;
+  try {
+    const m = /^\S+ \S+ \S+ (\d+)\//.exec(Deno.readTextFileSync(LOADAVG));
+    return m ? Number(m[1]) : null;
+  } catch {
+    loadavgReadable = false;
+    return null;
+  }
+}
+
+/** Polls i32[slot] while it holds `value`, for up to `window`'s time; returns the last value read. */
+export function pollWhile(
+  i32: Int32Array,
+  slot: number,
+  value: number,
+  window: PollWindow,
+): number {
+  let v = Atomics.load(i32, slot);
+  if (v !== value) return v;
+  const start = performance.now();
+  const limit = window.ms(start);
+  // The clock is read every 256 polls: a poll takes nanoseconds, a clock read tens of them.
+  for (let i = 1; v === value; i++) {
+    if ((i & 255) === 0 && performance.now() - start > limit) break;
+    v = Atomics.load(i32, slot);
+  }
+  return v;
+}
 
 /** A worker that has not started by then never will (a thread could not be created). */
 const START_TIMEOUT_MS = 30_000;
@@ -55,6 +127,7 @@ export class KernelThread {
   readonly #f64: Float64Array;
   #seq = 0;
   #stopped = false;
+  readonly #poll = new PollWindow();
 
   private constructor(worker: Worker, memory: WebAssembly.Memory, ctrl: number) {
     this.#worker = worker;
@@ -125,11 +198,11 @@ export class KernelThread {
     if (i32[FAILED] !== 0) throw new Error(`wasm kernel worker failed in ${op}`);
   }
 
-  /** Waits for the worker to finish call `seq`: spins a little, then sleeps on DONE. */
+  /** Waits for the worker to finish call `seq`: polls (PollWindow), then sleeps on DONE. */
   #awaitDone(seq: number, op: ThreadOp): void {
     const i32 = this.#i32;
-    let done = Atomics.load(i32, DONE);
-    for (let i = 0; i < SPIN_POLLS && done !== seq; i++) done = Atomics.load(i32, DONE);
+    // DONE holds the previous call's seq until the worker finishes this one.
+    let done = pollWhile(i32, DONE, seq - 1, this.#poll);
     if (done === seq) return;
     const deadline = performance.now() + CALL_TIMEOUT_MS;
     while (done !== seq) {

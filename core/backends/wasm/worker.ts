@@ -13,8 +13,9 @@ import {
   MAX_ARGS,
   NARGS,
   OP,
+  pollWhile,
+  PollWindow,
   SEQ,
-  SPIN_POLLS,
   STOP,
   THREAD_OPS,
 } from "./thread.ts";
@@ -33,9 +34,9 @@ function serve(kernels: KernelExports, i32: Int32Array, f64: Float64Array, seen:
   const fns = THREAD_OPS.map((name) =>
     (kernels[name] as ((...a: number[]) => unknown) | undefined)?.bind(kernels)
   );
+  const poll = new PollWindow();
   for (;;) {
-    let seq = Atomics.load(i32, SEQ);
-    for (let i = 0; i < SPIN_POLLS && seq === seen; i++) seq = Atomics.load(i32, SEQ);
+    const seq = pollWhile(i32, SEQ, seen, poll);
     if (seq === seen) {
       Atomics.wait(i32, SEQ, seen);
       continue;
