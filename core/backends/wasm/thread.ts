@@ -49,7 +49,7 @@ export const POLL_MS = 1;
 /** The poll while other threads want the cores: a few microseconds, about 2,000 polls. */
 export const SHORT_POLL_MS = 0.005;
 /** How often a thread looks again at whether the cores are free. */
-export const RECHECK_MS = 25;
+export const RECHECK_MS = 100;
 
 /** One thread's polling window, looked up again every RECHECK_MS. */
 export class PollWindow {
