@@ -49,7 +49,11 @@ try {
 if (!backend) console.log(`cuda host tests ignored: ${why}`);
 const ignore = backend === null;
 
-/** One training step as the trainer takes it: loss, backward, Adam, then the critic's update. */
+/**
+ * One training step as the trainer takes it: loss, backward, Adam, then the critic's update. The
+ * tests switch their models to training first, as the trainer does before an epoch (DuAF-MAT
+ * builds VSCL's neighbour indexes there, reading the feature similarities back once).
+ */
 function trainStep(
   m: ReturnType<typeof model>,
   opt: Adam,
@@ -111,7 +115,7 @@ Deno.test({
     const be = backend!;
     withBackend(be, () => {
       const rng = new Rng(8);
-      const m = model({ criticSteps: 2 }, itemSide(rng, true));
+      const m = model({ criticSteps: 2 }, itemSide(rng, true)).train();
       const opt = new Adam(m.trainableParameters(), { lr: 1e-3, weightDecay: 0 });
       const log = new LossLog();
       const { reads } = countReads(be);
@@ -135,7 +139,7 @@ Deno.test({
     const be = backend!;
     withBackend(be, () => {
       const rng = new Rng(9);
-      const m = model({}, itemSide(rng, true), "ce", { ceChunkItems: 7 });
+      const m = model({}, itemSide(rng, true), "ce", { ceChunkItems: 7 }).train();
       const opt = new Adam(m.trainableParameters(), { lr: 1e-3, weightDecay: 0 });
       const calls = { forward: 0, backward: 0 };
       const fwd = be.crossEntropyBlock.bind(be);
@@ -257,7 +261,7 @@ Deno.test({
     const be = freshBackend("steps");
     withBackend(be, () => {
       const rng = new Rng(9);
-      const m = model({ criticSteps: 1 }, itemSide(rng, true));
+      const m = model({ criticSteps: 1 }, itemSide(rng, true)).train();
       const opt = new Adam(m.trainableParameters(), { lr: 1e-3, weightDecay: 0 });
       const step = (size: number, len: number) => trainStep(m, opt, batch(rng, size, len), rng);
       // The largest shape first, then a walk through smaller ones, as bucketed batches come.

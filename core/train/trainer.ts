@@ -225,9 +225,11 @@ export async function train(
       const order = cfg.bucket
         ? bucketedOrder(epochExamples, cfg.maxLen, cfg.batchSize, orderRng)
         : shuffledOrder(n, orderRng);
+      // Training mode first: a model may prepare for training there (DuAF-MAT builds VSCL's
+      // neighbour indexes), which is not an epoch's work.
+      model.train();
       const task = progress.start(`epoch ${state.epoch + 1}`, steps, "steps");
       if (state.step > 0) task.tick(state.step);
-      model.train();
       let t0 = performance.now();
       let lastYield = t0;
       let lastRead = t0;

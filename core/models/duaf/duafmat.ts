@@ -103,6 +103,8 @@ export class DuafMat extends Module implements SequentialModel {
   readonly #categories: Tensor;
   readonly #categoryOf: Int32Array;
   readonly #randomFill: Map<ModalityName, Tensor> = new Map();
+  /** The content features VSCL samples from, per modality; their indexes are built on first need. */
+  readonly #vsclFeatures: Map<ModalityName, ItemFeatures> = new Map();
   readonly #similarity: Map<ModalityName, SimilarityIndex> = new Map();
   #inferenceImages: Tensor | null = null;
   /** Items whose images training never sees (hideImages), and the real features. */
@@ -192,7 +194,7 @@ export class DuafMat extends Module implements SequentialModel {
         for (let i = 0; i < v.length; i++) v[i] = std * rng.normal();
         this.#randomFill.set(m, keep(tensor(v, [n, d])));
       }
-      if (dc.vscl) this.#similarity.set(m, buildSimilarityIndex(present, dc.vsclCandidates));
+      if (dc.vscl) this.#vsclFeatures.set(m, present);
     }
   }
 
@@ -234,7 +236,7 @@ export class DuafMat extends Module implements SequentialModel {
 
   /** Modality sequences and fusion add ~20% over SASRec; each VSCL view is a second encoder pass. */
   get memoryFactor(): number {
-    return 1.2 + (this.cfg.duaf.vscl ? 0.5 * this.#similarity.size : 0);
+    return 1.2 + (this.cfg.duaf.vscl ? 0.5 * this.#vsclFeatures.size : 0);
   }
 
   /** The main optimizer's parameters: everything but the critic. */
@@ -252,7 +254,22 @@ export class DuafMat extends Module implements SequentialModel {
     // Parameters are about to change: the inference-time visual fill must be recomputed.
     this.#inferenceImages?.dispose();
     this.#inferenceImages = null;
+    if (on) this.#similarityIndexes();
     return this;
+  }
+
+  /**
+   * VSCL's nearest-neighbour indexes, built when the model first trains: they take every item's
+   * similarity to every other (seconds at 10^4 items, minutes at 10^5), and inference never
+   * reads them.
+   */
+  #similarityIndexes(): SimilarityIndex[] {
+    for (const [m, features] of this.#vsclFeatures) {
+      if (!this.#similarity.has(m)) {
+        this.#similarity.set(m, buildSimilarityIndex(features, this.cfg.duaf.vsclCandidates));
+      }
+    }
+    return [...this.#similarity.values()];
   }
 
   /** Projected text table [n, d] with missing rows filled. */
@@ -470,10 +487,10 @@ export class DuafMat extends Module implements SequentialModel {
       total = op.add(total, op.scale(cscl, dc.lambda1));
     }
     const rows = dc.vscl ? rowShare(batch, dc.vsclRows) : 0;
-    if (rows > 0 && this.#similarity.size) {
+    if (rows > 0 && this.#vsclFeatures.size) {
       const anchor = op.slice(su, 0, 0, rows);
       const terms: Tensor[] = [];
-      for (const idx of this.#similarity.values()) {
+      for (const idx of this.#similarityIndexes()) {
         const virtual = virtualSequences(batch, rows, idx, {
           rate: dc.poissonRate,
           gamma: dc.gamma,
