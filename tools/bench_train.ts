@@ -7,12 +7,15 @@
  * of an epoch (core/bench/flops.ts) at the sgemm rate the active backend reaches in this
  * run on a [2048x64]@[64x256] product.
  *
- *   deno task bench train [--steps N] [--models sasrec,duafmat] [--backend NAME] [--threads 2]
- *                         [--data DIR] [--no-torch] [--record docs/benchmarks.md]
+ *   deno task bench train [--steps N] [--rounds 1] [--models sasrec,duafmat] [--backend NAME]
+ *                         [--threads 2] [--data DIR] [--no-torch] [--record docs/benchmarks.md]
  *
  * --steps N times N steps per system and extrapolates the epoch from the mean step time after the
- * first (labelled "extrapolated"); the default is a full epoch. --record replaces the "## train"
- * section of the given markdown file with the tables printed here.
+ * first (labelled "extrapolated"); the default is a full epoch. --rounds N runs each of our systems
+ * N times, alternating them, and reports each one's median epoch and evaluation with their ranges
+ * (peak RSS: the largest), so that a shared machine's noise between runs (10% here) does not decide
+ * a target; PyTorch runs once. --record replaces the "## train" section of the given markdown file
+ * with the tables printed here.
  */
 import { cpuModel, runChildJson } from "./measure.ts";
 import { parseArgs } from "node:util";
@@ -141,16 +144,29 @@ interface Row {
   /** The evaluation's forward FLOPs at this run's sgemm rate. */
   evalFloorSeconds: number;
   peakRssMb: number;
+  /** With --rounds N > 1: the epochs' and evaluations' [min, max] over the rounds. */
+  ranges?: { epoch: [number, number]; eval: [number, number]; rounds: number };
 }
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
 
 function rowLine(r: Row): string {
+  const range = ([lo, hi]: [number, number], digits = 1) =>
+    `; ${lo.toFixed(digits)}-${hi.toFixed(digits)}`;
+  const rounds = r.ranges ? `, median of ${r.ranges.rounds}` : "";
   const epoch = r.extrapolated
-    ? `${f1(r.epochSeconds)} (extrapolated from ${r.steps} of ${r.stepsPerEpoch} steps)`
-    : `${f1(r.epochSeconds)} (${r.stepsPerEpoch} steps)`;
-  return `| ${r.system} | ${epoch} | ${f1(r.floorSeconds)} | ` +
-    `${(r.epochSeconds / r.floorSeconds).toFixed(1)}x | ${f1(r.evalSeconds)} (${r.evalUsers}) | ` +
+    ? `${f1(r.epochSeconds)} (extrapolated from ${r.steps} of ${r.stepsPerEpoch} steps${rounds}`
+    : `${f1(r.epochSeconds)} (${r.stepsPerEpoch} steps${rounds}`;
+  const evalS = r.ranges
+    ? `${r.evalSeconds.toFixed(2)} (${r.evalUsers}${range(r.ranges.eval, 2)})`
+    : `${f1(r.evalSeconds)} (${r.evalUsers})`;
+  return `| ${r.system} | ${epoch}${r.ranges ? range(r.ranges.epoch) : ""}) | ` +
+    `${f1(r.floorSeconds)} | ${(r.epochSeconds / r.floorSeconds).toFixed(1)}x | ${evalS} | ` +
     `${(r.evalSeconds / r.evalFloorSeconds).toFixed(1)}x | ${r.peakRssMb.toFixed(0)} |`;
 }
 
@@ -182,6 +198,7 @@ async function main(): Promise<void> {
     args: Deno.args,
     options: {
       steps: { type: "string", default: "0" },
+      rounds: { type: "string", default: "1" },
       models: { type: "string", default: "sasrec,duafmat" },
       backend: { type: "string" },
       threads: { type: "string", default: "2" },
@@ -192,6 +209,8 @@ async function main(): Promise<void> {
   });
   const steps = Number(values.steps);
   if (!Number.isInteger(steps) || steps < 0) throw new Error("--steps takes an integer >= 0");
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error("--rounds takes an integer >= 1");
   const models = values.models.split(",").map((s) => s.trim()).filter(Boolean);
   const loadBefore = load();
   const started = new Date();
@@ -216,29 +235,48 @@ async function main(): Promise<void> {
 
     const rows = new Map<string, Row>();
     const notes: string[] = [];
+    // Each model's results over the rounds; the models alternate so that they share the noise.
+    const results = new Map<string, ChildResult[]>(models.map((m) => [m, []]));
+    const dropped = new Set<string>();
+    for (let round = 1; round <= rounds; round++) {
+      for (const model of models) {
+        if (dropped.has(model)) continue;
+        const which = rounds > 1 ? `, round ${round} of ${rounds}` : "";
+        log(`training ${model} (${steps ? `${steps} steps` : "one epoch"}${which})`);
+        const r = await runChild(dataset, model, steps, values.backend);
+        if ("failed" in r || r.unavailable) {
+          const why = "failed" in r ? `failed (${r.failed})` : `not available (${r.unavailable})`;
+          notes.push(`duaf ${model}: ${why}`);
+          dropped.add(model);
+          continue;
+        }
+        results.get(model)!.push(r);
+      }
+    }
     for (const model of models) {
-      log(`training ${model} (${steps ? `${steps} steps` : "one epoch"})`);
-      const r = await runChild(dataset, model, steps, values.backend);
-      if ("failed" in r) {
-        notes.push(`duaf ${model}: failed (${r.failed})`);
-        continue;
-      }
-      if (r.unavailable) {
-        notes.push(`duaf ${model}: not available (${r.unavailable})`);
-        continue;
-      }
-      const e = epochOf(r);
+      const rs = results.get(model)!;
+      if (dropped.has(model) || !rs.length) continue;
+      const epochs = rs.map((r) => epochOf(r).seconds);
+      const evals = rs.map((r) => r.evalTestSeconds);
+      const first = rs[0];
       rows.set(model, {
-        system: `duaf ${model === "duafmat" ? "DuAF-MAT" : "SASRec"} (${r.backend})`,
-        epochSeconds: e.seconds,
-        extrapolated: e.extrapolated,
-        steps: r.steps,
-        stepsPerEpoch: r.stepsPerEpoch,
+        system: `duaf ${model === "duafmat" ? "DuAF-MAT" : "SASRec"} (${first.backend})`,
+        epochSeconds: median(epochs),
+        extrapolated: epochOf(first).extrapolated,
+        steps: first.steps,
+        stepsPerEpoch: first.stepsPerEpoch,
         floorSeconds: floor(model === "duafmat" ? flops.duafmat : flops.sasrec),
-        evalSeconds: r.evalTestSeconds,
-        evalUsers: r.evalUsers,
+        evalSeconds: median(evals),
+        evalUsers: first.evalUsers,
         evalFloorSeconds: floor(model === "duafmat" ? flops.duafmatEval : flops.sasrecEval),
-        peakRssMb: r.peakRssMb,
+        peakRssMb: Math.max(...rs.map((r) => r.peakRssMb)),
+        ranges: rs.length > 1
+          ? {
+            epoch: [Math.min(...epochs), Math.max(...epochs)],
+            eval: [Math.min(...evals), Math.max(...evals)],
+            rounds: rs.length,
+          }
+          : undefined,
       });
     }
     for (const m of ["sasrec", "duafmat"]) {
