@@ -17,7 +17,7 @@
  * a target; PyTorch runs once. --record replaces the "## train" section of the given markdown file
  * with the tables printed here.
  */
-import { cpuModel, runChildJson } from "./measure.ts";
+import { cpuModel, median, runChildJson } from "./measure.ts";
 import { parseArgs } from "node:util";
 import os from "node:os";
 import { join } from "node:path";
@@ -147,11 +147,6 @@ interface Row {
   /** With --rounds N > 1: the epochs' and evaluations' [min, max] over the rounds. */
   ranges?: { epoch: [number, number]; eval: [number, number]; rounds: number };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
 

@@ -1019,8 +1019,7 @@ export class WasmBackend implements Backend {
     const run = this.kernels.rankScores;
     const { rows, cols, d } = a;
     if (!run || d > GEMM_KC || rows === 0 || cols === 0) return false;
-    const threads = this.#thread ? 2 : 1;
-    const packBytes = lcePackBytes(cols, d), bytes = packBytes + threads * rankBandBytes(d);
+    const packBytes = lcePackBytes(cols, d), bytes = packBytes + this.threads * rankBandBytes(d);
     const offsets = this.at(a.exOffsets, 0, rows + 1);
     const excluded = this.arena.i32[(offsets >>> 2) + rows];
     const bad = this.#withScratch(bytes, (scratch) => {
