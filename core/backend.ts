@@ -108,7 +108,22 @@ export interface GemmArgs {
    * with beta 1. Only for backends with `fusesGemmBias`.
    */
   bias?: Storage;
+  /**
+   * Elementwise work done on C's rows while they are in cache, after the whole product (bias
+   * included), with the bits of the GEMM followed by the backend's unary or unaryGrad call.
+   * Only for backends with `fusesGemmGelu`; the buffers are laid out as C.
+   */
+  epilogue?: GemmEpilogue;
 }
+
+/**
+ * A GEMM's epilogue (GemmArgs.epilogue): `gelu` writes gelu(C) to `out` (C itself, or another
+ * buffer so that C keeps the pre-activation); `gelu_grad` replaces C, the gradient with respect
+ * to y = gelu(x), with the gradient with respect to x (unaryGrad("gelu", x, y, C)).
+ */
+export type GemmEpilogue =
+  | { op: "gelu"; out: Storage }
+  | { op: "gelu_grad"; x: Storage; y: Storage };
 
 /**
  * Eq. 7-8 of DuAF over `rows` rows of width `dim` (Backend.modalityFusion): the 1-4 modality
@@ -504,6 +519,8 @@ export interface Backend {
   readonly keepsCrossEntropyExp?: boolean;
   /** Whether gemm takes GemmArgs.bias (a Linear's bias added in the product's store). */
   readonly fusesGemmBias?: boolean;
+  /** Whether gemm takes GemmArgs.epilogue (GELU and its gradient in the product's store). */
+  readonly fusesGemmGelu?: boolean;
   /**
    * core/ops/linear_ce.ts's one-block path with kept exponentials in one call, where the backend
    * fuses it: the bits of gemm (z = h table^T) then crossEntropyBlock (first block, all items,

@@ -24,6 +24,11 @@ export interface TapeNode {
   readonly inputs: readonly Tensor[];
   /** Gradients for each input (null where an input needs none), from the output gradient. */
   readonly backward: (g: Tensor) => (Tensor | null)[];
+  /**
+   * Tensors only this node's backward reads (a fused op's inner activations): a releasing
+   * backward frees them with the node's output, as it frees the activations of separate ops.
+   */
+  readonly saved?: readonly Tensor[];
 }
 
 let currentBackend: Backend = new JsBackend();
@@ -252,10 +257,11 @@ export function record(
   op: string,
   inputs: readonly Tensor[],
   backward: (g: Tensor) => (Tensor | null)[],
+  saved?: readonly Tensor[],
 ): Tensor {
   if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
-    out.node = { op, inputs, backward };
+    out.node = { op, inputs, backward, saved };
   }
   return out;
 }
@@ -368,9 +374,12 @@ export function backward(root: Tensor, seed?: Tensor, opts: { release?: boolean 
       });
       for (const gi of inGrads) if (gi && gi !== g) freeIfUnheld(gi);
       freeIfUnheld(g);
-      if (release && t !== root) {
-        t.node = null;
-        t.dispose();
+      if (release) {
+        for (const s of node.saved ?? []) s.dispose();
+        if (t !== root) {
+          t.node = null;
+          t.dispose();
+        }
       }
     }
   });

@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 13;
+export const CPU_KERNELS_ABI = 14;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -32,6 +32,17 @@ const SYMBOLS = {
       ...["i32", "i32", "i32", "i32"], // batch2, strideA2, strideB2, strideC2
       ...["i32", "i32", "i32", "f32", "i32"], // lda, ldb, ldc, alpha, beta
       ...["i32", "i32", "i32", "i32", "u32", "u32"], // rowBegin, rowEnd, colBegin, colEnd, scratch, bias
+    ],
+    result: "void",
+  },
+  // One item with an epilogue. Deno's FFI fast calls fail past 29 parameters: duaf_gemm has 29.
+  duaf_gemm_epilogue: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "i32", "i32", "i32"], // a, b, c, k, transA, transB
+      ...["i32", "i32", "i32", "f32", "i32"], // lda, ldb, ldc, alpha, beta
+      ...["i32", "i32", "i32", "i32", "u32", "u32"], // rowBegin, rowEnd, colBegin, colEnd, scratch, bias
+      ...["i32", "u32", "u32"], // epilogue, e1, e2
     ],
     result: "void",
   },

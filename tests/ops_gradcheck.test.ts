@@ -212,6 +212,11 @@ Deno.test("gradcheck: softmax, layer norm, embedding, pick, losses, normalisatio
     ([x, w, b]) => op.linear(x, w, b),
   );
   gradCheck(
+    "feed_forward",
+    [{ shape: [2, 3, 4] }, { shape: [5, 4] }, { shape: [5] }, { shape: [4, 5] }, { shape: [4] }],
+    ([x, w1, b1, w2, b2]) => op.feedForward(x, w1, b1, w2, b2),
+  );
+  gradCheck(
     "masked_softmax",
     [{ shape: [2, 2, 3, 3] }],
     ([s]) => op.maskedSoftmax(s, tensor([0, -1e4, -1e4, 0, 0, -1e4, 0, 0, 0], [1, 1, 3, 3]), 0.7),

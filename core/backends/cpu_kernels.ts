@@ -117,6 +117,9 @@ export function withCpuKernels(
         bias,
       );
     },
+    gemmEpilogue(...args) {
+      s.duaf_gemm_epilogue(at(), ...args);
+    },
     colSums(...args) {
       s.duaf_col_sums(at(), ...args);
     },

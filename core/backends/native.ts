@@ -63,6 +63,10 @@ export class NativeBackend extends WasmBackend {
   override get fusesGemmBias(): boolean {
     return this.kernelGemm;
   }
+  /** GELU and its gradient in the C GEMM's store (the bits of the GEMM then the unary kernel). */
+  override get fusesGemmGelu(): boolean {
+    return this.kernelGemm && this.kernels.gemmEpilogue !== undefined;
+  }
   /**
    * The fused cross-entropy takes its products with the C GEMM: only where that GEMM takes every
    * product. Elsewhere CBLAS takes the large ones, with its own rounding and speed.

@@ -166,8 +166,9 @@ export class FeedForward extends Module {
   }
   /** `rows`: x holds these rows of a full pass's activation (forwardAt in training). */
   forward(x: Tensor, ctx: ForwardContext, rows?: { index: Int32Array; of: number }): Tensor {
+    const { dense1, dense2 } = this;
     const y = drop(
-      this.dense2.forward(op.gelu(this.dense1.forward(x))),
+      op.feedForward(x, dense1.weight, dense1.bias!, dense2.weight, dense2.bias!),
       this.cfg.hiddenDropout,
       ctx,
       rows,

@@ -3,9 +3,9 @@
  * losses, normalisation and attention.
  */
 import { argmaxRowsOf, gemmArgs } from "../backend.ts";
-import { empty, full, record, type Tensor, tensor, zeros } from "../tensor.ts";
+import { empty, full, isGradEnabled, record, type Tensor, tensor, zeros } from "../tensor.ts";
 import { broadcastStrides, contiguousStrides } from "./broadcast.ts";
-import { add, addScalar, div, mul, neg, softplus, sqrt } from "./elementwise.ts";
+import { add, addScalar, div, gelu, mul, neg, softplus, sqrt } from "./elementwise.ts";
 import { gemmInto, matmul } from "./matmul.ts";
 import { mean, sum } from "./reduce.ts";
 import { reshape } from "./shape.ts";
@@ -141,6 +141,75 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
     }
     return [dx, dw, db];
   });
+}
+
+/**
+ * A transformer's position-wise feed-forward, linear(gelu(linear(x, w1, b1)), w2, b2), as one op
+ * where the backend fuses GELU into its GEMM (Backend.fusesGemmGelu): the first product writes
+ * gelu of its output while the rows are in cache, and in the backward the gradient of gelu's
+ * input is formed in the store of the product that yields gelu's output gradient. The same bits
+ * as the three ops; elsewhere it is those three ops. x: [..., in], w1: [hidden, in], w2:
+ * [out, hidden], biases [hidden] and [out].
+ */
+export function feedForward(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor): Tensor {
+  const be = x.backend;
+  if (!be.fusesGemmGelu || !be.fusesGemmBias) return linear(gelu(linear(x, w1, b1)), w2, b2);
+  const [hidden, inF] = w1.shape;
+  const outF = w2.shape[0];
+  const rows = x.size / inF;
+  const params = [x, w1, b1, w2, b2];
+  // Without a tape GELU overwrites its input; with one both are kept for the backward.
+  const taped = isGradEnabled() && params.some((t) => t.requiresGrad);
+  const pre = empty([rows, hidden]);
+  const act = taped ? empty([rows, hidden]) : pre;
+  be.gemm(
+    gemmArgs(x.storage, w1.storage, pre.storage, rows, hidden, inF, {
+      transB: true,
+      bias: b1.storage,
+      epilogue: { op: "gelu", out: act.storage },
+    }),
+  );
+  const out = empty([...x.shape.slice(0, -1), outF]);
+  be.gemm(
+    gemmArgs(act.storage, w2.storage, out.storage, rows, outF, hidden, {
+      transB: true,
+      bias: b2.storage,
+    }),
+  );
+  if (!taped) {
+    pre.dispose();
+    return out;
+  }
+  const biasGrad = (g: Tensor, cols: number) => {
+    const db = empty([cols]);
+    be.reduceSum(g.storage, [rows, cols], db.storage, [0, 1], cols, false);
+    return db;
+  };
+  return record(out, "feed_forward", params, (g) => {
+    const dw2 = w2.requiresGrad
+      ? gemmInto(g, act, empty(w2.shape), outF, hidden, rows, true, false)
+      : null;
+    const db2 = b2.requiresGrad ? biasGrad(g, outF) : null;
+    if (!x.requiresGrad && !w1.requiresGrad && !b1.requiresGrad) {
+      return [null, null, null, dw2, db2];
+    }
+    // gelu's input gradient, formed in the store of the product giving its output gradient.
+    const dpre = empty([rows, hidden]);
+    be.gemm(
+      gemmArgs(g.storage, w2.storage, dpre.storage, rows, hidden, outF, {
+        epilogue: { op: "gelu_grad", x: pre.storage, y: act.storage },
+      }),
+    );
+    const dx = x.requiresGrad
+      ? gemmInto(dpre, w1, empty(x.shape), rows, inF, hidden, false, false)
+      : null;
+    const dw1 = w1.requiresGrad
+      ? gemmInto(dpre, x, empty(w1.shape), hidden, inF, rows, true, false)
+      : null;
+    const db1 = b1.requiresGrad ? biasGrad(dpre, hidden) : null;
+    dpre.dispose();
+    return [dx, dw1, db1, dw2, db2];
+  }, [pre, act]);
 }
 
 /**

@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 13
+#define ABI_VERSION 14
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -1118,6 +1118,42 @@ static void gemm_edge_tile(
 }
 
 /*
+ * What the GEMM does to a band of C's rows once its last K slice is stored, while they are in
+ * cache, instead of a pass of its own over memory: the unary kernels' GELU or GELU gradient,
+ * element by element, so the bits are those of the GEMM followed by that kernel. `e1` and `e2`
+ * are laid out as C (the same row stride).
+ */
+#define EPI_NONE 0
+#define EPI_GELU 1      /* e1 = gelu(C): e1 is C itself or another buffer */
+#define EPI_GELU_GRAD 2 /* C = gelu'(x) * C with x = e1, y = gelu(x) = e2 (duaf_unary_grad's) */
+
+static void gemm_epilogue(int epi, float* c, size_t ldc, int i0, int i1, int j0, int j1, float* e1,
+                          const float* e2) {
+  const int n = j1 - j0;
+  for (int i = i0; i < i1; i++) {
+    const size_t at = (size_t)i * ldc + j0;
+    float* cr = c + at;
+    if (epi == EPI_GELU && e1 == c) {
+      for (int j = 0; j < n; j++) {
+        const float v = cr[j];
+        cr[j] = v * normal_cdf(v);
+      }
+    } else if (epi == EPI_GELU) {
+      const float* restrict pre = cr;
+      float* restrict out = e1 + at;
+      for (int j = 0; j < n; j++) {
+        const float v = pre[j];
+        out[j] = v * normal_cdf(v);
+      }
+    } else if (epi == EPI_GELU_GRAD) {
+      const float* restrict x = e1 + at;
+      const float* restrict y = e2 + at;
+      for (int j = 0; j < n; j++) cr[j] = gelu_grad(x[j], y[j], cr[j]);
+    }
+  }
+}
+
+/*
  * Rows [r0, r1) x columns [c0, c1) of one item of C = alpha op(A) op(B) + beta C (beta 0 or 1),
  * with gemm.ts's arithmetic for every element: per K slice of KC, an accumulator from 0 taking
  * a[i][k] * b[k][j] with MADD in increasing k, then times alpha when alpha != 1, then stored (the
@@ -1127,7 +1163,8 @@ static void gemm_edge_tile(
 static void gemm_slices(
     const float* a, const float* b, float* c, int k, int trans_a, int trans_b, int lda, int ldb,
     int ldc, float alpha, int beta, int r0, int r1, int c0, int c1, float* pack,
-    const float* bias, int p0, int p1, float* parts, int part_ld) {
+    const float* bias, int p0, int p1, float* parts, int part_ld, int epi, float* e1,
+    const float* e2) {
   if (r0 >= r1 || c0 >= c1) return;
   if (k == 0) {
     for (int i = r0; i < r1; i++) {
@@ -1135,6 +1172,7 @@ static void gemm_slices(
       if (bias) memcpy(ci, bias + c0, sizeof(float) * (c1 - c0));
       else if (!beta) memset(ci, 0, sizeof(float) * (c1 - c0));
     }
+    if (epi) gemm_epilogue(epi, c, (size_t)ldc, r0, r1, c0, c1, e1, e2);
     return;
   }
   const int scaled = alpha != 1.0f;
@@ -1148,6 +1186,8 @@ static void gemm_slices(
     const int lds = parts ? part_ld : ldc;
     const int add = parts ? 0 : pc > 0 || beta;
     const float* brow = pc == 0 && !parts ? bias : 0;
+    /* The epilogue follows the last slice (the whole product), never a K split's part. */
+    const int last_epi = !parts && pc + kc >= k ? epi : EPI_NONE;
     int nc = (PACK_B_FLOATS / kc) & ~(VW - 1);
     if (nc < VW) nc = VW;
     for (int jc = c0; jc < c1; jc += nc) {
@@ -1190,6 +1230,7 @@ static void gemm_slices(
           gemm_tile(MB, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)lds, m, scaled, alpha, add,
                     BIAS(j0));
         }
+        if (last_epi) gemm_epilogue(last_epi, c, (size_t)ldc, i, i + MB, jc, jc + ncur, e1, e2);
       }
       if (i < r1) {
         const float* ap = a + (size_t)i * rs + (size_t)pc * ks;
@@ -1199,6 +1240,7 @@ static void gemm_slices(
           gemm_edge_tile(r1 - i, ap, rs, ks, PANEL(j0), bstride, kc, ci + j0, (size_t)lds, m,
                          scaled, alpha, add, BIAS(j0));
         }
+        if (last_epi) gemm_epilogue(last_epi, c, (size_t)ldc, i, r1, jc, jc + ncur, e1, e2);
       }
 #undef PANEL
 #undef BIAS
@@ -1209,9 +1251,9 @@ static void gemm_slices(
 static void gemm_one(
     const float* a, const float* b, float* c, int k, int trans_a, int trans_b, int lda, int ldb,
     int ldc, float alpha, int beta, int r0, int r1, int c0, int c1, float* pack,
-    const float* bias) {
+    const float* bias, int epi, float* e1, const float* e2) {
   gemm_slices(a, b, c, k, trans_a, trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, pack, bias,
-              0, (k + KC - 1) / KC, 0, 0);
+              0, (k + KC - 1) / KC, 0, 0, epi, e1, e2);
 }
 
 /* gemm.ts `gemm`: `batch` items of `batch2` inner items each; strides in elements. */
@@ -1230,8 +1272,24 @@ void duaf_gemm(
     const float* a = (const float*)(base + ao) + (size_t)bi * stride_a + (size_t)bj * stride_a2;
     const float* b = (const float*)(base + bo) + (size_t)bi * stride_b + (size_t)bj * stride_b2;
     float* c = (float*)(base + co) + (size_t)bi * stride_c + (size_t)bj * stride_c2;
-    gemm_one(a, b, c, k, trans_a, trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, pack, brow);
+    gemm_one(a, b, c, k, trans_a, trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, pack, brow,
+             EPI_NONE, 0, 0);
   }
+}
+
+/*
+ * duaf_gemm for one item with an epilogue (EPI_*) on its rows [r0, r1) x columns [c0, c1), e1
+ * and e2 laid out as C. Its own entry point: duaf_gemm's arguments are already as many as a
+ * Deno FFI fast call takes.
+ */
+void duaf_gemm_epilogue(
+    uint8_t* base, uint32_t ao, uint32_t bo, uint32_t co, int k, int trans_a, int trans_b,
+    int lda, int ldb, int ldc, float alpha, int beta, int r0, int r1, int c0, int c1,
+    uint32_t scratch, uint32_t bias, int epi, uint32_t e1o, uint32_t e2o) {
+  gemm_one((const float*)(base + ao), (const float*)(base + bo), (float*)(base + co), k, trans_a,
+           trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, (float*)(base + scratch),
+           bias ? (const float*)(base + bias) : 0, epi, (float*)(base + e1o),
+           epi == EPI_GELU_GRAD ? (const float*)(base + e2o) : 0);
 }
 
 /* ---- cross-entropy with its logits products ----------------------------------------------- */
@@ -1400,12 +1458,13 @@ int duaf_lce_backward(
     }
     /* dh's K slice blk: stored by the first, added by the rest, as in the whole product. */
     if (dh) {
-      gemm_one(g, e + (size_t)j0 * d, dh, cols, 0, 0, KC, d, d, 1.0f, j0 > 0, r0, r1, 0, d, 0, 0);
+      gemm_one(g, e + (size_t)j0 * d, dh, cols, 0, 0, KC, d, d, 1.0f, j0 > 0, r0, r1, 0, d, 0, 0,
+               EPI_NONE, 0, 0);
     }
     if (!de) continue;
     if (spin_barrier(bar, nt)) return -1;
     gemm_one(g, h, de + (size_t)j0 * d, rows, 1, 0, KC, d, d, 1.0f, 0, cols * tid / nt,
-             cols * (tid + 1) / nt, 0, d, 0, 0);
+             cols * (tid + 1) / nt, 0, d, 0, 0, EPI_NONE, 0, 0);
   }
   return 0;
 }
@@ -1500,7 +1559,7 @@ void duaf_gemm_slices(
     uint32_t parts_o, uint32_t scratch) {
   gemm_slices((const float*)(base + ao), (const float*)(base + bo), (float*)(base + co), k,
               trans_a, trans_b, lda, ldb, ldc, alpha, beta, 0, m, 0, n, (float*)(base + scratch), 0,
-              p0, p1, parts_o ? (float*)(base + parts_o) : 0, n);
+              p0, p1, parts_o ? (float*)(base + parts_o) : 0, n, EPI_NONE, 0, 0);
 }
 
 /* C = C + part_q for each of `count` [m x n] blocks at parts_o, in order. */

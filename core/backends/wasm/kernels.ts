@@ -58,6 +58,33 @@ export interface KernelExports {
     /** The C kernel's row C starts from (0: none); the wasm kernel takes no such argument. */
     bias?: number,
   ): void;
+  /**
+   * The C kernels' one-item GEMM with an epilogue on C's rows [rowBegin, rowEnd) x columns
+   * [colBegin, colEnd) (ffi/cpu/kernels.c EPI_*: 1 GELU into e1, 2 GELU's gradient with x = e1,
+   * y = e2), the buffers laid out as C. Not in wasm.
+   */
+  gemmEpilogue?(
+    a: number,
+    b: number,
+    c: number,
+    k: number,
+    transA: number,
+    transB: number,
+    lda: number,
+    ldb: number,
+    ldc: number,
+    alpha: number,
+    beta: number,
+    rowBegin: number,
+    rowEnd: number,
+    colBegin: number,
+    colEnd: number,
+    scratch: number,
+    bias: number,
+    epilogue: number,
+    e1: number,
+    e2: number,
+  ): void;
   GEMM_SCRATCH_BYTES: WebAssembly.Global;
   HEAP_BASE: WebAssembly.Global;
   unary(op: number, x: number, out: number, n: number, alpha: number): void;

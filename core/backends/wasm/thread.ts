@@ -31,6 +31,7 @@ export const THREAD_OPS = [
   "modalityFusion",
   "modalityFusionGrad",
   "gemmSlices",
+  "gemmEpilogue",
   "colSums",
   "lceForward",
   "lceBackward",

@@ -155,6 +155,10 @@ export class WasmBackend implements Backend {
   get fusesGemmBias(): boolean {
     return false;
   }
+  /** Likewise the GELU epilogues (GemmArgs.epilogue): the native backend's C kernel only. */
+  get fusesGemmGelu(): boolean {
+    return false;
+  }
   readonly memory: WebAssembly.Memory;
   readonly variant: KernelVariant;
   protected readonly kernels: KernelExports;
@@ -347,6 +351,12 @@ export class WasmBackend implements Backend {
     }
     const bias = g.bias ? this.at(g.bias, 0, n) : 0;
     const inner = gemmBatch2(g);
+    if (g.epilogue) {
+      if (!this.fusesGemmGelu || batch * inner.n !== 1) {
+        throw new Error("wasm: a gemm epilogue needs kernels that fuse it, on one item");
+      }
+      return this.#gemmEpilogue(g, a, b, c, span.c, lda, ldb, ldc, bias);
+    }
     const run = (
       aPtr: number,
       bPtr: number,
@@ -440,6 +450,49 @@ export class WasmBackend implements Backend {
       theirs = run(a, b, c, batch, 0, m, split, n, this.#workerScratch);
     }
     this.#onBoth("gemm", theirs, () => this.#gemmCall(mine));
+  }
+
+  /** One item with GemmArgs.epilogue, split by rows (or columns) as gemm splits. */
+  #gemmEpilogue(
+    g: GemmArgs,
+    a: number,
+    b: number,
+    c: number,
+    span: number,
+    lda: number,
+    ldb: number,
+    ldc: number,
+    bias: number,
+  ): void {
+    const { m, n, k } = g;
+    const epi = g.epilogue!;
+    // ffi/cpu/kernels.c's EPI_GELU and EPI_GELU_GRAD; the buffers at C's offset and span.
+    const code = epi.op === "gelu" ? 1 : 2;
+    const e1 = this.at(epi.op === "gelu" ? epi.out : epi.x, g.cOffset, span);
+    const e2 = epi.op === "gelu_grad" ? this.at(epi.y, g.cOffset, span) : 0;
+    const args = (r0: number, r1: number, c0: number, c1: number, scratch: number) => [
+      ...[a, b, c, k, g.transA ? 1 : 0, g.transB ? 1 : 0, lda, ldb, ldc, g.alpha, g.beta],
+      ...[r0, r1, c0, c1, scratch, bias, code, e1, e2],
+    ];
+    const run = this.kernels.gemmEpilogue!.bind(this.kernels) as (...a: number[]) => void;
+    if (!this.#thread || 2 * m * n * k < GEMM_THREAD_FLOPS) {
+      return run(...args(0, m, 0, n, this.#scratch));
+    }
+    if (m >= 2 * MR) {
+      const split = Math.round(m / 2 / MR) * MR;
+      this.#onBoth(
+        "gemmEpilogue",
+        args(split, m, 0, n, this.#workerScratch),
+        () => run(...args(0, split, 0, n, this.#scratch)),
+      );
+    } else {
+      const split = Math.max(NR, Math.round(n / 2 / NR) * NR);
+      this.#onBoth(
+        "gemmEpilogue",
+        args(0, m, split, n, this.#workerScratch),
+        () => run(...args(0, m, 0, split, this.#scratch)),
+      );
+    }
   }
 
   #gemmCall(args: number[]): void {

@@ -1,0 +1,131 @@
+/**
+ * op.feedForward: where the backend fuses GELU into its GEMM (native with the C GEMM), forward and
+ * every gradient have the bits of linear(gelu(linear(x))) as three ops on the same backend, on one
+ * kernel thread and split over two (by rows and by columns), with and without a tape, and a
+ * releasing backward frees the op's inner activations. Elsewhere the op is those three ops
+ * (its finite-difference check is in ops_gradcheck.test.ts).
+ */
+import * as op from "../core/ops/mod.ts";
+import assert from "node:assert/strict";
+import type { Backend } from "../core/backend.ts";
+import { NativeBackend } from "../core/backends/native.ts";
+import { Rng } from "../core/random.ts";
+import {
+  backward,
+  liveTensorCount,
+  noGrad,
+  type Tensor,
+  tensor,
+  tidy,
+  withBackend,
+} from "../core/tensor.ts";
+
+async function open(threads: 1 | 2): Promise<NativeBackend | null> {
+  const nb = await NativeBackend.open({ threads });
+  return "unavailable" in nb || !nb.fusesGemmGelu ? null : nb;
+}
+const one = await open(1);
+const two = await open(2);
+const ignore = !one || !two;
+if (ignore) console.log("feed-forward fusion tests ignored: no C GEMM with epilogues here");
+
+interface Problem {
+  rows: number;
+  d: number;
+  inner: number;
+  data: Float32Array[];
+}
+
+function problem(seed: number, rows: number, d: number, inner: number): Problem {
+  const r = new Rng(seed);
+  const fill = (n: number, s: number) => Float32Array.from({ length: n }, () => r.normal() * s);
+  // x, w1, b1, w2, b2, and the output's gradient.
+  return {
+    rows,
+    d,
+    inner,
+    data: [
+      fill(rows * d, 1),
+      fill(inner * d, 0.3),
+      fill(inner, 0.1),
+      fill(d * inner, 0.3),
+      fill(d, 0.1),
+      fill(rows * d, 1),
+    ],
+  };
+}
+
+/** Tensors alive right after each taped run's backward. */
+const live: number[] = [];
+
+/** Output and the gradients of x, w1, b1, w2, b2, fused or as three ops, with or without a tape. */
+function run(be: Backend, p: Problem, fused: boolean, taped: boolean): Float32Array[] {
+  return withBackend(be, () =>
+    tidy(() => {
+      const shapes = [[p.rows, p.d], [p.inner, p.d], [p.inner], [p.d, p.inner], [p.d]];
+      const ps = shapes.map((s, i) => tensor(p.data[i], s));
+      const forward = ([x, w1, b1, w2, b2]: Tensor[]) =>
+        fused
+          ? op.feedForward(x, w1, b1, w2, b2)
+          : op.linear(op.gelu(op.linear(x, w1, b1)), w2, b2);
+      if (!taped) return [noGrad(() => forward(ps)).toFloat32()];
+      for (const t of ps) t.requiresGrad = true;
+      const y = forward(ps);
+      const out = y.toFloat32();
+      backward(y, tensor(p.data[5], [p.rows, p.d]), { release: true });
+      live.push(liveTensorCount());
+      const grads = ps.map((t) => {
+        const g = t.grad!.toFloat32();
+        t.grad!.dispose();
+        return g;
+      });
+      return [out, ...grads];
+    }));
+}
+
+function assertSameBits(got: Float32Array[], want: Float32Array[], what: string): void {
+  const names = ["y", "dx", "dw1", "db1", "dw2", "db2"];
+  assert.equal(got.length, want.length);
+  got.forEach((g, i) => {
+    const a = new Uint32Array(g.buffer, g.byteOffset, g.length);
+    const b = new Uint32Array(want[i].buffer, want[i].byteOffset, want[i].length);
+    const at = a.findIndex((v, j) => v !== b[j]);
+    assert.equal(at, -1, `${what}: ${names[i]}[${at}] ${g[at]} vs ${want[i][at]}`);
+  });
+}
+
+Deno.test({
+  name: "feedForward fused in the GEMM: the three ops' bits, forward and backward",
+  ignore,
+  fn() {
+    // Rows split across two threads (many rows), columns split (few rows), one thread, an edge
+    // band of rows (rows % 6), and a hidden width past one vector.
+    const cases: [number, number, number][] = [[1003, 64, 256], [5, 64, 256], [37, 24, 40]];
+    for (const [rows, d, inner] of cases) {
+      const p = problem(rows, rows, d, inner);
+      for (const be of [one!, two!]) {
+        const what = `[${rows}x${d}] inner ${inner}, ${be.threads} thread(s)`;
+        for (const taped of [true, false]) {
+          assertSameBits(
+            run(be, p, true, taped),
+            run(be, p, false, taped),
+            `${what}${taped ? "" : ", no tape"}`,
+          );
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "feedForward fused: a releasing backward frees its inner activations as the three ops do",
+  ignore,
+  fn() {
+    const p = problem(3, 64, 16, 32);
+    live.length = 0;
+    run(one!, p, false, true);
+    run(one!, p, true, true);
+    const [separate, fused] = live;
+    assert.equal(fused, separate);
+  },
+});
