@@ -460,6 +460,25 @@ export interface Backend {
     cols: number,
     eps: number,
   ): void;
+  /**
+   * layerNorm of x = a + b (the same shape), where the backend fuses it: the bits of binary add
+   * then layerNorm, each row's sum formed just before it is normalized. x is written to `sum`
+   * (kept for the backward) unless it is null. False, having done nothing, when it does not take
+   * the call (the caller then makes the separate calls).
+   */
+  addLayerNorm?(
+    a: Storage,
+    b: Storage,
+    sum: Storage | null,
+    gamma: Storage,
+    beta: Storage,
+    out: Storage,
+    mean: Storage,
+    rstd: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): boolean;
   /** dx (overwritten); dgamma, dbeta accumulated (+=). */
   layerNormGrad(
     x: Storage,

@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 14;
+export const CPU_KERNELS_ABI = 15;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -124,6 +124,14 @@ const SYMBOLS = {
   duaf_layer_norm: {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "u32", "i32", "i32", "f32"],
     result: "void",
+  },
+  duaf_add_layer_norm: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32"], // a, b, sum, gamma, beta, out, mean, rstd
+      ...["i32", "i32", "f32"], // rows, cols, eps
+    ],
+    result: "i32",
   },
   duaf_layer_norm_grad: {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "i32", "i32"],

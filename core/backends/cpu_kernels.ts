@@ -132,6 +132,9 @@ export function withCpuKernels(
     layerNorm(...args) {
       s.duaf_layer_norm(at(), ...args);
     },
+    addLayerNorm(...args) {
+      return s.duaf_add_layer_norm(at(), ...args) !== 0;
+    },
     layerNormGrad(...args) {
       s.duaf_layer_norm_grad(at(), ...args);
     },

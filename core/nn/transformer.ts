@@ -108,7 +108,7 @@ export abstract class ValueAttention extends Module {
       ctx,
       steps && stepRows(steps, 1, len),
     );
-    return this.norm.forward(op.add(out, x));
+    return this.norm.addForward(out, x);
   }
 }
 
@@ -173,7 +173,7 @@ export class FeedForward extends Module {
       ctx,
       rows,
     );
-    return this.norm.forward(op.add(y, x));
+    return this.norm.addForward(y, x);
   }
 }
 

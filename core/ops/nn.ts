@@ -3,7 +3,16 @@
  * losses, normalisation and attention.
  */
 import { argmaxRowsOf, gemmArgs } from "../backend.ts";
-import { empty, full, isGradEnabled, record, type Tensor, tensor, zeros } from "../tensor.ts";
+import {
+  empty,
+  full,
+  isGradEnabled,
+  record,
+  sameShape,
+  type Tensor,
+  tensor,
+  zeros,
+} from "../tensor.ts";
 import { broadcastStrides, contiguousStrides } from "./broadcast.ts";
 import { add, addScalar, div, gelu, mul, neg, softplus, sqrt } from "./elementwise.ts";
 import { gemmInto, matmul } from "./matmul.ts";
@@ -68,6 +77,73 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): 
     );
     return [dx, dgamma, dbeta];
   });
+}
+
+/**
+ * layerNorm(a + b) over the last axis (a post-norm residual block), as one op where the backend
+ * fuses the add into the layer norm (Backend.addLayerNorm): each row's sum is formed just before
+ * it is normalized, and kept only where a backward needs it. The same bits as the two ops;
+ * elsewhere, or for operands of different shapes, it is those two ops.
+ */
+export function addLayerNorm(
+  a: Tensor,
+  b: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  eps: number,
+): Tensor {
+  const be = a.backend;
+  if (!be.addLayerNorm || !sameShape(a.shape, b.shape)) {
+    return layerNorm(add(a, b), gamma, beta, eps);
+  }
+  const [rows, cols] = rowsCols(a);
+  const inputs = [a, b, gamma, beta];
+  const taped = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  const sum = taped ? empty(a.shape) : null;
+  const out = empty(a.shape);
+  const meanT = empty([rows]);
+  const rstd = empty([rows]);
+  const took = be.addLayerNorm(
+    a.storage,
+    b.storage,
+    sum?.storage ?? null,
+    gamma.storage,
+    beta.storage,
+    out.storage,
+    meanT.storage,
+    rstd.storage,
+    rows,
+    cols,
+    eps,
+  );
+  if (!took) {
+    for (const t of [sum, out, meanT, rstd]) t?.dispose();
+    return layerNorm(add(a, b), gamma, beta, eps);
+  }
+  if (!sum) {
+    meanT.dispose();
+    rstd.dispose();
+    return out;
+  }
+  return record(out, "add_layer_norm", inputs, (g) => {
+    const dx = empty(a.shape);
+    const dgamma = zeros([cols]);
+    const dbeta = zeros([cols]);
+    be.layerNormGrad(
+      sum.storage,
+      gamma.storage,
+      meanT.storage,
+      rstd.storage,
+      g.storage,
+      dx.storage,
+      dgamma.storage,
+      dbeta.storage,
+      rows,
+      cols,
+    );
+    // The add hands the sum's gradient to both operands.
+    return [dx, dx, dgamma, dbeta];
+  }, [sum]);
 }
 
 /**

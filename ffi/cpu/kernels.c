@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 14
+#define ABI_VERSION 15
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -760,6 +760,44 @@ void duaf_layer_norm(
   for (; r + LN_GROUP <= rows; r += LN_GROUP)
     layer_norm_rows(LN_GROUP, x, gamma, beta, out, mean, rstd, r, cols, eps);
   for (; r < rows; r++) layer_norm_rows(1, x, gamma, beta, out, mean, rstd, r, cols, eps);
+}
+
+/* Rows of LN_GROUP of a + b formed on the stack when the sum is not kept (up to this width). */
+#define ADD_LN_MAX_COLS 1024
+
+/*
+ * duaf_layer_norm of s = a + b (a residual stream and its branch), each row's sum formed just
+ * before it is normalized instead of in a pass of its own: the binary add's bits, then the layer
+ * norm's. The sum goes to so when it is kept for the backward (so != 0), else to a buffer on the
+ * stack. Returns 0, having done nothing, for rows wider than that buffer without so.
+ */
+int duaf_add_layer_norm(
+    uint8_t* base, uint32_t ao, uint32_t bo, uint32_t so, uint32_t go, uint32_t beo, uint32_t oo,
+    uint32_t mo, uint32_t ro, int rows, int cols, float eps) {
+  if (!so && cols > ADD_LN_MAX_COLS) return 0;
+  const float* a = (const float*)(base + ao);
+  const float* b = (const float*)(base + bo);
+  const float* gamma = (const float*)(base + go);
+  const float* beta = (const float*)(base + beo);
+  float* out = (float*)(base + oo);
+  float* mean = (float*)(base + mo);
+  float* rstd = (float*)(base + ro);
+  float tmp[LN_GROUP * ADD_LN_MAX_COLS];
+  for (int r = 0; r < rows; r += LN_GROUP) {
+    const int g = rows - r < LN_GROUP ? rows - r : LN_GROUP;
+    const size_t at = (size_t)r * cols;
+    float* restrict sr = so ? (float*)(base + so) + at : tmp;
+    const float* restrict ar = a + at;
+    const float* restrict br = b + at;
+    for (int i = 0; i < g * cols; i++) sr[i] = ar[i] + br[i];
+    if (g == LN_GROUP)
+      layer_norm_rows(LN_GROUP, sr, gamma, beta, out + at, mean + r, rstd + r, 0, cols, eps);
+    else
+      for (int q = 0; q < g; q++)
+        layer_norm_rows(1, sr + (size_t)q * cols, gamma, beta, out + at + (size_t)q * cols,
+                        mean + r + q, rstd + r + q, 0, cols, eps);
+  }
+  return 1;
 }
 
 /* rows.ts layerNormGrad for G rows starting at row r; dgamma and dbeta take the rows in order. */

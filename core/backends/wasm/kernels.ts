@@ -155,6 +155,23 @@ export interface KernelExports {
     cols: number,
     eps: number,
   ): void;
+  /**
+   * The C kernels' layerNorm of a + b, the sum kept at `sum` unless it is 0; false, having done
+   * nothing, where it does not take the call. Not in wasm.
+   */
+  addLayerNorm?(
+    a: number,
+    b: number,
+    sum: number,
+    gamma: number,
+    beta: number,
+    out: number,
+    mean: number,
+    rstd: number,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): boolean;
   layerNormGrad(
     x: number,
     gamma: number,

@@ -26,6 +26,7 @@ export const THREAD_OPS = [
   "softmaxGrad",
   "maskedSoftmax",
   "layerNorm",
+  "addLayerNorm",
   "crossEntropyBlock",
   "crossEntropyBlockGrad",
   "modalityFusion",

@@ -765,6 +765,43 @@ export class WasmBackend implements Backend {
     );
   }
 
+  addLayerNorm(
+    a: Storage,
+    b: Storage,
+    sum: Storage | null,
+    gamma: Storage,
+    beta: Storage,
+    out: Storage,
+    mean: Storage,
+    rstd: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): boolean {
+    const k = this.kernels;
+    if (!k.addLayerNorm) return false;
+    const n = rows * cols;
+    const [ap, bp, op] = [this.at(a, 0, n), this.at(b, 0, n), this.at(out, 0, n)];
+    const sp = sum ? this.at(sum, 0, n) : 0;
+    const gp = this.at(gamma, 0, cols);
+    const btp = this.at(beta, 0, cols);
+    const mp = this.at(mean, 0, rows);
+    const rp = this.at(rstd, 0, rows);
+    const run = k.addLayerNorm.bind(k) as (...args: number[]) => boolean;
+    // Rows [r0, r1): each operand from row r0 on.
+    const args = (r0: number, r1: number) => {
+      const o = r0 * cols * 4;
+      const rowsAt = [mp + r0 * 4, rp + r0 * 4, r1 - r0, cols, eps];
+      return [ap + o, bp + o, sp && sp + o, gp, btp, op + o, ...rowsAt];
+    };
+    const half = this.#rowSplit(rows, cols);
+    if (half === 0) return run(...args(0, rows));
+    // Both halves have the same width, so the worker takes its half exactly when this one does.
+    let took = true;
+    this.#onBoth("addLayerNorm", args(half, rows), () => took = run(...args(0, half)));
+    return took;
+  }
+
   layerNormGrad(
     x: Storage,
     gamma: Storage,

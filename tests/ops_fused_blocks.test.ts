@@ -1,9 +1,11 @@
 /**
- * op.feedForward: where the backend fuses GELU into its GEMM (native with the C GEMM), forward and
- * every gradient have the bits of linear(gelu(linear(x))) as three ops on the same backend, on one
- * kernel thread and split over two (by rows and by columns), with and without a tape, and a
- * releasing backward frees the op's inner activations. Elsewhere the op is those three ops
- * (its finite-difference check is in ops_gradcheck.test.ts).
+ * The transformer block's fused ops on the native backend with its C kernels, against the
+ * separate ops they replace on the same backend, bit for bit, on one kernel thread and split over
+ * two, with and without a tape:
+ * - op.feedForward (GELU in the GEMM's store): linear(gelu(linear(x))), forward and every
+ *   gradient; a releasing backward frees the op's inner activations as the three ops do.
+ * - op.addLayerNorm (the residual add inside the layer norm): layerNorm(a + b).
+ * Elsewhere each op is the ops it replaces (finite-difference checks in ops_gradcheck.test.ts).
  */
 import * as op from "../core/ops/mod.ts";
 import assert from "node:assert/strict";
@@ -83,8 +85,12 @@ function run(be: Backend, p: Problem, fused: boolean, taped: boolean): Float32Ar
     }));
 }
 
-function assertSameBits(got: Float32Array[], want: Float32Array[], what: string): void {
-  const names = ["y", "dx", "dw1", "db1", "dw2", "db2"];
+function assertSameBits(
+  got: Float32Array[],
+  want: Float32Array[],
+  what: string,
+  names = ["y", "dx", "dw1", "db1", "dw2", "db2"],
+): void {
   assert.equal(got.length, want.length);
   got.forEach((g, i) => {
     const a = new Uint32Array(g.buffer, g.byteOffset, g.length);
@@ -127,5 +133,57 @@ Deno.test({
     run(one!, p, true, true);
     const [separate, fused] = live;
     assert.equal(fused, separate);
+  },
+});
+
+/** addLayerNorm's output and the gradients of a, b, gamma, beta, fused or as add then layerNorm. */
+function runAddNorm(
+  be: Backend,
+  p: Problem,
+  dy: Float32Array,
+  fused: boolean,
+  taped: boolean,
+): Float32Array[] {
+  return withBackend(be, () =>
+    tidy(() => {
+      const shapes = [[p.rows, p.d], [p.rows, p.d], [p.d], [p.d]];
+      const data = [p.data[0], p.data[5], p.data[4], p.data[2].subarray(0, p.d)];
+      const ps = shapes.map((s, i) => tensor(data[i], s));
+      const forward = ([a, b, g, bt]: Tensor[]) =>
+        fused ? op.addLayerNorm(a, b, g, bt, 1e-12) : op.layerNorm(op.add(a, b), g, bt, 1e-12);
+      if (!taped) return [noGrad(() => forward(ps)).toFloat32()];
+      for (const t of ps) t.requiresGrad = true;
+      const y = forward(ps);
+      const out = y.toFloat32();
+      backward(y, tensor(dy, [p.rows, p.d]), { release: true });
+      const grads = ps.map((t) => {
+        const g = t.grad!.toFloat32();
+        t.grad!.dispose();
+        return g;
+      });
+      return [out, ...grads];
+    }));
+}
+
+Deno.test({
+  name: "addLayerNorm fused: add then layerNorm's bits, forward and backward",
+  ignore,
+  fn() {
+    // Rows split over two threads with a remainder of rows % 4, few rows, one row.
+    const cases: [number, number][] = [[1031, 64], [7, 64], [1, 24], [2050, 40]];
+    for (const [rows, d] of cases) {
+      const p = problem(rows + 7, rows, d, d);
+      const dy = problem(rows + 8, rows, d, d).data[0];
+      for (const be of [one!, two!]) {
+        for (const taped of [true, false]) {
+          assertSameBits(
+            runAddNorm(be, p, dy, true, taped),
+            runAddNorm(be, p, dy, false, taped),
+            `[${rows}x${d}], ${be.threads} thread(s)${taped ? "" : ", no tape"}`,
+            ["y", "da", "db", "dgamma", "dbeta"],
+          );
+        }
+      }
+    }
   },
 });
