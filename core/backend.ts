@@ -462,9 +462,10 @@ export interface Backend {
   ): void;
   /**
    * layerNorm of x = a + b (the same shape), where the backend fuses it: the bits of binary add
-   * then layerNorm, each row's sum formed just before it is normalized. x is written to `sum`
-   * (kept for the backward) unless it is null. False, having done nothing, when it does not take
-   * the call (the caller then makes the separate calls).
+   * then layerNorm, each row's sum formed just before it is normalized; with `dropout`, of
+   * dropout(a, p, seed) + b (the dropout call's mask and bits). x is written to `sum` (kept for
+   * the backward) unless it is null. False, having done nothing, when it does not take the call
+   * (the caller then makes the separate calls).
    */
   addLayerNorm?(
     a: Storage,
@@ -478,6 +479,7 @@ export interface Backend {
     rows: number,
     cols: number,
     eps: number,
+    dropout?: { p: number; seed: number },
   ): boolean;
   /** dx (overwritten); dgamma, dbeta accumulated (+=). */
   layerNormGrad(

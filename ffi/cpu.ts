@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 15;
+export const CPU_KERNELS_ABI = 16;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -130,6 +130,7 @@ const SYMBOLS = {
       "pointer",
       ...["u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32"], // a, b, sum, gamma, beta, out, mean, rstd
       ...["i32", "i32", "f32"], // rows, cols, eps
+      ...["i32", "f32", "u32", "u32"], // a's dropout: threshold, scale, seed, first element index
     ],
     result: "i32",
   },

@@ -4,7 +4,8 @@
  * two, with and without a tape:
  * - op.feedForward (GELU in the GEMM's store): linear(gelu(linear(x))), forward and every
  *   gradient; a releasing backward frees the op's inner activations as the three ops do.
- * - op.addLayerNorm (the residual add inside the layer norm): layerNorm(a + b).
+ * - op.addLayerNorm (the residual add inside the layer norm): layerNorm(a + b), and with the
+ *   branch's dropout, layerNorm(dropout(a) + b).
  * Elsewhere each op is the ops it replaces (finite-difference checks in ops_gradcheck.test.ts).
  */
 import * as op from "../core/ops/mod.ts";
@@ -143,14 +144,18 @@ function runAddNorm(
   dy: Float32Array,
   fused: boolean,
   taped: boolean,
+  drop?: { p: number; seed: number },
 ): Float32Array[] {
   return withBackend(be, () =>
     tidy(() => {
       const shapes = [[p.rows, p.d], [p.rows, p.d], [p.d], [p.d]];
       const data = [p.data[0], p.data[5], p.data[4], p.data[2].subarray(0, p.d)];
       const ps = shapes.map((s, i) => tensor(data[i], s));
-      const forward = ([a, b, g, bt]: Tensor[]) =>
-        fused ? op.addLayerNorm(a, b, g, bt, 1e-12) : op.layerNorm(op.add(a, b), g, bt, 1e-12);
+      const forward = ([a, b, g, bt]: Tensor[]) => {
+        if (fused) return op.addLayerNorm(a, b, g, bt, 1e-12, drop);
+        const branch = drop ? op.dropout(a, drop.p, drop.seed, true) : a;
+        return op.layerNorm(op.add(branch, b), g, bt, 1e-12);
+      };
       if (!taped) return [noGrad(() => forward(ps)).toFloat32()];
       for (const t of ps) t.requiresGrad = true;
       const y = forward(ps);
@@ -166,7 +171,7 @@ function runAddNorm(
 }
 
 Deno.test({
-  name: "addLayerNorm fused: add then layerNorm's bits, forward and backward",
+  name: "addLayerNorm fused: (dropout,) add then layerNorm's bits, forward and backward",
   ignore,
   fn() {
     // Rows split over two threads with a remainder of rows % 4, few rows, one row.
@@ -176,12 +181,19 @@ Deno.test({
       const dy = problem(rows + 8, rows, d, d).data[0];
       for (const be of [one!, two!]) {
         for (const taped of [true, false]) {
-          assertSameBits(
-            runAddNorm(be, p, dy, true, taped),
-            runAddNorm(be, p, dy, false, taped),
-            `[${rows}x${d}], ${be.threads} thread(s)${taped ? "" : ", no tape"}`,
-            ["y", "da", "db", "dgamma", "dbeta"],
-          );
+          for (const drop of [undefined, { p: 0.3, seed: rows }]) {
+            const fused = runAddNorm(be, p, dy, true, taped, drop);
+            assertSameBits(
+              fused,
+              runAddNorm(be, p, dy, false, taped, drop),
+              `[${rows}x${d}], ${be.threads} thread(s)${taped ? "" : ", no tape"}${
+                drop ? ", dropout" : ""
+              }`,
+              ["y", "da", "db", "dgamma", "dbeta"],
+            );
+            // The mask is drawn: some of a's gradient is dropped, none where it is kept.
+            if (drop && taped) assert.ok(fused[1].some((v, i) => v === 0 && fused[2][i] !== 0));
+          }
         }
       }
     }

@@ -217,6 +217,11 @@ Deno.test("gradcheck: softmax, layer norm, embedding, pick, losses, normalisatio
     ([a, b, g, bt]) => op.addLayerNorm(a, b, g, bt, 1e-5),
   );
   gradCheck(
+    "add_layer_norm with the branch's dropout (fixed mask)",
+    [{ shape: [4, 6] }, { shape: [4, 6] }, { shape: [6] }, { shape: [6] }],
+    ([a, b, g, bt]) => op.addLayerNorm(a, b, g, bt, 1e-5, { p: 0.3, seed: 5 }),
+  );
+  gradCheck(
     "feed_forward",
     [{ shape: [2, 3, 4] }, { shape: [5, 4] }, { shape: [5] }, { shape: [4, 5] }, { shape: [4] }],
     ([x, w1, b1, w2, b2]) => op.feedForward(x, w1, b1, w2, b2),

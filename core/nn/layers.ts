@@ -46,8 +46,11 @@ export class LayerNorm extends Module {
   forward(x: Tensor): Tensor {
     return op.layerNorm(x, this.weight, this.bias, this.eps);
   }
-  /** forward(x + residual), the sum formed inside the layer norm where the backend fuses it. */
-  addForward(x: Tensor, residual: Tensor): Tensor {
-    return op.addLayerNorm(x, residual, this.weight, this.bias, this.eps);
+  /**
+   * forward(x + residual), or with `drop` forward(dropout(x) + residual): the dropout and the sum
+   * formed inside the layer norm where the backend fuses them.
+   */
+  addForward(x: Tensor, residual: Tensor, drop?: { p: number; seed: number }): Tensor {
+    return op.addLayerNorm(x, residual, this.weight, this.bias, this.eps, drop);
   }
 }

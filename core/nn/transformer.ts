@@ -40,6 +40,22 @@ function drop(
 }
 
 /**
+ * norm(drop(x) + residual), the dropout drawing its seed as `drop` does: inside the layer norm's
+ * fused add where the backend takes it (a full pass's rows, training with p > 0).
+ */
+function dropAddNorm(
+  norm: LayerNorm,
+  x: Tensor,
+  residual: Tensor,
+  p: number,
+  ctx: ForwardContext,
+  rows?: { index: Int32Array; of: number },
+): Tensor {
+  if (rows || !ctx.training || p === 0) return norm.addForward(drop(x, p, ctx, rows), residual);
+  return norm.addForward(x, residual, { p, seed: ctx.rng.nextU32() });
+}
+
+/**
  * Where one-query-per-sequence rows sit in a full pass: a full [B, groups, len, cols] activation
  * (groups: attention heads, or 1) has the query of sequence b at step steps[b] of each group.
  */
@@ -102,13 +118,15 @@ export abstract class ValueAttention extends Module {
     );
     // [B, Lq, d] with the heads side by side, as the permuted merge of RecBole's layout.
     const context = op.headMix(probs, this.value.forward(memory));
-    const out = drop(
-      this.dense.forward(context),
+    const out = this.dense.forward(context);
+    return dropAddNorm(
+      this.norm,
+      out,
+      x,
       this.cfg.hiddenDropout,
       ctx,
       steps && stepRows(steps, 1, len),
     );
-    return this.norm.addForward(out, x);
   }
 }
 
@@ -167,13 +185,8 @@ export class FeedForward extends Module {
   /** `rows`: x holds these rows of a full pass's activation (forwardAt in training). */
   forward(x: Tensor, ctx: ForwardContext, rows?: { index: Int32Array; of: number }): Tensor {
     const { dense1, dense2 } = this;
-    const y = drop(
-      op.feedForward(x, dense1.weight, dense1.bias!, dense2.weight, dense2.bias!),
-      this.cfg.hiddenDropout,
-      ctx,
-      rows,
-    );
-    return this.norm.addForward(y, x);
+    const y = op.feedForward(x, dense1.weight, dense1.bias!, dense2.weight, dense2.bias!);
+    return dropAddNorm(this.norm, y, x, this.cfg.hiddenDropout, ctx, rows);
   }
 }
 

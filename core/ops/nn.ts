@@ -80,10 +80,11 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): 
 }
 
 /**
- * layerNorm(a + b) over the last axis (a post-norm residual block), as one op where the backend
- * fuses the add into the layer norm (Backend.addLayerNorm): each row's sum is formed just before
- * it is normalized, and kept only where a backward needs it. The same bits as the two ops;
- * elsewhere, or for operands of different shapes, it is those two ops.
+ * layerNorm(a + b) over the last axis (a post-norm residual block), or with `drop`
+ * layerNorm(dropout(a, p, seed) + b) in training, as one op where the backend fuses the dropout
+ * and the add into the layer norm (Backend.addLayerNorm): each row's sum is formed just before it
+ * is normalized, and kept only where a backward needs it. The same bits as the separate ops;
+ * elsewhere, or for operands of different shapes, it is those ops.
  */
 export function addLayerNorm(
   a: Tensor,
@@ -91,11 +92,12 @@ export function addLayerNorm(
   gamma: Tensor,
   beta: Tensor,
   eps: number,
+  drop?: { p: number; seed: number },
 ): Tensor {
   const be = a.backend;
-  if (!be.addLayerNorm || !sameShape(a.shape, b.shape)) {
-    return layerNorm(add(a, b), gamma, beta, eps);
-  }
+  const separate = () =>
+    layerNorm(add(drop ? dropout(a, drop.p, drop.seed, true) : a, b), gamma, beta, eps);
+  if (!be.addLayerNorm || !sameShape(a.shape, b.shape)) return separate();
   const [rows, cols] = rowsCols(a);
   const inputs = [a, b, gamma, beta];
   const taped = isGradEnabled() && inputs.some((t) => t.requiresGrad);
@@ -115,10 +117,11 @@ export function addLayerNorm(
     rows,
     cols,
     eps,
+    drop,
   );
   if (!took) {
     for (const t of [sum, out, meanT, rstd]) t?.dispose();
-    return layerNorm(add(a, b), gamma, beta, eps);
+    return separate();
   }
   if (!sum) {
     meanT.dispose();
@@ -141,8 +144,13 @@ export function addLayerNorm(
       rows,
       cols,
     );
-    // The add hands the sum's gradient to both operands.
-    return [dx, dx, dgamma, dbeta];
+    // The add hands the sum's gradient to both operands, a's through its dropout mask.
+    let da = dx;
+    if (drop && a.requiresGrad) {
+      da = empty(a.shape);
+      be.dropout(dx.storage, da.storage, dx.size, drop.p, drop.seed);
+    }
+    return [da, dx, dgamma, dbeta];
   }, [sum]);
 }
 

@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 15
+#define ABI_VERSION 16
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -762,18 +762,30 @@ void duaf_layer_norm(
   for (; r < rows; r++) layer_norm_rows(1, x, gamma, beta, out, mean, rstd, r, cols, eps);
 }
 
+/* random.ts hash32 (lowbias32). */
+static inline uint32_t hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
 /* Rows of LN_GROUP of a + b formed on the stack when the sum is not kept (up to this width). */
 #define ADD_LN_MAX_COLS 1024
 
 /*
- * duaf_layer_norm of s = a + b (a residual stream and its branch), each row's sum formed just
- * before it is normalized instead of in a pass of its own: the binary add's bits, then the layer
- * norm's. The sum goes to so when it is kept for the backward (so != 0), else to a buffer on the
- * stack. Returns 0, having done nothing, for rows wider than that buffer without so.
+ * duaf_layer_norm of s = dropout(a) + b (a residual stream and its branch), each row's sum formed
+ * just before it is normalized instead of in passes of their own: duaf_dropout's bits (its mask
+ * at a's element index0 + i; threshold 0: no dropout), the binary add's, then the layer norm's.
+ * The sum goes to so when it is kept for the backward (so != 0), else to a buffer on the stack.
+ * Returns 0, having done nothing, for rows wider than that buffer without so.
  */
 int duaf_add_layer_norm(
     uint8_t* base, uint32_t ao, uint32_t bo, uint32_t so, uint32_t go, uint32_t beo, uint32_t oo,
-    uint32_t mo, uint32_t ro, int rows, int cols, float eps) {
+    uint32_t mo, uint32_t ro, int rows, int cols, float eps, int threshold, float scale,
+    uint32_t seed, uint32_t index0) {
   if (!so && cols > ADD_LN_MAX_COLS) return 0;
   const float* a = (const float*)(base + ao);
   const float* b = (const float*)(base + bo);
@@ -789,7 +801,15 @@ int duaf_add_layer_norm(
     float* restrict sr = so ? (float*)(base + so) + at : tmp;
     const float* restrict ar = a + at;
     const float* restrict br = b + at;
-    for (int i = 0; i < g * cols; i++) sr[i] = ar[i] + br[i];
+    if (threshold > 0) {
+      const uint32_t hs = hash32(seed), i0 = index0 + (uint32_t)at;
+      for (int i = 0; i < g * cols; i++) {
+        const int32_t u = (int32_t)(hash32((i0 + (uint32_t)i) ^ hs) >> 8);
+        sr[i] = ar[i] * (u >= threshold ? scale : 0.0f) + br[i];
+      }
+    } else {
+      for (int i = 0; i < g * cols; i++) sr[i] = ar[i] + br[i];
+    }
     if (g == LN_GROUP)
       layer_norm_rows(LN_GROUP, sr, gamma, beta, out + at, mean + r, rstd + r, 0, cols, eps);
     else
@@ -1030,15 +1050,6 @@ void duaf_modality_fusion(
 
 /* ---- dropout --------------------------------------------------------------------------------- */
 
-/* random.ts hash32 (lowbias32). */
-static inline uint32_t hash32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return x;
-}
 
 /*
  * random.ts `dropout`: out[i] = x[i] * (u(seed, i) * 2^24 >= threshold ? scale : 0), the mask

@@ -156,8 +156,9 @@ export interface KernelExports {
     eps: number,
   ): void;
   /**
-   * The C kernels' layerNorm of a + b, the sum kept at `sum` unless it is 0; false, having done
-   * nothing, where it does not take the call. Not in wasm.
+   * The C kernels' layerNorm of dropout(a) + b (dropout's threshold and scale, as `dropout`
+   * takes them, with the mask at a's element index0 + i; threshold 0: none), the sum kept at `sum`
+   * unless it is 0; false, having done nothing, where it does not take the call. Not in wasm.
    */
   addLayerNorm?(
     a: number,
@@ -171,6 +172,10 @@ export interface KernelExports {
     rows: number,
     cols: number,
     eps: number,
+    threshold: number,
+    scale: number,
+    seed: number,
+    index0: number,
   ): boolean;
   layerNormGrad(
     x: number,

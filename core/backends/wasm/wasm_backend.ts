@@ -777,9 +777,12 @@ export class WasmBackend implements Backend {
     rows: number,
     cols: number,
     eps: number,
+    dropout?: { p: number; seed: number },
   ): boolean {
     const k = this.kernels;
     if (!k.addLayerNorm) return false;
+    const drop = dropout ? dropoutMask(dropout.p) : { threshold: 0, scale: 1 };
+    const seed = (dropout?.seed ?? 0) >>> 0;
     const n = rows * cols;
     const [ap, bp, op] = [this.at(a, 0, n), this.at(b, 0, n), this.at(out, 0, n)];
     const sp = sum ? this.at(sum, 0, n) : 0;
@@ -792,7 +795,8 @@ export class WasmBackend implements Backend {
     const args = (r0: number, r1: number) => {
       const o = r0 * cols * 4;
       const rowsAt = [mp + r0 * 4, rp + r0 * 4, r1 - r0, cols, eps];
-      return [ap + o, bp + o, sp && sp + o, gp, btp, op + o, ...rowsAt];
+      const mask = [drop.threshold, drop.scale, seed, r0 * cols];
+      return [ap + o, bp + o, sp && sp + o, gp, btp, op + o, ...rowsAt, ...mask];
     };
     const half = this.#rowSplit(rows, cols);
     if (half === 0) return run(...args(0, rows));
@@ -1138,9 +1142,7 @@ export class WasmBackend implements Backend {
   // ---- randomness ---------------------------------------------------------------------------
 
   dropout(x: Storage, out: Storage, n: number, p: number, seed: number): void {
-    // u >= p  <=>  u * 2^24 >= ceil(p * 2^24), since u * 2^24 is an integer (exact in float64).
-    const threshold = Math.min(16777216, Math.max(0, Math.ceil(p * 16777216)));
-    const scale = Math.fround(1 / (1 - p));
+    const { threshold, scale } = dropoutMask(p);
     this.kernels.dropout(this.at(x, 0, n), this.at(out, 0, n), n, threshold, scale, seed >>> 0);
   }
 
@@ -1165,6 +1167,13 @@ export class WasmBackend implements Backend {
   }
 
   sync(): void {}
+}
+
+/** The dropout kernel's keep test and scale for rate p. */
+function dropoutMask(p: number): { threshold: number; scale: number } {
+  // u >= p  <=>  u * 2^24 >= ceil(p * 2^24), since u * 2^24 is an integer (exact in float64).
+  const threshold = Math.min(16777216, Math.max(0, Math.ceil(p * 16777216)));
+  return { threshold, scale: Math.fround(1 / (1 - p)) };
 }
 
 /** Registry entry: below native BLAS and cuda, above the js reference. */
