@@ -543,6 +543,12 @@ export interface Backend {
   /** Whether gemm takes GemmArgs.epilogue (GELU and its gradient in the product's store). */
   readonly fusesGemmGelu?: boolean;
   /**
+   * The K slice of gemm's accumulation, where it has one: a product with k up to it, taken into C
+   * with beta 1, has the bits of the product stored then added to C (each element's accumulator
+   * starts from 0 and is added to C once), so a gradient can be summed in the product's store.
+   */
+  readonly gemmSliceK?: number;
+  /**
    * core/ops/linear_ce.ts's one-block path with kept exponentials in one call, where the backend
    * fuses it: the bits of gemm (z = h table^T) then crossEntropyBlock (first block, all items,
    * e^(z - shift) kept in z), with the logits turned into exponentials while still in cache

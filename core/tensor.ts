@@ -22,8 +22,13 @@ class Buffer {
 export interface TapeNode {
   readonly op: string;
   readonly inputs: readonly Tensor[];
-  /** Gradients for each input (null where an input needs none), from the output gradient. */
-  readonly backward: (g: Tensor) => (Tensor | null)[];
+  /**
+   * Gradients for each input (null where an input needs none), from the output gradient. `into[j]`,
+   * where given, is the sum of input j's gradients so far, a buffer the backward may add its
+   * contribution to in place and return as input j's gradient (the sum with its contribution),
+   * e.g. a product's store adding into it instead of a new buffer added afterwards.
+   */
+  readonly backward: (g: Tensor, into?: readonly (Tensor | undefined)[]) => (Tensor | null)[];
   /**
    * Tensors only this node's backward reads (a fused op's inner activations): a releasing
    * backward frees them with the node's output, as it frees the activations of separate ops.
@@ -256,7 +261,7 @@ export function record(
   out: Tensor,
   op: string,
   inputs: readonly Tensor[],
-  backward: (g: Tensor) => (Tensor | null)[],
+  backward: (g: Tensor, into?: readonly (Tensor | undefined)[]) => (Tensor | null)[],
   saved?: readonly Tensor[],
 ): Tensor {
   if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
@@ -334,10 +339,20 @@ export function backward(root: Tensor, seed?: Tensor, opts: { release?: boolean 
         continue;
       }
       const node = t.node;
-      const inGrads = node.backward(g);
+      // Sums a backward may add into in place: buffers this input alone holds (as below), for
+      // inputs the node reads once.
+      const into = node.inputs.map((inp) => {
+        const prev = grads.get(inp);
+        return prev && owned.has(prev) && holders.get(prev) === 1 &&
+            node.inputs.indexOf(inp) === node.inputs.lastIndexOf(inp)
+          ? prev
+          : undefined;
+      });
+      const inGrads = node.backward(g, into);
       node.inputs.forEach((inp, j) => {
         const gi = inGrads[j];
         if (!gi || !inp.requiresGrad) return;
+        if (gi === into[j]) return; // the contribution is already in the sum
         if (gi.size !== inp.size) {
           throw new Error(
             `backward of ${node.op}: gradient [${gi.shape}] for input [${inp.shape}]`,

@@ -47,3 +47,45 @@ Deno.test("fanned-in gradients: the same sum, and no third table-sized buffer", 
     wasm.dispose();
   }
 });
+
+// An input read by several products (a residual stream feeding the query, key and value
+// projections) gets each product's gradient added in the product's store, with the bits of
+// adding each product's output afterwards (the same backend with Backend.gemmSliceK hidden).
+Deno.test("fanned-in gradients: a linear's input gradient summed in its product's store", async () => {
+  const wasm = await WasmBackend.create({ threads: 1 });
+  try {
+    const r = new Rng(7);
+    const rows = 37, d = 24;
+    const x0 = Float32Array.from({ length: rows * d }, () => r.normal());
+    const ws = [0, 1, 2].map(() => Float32Array.from({ length: d * d }, () => 0.2 * r.normal()));
+    const gs = [0, 1, 2].map(() => Float32Array.from({ length: rows * d }, () => r.normal()));
+    const run = () =>
+      withBackend(wasm, () =>
+        tidy(() => {
+          const x = tensor(x0, [rows, d]);
+          x.requiresGrad = true;
+          const b = tensor(new Float32Array(d), [d]);
+          // y = x + sum_i linear_i(x) * g_i: x's gradient is 1 + sum_i g_i w_i.
+          let y = x;
+          for (let i = 0; i < 3; i++) {
+            const branch = op.linear(x, tensor(ws[i], [d, d]), b);
+            y = op.add(y, op.mul(branch, tensor(gs[i], [rows, d])));
+          }
+          const axpy = wasm.axpy.bind(wasm);
+          let sums = 0;
+          wasm.axpy = (...args) => (sums++, axpy(...args));
+          backward(op.sum(y), undefined, { release: true });
+          wasm.axpy = axpy;
+          return { grad: x.grad!.toFloat32(), sums };
+        }));
+    const inStore = run();
+    Object.defineProperty(wasm, "gemmSliceK", { value: undefined, configurable: true });
+    const separate = run();
+    assert.deepEqual(inStore.grad, separate.grad);
+    // Separately, the later products' gradients are added by axpy; in the store, none is.
+    assert.ok(separate.sums >= 2, `${separate.sums} separate sums`);
+    assert.ok(inStore.sums < separate.sums, `${inStore.sums} sums in the products' stores`);
+  } finally {
+    wasm.dispose();
+  }
+});

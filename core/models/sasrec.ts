@@ -79,8 +79,8 @@ function encoderInput(
   rows: Tensor,
   ctx: ForwardContext,
 ): Tensor {
-  const x = op.add(rows, m.positionEmbedding.forward(positionIds(batch)));
-  return op.dropout(m.norm.forward(x), m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
+  const x = m.norm.addForward(rows, m.positionEmbedding.forward(positionIds(batch)));
+  return op.dropout(x, m.cfg.hiddenDropout, ctx.rng.nextU32(), ctx.training);
 }
 
 /** Each row's last valid step (lengths - 1), on the host. */

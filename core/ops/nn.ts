@@ -213,10 +213,8 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
     b.copy2d(bias.storage, 0, 0, out.storage, 0, outF, rows, outF, false);
     gemmInto(x, w, out, rows, outF, inF, false, true, true);
   }
-  return record(out, "linear", [x, w, bias], (g) => {
-    const dx = x.requiresGrad
-      ? gemmInto(g, w, empty(x.shape), rows, inF, outF, false, false)
-      : null;
+  return record(out, "linear", [x, w, bias], (g, into) => {
+    const dx = x.requiresGrad ? inputGrad(g, w, x, rows, inF, outF, into?.[0]) : null;
     const dw = w.requiresGrad ? gemmInto(g, x, empty(w.shape), outF, inF, rows, true, false) : null;
     let db: Tensor | null = null;
     if (bias.requiresGrad) {
@@ -225,6 +223,24 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
     }
     return [dx, dw, db];
   });
+}
+
+/**
+ * x's gradient g w for y = x w^T ([rows, inF] from g [rows, outF]): added to `sum`, the gradient
+ * x has so far, in the product's store where that gives the bits of adding it afterwards
+ * (Backend.gemmSliceK), else a new buffer.
+ */
+function inputGrad(
+  g: Tensor,
+  w: Tensor,
+  x: Tensor,
+  rows: number,
+  inF: number,
+  outF: number,
+  sum?: Tensor,
+): Tensor {
+  const into = sum && outF <= (x.backend.gemmSliceK ?? 0) ? sum : undefined;
+  return gemmInto(g, w, into ?? empty(x.shape), rows, inF, outF, false, false, into !== undefined);
 }
 
 /**
@@ -269,7 +285,7 @@ export function feedForward(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: T
     be.reduceSum(g.storage, [rows, cols], db.storage, [0, 1], cols, false);
     return db;
   };
-  return record(out, "feed_forward", params, (g) => {
+  return record(out, "feed_forward", params, (g, into) => {
     const dw2 = w2.requiresGrad
       ? gemmInto(g, act, empty(w2.shape), outF, hidden, rows, true, false)
       : null;
@@ -284,9 +300,7 @@ export function feedForward(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: T
         epilogue: { op: "gelu_grad", x: pre.storage, y: act.storage },
       }),
     );
-    const dx = x.requiresGrad
-      ? gemmInto(dpre, w1, empty(x.shape), rows, inF, hidden, false, false)
-      : null;
+    const dx = x.requiresGrad ? inputGrad(dpre, w1, x, rows, inF, hidden, into?.[0]) : null;
     const dw1 = w1.requiresGrad
       ? gemmInto(dpre, x, empty(w1.shape), hidden, inF, rows, true, false)
       : null;

@@ -155,6 +155,8 @@ export class WasmBackend implements Backend {
   get fusesGemmBias(): boolean {
     return false;
   }
+  /** gemm.ts's K slice (the C GEMM's too): see Backend.gemmSliceK. */
+  readonly gemmSliceK = GEMM_KC;
   /** Likewise the GELU epilogues (GemmArgs.epilogue): the native backend's C kernel only. */
   get fusesGemmGelu(): boolean {
     return false;
