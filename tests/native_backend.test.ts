@@ -132,3 +132,33 @@ Deno.test("native: the factory falls back cleanly when no CBLAS loads", async ()
     made.dispose?.();
   }
 });
+
+Deno.test({
+  name: "native: dropout shared by two kernel threads draws one thread's mask",
+  ignore,
+  async fn() {
+    const two = await NativeBackend.open({ threads: 2 });
+    if ("unavailable" in two) throw new Error(two.unavailable);
+    try {
+      const n = 300_001;
+      const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i) + 2);
+      const run = (be: NativeBackend | WasmBackend) => {
+        const xs = be.upload(x, "f32");
+        const out = be.alloc(n, "f32");
+        const before = be instanceof NativeBackend ? be.threadedCalls : 0;
+        be.dropout(xs, out, n, 0.3, 12345);
+        const split = be instanceof NativeBackend && be.threadedCalls > before;
+        const got = be.download(out);
+        be.free(xs);
+        be.free(out);
+        return { got, split };
+      };
+      const shared = run(two);
+      assert.ok(shared.split, "the worker took no share");
+      assert.deepEqual(shared.got, run(native!).got);
+      assert.deepEqual(shared.got, run(wasm!).got);
+    } finally {
+      two.dispose();
+    }
+  },
+});

@@ -147,6 +147,9 @@ export function withCpuKernels(
     dropout(...args) {
       s.duaf_dropout(at(), ...args);
     },
+    dropoutAt(...args) {
+      s.duaf_dropout_at(at(), ...args);
+    },
     modalityFusion(...args) {
       s.duaf_modality_fusion(at(), ...args);
     },

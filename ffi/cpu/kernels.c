@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 16
+#define ABI_VERSION 17
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -1055,16 +1055,26 @@ void duaf_modality_fusion(
  * random.ts `dropout`: out[i] = x[i] * (u(seed, i) * 2^24 >= threshold ? scale : 0), the mask
  * drawn from the counter-based hash in place (x and out may be the same buffer).
  */
+static void dropout_run(const float* restrict x, float* restrict out, int n, int threshold,
+                        float scale, uint32_t seed, uint32_t index0) {
+  const uint32_t hs = hash32(seed);
+  for (int i = 0; i < n; i++) {
+    const int32_t u = (int32_t)(hash32((index0 + (uint32_t)i) ^ hs) >> 8);
+    out[i] = x[i] * (u >= threshold ? scale : 0.0f);
+  }
+}
+
 void duaf_dropout(uint8_t* base, uint32_t xo, uint32_t outo, int n, int threshold, float scale,
                   uint32_t seed) {
   /* restrict: in place, each element is read before it is written and by nothing after. */
-  const float* restrict x = (const float*)(base + xo);
-  float* restrict out = (float*)(base + outo);
-  const uint32_t hs = hash32(seed);
-  for (int i = 0; i < n; i++) {
-    const int32_t u = (int32_t)(hash32((uint32_t)i ^ hs) >> 8);
-    out[i] = x[i] * (u >= threshold ? scale : 0.0f);
-  }
+  dropout_run((const float*)(base + xo), (float*)(base + outo), n, threshold, scale, seed, 0);
+}
+
+/* Elements [index0, index0 + n) of a dropout call (xo and outo at element index0): its mask
+   there, so the kernel threads can each take a share. */
+void duaf_dropout_at(uint8_t* base, uint32_t xo, uint32_t outo, int n, int threshold, float scale,
+                     uint32_t seed, uint32_t index0) {
+  dropout_run((const float*)(base + xo), (float*)(base + outo), n, threshold, scale, seed, index0);
 }
 
 /* ---- GEMM ---------------------------------------------------------------------------------- */

@@ -362,6 +362,19 @@ export interface KernelExports {
     scale: number,
     seed: number,
   ): void;
+  /**
+   * The C kernels' dropout of elements [index0, index0 + n) of a call (x and out at that
+   * element): the call's mask there, for a share of it on each kernel thread. Not in wasm.
+   */
+  dropoutAt?(
+    x: number,
+    out: number,
+    n: number,
+    threshold: number,
+    scale: number,
+    seed: number,
+    index0: number,
+  ): void;
   adam(
     p: number,
     g: number,

@@ -27,6 +27,7 @@ export const THREAD_OPS = [
   "maskedSoftmax",
   "layerNorm",
   "addLayerNorm",
+  "dropoutAt",
   "crossEntropyBlock",
   "crossEntropyBlockGrad",
   "modalityFusion",
