@@ -579,6 +579,18 @@ export interface Backend {
   // ---- indexing -----------------------------------------------------------------------------
   /** out[i, :] = table[idx[i], :] for i < n, rows of dim elements. */
   gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void;
+  /**
+   * out[i, :] = table[idx[i], :] + b[i, :] in one pass, where the backend fuses it (the bits of
+   * gather then binary add); false, having done nothing, when it does not take the call.
+   */
+  gatherAdd?(
+    table: Storage,
+    idx: Storage,
+    b: Storage,
+    out: Storage,
+    n: number,
+    dim: number,
+  ): boolean;
   /** out[idx[i], :] += g[i, :] (out is not zeroed). */
   scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void;
   /** out[r] = x[r, idx[r]] for r < rows (x is rows x cols). */

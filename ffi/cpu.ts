@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 17;
+export const CPU_KERNELS_ABI = 18;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -86,6 +86,10 @@ const SYMBOLS = {
   duaf_dropout: {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "f32", "u32"],
     result: "void",
+  },
+  duaf_gather_add: {
+    parameters: ["pointer", "u32", "i32", "u32", "u32", "u32", "i32", "i32"],
+    result: "i32",
   },
   duaf_dropout_at: {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "f32", "u32", "u32"],

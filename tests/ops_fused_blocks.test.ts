@@ -1,11 +1,12 @@
 /**
- * The transformer block's fused ops on the native backend with its C kernels, against the
+ * The fused ops of the encoders on the native backend with its C kernels, against the
  * separate ops they replace on the same backend, bit for bit, on one kernel thread and split over
  * two, with and without a tape:
  * - op.feedForward (GELU in the GEMM's store): linear(gelu(linear(x))), forward and every
  *   gradient; a releasing backward frees the op's inner activations as the three ops do.
  * - op.addLayerNorm (the residual add inside the layer norm): layerNorm(a + b), and with the
  *   branch's dropout, layerNorm(dropout(a) + b).
+ * - op.embeddingAdd (an addend in the lookup's pass): embedding(table, idx) + b.
  * Elsewhere each op is the ops it replaces (finite-difference checks in ops_gradcheck.test.ts).
  */
 import * as op from "../core/ops/mod.ts";
@@ -197,5 +198,46 @@ Deno.test({
         }
       }
     }
+  },
+});
+
+Deno.test({
+  name: "embeddingAdd fused: the lookup then add's bits, forward and backward; bad indices refused",
+  ignore,
+  fn() {
+    const r = new Rng(11);
+    const [rows, d, n] = [50, 24, 301];
+    const table = Float32Array.from({ length: rows * d }, () => r.normal());
+    const b = Float32Array.from({ length: n * d }, () => r.normal());
+    const dy = Float32Array.from({ length: n * d }, () => r.normal());
+    // Repeated rows: the table's gradient sums several rows of g.
+    const idx = Int32Array.from({ length: n }, () => r.int(rows));
+    const run = (be: Backend, fused: boolean) =>
+      withBackend(be, () =>
+        tidy(() => {
+          const t = tensor(table, [rows, d]);
+          const bt = tensor(b, [n, d]);
+          t.requiresGrad = bt.requiresGrad = true;
+          const i = tensor(idx, [n], "i32");
+          const y = fused ? op.embeddingAdd(t, i, bt) : op.add(op.embedding(t, i), bt);
+          const out = y.toFloat32();
+          backward(y, tensor(dy, [n, d]), { release: true });
+          const grads = [t, bt].map((p) => {
+            const g = p.grad!.toFloat32();
+            p.grad!.dispose();
+            return g;
+          });
+          return [out, ...grads];
+        }));
+    assertSameBits(run(one!, true), run(one!, false), "embeddingAdd", ["y", "dtable", "db"]);
+    withBackend(one!, () =>
+      tidy(() => {
+        const bad = tensor(Int32Array.from([0, rows]), [2], "i32");
+        assert.throws(
+          () =>
+            op.embeddingAdd(tensor(table, [rows, d]), bad, tensor(b.subarray(0, 2 * d), [2, d])),
+          /index/,
+        );
+      }));
   },
 });

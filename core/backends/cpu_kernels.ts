@@ -147,6 +147,9 @@ export function withCpuKernels(
     dropout(...args) {
       s.duaf_dropout(at(), ...args);
     },
+    gatherAdd(...args) {
+      return s.duaf_gather_add(at(), ...args);
+    },
     dropoutAt(...args) {
       s.duaf_dropout_at(at(), ...args);
     },

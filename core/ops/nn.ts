@@ -401,6 +401,32 @@ export function embedding(table: Tensor, idx: Tensor): Tensor {
   });
 }
 
+/**
+ * embedding(table, idx) + b (b of the lookup's shape, e.g. position embeddings), in one pass where
+ * the backend fuses it (Backend.gatherAdd): the same bits as the two ops, whose gradients it
+ * gives (the lookup's to the table, g itself to b).
+ */
+export function embeddingAdd(table: Tensor, idx: Tensor, b: Tensor): Tensor {
+  if (idx.dtype !== "i32") throw new Error("embedding: indices must be int32");
+  const dim = table.shape[1];
+  const shape = [...idx.shape, dim];
+  const be = table.backend;
+  if (!be.gatherAdd || !sameShape(b.shape, shape)) return add(embedding(table, idx), b);
+  const out = empty(shape);
+  if (!be.gatherAdd(table.storage, idx.storage, b.storage, out.storage, idx.size, dim)) {
+    out.dispose();
+    return add(embedding(table, idx), b);
+  }
+  return record(out, "embedding_add", [table, b], (g) => {
+    let dt: Tensor | null = null;
+    if (table.requiresGrad) {
+      dt = zeros(table.shape);
+      be.scatterAdd(g.storage, idx.storage, dt.storage, idx.size, dim);
+    }
+    return [dt, g];
+  });
+}
+
 /** out[r] = x[r, idx[r]] for x [rows, cols] and int32 idx [rows]. */
 export function pick(x: Tensor, idx: Tensor): Tensor {
   const [rows, cols] = rowsCols(x);

@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 17
+#define ABI_VERSION 18
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -760,6 +760,28 @@ void duaf_layer_norm(
   for (; r + LN_GROUP <= rows; r += LN_GROUP)
     layer_norm_rows(LN_GROUP, x, gamma, beta, out, mean, rstd, r, cols, eps);
   for (; r < rows; r++) layer_norm_rows(1, x, gamma, beta, out, mean, rstd, r, cols, eps);
+}
+
+/*
+ * indexing.ts gather with a tensor added: out[i, :] = table[idx[i], :] + b[i, :] (the binary
+ * add's bits), the row added while it is in cache instead of in a second pass. Returns the first
+ * position whose index is outside the table, having written nothing, or -1.
+ */
+int duaf_gather_add(uint8_t* base, uint32_t to, int table_rows, uint32_t io, uint32_t bo,
+                    uint32_t oo, int n, int dim) {
+  const float* table = (const float*)(base + to);
+  const int32_t* idx = (const int32_t*)(base + io);
+  const float* b = (const float*)(base + bo);
+  float* out = (float*)(base + oo);
+  for (int i = 0; i < n; i++)
+    if (idx[i] < 0 || idx[i] >= table_rows) return i;
+  for (int i = 0; i < n; i++) {
+    const float* restrict t = table + (size_t)idx[i] * dim;
+    const float* restrict bi = b + (size_t)i * dim;
+    float* restrict o = out + (size_t)i * dim;
+    for (int j = 0; j < dim; j++) o[j] = t[j] + bi[j];
+  }
+  return -1;
 }
 
 /* random.ts hash32 (lowbias32). */

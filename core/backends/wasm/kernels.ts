@@ -363,6 +363,19 @@ export interface KernelExports {
     seed: number,
   ): void;
   /**
+   * The C kernels' gather with b ([n, dim]) added: the first position out of range (nothing
+   * written) or -1. Not in wasm.
+   */
+  gatherAdd?(
+    table: number,
+    tableRows: number,
+    idx: number,
+    b: number,
+    out: number,
+    n: number,
+    dim: number,
+  ): number;
+  /**
    * The C kernels' dropout of elements [index0, index0 + n) of a call (x and out at that
    * element): the call's mask there, for a share of it on each kernel thread. Not in wasm.
    */

@@ -1035,6 +1035,30 @@ export class WasmBackend implements Backend {
     this.#checkIndex(bad, idx, rowsT, "gather");
   }
 
+  gatherAdd(
+    table: Storage,
+    idx: Storage,
+    b: Storage,
+    out: Storage,
+    n: number,
+    dim: number,
+  ): boolean {
+    const k = this.kernels;
+    if (!k.gatherAdd) return false;
+    const rowsT = dim > 0 ? Math.floor(table.size / dim) : 0;
+    const bad = k.gatherAdd(
+      this.at(table, 0, rowsT * dim),
+      rowsT,
+      this.at(idx, 0, n),
+      this.at(b, 0, n * dim),
+      this.at(out, 0, n * dim),
+      n,
+      dim,
+    );
+    this.#checkIndex(bad, idx, rowsT, "gather");
+    return true;
+  }
+
   scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
     const rowsO = dim > 0 ? Math.floor(out.size / dim) : 0;
     const bad = this.kernels.scatterAdd(

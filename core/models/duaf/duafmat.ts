@@ -377,10 +377,9 @@ export class DuafMat extends Module implements SequentialModel {
   #sequences(batch: SequenceBatch, ctx: ForwardContext, tables: ItemTables) {
     const idx = tensor(batch.items, [batch.size, batch.len], "i32");
     const pos = this.positionEmbedding.forward(positionIds(batch));
-    const seqs: Tensor[] = [op.add(op.embedding(tables.id, idx), pos)];
-    if (tables.text) seqs.push(op.add(op.embedding(tables.text, idx), pos));
+    const seqs: Tensor[] = [op.embeddingAdd(tables.id, idx, pos)];
+    if (tables.text) seqs.push(op.embeddingAdd(tables.text, idx, pos));
     if (tables.image) {
-      let img = op.embedding(tables.image, idx);
       const p = this.cfg.duaf.modalityDropout;
       if (ctx.training && p > 0 && tables.synthetic) {
         // Present images dropped at rate p are replaced by the generators' output.
@@ -392,9 +391,9 @@ export class DuafMat extends Module implements SequentialModel {
         const k = tensor(keepMask, [batch.size, batch.len, 1]);
         const real = op.embedding(tables.real!, idx);
         const syn = op.embedding(tables.synthetic, idx);
-        img = op.add(op.mul(real, k), op.mul(syn, op.addScalar(op.neg(k), 1)));
-      }
-      seqs.push(op.add(img, pos));
+        const img = op.add(op.mul(real, k), op.mul(syn, op.addScalar(op.neg(k), 1)));
+        seqs.push(op.add(img, pos));
+      } else seqs.push(op.embeddingAdd(tables.image, idx, pos));
     }
     return seqs;
   }
