@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 18;
+export const CPU_KERNELS_ABI = 19;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -144,6 +144,14 @@ const SYMBOLS = {
   },
   duaf_layer_norm_grad: {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "i32", "i32"],
+    result: "void",
+  },
+  duaf_layer_norm_grad_part: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "i32", "i32"],
+      ...["i32", "i32", "i32"], // dx rows [dx0, dx1), dgamma and dbeta over every row
+    ],
     result: "void",
   },
   duaf_ce_block_grad: {

@@ -162,3 +162,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "native: a layer norm gradient shared by two kernel threads gives one thread's bits",
+  ignore,
+  async fn() {
+    const two = await NativeBackend.open({ threads: 2 });
+    if ("unavailable" in two) throw new Error(two.unavailable);
+    try {
+      // Rows past the split threshold, not a multiple of four on either side of the split.
+      const [rows, cols] = [2051, 64];
+      const f = (seed: number, n: number) =>
+        Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.1 + i * 0.37));
+      const run = (be: NativeBackend) => {
+        const x = be.upload(f(1, rows * cols), "f32");
+        const g = be.upload(f(2, rows * cols), "f32");
+        const gamma = be.upload(f(3, cols), "f32");
+        const [mean, rstd] = [
+          be.upload(f(4, rows), "f32"),
+          be.upload(f(5, rows).map((v) => 1 + v * v), "f32"),
+        ];
+        const dx = be.alloc(rows * cols, "f32");
+        const [dg, db] = [be.upload(f(6, cols), "f32"), be.upload(f(7, cols), "f32")];
+        const before = be.threadedCalls;
+        be.layerNormGrad(x, gamma, mean, rstd, g, dx, dg, db, rows, cols);
+        const split = be.threadedCalls > before;
+        const out = [dx, dg, db].map((s) => be.download(s));
+        for (const s of [x, g, gamma, mean, rstd, dx, dg, db]) be.free(s);
+        return { out, split };
+      };
+      const shared = run(two);
+      assert.ok(shared.split, "the worker took no share");
+      assert.deepEqual(shared.out, run(native!).out);
+    } finally {
+      two.dispose();
+    }
+  },
+});

@@ -135,6 +135,9 @@ export function withCpuKernels(
     addLayerNorm(...args) {
       return s.duaf_add_layer_norm(at(), ...args) !== 0;
     },
+    layerNormGradPart(...args) {
+      s.duaf_layer_norm_grad_part(at(), ...args);
+    },
     layerNormGrad(...args) {
       s.duaf_layer_norm_grad(at(), ...args);
     },

@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 18
+#define ABI_VERSION 19
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -842,10 +842,14 @@ int duaf_add_layer_norm(
   return 1;
 }
 
-/* rows.ts layerNormGrad for G rows starting at row r; dgamma and dbeta take the rows in order. */
+/*
+ * rows.ts layerNormGrad for G rows starting at row r; dgamma and dbeta take the rows in order.
+ * DX and DGB (constants after inlining) choose the parts: dx of these rows, and their terms of
+ * dgamma and dbeta. Each part's arithmetic is the same whichever others are done with it.
+ */
 static inline __attribute__((always_inline)) void layer_norm_grad_rows(
     int G, const float* x, const float* gamma, const float* mean, const float* rstd,
-    const float* g, float* dx, float* dgamma, float* dbeta, int r, int cols) {
+    const float* g, float* dx, float* dgamma, float* dbeta, int r, int cols, int DX, int DGB) {
   const int nv = cols & ~3;
   const float inv_n = 1.0f / (float)cols;
   const float *xr[LN_GROUP], *gr[LN_GROUP];
@@ -861,18 +865,25 @@ static inline __attribute__((always_inline)) void layer_norm_grad_rows(
   for (int q = 0; q < G; q++) v1[q] = v2[q] = V4_SET1(0.0f);
   for (int i = 0; i < nv; i += 4) {
     const v4 gm = V4_LOAD(gamma + i);
-    v4 dg = V4_LOAD(dgamma + i), db = V4_LOAD(dbeta + i);
+    v4 dg = V4_SET1(0.0f), db = V4_SET1(0.0f);
+    if (DGB) dg = V4_LOAD(dgamma + i), db = V4_LOAD(dbeta + i);
     for (int q = 0; q < G; q++) {
       const v4 xh = V4_MUL(V4_SUB(V4_LOAD(xr[q] + i), V4_SET1(mu[q])), V4_SET1(rs[q]));
       const v4 gv = V4_LOAD(gr[q] + i);
-      const v4 dxh = V4_MUL(gv, gm);
-      v1[q] = V4_ADD(v1[q], dxh);
-      v2[q] = V4_ADD(v2[q], V4_MUL(dxh, xh));
-      dg = V4_ADD(dg, V4_MUL(gv, xh));
-      db = V4_ADD(db, gv);
+      if (DX) {
+        const v4 dxh = V4_MUL(gv, gm);
+        v1[q] = V4_ADD(v1[q], dxh);
+        v2[q] = V4_ADD(v2[q], V4_MUL(dxh, xh));
+      }
+      if (DGB) {
+        dg = V4_ADD(dg, V4_MUL(gv, xh));
+        db = V4_ADD(db, gv);
+      }
     }
-    V4_STORE(dgamma + i, dg);
-    V4_STORE(dbeta + i, db);
+    if (DGB) {
+      V4_STORE(dgamma + i, dg);
+      V4_STORE(dbeta + i, db);
+    }
   }
   for (int q = 0; q < G; q++) s1[q] = v4_hsum(v1[q]), s2[q] = v4_hsum(v2[q]);
 #else
@@ -884,8 +895,10 @@ static inline __attribute__((always_inline)) void layer_norm_grad_rows(
       const float dxh = gv * gamma[c];
       l1[c & 3] += dxh;
       l2[c & 3] += dxh * xh;
-      dgamma[c] = dgamma[c] + gv * xh;
-      dbeta[c] = dbeta[c] + gv;
+      if (DGB) {
+        dgamma[c] = dgamma[c] + gv * xh;
+        dbeta[c] = dbeta[c] + gv;
+      }
     }
     s1[q] = hsum4(l1), s2[q] = hsum4(l2);
   }
@@ -897,9 +910,12 @@ static inline __attribute__((always_inline)) void layer_norm_grad_rows(
       const float dxh = gv * gamma[c];
       s1[q] += dxh;
       s2[q] += dxh * xh;
-      dgamma[c] = dgamma[c] + gv * xh;
-      dbeta[c] = dbeta[c] + gv;
+      if (DGB) {
+        dgamma[c] = dgamma[c] + gv * xh;
+        dbeta[c] = dbeta[c] + gv;
+      }
     }
+    if (!DX) continue;
     const float m1 = s1[q] * inv_n, m2 = s2[q] * inv_n;
     float* restrict d = dx + (size_t)(r + q) * cols;
     for (int c = 0; c < cols; c++) {
@@ -909,6 +925,17 @@ static inline __attribute__((always_inline)) void layer_norm_grad_rows(
     }
   }
 }
+
+/* layer_norm_grad_rows over rows [r0, r1), LN_GROUP at a time, with the parts DX and DGB. */
+#define LN_GRAD_RANGE(r0, r1, DX, DGB)                                                         \
+  do {                                                                                          \
+    int r_ = (r0);                                                                              \
+    for (; r_ + LN_GROUP <= (r1); r_ += LN_GROUP)                                               \
+      layer_norm_grad_rows(LN_GROUP, x, gamma, mean, rstd, g, dx, dgamma, dbeta, r_, cols, DX,  \
+                           DGB);                                                                \
+    for (; r_ < (r1); r_++)                                                                     \
+      layer_norm_grad_rows(1, x, gamma, mean, rstd, g, dx, dgamma, dbeta, r_, cols, DX, DGB);  \
+  } while (0)
 
 void duaf_layer_norm_grad(
     uint8_t* base, uint32_t xo, uint32_t go, uint32_t mo, uint32_t ro, uint32_t gro, uint32_t dxo,
@@ -921,10 +948,32 @@ void duaf_layer_norm_grad(
   float* dx = (float*)(base + dxo);
   float* dgamma = (float*)(base + dgo);
   float* dbeta = (float*)(base + dbo);
-  int r = 0;
-  for (; r + LN_GROUP <= rows; r += LN_GROUP)
-    layer_norm_grad_rows(LN_GROUP, x, gamma, mean, rstd, g, dx, dgamma, dbeta, r, cols);
-  for (; r < rows; r++) layer_norm_grad_rows(1, x, gamma, mean, rstd, g, dx, dgamma, dbeta, r, cols);
+  LN_GRAD_RANGE(0, rows, 1, 1);
+}
+
+/*
+ * duaf_layer_norm_grad shared by two kernel threads: dx of rows [dx0, dx1), and with dgb the
+ * terms of every row in dgamma and dbeta (a sum over the rows in order, so one thread takes it
+ * all and the other only dx).
+ */
+void duaf_layer_norm_grad_part(
+    uint8_t* base, uint32_t xo, uint32_t go, uint32_t mo, uint32_t ro, uint32_t gro, uint32_t dxo,
+    uint32_t dgo, uint32_t dbo, int rows, int cols, int dx0, int dx1, int dgb) {
+  const float* x = (const float*)(base + xo);
+  const float* gamma = (const float*)(base + go);
+  const float* mean = (const float*)(base + mo);
+  const float* rstd = (const float*)(base + ro);
+  const float* g = (const float*)(base + gro);
+  float* dx = (float*)(base + dxo);
+  float* dgamma = (float*)(base + dgo);
+  float* dbeta = (float*)(base + dbo);
+  if (!dgb) {
+    LN_GRAD_RANGE(dx0, dx1, 1, 0);
+    return;
+  }
+  LN_GRAD_RANGE(0, dx0, 0, 1);
+  LN_GRAD_RANGE(dx0, dx1, 1, 1);
+  LN_GRAD_RANGE(dx1, rows, 0, 1);
 }
 
 /* ---- attention softmax ---------------------------------------------------------------------- */

@@ -189,6 +189,25 @@ export interface KernelExports {
     rows: number,
     cols: number,
   ): void;
+  /**
+   * The C kernels' layerNormGrad shared by two kernel threads: dx of rows [dx0, dx1), and with
+   * dgb != 0 every row's terms of dgamma and dbeta (summed in row order). Not in wasm.
+   */
+  layerNormGradPart?(
+    x: number,
+    gamma: number,
+    mean: number,
+    rstd: number,
+    g: number,
+    dx: number,
+    dgamma: number,
+    dbeta: number,
+    rows: number,
+    cols: number,
+      dx0: number,
+    dx1: number,
+    dgb: number,
+  ): void;
   crossEntropyBlock(
     x: number,
     targets: number,

@@ -28,6 +28,7 @@ export const THREAD_OPS = [
   "layerNorm",
   "addLayerNorm",
   "dropoutAt",
+  "layerNormGradPart",
   "crossEntropyBlock",
   "crossEntropyBlockGrad",
   "modalityFusion",
