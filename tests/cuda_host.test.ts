@@ -272,7 +272,10 @@ Deno.test({
       }
       const end = be.poolStats();
       assert.equal(end.mallocs, after.mallocs, "segments allocated after the largest step");
-      assert.ok(end.inUse + end.cached <= 2 * end.peak, `reserved ${end.inUse + end.cached} B`);
+      // At this scale the pool is one 20 MiB segment and nine 2 MiB ones for a peak of about
+      // 19 MiB: whole segments put the bound near 2x the peak; a pool that kept a segment per
+      // shape would be several times it.
+      assert.ok(end.inUse + end.cached <= 2.25 * end.peak, `reserved ${end.inUse + end.cached} B`);
     });
   },
 });
