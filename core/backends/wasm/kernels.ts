@@ -204,7 +204,7 @@ export interface KernelExports {
     dbeta: number,
     rows: number,
     cols: number,
-      dx0: number,
+    dx0: number,
     dx1: number,
     dgb: number,
   ): void;

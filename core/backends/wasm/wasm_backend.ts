@@ -1189,8 +1189,10 @@ export class WasmBackend implements Backend {
     const half = this.#elementSplit(n);
     // The mask is a hash of each element's index: a share at element `half` draws the same.
     if (half === 0 || !k.dropoutAt) return k.dropout(xp, op, n, threshold, scale, seed >>> 0);
-    const share = (i0: number, i1: number) =>
-      [xp + 4 * i0, op + 4 * i0, i1 - i0, threshold, scale, seed >>> 0, i0];
+    const share = (
+      i0: number,
+      i1: number,
+    ) => [xp + 4 * i0, op + 4 * i0, i1 - i0, threshold, scale, seed >>> 0, i0];
     const run = k.dropoutAt.bind(k) as (...args: number[]) => void;
     this.#onBoth("dropoutAt", share(half, n), () => run(...share(0, half)));
   }
