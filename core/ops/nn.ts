@@ -59,24 +59,40 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): 
     cols,
     eps,
   );
-  return record(out, "layer_norm", [x, gamma, beta], (g) => {
-    const dx = empty(x.shape);
-    const dgamma = zeros([cols]);
-    const dbeta = zeros([cols]);
-    b.layerNormGrad(
-      x.storage,
-      gamma.storage,
-      meanT.storage,
-      rstd.storage,
-      g.storage,
-      dx.storage,
-      dgamma.storage,
-      dbeta.storage,
-      rows,
-      cols,
-    );
-    return [dx, dgamma, dbeta];
-  });
+  return record(
+    out,
+    "layer_norm",
+    [x, gamma, beta],
+    (g) => layerNormGrad(x, gamma, meanT, rstd, g, rows, cols),
+  );
+}
+
+/** The layer norm of x's gradients dx, dgamma, dbeta from the forward's row statistics. */
+function layerNormGrad(
+  x: Tensor,
+  gamma: Tensor,
+  meanT: Tensor,
+  rstd: Tensor,
+  g: Tensor,
+  rows: number,
+  cols: number,
+): [Tensor, Tensor, Tensor] {
+  const dx = empty(x.shape);
+  const dgamma = zeros([cols]);
+  const dbeta = zeros([cols]);
+  x.backend.layerNormGrad(
+    x.storage,
+    gamma.storage,
+    meanT.storage,
+    rstd.storage,
+    g.storage,
+    dx.storage,
+    dgamma.storage,
+    dbeta.storage,
+    rows,
+    cols,
+  );
+  return [dx, dgamma, dbeta];
 }
 
 /**
@@ -129,21 +145,7 @@ export function addLayerNorm(
     return out;
   }
   return record(out, "add_layer_norm", inputs, (g) => {
-    const dx = empty(a.shape);
-    const dgamma = zeros([cols]);
-    const dbeta = zeros([cols]);
-    be.layerNormGrad(
-      sum.storage,
-      gamma.storage,
-      meanT.storage,
-      rstd.storage,
-      g.storage,
-      dx.storage,
-      dgamma.storage,
-      dbeta.storage,
-      rows,
-      cols,
-    );
+    const [dx, dgamma, dbeta] = layerNormGrad(sum, gamma, meanT, rstd, g, rows, cols);
     // The add hands the sum's gradient to both operands, a's through its dropout mask.
     let da = dx;
     if (drop && a.requiresGrad) {

@@ -937,20 +937,6 @@ static inline __attribute__((always_inline)) void layer_norm_grad_rows(
       layer_norm_grad_rows(1, x, gamma, mean, rstd, g, dx, dgamma, dbeta, r_, cols, DX, DGB);  \
   } while (0)
 
-void duaf_layer_norm_grad(
-    uint8_t* base, uint32_t xo, uint32_t go, uint32_t mo, uint32_t ro, uint32_t gro, uint32_t dxo,
-    uint32_t dgo, uint32_t dbo, int rows, int cols) {
-  const float* x = (const float*)(base + xo);
-  const float* gamma = (const float*)(base + go);
-  const float* mean = (const float*)(base + mo);
-  const float* rstd = (const float*)(base + ro);
-  const float* g = (const float*)(base + gro);
-  float* dx = (float*)(base + dxo);
-  float* dgamma = (float*)(base + dgo);
-  float* dbeta = (float*)(base + dbo);
-  LN_GRAD_RANGE(0, rows, 1, 1);
-}
-
 /*
  * duaf_layer_norm_grad shared by two kernel threads: dx of rows [dx0, dx1), and with dgb the
  * terms of every row in dgamma and dbeta (a sum over the rows in order, so one thread takes it
@@ -974,6 +960,12 @@ void duaf_layer_norm_grad_part(
   LN_GRAD_RANGE(0, dx0, 0, 1);
   LN_GRAD_RANGE(dx0, dx1, 1, 1);
   LN_GRAD_RANGE(dx1, rows, 0, 1);
+}
+
+void duaf_layer_norm_grad(
+    uint8_t* base, uint32_t xo, uint32_t go, uint32_t mo, uint32_t ro, uint32_t gro, uint32_t dxo,
+    uint32_t dgo, uint32_t dbo, int rows, int cols) {
+  duaf_layer_norm_grad_part(base, xo, go, mo, ro, gro, dxo, dgo, dbo, rows, cols, 0, rows, 1);
 }
 
 /* ---- attention softmax ---------------------------------------------------------------------- */
