@@ -269,6 +269,12 @@ export interface RankScoresArgs {
   rows: number;
   cols: number;
   d: number;
+  /**
+   * The caller's buffer for the item table's packed form (Backend.rankPackFloats(cols, d)
+   * floats), kept across the calls of an evaluation whose table does not change: `ready` says
+   * that it already holds this table's (from an earlier call), which is then not packed again.
+   */
+  pack?: { buffer: Storage; ready: boolean };
 }
 
 export interface AdamArgs {
@@ -624,6 +630,8 @@ export interface Backend {
    * (the caller then scores and ranks separately).
    */
   rankScores?(a: RankScoresArgs): boolean;
+  /** Floats of RankScoresArgs.pack for an item table of cols rows of d (with rankScores). */
+  rankPackFloats?(cols: number, d: number): number;
 
   // ---- randomness ---------------------------------------------------------------------------
   /**

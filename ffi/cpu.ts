@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 19;
+export const CPU_KERNELS_ABI = 20;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -58,7 +58,8 @@ const SYMBOLS = {
     parameters: [
       "pointer",
       ...["u32", "u32", "u32", "u32", "u32", "u32"], // users, table, targets, exOffsets, exCols, out
-      ...["i32", "i32", "i32", "u32", "u32", "u32", "i32", "i32"], // rows, items, d, pack, band, barrier, tid, nt
+      ...["i32", "i32", "i32", "u32", "u32"], // rows, items, d, pack, band
+      ...["i32", "u32", "i32", "i32"], // packed (pack holds the table already), barrier, tid, nt
     ],
     result: "i32",
   },

@@ -6,7 +6,7 @@
  * Needs a CBLAS (CI installs Debian's libopenblas0, .ci/install-deps.sh); without one the tests
  * that need it are ignored and the reason is printed.
  */
-import { gemmArgs } from "../core/backend.ts";
+import { gemmArgs, type Storage } from "../core/backend.ts";
 import assert from "node:assert/strict";
 import { openBlas, pointerOf } from "../ffi/blas.ts";
 import { JsBackend } from "../core/backends/js.ts";
@@ -194,6 +194,57 @@ Deno.test({
       const shared = run(two);
       assert.ok(shared.split, "the worker took no share");
       assert.deepEqual(shared.out, run(native!).out);
+    } finally {
+      two.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "native: the fused ranking reuses a packed item table kept by the caller",
+  ignore,
+  async fn() {
+    const two = await NativeBackend.open({ threads: 2 });
+    if ("unavailable" in two) throw new Error(two.unavailable);
+    try {
+      const [items, d, rows] = [1000, 24, 97];
+      const f = (seed: number, n: number) =>
+        Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 3.3 + i * 0.71));
+      const table = two.upload(f(1, items * d), "f32");
+      const exOffsets = two.upload(new Int32Array(rows + 1), "i32");
+      const exCols = two.upload(new Int32Array(1), "i32");
+      const buffer = two.alloc(two.rankPackFloats(items, d), "f32");
+      // Two batches of users against the same table: packed by the first call, reused by the
+      // second; each gives the ranks of a call that packs for itself.
+      for (const [seed, ready] of [[2, false], [3, true]] as const) {
+        const users = two.upload(f(seed, rows * d), "f32");
+        const targets = two.upload(
+          Int32Array.from({ length: rows }, (_, r) => (r * 37) % items),
+          "i32",
+        );
+        const rank = (pack?: { buffer: Storage; ready: boolean }): Int32Array | Float32Array => {
+          const out = two.alloc(rows, "i32");
+          const args = {
+            users,
+            items: table,
+            targets,
+            exOffsets,
+            exCols,
+            out,
+            rows,
+            cols: items,
+            d,
+          };
+          assert.ok(two.rankScores({ ...args, pack }));
+          const got = two.download(out);
+          two.free(out);
+          return got;
+        };
+        const kept = rank({ buffer, ready });
+        assert.deepEqual(kept, rank());
+        for (const s of [users, targets]) two.free(s);
+      }
+      for (const s of [table, exOffsets, exCols, buffer]) two.free(s);
     } finally {
       two.dispose();
     }

@@ -761,6 +761,7 @@ function rankScoresDiffer(wasm: KernelExports, native: KernelExports, arena: Are
       d,
       pack,
       band,
+      0,
       barrier,
       0,
       1,

@@ -4,7 +4,8 @@ import type { SequentialModel } from "../models/model.ts";
 import type { Progress } from "../progress.ts";
 import { silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
-import { empty, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
+import type { Backend, RankScoresArgs, Storage } from "../backend.ts";
+import { empty, keep, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
 import {
   type Examples,
   makeBatch,
@@ -74,6 +75,57 @@ function rankEveryBatch(
   const blockItems = opts.blockItems ||
     (opts.batchSize * cols * 4 > BLOCK_ABOVE_BYTES ? DEFAULT_BLOCK_ITEMS : 0);
   const maxK = Math.max(...opts.ks);
+  const pack = new RankTablePack();
+  try {
+    rankBatches(model, run, blockItems, maxK, pack, ctx);
+  } finally {
+    pack.dispose();
+  }
+  return run.finish();
+}
+
+/**
+ * The item table's packed form for the fused ranking, kept across an evaluation's batches: the
+ * table is the same tensor for all of them (built once: FrozenValues), so it is packed once.
+ */
+class RankTablePack {
+  #buffer: Tensor | null = null;
+  #table: Storage | null = null;
+  #off = false;
+
+  /** RankScoresArgs.pack for `items` on `be`, or nothing where the backend packs per call. */
+  for(be: Backend, items: Tensor): RankScoresArgs["pack"] {
+    if (this.#off || !be.rankPackFloats) return undefined;
+    const [cols, d] = items.shape;
+    const floats = be.rankPackFloats(cols, d);
+    if (this.#buffer && this.#buffer.size !== floats) this.dispose();
+    this.#buffer ??= keep(empty([floats]));
+    const ready = this.#table === items.storage;
+    this.#table = items.storage;
+    return { buffer: this.#buffer.storage, ready };
+  }
+
+  /** The backend did not take the call: it will not later either. */
+  refused(): void {
+    this.#off = true;
+    this.dispose();
+  }
+
+  dispose(): void {
+    this.#buffer?.dispose();
+    this.#buffer = null;
+    this.#table = null;
+  }
+}
+
+function rankBatches(
+  model: SequentialModel,
+  run: ReturnType<typeof startEval>,
+  blockItems: number,
+  maxK: number,
+  pack: RankTablePack,
+  ctx: ForwardContext,
+): void {
   for (const batch of run.batches()) {
     if (blockItems > 0 && model.scoreParts) {
       const ranks = noGrad(() =>
@@ -89,7 +141,7 @@ function rankEveryBatch(
         tidy(() => {
           const excluded = (r: number) => run.excluded(batch, r);
           const parts = model.scoreParts?.(batch, ctx);
-          const fused = parts && fusedRanks(parts, batch.targets, excluded);
+          const fused = parts && fusedRanks(parts, batch.targets, excluded, pack);
           if (fused) return fused;
           // scoreAll is the product of scoreParts where a model has both: not run twice.
           const scores = parts
@@ -103,7 +155,6 @@ function rankEveryBatch(
       else run.rank(batch, ranks);
     }
   }
-  return run.finish();
 }
 
 /** The rows' excluded columns as rankRows takes them: offsets [rows + 1] and the columns. */
@@ -128,6 +179,7 @@ function fusedRanks(
   { users, items }: { users: Tensor; items: Tensor },
   targets: Int32Array,
   excluded: (row: number) => ReadonlySet<number>,
+  pack: RankTablePack,
 ): Int32Array | null {
   const [rows, d] = users.shape;
   const be = users.backend;
@@ -144,8 +196,11 @@ function fusedRanks(
     rows,
     cols: items.shape[0],
     d,
+    pack: pack.for(be, items),
   };
-  return be.rankScores(args) ? out.toArray() as Int32Array : null;
+  if (be.rankScores(args)) return out.toArray() as Int32Array;
+  pack.refused();
+  return null;
 }
 
 /**

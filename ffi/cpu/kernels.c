@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 19
+#define ABI_VERSION 20
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -1625,7 +1625,8 @@ static inline float score_of(const float* u, const float* e, int d) {
  */
 int duaf_rank_scores(
     uint8_t* base, uint32_t uo, uint32_t eo, uint32_t to, uint32_t exo, uint32_t exc, uint32_t oo,
-    int rows, int items, int d, uint32_t packo, uint32_t bando, uint32_t baro, int tid, int nt) {
+    int rows, int items, int d, uint32_t packo, uint32_t bando, int packed, uint32_t baro, int tid,
+    int nt) {
   const float* u = (const float*)(base + uo);
   const float* e = (const float*)(base + eo);
   const int32_t* targets = (const int32_t*)(base + to);
@@ -1639,8 +1640,11 @@ int duaf_rank_scores(
     if ((uint32_t)targets[r] >= (uint32_t)items) return r;
   for (int x = 0; x < ex_off[rows]; x++)
     if ((uint32_t)ex_cols[x] >= (uint32_t)items) return rows + x;
-  pack_table_panels(e, items, d, pack, tid, nt);
-  if (spin_barrier(bar, nt)) return -2;
+  /* packed: pack holds this table's panels from an earlier call (the same table, unchanged). */
+  if (!packed) {
+    pack_table_panels(e, items, d, pack, tid, nt);
+    if (spin_barrier(bar, nt)) return -2;
+  }
   int r0, r1;
   thread_rows(rows, tid, nt, &r0, &r1);
   const int chunk = table_chunk(d);

@@ -21,8 +21,9 @@ export const lcePackBytes = (items: number, d: number): number =>
   4 * Math.ceil(items / 16) * 16 * d;
 export const lceGradBytes = (rows: number): number => 4 * 2 * rows * GEMM_KC;
 /**
- * Scratch of the C kernels' rankScores: the table's panels (as lcePackBytes), then each thread's
- * band: RANK_BAND (48) rows by one table chunk (LCE_CHUNK_FLOATS / d items, at least a vector).
+ * Scratch of the C kernels' rankScores: the table's panels (as lcePackBytes, unless the caller
+ * keeps them: RankScoresArgs.pack), then each thread's band: RANK_BAND (48) rows by one table
+ * chunk (LCE_CHUNK_FLOATS / d items, at least a vector).
  */
 export const rankBandBytes = (d: number): number => 4 * 48 * Math.max(16, Math.floor(65536 / d));
 
@@ -320,6 +321,7 @@ export interface KernelExports {
     d: number,
     scratch: number,
     band: number,
+    packed: number,
     barrier: number,
     tid: number,
     threads: number,

@@ -1150,19 +1150,27 @@ export class WasmBackend implements Backend {
   }
 
   /** rankRows of gemm's scores with the band ranked in cache, where the kernels have it (C). */
+  rankPackFloats(cols: number, d: number): number {
+    return lcePackBytes(cols, d) / 4;
+  }
+
   rankScores(a: RankScoresArgs): boolean {
     const run = this.kernels.rankScores;
     const { rows, cols, d } = a;
     if (!run || d > GEMM_KC || rows === 0 || cols === 0) return false;
-    const packBytes = lcePackBytes(cols, d), bytes = packBytes + this.threads * rankBandBytes(d);
+    // The table's panels in the caller's buffer when it keeps them, else in the scratch.
+    const kept = a.pack;
+    const packBytes = kept ? 0 : lcePackBytes(cols, d);
+    const bytes = packBytes + this.threads * rankBandBytes(d);
     const offsets = this.at(a.exOffsets, 0, rows + 1);
     const excluded = this.arena.i32[(offsets >>> 2) + rows];
     const bad = this.#withScratch(bytes, (scratch) => {
+      const pack = kept ? this.at(kept.buffer, 0, lcePackBytes(cols, d) / 4) : scratch;
       const args = [
         ...[this.at(a.users, 0, rows * d), this.at(a.items, 0, cols * d)],
         ...[this.at(a.targets, 0, rows), offsets, this.at(a.exCols, 0, excluded)],
-        ...[this.at(a.out, 0, rows), rows, cols, d, scratch, scratch + packBytes],
-        this.#barrierWords(),
+        ...[this.at(a.out, 0, rows), rows, cols, d, pack, scratch + packBytes],
+        ...[kept?.ready ? 1 : 0, this.#barrierWords()],
       ];
       let found = -1;
       this.#onEach("rankScores", args, (...all) => {
