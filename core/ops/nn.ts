@@ -217,14 +217,26 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
   }
   return record(out, "linear", [x, w, bias], (g, into) => {
     const dx = x.requiresGrad ? inputGrad(g, w, x, rows, inF, outF, into?.[0]) : null;
-    const dw = w.requiresGrad ? gemmInto(g, x, empty(w.shape), outF, inF, rows, true, false) : null;
-    let db: Tensor | null = null;
-    if (bias.requiresGrad) {
-      db = empty([outF]);
-      b.reduceSum(g.storage, [rows, outF], db.storage, [0, 1], outF, false);
-    }
-    return [dx, dw, db];
+    return [dx, ...paramGrads(g, x, w, bias, rows)];
   });
+}
+
+/** A linear's weight and bias gradients (null where not wanted) from g [rows, out] and x. */
+function paramGrads(
+  g: Tensor,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor,
+  rows: number,
+): [Tensor | null, Tensor | null] {
+  const [outF, inF] = w.shape;
+  const dw = w.requiresGrad ? gemmInto(g, x, empty(w.shape), outF, inF, rows, true, false) : null;
+  let db: Tensor | null = null;
+  if (bias.requiresGrad) {
+    db = empty([outF]);
+    g.backend.reduceSum(g.storage, [rows, outF], db.storage, [0, 1], outF, false);
+  }
+  return [dw, db];
 }
 
 /**
@@ -282,16 +294,8 @@ export function feedForward(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: T
     pre.dispose();
     return out;
   }
-  const biasGrad = (g: Tensor, cols: number) => {
-    const db = empty([cols]);
-    be.reduceSum(g.storage, [rows, cols], db.storage, [0, 1], cols, false);
-    return db;
-  };
   return record(out, "feed_forward", params, (g, into) => {
-    const dw2 = w2.requiresGrad
-      ? gemmInto(g, act, empty(w2.shape), outF, hidden, rows, true, false)
-      : null;
-    const db2 = b2.requiresGrad ? biasGrad(g, outF) : null;
+    const [dw2, db2] = paramGrads(g, act, w2, b2, rows);
     if (!x.requiresGrad && !w1.requiresGrad && !b1.requiresGrad) {
       return [null, null, null, dw2, db2];
     }
@@ -303,10 +307,7 @@ export function feedForward(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: T
       }),
     );
     const dx = x.requiresGrad ? inputGrad(dpre, w1, x, rows, inF, hidden, into?.[0]) : null;
-    const dw1 = w1.requiresGrad
-      ? gemmInto(dpre, x, empty(w1.shape), hidden, inF, rows, true, false)
-      : null;
-    const db1 = b1.requiresGrad ? biasGrad(dpre, hidden) : null;
+    const [dw1, db1] = paramGrads(dpre, x, w1, b1, rows);
     dpre.dispose();
     return [dx, dw1, db1, dw2, db2];
   }, [pre, act]);
@@ -391,16 +392,22 @@ function maskedSoftmaxRecord(
 
 /** Rows of `table` ([n, dim]) at int32 `idx` (any shape); output idx.shape + [dim]. */
 export function embedding(table: Tensor, idx: Tensor): Tensor {
+  const out = empty(lookupShape(table, idx));
+  table.backend.gather(table.storage, idx.storage, out.storage, idx.size, table.shape[1]);
+  return record(out, "embedding", [table], (g) => [lookupGrad(table, idx, g)]);
+}
+
+/** A lookup's output shape [...idx, dim]; the indices must be int32. */
+function lookupShape(table: Tensor, idx: Tensor): number[] {
   if (idx.dtype !== "i32") throw new Error("embedding: indices must be int32");
-  const dim = table.shape[1];
-  const out = empty([...idx.shape, dim]);
-  const b = table.backend;
-  b.gather(table.storage, idx.storage, out.storage, idx.size, dim);
-  return record(out, "embedding", [table], (g) => {
-    const dt = zeros(table.shape);
-    b.scatterAdd(g.storage, idx.storage, dt.storage, idx.size, dim);
-    return [dt];
-  });
+  return [...idx.shape, table.shape[1]];
+}
+
+/** The table's gradient of a lookup: g's rows added into zeros at their indices. */
+function lookupGrad(table: Tensor, idx: Tensor, g: Tensor): Tensor {
+  const dt = zeros(table.shape);
+  table.backend.scatterAdd(g.storage, idx.storage, dt.storage, idx.size, table.shape[1]);
+  return dt;
 }
 
 /**
@@ -409,24 +416,18 @@ export function embedding(table: Tensor, idx: Tensor): Tensor {
  * gives (the lookup's to the table, g itself to b).
  */
 export function embeddingAdd(table: Tensor, idx: Tensor, b: Tensor): Tensor {
-  if (idx.dtype !== "i32") throw new Error("embedding: indices must be int32");
-  const dim = table.shape[1];
-  const shape = [...idx.shape, dim];
+  const shape = lookupShape(table, idx);
   const be = table.backend;
   if (!be.gatherAdd || !sameShape(b.shape, shape)) return add(embedding(table, idx), b);
   const out = empty(shape);
-  if (!be.gatherAdd(table.storage, idx.storage, b.storage, out.storage, idx.size, dim)) {
+  if (!be.gatherAdd(table.storage, idx.storage, b.storage, out.storage, idx.size, shape.at(-1)!)) {
     out.dispose();
     return add(embedding(table, idx), b);
   }
-  return record(out, "embedding_add", [table, b], (g) => {
-    let dt: Tensor | null = null;
-    if (table.requiresGrad) {
-      dt = zeros(table.shape);
-      be.scatterAdd(g.storage, idx.storage, dt.storage, idx.size, dim);
-    }
-    return [dt, g];
-  });
+  return record(out, "embedding_add", [table, b], (g) => [
+    table.requiresGrad ? lookupGrad(table, idx, g) : null,
+    g,
+  ]);
 }
 
 /** out[r] = x[r, idx[r]] for x [rows, cols] and int32 idx [rows]. */

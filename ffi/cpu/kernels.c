@@ -794,6 +794,16 @@ static inline uint32_t hash32(uint32_t x) {
   return x;
 }
 
+/* random.ts `dropout` of elements [index0, index0 + n) of a call: the mask at each's index. */
+static void dropout_run(const float* restrict x, float* restrict out, int n, int threshold,
+                        float scale, uint32_t seed, uint32_t index0) {
+  const uint32_t hs = hash32(seed);
+  for (int i = 0; i < n; i++) {
+    const int32_t u = (int32_t)(hash32((index0 + (uint32_t)i) ^ hs) >> 8);
+    out[i] = x[i] * (u >= threshold ? scale : 0.0f);
+  }
+}
+
 /* Rows of LN_GROUP of a + b formed on the stack when the sum is not kept (up to this width). */
 #define ADD_LN_MAX_COLS 1024
 
@@ -824,11 +834,8 @@ int duaf_add_layer_norm(
     const float* restrict ar = a + at;
     const float* restrict br = b + at;
     if (threshold > 0) {
-      const uint32_t hs = hash32(seed), i0 = index0 + (uint32_t)at;
-      for (int i = 0; i < g * cols; i++) {
-        const int32_t u = (int32_t)(hash32((i0 + (uint32_t)i) ^ hs) >> 8);
-        sr[i] = ar[i] * (u >= threshold ? scale : 0.0f) + br[i];
-      }
+      dropout_run(ar, sr, g * cols, threshold, scale, seed, index0 + (uint32_t)at);
+      for (int i = 0; i < g * cols; i++) sr[i] = sr[i] + br[i];
     } else {
       for (int i = 0; i < g * cols; i++) sr[i] = ar[i] + br[i];
     }
@@ -1113,20 +1120,10 @@ void duaf_modality_fusion(
 
 /* ---- dropout --------------------------------------------------------------------------------- */
 
-
 /*
  * random.ts `dropout`: out[i] = x[i] * (u(seed, i) * 2^24 >= threshold ? scale : 0), the mask
  * drawn from the counter-based hash in place (x and out may be the same buffer).
  */
-static void dropout_run(const float* restrict x, float* restrict out, int n, int threshold,
-                        float scale, uint32_t seed, uint32_t index0) {
-  const uint32_t hs = hash32(seed);
-  for (int i = 0; i < n; i++) {
-    const int32_t u = (int32_t)(hash32((index0 + (uint32_t)i) ^ hs) >> 8);
-    out[i] = x[i] * (u >= threshold ? scale : 0.0f);
-  }
-}
-
 void duaf_dropout(uint8_t* base, uint32_t xo, uint32_t outo, int n, int threshold, float scale,
                   uint32_t seed) {
   /* restrict: in place, each element is read before it is written and by nothing after. */

@@ -448,19 +448,15 @@ export class WasmBackend implements Backend {
         n,
         this.#workerScratch,
       );
-    } else if (m >= 2 * MR) {
-      const split = Math.round(m / 2 / MR) * MR;
-      mine = run(a, b, c, batch, 0, split, 0, n, this.#scratch);
-      theirs = run(a, b, c, batch, split, m, 0, n, this.#workerScratch);
     } else {
-      const split = Math.max(NR, Math.round(n / 2 / NR) * NR);
-      mine = run(a, b, c, batch, 0, m, 0, split, this.#scratch);
-      theirs = run(a, b, c, batch, 0, m, split, n, this.#workerScratch);
+      const [own, other] = productHalves(m, n);
+      mine = run(a, b, c, batch, ...own, this.#scratch);
+      theirs = run(a, b, c, batch, ...other, this.#workerScratch);
     }
     this.#onBoth("gemm", theirs, () => this.#gemmCall(mine));
   }
 
-  /** One item with GemmArgs.epilogue, split by rows (or columns) as gemm splits. */
+  /** One item with GemmArgs.epilogue, split between the threads as gemm splits one item. */
   #gemmEpilogue(
     g: GemmArgs,
     a: number,
@@ -486,21 +482,12 @@ export class WasmBackend implements Backend {
     if (!this.#thread || 2 * m * n * k < GEMM_THREAD_FLOPS) {
       return run(...args(0, m, 0, n, this.#scratch));
     }
-    if (m >= 2 * MR) {
-      const split = Math.round(m / 2 / MR) * MR;
-      this.#onBoth(
-        "gemmEpilogue",
-        args(split, m, 0, n, this.#workerScratch),
-        () => run(...args(0, split, 0, n, this.#scratch)),
-      );
-    } else {
-      const split = Math.max(NR, Math.round(n / 2 / NR) * NR);
-      this.#onBoth(
-        "gemmEpilogue",
-        args(0, m, split, n, this.#workerScratch),
-        () => run(...args(0, m, 0, split, this.#scratch)),
-      );
-    }
+    const [own, other] = productHalves(m, n);
+    this.#onBoth(
+      "gemmEpilogue",
+      args(...other, this.#workerScratch),
+      () => run(...args(...own, this.#scratch)),
+    );
   }
 
   #gemmCall(args: number[]): void {
@@ -1149,11 +1136,11 @@ export class WasmBackend implements Backend {
     else this.#checkIndex(bad - rows, exCols, cols, `${what} excluded columns`);
   }
 
-  /** rankRows of gemm's scores with the band ranked in cache, where the kernels have it (C). */
   rankPackFloats(cols: number, d: number): number {
     return lcePackBytes(cols, d) / 4;
   }
 
+  /** rankRows of gemm's scores with the band ranked in cache, where the kernels have it (C). */
   rankScores(a: RankScoresArgs): boolean {
     const run = this.kernels.rankScores;
     const { rows, cols, d } = a;
@@ -1226,6 +1213,22 @@ export class WasmBackend implements Backend {
   }
 
   sync(): void {}
+}
+
+/**
+ * One product's rows [r0, r1) x columns [c0, c1) for each kernel thread: halves of the rows on
+ * register-tile boundaries, or of the columns for a product of few rows.
+ */
+function productHalves(
+  m: number,
+  n: number,
+): [[number, number, number, number], [number, number, number, number]] {
+  if (m >= 2 * MR) {
+    const split = Math.round(m / 2 / MR) * MR;
+    return [[0, split, 0, n], [split, m, 0, n]];
+  }
+  const split = Math.max(NR, Math.round(n / 2 / NR) * NR);
+  return [[0, m, 0, split], [0, m, split, n]];
 }
 
 /** The dropout kernel's keep test and scale for rate p. */
