@@ -244,6 +244,11 @@ export interface LinearCeArgs {
   rows: number;
   items: number;
   d: number;
+  /**
+   * The three products (z = h table^T, dh = G table, dtable = G^T h) on operands rounded to
+   * bfloat16, summed in float32 (Backend.productsBf16; ceProducts "bf16"). The same on both calls.
+   */
+  bf16?: boolean;
 }
 
 /** Backend.linearCrossEntropyKeptGrad: `w` [rows] the row losses' gradient; null: not wanted. */
@@ -567,6 +572,11 @@ export interface Backend {
    * dtable = G^T h, reading z once and leaving it unchanged. False as above.
    */
   linearCrossEntropyKeptGrad?(a: LinearCeGradArgs): boolean;
+  /**
+   * Whether the two calls above take LinearCeArgs.bf16 (TrainConfig.ceProducts "bf16"): the C
+   * kernels on a CPU with AVX-512 BF16.
+   */
+  readonly productsBf16?: boolean;
 
   // ---- DuAF fusion (core/ops/nn.ts modalityFusion) ----------------------------------------
   /**

@@ -6,7 +6,26 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 20;
+export const CPU_KERNELS_ABI = 21;
+
+/** The fused cross-entropy's entry points; the bf16 ones take the same arguments. */
+const LCE_FORWARD = {
+  parameters: [
+    "pointer",
+    ...["u32", "u32", "u32", "u32", "u32", "u32", "u32"], // h, table, z, targets, lse, picked, shift
+    ...["i32", "i32", "i32", "u32", "u32", "i32", "i32"], // rows, items, d, pack, barrier, tid, nt
+  ],
+  result: "i32",
+} as const;
+const LCE_BACKWARD = {
+  parameters: [
+    "pointer",
+    ...["u32", "u32", "u32", "u32", "u32", "u32", "u32"], // h, table, z, targets, lse, w, shift
+    ...["u32", "u32", "i32", "i32", "i32"], // dh, dtable, rows, items, d
+    ...["u32", "u32", "i32", "i32"], // gradient buffers, barrier, tid, nt
+  ],
+  result: "i32",
+} as const;
 
 const SYMBOLS = {
   duaf_cpu_abi: { parameters: [], result: "i32" },
@@ -109,23 +128,11 @@ const SYMBOLS = {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "i32", "i32"],
     result: "void",
   },
-  duaf_lce_forward: {
-    parameters: [
-      "pointer",
-      ...["u32", "u32", "u32", "u32", "u32", "u32", "u32"], // h, table, z, targets, lse, picked, shift
-      ...["i32", "i32", "i32", "u32", "u32", "i32", "i32"], // rows, items, d, pack, barrier, tid, nt
-    ],
-    result: "i32",
-  },
-  duaf_lce_backward: {
-    parameters: [
-      "pointer",
-      ...["u32", "u32", "u32", "u32", "u32", "u32", "u32"], // h, table, z, targets, lse, w, shift
-      ...["u32", "u32", "i32", "i32", "i32"], // dh, dtable, rows, items, d
-      ...["u32", "u32", "i32", "i32"], // gradient buffers, barrier, tid, nt
-    ],
-    result: "i32",
-  },
+  duaf_lce_forward: LCE_FORWARD,
+  duaf_lce_backward: LCE_BACKWARD,
+  duaf_cpu_has_bf16: { parameters: [], result: "i32" },
+  duaf_lce_forward_bf16: LCE_FORWARD,
+  duaf_lce_backward_bf16: LCE_BACKWARD,
   duaf_col_sums: {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "i32", "i32", "i32"],
     result: "void",

@@ -3,8 +3,10 @@
  * an item table on the native backend's two kernel threads, as separate calls (the logits GEMM,
  * the cross-entropy rows keeping exponentials; the gradient rows and the two gradient GEMMs) and
  * fused (Backend.linearCrossEntropyKept and its Grad), medians of K rounds each. "bits" compares
- * the fused outputs with the separate calls' (loss parts, dh, dtable). Defaults: a Beauty prefix
- * step, [2048 x 64] against [12102 x 64].
+ * the fused outputs with the separate calls' (loss parts, dh, dtable). Where the CPU has AVX-512
+ * BF16, then the fused call with bf16 products (ceProducts=bf16) against the float32 one, with
+ * the relative difference of their outputs. Defaults: a Beauty prefix step, [2048 x 64] against
+ * [12102 x 64].
  */
 import { parseArgs } from "node:util";
 import { gemmArgs } from "../core/backend.ts";
@@ -82,4 +84,42 @@ console.log(
     ((ffb - ff) / (sfb - sf)).toFixed(2)
   }x | ${bits} |`,
 );
+// The bf16 products (ceProducts=bf16) against the fused float32 call, where the CPU has them; the
+// largest relative difference of dh and dtable from the float32 ones, and its loss's.
+if (be.productsBf16) {
+  const bf = { ...args, bf16: true };
+  const bfForward = () => be.linearCrossEntropyKept(bf);
+  const bfBackward = () => be.linearCrossEntropyKeptGrad({ ...bf, w, dh, dtable });
+  fusedForward();
+  fusedBackward();
+  const f32 = outputs();
+  bfForward();
+  bfBackward();
+  const b16 = outputs();
+  const relMax = (i: number) => {
+    let num = 0, den = 0;
+    for (let j = 0; j < f32[i].length; j++) {
+      num += (b16[i][j] - f32[i][j]) ** 2;
+      den += f32[i][j] ** 2;
+    }
+    return Math.sqrt(num / den).toExponential(1);
+  };
+  const bff = median(bfForward);
+  const bffb = median(() => (bfForward(), bfBackward()));
+  console.log("");
+  console.log(
+    "| bf16 products (ceProducts=bf16) | fused float32 ms | fused bf16 ms | bf16 / float32 | relative difference |",
+  );
+  console.log("|---|---|---|---|---|");
+  console.log(
+    `| forward | ${ff.toFixed(2)} | ${bff.toFixed(2)} | ${(bff / ff).toFixed(2)}x | lse ${
+      relMax(0)
+    } |`,
+  );
+  console.log(
+    `| backward | ${(ffb - ff).toFixed(2)} | ${(bffb - bff).toFixed(2)} | ${
+      ((bffb - bff) / (ffb - ff)).toFixed(2)
+    }x | dh ${relMax(3)}, dtable ${relMax(4)} |`,
+  );
+}
 be.dispose();

@@ -9,13 +9,15 @@
  *
  *   deno task bench train [--steps N] [--rounds 1] [--models sasrec,duafmat] [--backend NAME]
  *                         [--threads 2] [--data DIR] [--no-torch] [--record docs/benchmarks.md]
+ *                         [--ce-products fp32|bf16]
  *
  * --steps N times N steps per system and extrapolates the epoch from the mean step time after the
  * first (labelled "extrapolated"); the default is a full epoch. --rounds N runs each of our systems
  * N times, alternating them, and reports each one's median epoch and evaluation with their ranges
  * (peak RSS: the largest), so that a shared machine's noise between runs (10% here) does not decide
  * a target; PyTorch runs once. --record replaces the "## train" section of the given markdown file
- * with the tables printed here.
+ * with the tables printed here. --ce-products bf16 trains our systems with ceProducts=bf16 (the
+ * loss's products on bf16 operands); their floors stay float32's.
  */
 import { cpuModel, median, runChildJson } from "./measure.ts";
 import { parseArgs } from "node:util";
@@ -71,6 +73,7 @@ async function runChild(
   model: string,
   steps: number,
   backend: string | undefined,
+  ceProducts: string,
 ): Promise<ChildResult | { failed: string }> {
   const { r } = await runChildJson<ChildResult>([
     CHILD,
@@ -86,6 +89,8 @@ async function runChild(
     String(SHAPE.maxLen),
     "--batch",
     String(SHAPE.batch),
+    "--ce-products",
+    ceProducts,
     ...(backend ? ["--backend", backend] : []),
   ]);
   const failed = r as { ok?: unknown; error?: string };
@@ -200,6 +205,7 @@ async function main(): Promise<void> {
       data: { type: "string", default: join(ROOT, "../shared/data/amazon-beauty-2014") },
       "no-torch": { type: "boolean", default: false },
       record: { type: "string" },
+      "ce-products": { type: "string", default: "fp32" },
     },
   });
   const steps = Number(values.steps);
@@ -238,7 +244,7 @@ async function main(): Promise<void> {
         if (dropped.has(model)) continue;
         const which = rounds > 1 ? `, round ${round} of ${rounds}` : "";
         log(`training ${model} (${steps ? `${steps} steps` : "one epoch"}${which})`);
-        const r = await runChild(dataset, model, steps, values.backend);
+        const r = await runChild(dataset, model, steps, values.backend, values["ce-products"]);
         if ("failed" in r || r.unavailable) {
           const why = "failed" in r ? `failed (${r.failed})` : `not available (${r.unavailable})`;
           notes.push(`duaf ${model}: ${why}`);
@@ -319,7 +325,11 @@ async function main(): Promise<void> {
       "",
       `Command: \`deno task bench train${Deno.args.length ? " " + Deno.args.join(" ") : ""}\`. ` +
       `Amazon Beauty 2014 (5-core), d=${SHAPE.hidden}, max length ${SHAPE.maxLen}, batch ` +
-      `${SHAPE.batch}, CE over all items; eval = full ranking of every item for every test user.`,
+      `${SHAPE.batch}, CE over all items${
+        values["ce-products"] === "bf16"
+          ? " with its products on bf16 operands (ceProducts=bf16; the floor below is float32's)"
+          : ""
+      }; eval = full ranking of every item for every test user.`,
       "",
       `Backend: ${desc}. FLOP floor = analytic GEMM FLOPs of an epoch (forward x 3, each example ` +
       `at its real history length: SASRec ${(flops.sasrec / 1e12).toFixed(2)} TFLOP, DuAF-MAT ` +

@@ -170,6 +170,17 @@ export function withCpuKernels(
       if (bad === -2) throw new Error(RANK_THREADS_APART);
       return bad;
     },
+    // The bf16 products exist only in a build for a CPU with AVX-512 BF16.
+    ...(s.duaf_cpu_has_bf16()
+      ? {
+        lceForwardBf16(...args: Parameters<NonNullable<KernelExports["lceForwardBf16"]>>) {
+          if (s.duaf_lce_forward_bf16(at(), ...args) !== 0) throw new Error(LCE_THREADS_APART);
+        },
+        lceBackwardBf16(...args: Parameters<NonNullable<KernelExports["lceBackwardBf16"]>>) {
+          if (s.duaf_lce_backward_bf16(at(), ...args) !== 0) throw new Error(LCE_THREADS_APART);
+        },
+      }
+      : {}),
   };
 }
 

@@ -41,6 +41,7 @@ export function createModel(
         gbceT: cfg.gbceT,
         negativeSharing: cfg.negativeSharing,
         ceChunkItems: cfg.ceChunkItems,
+        ceProducts: cfg.ceProducts,
       }, rng);
     case "lrurec":
       if (!(cfg.lruRMin <= cfg.lruRMax)) {
@@ -59,6 +60,7 @@ export function createModel(
         gbceT: cfg.gbceT,
         negativeSharing: cfg.negativeSharing,
         ceChunkItems: cfg.ceChunkItems,
+        ceProducts: cfg.ceProducts,
       }, rng);
     case "fdsa":
       if (!items.text) throw new UsageError("fdsa needs a text modality (the dataset has none)");

@@ -29,6 +29,8 @@ export interface ItemLossConfig {
   negativeSharing?: "position" | "batch";
   /** CE over all items: "auto" (plain for small catalogs, in item blocks above), 0, or block size. */
   ceChunkItems?: op.CeChunkSetting;
+  /** CE over all items: the precision of its products with the item table. */
+  ceProducts?: op.CeProducts;
 }
 
 /** SASRec's config, which the models built on its encoder and losses extend. */
@@ -208,7 +210,10 @@ export function positionIds(batch: Pick<SequenceBatch, "size" | "len">): Tensor 
   return tensor(hit.ids, [size, len], "i32");
 }
 
-/** nextItemLoss with the loss settings of a model's config: loss, ceChunkItems and negatives. */
+/**
+ * nextItemLoss with the loss settings of a model's config: loss, ceChunkItems, ceProducts and
+ * negatives.
+ */
 export function configuredItemLoss(
   seqOut: Tensor,
   itemTable: Tensor,
@@ -216,7 +221,15 @@ export function configuredItemLoss(
   cfg: ItemLossConfig,
   ctx: ForwardContext,
 ): Tensor {
-  return nextItemLoss(seqOut, itemTable, at, cfg.loss, cfg.ceChunkItems, negativeSampler(cfg, ctx));
+  return nextItemLoss(
+    seqOut,
+    itemTable,
+    at,
+    cfg.loss,
+    cfg.ceChunkItems,
+    negativeSampler(cfg, ctx),
+    cfg.ceProducts,
+  );
 }
 
 /**
@@ -234,6 +247,7 @@ export function nextItemLoss(
   kind: LossKind,
   ceChunkItems: op.CeChunkSetting = "auto",
   sampled?: SampledNegatives,
+  ceProducts: op.CeProducts = "fp32",
 ): Tensor {
   const n = at.targets.length;
   if (kind === "gbce" || kind === "sampled") {
@@ -245,7 +259,7 @@ export function nextItemLoss(
     // The plain path is one block of every item: its [N x items] logits are materialised once.
     const items = itemTable.shape[0];
     const block = op.ceBlockItems(n, items, ceChunkItems) || items;
-    return op.linearCrossEntropy(seqOut, itemTable, targets, block);
+    return op.linearCrossEntropy(seqOut, itemTable, targets, block, ceProducts);
   }
   if (!at.negatives) throw new Error("BCE loss needs sampled negatives");
   const negatives = tensor(at.negatives, [n], "i32");

@@ -27,11 +27,19 @@
  * read the exponentials once in the backward), with the same bits as the separate calls.
  */
 import { gemmArgs } from "../backend.ts";
+import { UsageError } from "../errors.ts";
 import { empty, isGradEnabled, record, type Tensor } from "../tensor.ts";
 import { mean } from "./reduce.ts";
 
 /** "auto", 0 (the plain path: logits materialised) or the items per block. */
 export type CeChunkSetting = "auto" | number;
+
+/**
+ * The precision of the products with the item table (TrainConfig.ceProducts): "fp32", or "bf16"
+ * (operands rounded to bfloat16, sums in float32) where the backend's fused one-block path takes
+ * it (Backend.productsBf16).
+ */
+export type CeProducts = "fp32" | "bf16";
 
 /** Under "auto", plain CE runs while its logits [T x items] stay within this (256 MiB). */
 export const CE_PLAIN_MAX_BYTES = 256 * 2 ** 20;
@@ -69,6 +77,7 @@ export function linearCrossEntropyRows(
   table: Tensor,
   targets: Tensor,
   blockItems = 0,
+  products: CeProducts = "fp32",
 ): Tensor {
   if (h.rank !== 2 || table.rank !== 2 || h.shape[1] !== table.shape[1]) {
     throw new Error(`linearCrossEntropy: hidden [${h.shape}] against table [${table.shape}]`);
@@ -86,14 +95,24 @@ export function linearCrossEntropyRows(
       bOffset: j0 * d,
     }));
 
+  const bf16 = products === "bf16";
+  if (bf16 && !(block >= items && b.productsBf16)) {
+    throw new UsageError(
+      block < items
+        ? `ceProducts=bf16 takes the CE over one block of all ${items} items (ceChunkItems=0)`
+        : `ceProducts=bf16 needs the native backend's C kernels on a CPU with AVX-512 BF16 ` +
+          `(backend ${b.name} has no bf16 products)`,
+    );
+  }
   const lse = empty([rows]);
   const picked = empty([rows]);
   const z = empty([rows * block]);
   // One block holds every item: its logits are kept for the backward, which then turns them into
   // their gradient in place instead of computing them again (the plain path's memory and GEMMs).
   const keepLogits = block >= items && isGradEnabled() && (h.requiresGrad || table.requiresGrad);
-  // Kept logits become their exponentials, shifted by each row's maximum (kept in `shift`).
-  const shift = keepLogits && b.keepsCrossEntropyExp ? empty([rows]) : null;
+  // Kept logits become their exponentials, shifted by each row's maximum (kept in `shift`). The
+  // bf16 products run only in the fused kernel, which works that way with a gradient or without.
+  const shift = bf16 || keepLogits && b.keepsCrossEntropyExp ? empty([rows]) : null;
   // A backend that fuses this path (the C kernels) does the product and the rows in one call.
   const kept = shift && {
     h: h.storage,
@@ -105,9 +124,11 @@ export function linearCrossEntropyRows(
     rows,
     items,
     d,
+    bf16,
   };
   const fused = kept !== null &&
     b.linearCrossEntropyKept?.({ ...kept, picked: picked.storage }) === true;
+  if (bf16 && !fused) throw new Error("linearCrossEntropy: the backend refused its bf16 products");
   for (let j0 = 0; j0 < items && !fused; j0 += block) {
     const cols = Math.min(block, items - j0);
     logits(z, j0, cols);
@@ -123,7 +144,10 @@ export function linearCrossEntropyRows(
       shift?.storage,
     );
   }
-  if (!keepLogits) z.dispose();
+  if (!keepLogits) {
+    z.dispose();
+    shift?.dispose();
+  }
   const out = empty([rows]);
   b.binary("sub", lse.storage, [1], picked.storage, [1], out.storage, [rows]);
   picked.dispose();
@@ -181,6 +205,7 @@ export function linearCrossEntropy(
   table: Tensor,
   targets: Tensor,
   blockItems = 0,
+  products: CeProducts = "fp32",
 ): Tensor {
-  return mean(linearCrossEntropyRows(h, table, targets, blockItems));
+  return mean(linearCrossEntropyRows(h, table, targets, blockItems, products));
 }

@@ -21,6 +21,7 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "negatives": 256,
   "gbceT": 0.75,
   "ceChunkItems": "auto",
+  "ceProducts": "fp32",
   "trainMode": "prefix",
   "windowEnd": "last",
   "prefixPerUser": 0,

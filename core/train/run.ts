@@ -156,6 +156,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   // The model and the memory estimate come before anything is written: a run that cannot fit
   // stops here with one line and leaves no output.
   const model = buildModel(cfg, ds, progress);
+  checkCeProducts(cfg);
   let initFrom: InitFromResult | null = null;
   if (opts.initFrom && !opts.resume) {
     initFrom = await initFromRun(opts.initFrom, model, ds, identity);
@@ -225,6 +226,27 @@ function memoryInputs(cfg: TrainConfig, ds: Dataset, model: SequentialModel): Me
     microTokens,
     ...sequenceSizes(ds, cfg, microTokens, model.padsTo),
   };
+}
+
+/** ceProducts=bf16 where it cannot run: one line before anything is written. */
+function checkCeProducts(cfg: TrainConfig): void {
+  if (cfg.ceProducts !== "bf16") return;
+  if (cfg.loss !== "ce") {
+    throw new UsageError(`ceProducts=bf16 applies to loss=ce (now loss=${cfg.loss})`);
+  }
+  if (typeof cfg.ceChunkItems === "number" && cfg.ceChunkItems > 0) {
+    throw new UsageError(
+      `ceProducts=bf16 takes the CE over one block of all items: set ceChunkItems=0 or auto ` +
+        `(now ${cfg.ceChunkItems})`,
+    );
+  }
+  const backend = getBackend();
+  if (!backend.productsBf16) {
+    throw new UsageError(
+      `ceProducts=bf16 needs the native backend's C kernels on a CPU with AVX-512 BF16 ` +
+        `(backend ${backend.name} has no bf16 products); use ceProducts=fp32`,
+    );
+  }
 }
 
 /** What to change when a training run runs out of memory, with the values in force. */

@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 20
+#define ABI_VERSION 21
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -1586,6 +1586,272 @@ int duaf_lce_backward(
              cols * (tid + 1) / nt, 0, d, 0, 0, EPI_NONE, 0, 0);
   }
   return 0;
+}
+
+/* ---- the cross-entropy's products in bfloat16 (ceProducts "bf16") --------------------------- */
+
+/*
+ * duaf_lce_forward and duaf_lce_backward with their three products on bfloat16 inputs: each
+ * operand rounded to bf16 (the instruction's round to nearest even), the products summed in
+ * float32 by VDPBF16PS, two k at a time (a pair of bf16 in each 32-bit lane). AVX-512 BF16 runs
+ * those pairs at about twice the rate of float32 FMAs. The exponentials, the log-sum-exp and the
+ * gradient rows stay float32 (duaf_lce_forward's arithmetic); only the products round differently,
+ * so this is a choice of precision (TrainConfig.ceProducts), not a speed trick with the same bits.
+ *
+ * Layouts (u32 = a pair of bf16, the lower k in the low half; an odd count padded with 0):
+ *   forward: table panels [panel][d / 2][VW items]; h rows [rows][d / 2].
+ *   backward: table pairs along items [items / 2][d]; h pairs along rows, transposed,
+ *   [d][rows / 2]; per item block, the gradient rows [rows][KC / 2] (for dh) and their pairs
+ *   along rows [rows / 2][KC] (for dtable, both threads' rows: two buffers, as the float32
+ *   backward's).
+ */
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__) && VW == 16
+#define HAS_BF16 1
+#define BF_NV 4 /* vectors of a register tile's row */
+
+/* n floats as bf16 into out (an odd n's pair completed with 0 at out[n]). */
+static void to_bf16(const float* x, uint16_t* out, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256((__m256i*)(out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+    const __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
+    _mm256_mask_storeu_epi16(out + i, m, v);
+  }
+  if (n & 1) out[n] = 0;
+}
+
+/* out[j] = the pair (a[j], b[j]) of two bf16 rows (b null: zeros), j < n. */
+static void pair_rows(const uint16_t* a, const uint16_t* b, uint32_t* out, int n) {
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(a + j)));
+    const __m512i hi = b ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(b + j)))
+                         : _mm512_setzero_si512();
+    _mm512_storeu_si512(out + j, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+  }
+  for (; j < n; j++) out[j] = (uint32_t)a[j] | ((uint32_t)(b ? b[j] : 0) << 16);
+}
+
+/*
+ * A rows x (nv vectors) tile over kp pairs: acc[r][v] = sum over q of a[r * ars + q] . b[q * bq +
+ * v * bv + 0..15], pair by pair. mode 0 stores it at c (row r at c + r * ldc, the last vector
+ * masked by lastm), 1 adds it there, 2 stores it transposed: lane l of acc[r][v] to
+ * c[(v * 16 + l) * ldc + r] for the lanes of lastm's count in the last vector.
+ */
+static inline __attribute__((always_inline)) void bf16_tile(
+    int rows, int nv, const uint32_t* a, size_t ars, int kp, const uint32_t* b, size_t bq,
+    size_t bv, float* c, size_t ldc, __mmask16 lastm, int mode) {
+  __m512 acc[MB][BF_NV];
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+  for (int q = 0; q < kp; q++) {
+    __m512bh bvec[BF_NV];
+    for (int v = 0; v < nv; v++)
+      bvec[v] = (__m512bh)_mm512_loadu_si512(b + (size_t)q * bq + (size_t)v * bv);
+    for (int r = 0; r < rows; r++) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * ars + q]);
+      for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bvec[v]);
+    }
+  }
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < nv; v++) {
+      const __mmask16 m = v == nv - 1 ? lastm : (__mmask16)0xffff;
+      if (mode == 2) {
+        float lane[16];
+        _mm512_storeu_ps(lane, acc[r][v]);
+        for (int l = 0; l < 16 && (m >> l & 1); l++) c[((size_t)v * 16 + l) * ldc + r] = lane[l];
+        continue;
+      }
+      float* cr = c + (size_t)r * ldc + (size_t)v * 16;
+      const __m512 x = mode == 1 ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, cr), acc[r][v]) : acc[r][v];
+      _mm512_mask_storeu_ps(cr, m, x);
+    }
+}
+
+/* bf16_tile with rows and nv as constants (each count its own register tile). */
+static void bf16_block(int rows, int nv, const uint32_t* a, size_t ars, int kp, const uint32_t* b,
+                       size_t bq, size_t bv, float* c, size_t ldc, __mmask16 lastm, int mode) {
+#define BT(R, N) bf16_tile(R, N, a, ars, kp, b, bq, bv, c, ldc, lastm, mode)
+#define BT_ROWS(N)                                     \
+  switch (rows) {                                      \
+    case 6: BT(6, N); break;                           \
+    case 5: BT(5, N); break;                           \
+    case 4: BT(4, N); break;                           \
+    case 3: BT(3, N); break;                           \
+    case 2: BT(2, N); break;                           \
+    default: BT(1, N); break;                          \
+  }
+  switch (nv) {
+    case 4: BT_ROWS(4); break;
+    case 3: BT_ROWS(3); break;
+    case 2: BT_ROWS(2); break;
+    default: BT_ROWS(1); break;
+  }
+#undef BT_ROWS
+#undef BT
+}
+
+/* The mask of a vector's first n lanes (n >= 16: all). */
+static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
+
+/* c rows [i0, i1) x columns [0, n) = a b over kp pairs, in tiles of MB rows by BF_NV vectors. */
+static void bf16_product(const uint32_t* a, size_t ars, int i0, int i1, int kp, const uint32_t* b,
+                         size_t bq, size_t bv, int n, float* c, size_t ldc, int mode) {
+  for (int i = i0; i < i1; i += MB) {
+    const int rows = i1 - i < MB ? i1 - i : MB;
+    for (int j = 0; j < n; j += BF_NV * 16) {
+      const int w = n - j < BF_NV * 16 ? n - j : BF_NV * 16;
+      const int nv = (w + 15) / 16;
+      float* cij = mode == 2 ? c + (size_t)j * ldc + i : c + (size_t)i * ldc + j;
+      bf16_block(rows, nv, a + (size_t)i * ars, ars, kp, b + (size_t)(j / 16) * bv, bq, bv, cij,
+                 ldc, lanes(w - (nv - 1) * 16), mode);
+    }
+  }
+}
+#endif
+
+/* 1 where this build has the bf16 products (AVX-512 BF16), else 0. */
+int duaf_cpu_has_bf16(void) {
+#ifdef HAS_BF16
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+/*
+ * duaf_lce_forward with the logits from bf16 products. pack: lceBf16PackBytes (the table's
+ * panels, then h's rows as pairs). Returns 0, -1 when the threads did not meet, -2 without
+ * AVX-512 BF16.
+ */
+int duaf_lce_forward_bf16(
+    uint8_t* base, uint32_t ho, uint32_t eo, uint32_t zo, uint32_t to, uint32_t lo, uint32_t po,
+    uint32_t so, int rows, int items, int d, uint32_t packo, uint32_t baro, int tid, int nt) {
+#ifdef HAS_BF16
+  const float* h = (const float*)(base + ho);
+  const float* e = (const float*)(base + eo);
+  float* z = (float*)(base + zo);
+  const int dp = (d + 1) / 2, panels = (items + VW - 1) / VW;
+  uint32_t* pack = (uint32_t*)(base + packo);
+  uint32_t* hp = pack + (size_t)panels * dp * VW;
+  uint32_t* bar = (uint32_t*)(base + baro);
+  uint16_t row[KC + 2];
+  for (int p = panels * tid / nt; p < panels * (tid + 1) / nt; p++) {
+    uint32_t* panel = pack + (size_t)p * dp * VW;
+    for (int jj = 0; jj < VW; jj++) {
+      const int j = p * VW + jj;
+      if (j < items) to_bf16(e + (size_t)j * d, row, d);
+      else memset(row, 0, sizeof(uint16_t) * 2 * dp);
+      for (int q = 0; q < dp; q++)
+        panel[(size_t)q * VW + jj] = (uint32_t)row[2 * q] | ((uint32_t)row[2 * q + 1] << 16);
+    }
+  }
+  int r0, r1;
+  thread_rows(rows, tid, nt, &r0, &r1);
+  for (int r = r0; r < r1; r++) to_bf16(h + (size_t)r * d, (uint16_t*)(hp + (size_t)r * dp), d);
+  if (spin_barrier(bar, nt)) return -1;
+  int band = (int)(LCE_BAND_BYTES / (4u * (unsigned)items)) / MB * MB;
+  if (band < MB) band = MB;
+  const int chunk = table_chunk(d);
+  for (int i0 = r0; i0 < r1; i0 += band) {
+    const int i1 = r1 - i0 < band ? r1 : i0 + band;
+    for (int jc = 0; jc < items; jc += chunk) {
+      const int n = items - jc < chunk ? items - jc : chunk;
+      bf16_product(hp + (size_t)i0 * dp, (size_t)dp, 0, i1 - i0, dp, pack + (size_t)jc * dp,
+                   VW, (size_t)dp * VW, n, z + (size_t)i0 * items + jc, (size_t)items, 0);
+    }
+    ce_rows(z + (size_t)i0 * items, (const int32_t*)(base + to) + i0, (float*)(base + lo) + i0,
+            (float*)(base + po) + i0, i1 - i0, items, 0, 1, (float*)(base + so) + i0);
+  }
+  return 0;
+#else
+  (void)base, (void)ho, (void)eo, (void)zo, (void)to, (void)lo, (void)po, (void)so, (void)rows;
+  (void)items, (void)d, (void)packo, (void)baro, (void)tid, (void)nt;
+  return -2;
+#endif
+}
+
+/*
+ * duaf_lce_backward with dh and dtable from bf16 products: per block of KC items the gradient
+ * rows (duaf_lce_backward's float32 arithmetic) rounded to bf16, dh (+)= G_blk table_blk on each
+ * thread's rows, and dtable_blk^T = h^T G_blk on each thread's share of the block's items, stored
+ * transposed. grads: lceBf16GradBytes. Returns 0, -1 when the threads did not meet, -2 without
+ * AVX-512 BF16.
+ */
+int duaf_lce_backward_bf16(
+    uint8_t* base, uint32_t ho, uint32_t eo, uint32_t zo, uint32_t to, uint32_t lo, uint32_t wo,
+    uint32_t so, uint32_t dho, uint32_t deo, int rows, int items, int d, uint32_t gso,
+    uint32_t baro, int tid, int nt) {
+#ifdef HAS_BF16
+  const float* h = (const float*)(base + ho);
+  const float* e = (const float*)(base + eo);
+  const float* z = (const float*)(base + zo);
+  const int32_t* targets = (const int32_t*)(base + to);
+  const float* lse = (const float*)(base + lo);
+  const float* w = (const float*)(base + wo);
+  const float* shift = (const float*)(base + so);
+  float* dh = dho ? (float*)(base + dho) : 0;
+  float* de = deo ? (float*)(base + deo) : 0;
+  uint32_t* bar = (uint32_t*)(base + baro);
+  const int ip = (items + 1) / 2, rp = (rows + 1) / 2;
+  /* Scratch, as lceBf16GradBytes lays it out. */
+  uint32_t* ep = (uint32_t*)(base + gso);           /* [ip][d] */
+  uint32_t* hpt = ep + (size_t)ip * d;              /* [d][rp] */
+  uint32_t* gp = hpt + (size_t)d * rp;              /* [rows][KC / 2] */
+  uint32_t* gq0 = gp + (size_t)rows * (KC / 2);     /* 2 x [rp][KC], then 16 of padding */
+  uint16_t ra[KC + 2], rb[KC + 2];
+  float ga[KC], gb[KC];
+  for (int q = ip * tid / nt; q < ip * (tid + 1) / nt; q++) {
+    to_bf16(e + (size_t)2 * q * d, ra, d);
+    if (2 * q + 1 < items) to_bf16(e + (size_t)(2 * q + 1) * d, rb, d);
+    pair_rows(ra, 2 * q + 1 < items ? rb : 0, ep + (size_t)q * d, d);
+  }
+  for (int p = rp * tid / nt; p < rp * (tid + 1) / nt; p++) {
+    to_bf16(h + (size_t)2 * p * d, ra, d);
+    if (2 * p + 1 < rows) to_bf16(h + (size_t)(2 * p + 1) * d, rb, d);
+    for (int c = 0; c < d; c++)
+      hpt[(size_t)c * rp + p] = (uint32_t)ra[c] | ((uint32_t)(2 * p + 1 < rows ? rb[c] : 0) << 16);
+  }
+  if (spin_barrier(bar, nt)) return -1;
+  int r0, r1;
+  thread_rows(rows, tid, nt, &r0, &r1); /* r0 even: row pairs never straddle the threads */
+  for (int j0 = 0, blk = 0; j0 < items; j0 += KC, blk++) {
+    const int cols = items - j0 < KC ? items - j0 : KC;
+    const int cp = (cols + 1) / 2;
+    uint32_t* gq = gq0 + (size_t)(blk & 1) * rp * KC;
+    for (int r = r0; r < r1; r += 2) {
+      ce_grad_kept_row(z + (size_t)r * items + j0, ga, cols, targets[r] - j0, w[r], shift[r],
+                       lse[r]);
+      to_bf16(ga, (uint16_t*)(gp + (size_t)r * (KC / 2)), cols);
+      if (r + 1 < r1) {
+        ce_grad_kept_row(z + (size_t)(r + 1) * items + j0, gb, cols, targets[r + 1] - j0,
+                         w[r + 1], shift[r + 1], lse[r + 1]);
+        to_bf16(gb, (uint16_t*)(gp + (size_t)(r + 1) * (KC / 2)), cols);
+      }
+      pair_rows((const uint16_t*)(gp + (size_t)r * (KC / 2)),
+                r + 1 < r1 ? (const uint16_t*)(gp + (size_t)(r + 1) * (KC / 2)) : 0,
+                gq + (size_t)(r / 2) * KC, cols);
+    }
+    if (dh) {
+      bf16_product(gp, KC / 2, r0, r1, cp, ep + (size_t)(j0 / 2) * d, (size_t)d, 16, d, dh,
+                   (size_t)d, j0 > 0);
+    }
+    if (!de) continue;
+    if (spin_barrier(bar, nt)) return -1;
+    const int ja = cols * tid / nt, jb = cols * (tid + 1) / nt;
+    if (jb > ja) {
+      bf16_product(hpt, (size_t)rp, 0, d, rp, gq + ja, KC, 16, jb - ja,
+                   de + (size_t)(j0 + ja) * d, (size_t)d, 2);
+    }
+  }
+  return 0;
+#else
+  (void)base, (void)ho, (void)eo, (void)zo, (void)to, (void)lo, (void)wo, (void)so, (void)dho;
+  (void)deo, (void)rows, (void)items, (void)d, (void)gso, (void)baro, (void)tid, (void)nt;
+  return -2;
+#endif
 }
 
 /* Rows a thread ranks at a time, and the scores of one table chunk (LCE_CHUNK_FLOATS) they fill. */

@@ -6,6 +6,7 @@
  *
  *   deno run -A --v8-flags=--no-liftoff tools/train_bench/child.ts --dataset DIR --model sasrec
  *     [--steps N] [--backend NAME] [--hidden 64] [--max-len 50] [--batch 2048]
+ *     [--ce-products fp32|bf16]
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -47,6 +48,7 @@ async function main(): Promise<void> {
       hidden: { type: "string", default: "64" },
       "max-len": { type: "string", default: "50" },
       batch: { type: "string", default: "2048" },
+      "ce-products": { type: "string", default: "fp32" },
     },
   });
   if (!values.dataset) throw new Error("--dataset DIR is required");
@@ -61,6 +63,7 @@ async function main(): Promise<void> {
     `batchSize=${values.batch}`,
     "epochs=1",
     `maxSteps=${values.steps}`,
+    `ceProducts=${values["ce-products"]}`,
   ]);
   const ds = await loadDataset(values.dataset);
   const nTrain = splitExamples(ds, "train").users.length;

@@ -21,6 +21,17 @@ export const lcePackBytes = (items: number, d: number): number =>
   4 * Math.ceil(items / 16) * 16 * d;
 export const lceGradBytes = (rows: number): number => 4 * 2 * rows * GEMM_KC;
 /**
+ * The same for the bf16 products (lceForwardBf16 / lceBackwardBf16): the table's panels and h's
+ * rows as bf16 pairs; the table's pairs along items, h's along rows (transposed), the gradient
+ * rows of a block and two blocks of their pairs along rows, and a vector of padding.
+ */
+export const lceBf16PackBytes = (rows: number, items: number, d: number): number =>
+  4 * Math.ceil(d / 2) * (Math.ceil(items / 16) * 16 + rows);
+export const lceBf16GradBytes = (rows: number, items: number, d: number): number => {
+  const rp = Math.ceil(rows / 2);
+  return 4 * (Math.ceil(items / 2) * d + d * rp + rows * (GEMM_KC / 2) + 2 * rp * GEMM_KC + 16);
+};
+/**
  * Scratch of the C kernels' rankScores: the table's panels (as lcePackBytes, unless the caller
  * keeps them: RankScoresArgs.pack), then each thread's band: RANK_BAND (48) rows by one table
  * chunk (LCE_CHUNK_FLOATS / d items, at least a vector).
@@ -308,6 +319,13 @@ export interface KernelExports {
     tid: number,
     threads: number,
   ): void;
+  /**
+   * lceForward / lceBackward with the three products on bf16 inputs and float32 sums
+   * (duaf_lce_forward_bf16 / duaf_lce_backward_bf16): only where the C kernels were built with
+   * AVX-512 BF16.
+   */
+  lceForwardBf16?: KernelExports["lceForward"];
+  lceBackwardBf16?: KernelExports["lceBackward"];
   /** The C kernels' ranking of a product's scores (duaf_rank_scores); the wasm module has none. */
   rankScores?(
     users: number,

@@ -39,6 +39,8 @@ export const THREAD_OPS = [
   "lceForward",
   "lceBackward",
   "rankScores",
+  "lceForwardBf16",
+  "lceBackwardBf16",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

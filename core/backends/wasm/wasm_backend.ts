@@ -39,6 +39,8 @@ import {
   instantiateKernels,
   type KernelExports,
   type KernelVariant,
+  lceBf16GradBytes,
+  lceBf16PackBytes,
   lceGradBytes,
   lcePackBytes,
   rankBandBytes,
@@ -904,16 +906,19 @@ export class WasmBackend implements Backend {
 
   /** The fused cross-entropy where the kernels have it (the C kernels), for d up to their KC. */
   linearCrossEntropyKept(a: LinearCeArgs): boolean {
-    const run = this.kernels.lceForward;
+    const run = a.bf16 ? this.kernels.lceForwardBf16 : this.kernels.lceForward;
     if (!run || !this.#fusesLinearCe(a)) return false;
     const { rows, items, d } = a;
     const middle = [this.at(a.picked, 0, rows), this.at(a.shift, 0, rows)];
-    this.#linearCeCall("lceForward", run, a, middle, lcePackBytes(items, d));
+    const [op, bytes] = a.bf16
+      ? ["lceForwardBf16" as const, lceBf16PackBytes(rows, items, d)]
+      : ["lceForward" as const, lcePackBytes(items, d)];
+    this.#linearCeCall(op, run, a, middle, bytes);
     return true;
   }
 
   linearCrossEntropyKeptGrad(a: LinearCeGradArgs): boolean {
-    const run = this.kernels.lceBackward;
+    const run = a.bf16 ? this.kernels.lceBackwardBf16 : this.kernels.lceBackward;
     if (!run || !this.#fusesLinearCe(a)) return false;
     const { rows, items, d } = a;
     const middle = [
@@ -922,8 +927,15 @@ export class WasmBackend implements Backend {
       a.dh ? this.at(a.dh, 0, rows * d) : 0,
       a.dtable ? this.at(a.dtable, 0, items * d) : 0,
     ];
-    this.#linearCeCall("lceBackward", run, a, middle, lceGradBytes(rows));
+    const [op, bytes] = a.bf16
+      ? ["lceBackwardBf16" as const, lceBf16GradBytes(rows, items, d)]
+      : ["lceBackward" as const, lceGradBytes(rows)];
+    this.#linearCeCall(op, run, a, middle, bytes);
     return true;
+  }
+
+  get productsBf16(): boolean {
+    return this.kernels.lceForwardBf16 !== undefined && this.kernels.lceBackwardBf16 !== undefined;
   }
 
   #fusesLinearCe({ rows, items, d }: { rows: number; items: number; d: number }): boolean {
