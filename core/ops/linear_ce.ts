@@ -24,9 +24,11 @@
  *
  * A backend may take that one-block path in one call each way (Backend.linearCrossEntropyKept:
  * the C kernels turn each band of rows' logits into exponentials while they are in cache, and
- * read the exponentials once in the backward), with the same bits as the separate calls.
+ * read the exponentials once in the backward), with the same bits as the separate calls. There
+ * alone, `products` "bf16" runs the three products on bfloat16 operands (TrainConfig.ceProducts):
+ * a choice of precision, not the float32 bits.
  */
-import { gemmArgs } from "../backend.ts";
+import { type Backend, gemmArgs } from "../backend.ts";
 import { UsageError } from "../errors.ts";
 import { empty, isGradEnabled, record, type Tensor } from "../tensor.ts";
 import { mean } from "./reduce.ts";
@@ -40,6 +42,12 @@ export type CeChunkSetting = "auto" | number;
  * it (Backend.productsBf16).
  */
 export type CeProducts = "fp32" | "bf16";
+
+/** Why `b` cannot run ceProducts=bf16, or null where it can. */
+export function bf16Refusal(b: Backend): string | null {
+  return b.productsBf16 ? null : `ceProducts=bf16 needs the native backend's C kernels on a CPU ` +
+    `with AVX-512 BF16 (backend ${b.name} has no bf16 products)`;
+}
 
 /** Under "auto", plain CE runs while its logits [T x items] stay within this (256 MiB). */
 export const CE_PLAIN_MAX_BYTES = 256 * 2 ** 20;
@@ -96,14 +104,12 @@ export function linearCrossEntropyRows(
     }));
 
   const bf16 = products === "bf16";
-  if (bf16 && !(block >= items && b.productsBf16)) {
-    throw new UsageError(
-      block < items
-        ? `ceProducts=bf16 takes the CE over one block of all ${items} items (ceChunkItems=0)`
-        : `ceProducts=bf16 needs the native backend's C kernels on a CPU with AVX-512 BF16 ` +
-          `(backend ${b.name} has no bf16 products)`,
-    );
-  }
+  const refused = !bf16
+    ? null
+    : block < items
+    ? `ceProducts=bf16 takes the CE over one block of all ${items} items (ceChunkItems=0)`
+    : bf16Refusal(b);
+  if (refused) throw new UsageError(refused);
   const lse = empty([rows]);
   const picked = empty([rows]);
   const z = empty([rows * block]);

@@ -21,6 +21,7 @@ import type { SequenceBatch } from "../models/batch.ts";
 import type { ItemSide } from "../models/item_side.ts";
 import type { SequentialModel } from "../models/model.ts";
 import { createModel } from "../models/registry.ts";
+import { bf16Refusal } from "../ops/linear_ce.ts";
 import { Adam } from "../optim/adam.ts";
 import { type Progress, silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
@@ -240,13 +241,8 @@ function checkCeProducts(cfg: TrainConfig): void {
         `(now ${cfg.ceChunkItems})`,
     );
   }
-  const backend = getBackend();
-  if (!backend.productsBf16) {
-    throw new UsageError(
-      `ceProducts=bf16 needs the native backend's C kernels on a CPU with AVX-512 BF16 ` +
-        `(backend ${backend.name} has no bf16 products); use ceProducts=fp32`,
-    );
-  }
+  const refused = bf16Refusal(getBackend());
+  if (refused) throw new UsageError(`${refused}; use ceProducts=fp32`);
 }
 
 /** What to change when a training run runs out of memory, with the values in force. */
