@@ -1511,6 +1511,41 @@ static void band_scores(const float* h, int i0, int i1, const float* pack, int j
     }
 }
 
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__) && VW == 16
+static void bf16_product(const uint32_t* a, size_t ars, int i0, int i1, int kp, const uint32_t* b,
+                         size_t bq, size_t bv, int n, float* c, size_t ldc, int mode);
+#endif
+
+/*
+ * A thread's rows [r0, r1) of the fused forward, a band at a time: the band's scores against the
+ * packed table chunk by chunk (bf16 null: band_scores on the float32 panels; else the bf16
+ * product of h's pairs `bf16` and the bf16 panels), then ce_rows over all items while the band is
+ * in cache (first block, exponentials kept in z, row maxima in shift).
+ */
+static void lce_bands(uint8_t* base, const float* h, const void* pack, const uint32_t* bf16,
+                      float* z, uint32_t to, uint32_t lo, uint32_t po, uint32_t so, int r0, int r1,
+                      int items, int d) {
+  int band = (int)(LCE_BAND_BYTES / (4u * (unsigned)items)) / MB * MB;
+  if (band < MB) band = MB;
+  const int chunk = table_chunk(d), dp = (d + 1) / 2;
+  for (int i0 = r0; i0 < r1; i0 += band) {
+    const int i1 = r1 - i0 < band ? r1 : i0 + band;
+    for (int jc = 0; jc < items; jc += chunk) {
+      const int n = items - jc < chunk ? items - jc : chunk;
+      float* zc = z + (size_t)i0 * items + jc;
+      if (!bf16) band_scores(h, i0, i1, (const float*)pack, jc, jc + n, d, zc, (size_t)items);
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__) && VW == 16
+      else
+        bf16_product(bf16 + (size_t)i0 * dp, (size_t)dp, 0, i1 - i0, dp,
+                     (const uint32_t*)pack + (size_t)jc * dp, VW, (size_t)dp * VW, n, zc,
+                     (size_t)items, 0);
+#endif
+    }
+    ce_rows(z + (size_t)i0 * items, (const int32_t*)(base + to) + i0, (float*)(base + lo) + i0,
+            (float*)(base + po) + i0, i1 - i0, items, 0, 1, (float*)(base + so) + i0);
+  }
+}
+
 /*
  * Forward: z = h table^T (h [rows, d], table [items, d], z [rows, items]) as duaf_gemm computes
  * it, then ce_rows over all items (first block, exponentials kept in z, row maxima in shift).
@@ -1529,18 +1564,7 @@ int duaf_lce_forward(
   if (spin_barrier(bar, nt)) return -1;
   int r0, r1;
   thread_rows(rows, tid, nt, &r0, &r1);
-  int band = (int)(LCE_BAND_BYTES / (4u * (unsigned)items)) / MB * MB;
-  if (band < MB) band = MB;
-  const int chunk = table_chunk(d);
-  for (int i0 = r0; i0 < r1; i0 += band) {
-    const int i1 = r1 - i0 < band ? r1 : i0 + band;
-    for (int jc = 0; jc < items; jc += chunk) {
-      band_scores(h, i0, i1, pack, jc, items - jc < chunk ? items : jc + chunk, d,
-                  z + (size_t)i0 * items + jc, (size_t)items);
-    }
-    ce_rows(z + (size_t)i0 * items, (const int32_t*)(base + to) + i0, (float*)(base + lo) + i0,
-            (float*)(base + po) + i0, i1 - i0, items, 0, 1, (float*)(base + so) + i0);
-  }
+  lce_bands(base, h, pack, 0, z, to, lo, po, so, r0, r1, items, d);
   return 0;
 }
 
@@ -1752,19 +1776,7 @@ int duaf_lce_forward_bf16(
   thread_rows(rows, tid, nt, &r0, &r1);
   for (int r = r0; r < r1; r++) to_bf16(h + (size_t)r * d, (uint16_t*)(hp + (size_t)r * dp), d);
   if (spin_barrier(bar, nt)) return -1;
-  int band = (int)(LCE_BAND_BYTES / (4u * (unsigned)items)) / MB * MB;
-  if (band < MB) band = MB;
-  const int chunk = table_chunk(d);
-  for (int i0 = r0; i0 < r1; i0 += band) {
-    const int i1 = r1 - i0 < band ? r1 : i0 + band;
-    for (int jc = 0; jc < items; jc += chunk) {
-      const int n = items - jc < chunk ? items - jc : chunk;
-      bf16_product(hp + (size_t)i0 * dp, (size_t)dp, 0, i1 - i0, dp, pack + (size_t)jc * dp,
-                   VW, (size_t)dp * VW, n, z + (size_t)i0 * items + jc, (size_t)items, 0);
-    }
-    ce_rows(z + (size_t)i0 * items, (const int32_t*)(base + to) + i0, (float*)(base + lo) + i0,
-            (float*)(base + po) + i0, i1 - i0, items, 0, 1, (float*)(base + so) + i0);
-  }
+  lce_bands(base, h, pack, hp, z, to, lo, po, so, r0, r1, items, d);
   return 0;
 #else
   (void)base, (void)ho, (void)eo, (void)zo, (void)to, (void)lo, (void)po, (void)so, (void)rows;
