@@ -5,20 +5,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { NativeBackend } from "../core/backends/native.ts";
-import { listDir } from "./helpers/run_cli.ts";
-import { MAIN_TS, setFlags, TINY_SETS, tinyDataset } from "./helpers/tiny_run.ts";
+import { listDir, runCliProcess } from "./helpers/run_cli.ts";
+import { setFlags, TINY_SETS, tinyDataset } from "./helpers/tiny_run.ts";
 
 const opened = await NativeBackend.open();
 const hasBf16 = !("unavailable" in opened) && opened.productsBf16 === true;
 
 async function duaf(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN_TS, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+  const r = await runCliProcess(args);
+  return { code: r.code, stdout: r.stdout.trim(), stderr: r.stderr.trim() };
 }
 
 Deno.test("ceProducts=bf16: refused in one line where its products cannot run", async () => {

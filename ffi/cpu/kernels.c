@@ -1568,6 +1568,25 @@ int duaf_lce_forward(
   return 0;
 }
 
+/* The fused CE backward's arguments as pointers (dho / deo 0: that gradient is not wanted). */
+typedef struct {
+  const float *h, *e, *z, *lse, *w, *shift;
+  const int32_t* targets;
+  float *dh, *de;
+  uint32_t* bar;
+} lce_grad_ptrs;
+
+static lce_grad_ptrs lce_grad_args(uint8_t* base, uint32_t ho, uint32_t eo, uint32_t zo,
+                                   uint32_t to, uint32_t lo, uint32_t wo, uint32_t so, uint32_t dho,
+                                   uint32_t deo, uint32_t baro) {
+  lce_grad_ptrs p = {
+      (const float*)(base + ho), (const float*)(base + eo), (const float*)(base + zo),
+      (const float*)(base + lo), (const float*)(base + wo), (const float*)(base + so),
+      (const int32_t*)(base + to), dho ? (float*)(base + dho) : 0,
+      deo ? (float*)(base + deo) : 0, (uint32_t*)(base + baro)};
+  return p;
+}
+
 /*
  * Backward of duaf_lce_forward: in blocks of KC items, the block's gradient w[r] (softmax -
  * onehot) from the kept exponentials (duaf_ce_block_grad's arithmetic) into a [rows x KC]
@@ -1580,16 +1599,11 @@ int duaf_lce_backward(
     uint8_t* base, uint32_t ho, uint32_t eo, uint32_t zo, uint32_t to, uint32_t lo, uint32_t wo,
     uint32_t so, uint32_t dho, uint32_t deo, int rows, int items, int d, uint32_t gso,
     uint32_t baro, int tid, int nt) {
-  const float* h = (const float*)(base + ho);
-  const float* e = (const float*)(base + eo);
-  const float* z = (const float*)(base + zo);
-  const int32_t* targets = (const int32_t*)(base + to);
-  const float* lse = (const float*)(base + lo);
-  const float* w = (const float*)(base + wo);
-  const float* shift = (const float*)(base + so);
-  float* dh = dho ? (float*)(base + dho) : 0;
-  float* de = deo ? (float*)(base + deo) : 0;
-  uint32_t* bar = (uint32_t*)(base + baro);
+  const lce_grad_ptrs p = lce_grad_args(base, ho, eo, zo, to, lo, wo, so, dho, deo, baro);
+  const float *h = p.h, *e = p.e, *z = p.z, *lse = p.lse, *w = p.w, *shift = p.shift;
+  const int32_t* targets = p.targets;
+  float *dh = p.dh, *de = p.de;
+  uint32_t* bar = p.bar;
   int r0, r1;
   thread_rows(rows, tid, nt, &r0, &r1);
   for (int j0 = 0, blk = 0; j0 < items; j0 += KC, blk++) {
@@ -1797,16 +1811,11 @@ int duaf_lce_backward_bf16(
     uint32_t so, uint32_t dho, uint32_t deo, int rows, int items, int d, uint32_t gso,
     uint32_t baro, int tid, int nt) {
 #ifdef HAS_BF16
-  const float* h = (const float*)(base + ho);
-  const float* e = (const float*)(base + eo);
-  const float* z = (const float*)(base + zo);
-  const int32_t* targets = (const int32_t*)(base + to);
-  const float* lse = (const float*)(base + lo);
-  const float* w = (const float*)(base + wo);
-  const float* shift = (const float*)(base + so);
-  float* dh = dho ? (float*)(base + dho) : 0;
-  float* de = deo ? (float*)(base + deo) : 0;
-  uint32_t* bar = (uint32_t*)(base + baro);
+  const lce_grad_ptrs p = lce_grad_args(base, ho, eo, zo, to, lo, wo, so, dho, deo, baro);
+  const float *h = p.h, *e = p.e, *z = p.z, *lse = p.lse, *w = p.w, *shift = p.shift;
+  const int32_t* targets = p.targets;
+  float *dh = p.dh, *de = p.de;
+  uint32_t* bar = p.bar;
   const int ip = (items + 1) / 2, rp = (rows + 1) / 2;
   /* Scratch, as lceBf16GradBytes lays it out. */
   uint32_t* ep = (uint32_t*)(base + gso);           /* [ip][d] */
