@@ -96,7 +96,7 @@ if (be.productsBf16) {
   bfForward();
   bfBackward();
   const b16 = outputs();
-  const relMax = (i: number) => {
+  const relDiff = (i: number) => {
     let num = 0, den = 0;
     for (let j = 0; j < f32[i].length; j++) {
       num += (b16[i][j] - f32[i][j]) ** 2;
@@ -113,13 +113,13 @@ if (be.productsBf16) {
   console.log("|---|---|---|---|---|");
   console.log(
     `| forward | ${ff.toFixed(2)} | ${bff.toFixed(2)} | ${(bff / ff).toFixed(2)}x | lse ${
-      relMax(0)
+      relDiff(0)
     } |`,
   );
   console.log(
     `| backward | ${(ffb - ff).toFixed(2)} | ${(bffb - bff).toFixed(2)} | ${
       ((bffb - bff) / (ffb - ff)).toFixed(2)
-    }x | dh ${relMax(3)}, dtable ${relMax(4)} |`,
+    }x | dh ${relDiff(3)}, dtable ${relDiff(4)} |`,
   );
 }
 be.dispose();

@@ -1511,7 +1511,12 @@ static void band_scores(const float* h, int i0, int i1, const float* pack, int j
     }
 }
 
+/* The bf16 products (below) where the build targets AVX-512 BF16 with the 16-float GEMM tile. */
 #if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__) && VW == 16
+#define HAS_BF16 1
+#endif
+
+#ifdef HAS_BF16
 static void bf16_product(const uint32_t* a, size_t ars, int i0, int i1, int kp, const uint32_t* b,
                          size_t bq, size_t bv, int n, float* c, size_t ldc, int mode);
 #endif
@@ -1527,18 +1532,20 @@ static void lce_bands(uint8_t* base, const float* h, const void* pack, const uin
                       int items, int d) {
   int band = (int)(LCE_BAND_BYTES / (4u * (unsigned)items)) / MB * MB;
   if (band < MB) band = MB;
-  const int chunk = table_chunk(d), dp = (d + 1) / 2;
+  const int chunk = table_chunk(d);
   for (int i0 = r0; i0 < r1; i0 += band) {
     const int i1 = r1 - i0 < band ? r1 : i0 + band;
     for (int jc = 0; jc < items; jc += chunk) {
       const int n = items - jc < chunk ? items - jc : chunk;
       float* zc = z + (size_t)i0 * items + jc;
       if (!bf16) band_scores(h, i0, i1, (const float*)pack, jc, jc + n, d, zc, (size_t)items);
-#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__) && VW == 16
-      else
+#ifdef HAS_BF16
+      else {
+        const int dp = (d + 1) / 2; /* pairs a row */
         bf16_product(bf16 + (size_t)i0 * dp, (size_t)dp, 0, i1 - i0, dp,
                      (const uint32_t*)pack + (size_t)jc * dp, VW, (size_t)dp * VW, n, zc,
                      (size_t)items, 0);
+      }
 #endif
     }
     ce_rows(z + (size_t)i0 * items, (const int32_t*)(base + to) + i0, (float*)(base + lo) + i0,
@@ -1643,8 +1650,7 @@ int duaf_lce_backward(
  *   along rows [rows / 2][KC] (for dtable, both threads' rows: two buffers, as the float32
  *   backward's).
  */
-#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__) && VW == 16
-#define HAS_BF16 1
+#ifdef HAS_BF16
 #define BF_NV 4 /* vectors of a register tile's row */
 
 /* n floats as bf16 into out (an odd n's pair completed with 0 at out[n]). */
