@@ -259,6 +259,42 @@ export interface LinearCeGradArgs extends Omit<LinearCeArgs, "picked"> {
 }
 
 /**
+ * Backend.attention: per sequence and head, softmax(q k^T * scale + mask), dropout, times v.
+ * q [batch, lq, d], k and v [batch, lk, d], out [batch, lq, d], head j in columns [j dh,
+ * (j + 1) dh) of each; p [batch, heads, lq, lk] receives the softmax before dropout.
+ */
+export interface AttentionArgs {
+  q: Storage;
+  k: Storage;
+  v: Storage;
+  /** Additive, with maskedSoftmax's row strides over [batch, heads, lq] (0 broadcasts). */
+  mask: Storage | null;
+  maskRows: readonly [number, number, number];
+  p: Storage;
+  out: Storage;
+  batch: number;
+  lq: number;
+  lk: number;
+  d: number;
+  heads: number;
+  scale: number;
+  /**
+   * Dropout of the softmax at rate p with dropout(·, p, seed)'s mask for [batch, heads, lq, lk];
+   * with `steps` (int32 [batch], lq = 1), each query row takes the mask of row steps[b] of a
+   * [batch, heads, lk, lk] pass instead. Null: none.
+   */
+  dropout: { p: number; seed: number; steps: Storage | null } | null;
+}
+
+/** Backend.attentionGrad: g = the output's gradient; dq, dk, dv are written whole. */
+export interface AttentionGradArgs extends Omit<AttentionArgs, "mask" | "maskRows" | "out"> {
+  g: Storage;
+  dq: Storage;
+  dk: Storage;
+  dv: Storage;
+}
+
+/**
  * Backend.rankScores: rankRows over the scores users items^T (users [rows, d], items [cols, d])
  * as gemm computes them, without the [rows, cols] scores.
  */
@@ -577,6 +613,15 @@ export interface Backend {
    * kernels on a CPU with AVX-512 BF16.
    */
   readonly productsBf16?: boolean;
+
+  /**
+   * core/ops/attention.ts in one call each way, where the backend fuses it: the bits of headDots,
+   * maskedSoftmax, dropout (or dropoutRows) and headMix, and of their gradients, without the
+   * [batch, heads, lq, lk] scores and dropped probabilities in memory. False, having done
+   * nothing, when it does not take the call (the caller then makes the separate calls).
+   */
+  attention?(a: AttentionArgs): boolean;
+  attentionGrad?(a: AttentionGradArgs): boolean;
 
   // ---- DuAF fusion (core/ops/nn.ts modalityFusion) ----------------------------------------
   /**

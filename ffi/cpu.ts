@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 21;
+export const CPU_KERNELS_ABI = 22;
 
 /** The fused cross-entropy's entry points; the bf16 ones take the same arguments. */
 const LCE_FORWARD = {
@@ -133,6 +133,27 @@ const SYMBOLS = {
   duaf_cpu_has_bf16: { parameters: [], result: "i32" },
   duaf_lce_forward_bf16: LCE_FORWARD,
   duaf_lce_backward_bf16: LCE_BACKWARD,
+  duaf_attention: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "u32", "u32", "u32", "u32", "u32"], // q, k, v, mask, p, out, steps, scratch
+      ...["i32", "i32", "i32", "i32", "i32", "i32", "i32"], // b0, b1, lq, lk, d, heads, lrows
+      ...["f32", "i32", "i32", "i32", "i32"], // scale, hasMask, sb, sh, sq
+      ...["i32", "i32", "f32", "u32"], // drop, threshold, dropout scale, seed
+    ],
+    result: "i32",
+  },
+  duaf_attention_grad: {
+    parameters: [
+      "pointer",
+      ...["u32", "u32", "u32", "u32", "u32"], // q, k, v, p, g
+      ...["u32", "u32", "u32", "u32", "u32"], // dq, dk, dv, steps, scratch
+      ...["i32", "i32", "i32", "i32", "i32", "i32", "i32"], // b0, b1, lq, lk, d, heads, lrows
+      ...["f32", "i32", "i32", "f32", "u32"], // scale, drop, threshold, dropout scale, seed
+    ],
+    result: "i32",
+  },
+  duaf_attention_scratch_floats: { parameters: ["i32", "i32", "i32"], result: "i32" },
   duaf_col_sums: {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "i32", "i32", "i32"],
     result: "void",

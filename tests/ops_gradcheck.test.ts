@@ -63,6 +63,34 @@ Deno.test("gradcheck: per-head attention products read in place", () => {
   );
 });
 
+Deno.test("gradcheck: headAttention (masked, dropped, one query at a step)", () => {
+  const blocked = Float32Array.from(
+    { length: 2 * 3 * 4 },
+    (_, i) => (i % 4 > ((i >> 2) % 3) + 1 ? -1e4 : 0),
+  );
+  gradCheck(
+    "head_attention",
+    [{ shape: [2, 3, 6] }, { shape: [2, 4, 6] }, { shape: [2, 4, 6] }],
+    ([q, k, v]) =>
+      op.headAttention(q, k, v, tensor(blocked, [2, 1, 3, 4]), 3, 0.6, {
+        p: 0.3,
+        seed: 5,
+        training: true,
+      }),
+  );
+  gradCheck(
+    "head_attention at steps",
+    [{ shape: [2, 1, 6] }, { shape: [2, 4, 6] }, { shape: [2, 4, 6] }],
+    ([q, k, v]) =>
+      op.headAttention(q, k, v, null, 2, 0.4, {
+        p: 0.4,
+        seed: 9,
+        training: true,
+        steps: Int32Array.of(3, 1),
+      }),
+  );
+});
+
 Deno.test("gradcheck: matmul in every transpose, batched and with a shared weight", () => {
   for (const ta of [false, true]) {
     for (const tb of [false, true]) {

@@ -30,6 +30,8 @@ import type { KernelSite } from "./wasm/wasm_backend.ts";
 
 const LCE_THREADS_APART =
   "cpu kernels: the other kernel thread did not reach the fused cross-entropy's barrier";
+const ATTENTION_TOO_LONG =
+  "cpu kernels: fused attention past one K slice (the caller keeps it to KC keys and dims)";
 const RANK_THREADS_APART =
   "cpu kernels: the other kernel thread did not reach the fused ranking's barrier";
 
@@ -169,6 +171,15 @@ export function withCpuKernels(
       const bad = s.duaf_rank_scores(at(), ...args);
       if (bad === -2) throw new Error(RANK_THREADS_APART);
       return bad;
+    },
+    attention(...args) {
+      if (s.duaf_attention(at(), ...args) !== 0) throw new Error(ATTENTION_TOO_LONG);
+    },
+    attentionGrad(...args) {
+      if (s.duaf_attention_grad(at(), ...args) !== 0) throw new Error(ATTENTION_TOO_LONG);
+    },
+    attentionScratchFloats(lq, lk, dh) {
+      return s.duaf_attention_scratch_floats(lq, lk, dh);
     },
     // The bf16 products exist only in a build for a CPU with AVX-512 BF16.
     ...(s.duaf_cpu_has_bf16()

@@ -152,12 +152,13 @@ export class MultiHeadAttention extends ValueAttention {
    * or NOVA's side-information-fused stream), values and the residual from x.
    */
   forward(x: Tensor, mask: Tensor, ctx: ForwardContext, scoresFrom: Tensor = x): Tensor {
-    return this.attend(headScores(this.query, this.key, scoresFrom, this.cfg.heads), x, mask, ctx);
+    return this.#attendHeads(scoresFrom, scoresFrom, x, x, mask, ctx);
   }
 
   /**
    * Attention of `queries` [B, Lq, d] over every step of `memory` [B, L, d]; mask [B, 1, Lq, L].
-   * `steps`: see attend.
+   * `steps`: queries holds one query per sequence (Lq = 1), the one at step steps[b] of a full
+   * pass over memory's L steps, whose dropout masks it takes.
    */
   forwardQueries(
     queries: Tensor,
@@ -166,8 +167,44 @@ export class MultiHeadAttention extends ValueAttention {
     ctx: ForwardContext,
     steps?: Int32Array,
   ): Tensor {
-    const scores = headScores(this.query, this.key, queries, this.cfg.heads, memory);
-    return this.attend(scores, queries, mask, ctx, memory, steps);
+    return this.#attendHeads(queries, memory, memory, queries, mask, ctx, steps);
+  }
+
+  /**
+   * attend's computation with its own scores: queries from `qFrom`, keys from `kFrom`, values
+   * from `vFrom`, the residual; the heads' softmax, dropout and mixing in one op.
+   */
+  #attendHeads(
+    qFrom: Tensor,
+    kFrom: Tensor,
+    vFrom: Tensor,
+    residual: Tensor,
+    mask: Tensor,
+    ctx: ForwardContext,
+    steps?: Int32Array,
+  ): Tensor {
+    const heads = this.cfg.heads;
+    const q = this.query.forward(qFrom);
+    const k = this.key.forward(kFrom);
+    // The probabilities' dropout draws its seed here, as drop() does.
+    const seed = ctx.rng.nextU32();
+    const context = op.headAttention(
+      q,
+      k,
+      this.value.forward(vFrom),
+      mask,
+      heads,
+      1 / Math.sqrt(residual.shape[2] / heads),
+      { p: this.cfg.attnDropout, seed, training: ctx.training, steps },
+    );
+    return dropAddNorm(
+      this.norm,
+      this.dense.forward(context),
+      residual,
+      this.cfg.hiddenDropout,
+      ctx,
+      steps && stepRows(steps, 1, vFrom.shape[1]),
+    );
   }
 }
 

@@ -359,7 +359,7 @@ export function maskedSoftmax(scores: Tensor, mask: Tensor | null, scale: number
  * row strides over them; null where the mask does not fit that form (a broadcast last axis,
  * rank over 4), which then takes the separate passes.
  */
-function maskGeometry(
+export function maskGeometry(
   shape: readonly number[],
   maskShape: readonly number[] | null,
 ): [number, number, [number, number, number]] | null {

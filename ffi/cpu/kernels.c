@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 21
+#define ABI_VERSION 22
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -986,48 +986,54 @@ static void masked_logits(const float* x, const float* mrow, float* z, int n, fl
 }
 
 /*
- * rows.ts `maskedSoftmax`: softmax(x * scale + mask) per row, row r of rowBegin + rows counted as
- * [a, heads, q] with its mask row at (i * sb + j * sh + k * sq) rows into mask. The maximum and
- * the sum of exponentials in the wasm kernel's four lanes and order; the exponentials at full
- * width.
+ * One row of rows.ts `maskedSoftmax`: softmax(x * scale + mask) with the maximum and the sum of
+ * exponentials in the wasm kernel's four lanes and order, the exponentials at full width. x and
+ * out may be the same row (each element is read once, before it is written).
+ */
+static void masked_softmax_row(const float* xr, const float* mr, float* orow, int cols,
+                               float scale) {
+  const int nv = cols & ~3;
+  float zbuf[CHUNK];
+  float vm[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  float m = -INFINITY;
+  for (int c0 = 0; c0 < cols; c0 += CHUNK) {
+    const int len = cols - c0 < CHUNK ? cols - c0 : CHUNK;
+    masked_logits(xr + c0, mr ? mr + c0 : 0, zbuf, len, scale);
+    memcpy(orow + c0, zbuf, sizeof(float) * len);
+  }
+  for (int c = 0; c < nv; c += 4)
+    for (int l = 0; l < 4; l++) vm[l] = pmax(vm[l], orow[c + l]);
+  m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
+  for (int c = nv; c < cols; c++) m = wmax(m, orow[c]);
+  float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int c0 = 0; c0 < nv; c0 += CHUNK) {
+    const int len = nv - c0 < CHUNK ? nv - c0 : CHUNK;
+    shifted_exp_in_place(orow + c0, len, m);
+    lane_sums(orow + c0, len, s4);
+  }
+  float s = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+  for (int c = nv; c < cols; c++) {
+    orow[c] = exp_bounded(orow[c] - m);
+    s += orow[c];
+  }
+  const float inv = 1.0f / s;
+  for (int c = 0; c < cols; c++) orow[c] = orow[c] * inv;
+}
+
+/*
+ * rows.ts `maskedSoftmax`: masked_softmax_row per row, row r of rowBegin + rows counted as
+ * [a, heads, q] with its mask row at (i * sb + j * sh + k * sq) rows into mask.
  */
 void duaf_masked_softmax(
     uint8_t* base, uint32_t xo, uint32_t mo, uint32_t oo, int rows, int cols, float scale,
     int has_mask, int heads, int q, int sb, int sh, int sq, int row_begin) {
-  const int nv = cols & ~3;
-  float zbuf[CHUNK];
   for (int r = 0; r < rows; r++) {
-    const float* xr = (const float*)(base + xo) + (size_t)r * cols;
-    float* orow = (float*)(base + oo) + (size_t)r * cols;
     const int ra = row_begin + r;
     const int k = ra % q, j = (ra / q) % heads, i = ra / (q * heads);
     const float* mr =
         has_mask ? (const float*)(base + mo) + (size_t)(i * sb + j * sh + k * sq) * cols : 0;
-    /* The logits go to `orow` first (x and out may be the same row: each is read once, here). */
-    float vm[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    float m = -INFINITY;
-    for (int c0 = 0; c0 < cols; c0 += CHUNK) {
-      const int len = cols - c0 < CHUNK ? cols - c0 : CHUNK;
-      masked_logits(xr + c0, mr ? mr + c0 : 0, zbuf, len, scale);
-      memcpy(orow + c0, zbuf, sizeof(float) * len);
-    }
-    for (int c = 0; c < nv; c += 4)
-      for (int l = 0; l < 4; l++) vm[l] = pmax(vm[l], orow[c + l]);
-    m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
-    for (int c = nv; c < cols; c++) m = wmax(m, orow[c]);
-    float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int c0 = 0; c0 < nv; c0 += CHUNK) {
-      const int len = nv - c0 < CHUNK ? nv - c0 : CHUNK;
-      shifted_exp_in_place(orow + c0, len, m);
-      lane_sums(orow + c0, len, s4);
-    }
-    float s = (s4[0] + s4[2]) + (s4[1] + s4[3]);
-    for (int c = nv; c < cols; c++) {
-      orow[c] = exp_bounded(orow[c] - m);
-      s += orow[c];
-    }
-    const float inv = 1.0f / s;
-    for (int c = 0; c < cols; c++) orow[c] = orow[c] * inv;
+    masked_softmax_row((const float*)(base + xo) + (size_t)r * cols, mr,
+                       (float*)(base + oo) + (size_t)r * cols, cols, scale);
   }
 }
 
@@ -1409,6 +1415,254 @@ void duaf_gemm_epilogue(
            trans_b, lda, ldb, ldc, alpha, beta, r0, r1, c0, c1, (float*)(base + scratch),
            bias ? (const float*)(base + bias) : 0, epi, (float*)(base + e1o),
            epi == EPI_GELU_GRAD ? (const float*)(base + e2o) : 0);
+}
+
+/* ---- attention ------------------------------------------------------------------------------ */
+
+/*
+ * core/ops/attention.ts: per sequence and head, headDots -> maskedSoftmax -> dropout -> headMix
+ * (forward) and their gradients (backward) in one pass over the sequence, instead of a call and a
+ * pass over [B, heads, lq, lk] in memory for each. Every element gets those calls' float32
+ * operations in their order: each product an accumulator from 0 taking MADD in increasing k (the
+ * GEMM's, for k within one K slice), the softmax masked_softmax_row's, its gradient the wasm
+ * softmaxGrad's four lanes, the dropout dropout_run's mask at the element's index.
+ *
+ * q [B, lq, d], k and v [B, lk, d], out and the gradients likewise, head g in columns
+ * [g dh, (g + 1) dh) of each row; p [B, heads, lq, lk] holds the softmax before dropout. The
+ * dropout of element (b, g, i, j) is drawn at index row * lk + j, row = (b heads + g) lrows +
+ * step + i with step = steps[b] (0 without steps): a query row taken from a full pass keeps that
+ * pass's mask. Sequences [b0, b1) are this call's; `scratch` holds attn_scratch_floats floats.
+ */
+
+static inline int attn_ldk(int lk) { return (lk + VW - 1) / VW * VW; }
+
+/* Head g of rows [n x d] transposed into t[c * ldk + j], the columns past n zero. */
+static void pack_head_t(const float* x, int n, int d, int dh, int g, float* t, int ldk) {
+  for (int c = 0; c < dh; c++) {
+    float* tc = t + (size_t)c * ldk;
+    for (int j = 0; j < n; j++) tc[j] = x[(size_t)j * d + (size_t)g * dh + c];
+    for (int j = n; j < ldk; j++) tc[j] = 0.0f;
+  }
+}
+
+/*
+ * C [rows x n] = A B for k within one K slice, A(i, kk) at a[i rs + kk ks], B(kk, j) at
+ * b[kk bstride + j]: the GEMM's register tiles, so its bits.
+ */
+static void small_product(const float* a, size_t rs, size_t ks, const float* b, size_t bstride,
+                          int k, int rows, int n, float* c, size_t ldc) {
+  for (int i = 0; i < rows; i += MB) {
+    const int r = rows - i < MB ? rows - i : MB;
+    const float* ai = a + (size_t)i * rs;
+    for (int j0 = 0; j0 < n; j0 += VW) {
+      const vmask m = vmask_first(n - j0 < VW ? n - j0 : VW);
+      float* cij = c + (size_t)i * ldc + j0;
+      if (r == MB) gemm_tile(MB, ai, rs, ks, b + j0, bstride, k, cij, ldc, m, 0, 1.0f, 0, 0);
+      else gemm_edge_tile(r, ai, rs, ks, b + j0, bstride, k, cij, ldc, m, 0, 1.0f, 0, 0);
+    }
+  }
+}
+
+/*
+ * small_product where row i's terms outside k in [lo[i], hi[i]) have weight exactly 0, each row
+ * tile taking the union of its rows' ranges. Skipping them gives the same bits: the accumulator
+ * starts at +0 and a zero-weight MADD leaves any value it can hold unchanged (for finite B).
+ */
+static void ranged_product(const float* a, size_t rs, size_t ks, const float* b, size_t bstride,
+                           int rows, int n, float* c, size_t ldc, const int* lo, const int* hi) {
+  for (int i = 0; i < rows; i += MB) {
+    const int r = rows - i < MB ? rows - i : MB;
+    int k0 = lo[i], k1 = hi[i];
+    for (int t = 1; t < r; t++) {
+      k0 = lo[i + t] < k0 ? lo[i + t] : k0;
+      k1 = hi[i + t] > k1 ? hi[i + t] : k1;
+    }
+    if (k1 < k0) k1 = k0;
+    const float* ai = a + (size_t)i * rs + (size_t)k0 * ks;
+    const float* bk = b + (size_t)k0 * bstride;
+    for (int j0 = 0; j0 < n; j0 += VW) {
+      const vmask m = vmask_first(n - j0 < VW ? n - j0 : VW);
+      float* cij = c + (size_t)i * ldc + j0;
+      if (r == MB) gemm_tile(MB, ai, rs, ks, bk + j0, bstride, k1 - k0, cij, ldc, m, 0, 1.0f, 0, 0);
+      else gemm_edge_tile(r, ai, rs, ks, bk + j0, bstride, k1 - k0, cij, ldc, m, 0, 1.0f, 0, 0);
+    }
+  }
+}
+
+/* Per row i of p [lq x lk] (row stride lk), columns [lo[i], hi[i]) hold its nonzeros. */
+static void row_ranges(const float* p, int lq, int lk, int* lo, int* hi) {
+  for (int i = 0; i < lq; i++) {
+    const float* pr = p + (size_t)i * lk;
+    int l = 0, h = lk;
+    while (h > 0 && pr[h - 1] == 0.0f) h--;
+    while (l < h && pr[l] == 0.0f) l++;
+    lo[i] = l, hi[i] = h;
+  }
+}
+
+/*
+ * From the rows' ranges, per column j the rows [lo[j], hi[j]) whose ranges hold j, a superset of
+ * the rows where column j is nonzero: each MB-column tile gets its union for every column in it.
+ */
+static void column_ranges(const int* rlo, const int* rhi, int lq, int lk, int* lo, int* hi) {
+  for (int j = 0; j < lk; j += MB) {
+    const int j1 = lk - j < MB ? lk : j + MB;
+    int l = lq, h = 0;
+    for (int i = 0; i < lq; i++) {
+      if (rlo[i] < j1 && rhi[i] > j) {
+        if (i < l) l = i;
+        h = i + 1;
+      }
+    }
+    if (l >= h) l = 0, h = 0;
+    for (int t = j; t < j1; t++) lo[t] = l, hi[t] = h;
+  }
+}
+
+/* The dropout's factors (scale or 0) of query row i of (b, g): dropout_run's at each index. */
+static void keep_factors(int b, int g, int i, int heads, int lrows, uint32_t step, int lk,
+                         uint32_t hs, int threshold, float dscale, float* f) {
+  const uint32_t row = ((uint32_t)b * heads + g) * (uint32_t)lrows + step + (uint32_t)i;
+  const uint32_t i0 = row * (uint32_t)lk;
+  for (int j = 0; j < lk; j++) {
+    const int32_t u = (int32_t)(hash32((i0 + (uint32_t)j) ^ hs) >> 8);
+    f[j] = u >= threshold ? dscale : 0.0f;
+  }
+}
+
+int duaf_attention_scratch_floats(int lq, int lk, int dh) {
+  return (dh + 2 * lq + 1) * attn_ldk(lk);
+}
+
+int duaf_attention(
+    uint8_t* base, uint32_t qo, uint32_t ko, uint32_t vo, uint32_t mo, uint32_t po, uint32_t oo,
+    uint32_t so, uint32_t scro, int b0, int b1, int lq, int lk, int d, int heads, int lrows,
+    float scale, int has_mask, int sb, int sh, int sq, int drop, int threshold, float dscale,
+    uint32_t seed) {
+  const int dh = d / heads, ldk = attn_ldk(lk);
+  if (dh > KC || lk > KC || lq > KC) return -1;
+  const float* q = (const float*)(base + qo);
+  const float* k = (const float*)(base + ko);
+  const float* v = (const float*)(base + vo);
+  const float* mask = has_mask ? (const float*)(base + mo) : 0;
+  const int32_t* steps = so ? (const int32_t*)(base + so) : 0;
+  float* p = (float*)(base + po);
+  float* out = (float*)(base + oo);
+  float* kt = (float*)(base + scro);
+  float* sc = kt + (size_t)dh * ldk; /* [lq x ldk] scores */
+  float* pd = sc + (size_t)lq * ldk; /* [lq x ldk] dropped probabilities */
+  float* f = pd + (size_t)lq * ldk;
+  int rlo[KC], rhi[KC];
+  const uint32_t hs = hash32(seed);
+  for (int b = b0; b < b1; b++) {
+    const float* qb = q + (size_t)b * lq * d;
+    const float* vb = v + (size_t)b * lk * d;
+    const uint32_t step = steps ? (uint32_t)steps[b] : 0u;
+    for (int g = 0; g < heads; g++) {
+      const size_t hc = (size_t)g * dh;
+      float* pb = p + ((size_t)b * heads + g) * lq * lk;
+      /* headDots: scores = q_g k_g^T. */
+      pack_head_t(k + (size_t)b * lk * d, lk, d, dh, g, kt, ldk);
+      small_product(qb + hc, (size_t)d, 1, kt, (size_t)ldk, dh, lq, lk, sc, (size_t)ldk);
+      for (int i = 0; i < lq; i++) {
+        const float* mr = mask ? mask + (size_t)(b * sb + g * sh + i * sq) * lk : 0;
+        float* prow = pb + (size_t)i * lk;
+        masked_softmax_row(sc + (size_t)i * ldk, mr, prow, lk, scale);
+        if (drop) {
+          keep_factors(b, g, i, heads, lrows, step, lk, hs, threshold, dscale, f);
+          for (int j = 0; j < lk; j++) pd[(size_t)i * ldk + j] = prow[j] * f[j];
+        }
+      }
+      /* headMix: out_g = (dropped) probabilities v_g, over each row's nonzero keys. */
+      row_ranges(pb, lq, lk, rlo, rhi);
+      const float* a = drop ? pd : pb;
+      ranged_product(a, drop ? (size_t)ldk : (size_t)lk, 1, vb + hc, (size_t)d, lq, dh,
+                     out + (size_t)b * lq * d + hc, (size_t)d, rlo, rhi);
+    }
+  }
+  return 0;
+}
+
+int duaf_attention_grad(
+    uint8_t* base, uint32_t qo, uint32_t ko, uint32_t vo, uint32_t po, uint32_t go, uint32_t dqo,
+    uint32_t dko, uint32_t dvo, uint32_t so, uint32_t scro, int b0, int b1, int lq, int lk, int d,
+    int heads, int lrows, float scale, int drop, int threshold, float dscale, uint32_t seed) {
+  const int dh = d / heads, ldk = attn_ldk(lk);
+  if (dh > KC || lk > KC || lq > KC) return -1;
+  const float* q = (const float*)(base + qo);
+  const float* k = (const float*)(base + ko);
+  const float* v = (const float*)(base + vo);
+  const float* p = (const float*)(base + po);
+  const float* gr = (const float*)(base + go);
+  float* dq = (float*)(base + dqo);
+  float* dk = (float*)(base + dko);
+  float* dv = (float*)(base + dvo);
+  const int32_t* steps = so ? (const int32_t*)(base + so) : 0;
+  float* vt = (float*)(base + scro);
+  float* ds = vt + (size_t)dh * ldk; /* [lq x ldk]: dp, then the scores' gradient in place */
+  float* pd = ds + (size_t)lq * ldk; /* [lq x ldk] dropped probabilities */
+  float* f = pd + (size_t)lq * ldk;
+  int rlo[KC], rhi[KC], clo[KC], chi[KC];
+  const uint32_t hs = hash32(seed);
+  const int nv = lk & ~3;
+  for (int b = b0; b < b1; b++) {
+    const float* qb = q + (size_t)b * lq * d;
+    const float* kb = k + (size_t)b * lk * d;
+    const float* gb = gr + (size_t)b * lq * d;
+    const uint32_t step = steps ? (uint32_t)steps[b] : 0u;
+    for (int g = 0; g < heads; g++) {
+      const size_t hc = (size_t)g * dh;
+      const float* pb = p + ((size_t)b * heads + g) * lq * lk;
+      /* headMix's gradients: dp = g v_g^T (then the dropout's mask), dv_g = pd^T g. Where p is
+         0 so are pd and the scores' gradient (p (dp - s)), whatever dp: dp is left 0 there. */
+      row_ranges(pb, lq, lk, rlo, rhi);
+      column_ranges(rlo, rhi, lq, lk, clo, chi);
+      pack_head_t(v + (size_t)b * lk * d, lk, d, dh, g, vt, ldk);
+      for (int i = 0; i < lq; i += MB) {
+        const int r = lq - i < MB ? lq - i : MB;
+        int n = 0;
+        for (int t = 0; t < r; t++) n = rhi[i + t] > n ? rhi[i + t] : n;
+        small_product(gb + hc + (size_t)i * d, (size_t)d, 1, vt, (size_t)ldk, dh, r, n,
+                      ds + (size_t)i * ldk, (size_t)ldk);
+        for (int t = 0; t < r; t++) memset(ds + (size_t)(i + t) * ldk + n, 0, sizeof(float) * (lk - n));
+      }
+      if (drop) {
+        for (int i = 0; i < lq; i++) {
+          keep_factors(b, g, i, heads, lrows, step, lk, hs, threshold, dscale, f);
+          const float* prow = pb + (size_t)i * lk;
+          float* pdr = pd + (size_t)i * ldk;
+          float* dpr = ds + (size_t)i * ldk;
+          for (int j = 0; j < lk; j++) {
+            pdr[j] = prow[j] * f[j];
+            dpr[j] = dpr[j] * f[j];
+          }
+        }
+      }
+      const float* a = drop ? pd : pb;
+      ranged_product(a, 1, drop ? (size_t)ldk : (size_t)lk, gb + hc, (size_t)d, lk, dh,
+                     dv + (size_t)b * lk * d + hc, (size_t)d, clo, chi);
+      /* The masked softmax's gradient, the wasm softmaxGrad's: y (g - sum y g), then the scale. */
+      for (int i = 0; i < lq; i++) {
+        const float* prow = pb + (size_t)i * lk;
+        float* dr = ds + (size_t)i * ldk;
+        float l4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int j = 0; j < nv; j += 4)
+          for (int l = 0; l < 4; l++) l4[l] = l4[l] + dr[j + l] * prow[j + l];
+        float s = (l4[0] + l4[2]) + (l4[1] + l4[3]);
+        for (int j = nv; j < lk; j++) s += dr[j] * prow[j];
+        for (int j = 0; j < lk; j++) {
+          const float dj = prow[j] * (dr[j] - s);
+          dr[j] = scale != 1.0f ? dj * scale : dj;
+        }
+      }
+      /* headDots's gradients: dq_g = ds k_g, dk_g = ds^T q_g. */
+      ranged_product(ds, (size_t)ldk, 1, kb + hc, (size_t)d, lq, dh,
+                     dq + (size_t)b * lq * d + hc, (size_t)d, rlo, rhi);
+      ranged_product(ds, 1, (size_t)ldk, qb + hc, (size_t)d, lk, dh,
+                     dk + (size_t)b * lk * d + hc, (size_t)d, clo, chi);
+    }
+  }
+  return 0;
 }
 
 /* ---- cross-entropy with its logits products ----------------------------------------------- */

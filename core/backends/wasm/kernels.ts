@@ -326,6 +326,63 @@ export interface KernelExports {
    */
   lceForwardBf16?: KernelExports["lceForward"];
   lceBackwardBf16?: KernelExports["lceBackward"];
+  /**
+   * The C kernels' fused attention, sequences [b0, b1) of a call (ffi/cpu/kernels.c
+   * duaf_attention / duaf_attention_grad; WasmBackend.attention). The wasm module has none: it
+   * runs the separate calls.
+   */
+  attention?(
+    q: number,
+    k: number,
+    v: number,
+    mask: number,
+    p: number,
+    out: number,
+    steps: number,
+    scratch: number,
+    b0: number,
+    b1: number,
+    lq: number,
+    lk: number,
+    d: number,
+    heads: number,
+    lrows: number,
+    scale: number,
+    hasMask: number,
+    sb: number,
+    sh: number,
+    sq: number,
+    drop: number,
+    threshold: number,
+    dropScale: number,
+    seed: number,
+  ): void;
+  attentionGrad?(
+    q: number,
+    k: number,
+    v: number,
+    p: number,
+    g: number,
+    dq: number,
+    dk: number,
+    dv: number,
+    steps: number,
+    scratch: number,
+    b0: number,
+    b1: number,
+    lq: number,
+    lk: number,
+    d: number,
+    heads: number,
+    lrows: number,
+    scale: number,
+    drop: number,
+    threshold: number,
+    dropScale: number,
+    seed: number,
+  ): void;
+  /** Scratch floats one thread's attention call needs for lq queries, lk keys of dh dims. */
+  attentionScratchFloats?(lq: number, lk: number, dh: number): number;
   /** The C kernels' ranking of a product's scores (duaf_rank_scores); the wasm module has none. */
   rankScores?(
     users: number,

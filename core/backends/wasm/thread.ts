@@ -41,6 +41,8 @@ export const THREAD_OPS = [
   "rankScores",
   "lceForwardBf16",
   "lceBackwardBf16",
+  "attention",
+  "attentionGrad",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

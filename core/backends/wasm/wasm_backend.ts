@@ -10,6 +10,8 @@
  */
 import {
   type AdamArgs,
+  type AttentionArgs,
+  type AttentionGradArgs,
   type Backend,
   type BackendFactory,
   BINARY_CODES,
@@ -98,6 +100,14 @@ const GEMM_THREAD_FLOPS = 1 << 21;
 const ELEMENTWISE_THREAD_ELEMENTS = 1 << 16;
 const ROWS_THREAD_ELEMENTS = 1 << 16;
 /**
+ * Keys below which attention takes the separate calls: the fused kernel works one sequence and
+ * head at a time, and on short ones its per-sequence work costs more than the passes it saves
+ * (2048 sequences, 2 heads of 32, forward + backward: 10 keys 11.6 against 6.0 ms, 20 keys 19.2
+ * against 16.6, 32 keys 29.2 against 31.0, 50 keys 55 against 69, 200 keys 0.65x).
+ */
+const ATTENTION_FUSED_MIN_KEYS = 32;
+
+/**
  * The share of a layer norm gradient's dx rows on the thread that also sums every row into
  * dgamma and dbeta, so that both threads finish together: [28704 x 64] on one thread 0.80 ms,
  * on two with 0.1 / 0.25 / 0.35 / 0.4 / 0.5 of dx here 0.53 / 0.62 / 0.46 / 0.46-0.52 / 0.54.
@@ -177,6 +187,7 @@ export class WasmBackend implements Backend {
   #threadedCalls = 0;
   readonly #scratch: number;
   readonly #workerScratch: number;
+  readonly #scratchBytes: number;
   readonly #params: number;
   #barrier = 0;
   readonly #bits = new Int32Array(1);
@@ -191,6 +202,7 @@ export class WasmBackend implements Backend {
     const scratchBytes = rt.kernels.GEMM_SCRATCH_BYTES.value as number;
     this.#scratch = this.arena.alloc(scratchBytes);
     this.#workerScratch = rt.thread ? this.arena.alloc(scratchBytes) : 0;
+    this.#scratchBytes = scratchBytes;
     this.#params = this.arena.alloc(PARAM_BYTES);
   }
 
@@ -932,6 +944,86 @@ export class WasmBackend implements Backend {
       : ["lceBackward" as const, lceGradBytes(rows)];
     this.#linearCeCall(op, run, a, middle, bytes);
     return true;
+  }
+
+  // ---- attention (core/ops/attention.ts) ----------------------------------------------------
+
+  attention(a: AttentionArgs): boolean {
+    const run = this.kernels.attention;
+    if (!run || !this.#fusesAttention(a)) return false;
+    const { batch, lq, lk, d, heads } = a;
+    const rows = batch * heads * lq;
+    const mask = a.mask ? this.at(a.mask, 0, maskSpan(rows, lk, heads, lq, a.maskRows)) : 0;
+    const operands = [
+      ...[this.at(a.q, 0, batch * lq * d), this.at(a.k, 0, batch * lk * d)],
+      ...[this.at(a.v, 0, batch * lk * d), mask, this.at(a.p, 0, rows * lk)],
+      ...[this.at(a.out, 0, batch * lq * d), this.#attentionSteps(a)],
+    ];
+    const shape = [lq, lk, d, heads, a.dropout?.steps ? lk : lq, a.scale];
+    const masked = [a.mask ? 1 : 0, ...a.maskRows];
+    this.#attentionCall("attention", run, a, operands, [...shape, ...masked]);
+    return true;
+  }
+
+  attentionGrad(a: AttentionGradArgs): boolean {
+    const run = this.kernels.attentionGrad;
+    if (!run || !this.#fusesAttention(a)) return false;
+    const { batch, lq, lk, d, heads } = a;
+    const operands = [
+      ...[this.at(a.q, 0, batch * lq * d), this.at(a.k, 0, batch * lk * d)],
+      ...[this.at(a.v, 0, batch * lk * d), this.at(a.p, 0, batch * heads * lq * lk)],
+      ...[this.at(a.g, 0, batch * lq * d), this.at(a.dq, 0, batch * lq * d)],
+      ...[this.at(a.dk, 0, batch * lk * d), this.at(a.dv, 0, batch * lk * d)],
+      this.#attentionSteps(a),
+    ];
+    const shape = [lq, lk, d, heads, a.dropout?.steps ? lk : lq, a.scale];
+    this.#attentionCall("attentionGrad", run, a, operands, shape);
+    return true;
+  }
+
+  /** Whether the C kernel takes this shape: every product within one K slice, keys enough. */
+  #fusesAttention(a: Omit<AttentionArgs, "mask" | "maskRows" | "out">): boolean {
+    const { lq, lk, d, heads } = a;
+    const dh = d / heads;
+    if (lk < ATTENTION_FUSED_MIN_KEYS) return false;
+    if (!Number.isInteger(dh) || lq > GEMM_KC || lk > GEMM_KC || dh > GEMM_KC) return false;
+    return !a.dropout?.steps || lq === 1;
+  }
+
+  #attentionSteps(a: Omit<AttentionArgs, "mask" | "maskRows" | "out">): number {
+    const steps = a.dropout?.steps;
+    return steps ? this.at(steps, 0, a.batch) : 0;
+  }
+
+  /**
+   * One attention call, its sequences halved between the threads when worth it: the operands,
+   * this thread's scratch and sequences, the shape, then the dropout.
+   */
+  #attentionCall(
+    op: ThreadOp,
+    run: (...args: number[]) => void,
+    a: Omit<AttentionArgs, "mask" | "maskRows" | "out">,
+    operands: number[],
+    shape: number[],
+  ): void {
+    const { batch, lq, lk, d, heads } = a;
+    const mask = a.dropout ? dropoutMask(a.dropout.p) : null;
+    const drop = mask ? [1, mask.threshold, mask.scale, a.dropout!.seed >>> 0] : [0, 0, 1, 0];
+    const args = (scratch: number, b0: number, b1: number) => [
+      ...operands,
+      ...[scratch, b0, b1],
+      ...shape,
+      ...drop,
+    ];
+    const f = run.bind(this.kernels) as (...args: number[]) => void;
+    const half = this.#thread && batch >= 2 && 4 * batch * lq * lk * d >= GEMM_THREAD_FLOPS
+      ? batch >> 1
+      : 0;
+    const bytes = 4 * this.kernels.attentionScratchFloats!(lq, lk, d / heads);
+    this.#withScratch(half === 0 ? bytes : 2 * bytes, (scratch) => {
+      if (half === 0) return f(...args(scratch, 0, batch));
+      this.#onBoth(op, args(scratch + bytes, half, batch), () => f(...args(scratch, 0, half)));
+    });
   }
 
   get productsBf16(): boolean {

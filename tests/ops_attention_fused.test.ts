@@ -1,0 +1,217 @@
+/**
+ * op.headAttention on the native backend with its C kernels (one call each way), against the
+ * separate ops it replaces on the same backend (headDots, maskedSoftmax, dropout or dropoutRows,
+ * headMix), bit for bit: output and the gradients of q, k and v, on one kernel thread and split
+ * over two, with and without a tape. The finite-difference check of the op is in
+ * ops_gradcheck.test.ts.
+ */
+import * as op from "../core/ops/mod.ts";
+import assert from "node:assert/strict";
+import { NativeBackend } from "../core/backends/native.ts";
+import { Rng } from "../core/random.ts";
+import { backward, liveTensorCount, noGrad, tensor, tidy, withBackend } from "../core/tensor.ts";
+
+async function open(threads: 1 | 2): Promise<NativeBackend | null> {
+  const nb = await NativeBackend.open({ threads });
+  return "unavailable" in nb || !nb.attention ? null : nb;
+}
+const one = await open(1);
+const two = await open(2);
+const ignore = !one || !two;
+if (ignore) console.log("fused attention tests ignored: no C kernels here");
+
+interface Case {
+  what: string;
+  batch: number;
+  lq: number;
+  lk: number;
+  d: number;
+  heads: number;
+  /** "causal": [B, 1, lq, lk] with the last lq keys causal; "holes": random blocked keys. */
+  mask: "none" | "causal" | "holes";
+  p: number;
+  steps?: boolean;
+  /** Keys too few for the fused call: the op makes the separate calls. */
+  separate?: boolean;
+}
+
+const CASES: Case[] = [
+  { what: "causal, dropout", batch: 16, lq: 33, lk: 33, d: 64, heads: 2, mask: "causal", p: 0.3 },
+  { what: "no mask, no dropout", batch: 3, lq: 40, lk: 40, d: 64, heads: 2, mask: "none", p: 0 },
+  {
+    what: "blocked keys anywhere",
+    batch: 7,
+    lq: 35,
+    lk: 35,
+    d: 48,
+    heads: 4,
+    mask: "holes",
+    p: 0.2,
+  },
+  { what: "cross, odd widths", batch: 5, lq: 9, lk: 37, d: 30, heads: 3, mask: "holes", p: 0.5 },
+  {
+    what: "one query at a step (dropoutRows)",
+    batch: 21,
+    lq: 1,
+    lk: 50,
+    d: 64,
+    heads: 2,
+    mask: "causal",
+    p: 0.3,
+    steps: true,
+  },
+  {
+    what: "short: the separate calls",
+    batch: 4,
+    lq: 12,
+    lk: 12,
+    d: 64,
+    heads: 2,
+    mask: "causal",
+    p: 0.3,
+    separate: true,
+  },
+];
+
+function inputs(c: Case) {
+  const r = new Rng(c.batch * 131 + c.lk);
+  const fill = (n: number) => Float32Array.from({ length: n }, () => r.normal());
+  const mask = new Float32Array(c.batch * c.lq * c.lk);
+  for (let b = 0; b < c.batch; b++) {
+    for (let i = 0; i < c.lq; i++) {
+      for (let j = 0; j < c.lk; j++) {
+        const blocked = c.mask === "causal" ? j > i + c.lk - c.lq : r.uniform() < 0.3 && j !== i;
+        mask[(b * c.lq + i) * c.lk + j] = blocked ? -10000 : 0;
+      }
+    }
+  }
+  const steps = Int32Array.from({ length: c.batch }, () => Math.floor(r.uniform() * c.lk));
+  return {
+    q: fill(c.batch * c.lq * c.d),
+    k: fill(c.batch * c.lk * c.d),
+    v: fill(c.batch * c.lk * c.d),
+    g: fill(c.batch * c.lq * c.d),
+    mask,
+    steps,
+  };
+}
+
+/** The output and the gradients of q, k, v: fused (op.headAttention) or the separate ops. */
+function run(be: NativeBackend, c: Case, fused: boolean, taped: boolean): Float32Array[] {
+  const x = inputs(c);
+  const scale = 1 / Math.sqrt(c.d / c.heads);
+  const seed = 99;
+  return withBackend(be, () =>
+    tidy(() => {
+      const q = tensor(x.q, [c.batch, c.lq, c.d]);
+      const k = tensor(x.k, [c.batch, c.lk, c.d]);
+      const v = tensor(x.v, [c.batch, c.lk, c.d]);
+      const mask = c.mask === "none" ? null : tensor(x.mask, [c.batch, 1, c.lq, c.lk]);
+      const steps = c.steps ? x.steps : undefined;
+      const forward = () => {
+        if (fused) {
+          return op.headAttention(q, k, v, mask, c.heads, scale, {
+            p: c.p,
+            seed,
+            training: true,
+            steps,
+          });
+        }
+        const probs = op.maskedSoftmax(op.headDots(q, k, c.heads), mask, scale);
+        let dropped = probs;
+        if (c.p > 0 && steps) {
+          const index = new Int32Array(c.batch * c.heads);
+          for (let b = 0; b < c.batch; b++) {
+            for (let j = 0; j < c.heads; j++) {
+              index[b * c.heads + j] = (b * c.heads + j) * c.lk + steps[b];
+            }
+          }
+          dropped = op.dropoutRows(probs, c.p, seed, index.length * c.lk, index);
+        } else if (c.p > 0) dropped = op.dropout(probs, c.p, seed, true);
+        return op.headMix(dropped, v);
+      };
+      if (!taped) {
+        const before = liveTensorCount();
+        const y = noGrad(forward);
+        // Without a tape the fused op keeps nothing but its output (the probabilities go at once).
+        if (fused && !c.separate) {
+          assert.equal(liveTensorCount(), before + 1, `${c.what}: tensors left, no tape`);
+        }
+        return [y.toFloat32()];
+      }
+      for (const t of [q, k, v]) {
+        t.requiresGrad = true;
+      }
+      const y = forward();
+      const out = y.toFloat32();
+      backward(y, tensor(x.g, [c.batch, c.lq, c.d]), { release: true });
+      return [out, ...[q, k, v].map((t) => t.grad!.toFloat32())];
+    }));
+}
+
+function assertSameBits(got: Float32Array[], want: Float32Array[], what: string): void {
+  const names = ["y", "dq", "dk", "dv"];
+  assert.equal(got.length, want.length);
+  got.forEach((g, i) => {
+    const a = new Uint32Array(g.buffer, g.byteOffset, g.length);
+    const b = new Uint32Array(want[i].buffer, want[i].byteOffset, want[i].length);
+    const at = a.findIndex((u, j) => u !== b[j]);
+    assert.equal(at, -1, `${what}: ${names[i]}[${at}] ${g[at]} vs ${want[i][at]}`);
+  });
+}
+
+Deno.test({
+  name: "headAttention fused: the separate ops' bits, forward and backward, one thread and two",
+  ignore,
+  fn() {
+    for (const c of CASES) {
+      for (const be of [one!, two!]) {
+        for (const taped of [true, false]) {
+          const what = `${c.what}, ${be.threads} thread(s)${taped ? "" : ", no tape"}`;
+          assertSameBits(run(be, c, true, taped), run(be, c, false, taped), what);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "headAttention fused: one call each way where the keys are many, none where they are few",
+  ignore,
+  fn() {
+    const calls = (c: Case) => {
+      let n = 0;
+      const be = two!;
+      const [fwd, grad] = [be.attention.bind(be), be.attentionGrad.bind(be)];
+      be.attention = (a) => {
+        const took = fwd(a);
+        n += took ? 1 : 0;
+        return took;
+      };
+      be.attentionGrad = (a) => {
+        const took = grad(a);
+        n += took ? 1 : 0;
+        return took;
+      };
+      try {
+        run(be, c, true, true);
+      } finally {
+        delete (be as { attention?: unknown }).attention;
+        delete (be as { attentionGrad?: unknown }).attentionGrad;
+      }
+      return n;
+    };
+    assert.equal(calls(CASES[0]), 2);
+    assert.equal(calls(CASES[5]), 0);
+  },
+});
+
+Deno.test({
+  name: "headAttention fused: two threads split the sequences",
+  ignore,
+  fn() {
+    const before = two!.threadedCalls;
+    run(two!, CASES[0], true, true);
+    assert.ok(two!.threadedCalls >= before + 2, "the forward and backward calls were not split");
+  },
+});
