@@ -33,6 +33,13 @@
  *   head) on the native backend's CBLAS (one FFI call per sequence and head, A) against the wasm
  *   kernel on the same memory (one call each, B); the two kernels round differently, so the largest difference is printed.
  *
+ * - `head-attention`: op.headAttention forward + backward on the native backend with 2 heads of
+ *   32, a causal mask and dropout 0.3, per shape of --shapes "B:Lq:Lk,..." (default sequences of
+ *   10 to 200 keys, and one query at a step over 50), A = the separate calls (headDots,
+ *   maskedSoftmax, dropout, headMix: the backend's fused calls withheld), B = the op as the
+ *   backend takes it (one fused call each way from ATTENTION_FUSED_MIN_KEYS keys); outputs and
+ *   gradients compared bit for bit.
+ *
  * - `window` (with --data): a whole training step in window mode (batch 128, forward + backward,
  *   no optimizer step) of --model (default sasrec, other keys by --set) on the first --batches
  *   batches, native backend, A = the transformer attention as it was composed (MultiHeadAttention
@@ -60,7 +67,8 @@
  * computing them again in the backward (A); the loss bits are compared, and the gradients'
  * largest relative difference is printed.
  *
- *   deno task bench ops [--what ce,kernels,step,attention,window,model-step,vscl] [--ab plain|exp]
+ *   deno task bench ops [--what ce,kernels,step,attention,head-attention,window,model-step,vscl]
+ *                       [--ab plain|exp] [--shapes B:Lq:Lk,...]
  *                       [--rounds 11]
  *                       [--old-kernels FILE] [--data DIR] [--batches 8] [--run DIR [--mask-seen]]
  *                       [--model sasrec] [--profile]
@@ -115,6 +123,10 @@ const { values } = parseArgs({
     set: { type: "string", multiple: true, default: [] },
     variant: { type: "string", multiple: true, default: [] },
     base: { type: "string" },
+    shapes: {
+      type: "string",
+      default: "2048:10:10,2048:20:20,2048:32:32,2048:50:50,512:100:100,256:200:200,2048:1:50",
+    },
   },
 });
 if (values.ab !== "plain" && values.ab !== "exp") throw new Error("--ab: plain or exp");
@@ -551,6 +563,74 @@ if (what.has("attention")) {
     lt[1],
   );
   report("attention GEMMs on CBLAS: in place, heads outer (A) vs heads inner (B)", lt[2], lt[1]);
+  nb.dispose?.();
+}
+
+if (what.has("head-attention")) {
+  const nb = await NativeBackend.open();
+  if ("unavailable" in nb) throw new Error(nb.unavailable);
+  if (!nb.attention) throw new Error("head-attention: these C kernels fuse no attention");
+  setBackend(nb);
+  const d = 64, heads = 2, p = 0.3;
+  for (const shape of values.shapes!.split(",")) {
+    const [batch, lq, lk] = shape.split(":").map(Number);
+    const r = new Rng(batch + lk);
+    const fill = (n: number) => Float32Array.from({ length: n }, () => r.normal());
+    const data = [fill(batch * lq * d), fill(batch * lk * d), fill(batch * lk * d)];
+    const mask = Float32Array.from({ length: batch * lq * lk }, (_, e) => {
+      const i = Math.floor(e / lk) % lq, j = e % lk;
+      return j > i + lk - lq ? -10000 : 0;
+    });
+    const steps = lq === 1 ? Int32Array.from({ length: batch }, () => r.int(lk)) : undefined;
+    // A withholds the backend's fused calls (own properties shadowing the methods), B keeps them.
+    const run = (fused: boolean) => {
+      const withheld = fused ? {} : { attention: undefined, attentionGrad: undefined };
+      Object.assign(nb, withheld);
+      try {
+        return tidy(() => {
+          const [q, k, v] = [[batch, lq, d], [batch, lk, d], [batch, lk, d]].map((sh, i) =>
+            tensor(data[i], sh)
+          );
+          for (const t of [q, k, v]) t.requiresGrad = true;
+          const t0 = performance.now();
+          const y = op.headAttention(
+            q,
+            k,
+            v,
+            tensor(mask, [batch, 1, lq, lk]),
+            heads,
+            1 / Math.sqrt(d / heads),
+            { p, seed: 3, training: true, steps },
+          );
+          backward(op.sum(y));
+          const ms = performance.now() - t0;
+          const out = [y, q.grad!, k.grad!, v.grad!].map((t) => t.toFloat32());
+          for (const t of [q, k, v]) t.grad!.dispose();
+          return { ms, out };
+        });
+      } finally {
+        for (const key of Object.keys(withheld)) {
+          delete (nb as unknown as Record<string, unknown>)[key];
+        }
+      }
+    };
+    run(true);
+    const a: number[] = [], b: number[] = [];
+    let same = true;
+    for (let i = 0; i < rounds; i++) {
+      const x = run(false), y = run(true);
+      a.push(x.ms);
+      b.push(y.ms);
+      same &&= x.out.every((t, j) => sameBits(t, y.out[j]));
+    }
+    report(
+      `headAttention [${batch} x ${lq} x ${lk}], fwd+bwd${
+        same ? " (same bits)" : " OUTPUTS DIFFER"
+      }`,
+      a,
+      b,
+    );
+  }
   nb.dispose?.();
 }
 
