@@ -696,6 +696,21 @@ export interface Backend {
    * applies the same call to the gradient). x and out may be the same buffer.
    */
   dropout(x: Storage, out: Storage, n: number, p: number, seed: number): void;
+  /**
+   * Dropout of `n` rows of cols elements with the mask dropout(·, p, seed) draws for row rows[r]
+   * (int32) of a larger [of, cols] tensor: element c of row r at index rows[r] * cols + c. False,
+   * having done nothing, where the backend has no such call (the caller gathers from the larger
+   * mask instead).
+   */
+  dropoutRows?(
+    x: Storage,
+    out: Storage,
+    rows: Storage,
+    n: number,
+    cols: number,
+    p: number,
+    seed: number,
+  ): boolean;
 
   // ---- optimizer ----------------------------------------------------------------------------
   adam(args: AdamArgs): void;

@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 22;
+export const CPU_KERNELS_ABI = 23;
 
 /** The fused cross-entropy's entry points; the bf16 ones take the same arguments. */
 const LCE_FORWARD = {
@@ -113,6 +113,10 @@ const SYMBOLS = {
   },
   duaf_dropout_at: {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "f32", "u32", "u32"],
+    result: "void",
+  },
+  duaf_dropout_rows: {
+    parameters: ["pointer", "u32", "u32", "u32", "i32", "i32", "i32", "f32", "u32"],
     result: "void",
   },
   duaf_gemm_slices: {

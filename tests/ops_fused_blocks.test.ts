@@ -7,6 +7,7 @@
  * - op.addLayerNorm (the residual add inside the layer norm): layerNorm(a + b), and with the
  *   branch's dropout, layerNorm(dropout(a) + b).
  * - op.embeddingAdd (an addend in the lookup's pass): embedding(table, idx) + b.
+ * - op.dropoutRows (rows' masks drawn where they are used): x * embedding(dropout(ones), rows).
  * Elsewhere each op is the ops it replaces (finite-difference checks in ops_gradcheck.test.ts).
  */
 import * as op from "../core/ops/mod.ts";
@@ -16,6 +17,7 @@ import { NativeBackend } from "../core/backends/native.ts";
 import { Rng } from "../core/random.ts";
 import {
   backward,
+  full,
   liveTensorCount,
   noGrad,
   type Tensor,
@@ -238,6 +240,45 @@ Deno.test({
             op.embeddingAdd(tensor(table, [rows, d]), bad, tensor(b.subarray(0, 2 * d), [2, d])),
           /index/,
         );
+      }));
+  },
+});
+
+Deno.test({
+  name: "dropoutRows in one pass: the gathered mask's bits, forward and backward; bad rows refused",
+  ignore,
+  fn() {
+    const r = new Rng(13);
+    // Enough rows for the two threads to split them; rows of the larger tensor in any order.
+    const [of, cols, n] = [9000, 64, 2100];
+    const x = Float32Array.from({ length: n * cols }, () => r.normal());
+    const dy = Float32Array.from({ length: n * cols }, () => r.normal());
+    const rows = Int32Array.from({ length: n }, () => r.int(of));
+    const run = (be: Backend, fused: boolean) =>
+      withBackend(be, () =>
+        tidy(() => {
+          const xt = tensor(x, [n, cols]);
+          xt.requiresGrad = true;
+          const y = fused ? op.dropoutRows(xt, 0.3, 77, of, rows) : op.mul(
+            xt,
+            op.embedding(op.dropout(full([of, cols], 1), 0.3, 77, true), tensor(rows, [n], "i32")),
+          );
+          const out = y.toFloat32();
+          backward(y, tensor(dy, [n, cols]), { release: true });
+          const g = xt.grad!.toFloat32();
+          xt.grad!.dispose();
+          return [out, g];
+        }));
+    for (const be of [one!, two!]) {
+      assertSameBits(run(be, true), run(be, false), `dropoutRows, ${be.threads} thread(s)`, [
+        "y",
+        "dx",
+      ]);
+    }
+    withBackend(one!, () =>
+      tidy(() => {
+        const t = tensor(x.subarray(0, 2 * cols), [2, cols]);
+        assert.throws(() => op.dropoutRows(t, 0.3, 1, of, Int32Array.of(0, of)), /outside/);
       }));
   },
 });

@@ -158,6 +158,9 @@ export function withCpuKernels(
     dropoutAt(...args) {
       s.duaf_dropout_at(at(), ...args);
     },
+    dropoutRows(...args) {
+      s.duaf_dropout_rows(at(), ...args);
+    },
     modalityFusion(...args) {
       s.duaf_modality_fusion(at(), ...args);
     },

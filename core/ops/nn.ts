@@ -188,8 +188,25 @@ export function dropoutRows(
 ): Tensor {
   const cols = x.shape[x.rank - 1];
   if (rows.length * cols !== x.size) throw new Error("dropoutRows: one row index per row of x");
+  const index = tensor(rows, [rows.length], "i32");
+  const b = x.backend;
+  if (b.dropoutRows && p > 0) {
+    // Those rows' masks drawn where they are used, without the [of, cols] mask in memory.
+    const bad = rows.findIndex((r) => !(r >= 0 && r < of));
+    if (bad >= 0) throw new RangeError(`dropoutRows: row ${rows[bad]} outside [0, ${of})`);
+    const apply = (src: Tensor): Tensor | null => {
+      const out = empty(x.shape);
+      if (b.dropoutRows!(src.storage, out.storage, index.storage, rows.length, cols, p, seed)) {
+        return out;
+      }
+      out.dispose();
+      return null;
+    };
+    const out = apply(x);
+    if (out) return record(out, "dropout_rows", [x], (g) => [apply(g)], [index]);
+  }
   const mask = dropout(full([of, cols], 1), p, seed, true);
-  return mul(x, reshape(embedding(mask, tensor(rows, [rows.length], "i32")), x.shape));
+  return mul(x, reshape(embedding(mask, index), x.shape));
 }
 
 /**

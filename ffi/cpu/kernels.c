@@ -32,7 +32,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 22
+#define ABI_VERSION 23
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -1141,6 +1141,18 @@ void duaf_dropout(uint8_t* base, uint32_t xo, uint32_t outo, int n, int threshol
 void duaf_dropout_at(uint8_t* base, uint32_t xo, uint32_t outo, int n, int threshold, float scale,
                      uint32_t seed, uint32_t index0) {
   dropout_run((const float*)(base + xo), (float*)(base + outo), n, threshold, scale, seed, index0);
+}
+
+/* Rows of a dropout call over a larger [of x cols] tensor: row r takes that tensor's row rows[r]
+   mask (the indices rows[r] * cols + c), so a pass over some rows keeps the full pass's mask. */
+void duaf_dropout_rows(uint8_t* base, uint32_t xo, uint32_t outo, uint32_t ro, int n, int cols,
+                       int threshold, float scale, uint32_t seed) {
+  const int32_t* rows = (const int32_t*)(base + ro);
+  const float* x = (const float*)(base + xo);
+  float* out = (float*)(base + outo);
+  for (int r = 0; r < n; r++)
+    dropout_run(x + (size_t)r * cols, out + (size_t)r * cols, cols, threshold, scale, seed,
+                (uint32_t)rows[r] * (uint32_t)cols);
 }
 
 /* ---- GEMM ---------------------------------------------------------------------------------- */

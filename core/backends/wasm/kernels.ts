@@ -484,6 +484,17 @@ export interface KernelExports {
     seed: number,
     index0: number,
   ): void;
+  /** The C kernels' dropout of rows of a larger tensor (duaf_dropout_rows); not in the wasm module. */
+  dropoutRows?(
+    x: number,
+    out: number,
+    rows: number,
+    n: number,
+    cols: number,
+    threshold: number,
+    scale: number,
+    seed: number,
+  ): void;
   adam(
     p: number,
     g: number,

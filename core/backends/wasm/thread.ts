@@ -43,6 +43,7 @@ export const THREAD_OPS = [
   "lceBackwardBf16",
   "attention",
   "attentionGrad",
+  "dropoutRows",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

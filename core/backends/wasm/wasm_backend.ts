@@ -1296,6 +1296,31 @@ export class WasmBackend implements Backend {
     this.#onBoth("dropoutAt", share(half, n), () => run(...share(0, half)));
   }
 
+  dropoutRows(
+    x: Storage,
+    out: Storage,
+    rows: Storage,
+    n: number,
+    cols: number,
+    p: number,
+    seed: number,
+  ): boolean {
+    const k = this.kernels;
+    if (!k.dropoutRows) return false;
+    const { threshold, scale } = dropoutMask(p);
+    const [xp, op, rp] = [this.at(x, 0, n * cols), this.at(out, 0, n * cols), this.at(rows, 0, n)];
+    const run = k.dropoutRows.bind(k) as (...args: number[]) => void;
+    // Rows [r0, r1): each draws its own row's mask, so a thread may take any of them.
+    const share = (r0: number, r1: number) => [
+      ...[xp + 4 * r0 * cols, op + 4 * r0 * cols, rp + 4 * r0],
+      ...[r1 - r0, cols, threshold, scale, seed >>> 0],
+    ];
+    const half = this.#rowSplit(n, cols);
+    if (half === 0) run(...share(0, n));
+    else this.#onBoth("dropoutRows", share(half, n), () => run(...share(0, half)));
+    return true;
+  }
+
   // ---- optimizer ----------------------------------------------------------------------------
 
   adam(a: AdamArgs): void {
