@@ -38,6 +38,20 @@ export const lceBf16GradBytes = (rows: number, items: number, d: number): number
  */
 export const rankBandBytes = (d: number): number => 4 * 48 * Math.max(16, Math.floor(65536 / d));
 
+/** A fused attention call's sequences [b0, b1), shape and softmax scale (duaf_attention's order). */
+type AttentionShapeArgs = [
+  b0: number,
+  b1: number,
+  lq: number,
+  lk: number,
+  d: number,
+  heads: number,
+  lrows: number,
+  scale: number,
+];
+/** Its dropout: whether, the keep threshold and scale, the seed. */
+type AttentionDropoutArgs = [drop: number, threshold: number, dropScale: number, seed: number];
+
 /** The module's exports. Pointers are byte addresses; counts and strides are elements. */
 export interface KernelExports {
   gemm(
@@ -332,54 +346,18 @@ export interface KernelExports {
    * runs the separate calls.
    */
   attention?(
-    q: number,
-    k: number,
-    v: number,
-    mask: number,
-    p: number,
-    out: number,
-    steps: number,
-    scratch: number,
-    b0: number,
-    b1: number,
-    lq: number,
-    lk: number,
-    d: number,
-    heads: number,
-    lrows: number,
-    scale: number,
-    hasMask: number,
-    sb: number,
-    sh: number,
-    sq: number,
-    drop: number,
-    threshold: number,
-    dropScale: number,
-    seed: number,
+    ...args: [
+      ...[q: number, k: number, v: number, mask: number, p: number, out: number, steps: number],
+      ...[scratch: number, ...AttentionShapeArgs],
+      ...[hasMask: number, sb: number, sh: number, sq: number, ...AttentionDropoutArgs],
+    ]
   ): void;
   attentionGrad?(
-    q: number,
-    k: number,
-    v: number,
-    p: number,
-    g: number,
-    dq: number,
-    dk: number,
-    dv: number,
-    steps: number,
-    scratch: number,
-    b0: number,
-    b1: number,
-    lq: number,
-    lk: number,
-    d: number,
-    heads: number,
-    lrows: number,
-    scale: number,
-    drop: number,
-    threshold: number,
-    dropScale: number,
-    seed: number,
+    ...args: [
+      ...[q: number, k: number, v: number, p: number, g: number, dq: number, dk: number],
+      ...[dv: number, steps: number, scratch: number, ...AttentionShapeArgs],
+      ...AttentionDropoutArgs,
+    ]
   ): void;
   /** Scratch floats one thread's attention call needs for lq queries, lk keys of dh dims. */
   attentionScratchFloats?(lq: number, lk: number, dh: number): number;
