@@ -187,7 +187,6 @@ export class WasmBackend implements Backend {
   #threadedCalls = 0;
   readonly #scratch: number;
   readonly #workerScratch: number;
-  readonly #scratchBytes: number;
   readonly #params: number;
   #barrier = 0;
   readonly #bits = new Int32Array(1);
@@ -202,7 +201,6 @@ export class WasmBackend implements Backend {
     const scratchBytes = rt.kernels.GEMM_SCRATCH_BYTES.value as number;
     this.#scratch = this.arena.alloc(scratchBytes);
     this.#workerScratch = rt.thread ? this.arena.alloc(scratchBytes) : 0;
-    this.#scratchBytes = scratchBytes;
     this.#params = this.arena.alloc(PARAM_BYTES);
   }
 
@@ -955,13 +953,11 @@ export class WasmBackend implements Backend {
     const rows = batch * heads * lq;
     const mask = a.mask ? this.at(a.mask, 0, maskSpan(rows, lk, heads, lq, a.maskRows)) : 0;
     const operands = [
-      ...[this.at(a.q, 0, batch * lq * d), this.at(a.k, 0, batch * lk * d)],
-      ...[this.at(a.v, 0, batch * lk * d), mask, this.at(a.p, 0, rows * lk)],
-      ...[this.at(a.out, 0, batch * lq * d), this.#attentionSteps(a)],
+      ...this.#attentionInputs(a),
+      ...[mask, this.at(a.p, 0, rows * lk), this.at(a.out, 0, batch * lq * d)],
+      this.#attentionSteps(a),
     ];
-    const shape = [lq, lk, d, heads, a.dropout?.steps ? lk : lq, a.scale];
-    const masked = [a.mask ? 1 : 0, ...a.maskRows];
-    this.#attentionCall("attention", run, a, operands, [...shape, ...masked]);
+    this.#attentionCall("attention", run, a, operands, [a.mask ? 1 : 0, ...a.maskRows]);
     return true;
   }
 
@@ -970,15 +966,23 @@ export class WasmBackend implements Backend {
     if (!run || !this.#fusesAttention(a)) return false;
     const { batch, lq, lk, d, heads } = a;
     const operands = [
-      ...[this.at(a.q, 0, batch * lq * d), this.at(a.k, 0, batch * lk * d)],
-      ...[this.at(a.v, 0, batch * lk * d), this.at(a.p, 0, batch * heads * lq * lk)],
+      ...[...this.#attentionInputs(a), this.at(a.p, 0, batch * heads * lq * lk)],
       ...[this.at(a.g, 0, batch * lq * d), this.at(a.dq, 0, batch * lq * d)],
       ...[this.at(a.dk, 0, batch * lk * d), this.at(a.dv, 0, batch * lk * d)],
       this.#attentionSteps(a),
     ];
-    const shape = [lq, lk, d, heads, a.dropout?.steps ? lk : lq, a.scale];
-    this.#attentionCall("attentionGrad", run, a, operands, shape);
+    this.#attentionCall("attentionGrad", run, a, operands, []);
     return true;
+  }
+
+  /** q, k and v's addresses, each checked against its [batch, L, d] extent. */
+  #attentionInputs(a: Omit<AttentionArgs, "mask" | "maskRows" | "out">): number[] {
+    const { batch, lq, lk, d } = a;
+    return [
+      this.at(a.q, 0, batch * lq * d),
+      this.at(a.k, 0, batch * lk * d),
+      this.at(a.v, 0, batch * lk * d),
+    ];
   }
 
   /** Whether the C kernel takes this shape: every product within one K slice, keys enough. */
@@ -997,22 +1001,25 @@ export class WasmBackend implements Backend {
 
   /**
    * One attention call, its sequences halved between the threads when worth it: the operands,
-   * this thread's scratch and sequences, the shape, then the dropout.
+   * this thread's scratch and sequences, the shape and scale, `beforeDropout`, the dropout.
    */
   #attentionCall(
     op: ThreadOp,
     run: (...args: number[]) => void,
     a: Omit<AttentionArgs, "mask" | "maskRows" | "out">,
     operands: number[],
-    shape: number[],
+    beforeDropout: number[],
   ): void {
     const { batch, lq, lk, d, heads } = a;
+    // Dropout rows: a [batch, heads, lk, lk] pass's, for one query at a step.
+    const shape = [lq, lk, d, heads, a.dropout?.steps ? lk : lq, a.scale];
     const mask = a.dropout ? dropoutMask(a.dropout.p) : null;
     const drop = mask ? [1, mask.threshold, mask.scale, a.dropout!.seed >>> 0] : [0, 0, 1, 0];
     const args = (scratch: number, b0: number, b1: number) => [
       ...operands,
       ...[scratch, b0, b1],
       ...shape,
+      ...beforeDropout,
       ...drop,
     ];
     const f = run.bind(this.kernels) as (...args: number[]) => void;
