@@ -56,18 +56,6 @@ function dropAddNorm(
 }
 
 /**
- * Where one-query-per-sequence rows sit in a full pass: a full [B, groups, len, cols] activation
- * (groups: attention heads, or 1) has the query of sequence b at step steps[b] of each group.
- */
-function stepRows(steps: Int32Array, groups: number, len: number) {
-  const index = new Int32Array(steps.length * groups);
-  for (let b = 0; b < steps.length; b++) {
-    for (let g = 0; g < groups; g++) index[b * groups + g] = (b * groups + g) * len + steps[b];
-  }
-  return { index, of: index.length * len };
-}
-
-/**
  * Raw (unscaled) scores q k^T per head, queries from x [B, Lq, *], keys from memory [B, Lk, *]
  * (default x): [B, h, Lq, Lk]. The heads are read in place from the projections (op.headDots).
  */
@@ -114,7 +102,7 @@ export abstract class ValueAttention extends Module {
       op.maskedSoftmax(scores, mask, 1 / Math.sqrt(d / heads)),
       this.cfg.attnDropout,
       ctx,
-      steps && stepRows(steps, heads, len),
+      steps && op.stepRows(steps, heads, len),
     );
     // [B, Lq, d] with the heads side by side, as the permuted merge of RecBole's layout.
     const context = op.headMix(probs, this.value.forward(memory));
@@ -125,7 +113,7 @@ export abstract class ValueAttention extends Module {
       x,
       this.cfg.hiddenDropout,
       ctx,
-      steps && stepRows(steps, 1, len),
+      steps && op.stepRows(steps, 1, len),
     );
   }
 }
@@ -203,7 +191,7 @@ export class MultiHeadAttention extends ValueAttention {
       residual,
       this.cfg.hiddenDropout,
       ctx,
-      steps && stepRows(steps, 1, vFrom.shape[1]),
+      steps && op.stepRows(steps, 1, vFrom.shape[1]),
     );
   }
 }
@@ -252,7 +240,7 @@ export class TransformerLayer extends Module {
     steps?: Int32Array,
   ): Tensor {
     const att = this.attention.forwardQueries(queries, x, keyMask, ctx, steps);
-    return this.ffn.forward(att, ctx, steps && stepRows(steps, 1, x.shape[1]));
+    return this.ffn.forward(att, ctx, steps && op.stepRows(steps, 1, x.shape[1]));
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import { empty, record, type Tensor, tensor } from "../tensor.ts";
 import { headDots, headMix } from "./matmul.ts";
-import { dropout, dropoutRows, maskedSoftmax, maskGeometry } from "./nn.ts";
+import { dropout, dropoutRows, maskedSoftmax, maskGeometry, stepRows } from "./nn.ts";
 
 /** Dropout of the attention probabilities; `seed` is the one drop() drew for them. */
 export interface AttentionDropout {
@@ -83,12 +83,9 @@ export function headAttention(
   const probs = maskedSoftmax(headDots(q, k, heads), mask, scale);
   let dropped = probs;
   if (active && drop.steps) {
-    // The query of sequence b is row (b h + j) Lk + steps[b] of a [B, h, Lk, Lk] pass.
-    const index = new Int32Array(batch * heads);
-    for (let s = 0; s < batch; s++) {
-      for (let j = 0; j < heads; j++) index[s * heads + j] = (s * heads + j) * lk + drop.steps[s];
-    }
-    dropped = dropoutRows(probs, drop.p, drop.seed, index.length * lk, index);
+    // The query of sequence b is a row of a [B, h, Lk, Lk] pass.
+    const rows = stepRows(drop.steps, heads, lk);
+    dropped = dropoutRows(probs, drop.p, drop.seed, rows.of, rows.index);
   } else if (active) dropped = dropout(probs, drop.p, drop.seed, true);
   return headMix(dropped, v);
 }

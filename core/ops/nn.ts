@@ -175,6 +175,19 @@ export function dropout(x: Tensor, p: number, seed: number, training: boolean): 
 }
 
 /**
+ * Where one-query-per-sequence rows sit in a full pass: a full [B, groups, len, cols] activation
+ * (groups: attention heads, or 1) has the query of sequence b at step steps[b] of each group.
+ * dropoutRows's rows and their count.
+ */
+export function stepRows(steps: Int32Array, groups: number, len: number) {
+  const index = new Int32Array(steps.length * groups);
+  for (let b = 0; b < steps.length; b++) {
+    for (let g = 0; g < groups; g++) index[b * groups + g] = (b * groups + g) * len + steps[b];
+  }
+  return { index, of: index.length * len };
+}
+
+/**
  * Dropout of x, seen as rows of its last axis, with the mask `dropout(·, p, seed)` draws for a
  * [of, cols] tensor at rows `rows` (one per row of x): a pass over some rows of an activation
  * keeps the full pass's mask, and its bits (x * mask is what dropout computes).
