@@ -7,18 +7,12 @@
  */
 import * as op from "../core/ops/mod.ts";
 import assert from "node:assert/strict";
-import { NativeBackend } from "../core/backends/native.ts";
+import type { NativeBackend } from "../core/backends/native.ts";
+import { nativeOnOneAndTwoThreads } from "./helpers/native_threads.ts";
 import { Rng } from "../core/random.ts";
 import { backward, liveTensorCount, noGrad, tensor, tidy, withBackend } from "../core/tensor.ts";
 
-async function open(threads: 1 | 2): Promise<NativeBackend | null> {
-  const nb = await NativeBackend.open({ threads });
-  return "unavailable" in nb || !nb.attention ? null : nb;
-}
-const one = await open(1);
-const two = await open(2);
-const ignore = !one || !two;
-if (ignore) console.log("fused attention tests ignored: no C kernels here");
+const { one, two, ignore } = await nativeOnOneAndTwoThreads("fused attention");
 
 interface Case {
   what: string;

@@ -13,7 +13,7 @@
 import * as op from "../core/ops/mod.ts";
 import assert from "node:assert/strict";
 import type { Backend } from "../core/backend.ts";
-import { NativeBackend } from "../core/backends/native.ts";
+import { nativeOnOneAndTwoThreads } from "./helpers/native_threads.ts";
 import { Rng } from "../core/random.ts";
 import {
   backward,
@@ -26,14 +26,7 @@ import {
   withBackend,
 } from "../core/tensor.ts";
 
-async function open(threads: 1 | 2): Promise<NativeBackend | null> {
-  const nb = await NativeBackend.open({ threads });
-  return "unavailable" in nb || !nb.fusesGemmGelu ? null : nb;
-}
-const one = await open(1);
-const two = await open(2);
-const ignore = !one || !two;
-if (ignore) console.log("feed-forward fusion tests ignored: no C GEMM with epilogues here");
+const { one, two, ignore } = await nativeOnOneAndTwoThreads("fused encoder op");
 
 interface Problem {
   rows: number;

@@ -220,19 +220,7 @@ export interface KernelExports {
    * dgb != 0 every row's terms of dgamma and dbeta (summed in row order). Not in wasm.
    */
   layerNormGradPart?(
-    x: number,
-    gamma: number,
-    mean: number,
-    rstd: number,
-    g: number,
-    dx: number,
-    dgamma: number,
-    dbeta: number,
-    rows: number,
-    cols: number,
-    dx0: number,
-    dx1: number,
-    dgb: number,
+    ...args: [...Parameters<KernelExports["layerNormGrad"]>, dx0: number, dx1: number, dgb: number]
   ): void;
   crossEntropyBlock(
     x: number,
