@@ -9,10 +9,14 @@ import * as op from "../core/ops/mod.ts";
 import assert from "node:assert/strict";
 import type { NativeBackend } from "../core/backends/native.ts";
 import { nativeOnOneAndTwoThreads } from "./helpers/native_threads.ts";
+import { assertSameBits } from "./helpers/assert_close.ts";
 import { Rng } from "../core/random.ts";
 import { backward, liveTensorCount, noGrad, tensor, tidy, withBackend } from "../core/tensor.ts";
 
 const { one, two, ignore } = await nativeOnOneAndTwoThreads("fused attention");
+
+/** What run() returns, in order. */
+const OUTPUTS = ["y", "dq", "dk", "dv"];
 
 interface Case {
   what: string;
@@ -162,17 +166,6 @@ function run(be: NativeBackend, c: Case, fused: boolean, taped: boolean): Float3
     }));
 }
 
-function assertSameBits(got: Float32Array[], want: Float32Array[], what: string): void {
-  const names = ["y", "dq", "dk", "dv"];
-  assert.equal(got.length, want.length);
-  got.forEach((g, i) => {
-    const a = new Uint32Array(g.buffer, g.byteOffset, g.length);
-    const b = new Uint32Array(want[i].buffer, want[i].byteOffset, want[i].length);
-    const at = a.findIndex((u, j) => u !== b[j]);
-    assert.equal(at, -1, `${what}: ${names[i]}[${at}] ${g[at]} vs ${want[i][at]}`);
-  });
-}
-
 Deno.test({
   name: "headAttention fused: the separate ops' bits, forward and backward, one thread and two",
   ignore,
@@ -181,7 +174,7 @@ Deno.test({
       for (const be of [one!, two!]) {
         for (const taped of [true, false]) {
           const what = `${c.what}, ${be.threads} thread(s)${taped ? "" : ", no tape"}`;
-          assertSameBits(run(be, c, true, taped), run(be, c, false, taped), what);
+          assertSameBits(run(be, c, true, taped), run(be, c, false, taped), what, OUTPUTS);
         }
       }
     }

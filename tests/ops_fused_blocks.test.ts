@@ -14,6 +14,7 @@ import * as op from "../core/ops/mod.ts";
 import assert from "node:assert/strict";
 import type { Backend } from "../core/backend.ts";
 import { nativeOnOneAndTwoThreads } from "./helpers/native_threads.ts";
+import { assertSameBits } from "./helpers/assert_close.ts";
 import { Rng } from "../core/random.ts";
 import {
   backward,
@@ -82,20 +83,8 @@ function run(be: Backend, p: Problem, fused: boolean, taped: boolean): Float32Ar
     }));
 }
 
-function assertSameBits(
-  got: Float32Array[],
-  want: Float32Array[],
-  what: string,
-  names = ["y", "dx", "dw1", "db1", "dw2", "db2"],
-): void {
-  assert.equal(got.length, want.length);
-  got.forEach((g, i) => {
-    const a = new Uint32Array(g.buffer, g.byteOffset, g.length);
-    const b = new Uint32Array(want[i].buffer, want[i].byteOffset, want[i].length);
-    const at = a.findIndex((v, j) => v !== b[j]);
-    assert.equal(at, -1, `${what}: ${names[i]}[${at}] ${g[at]} vs ${want[i][at]}`);
-  });
-}
+/** feedForward's outputs, in run()'s order. */
+const FEED_FORWARD = ["y", "dx", "dw1", "db1", "dw2", "db2"];
 
 Deno.test({
   name: "feedForward fused in the GEMM: the three ops' bits, forward and backward",
@@ -113,6 +102,7 @@ Deno.test({
             run(be, p, true, taped),
             run(be, p, false, taped),
             `${what}${taped ? "" : ", no tape"}`,
+            FEED_FORWARD,
           );
         }
       }

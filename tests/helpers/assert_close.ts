@@ -17,3 +17,19 @@ export function assertClose(
     );
   }
 }
+
+/** Each output of `got` bit for bit equal to `want`'s, a message naming the output and index. */
+export function assertSameBits(
+  got: Float32Array[],
+  want: Float32Array[],
+  what: string,
+  names: readonly string[],
+): void {
+  assert.equal(got.length, want.length);
+  got.forEach((g, i) => {
+    const a = new Uint32Array(g.buffer, g.byteOffset, g.length);
+    const b = new Uint32Array(want[i].buffer, want[i].byteOffset, want[i].length);
+    const at = a.findIndex((v, j) => v !== b[j]);
+    assert.equal(at, -1, `${what}: ${names[i]}[${at}] ${g[at]} vs ${want[i][at]}`);
+  });
+}
