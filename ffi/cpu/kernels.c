@@ -1459,37 +1459,25 @@ static void pack_head_t(const float* x, int n, int d, int dh, int g, float* t, i
 
 /*
  * C [rows x n] = A B for k within one K slice, A(i, kk) at a[i rs + kk ks], B(kk, j) at
- * b[kk bstride + j]: the GEMM's register tiles, so its bits.
+ * b[kk bstride + j]: the GEMM's register tiles, so its bits. With `lo` and `hi`, row i's terms
+ * outside kk in [lo[i], hi[i]) have weight exactly 0 and each row tile takes only the union of its
+ * rows' ranges: the same bits, as the accumulator starts at +0 and a zero-weight MADD leaves any
+ * value it can hold unchanged (for finite B). Without them every kk < k.
  */
 static void small_product(const float* a, size_t rs, size_t ks, const float* b, size_t bstride,
-                          int k, int rows, int n, float* c, size_t ldc) {
+                          int k, int rows, int n, float* c, size_t ldc, const int* lo,
+                          const int* hi) {
   for (int i = 0; i < rows; i += MB) {
     const int r = rows - i < MB ? rows - i : MB;
-    const float* ai = a + (size_t)i * rs;
-    for (int j0 = 0; j0 < n; j0 += VW) {
-      const vmask m = vmask_first(n - j0 < VW ? n - j0 : VW);
-      float* cij = c + (size_t)i * ldc + j0;
-      if (r == MB) gemm_tile(MB, ai, rs, ks, b + j0, bstride, k, cij, ldc, m, 0, 1.0f, 0, 0);
-      else gemm_edge_tile(r, ai, rs, ks, b + j0, bstride, k, cij, ldc, m, 0, 1.0f, 0, 0);
+    int k0 = 0, k1 = k;
+    if (lo) {
+      k0 = lo[i], k1 = hi[i];
+      for (int t = 1; t < r; t++) {
+        k0 = lo[i + t] < k0 ? lo[i + t] : k0;
+        k1 = hi[i + t] > k1 ? hi[i + t] : k1;
+      }
+      if (k1 < k0) k1 = k0;
     }
-  }
-}
-
-/*
- * small_product where row i's terms outside k in [lo[i], hi[i]) have weight exactly 0, each row
- * tile taking the union of its rows' ranges. Skipping them gives the same bits: the accumulator
- * starts at +0 and a zero-weight MADD leaves any value it can hold unchanged (for finite B).
- */
-static void ranged_product(const float* a, size_t rs, size_t ks, const float* b, size_t bstride,
-                           int rows, int n, float* c, size_t ldc, const int* lo, const int* hi) {
-  for (int i = 0; i < rows; i += MB) {
-    const int r = rows - i < MB ? rows - i : MB;
-    int k0 = lo[i], k1 = hi[i];
-    for (int t = 1; t < r; t++) {
-      k0 = lo[i + t] < k0 ? lo[i + t] : k0;
-      k1 = hi[i + t] > k1 ? hi[i + t] : k1;
-    }
-    if (k1 < k0) k1 = k0;
     const float* ai = a + (size_t)i * rs + (size_t)k0 * ks;
     const float* bk = b + (size_t)k0 * bstride;
     for (int j0 = 0; j0 < n; j0 += VW) {
@@ -1575,7 +1563,7 @@ int duaf_attention(
       float* pb = p + ((size_t)b * heads + g) * lq * lk;
       /* headDots: scores = q_g k_g^T. */
       pack_head_t(k + (size_t)b * lk * d, lk, d, dh, g, kt, ldk);
-      small_product(qb + hc, (size_t)d, 1, kt, (size_t)ldk, dh, lq, lk, sc, (size_t)ldk);
+      small_product(qb + hc, (size_t)d, 1, kt, (size_t)ldk, dh, lq, lk, sc, (size_t)ldk, 0, 0);
       for (int i = 0; i < lq; i++) {
         const float* mr = mask ? mask + (size_t)(b * sb + g * sh + i * sq) * lk : 0;
         float* prow = pb + (size_t)i * lk;
@@ -1588,8 +1576,8 @@ int duaf_attention(
       /* headMix: out_g = (dropped) probabilities v_g, over each row's nonzero keys. */
       row_ranges(pb, lq, lk, rlo, rhi);
       const float* a = drop ? pd : pb;
-      ranged_product(a, drop ? (size_t)ldk : (size_t)lk, 1, vb + hc, (size_t)d, lq, dh,
-                     out + (size_t)b * lq * d + hc, (size_t)d, rlo, rhi);
+      small_product(a, drop ? (size_t)ldk : (size_t)lk, 1, vb + hc, (size_t)d, lk, lq, dh,
+                    out + (size_t)b * lq * d + hc, (size_t)d, rlo, rhi);
     }
   }
   return 0;
@@ -1635,7 +1623,7 @@ int duaf_attention_grad(
         int n = 0;
         for (int t = 0; t < r; t++) n = rhi[i + t] > n ? rhi[i + t] : n;
         small_product(gb + hc + (size_t)i * d, (size_t)d, 1, vt, (size_t)ldk, dh, r, n,
-                      ds + (size_t)i * ldk, (size_t)ldk);
+                      ds + (size_t)i * ldk, (size_t)ldk, 0, 0);
         for (int t = 0; t < r; t++) memset(ds + (size_t)(i + t) * ldk + n, 0, sizeof(float) * (lk - n));
       }
       if (drop) {
@@ -1651,8 +1639,8 @@ int duaf_attention_grad(
         }
       }
       const float* a = drop ? pd : pb;
-      ranged_product(a, 1, drop ? (size_t)ldk : (size_t)lk, gb + hc, (size_t)d, lk, dh,
-                     dv + (size_t)b * lk * d + hc, (size_t)d, clo, chi);
+      small_product(a, 1, drop ? (size_t)ldk : (size_t)lk, gb + hc, (size_t)d, lq, lk, dh,
+                    dv + (size_t)b * lk * d + hc, (size_t)d, clo, chi);
       /* The masked softmax's gradient, the wasm softmaxGrad's: y (g - sum y g), then the scale. */
       for (int i = 0; i < lq; i++) {
         const float* prow = pb + (size_t)i * lk;
@@ -1668,10 +1656,10 @@ int duaf_attention_grad(
         }
       }
       /* headDots's gradients: dq_g = ds k_g, dk_g = ds^T q_g. */
-      ranged_product(ds, (size_t)ldk, 1, kb + hc, (size_t)d, lq, dh,
-                     dq + (size_t)b * lq * d + hc, (size_t)d, rlo, rhi);
-      ranged_product(ds, 1, (size_t)ldk, qb + hc, (size_t)d, lk, dh,
-                     dk + (size_t)b * lk * d + hc, (size_t)d, clo, chi);
+      small_product(ds, (size_t)ldk, 1, kb + hc, (size_t)d, lk, lq, dh,
+                    dq + (size_t)b * lq * d + hc, (size_t)d, rlo, rhi);
+      small_product(ds, 1, (size_t)ldk, qb + hc, (size_t)d, lq, lk, dh,
+                    dk + (size_t)b * lk * d + hc, (size_t)d, clo, chi);
     }
   }
   return 0;
