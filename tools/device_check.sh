@@ -4,8 +4,9 @@
 # each step has a time cap, and all of them share a 450 s budget (DUAF_CHECK_BUDGET).
 #
 #   1. builds ffi/cuda/build/libduaf_cuda.so (nvcc),
-#   2. runs the GPU parity tests (tests/cuda_backend.test.ts, tests/cuda_parity.test.ts, and the
-#      SASRec / DuAF-MAT training-step parity of tests/backend_models.test.ts, bundled),
+#   2. runs the GPU parity tests (tests/cuda_backend.test.ts, tests/cuda_parity.test.ts, the fused
+#      calls of tests/cuda_fused.test.ts, and the SASRec / DuAF-MAT training-step parity of
+#      tests/backend_models.test.ts, bundled),
 #   3. benchmarks GEMM (cuBLAS and built-in) and per-call cost (tools/bench_cuda.ts),
 #   4. times one training epoch of SASRec and DuAF-MAT on Amazon Beauty with --backend cuda,
 #      beside PyTorch's SASRec on the same GPU (tools/torch/sasrec_train.py --device cuda),
@@ -84,7 +85,7 @@ export DUAF_CUDA_LIB=$SHIM
 
 # ---- 2. parity tests ----------------------------------------------------------------------
 if [ -n "$DENO" ] && [ "${ROW[build]}" != "FAILED" ]; then
-  tests=(tests/cuda_backend.test.ts tests/cuda_parity.test.ts)
+  tests=(tests/cuda_backend.test.ts tests/cuda_parity.test.ts tests/cuda_fused.test.ts)
   # SASRec and DuAF-MAT training steps on cuda vs the reference (bundled: it needs zod).
   [ -f "$PACK/backend_models.test.js" ] && tests+=("$PACK/backend_models.test.js")
   DUAF_TEST_BACKENDS=cuda timeout "$(cap 180)" "$DENO" test "${DENO_FLAGS[@]}" "${tests[@]}" \

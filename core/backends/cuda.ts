@@ -11,6 +11,8 @@ import { ResourceError } from "../errors.ts";
 import { fileURLToPath } from "node:url";
 import {
   type AdamArgs,
+  type AttentionArgs,
+  type AttentionGradArgs,
   type Backend,
   type BackendFactory,
   BINARY_CODES,
@@ -34,6 +36,8 @@ export const CUDA_PRIORITY = 40;
 
 const MAX_RANK = 6;
 const MAX_ELEMENTS = 0x7fffffff;
+/** DUAF_DECLINED of ffi/cuda/duaf_cuda.h: an optional fused call that queued nothing. */
+const DECLINED = -1;
 
 const P = "pointer" as const;
 const I = "i32" as const;
@@ -74,15 +78,20 @@ const SYMBOLS = {
   duaf_masked_softmax: fn([P, P, P, I, I, F, I, I, I, I, I]),
   duaf_layer_norm: fn([P, P, P, P, P, P, I, I, F]),
   duaf_layer_norm_grad: fn([P, P, P, P, P, P, P, P, I, I]),
+  duaf_add_layer_norm: fn([P, P, P, P, P, P, P, P, I, I, F, I, D, "u32"]),
+  duaf_attention: fn([P, P, P, P, P, P, P, I, I, I, I, I, F, I, I, I, I, D, "u32"]),
+  duaf_attention_grad: fn([P, P, P, P, P, P, P, P, P, I, I, I, I, I, F, I, D, "u32"]),
   duaf_ce_block: fn([P, P, P, P, I, I, I, I]),
   duaf_ce_block_grad: fn([P, P, P, P, I, I, I]),
   duaf_modality_fusion: fn([P, P, P, P, I, P, P, P, P, P, I, I, F]),
   duaf_modality_fusion_grad: fn([P, P, P, P, P, P, P, P, I, P, P, P, P, P, P, P, I, I, F]),
   duaf_gather: fn([P, I, P, P, I, I]),
+  duaf_gather_add: fn([P, I, P, P, P, I, I]),
   duaf_scatter_add: fn([P, P, P, I, I, I]),
   duaf_pick: fn([P, P, P, I, I]),
   duaf_pick_grad: fn([P, P, P, I, I]),
   duaf_dropout: fn([P, P, I, D, "u32"]),
+  duaf_dropout_rows: fn([P, P, P, I, I, D, "u32"]),
   duaf_adam: fn([P, P, P, P, I, D, D, D, D, D, I, D, D]),
 } as const;
 
@@ -199,6 +208,13 @@ export class CudaBackend implements Backend {
   /** Returns cached device blocks to the driver. */
   emptyCache(): void {
     this.#check(this.#s.duaf_empty_cache(), "emptyCache");
+  }
+
+  /** #check for an optional fused call: false when the shim declined the shapes. */
+  #took(status: number, op: string): boolean {
+    if (status === DECLINED) return false;
+    this.#check(status, op);
+    return true;
   }
 
   #check(status: number, op: string): void {
@@ -529,6 +545,45 @@ export class CudaBackend implements Backend {
     );
   }
 
+  addLayerNorm(
+    a: Storage,
+    b: Storage,
+    sum: Storage | null,
+    gamma: Storage,
+    beta: Storage,
+    out: Storage,
+    mean: Storage,
+    rstd: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+    dropout?: { p: number; seed: number },
+  ): boolean {
+    for (const s of [a, b, out]) need(s, 0, rows * cols, "addLayerNorm");
+    if (sum) need(sum, 0, rows * cols, "addLayerNorm sum");
+    for (const s of [gamma, beta]) need(s, 0, cols, "addLayerNorm");
+    for (const s of [mean, rstd]) need(s, 0, rows, "addLayerNorm");
+    return this.#took(
+      this.#s.duaf_add_layer_norm(
+        ptr(a),
+        ptr(b),
+        sum ? ptr(sum) : null,
+        ptr(gamma),
+        ptr(beta),
+        ptr(out),
+        ptr(mean),
+        ptr(rstd),
+        rows,
+        cols,
+        eps,
+        dropout ? 1 : 0,
+        dropout?.p ?? 0,
+        (dropout?.seed ?? 0) >>> 0,
+      ),
+      "addLayerNorm",
+    );
+  }
+
   layerNormGrad(
     x: Storage,
     gamma: Storage,
@@ -562,6 +617,84 @@ export class CudaBackend implements Backend {
   }
 
   // ---- DuAF fusion ------------------------------------------------------------------------------
+
+  attention(a: AttentionArgs): boolean {
+    const { batch, lq, lk, d, heads } = a;
+    this.#attentionBounds(a);
+    need(a.out, 0, batch * lq * d, "attention out");
+    const rows = batch * heads * lq;
+    if (a.mask) need(a.mask, 0, maskSpan(rows, lk, heads, lq, a.maskRows), "attention mask");
+    const drop = a.dropout;
+    return this.#took(
+      this.#s.duaf_attention(
+        ptr(a.q),
+        ptr(a.k),
+        ptr(a.v),
+        a.mask ? ptr(a.mask) : null,
+        drop?.steps ? ptr(drop.steps) : null,
+        ptr(a.p),
+        ptr(a.out),
+        batch,
+        lq,
+        lk,
+        d,
+        heads,
+        a.scale,
+        ...a.maskRows,
+        drop ? 1 : 0,
+        drop?.p ?? 0,
+        (drop?.seed ?? 0) >>> 0,
+      ),
+      "attention",
+    );
+  }
+
+  attentionGrad(a: AttentionGradArgs): boolean {
+    const { batch, lq, lk, d, heads } = a;
+    this.#attentionBounds(a);
+    need(a.g, 0, batch * lq * d, "attentionGrad g");
+    need(a.dq, 0, batch * lq * d, "attentionGrad dq");
+    for (const s of [a.dk, a.dv]) need(s, 0, batch * lk * d, "attentionGrad dk/dv");
+    const drop = a.dropout;
+    return this.#took(
+      this.#s.duaf_attention_grad(
+        ptr(a.q),
+        ptr(a.k),
+        ptr(a.v),
+        ptr(a.g),
+        drop?.steps ? ptr(drop.steps) : null,
+        ptr(a.p),
+        ptr(a.dq),
+        ptr(a.dk),
+        ptr(a.dv),
+        batch,
+        lq,
+        lk,
+        d,
+        heads,
+        a.scale,
+        drop ? 1 : 0,
+        drop?.p ?? 0,
+        (drop?.seed ?? 0) >>> 0,
+      ),
+      "attentionGrad",
+    );
+  }
+
+  /** The inputs both attention calls read: q, k, v, the kept probabilities and the steps. */
+  #attentionBounds(a: AttentionGradArgs | AttentionArgs): void {
+    const { batch, lq, lk, d, heads } = a;
+    if (!(heads > 0) || d % heads !== 0) {
+      throw new RangeError(`cuda attention: ${d} columns in ${heads} heads`);
+    }
+    if (a.dropout?.steps && lq !== 1) {
+      throw new RangeError(`cuda attention: steps need one query per sequence, not ${lq}`);
+    }
+    need(a.q, 0, batch * lq * d, "attention q");
+    for (const s of [a.k, a.v]) need(s, 0, batch * lk * d, "attention k/v");
+    need(a.p, 0, batch * heads * lq * lk, "attention probabilities");
+    if (a.dropout?.steps) need(a.dropout.steps, 0, batch, "attention steps");
+  }
 
   modalityFusion(a: FusionArgs): void {
     const { e, t, q, h, omega, keys, rows, dim, scale } = a;
@@ -636,6 +769,24 @@ export class CudaBackend implements Backend {
     this.#check(
       this.#s.duaf_gather(ptr(table), rows, ptr(idx), ptr(out), n, dim),
       "gather",
+    );
+  }
+
+  gatherAdd(
+    table: Storage,
+    idx: Storage,
+    b: Storage,
+    out: Storage,
+    n: number,
+    dim: number,
+  ): boolean {
+    if (n <= 0 || dim <= 0) return true;
+    need(idx, 0, n, "gatherAdd idx");
+    for (const s of [b, out]) need(s, 0, n * dim, "gatherAdd");
+    const rows = Math.floor(table.size / dim);
+    return this.#took(
+      this.#s.duaf_gather_add(ptr(table), rows, ptr(idx), ptr(b), ptr(out), n, dim),
+      "gatherAdd",
     );
   }
 
@@ -720,6 +871,23 @@ export class CudaBackend implements Backend {
     need(x, 0, n, "dropout");
     need(out, 0, n, "dropout");
     this.#check(this.#s.duaf_dropout(ptr(x), ptr(out), n, p, seed >>> 0), "dropout");
+  }
+
+  dropoutRows(
+    x: Storage,
+    out: Storage,
+    rows: Storage,
+    n: number,
+    cols: number,
+    p: number,
+    seed: number,
+  ): boolean {
+    for (const s of [x, out]) need(s, 0, n * cols, "dropoutRows");
+    need(rows, 0, n, "dropoutRows rows");
+    return this.#took(
+      this.#s.duaf_dropout_rows(ptr(x), ptr(out), ptr(rows), n, cols, p, seed >>> 0),
+      "dropoutRows",
+    );
   }
 
   adam(a: AdamArgs): void {

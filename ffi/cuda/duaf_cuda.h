@@ -16,6 +16,9 @@
 #include <stdint.h>
 
 #define DUAF_MAX_RANK 6
+/* Returned by an optional fused call that does not take these shapes: nothing was queued, and
+ * the caller makes the separate calls. */
+#define DUAF_DECLINED (-1)
 
 #ifdef __cplusplus
 extern "C" {
@@ -109,6 +112,28 @@ int duaf_layer_norm(const float *x, const float *gamma, const float *beta, float
 int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, const float *rstd,
                          const float *g, float *dx, float *dgamma, float *dbeta, int32_t rows,
                          int32_t cols);
+/* layerNorm(a + b), or of dropout(a, p, seed) + b when drop != 0, with the separate calls' bits;
+ * the sum is written to `sum` unless it is NULL. */
+int duaf_add_layer_norm(const float *a, const float *b, float *sum, const float *gamma,
+                        const float *beta, float *out, float *mean, float *rstd, int32_t rows,
+                        int32_t cols, float eps, int32_t drop, double p, uint32_t seed);
+
+/* ---- attention's core (Backend.attention) --------------------------------------------------- */
+/* q [batch, lq, d], k and v [batch, lk, d], heads in column slices of d / heads; mask additive
+ * with duaf_masked_softmax's row strides (NULL: none); probs [batch, heads, lq, lk] gets the
+ * softmax, out [batch, lq, d] the mix of the values by its dropout (drop != 0) with the mask
+ * duaf_dropout draws for probs, or with steps (int32 [batch], lq = 1) for row steps[b] of a
+ * [batch, heads, lk, lk] pass. DUAF_DECLINED when a head's keys and values do not fit in a
+ * block's shared memory. */
+int duaf_attention(const float *q, const float *k, const float *v, const float *mask,
+                   const int32_t *steps, float *probs, float *out, int32_t batch, int32_t lq,
+                   int32_t lk, int32_t d, int32_t heads, float scale, int32_t sb, int32_t sh,
+                   int32_t sq, int32_t drop, double p, uint32_t seed);
+/* Its gradient from g [batch, lq, d] and the kept probs: dq, dk and dv written whole. */
+int duaf_attention_grad(const float *q, const float *k, const float *v, const float *g,
+                        const int32_t *steps, const float *probs, float *dq, float *dk, float *dv,
+                        int32_t batch, int32_t lq, int32_t lk, int32_t d, int32_t heads,
+                        float scale, int32_t drop, double p, uint32_t seed);
 
 /* ---- DuAF fusion (core/ops/nn.ts modalityFusion) ------------------------------------------ */
 /* e0..e3: the m (1..4) modality rows [rows, dim] (unused ones NULL); keys [rows, m, dim] =
@@ -137,6 +162,9 @@ int duaf_ce_block_grad(float *x, const int32_t *targets, const float *lse, const
 /* Out-of-range indices write nothing and make the next duaf_sync/duaf_download fail. */
 int duaf_gather(const void *table, int32_t table_rows, const int32_t *idx, void *out, int32_t n,
                 int32_t dim);
+/* out[i] = table[idx[i]] + b[i] (rows of dim floats), the bits of gather then binary add. */
+int duaf_gather_add(const float *table, int32_t table_rows, const int32_t *idx, const float *b,
+                    float *out, int32_t n, int32_t dim);
 /* Deterministic: rows are summed in index order (stable sort) over fixed chunks, no float
  * atomics. */
 int duaf_scatter_add(const float *g, const int32_t *idx, float *out, int32_t out_rows, int32_t n,
@@ -146,6 +174,9 @@ int duaf_pick_grad(const float *g, const int32_t *idx, float *out, int32_t rows,
 
 /* ---- randomness, optimizer ---------------------------------------------------------------- */
 int duaf_dropout(const float *x, float *out, int32_t n, double p, uint32_t seed);
+/* Row r of x [n, cols] takes duaf_dropout's mask of row rows[r] of a larger [of, cols] tensor. */
+int duaf_dropout_rows(const float *x, float *out, const int32_t *rows, int32_t n, int32_t cols,
+                      double p, uint32_t seed);
 int duaf_adam(float *p, const float *g, float *m, float *v, int32_t n, double lr, double beta1,
               double beta2, double eps, double weight_decay, int32_t decoupled, double bc1,
               double bc2);

@@ -139,6 +139,31 @@ int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean, 
       (void)rows, (void)cols;
   return 0;
 }
+int duaf_add_layer_norm(const float *a, const float *b, float *sum, const float *gamma,
+                        const float *beta, float *out, float *mean, float *rstd, int32_t rows,
+                        int32_t cols, float eps, int32_t drop, double p, uint32_t seed) {
+  (void)a, (void)b, (void)sum, (void)gamma, (void)beta, (void)out, (void)mean, (void)rstd,
+      (void)rows, (void)cols, (void)eps, (void)drop, (void)p, (void)seed;
+  return 0;
+}
+int duaf_attention(const float *q, const float *k, const float *v, const float *mask,
+                   const int32_t *steps, float *probs, float *out, int32_t batch, int32_t lq,
+                   int32_t lk, int32_t d, int32_t heads, float scale, int32_t sb, int32_t sh,
+                   int32_t sq, int32_t drop, double p, uint32_t seed) {
+  (void)q, (void)k, (void)v, (void)mask, (void)steps, (void)probs, (void)out, (void)batch,
+      (void)lq, (void)lk, (void)d, (void)heads, (void)scale, (void)sb, (void)sh, (void)sq,
+      (void)drop, (void)p, (void)seed;
+  return 0;
+}
+int duaf_attention_grad(const float *q, const float *k, const float *v, const float *g,
+                        const int32_t *steps, const float *probs, float *dq, float *dk, float *dv,
+                        int32_t batch, int32_t lq, int32_t lk, int32_t d, int32_t heads,
+                        float scale, int32_t drop, double p, uint32_t seed) {
+  (void)q, (void)k, (void)v, (void)g, (void)steps, (void)probs, (void)dq, (void)dk, (void)dv,
+      (void)batch, (void)lq, (void)lk, (void)d, (void)heads, (void)scale, (void)drop, (void)p,
+      (void)seed;
+  return 0;
+}
 int duaf_modality_fusion(const float *e0, const float *e1, const float *e2, const float *e3,
                          int32_t m, const float *t, const float *q, float *h, float *omega,
                          float *keys, int32_t rows, int32_t dim, float scale) {
@@ -172,6 +197,11 @@ int duaf_gather(const void *table, int32_t table_rows, const int32_t *idx, void 
   (void)table, (void)table_rows, (void)idx, (void)out, (void)n, (void)dim;
   return 0;
 }
+int duaf_gather_add(const float *table, int32_t table_rows, const int32_t *idx, const float *b,
+                    float *out, int32_t n, int32_t dim) {
+  (void)table, (void)table_rows, (void)idx, (void)b, (void)out, (void)n, (void)dim;
+  return 0;
+}
 int duaf_scatter_add(const float *g, const int32_t *idx, float *out, int32_t out_rows, int32_t n,
                      int32_t dim) {
   (void)g, (void)idx, (void)out, (void)out_rows, (void)n, (void)dim;
@@ -187,6 +217,11 @@ int duaf_pick_grad(const float *g, const int32_t *idx, float *out, int32_t rows,
 }
 int duaf_dropout(const float *x, float *out, int32_t n, double p, uint32_t seed) {
   (void)x, (void)out, (void)n, (void)p, (void)seed;
+  return 0;
+}
+int duaf_dropout_rows(const float *x, float *out, const int32_t *rows, int32_t n, int32_t cols,
+                      double p, uint32_t seed) {
+  (void)x, (void)out, (void)rows, (void)n, (void)cols, (void)p, (void)seed;
   return 0;
 }
 int duaf_adam(float *p, const float *g, float *m, float *v, int32_t n, double lr, double beta1,

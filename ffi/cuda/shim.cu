@@ -370,6 +370,24 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// The hashUniform of core/random.ts, bit for bit (dropout masks).
+__host__ __device__ __forceinline__ unsigned hash32(unsigned x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
+// u = (hash32(i ^ hash32(seed)) >>> 8) / 2^24 is exact in double, so the comparison with p is
+// the same one JavaScript makes.
+__host__ __device__ __forceinline__ float dropout_value(unsigned i, unsigned hseed, double p,
+                                                        float keep) {
+  double u = (double)(hash32(i ^ hseed) >> 8) * (1.0 / 16777216.0);
+  return u >= p ? keep : 0.f;
+}
+
 // Sum over a 256-thread block in a fixed order; the result is valid in every thread.
 __device__ double block_sum_d(double v) {
   __shared__ double part[kThreads / 32];
@@ -1050,6 +1068,227 @@ extern "C" int duaf_masked_softmax(const float *x, const float *mask, float *out
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// attention's core (Backend.attention): per sequence and head, softmax(q k^T * scale + mask),
+// its dropout and the mix of the values in one kernel, and the gradient in one kernel back.
+// One block per (sequence, head): the head's keys and values sit in shared memory, each warp
+// takes query rows, and a row's scores never leave its warp's buffer. The softmax rounds as
+// k_masked_softmax does; the products sum in their own order (not cuBLAS's), so results agree
+// with the separate calls to float32 tolerance and repeat bit for bit.
+
+struct AttentionShape {
+  int lq, lk, d, heads, dh;
+  float scale;
+  int sb, sh, sq;     // the mask's row strides over [batch, heads, lq] (k_masked_softmax's)
+  double p;           // dropout rate; keep = 0 means no dropout
+  unsigned hseed;
+  float keep;
+};
+
+static const int kAttentionWarps = 8;
+static int g_attention_smem_limit = -1; // bytes of shared memory a block may opt in to
+
+// Floats of shared memory: keys and values (rows padded by one float against bank conflicts),
+// then a row of lk scores and a row of dh floats per warp.
+static inline long long attention_floats(int lk, int dh) {
+  return 2LL * lk * (dh + 1) + (long long)kAttentionWarps * (lk + dh);
+}
+
+// Index of (b, head, query row i, key j) in dropout's [batch, heads, lq, lk] mask; with steps,
+// the query of sequence b is row steps[b] of a [batch, heads, lk, lk] pass.
+__device__ __forceinline__ unsigned attention_mask_index(const AttentionShape &s, int bh, int i,
+                                                         const int *steps, int b) {
+  return steps ? ((unsigned)bh * s.lk + (unsigned)steps[b]) * s.lk
+               : ((unsigned)bh * s.lq + (unsigned)i) * s.lk;
+}
+
+// Loads the head's rows of x [batch, lk, d] into shared rows of dh + 1 floats.
+__device__ __forceinline__ void attention_load(const float *x, float *sx, int b, int head,
+                                               const AttentionShape &s) {
+  for (int t = threadIdx.x; t < s.lk * s.dh; t += blockDim.x) {
+    const int j = t / s.dh, c = t - j * s.dh;
+    sx[j * (s.dh + 1) + c] = x[((size_t)b * s.lk + j) * s.d + head * s.dh + c];
+  }
+}
+
+__global__ void k_attention(const float *q, const float *k, const float *v, const float *mask,
+                            const int *steps, float *probs, float *out, AttentionShape s) {
+  extern __shared__ float sm[];
+  const int bh = blockIdx.x, b = bh / s.heads, head = bh - b * s.heads;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  float *sk = sm, *sv = sk + s.lk * (s.dh + 1);
+  float *row = sv + s.lk * (s.dh + 1) + warp * s.lk;
+  float *qrow = sv + s.lk * (s.dh + 1) + kAttentionWarps * s.lk + warp * s.dh;
+  attention_load(k, sk, b, head, s);
+  attention_load(v, sv, b, head, s);
+  __syncthreads();
+  for (int i = warp; i < s.lq; i += warps) {
+    const float *qi = q + ((size_t)b * s.lq + i) * s.d + head * s.dh;
+    for (int c = lane; c < s.dh; c += 32) qrow[c] = qi[c];
+    __syncwarp();
+    const float *mr =
+        mask ? mask + ((size_t)b * s.sb + (size_t)head * s.sh + (size_t)i * s.sq) * s.lk : nullptr;
+    float mx = -INFINITY;
+    for (int j = lane; j < s.lk; j += 32) {
+      const float *kj = sk + j * (s.dh + 1);
+      float dot = 0.f;
+      for (int c = 0; c < s.dh; c++) dot = fmaf(qrow[c], kj[c], dot);
+      const float z = mr ? __fadd_rn(__fmul_rn(dot, s.scale), mr[j]) : __fmul_rn(dot, s.scale);
+      row[j] = z;
+      mx = fmaxf(mx, z);
+    }
+    mx = warp_max(mx);
+    float sum = 0.f;
+    for (int j = lane; j < s.lk; j += 32) sum += expf(row[j] - mx);
+    const float lse = mx + logf(warp_sum(sum));
+    float *pr = probs + ((size_t)bh * s.lq + i) * s.lk;
+    const unsigned base = s.keep > 0.f ? attention_mask_index(s, bh, i, steps, b) : 0u;
+    for (int j = lane; j < s.lk; j += 32) {
+      const float pj = expf(row[j] - lse);
+      pr[j] = pj;
+      row[j] = s.keep > 0.f ? __fmul_rn(pj, dropout_value(base + j, s.hseed, s.p, s.keep)) : pj;
+    }
+    __syncwarp();
+    float *oi = out + ((size_t)b * s.lq + i) * s.d + head * s.dh;
+    for (int c = lane; c < s.dh; c += 32) {
+      float acc = 0.f;
+      for (int j = 0; j < s.lk; j++) acc = fmaf(row[j], sv[j * (s.dh + 1) + c], acc);
+      oi[c] = acc;
+    }
+    __syncwarp(); // row and qrow are rewritten by the next query
+  }
+}
+
+// The gradient from the kept softmax `probs`: per query row, the dropped probabilities pd and the
+// scores' gradient ds = p (dp - sum(p dp)) * scale (k_softmax_grad's rounding) go to `scratch`
+// [2, lq, lk] of the block and dq is formed from ds and the keys; after the block's barrier each
+// warp takes key rows for dk = ds^T q and dv = pd^T g. Fixed summation orders, no atomics.
+__global__ void k_attention_grad(const float *q, const float *k, const float *v, const float *g,
+                                 const int *steps, const float *probs, float *dq, float *dk,
+                                 float *dv, float *scratch, AttentionShape s) {
+  extern __shared__ float sm[];
+  const int bh = blockIdx.x, b = bh / s.heads, head = bh - b * s.heads;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  float *sk = sm, *sv = sk + s.lk * (s.dh + 1);
+  float *row = sv + s.lk * (s.dh + 1) + warp * s.lk;
+  float *grow = sv + s.lk * (s.dh + 1) + kAttentionWarps * s.lk + warp * s.dh;
+  float *pd = scratch + (size_t)bh * 2 * s.lq * s.lk, *ds = pd + (size_t)s.lq * s.lk;
+  attention_load(k, sk, b, head, s);
+  attention_load(v, sv, b, head, s);
+  __syncthreads();
+  for (int i = warp; i < s.lq; i += warps) {
+    const size_t oi = ((size_t)b * s.lq + i) * s.d + head * s.dh;
+    for (int c = lane; c < s.dh; c += 32) grow[c] = g[oi + c];
+    __syncwarp();
+    const float *pr = probs + ((size_t)bh * s.lq + i) * s.lk;
+    const unsigned base = s.keep > 0.f ? attention_mask_index(s, bh, i, steps, b) : 0u;
+    float dot = 0.f;
+    for (int j = lane; j < s.lk; j += 32) {
+      const float *vj = sv + j * (s.dh + 1);
+      float dpd = 0.f;
+      for (int c = 0; c < s.dh; c++) dpd = fmaf(grow[c], vj[c], dpd);
+      const float m = s.keep > 0.f ? dropout_value(base + j, s.hseed, s.p, s.keep) : 1.f;
+      const float pj = pr[j], dp = __fmul_rn(dpd, m);
+      pd[(size_t)i * s.lk + j] = __fmul_rn(pj, m);
+      row[j] = dp;
+      dot += pj * dp;
+    }
+    dot = warp_sum(dot);
+    for (int j = lane; j < s.lk; j += 32) {
+      const float d = pr[j] * (row[j] - dot);
+      const float dsj = s.scale == 1.f ? d : __fmul_rn(d, s.scale);
+      row[j] = dsj;
+      ds[(size_t)i * s.lk + j] = dsj;
+    }
+    __syncwarp();
+    for (int c = lane; c < s.dh; c += 32) {
+      float acc = 0.f;
+      for (int j = 0; j < s.lk; j++) acc = fmaf(row[j], sk[j * (s.dh + 1) + c], acc);
+      dq[oi + c] = acc;
+    }
+    __syncwarp();
+  }
+  __syncthreads(); // pd and ds of every query row are written
+  for (int j = warp; j < s.lk; j += warps) {
+    const size_t oj = ((size_t)b * s.lk + j) * s.d + head * s.dh;
+    for (int c = lane; c < s.dh; c += 32) {
+      float ak = 0.f, av = 0.f;
+      for (int i = 0; i < s.lq; i++) {
+        const size_t oi = ((size_t)b * s.lq + i) * s.d + head * s.dh + c;
+        ak = fmaf(ds[(size_t)i * s.lk + j], q[oi], ak);
+        av = fmaf(pd[(size_t)i * s.lk + j], g[oi], av);
+      }
+      dk[oj + c] = ak;
+      dv[oj + c] = av;
+    }
+  }
+}
+
+// Shared bytes for (lk, dh), or 0 when a block cannot have them (the caller takes the separate
+// calls). The opt-in limit is the device's, read once.
+static size_t attention_smem(int lk, int dh) {
+  if (g_attention_smem_limit < 0) {
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+      optin = 48 << 10;
+    g_attention_smem_limit = optin;
+  }
+  const long long bytes = attention_floats(lk, dh) * 4;
+  return bytes <= g_attention_smem_limit ? (size_t)bytes : 0;
+}
+
+static AttentionShape attention_shape(int32_t lq, int32_t lk, int32_t d, int32_t heads,
+                                      float scale, int32_t sb, int32_t sh, int32_t sq,
+                                      int32_t drop, double p, uint32_t seed) {
+  AttentionShape s;
+  s.lq = lq, s.lk = lk, s.d = d, s.heads = heads, s.dh = d / heads, s.scale = scale;
+  s.sb = sb, s.sh = sh, s.sq = sq;
+  s.p = p, s.hseed = hash32(seed), s.keep = drop ? (float)(1.0 / (1.0 - p)) : 0.f;
+  return s;
+}
+
+// Returns DUAF_DECLINED, having queued nothing, when the head's keys and values do not fit in a
+// block's shared memory.
+extern "C" int duaf_attention(const float *q, const float *k, const float *v, const float *mask,
+                              const int32_t *steps, float *probs, float *out, int32_t batch,
+                              int32_t lq, int32_t lk, int32_t d, int32_t heads, float scale,
+                              int32_t sb, int32_t sh, int32_t sq, int32_t drop, double p,
+                              uint32_t seed) {
+  if (heads <= 0 || d % heads != 0) return fail("attention: %d columns in %d heads", d, heads);
+  const size_t smem = attention_smem(lk, d / heads);
+  if (smem == 0) return DUAF_DECLINED;
+  if (batch <= 0 || lq <= 0 || lk <= 0) return 0;
+  if (smem > (48u << 10))
+    CK(cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  const AttentionShape s = attention_shape(lq, lk, d, heads, scale, sb, sh, sq, drop, p, seed);
+  const int warps = lq < kAttentionWarps ? lq : kAttentionWarps;
+  k_attention<<<batch * heads, 32 * warps, smem>>>(q, k, v, mask, steps, probs, out, s);
+  LAUNCHED("attention");
+  return 0;
+}
+
+extern "C" int duaf_attention_grad(const float *q, const float *k, const float *v, const float *g,
+                                   const int32_t *steps, const float *probs, float *dq, float *dk,
+                                   float *dv, int32_t batch, int32_t lq, int32_t lk, int32_t d,
+                                   int32_t heads, float scale, int32_t drop, double p,
+                                   uint32_t seed) {
+  if (heads <= 0 || d % heads != 0) return fail("attentionGrad: %d columns in %d heads", d, heads);
+  const size_t smem = attention_smem(lk, d / heads);
+  if (smem == 0) return DUAF_DECLINED;
+  if (batch <= 0 || lq <= 0 || lk <= 0) return 0;
+  if (smem > (48u << 10))
+    CK(cudaFuncSetAttribute(k_attention_grad, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            (int)smem));
+  Scratch scratch((size_t)batch * heads * 2 * lq * lk * sizeof(float));
+  if (!scratch.p) return 1;
+  const AttentionShape s = attention_shape(lq, lk, d, heads, scale, 0, 0, 0, drop, p, seed);
+  k_attention_grad<<<batch * heads, 32 * kAttentionWarps, smem>>>(
+      q, k, v, g, steps, probs, dq, dk, dv, scratch.as<float>(), s);
+  LAUNCHED("attentionGrad");
+  return 0;
+}
+
 // chunked cross-entropy (core/ops/linear_ce.ts): one warp per row, as softmax
 
 __global__ void k_ce_block(const float *x, const int *targets, float *lse, float *picked, int rows,
@@ -1195,18 +1434,18 @@ extern "C" int duaf_modality_fusion_grad(const float *e0, const float *e1, const
   return 0;
 }
 
-__global__ void k_layer_norm(const float *x, const float *gamma, const float *beta, float *out,
-                             float *mean, float *rstd, int rows, int cols, float eps) {
-  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
-  if (row >= rows) return;
-  const float *xr = x + (size_t)row * cols;
-  float *o = out + (size_t)row * cols;
+// One row of layerNorm with x's elements read through xat(c): the row's own values, or their sum
+// with a residual formed where it is read (k_add_layer_norm), which leaves the same bits.
+template <class X>
+__device__ __forceinline__ void layer_norm_row(X xat, const float *gamma, const float *beta,
+                                               float *o, float *mean, float *rstd, int row,
+                                               int lane, int cols, float eps) {
   float s = 0.f;
-  for (int c = lane; c < cols; c += 32) s += xr[c];
+  for (int c = lane; c < cols; c += 32) s += xat(c);
   const float mu = warp_sum(s) / cols;
   float v = 0.f;
   for (int c = lane; c < cols; c += 32) {
-    float d = xr[c] - mu;
+    float d = xat(c) - mu;
     v += d * d;
   }
   const float rs = 1.f / sqrtf(warp_sum(v) / cols + eps);
@@ -1214,7 +1453,35 @@ __global__ void k_layer_norm(const float *x, const float *gamma, const float *be
     mean[row] = mu;
     rstd[row] = rs;
   }
-  for (int c = lane; c < cols; c += 32) o[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
+  for (int c = lane; c < cols; c += 32) o[c] = (xat(c) - mu) * rs * gamma[c] + beta[c];
+}
+
+__global__ void k_layer_norm(const float *x, const float *gamma, const float *beta, float *out,
+                             float *mean, float *rstd, int rows, int cols, float eps) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *xr = x + (size_t)row * cols;
+  layer_norm_row([=](int c) { return xr[c]; }, gamma, beta, out + (size_t)row * cols, mean, rstd,
+                 row, lane, cols, eps);
+}
+
+// layerNorm(a + b), or of dropout(a) + b with keep > 0: each element of the sum rounded as the
+// separate dropout and add round it (no fused multiply-add), and written to sum when it is kept.
+__global__ void k_add_layer_norm(const float *a, const float *b, float *sum, const float *gamma,
+                                 const float *beta, float *out, float *mean, float *rstd, int rows,
+                                 int cols, float eps, double p, unsigned hseed, float keep) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const size_t o = (size_t)row * cols;
+  auto xat = [=](int c) {
+    const float av = keep > 0.f ? __fmul_rn(a[o + c], dropout_value((unsigned)(o + c), hseed, p, keep))
+                                : a[o + c];
+    return __fadd_rn(av, b[o + c]);
+  };
+  if (sum) {
+    for (int c = lane; c < cols; c += 32) sum[o + c] = xat(c);
+  }
+  layer_norm_row(xat, gamma, beta, out + o, mean, rstd, row, lane, cols, eps);
 }
 
 __global__ void k_layer_norm_dx(const float *x, const float *gamma, const float *mean,
@@ -1283,6 +1550,18 @@ extern "C" int duaf_layer_norm(const float *x, const float *gamma, const float *
   return 0;
 }
 
+extern "C" int duaf_add_layer_norm(const float *a, const float *b, float *sum, const float *gamma,
+                                   const float *beta, float *out, float *mean, float *rstd,
+                                   int32_t rows, int32_t cols, float eps, int32_t drop, double p,
+                                   uint32_t seed) {
+  if (rows <= 0 || cols <= 0) return 0;
+  const float keep = drop ? (float)(1.0 / (1.0 - p)) : 0.f;
+  k_add_layer_norm<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(
+      a, b, sum, gamma, beta, out, mean, rstd, rows, cols, eps, p, hash32(seed), keep);
+  LAUNCHED("addLayerNorm");
+  return 0;
+}
+
 extern "C" int duaf_layer_norm_grad(const float *x, const float *gamma, const float *mean,
                                     const float *rstd, const float *g, float *dx, float *dgamma,
                                     float *dbeta, int32_t rows, int32_t cols) {
@@ -1341,6 +1620,29 @@ extern "C" int duaf_gather(const void *table, int32_t table_rows, const int32_t 
 }
 
 // Out-of-range indices get the key `rows`, which sorts last and is skipped.
+// gather, then the add of b's row: out = table[idx[i]] + b[i], one rounding as binary add's.
+__global__ void k_gather_add(const float *table, unsigned rows, const int *idx, const float *b,
+                             float *out, unsigned n, unsigned dim) {
+  unsigned t = global_id();
+  if (t >= n * dim) return;
+  unsigned i = t / dim, c = t - i * dim;
+  unsigned r = (unsigned)idx[i];
+  if (r >= rows) {
+    atomicOr(&d_bad_index, BAD_GATHER);
+    return;
+  }
+  out[t] = __fadd_rn(table[(size_t)r * dim + c], b[t]);
+}
+
+extern "C" int duaf_gather_add(const float *table, int32_t table_rows, const int32_t *idx,
+                               const float *b, float *out, int32_t n, int32_t dim) {
+  if (n <= 0 || dim <= 0) return 0;
+  k_gather_add<<<blocks_for((long long)n * dim), kThreads>>>(table, table_rows, idx, b, out, n,
+                                                             dim);
+  LAUNCHED("gatherAdd");
+  return 0;
+}
+
 __global__ void k_scatter_keys(const int *idx, unsigned n, unsigned rows, unsigned *keys,
                                unsigned *vals) {
   unsigned i = global_id();
@@ -1480,24 +1782,7 @@ extern "C" int duaf_pick_grad(const float *g, const int32_t *idx, float *out, in
 }
 
 // ---------------------------------------------------------------------------------------------
-// randomness: the hashUniform of core/random.ts, bit for bit
-
-__host__ __device__ __forceinline__ unsigned hash32(unsigned x) {
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return x;
-}
-
-// u = (hash32(i ^ hash32(seed)) >>> 8) / 2^24 is exact in double, so the comparison with p is
-// the same one JavaScript makes.
-__host__ __device__ __forceinline__ float dropout_value(unsigned i, unsigned hseed, double p,
-                                                        float keep) {
-  double u = (double)(hash32(i ^ hseed) >> 8) * (1.0 / 16777216.0);
-  return u >= p ? keep : 0.f;
-}
+// dropout: masks from hash32/dropout_value above
 
 // The mask is drawn from (seed, i) in the kernel and never stored; x and out may alias.
 __global__ void k_dropout(const float *x, float *out, unsigned n, double p, unsigned hseed,
@@ -1511,6 +1796,25 @@ extern "C" int duaf_dropout(const float *x, float *out, int32_t n, double p, uin
   const float keep = (float)(1.0 / (1.0 - p));
   k_dropout<<<blocks_for(n), kThreads>>>(x, out, n, p, hash32(seed), keep);
   LAUNCHED("dropout");
+  return 0;
+}
+
+// Rows of a larger tensor's dropout: row r takes the mask of row rows[r] of an [of, cols] tensor.
+__global__ void k_dropout_rows(const float *x, float *out, const int *rows, unsigned n,
+                               unsigned cols, double p, unsigned hseed, float keep) {
+  unsigned t = global_id();
+  if (t >= n * cols) return;
+  unsigned r = t / cols, c = t - r * cols;
+  out[t] = x[t] * dropout_value((unsigned)rows[r] * cols + c, hseed, p, keep);
+}
+
+extern "C" int duaf_dropout_rows(const float *x, float *out, const int32_t *rows, int32_t n,
+                                 int32_t cols, double p, uint32_t seed) {
+  if (n <= 0 || cols <= 0) return 0;
+  const float keep = (float)(1.0 / (1.0 - p));
+  k_dropout_rows<<<blocks_for((long long)n * cols), kThreads>>>(x, out, rows, n, cols, p,
+                                                                hash32(seed), keep);
+  LAUNCHED("dropoutRows");
   return 0;
 }
 
