@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { blockRanks } from "../core/eval/block_rank.ts";
-import { evaluate } from "../core/eval/evaluate.ts";
+import { BLOCK_ABOVE_BYTES, evaluate } from "../core/eval/evaluate.ts";
+import { resolveConfig } from "../core/config.ts";
+import { createModel } from "../core/models/registry.ts";
 import { rankOf } from "../core/eval/metrics.ts";
 import { Rng } from "../core/random.ts";
 import { noGrad, tensor, tidy } from "../core/tensor.ts";
@@ -79,5 +81,61 @@ Deno.test("evaluate: item blocks give the same metrics as whole score rows", asy
     }
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("evaluate: past BLOCK_ABOVE_BYTES a backend that fuses scoring and ranking ranks there", async () => {
+  const { backend } = await activateBackend("native");
+  if (!backend.rankScores || !(backend as { fusesGemmGelu?: boolean }).fusesGemmGelu) {
+    console.log("ignored: no C kernels here");
+    return;
+  }
+  // 512 users' score rows over 33,000 items pass 64 MiB: without the fused call, item blocks.
+  const numItems = 33_000, numUsers = 300, len = 6;
+  assert.ok(512 * (numItems + 1) * 4 > BLOCK_ABOVE_BYTES);
+  const rng = new Rng(11);
+  const src = {
+    numUsers,
+    numItems,
+    seqOffsets: Int32Array.from({ length: numUsers + 1 }, (_, u) => u * len),
+    seqItems: Int32Array.from({ length: numUsers * len }, () => 1 + rng.int(numItems)),
+    seqTimes: Float64Array.from({ length: numUsers * len }, (_, i) => i),
+  };
+  const config = resolveConfig(null, ["model=sasrec", "hidden=16", "heads=1", "inner=32"]);
+  const model = createModel(
+    config,
+    {
+      numItems,
+      text: null,
+      image: null,
+      itemCategory: new Int32Array(numItems + 1),
+      numCategories: 1,
+    },
+    new Rng(config.seed),
+    () => {},
+  );
+  const opts = {
+    split: "test" as const,
+    ks: [5, 10, 20],
+    maskSeen: true,
+    batchSize: 512,
+    maxLen: 50,
+    origin: 0,
+  };
+  let fused = 0;
+  const rankScores = backend.rankScores.bind(backend);
+  backend.rankScores = (a) => {
+    const took = rankScores(a);
+    fused += took ? 1 : 0;
+    return took;
+  };
+  try {
+    const auto = evaluate(model, src, opts).metrics;
+    assert.equal(fused, 1, "the batch was not ranked by the fused call");
+    const blocked = evaluate(model, src, { ...opts, blockItems: 8192 }).metrics;
+    assert.equal(fused, 1, "blocks asked for, yet the fused call ranked");
+    assert.deepEqual(auto, blocked);
+  } finally {
+    delete (backend as { rankScores?: unknown }).rankScores;
   }
 });

@@ -28,8 +28,9 @@ export interface EvalOptions {
   origin: number;
   progress?: Progress;
   /**
-   * Items per scoring block for models with dot-product scores (0 or absent: blocks only when a
-   * batch's whole score matrix would pass BLOCK_ABOVE_BYTES). Metrics are the same either way.
+   * Items per scoring block for models with dot-product scores, used even where the backend fuses
+   * scoring and ranking (0 or absent: blocks only where it does not and a batch's whole score
+   * matrix would pass BLOCK_ABOVE_BYTES). Metrics are the same either way.
    */
   blockItems?: number;
   /**
@@ -72,12 +73,15 @@ function rankEveryBatch(
 ): EvalResult {
   const run = startEval(src, opts);
   const cols = src.numItems + 1;
-  const blockItems = opts.blockItems ||
-    (opts.batchSize * cols * 4 > BLOCK_ABOVE_BYTES ? DEFAULT_BLOCK_ITEMS : 0);
+  const blocks = {
+    items: opts.blockItems ||
+      (opts.batchSize * cols * 4 > BLOCK_ABOVE_BYTES ? DEFAULT_BLOCK_ITEMS : 0),
+    force: (opts.blockItems ?? 0) > 0,
+  };
   const maxK = Math.max(...opts.ks);
   const pack = new RankTablePack();
   try {
-    rankBatches(model, run, blockItems, maxK, pack, ctx);
+    rankBatches(model, run, blocks, maxK, pack, ctx);
   } finally {
     pack.dispose();
   }
@@ -118,42 +122,40 @@ class RankTablePack {
   }
 }
 
+/**
+ * Each batch's ranks: through the backend's fused product and ranking where it has one (any
+ * catalog size: its memory is a packed copy of the item table), else in item blocks with a running
+ * top-K when `blockItems` is set (`forceBlocks`: even where the backend fuses), else from the
+ * whole score matrix. The metrics are the same on every path.
+ */
 function rankBatches(
   model: SequentialModel,
   run: ReturnType<typeof startEval>,
-  blockItems: number,
+  blocks: { items: number; force: boolean },
   maxK: number,
   pack: RankTablePack,
   ctx: ForwardContext,
 ): void {
   for (const batch of run.batches()) {
-    if (blockItems > 0 && model.scoreParts) {
-      const ranks = noGrad(() =>
-        tidy(() => {
-          const { users, items } = model.scoreParts!(batch, ctx);
-          const excluded = (r: number) => run.excluded(batch, r);
-          return blockRanks(users, items, batch.targets, excluded, maxK, blockItems);
-        })
-      );
-      run.addRanks(batch, ranks);
-    } else {
-      const ranks = noGrad(() =>
-        tidy(() => {
-          const excluded = (r: number) => run.excluded(batch, r);
-          const parts = model.scoreParts?.(batch, ctx);
-          const fused = parts && fusedRanks(parts, batch.targets, excluded, pack);
-          if (fused) return fused;
-          // scoreAll is the product of scoreParts where a model has both: not run twice.
-          const scores = parts
-            ? matmul(parts.users, parts.items, false, true)
-            : model.scoreAll(batch, ctx);
-          if (!scores.backend.rankRows) return scores.toFloat32();
-          return ranksOnBackend(scores, batch.targets, excluded);
-        })
-      );
-      if (ranks instanceof Int32Array) run.addRanks(batch, ranks);
-      else run.rank(batch, ranks);
-    }
+    const ranks = noGrad(() =>
+      tidy(() => {
+        const excluded = (r: number) => run.excluded(batch, r);
+        const parts = model.scoreParts?.(batch, ctx);
+        const fused = parts && !blocks.force && fusedRanks(parts, batch.targets, excluded, pack);
+        if (fused) return fused;
+        if (parts && blocks.items > 0) {
+          return blockRanks(parts.users, parts.items, batch.targets, excluded, maxK, blocks.items);
+        }
+        // scoreAll is the product of scoreParts where a model has both: not run twice.
+        const scores = parts
+          ? matmul(parts.users, parts.items, false, true)
+          : model.scoreAll(batch, ctx);
+        if (!scores.backend.rankRows) return scores.toFloat32();
+        return ranksOnBackend(scores, batch.targets, excluded);
+      })
+    );
+    if (ranks instanceof Int32Array) run.addRanks(batch, ranks);
+    else run.rank(batch, ranks);
   }
 }
 

@@ -10,7 +10,8 @@
  *   token, from the model's shape, times its memoryFactor) plus the loss's own tensors: full CE's
  *   [positions x items] logits, or its [positions x block] scratch when chunked; the sampled
  *   losses' [positions x (1 + negatives) x d] candidate rows and their gradient;
- * - evaluation: one batch's forward pass and its [users x items] scores (or [users x 8192] block).
+ * - evaluation: one batch's forward pass and its [users x items] scores (or [users x 8192] block),
+ *   plus the packed item table where the backend fuses scoring and ranking.
  *
  * The per-token constants were fitted to the wasm arena's measured peaks (docs/scale.md lists
  * measured against estimated); they round up, so the estimate errs above the real peak.
@@ -38,6 +39,11 @@ export interface MemoryInputs {
    * its encoder's last layer keeps only keys and values a token.
    */
   lastStepLoss: boolean;
+  /**
+   * Floats of the item table's packed copy that evaluation ranks with where the backend fuses
+   * scoring and ranking (Backend.rankPackFloats; 0 elsewhere).
+   */
+  rankPackFloats?: number;
   /** Padded tokens per micro-batch (trainer's microBatchTokens; 0 = no split). */
   microTokens: number;
   /** Longest training history: min(maxLen, longest user's training items - 1). */
@@ -236,7 +242,7 @@ export function estimateTrainingMemory(cfg: TrainConfig, m: MemoryInputs): Memor
   const evaluation: MemoryTerm = {
     what: `evaluation batch of ${cfg.evalBatchSize} users`,
     bytes: F32 * (m.evalTokens * evalFloatsPerToken(cfg, m.evalLen) * m.memoryFactor +
-      2 * cfg.evalBatchSize * cols),
+      2 * cfg.evalBatchSize * cols + (m.rankPackFloats ?? 0)),
     advice: `lower evalBatchSize (now ${cfg.evalBatchSize})`,
   };
   const peak = resident.bytes +

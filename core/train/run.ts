@@ -225,6 +225,7 @@ function memoryInputs(cfg: TrainConfig, ds: Dataset, model: SequentialModel): Me
     memoryFactor,
     lastStepLoss: cfg.trainMode === "prefix" && (model.lastStepLoss ?? false),
     microTokens,
+    rankPackFloats: getBackend().rankPackFloats?.(rows, cfg.hidden) ?? 0,
     ...sequenceSizes(ds, cfg, microTokens, model.padsTo),
   };
 }
