@@ -14,7 +14,7 @@ import { JsBackend } from "../core/backends/js.ts";
 import { Rng } from "../core/random.ts";
 import { backward, full, type Tensor, tensor, tidy, withBackend } from "../core/tensor.ts";
 import { assertClose, assertSameBits } from "./helpers/assert_close.ts";
-import { type Case, CASES, OUTPUTS, run } from "./helpers/attention_cases.ts";
+import { type Case, CASES, fusedAttentionCalls, OUTPUTS, run } from "./helpers/attention_cases.ts";
 
 const shim = await loadCudaShim();
 const cuda = "unavailable" in shim ? null : new CudaBackend(shim);
@@ -62,29 +62,6 @@ const DECLINED: Case = {
   separate: true,
 };
 
-/** Calls of be.attention and be.attentionGrad that took the shapes, during f. */
-function fusedCalls(be: CudaBackend, f: () => void): number {
-  let n = 0;
-  const [fwd, grad] = [be.attention.bind(be), be.attentionGrad.bind(be)];
-  be.attention = (a) => {
-    const took = fwd(a);
-    n += took ? 1 : 0;
-    return took;
-  };
-  be.attentionGrad = (a) => {
-    const took = grad(a);
-    n += took ? 1 : 0;
-    return took;
-  };
-  try {
-    f();
-  } finally {
-    delete (be as { attention?: unknown }).attention;
-    delete (be as { attentionGrad?: unknown }).attentionGrad;
-  }
-  return n;
-}
-
 Deno.test({
   name: "cuda headAttention: the fused kernels match the separate ops to float32 tolerance",
   ignore,
@@ -105,9 +82,9 @@ Deno.test({
   name: "cuda headAttention: one call each way; keys past shared memory take the separate calls",
   ignore,
   fn() {
-    assert.equal(fusedCalls(cuda!, () => run(cuda!, CASES[0], true, true)), 2);
-    assert.equal(fusedCalls(cuda!, () => run(cuda!, LONGER[2], true, true)), 2);
-    assert.equal(fusedCalls(cuda!, () => run(cuda!, DECLINED, true, true)), 0);
+    assert.equal(fusedAttentionCalls(cuda!, () => run(cuda!, CASES[0], true, true)), 2);
+    assert.equal(fusedAttentionCalls(cuda!, () => run(cuda!, LONGER[2], true, true)), 2);
+    assert.equal(fusedAttentionCalls(cuda!, () => run(cuda!, DECLINED, true, true)), 0);
   },
 });
 

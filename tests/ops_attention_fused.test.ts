@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { nativeOnOneAndTwoThreads } from "./helpers/native_threads.ts";
 import { assertSameBits } from "./helpers/assert_close.ts";
-import { type Case, CASES, OUTPUTS, run } from "./helpers/attention_cases.ts";
+import { type Case, CASES, fusedAttentionCalls, OUTPUTS, run } from "./helpers/attention_cases.ts";
 
 const { one, two, ignore } = await nativeOnOneAndTwoThreads("fused attention");
 
@@ -31,28 +31,7 @@ Deno.test({
   name: "headAttention fused: one call each way where the keys are many, none where they are few",
   ignore,
   fn() {
-    const calls = (c: Case) => {
-      let n = 0;
-      const be = two!;
-      const [fwd, grad] = [be.attention.bind(be), be.attentionGrad.bind(be)];
-      be.attention = (a) => {
-        const took = fwd(a);
-        n += took ? 1 : 0;
-        return took;
-      };
-      be.attentionGrad = (a) => {
-        const took = grad(a);
-        n += took ? 1 : 0;
-        return took;
-      };
-      try {
-        run(be, c, true, true);
-      } finally {
-        delete (be as { attention?: unknown }).attention;
-        delete (be as { attentionGrad?: unknown }).attentionGrad;
-      }
-      return n;
-    };
+    const calls = (c: Case) => fusedAttentionCalls(two!, () => run(two!, c, true, true));
     assert.equal(calls(CASES[0]), 2);
     assert.equal(calls(CASES.find((c) => c.separate)!), 0);
   },

@@ -1238,6 +1238,19 @@ static size_t attention_smem(int lk, int dh) {
   return bytes <= g_attention_smem_limit ? (size_t)bytes : 0;
 }
 
+// The shared bytes a block of `kernel` needs (*smem), with the opt-in past 48 KB set: 0, or
+// DUAF_DECLINED when a block cannot have them, or 1 with the error set.
+template <class Kernel>
+static int attention_prepare(Kernel kernel, const char *what, int32_t d, int32_t heads,
+                             int32_t lk, size_t *smem) {
+  if (heads <= 0 || d % heads != 0) return fail("%s: %d columns in %d heads", what, d, heads);
+  *smem = attention_smem(lk, d / heads);
+  if (*smem == 0) return DUAF_DECLINED;
+  if (*smem > (48u << 10))
+    CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)*smem));
+  return 0;
+}
+
 static AttentionShape attention_shape(int32_t lq, int32_t lk, int32_t d, int32_t heads,
                                       float scale, int32_t sb, int32_t sh, int32_t sq,
                                       int32_t drop, double p, uint32_t seed) {
@@ -1255,12 +1268,9 @@ extern "C" int duaf_attention(const float *q, const float *k, const float *v, co
                               int32_t lq, int32_t lk, int32_t d, int32_t heads, float scale,
                               int32_t sb, int32_t sh, int32_t sq, int32_t drop, double p,
                               uint32_t seed) {
-  if (heads <= 0 || d % heads != 0) return fail("attention: %d columns in %d heads", d, heads);
-  const size_t smem = attention_smem(lk, d / heads);
-  if (smem == 0) return DUAF_DECLINED;
-  if (batch <= 0 || lq <= 0 || lk <= 0) return 0;
-  if (smem > (48u << 10))
-    CK(cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  size_t smem = 0;
+  const int status = attention_prepare(k_attention, "attention", d, heads, lk, &smem);
+  if (status != 0 || batch <= 0 || lq <= 0 || lk <= 0) return status;
   const AttentionShape s = attention_shape(lq, lk, d, heads, scale, sb, sh, sq, drop, p, seed);
   const int warps = lq < kAttentionWarps ? lq : kAttentionWarps;
   k_attention<<<batch * heads, 32 * warps, smem>>>(q, k, v, mask, steps, probs, out, s);
@@ -1273,13 +1283,9 @@ extern "C" int duaf_attention_grad(const float *q, const float *k, const float *
                                    float *dv, int32_t batch, int32_t lq, int32_t lk, int32_t d,
                                    int32_t heads, float scale, int32_t drop, double p,
                                    uint32_t seed) {
-  if (heads <= 0 || d % heads != 0) return fail("attentionGrad: %d columns in %d heads", d, heads);
-  const size_t smem = attention_smem(lk, d / heads);
-  if (smem == 0) return DUAF_DECLINED;
-  if (batch <= 0 || lq <= 0 || lk <= 0) return 0;
-  if (smem > (48u << 10))
-    CK(cudaFuncSetAttribute(k_attention_grad, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                            (int)smem));
+  size_t smem = 0;
+  const int status = attention_prepare(k_attention_grad, "attentionGrad", d, heads, lk, &smem);
+  if (status != 0 || batch <= 0 || lq <= 0 || lk <= 0) return status;
   Scratch scratch((size_t)batch * heads * 2 * lq * lk * sizeof(float));
   if (!scratch.p) return 1;
   const AttentionShape s = attention_shape(lq, lk, d, heads, scale, 0, 0, 0, drop, p, seed);

@@ -163,3 +163,27 @@ export function run(be: Backend, c: Case, fused: boolean, taped: boolean): Float
       return [out, ...[q, k, v].map((t) => t.grad!.toFloat32())];
     }));
 }
+
+/** Calls of be.attention and be.attentionGrad that took their shapes while f ran. */
+export function fusedAttentionCalls(be: Backend, f: () => void): number {
+  let n = 0;
+  const [fwd, grad] = [be.attention!.bind(be), be.attentionGrad!.bind(be)];
+  be.attention = (a) => {
+    const took = fwd(a);
+    n += took ? 1 : 0;
+    return took;
+  };
+  be.attentionGrad = (a) => {
+    const took = grad(a);
+    n += took ? 1 : 0;
+    return took;
+  };
+  try {
+    f();
+  } finally {
+    // The methods are the class's: the instance's wrappers go.
+    delete (be as { attention?: unknown }).attention;
+    delete (be as { attentionGrad?: unknown }).attentionGrad;
+  }
+  return n;
+}
