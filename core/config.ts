@@ -134,6 +134,11 @@ export const TrainConfigSchema = z.object({
    */
   negativeSharing: z.enum(["position", "batch"]).default("position"),
   /**
+   * SASRec's scoring table: "tied" = the input item embedding (RecBole's SASRec), "separate" = an
+   * output table of its own (gSASRec's reuse_item_embeddings=False, its default).
+   */
+  outputEmbedding: z.enum(["tied", "separate"]).default("tied"),
+  /**
    * Full CE in item blocks (core/ops/linear_ce.ts): the [batch x items] logits are never
    * materialised. "auto" = plain CE while those logits fit 256 MiB (checkpoints as before), blocks
    * with a 32 MiB scratch above; 0 = always plain; N = always blocks of N items.

@@ -42,6 +42,11 @@ interface Case {
 
 const CASES: Record<string, Case> = {
   sasrec: { model: "sasrec", sets: ["layers=2"] },
+  // gSASRec's form: scores against an output table of its own.
+  "sasrec-separate": {
+    model: "sasrec",
+    sets: ["outputEmbedding=separate", "loss=gbce", "negatives=8"],
+  },
   gru4rec: { model: "gru4rec", sets: ["gruHidden=16", "gruLayers=2"] },
   fdsa: { model: "fdsa", sets: [] },
   lrurec: { model: "lrurec", sets: ["layers=2"] },

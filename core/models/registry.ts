@@ -26,6 +26,11 @@ export function createModel(
   notice: (message: string) => void,
 ): SequentialModel {
   const numItems = items.numItems;
+  if (cfg.outputEmbedding !== "tied" && cfg.model !== "sasrec") {
+    throw new UsageError(
+      `outputEmbedding=${cfg.outputEmbedding} applies to model=sasrec (now model=${cfg.model})`,
+    );
+  }
   switch (cfg.model) {
     case "sasrec":
       return new Sasrec({ ...cfg, numItems, maxLen: cfg.maxLen, loss: cfg.loss }, rng);

@@ -37,6 +37,8 @@ export interface ItemLossConfig {
 export interface SasrecConfig extends EncoderConfig, ItemLossConfig {
   numItems: number;
   maxLen: number;
+  /** SASRec's scoring table: the input item embedding (absent, "tied") or one of its own. */
+  outputEmbedding?: "tied" | "separate";
 }
 
 /** Flat indices of each row's last valid position in a [B, L] layout. */
@@ -420,12 +422,17 @@ export abstract class ItemDotModel extends Module {
     return this.cfg.loss === "bce";
   }
 
+  /** The table scores are dot products with: the item embedding, unless a model has its own. */
+  get outputTable(): Tensor {
+    return this.itemEmbedding.weight;
+  }
+
   scoreAll(batch: SequenceBatch, ctx: ForwardContext): Tensor {
-    return op.matmul(this.forward(batch, ctx), this.itemEmbedding.weight, false, true);
+    return op.matmul(this.forward(batch, ctx), this.outputTable, false, true);
   }
 
   scoreParts(batch: SequenceBatch, ctx: ForwardContext): { users: Tensor; items: Tensor } {
-    return { users: this.forward(batch, ctx), items: this.itemEmbedding.weight };
+    return { users: this.forward(batch, ctx), items: this.outputTable };
   }
 
   /**
@@ -448,12 +455,25 @@ export class Sasrec extends ItemDotModel implements SequentialModel {
   readonly positionEmbedding: Embedding;
   readonly encoder: TransformerEncoder;
   readonly norm: LayerNorm;
+  /** gSASRec's separate output table (outputEmbedding "separate"), else null: scores are tied. */
+  readonly outputEmbedding: Embedding | null;
 
   constructor(readonly cfg: SasrecConfig, rng: Rng) {
     super();
     [this.itemEmbedding, this.positionEmbedding] = this.itemAndPositionEmbeddings(cfg, rng);
     this.encoder = this.child("trm_encoder", new TransformerEncoder(cfg, rng));
     this.norm = this.child("LayerNorm", new LayerNorm(cfg.hidden, cfg.layerNormEps));
+    // Drawn last, so every other parameter starts as in a tied model of the same seed.
+    this.outputEmbedding = cfg.outputEmbedding === "separate"
+      ? this.child(
+        "output_embedding",
+        new Embedding(cfg.numItems + 1, cfg.hidden, rng, cfg.initStd),
+      )
+      : null;
+  }
+
+  override get outputTable(): Tensor {
+    return this.outputEmbedding?.weight ?? this.itemEmbedding.weight;
   }
 
   /** Hidden states of every position [B, L, d]. */
@@ -473,7 +493,7 @@ export class Sasrec extends ItemDotModel implements SequentialModel {
   loss(batch: SequenceBatch, ctx: ForwardContext): LossOutput {
     const at = lossPositions(batch);
     const h = encodeAtLoss(this, batch, this.itemEmbedding.weight, at, ctx);
-    const main = configuredItemLoss(h, this.itemEmbedding.weight, at, this.cfg, ctx);
+    const main = configuredItemLoss(h, this.outputTable, at, this.cfg, ctx);
     return { total: main, parts: { main } };
   }
 }

@@ -56,6 +56,7 @@ export const ID_BASELINE: Readonly<Record<string, unknown>> = {
   "negativeSampling": "uniform",
   "popularityPower": 0.75,
   "negativeSharing": "position",
+  "outputEmbedding": "tied",
   "novaAttributes": [
     "category",
   ],

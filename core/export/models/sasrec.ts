@@ -21,5 +21,8 @@ export function sasrecGraph(w: GraphWriter, io: SequenceInputs, m: Sasrec): stri
   const h0 = w.layerNorm(flatten(io, x, m.cfg.hidden), m.norm, "LayerNorm");
   const h = transformerEncoder(io, m.encoder, h0, causalPaddingMask(io), "trm_encoder");
   const seqOut = gatherLast(io, h);
+  if (m.outputEmbedding) {
+    return scoreItems(io, seqOut, m.outputEmbedding.weight, "output_embedding.weight");
+  }
   return scoreItems(io, seqOut, m.itemEmbedding.weight, "item_embedding.weight");
 }
