@@ -124,9 +124,9 @@ class RankTablePack {
 
 /**
  * Each batch's ranks: through the backend's fused product and ranking where it has one (any
- * catalog size: its memory is a packed copy of the item table), else in item blocks with a running
- * top-K when `blockItems` is set (`forceBlocks`: even where the backend fuses), else from the
- * whole score matrix. The metrics are the same on every path.
+ * catalog size: its memory is a packed copy of the item table), else in blocks of `blocks.items`
+ * items with a running top-K when that is set (`blocks.force`: even where the backend fuses),
+ * else from the whole score matrix. The metrics are the same on every path.
  */
 function rankBatches(
   model: SequentialModel,
