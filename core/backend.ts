@@ -368,6 +368,11 @@ export interface Backend {
   dispose?(): void;
   /** Micro-batch size in padded tokens for tokenBudget "auto" (absent: CPU_TOKEN_BUDGET). */
   readonly microBatchTokens?: number;
+  /**
+   * Bytes of one batch's [users x items] scores that evaluation holds whole before it ranks in
+   * item blocks instead (absent: core/eval/evaluate.ts BLOCK_ABOVE_BYTES, sized for host memory).
+   */
+  readonly wholeScoresBytes?: number;
 
   /**
    * The memory every tensor of a run must fit in, when the backend knows it (the wasm arena's

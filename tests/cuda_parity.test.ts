@@ -105,6 +105,49 @@ Deno.test({
 });
 
 Deno.test({
+  name: "cuda rankRows: the reference's ranks, ties and excluded columns included",
+  ignore,
+  fn() {
+    const rows = 70, cols = 5000;
+    // Scores on a coarse grid: many ties, which both must count the same way.
+    const x = Float32Array.from({ length: rows * cols }, (_, i) => ((i * 7919) % 13) - 6);
+    const targets = Int32Array.from({ length: rows }, (_, r) => (r * 131) % cols);
+    const offsets = new Int32Array(rows + 1);
+    const columns: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      // The target among its own excluded columns in some rows, as evaluation passes them.
+      for (let k = 0; k < r % 40; k++) columns.push((r * 17 + k * 101) % cols);
+      if (r % 3 === 0) columns.push(targets[r]);
+      offsets[r + 1] = columns.length;
+    }
+    const ranks = (be: Backend) => {
+      const [xs, ts, os, cs] = [
+        be.upload(x, "f32"),
+        be.upload(targets, "i32"),
+        be.upload(offsets, "i32"),
+        be.upload(Int32Array.from(columns), "i32"),
+      ];
+      const out = be.alloc(rows, "i32");
+      be.rankRows!(xs, ts, os, cs, out, rows, cols);
+      const r = be.download(out);
+      for (const st of [xs, ts, os, cs, out]) be.free(st);
+      return r;
+    };
+    assert.deepEqual(ranks(cuda!), ranks(ref));
+    const be = cuda!;
+    const [xs, ts, os, out] = [
+      be.upload(x.subarray(0, cols), "f32"),
+      be.upload(Int32Array.from([cols]), "i32"),
+      be.upload(Int32Array.from([0, 0]), "i32"),
+      be.alloc(1, "i32"),
+    ];
+    be.rankRows(xs, ts, os, os, out, 1, cols);
+    assert.throws(() => be.sync(), /index out of range in rankRows/);
+    for (const st of [xs, ts, os, out]) be.free(st);
+  },
+});
+
+Deno.test({
   name: "cuda: queued uploads arrive intact across laps of the staging ring",
   ignore,
   fn() {

@@ -139,3 +139,51 @@ Deno.test("evaluate: past BLOCK_ABOVE_BYTES a backend that fuses scoring and ran
     delete (backend as { rankScores?: unknown }).rankScores;
   }
 });
+
+Deno.test("evaluate: a backend that holds larger scores (wholeScoresBytes) ranks them whole", async () => {
+  const { backend } = await activateBackend("js");
+  const numItems = 33_000, numUsers = 300, len = 6;
+  const rng = new Rng(12);
+  const src = {
+    numUsers,
+    numItems,
+    seqOffsets: Int32Array.from({ length: numUsers + 1 }, (_, u) => u * len),
+    seqItems: Int32Array.from({ length: numUsers * len }, () => 1 + rng.int(numItems)),
+    seqTimes: Float64Array.from({ length: numUsers * len }, (_, i) => i),
+  };
+  const config = resolveConfig(null, ["model=sasrec", "hidden=16", "heads=1", "inner=32"]);
+  const items = {
+    numItems,
+    text: null,
+    image: null,
+    itemCategory: new Int32Array(numItems + 1),
+    numCategories: 1,
+  };
+  const model = createModel(config, items, new Rng(config.seed), () => {});
+  const opts = {
+    split: "test" as const,
+    ks: [5, 10, 20],
+    maskSeen: true,
+    batchSize: 512,
+    maxLen: 50,
+    origin: 0,
+  };
+  let ranked = 0;
+  const rankRows = backend.rankRows!.bind(backend);
+  backend.rankRows = (...args) => {
+    ranked++;
+    rankRows(...args);
+  };
+  const b = backend as { wholeScoresBytes?: number };
+  try {
+    const blocked = evaluate(model, src, opts).metrics;
+    assert.equal(ranked, 0, "past BLOCK_ABOVE_BYTES the js backend ranks in item blocks");
+    b.wholeScoresBytes = 1 << 30;
+    const whole = evaluate(model, src, opts).metrics;
+    assert.equal(ranked, 1, "the whole batch was not ranked on the backend");
+    assert.deepEqual(whole, blocked);
+  } finally {
+    delete (backend as { rankRows?: unknown }).rankRows;
+    delete b.wholeScoresBytes;
+  }
+});

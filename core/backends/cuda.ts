@@ -89,6 +89,7 @@ const SYMBOLS = {
   duaf_gather_add: fn([P, I, P, P, P, I, I]),
   duaf_scatter_add: fn([P, P, P, I, I, I]),
   duaf_pick: fn([P, P, P, I, I]),
+  duaf_rank_rows: fn([P, P, P, P, P, I, I]),
   duaf_pick_grad: fn([P, P, P, I, I]),
   duaf_dropout: fn([P, P, I, D, "u32"]),
   duaf_dropout_rows: fn([P, P, P, I, I, D, "u32"]),
@@ -168,6 +169,8 @@ export class CudaBackend implements Backend {
   readonly name = "cuda";
   /** Device memory is plentiful and each kernel call costs ~4 us of host time: batches run whole. */
   readonly microBatchTokens = 262144;
+  /** Scores stay on the device and are ranked there (rankRows): whole up to 1 GiB a batch. */
+  readonly wholeScoresBytes = 1 << 30;
   readonly #s: CudaShimSymbols;
   // Reused host arrays for shapes and strides: no allocation per kernel call.
   readonly #shape = new Int32Array(MAX_RANK);
@@ -856,6 +859,32 @@ export class CudaBackend implements Backend {
     need(idx, 0, rows, "pick idx");
     need(out, 0, rows, "pick out");
     this.#check(this.#s.duaf_pick(ptr(x), ptr(idx), ptr(out), rows, cols), "pick");
+  }
+
+  rankRows(
+    x: Storage,
+    targets: Storage,
+    exOffsets: Storage,
+    exCols: Storage,
+    out: Storage,
+    rows: number,
+    cols: number,
+  ): void {
+    need(x, 0, rows * cols, "rankRows x");
+    for (const s of [targets, out]) need(s, 0, rows, "rankRows");
+    need(exOffsets, 0, rows + 1, "rankRows exOffsets");
+    this.#check(
+      this.#s.duaf_rank_rows(
+        ptr(x),
+        ptr(targets),
+        ptr(exOffsets),
+        ptr(exCols),
+        ptr(out),
+        rows,
+        cols,
+      ),
+      "rankRows",
+    );
   }
 
   pickGrad(g: Storage, idx: Storage, out: Storage, rows: number, cols: number): void {

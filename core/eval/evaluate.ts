@@ -5,7 +5,7 @@ import type { Progress } from "../progress.ts";
 import { silentProgress } from "../progress.ts";
 import { Rng } from "../random.ts";
 import type { Backend, RankScoresArgs, Storage } from "../backend.ts";
-import { empty, keep, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
+import { empty, getBackend, keep, noGrad, type Tensor, tensor, tidy } from "../tensor.ts";
 import {
   type Examples,
   makeBatch,
@@ -40,7 +40,10 @@ export interface EvalOptions {
   sample?: { n: number; rng: Rng };
 }
 
-/** A batch's [users x items] scores above this size are ranked in item blocks instead. */
+/**
+ * A batch's [users x items] scores above this size are ranked in item blocks instead, on backends
+ * without a wholeScoresBytes of their own.
+ */
 export const BLOCK_ABOVE_BYTES = 64 << 20;
 
 export interface EvalResult {
@@ -73,9 +76,9 @@ function rankEveryBatch(
 ): EvalResult {
   const run = startEval(src, opts);
   const cols = src.numItems + 1;
+  const whole = getBackend().wholeScoresBytes ?? BLOCK_ABOVE_BYTES;
   const blocks = {
-    items: opts.blockItems ||
-      (opts.batchSize * cols * 4 > BLOCK_ABOVE_BYTES ? DEFAULT_BLOCK_ITEMS : 0),
+    items: opts.blockItems || (opts.batchSize * cols * 4 > whole ? DEFAULT_BLOCK_ITEMS : 0),
     force: (opts.blockItems ?? 0) > 0,
   };
   const maxK = Math.max(...opts.ks);

@@ -44,6 +44,8 @@ export interface MemoryInputs {
    * scoring and ranking (Backend.rankPackFloats; 0 elsewhere).
    */
   rankPackFloats?: number;
+  /** The backend's wholeScoresBytes (absent: BLOCK_ABOVE_BYTES), as evaluation takes it. */
+  wholeScoresBytes?: number;
   /** Padded tokens per micro-batch (trainer's microBatchTokens; 0 = no split). */
   microTokens: number;
   /** Longest training history: min(maxLen, longest user's training items - 1). */
@@ -236,7 +238,7 @@ export function estimateTrainingMemory(cfg: TrainConfig, m: MemoryInputs): Memor
   } else {
     loss = { what: "BCE", bytes: F32 * positions * 4 * d, advice: "lower tokenBudget" };
   }
-  const cols = cfg.evalBatchSize * items * F32 > BLOCK_ABOVE_BYTES
+  const cols = cfg.evalBatchSize * items * F32 > (m.wholeScoresBytes ?? BLOCK_ABOVE_BYTES)
     ? Math.min(items, DEFAULT_BLOCK_ITEMS)
     : items;
   const evaluation: MemoryTerm = {

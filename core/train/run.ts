@@ -226,6 +226,7 @@ function memoryInputs(cfg: TrainConfig, ds: Dataset, model: SequentialModel): Me
     lastStepLoss: cfg.trainMode === "prefix" && (model.lastStepLoss ?? false),
     microTokens,
     rankPackFloats: getBackend().rankPackFloats?.(rows, cfg.hidden) ?? 0,
+    wholeScoresBytes: getBackend().wholeScoresBytes,
     ...sequenceSizes(ds, cfg, microTokens, model.padsTo),
   };
 }

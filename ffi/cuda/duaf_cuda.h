@@ -170,6 +170,11 @@ int duaf_gather_add(const float *table, int32_t table_rows, const int32_t *idx, 
 int duaf_scatter_add(const float *g, const int32_t *idx, float *out, int32_t out_rows, int32_t n,
                      int32_t dim);
 int duaf_pick(const float *x, const int32_t *idx, float *out, int32_t rows, int32_t cols);
+/* out[r] = how many columns of x [rows, cols] score at least x[r, targets[r]], the target and
+ * the excluded columns ex_cols[ex_offsets[r] .. ex_offsets[r + 1]) other than it not counted
+ * (Backend.rankRows). Bad targets or columns make the next duaf_sync/duaf_download fail. */
+int duaf_rank_rows(const float *x, const int32_t *targets, const int32_t *ex_offsets,
+                   const int32_t *ex_cols, int32_t *out, int32_t rows, int32_t cols);
 int duaf_pick_grad(const float *g, const int32_t *idx, float *out, int32_t rows, int32_t cols);
 
 /* ---- randomness, optimizer ---------------------------------------------------------------- */

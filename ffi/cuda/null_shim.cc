@@ -211,6 +211,11 @@ int duaf_pick(const float *x, const int32_t *idx, float *out, int32_t rows, int3
   (void)x, (void)idx, (void)out, (void)rows, (void)cols;
   return 0;
 }
+int duaf_rank_rows(const float *x, const int32_t *targets, const int32_t *ex_offsets,
+                   const int32_t *ex_cols, int32_t *out, int32_t rows, int32_t cols) {
+  (void)x, (void)targets, (void)ex_offsets, (void)ex_cols, (void)out, (void)rows, (void)cols;
+  return 0;
+}
 int duaf_pick_grad(const float *g, const int32_t *idx, float *out, int32_t rows, int32_t cols) {
   (void)g, (void)idx, (void)out, (void)rows, (void)cols;
   return 0;

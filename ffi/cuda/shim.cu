@@ -56,7 +56,7 @@ extern "C" const char *duaf_info(void) { return g_info; }
 
 // Set by indexing kernels when an index is out of range; bit per kernel (see flag_names).
 __device__ int d_bad_index = 0;
-enum { BAD_GATHER = 1, BAD_SCATTER = 2, BAD_PICK = 4, BAD_PICK_GRAD = 8 };
+enum { BAD_GATHER = 1, BAD_SCATTER = 2, BAD_PICK = 4, BAD_PICK_GRAD = 8, BAD_RANK = 16 };
 
 static int check_index_flag(void) {
   int h = 0;
@@ -64,9 +64,9 @@ static int check_index_flag(void) {
   if (h == 0) return 0;
   const int zero = 0;
   CK(cudaMemcpyToSymbol(d_bad_index, &zero, sizeof zero));
-  return fail("index out of range in%s%s%s%s", (h & BAD_GATHER) ? " gather" : "",
+  return fail("index out of range in%s%s%s%s%s", (h & BAD_GATHER) ? " gather" : "",
               (h & BAD_SCATTER) ? " scatterAdd" : "", (h & BAD_PICK) ? " pick" : "",
-              (h & BAD_PICK_GRAD) ? " pickGrad" : "");
+              (h & BAD_PICK_GRAD) ? " pickGrad" : "", (h & BAD_RANK) ? " rankRows" : "");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1292,6 +1292,50 @@ extern "C" int duaf_attention_grad(const float *q, const float *k, const float *
   k_attention_grad<<<batch * heads, 32 * kAttentionWarps, smem>>>(
       q, k, v, g, steps, probs, dq, dk, dv, scratch.as<float>(), s);
   LAUNCHED("attentionGrad");
+  return 0;
+}
+
+// full-ranking evaluation (Backend.rankRows): one warp per row counts the columns scoring at
+// least the target's (metrics.ts rankOf), so only the ranks leave the device.
+
+__device__ __forceinline__ int warp_sum_int(int v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__global__ void k_rank_rows(const float *x, const int *targets, const int *ex_offsets,
+                            const int *ex_cols, int *out, int rows, int cols) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const int t = targets[row];
+  if ((unsigned)t >= (unsigned)cols) {
+    if (lane == 0) atomicOr(&d_bad_index, BAD_RANK);
+    return;
+  }
+  const float *xr = x + (size_t)row * cols;
+  const float s = xr[t];
+  int n = 0;
+  for (int c = lane; c < cols; c += 32) n += xr[c] >= s;
+  // The target itself and the excluded columns other than it do not count.
+  for (int e = ex_offsets[row] + lane; e < ex_offsets[row + 1]; e += 32) {
+    const int c = ex_cols[e];
+    if ((unsigned)c >= (unsigned)cols) {
+      atomicOr(&d_bad_index, BAD_RANK);
+      continue;
+    }
+    n -= c != t && xr[c] >= s;
+  }
+  n = warp_sum_int(n);
+  if (lane == 0) out[row] = n - 1;
+}
+
+extern "C" int duaf_rank_rows(const float *x, const int32_t *targets, const int32_t *ex_offsets,
+                              const int32_t *ex_cols, int32_t *out, int32_t rows, int32_t cols) {
+  if (rows <= 0 || cols <= 0) return 0;
+  k_rank_rows<<<blocks_for(rows, kRowsPerBlock), kThreads>>>(x, targets, ex_offsets, ex_cols,
+                                                             out, rows, cols);
+  LAUNCHED("rankRows");
   return 0;
 }
 
