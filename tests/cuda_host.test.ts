@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { buildNullShim } from "../ffi/cuda/build.ts";
-import { CudaBackend, openCudaShim } from "../core/backends/cuda.ts";
+import { CUDA_FUSED_CALLS, CudaBackend, openCudaShim } from "../core/backends/cuda.ts";
 import type { SequenceBatch } from "../core/models/batch.ts";
 import { Adam } from "../core/optim/adam.ts";
 import { Rng } from "../core/random.ts";
@@ -105,6 +105,34 @@ Deno.test({
     be.free(si);
     assert.equal(be.poolStats().live, live - 2);
     assert.throws(() => be.download(sf), /use of freed storage/);
+  },
+});
+
+Deno.test({
+  name: "cuda host: DUAF_CUDA_FUSED=off hides the fused calls; a step makes the separate ones",
+  ignore,
+  fn() {
+    const lib = openCudaShim(built);
+    if ("unavailable" in lib) throw new Error(lib.unavailable);
+    const be = new CudaBackend(lib, { fused: false });
+    for (const name of CUDA_FUSED_CALLS) assert.equal(be[name], undefined, name);
+    for (const name of CUDA_FUSED_CALLS) assert.notEqual(backend![name], undefined, name);
+    // Attention's separate calls run maskedSoftmax; the fused call does not.
+    const softmaxCalls = (b: CudaBackend) => {
+      let n = 0;
+      const maskedSoftmax = b.maskedSoftmax.bind(b);
+      b.maskedSoftmax = (...a) => (n++, maskedSoftmax(...a));
+      withBackend(b, () => {
+        const rng = new Rng(9);
+        const m = model({ criticSteps: 1 }, itemSide(rng, true)).train();
+        const opt = new Adam(m.trainableParameters(), { lr: 1e-3, weightDecay: 0 });
+        trainStep(m, opt, batch(rng), rng);
+      });
+      delete (b as { maskedSoftmax?: unknown }).maskedSoftmax;
+      return n;
+    };
+    assert.ok(softmaxCalls(be) > 0, "no separate attention calls with the fused ones hidden");
+    assert.equal(softmaxCalls(backend!), 0, "separate attention calls beside the fused one");
   },
 });
 

@@ -8,6 +8,7 @@
  * writing past a block corrupts device memory silently.
  */
 import { ResourceError } from "../errors.ts";
+import { envVar } from "../env.ts";
 import { fileURLToPath } from "node:url";
 import {
   type AdamArgs,
@@ -30,6 +31,20 @@ import {
   UNARY_CODES,
   type UnaryOp,
 } from "../backend.ts";
+
+/**
+ * The optional calls DUAF_CUDA_FUSED=off (or `fused: false`) hides, so that ops make their separate
+ * calls: a way around a fused kernel suspected on a new device.
+ */
+export const CUDA_FUSED_CALLS = [
+  "addLayerNorm",
+  "attention",
+  "attentionGrad",
+  "gatherAdd",
+  "dropoutRows",
+  "rankRows",
+  "wholeScoresBytes",
+] as const;
 
 /** Priority in the registry: above native (30), wasm (20) and js (0). */
 export const CUDA_PRIORITY = 40;
@@ -178,8 +193,12 @@ export class CudaBackend implements Backend {
   readonly #s1 = new Int32Array(MAX_RANK);
   readonly #f64 = new Float64Array(5);
 
-  constructor(shim: { symbols: CudaShimSymbols }) {
+  constructor(shim: { symbols: CudaShimSymbols }, opts: { fused?: boolean } = {}) {
     this.#s = shim.symbols;
+    if (!(opts.fused ?? envVar("DUAF_CUDA_FUSED") !== "off")) {
+      // The separate calls only: the optional fused ones hidden, evaluation ranked in blocks.
+      for (const name of CUDA_FUSED_CALLS) Object.defineProperty(this, name, { value: undefined });
+    }
   }
 
   /** Device, driver, runtime and GEMM engine, in one line. */
