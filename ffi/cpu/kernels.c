@@ -18,6 +18,12 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sched.h>
+#define DUAF_YIELD() sched_yield()
+#else
+#define DUAF_YIELD() ((void)0)
+#endif
 #ifdef __SSE2__
 #include <immintrin.h> /* x86 vector intrinsics, where the target has them */
 #endif
@@ -1702,6 +1708,9 @@ static int spin_barrier(uint32_t* b, int nt) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+    /* Past some microseconds the other thread is likely not running (more threads than cores:
+       two training processes on two cores); spinning on would hold the core it waits for. */
+    if ((spins & 0x3ff) == 0) DUAF_YIELD();
     if ((spins & 0xfffff) == 0) {
       const double t = seconds_now();
       if (start == 0) start = t;
