@@ -90,38 +90,7 @@ Deno.test("evaluate: past BLOCK_ABOVE_BYTES a backend that fuses scoring and ran
     console.log("ignored: no C kernels here");
     return;
   }
-  // 512 users' score rows over 33,000 items pass 64 MiB: without the fused call, item blocks.
-  const numItems = 33_000, numUsers = 300, len = 6;
-  assert.ok(512 * (numItems + 1) * 4 > BLOCK_ABOVE_BYTES);
-  const rng = new Rng(11);
-  const src = {
-    numUsers,
-    numItems,
-    seqOffsets: Int32Array.from({ length: numUsers + 1 }, (_, u) => u * len),
-    seqItems: Int32Array.from({ length: numUsers * len }, () => 1 + rng.int(numItems)),
-    seqTimes: Float64Array.from({ length: numUsers * len }, (_, i) => i),
-  };
-  const config = resolveConfig(null, ["model=sasrec", "hidden=16", "heads=1", "inner=32"]);
-  const model = createModel(
-    config,
-    {
-      numItems,
-      text: null,
-      image: null,
-      itemCategory: new Int32Array(numItems + 1),
-      numCategories: 1,
-    },
-    new Rng(config.seed),
-    () => {},
-  );
-  const opts = {
-    split: "test" as const,
-    ks: [5, 10, 20],
-    maskSeen: true,
-    batchSize: 512,
-    maxLen: 50,
-    origin: 0,
-  };
+  const { model, src, opts } = pastBlockThreshold(11);
   let fused = 0;
   const rankScores = backend.rankScores.bind(backend);
   backend.rankScores = (a) => {
@@ -142,8 +111,35 @@ Deno.test("evaluate: past BLOCK_ABOVE_BYTES a backend that fuses scoring and ran
 
 Deno.test("evaluate: a backend that holds larger scores (wholeScoresBytes) ranks them whole", async () => {
   const { backend } = await activateBackend("js");
+  const { model, src, opts } = pastBlockThreshold(12);
+  let ranked = 0;
+  const rankRows = backend.rankRows!.bind(backend);
+  backend.rankRows = (...args) => {
+    ranked++;
+    rankRows(...args);
+  };
+  const b = backend as { wholeScoresBytes?: number };
+  try {
+    const blocked = evaluate(model, src, opts).metrics;
+    assert.equal(ranked, 0, "past BLOCK_ABOVE_BYTES the js backend ranks in item blocks");
+    b.wholeScoresBytes = 1 << 30;
+    const whole = evaluate(model, src, opts).metrics;
+    assert.equal(ranked, 1, "the whole batch was not ranked on the backend");
+    assert.deepEqual(whole, blocked);
+  } finally {
+    delete (backend as { rankRows?: unknown }).rankRows;
+    delete b.wholeScoresBytes;
+  }
+});
+
+/**
+ * A fresh SASRec over a random catalog of 33,000 items, 300 users: 512 users' score rows pass
+ * BLOCK_ABOVE_BYTES, so evaluation ranks in item blocks unless the backend ranks otherwise.
+ */
+function pastBlockThreshold(seed: number) {
   const numItems = 33_000, numUsers = 300, len = 6;
-  const rng = new Rng(12);
+  assert.ok(512 * (numItems + 1) * 4 > BLOCK_ABOVE_BYTES);
+  const rng = new Rng(seed);
   const src = {
     numUsers,
     numItems,
@@ -168,22 +164,5 @@ Deno.test("evaluate: a backend that holds larger scores (wholeScoresBytes) ranks
     maxLen: 50,
     origin: 0,
   };
-  let ranked = 0;
-  const rankRows = backend.rankRows!.bind(backend);
-  backend.rankRows = (...args) => {
-    ranked++;
-    rankRows(...args);
-  };
-  const b = backend as { wholeScoresBytes?: number };
-  try {
-    const blocked = evaluate(model, src, opts).metrics;
-    assert.equal(ranked, 0, "past BLOCK_ABOVE_BYTES the js backend ranks in item blocks");
-    b.wholeScoresBytes = 1 << 30;
-    const whole = evaluate(model, src, opts).metrics;
-    assert.equal(ranked, 1, "the whole batch was not ranked on the backend");
-    assert.deepEqual(whole, blocked);
-  } finally {
-    delete (backend as { rankRows?: unknown }).rankRows;
-    delete b.wholeScoresBytes;
-  }
-});
+  return { model, src, opts };
+}

@@ -1647,17 +1647,25 @@ extern "C" int duaf_layer_norm_grad(const float *x, const float *gamma, const fl
 // ---------------------------------------------------------------------------------------------
 // indexing
 
-__global__ void k_gather(const unsigned *table, unsigned rows, const int *idx, unsigned *out,
-                         unsigned n, unsigned dim) {
-  unsigned t = global_id();
-  if (t >= n * dim) return;
+// Element t of an [n, dim] lookup: its offset in the table, or -1 (flagged) for a row index out
+// of range.
+__device__ __forceinline__ long long lookup_offset(const int *idx, unsigned t, unsigned rows,
+                                                   unsigned dim) {
   unsigned i = t / dim, c = t - i * dim;
   unsigned r = (unsigned)idx[i];
   if (r >= rows) {
     atomicOr(&d_bad_index, BAD_GATHER);
-    return;
+    return -1;
   }
-  out[t] = table[(size_t)r * dim + c];
+  return (long long)r * dim + c;
+}
+
+__global__ void k_gather(const unsigned *table, unsigned rows, const int *idx, unsigned *out,
+                         unsigned n, unsigned dim) {
+  unsigned t = global_id();
+  if (t >= n * dim) return;
+  const long long at = lookup_offset(idx, t, rows, dim);
+  if (at >= 0) out[t] = table[at];
 }
 
 extern "C" int duaf_gather(const void *table, int32_t table_rows, const int32_t *idx, void *out,
@@ -1669,19 +1677,13 @@ extern "C" int duaf_gather(const void *table, int32_t table_rows, const int32_t 
   return 0;
 }
 
-// Out-of-range indices get the key `rows`, which sorts last and is skipped.
 // gather, then the add of b's row: out = table[idx[i]] + b[i], one rounding as binary add's.
 __global__ void k_gather_add(const float *table, unsigned rows, const int *idx, const float *b,
                              float *out, unsigned n, unsigned dim) {
   unsigned t = global_id();
   if (t >= n * dim) return;
-  unsigned i = t / dim, c = t - i * dim;
-  unsigned r = (unsigned)idx[i];
-  if (r >= rows) {
-    atomicOr(&d_bad_index, BAD_GATHER);
-    return;
-  }
-  out[t] = __fadd_rn(table[(size_t)r * dim + c], b[t]);
+  const long long at = lookup_offset(idx, t, rows, dim);
+  if (at >= 0) out[t] = __fadd_rn(table[at], b[t]);
 }
 
 extern "C" int duaf_gather_add(const float *table, int32_t table_rows, const int32_t *idx,
@@ -1693,6 +1695,7 @@ extern "C" int duaf_gather_add(const float *table, int32_t table_rows, const int
   return 0;
 }
 
+// Out-of-range indices get the key `rows`, which sorts last and is skipped.
 __global__ void k_scatter_keys(const int *idx, unsigned n, unsigned rows, unsigned *keys,
                                unsigned *vals) {
   unsigned i = global_id();
