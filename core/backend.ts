@@ -369,6 +369,11 @@ export interface Backend {
   /** Micro-batch size in padded tokens for tokenBudget "auto" (absent: CPU_TOKEN_BUDGET). */
   readonly microBatchTokens?: number;
   /**
+   * Tensors live in the process's own memory (js, wasm, native): reading one back is a copy, not
+   * a wait for a device, so an op may read small index tensors back to plan its work.
+   */
+  readonly hostMemory?: boolean;
+  /**
    * Bytes of one batch's [users x items] scores that evaluation holds whole before it ranks in
    * item blocks instead (absent: core/eval/evaluate.ts BLOCK_ABOVE_BYTES, sized for host memory).
    */

@@ -93,6 +93,7 @@ function forEachStrided(
 export class JsBackend implements Backend {
   readonly name: string;
   readonly keepsCrossEntropyExp = true;
+  readonly hostMemory = true;
   readonly #Float: typeof Float32Array | typeof Float64Array;
 
   constructor(opts: { float64?: boolean } = {}) {

@@ -424,7 +424,7 @@ function maskedSoftmaxRecord(
 export function embedding(table: Tensor, idx: Tensor): Tensor {
   const out = empty(lookupShape(table, idx));
   table.backend.gather(table.storage, idx.storage, out.storage, idx.size, table.shape[1]);
-  return record(out, "embedding", [table], (g) => [lookupGrad(table, idx, g)]);
+  return record(out, "embedding", [table], (g, into) => [lookupGrad(table, idx, g, into?.[0])]);
 }
 
 /** A lookup's output shape [...idx, dim]; the indices must be int32. */
@@ -433,11 +433,51 @@ function lookupShape(table: Tensor, idx: Tensor): number[] {
   return [...idx.shape, table.shape[1]];
 }
 
-/** The table's gradient of a lookup: g's rows added into zeros at their indices. */
-function lookupGrad(table: Tensor, idx: Tensor, g: Tensor): Tensor {
+/**
+ * The table's gradient of a lookup: g's rows added into zeros at their indices. With `into`, the
+ * table's gradient summed so far (a buffer the backward may add into), a lookup of few rows
+ * against a large table adds its rows there instead of handing back a table-sized buffer to add:
+ * each touched row's contributions summed from zero in index order into a compact buffer, then
+ * that sum added to the row once, which is what the dense gradient and its add give, bit for bit
+ * (an untouched row gets nothing instead of + 0).
+ */
+function lookupGrad(table: Tensor, idx: Tensor, g: Tensor, into?: Tensor): Tensor {
+  const [rows, dim] = table.shape;
+  const be = table.backend;
+  const compact = into && be.hostMemory && 2 * idx.size <= rows
+    ? compactRows(idx.toArray() as Int32Array, rows)
+    : null;
+  if (into && compact) {
+    const { local, touched } = compact;
+    const sums = zeros([touched.length, dim]);
+    const at = (ix: Int32Array) => tensor(ix, [ix.length], "i32").storage;
+    be.scatterAdd(g.storage, at(local), sums.storage, local.length, dim);
+    be.scatterAdd(sums.storage, at(touched), into.storage, touched.length, dim);
+    return into;
+  }
   const dt = zeros(table.shape);
-  table.backend.scatterAdd(g.storage, idx.storage, dt.storage, idx.size, table.shape[1]);
+  be.scatterAdd(g.storage, idx.storage, dt.storage, idx.size, dim);
   return dt;
+}
+
+/**
+ * The distinct rows of `ix` in order of first use (`touched`) and each index's place among them
+ * (`local`); null where an index lies outside [0, rows) (the dense scatter then reports it).
+ */
+function compactRows(ix: Int32Array, rows: number) {
+  const slot = new Int32Array(rows).fill(-1);
+  const local = new Int32Array(ix.length);
+  const touched: number[] = [];
+  for (let i = 0; i < ix.length; i++) {
+    const r = ix[i];
+    if (!(r >= 0 && r < rows)) return null;
+    if (slot[r] < 0) {
+      slot[r] = touched.length;
+      touched.push(r);
+    }
+    local[i] = slot[r];
+  }
+  return { local, touched: Int32Array.from(touched) };
 }
 
 /**
@@ -454,8 +494,8 @@ export function embeddingAdd(table: Tensor, idx: Tensor, b: Tensor): Tensor {
     out.dispose();
     return add(embedding(table, idx), b);
   }
-  return record(out, "embedding_add", [table, b], (g) => [
-    table.requiresGrad ? lookupGrad(table, idx, g) : null,
+  return record(out, "embedding_add", [table, b], (g, into) => [
+    table.requiresGrad ? lookupGrad(table, idx, g, into?.[0]) : null,
     g,
   ]);
 }

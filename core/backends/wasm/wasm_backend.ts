@@ -169,6 +169,7 @@ function collapseDims(
 export class WasmBackend implements Backend {
   readonly name: string = "wasm";
   readonly keepsCrossEntropyExp = true;
+  readonly hostMemory = true;
   /** The wasm GEMM kernel stores C as it finds it; the native backend's C kernel takes a bias. */
   get fusesGemmBias(): boolean {
     return false;
