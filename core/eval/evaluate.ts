@@ -46,6 +46,14 @@ export interface EvalOptions {
  */
 export const BLOCK_ABOVE_BYTES = 64 << 20;
 
+/**
+ * Whether evaluation ranks a batch of `users` score rows over `items` columns in item blocks on a
+ * backend with this wholeScoresBytes (absent: BLOCK_ABOVE_BYTES). The memory estimate asks too.
+ */
+export function ranksInBlocks(users: number, items: number, wholeScoresBytes?: number): boolean {
+  return users * items * 4 > (wholeScoresBytes ?? BLOCK_ABOVE_BYTES);
+}
+
 export interface EvalResult {
   split: string;
   users: number;
@@ -76,9 +84,9 @@ function rankEveryBatch(
 ): EvalResult {
   const run = startEval(src, opts);
   const cols = src.numItems + 1;
-  const whole = getBackend().wholeScoresBytes ?? BLOCK_ABOVE_BYTES;
+  const inBlocks = ranksInBlocks(opts.batchSize, cols, getBackend().wholeScoresBytes);
   const blocks = {
-    items: opts.blockItems || (opts.batchSize * cols * 4 > whole ? DEFAULT_BLOCK_ITEMS : 0),
+    items: opts.blockItems || (inBlocks ? DEFAULT_BLOCK_ITEMS : 0),
     force: (opts.blockItems ?? 0) > 0,
   };
   const maxK = Math.max(...opts.ks);

@@ -20,7 +20,7 @@ import type { Backend } from "../backend.ts";
 import type { TrainConfig } from "../config.ts";
 import { formatBytes, ResourceError } from "../errors.ts";
 import { DEFAULT_BLOCK_ITEMS } from "../eval/block_rank.ts";
-import { BLOCK_ABOVE_BYTES } from "../eval/evaluate.ts";
+import { ranksInBlocks } from "../eval/evaluate.ts";
 import { ceBlockItems } from "../ops/linear_ce.ts";
 
 const F32 = 4;
@@ -44,7 +44,7 @@ export interface MemoryInputs {
    * scoring and ranking (Backend.rankPackFloats; 0 elsewhere).
    */
   rankPackFloats?: number;
-  /** The backend's wholeScoresBytes (absent: BLOCK_ABOVE_BYTES), as evaluation takes it. */
+  /** The backend's wholeScoresBytes, as evaluation takes it (ranksInBlocks). */
   wholeScoresBytes?: number;
   /** Padded tokens per micro-batch (trainer's microBatchTokens; 0 = no split). */
   microTokens: number;
@@ -238,7 +238,7 @@ export function estimateTrainingMemory(cfg: TrainConfig, m: MemoryInputs): Memor
   } else {
     loss = { what: "BCE", bytes: F32 * positions * 4 * d, advice: "lower tokenBudget" };
   }
-  const cols = cfg.evalBatchSize * items * F32 > (m.wholeScoresBytes ?? BLOCK_ABOVE_BYTES)
+  const cols = ranksInBlocks(cfg.evalBatchSize, items, m.wholeScoresBytes)
     ? Math.min(items, DEFAULT_BLOCK_ITEMS)
     : items;
   const evaluation: MemoryTerm = {
