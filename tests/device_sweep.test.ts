@@ -1,6 +1,6 @@
 // tools/device_sweep.sh on this machine's CPU: the bundled CLI (as tools/device_pack.sh builds it)
-// rebuilds the dataset from the pack's raw files, continues a kept record in two processes and
-// writes the grown record back. A GPU session has minutes; this is where the script is tested.
+// rebuilds the dataset from the pack's raw files, continues two kept records at once, each in two
+// processes, and writes the grown records back. A GPU session has minutes; this is where the script is tested.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli } from "./helpers/run_cli.ts";
@@ -14,7 +14,7 @@ const hasBash = await new Deno.Command("bash", { args: ["-c", "true"] }).output(
 );
 
 Deno.test({
-  name: "device_sweep.sh: a kept record continued from the bundle, grown and written back",
+  name: "device_sweep.sh: kept records continued from the bundle, grown and written back",
   ignore: !hasBash,
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "duaf-device-sweep-" });
@@ -40,14 +40,15 @@ Deno.test({
       for (const f of ["reviews_Beauty_5.json.gz", "meta_Beauty.json.gz"]) {
         await Deno.copyFile(join(FIXTURE, f), join(pack, f));
       }
-      // The record: a sweep planned here and kept before any run (as docs/results holds them).
+      // The records: sweeps planned here and kept before any run (as docs/results holds them).
       const ds = await tinyDataset(root);
-      const work = join(root, "work");
-      const plan = tinySweepPlan(ds, "1,2");
-      const made = await runCli([...plan, "--out", work, "--time-limit", "0", "--quiet"]);
-      assert.equal(made.code, 75, made.stderr);
-      const record = join(root, "record");
-      assert.equal((await runCli(["sweep", "keep", work, record])).code, 0);
+      const plans = { first: tinySweepPlan(ds, "1,2"), second: tinySweepPlan(ds, "3") };
+      for (const [name, plan] of Object.entries(plans)) {
+        const work = join(root, "work", name);
+        const made = await runCli([...plan, "--out", work, "--time-limit", "0", "--quiet"]);
+        assert.equal(made.code, 75, made.stderr);
+        assert.equal((await runCli(["sweep", "keep", work, join(root, "records", name)])).code, 0);
+      }
 
       const out = join(root, "out");
       const r = await new Deno.Command("bash", {
@@ -57,7 +58,7 @@ Deno.test({
           DENO: Deno.execPath(),
           DUAF_DEVICE_PACK: pack,
           OUT: out,
-          DUAF_SWEEP_RECORD: record,
+          DUAF_SWEEP_RECORD: `${join(root, "records/first")} ${join(root, "records/second")}`,
           DUAF_SWEEP_DATA: "beauty",
           DUAF_SWEEP_PROCS: "2",
           DUAF_SWEEP_LIMIT: "600",
@@ -69,22 +70,24 @@ Deno.test({
       }).output();
       const log = new TextDecoder().decode(r.stderr);
       assert.equal(r.code, 0, log);
-      const lines = (await Deno.readTextFile(join(out, "record/results.jsonl"))).trim().split("\n");
-      assert.deepEqual(lines.map((l) => JSON.parse(l).seed).sort(), [1, 2]);
-      assert.match(await Deno.readTextFile(join(out, "status.md")), /2 of 2 runs done/);
+      const status = await Deno.readTextFile(join(out, "status.md"));
+      assert.match(status, /2 of 2 runs done/);
+      assert.match(status, /1 of 1 runs done/);
       assert.ok((await Deno.stat(join(out, "logs.tar.gz"))).size > 0);
-      // The grown record is the runs a plain sweep here gives: the same metrics.
-      const here = await runCli([...plan, "--out", work, "--quiet"]);
-      assert.equal(here.code, 0, here.stderr);
       const byRun = async (f: string) =>
         Object.fromEntries(
           (await Deno.readTextFile(f)).trim().split("\n").map((l) => JSON.parse(l))
-            .map((x) => [x.run, x.test]),
+            .map((x) => [x.seed, x.test]),
         );
-      assert.deepEqual(
-        await byRun(join(out, "record/results.jsonl")),
-        await byRun(join(work, "results.jsonl")),
-      );
+      // Each grown record is the runs a plain sweep here gives: the same seeds, the same metrics.
+      for (const [name, plan] of Object.entries(plans)) {
+        const work = join(root, "work", name);
+        const here = await runCli([...plan, "--out", work, "--quiet"]);
+        assert.equal(here.code, 0, here.stderr);
+        const grown = await byRun(join(out, "records", name, "results.jsonl"));
+        assert.deepEqual(Object.keys(grown).sort(), name === "first" ? ["1", "2"] : ["3"]);
+        assert.deepEqual(grown, await byRun(join(work, "results.jsonl")));
+      }
     } finally {
       await Deno.remove(root, { recursive: true });
     }

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Continues a kept sweep record (docs/results/NAME, written by `duaf sweep keep`) on a GPU machine
-# with --backend cuda, and brings the grown record back: a table too slow for the CPUs grows over
+# Continues kept sweep records (docs/results/NAME, written by `duaf sweep keep`) on a GPU machine
+# with --backend cuda, and brings the grown records back: a table too slow for the CPUs grows over
 # several short device sessions. Same machine setup as tools/device_check.sh (carry tmp/device,
 # made by tools/device_pack.sh).
 #
-#   DUAF_SWEEP_RECORD=docs/results/NAME DUAF_SWEEP_DATA=beauty-x10 tools/device_sweep.sh
-#   # then, here: rm -r docs/results/NAME && cp -r FILES_AT/record docs/results/NAME
+#   DUAF_SWEEP_RECORD="docs/results/NAME [docs/results/OTHER ...]" DUAF_SWEEP_DATA=beauty-x10 \
+#     tools/device_sweep.sh
+#   # then, here, for each: rm -r docs/results/NAME && cp -r FILES_AT/records/NAME docs/results/NAME
 #
+#   DUAF_SWEEP_RECORD   one record or several, separated by spaces, all made on DUAF_SWEEP_DATA;
+#                       they grow at the same time, each in its own DUAF_SWEEP_PROCS processes
 #   DUAF_SWEEP_DATA     the dataset the record was made on, rebuilt here from the pack's raw files
 #                       (the sweep refuses any other): beauty (Amazon Beauty 2014, 5-core) or
 #                       beauty-xK (the same replicated K times, tools/scale_data.ts)
@@ -17,14 +20,14 @@
 #   DUAF_SWEEP_WORK     scratch folder: the dataset (reused by later calls) and the working sweep
 #                       (default /tmp/duaf-device-sweep)
 #
-# $OUT (else tmp/device-out) gets record/ (the grown record), status.md (`duaf sweep status`) and
-# logs.tar.gz (preprocess and every process's stderr).
+# $OUT (else tmp/device-out) gets records/NAME/ (each grown record), status.md (`duaf sweep status`
+# of each) and logs.tar.gz (preprocess and every process's stderr).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PACK=${DUAF_DEVICE_PACK:-$ROOT/tmp/device}
 OUT=${OUT:-$ROOT/tmp/device-out}
-RECORD=${DUAF_SWEEP_RECORD:?DUAF_SWEEP_RECORD=docs/results/NAME: the kept sweep to continue}
+RECORDS=${DUAF_SWEEP_RECORD:?DUAF_SWEEP_RECORD=docs/results/NAME: the kept sweeps to continue}
 DATA=${DUAF_SWEEP_DATA:-beauty}
 PROCS=${DUAF_SWEEP_PROCS:-4}
 LIMIT=${DUAF_SWEEP_LIMIT:-300}
@@ -35,7 +38,9 @@ LOGS=$(mktemp -d /tmp/duaf-sweep-logs.XXXXXX)
 mkdir -p "$OUT"
 log() { echo "device_sweep: $*" >&2; }
 
-[ -f "$RECORD/manifest.json" ] || { log "no sweep record at $RECORD"; exit 2; }
+for record in $RECORDS; do
+  [ -f "$record/manifest.json" ] || { log "no sweep record at $record"; exit 2; }
+done
 source "$ROOT/tools/device_env.sh"
 [ -n "$DENO" ] || { log "no Deno (run tools/device_pack.sh, carry tmp/device)"; exit 2; }
 export NO_COLOR=1
@@ -65,24 +70,31 @@ if [ ! -f "$DATASET/manifest.json" ]; then
     --quiet >/dev/null 2>"$LOGS/preprocess.log" || { log "preprocess failed: $(tail -1 "$LOGS/preprocess.log")"; exit 2; }
 fi
 
-# ---- the sweep: PROCS processes share one work folder, each stops at LIMIT -----------------
-WORK=$WORKDIR/sweeps/$(basename "$RECORD")
-rm -rf "$WORK" && mkdir -p "$(dirname "$WORK")" && cp -r "$RECORD" "$WORK"
-log "$WORK: $PROCS processes, --backend $BACKEND, --time-limit $LIMIT"
-for i in $(seq 1 "$PROCS"); do
-  duaf sweep "$DATASET" --out "$WORK" --backend "$BACKEND" --no-wait --time-limit "$LIMIT" \
-    >"$LOGS/sweep-$i.json" 2>"$LOGS/sweep-$i.log" &
-  sleep 2 # each claims its first run before the next starts looking
+# ---- the sweeps: PROCS processes a record, each sharing its record's work folder, each stops at LIMIT
+for record in $RECORDS; do
+  name=$(basename "$record")
+  work=$WORKDIR/sweeps/$name
+  rm -rf "$work" && mkdir -p "$(dirname "$work")" && cp -r "$record" "$work"
+  log "$work: $PROCS processes, --backend $BACKEND, --time-limit $LIMIT"
+  for i in $(seq 1 "$PROCS"); do
+    duaf sweep "$DATASET" --out "$work" --backend "$BACKEND" --no-wait --time-limit "$LIMIT" \
+      >"$LOGS/sweep-$name-$i.json" 2>"$LOGS/sweep-$name-$i.log" &
+    sleep 2 # each claims its first run before the next starts looking
+  done
 done
 wait
-for i in $(seq 1 "$PROCS"); do
-  log "process $i: $(tail -c 300 "$LOGS/sweep-$i.json" | tr -d '\n')"
-done
 
-# ---- back: the grown record and where it stands ---------------------------------------------
-rm -rf "$OUT/record"
-duaf sweep keep "$WORK" "$OUT/record" >/dev/null 2>"$LOGS/keep.log" ||
-  { log "sweep keep failed: $(tail -1 "$LOGS/keep.log")"; }
-duaf sweep status "$WORK" >"$OUT/status.md" 2>>"$LOGS/keep.log"
-head -1 "$OUT/status.md" >&2
+# ---- back: the grown records and where they stand ------------------------------------------
+rm -rf "$OUT/records" "$OUT/status.md" && mkdir -p "$OUT/records"
+for record in $RECORDS; do
+  name=$(basename "$record")
+  for i in $(seq 1 "$PROCS"); do
+    log "$name, process $i: $(tail -c 300 "$LOGS/sweep-$name-$i.json" | tr -d '\n')"
+  done
+  duaf sweep keep "$WORKDIR/sweeps/$name" "$OUT/records/$name" >/dev/null 2>>"$LOGS/keep.log" ||
+    { log "sweep keep of $name failed: $(tail -1 "$LOGS/keep.log")"; }
+  status=$(duaf sweep status "$WORKDIR/sweeps/$name" 2>>"$LOGS/keep.log")
+  printf '%s\n\n' "$status" >>"$OUT/status.md"
+  log "$(echo "$status" | head -1)"
+done
 tar -czf "$OUT/logs.tar.gz" -C "$LOGS" . && rm -rf "$LOGS"
