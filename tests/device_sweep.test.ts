@@ -1,6 +1,7 @@
 // tools/device_sweep.sh on this machine's CPU: the bundled CLI (as tools/device_pack.sh builds it)
 // rebuilds the dataset from the pack's raw files, continues two kept records at once, each in two
-// processes, and writes the grown records back. A GPU session has minutes; this is where the script is tested.
+// processes, and writes the grown records back. A GPU session has minutes; this is where the
+// script is tested.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli } from "./helpers/run_cli.ts";

@@ -38,9 +38,12 @@ LOGS=$(mktemp -d /tmp/duaf-sweep-logs.XXXXXX)
 mkdir -p "$OUT"
 log() { echo "device_sweep: $*" >&2; }
 
+# Each record works in, and comes back as, a folder named after it: the names must differ.
 for record in $RECORDS; do
   [ -f "$record/manifest.json" ] || { log "no sweep record at $record"; exit 2; }
 done
+dup=$(for record in $RECORDS; do basename "$record"; done | sort | uniq -d | head -1)
+[ -z "$dup" ] || { log "two records named $dup: give each its own folder name"; exit 2; }
 source "$ROOT/tools/device_env.sh"
 [ -n "$DENO" ] || { log "no Deno (run tools/device_pack.sh, carry tmp/device)"; exit 2; }
 export NO_COLOR=1
@@ -70,7 +73,7 @@ if [ ! -f "$DATASET/manifest.json" ]; then
     --quiet >/dev/null 2>"$LOGS/preprocess.log" || { log "preprocess failed: $(tail -1 "$LOGS/preprocess.log")"; exit 2; }
 fi
 
-# ---- the sweeps: PROCS processes a record, each sharing its record's work folder, each stops at LIMIT
+# ---- the sweeps: PROCS processes a record sharing its work folder, each stops at LIMIT -------
 for record in $RECORDS; do
   name=$(basename "$record")
   work=$WORKDIR/sweeps/$name
