@@ -17,6 +17,20 @@ if (!name || !available.includes(name)) {
   Deno.exit(2);
 }
 
+// Each benchmark's usage is its file's leading doc comment: printed for --help instead of letting
+// the benchmark's own option parser reject the flag.
+if (rest.includes("--help") || rest.includes("-h")) {
+  console.log(usageOf(Deno.readTextFileSync(join(dir, `bench_${name}.ts`))));
+  Deno.exit(0);
+}
+
+/** The text of a module's first doc comment, without its comment markers. */
+function usageOf(source: string): string {
+  const m = /\/\*\*([\s\S]*?)\*\//.exec(source);
+  if (!m) return "";
+  return m[1].split("\n").map((l) => l.replace(/^\s*\* ?/, "")).join("\n").trim();
+}
+
 const child = new Deno.Command(Deno.execPath(), {
   args: ["run", "-A", "--v8-flags=--no-liftoff", join(dir, `bench_${name}.ts`), ...rest],
   stdin: "inherit",

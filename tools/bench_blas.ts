@@ -11,7 +11,7 @@ import { openBlas, pointerOf } from "../ffi/blas.ts";
 import type { Backend } from "../core/backend.ts";
 import { NativeBackend } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
-import { type GemmShape, shapeGemm, SHAPES } from "./bench_shapes.ts";
+import { type GemmShape, shapeGemm, SHAPES } from "./gemm_shapes.ts";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { CudaBackend, loadCudaShim } from "../core/backends/cuda.ts";
-import { shapeGemm, SHAPES } from "./bench_shapes.ts";
+import { shapeGemm, SHAPES } from "./gemm_shapes.ts";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -1,5 +1,5 @@
 /**
- * GFLOP/s of the wasm backend's sgemm on the d=64 training shapes (tools/bench_shapes.ts), with
+ * GFLOP/s of the wasm backend's sgemm on the d=64 training shapes (tools/gemm_shapes.ts), with
  * one and two kernel threads, beside PyTorch's torch.matmul(a, b, out=c) on the same shapes in the
  * same run (tools/torch/bench_matmul.py --serve, when /usr/bin/python3 has torch). Each round
  * times, per shape and thread count, about --round-seconds of wasm calls and then the same of
@@ -17,7 +17,7 @@ import type { Storage } from "../core/backend.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { streamLines } from "../core/features/lines.ts";
 import { Rng } from "../core/random.ts";
-import { type GemmShape, shapeGemm, SHAPES } from "./bench_shapes.ts";
+import { type GemmShape, shapeGemm, SHAPES } from "./gemm_shapes.ts";
 
 const TORCH_SCRIPT = new URL("./torch/bench_matmul.py", import.meta.url).pathname;
 const PYTHON = "/usr/bin/python3";
