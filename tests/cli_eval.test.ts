@@ -58,6 +58,28 @@ Deno.test("eval: metrics match training's, and --expect checks them", async (t) 
       assert.equal(r.code, 2);
       assert.equal(r.stderr, `duaf eval: ${expectFile}: expected a JSON object of metrics`);
     });
+
+    await t.step(
+      "--profile: where setup and evaluation went, on stderr; the same metrics",
+      async () => {
+        const r = await runCli(["eval", run, "--k", "5,10,20", "--backend", "wasm", "--profile"]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(JSON.parse(r.stdout).metrics, report.metrics);
+        for (const phase of ["setup", "eval"]) {
+          assert.match(r.stderr, new RegExp(`^${phase} +calls +ms +share$`, "m"));
+          assert.match(r.stderr, new RegExp(`^${phase} by category +calls +ms +share$`, "m"));
+        }
+        assert.match(r.stderr, /^ {2}gemm +\d+ +[\d.]+ +[\d.]+%$/m);
+        assert.match(r.stderr, /^ {2}host \(outside backend calls\) +[\d.]+ +[\d.]+%$/m);
+      },
+    );
+
+    await t.step("--profile with --runtime ort is a usage error (exit 2)", async () => {
+      const r = await runCli([...evalArgs, "--profile", "--runtime", "ort"]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /^duaf eval: --profile times the engine's backend calls/);
+      assert.equal(r.stdout, "");
+    });
   } finally {
     await Deno.remove(root, { recursive: true });
   }

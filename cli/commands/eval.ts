@@ -3,6 +3,8 @@ import { backendSummary } from "../../core/backend.ts";
 import { CheckFailed, DataError, UsageError } from "../../core/errors.ts";
 import { reconstructionMetrics } from "../../core/eval/reconstruction.ts";
 import { OrtScorer } from "../../core/serve/ort_scorer.ts";
+import { formatCategories, formatPhase, profiled } from "../../core/backends/profiling.ts";
+import { setBackend } from "../../core/tensor.ts";
 import { activateBackend, evaluateRun, evaluateRunWith, openRun } from "../../core/train/run.ts";
 import type { Command } from "../command.ts";
 import { choiceFlag, emitJson, listFlag, numberFlag, parseFlags } from "../flags.ts";
@@ -26,6 +28,10 @@ options:
   --reconstruction     also report how well the images hidden from training (duafmat.hideImages)
                        are rebuilt: cosines to the real ones, plain and centred, and squared
                        error against the mean guess ("recon.*", docs/config.md)
+  --profile            time every backend call by kind (each one synced) and print where the
+                       time went on stderr at the end: "setup" (loading the run, building the
+                       model) and "eval" (DUAF_PROFILE_GEMM=1 splits GEMM calls by shape,
+                       DUAF_PROFILE_TOP=N lists N kinds, default 25); engine runtime only
   --json               (default) one JSON object on stdout
   --quiet              no progress output`;
 
@@ -46,6 +52,7 @@ export const evalCommand: Command = {
       onnx: { type: "string" },
       json: { type: "boolean" },
       reconstruction: { type: "boolean" },
+      profile: { type: "boolean" },
       quiet: { type: "boolean" },
     }, true);
     const dir = positionals[0];
@@ -63,10 +70,19 @@ export const evalCommand: Command = {
     if (values.onnx !== undefined && runtime !== "ort") {
       throw new UsageError("--onnx needs --runtime ort");
     }
+    if (values.profile && runtime === "ort") {
+      throw new UsageError("--profile times the engine's backend calls: it needs --runtime engine");
+    }
     const progress = new StderrProgress({ quiet: values.quiet });
     const { backend } = await activateBackend(values.backend);
     progress.log(`backend: ${backendSummary(backend)}`);
+    const profiler = values.profile
+      ? profiled(backend, { sync: true, gemmShapes: Boolean(Deno.env.get("DUAF_PROFILE_GEMM")) })
+      : null;
+    // Wrapped before the run opens, so that building the model counts as setup.
+    if (profiler) setBackend(profiler.backend);
     const run = await openRun(dir, progress, values.dataset);
+    profiler?.phase("eval");
     const evalOpts = { split, ks, maskSeen: Boolean(values["mask-seen"]), progress };
     let result;
     if (runtime === "ort") {
@@ -77,6 +93,14 @@ export const evalCommand: Command = {
         await scorer.close();
       }
     } else result = evaluateRun(run, evalOpts);
+    if (profiler) {
+      profiler.phase("setup");
+      console.error(`profile (${backend.name}, every backend call synced):`);
+      for (const p of profiler.report()) {
+        console.error(formatPhase(p, Number(Deno.env.get("DUAF_PROFILE_TOP") ?? 25)));
+        console.error(formatCategories(p));
+      }
+    }
     let reconstruction: Record<string, number> | undefined;
     if (values.reconstruction) {
       const r = run.model.reconstruction?.();
