@@ -662,6 +662,33 @@ export interface Backend {
     n: number,
     dim: number,
   ): boolean;
+  /**
+   * out[r, j] = table[idx[r, j], :] . h[r, :] for r < n, j < m (rows of d), without the gathered
+   * [n, m, d] rows, where the backend fuses it with the bits of gather then the batched
+   * [m x d] @ [d x 1] product; false, having done nothing, when it does not take the call.
+   */
+  gatherDots?(
+    table: Storage,
+    idx: Storage,
+    h: Storage,
+    out: Storage,
+    n: number,
+    m: number,
+    d: number,
+  ): boolean;
+  /**
+   * gatherDots' gradient for h: dh[r, :] = sum_j g[r, j] table[idx[r, j], :] (dh overwritten),
+   * with the bits of the transposed batched product it replaces; false when not taken.
+   */
+  gatherDotsGradH?(
+    table: Storage,
+    idx: Storage,
+    g: Storage,
+    dh: Storage,
+    n: number,
+    m: number,
+    d: number,
+  ): boolean;
   /** out[idx[i], :] += g[i, :] (out is not zeroed). */
   scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void;
   /** out[r] = x[r, idx[r]] for r < rows (x is rows x cols). */

@@ -115,6 +115,14 @@ const SYMBOLS = {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "f32", "u32", "u32"],
     result: "void",
   },
+  duaf_gather_dots: {
+    parameters: ["pointer", "u32", "i32", "u32", "u32", "u32", "i32", "i32", "i32"],
+    result: "i32",
+  },
+  duaf_gather_dots_grad_h: {
+    parameters: ["pointer", "u32", "u32", "u32", "u32", "i32", "i32", "i32"],
+    result: "void",
+  },
   duaf_dropout_rows: {
     parameters: ["pointer", "u32", "u32", "u32", "i32", "i32", "i32", "f32", "u32"],
     result: "void",

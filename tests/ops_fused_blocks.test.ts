@@ -228,6 +228,71 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "gatherDots fused: the gather then batched product's bits, forward and backward; bad indices refused",
+  ignore,
+  fn() {
+    // 257 candidates: two K slices in h's gradient; d = 300: two in the scores; d = 24: a
+    // masked vector; rows split over two threads with an odd count.
+    const cases: [number, number, number, number][] = [
+      [301, 257, 64, 2000],
+      [7, 20, 24, 30],
+      [33, 5, 300, 40],
+    ];
+    for (const [n, m, d, rows] of cases) {
+      const r = new Rng(n + m + d);
+      const table = Float32Array.from({ length: rows * d }, () => r.normal());
+      const h = Float32Array.from({ length: n * d }, () => r.normal());
+      const dy = Float32Array.from({ length: n * m }, () => r.normal());
+      // Repeated rows: the table's gradient sums several rows.
+      const idx = Int32Array.from({ length: n * m }, () => r.int(rows));
+      const run = (be: Backend, fused: boolean) =>
+        withBackend(be, () =>
+          tidy(() => {
+            const t = tensor(table, [rows, d]);
+            const ht = tensor(h, [n, d]);
+            t.requiresGrad = ht.requiresGrad = true;
+            const i = tensor(idx, [n, m], "i32");
+            const y = fused
+              ? op.gatherDots(t, i, ht)
+              : op.reshape(op.matmul(op.embedding(t, i), op.reshape(ht, [n, d, 1])), [n, m]);
+            const out = y.toFloat32();
+            backward(y, tensor(dy, [n, m]), { release: true });
+            const grads = [t, ht].map((p) => {
+              const g = p.grad!.toFloat32();
+              p.grad!.dispose();
+              return g;
+            });
+            return [out, ...grads];
+          }));
+      for (const be of [one!, two!]) {
+        // The backend takes the call (else both sides would be the composition).
+        withBackend(be, () =>
+          tidy(() => {
+            const [t, i, ht, o] = [
+              tensor(table, [rows, d]),
+              tensor(idx, [n, m], "i32"),
+              tensor(h, [n, d]),
+              full([n, m], 0),
+            ];
+            assert.ok(be.gatherDots?.(t.storage, i.storage, ht.storage, o.storage, n, m, d));
+          }));
+        const label = `gatherDots [${n}x${m}x${d}], ${be.threads} thread(s)`;
+        assertSameBits(run(be, true), run(be, false), label, ["y", "dtable", "dh"]);
+      }
+    }
+    withBackend(one!, () =>
+      tidy(() => {
+        const bad = tensor(Int32Array.from([0, 3, 50, 1]), [2, 2], "i32");
+        assert.throws(
+          () => op.gatherDots(tensor(new Float32Array(50 * 4), [50, 4]), bad, full([2, 4], 0)),
+          /gatherDots: index 50 at position 2 outside \[0, 50\)/,
+        );
+      }));
+  },
+});
+
+Deno.test({
   name: "dropoutRows in one pass: the gathered mask's bits, forward and backward; bad rows refused",
   ignore,
   fn() {

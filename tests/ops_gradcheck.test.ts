@@ -214,6 +214,11 @@ Deno.test("gradcheck: softmax, layer norm, embedding, pick, losses, normalisatio
     [{ shape: [5, 3] }, { shape: [2, 3, 3] }],
     ([t, b]) => op.embeddingAdd(t, tensor([1, 4, 1, 0, 2, 1], [2, 3], "i32"), b),
   );
+  gradCheck(
+    "gather_dots (candidates per row, a repeated row)",
+    [{ shape: [5, 3] }, { shape: [2, 3] }],
+    ([t, h]) => op.gatherDots(t, tensor([1, 4, 1, 0, 2, 3], [2, 3], "i32"), h),
+  );
   gradCheck("pick", [{ shape: [3, 4] }], ([x]) => op.pick(x, tensor([3, 0, 3], [3], "i32")));
   gradCheck(
     "cross_entropy",

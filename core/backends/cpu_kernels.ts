@@ -161,6 +161,12 @@ export function withCpuKernels(
     dropoutRows(...args) {
       s.duaf_dropout_rows(at(), ...args);
     },
+    gatherDots(...args) {
+      return s.duaf_gather_dots(at(), ...args);
+    },
+    gatherDotsGradH(...args) {
+      s.duaf_gather_dots_grad_h(at(), ...args);
+    },
     modalityFusion(...args) {
       s.duaf_modality_fusion(at(), ...args);
     },

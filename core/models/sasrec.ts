@@ -328,7 +328,6 @@ function sampledLoss(
   const n = targets.length;
   const k = s.count;
   const items = itemTable.shape[0] - 1;
-  const d = seqOut.shape[1];
   const q = s.distribution ?? null;
   const idx = new Int32Array(n * (k + 1));
   for (let r = 0; r < n; r++) {
@@ -336,9 +335,8 @@ function sampledLoss(
     if (q) { for (let j = 1; j <= k; j++) idx[r * (k + 1) + j] = q.draw(s.rng); }
     else for (let j = 1; j <= k; j++) idx[r * (k + 1) + j] = 1 + s.rng.int(items);
   }
-  const candidates = op.embedding(itemTable, tensor(idx, [n, k + 1], "i32"));
-  // One [1+K, d] x [d, 1] product per position: no [N, 1+K, d] elementwise product to keep.
-  let logits = op.reshape(op.matmul(candidates, op.reshape(seqOut, [n, d, 1])), [n, k + 1]);
+  // Each position's target and negatives scored against its output: [N, 1+K].
+  let logits = op.gatherDots(itemTable, tensor(idx, [n, k + 1], "i32"), seqOut);
   if (kind === "sampled") {
     if (q) {
       const logQ = new Float32Array(idx.length);

@@ -500,6 +500,51 @@ export function embeddingAdd(table: Tensor, idx: Tensor, b: Tensor): Tensor {
   ]);
 }
 
+/**
+ * Scores of candidates drawn for each row: out[r, j] = table[idx[r, j]] . h[r], for table [rows,
+ * d], int32 idx [n, m] and h [n, d]: a sampled loss's target and negatives scored against its
+ * sequence outputs. The same bits as gathering the rows and a batched [m x d] @ [d x 1] product
+ * (what runs where the backend does not fuse them, Backend.gatherDots), whose gradients it gives
+ * without keeping the [n, m, d] rows: h's from the table's rows again, the table's as the
+ * lookup's gradient of g[r, j] h[r].
+ */
+export function gatherDots(table: Tensor, idx: Tensor, h: Tensor): Tensor {
+  const [n, m] = idx.shape;
+  const d = table.shape[1];
+  if (idx.dtype !== "i32" || idx.rank !== 2) {
+    throw new Error("gatherDots: idx must be int32 [n, m]");
+  }
+  if (h.rank !== 2 || h.shape[0] !== n || h.shape[1] !== d) {
+    throw new Error(`gatherDots: h must be [${n}, ${d}], got [${h.shape}]`);
+  }
+  const be = table.backend;
+  const out = be.gatherDots ? empty([n, m]) : null;
+  if (!out || !be.gatherDots!(table.storage, idx.storage, h.storage, out.storage, n, m, d)) {
+    out?.dispose();
+    return reshape(matmul(embedding(table, idx), reshape(h, [n, d, 1])), [n, m]);
+  }
+  return record(out, "gather_dots", [table, h], (g, into) => {
+    let dh: Tensor | null = null;
+    if (h.requiresGrad) {
+      dh = empty([n, d]);
+      if (!be.gatherDotsGradH?.(table.storage, idx.storage, g.storage, dh.storage, n, m, d)) {
+        dh.dispose();
+        dh = reshape(matmul(embedding(table, idx), reshape(g, [n, m, 1]), true), [n, d]);
+      }
+    }
+    // The candidates' rows' gradient g[r, j] h[r] (one product, exact), into the table's.
+    const dt = table.requiresGrad
+      ? lookupGrad(
+        table,
+        idx,
+        matmul(reshape(g, [n, m, 1]), reshape(h, [n, d, 1]), false, true),
+        into?.[0],
+      )
+      : null;
+    return [dt, dh];
+  }, [idx]);
+}
+
 /** out[r] = x[r, idx[r]] for x [rows, cols] and int32 idx [rows]. */
 export function pick(x: Tensor, idx: Tensor): Tensor {
   const [rows, cols] = rowsCols(x);

@@ -1435,6 +1435,102 @@ void duaf_gemm_epilogue(
            epi == EPI_GELU_GRAD ? (const float*)(base + e2o) : 0);
 }
 
+/* ---- candidate scores of the sampled losses --------------------------------------------------- */
+
+/* One MADD on scalars, as vmadd does lane by lane. */
+static inline float madd1(float a, float b, float c) {
+#if DUAF_FUSED_MADD
+  return fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+/*
+ * out[r, j] = table[idx[r, j]] . h[r] for n rows of m candidates, without the gathered [n, m, d]
+ * rows: each score the GEMM's arithmetic for the batched [m x d] @ [d x 1] product it replaces
+ * (per K slice of KC an accumulator from 0 taking MADD in increasing k, slices added in order), so
+ * gathering and multiplying give the same bits. Sixteen candidates at a time, one lane each, their
+ * rows' k-th elements gathered. Returns the first out-of-range index's position, else -1.
+ */
+int duaf_gather_dots(uint8_t* base, uint32_t to, int table_rows, uint32_t io, uint32_t ho,
+                     uint32_t oo, int n, int m, int d) {
+  const float* table = (const float*)(base + to);
+  const int32_t* idx = (const int32_t*)(base + io);
+  const float* h = (const float*)(base + ho);
+  float* out = (float*)(base + oo);
+  for (size_t i = 0; i < (size_t)n * m; i++)
+    if (idx[i] < 0 || idx[i] >= table_rows) return (int)i;
+  for (int r = 0; r < n; r++) {
+    const float* hr = h + (size_t)r * d;
+    const int32_t* ir = idx + (size_t)r * m;
+    float* orow = out + (size_t)r * m;
+#if VW == 16
+    for (int j0 = 0; j0 < m; j0 += 16) {
+      const vmask mask = vmask_first(m - j0 < 16 ? m - j0 : 16);
+      const __m512i off =
+          _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mask, ir + j0), _mm512_set1_epi32(d));
+      vf total = vset1(0.0f);
+      for (int pc = 0; pc < d; pc += KC) {
+        const int pend = d - pc < KC ? d : pc + KC;
+        vf acc = vset1(0.0f);
+        for (int k = pc; k < pend; k++) {
+          const vf v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask,
+                                                _mm512_add_epi32(off, _mm512_set1_epi32(k)), table, 4);
+          acc = vmadd(v, vset1(hr[k]), acc);
+        }
+        total = pc == 0 ? acc : vadd(total, acc);
+      }
+      _mm512_mask_storeu_ps(orow + j0, mask, total);
+    }
+#else
+    for (int j = 0; j < m; j++) {
+      const float* row = table + (size_t)ir[j] * d;
+      float total = 0.0f;
+      for (int pc = 0; pc < d; pc += KC) {
+        const int pend = d - pc < KC ? d : pc + KC;
+        float acc = 0.0f;
+        for (int k = pc; k < pend; k++) acc = madd1(row[k], hr[k], acc);
+        total = pc == 0 ? acc : total + acc;
+      }
+      orow[j] = total;
+    }
+#endif
+  }
+  return -1;
+}
+
+/*
+ * duaf_gather_dots' gradient for h: dh[r, :] = sum_j g[r, j] table[idx[r, j], :], the GEMM's
+ * arithmetic for the [d x m] @ [m x 1] product with the gathered rows transposed that it replaces
+ * (per K slice of KC candidates an accumulator from 0 taking MADD in increasing j, slices added
+ * in order), so the same bits. The indices were checked by the forward call.
+ */
+void duaf_gather_dots_grad_h(uint8_t* base, uint32_t to, uint32_t io, uint32_t go, uint32_t dho,
+                             int n, int m, int d) {
+  const float* table = (const float*)(base + to);
+  const int32_t* idx = (const int32_t*)(base + io);
+  const float* g = (const float*)(base + go);
+  float* dh = (float*)(base + dho);
+  for (int r = 0; r < n; r++) {
+    const int32_t* ir = idx + (size_t)r * m;
+    const float* gr = g + (size_t)r * m;
+    float* dr = dh + (size_t)r * d;
+    for (int k0 = 0; k0 < d; k0 += VW) {
+      const vmask mask = vmask_first(d - k0 < VW ? d - k0 : VW);
+      vf total = vset1(0.0f);
+      for (int pc = 0; pc < m; pc += KC) {
+        const int pend = m - pc < KC ? m : pc + KC;
+        vf acc = vset1(0.0f);
+        for (int j = pc; j < pend; j++)
+          acc = vmadd(vload(table + (size_t)ir[j] * d + k0, mask), vset1(gr[j]), acc);
+        total = pc == 0 ? acc : vadd(total, acc);
+      }
+      vstore(dr + k0, total, mask);
+    }
+  }
+}
+
 /* ---- attention ------------------------------------------------------------------------------ */
 
 /*

@@ -450,6 +450,27 @@ export interface KernelExports {
     seed: number,
     index0: number,
   ): void;
+  /** The C kernels' candidate scores (duaf_gather_dots); not in the wasm module. */
+  gatherDots?(
+    table: number,
+    tableRows: number,
+    idx: number,
+    h: number,
+    out: number,
+    n: number,
+    m: number,
+    d: number,
+  ): number;
+  /** Their gradient for h (duaf_gather_dots_grad_h); not in the wasm module. */
+  gatherDotsGradH?(
+    table: number,
+    idx: number,
+    g: number,
+    dh: number,
+    n: number,
+    m: number,
+    d: number,
+  ): void;
   /** The C kernels' dropout of rows of a larger tensor (duaf_dropout_rows); not in the wasm module. */
   dropoutRows?(
     x: number,

@@ -44,6 +44,8 @@ export const THREAD_OPS = [
   "attention",
   "attentionGrad",
   "dropoutRows",
+  "gatherDots",
+  "gatherDotsGradH",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

@@ -1173,6 +1173,70 @@ export class WasmBackend implements Backend {
     return true;
   }
 
+  gatherDots(
+    table: Storage,
+    idx: Storage,
+    h: Storage,
+    out: Storage,
+    n: number,
+    m: number,
+    d: number,
+  ): boolean {
+    const k = this.kernels;
+    if (!k.gatherDots || n === 0) return false;
+    const rowsT = d > 0 ? Math.floor(table.size / d) : 0;
+    const [tp, ip, hp, op] = [
+      this.at(table, 0, rowsT * d),
+      this.at(idx, 0, n * m),
+      this.at(h, 0, n * d),
+      this.at(out, 0, n * m),
+    ];
+    // Every index checked here first: the worker's share cannot report one of its own.
+    const ix = this.arena.i32.subarray(ip >>> 2, (ip >>> 2) + n * m);
+    for (let i = 0; i < ix.length; i++) {
+      if (!(ix[i] >= 0 && ix[i] < rowsT)) this.#checkIndex(i, idx, rowsT, "gatherDots");
+    }
+    const run = k.gatherDots.bind(k) as (...args: number[]) => number;
+    // Rows [r0, r1): each row's scores are its own, so the threads may take any of them.
+    const share = (r0: number, r1: number) => [
+      ...[tp, rowsT, ip + 4 * r0 * m, hp + 4 * r0 * d, op + 4 * r0 * m],
+      ...[r1 - r0, m, d],
+    ];
+    const half = this.#rowSplit(n, m * d);
+    if (half === 0) run(...share(0, n));
+    else this.#onBoth("gatherDots", share(half, n), () => run(...share(0, half)));
+    return true;
+  }
+
+  gatherDotsGradH(
+    table: Storage,
+    idx: Storage,
+    g: Storage,
+    dh: Storage,
+    n: number,
+    m: number,
+    d: number,
+  ): boolean {
+    const k = this.kernels;
+    if (!k.gatherDotsGradH || n === 0) return false;
+    const rowsT = d > 0 ? Math.floor(table.size / d) : 0;
+    const [tp, ip, gp, dp] = [
+      this.at(table, 0, rowsT * d),
+      this.at(idx, 0, n * m),
+      this.at(g, 0, n * m),
+      this.at(dh, 0, n * d),
+    ];
+    const run = k.gatherDotsGradH.bind(k) as (...args: number[]) => void;
+    const share = (r0: number, r1: number) => [
+      ...[tp, ip + 4 * r0 * m, gp + 4 * r0 * m, dp + 4 * r0 * d],
+      ...[r1 - r0, m, d],
+    ];
+    const half = this.#rowSplit(n, m * d);
+    if (half === 0) run(...share(0, n));
+    else this.#onBoth("gatherDotsGradH", share(half, n), () => run(...share(0, half)));
+    return true;
+  }
+
   scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
     const rowsO = dim > 0 ? Math.floor(out.size / dim) : 0;
     const bad = this.kernels.scatterAdd(
