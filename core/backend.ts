@@ -689,6 +689,20 @@ export interface Backend {
     m: number,
     d: number,
   ): boolean;
+  /**
+   * out[idx[i], :] += g[i] h[floor(i / m), :] for i < n m in order (out is not zeroed), each
+   * product rounded then added: the bits of the product g h^T's rows then scatterAdd, without
+   * those rows; false, having done nothing, when the backend does not take the call.
+   */
+  scatterOuter?(
+    g: Storage,
+    h: Storage,
+    idx: Storage,
+    out: Storage,
+    n: number,
+    m: number,
+    d: number,
+  ): boolean;
   /** out[idx[i], :] += g[i, :] (out is not zeroed). */
   scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void;
   /** out[r] = x[r, idx[r]] for r < rows (x is rows x cols). */

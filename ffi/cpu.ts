@@ -123,6 +123,10 @@ const SYMBOLS = {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "i32", "i32", "i32"],
     result: "void",
   },
+  duaf_scatter_outer: {
+    parameters: ["pointer", "u32", "u32", "u32", "u32", "i32", "i32", "i32", "i32", "i32", "i32"],
+    result: "i32",
+  },
   duaf_dropout_rows: {
     parameters: ["pointer", "u32", "u32", "u32", "i32", "i32", "i32", "f32", "u32"],
     result: "void",

@@ -281,6 +281,36 @@ Deno.test({
         assertSameBits(run(be, true), run(be, false), label, ["y", "dtable", "dh"]);
       }
     }
+    // A table with a second lookup whose gradient is summed first: the scores' gradient is
+    // added into that sum through a compact buffer of the touched rows (few rows of many).
+    {
+      const [n, m, d, rows] = [6, 9, 40, 500];
+      const r = new Rng(5);
+      const fill = (len: number) => Float32Array.from({ length: len }, () => r.normal());
+      const [table, h, dy, dz] = [fill(rows * d), fill(n * d), fill(n * m), fill(4 * d)];
+      const idx = Int32Array.from({ length: n * m }, () => r.int(rows));
+      const run = (be: Backend, fused: boolean) =>
+        withBackend(be, () =>
+          tidy(() => {
+            const t = tensor(table, [rows, d]);
+            const ht = tensor(h, [n, d]);
+            t.requiresGrad = ht.requiresGrad = true;
+            const i = tensor(idx, [n, m], "i32");
+            const y = fused
+              ? op.gatherDots(t, i, ht)
+              : op.reshape(op.matmul(op.embedding(t, i), op.reshape(ht, [n, d, 1])), [n, m]);
+            const z = op.embedding(t, tensor(Int32Array.of(3, idx[0], 3, 77), [4], "i32"));
+            const loss = op.add(
+              op.sum(op.mul(y, tensor(dy, [n, m]))),
+              op.sum(op.mul(z, tensor(dz, [4, d]))),
+            );
+            backward(loss, undefined, { release: true });
+            return [t, ht].map((p) => p.grad!.toFloat32());
+          }));
+      for (const be of [one!, two!]) {
+        assertSameBits(run(be, true), run(be, false), "gatherDots, shared table", ["dtable", "dh"]);
+      }
+    }
     withBackend(one!, () =>
       tidy(() => {
         const bad = tensor(Int32Array.from([0, 3, 50, 1]), [2, 2], "i32");

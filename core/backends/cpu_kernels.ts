@@ -164,6 +164,9 @@ export function withCpuKernels(
     gatherDots(...args) {
       return s.duaf_gather_dots(at(), ...args);
     },
+    scatterOuter(...args) {
+      return s.duaf_scatter_outer(at(), ...args);
+    },
     gatherDotsGradH(...args) {
       s.duaf_gather_dots_grad_h(at(), ...args);
     },

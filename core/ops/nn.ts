@@ -2,7 +2,7 @@
  * Differentiable neural-network ops: softmax family, layer norm, dropout, embedding lookup,
  * losses, normalisation and attention.
  */
-import { argmaxRowsOf, gemmArgs } from "../backend.ts";
+import { argmaxRowsOf, gemmArgs, type Storage } from "../backend.ts";
 import {
   empty,
   full,
@@ -442,6 +442,25 @@ function lookupShape(table: Tensor, idx: Tensor): number[] {
  * (an untouched row gets nothing instead of + 0).
  */
 function lookupGrad(table: Tensor, idx: Tensor, g: Tensor, into?: Tensor): Tensor {
+  const dim = table.shape[1];
+  return lookupGradFrom(
+    table,
+    idx,
+    (ix, out) => table.backend.scatterAdd(g.storage, ix, out.storage, idx.size, dim),
+    into,
+  );
+}
+
+/**
+ * lookupGrad with the rows of g added by `scatter(ix, out)` (out[ix[i], :] += row i, in order):
+ * for a lookup whose gradient rows the backend can form as it adds them.
+ */
+function lookupGradFrom(
+  table: Tensor,
+  idx: Tensor,
+  scatter: (ix: Storage, out: Tensor) => void,
+  into?: Tensor,
+): Tensor {
   const [rows, dim] = table.shape;
   const be = table.backend;
   const compact = into && be.hostMemory && 2 * idx.size <= rows
@@ -451,12 +470,12 @@ function lookupGrad(table: Tensor, idx: Tensor, g: Tensor, into?: Tensor): Tenso
     const { local, touched } = compact;
     const sums = zeros([touched.length, dim]);
     const at = (ix: Int32Array) => tensor(ix, [ix.length], "i32").storage;
-    be.scatterAdd(g.storage, at(local), sums.storage, local.length, dim);
+    scatter(at(local), sums);
     be.scatterAdd(sums.storage, at(touched), into.storage, touched.length, dim);
     return into;
   }
   const dt = zeros(table.shape);
-  be.scatterAdd(g.storage, idx.storage, dt.storage, idx.size, dim);
+  scatter(idx.storage, dt);
   return dt;
 }
 
@@ -532,15 +551,23 @@ export function gatherDots(table: Tensor, idx: Tensor, h: Tensor): Tensor {
         dh = reshape(matmul(embedding(table, idx), reshape(g, [n, m, 1]), true), [n, d]);
       }
     }
-    // The candidates' rows' gradient g[r, j] h[r] (one product, exact), into the table's.
-    const dt = table.requiresGrad
-      ? lookupGrad(
+    // The candidates' gradient rows g[r, j] h[r] (each element one product), into the table's:
+    // formed as they are added where the backend can, else as the product's [n, m, d] rows.
+    let dt: Tensor | null = null;
+    if (table.requiresGrad && be.scatterOuter && be.hostMemory) {
+      dt = lookupGradFrom(table, idx, (ix, out) => {
+        if (!be.scatterOuter!(g.storage, h.storage, ix, out.storage, n, m, d)) {
+          throw new Error("gatherDots: the backend declined scatterOuter after offering it");
+        }
+      }, into?.[0]);
+    } else if (table.requiresGrad) {
+      dt = lookupGrad(
         table,
         idx,
         matmul(reshape(g, [n, m, 1]), reshape(h, [n, d, 1]), false, true),
         into?.[0],
-      )
-      : null;
+      );
+    }
     return [dt, dh];
   }, [idx]);
 }

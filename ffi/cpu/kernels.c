@@ -1531,6 +1531,34 @@ void duaf_gather_dots_grad_h(uint8_t* base, uint32_t to, uint32_t io, uint32_t g
   }
 }
 
+/*
+ * The table's gradient from duaf_gather_dots' scores without the candidates' [n, m, d] rows of
+ * g h^T: out[idx[i], c] += g[i] * h[i / m, c] for i < n m in order, over columns [c0, c1) (the two
+ * kernel threads take halves of a row), each product rounded and then added: the bits of the
+ * one-term product and the scatterAdd it replaces. Returns the first out-of-range index's
+ * position, else -1.
+ */
+int duaf_scatter_outer(uint8_t* base, uint32_t go, uint32_t ho, uint32_t io, uint32_t oo,
+                       int out_rows, int n, int m, int d, int c0, int c1) {
+  const float* g = (const float*)(base + go);
+  const float* h = (const float*)(base + ho);
+  const int32_t* idx = (const int32_t*)(base + io);
+  float* out = (float*)(base + oo);
+  const size_t total = (size_t)n * m;
+  for (size_t i = 0; i < total; i++)
+    if (idx[i] < 0 || idx[i] >= out_rows) return (int)i;
+  for (size_t i = 0; i < total; i++) {
+    const vf gi = vset1(g[i]);
+    const float* hr = h + (i / m) * d;
+    float* o = out + (size_t)idx[i] * d;
+    for (int c = c0; c < c1; c += VW) {
+      const vmask mask = vmask_first(c1 - c < VW ? c1 - c : VW);
+      vstore(o + c, vadd(vload(o + c, mask), vmul(gi, vload(hr + c, mask))), mask);
+    }
+  }
+  return -1;
+}
+
 /* ---- attention ------------------------------------------------------------------------------ */
 
 /*

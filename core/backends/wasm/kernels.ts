@@ -461,6 +461,19 @@ export interface KernelExports {
     m: number,
     d: number,
   ): number;
+  /** Their gradient for the table's candidate rows, scattered (duaf_scatter_outer); not in wasm. */
+  scatterOuter?(
+    g: number,
+    h: number,
+    idx: number,
+    out: number,
+    outRows: number,
+    n: number,
+    m: number,
+    d: number,
+    c0: number,
+    c1: number,
+  ): number;
   /** Their gradient for h (duaf_gather_dots_grad_h); not in the wasm module. */
   gatherDotsGradH?(
     table: number,

@@ -46,6 +46,7 @@ export const THREAD_OPS = [
   "dropoutRows",
   "gatherDots",
   "gatherDotsGradH",
+  "scatterOuter",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

@@ -1237,6 +1237,33 @@ export class WasmBackend implements Backend {
     return true;
   }
 
+  scatterOuter(
+    g: Storage,
+    h: Storage,
+    idx: Storage,
+    out: Storage,
+    n: number,
+    m: number,
+    d: number,
+  ): boolean {
+    const k = this.kernels;
+    if (!k.scatterOuter || n === 0 || m === 0) return false;
+    const rowsO = d > 0 ? Math.floor(out.size / d) : 0;
+    const args = [
+      ...[this.at(g, 0, n * m), this.at(h, 0, n * d), this.at(idx, 0, n * m)],
+      ...[this.at(out, 0, rowsO * d), rowsO, n, m, d],
+    ];
+    const run = k.scatterOuter.bind(k) as (...args: number[]) => number;
+    // Rows may repeat, so the threads split each row's columns (whole vectors), not the rows:
+    // every element still takes its terms in order.
+    const half = d >= 32 && this.#rowSplit(n * m, d) > 0 ? Math.floor(d / 32) * 16 : 0;
+    let bad = -1;
+    if (half === 0) bad = run(...args, 0, d);
+    else this.#onBoth("scatterOuter", [...args, half, d], () => bad = run(...args, 0, half));
+    this.#checkIndex(bad, idx, rowsO, "scatterOuter");
+    return true;
+  }
+
   scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
     const rowsO = dim > 0 ? Math.floor(out.size / dim) : 0;
     const bad = this.kernels.scatterAdd(
