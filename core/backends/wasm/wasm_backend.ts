@@ -1196,16 +1196,25 @@ export class WasmBackend implements Backend {
     for (let i = 0; i < ix.length; i++) {
       if (!(ix[i] >= 0 && ix[i] < rowsT)) this.#checkIndex(i, idx, rowsT, "gatherDots");
     }
-    const run = k.gatherDots.bind(k) as (...args: number[]) => number;
     // Rows [r0, r1): each row's scores are its own, so the threads may take any of them.
-    const share = (r0: number, r1: number) => [
+    this.#byRows("gatherDots", k.gatherDots.bind(k), n, m * d, (r0, r1) => [
       ...[tp, rowsT, ip + 4 * r0 * m, hp + 4 * r0 * d, op + 4 * r0 * m],
       ...[r1 - r0, m, d],
-    ];
-    const half = this.#rowSplit(n, m * d);
-    if (half === 0) run(...share(0, n));
-    else this.#onBoth("gatherDots", share(half, n), () => run(...share(0, half)));
+    ]);
     return true;
+  }
+
+  /** `run` over rows [0, n) of `cols` elements' work, split between the kernel threads. */
+  #byRows(
+    op: ThreadOp,
+    run: (...args: number[]) => unknown,
+    n: number,
+    cols: number,
+    share: (r0: number, r1: number) => number[],
+  ): void {
+    const half = this.#rowSplit(n, cols);
+    if (half === 0) run(...share(0, n));
+    else this.#onBoth(op, share(half, n), () => run(...share(0, half)));
   }
 
   gatherDotsGradH(
@@ -1226,14 +1235,10 @@ export class WasmBackend implements Backend {
       this.at(g, 0, n * m),
       this.at(dh, 0, n * d),
     ];
-    const run = k.gatherDotsGradH.bind(k) as (...args: number[]) => void;
-    const share = (r0: number, r1: number) => [
+    this.#byRows("gatherDotsGradH", k.gatherDotsGradH.bind(k), n, m * d, (r0, r1) => [
       ...[tp, ip + 4 * r0 * m, gp + 4 * r0 * m, dp + 4 * r0 * d],
       ...[r1 - r0, m, d],
-    ];
-    const half = this.#rowSplit(n, m * d);
-    if (half === 0) run(...share(0, n));
-    else this.#onBoth("gatherDotsGradH", share(half, n), () => run(...share(0, half)));
+    ]);
     return true;
   }
 
@@ -1408,15 +1413,11 @@ export class WasmBackend implements Backend {
     if (!k.dropoutRows) return false;
     const { threshold, scale } = dropoutMask(p);
     const [xp, op, rp] = [this.at(x, 0, n * cols), this.at(out, 0, n * cols), this.at(rows, 0, n)];
-    const run = k.dropoutRows.bind(k) as (...args: number[]) => void;
     // Rows [r0, r1): each draws its own row's mask, so a thread may take any of them.
-    const share = (r0: number, r1: number) => [
+    this.#byRows("dropoutRows", k.dropoutRows.bind(k), n, cols, (r0, r1) => [
       ...[xp + 4 * r0 * cols, op + 4 * r0 * cols, rp + 4 * r0],
       ...[r1 - r0, cols, threshold, scale, seed >>> 0],
-    ];
-    const half = this.#rowSplit(n, cols);
-    if (half === 0) run(...share(0, n));
-    else this.#onBoth("dropoutRows", share(half, n), () => run(...share(0, half)));
+    ]);
     return true;
   }
 
