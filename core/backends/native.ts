@@ -71,26 +71,24 @@ export class NativeBackend extends WasmBackend {
    * The fused cross-entropy takes its products with the C GEMM: only where that GEMM takes every
    * product. Elsewhere CBLAS takes the large ones, with its own rounding and speed.
    */
-  // The candidate scores fuse the gather with the kernel GEMM's products: taken only where that
-  // GEMM runs every product, so that they keep its bits.
-  override gatherDots(
-    ...args: Parameters<WasmBackend["gatherDots"]>
-  ): boolean {
-    return this.kernelGemm && super.gatherDots(...args);
-  }
-
-  override gatherDotsGradH(
-    ...args: Parameters<WasmBackend["gatherDotsGradH"]>
-  ): boolean {
-    return this.kernelGemm && super.gatherDotsGradH(...args);
-  }
-
   override linearCrossEntropyKept(a: LinearCeArgs): boolean {
     return this.kernelGemm && super.linearCrossEntropyKept(a);
   }
 
   override linearCrossEntropyKeptGrad(a: LinearCeGradArgs): boolean {
     return this.kernelGemm && super.linearCrossEntropyKeptGrad(a);
+  }
+
+  /**
+   * The sampled losses' candidate scores fuse the gather with the C GEMM's products: taken only
+   * where that GEMM runs every product, so that they keep its bits.
+   */
+  override gatherDots(...args: Parameters<WasmBackend["gatherDots"]>): boolean {
+    return this.kernelGemm && super.gatherDots(...args);
+  }
+
+  override gatherDotsGradH(...args: Parameters<WasmBackend["gatherDotsGradH"]>): boolean {
+    return this.kernelGemm && super.gatherDotsGradH(...args);
   }
 
   /** Likewise the fused ranking: its scores are the C GEMM's. */

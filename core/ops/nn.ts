@@ -554,7 +554,7 @@ export function gatherDots(table: Tensor, idx: Tensor, h: Tensor): Tensor {
     // The candidates' gradient rows g[r, j] h[r] (each element one product), into the table's:
     // formed as they are added where the backend can, else as the product's [n, m, d] rows.
     let dt: Tensor | null = null;
-    if (table.requiresGrad && be.scatterOuter && be.hostMemory) {
+    if (table.requiresGrad && be.scatterOuter) {
       dt = lookupGradFrom(table, idx, (ix, out) => {
         if (!be.scatterOuter!(g.storage, h.storage, ix, out.storage, n, m, d)) {
           throw new Error("gatherDots: the backend declined scatterOuter after offering it");
