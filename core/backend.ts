@@ -259,6 +259,32 @@ export interface LinearCeGradArgs extends Omit<LinearCeArgs, "picked"> {
 }
 
 /**
+ * Backend.linearCrossEntropyBlocks: core/ops/linear_ce.ts's chunked path over blocks of `block`
+ * items, h [rows, d] against table [items, d]; lse and picked [rows] as crossEntropyBlock's.
+ */
+export interface LinearCeBlocksArgs {
+  h: Storage;
+  table: Storage;
+  /** int32 [rows] */
+  targets: Storage;
+  lse: Storage;
+  picked: Storage;
+  rows: number;
+  items: number;
+  d: number;
+  block: number;
+  /** The products on bfloat16 operands (LinearCeArgs.bf16). The same on both calls. */
+  bf16?: boolean;
+}
+
+/** Backend.linearCrossEntropyBlocksGrad: `w` [rows] the row losses' gradient; null: not wanted. */
+export interface LinearCeBlocksGradArgs extends Omit<LinearCeBlocksArgs, "picked"> {
+  w: Storage;
+  dh: Storage | null;
+  dtable: Storage | null;
+}
+
+/**
  * Backend.attention: per sequence and head, softmax(q k^T * scale + mask), dropout, times v.
  * q [batch, lq, d], k and v [batch, lk, d], out [batch, lq, d], head j in columns [j dh,
  * (j + 1) dh) of each; p [batch, heads, lq, lk] receives the softmax before dropout.
@@ -618,6 +644,18 @@ export interface Backend {
    * dtable = G^T h, reading z once and leaving it unchanged. False as above.
    */
   linearCrossEntropyKeptGrad?(a: LinearCeGradArgs): boolean;
+  /**
+   * core/ops/linear_ce.ts's chunked path (logits not kept) in one call, where the backend fuses
+   * it: the bits of gemm (a block's logits) then crossEntropyBlock (no shift), block by block,
+   * with each band of rows' logits scored while in cache instead of a [rows x block] buffer.
+   * False, having done nothing, when it does not take the call.
+   */
+  linearCrossEntropyBlocks?(a: LinearCeBlocksArgs): boolean;
+  /**
+   * Its backward: the bits of the separate calls (the logits again, crossEntropyBlockGrad,
+   * dh (+)= G table_block, dtable_block = G^T h), a slice of items at a time. False as above.
+   */
+  linearCrossEntropyBlocksGrad?(a: LinearCeBlocksGradArgs): boolean;
   /**
    * Whether the two calls above take LinearCeArgs.bf16 (TrainConfig.ceProducts "bf16"): the C
    * kernels on a CPU with AVX-512 BF16.

@@ -149,7 +149,7 @@ export const TrainConfigSchema = z.object({
   /**
    * loss=ce: the precision of its products with the item table (the logits and both gradients).
    * "fp32" (default); "bf16" rounds their operands to bfloat16 and sums in float32, about 1.6x
-   * faster on a CPU with AVX-512 BF16 (native backend, one block of all items). A choice of
+   * faster on AMD Zen 4 with AVX-512 BF16 (native backend; not faster on Intel Xeon). A choice of
    * precision: results differ from fp32 runs (docs/config.md).
    */
   ceProducts: z.enum(["fp32", "bf16"]).default("fp32"),

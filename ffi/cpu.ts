@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 23;
+export const CPU_KERNELS_ABI = 24;
 
 /** The fused cross-entropy's entry points; the bf16 ones take the same arguments. */
 const LCE_FORWARD = {
@@ -23,6 +23,24 @@ const LCE_BACKWARD = {
     ...["u32", "u32", "u32", "u32", "u32", "u32", "u32"], // h, table, z, targets, lse, w, shift
     ...["u32", "u32", "i32", "i32", "i32"], // dh, dtable, rows, items, d
     ...["u32", "u32", "i32", "i32"], // gradient buffers, barrier, tid, nt
+  ],
+  result: "i32",
+} as const;
+
+const LCE_STREAM_FORWARD = {
+  parameters: [
+    "pointer",
+    ...["u32", "u32", "u32", "u32", "u32"], // h, table, targets, lse, picked
+    ...["i32", "i32", "i32", "i32", "u32", "i32", "i32"], // rows, items, d, block, scratch, tid, nt
+  ],
+  result: "i32",
+} as const;
+const LCE_STREAM_BACKWARD = {
+  parameters: [
+    "pointer",
+    ...["u32", "u32", "u32", "u32", "u32", "u32", "u32"], // h, table, targets, lse, w, dh, dtable
+    ...["i32", "i32", "i32", "i32"], // rows, items, d, block
+    ...["u32", "u32", "i32", "i32"], // scratch, barrier, tid, nt
   ],
   result: "i32",
 } as const;
@@ -146,9 +164,14 @@ const SYMBOLS = {
   },
   duaf_lce_forward: LCE_FORWARD,
   duaf_lce_backward: LCE_BACKWARD,
+  duaf_lce_stream_scratch_floats: { parameters: ["i32", "i32", "i32", "i32"], result: "i32" },
+  duaf_lce_stream_forward: LCE_STREAM_FORWARD,
+  duaf_lce_stream_backward: LCE_STREAM_BACKWARD,
   duaf_cpu_has_bf16: { parameters: [], result: "i32" },
   duaf_lce_forward_bf16: LCE_FORWARD,
   duaf_lce_backward_bf16: LCE_BACKWARD,
+  duaf_lce_stream_forward_bf16: LCE_STREAM_FORWARD,
+  duaf_lce_stream_backward_bf16: LCE_STREAM_BACKWARD,
   duaf_attention: {
     parameters: [
       "pointer",

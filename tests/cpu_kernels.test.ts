@@ -22,6 +22,8 @@ import { NativeBackend } from "../core/backends/native.ts";
 import { WasmBackend } from "../core/backends/wasm/wasm_backend.ts";
 import { Rng } from "../core/random.ts";
 import { gemmArgs } from "../core/backend.ts";
+import * as op from "../core/ops/mod.ts";
+import { backward, tensor, tidy, withBackend } from "../core/tensor.ts";
 import { MAIN_TS, setFlags, TINY_SETS, tinyDataset } from "./helpers/tiny_run.ts";
 import { assertSameRun } from "./helpers/same_run.ts";
 
@@ -492,6 +494,69 @@ Deno.test({
             `[${rows} x ${items} x ${d}], output ${i}`,
           );
         });
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "cpu kernels: the chunked cross-entropy streamed, on two threads, the separate calls' bits",
+  ignore: ignore || noBlas,
+  async fn() {
+    await withNativeAndWasm((opened, wasm) => {
+      if (!opened.kernelGemm) return; // CBLAS takes the products: the backend does not stream
+      // Blocks that are not a multiple of the K slice (256) and a partial last block, one wider
+      // than a band's budget, rows not a multiple of the register tile, a target outside the
+      // table, a table narrower than one vector; the gradient of h alone and of the table alone.
+      const shapes = [[301, 1000, 48, 333], [13, 17, 64, 5], [7, 300, 5, 256], [
+        600,
+        9000,
+        16,
+        8192,
+      ]];
+      for (const [rows, items, d, block] of shapes) {
+        const rng = new Rng(rows + block);
+        const hs = Float32Array.from({ length: rows * d }, () => rng.normal());
+        const ts = Float32Array.from({ length: items * d }, () => 0.3 * rng.normal());
+        const tgs = Int32Array.from(
+          { length: rows },
+          (_, i) => i === 3 ? items : (i * 7919) % items,
+        );
+        for (const wants of [["h", "table"], ["h"], ["table"]]) {
+          let streamed = 0;
+          const forward = opened.linearCrossEntropyBlocks.bind(opened);
+          const grad = opened.linearCrossEntropyBlocksGrad.bind(opened);
+          opened.linearCrossEntropyBlocks = (a) => forward(a) && ++streamed > 0;
+          opened.linearCrossEntropyBlocksGrad = (a) => grad(a) && ++streamed > 0;
+          const outs = [opened, wasm].map((be) =>
+            withBackend(be, () =>
+              tidy(() => {
+                const h = tensor(hs, [rows, d]), table = tensor(ts, [items, d]);
+                h.requiresGrad = wants.includes("h");
+                table.requiresGrad = wants.includes("table");
+                const rowsLoss = op.linearCrossEntropyRows(
+                  h,
+                  table,
+                  tensor(tgs, [rows], "i32"),
+                  block,
+                );
+                backward(op.sum(op.mul(rowsLoss, tensor(hs.subarray(0, rows), [rows]))));
+                return [rowsLoss, h.grad, table.grad].map((t) => t ? t.toFloat32() : null);
+              }))
+          );
+          delete (opened as Partial<NativeBackend>).linearCrossEntropyBlocks;
+          delete (opened as Partial<NativeBackend>).linearCrossEntropyBlocksGrad;
+          assert.equal(streamed, 2, "both directions were streamed");
+          outs[0].forEach((got, i) => {
+            const want = outs[1][i];
+            if (!got || !want) return assert.equal(got, want);
+            assert.deepEqual(
+              new Uint32Array(got.buffer),
+              new Uint32Array(want.buffer),
+              `[${rows} x ${items} x ${d}] blocks of ${block}, wanting ${wants}: output ${i}`,
+            );
+          });
+        }
       }
     });
   },

@@ -7,6 +7,12 @@
  * BF16, then the fused call with bf16 products (ceProducts=bf16) against the float32 one, with
  * the relative difference of their outputs. Defaults: a Beauty prefix step, [2048 x 64] against
  * [12102 x 64].
+ *
+ * `--block B` (below the item count): the chunked path instead, in blocks of B items, as separate
+ * calls (per block the logits GEMM into a [R x B] scratch and the cross-entropy rows; in the
+ * backward the logits again, the gradient rows and the two gradient GEMMs) and streamed
+ * (Backend.linearCrossEntropyBlocks and its Grad), then the streamed call with bf16 products.
+ * For a Beauty x10 prefix step: `--items 121010 --block 4096 --rounds 3`.
  */
 import { parseArgs } from "node:util";
 import { gemmArgs } from "../core/backend.ts";
@@ -20,23 +26,31 @@ const { values } = parseArgs({
     items: { type: "string", default: "12102" },
     dim: { type: "string", default: "64" },
     rounds: { type: "string", default: "9" },
+    block: { type: "string", default: "0" },
   },
 });
 const [rows, items, d, rounds] = [values.rows, values.items, values.dim, values.rounds].map(Number);
+const block = Number(values.block);
 const be = await NativeBackend.open({ threads: 2 });
 if ("unavailable" in be) throw new Error(`native backend: ${be.unavailable}`);
 console.log(`backend: native (${be.description})`);
+const nb: NativeBackend = be;
 const rng = new Rng(1);
 const h = be.upload(Float32Array.from({ length: rows * d }, () => rng.normal()), "f32");
 const table = be.upload(Float32Array.from({ length: items * d }, () => 0.1 * rng.normal()), "f32");
 const targets = be.upload(Int32Array.from({ length: rows }, () => rng.int(items)), "i32");
 const w = be.upload(new Float32Array(rows).fill(1 / rows), "f32");
+const median = (f: () => void): number => medianMs([f], rounds)[0];
+if (block > 0 && block < items) {
+  benchBlocks();
+  be.dispose();
+  Deno.exit(0);
+}
 const z = be.alloc(rows * items, "f32");
 const [lse, picked, shift] = [0, 1, 2].map(() => be.alloc(rows, "f32"));
 const dh = be.alloc(rows * d, "f32"), dtable = be.alloc(items * d, "f32");
 const args = { h, table, targets, z, lse, picked, shift, rows, items, d };
 
-const median = (f: () => void): number => medianMs([f], rounds)[0];
 const separateForward = () => {
   be.gemm(gemmArgs(h, table, z, rows, items, d, { transB: true }));
   be.crossEntropyBlock(z, targets, lse, picked, rows, items, 0, true, shift);
@@ -123,3 +137,78 @@ if (be.productsBf16) {
   );
 }
 be.dispose();
+
+/** The chunked path: separate calls against the streamed ones, then the streamed bf16 call. */
+function benchBlocks(): void {
+  const z = nb.alloc(rows * block, "f32");
+  const [lse, picked] = [0, 1].map(() => nb.alloc(rows, "f32"));
+  const dh = nb.alloc(rows * d, "f32"), dtable = nb.alloc(items * d, "f32");
+  const blocks = Array.from({ length: Math.ceil(items / block) }, (_, i) => i * block);
+  const logits = (j0: number, cols: number) =>
+    nb.gemm(gemmArgs(h, table, z, rows, cols, d, { transB: true, bOffset: j0 * d }));
+  const separateForward = () => {
+    for (const j0 of blocks) {
+      const cols = Math.min(block, items - j0);
+      logits(j0, cols);
+      nb.crossEntropyBlock(z, targets, lse, picked, rows, cols, j0, j0 === 0);
+    }
+  };
+  const separateBackward = () => {
+    for (const j0 of blocks) {
+      const cols = Math.min(block, items - j0);
+      logits(j0, cols);
+      nb.crossEntropyBlockGrad(z, targets, lse, w, rows, cols, j0);
+      nb.gemm(gemmArgs(z, table, dh, rows, d, cols, { bOffset: j0 * d, beta: j0 === 0 ? 0 : 1 }));
+      nb.gemm(gemmArgs(z, h, dtable, cols, d, rows, { transA: true, cOffset: j0 * d }));
+    }
+  };
+  const args = { h, table, targets, lse, picked, rows, items, d, block };
+  const grads = { w, dh, dtable };
+  const streamed = (bf16: boolean) => ({
+    forward: () => {
+      if (!nb.linearCrossEntropyBlocks({ ...args, bf16 })) {
+        throw new Error("not streamed here: the C GEMM takes every product only with AVX-512");
+      }
+    },
+    backward: () => {
+      if (!nb.linearCrossEntropyBlocksGrad({ ...args, ...grads, bf16 })) throw new Error("refused");
+    },
+  });
+  const outputs = () => [lse, picked, dh, dtable].map((s) => nb.download(s) as Float32Array);
+  separateForward();
+  separateBackward();
+  const want = outputs();
+  const fp32 = streamed(false);
+  fp32.forward();
+  fp32.backward();
+  const got = outputs();
+  const bits =
+    got.every((x, i) =>
+        new Uint32Array(x.buffer).every((v, j) => v === new Uint32Array(want[i].buffer)[j])
+      )
+      ? "same"
+      : "DIFFERENT";
+  const time = (f: { forward: () => void; backward: () => void }) => {
+    const fw = median(f.forward);
+    return [fw, median(f.backward)];
+  };
+  const [sf, sb] = time({ forward: separateForward, backward: separateBackward });
+  const [ff, fb] = time(fp32);
+  console.log(
+    `| [${rows} x ${d}] against [${items} x ${d}] in blocks of ${block}, two threads | separate ms | streamed ms | streamed / separate | bits |`,
+  );
+  console.log("|---|---|---|---|---|");
+  console.log(
+    `| forward | ${sf.toFixed(1)} | ${ff.toFixed(1)} | ${(ff / sf).toFixed(2)}x | ${bits} |`,
+  );
+  console.log(
+    `| backward | ${sb.toFixed(1)} | ${fb.toFixed(1)} | ${(fb / sb).toFixed(2)}x | ${bits} |`,
+  );
+  if (!nb.productsBf16) return;
+  const [bf, bb] = time(streamed(true));
+  console.log("");
+  console.log("| streamed, bf16 products | float32 ms | bf16 ms | bf16 / float32 |");
+  console.log("|---|---|---|---|");
+  console.log(`| forward | ${ff.toFixed(1)} | ${bf.toFixed(1)} | ${(bf / ff).toFixed(2)}x |`);
+  console.log(`| backward | ${fb.toFixed(1)} | ${bb.toFixed(1)} | ${(bb / fb).toFixed(2)}x |`);
+}

@@ -149,6 +149,15 @@ export function withCpuKernels(
     lceBackward(...args) {
       if (s.duaf_lce_backward(at(), ...args) !== 0) throw new Error(LCE_THREADS_APART);
     },
+    lceStreamForward(...args) {
+      s.duaf_lce_stream_forward(at(), ...args);
+    },
+    lceStreamBackward(...args) {
+      if (s.duaf_lce_stream_backward(at(), ...args) !== 0) throw new Error(LCE_THREADS_APART);
+    },
+    lceStreamScratchFloats(rows, block, d, kind) {
+      return s.duaf_lce_stream_scratch_floats(rows, block, d, kind);
+    },
     dropout(...args) {
       s.duaf_dropout(at(), ...args);
     },
@@ -201,6 +210,17 @@ export function withCpuKernels(
         },
         lceBackwardBf16(...args: Parameters<NonNullable<KernelExports["lceBackwardBf16"]>>) {
           if (s.duaf_lce_backward_bf16(at(), ...args) !== 0) throw new Error(LCE_THREADS_APART);
+        },
+        lceStreamForwardBf16(
+          ...args: Parameters<NonNullable<KernelExports["lceStreamForwardBf16"]>>
+        ) {
+          s.duaf_lce_stream_forward_bf16(at(), ...args);
+        },
+        lceStreamBackwardBf16(
+          ...args: Parameters<NonNullable<KernelExports["lceStreamBackwardBf16"]>>
+        ) {
+          const ok = s.duaf_lce_stream_backward_bf16(at(), ...args);
+          if (ok !== 0) throw new Error(LCE_THREADS_APART);
         },
       }
       : {}),
@@ -361,7 +381,8 @@ export function cpuKernelsDiffer(
     return layerNormDiffers(wasm, native, arena) ?? colSumsDiffer(wasm, native, arena) ??
       gemmDiffers(wasm, native, arena) ?? gemmSlicesDiffer(wasm, native, arena) ??
       fusionDiffers(wasm, native, arena) ?? attentionDiffers(wasm, native, arena) ??
-      linearCeDiffers(wasm, native, arena) ?? rankScoresDiffer(wasm, native, arena);
+      linearCeDiffers(wasm, native, arena) ?? linearCeStreamDiffers(wasm, native, arena) ??
+      rankScoresDiffer(wasm, native, arena);
   } finally {
     arena.free(p, bytes);
   }
@@ -622,6 +643,85 @@ function linearCeDiffers(wasm: KernelExports, native: KernelExports, arena: Aren
     if (firstDifference(view(f.z, rows * items), exps) >= 0) return "lceBackward (z changed)";
     if (firstDifference(view(s.dh, rows * d + items * d), view(f.dh, rows * d + items * d)) >= 0) {
       return "lceBackward";
+    }
+    return null;
+  } finally {
+    arena.free(p, bytes);
+  }
+}
+
+/**
+ * The streamed chunked cross-entropy (one thread) against wasm's separate calls, block by block:
+ * gemm, crossEntropyBlock; then the logits again, crossEntropyBlockGrad and the two gradient
+ * gemms. Blocks of 300 items (a K slice of 256 and one of 44 in each), a partial last block, a
+ * target outside the table.
+ */
+function linearCeStreamDiffers(
+  wasm: KernelExports,
+  native: KernelExports,
+  arena: Arena,
+): string | null {
+  if (!native.lceStreamForward || !native.lceStreamBackward) return null;
+  const [rows, items, d, block] = [13, 700, 20, 300];
+  const scratchBytes = wasm.GEMM_SCRATCH_BYTES.value as number;
+  const streamBytes = 4 * Math.max(
+    native.lceStreamScratchFloats!(rows, block, d, 0),
+    native.lceStreamScratchFloats!(rows, block, d, 1),
+  );
+  // Inputs h, table, targets, w; z; then per kernel lse, picked, dh, dtable; scratch; barrier.
+  const per = 2 * rows + rows * d + items * d;
+  const bytes = 4 * (rows * d + items * d + 2 * rows + rows * block + 2 * per) + scratchBytes +
+    streamBytes + 8;
+  const p = arena.alloc(bytes);
+  try {
+    const h = p, table = h + 4 * rows * d, tgt = table + 4 * items * d, w = tgt + 4 * rows;
+    const z = w + 4 * rows, outs = [z + 4 * rows * block, z + 4 * rows * block + 4 * per];
+    const scratch = outs[1] + 4 * per, stream = scratch + scratchBytes;
+    const barrier = stream + streamBytes;
+    arena.f32.set(finiteInputs(rows * d + items * d), h >> 2);
+    for (let r = 0; r < rows; r++) {
+      arena.i32[(tgt >> 2) + r] = r === 4 ? items + 3 : (r * 7919) % items;
+      arena.f32[(w >> 2) + r] = 1 / (r + 2);
+    }
+    arena.i32.fill(0, barrier >> 2, (barrier >> 2) + 2);
+    const parts = (o: number) => {
+      const picked = o + 4 * rows, dh = picked + 4 * rows, dt = dh + 4 * rows * d;
+      return { lse: o, picked, dh, dt };
+    };
+    const view = (o: number, n: number) => arena.f32.subarray(o >> 2, (o >> 2) + n);
+    const s = parts(outs[0]);
+    const blockLogits = (j0: number, cols: number) =>
+      wholeGemm(wasm, [h, table + 4 * j0 * d, z], [rows, cols, d], [0, 1], 1, 0, scratch);
+    for (let j0 = 0; j0 < items; j0 += block) {
+      const cols = Math.min(block, items - j0);
+      blockLogits(j0, cols);
+      wasm.crossEntropyBlock(z, tgt, s.lse, s.picked, rows, cols, j0, j0 === 0 ? 1 : 0, 0);
+    }
+    for (let j0 = 0; j0 < items; j0 += block) {
+      const cols = Math.min(block, items - j0);
+      blockLogits(j0, cols);
+      wasm.crossEntropyBlockGrad(z, tgt, s.lse, w, rows, cols, j0, 0);
+      const dt = s.dt + 4 * j0 * d;
+      wholeGemm(
+        wasm,
+        [z, table + 4 * j0 * d, s.dh],
+        [rows, d, cols],
+        [0, 0],
+        1,
+        j0 ? 1 : 0,
+        scratch,
+      );
+      wholeGemm(wasm, [z, h, dt], [cols, d, rows], [1, 0], 1, 0, scratch);
+    }
+    const f = parts(outs[1]);
+    const shape = [rows, items, d, block] as const;
+    native.lceStreamForward(h, table, tgt, f.lse, f.picked, ...shape, stream, 0, 1);
+    if (firstDifference(view(s.lse, 2 * rows), view(f.lse, 2 * rows)) >= 0) {
+      return "lceStreamForward";
+    }
+    native.lceStreamBackward(h, table, tgt, f.lse, w, f.dh, f.dt, ...shape, stream, barrier, 0, 1);
+    if (firstDifference(view(s.dh, rows * d + items * d), view(f.dh, rows * d + items * d)) >= 0) {
+      return "lceStreamBackward";
     }
     return null;
   } finally {

@@ -20,6 +20,8 @@ import {
   gemmLd,
   gemmSpans,
   type LinearCeArgs,
+  type LinearCeBlocksArgs,
+  type LinearCeBlocksGradArgs,
   type LinearCeGradArgs,
   type RankScoresArgs,
 } from "../backend.ts";
@@ -77,6 +79,14 @@ export class NativeBackend extends WasmBackend {
 
   override linearCrossEntropyKeptGrad(a: LinearCeGradArgs): boolean {
     return this.kernelGemm && super.linearCrossEntropyKeptGrad(a);
+  }
+
+  override linearCrossEntropyBlocks(a: LinearCeBlocksArgs): boolean {
+    return this.kernelGemm && super.linearCrossEntropyBlocks(a);
+  }
+
+  override linearCrossEntropyBlocksGrad(a: LinearCeBlocksGradArgs): boolean {
+    return this.kernelGemm && super.linearCrossEntropyBlocksGrad(a);
   }
 
   /**

@@ -24,9 +24,11 @@
  *
  * A backend may take that one-block path in one call each way (Backend.linearCrossEntropyKept:
  * the C kernels turn each band of rows' logits into exponentials while they are in cache, and
- * read the exponentials once in the backward), with the same bits as the separate calls. There
- * alone, `products` "bf16" runs the three products on bfloat16 operands (TrainConfig.ceProducts):
- * a choice of precision, not the float32 bits.
+ * read the exponentials once in the backward), with the same bits as the separate calls; and the
+ * blocks likewise (Backend.linearCrossEntropyBlocks: each band of rows' logits of a block scored
+ * while in cache, the backward a KC slice of items at a time), so that no [T x B] scratch is
+ * written either. In those fused calls alone, `products` "bf16" runs the three products on
+ * bfloat16 operands (TrainConfig.ceProducts): a choice of precision, not the float32 bits.
  */
 import { type Backend, gemmArgs } from "../backend.ts";
 import { UsageError } from "../errors.ts";
@@ -104,23 +106,39 @@ export function linearCrossEntropyRows(
     }));
 
   const bf16 = products === "bf16";
-  const refused = !bf16
-    ? null
-    : block < items
-    ? `ceProducts=bf16 takes the CE over one block of all ${items} items (ceChunkItems=0)`
-    : bf16Refusal(b);
+  const refused = bf16 ? bf16Refusal(b) : null;
   if (refused) throw new UsageError(refused);
+  // The bf16 products over one block of all items run in the kept path's fused kernel (with a
+  // gradient or without), over several blocks in the streamed one.
+  const oneBlockBf16 = bf16 && block >= items;
   const lse = empty([rows]);
   const picked = empty([rows]);
-  const z = empty([rows * block]);
   // One block holds every item: its logits are kept for the backward, which then turns them into
   // their gradient in place instead of computing them again (the plain path's memory and GEMMs).
   const keepLogits = block >= items && isGradEnabled() && (h.requiresGrad || table.requiresGrad);
-  // Kept logits become their exponentials, shifted by each row's maximum (kept in `shift`). The
-  // bf16 products run only in the fused kernel, which works that way with a gradient or without.
-  const shift = bf16 || keepLogits && b.keepsCrossEntropyExp ? empty([rows]) : null;
+  // Logits not kept: a backend that streams the blocks (the C kernels) scores each band of rows
+  // while it is in cache, in one call each way, with the separate calls' bits (or bf16 products).
+  const stream = {
+    h: h.storage,
+    table: table.storage,
+    targets: targets.storage,
+    lse: lse.storage,
+    rows,
+    items,
+    d,
+    block,
+    bf16,
+  };
+  const streamed = !keepLogits && !oneBlockBf16 &&
+    b.linearCrossEntropyBlocks?.({ ...stream, picked: picked.storage }) === true;
+  if (bf16 && !oneBlockBf16 && !streamed) {
+    throw new Error("linearCrossEntropy: the backend refused its bf16 products in item blocks");
+  }
+  const z = streamed ? null : empty([rows * block]);
+  // Kept logits become their exponentials, shifted by each row's maximum (kept in `shift`).
+  const shift = oneBlockBf16 || keepLogits && b.keepsCrossEntropyExp ? empty([rows]) : null;
   // A backend that fuses this path (the C kernels) does the product and the rows in one call.
-  const kept = shift && {
+  const kept = shift && z && {
     h: h.storage,
     table: table.storage,
     targets: targets.storage,
@@ -134,8 +152,10 @@ export function linearCrossEntropyRows(
   };
   const fused = kept !== null &&
     b.linearCrossEntropyKept?.({ ...kept, picked: picked.storage }) === true;
-  if (bf16 && !fused) throw new Error("linearCrossEntropy: the backend refused its bf16 products");
-  for (let j0 = 0; j0 < items && !fused; j0 += block) {
+  if (oneBlockBf16 && !fused) {
+    throw new Error("linearCrossEntropy: the backend refused its bf16 products");
+  }
+  for (let j0 = 0; z && j0 < items && !fused; j0 += block) {
     const cols = Math.min(block, items - j0);
     logits(z, j0, cols);
     b.crossEntropyBlock(
@@ -151,7 +171,7 @@ export function linearCrossEntropyRows(
     );
   }
   if (!keepLogits) {
-    z.dispose();
+    z?.dispose();
     shift?.dispose();
   }
   const out = empty([rows]);
@@ -161,15 +181,12 @@ export function linearCrossEntropyRows(
   return record(out, "linear_cross_entropy", [h, table], (g) => {
     const dh = h.requiresGrad ? empty(h.shape) : null;
     const dt = table.requiresGrad ? empty(table.shape) : null;
-    const dz = keepLogits ? z : empty([rows * block]);
-    const fusedGrad = fused &&
-      b.linearCrossEntropyKeptGrad?.({
-          ...kept,
-          w: g.storage,
-          dh: dh?.storage ?? null,
-          dtable: dt?.storage ?? null,
-        }) === true;
-    for (let j0 = 0; j0 < items && !fusedGrad; j0 += block) {
+    const grads = { w: g.storage, dh: dh?.storage ?? null, dtable: dt?.storage ?? null };
+    const fusedGrad = fused && b.linearCrossEntropyKeptGrad?.({ ...kept, ...grads }) === true;
+    const streamedGrad = streamed &&
+      b.linearCrossEntropyBlocksGrad?.({ ...stream, ...grads }) === true;
+    const dz = keepLogits ? z! : streamedGrad ? null : empty([rows * block]);
+    for (let j0 = 0; dz && j0 < items && !fusedGrad; j0 += block) {
       const cols = Math.min(block, items - j0);
       if (!keepLogits) logits(dz, j0, cols);
       b.crossEntropyBlockGrad(
@@ -195,7 +212,7 @@ export function linearCrossEntropyRows(
         }));
       }
     }
-    dz.dispose();
+    dz?.dispose();
     shift?.dispose();
     return [dh, dt];
   });

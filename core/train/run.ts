@@ -237,12 +237,6 @@ function checkCeProducts(cfg: TrainConfig): void {
   if (cfg.loss !== "ce") {
     throw new UsageError(`ceProducts=bf16 applies to loss=ce (now loss=${cfg.loss})`);
   }
-  if (typeof cfg.ceChunkItems === "number" && cfg.ceChunkItems > 0) {
-    throw new UsageError(
-      `ceProducts=bf16 takes the CE over one block of all items: set ceChunkItems=0 or auto ` +
-        `(now ${cfg.ceChunkItems})`,
-    );
-  }
   const refused = bf16Refusal(getBackend());
   if (refused) throw new UsageError(`${refused}; use ceProducts=fp32`);
 }

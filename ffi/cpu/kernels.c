@@ -38,7 +38,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 23
+#define ABI_VERSION 24
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -2020,6 +2020,124 @@ int duaf_lce_backward(
   return 0;
 }
 
+/* ---- the cross-entropy in item blocks, streamed (no [rows x items] in memory) -------------- */
+
+/* Logits of one band of rows a thread holds at a time, for the block's log-sum-exp (512 KiB). */
+#define LCE_STREAM_BAND_BYTES (512u << 10)
+
+/* Rows of the streamed forward's band for blocks of `block` items: a multiple of MB. */
+static int stream_band(int block) {
+  const int band = (int)(LCE_STREAM_BAND_BYTES / (4u * (unsigned)block)) / MB * MB;
+  return band < MB ? MB : band;
+}
+
+/* Floats of scratch of the streamed cross-entropy: kind 0 its forward's a thread, 1 its
+   backward's in all; 2 and 3 the same for the bf16 products (..._bf16, below). */
+int duaf_lce_stream_scratch_floats(int rows, int block, int d, int kind) {
+  const int panels = (block + VW - 1) / VW, dp = (d + 1) / 2, rp = (rows + 1) / 2;
+  switch (kind) {
+    case 0: return panels * VW * d + stream_band(block) * block;
+    case 1: return 2 * rows * KC + 2 * KC * d; /* two gradient buffers, each thread's panels */
+    case 2: return rows * dp + panels * VW * dp + stream_band(block) * block;
+    default: /* h's pairs both ways, two blocks of pairs along rows, the gradient rows and their
+                bf16, then each thread's panels and pairs along items */
+      return d * rp + 2 * rp * KC + 16 + rows * dp + rows * KC + rows * (KC / 2) +
+             2 * (KC * dp + (KC / 2) * d);
+  }
+}
+
+/*
+ * Forward of the chunked cross-entropy (core/ops/linear_ce.ts) in one call: for each block of
+ * `block` items, z = h table_blk^T then crossEntropyBlock (no exponentials kept), with the bits of
+ * those separate calls, but a band of rows at a time so that the logits stay in cache and never
+ * fill a [rows x block] buffer. Each thread takes its rows (thread_rows) and packs each block's
+ * panels itself (no barrier). scratch: duaf_lce_stream_scratch_floats(.., 0) floats a thread.
+ * Returns 0 (the bf16 variant's signature).
+ */
+int duaf_lce_stream_forward(
+    uint8_t* base, uint32_t ho, uint32_t eo, uint32_t to, uint32_t lo, uint32_t po, int rows,
+    int items, int d, int block, uint32_t scratch, int tid, int nt) {
+  const float* h = (const float*)(base + ho);
+  const float* e = (const float*)(base + eo);
+  const int32_t* targets = (const int32_t*)(base + to);
+  float* lse = (float*)(base + lo);
+  float* picked = (float*)(base + po);
+  float* pack = (float*)(base + scratch) +
+                (size_t)tid * duaf_lce_stream_scratch_floats(rows, block, d, 0);
+  float* z = pack + (size_t)(block + VW - 1) / VW * VW * d;
+  const int band = stream_band(block), chunk = table_chunk(d);
+  int r0, r1;
+  thread_rows(rows, tid, nt, &r0, &r1);
+  for (int j0 = 0; j0 < items && r0 < r1; j0 += block) {
+    const int cols = items - j0 < block ? items - j0 : block;
+    pack_table_panels(e + (size_t)j0 * d, cols, d, pack, 0, 1);
+    for (int i0 = r0; i0 < r1; i0 += band) {
+      const int i1 = r1 - i0 < band ? r1 : i0 + band;
+      for (int jc = 0; jc < cols; jc += chunk) {
+        const int jn = cols - jc < chunk ? cols : jc + chunk;
+        band_scores(h, i0, i1, pack, jc, jn, d, z + jc, (size_t)cols);
+      }
+      ce_rows(z, targets + i0, lse + i0, picked + i0, i1 - i0, cols, j0, j0 == 0, 0);
+    }
+  }
+  return 0;
+}
+
+/*
+ * Its backward: for each block of `block` items, in slices of KC items (the K slices of the
+ * separate calls' dh product), the logits again (band_scores), turned in place into w[r]
+ * (softmax - onehot) with crossEntropyBlockGrad's arithmetic, then dh (+)= G table_slice on each
+ * thread's rows and, after a barrier, dtable_slice = G^T h on each thread's share of the slice's
+ * items: the bits of the separate calls (gemm, crossEntropyBlockGrad, gemm, gemm), with two
+ * [rows x KC] buffers in place of the block's [rows x block] logits. dho / deo 0: not wanted.
+ * scratch: duaf_lce_stream_scratch_floats(.., 1). Returns 0, or -1 when the threads did not meet.
+ */
+int duaf_lce_stream_backward(
+    uint8_t* base, uint32_t ho, uint32_t eo, uint32_t to, uint32_t lo, uint32_t wo, uint32_t dho,
+    uint32_t deo, int rows, int items, int d, int block, uint32_t scratch, uint32_t baro, int tid,
+    int nt) {
+  const float* h = (const float*)(base + ho);
+  const float* e = (const float*)(base + eo);
+  const int32_t* targets = (const int32_t*)(base + to);
+  const float* lse = (const float*)(base + lo);
+  const float* w = (const float*)(base + wo);
+  float* dh = dho ? (float*)(base + dho) : 0;
+  float* de = deo ? (float*)(base + deo) : 0;
+  uint32_t* bar = (uint32_t*)(base + baro);
+  float* gs = (float*)(base + scratch);
+  float* pack = gs + (size_t)2 * rows * KC + (size_t)tid * KC * d;
+  int r0, r1;
+  thread_rows(rows, tid, nt, &r0, &r1);
+  int slice = 0;
+  for (int j0 = 0; j0 < items; j0 += block) {
+    const int bend = items - j0 < block ? items : j0 + block;
+    for (int k0 = j0; k0 < bend; k0 += KC, slice++) {
+      const int cols = bend - k0 < KC ? bend - k0 : KC;
+      float* g = gs + (size_t)(slice & 1) * rows * KC;
+      if (r0 < r1) {
+        pack_table_panels(e + (size_t)k0 * d, cols, d, pack, 0, 1);
+        band_scores(h, r0, r1, pack, 0, cols, d, g + (size_t)r0 * KC, KC);
+        for (int r = r0; r < r1; r++) {
+          float* xr = g + (size_t)r * KC;
+          const float vl = lse[r], vw = w[r];
+          const int32_t t = targets[r] - k0;
+          for (int i = 0; i < cols; i++) xr[i] = vw * exp_bounded(xr[i] - vl);
+          if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
+        }
+        if (dh) {
+          gemm_one(g, e + (size_t)k0 * d, dh, cols, 0, 0, KC, d, d, 1.0f, k0 > 0, r0, r1, 0, d, 0,
+                   0, EPI_NONE, 0, 0);
+        }
+      }
+      if (!de) continue;
+      if (spin_barrier(bar, nt)) return -1;
+      gemm_one(g, h, de + (size_t)k0 * d, rows, 1, 0, KC, d, d, 1.0f, 0, cols * tid / nt,
+               cols * (tid + 1) / nt, 0, d, 0, 0, EPI_NONE, 0, 0);
+    }
+  }
+  return 0;
+}
+
 /* ---- the cross-entropy's products in bfloat16 (ceProducts "bf16") --------------------------- */
 
 /*
@@ -2124,6 +2242,23 @@ static void bf16_block(int rows, int nv, const uint32_t* a, size_t ars, int kp, 
 #undef BT
 }
 
+/* Panels [p0, p1) of items [0, n) of e (rows of d) as bf16 pairs: [panel][d / 2][VW items], the
+   items past n and an odd d's last half zero. */
+static void bf16_panels(const float* e, int n, int d, uint32_t* pack, int p0, int p1) {
+  const int dp = (d + 1) / 2;
+  uint16_t row[KC + 2];
+  for (int p = p0; p < p1; p++) {
+    uint32_t* panel = pack + (size_t)p * dp * VW;
+    for (int jj = 0; jj < VW; jj++) {
+      const int j = p * VW + jj;
+      if (j < n) to_bf16(e + (size_t)j * d, row, d);
+      else memset(row, 0, sizeof(uint16_t) * 2 * dp);
+      for (int q = 0; q < dp; q++)
+        panel[(size_t)q * VW + jj] = (uint32_t)row[2 * q] | ((uint32_t)row[2 * q + 1] << 16);
+    }
+  }
+}
+
 /* The mask of a vector's first n lanes (n >= 16: all). */
 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
 
@@ -2168,17 +2303,7 @@ int duaf_lce_forward_bf16(
   uint32_t* pack = (uint32_t*)(base + packo);
   uint32_t* hp = pack + (size_t)panels * dp * VW;
   uint32_t* bar = (uint32_t*)(base + baro);
-  uint16_t row[KC + 2];
-  for (int p = panels * tid / nt; p < panels * (tid + 1) / nt; p++) {
-    uint32_t* panel = pack + (size_t)p * dp * VW;
-    for (int jj = 0; jj < VW; jj++) {
-      const int j = p * VW + jj;
-      if (j < items) to_bf16(e + (size_t)j * d, row, d);
-      else memset(row, 0, sizeof(uint16_t) * 2 * dp);
-      for (int q = 0; q < dp; q++)
-        panel[(size_t)q * VW + jj] = (uint32_t)row[2 * q] | ((uint32_t)row[2 * q + 1] << 16);
-    }
-  }
+  bf16_panels(e, items, d, pack, panels * tid / nt, panels * (tid + 1) / nt);
   int r0, r1;
   thread_rows(rows, tid, nt, &r0, &r1);
   for (int r = r0; r < r1; r++) to_bf16(h + (size_t)r * d, (uint16_t*)(hp + (size_t)r * dp), d);
@@ -2264,6 +2389,140 @@ int duaf_lce_backward_bf16(
 #else
   (void)base, (void)ho, (void)eo, (void)zo, (void)to, (void)lo, (void)wo, (void)so, (void)dho;
   (void)deo, (void)rows, (void)items, (void)d, (void)gso, (void)baro, (void)tid, (void)nt;
+  return -2;
+#endif
+}
+
+/*
+ * duaf_lce_stream_forward with the logits from bf16 products (duaf_lce_forward_bf16's): each
+ * thread's rows of h as pairs, each block's panels as bf16. scratch:
+ * duaf_lce_stream_scratch_floats(.., 2) floats a thread. Returns 0, -2 without AVX-512 BF16.
+ */
+int duaf_lce_stream_forward_bf16(
+    uint8_t* base, uint32_t ho, uint32_t eo, uint32_t to, uint32_t lo, uint32_t po, int rows,
+    int items, int d, int block, uint32_t scratch, int tid, int nt) {
+#ifdef HAS_BF16
+  const float* h = (const float*)(base + ho);
+  const float* e = (const float*)(base + eo);
+  const int32_t* targets = (const int32_t*)(base + to);
+  float* lse = (float*)(base + lo);
+  float* picked = (float*)(base + po);
+  const int dp = (d + 1) / 2;
+  uint32_t* hp = (uint32_t*)(base + scratch) +
+                 (size_t)tid * duaf_lce_stream_scratch_floats(rows, block, d, 2);
+  uint32_t* pack = hp + (size_t)rows * dp;
+  float* z = (float*)(pack + (size_t)(block + VW - 1) / VW * VW * dp);
+  const int band = stream_band(block), chunk = table_chunk(d);
+  int r0, r1;
+  thread_rows(rows, tid, nt, &r0, &r1);
+  for (int r = r0; r < r1; r++) to_bf16(h + (size_t)r * d, (uint16_t*)(hp + (size_t)r * dp), d);
+  for (int j0 = 0; j0 < items && r0 < r1; j0 += block) {
+    const int cols = items - j0 < block ? items - j0 : block;
+    bf16_panels(e + (size_t)j0 * d, cols, d, pack, 0, (cols + VW - 1) / VW);
+    for (int i0 = r0; i0 < r1; i0 += band) {
+      const int i1 = r1 - i0 < band ? r1 : i0 + band;
+      for (int jc = 0; jc < cols; jc += chunk) {
+        const int jn = cols - jc < chunk ? cols : jc + chunk;
+        bf16_product(hp + (size_t)i0 * dp, (size_t)dp, 0, i1 - i0, dp, pack + (size_t)jc * dp, VW,
+                     (size_t)dp * VW, jn - jc, z + jc, (size_t)cols, 0);
+      }
+      ce_rows(z, targets + i0, lse + i0, picked + i0, i1 - i0, cols, j0, j0 == 0, 0);
+    }
+  }
+  return 0;
+#else
+  (void)base, (void)ho, (void)eo, (void)to, (void)lo, (void)po, (void)rows, (void)items, (void)d;
+  (void)block, (void)scratch, (void)tid, (void)nt;
+  return -2;
+#endif
+}
+
+/*
+ * duaf_lce_stream_backward with the three products on bf16 operands: per slice of KC items the
+ * logits again (the forward's bf16 products, so the same values), the gradient rows in float32
+ * (crossEntropyBlockGrad's arithmetic) rounded to bf16, dh (+)= G table_slice on each thread's
+ * rows, and dtable_slice^T = h^T G on each thread's share of the slice's items, stored transposed
+ * (duaf_lce_backward_bf16's products). scratch: duaf_lce_stream_scratch_floats(.., 3). Returns 0,
+ * -1 when the threads did not meet, -2 without AVX-512 BF16.
+ */
+int duaf_lce_stream_backward_bf16(
+    uint8_t* base, uint32_t ho, uint32_t eo, uint32_t to, uint32_t lo, uint32_t wo, uint32_t dho,
+    uint32_t deo, int rows, int items, int d, int block, uint32_t scratch, uint32_t baro, int tid,
+    int nt) {
+#ifdef HAS_BF16
+  const float* h = (const float*)(base + ho);
+  const float* e = (const float*)(base + eo);
+  const int32_t* targets = (const int32_t*)(base + to);
+  const float* lse = (const float*)(base + lo);
+  const float* w = (const float*)(base + wo);
+  float* dh = dho ? (float*)(base + dho) : 0;
+  float* de = deo ? (float*)(base + deo) : 0;
+  uint32_t* bar = (uint32_t*)(base + baro);
+  const int dp = (d + 1) / 2, rp = (rows + 1) / 2;
+  /* Scratch, as duaf_lce_stream_scratch_floats(.., 3) counts it. */
+  uint32_t* hpt = (uint32_t*)(base + scratch);        /* [d][rp] */
+  uint32_t* gq0 = hpt + (size_t)d * rp;               /* 2 x [rp][KC], then 16 of padding */
+  uint32_t* hp = gq0 + (size_t)2 * rp * KC + 16;      /* [rows][dp] */
+  float* g = (float*)(hp + (size_t)rows * dp);         /* [rows][KC] */
+  uint32_t* gp = (uint32_t*)(g + (size_t)rows * KC);   /* [rows][KC / 2] */
+  uint32_t* pack = gp + (size_t)rows * (KC / 2) + (size_t)tid * (KC * dp + (KC / 2) * d);
+  uint32_t* ep = pack + (size_t)KC * dp;               /* [KC / 2][d] */
+  uint16_t ra[KC + 2], rb[KC + 2];
+  for (int p = rp * tid / nt; p < rp * (tid + 1) / nt; p++) {
+    to_bf16(h + (size_t)2 * p * d, ra, d);
+    if (2 * p + 1 < rows) to_bf16(h + (size_t)(2 * p + 1) * d, rb, d);
+    for (int c = 0; c < d; c++)
+      hpt[(size_t)c * rp + p] = (uint32_t)ra[c] | ((uint32_t)(2 * p + 1 < rows ? rb[c] : 0) << 16);
+  }
+  int r0, r1;
+  thread_rows(rows, tid, nt, &r0, &r1); /* r0 even: row pairs never straddle the threads */
+  for (int r = r0; r < r1; r++) to_bf16(h + (size_t)r * d, (uint16_t*)(hp + (size_t)r * dp), d);
+  if (spin_barrier(bar, nt)) return -1;
+  int slice = 0;
+  for (int j0 = 0; j0 < items; j0 += block) {
+    const int bend = items - j0 < block ? items : j0 + block;
+    for (int k0 = j0; k0 < bend; k0 += KC, slice++) {
+      const int cols = bend - k0 < KC ? bend - k0 : KC;
+      const int cp = (cols + 1) / 2;
+      uint32_t* gq = gq0 + (size_t)(slice & 1) * rp * KC;
+      if (r0 < r1) {
+        const float* es = e + (size_t)k0 * d;
+        bf16_panels(es, cols, d, pack, 0, (cols + VW - 1) / VW);
+        for (int q = 0; q < cp; q++) {
+          to_bf16(es + (size_t)2 * q * d, ra, d);
+          if (2 * q + 1 < cols) to_bf16(es + (size_t)(2 * q + 1) * d, rb, d);
+          pair_rows(ra, 2 * q + 1 < cols ? rb : 0, ep + (size_t)q * d, d);
+        }
+        bf16_product(hp + (size_t)r0 * dp, (size_t)dp, 0, r1 - r0, dp, pack, VW, (size_t)dp * VW,
+                     cols, g + (size_t)r0 * KC, KC, 0);
+        for (int r = r0; r < r1; r++) {
+          float* xr = g + (size_t)r * KC;
+          const float vl = lse[r], vw = w[r];
+          const int32_t t = targets[r] - k0;
+          for (int i = 0; i < cols; i++) xr[i] = vw * exp_bounded(xr[i] - vl);
+          if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
+          to_bf16(xr, (uint16_t*)(gp + (size_t)r * (KC / 2)), cols);
+        }
+        for (int r = r0; r < r1; r += 2) {
+          pair_rows((const uint16_t*)(gp + (size_t)r * (KC / 2)),
+                    r + 1 < r1 ? (const uint16_t*)(gp + (size_t)(r + 1) * (KC / 2)) : 0,
+                    gq + (size_t)(r / 2) * KC, cols);
+        }
+        if (dh) bf16_product(gp, KC / 2, r0, r1, cp, ep, (size_t)d, 16, d, dh, (size_t)d, k0 > 0);
+      }
+      if (!de) continue;
+      if (spin_barrier(bar, nt)) return -1;
+      const int ja = cols * tid / nt, jb = cols * (tid + 1) / nt;
+      if (jb > ja) {
+        bf16_product(hpt, (size_t)rp, 0, d, rp, gq + ja, KC, 16, jb - ja,
+                     de + (size_t)(k0 + ja) * d, (size_t)d, 2);
+      }
+    }
+  }
+  return 0;
+#else
+  (void)base, (void)ho, (void)eo, (void)to, (void)lo, (void)wo, (void)dho, (void)deo, (void)rows;
+  (void)items, (void)d, (void)block, (void)scratch, (void)baro, (void)tid, (void)nt;
   return -2;
 #endif
 }

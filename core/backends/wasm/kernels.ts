@@ -322,6 +322,47 @@ export interface KernelExports {
     threads: number,
   ): void;
   /**
+   * The C kernels' chunked cross-entropy, streamed (duaf_lce_stream_forward / _backward;
+   * WasmBackend.linearCrossEntropyBlocks): the separate calls' bits in item blocks of `block`,
+   * without their [rows x block] logits. lceStreamScratchFloats: the forward's scratch a thread
+   * (kind 0), or the backward's in all (1); 2 and 3 the same for the bf16 products.
+   */
+  lceStreamForward?(
+    h: number,
+    table: number,
+    targets: number,
+    lse: number,
+    picked: number,
+    rows: number,
+    items: number,
+    d: number,
+    block: number,
+    scratch: number,
+    tid: number,
+    threads: number,
+  ): void;
+  lceStreamBackward?(
+    h: number,
+    table: number,
+    targets: number,
+    lse: number,
+    w: number,
+    dh: number,
+    dtable: number,
+    rows: number,
+    items: number,
+    d: number,
+    block: number,
+    scratch: number,
+    barrier: number,
+    tid: number,
+    threads: number,
+  ): void;
+  lceStreamScratchFloats?(rows: number, block: number, d: number, kind: number): number;
+  /** lceStreamForward / lceStreamBackward with bf16 products, where AVX-512 BF16 is built. */
+  lceStreamForwardBf16?: KernelExports["lceStreamForward"];
+  lceStreamBackwardBf16?: KernelExports["lceStreamBackward"];
+  /**
    * lceForward / lceBackward with the three products on bf16 inputs and float32 sums
    * (duaf_lce_forward_bf16 / duaf_lce_backward_bf16): only where the C kernels were built with
    * AVX-512 BF16.

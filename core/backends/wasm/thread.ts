@@ -47,6 +47,10 @@ export const THREAD_OPS = [
   "gatherDots",
   "gatherDotsGradH",
   "scatterOuter",
+  "lceStreamForward",
+  "lceStreamBackward",
+  "lceStreamForwardBf16",
+  "lceStreamBackwardBf16",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

@@ -25,6 +25,8 @@ import {
   gemmLd,
   gemmSpans,
   type LinearCeArgs,
+  type LinearCeBlocksArgs,
+  type LinearCeBlocksGradArgs,
   type LinearCeGradArgs,
   maskSpan,
   type RankScoresArgs,
@@ -942,6 +944,49 @@ export class WasmBackend implements Backend {
       ? ["lceBackwardBf16" as const, lceBf16GradBytes(rows, items, d)]
       : ["lceBackward" as const, lceGradBytes(rows)];
     this.#linearCeCall(op, run, a, middle, bytes);
+    return true;
+  }
+
+  /** The chunked cross-entropy streamed where the kernels have it (the C kernels), d up to KC. */
+  linearCrossEntropyBlocks(a: LinearCeBlocksArgs): boolean {
+    const run = a.bf16 ? this.kernels.lceStreamForwardBf16 : this.kernels.lceStreamForward;
+    if (!run || !this.#fusesLinearCe(a)) return false;
+    const { rows, items, d, block } = a;
+    const kind = a.bf16 ? 2 : 0;
+    const bytes = 4 * this.threads * this.kernels.lceStreamScratchFloats!(rows, block, d, kind);
+    this.#withScratch(bytes, (scratch) => {
+      const args = [
+        ...[this.at(a.h, 0, rows * d), this.at(a.table, 0, items * d)],
+        ...[this.at(a.targets, 0, rows), this.at(a.lse, 0, rows), this.at(a.picked, 0, rows)],
+        ...[rows, items, d, block, scratch],
+      ];
+      this.#onEach(
+        a.bf16 ? "lceStreamForwardBf16" : "lceStreamForward",
+        args,
+        run.bind(this.kernels),
+      );
+    });
+    return true;
+  }
+
+  linearCrossEntropyBlocksGrad(a: LinearCeBlocksGradArgs): boolean {
+    const run = a.bf16 ? this.kernels.lceStreamBackwardBf16 : this.kernels.lceStreamBackward;
+    if (!run || !this.#fusesLinearCe(a)) return false;
+    const { rows, items, d, block } = a;
+    const bytes = 4 * this.kernels.lceStreamScratchFloats!(rows, block, d, a.bf16 ? 3 : 1);
+    this.#withScratch(bytes, (scratch) => {
+      const args = [
+        ...[this.at(a.h, 0, rows * d), this.at(a.table, 0, items * d)],
+        ...[this.at(a.targets, 0, rows), this.at(a.lse, 0, rows), this.at(a.w, 0, rows)],
+        ...[a.dh ? this.at(a.dh, 0, rows * d) : 0, a.dtable ? this.at(a.dtable, 0, items * d) : 0],
+        ...[rows, items, d, block, scratch, this.#barrierWords()],
+      ];
+      this.#onEach(
+        a.bf16 ? "lceStreamBackwardBf16" : "lceStreamBackward",
+        args,
+        run.bind(this.kernels),
+      );
+    });
     return true;
   }
 
