@@ -497,6 +497,12 @@ int duaf_unary_grad(
 
 /* Sums e[0..n) (n a multiple of 4) into four lanes, lane j taking e[j], e[j + 4], ... in order. */
 static inline void lane_sums(const float* e, int n, float* s) {
+#if defined(__SSE2__)
+  /* The four lanes as one f32x4, as the wasm kernel keeps them: each lane's adds unchanged. */
+  __m128 acc = _mm_loadu_ps(s);
+  for (int i = 0; i < n; i += 4) acc = _mm_add_ps(acc, _mm_loadu_ps(e + i));
+  _mm_storeu_ps(s, acc);
+#else
   float s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
   for (int i = 0; i < n; i += 4) {
     s0 += e[i];
@@ -505,6 +511,7 @@ static inline void lane_sums(const float* e, int n, float* s) {
     s3 += e[i + 3];
   }
   s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+#endif
 }
 
 static void shifted_exp(const float* restrict x, float* restrict e, int n, float m) {
@@ -521,6 +528,13 @@ static void shifted_exp_in_place(float* x, int n, float m) {
 
 /* lane_sums for CE_GROUP rows at once. */
 static inline void lane_sums_group(const float* const* e, int n, float s[CE_GROUP][4]) {
+#if defined(__SSE2__)
+  __m128 v[CE_GROUP];
+  for (int q = 0; q < CE_GROUP; q++) v[q] = _mm_loadu_ps(s[q]);
+  for (int i = 0; i < n; i += 4)
+    for (int q = 0; q < CE_GROUP; q++) v[q] = _mm_add_ps(v[q], _mm_loadu_ps(e[q] + i));
+  for (int q = 0; q < CE_GROUP; q++) _mm_storeu_ps(s[q], v[q]);
+#else
   float a[CE_GROUP][4];
   for (int q = 0; q < CE_GROUP; q++)
     for (int j = 0; j < 4; j++) a[q][j] = s[q][j];
@@ -529,6 +543,7 @@ static inline void lane_sums_group(const float* const* e, int n, float s[CE_GROU
       for (int j = 0; j < 4; j++) a[q][j] += e[q][i + j];
   for (int q = 0; q < CE_GROUP; q++)
     for (int j = 0; j < 4; j++) s[q][j] = a[q][j];
+#endif
 }
 
 /* pmax over four lanes, then f32x4.max of the halves and f32.max of the two left. Sixteen
