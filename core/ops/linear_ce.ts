@@ -185,6 +185,9 @@ export function linearCrossEntropyRows(
     const fusedGrad = fused && b.linearCrossEntropyKeptGrad?.({ ...kept, ...grads }) === true;
     const streamedGrad = streamed &&
       b.linearCrossEntropyBlocksGrad?.({ ...stream, ...grads }) === true;
+    if (bf16 && streamed && !streamedGrad) {
+      throw new Error("linearCrossEntropy: the backend refused the backward of its bf16 products");
+    }
     const dz = keepLogits ? z! : streamedGrad ? null : empty([rows * block]);
     for (let j0 = 0; dz && j0 < items && !fusedGrad; j0 += block) {
       const cols = Math.min(block, items - j0);
