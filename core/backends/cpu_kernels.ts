@@ -594,6 +594,21 @@ function gemmSlicesDiffer(wasm: KernelExports, native: KernelExports, arena: Are
 }
 
 /**
+ * The cross-entropy probes' inputs at p: h [rows, d] and the table [items, d] (finite values),
+ * int32 targets [rows] (row 4's outside the table) and the row losses' gradient w [rows]; `end`
+ * is the first byte after them.
+ */
+function ceProbeInputs(arena: Arena, p: number, rows: number, items: number, d: number) {
+  const h = p, table = h + 4 * rows * d, tgt = table + 4 * items * d, w = tgt + 4 * rows;
+  arena.f32.set(finiteInputs(rows * d + items * d), h >> 2);
+  for (let r = 0; r < rows; r++) {
+    arena.i32[(tgt >> 2) + r] = r === 4 ? items + 3 : (r * 7919) % items;
+    arena.f32[(w >> 2) + r] = 1 / (r + 2);
+  }
+  return { h, table, tgt, w, end: w + 4 * rows };
+}
+
+/**
  * The fused cross-entropy with its products (one thread) against wasm's separate calls: gemm,
  * crossEntropyBlock keeping the exponentials, crossEntropyBlockGrad and the two gradient gemms.
  * Two item blocks of the C kernel (256 + 44), a partial column panel, a target outside the table.
@@ -609,15 +624,10 @@ function linearCeDiffers(wasm: KernelExports, native: KernelExports, arena: Aren
     gradBytes + 8;
   const p = arena.alloc(bytes);
   try {
-    const h = p, table = h + 4 * rows * d, tgt = table + 4 * items * d, w = tgt + 4 * rows;
-    const outs = [w + 4 * rows, w + 4 * rows + 4 * per];
+    const { h, table, tgt, w, end } = ceProbeInputs(arena, p, rows, items, d);
+    const outs = [end, end + 4 * per];
     const scratch = outs[1] + 4 * per, pack = scratch + scratchBytes, grads = pack + packBytes;
     const barrier = grads + gradBytes;
-    arena.f32.set(finiteInputs(rows * d + items * d), h >> 2);
-    for (let r = 0; r < rows; r++) {
-      arena.i32[(tgt >> 2) + r] = r === 4 ? items + 3 : (r * 7919) % items;
-      arena.f32[(w >> 2) + r] = 1 / (r + 2);
-    }
     arena.i32.fill(0, barrier >> 2, (barrier >> 2) + 2);
     const parts = (o: number) => {
       const lse = o + 4 * rows * items, picked = lse + 4 * rows, shift = picked + 4 * rows;
@@ -674,15 +684,10 @@ function linearCeStreamDiffers(
     streamBytes + 8;
   const p = arena.alloc(bytes);
   try {
-    const h = p, table = h + 4 * rows * d, tgt = table + 4 * items * d, w = tgt + 4 * rows;
-    const z = w + 4 * rows, outs = [z + 4 * rows * block, z + 4 * rows * block + 4 * per];
+    const { h, table, tgt, w, end: z } = ceProbeInputs(arena, p, rows, items, d);
+    const outs = [z + 4 * rows * block, z + 4 * rows * block + 4 * per];
     const scratch = outs[1] + 4 * per, stream = scratch + scratchBytes;
     const barrier = stream + streamBytes;
-    arena.f32.set(finiteInputs(rows * d + items * d), h >> 2);
-    for (let r = 0; r < rows; r++) {
-      arena.i32[(tgt >> 2) + r] = r === 4 ? items + 3 : (r * 7919) % items;
-      arena.f32[(w >> 2) + r] = 1 / (r + 2);
-    }
     arena.i32.fill(0, barrier >> 2, (barrier >> 2) + 2);
     const parts = (o: number) => {
       const picked = o + 4 * rows, dh = picked + 4 * rows, dt = dh + 4 * rows * d;

@@ -647,6 +647,12 @@ static inline void ce_grad_kept_row(const float* e, float* out, int cols, int32_
   if ((uint32_t)t < (uint32_t)cols) out[t] = out[t] - vw;
 }
 
+/* One row of it from the logits x (in place): vw e^(x - lse) - vw onehot(t). */
+static inline void ce_grad_row(float* x, int cols, int32_t t, float vw, float lse) {
+  for (int i = 0; i < cols; i++) x[i] = vw * exp_bounded(x[i] - lse);
+  if ((uint32_t)t < (uint32_t)cols) x[t] = x[t] - vw;
+}
+
 void duaf_ce_block_grad(
     uint8_t* base, uint32_t xo, uint32_t to, uint32_t lo, uint32_t wo, int rows, int cols,
     int col_offset, uint32_t so) {
@@ -658,12 +664,8 @@ void duaf_ce_block_grad(
     float* xr = (float*)(base + xo) + (size_t)r * cols;
     const float vl = lse[r], vw = w[r];
     const int32_t t = targets[r] - col_offset;
-    if (shift) {
-      ce_grad_kept_row(xr, xr, cols, t, vw, shift[r], vl);
-      continue;
-    }
-    for (int i = 0; i < cols; i++) xr[i] = vw * exp_bounded(xr[i] - vl);
-    if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
+    if (shift) ce_grad_kept_row(xr, xr, cols, t, vw, shift[r], vl);
+    else ce_grad_row(xr, cols, t, vw, vl);
   }
 }
 
@@ -2165,14 +2167,11 @@ int duaf_lce_stream_backward(
     uint8_t* base, uint32_t ho, uint32_t eo, uint32_t to, uint32_t lo, uint32_t wo, uint32_t dho,
     uint32_t deo, int rows, int items, int d, int block, uint32_t scratch, uint32_t baro, int tid,
     int nt) {
-  const float* h = (const float*)(base + ho);
-  const float* e = (const float*)(base + eo);
-  const int32_t* targets = (const int32_t*)(base + to);
-  const float* lse = (const float*)(base + lo);
-  const float* w = (const float*)(base + wo);
-  float* dh = dho ? (float*)(base + dho) : 0;
-  float* de = deo ? (float*)(base + deo) : 0;
-  uint32_t* bar = (uint32_t*)(base + baro);
+  const lce_grad_ptrs p = lce_grad_args(base, ho, eo, 0, to, lo, wo, 0, dho, deo, baro);
+  const float *h = p.h, *e = p.e, *lse = p.lse, *w = p.w;
+  const int32_t* targets = p.targets;
+  float *dh = p.dh, *de = p.de;
+  uint32_t* bar = p.bar;
   float* gs = (float*)(base + scratch);
   float* pack = gs + (size_t)2 * rows * KC + (size_t)tid * KC * d;
   int r0, r1;
@@ -2186,13 +2185,8 @@ int duaf_lce_stream_backward(
       if (r0 < r1) {
         pack_table_panels(e + (size_t)k0 * d, cols, d, pack, 0, 1);
         band_scores(h, r0, r1, pack, 0, cols, d, g + (size_t)r0 * KC, KC);
-        for (int r = r0; r < r1; r++) {
-          float* xr = g + (size_t)r * KC;
-          const float vl = lse[r], vw = w[r];
-          const int32_t t = targets[r] - k0;
-          for (int i = 0; i < cols; i++) xr[i] = vw * exp_bounded(xr[i] - vl);
-          if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
-        }
+        for (int r = r0; r < r1; r++)
+          ce_grad_row(g + (size_t)r * KC, cols, targets[r] - k0, w[r], lse[r]);
         if (dh) {
           gemm_one(g, e + (size_t)k0 * d, dh, cols, 0, 0, KC, d, d, 1.0f, k0 > 0, r0, r1, 0, d, 0,
                    0, EPI_NONE, 0, 0);
@@ -2347,6 +2341,45 @@ static void bf16_product(const uint32_t* a, size_t ars, int i0, int i1, int kp, 
 }
 #endif
 
+#ifdef HAS_BF16
+/* One KC slice of a bf16 backward: the gradient rows' bf16 `gp` [rows][KC / 2] (this thread's
+   rows [r0, r1) filled), `gq` their pairs along rows, `ep` the slice's table pairs along items
+   [KC / 2][d], `hpt` h's pairs along rows, transposed [d][rp]. */
+typedef struct {
+  const uint32_t* gp;
+  uint32_t* gq;
+  const uint32_t* ep;
+  const uint32_t* hpt;
+  int r0, r1, rp, cols, d;
+} bf16_slice;
+
+/* A slice's two gradient products: this thread's rows' pairs along rows into gq, dh (+)= G
+   table_slice on its rows (dh_add: added, else stored), then after the barrier de (the slice's
+   rows of dtable) = G^T h on its share of the slice's items, stored transposed. dh or de null:
+   not wanted. Returns 0, or -1 when the threads did not meet. */
+static int bf16_slice_products(const bf16_slice* s, float* dh, int dh_add, float* de,
+                               uint32_t* bar, int tid, int nt) {
+  const int d = s->d, cols = s->cols;
+  for (int r = s->r0; r < s->r1; r += 2) {
+    pair_rows((const uint16_t*)(s->gp + (size_t)r * (KC / 2)),
+              r + 1 < s->r1 ? (const uint16_t*)(s->gp + (size_t)(r + 1) * (KC / 2)) : 0,
+              s->gq + (size_t)(r / 2) * KC, cols);
+  }
+  if (dh) {
+    bf16_product(s->gp, KC / 2, s->r0, s->r1, (cols + 1) / 2, s->ep, (size_t)d, 16, d, dh,
+                 (size_t)d, dh_add);
+  }
+  if (!de) return 0;
+  if (spin_barrier(bar, nt)) return -1;
+  const int ja = cols * tid / nt, jb = cols * (tid + 1) / nt;
+  if (jb > ja) {
+    bf16_product(s->hpt, (size_t)s->rp, 0, d, s->rp, s->gq + ja, KC, 16, jb - ja,
+                 de + (size_t)ja * d, (size_t)d, 2);
+  }
+  return 0;
+}
+#endif
+
 /* 1 where this build has the bf16 products (AVX-512 BF16), else 0. */
 int duaf_cpu_has_bf16(void) {
 #ifdef HAS_BF16
@@ -2410,7 +2443,7 @@ int duaf_lce_backward_bf16(
   uint32_t* gp = hpt + (size_t)d * rp;              /* [rows][KC / 2] */
   uint32_t* gq0 = gp + (size_t)rows * (KC / 2);     /* 2 x [rp][KC], then 16 of padding */
   uint16_t ra[KC + 2], rb[KC + 2];
-  float ga[KC], gb[KC];
+  float ga[KC];
   for (int q = ip * tid / nt; q < ip * (tid + 1) / nt; q++) {
     to_bf16(e + (size_t)2 * q * d, ra, d);
     if (2 * q + 1 < items) to_bf16(e + (size_t)(2 * q + 1) * d, rb, d);
@@ -2427,32 +2460,14 @@ int duaf_lce_backward_bf16(
   thread_rows(rows, tid, nt, &r0, &r1); /* r0 even: row pairs never straddle the threads */
   for (int j0 = 0, blk = 0; j0 < items; j0 += KC, blk++) {
     const int cols = items - j0 < KC ? items - j0 : KC;
-    const int cp = (cols + 1) / 2;
     uint32_t* gq = gq0 + (size_t)(blk & 1) * rp * KC;
-    for (int r = r0; r < r1; r += 2) {
+    for (int r = r0; r < r1; r++) {
       ce_grad_kept_row(z + (size_t)r * items + j0, ga, cols, targets[r] - j0, w[r], shift[r],
                        lse[r]);
       to_bf16(ga, (uint16_t*)(gp + (size_t)r * (KC / 2)), cols);
-      if (r + 1 < r1) {
-        ce_grad_kept_row(z + (size_t)(r + 1) * items + j0, gb, cols, targets[r + 1] - j0,
-                         w[r + 1], shift[r + 1], lse[r + 1]);
-        to_bf16(gb, (uint16_t*)(gp + (size_t)(r + 1) * (KC / 2)), cols);
-      }
-      pair_rows((const uint16_t*)(gp + (size_t)r * (KC / 2)),
-                r + 1 < r1 ? (const uint16_t*)(gp + (size_t)(r + 1) * (KC / 2)) : 0,
-                gq + (size_t)(r / 2) * KC, cols);
     }
-    if (dh) {
-      bf16_product(gp, KC / 2, r0, r1, cp, ep + (size_t)(j0 / 2) * d, (size_t)d, 16, d, dh,
-                   (size_t)d, j0 > 0);
-    }
-    if (!de) continue;
-    if (spin_barrier(bar, nt)) return -1;
-    const int ja = cols * tid / nt, jb = cols * (tid + 1) / nt;
-    if (jb > ja) {
-      bf16_product(hpt, (size_t)rp, 0, d, rp, gq + ja, KC, 16, jb - ja,
-                   de + (size_t)(j0 + ja) * d, (size_t)d, 2);
-    }
+    const bf16_slice sl = {gp, gq, ep + (size_t)(j0 / 2) * d, hpt, r0, r1, rp, cols, d};
+    if (bf16_slice_products(&sl, dh, j0 > 0, de ? de + (size_t)j0 * d : 0, bar, tid, nt)) return -1;
   }
   return 0;
 #else
@@ -2519,14 +2534,11 @@ int duaf_lce_stream_backward_bf16(
     uint32_t deo, int rows, int items, int d, int block, uint32_t scratch, uint32_t baro, int tid,
     int nt) {
 #ifdef HAS_BF16
-  const float* h = (const float*)(base + ho);
-  const float* e = (const float*)(base + eo);
-  const int32_t* targets = (const int32_t*)(base + to);
-  const float* lse = (const float*)(base + lo);
-  const float* w = (const float*)(base + wo);
-  float* dh = dho ? (float*)(base + dho) : 0;
-  float* de = deo ? (float*)(base + deo) : 0;
-  uint32_t* bar = (uint32_t*)(base + baro);
+  const lce_grad_ptrs p = lce_grad_args(base, ho, eo, 0, to, lo, wo, 0, dho, deo, baro);
+  const float *h = p.h, *e = p.e, *lse = p.lse, *w = p.w;
+  const int32_t* targets = p.targets;
+  float *dh = p.dh, *de = p.de;
+  uint32_t* bar = p.bar;
   const int dp = (d + 1) / 2, rp = (rows + 1) / 2;
   /* Scratch, as duaf_lce_stream_scratch_floats(.., 3) counts it. */
   uint32_t* hpt = (uint32_t*)(base + scratch);        /* [d][rp] */
@@ -2565,26 +2577,13 @@ int duaf_lce_stream_backward_bf16(
         bf16_product(hp + (size_t)r0 * dp, (size_t)dp, 0, r1 - r0, dp, pack, VW, (size_t)dp * VW,
                      cols, g + (size_t)r0 * KC, KC, 0);
         for (int r = r0; r < r1; r++) {
-          float* xr = g + (size_t)r * KC;
-          const float vl = lse[r], vw = w[r];
-          const int32_t t = targets[r] - k0;
-          for (int i = 0; i < cols; i++) xr[i] = vw * exp_bounded(xr[i] - vl);
-          if ((uint32_t)t < (uint32_t)cols) xr[t] = xr[t] - vw;
-          to_bf16(xr, (uint16_t*)(gp + (size_t)r * (KC / 2)), cols);
+          ce_grad_row(g + (size_t)r * KC, cols, targets[r] - k0, w[r], lse[r]);
+          to_bf16(g + (size_t)r * KC, (uint16_t*)(gp + (size_t)r * (KC / 2)), cols);
         }
-        for (int r = r0; r < r1; r += 2) {
-          pair_rows((const uint16_t*)(gp + (size_t)r * (KC / 2)),
-                    r + 1 < r1 ? (const uint16_t*)(gp + (size_t)(r + 1) * (KC / 2)) : 0,
-                    gq + (size_t)(r / 2) * KC, cols);
-        }
-        if (dh) bf16_product(gp, KC / 2, r0, r1, cp, ep, (size_t)d, 16, d, dh, (size_t)d, k0 > 0);
       }
-      if (!de) continue;
-      if (spin_barrier(bar, nt)) return -1;
-      const int ja = cols * tid / nt, jb = cols * (tid + 1) / nt;
-      if (jb > ja) {
-        bf16_product(hpt, (size_t)rp, 0, d, rp, gq + ja, KC, 16, jb - ja,
-                     de + (size_t)(k0 + ja) * d, (size_t)d, 2);
+      const bf16_slice sl = {gp, gq, ep, hpt, r0, r1, rp, cols, d};
+      if (bf16_slice_products(&sl, dh, k0 > 0, de ? de + (size_t)k0 * d : 0, bar, tid, nt)) {
+        return -1;
       }
     }
   }
