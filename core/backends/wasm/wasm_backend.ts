@@ -1181,10 +1181,16 @@ export class WasmBackend implements Backend {
 
   // ---- indexing -----------------------------------------------------------------------------
 
+  /** A table of rows of `width` floats: its pointer and its whole rows (0 when width is 0). */
+  #rowsAt(table: Storage, width: number): [pointer: number, rows: number] {
+    const rows = width > 0 ? Math.floor(table.size / width) : 0;
+    return [this.at(table, 0, rows * width), rows];
+  }
+
   gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
-    const rowsT = dim > 0 ? Math.floor(table.size / dim) : 0;
+    const [tp, rowsT] = this.#rowsAt(table, dim);
     const bad = this.kernels.gather(
-      this.at(table, 0, rowsT * dim),
+      tp,
       rowsT,
       this.at(idx, 0, n),
       this.at(out, 0, n * dim),
@@ -1204,9 +1210,9 @@ export class WasmBackend implements Backend {
   ): boolean {
     const k = this.kernels;
     if (!k.gatherAdd) return false;
-    const rowsT = dim > 0 ? Math.floor(table.size / dim) : 0;
+    const [tp, rowsT] = this.#rowsAt(table, dim);
     const bad = k.gatherAdd(
-      this.at(table, 0, rowsT * dim),
+      tp,
       rowsT,
       this.at(idx, 0, n),
       this.at(b, 0, n * dim),
@@ -1229,9 +1235,8 @@ export class WasmBackend implements Backend {
   ): boolean {
     const k = this.kernels;
     if (!k.gatherDots || n === 0) return false;
-    const rowsT = d > 0 ? Math.floor(table.size / d) : 0;
-    const [tp, ip, hp, op] = [
-      this.at(table, 0, rowsT * d),
+    const [tp, rowsT] = this.#rowsAt(table, d);
+    const [ip, hp, op] = [
       this.at(idx, 0, n * m),
       this.at(h, 0, n * d),
       this.at(out, 0, n * m),
@@ -1273,9 +1278,8 @@ export class WasmBackend implements Backend {
   ): boolean {
     const k = this.kernels;
     if (!k.gatherDotsGradH || n === 0) return false;
-    const rowsT = d > 0 ? Math.floor(table.size / d) : 0;
-    const [tp, ip, gp, dp] = [
-      this.at(table, 0, rowsT * d),
+    const [tp] = this.#rowsAt(table, d);
+    const [ip, gp, dp] = [
       this.at(idx, 0, n * m),
       this.at(g, 0, n * m),
       this.at(dh, 0, n * d),
@@ -1298,10 +1302,10 @@ export class WasmBackend implements Backend {
   ): boolean {
     const k = this.kernels;
     if (!k.scatterOuter || n === 0 || m === 0) return false;
-    const rowsO = d > 0 ? Math.floor(out.size / d) : 0;
+    const [outp, rowsO] = this.#rowsAt(out, d);
     const args = [
       ...[this.at(g, 0, n * m), this.at(h, 0, n * d), this.at(idx, 0, n * m)],
-      ...[this.at(out, 0, rowsO * d), rowsO, n, m, d],
+      ...[outp, rowsO, n, m, d],
     ];
     const run = k.scatterOuter.bind(k) as (...args: number[]) => number;
     // Rows may repeat, so the threads split each row's columns (whole vectors), not the rows:
@@ -1315,11 +1319,11 @@ export class WasmBackend implements Backend {
   }
 
   scatterAdd(g: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
-    const rowsO = dim > 0 ? Math.floor(out.size / dim) : 0;
+    const [outp, rowsO] = this.#rowsAt(out, dim);
     const bad = this.kernels.scatterAdd(
       this.at(g, 0, n * dim),
       this.at(idx, 0, n),
-      this.at(out, 0, rowsO * dim),
+      outp,
       rowsO,
       n,
       dim,
