@@ -951,21 +951,16 @@ export class WasmBackend implements Backend {
   linearCrossEntropyBlocks(a: LinearCeBlocksArgs): boolean {
     const run = a.bf16 ? this.kernels.lceStreamForwardBf16 : this.kernels.lceStreamForward;
     if (!run || !this.#fusesLinearCe(a)) return false;
-    const { rows, items, d, block } = a;
+    const { rows, block, d } = a;
     const kind = a.bf16 ? 2 : 0;
-    const bytes = 4 * this.threads * this.kernels.lceStreamScratchFloats!(rows, block, d, kind);
-    this.#withScratch(bytes, (scratch) => {
-      const args = [
-        ...[this.at(a.h, 0, rows * d), this.at(a.table, 0, items * d)],
-        ...[this.at(a.targets, 0, rows), this.at(a.lse, 0, rows), this.at(a.picked, 0, rows)],
-        ...[rows, items, d, block, scratch],
-      ];
-      this.#onEach(
-        a.bf16 ? "lceStreamForwardBf16" : "lceStreamForward",
-        args,
-        run.bind(this.kernels),
-      );
-    });
+    this.#linearCeStreamCall(
+      a.bf16 ? "lceStreamForwardBf16" : "lceStreamForward",
+      run,
+      a,
+      [this.at(a.picked, 0, rows)],
+      4 * this.threads * this.kernels.lceStreamScratchFloats!(rows, block, d, kind),
+      false,
+    );
     return true;
   }
 
@@ -973,21 +968,42 @@ export class WasmBackend implements Backend {
     const run = a.bf16 ? this.kernels.lceStreamBackwardBf16 : this.kernels.lceStreamBackward;
     if (!run || !this.#fusesLinearCe(a)) return false;
     const { rows, items, d, block } = a;
-    const bytes = 4 * this.kernels.lceStreamScratchFloats!(rows, block, d, a.bf16 ? 3 : 1);
-    this.#withScratch(bytes, (scratch) => {
+    this.#linearCeStreamCall(
+      a.bf16 ? "lceStreamBackwardBf16" : "lceStreamBackward",
+      run,
+      a,
+      [
+        this.at(a.w, 0, rows),
+        a.dh ? this.at(a.dh, 0, rows * d) : 0,
+        a.dtable ? this.at(a.dtable, 0, items * d) : 0,
+      ],
+      4 * this.kernels.lceStreamScratchFloats!(rows, block, d, a.bf16 ? 3 : 1),
+      true,
+    );
+    return true;
+  }
+
+  /**
+   * One streamed cross-entropy call on both threads: h, table, targets and lse, then `middle`,
+   * the shape and `scratchBytes` of scratch, and the barrier where the call has one.
+   */
+  #linearCeStreamCall(
+    op: ThreadOp,
+    run: (...args: number[]) => void,
+    a: Omit<LinearCeBlocksArgs, "picked">,
+    middle: number[],
+    scratchBytes: number,
+    barrier: boolean,
+  ): void {
+    const { rows, items, d, block } = a;
+    this.#withScratch(scratchBytes, (scratch) => {
       const args = [
         ...[this.at(a.h, 0, rows * d), this.at(a.table, 0, items * d)],
-        ...[this.at(a.targets, 0, rows), this.at(a.lse, 0, rows), this.at(a.w, 0, rows)],
-        ...[a.dh ? this.at(a.dh, 0, rows * d) : 0, a.dtable ? this.at(a.dtable, 0, items * d) : 0],
-        ...[rows, items, d, block, scratch, this.#barrierWords()],
+        ...[this.at(a.targets, 0, rows), this.at(a.lse, 0, rows), ...middle],
+        ...[rows, items, d, block, scratch, ...(barrier ? [this.#barrierWords()] : [])],
       ];
-      this.#onEach(
-        a.bf16 ? "lceStreamBackwardBf16" : "lceStreamBackward",
-        args,
-        run.bind(this.kernels),
-      );
+      this.#onEach(op, args, run.bind(this.kernels));
     });
-    return true;
   }
 
   // ---- attention (core/ops/attention.ts) ----------------------------------------------------
