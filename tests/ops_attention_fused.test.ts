@@ -28,11 +28,11 @@ Deno.test({
 });
 
 Deno.test({
-  name: "headAttention fused: one call each way where the keys are many, none where they are few",
+  name: "headAttention fused: one call each way from three keys to a K slice, none past it",
   ignore,
   fn() {
     const calls = (c: Case) => fusedAttentionCalls(two!, () => run(two!, c, true, true));
-    assert.equal(calls(CASES[0]), 2);
+    for (const c of CASES.filter((c) => !c.separate)) assert.equal(calls(c), 2, c.what);
     assert.equal(calls(CASES.find((c) => c.separate)!), 0);
   },
 });

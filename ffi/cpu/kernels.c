@@ -1644,11 +1644,14 @@ static inline int attn_ldk(int lk) { return (lk + VW - 1) / VW * VW; }
 
 /* Head g of rows [n x d] transposed into t[c * ldk + j], the columns past n zero. */
 static void pack_head_t(const float* x, int n, int d, int dh, int g, float* t, int ldk) {
-  for (int c = 0; c < dh; c++) {
-    float* tc = t + (size_t)c * ldk;
-    for (int j = 0; j < n; j++) tc[j] = x[(size_t)j * d + (size_t)g * dh + c];
-    for (int j = n; j < ldk; j++) tc[j] = 0.0f;
+  /* Row by row: x's rows are read front to back (column by column, every element of a column was
+     a load from another line, each waiting on memory), the writes land in t, in L1. */
+  for (int j = 0; j < n; j++) {
+    const float* xr = x + (size_t)j * d + (size_t)g * dh;
+    for (int c = 0; c < dh; c++) t[(size_t)c * ldk + j] = xr[c];
   }
+  if (n < ldk)
+    for (int c = 0; c < dh; c++) memset(t + (size_t)c * ldk + n, 0, sizeof(float) * (ldk - n));
 }
 
 /*
@@ -1713,19 +1716,54 @@ static void column_ranges(const int* rlo, const int* rhi, int lq, int lk, int* l
   }
 }
 
-/* The dropout's factors (scale or 0) of query row i of (b, g): dropout_run's at each index. */
-static void keep_factors(int b, int g, int i, int heads, int lrows, uint32_t step, int lk,
+/* The dropout's factors (scale or 0) of (b, g)'s lq query rows, f[i lk + j]: dropout_run's at
+   each index. The rows are consecutive rows of the pass, so their indices are too: one loop over
+   lq lk of them (row by row, a row of a few keys is mostly a vector loop's prologue and tail). */
+static void keep_factors(int b, int g, int lq, int heads, int lrows, uint32_t step, int lk,
                          uint32_t hs, int threshold, float dscale, float* f) {
-  const uint32_t row = ((uint32_t)b * heads + g) * (uint32_t)lrows + step + (uint32_t)i;
+  const uint32_t row = ((uint32_t)b * heads + g) * (uint32_t)lrows + step;
   const uint32_t i0 = row * (uint32_t)lk;
-  for (int j = 0; j < lk; j++) {
-    const int32_t u = (int32_t)(hash32((i0 + (uint32_t)j) ^ hs) >> 8);
-    f[j] = u >= threshold ? dscale : 0.0f;
+  const int n = lq * lk;
+  for (int t = 0; t < n; t++) {
+    const int32_t u = (int32_t)(hash32((i0 + (uint32_t)t) ^ hs) >> 8);
+    f[t] = u >= threshold ? dscale : 0.0f;
+  }
+}
+
+/*
+ * masked_softmax_row for the lq rows of one (sequence, head): scores sc (row stride lds), mask
+ * rows at mask + i * msq (null: none), probabilities into p [lq x lk]. Each element's operations
+ * are masked_softmax_row's; the shift by the row's maximum is stored, then the exponentials of the
+ * whole block are one loop (exp_bounded(x - m) is exp_bounded of the rounded x - m either way).
+ */
+static void softmax_block(const float* sc, size_t lds, const float* mask, size_t msq, float* p,
+                          int lq, int lk, float scale) {
+  const int nv = lk & ~3;
+  for (int i = 0; i < lq; i++) {
+    float* pr = p + (size_t)i * lk;
+    masked_logits(sc + (size_t)i * lds, mask ? mask + (size_t)i * msq : 0, pr, lk, scale);
+    float vm[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (int c = 0; c < nv; c += 4)
+      for (int l = 0; l < 4; l++) vm[l] = pmax(vm[l], pr[c + l]);
+    float m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
+    for (int c = nv; c < lk; c++) m = wmax(m, pr[c]);
+    for (int c = 0; c < lk; c++) pr[c] = pr[c] - m;
+  }
+  const int n = lq * lk;
+  for (int t = 0; t < n; t++) p[t] = exp_bounded(p[t]);
+  for (int i = 0; i < lq; i++) {
+    float* pr = p + (size_t)i * lk;
+    float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    lane_sums(pr, nv, s4);
+    float s = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+    for (int c = nv; c < lk; c++) s += pr[c];
+    const float inv = 1.0f / s;
+    for (int c = 0; c < lk; c++) pr[c] = pr[c] * inv;
   }
 }
 
 int duaf_attention_scratch_floats(int lq, int lk, int dh) {
-  return (dh + 2 * lq + 1) * attn_ldk(lk);
+  return (dh + 3 * lq) * attn_ldk(lk);
 }
 
 int duaf_attention(
@@ -1744,8 +1782,8 @@ int duaf_attention(
   float* out = (float*)(base + oo);
   float* kt = (float*)(base + scro);
   float* sc = kt + (size_t)dh * ldk; /* [lq x ldk] scores */
-  float* pd = sc + (size_t)lq * ldk; /* [lq x ldk] dropped probabilities */
-  float* f = pd + (size_t)lq * ldk;
+  float* pd = sc + (size_t)lq * ldk; /* [lq x lk] dropped probabilities */
+  float* f = pd + (size_t)lq * ldk;  /* [lq x lk] their factors */
   int rlo[KC], rhi[KC];
   const uint32_t hs = hash32(seed);
   for (int b = b0; b < b1; b++) {
@@ -1758,19 +1796,15 @@ int duaf_attention(
       /* headDots: scores = q_g k_g^T. */
       pack_head_t(k + (size_t)b * lk * d, lk, d, dh, g, kt, ldk);
       small_product(qb + hc, (size_t)d, 1, kt, (size_t)ldk, dh, lq, lk, sc, (size_t)ldk, 0, 0);
-      for (int i = 0; i < lq; i++) {
-        const float* mr = mask ? mask + (size_t)(b * sb + g * sh + i * sq) * lk : 0;
-        float* prow = pb + (size_t)i * lk;
-        masked_softmax_row(sc + (size_t)i * ldk, mr, prow, lk, scale);
-        if (drop) {
-          keep_factors(b, g, i, heads, lrows, step, lk, hs, threshold, dscale, f);
-          for (int j = 0; j < lk; j++) pd[(size_t)i * ldk + j] = prow[j] * f[j];
-        }
+      softmax_block(sc, (size_t)ldk, mask ? mask + (size_t)(b * sb + g * sh) * lk : 0,
+                    (size_t)sq * lk, pb, lq, lk, scale);
+      if (drop) {
+        keep_factors(b, g, lq, heads, lrows, step, lk, hs, threshold, dscale, f);
+        for (int t = 0; t < lq * lk; t++) pd[t] = pb[t] * f[t];
       }
       /* headMix: out_g = (dropped) probabilities v_g, over each row's nonzero keys. */
       row_ranges(pb, lq, lk, rlo, rhi);
-      const float* a = drop ? pd : pb;
-      small_product(a, drop ? (size_t)ldk : (size_t)lk, 1, vb + hc, (size_t)d, lk, lq, dh,
+      small_product(drop ? pd : pb, (size_t)lk, 1, vb + hc, (size_t)d, lk, lq, dh,
                     out + (size_t)b * lq * d + hc, (size_t)d, rlo, rhi);
     }
   }
@@ -1794,8 +1828,8 @@ int duaf_attention_grad(
   const int32_t* steps = so ? (const int32_t*)(base + so) : 0;
   float* vt = (float*)(base + scro);
   float* ds = vt + (size_t)dh * ldk; /* [lq x ldk]: dp, then the scores' gradient in place */
-  float* pd = ds + (size_t)lq * ldk; /* [lq x ldk] dropped probabilities */
-  float* f = pd + (size_t)lq * ldk;
+  float* pd = ds + (size_t)lq * ldk; /* [lq x lk] dropped probabilities */
+  float* f = pd + (size_t)lq * ldk;  /* [lq x lk] their factors */
   int rlo[KC], rhi[KC], clo[KC], chi[KC];
   const uint32_t hs = hash32(seed);
   const int nv = lk & ~3;
@@ -1821,19 +1855,15 @@ int duaf_attention_grad(
         for (int t = 0; t < r; t++) memset(ds + (size_t)(i + t) * ldk + n, 0, sizeof(float) * (lk - n));
       }
       if (drop) {
+        keep_factors(b, g, lq, heads, lrows, step, lk, hs, threshold, dscale, f);
+        for (int t = 0; t < lq * lk; t++) pd[t] = pb[t] * f[t];
         for (int i = 0; i < lq; i++) {
-          keep_factors(b, g, i, heads, lrows, step, lk, hs, threshold, dscale, f);
-          const float* prow = pb + (size_t)i * lk;
-          float* pdr = pd + (size_t)i * ldk;
+          const float* fr = f + (size_t)i * lk;
           float* dpr = ds + (size_t)i * ldk;
-          for (int j = 0; j < lk; j++) {
-            pdr[j] = prow[j] * f[j];
-            dpr[j] = dpr[j] * f[j];
-          }
+          for (int j = 0; j < lk; j++) dpr[j] = dpr[j] * fr[j];
         }
       }
-      const float* a = drop ? pd : pb;
-      small_product(a, 1, drop ? (size_t)ldk : (size_t)lk, gb + hc, (size_t)d, lq, lk, dh,
+      small_product(drop ? pd : pb, 1, (size_t)lk, gb + hc, (size_t)d, lq, lk, dh,
                     dv + (size_t)b * lk * d + hc, (size_t)d, clo, chi);
       /* The masked softmax's gradient, the wasm softmaxGrad's: y (g - sum y g), then the scale. */
       for (int i = 0; i < lq; i++) {

@@ -26,8 +26,8 @@ export interface Case {
   p: number;
   steps?: boolean;
   /**
-   * The backend declines the fused call (too few keys for native's, too many for a block's shared
-   * memory on cuda): the op makes the separate calls.
+   * The native backend declines the fused call (keys past one K slice of 256): the op makes the
+   * separate calls.
    */
   separate?: boolean;
 }
@@ -67,14 +67,25 @@ export const CASES: Case[] = [
     p: 0.3,
     steps: true,
   },
+  { what: "short", batch: 4, lq: 12, lk: 12, d: 64, heads: 2, mask: "causal", p: 0.3 },
   {
-    what: "short: the separate calls",
-    batch: 4,
-    lq: 12,
-    lk: 12,
+    what: "three keys, odd widths",
+    batch: 6,
+    lq: 3,
+    lk: 3,
+    d: 30,
+    heads: 3,
+    mask: "holes",
+    p: 0.4,
+  },
+  {
+    what: "keys past one K slice: the separate calls",
+    batch: 2,
+    lq: 3,
+    lk: 300,
     d: 64,
     heads: 2,
-    mask: "causal",
+    mask: "holes",
     p: 0.3,
     separate: true,
   },

@@ -101,13 +101,6 @@ class WasmStorage implements Storage {
 const GEMM_THREAD_FLOPS = 1 << 21;
 const ELEMENTWISE_THREAD_ELEMENTS = 1 << 16;
 const ROWS_THREAD_ELEMENTS = 1 << 16;
-/**
- * Keys below which attention takes the separate calls: the fused kernel works one sequence and
- * head at a time, and on short ones its per-sequence work costs more than the passes it saves
- * (2048 sequences, 2 heads of 32, forward + backward: 10 keys 11.6 against 6.0 ms, 20 keys 19.2
- * against 16.6, 32 keys 29.2 against 31.0, 50 keys 55 against 69, 200 keys 0.65x).
- */
-const ATTENTION_FUSED_MIN_KEYS = 32;
 
 /**
  * The share of a layer norm gradient's dx rows on the thread that also sums every row into
@@ -1047,11 +1040,10 @@ export class WasmBackend implements Backend {
     ];
   }
 
-  /** Whether the C kernel takes this shape: every product within one K slice, keys enough. */
+  /** Whether the C kernel takes this shape: every product within one K slice. */
   #fusesAttention(a: Omit<AttentionArgs, "mask" | "maskRows" | "out">): boolean {
     const { lq, lk, d, heads } = a;
     const dh = d / heads;
-    if (lk < ATTENTION_FUSED_MIN_KEYS) return false;
     if (!Number.isInteger(dh) || lq > GEMM_KC || lk > GEMM_KC || dh > GEMM_KC) return false;
     return !a.dropout?.steps || lq === 1;
   }
