@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 24;
+export const CPU_KERNELS_ABI = 25;
 
 /** The fused cross-entropy's entry points; the bf16 ones take the same arguments. */
 const LCE_FORWARD = {
@@ -168,6 +168,7 @@ const SYMBOLS = {
   duaf_lce_stream_forward: LCE_STREAM_FORWARD,
   duaf_lce_stream_backward: LCE_STREAM_BACKWARD,
   duaf_cpu_has_bf16: { parameters: [], result: "i32" },
+  duaf_cpu_bf16_amx: { parameters: [], result: "i32" },
   duaf_lce_forward_bf16: LCE_FORWARD,
   duaf_lce_backward_bf16: LCE_BACKWARD,
   duaf_lce_stream_forward_bf16: LCE_STREAM_FORWARD,

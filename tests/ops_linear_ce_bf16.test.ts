@@ -7,6 +7,9 @@
  * outside the table; one block of all items (the kept exponentials) and several (streamed); and
  * the clear refusal where the bf16 products cannot run.
  *
+ * Where the CPU has AMX the products run on its tiles (the backend's description says so); a
+ * second process repeats the checks with DUAF_CPU_AMX=off, on the AVX-512 BF16 instruction.
+ *
  * A finite-difference check does not apply to the bf16 products themselves (their operands are
  * rounded to 8 significant bits, so the loss is a step function at that scale); the float32
  * path's checks are in ops_linear_ce.test.ts, and this file checks the bf16 gradients against
@@ -172,6 +175,31 @@ Deno.test({
         assert.equal(step(nativeTwo!, p, "bf16", false, block).loss, one.loss);
       }
     }
+  },
+});
+
+/** Where the products run on AMX tiles, the AVX-512 BF16 tile is checked in a second process. */
+const onAmx = hasBf16 && native!.description.includes("bf16 products on AMX tiles");
+
+Deno.test({
+  name: "linearCrossEntropy bf16: with DUAF_CPU_AMX=off, the same checks on AVX-512 BF16",
+  ignore: !onAmx,
+  async fn() {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "test",
+        "-A",
+        "--filter",
+        "/rounded arithmetic|same bits/",
+        new URL(import.meta.url).pathname,
+      ],
+      env: { DUAF_CPU_AMX: "off", NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.match(text, /ok \| 2 passed \| 0 failed/, text);
   },
 });
 

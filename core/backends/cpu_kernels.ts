@@ -847,11 +847,17 @@ export function replaceWithCpuKernels(
   const width = lib.symbols.duaf_cpu_gemm_width();
   const everyGemm = width >= EVERY_GEMM_WIDTH;
   const gemms = everyGemm ? "GEMM" : "small batched GEMMs";
+  // Which unit the bf16 products (ceProducts=bf16) run on: their sums round differently on each.
+  const bf16 = !lib.symbols.duaf_cpu_has_bf16()
+    ? ""
+    : lib.symbols.duaf_cpu_bf16_amx()
+    ? "; bf16 products on AMX tiles"
+    : "; bf16 products on AVX-512 BF16";
   return {
     replaced: { kernels, library: found.path },
     everyGemm,
     status: `elementwise, cross-entropy rows and ${gemms} on C kernels (${width}-float vectors, ` +
-      `${found.path})`,
+      `${found.path}${bf16})`,
   };
 }
 

@@ -38,7 +38,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 24
+#define ABI_VERSION 25
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -2004,6 +2004,32 @@ static void band_scores(const float* h, int i0, int i1, const float* pack, int j
 #define HAS_BF16 1
 #endif
 
+/* AMX tiles for the bf16 products, where the build targets them (AMX-BF16). */
+#if defined(HAS_BF16) && defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__)
+#define HAS_AMX 1
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* 1 after this process was granted the tile state (Linux asks for it once, arch_prctl
+   ARCH_REQ_XCOMP_PERM), -1 where it was refused or DUAF_CPU_AMX=off, 0 before the first ask. */
+static int amx_state = 0;
+
+static int amx_usable(void) {
+  int st = __atomic_load_n(&amx_state, __ATOMIC_ACQUIRE);
+  if (st == 0) {
+    const char* env = getenv("DUAF_CPU_AMX");
+    const int off = env && (!strcmp(env, "off") || !strcmp(env, "0"));
+    st = !off && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */,
+                         18 /* XFEATURE_XTILEDATA */) == 0
+             ? 1
+             : -1;
+    __atomic_store_n(&amx_state, st, __ATOMIC_RELEASE);
+  }
+  return st > 0;
+}
+#endif
+
 #ifdef HAS_BF16
 static void bf16_product(const uint32_t* a, size_t ars, int i0, int i1, int kp, const uint32_t* b,
                          size_t bq, size_t bv, int n, float* c, size_t ldc, int mode);
@@ -2355,9 +2381,18 @@ static void bf16_panels(const float* e, int n, int d, uint32_t* pack, int p0, in
 /* The mask of a vector's first n lanes (n >= 16: all). */
 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
 
-/* c rows [i0, i1) x columns [0, n) = a b over kp pairs, in tiles of MB rows by BF_NV vectors. */
+#ifdef HAS_AMX
+static int amx_product(const uint32_t* a, size_t ars, int i0, int i1, int kp, const uint32_t* b,
+                       size_t bq, size_t bv, int n, float* c, size_t ldc, int mode);
+#endif
+
+/* c rows [i0, i1) x columns [0, n) = a b over kp pairs, in tiles of MB rows by BF_NV vectors
+   (AMX tiles instead where the CPU has them and the process may use them: amx_usable). */
 static void bf16_product(const uint32_t* a, size_t ars, int i0, int i1, int kp, const uint32_t* b,
                          size_t bq, size_t bv, int n, float* c, size_t ldc, int mode) {
+#ifdef HAS_AMX
+  if (amx_usable() && amx_product(a, ars, i0, i1, kp, b, bq, bv, n, c, ldc, mode) == 0) return;
+#endif
   for (int i = i0; i < i1; i += MB) {
     const int rows = i1 - i < MB ? i1 - i : MB;
     for (int j = 0; j < n; j += BF_NV * 16) {
@@ -2369,6 +2404,109 @@ static void bf16_product(const uint32_t* a, size_t ars, int i0, int i1, int kp, 
     }
   }
 }
+
+#ifdef HAS_AMX
+/*
+ * bf16_product on AMX tiles: C blocks of 16 rows by 32 columns (two 16 x 16 float32 tiles), each
+ * the sum over its pairs of TDPBF16PS on A's 16 rows x 16 pairs and B's 16 pairs x 16 columns (a
+ * B panel's rows as they are packed). Where a block of A or B would read past its rows or pairs,
+ * it is first copied into a zero-padded buffer; columns past n are computed and not stored. Each
+ * element's sum runs over the same pairs in the same order whatever the rows' split between
+ * threads, so one thread and two give the same bits; not the bits of the VDPBF16PS tile (the
+ * tile unit rounds its sums its own way).
+ */
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} amx_config;
+
+/* Tiles 0-1: C; 2: A; 3-4: B. Every tile 16 rows of 64 bytes. */
+static void amx_configure(void) {
+  amx_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int t = 0; t < 5; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+  _tile_loadconfig(&cfg);
+}
+
+/* A 16 x 16 float32 tile t's values where mode says: columns [j, j + w) of rows [i, i + rows). */
+static void amx_finish(const float* t, int rows, int w, float* c, size_t ldc, int i, int j,
+                       int mode) {
+  for (int r = 0; r < rows; r++) {
+    const float* tr = t + r * 16;
+    if (mode == 2) {
+      for (int l = 0; l < w; l++) c[(size_t)(j + l) * ldc + i + r] = tr[l];
+      continue;
+    }
+    float* cr = c + (size_t)(i + r) * ldc + j;
+    if (mode == 1)
+      for (int l = 0; l < w; l++) cr[l] = cr[l] + tr[l];
+    else
+      memcpy(cr, tr, sizeof(float) * w);
+  }
+}
+
+/* Returns 0, or -1 (nothing written) where its padding buffers could not be allocated. */
+static int amx_product(const uint32_t* a, size_t ars, int i0, int i1, int kp, const uint32_t* b,
+                       size_t bq, size_t bv, int n, float* c, size_t ldc, int mode) {
+  const int kt = (kp + 15) / 16, kpp = kt * 16, panels = (n + 15) / 16;
+  /* B with its pairs padded to whole tiles, where kp is not: [panel][kpp][16]. */
+  uint32_t* bpad = kp != kpp ? (uint32_t*)calloc((size_t)panels * kpp * 16, sizeof(uint32_t)) : 0;
+  uint32_t* apad = (uint32_t*)malloc((size_t)16 * kpp * sizeof(uint32_t));
+  if (!apad || (kp != kpp && !bpad)) {
+    free(apad);
+    free(bpad);
+    return -1;
+  }
+  if (bpad)
+    for (int p = 0; p < panels; p++)
+      for (int q = 0; q < kp; q++)
+        memcpy(bpad + ((size_t)p * kpp + q) * 16, b + (size_t)q * bq + (size_t)p * bv, 64);
+  const uint32_t* bsrc = bpad ? bpad : b;
+  const size_t bqs = bpad ? 16 : bq, bvs = bpad ? (size_t)kpp * 16 : bv;
+  float t0[256], t1[256];
+  amx_configure();
+  for (int i = i0; i < i1; i += 16) {
+    const int rows = i1 - i < 16 ? i1 - i : 16;
+    const uint32_t* ab = a + (size_t)i * ars;
+    size_t as = ars;
+    if (rows < 16 || kp != kpp) {
+      memset(apad, 0, (size_t)16 * kpp * sizeof(uint32_t));
+      for (int r = 0; r < rows; r++) memcpy(apad + (size_t)r * kpp, ab + (size_t)r * ars, 4 * (size_t)kp);
+      ab = apad;
+      as = (size_t)kpp;
+    }
+    for (int p = 0; p < panels; p += 2) {
+      const int two = p + 1 < panels;
+      const uint32_t* b0 = bsrc + (size_t)p * bvs;
+      const uint32_t* b1 = two ? b0 + bvs : b0;
+      _tile_zero(0);
+      _tile_zero(1);
+      for (int k = 0; k < kt; k++) {
+        _tile_loadd(2, ab + (size_t)k * 16, (long)(as * 4));
+        _tile_loadd(3, b0 + (size_t)k * 16 * bqs, (long)(bqs * 4));
+        _tile_dpbf16ps(0, 2, 3);
+        if (two) {
+          _tile_loadd(4, b1 + (size_t)k * 16 * bqs, (long)(bqs * 4));
+          _tile_dpbf16ps(1, 2, 4);
+        }
+      }
+      _tile_stored(0, t0, 64);
+      amx_finish(t0, rows, n - p * 16 < 16 ? n - p * 16 : 16, c, ldc, i, p * 16, mode);
+      if (two) {
+        _tile_stored(1, t1, 64);
+        const int j = (p + 1) * 16;
+        amx_finish(t1, rows, n - j < 16 ? n - j : 16, c, ldc, i, j, mode);
+      }
+    }
+  }
+  _tile_release();
+  free(apad);
+  free(bpad);
+  return 0;
+}
+#endif
 #endif
 
 #ifdef HAS_BF16
@@ -2414,6 +2552,15 @@ static int bf16_slice_products(const bf16_slice* s, float* dh, int dh_add, float
 int duaf_cpu_has_bf16(void) {
 #ifdef HAS_BF16
   return 1;
+#else
+  return 0;
+#endif
+}
+
+/* 1 where the bf16 products run on AMX tiles (amx_usable), else 0. */
+int duaf_cpu_bf16_amx(void) {
+#ifdef HAS_AMX
+  return amx_usable();
 #else
   return 0;
 #endif
