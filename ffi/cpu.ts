@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 25;
+export const CPU_KERNELS_ABI = 26;
 
 /** The fused cross-entropy's entry points; the bf16 ones take the same arguments. */
 const LCE_FORWARD = {
@@ -194,6 +194,7 @@ const SYMBOLS = {
     result: "i32",
   },
   duaf_attention_scratch_floats: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  duaf_attention_min_keys: { parameters: [], result: "i32" },
   duaf_col_sums: {
     parameters: ["pointer", "u32", "u32", "i32", "i32", "i32", "i32", "i32"],
     result: "void",

@@ -202,6 +202,9 @@ export function withCpuKernels(
     attentionScratchFloats(lq, lk, dh) {
       return s.duaf_attention_scratch_floats(lq, lk, dh);
     },
+    attentionMinKeys() {
+      return s.duaf_attention_min_keys();
+    },
     // The bf16 products exist only in a build for a CPU with AVX-512 BF16.
     ...(s.duaf_cpu_has_bf16()
       ? {

@@ -27,6 +27,9 @@
 #ifdef __SSE2__
 #include <immintrin.h> /* x86 vector intrinsics, where the target has them */
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h> /* the CPU's maker (duaf_attention_min_keys) */
+#endif
 
 #ifndef DUAF_FUSED_MADD
 #define DUAF_FUSED_MADD 1
@@ -38,7 +41,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 25
+#define ABI_VERSION 26
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -1760,6 +1763,23 @@ static void softmax_block(const float* sc, size_t lds, const float* mask, size_t
     const float inv = 1.0f / s;
     for (int c = 0; c < lk; c++) pr[c] = pr[c] * inv;
   }
+}
+
+/*
+ * Keys below which the separate calls (batched products, the softmax kernel, dropout) beat
+ * duaf_attention on this CPU, the backend's threshold for taking it: on the AMD EPYC (Zen 4) these
+ * kernels were measured on, 10 keys took 11.6 ms fused against 6.0 separate and 32 keys were the
+ * crossover (with the kernel before its softmax went a block at a time); on an Intel Xeon the
+ * fused call is faster from 3 keys up (docs/benchmarks.md, "Attention's fused kernel on short
+ * sequences"). Elsewhere: fused at every length.
+ */
+int duaf_attention_min_keys(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned int a, b, c, d;
+  if (__get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u)
+    return 32; /* "AuthenticAMD" */
+#endif
+  return 0;
 }
 
 int duaf_attention_scratch_floats(int lq, int lk, int dh) {

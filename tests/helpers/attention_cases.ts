@@ -26,8 +26,8 @@ export interface Case {
   p: number;
   steps?: boolean;
   /**
-   * The native backend declines the fused call (keys past one K slice of 256): the op makes the
-   * separate calls.
+   * The native backend declines the fused call (keys past one K slice of 256; also, on CPUs where
+   * the kernels say so, keys below a threshold: takesFused): the op makes the separate calls.
    */
   separate?: boolean;
 }
@@ -114,6 +114,11 @@ export function inputs(c: Case) {
   };
 }
 
+/** Whether `be` takes the fused call for this case (native: keys past its CPU's threshold). */
+export function takesFused(be: Backend, c: Case): boolean {
+  return !c.separate && c.lk >= ((be as { attentionMinKeys?: number }).attentionMinKeys ?? 0);
+}
+
 /** The output and the gradients of q, k, v: fused (op.headAttention) or the separate ops. */
 export function run(be: Backend, c: Case, fused: boolean, taped: boolean): Float32Array[] {
   const x = inputs(c);
@@ -160,7 +165,7 @@ export function run(be: Backend, c: Case, fused: boolean, taped: boolean): Float
         const before = liveTensorCount();
         const y = noGrad(forward);
         // Without a tape the fused op keeps nothing but its output (the probabilities go at once).
-        if (fused && !c.separate) {
+        if (fused && takesFused(be, c)) {
           assert.equal(liveTensorCount(), before + 1, `${c.what}: tensors left, no tape`);
         }
         return [y.toFloat32()];

@@ -390,6 +390,8 @@ export interface KernelExports {
   ): void;
   /** Scratch floats one thread's attention call needs for lq queries, lk keys of dh dims. */
   attentionScratchFloats?(lq: number, lk: number, dh: number): number;
+  /** Keys below which the separate calls are faster than `attention` on this CPU. */
+  attentionMinKeys?(): number;
   /** The C kernels' ranking of a product's scores (duaf_rank_scores); the wasm module has none. */
   rankScores?(
     users: number,

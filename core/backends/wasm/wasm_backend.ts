@@ -187,11 +187,14 @@ export class WasmBackend implements Backend {
   #barrier = 0;
   readonly #bits = new Int32Array(1);
   readonly #bitsF32 = new Float32Array(this.#bits.buffer);
+  /** Keys below which attention() declines on this CPU (the kernels say; 0: none). */
+  readonly attentionMinKeys: number;
 
   protected constructor(rt: WasmRuntime) {
     this.memory = rt.memory;
     this.variant = rt.variant;
     this.kernels = rt.kernels;
+    this.attentionMinKeys = rt.kernels.attentionMinKeys?.() ?? 0;
     this.arena = rt.arena;
     this.#thread = rt.thread;
     const scratchBytes = rt.kernels.GEMM_SCRATCH_BYTES.value as number;
@@ -1040,10 +1043,11 @@ export class WasmBackend implements Backend {
     ];
   }
 
-  /** Whether the C kernel takes this shape: every product within one K slice. */
+  /** Whether the C kernel takes this shape: every product within one K slice, keys enough. */
   #fusesAttention(a: Omit<AttentionArgs, "mask" | "maskRows" | "out">): boolean {
     const { lq, lk, d, heads } = a;
     const dh = d / heads;
+    if (lk < this.attentionMinKeys) return false;
     if (!Number.isInteger(dh) || lq > GEMM_KC || lk > GEMM_KC || dh > GEMM_KC) return false;
     return !a.dropout?.steps || lq === 1;
   }
