@@ -30,6 +30,11 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h> /* the CPU's maker (duaf_attention_min_keys) */
 #endif
+#if defined(__linux__)
+#include <stdlib.h>      /* getenv, malloc (the AMX products) */
+#include <sys/syscall.h> /* arch_prctl (the AMX tile state) */
+#include <unistd.h>
+#endif
 
 #ifndef DUAF_FUSED_MADD
 #define DUAF_FUSED_MADD 1
@@ -2027,9 +2032,6 @@ static void band_scores(const float* h, int i0, int i1, const float* pack, int j
 /* AMX tiles for the bf16 products, where the build targets them (AMX-BF16). */
 #if defined(HAS_BF16) && defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__)
 #define HAS_AMX 1
-#include <stdlib.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 /* 1 after this process was granted the tile state (Linux asks for it once, arch_prctl
    ARCH_REQ_XCOMP_PERM), -1 where it was refused or DUAF_CPU_AMX=off, 0 before the first ask. */
