@@ -37,8 +37,8 @@
  *   32, a causal mask and dropout 0.3, per shape of --shapes "B:Lq:Lk,..." (default sequences of
  *   10 to 200 keys, and one query at a step over 50), A = the separate calls (headDots,
  *   maskedSoftmax, dropout, headMix: the backend's fused calls withheld), B = the op as the
- *   backend takes it (one fused call each way up to 256 keys); outputs and
- *   gradients compared bit for bit.
+ *   backend takes it (one fused call each way from the CPU's threshold, duaf_attention_min_keys,
+ *   up to 256 keys); outputs and gradients compared bit for bit.
  *
  * - `window` (with --data): a whole training step in window mode (batch 128, forward + backward,
  *   no optimizer step) of --model (default sasrec, other keys by --set) on the first --batches

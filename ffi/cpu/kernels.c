@@ -554,6 +554,18 @@ static inline void lane_sums_group(const float* const* e, int n, float s[CE_GROU
 #endif
 }
 
+/* The wasm kernels' row maximum from four lane maxima vm (lane j: columns j, j + 4, ... before
+   i): the lanes carried on with pmax to nv = cols & ~3, then f32x4.max of their halves and
+   f32.max of the two left, then f32.max with each column past nv. */
+static float max_from_lanes(float vm[4], const float* x, int i, int cols) {
+  const int nv = cols & ~3;
+  for (; i < nv; i += 4)
+    for (int j = 0; j < 4; j++) vm[j] = pmax(vm[j], x[i + j]);
+  float m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
+  for (i = nv; i < cols; i++) m = wmax(m, x[i]);
+  return m;
+}
+
 /* pmax over four lanes, then f32x4.max of the halves and f32.max of the two left. Sixteen
    accumulators folded in lane order give the same maximum (pmax skips NaN either way). */
 static float row_max(const float* xr, int cols) {
@@ -572,11 +584,7 @@ static float row_max(const float* xr, int cols) {
   float vm[4];
   for (int j = 0; j < 4; j++)
     vm[j] = pmax(pmax(pmax(v16[j], v16[j + 4]), v16[j + 8]), v16[j + 12]);
-  for (; i < nv; i += 4)
-    for (int j = 0; j < 4; j++) vm[j] = pmax(vm[j], xr[i + j]);
-  float m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
-  for (i = nv; i < cols; i++) m = wmax(m, xr[i]);
-  return m;
+  return max_from_lanes(vm, xr, i, cols);
 }
 
 /*
@@ -1026,16 +1034,12 @@ static void masked_softmax_row(const float* xr, const float* mr, float* orow, in
   const int nv = cols & ~3;
   float zbuf[CHUNK];
   float vm[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  float m = -INFINITY;
   for (int c0 = 0; c0 < cols; c0 += CHUNK) {
     const int len = cols - c0 < CHUNK ? cols - c0 : CHUNK;
     masked_logits(xr + c0, mr ? mr + c0 : 0, zbuf, len, scale);
     memcpy(orow + c0, zbuf, sizeof(float) * len);
   }
-  for (int c = 0; c < nv; c += 4)
-    for (int l = 0; l < 4; l++) vm[l] = pmax(vm[l], orow[c + l]);
-  m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
-  for (int c = nv; c < cols; c++) m = wmax(m, orow[c]);
+  const float m = max_from_lanes(vm, orow, 0, cols);
   float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int c0 = 0; c0 < nv; c0 += CHUNK) {
     const int len = nv - c0 < CHUNK ? nv - c0 : CHUNK;
@@ -1751,10 +1755,7 @@ static void softmax_block(const float* sc, size_t lds, const float* mask, size_t
     float* pr = p + (size_t)i * lk;
     masked_logits(sc + (size_t)i * lds, mask ? mask + (size_t)i * msq : 0, pr, lk, scale);
     float vm[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    for (int c = 0; c < nv; c += 4)
-      for (int l = 0; l < 4; l++) vm[l] = pmax(vm[l], pr[c + l]);
-    float m = wmax(wmax(vm[0], vm[2]), wmax(vm[1], vm[3]));
-    for (int c = nv; c < lk; c++) m = wmax(m, pr[c]);
+    const float m = max_from_lanes(vm, pr, 0, lk);
     for (int c = 0; c < lk; c++) pr[c] = pr[c] - m;
   }
   const int n = lq * lk;
