@@ -161,10 +161,10 @@ export class NativeBackend extends WasmBackend {
     const b = this.blas;
     const t = b?.threads();
     const blas = b && !this.kernelGemm
-      ? `${b.description} (${b.library}${t ? `, ${t} threads` : ""}); `
+      ? `${b.description} (${b.library}${t ? `, ${plural(t, "thread")}` : ""}); `
       : "";
     return `${blas}${this.cpuKernels}; ` +
-      `other ops on wasm (${this.variant} SIMD, ${this.threads} threads)`;
+      `other ops on wasm (${this.variant} SIMD, ${plural(this.threads, "thread")})`;
   }
 
   /** Address of byte 0 of the arena, re-derived after the memory grows. */
@@ -237,3 +237,7 @@ export const nativeBackendFactory: BackendFactory = {
     }
   },
 };
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
