@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 26;
+export const CPU_KERNELS_ABI = 27;
 
 /** The fused cross-entropy's entry points; the bf16 ones take the same arguments. */
 const LCE_FORWARD = {
@@ -118,6 +118,15 @@ const SYMBOLS = {
       "i32",
       "i32",
       "f32",
+    ],
+    result: "void",
+  },
+  duaf_modality_fusion_grad: {
+    parameters: [
+      "pointer",
+      ...["u32", "i32"], // ptrs, m
+      ...["u32", "u32", "u32", "u32", "u32", "u32", "u32"], // q, omega, keys, gh, gomega, gt, gq
+      ...["i32", "i32", "i32", "f32"], // rowBegin, rowEnd, dim, scale
     ],
     result: "void",
   },

@@ -251,7 +251,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cpu kernels: DuAF's modality fusion, the wasm kernel's bits",
+  name: "cpu kernels: DuAF's modality fusion and its gradient, the wasm kernel's bits",
   ignore,
   async fn() {
     const { rt, c } = await withC();
@@ -271,6 +271,30 @@ Deno.test({
       });
       // Row 0 is outside the range: both leave it as it was.
       assertSameBits(rt.arena.f32, outs[0], outs[1], out, `fusion rows ${rows} m ${m} dim ${dim}`);
+      // The gradient from the same forward outputs, with and without a gradient of the weights.
+      const grads = (m + 2) * n;
+      const gb = 4 * (n + rows * m + 2 * grads + 16);
+      const g = rt.arena.alloc(gb);
+      const gh = g, gomega = gh + 4 * n, gouts = [gomega + 4 * rows * m, 0];
+      gouts[1] = gouts[0] + 4 * grads;
+      const gptrs = gouts[1] + 4 * grads;
+      for (let i = 0; i < n + rows * m; i++) rt.arena.f32[(g >> 2) + i] = rng.normal();
+      const h = outs[0], omega = h + 4 * n, keys = omega + 4 * rows * m;
+      for (const withOmega of [false, true]) {
+        rt.arena.f32.fill(0, gouts[0] >> 2, (gouts[1] >> 2) + grads);
+        [rt.kernels, c].forEach((k, i) => {
+          const ge = gouts[i], gt = ge + 4 * m * n, gq = gt + 4 * n;
+          for (let j = 0; j < 4; j++) {
+            rt.arena.i32[(gptrs >> 2) + j] = j < m ? p + 4 * j * n : 0;
+            rt.arena.i32[(gptrs >> 2) + 4 + j] = j < m ? ge + 4 * j * n : 0;
+          }
+          const gw = withOmega ? gomega : 0;
+          k.modalityFusionGrad(gptrs, m, q, omega, keys, gh, gw, gt, gq, 1, rows, dim, 0.3);
+        });
+        const what = `fusion gradient rows ${rows} m ${m} dim ${dim} gomega ${withOmega}`;
+        assertSameBits(rt.arena.f32, gouts[0], gouts[1], grads, what);
+      }
+      rt.arena.free(g, gb);
       rt.arena.free(p, bytes);
     }
   },

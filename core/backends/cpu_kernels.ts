@@ -182,6 +182,9 @@ export function withCpuKernels(
     modalityFusion(...args) {
       s.duaf_modality_fusion(at(), ...args);
     },
+    modalityFusionGrad(...args) {
+      s.duaf_modality_fusion_grad(at(), ...args);
+    },
     maskedSoftmax(...args) {
       s.duaf_masked_softmax(at(), ...args);
     },
@@ -440,26 +443,45 @@ function attentionDiffers(wasm: KernelExports, native: KernelExports, arena: Are
   }
 }
 
-/** DuAF's modality fusion on rows of a whole and a ragged vector width, 1 to 3 modalities. */
+/**
+ * DuAF's modality fusion and its gradient (with and without a gradient of the weights) on rows of
+ * a whole and a ragged vector width, 1 to 3 modalities.
+ */
 function fusionDiffers(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
   const rows = 5;
   for (const [m, dim] of [[3, 64], [2, 13], [1, 7]]) {
     const n = rows * dim;
-    // e_1..e_m, t, q, then per kernel h, omega and keys; the m pointers at the end.
+    // e_1..e_m, t, q, gh, gomega; per kernel h, omega and keys, then ge_1..ge_m, gt and gq; the
+    // pointer list (e's four slots, then ge's four) per kernel at the end.
     const out = n + rows * m + rows * m * dim;
-    const bytes = 4 * ((m + 2) * n + 2 * out + m);
+    const grads = (m + 2) * n;
+    const bytes = 4 * ((m + 3) * n + rows * m + 2 * (out + grads) + 16);
     const p = arena.alloc(bytes);
     try {
-      const t = p + 4 * m * n, q = t + 4 * n, outs = [q + 4 * n, q + 4 * n + 4 * out];
-      const ptrs = outs[1] + 4 * out;
-      arena.f32.set(finiteInputs((m + 2) * n), p >> 2);
-      for (let j = 0; j < m; j++) arena.i32[(ptrs >> 2) + j] = p + 4 * j * n;
+      const t = p + 4 * m * n, q = t + 4 * n, gh = q + 4 * n, gomega = gh + 4 * n;
+      const outs = [gomega + 4 * rows * m, gomega + 4 * rows * m + 4 * (out + grads)];
+      const ptrs = [outs[1] + 4 * (out + grads), outs[1] + 4 * (out + grads) + 32];
+      arena.f32.set(finiteInputs((m + 3) * n + rows * m), p >> 2);
       const views = [wasm, native].map((k, i) => {
         const h = outs[i], omega = h + 4 * n, keys = omega + 4 * rows * m;
-        k.modalityFusion(ptrs, m, t, q, h, omega, keys, 0, rows, dim, 0.125);
-        return arena.f32.subarray(h >> 2, (h >> 2) + out);
+        const ge = h + 4 * out, gt = ge + 4 * m * n, gq = gt + 4 * n;
+        for (let j = 0; j < 4; j++) {
+          arena.i32[(ptrs[i] >> 2) + j] = j < m ? p + 4 * j * n : 0;
+          arena.i32[(ptrs[i] >> 2) + 4 + j] = j < m ? ge + 4 * j * n : 0;
+        }
+        k.modalityFusion(ptrs[i], m, t, q, h, omega, keys, 0, rows, dim, 0.125);
+        const forward = arena.f32.slice(h >> 2, (h >> 2) + out);
+        k.modalityFusionGrad(ptrs[i], m, q, omega, keys, gh, 0, gt, gq, 0, rows, dim, 0.125);
+        const plain = arena.f32.slice(ge >> 2, (ge >> 2) + grads);
+        k.modalityFusionGrad(ptrs[i], m, q, omega, keys, gh, gomega, gt, gq, 0, rows, dim, 0.125);
+        return [forward, plain, arena.f32.slice(ge >> 2, (ge >> 2) + grads)];
       });
-      if (firstDifference(views[0], views[1]) >= 0) return `modalityFusion (m ${m}, dim ${dim})`;
+      const names = ["modalityFusion", "modalityFusionGrad", "modalityFusionGrad with gomega"];
+      for (let v = 0; v < 3; v++) {
+        if (firstDifference(views[0][v], views[1][v]) >= 0) {
+          return `${names[v]} (m ${m}, dim ${dim})`;
+        }
+      }
     } finally {
       arena.free(p, bytes);
     }

@@ -46,7 +46,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 26
+#define ABI_VERSION 27
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -1155,6 +1155,69 @@ void duaf_modality_fusion(
       const float* ej = (const float*)(base + eo[j]) + off;
       const float w = wr[j];
       for (int c = 0; c < dim; c++) hr[c] = MADD(w, ej[c], hr[c]);
+    }
+  }
+}
+
+/* One modality's share of a row's gradient, element by element (fusion.ts's lanes, at full
+   width): u = gs (1 - k^2) q, ge = w g + u, gt += u, gq += gs k. */
+static void fusion_grad_elements(const float* restrict k, const float* restrict g,
+                                 const float* restrict q, float* restrict ge, float* restrict gt,
+                                 float* restrict gq, float gs, float w, int n) {
+  for (int i = 0; i < n; i++) {
+    /* 1 - k^2 as (1 - k)(1 + k), as fusion.ts: no cancellation near |k| = 1 */
+    const float u = (gs * ((1.0f - k[i]) * (1.0f + k[i]))) * q[i];
+    ge[i] = MADD(w, g[i], u);
+    gt[i] = gt[i] + u;
+    gq[i] = MADD(gs, k[i], gq[i]);
+  }
+}
+
+/*
+ * fusion.ts `modalityFusionGrad`, rows [row_begin, row_end): with gw_j = <gh, e_j> (+ gomega_j)
+ * and gs_j = scale w_j (gw_j - sum_i w_i gw_i), u_j = gs_j (1 - k_j^2) q: ge_j = w_j gh + u_j,
+ * gt = sum_j u_j, gq = sum_j gs_j k_j. `ptrs` holds the m e offsets, then (4 words on) the m ge
+ * offsets. The dot products run in fusion.ts's four lanes (the tail lanes' zeros included) and
+ * order; the rest is per element, at full width.
+ */
+void duaf_modality_fusion_grad(
+    uint8_t* base, uint32_t ptrs, int m, uint32_t qo, uint32_t wo, uint32_t ko, uint32_t gho,
+    uint32_t gwo, uint32_t gto, uint32_t gqo, int row_begin, int row_end, int dim, float scale) {
+  const uint32_t* eo = (const uint32_t*)(base + ptrs);
+  const uint32_t* geo = eo + 4;
+  const int end = (dim + 3) & ~3;
+  for (int r = row_begin; r < row_end; r++) {
+    const size_t off = (size_t)r * dim;
+    const float* g = (const float*)(base + gho) + off;
+    const float* q = (const float*)(base + qo) + off;
+    const float* wr = (const float*)(base + wo) + (size_t)r * m;
+    float gw[4] = {0.0f, 0.0f, 0.0f, 0.0f}, w[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float mean = 0.0f;
+    for (int j = 0; j < m; j++) {
+      const float* ej = (const float*)(base + eo[j]) + off;
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int c = 0; c < end; c += 4)
+        for (int l = 0; l < 4; l++) {
+          const int i = c + l;
+          acc[l] = i < dim ? MADD(g[i], ej[i], acc[l]) : MADD(0.0f, 0.0f, acc[l]);
+        }
+      float d = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+      if (gwo) d += ((const float*)(base + gwo))[(size_t)r * m + j];
+      gw[j] = d;
+      w[j] = wr[j];
+      mean += w[j] * d;
+    }
+    float gs[4];
+    for (int j = 0; j < 4; j++) gs[j] = scale * (w[j] * (gw[j] - mean));
+    float* gt = (float*)(base + gto) + off;
+    float* gq = (float*)(base + gqo) + off;
+    for (int i = 0; i < dim; i++) {
+      gt[i] = 0.0f;
+      gq[i] = 0.0f;
+    }
+    for (int j = 0; j < m; j++) {
+      const float* k = (const float*)(base + ko) + (size_t)(r * m + j) * dim;
+      fusion_grad_elements(k, g, q, (float*)(base + geo[j]) + off, gt, gq, gs[j], w[j], dim);
     }
   }
 }
