@@ -301,6 +301,49 @@ Deno.test({
 });
 
 Deno.test({
+  name: "cpu kernels: axpy and the broadcasting binary ops, the wasm kernel's bits",
+  ignore,
+  async fn() {
+    const { rt, c } = await withC();
+    const rng = new Rng(19);
+    const f = () => rt.arena.f32;
+    for (const n of [1, 5, 64, 1000]) {
+      const p = rt.arena.alloc(4 * 3 * n);
+      for (let i = 0; i < 3 * n; i++) f()[(p >> 2) + i] = 3 * rng.normal();
+      f().copyWithin((p >> 2) + 2 * n, (p >> 2) + n, (p >> 2) + 2 * n);
+      rt.kernels.axpy(p, p + 4 * n, n, -0.7);
+      c.axpy(p, p + 8 * n, n, -0.7);
+      assertSameBits(f(), p + 4 * n, p + 8 * n, n, `axpy n ${n}`);
+      rt.arena.free(p, 4 * 3 * n);
+    }
+    // [2, 3, 17] outputs from operands broadcast or strided in each dim (element strides).
+    const shape = [2, 3, 17];
+    const layouts = [
+      [[51, 17, 1], [51, 17, 1]],
+      [[51, 17, 1], [0, 0, 1]],
+      [[0, 17, 1], [1, 0, 0]],
+      [[1, 2, 6], [51, 17, 1]],
+      [[0, 1, 3], [17, 0, 1]],
+    ];
+    const n = 2 * 3 * 17;
+    const bytes = 4 * (4 * n + 12);
+    const p = rt.arena.alloc(bytes);
+    const a = p, b = a + 4 * n, outs = [b + 4 * n, b + 8 * n], params = b + 12 * n;
+    for (let i = 0; i < 2 * n; i++) f()[(a >> 2) + i] = rng.uniform() < 0.1 ? 0 : 2 * rng.normal();
+    for (const [sa, sb] of layouts) {
+      for (let op = 0; op < 4; op++) {
+        for (const [k, o] of [[rt.kernels, outs[0]], [c, outs[1]]] as const) {
+          rt.arena.i32.set([...shape, ...sa, ...sb], params >> 2);
+          k.binary(op, a, b, o, 3, params);
+        }
+        assertSameBits(f(), outs[0], outs[1], n, `binary op ${op} strides ${sa} / ${sb}`);
+      }
+    }
+    rt.arena.free(p, bytes);
+  },
+});
+
+Deno.test({
   name: "cpu kernels: attention softmax and full-ranking ranks, the wasm kernel's bits",
   ignore,
   async fn() {

@@ -122,6 +122,12 @@ export function withCpuKernels(
     gemmEpilogue(...args) {
       s.duaf_gemm_epilogue(at(), ...args);
     },
+    axpy(...args) {
+      s.duaf_axpy(at(), ...args);
+    },
+    binary(...args) {
+      s.duaf_binary(at(), ...args);
+    },
     colSums(...args) {
       s.duaf_col_sums(at(), ...args);
     },
@@ -385,6 +391,7 @@ export function cpuKernelsDiffer(
       }
     }
     return layerNormDiffers(wasm, native, arena) ?? colSumsDiffer(wasm, native, arena) ??
+      memoryOpsDiffer(wasm, native, arena) ??
       gemmDiffers(wasm, native, arena) ?? gemmSlicesDiffer(wasm, native, arena) ??
       fusionDiffers(wasm, native, arena) ?? attentionDiffers(wasm, native, arena) ??
       linearCeDiffers(wasm, native, arena) ?? linearCeStreamDiffers(wasm, native, arena) ??
@@ -521,6 +528,47 @@ function layerNormDiffers(wasm: KernelExports, native: KernelExports, arena: Are
 }
 
 /** Column sums (a bias's gradient) against reduceSum over the rows, from zero and onto values. */
+/**
+ * axpy, and the binary ops over a contiguous pair, a row broadcast either way and transposed
+ * strides, on the probe's special values (zeros of both signs, infinities, NaN, subnormals).
+ */
+function memoryOpsDiffer(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
+  const rows = 7, cols = 13, n = rows * cols;
+  // a, b; per kernel out; the parameters (shape, a's and b's strides, scratch: 2 words each).
+  const bytes = 4 * (4 * n + 8);
+  const p = arena.alloc(bytes);
+  try {
+    const a = p, b = a + 4 * n, outs = [b + 4 * n, b + 8 * n], params = b + 12 * n;
+    arena.f32.set(probeInputs(2 * n), a >> 2);
+    const view = (o: number) => arena.f32.subarray(o >> 2, (o >> 2) + n);
+    for (const alpha of [1, -0.37]) {
+      for (const o of outs) arena.f32.set(probeInputs(3 * n).subarray(2 * n), o >> 2);
+      wasm.axpy(a, outs[0], n, alpha);
+      native.axpy(a, outs[1], n, alpha);
+      if (firstDifference(view(outs[0]), view(outs[1])) >= 0) return `axpy (alpha ${alpha})`;
+    }
+    const layouts: [string, number[]][] = [
+      ["contiguous", [rows, cols, cols, 1, cols, 1]],
+      ["b broadcast over rows", [rows, cols, cols, 1, 0, 1]],
+      ["a broadcast over columns", [rows, cols, 1, 0, cols, 1]],
+      ["transposed", [rows, cols, 1, rows, cols, 1]],
+    ];
+    for (const [what, [r, c, a0, a1, b0, b1]] of layouts) {
+      for (let op = 0; op < 4; op++) {
+        const views = [wasm, native].map((k, i) => {
+          arena.i32.set([r, c, a0, a1, b0, b1, 0, 0], params >> 2);
+          k.binary(op, a, b, outs[i], 2, params);
+          return view(outs[i]);
+        });
+        if (firstDifference(views[0], views[1]) >= 0) return `binary op ${op} (${what})`;
+      }
+    }
+  } finally {
+    arena.free(p, bytes);
+  }
+  return null;
+}
+
 function colSumsDiffer(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
   if (!native.colSums) return null;
   for (const [rows, cols] of [[37, 13], [9, 64]]) {

@@ -46,7 +46,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 27
+#define ABI_VERSION 28
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -682,6 +682,89 @@ void duaf_ce_block_grad(
     const int32_t t = targets[r] - col_offset;
     if (shift) ce_grad_kept_row(xr, xr, cols, t, vw, shift[r], vl);
     else ce_grad_row(xr, cols, t, vw, vl);
+  }
+}
+
+/* ---- axpy and the broadcasting binary ops ----------------------------------------------------- */
+
+/* memory_ops.ts axpy: out = out + alpha x, the multiply and the add rounded apart. */
+void duaf_axpy(uint8_t* base, uint32_t xo, uint32_t oo, int n, float alpha) {
+  const float* x = (const float*)(base + xo);
+  float* out = (float*)(base + oo);
+  for (int i = 0; i < n; i++) out[i] = out[i] + alpha * x[i];
+}
+
+enum { BIN_ADD = 0, BIN_SUB = 1, BIN_MUL = 2, BIN_DIV = 3 };
+
+/* One output row of n elements; sa, sb are element strides (0 = broadcast). */
+#define BINARY_ROW(EXPR)                                                  \
+  if (sa == 1 && sb == 1) {                                               \
+    for (int i = 0; i < n; i++) {                                         \
+      const float x = a[i], y = b[i];                                     \
+      out[i] = (EXPR);                                                    \
+    }                                                                     \
+  } else if (sa == 1 && sb == 0) {                                        \
+    const float y = b[0];                                                 \
+    for (int i = 0; i < n; i++) {                                         \
+      const float x = a[i];                                               \
+      out[i] = (EXPR);                                                    \
+    }                                                                     \
+  } else if (sa == 0 && sb == 1) {                                        \
+    const float x = a[0];                                                 \
+    for (int i = 0; i < n; i++) {                                         \
+      const float y = b[i];                                               \
+      out[i] = (EXPR);                                                    \
+    }                                                                     \
+  } else {                                                                \
+    for (int i = 0; i < n; i++) {                                         \
+      const float x = a[(size_t)i * sa], y = b[(size_t)i * sb];           \
+      out[i] = (EXPR);                                                    \
+    }                                                                     \
+  }
+
+static void binary_row(int op, const float* a, int sa, const float* b, int sb, float* out, int n) {
+  switch (op) {
+    case BIN_ADD: BINARY_ROW(x + y) break;
+    case BIN_SUB: BINARY_ROW(x - y) break;
+    case BIN_MUL: BINARY_ROW(x * y) break;
+    default: BINARY_ROW(x / y) break;
+  }
+}
+
+/*
+ * binary.ts `binary`: out = a (op) b over `shape`, out contiguous; params holds the shape, a's
+ * strides and b's strides (rank words each) and rank words of scratch for the odometer over the
+ * outer dims. Each element is the one IEEE operation, so any vector width gives the same bits.
+ */
+void duaf_binary(uint8_t* base, int op, uint32_t ao, uint32_t bo, uint32_t oo, int rank,
+                 uint32_t params) {
+  const int32_t* shape = (const int32_t*)(base + params);
+  const int32_t* st_a = shape + rank;
+  const int32_t* st_b = shape + 2 * rank;
+  int32_t* idx = (int32_t*)(base + params) + 3 * rank;
+  const float* a = (const float*)(base + ao);
+  const float* b = (const float*)(base + bo);
+  float* out = (float*)(base + oo);
+  const int last = rank - 1;
+  const int n = shape[last], ia = st_a[last], ib = st_b[last];
+  size_t rows = 1;
+  for (int d = 0; d < last; d++) rows *= (size_t)shape[d];
+  for (int d = 0; d < last; d++) idx[d] = 0;
+  ptrdiff_t off_a = 0, off_b = 0;
+  for (size_t r = 0; r < rows; r++) {
+    binary_row(op, a + off_a, ia, b + off_b, ib, out + r * (size_t)n, n);
+    for (int d = last - 1; d >= 0; d--) {
+      const int v = idx[d] + 1;
+      if (v < shape[d]) {
+        idx[d] = v;
+        off_a += st_a[d];
+        off_b += st_b[d];
+        break;
+      }
+      idx[d] = 0;
+      off_a -= (ptrdiff_t)st_a[d] * (v - 1);
+      off_b -= (ptrdiff_t)st_b[d] * (v - 1);
+    }
   }
 }
 
