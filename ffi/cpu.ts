@@ -6,7 +6,7 @@
  */
 
 /** The ABI this binding speaks; kernels.c's duaf_cpu_abi() must return it. */
-export const CPU_KERNELS_ABI = 28;
+export const CPU_KERNELS_ABI = 29;
 
 /** The fused cross-entropy's entry points; the bf16 ones take the same arguments. */
 const LCE_FORWARD = {
@@ -204,6 +204,10 @@ const SYMBOLS = {
   },
   duaf_attention_scratch_floats: { parameters: ["i32", "i32", "i32"], result: "i32" },
   duaf_attention_min_keys: { parameters: [], result: "i32" },
+  duaf_scatter_add: {
+    parameters: ["pointer", "u32", "u32", "u32", "i32", "i32", "i32"],
+    result: "i32",
+  },
   duaf_axpy: { parameters: ["pointer", "u32", "u32", "i32", "f32"], result: "void" },
   duaf_binary: {
     parameters: ["pointer", "i32", "u32", "u32", "u32", "i32", "u32"],

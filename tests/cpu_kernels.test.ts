@@ -301,7 +301,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cpu kernels: axpy and the broadcasting binary ops, the wasm kernel's bits",
+  name: "cpu kernels: axpy, scatterAdd and the broadcasting binary ops, the wasm kernel's bits",
   ignore,
   async fn() {
     const { rt, c } = await withC();
@@ -315,6 +315,22 @@ Deno.test({
       c.axpy(p, p + 8 * n, n, -0.7);
       assertSameBits(f(), p + 4 * n, p + 8 * n, n, `axpy n ${n}`);
       rt.arena.free(p, 4 * 3 * n);
+    }
+    // scatterAdd into 5 rows of 9, a row indexed three times (its sums in order), then a bad index.
+    {
+      const g = rt.arena.alloc(4 * (8 * 9 + 2 * 5 * 9 + 8));
+      const outs = [g + 4 * 72, g + 4 * 117], idx = g + 4 * 162;
+      for (let i = 0; i < 72 + 45; i++) f()[(g >> 2) + i] = 3 * rng.normal();
+      for (const index of [[4, 0, 4, 2, 4, 1, 3, 0], [1, 5]]) {
+        rt.arena.i32.set(index, idx >> 2);
+        f().copyWithin(outs[1] >> 2, outs[0] >> 2, (outs[0] >> 2) + 45);
+        const found = [rt.kernels, c].map((k, i) =>
+          k.scatterAdd(g, idx, outs[i], 5, index.length, 9)
+        );
+        assert.deepEqual(found, index.length === 2 ? [1, 1] : [-1, -1]);
+        assertSameBits(f(), outs[0], outs[1], 45, `scatterAdd ${index}`);
+      }
+      rt.arena.free(g, 4 * (8 * 9 + 2 * 5 * 9 + 8));
     }
     // [2, 3, 17] outputs from operands broadcast or strided in each dim (element strides).
     const shape = [2, 3, 17];

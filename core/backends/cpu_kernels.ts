@@ -122,6 +122,9 @@ export function withCpuKernels(
     gemmEpilogue(...args) {
       s.duaf_gemm_epilogue(at(), ...args);
     },
+    scatterAdd(...args) {
+      return s.duaf_scatter_add(at(), ...args);
+    },
     axpy(...args) {
       s.duaf_axpy(at(), ...args);
     },
@@ -529,13 +532,15 @@ function layerNormDiffers(wasm: KernelExports, native: KernelExports, arena: Are
 
 /** Column sums (a bias's gradient) against reduceSum over the rows, from zero and onto values. */
 /**
- * axpy, and the binary ops over a contiguous pair, a row broadcast either way and transposed
- * strides, on the probe's special values (zeros of both signs, infinities, NaN, subnormals).
+ * axpy, scatterAdd, and the binary ops over a contiguous pair, a row broadcast either way and
+ * transposed strides, on the probe's special values (zeros of both signs, infinities, NaN,
+ * subnormals).
  */
 function memoryOpsDiffer(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
   const rows = 7, cols = 13, n = rows * cols;
-  // a, b; per kernel out; the parameters (shape, a's and b's strides, scratch: 2 words each).
-  const bytes = 4 * (4 * n + 8);
+  // a, b; per kernel out; the parameters (shape, a's and b's strides, scratch: 2 words each),
+  // then scatterAdd's indices.
+  const bytes = 4 * (4 * n + 8 + 7);
   const p = arena.alloc(bytes);
   try {
     const a = p, b = a + 4 * n, outs = [b + 4 * n, b + 8 * n], params = b + 12 * n;
@@ -546,6 +551,19 @@ function memoryOpsDiffer(wasm: KernelExports, native: KernelExports, arena: Aren
       wasm.axpy(a, outs[0], n, alpha);
       native.axpy(a, outs[1], n, alpha);
       if (firstDifference(view(outs[0]), view(outs[1])) >= 0) return `axpy (alpha ${alpha})`;
+    }
+    // scatterAdd of a's rows into rows of b's copy, row 2 taking three in order, then an index
+    // past the rows: the position comes back and nothing is written.
+    const idx = params + 32;
+    for (const index of [[2, 0, 2, 6, 2, 1, 3], [2, 0, 7]]) {
+      arena.i32.set(index, idx >> 2);
+      const found = [wasm, native].map((k, i) => {
+        arena.f32.set(arena.f32.subarray(b >> 2, (b >> 2) + n), outs[i] >> 2);
+        return k.scatterAdd(a, idx, outs[i], rows, index.length, cols);
+      });
+      if (found[0] !== found[1] || firstDifference(view(outs[0]), view(outs[1])) >= 0) {
+        return `scatterAdd (${index.length} rows)`;
+      }
     }
     const layouts: [string, number[]][] = [
       ["contiguous", [rows, cols, cols, 1, cols, 1]],

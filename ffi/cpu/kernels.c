@@ -46,7 +46,7 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-#define ABI_VERSION 28
+#define ABI_VERSION 29
 
 /* Op codes of wasm/assembly/unary.ts (UNARY_CODES in core/backend.ts). */
 enum {
@@ -902,6 +902,26 @@ int duaf_gather_add(uint8_t* base, uint32_t to, int table_rows, uint32_t io, uin
     const float* restrict bi = b + (size_t)i * dim;
     float* restrict o = out + (size_t)i * dim;
     for (int j = 0; j < dim; j++) o[j] = t[j] + bi[j];
+  }
+  return -1;
+}
+
+/*
+ * indexing.ts scatterAdd: out[idx[i], :] += g[i, :] for i in order (a row indexed twice takes
+ * its additions in that order); the position of the first index outside out's rows, having
+ * written nothing, or -1.
+ */
+int duaf_scatter_add(uint8_t* base, uint32_t go, uint32_t io, uint32_t oo, int out_rows, int n,
+                     int dim) {
+  const float* g = (const float*)(base + go);
+  const int32_t* idx = (const int32_t*)(base + io);
+  float* out = (float*)(base + oo);
+  for (int i = 0; i < n; i++)
+    if (idx[i] < 0 || idx[i] >= out_rows) return i;
+  for (int i = 0; i < n; i++) {
+    const float* restrict gi = g + (size_t)i * dim;
+    float* restrict o = out + (size_t)idx[i] * dim;
+    for (int j = 0; j < dim; j++) o[j] = o[j] + gi[j];
   }
   return -1;
 }
