@@ -530,7 +530,6 @@ function layerNormDiffers(wasm: KernelExports, native: KernelExports, arena: Are
   return null;
 }
 
-/** Column sums (a bias's gradient) against reduceSum over the rows, from zero and onto values. */
 /**
  * axpy, scatterAdd, and the binary ops over a contiguous pair, a row broadcast either way and
  * transposed strides, on the probe's special values (zeros of both signs, infinities, NaN,
@@ -546,8 +545,9 @@ function memoryOpsDiffer(wasm: KernelExports, native: KernelExports, arena: Aren
     const a = p, b = a + 4 * n, outs = [b + 4 * n, b + 8 * n], params = b + 12 * n;
     arena.f32.set(probeInputs(2 * n), a >> 2);
     const view = (o: number) => arena.f32.subarray(o >> 2, (o >> 2) + n);
+    const start = probeInputs(3 * n).subarray(2 * n);
     for (const alpha of [1, -0.37]) {
-      for (const o of outs) arena.f32.set(probeInputs(3 * n).subarray(2 * n), o >> 2);
+      for (const o of outs) arena.f32.set(start, o >> 2);
       wasm.axpy(a, outs[0], n, alpha);
       native.axpy(a, outs[1], n, alpha);
       if (firstDifference(view(outs[0]), view(outs[1])) >= 0) return `axpy (alpha ${alpha})`;
@@ -587,6 +587,7 @@ function memoryOpsDiffer(wasm: KernelExports, native: KernelExports, arena: Aren
   return null;
 }
 
+/** Column sums (a bias's gradient) against reduceSum over the rows, from zero and onto values. */
 function colSumsDiffer(wasm: KernelExports, native: KernelExports, arena: Arena): string | null {
   if (!native.colSums) return null;
   for (const [rows, cols] of [[37, 13], [9, 64]]) {

@@ -884,6 +884,13 @@ void duaf_layer_norm(
   for (; r < rows; r++) layer_norm_rows(1, x, gamma, beta, out, mean, rstd, r, cols, eps);
 }
 
+/* indexing.ts firstBad: the position of the first of n indices outside [0, rows), or -1. */
+static int first_bad_index(const int32_t* idx, size_t n, int rows) {
+  for (size_t i = 0; i < n; i++)
+    if (idx[i] < 0 || idx[i] >= rows) return (int)i;
+  return -1;
+}
+
 /*
  * indexing.ts gather with a tensor added: out[i, :] = table[idx[i], :] + b[i, :] (the binary
  * add's bits), the row added while it is in cache instead of in a second pass. Returns the first
@@ -895,8 +902,8 @@ int duaf_gather_add(uint8_t* base, uint32_t to, int table_rows, uint32_t io, uin
   const int32_t* idx = (const int32_t*)(base + io);
   const float* b = (const float*)(base + bo);
   float* out = (float*)(base + oo);
-  for (int i = 0; i < n; i++)
-    if (idx[i] < 0 || idx[i] >= table_rows) return i;
+  const int bad = first_bad_index(idx, (size_t)n, table_rows);
+  if (bad >= 0) return bad;
   for (int i = 0; i < n; i++) {
     const float* restrict t = table + (size_t)idx[i] * dim;
     const float* restrict bi = b + (size_t)i * dim;
@@ -916,8 +923,8 @@ int duaf_scatter_add(uint8_t* base, uint32_t go, uint32_t io, uint32_t oo, int o
   const float* g = (const float*)(base + go);
   const int32_t* idx = (const int32_t*)(base + io);
   float* out = (float*)(base + oo);
-  for (int i = 0; i < n; i++)
-    if (idx[i] < 0 || idx[i] >= out_rows) return i;
+  const int bad = first_bad_index(idx, (size_t)n, out_rows);
+  if (bad >= 0) return bad;
   for (int i = 0; i < n; i++) {
     const float* restrict gi = g + (size_t)i * dim;
     float* restrict o = out + (size_t)idx[i] * dim;
@@ -1701,8 +1708,8 @@ int duaf_gather_dots(uint8_t* base, uint32_t to, int table_rows, uint32_t io, ui
   const int32_t* idx = (const int32_t*)(base + io);
   const float* h = (const float*)(base + ho);
   float* out = (float*)(base + oo);
-  for (size_t i = 0; i < (size_t)n * m; i++)
-    if (idx[i] < 0 || idx[i] >= table_rows) return (int)i;
+  const int bad = first_bad_index(idx, (size_t)n * m, table_rows);
+  if (bad >= 0) return bad;
   for (int r = 0; r < n; r++) {
     const float* hr = h + (size_t)r * d;
     const int32_t* ir = idx + (size_t)r * m;
@@ -1787,8 +1794,8 @@ int duaf_scatter_outer(uint8_t* base, uint32_t go, uint32_t ho, uint32_t io, uin
   const int32_t* idx = (const int32_t*)(base + io);
   float* out = (float*)(base + oo);
   const size_t total = (size_t)n * m;
-  for (size_t i = 0; i < total; i++)
-    if (idx[i] < 0 || idx[i] >= out_rows) return (int)i;
+  const int bad = first_bad_index(idx, total, out_rows);
+  if (bad >= 0) return bad;
   for (size_t i = 0; i < total; i++) {
     const vf gi = vset1(g[i]);
     const float* hr = h + (i / m) * d;
