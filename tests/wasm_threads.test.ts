@@ -152,6 +152,47 @@ Deno.test("wasm threads: 2 threads give bit-identical results to 1", async () =>
   assert.deepEqual(gemmOnce(two, SHAPES[2]), gemmOnce(one, SHAPES[2]));
 });
 
+/** axpy and the binary ops on both threads: contiguous, a broadcast row, a strided operand. */
+function elementKernels(be: Backend): Float32Array[] {
+  const [rows, cols] = [700, 129];
+  const n = rows * cols;
+  const x = be.upload(randn(8, n), "f32");
+  const y = be.upload(randn(9, n), "f32");
+  const row = be.upload(randn(10, cols), "f32");
+  const out = be.alloc(n, "f32");
+  const got: Float32Array[] = [];
+  be.axpy(x, y, n, 0.3);
+  got.push(be.download(y) as Float32Array);
+  be.binary("add", x, [1], y, [1], out, [n]);
+  got.push(be.download(out) as Float32Array);
+  be.binary("mul", x, [cols, 1], row, [0, 1], out, [rows, cols]);
+  got.push(be.download(out) as Float32Array);
+  // x read transposed ([cols, rows] as [rows, cols]), divided by a column broadcast.
+  be.binary("div", x, [1, cols], row, [1, 0], out, [cols, rows]);
+  got.push(be.download(out) as Float32Array);
+  return got;
+}
+
+Deno.test("wasm threads: axpy and the binary ops split with the same bits", async () => {
+  const one = await WasmBackend.create({ threads: 1 });
+  const two = await WasmBackend.create({ threads: 2 });
+  try {
+    const before = two.threadedCalls;
+    const got = elementKernels(two);
+    assert.equal(two.threadedCalls, before + 4, "the element kernels were not split");
+    const want = elementKernels(one);
+    // The first differing bits (deepEqual's diff of 90,000 floats takes minutes to print).
+    const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+    got.forEach((g, i) => {
+      const w = bits(want[i]);
+      const at = bits(g).findIndex((v, j) => v !== w[j]);
+      assert.equal(at, -1, `element kernel #${i} differs at ${at}`);
+    });
+  } finally {
+    two.dispose();
+  }
+});
+
 Deno.test("each command's backend stops the kernel thread of the one it replaces", async () => {
   // A process running many commands (the test suite runs the CLI in-process) must not pile up
   // kernel workers: dozens of them once hung a run.

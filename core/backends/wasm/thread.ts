@@ -51,6 +51,8 @@ export const THREAD_OPS = [
   "lceStreamBackward",
   "lceStreamForwardBf16",
   "lceStreamBackwardBf16",
+  "axpy",
+  "binary",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

@@ -184,6 +184,8 @@ export class WasmBackend implements Backend {
   readonly #scratch: number;
   readonly #workerScratch: number;
   readonly #params: number;
+  /** The worker's parameter block, for a call split while the main thread reads #params. */
+  readonly #workerParams: number;
   #barrier = 0;
   readonly #bits = new Int32Array(1);
   readonly #bitsF32 = new Float32Array(this.#bits.buffer);
@@ -201,6 +203,7 @@ export class WasmBackend implements Backend {
     this.#scratch = this.arena.alloc(scratchBytes);
     this.#workerScratch = rt.thread ? this.arena.alloc(scratchBytes) : 0;
     this.#params = this.arena.alloc(PARAM_BYTES);
+    this.#workerParams = rt.thread ? this.arena.alloc(PARAM_BYTES) : 0;
   }
 
   /** Loads the kernels, creates the arena and (for 2 threads) starts the worker. */
@@ -574,8 +577,28 @@ export class WasmBackend implements Backend {
     const op_ = this.at(out, 0, total);
     const c = collapseDims(shape, [aStrides, bStrides]);
     const rank = c.shape.length;
-    this.#writeParams([c.shape, c.strides[0], c.strides[1]]);
-    this.kernels.binary(code, ap, bp, op_, rank, this.#params);
+    const run = this.kernels.binary;
+    // Split on the outermost dim: each thread its own block of output rows, each element
+    // computed as the single-threaded kernel computes it. The worker reads its own parameters.
+    const outer = c.shape[0];
+    const inner = total / outer;
+    const half = this.#thread && total >= ELEMENTWISE_THREAD_ELEMENTS && outer >= 2
+      ? (rank === 1 ? this.#elementSplit(total) : outer >> 1)
+      : 0;
+    if (half === 0) {
+      this.#writeParams([c.shape, c.strides[0], c.strides[1]]);
+      return run(code, ap, bp, op_, rank, this.#params);
+    }
+    const [as0, bs0] = [c.strides[0][0], c.strides[1][0]];
+    const rest = c.shape.slice(1);
+    this.#writeParams([[half, ...rest], c.strides[0], c.strides[1]]);
+    this.#writeParams([[outer - half, ...rest], c.strides[0], c.strides[1]], this.#workerParams);
+    const [ao, bo, oo] = [half * as0 * 4, half * bs0 * 4, half * inner * 4];
+    this.#onBoth(
+      "binary",
+      [code, ap + ao, bp + bo, op_ + oo, rank, this.#workerParams],
+      () => run(code, ap, bp, op_, rank, this.#params),
+    );
   }
 
   reduceSum(
@@ -626,7 +649,12 @@ export class WasmBackend implements Backend {
   }
 
   axpy(x: Storage, out: Storage, n: number, alpha: number): void {
-    this.kernels.axpy(this.at(x, 0, n), this.at(out, 0, n), n, alpha);
+    const [xp, op] = [this.at(x, 0, n), this.at(out, 0, n)];
+    const run = this.kernels.axpy;
+    const half = this.#elementSplit(n);
+    if (half === 0) return run(xp, op, n, alpha);
+    const o = half * 4;
+    this.#onBoth("axpy", [xp + o, op + o, n - half, alpha], () => run(xp, op, half, alpha));
   }
 
   sumSquares(x: Storage, n: number): number {
@@ -660,10 +688,10 @@ export class WasmBackend implements Backend {
     this.kernels.permute(xp, op, c.shape.length, this.#params);
   }
 
-  /** Writes i32 lists back to back into the parameter block. */
-  #writeParams(lists: readonly (readonly number[])[]): void {
+  /** Writes i32 lists back to back into a parameter block (the main thread's by default). */
+  #writeParams(lists: readonly (readonly number[])[], at = this.#params): void {
     const i32 = this.arena.i32;
-    let p = this.#params >>> 2;
+    let p = at >>> 2;
     for (const l of lists) for (const v of l) i32[p++] = v;
   }
 
