@@ -152,9 +152,12 @@ Deno.test("wasm threads: 2 threads give bit-identical results to 1", async () =>
   assert.deepEqual(gemmOnce(two, SHAPES[2]), gemmOnce(one, SHAPES[2]));
 });
 
-/** axpy and the binary ops on both threads: contiguous, a broadcast row, a strided operand. */
+/**
+ * axpy, the binary ops (contiguous, a broadcast row, a strided operand), fill, copy2d and Adam
+ * on both threads.
+ */
 function elementKernels(be: Backend): Float32Array[] {
-  const [rows, cols] = [700, 129];
+  const [rows, cols] = [1100, 129];
   const n = rows * cols;
   const x = be.upload(randn(8, n), "f32");
   const y = be.upload(randn(9, n), "f32");
@@ -170,18 +173,43 @@ function elementKernels(be: Backend): Float32Array[] {
   // x read transposed ([cols, rows] as [rows, cols]), divided by a column broadcast.
   be.binary("div", x, [1, cols], row, [1, 0], out, [cols, rows]);
   got.push(be.download(out) as Float32Array);
+  be.fill(out, 0.25, 3, n - 5);
+  got.push(be.download(out) as Float32Array);
+  // Every other row of x's first columns added into out's rows, then copied over them.
+  be.copy2d(x, 1, 2 * cols, out, 2, cols, rows / 2, cols - 7, true);
+  got.push(be.download(out) as Float32Array);
+  be.copy2d(y, 0, cols, out, 0, cols, rows, cols, false);
+  got.push(be.download(out) as Float32Array);
+  const m = be.upload(randn(11, n), "f32");
+  const v = be.upload(randn(12, n).map(Math.abs), "f32");
+  be.adam({
+    p: y,
+    g: x,
+    m,
+    v,
+    n,
+    lr: 1e-3,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0.01,
+    decoupled: true,
+    biasCorrection1: 0.1,
+    biasCorrection2: 0.002,
+  });
+  for (const s of [y, m, v]) got.push(be.download(s) as Float32Array);
   return got;
 }
 
-Deno.test("wasm threads: axpy and the binary ops split with the same bits", async () => {
+Deno.test("wasm threads: the element kernels split with the same bits", async () => {
   const one = await WasmBackend.create({ threads: 1 });
   const two = await WasmBackend.create({ threads: 2 });
   try {
     const before = two.threadedCalls;
     const got = elementKernels(two);
-    assert.equal(two.threadedCalls, before + 4, "the element kernels were not split");
+    assert.equal(two.threadedCalls, before + 8, "the element kernels were not split");
     const want = elementKernels(one);
-    // The first differing bits (deepEqual's diff of 90,000 floats takes minutes to print).
+    // The first differing bits (deepEqual's diff of 140,000 floats takes minutes to print).
     const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
     got.forEach((g, i) => {
       const w = bits(want[i]);

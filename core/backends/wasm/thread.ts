@@ -53,6 +53,9 @@ export const THREAD_OPS = [
   "lceStreamBackwardBf16",
   "axpy",
   "binary",
+  "fill32",
+  "copy2d",
+  "adam",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

@@ -336,7 +336,10 @@ export class WasmBackend implements Backend {
       this.#bitsF32[0] = value;
       bits = this.#bits[0];
     }
-    this.kernels.fill32(p, bits, size);
+    const run = this.kernels.fill32;
+    const half = this.#elementSplit(size);
+    if (half === 0) return run(p, bits, size);
+    this.#onBoth("fill32", [p + half * 4, bits, size - half], () => run(p, bits, half));
   }
 
   copy2d(
@@ -353,7 +356,18 @@ export class WasmBackend implements Backend {
     if (rows === 0 || cols === 0) return;
     const s = this.at(src, srcOffset, (rows - 1) * srcStride + cols);
     const d = this.at(dst, dstOffset, (rows - 1) * dstStride + cols);
-    this.kernels.copy2d(s, srcStride, d, dstStride, rows, cols, accumulate ? 1 : 0);
+    const acc = accumulate ? 1 : 0;
+    const run = this.kernels.copy2d;
+    // Rows split between the threads only between different storages: a copy within one might
+    // overlap, and then the rows' order matters.
+    const half = src === dst ? 0 : this.#rowSplit(rows, cols);
+    if (half === 0) return run(s, srcStride, d, dstStride, rows, cols, acc);
+    const [so, dOff] = [half * srcStride * 4, half * dstStride * 4];
+    this.#onBoth(
+      "copy2d",
+      [s + so, srcStride, d + dOff, dstStride, rows - half, cols, acc],
+      () => run(s, srcStride, d, dstStride, half, cols, acc),
+    );
   }
 
   // ---- dense math ---------------------------------------------------------------------------
@@ -1513,20 +1527,17 @@ export class WasmBackend implements Backend {
   // ---- optimizer ----------------------------------------------------------------------------
 
   adam(a: AdamArgs): void {
-    this.kernels.adam(
-      this.at(a.p, 0, a.n),
-      this.at(a.g, 0, a.n),
-      this.at(a.m, 0, a.n),
-      this.at(a.v, 0, a.n),
-      a.n,
-      a.lr,
-      a.beta1,
-      a.beta2,
-      a.eps,
-      a.weightDecay,
-      a.decoupled ? 1 : 0,
-      a.biasCorrection1,
-      a.biasCorrection2,
+    const ptrs = [a.p, a.g, a.m, a.v].map((s) => this.at(s, 0, a.n));
+    const hyper = [a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.decoupled ? 1 : 0];
+    const scalars = [...hyper, a.biasCorrection1, a.biasCorrection2];
+    const run = this.kernels.adam as (...args: number[]) => void;
+    const half = this.#elementSplit(a.n);
+    if (half === 0) return run(...ptrs, a.n, ...scalars);
+    const o = half * 4;
+    this.#onBoth(
+      "adam",
+      [...ptrs.map((p) => p + o), a.n - half, ...scalars],
+      () => run(...ptrs, half, ...scalars),
     );
   }
 
