@@ -1686,6 +1686,47 @@ void duaf_gemm_epilogue(
 
 /* ---- candidate scores of the sampled losses --------------------------------------------------- */
 
+/* Candidates ahead of the one in use whose table rows are prefetched (GATHER_AHEAD: by
+   duaf_gather_dots, whose gathers take 16 at a time; ROW_AHEAD: one row at a time). */
+#define GATHER_AHEAD 16
+#define ROW_AHEAD 12
+
+#if VW == 16
+/* r[i][k] -> r[k][i]: sixteen vectors of sixteen floats transposed in registers. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), e = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+  }
+  for (int i = 0; i < 16; i += 8)
+    for (int j = 0; j < 4; j++) {
+      t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+      t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+    }
+  for (int j = 0; j < 8; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+  }
+}
+#endif
+
+/* Asks for the cache lines of a row of d floats (write: 1 when it is about to be written). */
+static inline void prefetch_row(const float* row, int d, int write) {
+  for (int off = 0; off < d * 4; off += 64) {
+    if (write) __builtin_prefetch((const char*)row + off, 1, 3);
+    else __builtin_prefetch((const char*)row + off, 0, 3);
+  }
+}
+
 /* One MADD on scalars, as vmadd does lane by lane. */
 static inline float madd1(float a, float b, float c) {
 #if DUAF_FUSED_MADD
@@ -1699,8 +1740,9 @@ static inline float madd1(float a, float b, float c) {
  * out[r, j] = table[idx[r, j]] . h[r] for n rows of m candidates, without the gathered [n, m, d]
  * rows: each score the GEMM's arithmetic for the batched [m x d] @ [d x 1] product it replaces
  * (per K slice of KC an accumulator from 0 taking MADD in increasing k, slices added in order), so
- * gathering and multiplying give the same bits. Sixteen candidates at a time, one lane each, their
- * rows' k-th elements gathered. Returns the first out-of-range index's position, else -1.
+ * gathering and multiplying give the same bits. Sixteen candidates at a time, one lane each: their
+ * rows read sixteen floats at a time and transposed in registers (a gather instruction per
+ * element costs several times that). Returns the first out-of-range index's position, else -1.
  */
 int duaf_gather_dots(uint8_t* base, uint32_t to, int table_rows, uint32_t io, uint32_t ho,
                      uint32_t oo, int n, int m, int d) {
@@ -1710,23 +1752,40 @@ int duaf_gather_dots(uint8_t* base, uint32_t to, int table_rows, uint32_t io, ui
   float* out = (float*)(base + oo);
   const int bad = first_bad_index(idx, (size_t)n * m, table_rows);
   if (bad >= 0) return bad;
+  const size_t all = (size_t)n * m;
   for (int r = 0; r < n; r++) {
     const float* hr = h + (size_t)r * d;
     const int32_t* ir = idx + (size_t)r * m;
     float* orow = out + (size_t)r * m;
 #if VW == 16
     for (int j0 = 0; j0 < m; j0 += 16) {
-      const vmask mask = vmask_first(m - j0 < 16 ? m - j0 : 16);
-      const __m512i off =
-          _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mask, ir + j0), _mm512_set1_epi32(d));
+      /* The rows of the candidates GATHER_AHEAD later (in the next row's once past this one's
+         end): random rows of a table larger than the cache, whose lines then arrive while this
+         block is scored. */
+      const size_t ahead = (size_t)r * m + j0 + GATHER_AHEAD;
+      for (size_t q = ahead; q < ahead + 16 && q < all; q++) prefetch_row(table + (size_t)idx[q] * d, d, 0);
+      const int w = m - j0 < 16 ? m - j0 : 16;
+      const vmask mask = vmask_first(w);
+      /* Lanes past the last candidate score its first one again; the store leaves them out. */
+      const float* rows[16];
+      for (int q = 0; q < 16; q++) rows[q] = table + (size_t)ir[j0 + (q < w ? q : 0)] * d;
       vf total = vset1(0.0f);
       for (int pc = 0; pc < d; pc += KC) {
         const int pend = d - pc < KC ? d : pc + KC;
         vf acc = vset1(0.0f);
-        for (int k = pc; k < pend; k++) {
-          const vf v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask,
-                                                _mm512_add_epi32(off, _mm512_set1_epi32(k)), table, 4);
-          acc = vmadd(v, vset1(hr[k]), acc);
+        for (int k0 = pc; k0 < pend; k0 += 16) {
+          /* Sixteen floats of each candidate's row, transposed: v[kk] holds element k0 + kk of
+             every candidate, one lane each, as a gather of that element would. */
+          const int kw = pend - k0 < 16 ? pend - k0 : 16;
+          const vmask km = vmask_first(kw);
+          vf v[16];
+          for (int q = 0; q < 16; q++) v[q] = _mm512_maskz_loadu_ps(km, rows[q] + k0);
+          transpose16(v);
+          if (kw == 16) {
+            for (int kk = 0; kk < 16; kk++) acc = vmadd(v[kk], vset1(hr[k0 + kk]), acc);
+          } else {
+            for (int kk = 0; kk < kw; kk++) acc = vmadd(v[kk], vset1(hr[k0 + kk]), acc);
+          }
         }
         total = pc == 0 ? acc : vadd(total, acc);
       }
@@ -1749,6 +1808,28 @@ int duaf_gather_dots(uint8_t* base, uint32_t to, int table_rows, uint32_t io, ui
   return -1;
 }
 
+/* Row r of duaf_gather_dots_grad_h with its d floats in `chunks` vectors (d <= chunks * VW). */
+static inline __attribute__((always_inline)) void grad_h_row(
+    const float* table, const int32_t* idx, size_t all, const int32_t* ir, const float* gr,
+    float* dr, int r, int m, int d, const int chunks) {
+  vf total[8], acc[8];
+  vmask mask[8];
+  for (int c = 0; c < chunks; c++) mask[c] = vmask_first(d - c * VW < VW ? d - c * VW : VW);
+  for (int pc = 0; pc < m; pc += KC) {
+    const int pend = m - pc < KC ? m : pc + KC;
+    for (int c = 0; c < chunks; c++) acc[c] = vset1(0.0f);
+    for (int j = pc; j < pend; j++) {
+      const size_t ahead = (size_t)r * m + j + ROW_AHEAD;
+      if (ahead < all) prefetch_row(table + (size_t)idx[ahead] * d, d, 0);
+      const float* row = table + (size_t)ir[j] * d;
+      const vf gj = vset1(gr[j]);
+      for (int c = 0; c < chunks; c++) acc[c] = vmadd(vload(row + c * VW, mask[c]), gj, acc[c]);
+    }
+    for (int c = 0; c < chunks; c++) total[c] = pc == 0 ? acc[c] : vadd(total[c], acc[c]);
+  }
+  for (int c = 0; c < chunks; c++) vstore(dr + c * VW, total[c], mask[c]);
+}
+
 /*
  * duaf_gather_dots' gradient for h: dh[r, :] = sum_j g[r, j] table[idx[r, j], :], the GEMM's
  * arithmetic for the [d x m] @ [m x 1] product with the gathered rows transposed that it replaces
@@ -1761,10 +1842,23 @@ void duaf_gather_dots_grad_h(uint8_t* base, uint32_t to, uint32_t io, uint32_t g
   const int32_t* idx = (const int32_t*)(base + io);
   const float* g = (const float*)(base + go);
   float* dh = (float*)(base + dho);
+  const int chunks = (d + VW - 1) / VW;
+  const size_t all = (size_t)n * m;
   for (int r = 0; r < n; r++) {
     const int32_t* ir = idx + (size_t)r * m;
     const float* gr = g + (size_t)r * m;
     float* dr = dh + (size_t)r * d;
+    switch (chunks) {
+      /* Each candidate's row read once, all its vectors at a time, into accumulators that a
+         constant chunk count keeps in registers: per lane the same MADDs in the same order. */
+      case 1: grad_h_row(table, idx, all, ir, gr, dr, r, m, d, 1); continue;
+      case 2: grad_h_row(table, idx, all, ir, gr, dr, r, m, d, 2); continue;
+      case 3: grad_h_row(table, idx, all, ir, gr, dr, r, m, d, 3); continue;
+      case 4: grad_h_row(table, idx, all, ir, gr, dr, r, m, d, 4); continue;
+      case 6: grad_h_row(table, idx, all, ir, gr, dr, r, m, d, 6); continue;
+      case 8: grad_h_row(table, idx, all, ir, gr, dr, r, m, d, 8); continue;
+      default: break;
+    }
     for (int k0 = 0; k0 < d; k0 += VW) {
       const vmask mask = vmask_first(d - k0 < VW ? d - k0 : VW);
       vf total = vset1(0.0f);
@@ -1797,6 +1891,7 @@ int duaf_scatter_outer(uint8_t* base, uint32_t go, uint32_t ho, uint32_t io, uin
   const int bad = first_bad_index(idx, total, out_rows);
   if (bad >= 0) return bad;
   for (size_t i = 0; i < total; i++) {
+    if (i + ROW_AHEAD < total) prefetch_row(out + (size_t)idx[i + ROW_AHEAD] * d + c0, c1 - c0, 1);
     const vf gi = vset1(g[i]);
     const float* hr = h + (i / m) * d;
     float* o = out + (size_t)idx[i] * d;
