@@ -250,3 +250,49 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "native: gather and gatherAdd split by rows; a bad index in either half throws",
+  ignore,
+  async fn() {
+    const two = await NativeBackend.open({ threads: 2 });
+    if ("unavailable" in two) throw new Error(two.unavailable);
+    try {
+      const [rows, n, dim] = [500, 3001, 64];
+      const f = (seed: number, len: number) =>
+        Float32Array.from({ length: len }, (_, i) => Math.sin(seed * 3.3 + i * 0.41));
+      const index = Int32Array.from({ length: n }, (_, i) => (i * 7919) % rows);
+      const run = (be: NativeBackend, idx: Int32Array) => {
+        const table = be.upload(f(1, rows * dim), "f32");
+        const b = be.upload(f(2, n * dim), "f32");
+        const [i, out, sum] = [
+          be.upload(idx, "i32"),
+          be.alloc(n * dim, "f32"),
+          be.alloc(n * dim, "f32"),
+        ];
+        try {
+          const before = be.threadedCalls;
+          be.gather(table, i, out, n, dim);
+          assert.ok(be.gatherAdd(table, i, b, sum, n, dim));
+          return { out: [be.download(out), be.download(sum)], split: be.threadedCalls - before };
+        } finally {
+          for (const s of [table, b, i, out, sum]) be.free(s);
+        }
+      };
+      const got = run(two, index);
+      assert.equal(got.split, 2, "the worker took no share");
+      assert.deepEqual(got.out, run(native!, index).out);
+      // Out of range in the main thread's rows, then in the worker's: the same error.
+      for (const at of [5, n - 3]) {
+        const bad = index.slice();
+        bad[at] = rows;
+        assert.throws(
+          () => run(two, bad),
+          new RegExp(`index ${rows} at position ${at} outside \\[0, ${rows}\\)`),
+        );
+      }
+    } finally {
+      two.dispose();
+    }
+  },
+});

@@ -56,6 +56,8 @@ export const THREAD_OPS = [
   "fill32",
   "copy2d",
   "adam",
+  "gather",
+  "gatherAdd",
 ] as const;
 export type ThreadOp = typeof THREAD_OPS[number];
 

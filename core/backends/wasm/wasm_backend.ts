@@ -1243,15 +1243,11 @@ export class WasmBackend implements Backend {
 
   gather(table: Storage, idx: Storage, out: Storage, n: number, dim: number): void {
     const [tp, rowsT] = this.#rowsAt(table, dim);
-    const bad = this.kernels.gather(
-      tp,
-      rowsT,
-      this.at(idx, 0, n),
-      this.at(out, 0, n * dim),
-      n,
-      dim,
-    );
-    this.#checkIndex(bad, idx, rowsT, "gather");
+    const [ip, op] = [this.at(idx, 0, n), this.at(out, 0, n * dim)];
+    this.#checkedRows("gather", this.kernels.gather, n, dim, ip, rowsT, idx, (r0, r1) => [
+      ...[tp, rowsT, ip + 4 * r0, op + 4 * r0 * dim],
+      ...[r1 - r0, dim],
+    ]);
   }
 
   gatherAdd(
@@ -1262,20 +1258,43 @@ export class WasmBackend implements Backend {
     n: number,
     dim: number,
   ): boolean {
-    const k = this.kernels;
-    if (!k.gatherAdd) return false;
+    const run = this.kernels.gatherAdd;
+    if (!run) return false;
     const [tp, rowsT] = this.#rowsAt(table, dim);
-    const bad = k.gatherAdd(
-      tp,
-      rowsT,
-      this.at(idx, 0, n),
-      this.at(b, 0, n * dim),
-      this.at(out, 0, n * dim),
-      n,
-      dim,
-    );
-    this.#checkIndex(bad, idx, rowsT, "gather");
+    const [ip, bp, op] = [this.at(idx, 0, n), this.at(b, 0, n * dim), this.at(out, 0, n * dim)];
+    this.#checkedRows("gatherAdd", run, n, dim, ip, rowsT, idx, (r0, r1) => [
+      ...[tp, rowsT, ip + 4 * r0, bp + 4 * r0 * dim, op + 4 * r0 * dim],
+      ...[r1 - r0, dim],
+    ]);
     return true;
+  }
+
+  /**
+   * A kernel over rows that checks their indices (it returns the first bad one's position among
+   * its rows, or -1), split between the threads by rows. The worker's result does not come back,
+   * so its rows' indices are checked here after the call; a bad index throws either way.
+   */
+  #checkedRows(
+    op: ThreadOp,
+    run: (...args: number[]) => number,
+    n: number,
+    dim: number,
+    ip: number,
+    bound: number,
+    idx: Storage,
+    args: (r0: number, r1: number) => number[],
+  ): void {
+    const half = this.#rowSplit(n, dim);
+    let bad = -1;
+    if (half === 0) bad = run(...args(0, n));
+    else {
+      this.#onBoth(op, args(half, n), () => bad = run(...args(0, half)));
+      const i32 = this.arena.i32;
+      for (let i = half, at = (ip >>> 2) + half; i < n && bad < 0; i++, at++) {
+        if (i32[at] < 0 || i32[at] >= bound) bad = i;
+      }
+    }
+    this.#checkIndex(bad, idx, bound, "gather");
   }
 
   gatherDots(
