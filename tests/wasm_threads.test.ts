@@ -16,6 +16,7 @@ import {
   SHORT_POLL_MS,
 } from "../core/backends/wasm/thread.ts";
 import { Rng } from "../core/random.ts";
+import { assertSameBits } from "./helpers/assert_close.ts";
 import { tensor } from "../core/tensor.ts";
 import { activateBackend } from "../core/train/run.ts";
 
@@ -208,14 +209,9 @@ Deno.test("wasm threads: the element kernels split with the same bits", async ()
     const before = two.threadedCalls;
     const got = elementKernels(two);
     assert.equal(two.threadedCalls, before + 8, "the element kernels were not split");
-    const want = elementKernels(one);
     // The first differing bits (deepEqual's diff of 140,000 floats takes minutes to print).
-    const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
-    got.forEach((g, i) => {
-      const w = bits(want[i]);
-      const at = bits(g).findIndex((v, j) => v !== w[j]);
-      assert.equal(at, -1, `element kernel #${i} differs at ${at}`);
-    });
+    const names = ["axpy", "add", "mul", "div", "fill", "copy2d +=", "copy2d", "adam p", "m", "v"];
+    assertSameBits(got, elementKernels(one), "element kernels", names);
   } finally {
     two.dispose();
   }

@@ -1750,9 +1750,9 @@ int duaf_gather_dots(uint8_t* base, uint32_t to, int table_rows, uint32_t io, ui
   const int32_t* idx = (const int32_t*)(base + io);
   const float* h = (const float*)(base + ho);
   float* out = (float*)(base + oo);
-  const int bad = first_bad_index(idx, (size_t)n * m, table_rows);
-  if (bad >= 0) return bad;
   const size_t all = (size_t)n * m;
+  const int bad = first_bad_index(idx, all, table_rows);
+  if (bad >= 0) return bad;
   for (int r = 0; r < n; r++) {
     const float* hr = h + (size_t)r * d;
     const int32_t* ir = idx + (size_t)r * m;
@@ -1763,7 +1763,8 @@ int duaf_gather_dots(uint8_t* base, uint32_t to, int table_rows, uint32_t io, ui
          end): random rows of a table larger than the cache, whose lines then arrive while this
          block is scored. */
       const size_t ahead = (size_t)r * m + j0 + GATHER_AHEAD;
-      for (size_t q = ahead; q < ahead + 16 && q < all; q++) prefetch_row(table + (size_t)idx[q] * d, d, 0);
+      for (size_t q = ahead; q < ahead + 16 && q < all; q++)
+        prefetch_row(table + (size_t)idx[q] * d, d, 0);
       const int w = m - j0 < 16 ? m - j0 : 16;
       const vmask mask = vmask_first(w);
       /* Lanes past the last candidate score its first one again; the store leaves them out. */
@@ -1781,6 +1782,7 @@ int duaf_gather_dots(uint8_t* base, uint32_t to, int table_rows, uint32_t io, ui
           vf v[16];
           for (int q = 0; q < 16; q++) v[q] = _mm512_maskz_loadu_ps(km, rows[q] + k0);
           transpose16(v);
+          /* A constant trip count for whole blocks: unrolled, v stays in registers. */
           if (kw == 16) {
             for (int kk = 0; kk < 16; kk++) acc = vmadd(v[kk], vset1(hr[k0 + kk]), acc);
           } else {
@@ -1891,7 +1893,8 @@ int duaf_scatter_outer(uint8_t* base, uint32_t go, uint32_t ho, uint32_t io, uin
   const int bad = first_bad_index(idx, total, out_rows);
   if (bad >= 0) return bad;
   for (size_t i = 0; i < total; i++) {
-    if (i + ROW_AHEAD < total) prefetch_row(out + (size_t)idx[i + ROW_AHEAD] * d + c0, c1 - c0, 1);
+    if (i + ROW_AHEAD < total)
+      prefetch_row(out + (size_t)idx[i + ROW_AHEAD] * d + c0, c1 - c0, 1);
     const vf gi = vset1(g[i]);
     const float* hr = h + (i / m) * d;
     float* o = out + (size_t)idx[i] * d;
