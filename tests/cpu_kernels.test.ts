@@ -26,6 +26,7 @@ import * as op from "../core/ops/mod.ts";
 import { backward, tensor, tidy, withBackend } from "../core/tensor.ts";
 import { MAIN_TS, setFlags, TINY_SETS, tinyDataset } from "./helpers/tiny_run.ts";
 import { assertSameRun } from "./helpers/same_run.ts";
+import { assertClose, assertSameBits as assertSameOutputs } from "./helpers/assert_close.ts";
 
 let built: { fused: string; unfused: string } | null = null;
 let why = "";
@@ -509,8 +510,15 @@ Deno.test({
         return [y, d, s, dw, db].map((t) => be.download(t)) as Float32Array[];
       });
       assert.ok(opened.threadedCalls > before, "the calls were split across both threads");
-      for (let i = 0; i < 5; i++) {
-        assert.deepEqual(new Uint32Array(outs[0][i].buffer), new Uint32Array(outs[1][i].buffer));
+      const names = ["gelu", "tanh", "scores", "weight grad", "bias grad"];
+      // With narrower vectors CBLAS takes the weight gradient (one large product) with roundings
+      // of its own: close to the kernels' there (sums of 2400 products of about 3), and every
+      // other output their bits.
+      const onBlas = opened.kernelGemm ? [] : [3];
+      const kernels = <T>(xs: T[]) => xs.filter((_, i) => !onBlas.includes(i));
+      assertSameOutputs(kernels(outs[0]), kernels(outs[1]), "two threads", kernels(names));
+      for (const i of onBlas) {
+        assertClose(`${names[i]} on CBLAS`, outs[0][i], outs[1][i], 1e-5, 1e-3);
       }
     });
   },
